@@ -1,0 +1,1011 @@
+//! The PF agent: the part of a PF driver that answers VFs, following igb's decisions
+//! (Linux `igb_main.c`: `igb_msg_task`, `igb_rcv_msg_from_vf`, `igb_rcv_ack_from_vf`,
+//! `igb_vf_reset_event`, `igb_vf_reset_msg`, `igb_set_vf_mac_addr`, `igb_set_vf_mac_filter`,
+//! `igb_set_vf_multicasts`, `igb_set_vf_vlan_msg`, `igb_set_vf_rlpml`, `igb_set_vf_promisc`,
+//! `igb_ping_all_vfs`; spec §4.2, §4.3).
+//!
+//! The agent drives each VF's mailbox through the PF-side register semantics exactly as igb
+//! does (lock with PFU, read the 16 words, write ACK|PFU, write the reply, write STS), reads the
+//! VF's `VfPolicy` and returns the change the eswitch must apply. It never blocks and never
+//! waits for a VF: every call does a bounded amount of work for one VF.
+
+use std::collections::BTreeSet;
+
+use eswitch::{MacAddr, VfPolicy};
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+use crate::mailbox::{MailboxEvents, VfMailbox};
+use crate::message::{MacFilterOp, MailboxMsg, Message, MsgFlags, PromiscFlags};
+use crate::regs::{limits, msg, p2v, MAILBOX_WORDS};
+
+/// What a VF without an administrator-set MAC gets in its VF_RESET reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MacAssignment {
+    /// igb's behaviour: NACK with a zero MAC ("MAC address not assigned by administrator");
+    /// igbvf then picks a random MAC and registers it with SET_MAC_ADDR. Until it does, the
+    /// VF's MAC reads 00:00:00:00:00:00.
+    #[default]
+    AdminOnly,
+    /// ACK with a deterministic locally administered MAC `02:s0:s1:s2:vf_hi:vf_lo`. It is not
+    /// an administrative MAC: the VF may still change it.
+    Generated { seed: [u8; 3] },
+}
+
+/// Who may enable promiscuous modes with SET_PROMISC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PromiscPolicy {
+    /// Only trusted VFs (`vf N trust on`) may enable unicast or multicast promiscuous mode;
+    /// others get NACK. Switching them off is always accepted.
+    #[default]
+    TrustedOnly,
+    /// Exactly igb: multicast promiscuous for any VF, unicast promiscuous never (NACK).
+    Igb,
+}
+
+/// Hardware resources of the emulated NIC that bound what VFs may request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HwLimits {
+    /// Multicast hashes kept per VF (the message carries at most 30).
+    pub mc_hashes: usize,
+    /// SET_LPE upper bound (VMOLR.RLPML).
+    pub max_frame: u16,
+    /// VLVF entries (entry 0 is VID 0's, shared by every pool).
+    pub vlvf_slots: usize,
+    /// RAR entries (unicast exact-match filters).
+    pub rar_entries: usize,
+}
+
+impl Default for HwLimits {
+    fn default() -> Self {
+        HwLimits {
+            mc_hashes: limits::MAX_MC_HASHES,
+            max_frame: limits::MAX_FRAME,
+            vlvf_slots: limits::VLVF_SLOTS,
+            rar_entries: limits::RAR_ENTRIES,
+        }
+    }
+}
+
+/// How the agent is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub num_vfs: usize,
+    pub mac_assignment: MacAssignment,
+    pub promisc: PromiscPolicy,
+    pub limits: HwLimits,
+    /// VLANs (besides VID 0) one VF may join. Default: a fair share of the VLVF slots, so
+    /// that no VF can exhaust the table for the others.
+    pub vlans_per_vf: Option<usize>,
+    /// Extra unicast filters one VF may add. Default: a fair share of the spare RAR entries.
+    pub mac_filters_per_vf: Option<usize>,
+}
+
+impl AgentConfig {
+    /// igb's defaults for `num_vfs` VFs.
+    pub fn new(num_vfs: usize) -> AgentConfig {
+        AgentConfig {
+            num_vfs,
+            mac_assignment: MacAssignment::default(),
+            promisc: PromiscPolicy::default(),
+            limits: HwLimits::default(),
+            vlans_per_vf: None,
+            mac_filters_per_vf: None,
+        }
+    }
+}
+
+/// A configuration the agent cannot honour.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0} VFs: at most 65536 (generated MACs hold the VF index in two bytes)")]
+    TooManyVfs(usize),
+    #[error("{0} multicast hashes per VF: the message carries at most 30")]
+    TooManyMcHashes(usize),
+    #[error("max frame {0:#x} exceeds the 14-bit RLPML field")]
+    MaxFrameTooLarge(u16),
+    #[error("the VLVF table needs at least one entry (VID 0)")]
+    NoVlvfSlots,
+}
+
+/// 14-bit VMOLR.RLPML.
+const RLPML_MAX: u16 = 0x3FFF;
+const MAX_VFS: usize = 1 << 16;
+
+/// Why the agent refused a VF's request (each is counted per VF).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefusalReason {
+    /// A message other than VF_RESET before the VF completed its reset handshake.
+    NotClearToSend,
+    /// The PF could not lock the mailbox (the VF held VFU over its REQ).
+    MailboxBusy,
+    /// REQ over a buffer whose word 0 already carries ACK/NACK (nothing new to read).
+    AlreadyAnswered,
+    /// SET_MAC_ADDR while the administrator set the MAC and the VF is not trusted.
+    AdminMacOverride,
+    /// SET_MAC_ADDR with a zero or multicast MAC.
+    InvalidMac,
+    /// MAC filter edit while the administrator set the MAC and the VF is not trusted.
+    MacFilterDenied,
+    /// MAC filter with a zero or multicast MAC (igbvf's FILTER_CLR always sends zeros).
+    InvalidMacFilter,
+    /// No spare RAR entry for this VF.
+    MacFilterNoSpace,
+    /// SET_MAC_ADDR sub-op other than set / clear / add.
+    UnsupportedMacFilterOp,
+    /// SET_VLAN while the administrator set a port VLAN.
+    PortVlanOverride,
+    /// The VF already uses its share of VLVF entries.
+    VlanPerVfLimit,
+    /// The VLVF table is full.
+    VlanNoSpace,
+    /// SET_PROMISC enabling a mode the VF is not trusted for.
+    PromiscNotTrusted,
+    /// SET_PROMISC with flags the PF does not support.
+    UnsupportedPromiscFlags,
+    /// A message id the PF does not handle.
+    UnknownMessage,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 15] = [
+        RefusalReason::NotClearToSend,
+        RefusalReason::MailboxBusy,
+        RefusalReason::AlreadyAnswered,
+        RefusalReason::AdminMacOverride,
+        RefusalReason::InvalidMac,
+        RefusalReason::MacFilterDenied,
+        RefusalReason::InvalidMacFilter,
+        RefusalReason::MacFilterNoSpace,
+        RefusalReason::UnsupportedMacFilterOp,
+        RefusalReason::PortVlanOverride,
+        RefusalReason::VlanPerVfLimit,
+        RefusalReason::VlanNoSpace,
+        RefusalReason::PromiscNotTrusted,
+        RefusalReason::UnsupportedPromiscFlags,
+        RefusalReason::UnknownMessage,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A short stable name (for counters in `ctl show`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalReason::NotClearToSend => "not_clear_to_send",
+            RefusalReason::MailboxBusy => "mailbox_busy",
+            RefusalReason::AlreadyAnswered => "already_answered",
+            RefusalReason::AdminMacOverride => "admin_mac_override",
+            RefusalReason::InvalidMac => "invalid_mac",
+            RefusalReason::MacFilterDenied => "mac_filter_denied",
+            RefusalReason::InvalidMacFilter => "invalid_mac_filter",
+            RefusalReason::MacFilterNoSpace => "mac_filter_no_space",
+            RefusalReason::UnsupportedMacFilterOp => "unsupported_mac_filter_op",
+            RefusalReason::PortVlanOverride => "port_vlan_override",
+            RefusalReason::VlanPerVfLimit => "vlan_per_vf_limit",
+            RefusalReason::VlanNoSpace => "vlan_no_space",
+            RefusalReason::PromiscNotTrusted => "promisc_not_trusted",
+            RefusalReason::UnsupportedPromiscFlags => "unsupported_promisc_flags",
+            RefusalReason::UnknownMessage => "unknown_message",
+        }
+    }
+}
+
+/// A refused request: which VF, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub vf: usize,
+    pub reason: RefusalReason,
+}
+
+/// Refusal counts of one VF, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusalCounters([u64; RefusalReason::COUNT]);
+
+impl RefusalCounters {
+    pub fn get(&self, reason: RefusalReason) -> u64 {
+        self.0[reason.index()]
+    }
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+    /// Non-zero counters.
+    pub fn iter(&self) -> impl Iterator<Item = (RefusalReason, u64)> + '_ {
+        RefusalReason::ALL
+            .into_iter()
+            .map(|r| (r, self.get(r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// VF-level reset state for the switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetChange {
+    /// The VF's MAC from now on (`None`: 00:00:00:00:00:00, no RAR entry).
+    pub mac: Option<MacAddr>,
+    /// VFRE/VFTE of the pool: false after VTCTRL.RST, true once the VF_RESET reply is sent.
+    pub rx_tx_enabled: bool,
+}
+
+/// A change the eswitch must apply to one VF's `VfPolicy` (see `apply`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyChange {
+    /// The VF reset: VF-requested state is forgotten (multicast list, VLANs it joined,
+    /// promiscuous requests); admin settings stay; the MAC becomes `mac`. Extra unicast
+    /// filters survive, as in igb.
+    Reset(ResetChange),
+    SetMac(MacAddr),
+    ClearMacFilters,
+    AddMacFilter(MacAddr),
+    /// The new multicast hash list; `allmulti` is set when the VF asked for more groups than
+    /// the list holds (igb: VMOLR.MPME) or has multicast promiscuous on.
+    SetMulticast {
+        hashes: Vec<u16>,
+        allmulti: bool,
+    },
+    AddVlan(u16),
+    RemoveVlan(u16),
+    SetMaxFrame(u16),
+    SetPromisc {
+        allmulti: bool,
+        promisc: bool,
+    },
+}
+
+impl PolicyChange {
+    /// Applies the change to a VF's policy.
+    pub fn apply(&self, p: &mut VfPolicy) {
+        match self {
+            PolicyChange::Reset(r) => {
+                p.mac = r.mac;
+                p.mc_hashes.clear();
+                p.vlan_filters.clear();
+                p.allmulti = false;
+                p.promisc = false;
+            }
+            PolicyChange::SetMac(mac) => p.mac = Some(*mac),
+            PolicyChange::ClearMacFilters => p.mac_filters.clear(),
+            PolicyChange::AddMacFilter(mac) => {
+                if !p.mac_filters.contains(mac) {
+                    p.mac_filters.push(*mac);
+                }
+            }
+            PolicyChange::SetMulticast { hashes, allmulti } => {
+                p.mc_hashes = hashes.clone();
+                p.allmulti = *allmulti;
+            }
+            PolicyChange::AddVlan(vid) => {
+                if !p.vlan_filters.contains(vid) {
+                    p.vlan_filters.push(*vid);
+                }
+            }
+            PolicyChange::RemoveVlan(vid) => p.vlan_filters.retain(|v| v != vid),
+            PolicyChange::SetMaxFrame(n) => p.max_frame = *n,
+            PolicyChange::SetPromisc { allmulti, promisc } => {
+                p.allmulti = *allmulti;
+                p.promisc = *promisc;
+            }
+        }
+    }
+}
+
+/// What the agent wrote to a VF's mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The typed view of the reply as the VF will read it.
+    pub message: Message,
+    words: [u32; 3],
+    len: usize,
+    /// False when the PF could not lock the mailbox (the VF held it), so nothing was written.
+    pub delivered: bool,
+}
+
+impl Reply {
+    /// The words written, starting at word 0 (1 word, or 3 for the VF_RESET reply).
+    pub fn words(&self) -> &[u32] {
+        &self.words[..self.len]
+    }
+}
+
+/// What made the agent act.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// VFLRE: the VF wrote VTCTRL.RST (or was FLR'd).
+    VfLevelReset,
+    /// A VF message (REQ); `None` when the mailbox could not be read.
+    Request(Option<Message>),
+    /// The VF acknowledged a PF message.
+    Ack,
+    /// A PF-initiated PF_CONTROL_MSG.
+    Ping,
+}
+
+/// The result of one thing the agent handled for one VF.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentOutcome {
+    pub vf: usize,
+    pub trigger: Trigger,
+    pub reply: Option<Reply>,
+    pub policy_change: Option<PolicyChange>,
+    pub refusal: Option<Refusal>,
+    /// Events the agent's PF-side register writes caused on this VF's mailbox
+    /// (`InterruptVf` → fire the VF's mailbox vector).
+    pub events: MailboxEvents,
+}
+
+impl AgentOutcome {
+    fn new(vf: usize, trigger: Trigger) -> AgentOutcome {
+        AgentOutcome {
+            vf,
+            trigger,
+            reply: None,
+            policy_change: None,
+            refusal: None,
+            events: MailboxEvents::NONE,
+        }
+    }
+}
+
+/// Everything one `service` call did, in order (reset, request, ack).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceReport {
+    pub outcomes: Vec<AgentOutcome>,
+    /// Union of the outcomes' events.
+    pub events: MailboxEvents,
+}
+
+impl ServiceReport {
+    fn push(&mut self, o: AgentOutcome) {
+        self.events = self.events.union(o.events);
+        self.outcomes.push(o);
+    }
+
+    /// The policy changes in order, ready to apply.
+    pub fn policy_changes(&self) -> impl Iterator<Item = &PolicyChange> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.policy_change.as_ref())
+    }
+}
+
+/// The agent's own view of one VF (igb `vf_data_storage`).
+#[derive(Clone, Debug, Default)]
+struct VfState {
+    /// Clear to send: the VF completed the VF_RESET handshake.
+    cts: bool,
+    /// When the last unsolicited NACK went out (`None`: never).
+    last_nack: Option<u64>,
+    /// The VF's current MAC as the PF knows it.
+    mac: Option<MacAddr>,
+    /// The VF asked for more multicast groups than the list holds.
+    mc_overflow: bool,
+    /// Multicast promiscuous accepted for the VF.
+    promisc_mc: bool,
+    /// Non-zero VIDs whose VLVF entry includes this VF's pool (joined ones and port VLAN).
+    vlans: BTreeSet<u16>,
+    port_vid: Option<u16>,
+    mac_filters: usize,
+    refusals: RefusalCounters,
+    last_warn: [Option<u64>; RefusalReason::COUNT],
+}
+
+/// The PF driver's VF-facing half.
+#[derive(Clone, Debug)]
+pub struct PfAgent {
+    config: AgentConfig,
+    vlans_per_vf: usize,
+    mac_filters_per_vf: usize,
+    mac_filters_total: usize,
+    vfs: Vec<VfState>,
+}
+
+impl PfAgent {
+    pub fn new(config: AgentConfig) -> Result<PfAgent, ConfigError> {
+        let l = config.limits;
+        if config.num_vfs > MAX_VFS {
+            return Err(ConfigError::TooManyVfs(config.num_vfs));
+        }
+        if l.mc_hashes > limits::MAX_MC_HASHES {
+            return Err(ConfigError::TooManyMcHashes(l.mc_hashes));
+        }
+        if l.max_frame > RLPML_MAX {
+            return Err(ConfigError::MaxFrameTooLarge(l.max_frame));
+        }
+        if l.vlvf_slots == 0 {
+            return Err(ConfigError::NoVlvfSlots);
+        }
+        let n = config.num_vfs.max(1);
+        // Entry 0 belongs to VID 0; the rest are shared by all VFs.
+        let shared_vlvf = l.vlvf_slots - 1;
+        let vlans_per_vf = config.vlans_per_vf.unwrap_or((shared_vlvf / n).max(1));
+        let mac_filters_total = l
+            .rar_entries
+            .saturating_sub(limits::RAR_RESERVED_FOR_PF + config.num_vfs);
+        let mac_filters_per_vf = config.mac_filters_per_vf.unwrap_or(mac_filters_total / n);
+        Ok(PfAgent {
+            vfs: vec![VfState::default(); config.num_vfs],
+            config,
+            vlans_per_vf,
+            mac_filters_per_vf,
+            mac_filters_total,
+        })
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    pub fn num_vfs(&self) -> usize {
+        self.vfs.len()
+    }
+
+    /// The VF completed its reset handshake and may send requests.
+    pub fn is_clear_to_send(&self, vf: usize) -> bool {
+        self.vfs.get(vf).is_some_and(|s| s.cts)
+    }
+
+    /// Refusal counters of one VF (zeros for an unknown VF).
+    pub fn refusals(&self, vf: usize) -> RefusalCounters {
+        self.vfs.get(vf).map(|s| s.refusals).unwrap_or_default()
+    }
+
+    /// VLANs one VF may join, and the VLVF entries in use by all VFs.
+    pub fn vlan_budget(&self) -> (usize, usize) {
+        (self.vlans_per_vf, self.vlvf_in_use())
+    }
+
+    /// The MAC a VF without an admin MAC gets in `Generated` mode.
+    pub fn generated_mac(&self, vf: usize) -> Option<MacAddr> {
+        match self.config.mac_assignment {
+            MacAssignment::AdminOnly => None,
+            MacAssignment::Generated { seed } => {
+                let [hi, lo] = u16::try_from(vf).ok()?.to_be_bytes();
+                // 0x02: locally administered, unicast.
+                Some(MacAddr([0x02, seed[0], seed[1], seed[2], hi, lo]))
+            }
+        }
+    }
+
+    /// Refreshes the agent's view of a VF from its policy (done at every `service`; call it
+    /// after admin changes so shared resources such as VLVF entries are counted right).
+    pub fn sync_policy(&mut self, vf: usize, policy: &VfPolicy) {
+        let Some(s) = self.vfs.get_mut(vf) else {
+            return;
+        };
+        s.mac = policy.mac.filter(|m| !m.is_zero());
+        s.port_vid = policy.port_vlan.map(|p| p.vid).filter(|v| *v != 0);
+        s.vlans = policy
+            .vlan_filters
+            .iter()
+            .copied()
+            .filter(|v| *v != 0)
+            .collect();
+        s.vlans.extend(s.port_vid);
+        s.mac_filters = policy.mac_filters.len();
+    }
+
+    /// PF reset (igb_reset): every VF loses CTS and must redo the handshake.
+    pub fn pf_reset(&mut self) {
+        for s in &mut self.vfs {
+            s.cts = false;
+        }
+    }
+
+    /// Services VF `vf` after a mailbox event, in igb's order: VFLRE, then a posted message,
+    /// then a posted ack. Each pending bit is consumed, so a message is handled at most once
+    /// per REQ. Call it right after the VF's register write (or later); apply each outcome's
+    /// `policy_change` to the VF's policy before the next call.
+    pub fn service(
+        &mut self,
+        vf: usize,
+        mbx: &mut VfMailbox,
+        policy: &VfPolicy,
+        now_ns: u64,
+    ) -> ServiceReport {
+        let mut report = ServiceReport::default();
+        if vf >= self.vfs.len() {
+            warn!(vf, "mailbox service for a VF that does not exist; ignored");
+            return report;
+        }
+        self.sync_policy(vf, policy);
+        if mbx.take_reset() {
+            report.push(self.reset_event(vf, policy, now_ns));
+        }
+        if mbx.take_request() {
+            report.push(self.receive(vf, mbx, policy, now_ns));
+        }
+        if mbx.take_ack() {
+            if let Some(o) = self.receive_ack(vf, mbx, now_ns) {
+                report.push(o);
+            }
+        }
+        report
+    }
+
+    /// Sends PF_CONTROL_MSG to one VF (with CTS if it is clear to send), as igb does on PF
+    /// link changes. Lost, like igb's, if the VF holds the mailbox at that moment.
+    pub fn ping(&mut self, vf: usize, mbx: &mut VfMailbox) -> AgentOutcome {
+        let mut out = AgentOutcome::new(vf, Trigger::Ping);
+        let Some(s) = self.vfs.get(vf) else {
+            warn!(vf, "ping for a VF that does not exist; ignored");
+            return out;
+        };
+        let flags = if s.cts { MsgFlags::CTS } else { MsgFlags::NONE };
+        let message = Message::new(MailboxMsg::PfControl, flags);
+        out.reply = Some(write_message(
+            mbx,
+            message.clone(),
+            &[message.word0()],
+            &mut out.events,
+        ));
+        out
+    }
+
+    /// Pings every VF; `mailboxes[i]` is VF i's.
+    pub fn ping_all(&mut self, mailboxes: &mut [VfMailbox]) -> Vec<AgentOutcome> {
+        let n = self.vfs.len().min(mailboxes.len());
+        (0..n).map(|vf| self.ping(vf, &mut mailboxes[vf])).collect()
+    }
+
+    // ----- igb's handlers -----
+
+    /// igb_vf_reset_event + igb_vf_reset: forget the MAC unless the administrator set it, drop
+    /// CTS and VF-requested state.
+    fn reset_event(&mut self, vf: usize, policy: &VfPolicy, now: u64) -> AgentOutcome {
+        let mac = if policy.admin_mac { policy.mac } else { None };
+        self.reset_vf_state(vf, mac, now);
+        info!(vf, "VF {vf} reset (VFLRE)");
+        let mut out = AgentOutcome::new(vf, Trigger::VfLevelReset);
+        out.policy_change = Some(PolicyChange::Reset(ResetChange {
+            mac,
+            rx_tx_enabled: false,
+        }));
+        out
+    }
+
+    fn reset_vf_state(&mut self, vf: usize, mac: Option<MacAddr>, now: u64) {
+        let s = &mut self.vfs[vf];
+        s.cts = false;
+        s.last_nack = Some(now);
+        s.mac = mac;
+        s.mc_overflow = false;
+        s.promisc_mc = false;
+        s.vlans.clear();
+        s.vlans.extend(s.port_vid);
+    }
+
+    /// igb_rcv_msg_from_vf.
+    fn receive(
+        &mut self,
+        vf: usize,
+        mbx: &mut VfMailbox,
+        policy: &VfPolicy,
+        now: u64,
+    ) -> AgentOutcome {
+        let mut out = AgentOutcome::new(vf, Trigger::Request(None));
+        // Lock: write PFU and read it back.
+        out.events = out.events.union(mbx.write_p2v(p2v::PFU));
+        if mbx.read_p2v() & p2v::PFU == 0 {
+            // igb: "Error receiving message from VF": CTS revoked; its NACK could not be
+            // written either, since the VF still holds the buffer.
+            self.vfs[vf].cts = false;
+            out.refusal = Some(self.refuse(
+                vf,
+                RefusalReason::MailboxBusy,
+                now,
+                "Error receiving message from VF",
+            ));
+            return out;
+        }
+        let mut words = [0u32; MAILBOX_WORDS];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = mbx.pf_read_vmbmem(i);
+        }
+        // Acknowledge and keep the lock to answer.
+        out.events = out.events.union(mbx.write_p2v(p2v::ACK | p2v::PFU));
+        let w0 = words[0];
+        let request = Message::parse(&words).ok();
+        out.trigger = Trigger::Request(request.clone());
+        let Some(request) = request else {
+            // Sixteen words always parse; keep the guest-input path total anyway.
+            out.events = out.events.union(mbx.write_p2v(0));
+            return out;
+        };
+
+        if request.flags.is_response() {
+            // "a message we already processed": nothing new in the buffer.
+            out.events = out.events.union(mbx.write_p2v(0));
+            out.refusal = Some(self.refuse(
+                vf,
+                RefusalReason::AlreadyAnswered,
+                now,
+                "REQ without a new message",
+            ));
+            return out;
+        }
+
+        if w0 == u32::from(msg::ID_VF_RESET) {
+            return self.reset_msg(vf, mbx, policy, now, out);
+        }
+
+        if !self.vfs[vf].cts {
+            let recent = self.vfs[vf]
+                .last_nack
+                .is_some_and(|t| now <= t.saturating_add(limits::NACK_INTERVAL_NS));
+            out.refusal = Some(self.refuse(
+                vf,
+                RefusalReason::NotClearToSend,
+                now,
+                "message before reset handshake",
+            ));
+            if recent {
+                out.events = out.events.union(mbx.write_p2v(0));
+            } else {
+                let reply = Message::parse(&reply_words(&words, w0 | msg::NACK)).unwrap_or(request);
+                out.reply = Some(write_message(
+                    mbx,
+                    reply,
+                    &[w0 | msg::NACK],
+                    &mut out.events,
+                ));
+            }
+            return out;
+        }
+
+        let (change, refused) = self.dispatch(vf, &request.msg, policy, w0, now);
+        let verdict = if refused.is_some() {
+            msg::NACK
+        } else {
+            msg::ACK
+        };
+        let rw0 = w0 | msg::CTS | verdict;
+        let reply = Message::parse(&reply_words(&words, rw0)).unwrap_or(request);
+        out.reply = Some(write_message(mbx, reply, &[rw0], &mut out.events));
+        out.policy_change = change;
+        out.refusal = refused;
+        out
+    }
+
+    /// igb_vf_reset_msg: reset VF state, program its MAC, enable its queues, mark it CTS and
+    /// reply ACK + MAC, or NACK when the PF knows no MAC for it.
+    fn reset_msg(
+        &mut self,
+        vf: usize,
+        mbx: &mut VfMailbox,
+        policy: &VfPolicy,
+        now: u64,
+        mut out: AgentOutcome,
+    ) -> AgentOutcome {
+        let known = if policy.admin_mac {
+            policy.mac
+        } else {
+            self.vfs[vf].mac
+        };
+        let mac = known
+            .filter(|m| m.is_valid_unicast())
+            .or_else(|| self.generated_mac(vf));
+        self.reset_vf_state(vf, mac, now);
+        self.vfs[vf].cts = true;
+        let (flags, wire_mac) = match mac {
+            Some(m) => (MsgFlags::ACK, m),
+            None => {
+                info!(
+                    vf,
+                    "VF {vf} has no MAC address assigned; replying NACK with 00:00:00:00:00:00"
+                );
+                (MsgFlags::NACK, MacAddr::ZERO)
+            }
+        };
+        let message = Message::new(MailboxMsg::VfResetReply { mac: wire_mac }, flags);
+        let words = message.to_words();
+        out.reply = Some(write_message(mbx, message, &words, &mut out.events));
+        out.policy_change = Some(PolicyChange::Reset(ResetChange {
+            mac,
+            rx_tx_enabled: true,
+        }));
+        out
+    }
+
+    /// The switch in igb_rcv_msg_from_vf, for a clear-to-send VF.
+    fn dispatch(
+        &mut self,
+        vf: usize,
+        m: &MailboxMsg,
+        policy: &VfPolicy,
+        w0: u32,
+        now: u64,
+    ) -> (Option<PolicyChange>, Option<Refusal>) {
+        let result = match m {
+            MailboxMsg::SetMacAddr { op, mac } => self.set_mac(vf, *op, *mac, policy),
+            MailboxMsg::SetMulticast { count, hashes } => {
+                Ok(Some(self.set_multicast(vf, *count, hashes)))
+            }
+            MailboxMsg::SetVlan { add, vid } => self.set_vlan(vf, *add, *vid, policy),
+            MailboxMsg::SetLpe { max_frame } => {
+                let bounded = (*max_frame).min(u32::from(self.config.limits.max_frame));
+                // `bounded` fits: it is at most `max_frame: u16`.
+                Ok(Some(PolicyChange::SetMaxFrame(
+                    u16::try_from(bounded).unwrap_or(u16::MAX),
+                )))
+            }
+            MailboxMsg::SetPromisc { flags } => return self.set_promisc(vf, *flags, policy, now),
+            _ => Err(RefusalReason::UnknownMessage),
+        };
+        match result {
+            Ok(change) => (change, None),
+            Err(reason) => {
+                let detail = match reason {
+                    RefusalReason::UnknownMessage => format!("Unhandled Msg {w0:08x}"),
+                    RefusalReason::VlanPerVfLimit | RefusalReason::VlanNoSpace => {
+                        format!("VLAN request {w0:08x}")
+                    }
+                    _ => String::new(),
+                };
+                (None, Some(self.refuse(vf, reason, now, &detail)))
+            }
+        }
+    }
+
+    /// igb_set_vf_mac_addr / igb_set_vf_mac_filter.
+    fn set_mac(
+        &mut self,
+        vf: usize,
+        op: MacFilterOp,
+        mac: MacAddr,
+        policy: &VfPolicy,
+    ) -> Result<Option<PolicyChange>, RefusalReason> {
+        let denied = policy.admin_mac && !policy.trust;
+        if op == MacFilterOp::Set {
+            if denied {
+                return Err(RefusalReason::AdminMacOverride);
+            }
+            if !mac.is_valid_unicast() {
+                return Err(RefusalReason::InvalidMac);
+            }
+            self.vfs[vf].mac = Some(mac);
+            return Ok(Some(PolicyChange::SetMac(mac)));
+        }
+        if denied {
+            return Err(RefusalReason::MacFilterDenied);
+        }
+        if !mac.is_valid_unicast() {
+            return Err(RefusalReason::InvalidMacFilter);
+        }
+        match op {
+            MacFilterOp::Clear => {
+                self.vfs[vf].mac_filters = 0;
+                Ok(Some(PolicyChange::ClearMacFilters))
+            }
+            MacFilterOp::Add => {
+                if policy.mac_filters.contains(&mac) {
+                    return Ok(Some(PolicyChange::AddMacFilter(mac)));
+                }
+                let in_use: usize = self.vfs.iter().map(|s| s.mac_filters).sum();
+                if self.vfs[vf].mac_filters >= self.mac_filters_per_vf
+                    || in_use >= self.mac_filters_total
+                {
+                    return Err(RefusalReason::MacFilterNoSpace);
+                }
+                self.vfs[vf].mac_filters += 1;
+                Ok(Some(PolicyChange::AddMacFilter(mac)))
+            }
+            MacFilterOp::Set | MacFilterOp::Unknown(_) => {
+                Err(RefusalReason::UnsupportedMacFilterOp)
+            }
+        }
+    }
+
+    /// igb_set_vf_multicasts: keep up to the limit; more than fit means multicast promiscuous.
+    fn set_multicast(&mut self, vf: usize, count: u8, hashes: &[u16]) -> PolicyChange {
+        let limit = self.config.limits.mc_hashes;
+        let s = &mut self.vfs[vf];
+        s.mc_overflow = usize::from(count) > limit;
+        let hashes = hashes
+            .iter()
+            .take(limit)
+            .map(|h| h & msg::MC_HASH_MASK)
+            .collect();
+        PolicyChange::SetMulticast {
+            hashes,
+            allmulti: s.mc_overflow || s.promisc_mc,
+        }
+    }
+
+    fn vlvf_in_use(&self) -> usize {
+        let all: BTreeSet<u16> = self
+            .vfs
+            .iter()
+            .flat_map(|s| s.vlans.iter().copied())
+            .collect();
+        all.len()
+    }
+
+    /// igb_set_vf_vlan_msg, with the VLVF table bounded per VF.
+    fn set_vlan(
+        &mut self,
+        vf: usize,
+        add: bool,
+        vid: u16,
+        policy: &VfPolicy,
+    ) -> Result<Option<PolicyChange>, RefusalReason> {
+        if policy.port_vlan.is_some() {
+            return Err(RefusalReason::PortVlanOverride);
+        }
+        if !add {
+            if vid == 0 {
+                // VLAN 0 cannot be removed: ACK, no change.
+                return Ok(None);
+            }
+            self.vfs[vf].vlans.remove(&vid);
+            return Ok(Some(PolicyChange::RemoveVlan(vid)));
+        }
+        if vid == 0 || self.vfs[vf].vlans.contains(&vid) {
+            return Ok(Some(PolicyChange::AddVlan(vid)));
+        }
+        if self.vfs[vf].vlans.len() >= self.vlans_per_vf {
+            return Err(RefusalReason::VlanPerVfLimit);
+        }
+        let shared = self.vfs.iter().any(|s| s.vlans.contains(&vid));
+        if !shared && self.vlvf_in_use() >= self.config.limits.vlvf_slots - 1 {
+            return Err(RefusalReason::VlanNoSpace);
+        }
+        self.vfs[vf].vlans.insert(vid);
+        Ok(Some(PolicyChange::AddVlan(vid)))
+    }
+
+    /// igb_set_vf_promisc, gated by `PromiscPolicy`.
+    fn set_promisc(
+        &mut self,
+        vf: usize,
+        flags: PromiscFlags,
+        policy: &VfPolicy,
+        now: u64,
+    ) -> (Option<PolicyChange>, Option<Refusal>) {
+        match self.config.promisc {
+            PromiscPolicy::TrustedOnly => {
+                if flags.unknown_bits() != 0 {
+                    let r = self.refuse(vf, RefusalReason::UnsupportedPromiscFlags, now, "");
+                    return (None, Some(r));
+                }
+                if (flags.unicast() || flags.multicast()) && !policy.trust {
+                    let r = self.refuse(vf, RefusalReason::PromiscNotTrusted, now, "");
+                    return (None, Some(r));
+                }
+                let s = &mut self.vfs[vf];
+                s.promisc_mc = flags.multicast();
+                let change = PolicyChange::SetPromisc {
+                    allmulti: s.promisc_mc || s.mc_overflow,
+                    promisc: flags.unicast(),
+                };
+                (Some(change), None)
+            }
+            PromiscPolicy::Igb => {
+                // igb applies the multicast bit, then NACKs any flag left over.
+                let s = &mut self.vfs[vf];
+                s.promisc_mc = flags.multicast();
+                let change = PolicyChange::SetPromisc {
+                    allmulti: s.promisc_mc || s.mc_overflow,
+                    promisc: false,
+                };
+                let refusal = (flags.unicast() || flags.unknown_bits() != 0)
+                    .then(|| self.refuse(vf, RefusalReason::UnsupportedPromiscFlags, now, ""));
+                (Some(change), refusal)
+            }
+        }
+    }
+
+    /// igb_rcv_ack_from_vf: a VF that is not clear to send but reads the mailbox is told so
+    /// with a bare NACK, at most once per 2 s.
+    fn receive_ack(&mut self, vf: usize, mbx: &mut VfMailbox, now: u64) -> Option<AgentOutcome> {
+        let s = &mut self.vfs[vf];
+        if s.cts {
+            return None;
+        }
+        let due = s
+            .last_nack
+            .is_none_or(|t| now > t.saturating_add(limits::NACK_INTERVAL_NS));
+        if !due {
+            return None;
+        }
+        s.last_nack = Some(now);
+        let mut out = AgentOutcome::new(vf, Trigger::Ack);
+        let message = Message::new(MailboxMsg::Bare, MsgFlags::NACK);
+        debug!(vf, "VF {vf} is not clear to send; NACK");
+        out.reply = Some(write_message(
+            mbx,
+            message.clone(),
+            &[message.word0()],
+            &mut out.events,
+        ));
+        Some(out)
+    }
+
+    /// Counts a refusal and logs it (warn at most once per interval per VF and reason).
+    fn refuse(&mut self, vf: usize, reason: RefusalReason, now: u64, detail: &str) -> Refusal {
+        let s = &mut self.vfs[vf];
+        s.refusals.0[reason.index()] += 1;
+        let slot = &mut s.last_warn[reason.index()];
+        let loud = slot.is_none_or(|t| now >= t.saturating_add(limits::REFUSAL_LOG_INTERVAL_NS));
+        let text = describe(vf, reason);
+        let count = s.refusals.get(reason);
+        if loud {
+            *slot = Some(now);
+            warn!(vf, reason = reason.name(), count, detail, "{text}");
+        } else {
+            debug!(vf, reason = reason.name(), count, detail, "{text}");
+        }
+        Refusal { vf, reason }
+    }
+}
+
+/// igb's wording, so that users recognise the messages.
+fn describe(vf: usize, reason: RefusalReason) -> String {
+    match reason {
+        RefusalReason::NotClearToSend => format!("VF {vf} sent a message before completing its reset; NACK"),
+        RefusalReason::MailboxBusy => format!("Error receiving message from VF {vf}"),
+        RefusalReason::AlreadyAnswered => format!("VF {vf} posted a message that was already processed"),
+        RefusalReason::AdminMacOverride => format!(
+            "VF {vf} attempted to override administratively set MAC address; Reload the VF driver to resume operations"
+        ),
+        RefusalReason::InvalidMac => format!("VF {vf} attempted to set invalid MAC"),
+        RefusalReason::MacFilterDenied => {
+            format!("VF {vf} requested MAC filter but is administratively denied")
+        }
+        RefusalReason::InvalidMacFilter => format!("VF {vf} attempted to set invalid MAC filter"),
+        RefusalReason::MacFilterNoSpace => {
+            format!("VF {vf} has requested MAC filter but there is no space for it")
+        }
+        RefusalReason::UnsupportedMacFilterOp => format!("VF {vf} requested an unsupported MAC filter operation"),
+        RefusalReason::PortVlanOverride => format!(
+            "VF {vf} attempted to override administratively set VLAN tag; Reload the VF driver to resume operations"
+        ),
+        RefusalReason::VlanPerVfLimit => format!("VF {vf} has requested more VLANs than its share of the VLVF table"),
+        RefusalReason::VlanNoSpace => format!("VF {vf} has requested a VLAN but the VLVF table is full"),
+        RefusalReason::PromiscNotTrusted => format!("VF {vf} requested promiscuous mode but is not trusted"),
+        RefusalReason::UnsupportedPromiscFlags => format!("VF {vf} requested unsupported promiscuous flags"),
+        RefusalReason::UnknownMessage => format!("Unhandled Msg from VF {vf}"),
+    }
+}
+
+/// The buffer as the VF will see it after the PF overwrites word 0 with `w0`.
+fn reply_words(words: &[u32; MAILBOX_WORDS], w0: u32) -> [u32; MAILBOX_WORDS] {
+    let mut r = *words;
+    r[0] = w0;
+    r
+}
+
+/// igb_write_mbx: lock (PFU), flush the VF's pending REQ/ACK, write the words, post with STS
+/// (which also releases PFU). Nothing is written if the VF holds the buffer.
+fn write_message(
+    mbx: &mut VfMailbox,
+    message: Message,
+    words: &[u32],
+    events: &mut MailboxEvents,
+) -> Reply {
+    let mut fixed = [0u32; 3];
+    let len = words.len().min(fixed.len());
+    fixed[..len].copy_from_slice(&words[..len]);
+    *events = events.union(mbx.write_p2v(p2v::PFU));
+    let delivered = mbx.read_p2v() & p2v::PFU != 0;
+    if delivered {
+        mbx.take_request();
+        mbx.take_ack();
+        for (i, w) in words.iter().enumerate() {
+            mbx.pf_write_vmbmem(i, *w);
+        }
+        *events = events.union(mbx.write_p2v(p2v::STS));
+    } else {
+        debug!(
+            "PF could not lock the mailbox to send {:08x}; message lost",
+            words.first().copied().unwrap_or(0)
+        );
+    }
+    Reply {
+        message,
+        words: fixed,
+        len,
+        delivered,
+    }
+}
