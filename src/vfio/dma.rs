@@ -1,0 +1,709 @@
+//! DMA into the client's memory: the DMA_MAP table, the memfd mmaps, and server-to-client
+//! DMA_READ / DMA_WRITE messages for maps without an fd.
+//!
+//! # Two paths
+//! - **mmap** — a DMA_MAP that carries an fd (QEMU's `memory-backend-memfd,share=on` RAM) and
+//!   allows read and write is mmapped `MAP_SHARED` and joins [`Dma::memory`], a
+//!   `GuestMemoryAtomic<GuestMemoryMmap>` that is swapped (RCU-style) on every map/unmap. Accesses
+//!   never block and never touch the socket. Before mapping, the fd must be a file at least
+//!   `offset + size` long and sealed against shrinking (we add `F_SEAL_SHRINK` if the client did
+//!   not forbid it): otherwise a client truncating its memfd would SIGBUS us. Maps that fail these
+//!   checks fall back to the message path.
+//! - **messages** — maps without an fd (default anonymous RAM, QEMU's ROM/PAM windows) are
+//!   recorded with their permissions and reached with DMA_READ/DMA_WRITE requests, in chunks of at
+//!   most [`MAX_DATA_XFER`] bytes. Requests are queued to the connection's writer thread; replies
+//!   come back on the connection thread, which demultiplexes them by id.
+//!
+//! # What may block (the deadlock rule)
+//! QEMU serves our DMA requests in its main loop. If we wait for a DMA reply while QEMU waits for
+//! our reply to its request, both stall. The connection thread is the only reader of the socket, so
+//! waiting there for a DMA reply could never succeed anyway. Hence:
+//! - [`Dma::read`] and [`Dma::write`] on mmapped memory never block.
+//! - [`Dma::write`] on message-path memory is fire-and-forget: it queues the request and returns
+//!   (errors in the client's reply are logged and counted). It never waits, on any thread. Note it
+//!   is not ordered against an interrupt fired right after it.
+//! - A message-path read ([`Dma::read`]) and [`Dma::write_sync`] wait for the client's reply (at
+//!   most [`DMA_REPLY_TIMEOUT`]). They are **refused with [`DmaError::WouldBlock`] on any vfio-user
+//!   connection thread** (ours or another function's: two connection threads waiting on each other
+//!   would deadlock). Run them on a worker thread.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use tracing::{debug, trace, warn};
+use vm_memory::{
+    Bytes, FileOffset, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap, GuestRegionMmap,
+    MemoryRegionAddress, MmapRegion,
+};
+
+use super::wire::{flags, Cursor, Header, MessageBuilder, MAX_DATA_XFER, MAX_DMA_MAPS};
+
+/// How long a blocking message-path DMA waits for the client's reply (QEMU's own default).
+pub const DMA_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Outstanding server-to-client requests per connection, and queued outgoing messages.
+const MAX_PENDING: usize = 1024;
+
+const CMD_DMA_READ: u16 = vfio_user::Command::DmaRead as u16;
+const CMD_DMA_WRITE: u16 = vfio_user::Command::DmaWrite as u16;
+
+thread_local! {
+    static ON_CONNECTION_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Mark the current thread as a vfio-user connection thread (blocking DMA is refused there).
+pub(crate) fn mark_connection_thread() {
+    ON_CONNECTION_THREAD.with(|c| c.set(true));
+}
+
+/// Whether the current thread is a vfio-user connection thread.
+pub fn on_connection_thread() -> bool {
+    ON_CONNECTION_THREAD.with(|c| c.get())
+}
+
+/// Why a DMA access failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DmaError {
+    #[error("the client has disconnected")]
+    Detached,
+    #[error("[{addr:#x}, +{len:#x}) is not mapped")]
+    Unmapped { addr: u64, len: usize },
+    #[error("[{addr:#x}, +{len:#x}) is mapped without {access} permission")]
+    Permission {
+        addr: u64,
+        len: usize,
+        access: &'static str,
+    },
+    #[error("message-path DMA read would block a vfio-user connection thread")]
+    WouldBlock,
+    #[error("too many outstanding DMA messages")]
+    QueueFull,
+    #[error("no DMA reply from the client in time")]
+    Timeout,
+    #[error("the client answered with errno {0}")]
+    Client(u32),
+    #[error("malformed DMA reply")]
+    BadReply,
+    #[error("guest memory access failed: {0}")]
+    Memory(String),
+}
+
+/// Counters of a [`Dma`] handle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DmaCounters {
+    pub msg_reads: u64,
+    pub msg_writes: u64,
+    /// Failures of any kind, including error replies to fire-and-forget writes.
+    pub errors: u64,
+    pub mmapped_maps: u64,
+    pub message_maps: u64,
+}
+
+#[derive(Debug)]
+struct MapEntry {
+    iova: u64,
+    size: u64,
+    readable: bool,
+    writable: bool,
+    /// `Some` for the mmap path.
+    region: Option<Arc<GuestRegionMmap>>,
+}
+
+impl MapEntry {
+    fn end(&self) -> u64 {
+        self.iova + self.size // checked at insertion
+    }
+}
+
+#[derive(Debug)]
+enum Pending {
+    /// Fire-and-forget DMA_WRITE: check and drop the reply.
+    Discard,
+    Waiter(Sender<Result<Vec<u8>, u32>>),
+}
+
+/// Server-to-client requests of one connection: id allocation, the queue to the writer thread,
+/// and the replies awaited.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    queue: Sender<Vec<u8>>,
+    pending: Mutex<HashMap<u16, Pending>>,
+    next_id: AtomicU16,
+}
+
+impl Outbound {
+    /// A new outbound side and the receiver the writer thread drains.
+    pub(crate) fn new() -> (Arc<Outbound>, Receiver<Vec<u8>>) {
+        let (tx, rx) = bounded(MAX_PENDING);
+        let ob = Outbound {
+            queue: tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU16::new(0),
+        };
+        (Arc::new(ob), rx)
+    }
+
+    fn send(
+        &self,
+        command: u16,
+        build: impl FnOnce(MessageBuilder) -> MessageBuilder,
+        pending: Pending,
+    ) -> Result<u16, DmaError> {
+        let mut table = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= MAX_PENDING {
+            return Err(DmaError::QueueFull);
+        }
+        // Skip ids still outstanding (after 64 Ki requests the counter wraps).
+        let id = loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if !table.contains_key(&id) {
+                break id;
+            }
+        };
+        let msg = build(MessageBuilder::new(id, command, flags::TYPE_COMMAND)).finish();
+        match self.queue.try_send(msg) {
+            Ok(()) => {
+                table.insert(id, pending);
+                Ok(id)
+            }
+            Err(TrySendError::Full(_)) => Err(DmaError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(DmaError::Detached),
+        }
+    }
+
+    fn forget(&self, id: u16) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// A reply arrived on the connection thread. Returns false if no request had that id.
+    pub(crate) fn complete(&self, h: &Header, payload: Vec<u8>, errors: &AtomicU64) -> bool {
+        let p = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&h.id);
+        let result = if h.is_error() {
+            Err(if h.error == 0 {
+                libc::EIO as u32
+            } else {
+                h.error
+            })
+        } else {
+            Ok(payload)
+        };
+        match p {
+            None => false,
+            Some(Pending::Discard) => {
+                if let Err(errno) = result {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(id = h.id, errno, "client refused a DMA_WRITE");
+                }
+                true
+            }
+            Some(Pending::Waiter(tx)) => {
+                let _ = tx.try_send(result);
+                true
+            }
+        }
+    }
+
+    /// Fail every waiter (the connection is closing).
+    pub(crate) fn close(&self) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    memory: GuestMemoryAtomic<GuestMemoryMmap>,
+    maps: Mutex<Vec<MapEntry>>,
+    outbound: RwLock<Option<Arc<Outbound>>>,
+    detached: AtomicBool,
+    msg_reads: AtomicU64,
+    msg_writes: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// DMA access to the connected client's memory. Cheap to clone, `Send + Sync`, usable from any
+/// thread; survives DMA_MAP/UNMAP. See the module doc for what blocks.
+#[derive(Clone, Debug)]
+pub struct Dma {
+    shared: Arc<Shared>,
+}
+
+/// One contiguous piece of an access, inside one map.
+struct Piece {
+    addr: u64,
+    len: usize,
+    region: Option<Arc<GuestRegionMmap>>,
+    region_base: u64,
+}
+
+impl Dma {
+    pub(crate) fn new(outbound: Option<Arc<Outbound>>) -> Dma {
+        Dma {
+            shared: Arc::new(Shared {
+                memory: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+                maps: Mutex::new(Vec::new()),
+                outbound: RwLock::new(outbound),
+                detached: AtomicBool::new(false),
+                msg_reads: AtomicU64::new(0),
+                msg_writes: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The mmapped (memfd-backed) part of the client's memory, for `vm-memory` accessors
+    /// (`read_obj`, `write_slice`, ...). Only read+write maps with an fd are in it; use
+    /// [`Dma::read`]/[`Dma::write`] to reach fd-less maps too. Never blocks.
+    pub fn memory(&self) -> GuestMemoryAtomic<GuestMemoryMmap> {
+        self.shared.memory.clone()
+    }
+
+    /// Read guest memory at `addr`. mmap path: never blocks. Message path: waits for the client
+    /// (refused on connection threads, see the module doc).
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        let r = self.read_inner(addr, buf);
+        if r.is_err() {
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Write guest memory at `addr`. mmap path: done on return. Message path: queued, not
+    /// awaited (never blocks).
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), DmaError> {
+        let r = self.write_inner(addr, data, false);
+        if r.is_err() {
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Like [`Dma::write`], but on the message path waits until the client has applied it.
+    /// Refused on connection threads.
+    pub fn write_sync(&self, addr: u64, data: &[u8]) -> Result<(), DmaError> {
+        let r = self.write_inner(addr, data, true);
+        if r.is_err() {
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    pub fn counters(&self) -> DmaCounters {
+        let s = &self.shared;
+        let maps = s.maps.lock().unwrap_or_else(|e| e.into_inner());
+        let mmapped = maps.iter().filter(|m| m.region.is_some()).count() as u64;
+        DmaCounters {
+            msg_reads: s.msg_reads.load(Ordering::Relaxed),
+            msg_writes: s.msg_writes.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
+            mmapped_maps: mmapped,
+            message_maps: maps.len() as u64 - mmapped,
+        }
+    }
+
+    fn pieces(&self, addr: u64, len: usize, write: bool) -> Result<Vec<Piece>, DmaError> {
+        if self.shared.detached.load(Ordering::Acquire) {
+            return Err(DmaError::Detached);
+        }
+        let unmapped = DmaError::Unmapped { addr, len };
+        let end = addr.checked_add(len as u64).ok_or(unmapped.clone())?;
+        let maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        let mut cur = addr;
+        // Maps are sorted and disjoint: start at the last map beginning at or before `cur`.
+        let mut i = maps.partition_point(|m| m.iova <= cur).checked_sub(1);
+        while cur < end {
+            let m = i.and_then(|i| maps.get(i)).ok_or(unmapped.clone())?;
+            if !(m.iova <= cur && cur < m.end()) {
+                return Err(unmapped);
+            }
+            if (write && !m.writable) || (!write && !m.readable) {
+                let access = if write { "write" } else { "read" };
+                return Err(DmaError::Permission { addr, len, access });
+            }
+            let piece_end = end.min(m.end());
+            out.push(Piece {
+                addr: cur,
+                len: (piece_end - cur) as usize,
+                region: m.region.clone(),
+                region_base: m.iova,
+            });
+            cur = piece_end;
+            i = i.map(|i| i + 1);
+        }
+        Ok(out)
+    }
+
+    fn outbound(&self) -> Result<Arc<Outbound>, DmaError> {
+        self.shared
+            .outbound
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(DmaError::Detached)
+    }
+
+    fn read_inner(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        let pieces = self.pieces(addr, buf.len(), false)?;
+        let mut done = 0;
+        for p in pieces {
+            let dst = &mut buf[done..done + p.len];
+            match &p.region {
+                Some(r) => r
+                    .read_slice(dst, MemoryRegionAddress(p.addr - p.region_base))
+                    .map_err(|e| DmaError::Memory(e.to_string()))?,
+                None => self.msg_read(p.addr, dst)?,
+            }
+            done += p.len;
+        }
+        Ok(())
+    }
+
+    fn write_inner(&self, addr: u64, data: &[u8], sync: bool) -> Result<(), DmaError> {
+        let pieces = self.pieces(addr, data.len(), true)?;
+        if sync && on_connection_thread() && pieces.iter().any(|p| p.region.is_none()) {
+            return Err(DmaError::WouldBlock);
+        }
+        let mut done = 0;
+        for p in pieces {
+            let src = &data[done..done + p.len];
+            match &p.region {
+                Some(r) => r
+                    .write_slice(src, MemoryRegionAddress(p.addr - p.region_base))
+                    .map_err(|e| DmaError::Memory(e.to_string()))?,
+                None => self.msg_write(p.addr, src, sync)?,
+            }
+            done += p.len;
+        }
+        Ok(())
+    }
+
+    fn msg_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        if on_connection_thread() {
+            return Err(DmaError::WouldBlock);
+        }
+        let ob = self.outbound()?;
+        for (i, chunk) in buf.chunks_mut(MAX_DATA_XFER).enumerate() {
+            let a = addr + (i * MAX_DATA_XFER) as u64;
+            let n = chunk.len() as u64;
+            let (tx, rx) = bounded(1);
+            let id = ob.send(CMD_DMA_READ, |m| m.u64(a).u64(n), Pending::Waiter(tx))?;
+            self.shared.msg_reads.fetch_add(1, Ordering::Relaxed);
+            trace!(id, addr = a, count = n, "DMA_READ sent");
+            let payload = wait(&ob, id, &rx)?;
+            let mut c = Cursor::new(&payload);
+            let (ra, rn) = (c.u64(), c.u64());
+            let data = c.rest();
+            if ra != Ok(a) || rn != Ok(n) || data.len() != chunk.len() {
+                return Err(DmaError::BadReply);
+            }
+            chunk.copy_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn msg_write(&self, addr: u64, data: &[u8], sync: bool) -> Result<(), DmaError> {
+        let ob = self.outbound()?;
+        for (i, chunk) in data.chunks(MAX_DATA_XFER).enumerate() {
+            let a = addr + (i * MAX_DATA_XFER) as u64;
+            let n = chunk.len() as u64;
+            let build = |m: MessageBuilder| m.u64(a).u64(n).bytes(chunk);
+            self.shared.msg_writes.fetch_add(1, Ordering::Relaxed);
+            if sync {
+                let (tx, rx) = bounded(1);
+                let id = ob.send(CMD_DMA_WRITE, build, Pending::Waiter(tx))?;
+                trace!(id, addr = a, count = n, "DMA_WRITE sent, waiting");
+                wait(&ob, id, &rx)?;
+            } else {
+                let id = ob.send(CMD_DMA_WRITE, build, Pending::Discard)?;
+                trace!(id, addr = a, count = n, "DMA_WRITE queued");
+            }
+        }
+        Ok(())
+    }
+
+    // ---- called by the connection thread ----
+
+    /// DMA_MAP. Returns an errno on refusal.
+    pub(crate) fn map(
+        &self,
+        iova: u64,
+        size: u64,
+        map_flags: u32,
+        offset: u64,
+        fd: Option<OwnedFd>,
+    ) -> Result<(), i32> {
+        let end = iova.checked_add(size).ok_or(libc::EINVAL)?;
+        if size == 0 {
+            return Err(libc::EINVAL);
+        }
+        let readable = map_flags & vfio_user::DmaMapFlags::READ.bits() != 0;
+        let writable = map_flags & vfio_user::DmaMapFlags::WRITE.bits() != 0;
+        let mut maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
+        if maps.len() >= MAX_DMA_MAPS {
+            return Err(libc::ENOSPC);
+        }
+        let at = maps.partition_point(|m| m.iova < iova);
+        let overlaps_prev = at > 0 && maps[at - 1].end() > iova;
+        let overlaps_next = maps.get(at).is_some_and(|m| m.iova < end);
+        if overlaps_prev || overlaps_next {
+            return Err(libc::EEXIST);
+        }
+        let region = match fd {
+            Some(fd) if readable && writable => mmap_shared(fd, offset, size, iova),
+            _ => None,
+        };
+        debug!(
+            iova = format_args!("{iova:#x}"),
+            size = format_args!("{size:#x}"),
+            readable,
+            writable,
+            mmapped = region.is_some(),
+            "DMA_MAP"
+        );
+        let mmapped = region.is_some();
+        maps.insert(
+            at,
+            MapEntry {
+                iova,
+                size,
+                readable,
+                writable,
+                region,
+            },
+        );
+        if mmapped {
+            self.publish(&maps);
+        }
+        Ok(())
+    }
+
+    /// DMA_UNMAP of every map inside `[iova, iova + size)`, or of all maps. A range that cuts a
+    /// map in two is refused (EINVAL), as the kernel's type1 IOMMU does.
+    pub(crate) fn unmap(&self, iova: u64, size: u64, all: bool) -> Result<(), i32> {
+        let mut maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
+        let before = maps.len();
+        let had_mmap = if all {
+            let had = maps.iter().any(|m| m.region.is_some());
+            maps.clear();
+            had
+        } else {
+            let end = iova.checked_add(size).ok_or(libc::EINVAL)?;
+            let cut = maps
+                .iter()
+                .any(|m| m.iova < end && m.end() > iova && (m.iova < iova || m.end() > end));
+            if cut {
+                return Err(libc::EINVAL);
+            }
+            let had = maps
+                .iter()
+                .any(|m| m.iova >= iova && m.end() <= end && m.region.is_some());
+            maps.retain(|m| !(m.iova >= iova && m.end() <= end));
+            had
+        };
+        debug!(
+            iova = format_args!("{iova:#x}"),
+            size = format_args!("{size:#x}"),
+            all,
+            removed = before - maps.len(),
+            "DMA_UNMAP"
+        );
+        if had_mmap {
+            self.publish(&maps);
+        }
+        Ok(())
+    }
+
+    /// Swap in a new `GuestMemoryMmap` built from the mmapped maps (holders of the old snapshot
+    /// keep their mappings alive until they drop it).
+    fn publish(&self, maps: &[MapEntry]) {
+        let regions: Vec<Arc<GuestRegionMmap>> =
+            maps.iter().filter_map(|m| m.region.clone()).collect();
+        let mem = if regions.is_empty() {
+            GuestMemoryMmap::new()
+        } else {
+            // Sorted and disjoint by construction of the table.
+            GuestMemoryMmap::from_arc_regions(regions).unwrap_or_default()
+        };
+        match self.shared.memory.lock() {
+            Ok(g) => g.replace(mem),
+            Err(e) => e.into_inner().replace(mem),
+        }
+    }
+
+    /// The client went away: every later access fails with [`DmaError::Detached`].
+    pub(crate) fn detach(&self) {
+        self.shared.detached.store(true, Ordering::Release);
+        *self
+            .shared
+            .outbound
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        let mut maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
+        maps.clear();
+        self.publish(&maps);
+    }
+}
+
+fn wait(ob: &Outbound, id: u16, rx: &Receiver<Result<Vec<u8>, u32>>) -> Result<Vec<u8>, DmaError> {
+    match rx.recv_timeout(DMA_REPLY_TIMEOUT) {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(errno)) => Err(DmaError::Client(errno)),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            ob.forget(id);
+            Err(DmaError::Timeout)
+        }
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(DmaError::Detached),
+    }
+}
+
+/// mmap a DMA_MAP fd shared, if it is safe to: a regular file (memfd) long enough and sealed
+/// against shrinking. `None` sends the map to the message path.
+fn mmap_shared(fd: OwnedFd, offset: u64, size: u64, iova: u64) -> Option<Arc<GuestRegionMmap>> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: fstat into a zeroed struct we own, on an fd we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(raw, &mut st) } != 0 {
+        warn!("DMA_MAP fd: fstat failed; using DMA messages");
+        return None;
+    }
+    let long_enough = offset
+        .checked_add(size)
+        .is_some_and(|e| e <= st.st_size as u64);
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || !long_enough {
+        warn!(
+            file_size = st.st_size,
+            offset, size, "DMA_MAP fd is not a file covering the map; using DMA messages"
+        );
+        return None;
+    }
+    // SAFETY: fcntl seal queries/updates on an fd we own.
+    let seals = unsafe { libc::fcntl(raw, libc::F_GET_SEALS) };
+    let sealed = seals >= 0
+        && (seals & libc::F_SEAL_SHRINK != 0
+            || unsafe { libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } == 0);
+    if !sealed {
+        warn!("DMA_MAP fd cannot be sealed against shrinking; using DMA messages");
+        return None;
+    }
+    let len = usize::try_from(size).ok()?;
+    let mmap = match MmapRegion::from_file(FileOffset::new(File::from(fd), offset), len) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(error = %e, "DMA_MAP mmap failed; using DMA messages");
+            return None;
+        }
+    };
+    GuestRegionMmap::new(mmap, GuestAddress(iova)).map(Arc::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::GuestAddressSpace;
+
+    fn memfd(size: u64) -> OwnedFd {
+        // SAFETY: memfd_create with a static C string; the fd is ours.
+        unsafe {
+            use std::os::fd::FromRawFd;
+            let fd = libc::memfd_create(c"t".as_ptr(), libc::MFD_ALLOW_SEALING);
+            assert!(fd >= 0);
+            assert_eq!(libc::ftruncate(fd, size as i64), 0);
+            OwnedFd::from_raw_fd(fd)
+        }
+    }
+
+    const RW: u32 = 3;
+
+    #[test]
+    fn memfd_map_is_reachable_through_memory_and_read_write() {
+        let dma = Dma::new(None);
+        dma.map(0x10000, 0x2000, RW, 0, Some(memfd(0x2000)))
+            .unwrap();
+        dma.write(0x10ff0, &[1, 2, 3, 4]).unwrap();
+        let mut b = [0u8; 4];
+        dma.memory()
+            .memory()
+            .read_slice(&mut b, GuestAddress(0x10ff0))
+            .unwrap();
+        assert_eq!(b, [1, 2, 3, 4]);
+        assert_eq!(dma.counters().mmapped_maps, 1);
+    }
+
+    #[test]
+    fn overlapping_and_overflowing_maps_are_refused() {
+        let dma = Dma::new(None);
+        dma.map(0x1000, 0x1000, RW, 0, None).unwrap();
+        assert_eq!(dma.map(0x1800, 0x1000, RW, 0, None), Err(libc::EEXIST));
+        assert_eq!(dma.map(0x800, 0x1000, RW, 0, None), Err(libc::EEXIST));
+        assert_eq!(dma.map(u64::MAX, 2, RW, 0, None), Err(libc::EINVAL));
+        assert_eq!(dma.map(0x4000, 0, RW, 0, None), Err(libc::EINVAL));
+        dma.map(0x2000, 0x1000, RW, 0, None).unwrap();
+    }
+
+    #[test]
+    fn short_memfd_falls_back_to_messages() {
+        let dma = Dma::new(None);
+        dma.map(0, 0x4000, RW, 0, Some(memfd(0x1000))).unwrap();
+        assert_eq!(dma.counters().mmapped_maps, 0);
+        assert_eq!(dma.counters().message_maps, 1);
+    }
+
+    #[test]
+    fn unmap_removes_contained_maps_and_refuses_cuts() {
+        let dma = Dma::new(None);
+        dma.map(0x1000, 0x1000, RW, 0, Some(memfd(0x1000))).unwrap();
+        dma.map(0x2000, 0x1000, RW, 0, None).unwrap();
+        assert_eq!(dma.unmap(0x1800, 0x1000, false), Err(libc::EINVAL));
+        dma.unmap(0x1000, 0x1000, false).unwrap();
+        assert!(matches!(
+            dma.write(0x1000, &[0]),
+            Err(DmaError::Unmapped { .. })
+        ));
+        dma.unmap(0, 0, true).unwrap();
+        assert_eq!(dma.counters().message_maps, 0);
+    }
+
+    #[test]
+    fn read_only_map_refuses_writes_and_detach_refuses_all() {
+        let dma = Dma::new(None);
+        dma.map(0, 0x1000, 1, 0, None).unwrap();
+        assert!(matches!(
+            dma.write(0, &[0]),
+            Err(DmaError::Permission { .. })
+        ));
+        dma.detach();
+        assert_eq!(dma.read(0, &mut [0]), Err(DmaError::Detached));
+    }
+
+    #[test]
+    fn message_read_is_refused_on_a_connection_thread() {
+        let (ob, _rx) = Outbound::new();
+        let dma = Dma::new(Some(ob));
+        dma.map(0, 0x1000, RW, 0, None).unwrap();
+        std::thread::spawn(move || {
+            mark_connection_thread();
+            assert_eq!(dma.read(0, &mut [0; 4]), Err(DmaError::WouldBlock));
+            assert_eq!(dma.write_sync(0, &[0; 4]), Err(DmaError::WouldBlock));
+            // Fire-and-forget is fine.
+            dma.write(0, &[0; 4]).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+}

@@ -1,0 +1,283 @@
+//! The listening socket of one PCI function and its accept loop.
+
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use tracing::{error, info, info_span, warn};
+
+use super::conn::{Connection, End};
+use super::dma::{mark_connection_thread, Dma, Outbound};
+use super::function::{FunctionContext, PciFunction};
+use super::irq::Interrupts;
+
+/// Server-wide counters (atomics, readable from any thread through [`ServerHandle::stats`]).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub connections: AtomicU64,
+    pub messages: AtomicU64,
+    pub error_replies: AtomicU64,
+    pub silent_errors: AtomicU64,
+    pub protocol_closes: AtomicU64,
+    pub panics: AtomicU64,
+}
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Clients accepted.
+    pub connections: u64,
+    /// Messages received (commands and replies).
+    pub messages: u64,
+    /// Error replies sent.
+    pub error_replies: u64,
+    /// Failed NO_REPLY messages (logged, never answered).
+    pub silent_errors: u64,
+    /// Connections closed because the stream could not be trusted any more.
+    pub protocol_closes: u64,
+    /// Connections ended by a panic in the function (caught; the function was reset).
+    pub panics: u64,
+}
+
+#[derive(Debug)]
+struct HandleInner {
+    path: PathBuf,
+    stop: AtomicBool,
+    current: Mutex<Option<UnixStream>>,
+    stats: Stats,
+}
+
+/// Stops a running [`Server`] and reads its counters; cheap to clone, usable from any thread.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl ServerHandle {
+    /// Ask the server to stop: the current client (if any) is disconnected, `run` returns and
+    /// the socket file is removed. Idempotent.
+    pub fn shutdown(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        if let Some(s) = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        // Unblock accept().
+        let _ = UnixStream::connect(&self.inner.path);
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        let s = &self.inner.stats;
+        ServerStats {
+            connections: s.connections.load(Ordering::Relaxed),
+            messages: s.messages.load(Ordering::Relaxed),
+            error_replies: s.error_replies.load(Ordering::Relaxed),
+            silent_errors: s.silent_errors.load(Ordering::Relaxed),
+            protocol_closes: s.protocol_closes.load(Ordering::Relaxed),
+            panics: s.panics.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A vfio-user server for one PCI function: one listening UNIX socket, one client at a time.
+/// When a client goes away the function is detached and reset and the next client is accepted.
+pub struct Server {
+    listener: UnixListener,
+    function: Box<dyn PciFunction>,
+    handle: ServerHandle,
+}
+
+impl Server {
+    /// Bind the socket at `path`. A stale socket file nobody listens on is replaced; a live one
+    /// is an `AddrInUse` error.
+    pub fn bind(
+        path: impl AsRef<Path>,
+        function: impl PciFunction + 'static,
+    ) -> io::Result<Server> {
+        Self::bind_boxed(path.as_ref(), Box::new(function))
+    }
+
+    /// [`Server::bind`] for an already boxed function.
+    pub fn bind_boxed(path: &Path, function: Box<dyn PciFunction>) -> io::Result<Server> {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ));
+            }
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is served by another process", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        Ok(Server {
+            listener,
+            function,
+            handle: ServerHandle {
+                inner: Arc::new(HandleInner {
+                    path: path.to_path_buf(),
+                    stop: AtomicBool::new(false),
+                    current: Mutex::new(None),
+                    stats: Stats::default(),
+                }),
+            },
+        })
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.handle.path()
+    }
+
+    /// The accept loop. Run it on its own thread; it returns after [`ServerHandle::shutdown`]
+    /// (and removes the socket file when the `Server` drops, which is here).
+    pub fn run(mut self) -> io::Result<()> {
+        mark_connection_thread();
+        let inner = self.handle.inner.clone();
+        let path = inner.path.display().to_string();
+        let _span = info_span!("vfio", socket = %path).entered();
+        info!("listening");
+        let mut conn_no = 0u64;
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if inner.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    error!(error = %e, "accept failed");
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if inner.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            conn_no += 1;
+            inner.stats.connections.fetch_add(1, Ordering::Relaxed);
+            let _conn_span = info_span!("conn", n = conn_no).entered();
+            info!("client connected");
+            *inner.current.lock().unwrap_or_else(|e| e.into_inner()) = stream.try_clone().ok();
+            self.serve_one(stream);
+            *inner.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            if inner.stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        info!("stopped");
+        Ok(())
+    }
+
+    fn serve_one(&mut self, stream: UnixStream) {
+        let inner = self.handle.inner.clone();
+        let info = self.function.info();
+        let (outbound, out_rx) = Outbound::new();
+        let dma = Dma::new(Some(outbound.clone()));
+        let irqs = Interrupts::new(info.irq_counts);
+        self.function.attach(FunctionContext {
+            dma: dma.clone(),
+            irqs: irqs.clone(),
+        });
+
+        let closed = Arc::new(AtomicBool::new(false));
+        let end = match Connection::new(
+            stream,
+            &mut *self.function,
+            dma.clone(),
+            irqs.clone(),
+            outbound.clone(),
+            &inner.stats,
+            &inner.stop,
+        ) {
+            Err(e) => End::Protocol(format!("socket setup: {e}")),
+            Ok((mut conn, writer)) => {
+                // The writer thread sends our DMA requests, so that no thread that asks for a
+                // DMA ever blocks on this client's socket.
+                let closed2 = closed.clone();
+                let writer_thread =
+                    thread::Builder::new()
+                        .name("vfio-dma-out".into())
+                        .spawn(move || loop {
+                            match out_rx.recv_timeout(Duration::from_millis(200)) {
+                                Ok(msg) => {
+                                    use std::io::Write;
+                                    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                                    if w.write_all(&msg).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                                    if closed2.load(Ordering::Acquire) {
+                                        break;
+                                    }
+                                }
+                                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                            }
+                        });
+                let end = match catch_unwind(AssertUnwindSafe(|| conn.serve())) {
+                    Ok(end) => end,
+                    Err(_) => {
+                        inner.stats.panics.fetch_add(1, Ordering::Relaxed);
+                        End::Protocol("the function panicked".into())
+                    }
+                };
+                closed.store(true, Ordering::Release);
+                if let Ok(t) = writer_thread {
+                    let _ = t.join();
+                }
+                end
+            }
+        };
+        match &end {
+            End::Eof => info!("client disconnected"),
+            End::Stopped => info!("connection closed for shutdown"),
+            End::Protocol(why) => {
+                inner.stats.protocol_closes.fetch_add(1, Ordering::Relaxed);
+                warn!(why = %why, "connection closed")
+            }
+        }
+        outbound.close();
+        dma.detach();
+        irqs.detach();
+        let function = &mut self.function;
+        if catch_unwind(AssertUnwindSafe(|| {
+            function.detach();
+            function.reset();
+        }))
+        .is_err()
+        {
+            inner.stats.panics.fetch_add(1, Ordering::Relaxed);
+            error!("the function panicked in detach/reset");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.handle.inner.path);
+    }
+}
