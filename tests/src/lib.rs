@@ -1,1 +1,34 @@
-//! placeholder
+//! Support for sriov-emu's integration and QEMU end-to-end tests.
+//!
+//! The end-to-end harness boots stock QEMU 11.1 (fetched by
+//! `scripts/fetch-e2e.py` into `target/e2e/`) with a Debian bookworm kernel
+//! and a busybox initramfs, runs a shell script in the guest and parses the
+//! results it prints on the serial console.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sriov_emu_tests::{Guest, GuestConfig};
+//!
+//! let out = Guest::new(
+//!     GuestConfig::new("example", "check kernel uname -r\ncheck igbvf modprobe igbvf\n")
+//!         .qemu_args(["-device", "pcie-root-port,id=rp0,chassis=1"])
+//!         .timeout(Duration::from_secs(60)),
+//! )
+//! .run()
+//! .expect("artifacts present");
+//! out.assert_all_passed();
+//! println!("{}", out.expect_pass("kernel").detail);
+//! ```
+//!
+//! Guest scripts are busybox `sh`, sourced by `/init` after the helpers of
+//! `tests/guest/helpers.sh` (`result`, `check`, `check_fails`, `check_eq`,
+//! `value`, `wait_for`).
+
+pub mod artifacts;
+pub mod cpio;
+pub mod guest;
+pub mod results;
+
+pub use artifacts::{workspace_root, Artifacts, HarnessError, FETCH_SCRIPT};
+pub use guest::{kvm_requested, Guest, GuestConfig, GuestOutput, RunningGuest, KVM_ENV};
+pub use results::{parse_console, GuestResult, ParsedConsole, Status};

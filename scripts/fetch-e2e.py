@@ -1,0 +1,789 @@
+#!/usr/bin/env python3
+"""Fetch and build everything the QEMU end-to-end tests need, into target/e2e/.
+
+Idempotent and cached: every stage writes a stamp holding the key it was built
+from, and is skipped when the stamp matches and its outputs exist. A second run
+downloads nothing.
+
+Stages:
+  qemu    QEMU 11.1 (qemu-system-x86 from trixie-backports) with its dependency
+          closure, fetched with `apt-get download` against a private apt state,
+          extracted with `dpkg -x` into target/e2e/qemu-root, and a wrapper
+          target/e2e/bin/qemu-system-x86_64 that runs it through that tree's own
+          dynamic loader. The machine's own packages are never touched.
+  guest   Debian bookworm's kernel image, busybox-static, iproute2, iperf3 and
+          the library packages they need, extracted into target/e2e/guest-tree.
+  vmlinux The ELF vmlinux cut out of the kernel's bzImage (PVH boot entry).
+  initrd  target/e2e/initramfs.cpio: busybox, the guest tools with their shared
+          libraries, the NIC modules with a modules.dep, and tests/guest/init.
+
+The Debian archive URI comes from this machine's apt configuration (the first
+non-security bookworm entry); set SRIOV_EMU_DEBIAN_URI to override it.
+"""
+
+import glob
+import hashlib
+import json
+import lzma
+import os
+import re
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+E2E = os.path.join(REPO, "target", "e2e")
+GUEST_SRC = os.path.join(REPO, "tests", "guest")
+
+# Bump to force every stage to rebuild.
+LAYOUT_VERSION = "1"
+
+QEMU_SUITES = ["trixie", "trixie-backports"]
+QEMU_TARGET_RELEASE = "trixie-backports"
+QEMU_PACKAGES = ["qemu-system-x86"]
+# Packages of a dependency closure that only maintainer scripts need: nothing
+# runs them from an extracted tree, so they are not downloaded.
+SKIP_PACKAGES = {
+    "base-passwd", "debconf", "login.defs", "passwd", "adduser", "tar", "dpkg", "perl",
+    "perl-base", "usrmerge", "init-system-helpers", "openssl-provider-legacy",
+}
+QEMU_VERSION_PREFIX = "11.1."
+TRIXIE_KEYRINGS = [
+    "/usr/share/keyrings/debian-archive-trixie-stable.gpg",
+    "/usr/share/keyrings/debian-archive-trixie-automatic.gpg",
+]
+
+GUEST_SUITES = ["bookworm"]
+GUEST_TOOLS = ["busybox-static", "iproute2", "iperf3"]
+BOOKWORM_KEYRINGS = [
+    "/usr/share/keyrings/debian-archive-bookworm-stable.gpg",
+    "/usr/share/keyrings/debian-archive-bookworm-automatic.gpg",
+]
+# ELF programs copied from the guest tree into the initramfs (path in tree ->
+# path in the initramfs). Their shared libraries follow automatically.
+GUEST_PROGRAMS = {
+    "bin/ip": "usr/sbin/ip",
+    "sbin/bridge": "usr/sbin/bridge",
+    "sbin/tc": "usr/sbin/tc",
+    "bin/ss": "usr/sbin/ss",
+    "usr/bin/iperf3": "usr/bin/iperf3",
+}
+# Modules (by name) put in the initramfs with their dependency closure. Names
+# that the kernel does not build as modules are ignored.
+GUEST_MODULES = [
+    "igb", "igbvf", "8021q", "bridge", "veth", "dummy", "macvlan",
+    "sch_htb", "sch_tbf", "sch_ingress", "cls_u32", "cls_flower",
+    "act_police", "act_mirred", "act_gact",
+]
+
+MULTIARCH = "x86_64-linux-gnu"
+
+
+def log(msg):
+    print(f"[fetch-e2e] {msg}", flush=True)
+
+
+def die(msg):
+    print(f"[fetch-e2e] error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def run(cmd, **kw):
+    try:
+        return subprocess.run(cmd, check=True, **kw)
+    except subprocess.CalledProcessError as e:
+        die(f"command failed ({e.returncode}): {' '.join(cmd)}")
+
+
+def sha256_of(*parts):
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class Stamp:
+    """A stage is done when its stamp holds the same key and its outputs exist."""
+
+    def __init__(self, name, key, outputs):
+        self.path = os.path.join(E2E, "stamps", name)
+        self.key = key
+        self.outputs = outputs
+
+    def fresh(self):
+        try:
+            with open(self.path) as f:
+                if f.read().strip() != self.key:
+                    return False
+        except OSError:
+            return False
+        return all(os.path.exists(p) for p in self.outputs)
+
+    def write(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path, "w") as f:
+            f.write(self.key + "\n")
+
+
+# ---------------------------------------------------------------------------
+# The Debian archive URI, from this machine's apt configuration.
+
+
+def _deb822_stanzas(text):
+    stanza = {}
+    key = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if stanza:
+                yield stanza
+            stanza, key = {}, None
+            continue
+        if line[0] in " \t" and key:
+            stanza[key] += " " + line.strip()
+            continue
+        if ":" in line:
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            stanza[key] = value.strip()
+    if stanza:
+        yield stanza
+
+
+def apt_source_entries():
+    """(uri, suites) pairs from sources.list, *.list and *.sources, in order."""
+    entries = []
+    lists = ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list"))
+    for path in lists:
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line.startswith("deb "):
+                continue
+            line = re.sub(r"\[[^\]]*\]", " ", line)
+            words = line.split()
+            if len(words) >= 3:
+                entries.append((words[1], [words[2]]))
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        for st in _deb822_stanzas(text):
+            if st.get("enabled", "yes").lower() == "no":
+                continue
+            if "deb" not in st.get("types", "").split():
+                continue
+            for uri in st.get("uris", "").split():
+                entries.append((uri, st.get("suites", "").split()))
+    return entries
+
+
+def debian_uri():
+    override = os.environ.get("SRIOV_EMU_DEBIAN_URI")
+    if override:
+        return override.rstrip("/")
+    for uri, suites in apt_source_entries():
+        if "bookworm" in suites and not uri.rstrip("/").endswith("-security"):
+            return uri.rstrip("/")
+    die("no bookworm entry in /etc/apt/sources.list{,.d/*}; set SRIOV_EMU_DEBIAN_URI")
+
+
+# ---------------------------------------------------------------------------
+# A private apt state: own lists, cache and sources; the machine's untouched.
+
+
+class PrivateApt:
+    def __init__(self, name, uri, suites, keyrings):
+        self.dir = os.path.join(E2E, "apt", name)
+        self.uri = uri
+        self.suites = suites
+        self.keyrings = [k for k in keyrings if os.path.exists(k)]
+        if not self.keyrings:
+            die(f"none of the keyrings {keyrings} exists")
+
+    def opts(self):
+        d = self.dir
+        return [
+            "-o", f"Dir::State={d}/state",
+            "-o", f"Dir::State::status={d}/state/status",
+            "-o", f"Dir::Cache={d}/cache",
+            "-o", "Dir::Cache::pkgcache=",
+            "-o", "Dir::Cache::srcpkgcache=",
+            "-o", f"Dir::Etc::SourceList={d}/etc/sources.list",
+            "-o", f"Dir::Etc::SourceParts={d}/etc/sources.list.d",
+            "-o", f"Dir::Etc::Preferences={d}/etc/preferences",
+            "-o", f"Dir::Etc::PreferencesParts={d}/etc/preferences.d",
+            "-o", f"Dir::Etc::Trusted={d}/etc/trusted.gpg",
+            "-o", f"Dir::Etc::TrustedParts={d}/etc/trusted.gpg.d",
+            "-o", "APT::Architecture=amd64",
+            "-o", "APT::Architectures::=amd64",
+            "-o", "APT::Get::List-Cleanup=false",
+            "-o", "APT::Sandbox::User=root",
+            "-o", "Acquire::Languages=none",
+            "-o", "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false",
+            "-o", "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false",
+            "-o", "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false",
+            "-o", "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false",
+            # Snapshot-style archives carry old Release dates.
+            "-o", "Acquire::Check-Valid-Until=false",
+            "-o", "Debug::NoLocking=true",
+            "-q",
+        ]
+
+    def update(self):
+        d = self.dir
+        for sub in ["state/lists/partial", "cache/archives/partial", "etc/sources.list.d",
+                    "etc/preferences.d", "etc/trusted.gpg.d"]:
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        open(os.path.join(d, "state", "status"), "a").close()
+        signed = ",".join(self.keyrings)
+        with open(os.path.join(d, "etc", "sources.list"), "w") as f:
+            for suite in self.suites:
+                f.write(f"deb [signed-by={signed}] {self.uri} {suite} main\n")
+        log(f"apt-get update ({self.dir})")
+        run(["apt-get", *self.opts(), "update"], stdout=subprocess.DEVNULL)
+
+    def closure(self, packages, target_release=None):
+        """(name, version) of the packages and their Depends/Pre-Depends closure."""
+        cmd = ["apt-get", *self.opts(), "-s", "install", "--no-install-recommends"]
+        if target_release:
+            cmd += ["-t", target_release]
+        out = run(cmd + packages, stdout=subprocess.PIPE, text=True).stdout
+        result = []
+        for line in out.splitlines():
+            m = re.match(r"^Inst (\S+) (?:\[[^\]]*\] )?\((\S+) ", line)
+            if m:
+                result.append((m.group(1), m.group(2)))
+        if not result:
+            die(f"apt resolved nothing for {packages}:\n{out}")
+        return result
+
+    def depends_of(self, package):
+        out = run(["apt-cache", *self.opts(), "depends", package],
+                  stdout=subprocess.PIPE, text=True).stdout
+        return [m.group(1) for m in re.finditer(r"^\s+Depends: (\S+)$", out, re.M)]
+
+    def download(self, pkgs, dest):
+        """apt-get download name=version into dest; files already there are kept."""
+        os.makedirs(dest, exist_ok=True)
+        missing = []
+        for name, version in pkgs:
+            fname_version = version.replace(":", "%3a")
+            if not glob.glob(os.path.join(dest, f"{name}_{glob.escape(fname_version)}_*.deb")):
+                missing.append(f"{name}={version}")
+        if missing:
+            log(f"downloading {len(missing)} packages into {dest}")
+            run(["apt-get", *self.opts(), "download", *missing], cwd=dest, stdout=subprocess.DEVNULL)
+        files = []
+        for name, version in pkgs:
+            fname_version = version.replace(":", "%3a")
+            found = glob.glob(os.path.join(dest, f"{name}_{glob.escape(fname_version)}_*.deb"))
+            if not found:
+                die(f"{name}={version} was not downloaded")
+            files.append(found[0])
+        return files
+
+
+def skipped(name):
+    return name in SKIP_PACKAGES or name.startswith("perl-modules-")
+
+
+def extract_debs(debs, root):
+    if os.path.exists(root):
+        shutil.rmtree(root)
+    os.makedirs(root)
+    for deb in debs:
+        run(["dpkg", "-x", deb, root])
+
+
+# ---------------------------------------------------------------------------
+# QEMU
+
+
+QEMU_WRAPPER = """#!/bin/sh
+# Runs the QEMU extracted by scripts/fetch-e2e.py through its own tree's
+# dynamic loader and libraries (generated file).
+R="$(cd "$(dirname "$0")/../qemu-root" && pwd)"
+L="$R/usr/lib/x86_64-linux-gnu:$R/lib/x86_64-linux-gnu"
+export QEMU_MODULE_DIR="$R/usr/lib/x86_64-linux-gnu/qemu"
+exec "$R/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$L" \\
+  "$R/usr/bin/qemu-system-x86_64" -L "$R/usr/share/qemu" -L "$R/usr/share/seabios" "$@"
+"""
+
+
+def stage_qemu(uri):
+    root = os.path.join(E2E, "qemu-root")
+    wrapper = os.path.join(E2E, "bin", "qemu-system-x86_64")
+    key = sha256_of(LAYOUT_VERSION, uri, QEMU_SUITES, QEMU_PACKAGES, sorted(SKIP_PACKAGES), QEMU_WRAPPER)
+    stamp = Stamp("qemu", key, [root, wrapper])
+    if stamp.fresh():
+        log("qemu: cached")
+        return wrapper
+    apt = PrivateApt("trixie", uri, QEMU_SUITES, TRIXIE_KEYRINGS)
+    apt.update()
+    pkgs = apt.closure(QEMU_PACKAGES, QEMU_TARGET_RELEASE)
+    pkgs = [(n, v) for n, v in pkgs if not skipped(n)]
+    qver = dict(pkgs).get("qemu-system-x86", "")
+    if QEMU_VERSION_PREFIX not in qver:
+        die(f"expected QEMU {QEMU_VERSION_PREFIX}x from {QEMU_TARGET_RELEASE}, apt offers {qver!r}")
+    debs = apt.download(pkgs, os.path.join(E2E, "debs", "qemu"))
+    log(f"qemu: extracting {len(debs)} packages")
+    extract_debs(debs, root)
+    os.makedirs(os.path.dirname(wrapper), exist_ok=True)
+    with open(wrapper, "w") as f:
+        f.write(QEMU_WRAPPER)
+    os.chmod(wrapper, 0o755)
+    check_qemu(wrapper)
+    stamp.write()
+    return wrapper
+
+
+def check_qemu(wrapper):
+    out = run([wrapper, "--version"], stdout=subprocess.PIPE, text=True).stdout
+    first = out.splitlines()[0] if out else ""
+    m = re.search(r"version (\d+\.\d+\.\d+)", first)
+    if not m or not m.group(1).startswith(QEMU_VERSION_PREFIX):
+        die(f"unexpected QEMU version: {first!r}")
+    log(f"qemu: {first}")
+    # Every library must come from the extracted tree, none from the host.
+    root = os.path.join(E2E, "qemu-root")
+    libdirs = f"{root}/usr/lib/{MULTIARCH}:{root}/lib/{MULTIARCH}"
+    listing = run([f"{root}/usr/lib/{MULTIARCH}/ld-linux-x86-64.so.2", "--library-path", libdirs,
+                   "--list", f"{root}/usr/bin/qemu-system-x86_64"],
+                  stdout=subprocess.PIPE, text=True).stdout
+    for line in listing.splitlines():
+        m = re.search(r"=> (\S+)", line)
+        if m and not os.path.realpath(m.group(1)).startswith(os.path.realpath(root) + "/"):
+            die(f"QEMU would load a host library: {line.strip()}")
+    props = run([wrapper, "-device", "vfio-user-pci,help"], stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True).stdout
+    if "socket" not in props:
+        die(f"this QEMU has no usable vfio-user-pci device:\n{props}")
+    with open(os.path.join(E2E, "qemu-version"), "w") as f:
+        f.write(first + "\n")
+
+
+# ---------------------------------------------------------------------------
+# Guest kernel and tools
+
+
+def stage_guest(uri):
+    tree = os.path.join(E2E, "guest-tree")
+    key = sha256_of(LAYOUT_VERSION, uri, GUEST_SUITES, GUEST_TOOLS, sorted(SKIP_PACKAGES))
+    stamp = Stamp("guest", key, [tree])
+    if stamp.fresh():
+        log("guest packages: cached")
+        return tree
+    apt = PrivateApt("bookworm", uri, GUEST_SUITES, BOOKWORM_KEYRINGS)
+    apt.update()
+    images = [d for d in apt.depends_of("linux-image-amd64") if d.startswith("linux-image-")]
+    if not images:
+        die("linux-image-amd64 depends on no linux-image-* package")
+    tools = apt.closure(GUEST_TOOLS)
+    pkgs = [(n, v) for n, v in tools if not skipped(n)]
+    # Only the image itself, not the tools its maintainer scripts need.
+    image = [(n, v) for n, v in apt.closure([images[0]]) if n == images[0]]
+    if not image:
+        die(f"could not resolve {images[0]}")
+    pkgs += image
+    debs = apt.download(pkgs, os.path.join(E2E, "debs", "guest"))
+    log(f"guest: extracting {len(debs)} packages")
+    extract_debs(debs, tree)
+    stamp.write()
+    return tree
+
+
+def kernel_release(tree):
+    found = sorted(glob.glob(os.path.join(tree, "boot", "vmlinuz-*")))
+    if not found:
+        die("no boot/vmlinuz-* in the guest tree")
+    return os.path.basename(found[-1])[len("vmlinuz-"):]
+
+
+# ---------------------------------------------------------------------------
+# vmlinux from bzImage
+
+
+def elf_notes(data):
+    """Yield (name, type, desc) of every note in the PT_NOTE segments of an ELF64."""
+    e_phoff, = struct.unpack_from("<Q", data, 0x20)
+    e_phentsize, e_phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(e_phnum):
+        p_type, _flags, p_offset, _va, _pa, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, e_phoff + i * e_phentsize)
+        if p_type != 4:  # PT_NOTE
+            continue
+        off, end = p_offset, p_offset + p_filesz
+        while off + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", data, off)
+            off += 12
+            name = data[off:off + namesz].rstrip(b"\0")
+            off += (namesz + 3) & ~3
+            desc = data[off:off + descsz]
+            off += (descsz + 3) & ~3
+            yield name, ntype, desc
+
+
+def extract_vmlinux(bzimage_path, out_path):
+    with open(bzimage_path, "rb") as f:
+        img = f.read()
+    if img[0x202:0x206] != b"HdrS":
+        die(f"{bzimage_path} is not a bzImage")
+    setup_sects = img[0x1F1] or 4
+    payload_offset, payload_length = struct.unpack_from("<II", img, 0x248)
+    start = (setup_sects + 1) * 512 + payload_offset
+    payload = img[start:start + payload_length]
+    if payload.startswith(b"\xfd7zXZ\x00"):
+        data = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
+    elif payload.startswith(b"\x1f\x8b"):
+        import zlib
+        data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(payload)
+    elif payload.startswith(b"\x28\xb5\x2f\xfd"):
+        data = subprocess.run(["zstd", "-dc"], input=payload[:-4], stdout=subprocess.PIPE,
+                              check=True).stdout
+    else:
+        die(f"unknown kernel payload compression: {payload[:6].hex()}")
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        die("decompressed kernel payload is not an ELF64 vmlinux")
+    if not any(n == b"Xen" and t == 18 for n, t, _ in elf_notes(data)):
+        die("vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)")
+    with open(out_path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(out_path + ".tmp", out_path)
+
+
+def stage_vmlinux(tree):
+    rel = kernel_release(tree)
+    bz = os.path.join(tree, "boot", f"vmlinuz-{rel}")
+    out = os.path.join(E2E, "vmlinux")
+    st = os.stat(bz)
+    stamp = Stamp("vmlinux", sha256_of(LAYOUT_VERSION, rel, st.st_size, st.st_mtime), [out])
+    if stamp.fresh():
+        log("vmlinux: cached")
+        return out
+    log(f"vmlinux: extracting from {os.path.relpath(bz, E2E)}")
+    extract_vmlinux(bz, out)
+    with open(os.path.join(E2E, "kernel-release"), "w") as f:
+        f.write(rel + "\n")
+    stamp.write()
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Shared libraries: DT_NEEDED from the ELF dynamic section.
+
+
+def elf_needed(path):
+    """(interpreter or None, [DT_NEEDED names]) of an ELF64 little-endian file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None, []
+    e_phoff, = struct.unpack_from("<Q", data, 0x20)
+    e_phentsize, e_phnum = struct.unpack_from("<HH", data, 0x36)
+    loads, dynamic, interp = [], None, None
+    for i in range(e_phnum):
+        p_type, _fl, p_offset, p_vaddr, _pa, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, e_phoff + i * e_phentsize)
+        if p_type == 1:
+            loads.append((p_vaddr, p_offset, p_filesz))
+        elif p_type == 2:
+            dynamic = (p_offset, p_filesz)
+        elif p_type == 3:
+            interp = data[p_offset:p_offset + p_filesz].rstrip(b"\0").decode()
+    if dynamic is None:
+        return interp, []
+
+    def vaddr_to_offset(va):
+        for v, o, s in loads:
+            if v <= va < v + s:
+                return va - v + o
+        die(f"{path}: address {va:#x} not in any PT_LOAD")
+
+    strtab, needed = None, []
+    off, end = dynamic
+    end += off
+    while off + 16 <= end:
+        tag, val = struct.unpack_from("<qQ", data, off)
+        off += 16
+        if tag == 0:
+            break
+        if tag == 5:  # DT_STRTAB
+            strtab = vaddr_to_offset(val)
+        elif tag == 1:  # DT_NEEDED
+            needed.append(val)
+    names = []
+    for n in needed:
+        s = strtab + n
+        names.append(data[s:data.index(b"\0", s)].decode())
+    return interp, names
+
+
+LIB_DIRS = [f"lib/{MULTIARCH}", f"usr/lib/{MULTIARCH}", "lib64", "lib", "usr/lib"]
+
+
+def find_lib(tree, name):
+    for d in LIB_DIRS:
+        p = os.path.join(tree, d, name)
+        if os.path.exists(p):
+            return p
+    die(f"shared library {name} not found in the guest tree")
+
+
+def library_closure(tree, programs):
+    """Map soname -> path in the tree for everything the programs load."""
+    libs, todo = {}, list(programs)
+    interp_name = None
+    while todo:
+        interp, needed = elf_needed(todo.pop())
+        if interp:
+            interp_name = os.path.basename(interp)
+            if interp_name not in libs:
+                libs[interp_name] = find_lib(tree, interp_name)
+        for n in needed:
+            if n not in libs:
+                libs[n] = find_lib(tree, n)
+                todo.append(libs[n])
+    return libs, interp_name
+
+
+# ---------------------------------------------------------------------------
+# Modules
+
+
+def modinfo(path):
+    """Fields of a module's .modinfo section, as (key, value) pairs."""
+    with open(path, "rb") as f:
+        data = f.read()
+    e_shoff, = struct.unpack_from("<Q", data, 0x28)
+    e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
+    def sh(i):
+        return struct.unpack_from("<IIQQQQIIQQ", data, e_shoff + i * e_shentsize)
+
+    shstr_off = sh(e_shstrndx)[4]
+    for i in range(e_shnum):
+        name_off, _t, _f, _a, off, size = sh(i)[:6]
+        s = shstr_off + name_off
+        if data[s:data.index(b"\0", s)] == b".modinfo":
+            fields = []
+            for item in data[off:off + size].split(b"\0"):
+                if b"=" in item:
+                    k, _, v = item.decode(errors="replace").partition("=")
+                    fields.append((k, v))
+            return fields
+    return []
+
+
+def module_closure(moddir, wanted):
+    """{module name: path relative to moddir} for the wanted modules and their deps."""
+    index = {}
+    for p in glob.glob(os.path.join(moddir, "kernel", "**", "*.ko"), recursive=True):
+        name = os.path.basename(p)[:-3].replace("-", "_")
+        index[name] = os.path.relpath(p, moddir)
+    chosen, todo = {}, [w.replace("-", "_") for w in wanted if w.replace("-", "_") in index]
+    deps = {}
+    while todo:
+        name = todo.pop()
+        if name in chosen:
+            continue
+        chosen[name] = index[name]
+        d = []
+        for k, v in modinfo(os.path.join(moddir, index[name])):
+            if k == "depends" and v:
+                d += [x.replace("-", "_") for x in v.split(",")]
+        deps[name] = d
+        todo += d
+    return chosen, deps
+
+
+def write_modules_dep(path, chosen, deps):
+    """modules.dep in depmod's format: each line lists the full closure, loaded right to left."""
+    lines = []
+    for name in sorted(chosen):
+        order, seen = [], set()
+
+        def visit(m):
+            for d in deps[m]:
+                if d not in seen:
+                    seen.add(d)
+                    visit(d)
+                    order.append(d)
+
+        visit(name)
+        # depmod lists a module's dependencies so that the rightmost is loaded first.
+        lines.append(chosen[name] + ":" + "".join(" " + chosen[d] for d in reversed(order)))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------
+# newc cpio writer
+
+
+def newc_header(ino, mode, nlink, size, name, rdev=(0, 0)):
+    namesz = len(name.encode()) + 1
+    fields = [ino, mode, 0, 0, nlink, 0, size, 0, 0, rdev[0], rdev[1], namesz, 0]
+    hdr = b"070701" + b"".join(b"%08X" % v for v in fields) + name.encode() + b"\0"
+    return hdr + b"\0" * (-len(hdr) % 4)
+
+
+def write_newc(out_path, root, extra_nodes):
+    """Archive the tree under root (sorted, uid/gid 0, mtime 0) plus device nodes."""
+    ino = 1
+    with open(out_path + ".tmp", "wb") as out:
+        def emit(mode, name, data=b"", nlink=1, rdev=(0, 0)):
+            nonlocal ino
+            out.write(newc_header(ino, mode, nlink, len(data), name, rdev))
+            out.write(data)
+            out.write(b"\0" * (-len(data) % 4))
+            ino += 1
+
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, root)
+            if rel != ".":
+                emit(stat.S_IFDIR | (os.stat(dirpath).st_mode & 0o7777), rel, nlink=2)
+            for fn in sorted(filenames) + sorted(d for d in dirnames if os.path.islink(os.path.join(dirpath, d))):
+                p = os.path.join(dirpath, fn)
+                name = os.path.normpath(os.path.join(rel, fn))
+                st = os.lstat(p)
+                if stat.S_ISLNK(st.st_mode):
+                    emit(stat.S_IFLNK | 0o777, name, os.readlink(p).encode())
+                elif stat.S_ISREG(st.st_mode):
+                    with open(p, "rb") as f:
+                        emit(stat.S_IFREG | (st.st_mode & 0o7777), name, f.read())
+        for name, mode, rdev in extra_nodes:
+            emit(mode, name, rdev=rdev)
+        emit(0, "TRAILER!!!", nlink=1)
+        pad = -out.tell() % 512
+        out.write(b"\0" * pad)
+    os.replace(out_path + ".tmp", out_path)
+
+
+# ---------------------------------------------------------------------------
+# initramfs
+
+
+def guest_sources():
+    files = {}
+    for p in sorted(glob.glob(os.path.join(GUEST_SRC, "*"))):
+        with open(p, "rb") as f:
+            files[os.path.basename(p)] = f.read()
+    if "init" not in files:
+        die(f"{GUEST_SRC}/init is missing")
+    return files
+
+
+def stage_initramfs(tree, rel):
+    out = os.path.join(E2E, "initramfs.cpio")
+    sources = guest_sources()
+    key = sha256_of(LAYOUT_VERSION, rel, open(os.path.join(E2E, "stamps", "guest")).read(),
+                    GUEST_PROGRAMS, GUEST_MODULES, *sorted(sources.items()), open(__file__, "rb").read())
+    stamp = Stamp("initramfs", key, [out])
+    if stamp.fresh():
+        log("initramfs: cached")
+        return out
+    log("initramfs: building")
+    root = os.path.join(E2E, "initramfs-root")
+    if os.path.exists(root):
+        shutil.rmtree(root)
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "tmp", "mnt",
+              "root", "etc", "var/run", f"lib/{MULTIARCH}", "lib64", "lib/sriov-emu", "sriov-emu"]:
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    os.chmod(os.path.join(root, "tmp"), 0o1777)
+
+    # Guest tools and their libraries.
+    programs = []
+    for src, dst in GUEST_PROGRAMS.items():
+        p = os.path.join(tree, src)
+        if not os.path.exists(p):
+            die(f"{src} missing from the guest tree")
+        shutil.copy2(p, os.path.join(root, dst))
+        programs.append(p)
+    libs, interp = library_closure(tree, programs)
+    for soname, p in libs.items():
+        shutil.copy2(os.path.realpath(p), os.path.join(root, "lib", MULTIARCH, soname))
+    if interp:
+        os.symlink(f"/lib/{MULTIARCH}/{interp}", os.path.join(root, "lib64", interp))
+
+    # busybox for everything else: one symlink per applet in /bin, except where
+    # a real tool (ip, tc, bridge, ss, iperf3) stands in /usr/{s,}bin.
+    bb = os.path.join(tree, "bin", "busybox")
+    shutil.copy2(bb, os.path.join(root, "bin", "busybox"))
+    applets = run([bb, "--list"], stdout=subprocess.PIPE, text=True).stdout.split()
+    real = {os.path.basename(d) for d in GUEST_PROGRAMS.values()}
+    for a in applets:
+        if a in ("busybox",) or a in real or "/" in a:
+            continue
+        os.symlink("busybox", os.path.join(root, "bin", a))
+    os.symlink("../bin/busybox", os.path.join(root, "sbin", "modprobe"))
+
+    # Modules and a modules.dep for busybox modprobe.
+    moddir = os.path.join(tree, "lib", "modules", rel)
+    chosen, deps = module_closure(moddir, GUEST_MODULES)
+    for n in ("igb", "igbvf"):
+        if n not in chosen:
+            die(f"module {n} not found under {moddir}")
+    dst_moddir = os.path.join(root, "lib", "modules", rel)
+    for relpath in chosen.values():
+        os.makedirs(os.path.dirname(os.path.join(dst_moddir, relpath)), exist_ok=True)
+        shutil.copy2(os.path.join(moddir, relpath), os.path.join(dst_moddir, relpath))
+    for f in ("modules.builtin", "modules.order", "modules.builtin.modinfo"):
+        if os.path.exists(os.path.join(moddir, f)):
+            shutil.copy2(os.path.join(moddir, f), os.path.join(dst_moddir, f))
+    write_modules_dep(os.path.join(dst_moddir, "modules.dep"), chosen, deps)
+
+    # init and the guest-script helpers.
+    for name, data in sources.items():
+        dst = os.path.join(root, "init") if name == "init" else os.path.join(root, "lib", "sriov-emu", name)
+        with open(dst, "wb") as f:
+            f.write(data)
+        os.chmod(dst, 0o755)
+    with open(os.path.join(root, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\n")
+    with open(os.path.join(root, "etc", "group"), "w") as f:
+        f.write("root:x:0:\n")
+    with open(os.path.join(root, "etc", "hosts"), "w") as f:
+        f.write("127.0.0.1 localhost\n")
+
+    write_newc(out, root, [("dev/console", stat.S_IFCHR | 0o600, (5, 1)),
+                           ("dev/null", stat.S_IFCHR | 0o666, (1, 3))])
+    log(f"initramfs: {os.path.getsize(out) // 1024} KiB, {len(chosen)} modules, {len(libs)} libraries")
+    stamp.write()
+    return out
+
+
+def main():
+    t0 = time.monotonic()
+    os.makedirs(E2E, exist_ok=True)
+    uri = debian_uri()
+    wrapper = stage_qemu(uri)
+    tree = stage_guest(uri)
+    vmlinux = stage_vmlinux(tree)
+    rel = kernel_release(tree)
+    initrd = stage_initramfs(tree, rel)
+    manifest = {
+        "qemu": os.path.relpath(wrapper, E2E),
+        "qemu_version": open(os.path.join(E2E, "qemu-version")).read().strip(),
+        "kernel": os.path.relpath(vmlinux, E2E),
+        "kernel_release": rel,
+        "initramfs": os.path.relpath(initrd, E2E),
+    }
+    with open(os.path.join(E2E, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    log(f"done in {time.monotonic() - t0:.1f}s: {manifest['qemu_version']}, kernel {rel}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+#!/bin/sh
+# The project's test command: fetch (or reuse) the end-to-end artifacts in
+# target/e2e/, then run every test of the workspace, the QEMU guests included.
+set -eu
+cd "$(dirname "$0")/.."
+python3 scripts/fetch-e2e.py
+exec cargo test --workspace "$@"
