@@ -87,3 +87,51 @@ impl MsixPba {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pba_bits_read_as_little_endian_qwords() {
+        let mut pba = MsixPba::new(70);
+        assert_eq!(pba.size(), 16);
+        assert!(pba.set_pending(0));
+        assert!(pba.set_pending(9));
+        assert!(pba.set_pending(69));
+        let mut bytes = [0u8; 16];
+        pba.read(0, &mut bytes);
+        assert_eq!(
+            bytes,
+            [0x01, 0x02, 0, 0, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(pba.pending().collect::<Vec<_>>(), vec![0, 9, 69]);
+        assert!(pba.clear_pending(9));
+        assert!(!pba.clear_pending(9));
+        assert!(!pba.is_pending(9));
+    }
+
+    #[test]
+    fn out_of_range_vectors_and_reads_are_harmless() {
+        let mut pba = MsixPba::new(3);
+        assert_eq!(pba.size(), 8);
+        assert!(!pba.set_pending(3));
+        assert!(!pba.is_pending(3));
+        assert!(!pba.clear_pending(u16::MAX));
+        pba.set_pending(2);
+        let mut bytes = [0xAAu8; 4];
+        pba.read(6, &mut bytes);
+        assert_eq!(bytes, [0, 0, 0, 0], "past the end reads 0");
+        pba.read(usize::MAX, &mut bytes);
+        assert_eq!(bytes, [0; 4]);
+        pba.read(0, &mut bytes[..1]);
+        assert_eq!(bytes[0], 0x04);
+    }
+
+    #[test]
+    fn vector_count_is_clamped() {
+        assert_eq!(MsixPba::new(0).vectors(), 1);
+        assert_eq!(MsixPba::new(5000).vectors(), 2048);
+        assert_eq!(MsixPba::new(2048).size(), 256);
+    }
+}

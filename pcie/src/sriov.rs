@@ -211,15 +211,16 @@ impl SriovState {
 fn vf_bar(space: &ConfigSpace, reg: usize) -> Option<VfBar> {
     let low = space.read_u32(reg);
     let low_mask = space.masks_u32(reg);
-    if low_mask == 0 {
-        return None;
-    }
     let is_64 = low & crate::regs::bar::MEM_TYPE_MASK == crate::regs::bar::MEM_TYPE_64;
     let (high, high_mask) = if is_64 {
         (space.read_u32(reg + 4), space.masks_u32(reg + 4))
     } else {
         (0, 0)
     };
+    // A 64-bit BAR of 4 GiB or more has no writable bits in its low register.
+    if low_mask == 0 && high_mask == 0 {
+        return None;
+    }
     let size = crate::bar::size_from_readback(low_mask | (low & 0xF), high_mask);
     let kind = if is_64 {
         BarKind::Memory64
