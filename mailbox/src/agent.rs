@@ -830,7 +830,9 @@ impl PfAgent {
         vid: u16,
         policy: &VfPolicy,
     ) -> Result<Option<PolicyChange>, RefusalReason> {
-        if policy.port_vlan.is_some() {
+        // igb tests the port VLAN's VID: priority-only tagging (VID 0, qos) leaves the VF free
+        // to manage its own VLANs.
+        if policy.port_vlan.is_some_and(|p| p.vid != 0) {
             return Err(RefusalReason::PortVlanOverride);
         }
         if !add {

@@ -110,7 +110,7 @@ pub struct MailboxStats {
 }
 
 /// The mailbox of one VF, seen from both sides.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VfMailbox {
     buf: [u32; MAILBOX_WORDS],
     owner: Owner,
