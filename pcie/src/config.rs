@@ -188,6 +188,7 @@ pub struct ConfigSpace {
     caps: Vec<(u8, Range<usize>)>,
     ext_caps: Vec<(u16, Range<usize>)>,
     special: Special,
+    refused_writes: u64,
 }
 
 impl std::fmt::Debug for ConfigSpace {
@@ -232,6 +233,7 @@ impl ConfigSpace {
             caps: Vec::new(),
             ext_caps: Vec::new(),
             special: Special::default(),
+            refused_writes: 0,
         };
         space.define_register(header::VENDOR_ID, 2, id.vendor_id.into(), 0, 0);
         space.define_register(header::DEVICE_ID, 2, id.device_id.into(), 0, 0);
@@ -559,6 +561,7 @@ impl ConfigSpace {
     pub fn write(&mut self, offset: usize, data: &[u8]) -> ConfigEvents {
         let mut events = ConfigEvents::new();
         if !matches!(data.len(), 1 | 2 | 4) {
+            self.refused_writes += 1;
             warn!(
                 offset,
                 len = data.len(),
@@ -570,6 +573,7 @@ impl ConfigSpace {
             .checked_add(data.len())
             .filter(|&end| end <= CONFIG_SPACE_SIZE)
         else {
+            self.refused_writes += 1;
             warn!(
                 offset,
                 len = data.len(),
@@ -696,6 +700,7 @@ impl ConfigSpace {
         };
         if !supported {
             // PCI PM 1.2 §5.4.1: a write of an unsupported state is ignored.
+            self.refused_writes += 1;
             warn!(?to, "PMCSR write of an unsupported power state ignored");
             self.restore_bits16(reg, pm::PMCSR_STATE_MASK, old);
         } else if from != to {
@@ -713,6 +718,7 @@ impl ConfigSpace {
         let capable = (new & msi::CONTROL_MMC_MASK) >> msi::CONTROL_MMC_SHIFT;
         let enabled = (new & msi::CONTROL_MME_MASK) >> msi::CONTROL_MME_SHIFT;
         if enabled > capable {
+            self.refused_writes += 1;
             warn!(
                 enabled,
                 capable, "MSI Multiple Message Enable above capable ignored"
@@ -740,12 +746,14 @@ impl ConfigSpace {
                 if was_enabled {
                     // SR-IOV 1.1 §3.3.10: NumVFs may only change while VF Enable is
                     // clear.
+                    self.refused_writes += 1;
                     warn!(
                         old,
                         new, "SR-IOV NumVFs write while VF Enable is set refused"
                     );
                     self.restore_bits16(num_reg, u16::MAX, old);
                 } else if new > total {
+                    self.refused_writes += 1;
                     warn!(new, total, "SR-IOV NumVFs above TotalVFs refused");
                     self.restore_bits16(num_reg, u16::MAX, old);
                 } else {
@@ -760,6 +768,7 @@ impl ConfigSpace {
             let new = self.read_u32(page_reg);
             let supported = self.read_u32(base + sriov::SUPPORTED_PAGE_SIZES);
             if new != old && (was_enabled || new.count_ones() != 1 || new & supported == 0) {
+                self.refused_writes += 1;
                 warn!(old, new, supported, "SR-IOV System Page Size write refused");
                 self.data[page_reg..page_reg + 4].copy_from_slice(&old.to_le_bytes());
             }
@@ -769,6 +778,7 @@ impl ConfigSpace {
             let new_control = self.read_u16(control_reg);
             let changed = old_control ^ new_control;
             if was_enabled && changed & sriov::CONTROL_ARI_CAPABLE_HIERARCHY != 0 {
+                self.refused_writes += 1;
                 warn!("SR-IOV ARI Capable Hierarchy change while VF Enable is set refused");
                 self.restore_bits16(
                     control_reg,
@@ -863,6 +873,13 @@ impl ConfigSpace {
     pub fn sriov(&self) -> Option<crate::SriovState> {
         let base = self.special.sriov?;
         Some(crate::sriov::read_state(self, base))
+    }
+
+    /// How many guest writes (or parts of writes) were refused and logged: bad
+    /// length or range, NumVFs/System Page Size/ARI rules, unsupported D-states,
+    /// MSI Multiple Message Enable above capable.
+    pub fn refused_writes(&self) -> u64 {
+        self.refused_writes
     }
 
     /// Write mask (read-write bits) of the byte at `offset`; 0 when out of range.

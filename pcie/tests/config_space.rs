@@ -44,6 +44,7 @@ fn writes_of_other_sizes_or_out_of_range_are_ignored() {
     assert!(space.write(4094, &[1, 2, 3, 4]).is_empty());
     assert!(space.write(usize::MAX, &[1]).is_empty());
     assert!(space.write(usize::MAX - 1, &[1, 2]).is_empty());
+    assert_eq!(space.refused_writes(), 6);
 }
 
 #[test]
