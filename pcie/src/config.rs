@@ -597,7 +597,7 @@ impl ConfigSpace {
 
     /// Raw update by the device itself, bypassing the write masks (status bits,
     /// link state, pending bits, ...). Bytes beyond 4096 are ignored. The reset
-    /// values are not changed.
+    /// values are not changed and no event is produced.
     pub fn hw_write(&mut self, offset: usize, data: &[u8]) {
         for (i, &value) in data.iter().enumerate() {
             if let Some(byte) = offset.checked_add(i).and_then(|o| self.data.get_mut(o)) {
@@ -607,7 +607,10 @@ impl ConfigSpace {
     }
 
     /// Restores every register to its hardware-initialised value (power-on reset or
-    /// FLR) and returns the events describing the state that was lost.
+    /// FLR) and returns the events describing the state that was lost (Bus Master /
+    /// Memory cleared, VFs disabled, NumVFs back to 0). Sticky bits (AER RW1CS
+    /// status) are not kept apart: they reset too. The refused-write counter is
+    /// not a register and is kept.
     pub fn reset(&mut self) -> ConfigEvents {
         let command_before = self.read_u16(header::COMMAND);
         let sriov_before = self.sriov();
