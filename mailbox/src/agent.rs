@@ -370,6 +370,25 @@ impl ServiceReport {
     }
 }
 
+/// Mailbox traffic of one VF as the PF agent saw it (for `ctl show`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VfCounters {
+    /// Requests read from the mailbox (one per serviced REQ).
+    pub requests: u64,
+    /// Requests answered with ACK.
+    pub acked: u64,
+    /// Requests answered with NACK (refusals, and VF_RESET without a MAC).
+    pub nacked: u64,
+    /// Requests that got no reply (not clear to send within 2 s, stale, or unreadable).
+    pub unanswered: u64,
+    /// VF-level resets (VFLRE) processed.
+    pub vf_resets: u64,
+    /// PF-initiated messages (pings, bare NACKs) written.
+    pub pf_messages: u64,
+    /// Messages the PF could not write because the VF held the buffer.
+    pub lost_messages: u64,
+}
+
 /// The agent's own view of one VF (igb `vf_data_storage`).
 #[derive(Clone, Debug, Default)]
 struct VfState {
@@ -388,6 +407,7 @@ struct VfState {
     port_vid: Option<u16>,
     mac_filters: usize,
     refusals: RefusalCounters,
+    counters: VfCounters,
     last_warn: [Option<u64>; RefusalReason::COUNT],
 }
 
@@ -447,6 +467,10 @@ impl PfAgent {
     }
 
     /// Refusal counters of one VF (zeros for an unknown VF).
+    pub fn counters(&self, vf: usize) -> VfCounters {
+        self.vfs.get(vf).map(|s| s.counters).unwrap_or_default()
+    }
+
     pub fn refusals(&self, vf: usize) -> RefusalCounters {
         self.vfs.get(vf).map(|s| s.refusals).unwrap_or_default()
     }
@@ -511,17 +535,48 @@ impl PfAgent {
         }
         self.sync_policy(vf, policy);
         if mbx.take_reset() {
-            report.push(self.reset_event(vf, policy, now_ns));
+            let o = self.reset_event(vf, policy, now_ns);
+            self.count(&o);
+            report.push(o);
         }
         if mbx.take_request() {
-            report.push(self.receive(vf, mbx, policy, now_ns));
+            let o = self.receive(vf, mbx, policy, now_ns);
+            self.count(&o);
+            report.push(o);
         }
         if mbx.take_ack() {
             if let Some(o) = self.receive_ack(vf, mbx, now_ns) {
+                self.count(&o);
                 report.push(o);
             }
         }
         report
+    }
+
+    fn count(&mut self, o: &AgentOutcome) {
+        let Some(c) = self.vfs.get_mut(o.vf).map(|s| &mut s.counters) else {
+            return;
+        };
+        let delivered = o.reply.as_ref().filter(|r| r.delivered);
+        if o.reply.as_ref().is_some_and(|r| !r.delivered) {
+            c.lost_messages += 1;
+        }
+        match o.trigger {
+            Trigger::VfLevelReset => c.vf_resets += 1,
+            Trigger::Request(_) => {
+                c.requests += 1;
+                match delivered.map(|r| r.message.flags) {
+                    Some(f) if f.ack => c.acked += 1,
+                    Some(f) if f.nack => c.nacked += 1,
+                    _ => c.unanswered += 1,
+                }
+            }
+            Trigger::Ack | Trigger::Ping => {
+                if delivered.is_some() {
+                    c.pf_messages += 1;
+                }
+            }
+        }
     }
 
     /// Sends PF_CONTROL_MSG to one VF (with CTS if it is clear to send), as igb does on PF
@@ -540,6 +595,7 @@ impl PfAgent {
             &[message.word0()],
             &mut out.events,
         ));
+        self.count(&out);
         out
     }
 

@@ -38,7 +38,7 @@ pub mod regs;
 pub use agent::{
     AgentConfig, AgentOutcome, ConfigError, HwLimits, MacAssignment, PfAgent, PolicyChange,
     PromiscPolicy, Refusal, RefusalCounters, RefusalReason, Reply, ResetChange, ServiceReport,
-    Trigger,
+    Trigger, VfCounters,
 };
 pub use mailbox::{MailboxEvent, MailboxEvents, MailboxStats, Owner, VfMailbox};
 pub use message::{MacFilterOp, MailboxMsg, Message, MsgFlags, ParseError, PromiscFlags};

@@ -640,3 +640,19 @@ fn policy_change_apply_round_trip() {
     assert!(p.vlan_filters.is_empty() && p.mc_hashes.is_empty());
     assert_eq!(p.max_frame, 9000, "igb leaves RLPML alone on reset");
 }
+
+#[test]
+fn counters_follow_the_traffic() {
+    let mut nic = Nic::with_vfs(1);
+    let mut drv = Igbvf::new(0);
+    drv.probe(&mut nic, RANDOM_MAC).unwrap();
+    drv.set_vlan(&mut nic, 3, true).unwrap();
+    nic.policy[0].port_vlan = Some(PortVlan { vid: 9, qos: 0 });
+    drv.set_vlan(&mut nic, 4, true).unwrap();
+    nic.agent.ping(0, &mut nic.mbx[0]);
+    let c = nic.agent.counters(0);
+    // VF_RESET (NACK: no MAC), SET_MAC_ADDR, two SET_VLANs.
+    assert_eq!((c.requests, c.acked, c.nacked, c.unanswered), (4, 2, 2, 0));
+    assert_eq!((c.vf_resets, c.pf_messages, c.lost_messages), (1, 1, 0));
+    assert_eq!(nic.agent.refusals(0).total(), 1);
+}
