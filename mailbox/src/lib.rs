@@ -28,6 +28,22 @@
 //! }
 //! assert_eq!(mbx.read_v2p() & (v2p::PFACK | v2p::PFSTS), v2p::PFACK | v2p::PFSTS);
 //! ```
+//!
+//! Wiring in the VF device model (VF n):
+//! - V2PMAILBOX (0x0C40) read → `mbx.read_v2p()`; write → `mbx.write_v2p(v)`. If the returned
+//!   events contain [`MailboxEvent::InterruptPf`], call `agent.service(n, &mut mbx, &policy,
+//!   now_ns)` (right away, or as the next step; both work because PFACK/PFSTS are sticky until
+//!   the VF reads them and igbvf caches them). Apply every `policy_change` in the report to the
+//!   VF's `VfPolicy` before the next `service`, and fire the VF's mailbox MSI-X vector
+//!   (VTIVAR_MISC) if `report.events` contains [`MailboxEvent::InterruptVf`].
+//! - VMBMEM (0x0800..0x083F) → `read_vmbmem(word)` / `write_vmbmem(word, v)`, word = offset/4.
+//! - VTCTRL.RST → `mbx.vf_reset()` (also clear the VF's queue enables), then `service`.
+//!   A [`PolicyChange::Reset`] with `rx_tx_enabled: false` follows; `true` comes with the
+//!   VF_RESET reply (VFRE/VFTE set).
+//! - PF link change → `agent.ping_all(..)`; PF reset → `mbx.pf_reset_start()` on every VF and
+//!   `agent.pf_reset()`, then `mbx.pf_reset_done()` (CTRL_EXT.PFRSTD).
+//! - `InterruptPf` is for the PF agent only: there is no guest PF driver serving VF mailboxes.
+//!
 //! Pure: no I/O, no threads, no clock (time is passed in as nanoseconds).
 
 pub mod agent;

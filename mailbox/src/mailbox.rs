@@ -119,7 +119,7 @@ pub struct VfMailbox {
     pfack: bool,
     rsti: bool,
     rstd: bool,
-    /// MBVFICR.VFREQ[n], MBVFICR.VFACK[n], VFLRE[n]: what the PF has yet to service.
+    /// `MBVFICR.VFREQ[n]`, `MBVFICR.VFACK[n]`, `VFLRE[n]`: what the PF has yet to service.
     vfreq: bool,
     vfack: bool,
     vflre: bool,
@@ -359,28 +359,28 @@ impl VfMailbox {
         }
     }
 
-    /// MBVFICR.VFREQ[n] is set (a request waits for the PF).
+    /// `MBVFICR.VFREQ[n]` is set (a request waits for the PF).
     pub fn request_pending(&self) -> bool {
         self.vfreq
     }
-    /// MBVFICR.VFACK[n] is set.
+    /// `MBVFICR.VFACK[n]` is set.
     pub fn ack_pending(&self) -> bool {
         self.vfack
     }
-    /// VFLRE[n] is set.
+    /// `VFLRE[n]` is set.
     pub fn reset_pending(&self) -> bool {
         self.vflre
     }
 
-    /// Read-and-W1C of MBVFICR.VFREQ[n]: true once per posted REQ (igb `check_for_msg`).
+    /// Read-and-W1C of `MBVFICR.VFREQ[n]`: true once per posted REQ (igb `check_for_msg`).
     pub fn take_request(&mut self) -> bool {
         std::mem::take(&mut self.vfreq)
     }
-    /// Read-and-W1C of MBVFICR.VFACK[n] (igb `check_for_ack`).
+    /// Read-and-W1C of `MBVFICR.VFACK[n]` (igb `check_for_ack`).
     pub fn take_ack(&mut self) -> bool {
         std::mem::take(&mut self.vfack)
     }
-    /// Read-and-W1C of VFLRE[n] (igb `check_for_rst`).
+    /// Read-and-W1C of `VFLRE[n]` (igb `check_for_rst`).
     pub fn take_reset(&mut self) -> bool {
         std::mem::take(&mut self.vflre)
     }
