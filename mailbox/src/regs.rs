@@ -79,7 +79,8 @@ pub mod msg {
     pub const MAC_OP_FILTER_CLR: u8 = 1;
     pub const MAC_OP_FILTER_ADD: u8 = 2;
 
-    /// SET_PROMISC flags carried in MSGINFO.
+    /// SET_PROMISC flags carried in MSGINFO. igb defines only MULTICAST (0x02) and NACKs any
+    /// other bit; UNICAST (0x01) is accepted from trusted VFs under `PromiscPolicy::TrustedOnly`.
     pub const PROMISC_UNICAST: u8 = 0x01;
     pub const PROMISC_MULTICAST: u8 = 0x02;
 

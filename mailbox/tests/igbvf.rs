@@ -656,3 +656,20 @@ fn counters_follow_the_traffic() {
     assert_eq!((c.vf_resets, c.pf_messages, c.lost_messages), (1, 1, 0));
     assert_eq!(nic.agent.refusals(0).total(), 1);
 }
+
+#[test]
+fn a_vf_stuck_holding_its_lock_delays_nobody_else() {
+    let mut nic = Nic::with_vfs(2);
+    let mut a = Igbvf::new(0);
+    let mut b = Igbvf::new(1);
+    a.probe(&mut nic, RANDOM_MAC).unwrap();
+    b.probe(&mut nic, RANDOM_MAC).unwrap();
+    // VF 0 takes the buffer and never lets go, never ACKs.
+    nic.write_v2p(0, v2p::VFU);
+    let outs = nic.agent.ping_all(&mut nic.mbx);
+    assert!(!outs[0].reply.as_ref().unwrap().delivered);
+    assert!(outs[1].reply.as_ref().unwrap().delivered);
+    assert_eq!(b.set_vlan(&mut nic, 5, true).unwrap(), VLAN_ACK | 1 << 16);
+    assert!(b.link_up(&mut nic));
+    assert_eq!(nic.agent.counters(0).lost_messages, 1);
+}
