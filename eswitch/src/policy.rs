@@ -14,16 +14,20 @@ impl MacAddr {
     pub const ZERO: MacAddr = MacAddr([0; 6]);
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
 
+    #[inline]
     pub fn is_zero(&self) -> bool {
         self.0 == [0; 6]
     }
+    #[inline]
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 == 1
     }
+    #[inline]
     pub fn is_broadcast(&self) -> bool {
         self.0 == [0xff; 6]
     }
     /// A valid unicast station address: not multicast, not all zeros.
+    #[inline]
     pub fn is_valid_unicast(&self) -> bool {
         !self.is_zero() && !self.is_multicast()
     }
@@ -340,6 +344,7 @@ impl VfPolicy {
 
     /// True if `mac` is one of the addresses this VF owns: its station MAC or an extra filter.
     /// This is the MAC anti-spoof rule (the source must hit a RAR entry of the VF's pool).
+    #[inline]
     pub fn owns(&self, mac: MacAddr) -> bool {
         self.mac == Some(mac) || self.mac_filters.contains(&mac)
     }

@@ -89,16 +89,20 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
+    #[inline]
     pub fn clear(&mut self) {
         self.deliveries.clear();
         self.drops.clear();
     }
+    #[inline]
     pub fn len(&self) -> usize {
         self.deliveries.len()
     }
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.deliveries.is_empty()
     }
+    #[inline]
     pub fn iter(&self) -> std::slice::Iter<'_, Delivery> {
         self.deliveries.iter()
     }

@@ -18,7 +18,9 @@ use crate::port::{
     CaptureHook, CaptureRecord, Deliveries, Delivery, Direction, DropRecord, NoSuchPort, PortId,
 };
 use crate::shaper::{NextSendAt, TokenBucket};
-use crate::wire::{insert_tag, mta_hash, strip_tag, Bitmap4096, EthHeader, VlanTci, ETH_FCS_LEN};
+use crate::wire::{
+    insert_tag, mta_hash, strip_tag, Bitmap4096, EthHeader, VlanTci, ETH_FCS_LEN, VLAN_TAG_LEN,
+};
 
 /// Bits per Mbit/s of `max_tx_rate`.
 const BPS_PER_MBPS: u64 = 1_000_000;
@@ -148,13 +150,6 @@ impl VfState {
         }
         self.policy = policy;
     }
-
-    fn member(&self, vid: u16) -> bool {
-        match self.port_vlan {
-            Some(pv) => vid == pv.vid,
-            None => vid == UNTAGGED || self.vlans.contains(vid),
-        }
-    }
 }
 
 struct PfState {
@@ -171,10 +166,6 @@ impl PfState {
             policy,
         }
     }
-
-    fn member(&self, vid: u16) -> bool {
-        vid == UNTAGGED || self.policy.vlan_promisc || self.vlans.contains(vid)
-    }
 }
 
 /// How a destination receives the frame.
@@ -188,6 +179,53 @@ enum Form {
     Stripped,
 }
 
+/// What every destination's receive filter needs to know about the frame being switched.
+#[derive(Clone, Copy)]
+struct FrameCtx {
+    /// Frame length without the outer tag (what frame-size limits are measured against).
+    untagged_len: usize,
+    /// The tag the frame carries inside the switch.
+    wire_tci: Option<VlanTci>,
+    /// True when `wire_tci` was inserted by the switch (port VLAN), not sent by the port.
+    inserted: bool,
+}
+
+/// The copies to make: destination, variant, stripped tag; and which variants are needed.
+#[derive(Default)]
+struct Plan {
+    copies: SmallVec<[(PortIdx, Form, Option<VlanTci>); 8]>,
+    original_uses: usize,
+    need_tagged: bool,
+    need_stripped: bool,
+}
+
+/// A port's VLAN membership, as the receive path tests it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Membership {
+    /// Uplinks (trunks) and a VLAN-promiscuous PF.
+    All,
+    /// A port-VLAN VF: only its VID.
+    Only(u16),
+    /// Untagged frames plus the VIDs in the port's VLAN bitmap.
+    Joined,
+}
+
+/// What the datapath needs to know about a port, flattened from its policy so that the
+/// per-frame path reads one small record per port. Refreshed on every configuration change.
+#[derive(Clone, Copy, Debug)]
+struct Profile {
+    kind: Kind,
+    up: bool,
+    /// Strip the tag on delivery (port-VLAN VF, or RX VLAN stripping on; never for uplinks).
+    strip: bool,
+    /// Takes unicast nobody owns (trusted promiscuous VF, promiscuous PF).
+    promisc: bool,
+    /// Takes every multicast (uplinks, allmulti/promiscuous PF, effective allmulti on a VF).
+    allmulti: bool,
+    max_frame: u16,
+    vlan: Membership,
+}
+
 /// The embedded switch of one PF (legacy / VEB mode). See the crate documentation for the rules.
 pub struct Eswitch {
     config: EswitchConfig,
@@ -195,9 +233,12 @@ pub struct Eswitch {
     vfs: Vec<VfState>,
     pf: PfState,
     pf_idx: PortIdx,
-    /// Destination MAC → ports owning it (several ports may own one MAC, as several RAR entries
-    /// may carry the same address: each gets a copy).
-    fdb: HashMap<u64, SmallVec<[PortIdx; 2]>, BuildHasherDefault<MacHasher>>,
+    /// One per port, same order as `ports`.
+    profiles: Vec<Profile>,
+    /// Destination MAC → the range of `fdb_owners` listing the ports owning it (several ports
+    /// may own one MAC, as several RAR entries may carry the same address: each gets a copy).
+    fdb: HashMap<u64, (u32, u32), BuildHasherDefault<MacHasher>>,
+    fdb_owners: Vec<PortIdx>,
     link_up: bool,
     now_ns: u64,
 }
@@ -251,11 +292,13 @@ impl Eswitch {
             vfs,
             pf,
             pf_idx,
+            profiles: Vec::new(),
             fdb: HashMap::default(),
+            fdb_owners: Vec::new(),
             link_up: true,
             now_ns: 0,
         };
-        switch.rebuild_fdb();
+        switch.refresh();
         Ok(switch)
     }
 
@@ -298,7 +341,7 @@ impl Eswitch {
         let n = self.vf_index(vf)?;
         policy.validate(self.config.link_speed_mbps)?;
         self.vfs[n].apply(policy);
-        self.rebuild_fdb();
+        self.refresh();
         Ok(())
     }
 
@@ -390,7 +433,7 @@ impl Eswitch {
     pub fn set_pf_policy(&mut self, policy: PfPolicy) -> Result<(), PolicyError> {
         policy.validate()?;
         self.pf = PfState::new(policy);
-        self.rebuild_fdb();
+        self.refresh();
         Ok(())
     }
 
@@ -402,6 +445,7 @@ impl Eswitch {
     /// and VFs in `state auto` are down; VFs in `state enable` still talk to each other and the PF.
     pub fn set_link(&mut self, up: bool) {
         self.link_up = up;
+        self.refresh();
     }
 
     pub fn link_up(&self) -> bool {
@@ -413,28 +457,87 @@ impl Eswitch {
     pub fn set_rx_vlan_strip(&mut self, port: PortId, on: bool) -> Result<(), NoSuchPort> {
         let idx = self.index(port).ok_or(NoSuchPort(port))?;
         self.ports[idx as usize].rx_vlan_strip = on;
+        self.refresh();
         Ok(())
     }
 
-    fn rebuild_fdb(&mut self) {
-        self.fdb.clear();
-        for &mac in &self.pf.policy.macs {
-            let owners = self.fdb.entry(mac_key(mac)).or_default();
-            if !owners.contains(&self.pf_idx) {
-                owners.push(self.pf_idx);
-            }
-        }
+    /// Recomputes the per-port profiles and the forwarding database after a change.
+    fn refresh(&mut self) {
+        let profiles: Vec<Profile> = (0..self.ports.len()).map(|idx| self.profile(idx)).collect();
+        self.profiles = profiles;
+
+        let mut owners: Vec<(u64, PortIdx)> = Vec::new();
+        owners.extend(
+            self.pf
+                .policy
+                .macs
+                .iter()
+                .map(|&m| (mac_key(m), self.pf_idx)),
+        );
         for (n, vf) in self.vfs.iter().enumerate() {
             let idx = self.pf_idx + 1 + n as PortIdx;
-            for &mac in vf.policy.mac.iter().chain(&vf.policy.mac_filters) {
-                let owners = self.fdb.entry(mac_key(mac)).or_default();
-                if !owners.contains(&idx) {
-                    owners.push(idx);
+            let macs = vf.policy.mac.iter().chain(&vf.policy.mac_filters);
+            owners.extend(macs.map(|&m| (mac_key(m), idx)));
+        }
+        owners.sort_unstable();
+        owners.dedup();
+        self.fdb.clear();
+        self.fdb_owners.clear();
+        for (key, idx) in owners {
+            let next = self.fdb_owners.len() as u32;
+            let range = self.fdb.entry(key).or_insert((next, next));
+            range.1 += 1;
+            self.fdb_owners.push(idx);
+        }
+    }
+
+    fn profile(&self, idx: usize) -> Profile {
+        let port = &self.ports[idx];
+        match port.kind {
+            Kind::Uplink => Profile {
+                kind: port.kind,
+                up: self.link_up,
+                strip: false,
+                promisc: false,
+                allmulti: true,
+                max_frame: self.config.port_max_frame,
+                vlan: Membership::All,
+            },
+            Kind::Pf => {
+                let pf = &self.pf.policy;
+                Profile {
+                    kind: port.kind,
+                    up: true,
+                    strip: port.rx_vlan_strip,
+                    promisc: pf.promisc,
+                    allmulti: pf.allmulti || pf.promisc,
+                    max_frame: self.config.port_max_frame,
+                    vlan: if pf.vlan_promisc {
+                        Membership::All
+                    } else {
+                        Membership::Joined
+                    },
                 }
             }
-        }
-        for owners in self.fdb.values_mut() {
-            owners.sort_unstable();
+            Kind::Vf(n) => {
+                let vf = &self.vfs[n];
+                Profile {
+                    kind: port.kind,
+                    up: match vf.policy.link_state {
+                        LinkState::Auto => self.link_up,
+                        LinkState::Enable => true,
+                        LinkState::Disable => false,
+                    },
+                    strip: port.rx_vlan_strip || vf.port_vlan.is_some(),
+                    promisc: vf.promisc,
+                    allmulti: vf.allmulti,
+                    max_frame: vf.policy.max_frame,
+                    vlan: match vf.port_vlan {
+                        Some(pv) => Membership::Only(pv.vid),
+                        None => Membership::Joined,
+                    },
+                }
+            }
         }
     }
 
@@ -510,55 +613,58 @@ impl Eswitch {
     // ---------------------------------------------------------------------------------------
     // The datapath
 
-    fn port_up(&self, idx: PortIdx) -> bool {
-        match self.ports[idx as usize].kind {
-            Kind::Uplink => self.link_up,
-            Kind::Pf => true,
-            Kind::Vf(n) => match self.vfs[n].policy.link_state {
-                LinkState::Auto => self.link_up,
-                LinkState::Enable => true,
-                LinkState::Disable => false,
-            },
-        }
-    }
-
+    #[inline]
     fn member(&self, idx: PortIdx, vid: u16) -> bool {
-        match self.ports[idx as usize].kind {
+        match self.profiles[idx as usize].vlan {
+            Membership::All => true,
+            Membership::Only(v) => v == vid,
+            Membership::Joined => vid == UNTAGGED || self.joined(idx, vid),
+        }
+    }
+
+    /// VLAN bitmap lookup, only for tagged frames.
+    fn joined(&self, idx: PortIdx, vid: u16) -> bool {
+        match self.profiles[idx as usize].kind {
             Kind::Uplink => true,
-            Kind::Pf => self.pf.member(vid),
-            Kind::Vf(n) => self.vfs[n].member(vid),
+            Kind::Pf => self.pf.vlans.contains(vid),
+            Kind::Vf(n) => self.vfs[n].vlans.contains(vid),
         }
     }
 
-    fn max_frame(&self, idx: PortIdx) -> u16 {
-        match self.ports[idx as usize].kind {
-            Kind::Uplink | Kind::Pf => self.config.port_max_frame,
-            Kind::Vf(n) => self.vfs[n].policy.max_frame,
-        }
-    }
-
-    /// Multicast acceptance by address (MTA hash / allmulti), before the VLAN check.
+    /// Multicast acceptance by address (allmulti or MTA hash), before the VLAN check.
     fn wants_multicast(&self, idx: PortIdx, hash: u16) -> bool {
-        match self.ports[idx as usize].kind {
-            Kind::Uplink => true,
-            Kind::Pf => {
-                let pf = &self.pf;
-                pf.policy.allmulti || pf.policy.promisc || pf.mc.contains(hash)
+        let profile = &self.profiles[idx as usize];
+        profile.allmulti
+            || match profile.kind {
+                Kind::Uplink => true,
+                Kind::Pf => self.pf.mc.contains(hash),
+                Kind::Vf(n) => self.vfs[n].mc.contains(hash),
             }
-            Kind::Vf(n) => {
-                let vf = &self.vfs[n];
-                vf.allmulti || vf.mc.contains(hash)
-            }
-        }
     }
 
-    /// Unicast promiscuous (takes unicast nobody owns, in its VLANs).
-    fn promiscuous(&self, idx: PortIdx) -> bool {
-        match self.ports[idx as usize].kind {
-            Kind::Uplink => false,
-            Kind::Pf => self.pf.policy.promisc,
-            Kind::Vf(n) => self.vfs[n].promisc,
+    /// Receive filters of one destination (spec §6.1 steps 8 and 11): link, frame size, and
+    /// which variant of the frame it gets.
+    #[inline]
+    fn admit(&mut self, out: &mut Deliveries, plan: &mut Plan, idx: PortIdx, ctx: FrameCtx) {
+        let p = &self.profiles[idx as usize];
+        if !p.up {
+            return self.drop_frame(out, idx, DropReason::LinkDown);
         }
+        if ctx.untagged_len + ETH_FCS_LEN > usize::from(p.max_frame) {
+            return self.drop_frame(out, idx, DropReason::Oversize);
+        }
+        let copy = match (p.strip, ctx.wire_tci, ctx.inserted) {
+            (true, Some(tci), true) => (idx, Form::Original, Some(tci)),
+            (true, Some(tci), false) => (idx, Form::Stripped, Some(tci)),
+            (false, Some(_), true) => (idx, Form::Tagged, None),
+            _ => (idx, Form::Original, None),
+        };
+        match copy.1 {
+            Form::Original => plan.original_uses += 1,
+            Form::Tagged => plan.need_tagged = true,
+            Form::Stripped => plan.need_stripped = true,
+        }
+        plan.copies.push(copy);
     }
 
     fn drop_frame(&mut self, out: &mut Deliveries, idx: PortIdx, reason: DropReason) {
@@ -573,6 +679,7 @@ impl Eswitch {
 
     /// Switches one frame sent by `ingress`. Allocates only the returned copies' tagged or
     /// stripped variants when needed; see [`Eswitch::process_into`] to reuse the result buffer.
+    #[inline]
     pub fn process(&mut self, ingress: PortId, frame: Bytes) -> Deliveries {
         let mut out = Deliveries::default();
         self.process_into(ingress, frame, &mut out);
@@ -600,20 +707,19 @@ impl Eswitch {
                 stripped_tci: None,
             });
         }
-        let hdr = match EthHeader::parse(&frame) {
-            Ok(hdr) => hdr,
-            Err(_) => return self.drop_frame(out, in_idx, DropReason::Malformed),
+        let Ok(hdr) = EthHeader::parse(&frame) else {
+            return self.drop_frame(out, in_idx, DropReason::Malformed);
         };
-        let in_kind = self.ports[in_idx as usize].kind;
+        let inp = self.profiles[in_idx as usize];
 
         // ---- Ingress (TX) checks and VLAN insertion (spec §6.2 steps 1–3).
-        if !self.port_up(in_idx) {
+        if !inp.up {
             return self.drop_frame(out, in_idx, DropReason::LinkDown);
         }
         // The tag the frame carries inside the switch, and whether it was inserted here.
         let mut wire_tci = hdr.tag;
         let mut inserted = false;
-        if let Kind::Vf(n) = in_kind {
+        if let Kind::Vf(n) = inp.kind {
             let vf = &self.vfs[n];
             if vf.policy.spoofchk && !vf.policy.owns(hdr.src) {
                 return self.drop_frame(out, in_idx, DropReason::SpoofMac);
@@ -638,15 +744,14 @@ impl Eswitch {
                 (None, _) => {}
             }
         }
-        let in_tagged_len = if hdr.tag.is_some() {
-            crate::wire::VLAN_TAG_LEN
+        // Length without the outer 802.1Q tag: what frame-size limits are measured against
+        // (igb adds the tag allowance to RLPML for VLAN pools).
+        let untagged_len = if hdr.tag.is_some() && !inserted {
+            frame.len() - VLAN_TAG_LEN
         } else {
-            0
+            frame.len()
         };
-        // Length without any 802.1Q tag: what frame-size limits are measured against (igb adds
-        // the tag allowance to RLPML for VLAN pools).
-        let untagged_len = frame.len() - if inserted { 0 } else { in_tagged_len };
-        if untagged_len + ETH_FCS_LEN > usize::from(self.max_frame(in_idx)) {
+        if untagged_len + ETH_FCS_LEN > usize::from(inp.max_frame) {
             return self.drop_frame(out, in_idx, DropReason::Oversize);
         }
         let vid = wire_tci.map_or(UNTAGGED, VlanTci::vid);
@@ -662,113 +767,88 @@ impl Eswitch {
             .count_tx(frame.len(), cast);
 
         // ---- Lookup (spec §6.1 / §6.2 step 4, anchors §2.3).
-        let from_uplink = in_kind == Kind::Uplink;
-        let mut dests: SmallVec<[PortIdx; 8]> = SmallVec::new();
-        let n_ports = self.ports.len() as PortIdx;
+        let from_uplink = inp.kind == Kind::Uplink;
         // A NIC does not bridge one wire to another: nothing from an uplink goes to an uplink.
-        let candidate = |idx: PortIdx, this: &Self| {
-            idx != in_idx && !(from_uplink && this.ports[idx as usize].kind == Kind::Uplink)
+        let first = if from_uplink {
+            u32::from(self.config.num_uplinks)
+        } else {
+            0
         };
+        let n_ports = self.profiles.len() as PortIdx;
+        let ctx = FrameCtx {
+            untagged_len,
+            wire_tci,
+            inserted,
+        };
+        let mut plan = Plan::default();
         match cast {
             Cast::Broadcast => {
-                for idx in 0..n_ports {
-                    if candidate(idx, self) && self.member(idx, vid) {
-                        dests.push(idx);
+                for idx in first..n_ports {
+                    if idx != in_idx && self.member(idx, vid) {
+                        self.admit(out, &mut plan, idx, ctx);
                     }
                 }
             }
             Cast::Multicast => {
                 let hash = mta_hash(hdr.dst);
-                for idx in 0..n_ports {
-                    if candidate(idx, self)
-                        && self.wants_multicast(idx, hash)
-                        && self.member(idx, vid)
-                    {
-                        dests.push(idx);
+                for idx in first..n_ports {
+                    if idx != in_idx && self.wants_multicast(idx, hash) && self.member(idx, vid) {
+                        self.admit(out, &mut plan, idx, ctx);
                     }
                 }
             }
             Cast::Unicast => {
-                let owners = self.fdb.get(&mac_key(hdr.dst)).cloned().unwrap_or_default();
-                if !owners.is_empty() {
-                    for &idx in &owners {
+                let (start, end) = self.fdb.get(&mac_key(hdr.dst)).copied().unwrap_or((0, 0));
+                if start != end {
+                    let mut others = false;
+                    for k in start..end {
+                        let idx = self.fdb_owners[k as usize];
                         if idx == in_idx {
                             continue;
                         }
+                        others = true;
                         if self.member(idx, vid) {
-                            dests.push(idx);
+                            self.admit(out, &mut plan, idx, ctx);
                         } else {
                             self.drop_frame(out, idx, DropReason::VlanFilter);
                         }
                     }
-                    if owners.iter().all(|&o| o == in_idx) {
+                    if !others {
                         // The datasheet forbids looping a frame back to its own pool.
                         return self.drop_frame(out, in_idx, DropReason::NoRoute);
                     }
                 } else {
-                    for idx in 0..n_ports {
-                        if !candidate(idx, self) || !self.member(idx, vid) {
-                            continue;
-                        }
-                        let takes = match self.ports[idx as usize].kind {
+                    let mut taken = false;
+                    for idx in first..n_ports {
+                        let p = &self.profiles[idx as usize];
+                        let takes = match p.kind {
                             // Unknown unicast from inside goes out on the wire (VEB: no flood).
                             Kind::Uplink => true,
                             // From the wire the PF is the default pool (VT_CTL.DEF_PL).
-                            Kind::Pf => from_uplink || self.promiscuous(idx),
-                            Kind::Vf(_) => self.promiscuous(idx),
+                            Kind::Pf => from_uplink || p.promisc,
+                            Kind::Vf(_) => p.promisc,
                         };
-                        if takes {
-                            dests.push(idx);
+                        if takes && idx != in_idx && self.member(idx, vid) {
+                            taken = true;
+                            self.admit(out, &mut plan, idx, ctx);
                         }
                     }
-                    if dests.is_empty() {
+                    if !taken {
                         return self.drop_frame(out, in_idx, DropReason::NoRoute);
                     }
                 }
             }
         }
 
-        // ---- Per-destination RX filters: link, size, VLAN strip (spec §6.1 steps 8, 11).
-        let mut plan: SmallVec<[(PortIdx, Form, Option<VlanTci>); 8]> = SmallVec::new();
-        for idx in dests {
-            if !self.port_up(idx) {
-                self.drop_frame(out, idx, DropReason::LinkDown);
-                continue;
-            }
-            if untagged_len + ETH_FCS_LEN > usize::from(self.max_frame(idx)) {
-                self.drop_frame(out, idx, DropReason::Oversize);
-                continue;
-            }
-            let port = &self.ports[idx as usize];
-            let strip = match port.kind {
-                Kind::Uplink => false,
-                Kind::Pf => port.rx_vlan_strip,
-                Kind::Vf(n) => port.rx_vlan_strip || self.vfs[n].port_vlan.is_some(),
-            };
-            let entry = match (strip, wire_tci, inserted) {
-                (true, Some(tci), true) => (idx, Form::Original, Some(tci)),
-                (true, Some(tci), false) => (idx, Form::Stripped, Some(tci)),
-                (false, Some(_), true) => (idx, Form::Tagged, None),
-                _ => (idx, Form::Original, None),
-            };
-            plan.push(entry);
-        }
-
         // ---- Materialise: each variant built at most once; the original moves into its last use.
         let tagged = match wire_tci {
-            Some(tci) if inserted && plan.iter().any(|p| p.1 == Form::Tagged) => {
-                Some(insert_tag(&frame, tci))
-            }
+            Some(tci) if plan.need_tagged => Some(insert_tag(&frame, tci)),
             _ => None,
         };
-        let stripped = if plan.iter().any(|p| p.1 == Form::Stripped) {
-            Some(strip_tag(&frame))
-        } else {
-            None
-        };
-        let mut original_uses = plan.iter().filter(|p| p.1 == Form::Original).count();
+        let stripped = plan.need_stripped.then(|| strip_tag(&frame));
+        let mut original_uses = plan.original_uses;
         let mut original = Some(frame);
-        for (idx, form, stripped_tci) in plan {
+        for (idx, form, stripped_tci) in plan.copies {
             let bytes = match form {
                 Form::Original => {
                     original_uses -= 1;

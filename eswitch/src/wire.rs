@@ -37,15 +37,19 @@ impl VlanTci {
     const PCP_SHIFT: u16 = 13;
 
     /// `vid` is truncated to 12 bits and `pcp` to 3.
+    #[inline]
     pub fn new(vid: u16, pcp: u8) -> VlanTci {
         VlanTci((u16::from(pcp & 0x7) << Self::PCP_SHIFT) | (vid & Self::VID_MASK))
     }
+    #[inline]
     pub fn vid(self) -> u16 {
         self.0 & Self::VID_MASK
     }
+    #[inline]
     pub fn pcp(self) -> u8 {
         (self.0 >> Self::PCP_SHIFT) as u8
     }
+    #[inline]
     pub fn dei(self) -> bool {
         self.0 & Self::DEI_BIT != 0
     }
@@ -72,6 +76,7 @@ pub struct EthHeader {
 
 impl EthHeader {
     /// Parses the header; never panics on any input.
+    #[inline]
     pub fn parse(frame: &[u8]) -> Result<EthHeader, WireError> {
         let eth = EthernetPacket::new(frame).ok_or(WireError::TooShort)?;
         let dst = MacAddr(eth.get_destination().octets());
@@ -148,6 +153,7 @@ pub fn strip_tag(frame: &[u8]) -> Bytes {
 
 /// The 82576 multicast table array hash with RCTL.MO = 0 (spec §2.6): 12 bits taken from the
 /// last two bytes of the destination address.
+#[inline]
 pub fn mta_hash(mac: MacAddr) -> u16 {
     let b = mac.0;
     ((u16::from(b[4]) >> 4) | (u16::from(b[5]) << 4)) & 0x0FFF
@@ -183,6 +189,7 @@ impl Bitmap4096 {
             *word |= 1 << (v & 63);
         }
     }
+    #[inline]
     pub fn contains(&self, v: u16) -> bool {
         self.0
             .get(usize::from(v >> 6))
