@@ -81,10 +81,11 @@ pub struct DropRecord {
 }
 
 /// The outcome of [`crate::Eswitch::process`]: the copies to deliver and the drops. Inline
-/// storage keeps the usual cases (up to 4 copies, 2 drops) free of heap allocation.
+/// storage keeps the usual cases (unicast: one copy; up to 2 copies and 2 drops) free of heap
+/// allocation; a broadcast to many ports spills to one allocation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Deliveries {
-    pub deliveries: SmallVec<[Delivery; 4]>,
+    pub deliveries: SmallVec<[Delivery; 2]>,
     pub drops: SmallVec<[DropRecord; 2]>,
 }
 
@@ -122,7 +123,7 @@ impl Deliveries {
 
 impl IntoIterator for Deliveries {
     type Item = Delivery;
-    type IntoIter = smallvec::IntoIter<[Delivery; 4]>;
+    type IntoIter = smallvec::IntoIter<[Delivery; 2]>;
     fn into_iter(self) -> Self::IntoIter {
         self.deliveries.into_iter()
     }

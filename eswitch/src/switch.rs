@@ -1,8 +1,5 @@
 //! The switch proper: ports, forwarding database, the `process` decision function.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -64,24 +61,57 @@ pub enum ConfigError {
     InvalidPfMac(MacAddr),
 }
 
-/// A multiply-mix hasher for the 48-bit MAC keys of the forwarding database (the default SipHash
-/// costs more than the rest of a lookup). The table only holds administrator- and VF-configured
-/// addresses, each VF bounded, so collision flooding is not a concern.
-#[derive(Default)]
-struct MacHasher(u64);
+/// The forwarding database: an open-addressing table from a 48-bit MAC key to the range of
+/// `Eswitch::fdb_owners` that lists the ports owning that address. Rebuilt whole on every
+/// configuration change, read once per unicast frame; sized to at most half full so a lookup
+/// is one multiply and, almost always, one probe. It only holds administrator- and
+/// VF-configured addresses, each VF bounded, so collision flooding is not a concern.
+#[derive(Clone, Debug, Default)]
+struct MacTable {
+    /// (key, first owner, end of owners); `EMPTY_KEY` marks a free slot.
+    slots: Vec<(u64, u32, u32)>,
+    mask: usize,
+}
 
-impl Hasher for MacHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
+/// No MAC key has bits above 47 set.
+const EMPTY_KEY: u64 = u64::MAX;
+
+impl MacTable {
+    /// Builds the table from `(key, owner range)` entries with distinct keys.
+    fn build(entries: &[(u64, u32, u32)]) -> MacTable {
+        let size = (entries.len() * 2).next_power_of_two().max(8);
+        let mut table = MacTable {
+            slots: vec![(EMPTY_KEY, 0, 0); size],
+            mask: size - 1,
+        };
+        for &(key, start, end) in entries {
+            let mut slot = MacTable::home(key, table.mask);
+            while table.slots[slot].0 != EMPTY_KEY {
+                slot = (slot + 1) & table.mask;
+            }
+            table.slots[slot] = (key, start, end);
         }
+        table
     }
-    fn write_u64(&mut self, x: u64) {
-        let mixed = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = mixed ^ (mixed >> 29);
+
+    #[inline]
+    fn home(key: u64, mask: usize) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & mask
+    }
+
+    /// The owner range of `key`, or an empty range.
+    #[inline]
+    fn get(&self, key: u64) -> (u32, u32) {
+        let mut slot = MacTable::home(key, self.mask);
+        // At most half full, so a free slot always ends the probe.
+        for _ in 0..self.slots.len() {
+            match self.slots.get(slot) {
+                Some(&(k, start, end)) if k == key => return (start, end),
+                Some(&(EMPTY_KEY, _, _)) | None => return (0, 0),
+                Some(_) => slot = (slot + 1) & self.mask,
+            }
+        }
+        (0, 0)
     }
 }
 
@@ -237,7 +267,7 @@ pub struct Eswitch {
     profiles: Vec<Profile>,
     /// Destination MAC → the range of `fdb_owners` listing the ports owning it (several ports
     /// may own one MAC, as several RAR entries may carry the same address: each gets a copy).
-    fdb: HashMap<u64, (u32, u32), BuildHasherDefault<MacHasher>>,
+    fdb: MacTable,
     fdb_owners: Vec<PortIdx>,
     link_up: bool,
     now_ns: u64,
@@ -293,7 +323,7 @@ impl Eswitch {
             pf,
             pf_idx,
             profiles: Vec::new(),
-            fdb: HashMap::default(),
+            fdb: MacTable::default(),
             fdb_owners: Vec::new(),
             link_up: true,
             now_ns: 0,
@@ -481,14 +511,17 @@ impl Eswitch {
         }
         owners.sort_unstable();
         owners.dedup();
-        self.fdb.clear();
         self.fdb_owners.clear();
+        let mut entries: Vec<(u64, u32, u32)> = Vec::new();
         for (key, idx) in owners {
             let next = self.fdb_owners.len() as u32;
-            let range = self.fdb.entry(key).or_insert((next, next));
-            range.1 += 1;
+            match entries.last_mut() {
+                Some(last) if last.0 == key => last.2 = next + 1,
+                _ => entries.push((key, next, next + 1)),
+            }
             self.fdb_owners.push(idx);
         }
+        self.fdb = MacTable::build(&entries);
     }
 
     fn profile(&self, idx: usize) -> Profile {
@@ -798,7 +831,7 @@ impl Eswitch {
                 }
             }
             Cast::Unicast => {
-                let (start, end) = self.fdb.get(&mac_key(hdr.dst)).copied().unwrap_or((0, 0));
+                let (start, end) = self.fdb.get(mac_key(hdr.dst));
                 if start != end {
                     let mut others = false;
                     for k in start..end {
@@ -848,7 +881,7 @@ impl Eswitch {
         let stripped = plan.need_stripped.then(|| strip_tag(&frame));
         let mut original_uses = plan.original_uses;
         let mut original = Some(frame);
-        for (idx, form, stripped_tci) in plan.copies {
+        for &(idx, form, stripped_tci) in &plan.copies {
             let bytes = match form {
                 Form::Original => {
                     original_uses -= 1;

@@ -748,3 +748,43 @@ fn config_limits() {
     let sw = Eswitch::new(EswitchConfig::default()).unwrap();
     assert_eq!(sw.ports().count(), 1 + 1 + 7);
 }
+
+#[test]
+fn mac_table_finds_every_key_and_nothing_else() {
+    let entries: Vec<(u64, u32, u32)> = (0..1000u64)
+        .map(|k| (k * 0x1_0000_0001, k as u32, k as u32 + 1))
+        .collect();
+    let table = MacTable::build(&entries);
+    for &(key, start, end) in &entries {
+        assert_eq!(table.get(key), (start, end));
+    }
+    assert_eq!(table.get(0xffff_ffff_fffe), (0, 0));
+    assert_eq!(MacTable::default().get(5), (0, 0));
+}
+
+#[test]
+fn many_vfs_with_filters_and_a_shared_mac_all_switch_correctly() {
+    let mut sw = switch_with(64);
+    for n in 0..64u16 {
+        let mut p = sw.policy(n).unwrap().clone();
+        p.mac_filters = vec![MacAddr([0x06, 0, 0, 0, n as u8, 1]), STRANGER];
+        sw.set_policy(n, p).unwrap();
+    }
+    for n in 0..64u16 {
+        let out = sw.process(
+            UPLINK,
+            frame(MacAddr([0x06, 0, 0, 0, n as u8, 1]), REMOTE, None),
+        );
+        assert_eq!(ports(&out), vec![PortId::Vf(n)]);
+    }
+    // Every VF owns STRANGER: each gets a copy, as each RAR entry's pool would.
+    let out = sw.process(UPLINK, frame(STRANGER, REMOTE, None));
+    assert_eq!(out.len(), 64);
+}
+
+#[test]
+fn the_switch_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Eswitch>();
+    assert_send::<Deliveries>();
+}
