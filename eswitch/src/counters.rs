@@ -202,3 +202,27 @@ mod tests {
         assert_eq!(DropReason::RxFull.to_string(), "rx_full");
     }
 }
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn counters_serialise_with_snake_case_drop_names() {
+        let mut c = PortCounters::default();
+        c.drops.add(DropReason::SpoofMac);
+        c.rx_broadcast = 2;
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["rx_broadcast"], 2);
+        assert_eq!(json["drops"]["spoof_mac"], 1);
+        assert_eq!(json["drops"]["rx_full"], 0);
+        let reason: DropReason = serde_json::from_str("\"vlan_filter\"").unwrap();
+        assert_eq!(reason, DropReason::VlanFilter);
+        for reason in DropReason::ALL {
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                serde_json::Value::from(reason.as_str())
+            );
+        }
+    }
+}
