@@ -482,6 +482,14 @@ impl Eswitch {
         self.link_up
     }
 
+    /// Whether `port` is up as the switch sees it: uplinks follow the link; a VF follows its
+    /// `state` (auto: the link). The device model reports this as the function's link status
+    /// (VF STATUS.LU and the PF's link pings to the VF).
+    pub fn port_up(&self, port: PortId) -> Result<bool, NoSuchPort> {
+        let idx = self.index(port).ok_or(NoSuchPort(port))?;
+        Ok(self.profiles[idx as usize].up)
+    }
+
     /// RX VLAN stripping of a port (the device model mirrors VMOLR.STRVLAN / CTRL.VME here).
     /// Default: on for VFs, off for the PF. Port-VLAN VFs always strip; uplinks never do.
     pub fn set_rx_vlan_strip(&mut self, port: PortId, on: bool) -> Result<(), NoSuchPort> {

@@ -483,6 +483,10 @@ fn with_the_link_down_auto_vfs_are_down_and_enabled_vfs_still_switch_locally() {
     sw.set_link(false);
     sw.set_vf_link_state(0, LinkState::Enable).unwrap();
     sw.set_vf_link_state(1, LinkState::Enable).unwrap();
+    assert_eq!(sw.port_up(PortId::Vf(0)), Ok(true));
+    assert_eq!(sw.port_up(PortId::Vf(2)), Ok(false));
+    assert_eq!(sw.port_up(UPLINK), Ok(false));
+    assert_eq!(sw.port_up(PortId::Pf), Ok(true));
     let out = sw.process(PortId::Vf(2), frame(vf_mac(0), vf_mac(2), None));
     assert!(out.dropped(DropReason::LinkDown));
     let out = sw.process(PortId::Vf(0), frame(vf_mac(1), vf_mac(0), None));
