@@ -224,9 +224,8 @@ struct FrameCtx {
 #[derive(Default)]
 struct Plan {
     copies: SmallVec<[(PortIdx, Form, Option<VlanTci>); 8]>,
-    original_uses: usize,
-    need_tagged: bool,
-    need_stripped: bool,
+    /// Copies of each variant (indexed by `Form as usize`).
+    uses: [usize; 3],
 }
 
 /// A port's VLAN membership, as the receive path tests it.
@@ -700,11 +699,7 @@ impl Eswitch {
             (false, Some(_), true) => (idx, Form::Tagged, None),
             _ => (idx, Form::Original, None),
         };
-        match copy.1 {
-            Form::Original => plan.original_uses += 1,
-            Form::Tagged => plan.need_tagged = true,
-            Form::Stripped => plan.need_stripped = true,
-        }
+        plan.uses[copy.1 as usize] += 1;
         plan.copies.push(copy);
     }
 
@@ -881,44 +876,67 @@ impl Eswitch {
             }
         }
 
-        // ---- Materialise: each variant built at most once; the original moves into its last use.
-        let tagged = match wire_tci {
-            Some(tci) if plan.need_tagged => Some(insert_tag(&frame, tci)),
-            _ => None,
-        };
-        let stripped = plan.need_stripped.then(|| strip_tag(&frame));
-        let mut original_uses = plan.original_uses;
-        let mut original = Some(frame);
-        for &(idx, form, stripped_tci) in &plan.copies {
-            let bytes = match form {
-                Form::Original => {
-                    original_uses -= 1;
-                    if original_uses == 0 {
-                        original.take().unwrap_or_default()
-                    } else {
-                        original.clone().unwrap_or_default()
-                    }
-                }
-                Form::Tagged => tagged.clone().unwrap_or_default(),
-                Form::Stripped => stripped.clone().unwrap_or_default(),
+        // ---- Materialise: each variant built at most once, cloned for all copies but its last,
+        // which takes it (so a single copy never touches a reference count).
+        if let [(idx, form, stripped_tci)] = plan.copies[..] {
+            let bytes = match (form, wire_tci) {
+                (Form::Tagged, Some(tci)) => insert_tag(&frame, tci),
+                (Form::Stripped, _) => strip_tag(&frame),
+                _ => frame,
             };
-            let port = &mut self.ports[idx as usize];
-            port.counters.count_rx(bytes.len(), cast);
-            if let Some(hook) = port.capture.as_mut() {
-                hook(&CaptureRecord {
-                    port: port.id,
-                    direction: Direction::Rx,
-                    time_ns: now,
-                    frame: &bytes,
-                    stripped_tci,
-                });
+            return self.deliver(out, idx, bytes, stripped_tci, cast);
+        }
+        out.deliveries.reserve(plan.copies.len());
+        let mut variants: [Option<Bytes>; 3] = [None, None, None];
+        if plan.uses[Form::Tagged as usize] > 0 {
+            if let Some(tci) = wire_tci {
+                variants[Form::Tagged as usize] = Some(insert_tag(&frame, tci));
             }
-            out.deliveries.push(Delivery {
+        }
+        if plan.uses[Form::Stripped as usize] > 0 {
+            variants[Form::Stripped as usize] = Some(strip_tag(&frame));
+        }
+        variants[Form::Original as usize] = Some(frame);
+        let mut uses = plan.uses;
+        for &(idx, form, stripped_tci) in &plan.copies {
+            let slot = form as usize;
+            uses[slot] -= 1;
+            let bytes = if uses[slot] == 0 {
+                variants[slot].take()
+            } else {
+                variants[slot].clone()
+            }
+            .unwrap_or_default();
+            self.deliver(out, idx, bytes, stripped_tci, cast);
+        }
+    }
+
+    /// Counts, captures and records one copy.
+    #[inline]
+    fn deliver(
+        &mut self,
+        out: &mut Deliveries,
+        idx: PortIdx,
+        frame: Bytes,
+        stripped_tci: Option<VlanTci>,
+        cast: Cast,
+    ) {
+        let port = &mut self.ports[idx as usize];
+        port.counters.count_rx(frame.len(), cast);
+        if let Some(hook) = port.capture.as_mut() {
+            hook(&CaptureRecord {
                 port: port.id,
-                frame: bytes,
+                direction: Direction::Rx,
+                time_ns: self.now_ns,
+                frame: &frame,
                 stripped_tci,
             });
         }
+        out.deliveries.push(Delivery {
+            port: port.id,
+            frame,
+            stripped_tci,
+        });
     }
 }
 
