@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::Bytes;
-use eswitch::{build_frame, Eswitch, EswitchConfig, MacAddr, PortId, VlanProto};
+use eswitch::{build_frame, Deliveries, Eswitch, EswitchConfig, MacAddr, PortId, VlanProto};
 use pnet_packet::ethernet::EtherTypes;
 
 const VFS: u16 = 8;
@@ -48,8 +48,21 @@ struct Outcome {
     deferred: u64,
 }
 
+/// How the loop calls the switch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `process`, a fresh result per frame.
+    Process,
+    /// `process_into` with one result buffer reused for every frame (what a device model's
+    /// TX loop would do; a spilled broadcast result keeps its heap buffer).
+    ProcessInto,
+    /// `process` with a freshly allocated frame each time, as a device model copying the frame
+    /// out of guest memory would hand over: includes that allocation and its free.
+    FreshFrames,
+}
+
 /// Sends `FRAMES` frames round-robin from the 8 VFs; `dst(n)` is VF n's destination.
-fn run(dst: impl Fn(u16) -> MacAddr) -> Outcome {
+fn run(dst: impl Fn(u16) -> MacAddr, mode: Mode) -> Outcome {
     let mut sw = setup();
     // The frames live for the whole run, so cloning one costs nothing and the figure is the
     // switch's own cost, not the frame source's (the device model's copy out of guest memory).
@@ -64,6 +77,7 @@ fn run(dst: impl Fn(u16) -> MacAddr) -> Outcome {
     let mut now = 0u64;
     let mut deliveries = 0u64;
     let mut deferred = 0u64;
+    let mut reused = Deliveries::default();
     for i in 0..FRAMES {
         if i % CLOCK_EVERY == 0 {
             now = start.elapsed().as_nanos() as u64;
@@ -74,8 +88,21 @@ fn run(dst: impl Fn(u16) -> MacAddr) -> Outcome {
             deferred += 1;
             continue;
         }
-        let out = sw.process(PortId::Vf(vf), black_box(frame.clone()));
-        deliveries += black_box(out.len()) as u64;
+        match mode {
+            Mode::Process => {
+                let out = sw.process(PortId::Vf(vf), black_box(frame.clone()));
+                deliveries += black_box(out.len()) as u64;
+            }
+            Mode::ProcessInto => {
+                sw.process_into(PortId::Vf(vf), black_box(frame.clone()), &mut reused);
+                deliveries += black_box(reused.len()) as u64;
+            }
+            Mode::FreshFrames => {
+                let fresh = Bytes::from(frame.to_vec());
+                let out = sw.process(PortId::Vf(vf), black_box(fresh));
+                deliveries += black_box(out.len()) as u64;
+            }
+        }
     }
     let secs = start.elapsed().as_secs_f64();
     Outcome {
@@ -85,7 +112,7 @@ fn run(dst: impl Fn(u16) -> MacAddr) -> Outcome {
     }
 }
 
-fn report(name: &str, dst: impl Fn(u16) -> MacAddr + Copy) {
+fn report(name: &str, mode: Mode, dst: impl Fn(u16) -> MacAddr + Copy) {
     // `cargo bench -p eswitch -- WORD` runs only the cases whose name contains WORD.
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -95,7 +122,7 @@ fn report(name: &str, dst: impl Fn(u16) -> MacAddr + Copy) {
         return;
     }
     let best = (0..RUNS)
-        .map(|_| run(dst))
+        .map(|_| run(dst, mode))
         .max_by(|a, b| a.pps.total_cmp(&b.pps))
         .expect("runs");
     println!(
@@ -113,11 +140,28 @@ fn main() {
          shaper 10 Gbit/s per VF; best of {RUNS}",
         FRAME_LEN + 4
     );
-    report("VF -> VF unicast (same port VLAN, stripped)", |n| {
-        vf_mac((n + 1) % VFS)
-    });
-    report("VF -> uplink unicast (port VLAN tag inserted)", |_| {
-        MacAddr([0x02, 0, 0, 0, 0, 0xee])
-    });
-    report("VF -> broadcast (7 VFs + uplink)", |_| MacAddr::BROADCAST);
+    let next_vf = |n| vf_mac((n + 1) % VFS);
+    let remote = |_| MacAddr([0x02, 0, 0, 0, 0, 0xee]);
+    let broadcast = |_| MacAddr::BROADCAST;
+    report(
+        "VF -> VF unicast (same port VLAN, stripped)",
+        Mode::Process,
+        next_vf,
+    );
+    report(
+        "VF -> uplink unicast (port VLAN tag inserted)",
+        Mode::Process,
+        remote,
+    );
+    report("VF -> broadcast (7 VFs + uplink)", Mode::Process, broadcast);
+    report(
+        "VF -> broadcast, process_into (reused result)",
+        Mode::ProcessInto,
+        broadcast,
+    );
+    report(
+        "VF -> VF unicast, fresh frame allocation each",
+        Mode::FreshFrames,
+        next_vf,
+    );
 }
