@@ -144,6 +144,9 @@ pub struct VfPolicy {
     pub allmulti: bool,
     /// Unicast promiscuous requested by the VF (effective only when trusted).
     pub promisc: bool,
+    /// The VF joined more multicast groups than its hash list holds, so it receives all
+    /// multicast whether trusted or not (igb sets VMOLR.MPME for it).
+    pub mc_overflow: bool,
     /// Largest frame the VF accepts (SET_LPE), including the Ethernet header and FCS.
     pub max_frame: u16,
 }
@@ -167,6 +170,7 @@ impl Default for VfPolicy {
             min_tx_rate: 0,
             allmulti: false,
             promisc: false,
+            mc_overflow: false,
             max_frame: DEFAULT_MAX_FRAME,
         }
     }
@@ -339,7 +343,7 @@ impl VfPolicy {
     /// (or promisc), or any VF that joined more groups than the MTA path takes (igb sets MPME
     /// when a VF sends more than 30 hashes, trusted or not).
     pub fn effective_allmulti(&self) -> bool {
-        (self.trust && (self.allmulti || self.promisc)) || self.mc_hashes.len() > MAX_VF_MC_HASHES
+        (self.trust && (self.allmulti || self.promisc)) || self.mc_overflow
     }
 
     /// True if `mac` is one of the addresses this VF owns: its station MAC or an extra filter.
@@ -504,11 +508,14 @@ mod tests {
     }
 
     #[test]
-    fn more_than_30_hashes_means_multicast_promiscuous_even_untrusted() {
+    fn multicast_overflow_means_multicast_promiscuous_even_untrusted() {
         let p = VfPolicy {
-            mc_hashes: (0..31).collect(),
+            mc_hashes: (0..30).collect(),
+            mc_overflow: true,
             ..Default::default()
         };
+        assert!(!p.trust);
         assert!(p.effective_allmulti());
+        assert!(!p.effective_promisc());
     }
 }

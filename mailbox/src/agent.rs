@@ -239,11 +239,11 @@ pub enum PolicyChange {
     SetMac(MacAddr),
     ClearMacFilters,
     AddMacFilter(MacAddr),
-    /// The new multicast hash list; `allmulti` is set when the VF asked for more groups than
-    /// the list holds (igb: VMOLR.MPME) or has multicast promiscuous on.
+    /// The new multicast hash list; `overflow` is set when the VF asked for more groups than
+    /// the list holds (igb: VMOLR.MPME, all multicast whether trusted or not).
     SetMulticast {
         hashes: Vec<u16>,
-        allmulti: bool,
+        overflow: bool,
     },
     AddVlan(u16),
     RemoveVlan(u16),
@@ -264,6 +264,7 @@ impl PolicyChange {
                 p.vlan_filters.clear();
                 p.allmulti = false;
                 p.promisc = false;
+                p.mc_overflow = false;
             }
             PolicyChange::SetMac(mac) => p.mac = Some(*mac),
             PolicyChange::ClearMacFilters => p.mac_filters.clear(),
@@ -272,9 +273,9 @@ impl PolicyChange {
                     p.mac_filters.push(*mac);
                 }
             }
-            PolicyChange::SetMulticast { hashes, allmulti } => {
+            PolicyChange::SetMulticast { hashes, overflow } => {
                 p.mc_hashes = hashes.clone();
-                p.allmulti = *allmulti;
+                p.mc_overflow = *overflow;
             }
             PolicyChange::AddVlan(vid) => {
                 if !p.vlan_filters.contains(vid) {
@@ -865,7 +866,7 @@ impl PfAgent {
             .collect();
         PolicyChange::SetMulticast {
             hashes,
-            allmulti: s.mc_overflow || s.promisc_mc,
+            overflow: s.mc_overflow,
         }
     }
 
@@ -934,7 +935,7 @@ impl PfAgent {
                 let s = &mut self.vfs[vf];
                 s.promisc_mc = flags.multicast();
                 let change = PolicyChange::SetPromisc {
-                    allmulti: s.promisc_mc || s.mc_overflow,
+                    allmulti: s.promisc_mc,
                     promisc: flags.unicast(),
                 };
                 (Some(change), None)
@@ -944,7 +945,7 @@ impl PfAgent {
                 let s = &mut self.vfs[vf];
                 s.promisc_mc = flags.multicast();
                 let change = PolicyChange::SetPromisc {
-                    allmulti: s.promisc_mc || s.mc_overflow,
+                    allmulti: s.promisc_mc,
                     promisc: false,
                 };
                 let refusal = (flags.unicast() || flags.unknown_bits() != 0)

@@ -249,16 +249,17 @@ fn mac_filters_are_bounded_per_vf() {
 }
 
 #[test]
-fn set_multicast_stores_hashes_and_overflow_means_allmulti() {
+fn set_multicast_stores_hashes_and_overflow_means_all_multicast_even_untrusted() {
     let mut nic = Nic::with_vfs(1);
     let mut drv = Igbvf::new(0);
     drv.probe(&mut nic, RANDOM_MAC).unwrap();
     drv.set_multicast(&mut nic, &[0x0123, 0x0456, 0x0789])
         .unwrap();
     assert_eq!(nic.policy[0].mc_hashes, vec![0x123, 0x456, 0x789]);
-    assert!(!nic.policy[0].allmulti);
+    assert!(!nic.policy[0].mc_overflow && !nic.policy[0].effective_allmulti());
     assert_eq!(nic.mbx[0].last_word0(), 0xA003_0003);
-    // A count above 30 (not what igbvf sends, but legal on the wire) → keep 30, allmulti.
+    // A count above 30 (not what igbvf sends, but legal on the wire) → keep 30 and receive all
+    // multicast, although the VF is not trusted (igb sets VMOLR.MPME).
     let mut words = [0u32; MAILBOX_WORDS];
     words[0] = 0x0028_0003;
     for (i, w) in words[1..].iter_mut().enumerate() {
@@ -266,11 +267,16 @@ fn set_multicast_stores_hashes_and_overflow_means_allmulti() {
     }
     drv.write_posted(&mut nic, &words).unwrap();
     assert_eq!(nic.policy[0].mc_hashes.len(), 30);
-    assert!(nic.policy[0].allmulti);
+    assert!(!nic.policy[0].trust);
+    assert!(nic.policy[0].mc_overflow && nic.policy[0].effective_allmulti());
+    assert!(
+        !nic.policy[0].allmulti,
+        "overflow is not a promiscuous request"
+    );
     // Back to a short list clears it.
     drv.set_multicast(&mut nic, &[]).unwrap();
     assert!(nic.policy[0].mc_hashes.is_empty());
-    assert!(!nic.policy[0].allmulti);
+    assert!(!nic.policy[0].mc_overflow && !nic.policy[0].effective_allmulti());
 }
 
 #[test]
@@ -626,7 +632,7 @@ fn policy_change_apply_round_trip() {
     PolicyChange::AddVlan(5).apply(&mut p);
     PolicyChange::SetMulticast {
         hashes: vec![1, 2],
-        allmulti: false,
+        overflow: false,
     }
     .apply(&mut p);
     PolicyChange::SetMaxFrame(9000).apply(&mut p);
