@@ -2,4 +2,5 @@
 //! QEMU guests over vfio-user. The pure device logic lives in the workspace crates (`pcie`,
 //! `mailbox`, `eswitch`); this package holds the I/O edges: the vfio-user server and the CLI.
 
+pub mod demo;
 pub mod vfio;

@@ -1,10 +1,13 @@
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// A full-system SR-IOV NIC emulator (Intel 82576: igb PF, igbvf VFs) served over vfio-user.
 #[derive(Parser, Debug)]
 #[command(name = "sriov-emu", version, about)]
 struct Cli {
-    /// More logging (-v: debug, -vv: trace). `RUST_LOG` overrides it.
+    /// More logging (-v: info, -vv: debug, -vvv: trace, which shows every vfio-user message).
+    /// `RUST_LOG` overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
@@ -12,19 +15,37 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Run one NIC in process (no QEMU): SR-IOV enable, every VF's mailbox bring-up, and the
+    /// eswitch switching an ARP broadcast, a spoofed frame and a port VLAN.
+    Demo {
+        /// Number of VFs to enable (1..=7, as igb allows).
+        #[arg(long, default_value_t = 4)]
+        vfs: u16,
+    },
+}
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    match cli.command {}
+    let result = match cli.command {
+        Command::Demo { vfs } => sriov_emu::demo::run(vfs),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sriov-emu: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "info",
-        1 => "debug",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
