@@ -306,12 +306,12 @@ impl<'a> Connection<'a> {
             }
         }
         // Our reply must fit in the buffer QEMU sized from its own request.
-        let full = HEADER_SIZE + payload::VERSION + wire::VERSION_CAPS_JSON.len() + 1;
-        let caps = if full <= h.size as usize {
-            wire::VERSION_CAPS_JSON
-        } else {
-            wire::VERSION_MIN_JSON
-        };
+        // (+1 for the NUL.)
+        let fits = |j: &&&str| HEADER_SIZE + payload::VERSION + j.len() < h.size as usize;
+        let caps = wire::VERSION_CAPS_CHOICES
+            .iter()
+            .find(fits)
+            .unwrap_or(&wire::VERSION_CAPS_CHOICES[3]);
         self.negotiated = true;
         Ok(Some(
             MessageBuilder::reply_to(h)

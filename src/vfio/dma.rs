@@ -216,6 +216,12 @@ impl Outbound {
         }
     }
 
+    /// Wake the writer thread so that it notices the connection is closing (an empty message
+    /// is its stop sign; if the queue is full it notices within its poll interval anyway).
+    pub(crate) fn wake_writer(&self) {
+        let _ = self.queue.try_send(Vec::new());
+    }
+
     /// Fail every waiter (the connection is closing).
     pub(crate) fn close(&self) {
         self.pending

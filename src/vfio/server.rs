@@ -223,6 +223,7 @@ impl Server {
                         .name("vfio-dma-out".into())
                         .spawn(move || loop {
                             match out_rx.recv_timeout(Duration::from_millis(200)) {
+                                Ok(msg) if msg.is_empty() => break,
                                 Ok(msg) => {
                                     use std::io::Write;
                                     let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -246,6 +247,7 @@ impl Server {
                     }
                 };
                 closed.store(true, Ordering::Release);
+                outbound.wake_writer();
                 if let Ok(t) = writer_thread {
                     let _ = t.join();
                 }

@@ -226,9 +226,16 @@ pub const VERSION_CAPS_JSON: &str = concat!(
     r#""pgsizes":4096,"max_dma_maps":65535}}"#
 );
 
-/// Fallback when the client's VERSION request is too small to hold the full reply (QEMU sizes
-/// its receive buffer to its own request): an empty object, which the spec allows.
-pub const VERSION_MIN_JSON: &str = "{}";
+/// VERSION reply JSONs, best first. QEMU sizes its receive buffer to its own request (214 bytes
+/// in 11.1.3, which the first fits); a client with a smaller request (the `vfio_user` crate's is
+/// about 110 bytes) gets the largest one that fits in its request. The last is always accepted:
+/// capabilities are optional in the spec.
+pub const VERSION_CAPS_CHOICES: [&str; 4] = [
+    VERSION_CAPS_JSON,
+    r#"{"capabilities":{"max_msg_fds":16,"max_data_xfer_size":1048576}}"#,
+    r#"{"capabilities":{}}"#,
+    "{}",
+];
 
 /// Payload sizes of the fixed parts (after the header).
 pub mod payload {

@@ -1,0 +1,423 @@
+//! Conformance of our vfio-user server, driven by the `vfio_user` crate's `Client` (which
+//! proposes minor version 1) and by a raw client speaking exactly as QEMU 11.1 does.
+
+mod vfio_support;
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::Duration;
+
+use sriov_emu::vfio::{irq_index, region, DmaError};
+use vfio_bindings::bindings::vfio::*;
+use vfio_support::*;
+use vfio_user::Client;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+const TRIGGER_EVENTFD: u32 = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+
+#[test]
+fn crate_client_negotiates_and_sees_nine_regions_without_mmap() {
+    let srv = Running::start("regions");
+    let client = Client::new(&srv.path).expect("handshake");
+    for index in 0..9 {
+        let r = client.region(index).expect("region listed");
+        assert_eq!(
+            r.flags & VFIO_REGION_INFO_FLAG_MMAP,
+            0,
+            "region {index} mmap"
+        );
+        assert!(r.file_offset.is_none());
+        let expect = match index {
+            0 | 3 => 16 * 1024,
+            7 => 4096,
+            _ => 0,
+        };
+        assert_eq!(r.size, expect, "region {index} size");
+        if expect != 0 {
+            assert_eq!(
+                r.flags,
+                VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
+            );
+        }
+    }
+    assert_eq!(srv.probe.attaches.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn qemu_style_version_reply_is_0_0_with_our_caps_and_fits_the_request() {
+    let srv = Running::start("version");
+    let mut c = RawClient::connect(&srv.path);
+    let r = c.version_qemu();
+    assert!(!r.is_error());
+    let request_size = 16 + 4 + QEMU_VERSION_JSON.len() + 1;
+    assert_eq!(request_size, 214, "the QEMU 11.1.3 request");
+    assert!(r.size as usize <= request_size, "reply {} too big", r.size);
+    assert_eq!(&r.payload[..4], &[0, 0, 0, 0], "major 0 minor 0");
+    let json = &r.payload[4..];
+    assert_eq!(json.last(), Some(&0), "NUL-terminated");
+    let v: serde_json::Value = serde_json::from_slice(&json[..json.len() - 1]).unwrap();
+    let caps = &v["capabilities"];
+    assert_eq!(caps["max_msg_fds"], 16);
+    assert_eq!(caps["max_data_xfer_size"], 1 << 20);
+    assert_eq!(caps["pgsizes"], 4096);
+    assert_eq!(caps["max_dma_maps"], 65535);
+    assert!(caps.get("write_multiple").is_none());
+}
+
+#[test]
+fn device_info_reports_pci_reset_nine_regions_five_irqs() {
+    let srv = Running::start("devinfo");
+    let mut c = RawClient::negotiated(&srv.path);
+    let r = c.call(
+        CMD_DEVICE_GET_INFO,
+        &P::default().u32(16).u32(0).u32(0).u32(0).0,
+        &[],
+    );
+    assert_eq!(r.size, 32);
+    assert_eq!(r.u32_at(0), 16, "argsz");
+    assert_eq!(r.u32_at(4), VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET);
+    assert_eq!((r.u32_at(8), r.u32_at(12)), (9, 5));
+
+    // GET_REGION_INFO as QEMU asks it: argsz 32; reply fits (argsz 32, size 48).
+    let r = c.call(
+        CMD_GET_REGION_INFO,
+        &P::default().u32(32).u32(0).u32(7).u32(0).u64(0).u64(0).0,
+        &[],
+    );
+    assert_eq!(r.size, 48);
+    assert_eq!(r.u32_at(0), 32, "argsz");
+    assert_eq!(r.u32_at(8), 7, "index");
+    assert_eq!(r.u64_at(16), 4096, "size");
+}
+
+#[test]
+fn irq_info_for_a_vf() {
+    let srv = Running::start("irqinfo");
+    let mut client = Client::new(&srv.path).unwrap();
+    let msix = client.get_irq_info(irq_index::MSIX).unwrap();
+    assert_eq!((msix.index, msix.count), (2, 3));
+    assert_ne!(msix.flags & VFIO_IRQ_INFO_EVENTFD, 0);
+    assert_eq!(msix.flags & VFIO_IRQ_INFO_NORESIZE, 0);
+    assert_eq!(client.get_irq_info(irq_index::ERR).unwrap().count, 1);
+    assert_eq!(client.get_irq_info(irq_index::INTX).unwrap().count, 0);
+    assert_eq!(client.get_irq_info(irq_index::REQ).unwrap().count, 0);
+}
+
+fn read32(client: &mut Client, region: u32, offset: u64) -> u32 {
+    let mut b = [0u8; 4];
+    client.region_read(region, offset, &mut b).unwrap();
+    u32::from_le_bytes(b)
+}
+
+fn write32(client: &mut Client, region: u32, offset: u64, v: u32) {
+    client
+        .region_write(region, offset, &v.to_le_bytes())
+        .unwrap();
+}
+
+#[test]
+fn config_space_reads_and_writes_apply_the_masks() {
+    let srv = Running::start("config");
+    let mut client = Client::new(&srv.path).unwrap();
+    let cfg = region::CONFIG;
+    assert_eq!(read32(&mut client, cfg, 0), 0x10CA_8086);
+    assert_eq!(read32(&mut client, cfg, 8) >> 8, 0x02_0000, "class");
+    assert_eq!(
+        read32(&mut client, cfg, 0x3c) >> 8 & 0xff,
+        0,
+        "interrupt pin"
+    );
+    // The whole config space in one read, as QEMU does at realize.
+    let mut all = vec![0u8; 4096];
+    client.region_read(cfg, 0, &mut all).unwrap();
+    assert_eq!(all[0x34], 0x70, "capabilities pointer");
+    assert_eq!(all[0x70], 0x11, "MSI-X capability id");
+
+    // Vendor/device are read-only.
+    write32(&mut client, cfg, 0, 0xffff_ffff);
+    assert_eq!(read32(&mut client, cfg, 0), 0x10CA_8086);
+    // A VF's Command has only Memory Space and Bus Master writable.
+    client
+        .region_write(cfg, 4, &0xffffu16.to_le_bytes())
+        .unwrap();
+    assert_eq!(read32(&mut client, cfg, 4) & 0xffff, 0x0006);
+    // BAR0 sizes as a 64-bit prefetchable 16 KiB BAR.
+    write32(&mut client, cfg, 0x10, 0xffff_ffff);
+    assert_eq!(read32(&mut client, cfg, 0x10), 0xffff_c00c);
+    // No ROM: the ROM BAR reads back 0 after sizing.
+    write32(&mut client, cfg, 0x30, 0xffff_f800);
+    assert_eq!(read32(&mut client, cfg, 0x30), 0);
+}
+
+#[test]
+fn bar_writes_and_reads_reach_the_function() {
+    let srv = Running::start("bar");
+    let mut client = Client::new(&srv.path).unwrap();
+    write32(&mut client, region::BAR0, 0x20, 0xdead_beef);
+    assert_eq!(read32(&mut client, region::BAR0, 0x20), 0xdead_beef);
+    let mut b8 = [0u8; 8];
+    client
+        .region_write(region::BAR0, 0x28, &0x0123_4567_89ab_cdefu64.to_le_bytes())
+        .unwrap();
+    client.region_read(region::BAR0, 0x28, &mut b8).unwrap();
+    assert_eq!(u64::from_le_bytes(b8), 0x0123_4567_89ab_cdef);
+    let writes = srv.probe.writes.lock().unwrap().clone();
+    assert_eq!(writes[0], (0, 0x20, 0xdead_beefu32.to_le_bytes().to_vec()));
+}
+
+#[test]
+fn posted_writes_get_no_reply_and_are_applied_before_a_later_read() {
+    let srv = Running::start("posted");
+    let mut c = RawClient::negotiated(&srv.path);
+    for i in 0..64u32 {
+        c.region_write(
+            region::BAR0,
+            0x100 + 4 * u64::from(i),
+            &i.to_le_bytes(),
+            true,
+        );
+    }
+    // A posted write to a bad region must not produce an error reply either.
+    let p = P::default().u64(0).u32(1).u32(4).bytes(&[0; 4]);
+    c.send(CMD_REGION_WRITE, F_NO_REPLY, &p.0, &[]);
+    // The very next message we receive is this read's reply.
+    let r = c.region_read(region::BAR0, 0x100 + 4 * 63, 4);
+    assert_eq!(r.u32_at(16), 63);
+    assert_eq!(r.size, 32 + 4);
+    assert_eq!(srv.handle.stats().silent_errors, 1);
+}
+
+#[test]
+fn dma_map_with_memfd_then_read_what_the_server_wrote() {
+    let srv = Running::start("dma-memfd");
+    let mut client = Client::new(&srv.path).unwrap();
+    let ram = memfd(0x10_0000);
+    client
+        .dma_map(0, 0x4000_0000, 0x10_0000, ram.as_raw_fd())
+        .unwrap();
+    let addr = 0x4000_0000u64 + 0x1230;
+    client
+        .region_write(region::BAR0, doorbell::DMA_ADDR, &addr.to_le_bytes())
+        .unwrap();
+    write32(&mut client, region::BAR0, doorbell::DMA_GO, 32);
+    assert_eq!(read32(&mut client, region::BAR0, doorbell::DMA_STATUS), 0);
+    let got = pread(&ram, 0x1230, 32);
+    assert_eq!(&got[..16], DMA_PATTERN);
+    assert_eq!(&got[16..], DMA_PATTERN);
+
+    // The model's handle sees the same memory through vm-memory.
+    let ctx = srv.probe.ctx().unwrap();
+    let mut b = [0u8; 16];
+    ctx.dma.read(addr, &mut b).unwrap();
+    assert_eq!(&b, DMA_PATTERN);
+    assert_eq!(ctx.dma.counters().mmapped_maps, 1);
+
+    // After DMA_UNMAP the range is gone.
+    client.dma_unmap(0x4000_0000, 0x10_0000).unwrap();
+    assert!(matches!(
+        ctx.dma.read(addr, &mut b),
+        Err(DmaError::Unmapped { .. })
+    ));
+    write32(&mut client, region::BAR0, doorbell::DMA_GO, 4);
+    assert_eq!(read32(&mut client, region::BAR0, doorbell::DMA_STATUS), 1);
+}
+
+/// Maps without an fd go through DMA_READ/DMA_WRITE messages, interleaved with the client's own
+/// requests and replies on one stream.
+#[test]
+fn dma_without_fd_uses_messages_demultiplexed_from_replies() {
+    let srv = Running::start("dma-msg");
+    let mut c = RawClient::negotiated(&srv.path);
+    let map = P::default().u32(32).u32(3).u64(0).u64(0x8000).u64(0x1000);
+    assert!(!c.call(CMD_DMA_MAP, &map.0, &[]).is_error());
+
+    // Posted doorbell writes: the server answers nothing but sends us a DMA_WRITE request.
+    c.region_write(
+        region::BAR0,
+        doorbell::DMA_ADDR,
+        &0x8010u64.to_le_bytes(),
+        true,
+    );
+    c.region_write(region::BAR0, doorbell::DMA_GO, &16u32.to_le_bytes(), true);
+    let req = c.recv().expect("DMA_WRITE request");
+    assert_eq!(req.command, CMD_DMA_WRITE);
+    assert_eq!(req.flags & 0xf, 0, "a command");
+    assert_eq!((req.u64_at(0), req.u64_at(8)), (0x8010, 16));
+    assert_eq!(&req.payload[16..], DMA_PATTERN);
+    // Answer it, then a client request still works.
+    let reply = message(req.id, CMD_DMA_WRITE, F_REPLY, &req.payload[..16]);
+    c.send_raw(&reply);
+    assert_eq!(c.read_u32(region::BAR0, doorbell::DMA_STATUS), 0);
+
+    // A blocking message read from a worker thread (never a connection thread): the client
+    // answers DMA_READ on its side while we wait.
+    let ctx = srv.probe.ctx().unwrap();
+    let worker = thread::spawn(move || {
+        let mut b = [0u8; 8];
+        ctx.dma.read(0x8100, &mut b).map(|_| b)
+    });
+    let req = c.recv().expect("DMA_READ request");
+    assert_eq!(req.command, CMD_DMA_READ);
+    assert_eq!((req.u64_at(0), req.u64_at(8)), (0x8100, 8));
+    let p = P::default().u64(0x8100).u64(8).bytes(b"guestmem");
+    c.send_raw(&message(req.id, CMD_DMA_READ, F_REPLY, &p.0));
+    assert_eq!(&worker.join().unwrap().unwrap(), b"guestmem");
+
+    // An error reply from the client reaches the waiter as an error.
+    let ctx = srv.probe.ctx().unwrap();
+    let worker = thread::spawn(move || ctx.dma.read(0x8000, &mut [0u8; 4]));
+    let req = c.recv().unwrap();
+    let mut err = message(req.id, CMD_DMA_READ, F_REPLY | F_ERROR, &[]);
+    err[12..16].copy_from_slice(&(libc::EFAULT as u32).to_ne_bytes());
+    c.send_raw(&err);
+    assert_eq!(
+        worker.join().unwrap(),
+        Err(DmaError::Client(libc::EFAULT as u32))
+    );
+
+    // Outside any map: refused without a message.
+    let ctx = srv.probe.ctx().unwrap();
+    assert!(matches!(
+        ctx.dma.write(0x9000, &[1]),
+        Err(DmaError::Unmapped { .. })
+    ));
+}
+
+#[test]
+fn set_irqs_then_an_interrupt_is_observed_on_the_eventfd() {
+    let srv = Running::start("irq");
+    let mut client = Client::new(&srv.path).unwrap();
+    let e0 = EventFd::new(EFD_NONBLOCK).unwrap();
+    client
+        .set_irqs(irq_index::MSIX, TRIGGER_EVENTFD, 0, 1, &[e0.as_raw_fd()])
+        .unwrap();
+    write32(&mut client, region::BAR0, doorbell::FIRE_MSIX, 0);
+    assert_eq!(e0.read().unwrap(), 1);
+
+    // QEMU's "MSI-X on, no vector": count 1, no fds. Vector 1 has no eventfd: a counted no-op.
+    client
+        .set_irqs(irq_index::MSIX, TRIGGER_EVENTFD, 1, 2, &[])
+        .unwrap();
+    write32(&mut client, region::BAR0, doorbell::FIRE_MSIX, 1);
+    let ctx = srv.probe.ctx().unwrap();
+    assert_eq!(ctx.irqs.counters().suppressed, 1);
+
+    // Replace vector 0's eventfd (QEMU does on mask/unmask with KVM).
+    let e1 = EventFd::new(EFD_NONBLOCK).unwrap();
+    client
+        .set_irqs(irq_index::MSIX, TRIGGER_EVENTFD, 0, 1, &[e1.as_raw_fd()])
+        .unwrap();
+    write32(&mut client, region::BAR0, doorbell::FIRE_MSIX, 0);
+    assert_eq!(e1.read().unwrap(), 1);
+    assert!(e0.read().is_err(), "old eventfd no longer signalled");
+
+    // Several vectors in one message.
+    let (a, b, c) = (
+        EventFd::new(EFD_NONBLOCK).unwrap(),
+        EventFd::new(EFD_NONBLOCK).unwrap(),
+        EventFd::new(EFD_NONBLOCK).unwrap(),
+    );
+    client
+        .set_irqs(
+            irq_index::MSIX,
+            TRIGGER_EVENTFD,
+            0,
+            3,
+            &[a.as_raw_fd(), b.as_raw_fd(), c.as_raw_fd()],
+        )
+        .unwrap();
+    // From another thread, as another VF's datapath would.
+    let irqs = ctx.irqs.clone();
+    thread::spawn(move || assert!(irqs.fire(irq_index::MSIX, 2)))
+        .join()
+        .unwrap();
+    assert_eq!(c.read().unwrap(), 1);
+
+    // Disable: DATA_NONE|TRIGGER, count 0.
+    client
+        .set_irqs(
+            irq_index::MSIX,
+            VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+            0,
+            0,
+            &[],
+        )
+        .unwrap();
+    assert!(!ctx.irqs.fire(irq_index::MSIX, 2));
+    assert!(c.read().is_err());
+}
+
+#[test]
+fn device_reset_resets_the_function() {
+    let srv = Running::start("reset");
+    let mut client = Client::new(&srv.path).unwrap();
+    client
+        .region_write(region::CONFIG, 4, &6u16.to_le_bytes())
+        .unwrap();
+    write32(&mut client, region::BAR0, 0x40, 7);
+    client.reset().unwrap();
+    assert_eq!(srv.probe.resets.load(Ordering::SeqCst), 1);
+    assert_eq!(read32(&mut client, region::CONFIG, 4) & 0xffff, 0);
+    assert_eq!(read32(&mut client, region::BAR0, 0x40), 0);
+}
+
+#[test]
+fn disconnect_resets_and_detaches_then_the_next_client_is_served() {
+    let srv = Running::start("reconnect");
+    let mut first = Client::new(&srv.path).unwrap();
+    let ram = memfd(0x1000);
+    first.dma_map(0, 0x1000, 0x1000, ram.as_raw_fd()).unwrap();
+    let e = EventFd::new(EFD_NONBLOCK).unwrap();
+    first
+        .set_irqs(irq_index::MSIX, TRIGGER_EVENTFD, 0, 1, &[e.as_raw_fd()])
+        .unwrap();
+    write32(&mut first, region::BAR0, 0x40, 7);
+    let old = srv.probe.ctx().unwrap();
+    drop(first);
+    srv.probe
+        .wait_for("detach", |p| p.detaches.load(Ordering::SeqCst) == 1);
+    assert_eq!(srv.probe.resets.load(Ordering::SeqCst), 1);
+    // The old handles are dead: DMA refused, interrupts a no-op.
+    assert_eq!(old.dma.write(0x1000, &[1]), Err(DmaError::Detached));
+    assert!(!old.irqs.fire(irq_index::MSIX, 0));
+    assert!(e.read().is_err());
+
+    let mut second = Client::new(&srv.path).unwrap();
+    assert_eq!(
+        read32(&mut second, region::BAR0, 0x40),
+        0,
+        "state was reset"
+    );
+    assert_eq!(srv.probe.attaches.load(Ordering::SeqCst), 2);
+    drop(second);
+    srv.probe
+        .wait_for("second detach", |p| p.detaches.load(Ordering::SeqCst) == 2);
+    assert_served(&srv.path);
+    assert_eq!(srv.handle.stats().connections, 3);
+}
+
+#[test]
+fn shutdown_stops_the_server_and_removes_the_socket() {
+    let mut srv = Running::start("shutdown");
+    let client = Client::new(&srv.path).unwrap();
+    srv.stop();
+    assert!(!srv.path.exists(), "socket file removed");
+    drop(client);
+    // The path can be bound again.
+    let (f, _) = TestFunction::new();
+    let again = sriov_emu::vfio::Server::bind(&srv.path, f).unwrap();
+    drop(again);
+}
+
+#[test]
+fn a_live_socket_is_not_stolen_by_a_second_bind() {
+    let srv = Running::start("inuse");
+    let (f, _) = TestFunction::new();
+    let err = sriov_emu::vfio::Server::bind(&srv.path, f)
+        .err()
+        .expect("must fail");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    thread::sleep(Duration::from_millis(10));
+    assert_served(&srv.path);
+}

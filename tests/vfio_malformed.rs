@@ -1,0 +1,384 @@
+//! Malformed input: every bad message gets an error reply with a non-zero errno (and the stream
+//! stays in sync) or a clean close of that connection only; never a panic or a hang, and the next
+//! client is served. A bounded property test feeds random message streams.
+
+mod vfio_support;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use sriov_emu::vfio::region;
+use vfio_support::*;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+fn errno_of(r: &Msg) -> i32 {
+    assert!(r.is_error(), "expected an error reply, got {r:?}");
+    assert_eq!(r.size, 16, "error replies are a bare header");
+    r.error as i32
+}
+
+/// After a bad message: the same connection still answers a good request with the right id.
+fn assert_in_sync(c: &mut RawClient) {
+    assert_eq!(c.read_u32(region::CONFIG, 0), 0x10CA_8086);
+}
+
+#[test]
+fn commands_before_version_are_refused() {
+    let srv = Running::start("pre-version");
+    let mut c = RawClient::connect(&srv.path);
+    let r = c.call(
+        CMD_DEVICE_GET_INFO,
+        &P::default().u32(16).u32(0).u32(0).u32(0).0,
+        &[],
+    );
+    assert_eq!(errno_of(&r), libc::EINVAL);
+    assert!(!c.version_qemu().is_error());
+    assert_in_sync(&mut c);
+    // A second VERSION is refused.
+    assert_eq!(errno_of(&c.version_qemu()), libc::EINVAL);
+}
+
+#[test]
+fn bad_version_messages() {
+    let srv = Running::start("bad-version");
+    for payload in [
+        P::default().u16(1).u16(0).bytes(b"{}\0").0,    // major 1
+        P::default().u16(0).0,                          // truncated
+        P::default().u16(0).u16(0).bytes(b"{\"a\":").0, // no NUL
+        P::default().u16(0).u16(0).bytes(b"[1]\0").0,   // not an object
+        P::default().u16(0).u16(0).bytes(&[0xff, 0xfe, 0]).0, // not UTF-8
+    ] {
+        let mut c = RawClient::connect(&srv.path);
+        let r = c.call(CMD_VERSION, &payload, &[]);
+        assert_ne!(errno_of(&r), 0);
+        // The connection survives a refused VERSION and can negotiate properly.
+        assert!(!c.version_qemu().is_error());
+        assert_in_sync(&mut c);
+    }
+    // A small request gets a reply no larger than itself.
+    let mut c = RawClient::connect(&srv.path);
+    let r = c.call(
+        CMD_VERSION,
+        &P::default().u16(0).u16(0).bytes(b"{}\0").0,
+        &[],
+    );
+    assert!(!r.is_error());
+    assert!(r.size <= 16 + 7, "reply of {} bytes", r.size);
+    drop(c);
+    assert_served(&srv.path);
+}
+
+#[test]
+fn wrong_argsz_and_truncated_payloads() {
+    let srv = Running::start("argsz");
+    let mut c = RawClient::negotiated(&srv.path);
+    let cases: Vec<(u16, Vec<u8>)> = vec![
+        (
+            CMD_DEVICE_GET_INFO,
+            P::default().u32(0).u32(0).u32(0).u32(0).0,
+        ),
+        (CMD_DEVICE_GET_INFO, vec![]),
+        (
+            CMD_GET_REGION_INFO,
+            P::default().u32(16).u32(0).u32(0).u32(0).u64(0).u64(0).0,
+        ),
+        (CMD_GET_REGION_INFO, P::default().u32(32).u32(0).u32(0).0),
+        (CMD_GET_IRQ_INFO, P::default().u32(8).u32(0).u32(2).u32(0).0),
+        (
+            CMD_SET_IRQS,
+            P::default().u32(4).u32(0x24).u32(2).u32(0).u32(1).0,
+        ),
+        (CMD_SET_IRQS, P::default().u32(20).u32(0x24).0),
+        (
+            CMD_DMA_MAP,
+            P::default().u32(8).u32(3).u64(0).u64(0).u64(0x1000).0,
+        ),
+        (CMD_DMA_MAP, P::default().u32(32).u32(3).0),
+        (
+            CMD_DMA_UNMAP,
+            P::default().u32(4).u32(0).u64(0).u64(0x1000).0,
+        ),
+        (CMD_REGION_READ, P::default().u64(0).0),
+    ];
+    for (cmd, payload) in cases {
+        let r = c.call(cmd, &payload, &[]);
+        assert_eq!(
+            errno_of(&r),
+            libc::EINVAL,
+            "command {cmd} payload {payload:?}"
+        );
+        assert_in_sync(&mut c);
+    }
+}
+
+#[test]
+fn bad_region_and_irq_indexes_and_ranges() {
+    let srv = Running::start("indexes");
+    let mut c = RawClient::negotiated(&srv.path);
+    let info = |i: u32| P::default().u32(32).u32(0).u32(i).u32(0).u64(0).u64(0).0;
+    for i in [9, 100, u32::MAX] {
+        assert_eq!(
+            errno_of(&c.call(CMD_GET_REGION_INFO, &info(i), &[])),
+            libc::EINVAL
+        );
+        let irq = P::default().u32(16).u32(0).u32(i).u32(0).0;
+        assert_eq!(errno_of(&c.call(CMD_GET_IRQ_INFO, &irq, &[])), libc::EINVAL);
+        let set = P::default().u32(20).u32(0x21).u32(i).u32(0).u32(0).0;
+        assert_eq!(errno_of(&c.call(CMD_SET_IRQS, &set, &[])), libc::EINVAL);
+        assert_eq!(errno_of(&c.region_read(i, 0, 4)), libc::EINVAL);
+    }
+    // Absent BAR, beyond the region, overflowing offset, zero count, above the transfer limit.
+    assert_eq!(errno_of(&c.region_read(1, 0, 4)), libc::EINVAL);
+    assert_eq!(errno_of(&c.region_read(0, 16 * 1024 - 2, 4)), libc::EINVAL);
+    assert_eq!(errno_of(&c.region_read(7, u64::MAX - 1, 4)), libc::EINVAL);
+    assert_eq!(errno_of(&c.region_read(0, 0, 0)), libc::EINVAL);
+    assert_eq!(errno_of(&c.region_read(0, 0, (1 << 20) + 1)), libc::E2BIG);
+    // A write whose data length disagrees with its count.
+    let p = P::default().u64(0).u32(0).u32(8).bytes(&[0; 4]);
+    assert_eq!(errno_of(&c.call(CMD_REGION_WRITE, &p.0, &[])), libc::EINVAL);
+    // SET_IRQS: start + count beyond the vectors, or overflowing.
+    for (start, count) in [(2, 2), (u32::MAX, 2), (0, 4)] {
+        let set = P::default()
+            .u32(20)
+            .u32(0x24)
+            .u32(2)
+            .u32(start)
+            .u32(count)
+            .0;
+        assert_eq!(errno_of(&c.call(CMD_SET_IRQS, &set, &[])), libc::EINVAL);
+    }
+    // DMA: overflowing map, unmap cutting a map in two, dirty-bitmap unmap.
+    let map = |iova: u64, size: u64| P::default().u32(32).u32(3).u64(0).u64(iova).u64(size).0;
+    assert_eq!(
+        errno_of(&c.call(CMD_DMA_MAP, &map(u64::MAX - 10, 0x1000), &[])),
+        libc::EINVAL
+    );
+    assert!(!c.call(CMD_DMA_MAP, &map(0x10000, 0x2000), &[]).is_error());
+    assert_eq!(
+        errno_of(&c.call(CMD_DMA_MAP, &map(0x11000, 0x2000), &[])),
+        libc::EEXIST
+    );
+    let unmap =
+        |flags: u32, iova: u64, size: u64| P::default().u32(24).u32(flags).u64(iova).u64(size).0;
+    assert_eq!(
+        errno_of(&c.call(CMD_DMA_UNMAP, &unmap(0, 0x11000, 0x1000), &[])),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno_of(&c.call(CMD_DMA_UNMAP, &unmap(1, 0x10000, 0x2000), &[])),
+        libc::EOPNOTSUPP
+    );
+    // Unmap-all (flag 1<<1, the kernel's value) echoes the request.
+    let r = c.call(CMD_DMA_UNMAP, &unmap(2, 0, 0), &[]);
+    assert_eq!((r.is_error(), r.size), (false, 40));
+    assert_in_sync(&mut c);
+}
+
+#[test]
+fn too_many_or_too_few_fds() {
+    let srv = Running::start("fds");
+    let mut c = RawClient::negotiated(&srv.path);
+    let efds: Vec<EventFd> = (0..20)
+        .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
+        .collect();
+    let raw: Vec<i32> = efds.iter().map(|e| e.as_raw_fd()).collect();
+    let set = |start: u32, count: u32| {
+        P::default()
+            .u32(20)
+            .u32(0x24)
+            .u32(2)
+            .u32(start)
+            .u32(count)
+            .0
+    };
+    // More fds than count; fewer (but some) fds than count.
+    assert_eq!(
+        errno_of(&c.call(CMD_SET_IRQS, &set(0, 1), &raw[..2])),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno_of(&c.call(CMD_SET_IRQS, &set(0, 3), &raw[..2])),
+        libc::EINVAL
+    );
+    // More fds than max_msg_fds (16): rejected, stream still in sync.
+    assert_eq!(
+        errno_of(&c.call(CMD_SET_IRQS, &set(0, 3), &raw[..20])),
+        libc::EINVAL
+    );
+    // DMA_MAP with two fds; a read carrying an fd.
+    let map = P::default().u32(32).u32(3).u64(0).u64(0).u64(0x1000).0;
+    assert_eq!(
+        errno_of(&c.call(CMD_DMA_MAP, &map, &raw[..2])),
+        libc::EINVAL
+    );
+    let read = P::default().u64(0).u32(7).u32(4).0;
+    assert_eq!(
+        errno_of(&c.call(CMD_REGION_READ, &read, &raw[..1])),
+        libc::EINVAL
+    );
+    // A DMA_MAP fd that is not a file: accepted, but kept on the message path.
+    assert!(!c.call(CMD_DMA_MAP, &map, &raw[..1]).is_error());
+    let ctx = srv.probe.ctx().unwrap();
+    assert_eq!(ctx.dma.counters().message_maps, 1);
+    assert_in_sync(&mut c);
+}
+
+#[test]
+fn a_no_reply_read_gets_no_reply_and_is_not_executed() {
+    let srv = Running::start("noreply-read");
+    let mut c = RawClient::negotiated(&srv.path);
+    let p = P::default().u64(0).u32(7).u32(4).0;
+    c.send(CMD_REGION_READ, F_NO_REPLY, &p, &[]);
+    let info = P::default().u32(16).u32(0).u32(2).u32(0).0;
+    c.send(CMD_GET_IRQ_INFO, F_NO_REPLY, &info, &[]);
+    // The first message back answers this read, not the NO_REPLY ones.
+    assert_in_sync(&mut c);
+}
+
+#[test]
+fn unknown_and_unsupported_commands_are_drained_and_refused() {
+    let srv = Running::start("unknown");
+    let mut c = RawClient::negotiated(&srv.path);
+    for cmd in [0u16, 6, 11, 12, 14, 15, 16, 17, 18, 99, u16::MAX] {
+        let r = c.call(cmd, &[0xa5; 100], &[]);
+        assert_eq!(errno_of(&r), libc::EOPNOTSUPP, "command {cmd}");
+        assert_in_sync(&mut c);
+    }
+    // Unknown, NO_REPLY: silently drained.
+    c.send(99, F_NO_REPLY, &[0x5a; 64], &[]);
+    // A reply to nothing we asked: dropped, stream still in sync.
+    c.send_raw(&message(7, 11, F_REPLY, &[0; 24]));
+    // A message of unknown type (3): refused.
+    let id = c.send(
+        CMD_REGION_READ,
+        3,
+        &P::default().u64(0).u32(7).u32(4).0,
+        &[],
+    );
+    let r = c.recv().unwrap();
+    assert_eq!((r.id, errno_of(&r)), (id, libc::EINVAL));
+    assert_in_sync(&mut c);
+}
+
+fn expect_closed(c: &mut RawClient) {
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    // Read to EOF: the server closes this connection (it may first send an error reply). A
+    // reset is a close too (the server closed with our unread bytes in its buffer).
+    match c.stream.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("connection neither closed nor answered: {e}"),
+    }
+}
+
+#[test]
+fn framing_errors_close_only_that_connection() {
+    let srv = Running::start("framing");
+    // Size smaller than a header.
+    let mut c = RawClient::negotiated(&srv.path);
+    let mut m = message(1, CMD_DEVICE_GET_INFO, 0, &[]);
+    m[4..8].copy_from_slice(&8u32.to_ne_bytes());
+    c.send_raw(&m);
+    expect_closed(&mut c);
+    assert_served(&srv.path);
+
+    // Size beyond the bound: E2BIG, then close.
+    let mut c = RawClient::negotiated(&srv.path);
+    let mut m = message(2, CMD_REGION_WRITE, 0, &[]);
+    m[4..8].copy_from_slice(&0x7fff_ffffu32.to_ne_bytes());
+    c.send_raw(&m);
+    let r = c.recv().expect("E2BIG reply");
+    assert_eq!(errno_of(&r), libc::E2BIG);
+    expect_closed(&mut c);
+    assert_served(&srv.path);
+
+    // Truncated header, then the client goes away.
+    let mut c = RawClient::negotiated(&srv.path);
+    c.send_raw(&[1, 2, 3, 4, 5]);
+    c.stream.shutdown(Shutdown::Write).unwrap();
+    expect_closed(&mut c);
+    // Truncated payload, then the client goes away.
+    let mut c = RawClient::negotiated(&srv.path);
+    let m = message(3, CMD_REGION_WRITE, 0, &[0; 64]);
+    c.send_raw(&m[..40]);
+    c.stream.shutdown(Shutdown::Write).unwrap();
+    expect_closed(&mut c);
+    assert_served(&srv.path);
+
+    // Garbage bytes.
+    let mut c = RawClient::connect(&srv.path);
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    c.stream.write_all(&garbage).ok();
+    c.stream.shutdown(Shutdown::Write).ok();
+    expect_closed(&mut c);
+    assert_served(&srv.path);
+    assert_eq!(srv.handle.stats().panics, 0);
+}
+
+/// One random message: a real command number most of the time, random flags, a payload that is
+/// sometimes well-formed-looking and sometimes noise, sometimes a lying size field.
+fn arb_message() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop_oneof![0u16..20, any::<u16>()],
+        prop_oneof![Just(0u32), Just(F_NO_REPLY), Just(F_REPLY), any::<u32>()],
+        prop::collection::vec(any::<u8>(), 0..80),
+        prop_oneof![4 => Just(None), 1 => (0u32..200).prop_map(Some)],
+        any::<u16>(),
+    )
+        .prop_map(|(cmd, flags, payload, size, id)| {
+            let mut m = message(id, cmd, flags, &payload);
+            if let Some(s) = size {
+                m[4..8].copy_from_slice(&s.to_ne_bytes());
+            }
+            m
+        })
+}
+
+fn drain_until_eof(c: &mut RawClient) {
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("server neither replied nor closed: {e}"),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_message_streams_never_break_the_server(
+        negotiate in any::<bool>(),
+        msgs in prop::collection::vec(arb_message(), 1..12),
+    ) {
+        let srv = Running::start("prop");
+        let mut c = RawClient::connect(&srv.path);
+        if negotiate {
+            c.version_qemu();
+        }
+        for m in &msgs {
+            if c.stream.write_all(m).is_err() {
+                break;
+            }
+        }
+        c.stream.shutdown(Shutdown::Write).ok();
+        drain_until_eof(&mut c);
+        srv.probe.wait_for("detach", |p| p.detaches.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        assert_served(&srv.path);
+        prop_assert_eq!(srv.handle.stats().panics, 0);
+    }
+}
