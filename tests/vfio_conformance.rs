@@ -202,6 +202,16 @@ fn dma_map_with_memfd_then_read_what_the_server_wrote() {
         .unwrap();
     write32(&mut client, region::BAR0, doorbell::DMA_GO, 32);
     assert_eq!(read32(&mut client, region::BAR0, doorbell::DMA_STATUS), 0);
+    // Reading guest memory on the connection thread is fine on the mmap path.
+    client
+        .region_write(region::BAR0, doorbell::DMA_READ_GO, &16u32.to_le_bytes())
+        .unwrap();
+    assert_eq!(read32(&mut client, region::BAR0, doorbell::DMA_STATUS), 0);
+    let mut back = [0u8; 16];
+    client
+        .region_read(region::BAR0, doorbell::DMA_READ_BUF, &mut back)
+        .unwrap();
+    assert_eq!(&back, DMA_PATTERN);
     let got = pread(&ram, 0x1230, 32);
     assert_eq!(&got[..16], DMA_PATTERN);
     assert_eq!(&got[16..], DMA_PATTERN);
@@ -249,6 +259,34 @@ fn dma_without_fd_uses_messages_demultiplexed_from_replies() {
     let reply = message(req.id, CMD_DMA_WRITE, F_REPLY, &req.payload[..16]);
     c.send_raw(&reply);
     assert_eq!(c.read_u32(region::BAR0, doorbell::DMA_STATUS), 0);
+
+    // The client refuses the next one: counted on the model's handle, nothing sent back.
+    c.region_write(region::BAR0, doorbell::DMA_GO, &4u32.to_le_bytes(), true);
+    let req = c.recv().expect("second DMA_WRITE request");
+    let mut err = message(req.id, CMD_DMA_WRITE, F_REPLY | F_ERROR, &[]);
+    err[12..16].copy_from_slice(&(libc::EPERM as u32).to_ne_bytes());
+    c.send_raw(&err);
+    assert_eq!(
+        c.read_u32(region::BAR0, doorbell::DMA_STATUS),
+        0,
+        "queued fine"
+    );
+    let counters = srv.probe.ctx().unwrap().dma.counters();
+    assert_eq!(
+        (counters.msg_writes, counters.errors),
+        (2, 1),
+        "{counters:?}"
+    );
+
+    // The model reading fd-less memory on its connection thread is refused at once (it would
+    // wait for a reply only this thread can read), instead of deadlocking.
+    c.region_write(
+        region::BAR0,
+        doorbell::DMA_READ_GO,
+        &8u32.to_le_bytes(),
+        true,
+    );
+    assert_eq!(c.read_u32(region::BAR0, doorbell::DMA_STATUS), 2);
 
     // A blocking message read from a worker thread (never a connection thread): the client
     // answers DMA_READ on its side while we wait.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use pcie::{Aer, Ari, Bar, ConfigSpace, Header, LinkSpeed, Msix, MsixRegion, PciExpress, Sriov};
 use sriov_emu::vfio::{
-    region, FunctionContext, FunctionInfo, PciFunction, RegionError, RegionInfo, Server,
+    region, DmaError, FunctionContext, FunctionInfo, PciFunction, RegionError, RegionInfo, Server,
     ServerHandle,
 };
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
@@ -30,8 +30,12 @@ pub mod doorbell {
     pub const DMA_GO: u64 = 0x1008;
     /// u32 write v: fire MSI-X vector v.
     pub const FIRE_MSIX: u64 = 0x1010;
-    /// Reads back the result of the last DMA (0 ok, 1 error).
+    /// Reads back the result of the last DMA (0 ok, 1 error, 2 refused as blocking).
     pub const DMA_STATUS: u64 = 0x1018;
+    /// u32 write n: DMA-read `n` bytes at DMA_ADDR (on the connection thread) into BAR0 at
+    /// [`DMA_READ_BUF`].
+    pub const DMA_READ_GO: u64 = 0x1020;
+    pub const DMA_READ_BUF: u64 = 0x2000;
 }
 
 pub const DMA_PATTERN: &[u8] = b"sriov-emu DMA ok";
@@ -176,6 +180,23 @@ impl PciFunction for TestFunction {
                 let bytes: Vec<u8> = DMA_PATTERN.iter().copied().cycle().take(n).collect();
                 let ok = ctx.is_some_and(|c| c.dma.write(self.dma_addr, &bytes).is_ok());
                 self.dma_status = u32::from(!ok);
+            }
+            doorbell::DMA_READ_GO => {
+                let n = (u64_of(data) as usize).min(0x1000);
+                let mut buf = vec![0u8; n];
+                let r = match ctx {
+                    Some(c) => c.dma.read(self.dma_addr, &mut buf),
+                    None => Err(DmaError::Detached),
+                };
+                self.dma_status = match r {
+                    Ok(()) => {
+                        let o = doorbell::DMA_READ_BUF as usize;
+                        self.bar0[o..o + n].copy_from_slice(&buf);
+                        0
+                    }
+                    Err(DmaError::WouldBlock) => 2,
+                    Err(_) => 1,
+                };
             }
             doorbell::FIRE_MSIX => {
                 if let Some(c) = ctx {

@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,6 @@ pub(crate) struct Connection<'a> {
     negotiated: bool,
     stats: &'a Stats,
     stop: &'a AtomicBool,
-    dma_errors: AtomicU64,
 }
 
 impl<'a> Connection<'a> {
@@ -79,7 +78,6 @@ impl<'a> Connection<'a> {
             negotiated: false,
             stats,
             stop,
-            dma_errors: AtomicU64::new(0),
         };
         Ok((conn, writer))
     }
@@ -109,7 +107,10 @@ impl<'a> Connection<'a> {
 
             if h.is_reply() {
                 drop(fds);
-                if !self.outbound.complete(&h, payload, &self.dma_errors) {
+                if !self
+                    .outbound
+                    .complete(&h, payload, self.dma.error_counter())
+                {
                     warn!(
                         id = h.id,
                         command = h.command,

@@ -445,6 +445,11 @@ impl Dma {
 
     // ---- called by the connection thread ----
 
+    /// The counter that error replies to fire-and-forget DMA_WRITEs are added to.
+    pub(crate) fn error_counter(&self) -> &AtomicU64 {
+        &self.shared.errors
+    }
+
     /// DMA_MAP. Returns an errno on refusal.
     pub(crate) fn map(
         &self,
