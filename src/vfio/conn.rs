@@ -362,6 +362,7 @@ impl<'a> Connection<'a> {
         if r.size != 0 && r.writable {
             flags |= VFIO_REGION_INFO_FLAG_WRITE;
         }
+        trace!(index, size = r.size, flags, "GET_REGION_INFO");
         // No capabilities (no sparse mmap, no fd), so the reply always fits in argsz 32 and the
         // client never needs to re-ask with a larger argsz.
         Ok(Some(
@@ -395,6 +396,7 @@ impl<'a> Connection<'a> {
                 irq::MSI => VFIO_IRQ_INFO_NORESIZE,
                 _ => 0,
             };
+        trace!(index, count, flags, "GET_IRQ_INFO");
         Ok(Some(
             MessageBuilder::reply_to(h)
                 .u32(payload::IRQ_INFO as u32)

@@ -283,3 +283,84 @@ impl Drop for Server {
         let _ = std::fs::remove_file(&self.handle.inner.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vfio::{region, FunctionInfo, RegionError};
+    use std::io::Write;
+
+    struct Blank;
+
+    impl PciFunction for Blank {
+        fn info(&self) -> FunctionInfo {
+            FunctionInfo::default()
+        }
+        fn config_read(&mut self, _offset: u64, data: &mut [u8]) {
+            data.fill(0xab);
+        }
+        fn config_write(&mut self, _offset: u64, _data: &[u8]) {}
+        fn region_read(&mut self, _: u32, _: u64, _: &mut [u8]) -> Result<(), RegionError> {
+            Err(RegionError::NotSupported)
+        }
+        fn region_write(&mut self, _: u32, _: u64, _: &[u8]) -> Result<(), RegionError> {
+            Err(RegionError::NotSupported)
+        }
+        fn reset(&mut self) {}
+        fn attach(&mut self, _: FunctionContext) {}
+        fn detach(&mut self) {}
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What `sriov-emu -vv` (or `RUST_LOG=trace`) shows: every message, in its spans.
+    #[test]
+    fn trace_level_logs_every_message_with_its_connection() {
+        let dir = std::env::temp_dir().join(format!("sriov-emu-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trace.sock");
+        let server = Server::bind(&path, Blank).unwrap();
+        let handle = server.handle();
+        let log = Captured::default();
+        let sink = log.clone();
+        let t = thread::spawn(move || {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || server.run())
+        });
+        let mut client = vfio_user::Client::new(&path).unwrap();
+        let mut b = [0u8; 4];
+        client.region_read(region::CONFIG, 0, &mut b).unwrap();
+        assert_eq!(b, [0xab; 4]);
+        drop(client);
+        handle.shutdown();
+        t.join().unwrap().unwrap();
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        for needle in [
+            "listening",
+            "client connected",
+            "VERSION",
+            "DeviceGetRegionInfo",
+            "REGION_READ",
+            "conn{n=1}",
+            "client disconnected",
+        ] {
+            assert!(text.contains(needle), "no {needle:?} in the trace:\n{text}");
+        }
+        assert!(!path.exists());
+    }
+}
