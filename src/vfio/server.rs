@@ -1,6 +1,7 @@
 //! The listening socket of one PCI function and its accept loop.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -50,6 +51,8 @@ struct HandleInner {
     path: PathBuf,
     stop: AtomicBool,
     current: Mutex<Option<UnixStream>>,
+    /// A clone of the listening socket, shut down to wake `accept()`.
+    listener: Option<UnixListener>,
     stats: Stats,
 }
 
@@ -73,7 +76,12 @@ impl ServerHandle {
         {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
-        // Unblock accept().
+        // Wake accept(): shutting a listening socket down makes a blocked accept() fail on
+        // Linux; connecting covers the rest (and works even if that ever changes).
+        if let Some(l) = &self.inner.listener {
+            // SAFETY: shutdown(2) on a socket fd we own; no memory is involved.
+            unsafe { libc::shutdown(l.as_raw_fd(), libc::SHUT_RDWR) };
+        }
         let _ = UnixStream::connect(&self.inner.path);
     }
 
@@ -130,6 +138,7 @@ impl Server {
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;
+        let wake = listener.try_clone().ok();
         Ok(Server {
             listener,
             function,
@@ -138,6 +147,7 @@ impl Server {
                     path: path.to_path_buf(),
                     stop: AtomicBool::new(false),
                     current: Mutex::new(None),
+                    listener: wake,
                     stats: Stats::default(),
                 }),
             },
@@ -362,5 +372,19 @@ mod tests {
             assert!(text.contains(needle), "no {needle:?} in the trace:\n{text}");
         }
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn shutdown_wakes_accept_even_without_the_socket_file() {
+        let dir = std::env::temp_dir().join(format!("sriov-emu-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gone.sock");
+        let server = Server::bind(&path, Blank).unwrap();
+        let handle = server.handle();
+        let t = thread::spawn(move || server.run());
+        thread::sleep(Duration::from_millis(50));
+        std::fs::remove_file(&path).unwrap();
+        handle.shutdown();
+        t.join().unwrap().unwrap();
     }
 }
