@@ -385,11 +385,11 @@ impl<'a> Connection<'a> {
         if (argsz as usize) < payload::IRQ_INFO {
             return Err(libc::EINVAL);
         }
-        let count = *self
-            .info
-            .irq_counts
-            .get(index as usize)
-            .ok_or(libc::EINVAL)?;
+        if index as usize >= NUM_IRQS {
+            return Err(libc::EINVAL);
+        }
+        // The table's size: the function's count, capped at MAX_VECTORS.
+        let count = self.irqs.count(index);
         let flags = VFIO_IRQ_INFO_EVENTFD
             | match index {
                 irq::INTX => VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED,

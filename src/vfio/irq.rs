@@ -17,6 +17,9 @@ use tracing::trace;
 
 use super::function::{irq, NUM_IRQS};
 
+/// Vectors per index we keep at most (the MSI-X maximum).
+pub const MAX_VECTORS: u32 = 2048;
+
 #[derive(Default, Debug)]
 struct Vector {
     trigger: Option<Arc<File>>,
@@ -59,11 +62,12 @@ pub(crate) enum SetIrqsError {
 }
 
 impl Interrupts {
-    /// A table with `counts[index]` vectors per index, all without eventfd.
+    /// A table with `counts[index]` vectors per index (at most [`MAX_VECTORS`]), all without
+    /// eventfd.
     pub(crate) fn new(counts: [u32; NUM_IRQS]) -> Interrupts {
         let table = counts.map(|n| {
             let mut v = Vec::new();
-            v.resize_with(n as usize, Vector::default);
+            v.resize_with(n.min(MAX_VECTORS) as usize, Vector::default);
             RwLock::new(v)
         });
         Interrupts {
