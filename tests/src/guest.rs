@@ -211,6 +211,7 @@ impl Guest {
                 }
             })
             .collect();
+        remove_stale_initrds(&artifacts.run);
         let initrd = artifacts
             .run
             .join(format!("{safe_name}-{}-{n}.initrd", std::process::id()));
@@ -268,6 +269,27 @@ impl Guest {
             initrd,
             killed: false,
         })
+    }
+}
+
+/// Removes per-boot initramfs copies left behind by test processes that died
+/// (their names end in `-<pid>-<n>.initrd`).
+fn remove_stale_initrds(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".initrd") else {
+            continue;
+        };
+        let mut parts = stem.rsplitn(3, '-');
+        let (_n, pid) = (parts.next(), parts.next());
+        if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
 
