@@ -1,31 +1,7 @@
 //! DMA into the client's memory: the DMA_MAP table, the memfd mmaps, and server-to-client
 //! DMA_READ / DMA_WRITE messages for maps without an fd.
 //!
-//! # Two paths
-//! - **mmap** — a DMA_MAP that carries an fd (QEMU's `memory-backend-memfd,share=on` RAM) and
-//!   allows read and write is mmapped `MAP_SHARED` and joins [`Dma::memory`], a
-//!   `GuestMemoryAtomic<GuestMemoryMmap>` that is swapped (RCU-style) on every map/unmap. Accesses
-//!   never block and never touch the socket. Before mapping, the fd must be a file at least
-//!   `offset + size` long and sealed against shrinking (we add `F_SEAL_SHRINK` if the client did
-//!   not forbid it): otherwise a client truncating its memfd would SIGBUS us. Maps that fail these
-//!   checks fall back to the message path.
-//! - **messages** — maps without an fd (default anonymous RAM, QEMU's ROM/PAM windows) are
-//!   recorded with their permissions and reached with DMA_READ/DMA_WRITE requests, in chunks of at
-//!   most [`MAX_DATA_XFER`] bytes. Requests are queued to the connection's writer thread; replies
-//!   come back on the connection thread, which demultiplexes them by id.
-//!
-//! # What may block (the deadlock rule)
-//! QEMU serves our DMA requests in its main loop. If we wait for a DMA reply while QEMU waits for
-//! our reply to its request, both stall. The connection thread is the only reader of the socket, so
-//! waiting there for a DMA reply could never succeed anyway. Hence:
-//! - [`Dma::read`] and [`Dma::write`] on mmapped memory never block.
-//! - [`Dma::write`] on message-path memory is fire-and-forget: it queues the request and returns
-//!   (errors in the client's reply are logged and counted). It never waits, on any thread. Note it
-//!   is not ordered against an interrupt fired right after it.
-//! - A message-path read ([`Dma::read`]) and [`Dma::write_sync`] wait for the client's reply (at
-//!   most [`DMA_REPLY_TIMEOUT`]). They are **refused with [`DmaError::WouldBlock`] on any vfio-user
-//!   connection thread** (ours or another function's: two connection threads waiting on each other
-//!   would deadlock). Run them on a worker thread.
+//! See [`Dma`] for the two access paths and for what may block.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -243,7 +219,33 @@ struct Shared {
 }
 
 /// DMA access to the connected client's memory. Cheap to clone, `Send + Sync`, usable from any
-/// thread; survives DMA_MAP/UNMAP. See the module doc for what blocks.
+/// thread; follows DMA_MAP/UNMAP (a clone taken before a remap sees the new maps).
+///
+/// # Two paths
+/// - **mmap** — a DMA_MAP that carries an fd (QEMU's `memory-backend-memfd,share=on` RAM) and
+///   allows read and write is mmapped `MAP_SHARED` and joins [`Dma::memory`], a
+///   `GuestMemoryAtomic<GuestMemoryMmap>` that is swapped (RCU-style) on every map/unmap. Accesses
+///   never block and never touch the socket. Before mapping, the fd must be a file at least
+///   `offset + size` long and sealed against shrinking (we add `F_SEAL_SHRINK` if the client did
+///   not forbid it): otherwise a client truncating its memfd would SIGBUS us. Maps that fail these
+///   checks fall back to the message path.
+/// - **messages** — maps without an fd (default anonymous RAM, QEMU's ROM/PAM windows) are
+///   recorded with their permissions and reached with DMA_READ/DMA_WRITE requests, in chunks of at
+///   most [`MAX_DATA_XFER`] bytes. Requests are queued to the connection's writer thread; replies
+///   come back on the connection thread, which demultiplexes them by id.
+///
+/// # What may block (the deadlock rule)
+/// QEMU serves our DMA requests in its main loop. If we wait for a DMA reply while QEMU waits for
+/// our reply to its request, both stall. The connection thread is the only reader of the socket, so
+/// waiting there for a DMA reply could never succeed anyway. Hence:
+/// - [`Dma::read`] and [`Dma::write`] on mmapped memory never block.
+/// - [`Dma::write`] on message-path memory is fire-and-forget: it queues the request and returns
+///   (errors in the client's reply are logged and counted). It never waits, on any thread. Note it
+///   is not ordered against an interrupt fired right after it.
+/// - A message-path read ([`Dma::read`]) and [`Dma::write_sync`] wait for the client's reply (at
+///   most [`DMA_REPLY_TIMEOUT`]). They are **refused with [`DmaError::WouldBlock`] on any vfio-user
+///   connection thread** (ours or another function's: two connection threads waiting on each other
+///   would deadlock). Run them on a worker thread.
 #[derive(Clone, Debug)]
 pub struct Dma {
     shared: Arc<Shared>,
@@ -280,7 +282,7 @@ impl Dma {
     }
 
     /// Read guest memory at `addr`. mmap path: never blocks. Message path: waits for the client
-    /// (refused on connection threads, see the module doc).
+    /// (refused on connection threads, see [`Dma`]).
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
         let r = self.read_inner(addr, buf);
         if r.is_err() {

@@ -1,11 +1,6 @@
 //! Interrupt delivery: per index, per vector, the eventfd the client gave in SET_IRQS.
 //!
-//! Firing a vector is one 8-byte write of 1 to its eventfd (with KVM that is an irqfd, so the
-//! interrupt goes straight into the guest). The table is behind a `RwLock`: `fire` takes a read
-//! lock, so any number of threads (another VF's datapath included) fire concurrently; SET_IRQS
-//! takes the write lock briefly to swap fds. Fds are set non-blocking on receipt so that a bad fd
-//! (a full pipe instead of an eventfd) can never block the firing thread; QEMU's eventfds are
-//! non-blocking already.
+//! See [`Interrupts`].
 
 use std::fs::File;
 use std::io::Write;
@@ -48,7 +43,15 @@ pub struct IrqCounters {
     pub failed: u64,
 }
 
-/// The function's interrupt lines. Cheap to clone, `Send + Sync`; see the module doc.
+/// The function's interrupt lines: per index, per vector, the eventfd the client gave in
+/// SET_IRQS. Cheap to clone, `Send + Sync`, usable from any thread.
+///
+/// Firing a vector is one 8-byte write of 1 to its eventfd (with KVM that is an irqfd, so the
+/// interrupt goes straight into the guest). The table is behind a `RwLock`: `fire` takes a read
+/// lock, so any number of threads (another VF's datapath included) fire concurrently; SET_IRQS
+/// takes the write lock briefly to swap fds. Fds are set non-blocking on receipt so that a bad fd
+/// (a full pipe instead of an eventfd) can never block the firing thread; QEMU's eventfds are
+/// non-blocking already.
 #[derive(Clone, Debug)]
 pub struct Interrupts {
     shared: Arc<Shared>,

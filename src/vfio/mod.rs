@@ -19,31 +19,36 @@
 //!   for a DMA (another VF's datapath, say) never blocks on this client's socket.
 //! - Replies from the client to our DMA requests arrive on the same stream as its commands; the
 //!   connection thread tells them apart by the header's type bits and hands them to the waiter.
-//! - Blocking rules for DMA are in [`dma`](self::Dma): mmap accesses never block; message-path
-//!   writes are fire-and-forget; message-path reads (and [`Dma::write_sync`]) wait for the
-//!   client and are refused with [`DmaError::WouldBlock`] on any connection thread.
+//! - DMA blocking rules (details on [`Dma`]): mmap accesses never block; message-path writes
+//!   are fire-and-forget; message-path reads (and [`Dma::write_sync`]) wait for the client's
+//!   reply and are refused with [`DmaError::WouldBlock`] on any connection thread, ours or
+//!   another function's. Run them on a worker thread.
 //!
 //! # Why not the `vfio_user` crate's `Server` (0.1.7)
 //! We use the crate's [`Command`](vfio_user::Command) numbers and
 //! [`DmaMapFlags`](vfio_user::DmaMapFlags), the kernel's VFIO constants through `vfio-bindings`
-//! (the crate's own dependency), and the crate's `Client` in our conformance tests. Its `Server`
-//! (`src/lib.rs` of 0.1.7) cannot serve this device:
-//! - it keeps the stream private inside `run()`, so it can never send a server-to-client request:
-//!   no DMA_READ/DMA_WRITE, hence no DMA at all for maps without an fd, and no demultiplexing of
-//!   replies from commands on the shared stream;
-//! - its error replies carry errno 0 unless the error is `InvalidInput`; QEMU reads errno 0 as
-//!   success and uses garbage as the answer;
-//! - it sends error replies to NO_REPLY messages (e.g. a failed posted BAR write), which QEMU
-//!   sees as an "unexpected reply" and loses the stream;
-//! - it does not read the payload before some early errors (unknown command numbers, a NO_REPLY
-//!   VERSION, a REGION_WRITE to a bad region), so the stream desynchronises;
-//! - it reads fixed-size structs regardless of the header's size, `unwrap`s the VERSION JSON
-//!   (`CString::from_vec_with_nul`), and trusts `count` for allocations: client input can panic
-//!   it or make it allocate 4 GiB;
-//! - SET_IRQS hands the backend fewer fds than `count` without saying which vectors they are
-//!   for; `max_msg_fds` is fixed at 1; `DmaUnmapFlags` has the wrong bit values (UNMAP_ALL is
-//!   1<<1 in Linux and QEMU, not 1<<2);
-//! - one blocking `run()` per connection, no shutdown handle, no reset on disconnect.
+//! (the crate's own dependency), and the crate's `Client` in our conformance tests. The crate
+//! keeps its header and payload structs private, so [`wire`] lays them out again. Its `Server`
+//! cannot serve this device (line numbers are the crate's `src/lib.rs`):
+//! - **No server-to-client requests**: `run()` accepts the stream and keeps it private
+//!   (1431–1432), and DMA_READ/DMA_WRITE exist only as inbound "unsupported" commands (977–985).
+//!   So no DMA at all for maps without an fd, and no demultiplexing of client replies from
+//!   client commands on the shared stream.
+//! - **Error replies carry errno 0** unless the error is `InvalidInput` (1465–1480). QEMU reads
+//!   errno 0 as success and uses its own request bytes as the answer.
+//! - **Error replies to NO_REPLY messages** (same lines, no `no_reply()` check), e.g. for a failed
+//!   posted BAR write: QEMU logs "unexpected reply" and loses the stream.
+//! - **Payloads left unread on early errors**, so the stream desynchronises: unknown command
+//!   numbers (the enum stops at 14; the return at 977 comes before any read), a NO_REPLY VERSION
+//!   (988), a REGION_WRITE to a bad region (1378, before the data is read at 1382).
+//! - **Client input can panic it or make it allocate 4 GiB**: `CString::from_vec_with_nul(..)
+//!   .unwrap()` on the VERSION payload (1005), `vec![0; count]` from an unchecked `count`
+//!   (1345, 1382), fixed-size struct reads that ignore the header's size.
+//! - SET_IRQS hands the backend `count` and a possibly shorter `Vec<File>` without saying which
+//!   vectors the fds are for; `max_msg_fds` is fixed at 1 (93); a region fd is sent only with a
+//!   sparse-mmap capability; `DmaUnmapFlags` has the wrong bit values (124–125: UNMAP_ALL is
+//!   1<<1 in Linux and QEMU, not 1<<2).
+//! - One blocking `run()` per connection, no shutdown handle, no reset on disconnect.
 //!
 //! The message trace is logged with `tracing`: one `vfio` span per socket, a `conn` span per
 //! client, a `msg` span per message (`debug` level: commands and errors; `trace`: every message,
