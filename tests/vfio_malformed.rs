@@ -323,6 +323,30 @@ fn framing_errors_close_only_that_connection() {
     assert_eq!(srv.handle.stats().panics, 0);
 }
 
+#[test]
+fn a_client_stalling_mid_message_is_disconnected_and_the_next_served() {
+    let (f, probe) = TestFunction::new();
+    let srv = Running::start_configured("stall", f, probe, |s| {
+        s.set_stall_timeout(Duration::from_millis(300))
+    });
+    // Half a header, then silence (the connection stays open).
+    let mut c = RawClient::negotiated(&srv.path);
+    c.send_raw(&[1, 0, 4, 0]);
+    expect_closed(&mut c);
+    // Half a payload, then silence.
+    let mut c = RawClient::negotiated(&srv.path);
+    let m = message(9, CMD_REGION_WRITE, 0, &[0; 64]);
+    c.send_raw(&m[..40]);
+    expect_closed(&mut c);
+    assert_eq!(srv.handle.stats().protocol_closes, 2);
+    // An idle client between messages is not timed out.
+    let mut c = RawClient::negotiated(&srv.path);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_in_sync(&mut c);
+    drop(c);
+    assert_served(&srv.path);
+}
+
 /// One random message: a real command number most of the time, random flags, a payload that is
 /// sometimes well-formed-looking and sometimes noise, sometimes a lying size field.
 fn arb_message() -> impl Strategy<Value = Vec<u8>> {

@@ -244,8 +244,18 @@ impl Running {
     }
 
     pub fn start_with(name: &str, f: impl PciFunction + 'static, probe: Arc<Probe>) -> Running {
+        Self::start_configured(name, f, probe, |_| {})
+    }
+
+    pub fn start_configured(
+        name: &str,
+        f: impl PciFunction + 'static,
+        probe: Arc<Probe>,
+        configure: impl FnOnce(&mut Server),
+    ) -> Running {
         let path = socket_path(name);
-        let server = Server::bind(&path, f).expect("bind");
+        let mut server = Server::bind(&path, f).expect("bind");
+        configure(&mut server);
         let handle = server.handle();
         let thread = std::thread::spawn(move || server.run());
         Running {

@@ -14,15 +14,18 @@ use vfio_user::Command;
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 use super::dma::{Dma, Outbound};
-use super::function::{irq, region, FunctionInfo, PciFunction, NUM_IRQS, NUM_REGIONS};
+use super::function::{
+    irq, region, FunctionContext, FunctionInfo, PciFunction, NUM_IRQS, NUM_REGIONS,
+};
 use super::irq::{Interrupts, SetIrqsError};
 use super::server::Stats;
 use super::wire::{self, payload, Cursor, Header, MessageBuilder, HEADER_SIZE};
 
 /// The socket read timeout: how often an idle connection checks for shutdown.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// A message that has started must complete within this time, or the connection is closed.
-const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for how long a message that has started may take to arrive whole before the
+/// connection is closed ([`Server::set_stall_timeout`](super::Server::set_stall_timeout)).
+pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A reply that cannot be written within this time closes the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,17 +54,18 @@ pub(crate) struct Connection<'a> {
     negotiated: bool,
     stats: &'a Stats,
     stop: &'a AtomicBool,
+    stall_timeout: Duration,
 }
 
 impl<'a> Connection<'a> {
     pub(crate) fn new(
         stream: UnixStream,
         function: &'a mut dyn PciFunction,
-        dma: Dma,
-        irqs: Interrupts,
+        ctx: FunctionContext,
         outbound: Arc<Outbound>,
         stats: &'a Stats,
         stop: &'a AtomicBool,
+        stall_timeout: Duration,
     ) -> io::Result<(Connection<'a>, Arc<Mutex<UnixStream>>)> {
         stream.set_read_timeout(Some(POLL_INTERVAL))?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
@@ -72,12 +76,13 @@ impl<'a> Connection<'a> {
             writer: writer.clone(),
             function,
             info,
-            dma,
-            irqs,
+            dma: ctx.dma,
+            irqs: ctx.irqs,
             outbound,
             negotiated: false,
             stats,
             stop,
+            stall_timeout,
         };
         Ok((conn, writer))
     }
@@ -202,7 +207,7 @@ impl<'a> Connection<'a> {
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(End::Stopped);
                     }
-                    if started.is_some_and(|t| t.elapsed() > STALL_TIMEOUT) {
+                    if started.is_some_and(|t| t.elapsed() > self.stall_timeout) {
                         return Err(End::Protocol("header stalled".into()));
                     }
                 }
@@ -227,7 +232,7 @@ impl<'a> Connection<'a> {
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(End::Stopped);
                     }
-                    if start.elapsed() > STALL_TIMEOUT {
+                    if start.elapsed() > self.stall_timeout {
                         return Err(End::Protocol("message stalled".into()));
                     }
                 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tracing::{error, info, info_span, warn};
 
-use super::conn::{Connection, End};
+use super::conn::{Connection, End, STALL_TIMEOUT};
 use super::dma::{mark_connection_thread, Dma, Outbound};
 use super::function::{FunctionContext, PciFunction};
 use super::irq::Interrupts;
@@ -108,6 +108,7 @@ pub struct Server {
     listener: UnixListener,
     function: Box<dyn PciFunction>,
     handle: ServerHandle,
+    stall_timeout: Duration,
 }
 
 impl Server {
@@ -142,6 +143,7 @@ impl Server {
         Ok(Server {
             listener,
             function,
+            stall_timeout: STALL_TIMEOUT,
             handle: ServerHandle {
                 inner: Arc::new(HandleInner {
                     path: path.to_path_buf(),
@@ -152,6 +154,13 @@ impl Server {
                 }),
             },
         })
+    }
+
+    /// How long a message that has started may take to arrive whole; a client that stalls
+    /// mid-message longer than this is disconnected (default 10 s). An idle client between
+    /// messages is never timed out.
+    pub fn set_stall_timeout(&mut self, timeout: Duration) {
+        self.stall_timeout = timeout;
     }
 
     pub fn handle(&self) -> ServerHandle {
@@ -208,20 +217,21 @@ impl Server {
         let (outbound, out_rx) = Outbound::new();
         let dma = Dma::new(Some(outbound.clone()));
         let irqs = Interrupts::new(info.irq_counts);
-        self.function.attach(FunctionContext {
+        let ctx = FunctionContext {
             dma: dma.clone(),
             irqs: irqs.clone(),
-        });
+        };
+        self.function.attach(ctx.clone());
 
         let closed = Arc::new(AtomicBool::new(false));
         let end = match Connection::new(
             stream,
             &mut *self.function,
-            dma.clone(),
-            irqs.clone(),
+            ctx,
             outbound.clone(),
             &inner.stats,
             &inner.stop,
+            self.stall_timeout,
         ) {
             Err(e) => End::Protocol(format!("socket setup: {e}")),
             Ok((mut conn, writer)) => {
