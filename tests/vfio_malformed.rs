@@ -406,3 +406,57 @@ proptest! {
         prop_assert_eq!(srv.handle.stats().panics, 0);
     }
 }
+
+/// A model bug (a panic) ends that connection only: the function is reset, the next client is
+/// served, the process lives on.
+#[test]
+fn a_panicking_function_costs_only_its_connection() {
+    struct Panicky(TestFunction);
+    impl sriov_emu::vfio::PciFunction for Panicky {
+        fn info(&self) -> sriov_emu::vfio::FunctionInfo {
+            self.0.info()
+        }
+        fn config_read(&mut self, offset: u64, data: &mut [u8]) {
+            self.0.config_read(offset, data)
+        }
+        fn config_write(&mut self, offset: u64, data: &[u8]) {
+            self.0.config_write(offset, data)
+        }
+        fn region_read(
+            &mut self,
+            index: u32,
+            offset: u64,
+            data: &mut [u8],
+        ) -> Result<(), sriov_emu::vfio::RegionError> {
+            self.0.region_read(index, offset, data)
+        }
+        fn region_write(
+            &mut self,
+            index: u32,
+            offset: u64,
+            data: &[u8],
+        ) -> Result<(), sriov_emu::vfio::RegionError> {
+            assert_ne!(offset, 0x3000, "deliberate model bug");
+            self.0.region_write(index, offset, data)
+        }
+        fn reset(&mut self) {
+            self.0.reset()
+        }
+        fn attach(&mut self, ctx: sriov_emu::vfio::FunctionContext) {
+            self.0.attach(ctx)
+        }
+        fn detach(&mut self) {
+            self.0.detach()
+        }
+    }
+    let (f, probe) = TestFunction::new();
+    let srv = Running::start_with("panicky", Panicky(f), probe);
+    let mut c = RawClient::negotiated(&srv.path);
+    c.region_write(region::BAR0, 0x3000, &[1, 2, 3, 4], true);
+    expect_closed(&mut c);
+    srv.probe.wait_for("reset", |p| {
+        p.resets.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    assert_served(&srv.path);
+    assert_eq!(srv.handle.stats().panics, 1);
+}

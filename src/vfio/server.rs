@@ -221,20 +221,27 @@ impl Server {
             dma: dma.clone(),
             irqs: irqs.clone(),
         };
-        self.function.attach(ctx.clone());
+        let function = &mut self.function;
+        let attached = catch_unwind(AssertUnwindSafe(|| function.attach(ctx.clone())));
 
         let closed = Arc::new(AtomicBool::new(false));
-        let end = match Connection::new(
-            stream,
-            &mut *self.function,
-            ctx,
-            outbound.clone(),
-            &inner.stats,
-            &inner.stop,
-            self.stall_timeout,
-        ) {
-            Err(e) => End::Protocol(format!("socket setup: {e}")),
-            Ok((mut conn, writer)) => {
+        let end = match attached.map(|()| {
+            Connection::new(
+                stream,
+                &mut *self.function,
+                ctx,
+                outbound.clone(),
+                &inner.stats,
+                &inner.stop,
+                self.stall_timeout,
+            )
+        }) {
+            Err(_) => {
+                inner.stats.panics.fetch_add(1, Ordering::Relaxed);
+                End::Protocol("the function panicked in attach".into())
+            }
+            Ok(Err(e)) => End::Protocol(format!("socket setup: {e}")),
+            Ok(Ok((mut conn, writer))) => {
                 // The writer thread sends our DMA requests, so that no thread that asks for a
                 // DMA ever blocks on this client's socket.
                 let closed2 = closed.clone();
