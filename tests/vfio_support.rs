@@ -272,6 +272,11 @@ impl Running {
         if let Some(t) = self.thread.take() {
             t.join().expect("server thread panicked").expect("run");
         }
+        // The per-process socket directory goes once its last socket has (fails while others
+        // are still in use, which is fine).
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
