@@ -2,3 +2,4 @@
 //! (spec §1), built with the `pcie` crate's builders. The register files, rings and DMA follow.
 
 pub mod config;
+pub mod offload;

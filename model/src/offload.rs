@@ -1,0 +1,1081 @@
+//! The 82576 TX offload engine: VLAN insertion, IPv4 header checksum, TCP/UDP/SCTP checksums,
+//! TCP segmentation (TSO) and UDP segmentation, applied to one packet the ring engine has
+//! gathered from its data descriptors (spec §2.8).
+//!
+//! Everything here is a pure function of the packet bytes, the context descriptor
+//! ([`TxContext`]) and the offload bits of the packet's first data descriptor
+//! ([`TxOffloads`]); it does no I/O and allocates only the output frames. Every length and
+//! offset comes from the guest, so every one is checked before a byte is written: a packet the
+//! engine cannot process returns an [`OffloadError`] (the ring engine counts it and drops the
+//! packet) and nothing is emitted.
+//!
+//! # What the drivers hand over (Linux `igb_tso`, `igb_tx_csum`, `igbvf_tso`, `igbvf_tx_csum`)
+//!
+//! * MACLEN is the L2 header length *as the frame sits in guest memory*
+//!   (`skb_network_offset`). With hardware VLAN insertion (VLE) the frame in memory is untagged,
+//!   so MACLEN is 14 and the tag from the context descriptor is inserted after the source MAC on
+//!   the way out; a tag the stack inserted itself is part of the frame and of MACLEN (18).
+//! * IPLEN is `checksum start − network offset`: the IP header (with IPv6 extension headers) for
+//!   a plain packet, but for an encapsulated packet (igb/igbvf advertise GSO_PARTIAL and
+//!   `hw_enc_features`) it spans outer IP + UDP/GRE + inner Ethernet + inner IP, and the L3
+//!   header at MACLEN is the *outer* one.
+//! * Checksum only (no TSE): L4LEN and MSS are 0, `TUCMD.IPV4` is **not** set even for IPv4
+//!   and neither is IXSM (the stack already wrote the IPv4 checksum); the L4 checksum field
+//!   holds the standard `CHECKSUM_PARTIAL` seed, the folded pseudo-header sum *including* the
+//!   L4 length. PAYLEN is the whole frame length.
+//! * TSO: `TUCMD.IPV4`, IXSM and TXSM are set for IPv4; the IPv4 total length (IPv6 payload
+//!   length) is zeroed; the IPv4 checksum holds `csum_fold` of the bytes between the IPv4
+//!   header and the L4 header (0xFFFF for a plain packet) so that a sum over IPLEN bytes comes
+//!   out right; the L4 checksum holds the pseudo-header sum *without* the length; L4LEN is the
+//!   TCP header length (8 for UDP segmentation, igb only); PAYLEN is the bytes after
+//!   MACLEN+IPLEN+L4LEN.
+//!
+//! # How checksums are computed
+//!
+//! For a *plain* packet — the header at MACLEN is IPv4 with IHL·4 = IPLEN, or IPv6 whose
+//! hop-by-hop/destination-option extension headers end exactly at MACLEN+IPLEN, and the
+//! protocol there is the one L4T names — the L4 checksum is computed from scratch: the field is
+//! cleared and the pseudo-header is rebuilt from the IP addresses and the real L4 length. The
+//! driver's seed is ignored, so any seed gives the same output ([`ChecksumSource::FromScratch`]).
+//!
+//! Anything else (tunnels, IPv6 routing or fragment headers, a non-IP L3) cannot be parsed from
+//! the context alone, so the engine does what the silicon does: a one's-complement sum from
+//! MACLEN+IPLEN to the end of the packet *continuing the seed* in the checksum field, plus the
+//! segment's L4 length when segmenting ([`ChecksumSource::Seeded`]). That is exact for every
+//! driver that works on real hardware, which includes the encapsulated GSO_PARTIAL packets of
+//! both Linux drivers.
+//!
+//! The IPv4 header checksum is likewise computed from scratch over IHL·4 bytes for a plain
+//! header and, when IPLEN is longer than the IPv4 header (tunnels), summed over IPLEN bytes
+//! including the driver's compensating value, as the hardware does. SCTP gets CRC32c over the
+//! whole SCTP packet with the checksum field cleared (stored least significant byte first, as
+//! Linux `sctp_compute_cksum`). A UDP checksum that computes to 0 is sent as 0xFFFF.
+//!
+//! # Segmentation
+//!
+//! With TSE the payload after MACLEN+IPLEN+L4LEN is cut into MSS-sized pieces (the last may be
+//! shorter; an empty payload gives one header-only frame). Every segment gets a copy of the
+//! headers with: IPv4 total length, identification + segment index, header checksum; or IPv6
+//! payload length; TCP sequence number + offset, FIN and PSH only on the last segment, CWR only
+//! on the first (Linux GSO semantics; the datasheet's DTXTCPFLGL/H flag-mask registers are not
+//! modelled); or UDP length; and a full L4 checksum. TSE implies the L4 checksum and, for IPv4,
+//! the header checksum, whatever TXSM/IXSM say — a segment with stale lengths is never valid.
+//! In the tunnel case only the outer L3 header and the L4 header are touched, which is what
+//! GSO_PARTIAL expects of the device.
+//!
+//! Limits: MSS 0 is refused; at most [`MAX_SEGMENTS`] segments per packet (Linux's smallest
+//! TCP MSS, 48 bytes, over a 64 KiB super-frame needs 1366); PAYLEN must equal the payload the
+//! frame carries; a segment whose IP length would overflow 16 bits is refused. SCTP and the
+//! reserved L4T value cannot be segmented (igb never asks for it).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+/// Raw bit layout of the advanced TX descriptors (spec §2.8; Linux e1000_82575.h names).
+pub mod bits {
+    // ---- data descriptor, dword 2 (cmd_type_len) ----
+    /// Buffer length of this descriptor (DTALEN).
+    pub const DTALEN_MASK: u32 = 0xFFFF;
+    /// Descriptor type field position (b23:20), in both data and context descriptors.
+    pub const DTYP_SHIFT: u32 = 20;
+    pub const DTYP_MASK: u32 = 0xF << DTYP_SHIFT;
+    /// DTYP of a context descriptor.
+    pub const DTYP_CONTEXT: u32 = 0b0010;
+    /// DTYP of a data descriptor.
+    pub const DTYP_DATA: u32 = 0b0011;
+    /// End of packet.
+    pub const DCMD_EOP: u32 = 1 << 24;
+    /// Insert FCS.
+    pub const DCMD_IFCS: u32 = 1 << 25;
+    /// Report status.
+    pub const DCMD_RS: u32 = 1 << 27;
+    /// Descriptor extension (advanced format).
+    pub const DCMD_DEXT: u32 = 1 << 29;
+    /// VLAN insertion enable: insert the context descriptor's VLAN tag.
+    pub const DCMD_VLE: u32 = 1 << 30;
+    /// TCP/UDP segmentation enable.
+    pub const DCMD_TSE: u32 = 1 << 31;
+
+    // ---- data descriptor, dword 3 (olinfo_status) ----
+    /// Context slot used by this packet (82575 only; 0 from igb on the 82576).
+    pub const OLINFO_IDX_SHIFT: u32 = 4;
+    pub const OLINFO_IDX_MASK: u32 = 0x7 << OLINFO_IDX_SHIFT;
+    /// POPTS.IXSM: insert the IPv4 header checksum.
+    pub const POPTS_IXSM: u32 = 1 << 8;
+    /// POPTS.TXSM: insert the L4 checksum.
+    pub const POPTS_TXSM: u32 = 1 << 9;
+    /// PAYLEN, b31:14.
+    pub const PAYLEN_SHIFT: u32 = 14;
+    /// Largest PAYLEN the 18-bit field can hold.
+    pub const PAYLEN_MAX: u32 = (1 << 18) - 1;
+
+    // ---- context descriptor, dword 0 (vlan_macip_lens) ----
+    pub const IPLEN_MASK: u32 = 0x1FF;
+    pub const MACLEN_SHIFT: u32 = 9;
+    pub const MACLEN_MASK: u32 = 0x7F << MACLEN_SHIFT;
+    pub const VLAN_SHIFT: u32 = 16;
+
+    // ---- context descriptor, dword 2 (type_tucmd_mlhl) ----
+    /// TUCMD.IPV4: the L3 header is IPv4 (clear: IPv6, or "not told" for checksum-only).
+    pub const TUCMD_IPV4: u32 = 1 << 10;
+    pub const TUCMD_L4T_SHIFT: u32 = 11;
+    pub const TUCMD_L4T_MASK: u32 = 0x3 << TUCMD_L4T_SHIFT;
+    pub const L4T_UDP: u32 = 0b00;
+    pub const L4T_TCP: u32 = 0b01;
+    pub const L4T_SCTP: u32 = 0b10;
+
+    // ---- context descriptor, dword 3 (mss_l4len_idx) ----
+    pub const CTX_IDX_SHIFT: u32 = 4;
+    pub const CTX_IDX_MASK: u32 = 0x7 << CTX_IDX_SHIFT;
+    pub const L4LEN_SHIFT: u32 = 8;
+    pub const L4LEN_MASK: u32 = 0xFF << L4LEN_SHIFT;
+    pub const MSS_SHIFT: u32 = 16;
+}
+
+/// At most this many segments are cut from one packet.
+pub const MAX_SEGMENTS: usize = 4096;
+
+/// Ethernet destination + source MAC: where an inserted 802.1Q tag goes.
+const ETH_ADDRS_LEN: usize = 12;
+/// The shortest Ethernet header; MACLEN below it is refused when L3/L4 offloads are asked for.
+const ETH_HEADER_LEN: usize = 14;
+/// 802.1Q TPID.
+const ETHERTYPE_VLAN: u16 = 0x8100;
+/// Length of an inserted 802.1Q tag.
+const VLAN_TAG_LEN: usize = 4;
+
+mod ipv4 {
+    pub const MIN_HEADER_LEN: usize = 20;
+    pub const VER_IHL: usize = 0;
+    pub const TOTAL_LEN: usize = 2;
+    pub const IDENT: usize = 4;
+    pub const FLAGS_FRAG: usize = 6;
+    /// More-fragments flag and fragment offset bits of the flags/fragment word.
+    pub const MF_OFFSET_MASK: u16 = 0x3FFF;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const ADDRS: core::ops::Range<usize> = 12..20;
+}
+
+mod ipv6 {
+    pub const HEADER_LEN: usize = 40;
+    pub const PAYLOAD_LEN: usize = 4;
+    pub const NEXT_HEADER: usize = 6;
+    pub const ADDRS: core::ops::Range<usize> = 8..40;
+    /// Extension headers the engine can walk without changing the pseudo-header.
+    pub const HOP_BY_HOP: u8 = 0;
+    pub const DEST_OPTS: u8 = 60;
+}
+
+mod tcp {
+    pub const MIN_HEADER_LEN: usize = 20;
+    pub const SEQ: usize = 4;
+    pub const DATA_OFFSET: usize = 12;
+    pub const FLAGS: usize = 13;
+    pub const CHECKSUM: usize = 16;
+    pub const FIN: u8 = 0x01;
+    pub const PSH: u8 = 0x08;
+    pub const CWR: u8 = 0x80;
+}
+
+mod udp {
+    pub const HEADER_LEN: usize = 8;
+    pub const LENGTH: usize = 4;
+    pub const CHECKSUM: usize = 6;
+}
+
+mod sctp {
+    pub const HEADER_LEN: usize = 12;
+    pub const CHECKSUM: usize = 8;
+}
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_SCTP: u8 = 132;
+
+/// The L3 type a context descriptor declares (TUCMD.IPV4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum L3Type {
+    /// TUCMD.IPV4 set.
+    Ipv4,
+    /// TUCMD.IPV4 clear: IPv6 for TSO. For checksum-only contexts igb leaves the bit clear for
+    /// IPv4 too, so there the engine reads the IP version from the frame instead.
+    #[default]
+    Ipv6,
+}
+
+/// The L4 type of a context descriptor (TUCMD.L4T).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum L4Type {
+    /// 00 (also what igb writes for a VLAN-only context).
+    #[default]
+    Udp,
+    /// 01.
+    Tcp,
+    /// 10: CRC32c.
+    Sctp,
+    /// 11, reserved: no L4 offload possible.
+    Other,
+}
+
+impl L4Type {
+    fn from_bits(v: u32) -> L4Type {
+        match v {
+            bits::L4T_UDP => L4Type::Udp,
+            bits::L4T_TCP => L4Type::Tcp,
+            bits::L4T_SCTP => L4Type::Sctp,
+            _ => L4Type::Other,
+        }
+    }
+
+    fn to_bits(self) -> u32 {
+        match self {
+            L4Type::Udp => bits::L4T_UDP,
+            L4Type::Tcp => bits::L4T_TCP,
+            L4Type::Sctp => bits::L4T_SCTP,
+            L4Type::Other => 0b11,
+        }
+    }
+
+    /// The IP protocol number this L4 type stands for.
+    fn ip_protocol(self) -> Option<u8> {
+        match self {
+            L4Type::Udp => Some(IPPROTO_UDP),
+            L4Type::Tcp => Some(IPPROTO_TCP),
+            L4Type::Sctp => Some(IPPROTO_SCTP),
+            L4Type::Other => None,
+        }
+    }
+
+    /// Offset of the checksum field in the L4 header and the shortest header that holds it.
+    fn checksum_field(self) -> Option<(usize, usize)> {
+        match self {
+            L4Type::Udp => Some((udp::CHECKSUM, udp::HEADER_LEN)),
+            L4Type::Tcp => Some((tcp::CHECKSUM, tcp::MIN_HEADER_LEN)),
+            L4Type::Sctp => Some((sctp::CHECKSUM, sctp::HEADER_LEN)),
+            L4Type::Other => None,
+        }
+    }
+}
+
+/// The offload context of an advanced TX context descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxContext {
+    /// MACLEN (7 bits): bytes before the L3 header in the frame as gathered from guest memory
+    /// (untagged when VLE inserts the tag).
+    pub mac_len: u8,
+    /// IPLEN (9 bits): bytes from the L3 header to the L4 header.
+    pub ip_len: u16,
+    /// L4LEN (8 bits): the L4 header length; used only for segmentation.
+    pub l4_len: u8,
+    /// MSS (16 bits): payload bytes per segment; used only for segmentation.
+    pub mss: u16,
+    /// TUCMD.IPV4.
+    pub l3: L3Type,
+    /// TUCMD.L4T.
+    pub l4: L4Type,
+    /// The 802.1Q TCI (priority, DEI, VID) inserted when a data descriptor has VLE.
+    pub vlan: u16,
+    /// Context slot (IDX, 3 bits); 0 from igb/igbvf on the 82576.
+    pub idx: u8,
+}
+
+impl TxContext {
+    /// Decodes the four little-endian dwords of a context descriptor (as CPU integers).
+    /// Dword 1 (seqnum/seed) is not used by the 82576 and is ignored; the DTYP/DEXT bits of
+    /// dword 2 are the caller's to check.
+    pub fn from_words(vlan_macip_lens: u32, type_tucmd_mlhl: u32, mss_l4len_idx: u32) -> Self {
+        TxContext {
+            mac_len: ((vlan_macip_lens & bits::MACLEN_MASK) >> bits::MACLEN_SHIFT) as u8,
+            ip_len: (vlan_macip_lens & bits::IPLEN_MASK) as u16,
+            vlan: (vlan_macip_lens >> bits::VLAN_SHIFT) as u16,
+            l3: if type_tucmd_mlhl & bits::TUCMD_IPV4 != 0 {
+                L3Type::Ipv4
+            } else {
+                L3Type::Ipv6
+            },
+            l4: L4Type::from_bits(
+                (type_tucmd_mlhl & bits::TUCMD_L4T_MASK) >> bits::TUCMD_L4T_SHIFT,
+            ),
+            idx: ((mss_l4len_idx & bits::CTX_IDX_MASK) >> bits::CTX_IDX_SHIFT) as u8,
+            l4_len: ((mss_l4len_idx & bits::L4LEN_MASK) >> bits::L4LEN_SHIFT) as u8,
+            mss: (mss_l4len_idx >> bits::MSS_SHIFT) as u16,
+        }
+    }
+
+    /// Decodes a context descriptor's 16 bytes as read from the ring.
+    pub fn from_desc(desc: &[u8; 16]) -> Self {
+        let dword = |i: usize| {
+            u32::from_le_bytes([
+                desc[4 * i],
+                desc[4 * i + 1],
+                desc[4 * i + 2],
+                desc[4 * i + 3],
+            ])
+        };
+        Self::from_words(dword(0), dword(2), dword(3))
+    }
+
+    /// The dwords 0, 2 and 3 a driver would write for this context (DTYP and DEXT included);
+    /// out-of-range fields are truncated to their widths.
+    pub fn to_words(&self) -> (u32, u32, u32) {
+        let lens = (u32::from(self.ip_len) & bits::IPLEN_MASK)
+            | ((u32::from(self.mac_len) << bits::MACLEN_SHIFT) & bits::MACLEN_MASK)
+            | (u32::from(self.vlan) << bits::VLAN_SHIFT);
+        let mut tucmd = bits::DCMD_DEXT
+            | (bits::DTYP_CONTEXT << bits::DTYP_SHIFT)
+            | (self.l4.to_bits() << bits::TUCMD_L4T_SHIFT);
+        if self.l3 == L3Type::Ipv4 {
+            tucmd |= bits::TUCMD_IPV4;
+        }
+        let mli = ((u32::from(self.idx) << bits::CTX_IDX_SHIFT) & bits::CTX_IDX_MASK)
+            | (u32::from(self.l4_len) << bits::L4LEN_SHIFT)
+            | (u32::from(self.mss) << bits::MSS_SHIFT);
+        (lens, tucmd, mli)
+    }
+}
+
+/// The per-packet offload requests of a packet's first data descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxOffloads {
+    /// DCMD.TSE: segment the packet (TCP, or UDP when L4T is UDP).
+    pub tse: bool,
+    /// POPTS.IXSM: insert the IPv4 header checksum.
+    pub ixsm: bool,
+    /// POPTS.TXSM: insert the L4 checksum.
+    pub txsm: bool,
+    /// DCMD.VLE: insert the context's VLAN tag.
+    pub vle: bool,
+    /// PAYLEN (18 bits): with TSE the bytes after the headers, otherwise the frame length.
+    pub paylen: u32,
+}
+
+impl TxOffloads {
+    /// Decodes dwords 2 (cmd_type_len) and 3 (olinfo_status) of a data descriptor.
+    pub fn from_words(cmd_type_len: u32, olinfo_status: u32) -> Self {
+        TxOffloads {
+            tse: cmd_type_len & bits::DCMD_TSE != 0,
+            vle: cmd_type_len & bits::DCMD_VLE != 0,
+            ixsm: olinfo_status & bits::POPTS_IXSM != 0,
+            txsm: olinfo_status & bits::POPTS_TXSM != 0,
+            paylen: olinfo_status >> bits::PAYLEN_SHIFT,
+        }
+    }
+
+    /// Decodes a data descriptor's 16 bytes as read from the ring.
+    pub fn from_desc(desc: &[u8; 16]) -> Self {
+        let cmd = u32::from_le_bytes([desc[8], desc[9], desc[10], desc[11]]);
+        let ol = u32::from_le_bytes([desc[12], desc[13], desc[14], desc[15]]);
+        Self::from_words(cmd, ol)
+    }
+
+    /// The offload bits of dwords 2 and 3 (DTYP data, DEXT, no length, EOP/RS/IFCS clear).
+    pub fn to_words(&self) -> (u32, u32) {
+        let mut cmd = bits::DCMD_DEXT | (bits::DTYP_DATA << bits::DTYP_SHIFT);
+        if self.tse {
+            cmd |= bits::DCMD_TSE;
+        }
+        if self.vle {
+            cmd |= bits::DCMD_VLE;
+        }
+        let mut ol = (self.paylen & bits::PAYLEN_MAX) << bits::PAYLEN_SHIFT;
+        if self.ixsm {
+            ol |= bits::POPTS_IXSM;
+        }
+        if self.txsm {
+            ol |= bits::POPTS_TXSM;
+        }
+        (cmd, ol)
+    }
+}
+
+/// Why a packet could not be processed; the ring engine drops it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum OffloadError {
+    #[error("frame of {len} bytes is shorter than the {needed} bytes the context needs")]
+    FrameTooShort { len: usize, needed: usize },
+    #[error("MACLEN {0} is shorter than an Ethernet header")]
+    MacLenTooShort(u8),
+    #[error("the L3 header has IP version {found}, the offload needs {expected:?}")]
+    IpVersionMismatch { expected: L3Type, found: u8 },
+    #[error("IPv4 IHL {ihl} does not fit IPLEN {ip_len}")]
+    Ipv4HeaderLength { ihl: u8, ip_len: u16 },
+    #[error("IPLEN {0} is shorter than an IPv6 header")]
+    Ipv6HeaderLength(u16),
+    #[error("L4LEN {l4_len} does not match the {l4:?} header")]
+    L4HeaderLength { l4: L4Type, l4_len: u8 },
+    #[error("segmentation with MSS 0")]
+    ZeroMss,
+    #[error("segmentation of {0:?} is not supported")]
+    UnsupportedSegmentation(L4Type),
+    #[error("checksum offload for L4 type {0:?} is not supported")]
+    UnsupportedChecksum(L4Type),
+    #[error("PAYLEN {paylen} disagrees with the {actual} payload bytes after the headers")]
+    PaylenMismatch { paylen: u32, actual: usize },
+    #[error("{segments} segments exceed the limit of {max}")]
+    TooManySegments { segments: usize, max: usize },
+    #[error("a segment's IP length {0} overflows 16 bits")]
+    SegmentTooLarge(usize),
+}
+
+/// How the L4 checksum was produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumSource {
+    /// Pseudo-header rebuilt from the IP header; the driver's seed was ignored.
+    FromScratch,
+    /// Hardware semantics: the driver's seed was continued (tunnels and other packets whose
+    /// pseudo-header is not at MACLEN).
+    Seeded,
+    /// SCTP CRC32c.
+    Crc32c,
+}
+
+/// What [`apply`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffloadStats {
+    /// Frames handed to the output.
+    pub frames: u32,
+    /// Bytes handed to the output (VLAN tags included, no FCS).
+    pub bytes: u64,
+    /// The packet was segmented (TSE).
+    pub segmented: bool,
+    /// A VLAN tag was inserted into every frame.
+    pub vlan_inserted: bool,
+    /// The IPv4 header checksum was written.
+    pub ip_checksum: bool,
+    /// The L4 checksum was written, and how.
+    pub l4_checksum: Option<ChecksumSource>,
+}
+
+/// Applies the offloads `off` with context `ctx` to `frame` (the packet's bytes as gathered from
+/// its data descriptors, no FCS) and hands the resulting frame(s) to `out`, in order. On error
+/// nothing has been emitted.
+pub fn apply(
+    frame: &[u8],
+    ctx: &TxContext,
+    off: &TxOffloads,
+    out: &mut impl FnMut(Bytes),
+) -> Result<OffloadStats, OffloadError> {
+    if off.vle && frame.len() < ETH_ADDRS_LEN {
+        return Err(OffloadError::FrameTooShort {
+            len: frame.len(),
+            needed: ETH_ADDRS_LEN,
+        });
+    }
+    let vlan = off.vle.then_some(ctx.vlan);
+    if off.tse {
+        let plan = plan_segmentation(frame, ctx, off)?;
+        tracing::trace!(
+            segments = plan.segments,
+            mss = plan.mss,
+            hdr_len = plan.hdr_len,
+            source = ?plan.source,
+            "tx offload: segmenting"
+        );
+        Ok(emit_segments(frame, &plan, vlan, out))
+    } else {
+        let plan = plan_checksums(frame, ctx, off)?;
+        Ok(emit_single(frame, &plan, vlan, out))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning: every check happens here, before anything is emitted.
+
+/// The IPv4 header checksum to write.
+#[derive(Clone, Copy, Debug)]
+struct Ipv4Checksum {
+    /// Offset of the IPv4 header in the input frame.
+    off: usize,
+    /// Bytes summed: IHL·4 from scratch, or IPLEN continuing the field (tunnels).
+    len: usize,
+    /// Clear the field before summing.
+    from_scratch: bool,
+}
+
+/// The L4 checksum to write (checksum-only path).
+#[derive(Clone, Copy, Debug)]
+struct L4Checksum {
+    kind: L4Type,
+    /// Offset of the L4 header in the input frame.
+    off: usize,
+    /// End of the region summed (the IP length for plain packets, else the frame end).
+    end: usize,
+    /// For [`ChecksumSource::FromScratch`]: the pseudo-header sum including the length.
+    pseudo: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ChecksumPlan {
+    ip: Option<Ipv4Checksum>,
+    l4: Option<L4Checksum>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SegmentPlan {
+    l3: L3Type,
+    l3_off: usize,
+    l4: L4Type,
+    l4_off: usize,
+    hdr_len: usize,
+    mss: usize,
+    segments: usize,
+    ip_checksum: Option<Ipv4Checksum>,
+    /// Pseudo-header sum without the length for a plain packet; `None` continues the seed.
+    pseudo: Option<u64>,
+    source: ChecksumSource,
+}
+
+fn need(frame: &[u8], needed: usize) -> Result<(), OffloadError> {
+    if frame.len() < needed {
+        Err(OffloadError::FrameTooShort {
+            len: frame.len(),
+            needed,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn be16(frame: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([frame[at], frame[at + 1]])
+}
+
+fn be32(frame: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
+}
+
+fn check_mac_len(ctx: &TxContext) -> Result<usize, OffloadError> {
+    if usize::from(ctx.mac_len) < ETH_HEADER_LEN {
+        return Err(OffloadError::MacLenTooShort(ctx.mac_len));
+    }
+    Ok(usize::from(ctx.mac_len))
+}
+
+/// Checks the IPv4 header at `l3_off` against IPLEN and says how to checksum it.
+fn ipv4_checksum_plan(
+    frame: &[u8],
+    l3_off: usize,
+    ip_len: u16,
+) -> Result<Ipv4Checksum, OffloadError> {
+    need(frame, l3_off + ipv4::MIN_HEADER_LEN)?;
+    let version = frame[l3_off + ipv4::VER_IHL] >> 4;
+    if version != 4 {
+        return Err(OffloadError::IpVersionMismatch {
+            expected: L3Type::Ipv4,
+            found: version,
+        });
+    }
+    let ihl = frame[l3_off + ipv4::VER_IHL] & 0x0F;
+    let header_len = usize::from(ihl) * 4;
+    if header_len < ipv4::MIN_HEADER_LEN || header_len > usize::from(ip_len) {
+        return Err(OffloadError::Ipv4HeaderLength { ihl, ip_len });
+    }
+    need(frame, l3_off + usize::from(ip_len))?;
+    let from_scratch = header_len == usize::from(ip_len);
+    Ok(Ipv4Checksum {
+        off: l3_off,
+        len: if from_scratch {
+            header_len
+        } else {
+            usize::from(ip_len)
+        },
+        from_scratch,
+    })
+}
+
+/// Where a plain packet's L4 data ends according to its IP header, if it says so sensibly.
+#[derive(Clone, Copy, Debug)]
+struct PlainL3 {
+    /// Pseudo-header sum of addresses and protocol (no length).
+    pseudo_base: u64,
+    /// End of the L4 data per the IP length field, when that lies within the frame.
+    l4_end: Option<usize>,
+}
+
+/// Recognises a plain packet: an IP header at `l3_off` whose L4 header (of protocol `proto`)
+/// starts exactly at `l4_off`, so the pseudo-header can be rebuilt. `None` for anything else.
+fn plain_l3(
+    frame: &[u8],
+    l3_off: usize,
+    l4_off: usize,
+    proto: u8,
+    min_l4: usize,
+) -> Option<PlainL3> {
+    let first = *frame.get(l3_off)?;
+    let (pseudo_base, ip_end) = match first >> 4 {
+        4 => {
+            let hdr = frame.get(l3_off..l3_off + ipv4::MIN_HEADER_LEN)?;
+            let header_len = usize::from(first & 0x0F) * 4;
+            if l3_off + header_len != l4_off || hdr[ipv4::PROTOCOL] != proto {
+                return None;
+            }
+            if be16(hdr, ipv4::FLAGS_FRAG) & ipv4::MF_OFFSET_MASK != 0 {
+                return None;
+            }
+            let base = sum_words(&hdr[ipv4::ADDRS], u64::from(proto));
+            (base, l3_off + usize::from(be16(hdr, ipv4::TOTAL_LEN)))
+        }
+        6 => {
+            let hdr = frame.get(l3_off..l3_off + ipv6::HEADER_LEN)?;
+            let mut next = hdr[ipv6::NEXT_HEADER];
+            let mut pos = l3_off + ipv6::HEADER_LEN;
+            while pos < l4_off {
+                if next != ipv6::HOP_BY_HOP && next != ipv6::DEST_OPTS {
+                    return None;
+                }
+                let ext = frame.get(pos..pos + 2)?;
+                next = ext[0];
+                pos += (usize::from(ext[1]) + 1) * 8;
+            }
+            if pos != l4_off || next != proto {
+                return None;
+            }
+            let base = sum_words(&hdr[ipv6::ADDRS], u64::from(proto));
+            (
+                base,
+                l3_off + ipv6::HEADER_LEN + usize::from(be16(hdr, ipv6::PAYLOAD_LEN)),
+            )
+        }
+        _ => return None,
+    };
+    let l4_end = (ip_end >= l4_off + min_l4 && ip_end <= frame.len()).then_some(ip_end);
+    Some(PlainL3 {
+        pseudo_base,
+        l4_end,
+    })
+}
+
+fn plan_checksums(
+    frame: &[u8],
+    ctx: &TxContext,
+    off: &TxOffloads,
+) -> Result<ChecksumPlan, OffloadError> {
+    if !off.ixsm && !off.txsm {
+        return Ok(ChecksumPlan { ip: None, l4: None });
+    }
+    let l3_off = check_mac_len(ctx)?;
+    let l4_off = l3_off + usize::from(ctx.ip_len);
+    let ip = if off.ixsm {
+        Some(ipv4_checksum_plan(frame, l3_off, ctx.ip_len)?)
+    } else {
+        None
+    };
+    let l4 = if off.txsm {
+        let (field, min_header) = ctx
+            .l4
+            .checksum_field()
+            .ok_or(OffloadError::UnsupportedChecksum(ctx.l4))?;
+        need(frame, l4_off + min_header.max(field + 2))?;
+        let pseudo = match (ctx.l4, ctx.l4.ip_protocol()) {
+            (L4Type::Sctp, _) | (_, None) => None,
+            (_, Some(proto)) => plain_l3(frame, l3_off, l4_off, proto, min_header),
+        };
+        Some(match pseudo {
+            Some(plain) => {
+                let end = plain.l4_end.unwrap_or(frame.len());
+                L4Checksum {
+                    kind: ctx.l4,
+                    off: l4_off,
+                    end,
+                    pseudo: Some(plain.pseudo_base + (end - l4_off) as u64),
+                }
+            }
+            None => L4Checksum {
+                kind: ctx.l4,
+                off: l4_off,
+                end: frame.len(),
+                pseudo: None,
+            },
+        })
+    } else {
+        None
+    };
+    Ok(ChecksumPlan { ip, l4 })
+}
+
+fn plan_segmentation(
+    frame: &[u8],
+    ctx: &TxContext,
+    off: &TxOffloads,
+) -> Result<SegmentPlan, OffloadError> {
+    let proto = match ctx.l4 {
+        L4Type::Tcp => IPPROTO_TCP,
+        L4Type::Udp => IPPROTO_UDP,
+        other => return Err(OffloadError::UnsupportedSegmentation(other)),
+    };
+    if ctx.mss == 0 {
+        return Err(OffloadError::ZeroMss);
+    }
+    let l3_off = check_mac_len(ctx)?;
+    let l4_off = l3_off + usize::from(ctx.ip_len);
+    let ip_checksum = match ctx.l3 {
+        L3Type::Ipv4 => Some(ipv4_checksum_plan(frame, l3_off, ctx.ip_len)?),
+        L3Type::Ipv6 => {
+            need(frame, l3_off + ipv6::HEADER_LEN)?;
+            let version = frame[l3_off] >> 4;
+            if version != 6 {
+                return Err(OffloadError::IpVersionMismatch {
+                    expected: L3Type::Ipv6,
+                    found: version,
+                });
+            }
+            if usize::from(ctx.ip_len) < ipv6::HEADER_LEN {
+                return Err(OffloadError::Ipv6HeaderLength(ctx.ip_len));
+            }
+            None
+        }
+    };
+    let l4_len = usize::from(ctx.l4_len);
+    let l4_header_ok = match ctx.l4 {
+        L4Type::Tcp => {
+            need(frame, l4_off + tcp::MIN_HEADER_LEN)?;
+            let data_offset = usize::from(frame[l4_off + tcp::DATA_OFFSET] >> 4) * 4;
+            l4_len >= tcp::MIN_HEADER_LEN && l4_len == data_offset
+        }
+        _ => l4_len == udp::HEADER_LEN,
+    };
+    if !l4_header_ok {
+        return Err(OffloadError::L4HeaderLength {
+            l4: ctx.l4,
+            l4_len: ctx.l4_len,
+        });
+    }
+    let hdr_len = l4_off + l4_len;
+    need(frame, hdr_len)?;
+    let payload = frame.len() - hdr_len;
+    if payload != off.paylen as usize {
+        return Err(OffloadError::PaylenMismatch {
+            paylen: off.paylen,
+            actual: payload,
+        });
+    }
+    let mss = usize::from(ctx.mss);
+    let segments = payload.div_ceil(mss).max(1);
+    if segments > MAX_SEGMENTS {
+        return Err(OffloadError::TooManySegments {
+            segments,
+            max: MAX_SEGMENTS,
+        });
+    }
+    let largest_ip_len = match ctx.l3 {
+        L3Type::Ipv4 => hdr_len - l3_off + mss.min(payload),
+        L3Type::Ipv6 => hdr_len - l3_off - ipv6::HEADER_LEN + mss.min(payload),
+    };
+    if largest_ip_len > usize::from(u16::MAX) {
+        return Err(OffloadError::SegmentTooLarge(largest_ip_len));
+    }
+    let pseudo = plain_l3(frame, l3_off, l4_off, proto, l4_len).map(|p| p.pseudo_base);
+    Ok(SegmentPlan {
+        l3: ctx.l3,
+        l3_off,
+        l4: ctx.l4,
+        l4_off,
+        hdr_len,
+        mss,
+        segments,
+        ip_checksum,
+        pseudo,
+        source: if pseudo.is_some() {
+            ChecksumSource::FromScratch
+        } else {
+            ChecksumSource::Seeded
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Emission: infallible once planned.
+
+/// Copies `frame[range]` into `buf`, inserting the VLAN tag after the MAC addresses when the
+/// range starts at 0. Returns nothing; offsets in `buf` are shifted by [`VLAN_TAG_LEN`] then.
+fn put_with_tag(buf: &mut BytesMut, frame: &[u8], end: usize, vlan: Option<u16>) {
+    match vlan {
+        Some(tci) => {
+            buf.put_slice(&frame[..ETH_ADDRS_LEN]);
+            buf.put_u16(ETHERTYPE_VLAN);
+            buf.put_u16(tci);
+            buf.put_slice(&frame[ETH_ADDRS_LEN..end]);
+        }
+        None => buf.put_slice(&frame[..end]),
+    }
+}
+
+fn write_be16(buf: &mut [u8], at: usize, v: u16) {
+    buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+fn write_ipv4_checksum(buf: &mut [u8], plan: &Ipv4Checksum, shift: usize) {
+    let at = shift + plan.off;
+    if plan.from_scratch {
+        write_be16(buf, at + ipv4::CHECKSUM, 0);
+    }
+    let sum = sum_words(&buf[at..at + plan.len], 0);
+    write_be16(buf, at + ipv4::CHECKSUM, !fold(sum));
+}
+
+/// Writes a TCP or UDP checksum over `buf[start..end]`. With `pseudo` the field is cleared and
+/// the pseudo-header sum added; without, the field's seed is continued and `seed_extra` (the
+/// segment's L4 length, for TSO) added, as the hardware does.
+fn write_inet_checksum(
+    buf: &mut [u8],
+    kind: L4Type,
+    start: usize,
+    end: usize,
+    pseudo: Option<u64>,
+    seed_extra: u64,
+) {
+    let field = start
+        + if kind == L4Type::Tcp {
+            tcp::CHECKSUM
+        } else {
+            udp::CHECKSUM
+        };
+    let initial = match pseudo {
+        Some(p) => {
+            write_be16(buf, field, 0);
+            p
+        }
+        None => seed_extra,
+    };
+    let mut csum = !fold(sum_words(&buf[start..end], initial));
+    if kind == L4Type::Udp && csum == 0 {
+        csum = 0xFFFF;
+    }
+    write_be16(buf, field, csum);
+}
+
+fn write_sctp_checksum(buf: &mut [u8], start: usize, end: usize) {
+    let field = start + sctp::CHECKSUM;
+    buf[field..field + 4].fill(0);
+    let crc = crc32c(&buf[start..end]);
+    buf[field..field + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn emit_single(
+    frame: &[u8],
+    plan: &ChecksumPlan,
+    vlan: Option<u16>,
+    out: &mut impl FnMut(Bytes),
+) -> OffloadStats {
+    let shift = if vlan.is_some() { VLAN_TAG_LEN } else { 0 };
+    let mut buf = BytesMut::with_capacity(frame.len() + shift);
+    put_with_tag(&mut buf, frame, frame.len(), vlan);
+    if let Some(ip) = &plan.ip {
+        write_ipv4_checksum(&mut buf, ip, shift);
+    }
+    let l4_checksum = plan.l4.map(|l4| {
+        let (start, end) = (shift + l4.off, shift + l4.end);
+        match l4.kind {
+            L4Type::Sctp => {
+                write_sctp_checksum(&mut buf, start, end);
+                ChecksumSource::Crc32c
+            }
+            kind => {
+                write_inet_checksum(&mut buf, kind, start, end, l4.pseudo, 0);
+                if l4.pseudo.is_some() {
+                    ChecksumSource::FromScratch
+                } else {
+                    ChecksumSource::Seeded
+                }
+            }
+        }
+    });
+    let bytes = buf.len() as u64;
+    out(buf.freeze());
+    OffloadStats {
+        frames: 1,
+        bytes,
+        segmented: false,
+        vlan_inserted: vlan.is_some(),
+        ip_checksum: plan.ip.is_some(),
+        l4_checksum,
+    }
+}
+
+fn emit_segments(
+    frame: &[u8],
+    plan: &SegmentPlan,
+    vlan: Option<u16>,
+    out: &mut impl FnMut(Bytes),
+) -> OffloadStats {
+    let shift = if vlan.is_some() { VLAN_TAG_LEN } else { 0 };
+    let payload = &frame[plan.hdr_len..];
+    let (l3, l4) = (shift + plan.l3_off, shift + plan.l4_off);
+    // Both headers were checked to be in the frame: IPv4/IPv6 at l3_off, TCP (20+) at l4_off.
+    let ident = be16(frame, plan.l3_off + ipv4::IDENT);
+    let (seq, flags) = match plan.l4 {
+        L4Type::Tcp => (
+            be32(frame, plan.l4_off + tcp::SEQ),
+            frame[plan.l4_off + tcp::FLAGS],
+        ),
+        _ => (0, 0),
+    };
+    let mut bytes = 0u64;
+    for index in 0..plan.segments {
+        let chunk_start = (index * plan.mss).min(payload.len());
+        let chunk = &payload[chunk_start..(chunk_start + plan.mss).min(payload.len())];
+        let last = index + 1 == plan.segments;
+        let mut buf = BytesMut::with_capacity(shift + plan.hdr_len + chunk.len());
+        put_with_tag(&mut buf, frame, plan.hdr_len, vlan);
+        buf.put_slice(chunk);
+        let l4_total = plan.hdr_len - plan.l4_off + chunk.len();
+        match plan.l3 {
+            L3Type::Ipv4 => {
+                let total = (plan.hdr_len - plan.l3_off + chunk.len()) as u16;
+                write_be16(&mut buf, l3 + ipv4::TOTAL_LEN, total);
+                write_be16(&mut buf, l3 + ipv4::IDENT, ident.wrapping_add(index as u16));
+            }
+            L3Type::Ipv6 => {
+                let payload_len =
+                    (plan.hdr_len - plan.l3_off - ipv6::HEADER_LEN + chunk.len()) as u16;
+                write_be16(&mut buf, l3 + ipv6::PAYLOAD_LEN, payload_len);
+            }
+        }
+        if let Some(ip) = &plan.ip_checksum {
+            write_ipv4_checksum(&mut buf, ip, shift);
+        }
+        match plan.l4 {
+            L4Type::Tcp => {
+                let seq = seq.wrapping_add((index * plan.mss) as u32);
+                buf[l4 + tcp::SEQ..l4 + tcp::SEQ + 4].copy_from_slice(&seq.to_be_bytes());
+                let mut f = flags;
+                if index > 0 {
+                    f &= !tcp::CWR;
+                }
+                if !last {
+                    f &= !(tcp::FIN | tcp::PSH);
+                }
+                buf[l4 + tcp::FLAGS] = f;
+            }
+            _ => write_be16(&mut buf, l4 + udp::LENGTH, l4_total as u16),
+        }
+        let pseudo = plan.pseudo.map(|p| p + l4_total as u64);
+        let end = buf.len();
+        write_inet_checksum(&mut buf, plan.l4, l4, end, pseudo, l4_total as u64);
+        bytes += end as u64;
+        out(buf.freeze());
+    }
+    OffloadStats {
+        frames: plan.segments as u32,
+        bytes,
+        segmented: true,
+        vlan_inserted: vlan.is_some(),
+        ip_checksum: plan.ip_checksum.is_some(),
+        l4_checksum: Some(plan.source),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checksum arithmetic.
+
+/// Adds `data` as big-endian 16-bit words (an odd last byte padded with zero) to `initial`.
+/// The result is an unfolded one's-complement sum; summing 32-bit words and folding later
+/// gives the same 16-bit result.
+fn sum_words(data: &[u8], initial: u64) -> u64 {
+    let mut sum = initial;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let rest = words.remainder();
+    let mut tail = [0u8; 4];
+    tail[..rest.len()].copy_from_slice(rest);
+    sum + u64::from(u32::from_be_bytes(tail))
+}
+
+/// Folds a one's-complement sum to 16 bits (end-around carry).
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// CRC32c (Castagnoli, reflected polynomial 0x82F63B78), as SCTP uses it.
+const CRC32C_POLY: u32 = 0x82F6_3B78;
+
+const CRC32C_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ CRC32C_POLY
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// CRC32c of `data` (initial value and final xor 0xFFFF_FFFF).
+pub fn crc32c(data: &[u8]) -> u32 {
+    !data.iter().fold(!0u32, |crc, &b| {
+        CRC32C_TABLE[usize::from((crc as u8) ^ b)] ^ (crc >> 8)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_check_value() {
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(b""), 0);
+    }
+
+    #[test]
+    fn fold_and_sum_handle_odd_lengths_and_carries() {
+        assert_eq!(fold(sum_words(&[0xFF, 0xFF, 0xFF, 0xFF], 0)), 0xFFFF);
+        assert_eq!(fold(sum_words(&[0x12], 0)), 0x1200);
+        assert_eq!(fold(sum_words(&[0x00, 0x01, 0xFF], 0)), 0xFF01);
+        assert_eq!(fold(0x1_FFFF), 0x0001);
+    }
+
+    #[test]
+    fn context_words_round_trip() {
+        let ctx = TxContext {
+            mac_len: 14,
+            ip_len: 20,
+            l4_len: 32,
+            mss: 1448,
+            l3: L3Type::Ipv4,
+            l4: L4Type::Tcp,
+            vlan: 0xE00A,
+            idx: 0,
+        };
+        let (a, b, c) = ctx.to_words();
+        assert_eq!(a, 20 | (14 << 9) | (0xE00A << 16));
+        assert_eq!(b, (1 << 29) | (0b0010 << 20) | (1 << 10) | (1 << 11));
+        assert_eq!(c, (32 << 8) | (1448 << 16));
+        assert_eq!(TxContext::from_words(a, b, c), ctx);
+        for l4 in [L4Type::Udp, L4Type::Tcp, L4Type::Sctp, L4Type::Other] {
+            let ctx = TxContext { l4, ..ctx };
+            let (a, b, c) = ctx.to_words();
+            assert_eq!(TxContext::from_words(a, b, c), ctx);
+        }
+    }
+
+    #[test]
+    fn data_words_round_trip() {
+        let off = TxOffloads {
+            tse: true,
+            ixsm: true,
+            txsm: true,
+            vle: true,
+            paylen: 65_000,
+        };
+        let (cmd, ol) = off.to_words();
+        assert_eq!(cmd & bits::DCMD_TSE, bits::DCMD_TSE);
+        assert_eq!(ol >> 14, 65_000);
+        assert_eq!(TxOffloads::from_words(cmd, ol), off);
+    }
+}
