@@ -80,6 +80,7 @@
 //! - The shaper is a token bucket in bits (see [`shaper`]), not the RTTBCNRC rate factor.
 //! - `state auto|enable|disable` is honoured, although the igb PF driver has no such ndo.
 //! - More than 30 multicast hashes puts a VF in multicast promiscuous (MPME), as igb does.
+pub mod admin;
 pub mod counters;
 pub mod policy;
 pub mod port;
@@ -87,6 +88,7 @@ pub mod shaper;
 pub mod switch;
 pub mod wire;
 
+pub use admin::{parse_mac, ParseError, VfSetting};
 pub use counters::{DropCounters, DropReason, PortCounters};
 pub use policy::{
     LinkState, MacAddr, PfPolicy, PolicyError, PortVlan, VfPolicy, VlanProto, DEFAULT_MAX_FRAME,

@@ -6,10 +6,10 @@ use smallvec::SmallVec;
 use thiserror::Error;
 use tracing::debug;
 
+use crate::admin::VfSetting;
 use crate::counters::{Cast, DropReason, PortCounters};
 use crate::policy::{
     LinkState, MacAddr, PfPolicy, PolicyError, PortVlan, VfPolicy, VlanProto, MAX_FRAME_LIMIT,
-    MAX_QOS, MAX_VID,
 };
 use crate::port::{
     CaptureHook, CaptureRecord, Deliveries, Delivery, Direction, DropRecord, NoSuchPort, PortId,
@@ -378,31 +378,20 @@ impl Eswitch {
         self.vfs.get(usize::from(vf)).map(|s| &s.policy)
     }
 
-    fn update_policy(
-        &mut self,
-        vf: u16,
-        change: impl FnOnce(&mut VfPolicy),
-    ) -> Result<(), PolicyError> {
+    /// Applies `ip link set PF vf N ...` settings all or nothing: each is checked as igb checks
+    /// it, then the resulting policy is validated; on any error nothing changes.
+    pub fn configure_vf(&mut self, vf: u16, settings: &[VfSetting]) -> Result<(), PolicyError> {
         let n = self.vf_index(vf)?;
         let mut policy = self.vfs[n].policy.clone();
-        change(&mut policy);
+        for setting in settings {
+            setting.apply_to(&mut policy)?;
+        }
         self.set_policy(vf, policy)
     }
 
     /// `ip link set PF vf N mac M`: the all-zero address clears the administrative MAC.
     pub fn set_vf_mac(&mut self, vf: u16, mac: MacAddr) -> Result<(), PolicyError> {
-        if !mac.is_zero() && !mac.is_valid_unicast() {
-            return Err(PolicyError::InvalidMac { mac });
-        }
-        self.update_policy(vf, |p| {
-            if mac.is_zero() {
-                p.mac = None;
-                p.admin_mac = false;
-            } else {
-                p.mac = Some(mac);
-                p.admin_mac = true;
-            }
-        })
+        self.configure_vf(vf, &[VfSetting::Mac(mac)])
     }
 
     /// `ip link set PF vf N vlan V qos Q proto P`: `vlan 0 qos 0` removes the port VLAN. The
@@ -415,19 +404,7 @@ impl Eswitch {
         qos: u8,
         proto: VlanProto,
     ) -> Result<(), PolicyError> {
-        self.vf_index(vf)?;
-        if vid > MAX_VID {
-            return Err(PolicyError::InvalidVid { vid });
-        }
-        if qos > MAX_QOS {
-            return Err(PolicyError::InvalidQos { qos });
-        }
-        if proto != VlanProto::Dot1Q {
-            return Err(PolicyError::VlanProtoNotSupported { proto });
-        }
-        self.update_policy(vf, |p| {
-            p.port_vlan = (vid != 0 || qos != 0).then_some(PortVlan { vid, qos });
-        })
+        self.configure_vf(vf, &[VfSetting::Vlan { vid, qos, proto }])
     }
 
     /// `ip link set PF vf N min_tx_rate MIN max_tx_rate MAX` (Mbit/s; MIN must be 0).
@@ -437,25 +414,26 @@ impl Eswitch {
         min_mbps: u32,
         max_mbps: u32,
     ) -> Result<(), PolicyError> {
-        self.update_policy(vf, |p| {
-            p.min_tx_rate = min_mbps;
-            p.max_tx_rate = max_mbps;
-        })
+        let rate = VfSetting::Rate {
+            min: Some(min_mbps),
+            max: Some(max_mbps),
+        };
+        self.configure_vf(vf, &[rate])
     }
 
     /// `ip link set PF vf N spoofchk on|off`.
     pub fn set_vf_spoofchk(&mut self, vf: u16, on: bool) -> Result<(), PolicyError> {
-        self.update_policy(vf, |p| p.spoofchk = on)
+        self.configure_vf(vf, &[VfSetting::SpoofChk(on)])
     }
 
     /// `ip link set PF vf N trust on|off`.
     pub fn set_vf_trust(&mut self, vf: u16, on: bool) -> Result<(), PolicyError> {
-        self.update_policy(vf, |p| p.trust = on)
+        self.configure_vf(vf, &[VfSetting::Trust(on)])
     }
 
     /// `ip link set PF vf N state auto|enable|disable`.
     pub fn set_vf_link_state(&mut self, vf: u16, state: LinkState) -> Result<(), PolicyError> {
-        self.update_policy(vf, |p| p.link_state = state)
+        self.configure_vf(vf, &[VfSetting::State(state)])
     }
 
     /// The PF pool's receive configuration (its MACs, multicast, VLANs, promiscuous modes).
