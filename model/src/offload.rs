@@ -449,12 +449,15 @@ pub struct OffloadStats {
 
 /// Applies the offloads `off` with context `ctx` to `frame` (the packet's bytes as gathered from
 /// its data descriptors, no FCS) and hands the resulting frame(s) to `out`, in order. On error
-/// nothing has been emitted.
-pub fn apply(
+/// nothing has been emitted. `out` may be a closure or a `&mut dyn FnMut(Bytes)`.
+///
+/// The result depends only on the arguments, so a packet re-offered after a pause is cut into
+/// the same frames again.
+pub fn apply<F: FnMut(Bytes) + ?Sized>(
     frame: &[u8],
     ctx: &TxContext,
     off: &TxOffloads,
-    out: &mut impl FnMut(Bytes),
+    out: &mut F,
 ) -> Result<OffloadStats, OffloadError> {
     if off.vle && frame.len() < ETH_ADDRS_LEN {
         return Err(OffloadError::FrameTooShort {
@@ -607,7 +610,10 @@ fn plain_l3(
         4 => {
             let hdr = frame.get(l3_off..l3_off + ipv4::MIN_HEADER_LEN)?;
             let header_len = usize::from(first & 0x0F) * 4;
-            if l3_off + header_len != l4_off || hdr[ipv4::PROTOCOL] != proto {
+            if header_len < ipv4::MIN_HEADER_LEN
+                || l3_off + header_len != l4_off
+                || hdr[ipv4::PROTOCOL] != proto
+            {
                 return None;
             }
             if be16(hdr, ipv4::FLAGS_FRAG) & ipv4::MF_OFFSET_MASK != 0 {
@@ -852,11 +858,11 @@ fn write_sctp_checksum(buf: &mut [u8], start: usize, end: usize) {
     buf[field..field + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn emit_single(
+fn emit_single<F: FnMut(Bytes) + ?Sized>(
     frame: &[u8],
     plan: &ChecksumPlan,
     vlan: Option<u16>,
-    out: &mut impl FnMut(Bytes),
+    out: &mut F,
 ) -> OffloadStats {
     let shift = if vlan.is_some() { VLAN_TAG_LEN } else { 0 };
     let mut buf = BytesMut::with_capacity(frame.len() + shift);
@@ -893,11 +899,11 @@ fn emit_single(
     }
 }
 
-fn emit_segments(
+fn emit_segments<F: FnMut(Bytes) + ?Sized>(
     frame: &[u8],
     plan: &SegmentPlan,
     vlan: Option<u16>,
-    out: &mut impl FnMut(Bytes),
+    out: &mut F,
 ) -> OffloadStats {
     let shift = if vlan.is_some() { VLAN_TAG_LEN } else { 0 };
     let payload = &frame[plan.hdr_len..];

@@ -806,6 +806,70 @@ fn vxlan_gso_partial_keeps_inner_headers_and_continues_the_seed() {
     }
 }
 
+/// IPv4-in-IPv4 (igb's GSO_PARTIAL IPXIP4) with a checksum-only request: IPLEN covers both
+/// IPv4 headers, so the pseudo-header is not at MACLEN and the driver's seed (the inner
+/// pseudo-header with length) is continued.
+#[test]
+fn ipip_checksum_only_continues_the_seed() {
+    let payload = payload_bytes(777, 2);
+    let inner_src = [172, 16, 0, 1];
+    let inner_dst = [172, 16, 0, 2];
+    let tcp_total = 32 + payload.len();
+    let mut inner_ip = vec![0x45, 0];
+    inner_ip.extend_from_slice(&((20 + tcp_total) as u16).to_be_bytes());
+    inner_ip.extend_from_slice(&[0, 1, 0x40, 0, 64, PROTO_TCP, 0, 0]);
+    inner_ip.extend_from_slice(&inner_src);
+    inner_ip.extend_from_slice(&inner_dst);
+    let c = !fold16(ones_sum(&inner_ip));
+    inner_ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut frame = eth_header(0x0800);
+    frame.extend_from_slice(&ipv4_header(4, (40 + tcp_total) as u16, 3));
+    frame.extend_from_slice(&inner_ip);
+    let l4_off = frame.len();
+    let mut th = tcp_header(TcpFlags::ACK);
+    let seed = fold16(
+        ones_sum(&inner_src) + ones_sum(&inner_dst) + u32::from(PROTO_TCP) + tcp_total as u32,
+    );
+    th[16..18].copy_from_slice(&seed.to_be_bytes());
+    frame.extend_from_slice(&th);
+    frame.extend_from_slice(&payload);
+    let ctx = TxContext {
+        mac_len: 14,
+        ip_len: 40,
+        l4: L4Type::Tcp,
+        ..TxContext::default()
+    };
+    let off = TxOffloads {
+        txsm: true,
+        paylen: frame.len() as u32,
+        ..TxOffloads::default()
+    };
+    let (frames, stats) = run(&frame, &ctx, &off).unwrap();
+    assert_eq!(stats.l4_checksum, Some(ChecksumSource::Seeded));
+    let t = TcpPacket::new(&frames[0][l4_off..]).unwrap();
+    let want = tcp::ipv4_checksum(&t, &Ipv4Addr::from(inner_src), &Ipv4Addr::from(inner_dst));
+    assert_eq!(t.get_checksum(), want);
+    // The outer IPv4 header is left alone without IXSM.
+    assert_eq!(&frames[0][..l4_off], &frame[..l4_off]);
+}
+
+#[test]
+fn output_can_be_a_dyn_fnmut() {
+    let b = gso_frame(
+        Ip::V4,
+        L4::Tcp,
+        &payload_bytes(3000, 0),
+        1448,
+        TcpFlags::ACK,
+    );
+    let mut frames = Vec::new();
+    let mut push = |f: Bytes| frames.push(f);
+    let sink: &mut dyn FnMut(Bytes) = &mut push;
+    let stats = apply(&b.frame, &b.ctx, &b.off, sink).unwrap();
+    assert_eq!(stats.frames, 3);
+    assert_eq!(frames.len(), 3);
+}
+
 // ---- errors ----------------------------------------------------------------------------------
 
 #[test]
