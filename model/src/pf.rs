@@ -1,0 +1,401 @@
+//! The PF side of the NIC as the emulator plays it. Stock QEMU hides SR-IOV from guests, so no
+//! guest `igb` ever drives our VFs' mailboxes: the emulator is the host's PF driver. [`PfSide`]
+//! owns what that driver owns: the embedded switch, the PF agent and every VF's mailbox.
+//!
+//! Three users share it (behind one lock in a running NIC):
+//! - each VF function forwards its V2PMAILBOX / VMBMEM registers and its VF reset here, and
+//!   raises its mailbox interrupt when told to ([`MailboxIrq`]);
+//! - the administrator (`sriov-emu ctl`, scenario steps) changes a VF's settings with
+//!   [`PfSide::configure_vf`], all or nothing;
+//! - the datapath reaches the switch through [`PfSide::switch_mut`].
+//!
+//! Pure: time comes in as nanoseconds.
+
+use eswitch::{
+    Eswitch, EswitchConfig, MacAddr, PolicyError, VfPolicy, VfSetting, DEFAULT_MAX_FRAME,
+};
+use mailbox::{
+    AgentConfig, MacAssignment, MailboxEvent, MailboxEvents, PfAgent, RefusalCounters,
+    ServiceReport, VfMailbox,
+};
+use thiserror::Error;
+use tracing::{info, warn};
+
+/// How the NIC's PF side is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NicConfig {
+    pub num_vfs: u16,
+    /// The PF's station MAC (NVM words 0–2).
+    pub pf_mac: MacAddr,
+    /// What a VF without an administrative MAC gets in its VF_RESET reply.
+    pub mac_assignment: MacAssignment,
+    pub num_uplinks: u8,
+    /// Mbit/s (the 82576: 1000); bounds `max_tx_rate`.
+    pub link_speed_mbps: u32,
+}
+
+impl Default for NicConfig {
+    fn default() -> Self {
+        NicConfig {
+            num_vfs: 7,
+            pf_mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]),
+            mac_assignment: MacAssignment::AdminOnly,
+            num_uplinks: 1,
+            link_speed_mbps: 1000,
+        }
+    }
+}
+
+/// A PF side that cannot be built.
+#[derive(Debug, Error)]
+pub enum NicError {
+    #[error("switch: {0}")]
+    Switch(#[from] eswitch::ConfigError),
+    #[error("PF agent: {0}")]
+    Agent(#[from] mailbox::ConfigError),
+}
+
+/// An administrative change that was refused; nothing changed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AdminError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// Whether a mailbox access asks the VF to raise its mailbox interrupt cause (its VTIVAR_MISC
+/// vector): the PF side decides, the VF function fires.
+#[must_use]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MailboxIrq {
+    #[default]
+    None,
+    Raise,
+}
+
+fn irq_from(events: MailboxEvents) -> MailboxIrq {
+    if events.contains(MailboxEvent::InterruptVf) {
+        MailboxIrq::Raise
+    } else {
+        MailboxIrq::None
+    }
+}
+
+/// Counters of the PF side itself, per VF.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PfCounters {
+    /// Agent decisions the switch refused to apply (a mailbox request within the agent's limits
+    /// but outside the switch's): logged, the VF's policy left as it was.
+    pub policy_apply_failures: u64,
+    /// Accesses naming a VF that does not exist (a wiring bug, never guest input).
+    pub bad_vf: u64,
+}
+
+pub struct PfSide {
+    switch: Eswitch,
+    agent: PfAgent,
+    mailboxes: Vec<VfMailbox>,
+    counters: Vec<PfCounters>,
+    bad_vf: u64,
+}
+
+impl PfSide {
+    pub fn new(config: &NicConfig) -> Result<PfSide, NicError> {
+        let switch = Eswitch::new(EswitchConfig {
+            num_vfs: config.num_vfs,
+            num_uplinks: config.num_uplinks,
+            link_speed_mbps: config.link_speed_mbps,
+            pf_mac: Some(config.pf_mac),
+            ..EswitchConfig::default()
+        })?;
+        let mut agent_config = AgentConfig::new(usize::from(config.num_vfs));
+        agent_config.mac_assignment = config.mac_assignment;
+        let agent = PfAgent::new(agent_config)?;
+        let n = usize::from(config.num_vfs);
+        Ok(PfSide {
+            switch,
+            agent,
+            mailboxes: (0..n).map(|_| VfMailbox::new()).collect(),
+            counters: vec![PfCounters::default(); n],
+            bad_vf: 0,
+        })
+    }
+
+    pub fn num_vfs(&self) -> u16 {
+        self.mailboxes.len() as u16
+    }
+
+    pub fn switch(&self) -> &Eswitch {
+        &self.switch
+    }
+
+    pub fn switch_mut(&mut self) -> &mut Eswitch {
+        &mut self.switch
+    }
+
+    pub fn agent(&self) -> &PfAgent {
+        &self.agent
+    }
+
+    /// VF `vf`'s policy as the switch enforces it.
+    pub fn policy(&self, vf: u16) -> Option<&VfPolicy> {
+        self.switch.policy(vf)
+    }
+
+    pub fn refusals(&self, vf: u16) -> Option<RefusalCounters> {
+        self.index(vf).map(|i| self.agent.refusals(i))
+    }
+
+    pub fn counters(&self, vf: u16) -> Option<PfCounters> {
+        self.index(vf).map(|i| self.counters[i])
+    }
+
+    /// The mailbox of VF `vf`, for inspection (last PF message, ownership, stats).
+    pub fn mailbox(&self, vf: u16) -> Option<&VfMailbox> {
+        self.index(vf).map(|i| &self.mailboxes[i])
+    }
+
+    fn index(&self, vf: u16) -> Option<usize> {
+        let i = usize::from(vf);
+        (i < self.mailboxes.len()).then_some(i)
+    }
+
+    fn checked(&mut self, vf: u16) -> Option<usize> {
+        let i = self.index(vf);
+        if i.is_none() {
+            self.bad_vf += 1;
+            warn!(vf, "mailbox access for a VF this NIC does not have");
+        }
+        i
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The VF's mailbox registers (spec §4.1), forwarded by the VF function.
+
+    /// V2PMAILBOX read (PFSTS, PFACK and RSTD clear on read).
+    pub fn read_v2p(&mut self, vf: u16) -> u32 {
+        match self.checked(vf) {
+            Some(i) => self.mailboxes[i].read_v2p(),
+            None => 0,
+        }
+    }
+
+    /// V2PMAILBOX write. A posted request or ack is answered at once by the PF agent.
+    pub fn write_v2p(&mut self, vf: u16, value: u32, now_ns: u64) -> MailboxIrq {
+        let Some(i) = self.checked(vf) else {
+            return MailboxIrq::None;
+        };
+        let events = self.mailboxes[i].write_v2p(value);
+        self.serve_if_asked(i, events, now_ns)
+    }
+
+    pub fn read_vmbmem(&mut self, vf: u16, word: usize) -> u32 {
+        match self.checked(vf) {
+            Some(i) => self.mailboxes[i].read_vmbmem(word),
+            None => 0,
+        }
+    }
+
+    /// VMBMEM write; dropped by the mailbox unless the VF holds the buffer.
+    pub fn write_vmbmem(&mut self, vf: u16, word: usize, value: u32) {
+        if let Some(i) = self.checked(vf) {
+            self.mailboxes[i].write_vmbmem(word, value);
+        }
+    }
+
+    /// The VF reset itself (VTCTRL.RST or FLR): VFLRE to the PF, which forgets the VF's
+    /// requested state (spec §4.2 steps 1 and 4).
+    pub fn vf_reset(&mut self, vf: u16, now_ns: u64) -> MailboxIrq {
+        let Some(i) = self.checked(vf) else {
+            return MailboxIrq::None;
+        };
+        let events = self.mailboxes[i].vf_reset();
+        self.serve_if_asked(i, events, now_ns)
+    }
+
+    fn serve_if_asked(&mut self, i: usize, events: MailboxEvents, now_ns: u64) -> MailboxIrq {
+        let mut all = events;
+        if events.contains(MailboxEvent::InterruptPf) {
+            all = all.union(self.serve(i, now_ns).events);
+        }
+        irq_from(all)
+    }
+
+    /// Lets the agent answer VF `i` and hands its decisions to the switch.
+    fn serve(&mut self, i: usize, now_ns: u64) -> ServiceReport {
+        let vf = i as u16;
+        let mut policy = self.switch.policy(vf).cloned().unwrap_or_default();
+        let report = self
+            .agent
+            .service(i, &mut self.mailboxes[i], &policy, now_ns);
+        if report.policy_changes().next().is_some() {
+            for change in report.policy_changes() {
+                change.apply(&mut policy);
+            }
+            if let Err(e) = self.switch.set_policy(vf, policy) {
+                self.counters[i].policy_apply_failures += 1;
+                warn!(vf, error = %e, "PF agent's change for the VF refused by the switch");
+                let current = self.switch.policy(vf).cloned().unwrap_or_default();
+                self.agent.sync_policy(i, &current);
+            }
+        }
+        report
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The administrator: `ip link set PF vf N ...`.
+
+    /// Applies the settings all or nothing. A changed MAC or port VLAN takes effect in the
+    /// switch at once; igb then logs "Reload the VF driver to make this change effective", and
+    /// so do we; we also ping the VF (PF_CONTROL_MSG), which makes a running igbvf re-check its
+    /// link. Returns whether that VF must raise its mailbox interrupt.
+    pub fn configure_vf(
+        &mut self,
+        vf: u16,
+        settings: &[VfSetting],
+    ) -> Result<MailboxIrq, AdminError> {
+        let before = self.switch.policy(vf).cloned();
+        self.switch.configure_vf(vf, settings)?;
+        let Some(i) = self.index(vf) else {
+            return Ok(MailboxIrq::None);
+        };
+        let after = self.switch.policy(vf).cloned().unwrap_or_default();
+        self.agent.sync_policy(i, &after);
+        let told = before.is_some_and(|b| b.mac != after.mac || b.port_vlan != after.port_vlan);
+        if !told {
+            return Ok(MailboxIrq::None);
+        }
+        info!(
+            vf,
+            mac = %after.mac.unwrap_or(MacAddr::ZERO),
+            vlan = after.port_vlan.map_or(0, |v| v.vid),
+            "VF settings changed; Reload the VF driver to make this change effective"
+        );
+        let outcome = self.agent.ping(i, &mut self.mailboxes[i]);
+        Ok(irq_from(outcome.events))
+    }
+
+    /// The PF link went up or down: the switch follows, every VF is pinged as igb does.
+    /// Returns the VFs whose mailbox interrupt must fire.
+    pub fn set_link(&mut self, up: bool) -> Vec<u16> {
+        self.switch.set_link(up);
+        self.agent
+            .ping_all(&mut self.mailboxes)
+            .into_iter()
+            .filter(|o| o.events.contains(MailboxEvent::InterruptVf))
+            .map(|o| o.vf as u16)
+            .collect()
+    }
+
+    /// Largest frame a VF may receive, after its SET_LPE.
+    pub fn max_frame(&self, vf: u16) -> u16 {
+        self.policy(vf).map_or(DEFAULT_MAX_FRAME, |p| p.max_frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailbox::regs::{msg, v2p};
+    use mailbox::{MailboxMsg, Message};
+
+    /// igbvf's posted write then posted read, through the forwarded registers.
+    fn request(pf: &mut PfSide, vf: u16, words: &[u32]) -> (Message, MailboxIrq) {
+        let _ = pf.write_v2p(vf, v2p::VFU, 0);
+        assert_ne!(pf.read_v2p(vf) & v2p::VFU, 0, "lock granted");
+        for (w, &v) in words.iter().enumerate() {
+            pf.write_vmbmem(vf, w, v);
+        }
+        let irq = pf.write_v2p(vf, v2p::REQ, 0);
+        let status = pf.read_v2p(vf);
+        assert_eq!(status & (v2p::PFACK | v2p::PFSTS), v2p::PFACK | v2p::PFSTS);
+        let _ = pf.write_v2p(vf, v2p::VFU, 0);
+        let reply: Vec<u32> = (0..3).map(|w| pf.read_vmbmem(vf, w)).collect();
+        let _ = pf.write_v2p(vf, v2p::ACK, 0);
+        (Message::parse(&reply).unwrap(), irq)
+    }
+
+    fn reset(pf: &mut PfSide, vf: u16) -> Message {
+        let _ = pf.vf_reset(vf, 0);
+        while pf.read_v2p(vf) & (v2p::RSTI | v2p::RSTD) != 0 {}
+        request(pf, vf, &[u32::from(msg::ID_VF_RESET)]).0
+    }
+
+    #[test]
+    fn mailbox_requests_are_answered_and_reach_the_switch() {
+        let mut pf = PfSide::new(&NicConfig::default()).unwrap();
+        let admin = MacAddr([2, 0, 0, 0, 0, 0x10]);
+        let _ = pf.configure_vf(1, &[VfSetting::Mac(admin)]).unwrap();
+        let reply = reset(&mut pf, 1);
+        assert_eq!(reply.msg, MailboxMsg::VfResetReply { mac: admin });
+        assert!(reply.flags.ack);
+        // A VF without an admin MAC: NACK + zeros, then its own MAC is accepted.
+        let reply = reset(&mut pf, 2);
+        assert!(reply.flags.nack);
+        let own = MacAddr([2, 0xee, 0, 0, 0, 2]);
+        let set = Message::request(MailboxMsg::SetMacAddr {
+            op: mailbox::MacFilterOp::Set,
+            mac: own,
+        });
+        let (answer, irq) = request(&mut pf, 2, &set.to_words());
+        assert!(answer.flags.ack && answer.flags.cts);
+        assert_eq!(
+            irq,
+            MailboxIrq::Raise,
+            "the VF is interrupted for the PF's ACK and reply"
+        );
+        assert_eq!(pf.policy(2).unwrap().mac, Some(own));
+        // The admin MAC of VF 1 cannot be overridden by an untrusted VF.
+        let set = Message::request(MailboxMsg::SetMacAddr {
+            op: mailbox::MacFilterOp::Set,
+            mac: own,
+        });
+        let (answer, _) = request(&mut pf, 1, &set.to_words());
+        assert!(answer.flags.nack);
+        assert_eq!(pf.policy(1).unwrap().mac, Some(admin));
+        assert!(pf.refusals(1).unwrap().total() >= 1);
+    }
+
+    #[test]
+    fn admin_vlan_change_pings_the_vf_and_a_refused_command_changes_nothing() {
+        let mut pf = PfSide::new(&NicConfig::default()).unwrap();
+        let _ = reset(&mut pf, 0);
+        let vlan = VfSetting::Vlan {
+            vid: 10,
+            qos: 3,
+            proto: eswitch::VlanProto::Dot1Q,
+        };
+        let irq = pf.configure_vf(0, &[vlan]).unwrap();
+        assert_eq!(irq, MailboxIrq::Raise);
+        let word0 = pf.mailbox(0).unwrap().last_word0();
+        assert_eq!(word0 & 0xffff, u32::from(msg::ID_PF_CONTROL));
+        assert_ne!(word0 & msg::CTS, 0, "a clear-to-send VF keeps its link");
+        // Trust alone changes no MAC or VLAN: no ping.
+        assert_eq!(
+            pf.configure_vf(0, &[VfSetting::Trust(true)]),
+            Ok(MailboxIrq::None)
+        );
+        let before = pf.policy(0).unwrap().clone();
+        let bad = [
+            VfSetting::SpoofChk(false),
+            VfSetting::Rate {
+                min: Some(10),
+                max: None,
+            },
+        ];
+        assert!(pf.configure_vf(0, &bad).is_err());
+        assert_eq!(pf.policy(0).unwrap(), &before);
+    }
+
+    #[test]
+    fn accesses_for_a_missing_vf_are_counted_not_fatal() {
+        let mut pf = PfSide::new(&NicConfig {
+            num_vfs: 2,
+            ..NicConfig::default()
+        })
+        .unwrap();
+        assert_eq!(pf.read_v2p(9), 0);
+        assert_eq!(pf.write_v2p(9, v2p::REQ, 0), MailboxIrq::None);
+        assert!(pf.configure_vf(9, &[VfSetting::Trust(true)]).is_err());
+        assert_eq!(pf.bad_vf, 2);
+    }
+}
