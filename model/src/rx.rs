@@ -1,0 +1,401 @@
+//! The RX queues of a VF: their registers (spec §2.5) and the engine that writes a frame into
+//! the guest's ring (spec §2.8): advanced one-buffer mode (SRRCTL.DESCTYPE 001) and header
+//! split (010 / 101, as igbvf uses it with a 128-byte header buffer), frames spanning several
+//! descriptors with EOP on the last, write-back of length, DD, EOP and VP + VLAN.
+//!
+//! Only queue 0 receives (igbvf uses only queue 0; queue 1's registers are storage).
+//!
+//! DMA faults: a descriptor ring outside guest memory stops the queue (RXDCTL.ENABLE is
+//! cleared, as a device that got a completion error would stop fetching); a packet or header
+//! buffer outside guest memory drops that frame, and its descriptors are still completed with
+//! DD and RXE (an error igbvf drops on) so the driver recycles them and the ring keeps moving.
+
+use tracing::{debug, warn};
+use vm_memory::{Bytes, GuestAddress, GuestMemory};
+
+use crate::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
+use crate::regs::{dctl, q, srrctl, DBAL_MASK, DLEN_MASK};
+use crate::stats::RxDrop;
+
+/// igbvf's header buffer in header-split mode (`rx_ps_hdr_size`).
+pub const IGBVF_HDR_SIZE: usize = 128;
+/// RXE: frame error bit in the write-back (igbvf drops frames with it).
+const RXE: u32 = 1 << 31;
+
+/// The registers of one RX queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RxRing {
+    pub rdbal: u32,
+    pub rdbah: u32,
+    pub rdlen: u32,
+    pub srrctl: u32,
+    pub rdh: u32,
+    pub rxctl: u32,
+    pub rdt: u32,
+    pub rxdctl: u32,
+    /// RQDPC: frames dropped on this queue; clear on read.
+    pub rqdpc: u32,
+}
+
+impl RxRing {
+    /// QEMU's reset values (spec §2.5): RXDCTL0 = ENABLE | WTHRESH 1, other queues WTHRESH 1;
+    /// SRRCTL: 2 KiB buffers, one-buffer advanced descriptors.
+    pub fn reset_value(queue: usize) -> RxRing {
+        RxRing {
+            rdbal: 0,
+            rdbah: 0,
+            rdlen: 0,
+            srrctl: 2 | (srrctl::DESCTYPE_ADV_ONEBUF << srrctl::DESCTYPE_SHIFT),
+            rdh: 0,
+            rxctl: 0,
+            rdt: 0,
+            rxdctl: if queue == 0 {
+                dctl::ENABLE | dctl::WTHRESH_1
+            } else {
+                dctl::WTHRESH_1
+            },
+            rqdpc: 0,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.rxdctl & dctl::ENABLE != 0
+    }
+
+    pub fn base(&self) -> u64 {
+        (u64::from(self.rdbah) << 32) | u64::from(self.rdbal)
+    }
+
+    /// Descriptors in the ring.
+    pub fn len(&self) -> u32 {
+        self.rdlen / DESC_LEN as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Register read inside the queue's block (`rel` = offset from the block start).
+    pub fn read(&mut self, rel: u64) -> u32 {
+        match rel {
+            q::DBAL => self.rdbal,
+            q::DBAH => self.rdbah,
+            q::DLEN => self.rdlen,
+            q::SRRCTL => self.srrctl,
+            q::DH => self.rdh,
+            q::DCA_CTL => self.rxctl,
+            q::DT => self.rdt,
+            q::DCTL => self.rxdctl,
+            q::RQDPC => std::mem::take(&mut self.rqdpc),
+            _ => 0,
+        }
+    }
+
+    /// Register write; returns true when it posted buffers (an RDT write).
+    pub fn write(&mut self, rel: u64, v: u32) -> bool {
+        match rel {
+            q::DBAL => self.rdbal = v & DBAL_MASK,
+            q::DBAH => self.rdbah = v,
+            q::DLEN => self.rdlen = v & DLEN_MASK,
+            q::SRRCTL => self.srrctl = v,
+            q::DH => self.rdh = v & 0xFFFF,
+            q::DCA_CTL => self.rxctl = v,
+            q::DT => {
+                self.rdt = v & 0xFFFF;
+                return true;
+            }
+            q::DCTL => self.rxdctl = v,
+            _ => {}
+        }
+        false
+    }
+
+    /// Free descriptors the device may fill: from RDH up to (not including) RDT.
+    pub fn free_descriptors(&self) -> u32 {
+        let n = self.len();
+        if n == 0 {
+            return 0;
+        }
+        (self.rdt + n - self.rdh) % n
+    }
+
+    /// Packet buffer size (SRRCTL.BSIZEPKT, KiB; 0 reads as 2 KiB as in QEMU).
+    pub fn pkt_buf_size(&self) -> usize {
+        match (self.srrctl & srrctl::BSIZEPKT_MASK) as usize {
+            0 => 2048,
+            k => k * 1024,
+        }
+    }
+
+    /// Header buffer size (SRRCTL.BSIZEHDR, 64-byte units).
+    pub fn hdr_buf_size(&self) -> usize {
+        (((self.srrctl & srrctl::BSIZEHDR_MASK) >> srrctl::BSIZEHDR_SHIFT) as usize) * 64
+    }
+
+    pub fn desc_type(&self) -> u32 {
+        (self.srrctl & srrctl::DESCTYPE_MASK) >> srrctl::DESCTYPE_SHIFT
+    }
+
+    fn desc_addr(&self, index: u32) -> u64 {
+        self.base().wrapping_add(u64::from(index) * DESC_LEN as u64)
+    }
+}
+
+/// How a frame is laid out over descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    OneBuffer { buf: usize },
+    HeaderSplit { buf: usize, hdr: usize },
+}
+
+impl Layout {
+    /// (header bytes, descriptors needed) for a frame of `len` bytes.
+    fn plan(self, frame: &[u8]) -> (usize, usize) {
+        match self {
+            Layout::OneBuffer { buf } => (0, frame.len().div_ceil(buf)),
+            Layout::HeaderSplit { buf, hdr } => {
+                let h = split_point(frame, hdr);
+                let rest = frame.len() - h;
+                (h, rest.div_ceil(buf).max(1))
+            }
+        }
+    }
+}
+
+/// Where the header ends for header split, at most `hdr` bytes: the L2..L4 headers of an
+/// IPv4/IPv6 TCP or UDP frame; otherwise (or if they do not fit) the first `hdr` bytes —
+/// "split always" puts something in the header buffer, and igbvf needs the Ethernet header
+/// in the linear part of the skb.
+fn split_point(frame: &[u8], hdr: usize) -> usize {
+    let fallback = frame.len().min(hdr);
+    if frame.len() <= hdr {
+        return frame.len();
+    }
+    match parse_headers_len(frame) {
+        Some(h) if h <= hdr && h <= frame.len() => h,
+        _ => fallback,
+    }
+}
+
+/// Length of Ethernet (+ up to two VLAN tags) + IP + TCP/UDP headers, if parseable.
+fn parse_headers_len(f: &[u8]) -> Option<usize> {
+    let be16 = |o: usize| -> Option<u16> { Some(u16::from_be_bytes([*f.get(o)?, *f.get(o + 1)?])) };
+    let mut off = 12;
+    let mut ethertype = be16(off)?;
+    off += 2;
+    for _ in 0..2 {
+        if ethertype == 0x8100 || ethertype == 0x88A8 {
+            ethertype = be16(off + 2)?;
+            off += 4;
+        }
+    }
+    let (proto, l4) = match ethertype {
+        0x0800 => {
+            let ihl = usize::from(*f.get(off)? & 0x0F) * 4;
+            if ihl < 20 {
+                return None;
+            }
+            (*f.get(off + 9)?, off + ihl)
+        }
+        0x86DD => (*f.get(off + 6)?, off + 40),
+        _ => return None,
+    };
+    match proto {
+        6 => {
+            let doff = usize::from(*f.get(l4 + 12)? >> 4) * 4;
+            (doff >= 20).then_some(l4 + doff)
+        }
+        17 => Some(l4 + 8),
+        _ => Some(l4),
+    }
+}
+
+/// What [`write_frame`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RxOutcome {
+    /// Written and completed; `descriptors` consumed.
+    Delivered { descriptors: u32 },
+    /// Not written (nothing changed), or written with RXE (BufferDma) — see the reason.
+    Dropped(RxDrop),
+}
+
+/// Writes `frame` into queue `ring` of guest memory `mem`. The caller has checked
+/// attachment, bus mastering and the queue enable.
+pub(crate) fn write_frame<M: GuestMemory>(
+    ring: &mut RxRing,
+    mem: &M,
+    frame: &[u8],
+    stripped_tci: Option<u16>,
+    vf: u16,
+) -> RxOutcome {
+    let n = ring.len();
+    if n == 0 || ring.rdh >= n || ring.rdt >= n {
+        debug!(
+            vf,
+            rdlen = ring.rdlen,
+            rdh = ring.rdh,
+            rdt = ring.rdt,
+            "RX ring not usable"
+        );
+        return RxOutcome::Dropped(RxDrop::BadRing);
+    }
+    if frame.is_empty() {
+        return RxOutcome::Dropped(RxDrop::Empty);
+    }
+    let buf = ring.pkt_buf_size();
+    let layout = match ring.desc_type() {
+        srrctl::DESCTYPE_ADV_ONEBUF => Layout::OneBuffer { buf },
+        srrctl::DESCTYPE_HDR_SPLIT | srrctl::DESCTYPE_HDR_SPLIT_ALWAYS => {
+            match ring.hdr_buf_size() {
+                0 => Layout::OneBuffer { buf },
+                hdr => Layout::HeaderSplit { buf, hdr },
+            }
+        }
+        _ => return RxOutcome::Dropped(RxDrop::UnsupportedDescType),
+    };
+    let (hdr_len, needed) = layout.plan(frame);
+    // One slot always stays empty (RDH == RDT means "no buffers").
+    if needed as u64 > u64::from(n - 1) {
+        return RxOutcome::Dropped(RxDrop::TooLarge);
+    }
+    let needed = needed as u32;
+    if needed > ring.free_descriptors() {
+        return RxOutcome::Dropped(RxDrop::RingFull);
+    }
+
+    // Read the descriptors first: a ring outside memory changes nothing in the guest.
+    let mut descs = Vec::with_capacity(needed as usize);
+    for i in 0..needed {
+        let idx = (ring.rdh + i) % n;
+        let mut b: DescBytes = [0; DESC_LEN];
+        if mem
+            .read_slice(&mut b, GuestAddress(ring.desc_addr(idx)))
+            .is_err()
+        {
+            warn!(
+                vf,
+                index = idx,
+                base = ring.base(),
+                "RX descriptor ring outside guest memory; queue stopped"
+            );
+            ring.rxdctl &= !dctl::ENABLE;
+            return RxOutcome::Dropped(RxDrop::RingDma);
+        }
+        descs.push((idx, RxReadDesc::parse(&b)));
+    }
+
+    // Place the data.
+    let mut buffer_fault = false;
+    let mut rest = &frame[hdr_len..];
+    let mut wbs = Vec::with_capacity(descs.len());
+    for (i, (_, d)) in descs.iter().enumerate() {
+        let mut wb = RxWriteBack::default();
+        if i == 0 && hdr_len > 0 {
+            if mem
+                .write_slice(&frame[..hdr_len], GuestAddress(d.hdr_addr))
+                .is_err()
+            {
+                buffer_fault = true;
+            }
+            wb.hdr_len = hdr_len as u16;
+            wb.sph = true;
+        }
+        let take = rest.len().min(buf);
+        if take > 0
+            && mem
+                .write_slice(&rest[..take], GuestAddress(d.pkt_addr))
+                .is_err()
+        {
+            buffer_fault = true;
+        }
+        wb.length = take as u16;
+        rest = &rest[take..];
+        wb.status_error = rx_status::DD;
+        wbs.push(wb);
+    }
+    if let Some(last) = wbs.last_mut() {
+        last.status_error |= rx_status::EOP;
+        if let Some(tci) = stripped_tci {
+            last.status_error |= rx_status::VP;
+            last.vlan = tci;
+        }
+        if buffer_fault {
+            last.status_error |= RXE;
+        }
+    }
+
+    // Write back: length/VLAN first, the status dword (DD) last (spec §2.8).
+    for ((idx, _), wb) in descs.iter().zip(&wbs) {
+        let mut b: DescBytes = [0; DESC_LEN];
+        wb.emit(&mut b);
+        let at = ring.desc_addr(*idx);
+        let ok = mem.write_slice(&b[0..8], GuestAddress(at)).is_ok()
+            && mem.write_slice(&b[12..16], GuestAddress(at + 12)).is_ok()
+            && mem.write_slice(&b[8..12], GuestAddress(at + 8)).is_ok();
+        if !ok {
+            // Readable but not writable through this map: stop like a ring fault.
+            warn!(vf, index = idx, "RX write-back failed; queue stopped");
+            ring.rxdctl &= !dctl::ENABLE;
+            return RxOutcome::Dropped(RxDrop::RingDma);
+        }
+    }
+    ring.rdh = (ring.rdh + needed) % n;
+    if buffer_fault {
+        warn!(vf, "RX buffer outside guest memory; frame dropped with RXE");
+        ring.rqdpc = ring.rqdpc.wrapping_add(1);
+        return RxOutcome::Dropped(RxDrop::BufferDma);
+    }
+    RxOutcome::Delivered {
+        descriptors: needed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp4_frame(payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20 + payload];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[34 + 12] = 5 << 4;
+        f
+    }
+
+    #[test]
+    fn split_point_is_after_tcp_header() {
+        assert_eq!(split_point(&tcp4_frame(1000), 128), 54);
+    }
+
+    #[test]
+    fn split_point_of_unknown_ethertype_is_the_header_buffer() {
+        let mut f = vec![0u8; 300];
+        f[12] = 0x88;
+        f[13] = 0xB5;
+        assert_eq!(split_point(&f, 128), 128);
+        // A frame that fits goes entirely into the header buffer.
+        assert_eq!(split_point(&f[..100], 128), 100);
+    }
+
+    #[test]
+    fn vlan_tagged_udp_split_point() {
+        let mut f = vec![0u8; 14 + 4 + 20 + 8 + 500];
+        f[12] = 0x81;
+        f[16] = 0x08;
+        f[18] = 0x45;
+        f[18 + 9] = 17;
+        assert_eq!(split_point(&f, 128), 18 + 20 + 8);
+    }
+
+    #[test]
+    fn free_descriptors_wrap() {
+        let mut r = RxRing::reset_value(0);
+        r.rdlen = 8 * 16;
+        r.rdh = 6;
+        r.rdt = 2;
+        assert_eq!(r.free_descriptors(), 4);
+        r.rdt = 6;
+        assert_eq!(r.free_descriptors(), 0);
+    }
+}

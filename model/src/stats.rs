@@ -1,0 +1,245 @@
+//! Per-VF counters: atomics, readable from any thread, serialisable as a snapshot for
+//! `ctl show`. Every drop and every error path has a named reason and a counter here.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Why a frame offered to a VF's RX queue was not written into the guest's ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RxDrop {
+    /// No client is attached (no guest memory).
+    NotAttached,
+    /// The VF's Bus Master Enable is off: no DMA.
+    BusMasterOff,
+    /// RXDCTL.ENABLE is clear (or the VF is in reset).
+    QueueDisabled,
+    /// RDLEN is 0, or RDH/RDT point beyond the ring.
+    BadRing,
+    /// SRRCTL.DESCTYPE is one igbvf never uses (legacy, header replication).
+    UnsupportedDescType,
+    /// An empty frame.
+    Empty,
+    /// The frame needs more descriptors than the ring can ever hold.
+    TooLarge,
+    /// No free descriptor between RDH and RDT: the caller may keep the frame in a backlog.
+    RingFull,
+    /// The caller's backlog overflowed (counted through [`crate::VfShared::count_backlog_drop`]).
+    BacklogOverflow,
+    /// A descriptor in the ring could not be read or written (ring outside guest memory);
+    /// the queue is stopped.
+    RingDma,
+    /// A buffer address is outside guest memory: the frame is dropped and its descriptors
+    /// completed with RXE so that the driver recycles them.
+    BufferDma,
+}
+
+impl RxDrop {
+    pub const ALL: [RxDrop; 11] = [
+        RxDrop::NotAttached,
+        RxDrop::BusMasterOff,
+        RxDrop::QueueDisabled,
+        RxDrop::BadRing,
+        RxDrop::UnsupportedDescType,
+        RxDrop::Empty,
+        RxDrop::TooLarge,
+        RxDrop::RingFull,
+        RxDrop::BacklogOverflow,
+        RxDrop::RingDma,
+        RxDrop::BufferDma,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RxDrop::NotAttached => "not_attached",
+            RxDrop::BusMasterOff => "bus_master_off",
+            RxDrop::QueueDisabled => "queue_disabled",
+            RxDrop::BadRing => "bad_ring",
+            RxDrop::UnsupportedDescType => "unsupported_desc_type",
+            RxDrop::Empty => "empty",
+            RxDrop::TooLarge => "too_large",
+            RxDrop::RingFull => "ring_full",
+            RxDrop::BacklogOverflow => "backlog_overflow",
+            RxDrop::RingDma => "ring_dma",
+            RxDrop::BufferDma => "buffer_dma",
+        }
+    }
+
+    fn index(self) -> usize {
+        RxDrop::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for RxDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::error::Error for RxDrop {}
+
+/// Why TX descriptors were consumed without sending, or a TX queue stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxError {
+    /// A data descriptor with DTALEN 0.
+    ZeroLength,
+    /// The gathered packet is larger than [`crate::tx::MAX_TX_PACKET`].
+    PacketTooLong,
+    /// No EOP within [`crate::tx::MAX_DESC_PER_PACKET`] descriptors.
+    TooManyDescriptors,
+    /// A legacy descriptor or an unknown DTYP.
+    UnknownDescriptor,
+    /// TDH or TDT beyond TDLEN: the tail write is not acted on.
+    BadRing,
+    /// The descriptor ring is outside guest memory: the queue stops (TXDCTL.ENABLE cleared).
+    RingDma,
+    /// A data buffer is outside guest memory: the packet is dropped.
+    BufferDma,
+    /// The offload engine refused the packet (bad context, headers, MSS...).
+    Offload,
+}
+
+impl TxError {
+    pub const ALL: [TxError; 8] = [
+        TxError::ZeroLength,
+        TxError::PacketTooLong,
+        TxError::TooManyDescriptors,
+        TxError::UnknownDescriptor,
+        TxError::BadRing,
+        TxError::RingDma,
+        TxError::BufferDma,
+        TxError::Offload,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TxError::ZeroLength => "zero_length",
+            TxError::PacketTooLong => "packet_too_long",
+            TxError::TooManyDescriptors => "too_many_descriptors",
+            TxError::UnknownDescriptor => "unknown_descriptor",
+            TxError::BadRing => "bad_ring",
+            TxError::RingDma => "ring_dma",
+            TxError::BufferDma => "buffer_dma",
+            TxError::Offload => "offload",
+        }
+    }
+
+    fn index(self) -> usize {
+        TxError::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// Register accesses the VF refused or could not honour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessError {
+    /// A write narrower than 4 bytes, or an access not aligned to its size.
+    BadAccess,
+    /// An access to a region the VF does not have.
+    NoSuchRegion,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub rx_multicast: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Frames the TX sink asked to defer (shaping pauses).
+    pub tx_deferred: AtomicU64,
+    pub rx_drops: [AtomicU64; RxDrop::ALL.len()],
+    pub tx_errors: [AtomicU64; TxError::ALL.len()],
+    pub dma_errors: AtomicU64,
+    pub irqs_fired: AtomicU64,
+    /// Vectors that would have fired with no client attached.
+    pub irqs_lost: AtomicU64,
+    pub bad_accesses: AtomicU64,
+    pub vf_resets: AtomicU64,
+    pub flrs: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub fn rx_drop(&self, r: RxDrop) {
+        bump(&self.rx_drops[r.index()], 1);
+    }
+
+    pub fn tx_error(&self, e: TxError) {
+        bump(&self.tx_errors[e.index()], 1);
+    }
+
+    pub fn add(c: &AtomicU64, n: u64) {
+        bump(c, n);
+    }
+
+    pub fn snapshot(&self) -> VfStats {
+        let ld = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        VfStats {
+            rx_packets: ld(&self.rx_packets),
+            rx_bytes: ld(&self.rx_bytes),
+            rx_multicast: ld(&self.rx_multicast),
+            tx_packets: ld(&self.tx_packets),
+            tx_bytes: ld(&self.tx_bytes),
+            tx_deferred: ld(&self.tx_deferred),
+            rx_drops: RxDrop::ALL
+                .iter()
+                .map(|r| (r.name(), ld(&self.rx_drops[r.index()])))
+                .collect(),
+            tx_errors: TxError::ALL
+                .iter()
+                .map(|e| (e.name(), ld(&self.tx_errors[e.index()])))
+                .collect(),
+            dma_errors: ld(&self.dma_errors),
+            irqs_fired: ld(&self.irqs_fired),
+            irqs_lost: ld(&self.irqs_lost),
+            bad_accesses: ld(&self.bad_accesses),
+            vf_resets: ld(&self.vf_resets),
+            flrs: ld(&self.flrs),
+        }
+    }
+}
+
+/// A snapshot of one VF's counters (cumulative for the VF's lifetime: resets do not clear
+/// them; the guest-visible VF statistics registers are offsets from these, see `vf.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VfStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_multicast: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_deferred: u64,
+    pub rx_drops: BTreeMap<&'static str, u64>,
+    pub tx_errors: BTreeMap<&'static str, u64>,
+    pub dma_errors: u64,
+    pub irqs_fired: u64,
+    pub irqs_lost: u64,
+    pub bad_accesses: u64,
+    pub vf_resets: u64,
+    pub flrs: u64,
+}
+
+impl VfStats {
+    pub fn rx_drop(&self, r: RxDrop) -> u64 {
+        self.rx_drops.get(r.name()).copied().unwrap_or(0)
+    }
+
+    pub fn tx_error(&self, e: TxError) -> u64 {
+        self.tx_errors.get(e.name()).copied().unwrap_or(0)
+    }
+
+    pub fn total_rx_drops(&self) -> u64 {
+        self.rx_drops.values().sum()
+    }
+
+    pub fn total_tx_errors(&self) -> u64 {
+        self.tx_errors.values().sum()
+    }
+}

@@ -1,0 +1,990 @@
+//! Test support, public so that integration tests and the scenario runner (issue 7) can reuse
+//! it: an in-process VF driver that brings up the VF model with its registers, rings and
+//! mailbox exactly as Linux `igbvf` does, and a PF side built on the real `mailbox` crate.
+//!
+//! - [`MailboxPort`]: a [`PfPort`] over real `mailbox::VfMailbox`es and a `mailbox::PfAgent`,
+//!   servicing the agent inside the VF's register write (as the owner in `src/` will).
+//! - [`IrqLog`]: an [`IrqSink`] that records the vectors fired.
+//! - [`SoftIgbvf`]: the driver. Register sequences follow igbvf's `netdev.c`, `vf.c` and
+//!   `mbx.c`: probe (`e1000_reset_hw_vf` handshake, `read_mac_addr`, `init_hw` SET_MAC_ADDR),
+//!   open (`igbvf_configure`: SET_MULTICAST, `igbvf_configure_tx`, `igbvf_setup_srrctl`,
+//!   `igbvf_configure_rx` + SET_LPE, `igbvf_alloc_rx_buffers`; `igbvf_configure_msix`;
+//!   `er32(EICR)`; `igbvf_irq_enable`), link check (`e1000_check_for_link_vf`), transmit
+//!   (`igbvf_tx_csum`/`igbvf_tso` context descriptor + `igbvf_tx_queue_adv` data descriptors +
+//!   TDT), `igbvf_clean_tx_irq`, `igbvf_clean_rx_irq` and the three MSI-X handlers.
+//!
+//! Guest memory for tests: `GuestMemoryMmap::from_ranges(&[(GuestAddress(base), size)])`; the
+//! driver carves its rings and buffers out of `[base, base + SoftIgbvf::MEMORY_NEEDED)`.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use eswitch::{MacAddr, VfPolicy};
+use mailbox::regs::{msg, v2p, MAILBOX_WORDS};
+use mailbox::{AgentConfig, AgentOutcome, ConfigError, MailboxEvent, PfAgent, VfMailbox};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::desc::{
+    rx_hdr, rx_status, tx_olinfo, DescBytes, L4Type, RxReadDesc, RxWriteBack, TxContextDesc,
+    TxDataDesc, TxDesc, DESC_LEN,
+};
+use crate::intr::IrqSink;
+use crate::regs::{self, dctl, q, srrctl};
+use crate::vf::{MailboxIrq, PfPort, Vf, VfShared};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ----------------------------------------------------------------------------------------
+// PF side
+
+struct PortState {
+    agent: PfAgent,
+    mbx: Vec<VfMailbox>,
+    policy: Vec<VfPolicy>,
+    now_ns: u64,
+    outcomes: Vec<AgentOutcome>,
+}
+
+/// The PF side of every VF's mailbox: real `VfMailbox`es, one `PfAgent`, the VFs' policies.
+pub struct MailboxPort {
+    state: Mutex<PortState>,
+}
+
+impl MailboxPort {
+    pub fn new(config: AgentConfig) -> Result<Arc<MailboxPort>, ConfigError> {
+        let n = config.num_vfs;
+        Ok(Arc::new(MailboxPort {
+            state: Mutex::new(PortState {
+                agent: PfAgent::new(config)?,
+                mbx: vec![VfMailbox::new(); n],
+                policy: vec![VfPolicy::default(); n],
+                now_ns: 1_000_000_000,
+                outcomes: Vec::new(),
+            }),
+        }))
+    }
+
+    /// A VF's policy as the agent left it.
+    pub fn policy(&self, vf: u16) -> VfPolicy {
+        lock(&self.state)
+            .policy
+            .get(usize::from(vf))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Administrator change of a VF's policy (`ctl vf N ...`).
+    pub fn admin(&self, vf: u16, f: impl FnOnce(&mut VfPolicy)) {
+        let mut st = lock(&self.state);
+        let PortState { agent, policy, .. } = &mut *st;
+        if let Some(p) = policy.get_mut(usize::from(vf)) {
+            f(p);
+            agent.sync_policy(usize::from(vf), p);
+        }
+    }
+
+    /// Whether the agent considers VF `vf` clear to send (it completed the reset handshake).
+    pub fn is_clear_to_send(&self, vf: u16) -> bool {
+        lock(&self.state).agent.is_clear_to_send(usize::from(vf))
+    }
+
+    /// The agent's outcomes so far (drained).
+    pub fn take_outcomes(&self) -> Vec<AgentOutcome> {
+        std::mem::take(&mut lock(&self.state).outcomes)
+    }
+
+    pub fn advance(&self, ns: u64) {
+        lock(&self.state).now_ns += ns;
+    }
+
+    /// The PF pings VF `vf` (PF_CONTROL_MSG, as igb on a link change) and fires its mailbox
+    /// vector through `target` — the asynchronous path the owner uses.
+    pub fn ping(&self, vf: u16, target: &VfShared) {
+        let raise = {
+            let mut st = lock(&self.state);
+            let PortState {
+                agent,
+                mbx,
+                outcomes,
+                ..
+            } = &mut *st;
+            let Some(m) = mbx.get_mut(usize::from(vf)) else {
+                return;
+            };
+            let o = agent.ping(usize::from(vf), m);
+            let raise = o.events.contains(MailboxEvent::InterruptVf);
+            outcomes.push(o);
+            raise
+        };
+        if raise {
+            target.mailbox_interrupt();
+        }
+    }
+
+    fn service(st: &mut PortState, vf: usize) -> MailboxIrq {
+        let PortState {
+            agent,
+            mbx,
+            policy,
+            now_ns,
+            outcomes,
+        } = st;
+        let (Some(m), Some(p)) = (mbx.get_mut(vf), policy.get_mut(vf)) else {
+            return MailboxIrq::None;
+        };
+        let report = agent.service(vf, m, p, *now_ns);
+        for change in report.policy_changes() {
+            change.apply(p);
+        }
+        outcomes.extend(report.outcomes);
+        if report.events.contains(MailboxEvent::InterruptVf) {
+            MailboxIrq::Raise
+        } else {
+            MailboxIrq::None
+        }
+    }
+}
+
+impl PfPort for MailboxPort {
+    fn read_v2p(&self, vf: u16) -> u32 {
+        lock(&self.state)
+            .mbx
+            .get_mut(usize::from(vf))
+            .map_or(0, |m| m.read_v2p())
+    }
+
+    fn write_v2p(&self, vf: u16, value: u32) -> MailboxIrq {
+        let mut st = lock(&self.state);
+        let Some(m) = st.mbx.get_mut(usize::from(vf)) else {
+            return MailboxIrq::None;
+        };
+        let ev = m.write_v2p(value);
+        if ev.contains(MailboxEvent::InterruptPf) {
+            MailboxPort::service(&mut st, usize::from(vf))
+        } else {
+            MailboxIrq::None
+        }
+    }
+
+    fn read_vmbmem(&self, vf: u16, word: usize) -> u32 {
+        lock(&self.state)
+            .mbx
+            .get_mut(usize::from(vf))
+            .map_or(0, |m| m.read_vmbmem(word))
+    }
+
+    fn write_vmbmem(&self, vf: u16, word: usize, value: u32) {
+        if let Some(m) = lock(&self.state).mbx.get_mut(usize::from(vf)) {
+            let _ = m.write_vmbmem(word, value);
+        }
+    }
+
+    fn vf_reset(&self, vf: u16) -> MailboxIrq {
+        let mut st = lock(&self.state);
+        let Some(m) = st.mbx.get_mut(usize::from(vf)) else {
+            return MailboxIrq::None;
+        };
+        let ev = m.vf_reset();
+        if ev.contains(MailboxEvent::InterruptPf) {
+            MailboxPort::service(&mut st, usize::from(vf))
+        } else {
+            MailboxIrq::None
+        }
+    }
+}
+
+/// Records the MSI-X vectors a VF fires.
+#[derive(Debug, Default)]
+pub struct IrqLog {
+    fired: Mutex<Vec<u16>>,
+}
+
+impl IrqLog {
+    pub fn new() -> Arc<IrqLog> {
+        Arc::new(IrqLog::default())
+    }
+
+    /// The vectors fired since the last call, in order.
+    pub fn take(&self) -> Vec<u16> {
+        std::mem::take(&mut lock(&self.fired))
+    }
+}
+
+impl IrqSink for IrqLog {
+    fn fire(&self, vector: u16) {
+        lock(&self.fired).push(vector);
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The driver
+
+/// Why a driver operation failed (igbvf's return codes and log lines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DrvError {
+    /// Could not take VFU.
+    MailboxLock,
+    /// PFACK / PFSTS never came (igbvf's `mbx->timeout` then disarms the mailbox).
+    MailboxTimeout,
+    /// RSTI/RSTD still set after 200 polls: "PF still in reset state".
+    PfInReset,
+    /// The VF_RESET reply was neither ACK nor NACK.
+    MacInit,
+    /// No room in the TX ring (`igbvf_maybe_stop_tx`).
+    TxRingFull,
+}
+
+/// A frame igbvf's RX path handed to the stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RxFrame {
+    pub data: Vec<u8>,
+    /// The stripped VLAN tag (status VP).
+    pub vlan: Option<u16>,
+    /// Descriptors the frame used.
+    pub descriptors: u32,
+}
+
+/// How [`SoftIgbvf::xmit`] builds a packet's descriptors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XmitOpts {
+    /// Hardware VLAN insertion (skb_vlan_tag_present): a context descriptor with the tag and
+    /// VLE on the data descriptors.
+    pub vlan: Option<u16>,
+    /// Bytes per data descriptor (the skb's head and frags).
+    pub frag: usize,
+    /// RS on the EOP descriptor (igbvf always sets it; tests may clear it).
+    pub rs: bool,
+    /// Checksum offload as igbvf_tx_csum asks it: (MACLEN, IPLEN, L4 is TCP).
+    pub csum: Option<(u8, u16, bool)>,
+    /// TSO as igbvf_tso asks it: (MACLEN, IPLEN, L4LEN, MSS, IPv4).
+    pub tso: Option<(u8, u16, u8, u16, bool)>,
+}
+
+impl Default for XmitOpts {
+    fn default() -> Self {
+        XmitOpts {
+            vlan: None,
+            frag: 2048,
+            rs: true,
+            csum: None,
+            tso: None,
+        }
+    }
+}
+
+/// Ring sizes and buffer sizes of the software driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Descriptors per ring (igbvf default 256; a multiple of 8).
+    pub ring: u32,
+    /// `adapter->rx_buffer_len`: 1522 for MTU 1500 (one-buffer mode); ≥ 2048 selects header
+    /// split with a 128-byte header buffer and half-page (2 KiB) packet buffers.
+    pub rx_buffer_len: u32,
+    /// The MAC igbvf picks with `eth_hw_addr_random` when the PF assigns none.
+    pub random_mac: [u8; 6],
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            ring: 64,
+            rx_buffer_len: 1522,
+            random_mac: [0x02, 0x5A, 0x5A, 0x00, 0x00, 0x01],
+        }
+    }
+}
+
+const IVAR_VALID: u32 = 0x80;
+const TX_SLOT: u64 = 2048;
+const RX_SLOT: u64 = 2048;
+const HDR_SLOT: u64 = 128;
+const POLLS: u32 = 2000;
+
+/// The in-process igbvf. Keeps its own copy of the guest memory handle (the "CPU" side).
+pub struct SoftIgbvf {
+    mem: GuestMemoryMmap,
+    cfg: DriverConfig,
+    base: u64,
+    // mailbox
+    cache: u32,
+    timeout: u32,
+    pub perm_addr: [u8; 6],
+    pub mac: [u8; 6],
+    // rings
+    tx_next_to_use: u32,
+    tx_next_to_clean: u32,
+    /// Per packet: (first descriptor, EOP descriptor).
+    tx_pending: std::collections::VecDeque<(u32, u32)>,
+    rx_next_to_use: u32,
+    rx_next_to_clean: u32,
+    rx_ps_hdr_size: u32,
+    /// Pieces of a frame spanning descriptors (igbvf carries the skb across them).
+    rx_partial: Vec<u8>,
+    rx_partial_descs: u32,
+    // interrupts
+    eims_tx: u32,
+    eims_rx: u32,
+    eims_other: u32,
+    /// `hw->mac.get_link_status`.
+    get_link_status: bool,
+    /// Frames received by the RX handler.
+    pub received: Vec<RxFrame>,
+    /// TX descriptors cleaned by the TX handler.
+    pub tx_cleaned: u32,
+    /// Times the mailbox ("other") handler ran.
+    pub other_irqs: u32,
+}
+
+impl SoftIgbvf {
+    /// Bytes of guest memory the driver uses from its base, for `ring` descriptors.
+    pub fn memory_needed(cfg: &DriverConfig) -> u64 {
+        let r = u64::from(cfg.ring);
+        0x2000 + r * (TX_SLOT + RX_SLOT + HDR_SLOT)
+    }
+
+    pub fn new(mem: GuestMemoryMmap, base: u64, cfg: DriverConfig) -> SoftIgbvf {
+        SoftIgbvf {
+            mem,
+            cfg,
+            base,
+            cache: 0,
+            timeout: 0,
+            perm_addr: [0; 6],
+            mac: [0; 6],
+            tx_next_to_use: 0,
+            tx_next_to_clean: 0,
+            tx_pending: Default::default(),
+            rx_next_to_use: 0,
+            rx_next_to_clean: 0,
+            rx_ps_hdr_size: 0,
+            rx_partial: Vec::new(),
+            rx_partial_descs: 0,
+            eims_tx: 0,
+            eims_rx: 0,
+            eims_other: 0,
+            get_link_status: true,
+            received: Vec::new(),
+            tx_cleaned: 0,
+            other_irqs: 0,
+        }
+    }
+
+    // ----- layout -----
+
+    pub fn tx_ring_addr(&self) -> u64 {
+        self.base
+    }
+
+    pub fn rx_ring_addr(&self) -> u64 {
+        self.base + 0x1000
+    }
+
+    fn tx_buf(&self, i: u32) -> u64 {
+        self.base + 0x2000 + u64::from(i) * TX_SLOT
+    }
+
+    pub fn rx_buf(&self, i: u32) -> u64 {
+        self.base + 0x2000 + u64::from(self.cfg.ring) * TX_SLOT + u64::from(i) * RX_SLOT
+    }
+
+    pub fn rx_hdr_buf(&self, i: u32) -> u64 {
+        self.base
+            + 0x2000
+            + u64::from(self.cfg.ring) * (TX_SLOT + RX_SLOT)
+            + u64::from(i) * HDR_SLOT
+    }
+
+    pub fn tx_desc_addr(&self, i: u32) -> u64 {
+        self.tx_ring_addr() + u64::from(i) * DESC_LEN as u64
+    }
+
+    pub fn rx_desc_addr(&self, i: u32) -> u64 {
+        self.rx_ring_addr() + u64::from(i) * DESC_LEN as u64
+    }
+
+    fn read_desc(&self, at: u64) -> DescBytes {
+        let mut b = [0u8; DESC_LEN];
+        self.mem
+            .read_slice(&mut b, GuestAddress(at))
+            .expect("driver ring inside its memory");
+        b
+    }
+
+    fn write_desc(&self, at: u64, b: &DescBytes) {
+        self.mem
+            .write_slice(b, GuestAddress(at))
+            .expect("driver ring inside its memory");
+    }
+
+    // ----- registers -----
+
+    pub fn rd(&self, vf: &mut Vf, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        vf.region_read(0, off, &mut b).expect("4-byte BAR0 read");
+        u32::from_le_bytes(b)
+    }
+
+    pub fn wr(&self, vf: &mut Vf, off: u64, v: u32) {
+        vf.region_write(0, off, &v.to_le_bytes())
+            .expect("4-byte BAR0 write");
+    }
+
+    // ----- mailbox (mbx.c) -----
+
+    fn read_v2p(&mut self, vf: &mut Vf) -> u32 {
+        let v = self.rd(vf, regs::V2PMAILBOX) | self.cache;
+        self.cache |= v & v2p::R2C;
+        v
+    }
+
+    fn check_bit(&mut self, vf: &mut Vf, mask: u32) -> bool {
+        let v = self.read_v2p(vf);
+        self.cache &= !mask;
+        v & mask != 0
+    }
+
+    fn obtain_lock(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+        self.wr(vf, regs::V2PMAILBOX, v2p::VFU);
+        if self.read_v2p(vf) & v2p::VFU != 0 {
+            Ok(())
+        } else {
+            Err(DrvError::MailboxLock)
+        }
+    }
+
+    /// e1000_write_posted_mbx: write, then poll for PFACK.
+    pub fn write_posted(&mut self, vf: &mut Vf, words: &[u32]) -> Result<(), DrvError> {
+        if self.timeout == 0 {
+            return Err(DrvError::MailboxTimeout);
+        }
+        self.obtain_lock(vf)?;
+        // Flush stale PFSTS/PFACK (e1000_check_for_msg_vf / e1000_check_for_ack_vf).
+        self.check_bit(vf, v2p::PFSTS);
+        self.check_bit(vf, v2p::PFACK);
+        for (i, w) in words.iter().take(MAILBOX_WORDS).enumerate() {
+            self.wr(vf, regs::VMBMEM + 4 * i as u64, *w);
+        }
+        self.wr(vf, regs::V2PMAILBOX, v2p::REQ);
+        self.poll(vf, v2p::PFACK)
+    }
+
+    /// e1000_read_posted_mbx: poll for PFSTS, then lock, read, ACK.
+    pub fn read_posted(&mut self, vf: &mut Vf, n: usize) -> Result<Vec<u32>, DrvError> {
+        if self.timeout == 0 {
+            return Err(DrvError::MailboxTimeout);
+        }
+        self.poll(vf, v2p::PFSTS)?;
+        self.read_mbx(vf, n)
+    }
+
+    fn read_mbx(&mut self, vf: &mut Vf, n: usize) -> Result<Vec<u32>, DrvError> {
+        self.obtain_lock(vf)?;
+        let words = (0..n.min(MAILBOX_WORDS))
+            .map(|i| self.rd(vf, regs::VMBMEM + 4 * i as u64))
+            .collect();
+        self.wr(vf, regs::V2PMAILBOX, v2p::ACK);
+        Ok(words)
+    }
+
+    fn poll(&mut self, vf: &mut Vf, mask: u32) -> Result<(), DrvError> {
+        let mut countdown = self.timeout;
+        while countdown > 0 && !self.check_bit(vf, mask) {
+            countdown -= 1;
+        }
+        if countdown == 0 {
+            self.timeout = 0;
+            return Err(DrvError::MailboxTimeout);
+        }
+        Ok(())
+    }
+
+    // ----- probe (vf.c) -----
+
+    /// e1000_reset_hw_vf: VTCTRL.RST, wait for RSTI/RSTD to clear, VF_RESET, read the MAC.
+    pub fn reset_hw(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+        let ctrl = self.rd(vf, regs::VTCTRL);
+        self.wr(vf, regs::VTCTRL, ctrl | regs::ctrl::RST);
+        let mut timeout = 200;
+        while timeout > 0 && self.check_bit(vf, v2p::RSTD | v2p::RSTI) {
+            timeout -= 1;
+        }
+        if timeout == 0 {
+            return Err(DrvError::PfInReset);
+        }
+        self.timeout = POLLS;
+        self.write_posted(vf, &[u32::from(msg::ID_VF_RESET)])?;
+        let r = self.read_posted(vf, 3)?;
+        let id = u32::from(msg::ID_VF_RESET);
+        if r[0] == id | msg::ACK {
+            let a = r[1].to_le_bytes();
+            let b = r[2].to_le_bytes();
+            self.perm_addr = [a[0], a[1], a[2], a[3], b[0], b[1]];
+        } else if r[0] == id | msg::NACK {
+            self.perm_addr = [0; 6];
+        } else {
+            return Err(DrvError::MacInit);
+        }
+        Ok(())
+    }
+
+    /// e1000_rar_set_vf: SET_MAC_ADDR; on NACK the VF keeps its permanent MAC.
+    pub fn set_mac(&mut self, vf: &mut Vf, mac: [u8; 6]) -> Result<bool, DrvError> {
+        let w1 = u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]);
+        let w2 = u32::from_le_bytes([mac[4], mac[5], 0, 0]);
+        self.write_posted(vf, &[u32::from(msg::ID_SET_MAC_ADDR), w1, w2])?;
+        let r = self.read_posted(vf, 3)?;
+        let acked = r[0] & msg::NACK == 0;
+        self.mac = if acked { mac } else { self.perm_addr };
+        Ok(acked)
+    }
+
+    /// igbvf_probe as far as the device is concerned: enable memory + bus mastering and
+    /// MSI-X in config space, `igbvf_irq_disable`, `reset_hw`, `read_mac_addr` (a random MAC
+    /// when the PF assigned none), then `igbvf_reset` (`reset_hw` + `init_hw`: SET_MAC_ADDR).
+    /// Returns the MAC the netdev gets.
+    pub fn probe(&mut self, vf: &mut Vf) -> Result<[u8; 6], DrvError> {
+        // pci_enable_device_mem + pci_set_master.
+        vf.config_write(0x04, &0x0006u16.to_le_bytes());
+        // pci_enable_msix_range(3, 3): MSI-X Enable in the capability at 0x70.
+        let mut mc = [0u8; 2];
+        vf.config_read(0x72, &mut mc);
+        let mc = u16::from_le_bytes(mc) | 0x8000;
+        vf.config_write(0x72, &mc.to_le_bytes());
+        self.irq_disable(vf);
+        self.reset_hw(vf)?;
+        self.mac = self.perm_addr;
+        if self.mac == [0; 6] {
+            // "MAC address not assigned by administrator." → eth_hw_addr_random.
+            self.mac = self.cfg.random_mac;
+        }
+        // igbvf_reset: reset_hw again, then init_hw (rar_set with mac.addr).
+        self.reset_hw(vf)?;
+        let want = self.mac;
+        self.set_mac(vf, want)?;
+        if self.mac == [0; 6] {
+            self.mac = want;
+        }
+        Ok(self.mac)
+    }
+
+    // ----- interrupts (netdev.c) -----
+
+    pub fn irq_disable(&self, vf: &mut Vf) {
+        self.wr(vf, regs::VTEIMC, !0);
+        self.wr(vf, regs::VTEIAC, 0);
+    }
+
+    /// igbvf_configure_msix: TX0 → vector 0, RX0 → vector 1 (read-modify-write of IVAR0),
+    /// EITR writes, mailbox → vector 2 in IVAR_MISC.
+    pub fn configure_msix(&mut self, vf: &mut Vf) {
+        let itr = 0x0000_0FA0;
+        let ivar = self.rd(vf, regs::VTIVAR);
+        self.wr(vf, regs::VTIVAR, (ivar & 0xFFFF_00FF) | (IVAR_VALID << 8));
+        self.eims_tx = 1;
+        self.wr(vf, regs::VTEITR0, itr);
+        let ivar = self.rd(vf, regs::VTIVAR);
+        self.wr(vf, regs::VTIVAR, (ivar & 0xFFFF_FF00) | 1 | IVAR_VALID);
+        self.eims_rx = 1 << 1;
+        self.wr(vf, regs::VTEITR0 + 4, itr);
+        self.wr(vf, regs::VTIVAR_MISC, 2 | IVAR_VALID);
+        self.eims_other = 1 << 2;
+        let _ = self.rd(vf, regs::VTSTATUS);
+    }
+
+    pub fn eims_enable_mask(&self) -> u32 {
+        self.eims_tx | self.eims_rx | self.eims_other
+    }
+
+    pub fn irq_enable(&self, vf: &mut Vf) {
+        let m = self.eims_enable_mask();
+        self.wr(vf, regs::VTEIAC, m);
+        self.wr(vf, regs::VTEIAM, m);
+        self.wr(vf, regs::VTEIMS, m);
+    }
+
+    // ----- open (netdev.c) -----
+
+    /// igbvf_configure_tx.
+    pub fn configure_tx(&mut self, vf: &mut Vf) {
+        let txdctl = self.rd(vf, regs::TX_BASE + q::DCTL);
+        self.wr(vf, regs::TX_BASE + q::DCTL, txdctl & !dctl::ENABLE);
+        let _ = self.rd(vf, regs::VTSTATUS);
+        self.wr(vf, regs::TX_BASE + q::DLEN, self.cfg.ring * DESC_LEN as u32);
+        let tdba = self.tx_ring_addr();
+        self.wr(vf, regs::TX_BASE + q::DBAL, tdba as u32);
+        self.wr(vf, regs::TX_BASE + q::DBAH, (tdba >> 32) as u32);
+        self.wr(vf, regs::TX_BASE + q::DH, 0);
+        self.wr(vf, regs::TX_BASE + q::DT, 0);
+        let dca = self.rd(vf, regs::TX_BASE + q::DCA_CTL);
+        self.wr(vf, regs::TX_BASE + q::DCA_CTL, dca & !(1 << 11));
+        self.wr(vf, regs::TX_BASE + q::DCTL, txdctl | dctl::ENABLE);
+        self.tx_next_to_use = 0;
+        self.tx_next_to_clean = 0;
+        self.tx_pending.clear();
+    }
+
+    /// igbvf_setup_srrctl.
+    pub fn setup_srrctl(&mut self, vf: &mut Vf) {
+        let mut s = srrctl::DROP_EN;
+        s |= self.cfg.rx_buffer_len.div_ceil(1024);
+        if self.cfg.rx_buffer_len < 2048 {
+            self.rx_ps_hdr_size = 0;
+            s |= srrctl::DESCTYPE_ADV_ONEBUF << srrctl::DESCTYPE_SHIFT;
+        } else {
+            self.rx_ps_hdr_size = 128;
+            // BSIZEHDRSIZE_SHIFT is 2 in igbvf: 128 << 2 = 2 << 8 (64-byte units).
+            s |= self.rx_ps_hdr_size << 2;
+            s |= srrctl::DESCTYPE_HDR_SPLIT_ALWAYS << srrctl::DESCTYPE_SHIFT;
+        }
+        self.wr(vf, regs::RX_BASE + q::SRRCTL, s);
+    }
+
+    /// igbvf_configure_rx (+ igbvf_set_rlpml: SET_LPE).
+    pub fn configure_rx(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+        let rxdctl = self.rd(vf, regs::RX_BASE + q::DCTL);
+        self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl & !dctl::ENABLE);
+        let _ = self.rd(vf, regs::VTSTATUS);
+        let rdba = self.rx_ring_addr();
+        self.wr(vf, regs::RX_BASE + q::DBAL, rdba as u32);
+        self.wr(vf, regs::RX_BASE + q::DBAH, (rdba >> 32) as u32);
+        self.wr(vf, regs::RX_BASE + q::DLEN, self.cfg.ring * DESC_LEN as u32);
+        self.wr(vf, regs::RX_BASE + q::DH, 0);
+        self.wr(vf, regs::RX_BASE + q::DT, 0);
+        let mut rxdctl = (rxdctl | dctl::ENABLE) & 0xFFF0_0000;
+        rxdctl |= 16 | (8 << 8) | (4 << 16);
+        // e1000_rlpml_set_vf: max_frame_size + VLAN_TAG_SIZE.
+        self.write_posted(vf, &[u32::from(msg::ID_SET_LPE), 1518 + 4])?;
+        let _ = self.read_posted(vf, 1)?;
+        self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl);
+        self.rx_next_to_use = 0;
+        self.rx_next_to_clean = 0;
+        self.rx_partial.clear();
+        self.rx_partial_descs = 0;
+        Ok(())
+    }
+
+    fn rx_desc_unused(&self) -> u32 {
+        let n = self.cfg.ring;
+        if self.rx_next_to_clean > self.rx_next_to_use {
+            self.rx_next_to_clean - self.rx_next_to_use - 1
+        } else {
+            n + self.rx_next_to_clean - self.rx_next_to_use - 1
+        }
+    }
+
+    /// igbvf_alloc_rx_buffers: refresh `count` descriptors and write RDT = last one.
+    pub fn alloc_rx_buffers(&mut self, vf: &mut Vf, count: u32) {
+        let n = self.cfg.ring;
+        let mut i = self.rx_next_to_use;
+        for _ in 0..count {
+            let d = if self.rx_ps_hdr_size > 0 {
+                RxReadDesc {
+                    pkt_addr: self.rx_buf(i),
+                    hdr_addr: self.rx_hdr_buf(i),
+                }
+            } else {
+                RxReadDesc {
+                    pkt_addr: self.rx_buf(i),
+                    hdr_addr: 0,
+                }
+            };
+            let mut b = [0u8; DESC_LEN];
+            d.emit(&mut b);
+            self.write_desc(self.rx_desc_addr(i), &b);
+            i = (i + 1) % n;
+        }
+        if self.rx_next_to_use != i {
+            self.rx_next_to_use = i;
+            let tail = if i == 0 { n - 1 } else { i - 1 };
+            self.wr(vf, regs::RX_BASE + q::DT, tail);
+        }
+    }
+
+    /// igbvf_open: igbvf_configure (SET_MULTICAST, TX, SRRCTL, RX, buffers), request_irq
+    /// (igbvf_configure_msix), clear pending (read EICR), igbvf_irq_enable.
+    pub fn open(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+        // igbvf_set_multi → e1000_update_mc_addr_list_vf: 16 words, no addresses.
+        let mut words = [0u32; MAILBOX_WORDS];
+        words[0] = u32::from(msg::ID_SET_MULTICAST);
+        self.write_posted(vf, &words)?;
+        let _ = self.read_posted(vf, 1)?;
+        self.configure_tx(vf);
+        self.setup_srrctl(vf);
+        self.configure_rx(vf)?;
+        let unused = self.rx_desc_unused();
+        self.alloc_rx_buffers(vf, unused);
+        self.configure_msix(vf);
+        let _ = self.rd(vf, regs::VTEICR);
+        self.irq_enable(vf);
+        self.get_link_status = true;
+        Ok(())
+    }
+
+    /// e1000_check_for_link_vf as igbvf's watchdog runs it: link is up when STATUS.LU is set
+    /// and the last PF message in the mailbox carries CTS.
+    pub fn check_link(&mut self, vf: &mut Vf) -> bool {
+        // A pending reset indication or a disarmed mailbox forces a re-check.
+        let rst = self.check_bit(vf, v2p::RSTD | v2p::RSTI);
+        if rst || self.timeout == 0 {
+            self.get_link_status = true;
+        }
+        if !self.get_link_status {
+            return true;
+        }
+        if self.rd(vf, regs::VTSTATUS) & regs::status::LU == 0 {
+            return false;
+        }
+        let Ok(w) = self.read_mbx(vf, 1) else {
+            return false;
+        };
+        if w[0] & msg::CTS == 0 || self.timeout == 0 {
+            return false;
+        }
+        self.get_link_status = false;
+        true
+    }
+
+    // ----- TX -----
+
+    fn tx_desc_unused(&self) -> u32 {
+        let n = self.cfg.ring;
+        if self.tx_next_to_clean > self.tx_next_to_use {
+            self.tx_next_to_clean - self.tx_next_to_use - 1
+        } else {
+            n + self.tx_next_to_clean - self.tx_next_to_use - 1
+        }
+    }
+
+    /// igbvf_xmit_frame_ring_adv: an optional context descriptor (igbvf_tso / igbvf_tx_csum),
+    /// the data descriptors (igbvf_tx_map_adv + igbvf_tx_queue_adv), EOP|RS on the last, TDT.
+    pub fn xmit(&mut self, vf: &mut Vf, frame: &[u8], opts: &XmitOpts) -> Result<(), DrvError> {
+        let frag = opts.frag.clamp(1, TX_SLOT as usize);
+        let chunks: Vec<&[u8]> = frame.chunks(frag).collect();
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let need = chunks.len() as u32 + 1;
+        if self.tx_desc_unused() < need + 3 {
+            return Err(DrvError::TxRingFull);
+        }
+        let n = self.cfg.ring;
+        let first = self.tx_next_to_use;
+        let mut i = first;
+        let mut hdr_len = 0u32;
+        let ctx = if let Some((maclen, iplen, l4len, mss, ipv4)) = opts.tso {
+            hdr_len = u32::from(maclen) + u32::from(iplen) + u32::from(l4len);
+            Some(TxContextDesc {
+                iplen,
+                maclen,
+                vlan: opts.vlan.unwrap_or(0),
+                ipv4,
+                l4t: L4Type::Tcp,
+                l4len,
+                mss,
+                ..Default::default()
+            })
+        } else if opts.csum.is_some() || opts.vlan.is_some() {
+            let (maclen, iplen, tcp) = opts.csum.unwrap_or((14, 0, false));
+            Some(TxContextDesc {
+                iplen,
+                maclen,
+                vlan: opts.vlan.unwrap_or(0),
+                l4t: if tcp { L4Type::Tcp } else { L4Type::Udp },
+                ..Default::default()
+            })
+        } else {
+            None
+        };
+        if let Some(c) = ctx {
+            let mut b = [0u8; DESC_LEN];
+            TxDesc::Context(c).emit(&mut b);
+            self.write_desc(self.tx_desc_addr(i), &b);
+            i = (i + 1) % n;
+        }
+        let count = chunks.len();
+        let mut eop = i;
+        for (k, c) in chunks.into_iter().enumerate() {
+            let buf = self.tx_buf(i);
+            self.mem
+                .write_slice(c, GuestAddress(buf))
+                .expect("TX buffer inside driver memory");
+            let last = k + 1 == count;
+            let d = TxDataDesc {
+                addr: buf,
+                len: c.len() as u16,
+                eop: last,
+                ifcs: true,
+                rs: last && opts.rs,
+                vle: opts.vlan.is_some(),
+                tse: opts.tso.is_some(),
+                idx: 0,
+                ixsm: opts.tso.is_some_and(|t| t.4),
+                txsm: opts.tso.is_some() || opts.csum.is_some(),
+                paylen: frame.len() as u32 - hdr_len,
+            };
+            let mut b = [0u8; DESC_LEN];
+            TxDesc::Data(d).emit(&mut b);
+            self.write_desc(self.tx_desc_addr(i), &b);
+            eop = i;
+            i = (i + 1) % n;
+        }
+        self.tx_pending.push_back((first, eop));
+        self.tx_next_to_use = i;
+        self.wr(vf, regs::TX_BASE + q::DT, i);
+        Ok(())
+    }
+
+    /// igbvf_clean_tx_irq: reclaim packets whose EOP descriptor has DD. Returns packets
+    /// cleaned.
+    pub fn clean_tx(&mut self) -> usize {
+        let n = self.cfg.ring;
+        let mut cleaned = 0;
+        while let Some(&(first, eop)) = self.tx_pending.front() {
+            let b = self.read_desc(self.tx_desc_addr(eop));
+            let status = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
+            if status & tx_olinfo::DD == 0 {
+                break;
+            }
+            let mut i = first;
+            loop {
+                // tx_desc->wb.status = 0
+                let at = self.tx_desc_addr(i) + 12;
+                self.mem
+                    .write_obj(0u32, GuestAddress(at))
+                    .expect("driver ring");
+                self.tx_cleaned += 1;
+                let done = i == eop;
+                i = (i + 1) % n;
+                if done {
+                    break;
+                }
+            }
+            self.tx_next_to_clean = i;
+            self.tx_pending.pop_front();
+            cleaned += 1;
+        }
+        cleaned
+    }
+
+    /// Whether DD is set in descriptor `i` of the TX ring (status dword).
+    pub fn tx_dd(&self, i: u32) -> bool {
+        let b = self.read_desc(self.tx_desc_addr(i));
+        u32::from_le_bytes([b[12], b[13], b[14], b[15]]) & tx_olinfo::DD != 0
+    }
+
+    pub fn tx_pending(&self) -> usize {
+        self.tx_pending.len()
+    }
+
+    // ----- RX -----
+
+    /// The write-back of RX descriptor `i` as it stands.
+    pub fn rx_write_back(&self, i: u32) -> RxWriteBack {
+        RxWriteBack::parse(&self.read_desc(self.rx_desc_addr(i)))
+    }
+
+    /// igbvf_clean_rx_irq: hand every completed frame to the "stack" (`received`), then
+    /// refill the ring. Returns frames received.
+    pub fn clean_rx(&mut self, vf: &mut Vf) -> usize {
+        let n = self.cfg.ring;
+        let mut got = 0;
+        let mut cleaned = 0;
+        loop {
+            let i = self.rx_next_to_clean;
+            let at = self.rx_desc_addr(i);
+            let wb = RxWriteBack::parse(&self.read_desc(at));
+            if !wb.dd() {
+                break;
+            }
+            cleaned += 1;
+            let length = usize::from(wb.length);
+            if self.rx_ps_hdr_size == 0 {
+                let mut d = vec![0u8; length];
+                self.mem
+                    .read_slice(&mut d, GuestAddress(self.rx_buf(i)))
+                    .expect("driver buffer");
+                self.rx_partial.extend_from_slice(&d);
+            } else {
+                if self.rx_partial_descs == 0 {
+                    let hlen = usize::from(wb.hdr_len).min(self.rx_ps_hdr_size as usize);
+                    let mut h = vec![0u8; hlen];
+                    self.mem
+                        .read_slice(&mut h, GuestAddress(self.rx_hdr_buf(i)))
+                        .expect("driver buffer");
+                    self.rx_partial.extend_from_slice(&h);
+                }
+                if length > 0 {
+                    let mut d = vec![0u8; length];
+                    self.mem
+                        .read_slice(&mut d, GuestAddress(self.rx_buf(i)))
+                        .expect("driver buffer");
+                    self.rx_partial.extend_from_slice(&d);
+                }
+            }
+            self.rx_partial_descs += 1;
+            if wb.eop() {
+                let data = std::mem::take(&mut self.rx_partial);
+                let descriptors = std::mem::take(&mut self.rx_partial_descs);
+                if wb.status_error & rx_status::ERR_FRAME_MASK == 0 {
+                    let vlan = (wb.status_error & rx_status::VP != 0).then_some(wb.vlan & 0x0FFF);
+                    self.received.push(RxFrame {
+                        data,
+                        vlan,
+                        descriptors,
+                    });
+                    got += 1;
+                }
+            }
+            // rx_desc->wb.upper.status_error = 0
+            self.mem
+                .write_obj(0u32, GuestAddress(at + 8))
+                .expect("driver ring");
+            self.rx_next_to_clean = (i + 1) % n;
+        }
+        let _ = rx_hdr::SPH;
+        if cleaned > 0 {
+            let unused = self.rx_desc_unused();
+            if unused > 0 {
+                self.alloc_rx_buffers(vf, unused);
+            }
+        }
+        got
+    }
+
+    // ----- MSI-X handlers -----
+
+    /// Runs the handlers of the vectors the VF fired: igbvf_intr_msix_tx (clean, then EIMS or
+    /// EICS), igbvf_intr_msix_rx + igbvf_poll (clean, then EIMS), igbvf_msix_other (link
+    /// re-check scheduled, EIMS). Vectors fired by the handlers' own writes run too.
+    pub fn handle_irqs(&mut self, vf: &mut Vf, log: &IrqLog) {
+        for _ in 0..64 {
+            let fired = log.take();
+            if fired.is_empty() {
+                return;
+            }
+            for v in fired {
+                match v {
+                    0 => {
+                        let _ = self.clean_tx();
+                        self.wr(vf, regs::VTEIMS, self.eims_tx);
+                    }
+                    1 => {
+                        let _ = self.clean_rx(vf);
+                        self.wr(vf, regs::VTEIMS, self.eims_rx);
+                    }
+                    _ => {
+                        self.other_irqs += 1;
+                        self.get_link_status = true;
+                        self.wr(vf, regs::VTEIMS, self.eims_other);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A MAC as the eswitch types it.
+pub fn mac(b: [u8; 6]) -> MacAddr {
+    MacAddr(b)
+}

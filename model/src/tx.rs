@@ -1,0 +1,456 @@
+//! The TX queues of a VF: their registers (spec §2.5) and the engine that runs when the guest
+//! writes TDT (spec §2.8): advanced context (DTYP 0010) and data (DTYP 0011) descriptors from
+//! TDH up to TDT, a packet gathered across data descriptors until EOP, offloads applied, the
+//! frames handed to the owner's sink, DD written back into every descriptor with RS once its
+//! packet is consumed, TDH advanced.
+//!
+//! Hostile input is an error on this queue only, counted by [`TxError`]:
+//! - a packet whose descriptors are bad (DTALEN 0, unknown type, > [`MAX_TX_PACKET`] bytes, a
+//!   buffer outside guest memory, an offload the engine refuses) is consumed and dropped, with
+//!   DD written back as usual so the driver's ring keeps moving;
+//! - no EOP within [`MAX_DESC_PER_PACKET`] descriptors: those descriptors are consumed;
+//! - TDH/TDT beyond TDLEN: the tail write is not acted on;
+//! - the descriptor ring outside guest memory: the queue stops (TXDCTL.ENABLE cleared).
+//!
+//! Shaping: the sink may answer [`TxVerdict::Defer`]; the queue then pauses with that frame
+//! not consumed (TDH stays on its packet) until the owner calls `Vf::tx_resume`. A TSO packet
+//! paused between segments resumes at the segment that was deferred: no loss, no duplicate.
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+use vm_memory::{Bytes as _, GuestAddress, GuestMemory};
+
+use crate::desc::{
+    tx_olinfo, DescBytes, TxContextDesc, TxDataDesc, TxDesc, DESC_LEN, TX_STATUS_OFFSET,
+};
+use crate::regs::{dctl, q, DBAL_MASK, DLEN_MASK};
+use crate::stats::{Counters, TxError};
+
+/// Largest packet (all data descriptors of one packet) the engine gathers: 64 KiB, the TSO
+/// limit of the 82576 and more than any igbvf skb.
+pub const MAX_TX_PACKET: usize = 64 * 1024;
+/// Most descriptors (context + data) one packet may span.
+pub const MAX_DESC_PER_PACKET: u32 = 64;
+/// Context slots per queue (IDX is masked to this).
+pub const CONTEXT_SLOTS: usize = 2;
+
+/// What the owner's sink did with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxVerdict {
+    /// Taken (delivered, dropped by policy, or queued: the VF's part is done).
+    Sent,
+    /// Not taken: the rate limiter wants the queue paused until `until_ns`; the owner calls
+    /// `Vf::tx_resume` then.
+    Defer { until_ns: u64 },
+}
+
+/// The frame sink: called once per frame (one per segment for TSO), on the thread that
+/// wrote TDT, with no VF lock held.
+pub type TxSink = dyn FnMut(Bytes) -> TxVerdict + Send;
+
+/// The offload request of one packet: its data descriptor flags and context.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxRequest {
+    /// The context descriptor of the slot the first data descriptor names.
+    pub ctx: TxContextDesc,
+    /// TSE: TCP/UDP segmentation with `ctx.mss`.
+    pub tse: bool,
+    /// POPTS.IXSM: IPv4 header checksum.
+    pub ixsm: bool,
+    /// POPTS.TXSM: L4 checksum.
+    pub txsm: bool,
+    /// VLE: insert `ctx.vlan`.
+    pub vle: bool,
+    /// PAYLEN of the first data descriptor.
+    pub paylen: u32,
+}
+
+impl TxRequest {
+    pub fn needs_offload(&self) -> bool {
+        self.tse || self.ixsm || self.txsm || self.vle
+    }
+}
+
+/// Why an offload engine refused a packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffloadFailure(pub String);
+
+/// The seam to the TX offload code (checksums, TSO/USO, VLAN insertion). Must be
+/// deterministic: a paused TSO packet is segmented again on resume.
+pub trait TxOffload: Send + Sync {
+    fn apply(
+        &self,
+        frame: &[u8],
+        req: &TxRequest,
+        out: &mut dyn FnMut(Bytes),
+    ) -> Result<(), OffloadFailure>;
+}
+
+/// VLAN insertion only; checksum and segmentation requests are refused. The default until
+/// the full offload engine is plugged in with `Vf::set_offload`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VlanOnlyOffload;
+
+impl TxOffload for VlanOnlyOffload {
+    fn apply(
+        &self,
+        frame: &[u8],
+        req: &TxRequest,
+        out: &mut dyn FnMut(Bytes),
+    ) -> Result<(), OffloadFailure> {
+        if req.tse || req.ixsm || req.txsm {
+            return Err(OffloadFailure(
+                "checksum/segmentation offload not available".into(),
+            ));
+        }
+        if frame.len() < 12 {
+            return Err(OffloadFailure(
+                "frame shorter than its MAC addresses".into(),
+            ));
+        }
+        let mut f = Vec::with_capacity(frame.len() + 4);
+        f.extend_from_slice(&frame[..12]);
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&req.ctx.vlan.to_be_bytes());
+        f.extend_from_slice(&frame[12..]);
+        out(Bytes::from(f));
+        Ok(())
+    }
+}
+
+/// A pause requested by the sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxPause {
+    pub until_ns: u64,
+    /// TDH of the paused packet.
+    tdh: u32,
+    /// Frames of that packet already taken by the sink.
+    frames_done: usize,
+}
+
+/// The registers and engine state of one TX queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxRing {
+    pub tdbal: u32,
+    pub tdbah: u32,
+    pub tdlen: u32,
+    pub tdh: u32,
+    pub txctl: u32,
+    pub tdt: u32,
+    pub txdctl: u32,
+    pub tdwbal: u32,
+    pub tdwbah: u32,
+    ctx: [TxContextDesc; CONTEXT_SLOTS],
+    pause: Option<TxPause>,
+}
+
+/// What one engine run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxRun {
+    /// DD was written back (raise the queue's TX cause).
+    pub wrote_back: bool,
+    /// The queue paused on a deferred frame.
+    pub paused_until: Option<u64>,
+}
+
+impl TxRing {
+    /// QEMU's reset values (spec §2.5): TXDCTL0 = ENABLE.
+    pub fn reset_value(queue: usize) -> TxRing {
+        TxRing {
+            tdbal: 0,
+            tdbah: 0,
+            tdlen: 0,
+            tdh: 0,
+            txctl: 0,
+            tdt: 0,
+            txdctl: if queue == 0 { dctl::ENABLE } else { 0 },
+            tdwbal: 0,
+            tdwbah: 0,
+            ctx: [TxContextDesc::default(); CONTEXT_SLOTS],
+            pause: None,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.txdctl & dctl::ENABLE != 0
+    }
+
+    pub fn base(&self) -> u64 {
+        (u64::from(self.tdbah) << 32) | u64::from(self.tdbal)
+    }
+
+    pub fn len(&self) -> u32 {
+        self.tdlen / DESC_LEN as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn pause(&self) -> Option<TxPause> {
+        self.pause
+    }
+
+    /// Forget a pause (queue reset / disable).
+    pub fn clear_pause(&mut self) {
+        self.pause = None;
+    }
+
+    pub fn read(&self, rel: u64) -> u32 {
+        match rel {
+            q::DBAL => self.tdbal,
+            q::DBAH => self.tdbah,
+            q::DLEN => self.tdlen,
+            q::DH => self.tdh,
+            q::DCA_CTL => self.txctl,
+            q::DT => self.tdt,
+            q::DCTL => self.txdctl,
+            q::TDWBAL => self.tdwbal,
+            q::TDWBAH => self.tdwbah,
+            _ => 0,
+        }
+    }
+
+    /// Register write; returns true when the engine should run (TDT written, or the queue
+    /// enabled with work pending).
+    pub fn write(&mut self, rel: u64, v: u32) -> bool {
+        match rel {
+            q::DBAL => self.tdbal = v & DBAL_MASK,
+            q::DBAH => self.tdbah = v,
+            q::DLEN => self.tdlen = v & DLEN_MASK,
+            q::DH => {
+                self.tdh = v & 0xFFFF;
+                self.pause = None;
+            }
+            q::DCA_CTL => self.txctl = v,
+            q::DT => {
+                self.tdt = v & 0xFFFF;
+                return true;
+            }
+            q::DCTL => {
+                let was = self.enabled();
+                self.txdctl = v;
+                if !self.enabled() {
+                    self.pause = None;
+                }
+                return !was && self.enabled();
+            }
+            q::TDWBAL => self.tdwbal = v,
+            q::TDWBAH => self.tdwbah = v,
+            _ => {}
+        }
+        false
+    }
+
+    fn desc_addr(&self, index: u32) -> u64 {
+        self.base().wrapping_add(u64::from(index) * DESC_LEN as u64)
+    }
+
+    /// Runs the engine from TDH to TDT. `resume` lifts a pause (the owner's deadline passed).
+    pub(crate) fn run<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        offload: &dyn TxOffload,
+        sink: &mut TxSink,
+        counters: &Counters,
+        vf: u16,
+        resume: bool,
+    ) -> TxRun {
+        let mut run = TxRun::default();
+        if let Some(p) = self.pause {
+            if !resume {
+                run.paused_until = Some(p.until_ns);
+                return run;
+            }
+        }
+        let n = self.len();
+        if self.tdh == self.tdt && self.pause.is_none() {
+            return run;
+        }
+        if n == 0 || self.tdh >= n || self.tdt >= n {
+            warn!(
+                vf,
+                tdlen = self.tdlen,
+                tdh = self.tdh,
+                tdt = self.tdt,
+                "TX ring registers out of range; tail write ignored"
+            );
+            counters.tx_error(TxError::BadRing);
+            self.pause = None;
+            return run;
+        }
+        while self.tdh != self.tdt {
+            let frames_done = match self.pause.take() {
+                Some(p) if p.tdh == self.tdh => p.frames_done,
+                _ => 0,
+            };
+            match self.one_packet(mem, offload, sink, counters, vf, frames_done) {
+                Step::Consumed { wrote_back } => run.wrote_back |= wrote_back,
+                Step::Incomplete => break,
+                Step::Stopped => break,
+                Step::Paused(p) => {
+                    run.paused_until = Some(p.until_ns);
+                    self.pause = Some(p);
+                    break;
+                }
+            }
+        }
+        run
+    }
+
+    fn read_desc<M: GuestMemory>(&mut self, mem: &M, idx: u32, vf: u16) -> Option<TxDesc> {
+        let mut b: DescBytes = [0; DESC_LEN];
+        match mem.read_slice(&mut b, GuestAddress(self.desc_addr(idx))) {
+            Ok(()) => Some(TxDesc::parse(&b)),
+            Err(e) => {
+                warn!(vf, index = idx, base = self.base(), error = %e, "TX descriptor ring outside guest memory; queue stopped");
+                self.txdctl &= !dctl::ENABLE;
+                None
+            }
+        }
+    }
+
+    fn one_packet<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        offload: &dyn TxOffload,
+        sink: &mut TxSink,
+        counters: &Counters,
+        vf: u16,
+        frames_done: usize,
+    ) -> Step {
+        let n = self.len();
+        // Scan for EOP without consuming anything.
+        let mut descs: Vec<(u32, TxDesc)> = Vec::new();
+        let mut i = self.tdh;
+        let mut error: Option<TxError> = None;
+        loop {
+            if i == self.tdt {
+                // The driver has not written the rest of the packet yet.
+                return Step::Incomplete;
+            }
+            let Some(d) = self.read_desc(mem, i, vf) else {
+                counters.tx_error(TxError::RingDma);
+                Counters::add(&counters.dma_errors, 1);
+                return Step::Stopped;
+            };
+            descs.push((i, d));
+            i = (i + 1) % n;
+            if matches!(
+                d,
+                TxDesc::Data(TxDataDesc { eop: true, .. }) | TxDesc::Unknown { eop: true, .. }
+            ) {
+                break;
+            }
+            if descs.len() as u32 >= MAX_DESC_PER_PACKET {
+                error = Some(TxError::TooManyDescriptors);
+                break;
+            }
+        }
+        let next = i;
+
+        // Gather.
+        let mut data: Vec<u8> = Vec::new();
+        let mut first: Option<TxDataDesc> = None;
+        for (_, d) in &descs {
+            if error.is_some() {
+                break;
+            }
+            match d {
+                TxDesc::Context(c) => self.ctx[usize::from(c.idx) % CONTEXT_SLOTS] = *c,
+                TxDesc::Data(dd) => {
+                    first.get_or_insert(*dd);
+                    let len = usize::from(dd.len);
+                    if len == 0 {
+                        error = Some(TxError::ZeroLength);
+                    } else if data.len() + len > MAX_TX_PACKET {
+                        error = Some(TxError::PacketTooLong);
+                    } else {
+                        let at = data.len();
+                        data.resize(at + len, 0);
+                        if mem
+                            .read_slice(&mut data[at..], GuestAddress(dd.addr))
+                            .is_err()
+                        {
+                            Counters::add(&counters.dma_errors, 1);
+                            error = Some(TxError::BufferDma);
+                        }
+                    }
+                }
+                TxDesc::Unknown { .. } => error = Some(TxError::UnknownDescriptor),
+            }
+        }
+
+        if error.is_none() {
+            if let Some(fd) = first {
+                let req = TxRequest {
+                    ctx: self.ctx[usize::from(fd.idx) % CONTEXT_SLOTS],
+                    tse: fd.tse,
+                    ixsm: fd.ixsm,
+                    txsm: fd.txsm,
+                    vle: fd.vle,
+                    paylen: fd.paylen,
+                };
+                let mut frames: Vec<Bytes> = Vec::new();
+                if req.needs_offload() {
+                    if let Err(e) = offload.apply(&data, &req, &mut |f| frames.push(f)) {
+                        debug!(vf, reason = %e.0, "TX offload refused the packet");
+                        error = Some(TxError::Offload);
+                        frames.clear();
+                    }
+                } else {
+                    frames.push(Bytes::from(data));
+                }
+                for (k, f) in frames.into_iter().enumerate().skip(frames_done) {
+                    let len = f.len() as u64;
+                    match sink(f) {
+                        TxVerdict::Sent => {
+                            Counters::add(&counters.tx_packets, 1);
+                            Counters::add(&counters.tx_bytes, len);
+                        }
+                        TxVerdict::Defer { until_ns } => {
+                            Counters::add(&counters.tx_deferred, 1);
+                            return Step::Paused(TxPause {
+                                until_ns,
+                                tdh: self.tdh,
+                                frames_done: k,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(e) = error {
+            debug!(vf, reason = e.name(), tdh = self.tdh, "TX packet dropped");
+            counters.tx_error(e);
+        }
+
+        // Consumed: write DD where RS is set, then move TDH past the packet.
+        let mut wrote_back = false;
+        for (idx, d) in &descs {
+            if let TxDesc::Data(dd) = d {
+                if dd.rs {
+                    let at = GuestAddress(self.desc_addr(*idx).wrapping_add(TX_STATUS_OFFSET));
+                    let status = mem.read_obj::<u32>(at).map(u32::from_le);
+                    let ok = status
+                        .and_then(|s| mem.write_obj((s | tx_olinfo::DD).to_le(), at))
+                        .is_ok();
+                    if ok {
+                        wrote_back = true;
+                    } else {
+                        Counters::add(&counters.dma_errors, 1);
+                    }
+                }
+            }
+        }
+        self.tdh = next;
+        Step::Consumed { wrote_back }
+    }
+}
+
+enum Step {
+    Consumed { wrote_back: bool },
+    Incomplete,
+    Stopped,
+    Paused(TxPause),
+}
