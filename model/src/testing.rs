@@ -786,10 +786,14 @@ impl SoftIgbvf {
             })
         } else if opts.csum.is_some() || opts.vlan.is_some() {
             let (maclen, iplen, tcp) = opts.csum.unwrap_or((14, 0, false));
+            // igbvf_tx_csum sets TUCMD.IPV4 for an IPv4 CHECKSUM_PARTIAL packet.
+            let ipv4 = opts.csum.is_some()
+                && frame.get(usize::from(maclen) - 2..usize::from(maclen)) == Some(&[0x08, 0x00]);
             Some(TxContextDesc {
                 iplen,
                 maclen,
                 vlan: opts.vlan.unwrap_or(0),
+                ipv4,
                 l4t: if tcp { L4Type::Tcp } else { L4Type::Udp },
                 ..Default::default()
             })

@@ -21,8 +21,9 @@ use tracing::{debug, warn};
 use vm_memory::{Bytes as _, GuestAddress, GuestMemory};
 
 use crate::desc::{
-    tx_olinfo, DescBytes, TxContextDesc, TxDataDesc, TxDesc, DESC_LEN, TX_STATUS_OFFSET,
+    tx_olinfo, DescBytes, L4Type, TxContextDesc, TxDataDesc, TxDesc, DESC_LEN, TX_STATUS_OFFSET,
 };
+use crate::offload;
 use crate::regs::{dctl, q, DBAL_MASK, DLEN_MASK};
 use crate::stats::{Counters, TxError};
 
@@ -86,35 +87,53 @@ pub trait TxOffload: Send + Sync {
     ) -> Result<(), OffloadFailure>;
 }
 
-/// VLAN insertion only; checksum and segmentation requests are refused. The default until
-/// the full offload engine is plugged in with `Vf::set_offload`.
+/// The 82576 offload engine of [`crate::offload`] (VLAN insertion, IPv4/L4 checksums, TCP
+/// and UDP segmentation) behind the [`TxOffload`] seam; the default of every VF.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct VlanOnlyOffload;
+pub struct HwOffload;
 
-impl TxOffload for VlanOnlyOffload {
+impl HwOffload {
+    /// The engine's view of a context descriptor.
+    pub fn context(c: &TxContextDesc) -> offload::TxContext {
+        offload::TxContext {
+            mac_len: c.maclen,
+            ip_len: c.iplen,
+            l4_len: c.l4len,
+            mss: c.mss,
+            l3: if c.ipv4 {
+                offload::L3Type::Ipv4
+            } else {
+                offload::L3Type::Ipv6
+            },
+            l4: match c.l4t {
+                L4Type::Udp => offload::L4Type::Udp,
+                L4Type::Tcp => offload::L4Type::Tcp,
+                L4Type::Sctp => offload::L4Type::Sctp,
+                L4Type::Unknown(_) => offload::L4Type::Other,
+            },
+            vlan: c.vlan,
+            idx: c.idx,
+        }
+    }
+}
+
+impl TxOffload for HwOffload {
     fn apply(
         &self,
         frame: &[u8],
         req: &TxRequest,
         out: &mut dyn FnMut(Bytes),
     ) -> Result<(), OffloadFailure> {
-        if req.tse || req.ixsm || req.txsm {
-            return Err(OffloadFailure(
-                "checksum/segmentation offload not available".into(),
-            ));
-        }
-        if frame.len() < 12 {
-            return Err(OffloadFailure(
-                "frame shorter than its MAC addresses".into(),
-            ));
-        }
-        let mut f = Vec::with_capacity(frame.len() + 4);
-        f.extend_from_slice(&frame[..12]);
-        f.extend_from_slice(&[0x81, 0x00]);
-        f.extend_from_slice(&req.ctx.vlan.to_be_bytes());
-        f.extend_from_slice(&frame[12..]);
-        out(Bytes::from(f));
-        Ok(())
+        let off = offload::TxOffloads {
+            tse: req.tse,
+            ixsm: req.ixsm,
+            txsm: req.txsm,
+            vle: req.vle,
+            paylen: req.paylen,
+        };
+        offload::apply(frame, &HwOffload::context(&req.ctx), &off, out)
+            .map(|_| ())
+            .map_err(|e| OffloadFailure(e.to_string()))
     }
 }
 

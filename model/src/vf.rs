@@ -32,7 +32,7 @@ use crate::intr::{Cause, Fire, IntrRegs, IrqSink};
 use crate::regs::{self, ctrl, status};
 use crate::rx::{write_frame, RxOutcome, RxRing};
 use crate::stats::{AccessError, Counters, RxDrop, VfStats};
-use crate::tx::{TxOffload, TxRing, TxRun, TxSink, TxVerdict, VlanOnlyOffload};
+use crate::tx::{HwOffload, TxOffload, TxRing, TxRun, TxSink, TxVerdict};
 use pcie::{BuildError, ConfigSpace};
 
 /// Guest memory as the vfio-user server hands it out.
@@ -319,7 +319,7 @@ impl Vf {
             pf,
             tx: [TxRing::reset_value(0), TxRing::reset_value(1)],
             sink: Box::new(|_| TxVerdict::Sent),
-            offload: Arc::new(VlanOnlyOffload),
+            offload: Arc::new(HwOffload),
             rx_posted: None,
             msix_table: [0; (regs::VF_VECTORS as usize) * regs::MSIX_TABLE_ENTRY as usize],
             pbacl: 0,
@@ -352,7 +352,7 @@ impl Vf {
         self.sink = sink;
     }
 
-    /// The TX offload engine (default: [`VlanOnlyOffload`]).
+    /// The TX offload engine (default: [`HwOffload`], the 82576 engine of `crate::offload`).
     pub fn set_offload(&mut self, offload: Arc<dyn TxOffload>) {
         self.offload = offload;
     }
@@ -543,7 +543,9 @@ impl Vf {
             return Err(AccessError::BadAccess);
         }
         match data.len() {
-            4 if offset.is_multiple_of(4) => data.copy_from_slice(&self.read_reg(offset).to_le_bytes()),
+            4 if offset.is_multiple_of(4) => {
+                data.copy_from_slice(&self.read_reg(offset).to_le_bytes())
+            }
             8 if offset.is_multiple_of(8) => {
                 let lo = self.read_reg(offset);
                 let hi = self.read_reg(offset + 4);
