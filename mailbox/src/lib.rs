@@ -47,14 +47,17 @@
 //! Pure: no I/O, no threads, no clock (time is passed in as nanoseconds).
 
 pub mod agent;
+pub mod config;
 pub mod mailbox;
 pub mod message;
+pub mod outcome;
 pub mod regs;
 
-pub use agent::{
-    AgentConfig, AgentOutcome, ConfigError, HwLimits, MacAssignment, PfAgent, PolicyChange,
-    PromiscPolicy, Refusal, RefusalCounters, RefusalReason, Reply, ResetChange, ServiceReport,
-    Trigger, VfCounters,
-};
+pub use agent::PfAgent;
+pub use config::{AgentConfig, ConfigError, HwLimits, MacAssignment, PromiscPolicy};
 pub use mailbox::{MailboxEvent, MailboxEvents, MailboxStats, Owner, VfMailbox};
 pub use message::{MacFilterOp, MailboxMsg, Message, MsgFlags, ParseError, PromiscFlags};
+pub use outcome::{
+    AgentOutcome, PolicyChange, Refusal, RefusalCounters, RefusalReason, Reply, ResetChange,
+    ServiceReport, Trigger, VfCounters,
+};

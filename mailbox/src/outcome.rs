@@ -1,0 +1,317 @@
+//! What the PF agent decides for a VF: the reply it wrote, the change to the VF's `VfPolicy`,
+//! and the refusals, named and counted per VF.
+
+use eswitch::{MacAddr, VfPolicy};
+
+use crate::mailbox::MailboxEvents;
+use crate::message::Message;
+
+/// Why the agent refused a VF's request (each is counted per VF).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefusalReason {
+    /// A message other than VF_RESET before the VF completed its reset handshake.
+    NotClearToSend,
+    /// The PF could not lock the mailbox (the VF held VFU over its REQ).
+    MailboxBusy,
+    /// REQ over a buffer whose word 0 already carries ACK/NACK (nothing new to read).
+    AlreadyAnswered,
+    /// SET_MAC_ADDR while the administrator set the MAC and the VF is not trusted.
+    AdminMacOverride,
+    /// SET_MAC_ADDR with a zero or multicast MAC.
+    InvalidMac,
+    /// MAC filter edit while the administrator set the MAC and the VF is not trusted.
+    MacFilterDenied,
+    /// MAC filter with a zero or multicast MAC (igbvf's FILTER_CLR always sends zeros).
+    InvalidMacFilter,
+    /// No spare RAR entry for this VF.
+    MacFilterNoSpace,
+    /// SET_MAC_ADDR sub-op other than set / clear / add.
+    UnsupportedMacFilterOp,
+    /// SET_VLAN while the administrator set a port VLAN.
+    PortVlanOverride,
+    /// The VF already uses its share of VLVF entries.
+    VlanPerVfLimit,
+    /// The VLVF table is full.
+    VlanNoSpace,
+    /// SET_PROMISC enabling a mode the VF is not trusted for.
+    PromiscNotTrusted,
+    /// SET_PROMISC with flags the PF does not support.
+    UnsupportedPromiscFlags,
+    /// A message id the PF does not handle.
+    UnknownMessage,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 15] = [
+        RefusalReason::NotClearToSend,
+        RefusalReason::MailboxBusy,
+        RefusalReason::AlreadyAnswered,
+        RefusalReason::AdminMacOverride,
+        RefusalReason::InvalidMac,
+        RefusalReason::MacFilterDenied,
+        RefusalReason::InvalidMacFilter,
+        RefusalReason::MacFilterNoSpace,
+        RefusalReason::UnsupportedMacFilterOp,
+        RefusalReason::PortVlanOverride,
+        RefusalReason::VlanPerVfLimit,
+        RefusalReason::VlanNoSpace,
+        RefusalReason::PromiscNotTrusted,
+        RefusalReason::UnsupportedPromiscFlags,
+        RefusalReason::UnknownMessage,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A short stable name (for counters in `ctl show`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalReason::NotClearToSend => "not_clear_to_send",
+            RefusalReason::MailboxBusy => "mailbox_busy",
+            RefusalReason::AlreadyAnswered => "already_answered",
+            RefusalReason::AdminMacOverride => "admin_mac_override",
+            RefusalReason::InvalidMac => "invalid_mac",
+            RefusalReason::MacFilterDenied => "mac_filter_denied",
+            RefusalReason::InvalidMacFilter => "invalid_mac_filter",
+            RefusalReason::MacFilterNoSpace => "mac_filter_no_space",
+            RefusalReason::UnsupportedMacFilterOp => "unsupported_mac_filter_op",
+            RefusalReason::PortVlanOverride => "port_vlan_override",
+            RefusalReason::VlanPerVfLimit => "vlan_per_vf_limit",
+            RefusalReason::VlanNoSpace => "vlan_no_space",
+            RefusalReason::PromiscNotTrusted => "promisc_not_trusted",
+            RefusalReason::UnsupportedPromiscFlags => "unsupported_promisc_flags",
+            RefusalReason::UnknownMessage => "unknown_message",
+        }
+    }
+}
+
+/// A refused request: which VF, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub vf: usize,
+    pub reason: RefusalReason,
+}
+
+/// Refusal counts of one VF, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusalCounters([u64; RefusalReason::COUNT]);
+
+impl RefusalCounters {
+    pub(crate) fn add(&mut self, reason: RefusalReason) {
+        self.0[reason.index()] += 1;
+    }
+    pub fn get(&self, reason: RefusalReason) -> u64 {
+        self.0[reason.index()]
+    }
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+    /// Non-zero counters.
+    pub fn iter(&self) -> impl Iterator<Item = (RefusalReason, u64)> + '_ {
+        RefusalReason::ALL
+            .into_iter()
+            .map(|r| (r, self.get(r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// VF-level reset state for the switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetChange {
+    /// The VF's MAC from now on (`None`: 00:00:00:00:00:00, no RAR entry).
+    pub mac: Option<MacAddr>,
+    /// VFRE/VFTE of the pool: false after VTCTRL.RST, true once the VF_RESET reply is sent.
+    pub rx_tx_enabled: bool,
+}
+
+/// A change the eswitch must apply to one VF's `VfPolicy` (see `apply`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyChange {
+    /// The VF reset: VF-requested state is forgotten (multicast list, VLANs it joined,
+    /// promiscuous requests); admin settings stay; the MAC becomes `mac`. Extra unicast
+    /// filters survive, as in igb.
+    Reset(ResetChange),
+    SetMac(MacAddr),
+    ClearMacFilters,
+    AddMacFilter(MacAddr),
+    /// The new multicast hash list; `overflow` is set when the VF asked for more groups than
+    /// the list holds (igb: VMOLR.MPME, all multicast whether trusted or not).
+    SetMulticast {
+        hashes: Vec<u16>,
+        overflow: bool,
+    },
+    AddVlan(u16),
+    RemoveVlan(u16),
+    SetMaxFrame(u16),
+    SetPromisc {
+        allmulti: bool,
+        promisc: bool,
+    },
+}
+
+impl PolicyChange {
+    /// Applies the change to a VF's policy.
+    pub fn apply(&self, p: &mut VfPolicy) {
+        match self {
+            PolicyChange::Reset(r) => {
+                p.mac = r.mac;
+                p.mc_hashes.clear();
+                p.vlan_filters.clear();
+                p.allmulti = false;
+                p.promisc = false;
+                p.mc_overflow = false;
+            }
+            PolicyChange::SetMac(mac) => p.mac = Some(*mac),
+            PolicyChange::ClearMacFilters => p.mac_filters.clear(),
+            PolicyChange::AddMacFilter(mac) => {
+                if !p.mac_filters.contains(mac) {
+                    p.mac_filters.push(*mac);
+                }
+            }
+            PolicyChange::SetMulticast { hashes, overflow } => {
+                p.mc_hashes = hashes.clone();
+                p.mc_overflow = *overflow;
+            }
+            PolicyChange::AddVlan(vid) => {
+                if !p.vlan_filters.contains(vid) {
+                    p.vlan_filters.push(*vid);
+                }
+            }
+            PolicyChange::RemoveVlan(vid) => p.vlan_filters.retain(|v| v != vid),
+            PolicyChange::SetMaxFrame(n) => p.max_frame = *n,
+            PolicyChange::SetPromisc { allmulti, promisc } => {
+                p.allmulti = *allmulti;
+                p.promisc = *promisc;
+            }
+        }
+    }
+}
+
+/// What the agent wrote to a VF's mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The typed view of the reply as the VF will read it.
+    pub message: Message,
+    pub(crate) words: [u32; 3],
+    pub(crate) len: usize,
+    /// False when the PF could not lock the mailbox (the VF held it), so nothing was written.
+    pub delivered: bool,
+}
+
+impl Reply {
+    /// The words written, starting at word 0 (1 word, or 3 for the VF_RESET reply).
+    pub fn words(&self) -> &[u32] {
+        &self.words[..self.len]
+    }
+}
+
+/// What made the agent act.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// VFLRE: the VF wrote VTCTRL.RST (or was FLR'd).
+    VfLevelReset,
+    /// A VF message (REQ); `None` when the mailbox could not be read.
+    Request(Option<Message>),
+    /// The VF acknowledged a PF message.
+    Ack,
+    /// A PF-initiated PF_CONTROL_MSG.
+    Ping,
+}
+
+/// The result of one thing the agent handled for one VF.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentOutcome {
+    pub vf: usize,
+    pub trigger: Trigger,
+    pub reply: Option<Reply>,
+    pub policy_change: Option<PolicyChange>,
+    pub refusal: Option<Refusal>,
+    /// Events the agent's PF-side register writes caused on this VF's mailbox
+    /// (`InterruptVf` → fire the VF's mailbox vector).
+    pub events: MailboxEvents,
+}
+
+impl AgentOutcome {
+    pub(crate) fn new(vf: usize, trigger: Trigger) -> AgentOutcome {
+        AgentOutcome {
+            vf,
+            trigger,
+            reply: None,
+            policy_change: None,
+            refusal: None,
+            events: MailboxEvents::NONE,
+        }
+    }
+}
+
+/// Everything one `service` call did, in order (reset, request, ack).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceReport {
+    pub outcomes: Vec<AgentOutcome>,
+    /// Union of the outcomes' events.
+    pub events: MailboxEvents,
+}
+
+impl ServiceReport {
+    pub(crate) fn push(&mut self, o: AgentOutcome) {
+        self.events = self.events.union(o.events);
+        self.outcomes.push(o);
+    }
+
+    /// The policy changes in order, ready to apply.
+    pub fn policy_changes(&self) -> impl Iterator<Item = &PolicyChange> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.policy_change.as_ref())
+    }
+}
+
+/// Mailbox traffic of one VF as the PF agent saw it (for `ctl show`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VfCounters {
+    /// Requests read from the mailbox (one per serviced REQ).
+    pub requests: u64,
+    /// Requests answered with ACK.
+    pub acked: u64,
+    /// Requests answered with NACK (refusals, and VF_RESET without a MAC).
+    pub nacked: u64,
+    /// Requests that got no reply (not clear to send within 2 s, stale, or unreadable).
+    pub unanswered: u64,
+    /// VF-level resets (VFLRE) processed.
+    pub vf_resets: u64,
+    /// PF-initiated messages (pings, bare NACKs) written.
+    pub pf_messages: u64,
+    /// Messages the PF could not write because the VF held the buffer.
+    pub lost_messages: u64,
+}
+
+/// igb's wording, so that users recognise the messages.
+pub(crate) fn describe(vf: usize, reason: RefusalReason) -> String {
+    match reason {
+        RefusalReason::NotClearToSend => format!("VF {vf} sent a message before completing its reset; NACK"),
+        RefusalReason::MailboxBusy => format!("Error receiving message from VF {vf}"),
+        RefusalReason::AlreadyAnswered => format!("VF {vf} posted a message that was already processed"),
+        RefusalReason::AdminMacOverride => format!(
+            "VF {vf} attempted to override administratively set MAC address; Reload the VF driver to resume operations"
+        ),
+        RefusalReason::InvalidMac => format!("VF {vf} attempted to set invalid MAC"),
+        RefusalReason::MacFilterDenied => {
+            format!("VF {vf} requested MAC filter but is administratively denied")
+        }
+        RefusalReason::InvalidMacFilter => format!("VF {vf} attempted to set invalid MAC filter"),
+        RefusalReason::MacFilterNoSpace => {
+            format!("VF {vf} has requested MAC filter but there is no space for it")
+        }
+        RefusalReason::UnsupportedMacFilterOp => format!("VF {vf} requested an unsupported MAC filter operation"),
+        RefusalReason::PortVlanOverride => format!(
+            "VF {vf} attempted to override administratively set VLAN tag; Reload the VF driver to resume operations"
+        ),
+        RefusalReason::VlanPerVfLimit => format!("VF {vf} has requested more VLANs than its share of the VLVF table"),
+        RefusalReason::VlanNoSpace => format!("VF {vf} has requested a VLAN but the VLVF table is full"),
+        RefusalReason::PromiscNotTrusted => format!("VF {vf} requested promiscuous mode but is not trusted"),
+        RefusalReason::UnsupportedPromiscFlags => format!("VF {vf} requested unsupported promiscuous flags"),
+        RefusalReason::UnknownMessage => format!("Unhandled Msg from VF {vf}"),
+    }
+}
