@@ -32,6 +32,9 @@ use crate::stats::{Counters, TxError};
 pub const MAX_TX_PACKET: usize = 64 * 1024;
 /// Most descriptors (context + data) one packet may span.
 pub const MAX_DESC_PER_PACKET: u32 = 64;
+/// Frames shorter than this (60 bytes: 64 on the wire with the FCS) are zero-padded, as the
+/// 82576 does with TCTL.PSP, which igb always sets (and our PF side stands in for igb).
+pub const MIN_TX_FRAME: usize = 60;
 /// Context slots per queue (IDX is masked to this).
 pub const CONTEXT_SLOTS: usize = 2;
 
@@ -421,6 +424,7 @@ impl TxRing {
                     frames.push(Bytes::from(data));
                 }
                 for (k, f) in frames.into_iter().enumerate().skip(frames_done) {
+                    let f = pad_short(f);
                     let len = f.len() as u64;
                     match sink(f) {
                         TxVerdict::Sent => {
@@ -465,6 +469,16 @@ impl TxRing {
         self.tdh = next;
         Step::Consumed { wrote_back }
     }
+}
+
+fn pad_short(f: Bytes) -> Bytes {
+    if f.len() >= MIN_TX_FRAME {
+        return f;
+    }
+    let mut v = Vec::with_capacity(MIN_TX_FRAME);
+    v.extend_from_slice(&f);
+    v.resize(MIN_TX_FRAME, 0);
+    Bytes::from(v)
 }
 
 enum Step {

@@ -15,6 +15,26 @@
 //! `rx` or `intr` lock, and no VF lock is held while the TX sink (the switch) runs, nor while
 //! the [`IrqSink`] or [`PfPort`] is called.
 //!
+//! # Wiring (the vfio-user adapter in `src/` and the NIC owner)
+//! - `PciFunction::info` from [`Vf::info`] (BAR0 and BAR3 16 KiB, read/write; 3 MSI-X
+//!   vectors); `config_read` / `config_write` / `region_read` / `region_write` / `reset` /
+//!   `detach` delegate one to one ([`AccessError::BadAccess`] → `RegionError::BadAccess`,
+//!   [`AccessError::NoSuchRegion`] → `RegionError::Invalid`).
+//! - `attach(ctx)`: `vf.attach(ctx.dma.memory(), sink)` where `sink` is an [`IrqSink`] whose
+//!   `fire(v)` signals MSI-X vector `v` through `ctx.irqs`. Only the memfd-mapped part of the
+//!   client's memory is reachable; a descriptor or buffer elsewhere is a counted DMA error.
+//! - TX: [`Vf::set_tx_sink`] with a closure that runs the switch for the VF's port and hands
+//!   each delivery to the destination's [`VfShared::receive`] (no switch lock held while doing
+//!   so), keeping a bounded per-destination backlog on [`RxDrop::RingFull`]
+//!   ([`VfShared::count_backlog_drop`] when it overflows). A shaper that says "not yet"
+//!   answers [`TxVerdict::Defer`]; the owner then calls [`Vf::tx_resume`] on the connection
+//!   thread once the deadline has passed.
+//! - RX backlog: [`Vf::set_rx_posted_hook`] is called after every RDT write; retry that VF's
+//!   backlog from it.
+//! - Mailbox: the owner implements [`PfPort`] over its PF side (`crate::pf`); when the PF agent
+//!   writes to a VF's mailbox on its own (a ping), it calls [`VfShared::mailbox_interrupt`].
+//! - Link: [`VfShared::set_link`] follows the switch port's link state (default: up, 1000 FD).
+//!
 //! # Access sizes
 //! BAR0 registers are 32-bit. 4-byte aligned accesses are the norm; an 8-byte aligned access
 //! is two 4-byte accesses (low dword first); a 1- or 2-byte read returns those bytes of the

@@ -113,6 +113,19 @@ fn without_rs_there_is_no_dd_and_no_interrupt_but_the_frame_goes() {
 }
 
 #[test]
+fn short_frames_are_padded_to_60_bytes() {
+    let port = port(1);
+    let mut g = up(&port, 0, DriverConfig::default());
+    // An ARP request as the stack hands it: 42 bytes.
+    let f = frame(BCAST, g.drv.mac, 42, 8);
+    g.drv.xmit(&mut g.vf, &f, &XmitOpts::default()).unwrap();
+    let sent = g.sent.lock().unwrap();
+    assert_eq!(sent[0].len(), 60);
+    assert_eq!(&sent[0][..42], &f[..]);
+    assert!(sent[0][42..].iter().all(|b| *b == 0));
+}
+
+#[test]
 fn vlan_insertion_from_the_context_descriptor() {
     let port = port(1);
     let mut g = up(&port, 0, DriverConfig::default());
@@ -412,6 +425,33 @@ fn tx_ring_outside_memory_stops_the_queue() {
         g.drv.rd(&mut g.vf, regs::TX_BASE + q::DCTL) & regs::dctl::ENABLE,
         0
     );
+}
+
+#[test]
+fn rx_ring_outside_memory_stops_the_queue_and_writes_nothing() {
+    let port = port(1);
+    let mut g = up(&port, 0, DriverConfig::default());
+    let before = {
+        let mut v = vec![0u8; GUEST_SIZE];
+        g.mem.read_slice(&mut v, GuestAddress(GUEST_BASE)).unwrap();
+        v
+    };
+    g.drv.wr(&mut g.vf, regs::RX_BASE + q::DBAH, 0x10);
+    let rx = g.vf.shared();
+    let f = frame(g.drv.mac, [2, 0, 0, 0, 0, 9], 60, 1);
+    assert_eq!(rx.receive(&f, None), Err(RxDrop::RingDma));
+    assert_eq!(
+        g.drv.rd(&mut g.vf, regs::RX_BASE + q::DCTL) & regs::dctl::ENABLE,
+        0
+    );
+    assert_eq!(rx.receive(&f, None), Err(RxDrop::QueueDisabled));
+    let mut after = vec![0u8; GUEST_SIZE];
+    g.mem
+        .read_slice(&mut after, GuestAddress(GUEST_BASE))
+        .unwrap();
+    assert!(before == after);
+    assert_eq!(g.vf.stats().dma_errors, 1);
+    assert!(g.irqs.take().is_empty());
 }
 
 #[test]
