@@ -311,6 +311,8 @@ pub struct SoftIgbvf {
     timeout: u32,
     pub perm_addr: [u8; 6],
     pub mac: [u8; 6],
+    /// The netdev MTU (SET_LPE carries MTU + 14 + 4 + 4).
+    pub mtu: u32,
     // rings
     tx_next_to_use: u32,
     tx_next_to_clean: u32,
@@ -352,6 +354,7 @@ impl SoftIgbvf {
             timeout: 0,
             perm_addr: [0; 6],
             mac: [0; 6],
+            mtu: 1500,
             tx_next_to_use: 0,
             tx_next_to_clean: 0,
             tx_pending: Default::default(),
@@ -568,6 +571,83 @@ impl SoftIgbvf {
         Ok(self.mac)
     }
 
+    /// e1000_set_vfta_vf (igbvf_vlan_rx_add_vid / kill_vid): SET_VLAN, reply read; `Ok(false)`
+    /// when the PF refused (NACK bit).
+    pub fn set_vlan(&mut self, vf: &mut Vf, vid: u16, add: bool) -> Result<bool, DrvError> {
+        let mut w0 = u32::from(msg::ID_SET_VLAN);
+        if add {
+            w0 |= 1 << msg::INFO_SHIFT;
+        }
+        self.write_posted(vf, &[w0, u32::from(vid)])?;
+        let r = self.read_posted(vf, 2)?;
+        // igbvf compares the reply with exactly SET_VLAN | NACK, which misses a NACK of an
+        // "add" (the reply keeps MSGINFO); report what the PF said.
+        Ok(r[0] & msg::NACK == 0)
+    }
+
+    /// e1000_update_mc_addr_list_vf (igbvf_set_multi): up to 30 12-bit hashes, 16 words.
+    pub fn set_multicast(&mut self, vf: &mut Vf, groups: &[[u8; 6]]) -> Result<(), DrvError> {
+        let cnt = groups.len().min(30);
+        let mut words = [0u32; MAILBOX_WORDS];
+        words[0] = u32::from(msg::ID_SET_MULTICAST) | ((cnt as u32) << msg::INFO_SHIFT);
+        for (i, g) in groups.iter().take(cnt).enumerate() {
+            // mta_reg_count 128: hash_mask 0xFFF, bit_shift 4.
+            let h = 0xFFF & ((u32::from(g[4]) >> 4) | (u32::from(g[5]) << 4));
+            words[1 + i / 2] |= h << (16 * (i % 2));
+        }
+        self.write_posted(vf, &words)?;
+        let _ = self.read_posted(vf, 1)?;
+        Ok(())
+    }
+
+    /// igbvf_down: disable RX and TX, mask interrupts, reset the VF (`reset_hw` + `init_hw`),
+    /// clear the rings (head and tail 0).
+    pub fn down(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+        let rxdctl = self.rd(vf, regs::RX_BASE + q::DCTL);
+        self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl & !dctl::ENABLE);
+        let txdctl = self.rd(vf, regs::TX_BASE + q::DCTL);
+        self.wr(vf, regs::TX_BASE + q::DCTL, txdctl & !dctl::ENABLE);
+        let _ = self.rd(vf, regs::VTSTATUS);
+        self.irq_disable(vf);
+        self.reset_hw(vf)?;
+        let mac = self.mac;
+        self.set_mac(vf, mac)?;
+        for (h, t) in [
+            (regs::TX_BASE + q::DH, regs::TX_BASE + q::DT),
+            (regs::RX_BASE + q::DH, regs::RX_BASE + q::DT),
+        ] {
+            self.wr(vf, h, 0);
+            self.wr(vf, t, 0);
+        }
+        self.tx_pending.clear();
+        self.tx_next_to_use = 0;
+        self.tx_next_to_clean = 0;
+        self.rx_next_to_use = 0;
+        self.rx_next_to_clean = 0;
+        self.rx_partial.clear();
+        self.rx_partial_descs = 0;
+        Ok(())
+    }
+
+    /// igbvf_change_mtu: down, new buffer sizes (`rx_buffer_len` as igbvf derives it from the
+    /// MTU), open again.
+    pub fn change_mtu(&mut self, vf: &mut Vf, mtu: u32) -> Result<(), DrvError> {
+        let max_frame = mtu + 14 + 4;
+        self.mtu = mtu;
+        self.cfg.rx_buffer_len = match max_frame {
+            f if f <= 1024 => 1024,
+            f if f <= 2048 => 2048,
+            _ => 2048,
+        };
+        if max_frame == 1514 + 4 || max_frame == 1514 + 4 + 4 {
+            self.cfg.rx_buffer_len = 1514 + 4 + 4;
+        }
+        self.down(vf)?;
+        self.open(vf)
+    }
+
+    // ----- interrupts (netdev.c) -----
+
     // ----- interrupts (netdev.c) -----
 
     pub fn irq_disable(&self, vf: &mut Vf) {
@@ -653,9 +733,9 @@ impl SoftIgbvf {
         self.wr(vf, regs::RX_BASE + q::DT, 0);
         let mut rxdctl = (rxdctl | dctl::ENABLE) & 0xFFF0_0000;
         rxdctl |= 16 | (8 << 8) | (4 << 16);
-        // e1000_rlpml_set_vf: max_frame_size + VLAN_TAG_SIZE.
-        self.write_posted(vf, &[u32::from(msg::ID_SET_LPE), 1518 + 4])?;
-        let _ = self.read_posted(vf, 1)?;
+        // e1000_rlpml_set_vf: max_frame_size + VLAN_TAG_SIZE; igbvf does not read the reply
+        // (the next posted write flushes PFSTS).
+        self.write_posted(vf, &[u32::from(msg::ID_SET_LPE), self.mtu + 14 + 4 + 4])?;
         self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl);
         self.rx_next_to_use = 0;
         self.rx_next_to_clean = 0;

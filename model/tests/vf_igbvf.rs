@@ -618,3 +618,48 @@ fn device_reset_tells_the_pf_and_the_next_probe_works() {
     g.drv.open(&mut g.vf).unwrap();
     assert!(g.drv.check_link(&mut g.vf));
 }
+
+#[test]
+fn vlan_and_multicast_requests_reach_the_pf_agent() {
+    let port = port(1);
+    let mut g = up(&port, 0, DriverConfig::default());
+    assert!(g.drv.set_vlan(&mut g.vf, 10, true).unwrap());
+    assert_eq!(port.policy(0).vlan_filters, vec![10]);
+    assert!(g.drv.set_vlan(&mut g.vf, 10, false).unwrap());
+    assert!(port.policy(0).vlan_filters.is_empty());
+    let group = [0x01, 0x00, 0x5E, 0x00, 0x00, 0xFB];
+    g.drv.set_multicast(&mut g.vf, &[group]).unwrap();
+    // e1000_hash_mc_addr_vf: (addr[4] >> 4 | addr[5] << 4) & 0xFFF, addr[4] = 0.
+    let h = 0xFFF & (0xFBu16 << 4);
+    assert_eq!(port.policy(0).mc_hashes, vec![h]);
+    assert!(g.drv.check_link(&mut g.vf));
+}
+
+#[test]
+fn port_vlan_set_by_the_admin_refuses_the_vf_vlan_request() {
+    let port = port(1);
+    let mut g = up(&port, 0, DriverConfig::default());
+    port.admin(0, |p| {
+        p.port_vlan = Some(eswitch::PortVlan { vid: 10, qos: 0 });
+    });
+    assert!(!g.drv.set_vlan(&mut g.vf, 20, true).unwrap());
+}
+
+#[test]
+fn mtu_change_goes_down_and_up_into_header_split_and_traffic_still_flows() {
+    let port = port(1);
+    let mut g = up(&port, 0, DriverConfig::default());
+    g.drv.change_mtu(&mut g.vf, 9000).unwrap();
+    let srrctl = g.drv.rd(&mut g.vf, regs::RX_BASE + q::SRRCTL);
+    assert_eq!((srrctl >> 25) & 7, 0b101);
+    assert_eq!(port.policy(0).max_frame, 9000 + 22);
+    g.drv.handle_irqs(&mut g.vf, &g.irqs);
+    let big = tcp4(g.drv.mac, [2, 0, 0, 0, 0, 9], 8900);
+    g.vf.shared().receive(&big, None).unwrap();
+    g.drv.handle_irqs(&mut g.vf, &g.irqs);
+    assert_eq!(g.drv.received.last().map(|r| &r.data), Some(&big));
+    let f = frame(BCAST, g.drv.mac, 100, 1);
+    g.drv.xmit(&mut g.vf, &f, &XmitOpts::default()).unwrap();
+    assert_eq!(g.sent.lock().unwrap().last().map(|b| b.to_vec()), Some(f));
+    assert!(g.drv.check_link(&mut g.vf));
+}
