@@ -1,0 +1,251 @@
+//! The driver's datapath: igbvf_xmit_frame, igbvf_clean_tx_irq, igbvf_clean_rx_irq and the
+//! three MSI-X handlers.
+
+use vm_memory::{Bytes, GuestAddress};
+
+use super::*;
+use crate::desc::{rx_status, tx_olinfo, L4Type, RxWriteBack, TxContextDesc, TxDataDesc, TxDesc};
+use crate::testing::IrqLog;
+
+impl SoftIgbvf {
+    // ----- TX -----
+
+    fn tx_desc_unused(&self) -> u32 {
+        let n = self.cfg.ring;
+        if self.tx_next_to_clean > self.tx_next_to_use {
+            self.tx_next_to_clean - self.tx_next_to_use - 1
+        } else {
+            n + self.tx_next_to_clean - self.tx_next_to_use - 1
+        }
+    }
+
+    /// igbvf_xmit_frame_ring_adv: an optional context descriptor (igbvf_tso / igbvf_tx_csum),
+    /// the data descriptors (igbvf_tx_map_adv + igbvf_tx_queue_adv), EOP|RS on the last, TDT.
+    pub fn xmit(&mut self, vf: &mut Vf, frame: &[u8], opts: &XmitOpts) -> Result<(), DrvError> {
+        let frag = opts.frag.clamp(1, TX_SLOT as usize);
+        let chunks: Vec<&[u8]> = frame.chunks(frag).collect();
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let need = chunks.len() as u32 + 1;
+        if self.tx_desc_unused() < need + 3 {
+            return Err(DrvError::TxRingFull);
+        }
+        let n = self.cfg.ring;
+        let first = self.tx_next_to_use;
+        let mut i = first;
+        let mut hdr_len = 0u32;
+        let ctx = if let Some((maclen, iplen, l4len, mss, ipv4)) = opts.tso {
+            hdr_len = u32::from(maclen) + u32::from(iplen) + u32::from(l4len);
+            Some(TxContextDesc {
+                iplen,
+                maclen,
+                vlan: opts.vlan.unwrap_or(0),
+                ipv4,
+                l4t: L4Type::Tcp,
+                l4len,
+                mss,
+                ..Default::default()
+            })
+        } else if opts.csum.is_some() || opts.vlan.is_some() {
+            let (maclen, iplen, tcp) = opts.csum.unwrap_or((14, 0, false));
+            // igbvf_tx_csum sets TUCMD.IPV4 for an IPv4 CHECKSUM_PARTIAL packet.
+            let ipv4 = opts.csum.is_some()
+                && frame.get(usize::from(maclen) - 2..usize::from(maclen)) == Some(&[0x08, 0x00]);
+            Some(TxContextDesc {
+                iplen,
+                maclen,
+                vlan: opts.vlan.unwrap_or(0),
+                ipv4,
+                l4t: if tcp { L4Type::Tcp } else { L4Type::Udp },
+                ..Default::default()
+            })
+        } else {
+            None
+        };
+        if let Some(c) = ctx {
+            let mut b = [0u8; DESC_LEN];
+            TxDesc::Context(c).emit(&mut b);
+            self.write_desc(self.tx_desc_addr(i), &b);
+            i = (i + 1) % n;
+        }
+        let count = chunks.len();
+        let mut eop = i;
+        for (k, c) in chunks.into_iter().enumerate() {
+            let buf = self.tx_buf(i);
+            self.mem
+                .write_slice(c, GuestAddress(buf))
+                .expect("TX buffer inside driver memory");
+            let last = k + 1 == count;
+            let d = TxDataDesc {
+                addr: buf,
+                len: c.len() as u16,
+                eop: last,
+                ifcs: true,
+                rs: last && opts.rs,
+                vle: opts.vlan.is_some(),
+                tse: opts.tso.is_some(),
+                idx: 0,
+                ixsm: opts.tso.is_some_and(|t| t.4),
+                txsm: opts.tso.is_some() || opts.csum.is_some(),
+                paylen: frame.len() as u32 - hdr_len,
+            };
+            let mut b = [0u8; DESC_LEN];
+            TxDesc::Data(d).emit(&mut b);
+            self.write_desc(self.tx_desc_addr(i), &b);
+            eop = i;
+            i = (i + 1) % n;
+        }
+        self.tx_pending.push_back((first, eop));
+        self.tx_next_to_use = i;
+        self.wr(vf, regs::TX_BASE + q::DT, i);
+        Ok(())
+    }
+
+    /// igbvf_clean_tx_irq: reclaim packets whose EOP descriptor has DD. Returns packets
+    /// cleaned.
+    pub fn clean_tx(&mut self) -> usize {
+        let n = self.cfg.ring;
+        let mut cleaned = 0;
+        while let Some(&(first, eop)) = self.tx_pending.front() {
+            let b = self.read_desc(self.tx_desc_addr(eop));
+            let status = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
+            if status & tx_olinfo::DD == 0 {
+                break;
+            }
+            let mut i = first;
+            loop {
+                // tx_desc->wb.status = 0
+                let at = self.tx_desc_addr(i) + 12;
+                self.mem
+                    .write_obj(0u32, GuestAddress(at))
+                    .expect("driver ring");
+                self.tx_cleaned += 1;
+                let done = i == eop;
+                i = (i + 1) % n;
+                if done {
+                    break;
+                }
+            }
+            self.tx_next_to_clean = i;
+            self.tx_pending.pop_front();
+            cleaned += 1;
+        }
+        cleaned
+    }
+
+    /// Whether DD is set in descriptor `i` of the TX ring (status dword).
+    pub fn tx_dd(&self, i: u32) -> bool {
+        let b = self.read_desc(self.tx_desc_addr(i));
+        u32::from_le_bytes([b[12], b[13], b[14], b[15]]) & tx_olinfo::DD != 0
+    }
+
+    pub fn tx_pending(&self) -> usize {
+        self.tx_pending.len()
+    }
+
+    // ----- RX -----
+
+    /// The write-back of RX descriptor `i` as it stands.
+    pub fn rx_write_back(&self, i: u32) -> RxWriteBack {
+        RxWriteBack::parse(&self.read_desc(self.rx_desc_addr(i)))
+    }
+
+    /// igbvf_clean_rx_irq: hand every completed frame to the "stack" (`received`), then
+    /// refill the ring. Returns frames received.
+    pub fn clean_rx(&mut self, vf: &mut Vf) -> usize {
+        let n = self.cfg.ring;
+        let mut got = 0;
+        let mut cleaned = 0;
+        loop {
+            let i = self.rx_next_to_clean;
+            let at = self.rx_desc_addr(i);
+            let wb = RxWriteBack::parse(&self.read_desc(at));
+            if !wb.dd() {
+                break;
+            }
+            cleaned += 1;
+            let length = usize::from(wb.length);
+            if self.rx_ps_hdr_size == 0 {
+                let mut d = vec![0u8; length];
+                self.mem
+                    .read_slice(&mut d, GuestAddress(self.rx_buf(i)))
+                    .expect("driver buffer");
+                self.rx_partial.extend_from_slice(&d);
+            } else {
+                if self.rx_partial_descs == 0 {
+                    let hlen = usize::from(wb.hdr_len).min(self.rx_ps_hdr_size as usize);
+                    let mut h = vec![0u8; hlen];
+                    self.mem
+                        .read_slice(&mut h, GuestAddress(self.rx_hdr_buf(i)))
+                        .expect("driver buffer");
+                    self.rx_partial.extend_from_slice(&h);
+                }
+                if length > 0 {
+                    let mut d = vec![0u8; length];
+                    self.mem
+                        .read_slice(&mut d, GuestAddress(self.rx_buf(i)))
+                        .expect("driver buffer");
+                    self.rx_partial.extend_from_slice(&d);
+                }
+            }
+            self.rx_partial_descs += 1;
+            if wb.eop() {
+                let data = std::mem::take(&mut self.rx_partial);
+                let descriptors = std::mem::take(&mut self.rx_partial_descs);
+                if wb.status_error & rx_status::ERR_FRAME_MASK == 0 {
+                    let vlan = (wb.status_error & rx_status::VP != 0).then_some(wb.vlan & 0x0FFF);
+                    self.received.push(RxFrame {
+                        data,
+                        vlan,
+                        descriptors,
+                    });
+                    got += 1;
+                }
+            }
+            // rx_desc->wb.upper.status_error = 0
+            self.mem
+                .write_obj(0u32, GuestAddress(at + 8))
+                .expect("driver ring");
+            self.rx_next_to_clean = (i + 1) % n;
+        }
+        if cleaned > 0 {
+            let unused = self.rx_desc_unused();
+            if unused > 0 {
+                self.alloc_rx_buffers(vf, unused);
+            }
+        }
+        got
+    }
+
+    // ----- MSI-X handlers -----
+
+    /// Runs the handlers of the vectors the VF fired: igbvf_intr_msix_tx (clean, then EIMS or
+    /// EICS), igbvf_intr_msix_rx + igbvf_poll (clean, then EIMS), igbvf_msix_other (link
+    /// re-check scheduled, EIMS). Vectors fired by the handlers' own writes run too.
+    pub fn handle_irqs(&mut self, vf: &mut Vf, log: &IrqLog) {
+        for _ in 0..64 {
+            let fired = log.take();
+            if fired.is_empty() {
+                return;
+            }
+            for v in fired {
+                match v {
+                    0 => {
+                        let _ = self.clean_tx();
+                        self.wr(vf, regs::VTEIMS, self.eims_tx);
+                    }
+                    1 => {
+                        let _ = self.clean_rx(vf);
+                        self.wr(vf, regs::VTEIMS, self.eims_rx);
+                    }
+                    _ => {
+                        self.other_irqs += 1;
+                        self.get_link_status = true;
+                        self.wr(vf, regs::VTEIMS, self.eims_other);
+                    }
+                }
+            }
+        }
+    }
+}
