@@ -58,6 +58,10 @@ pub mod rx_status {
     pub const L4CS: u32 = 1 << 5;
     pub const IPCS: u32 = 1 << 6;
     pub const LB: u32 = 1 << 18;
+    /// TCP/UDP checksum error (igbvf: E1000_RXDEXT_STATERR_TCPE).
+    pub const L4E: u32 = 1 << 29;
+    /// IPv4 header checksum error.
+    pub const IPE: u32 = 1 << 30;
     /// igbvf drops a frame with any of these (E1000_RXDEXT_ERR_FRAME_ERR_MASK).
     pub const ERR_FRAME_MASK: u32 = 0x9700_0000;
 }

@@ -6,6 +6,7 @@ pub mod desc;
 pub mod intr;
 pub mod regs;
 pub mod rx;
+pub mod rxcsum;
 pub mod stats;
 pub mod testing;
 pub mod tx;

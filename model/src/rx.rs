@@ -1,7 +1,8 @@
 //! The RX queues of a VF: their registers (spec §2.5) and the engine that writes a frame into
 //! the guest's ring (spec §2.8): advanced one-buffer mode (SRRCTL.DESCTYPE 001) and header
 //! split (010 / 101, as igbvf uses it with a 128-byte header buffer), frames spanning several
-//! descriptors with EOP on the last, write-back of length, DD, EOP and VP + VLAN.
+//! descriptors with EOP on the last, write-back of length, DD, EOP, VP + VLAN, and the
+//! checksum status of [`crate::rxcsum`] (verified-good bits only).
 //!
 //! Only queue 0 receives (igbvf uses only queue 0; queue 1's registers are storage).
 //!
@@ -15,6 +16,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
 use crate::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
 use crate::regs::{dctl, q, srrctl, DBAL_MASK, DLEN_MASK};
+use crate::rxcsum;
 use crate::stats::RxDrop;
 
 /// igbvf's header buffer in header-split mode (`rx_ps_hdr_size`).
@@ -226,6 +228,7 @@ pub(crate) fn write_frame<M: GuestMemory>(
     mem: &M,
     frame: &[u8],
     stripped_tci: Option<u16>,
+    checksum: bool,
     vf: u16,
 ) -> RxOutcome {
     let n = ring.len();
@@ -321,6 +324,8 @@ pub(crate) fn write_frame<M: GuestMemory>(
         }
         if buffer_fault {
             last.status_error |= RXE;
+        } else if checksum {
+            last.status_error |= rxcsum::status(frame);
         }
     }
 

@@ -131,6 +131,8 @@ pub struct VfShared {
     irq: RwLock<Option<Arc<dyn IrqSink>>>,
     mem: RwLock<Option<GuestMem>>,
     bus_master: AtomicBool,
+    /// Report verified checksums in the RX write-back (default on).
+    rx_checksum: AtomicBool,
     status: AtomicU32,
     pub(crate) counters: Counters,
 }
@@ -152,6 +154,7 @@ impl VfShared {
             irq: RwLock::new(None),
             mem: RwLock::new(None),
             bus_master: AtomicBool::new(false),
+            rx_checksum: AtomicBool::new(true),
             status: AtomicU32::new(LinkState::UP_1000_FD.status_bits()),
             counters: Counters::default(),
         }
@@ -189,7 +192,8 @@ impl VfShared {
                 return Err(RxDrop::QueueDisabled);
             }
             let guard = mem.memory();
-            let o = write_frame(ring, &*guard, frame, stripped_tci, self.id);
+            let checksum = self.rx_checksum.load(Ordering::Relaxed);
+            let o = write_frame(ring, &*guard, frame, stripped_tci, checksum, self.id);
             if let RxOutcome::Dropped(r) = &o {
                 if !matches!(r, RxDrop::RingFull | RxDrop::BufferDma) {
                     ring.rqdpc = ring.rqdpc.wrapping_add(1);
@@ -202,7 +206,7 @@ impl VfShared {
                 let c = &self.counters;
                 Counters::add(&c.rx_packets, 1);
                 Counters::add(&c.rx_bytes, frame.len() as u64);
-                if frame[0] & 1 != 0 && frame.get(..6) != Some(&[0xFF; 6]) {
+                if frame.first().is_some_and(|b| b & 1 != 0) && frame.get(..6) != Some(&[0xFF; 6]) {
                     Counters::add(&c.rx_multicast, 1);
                 }
                 self.raise(Cause::Rx(0));
@@ -244,6 +248,13 @@ impl VfShared {
     /// VTIVAR_MISC vector if enabled. Any thread.
     pub fn mailbox_interrupt(&self) {
         self.raise(Cause::Mailbox);
+    }
+
+    /// Whether RX write-backs carry the checksum status of verified-good IPv4 headers and
+    /// TCP/UDP checksums (IPCS, L4CS, UDPCS; default on). Off: the bits stay clear and the
+    /// guest verifies everything itself.
+    pub fn set_rx_checksum(&self, on: bool) {
+        self.rx_checksum.store(on, Ordering::Relaxed);
     }
 
     /// Set the link VTSTATUS reports.

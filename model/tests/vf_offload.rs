@@ -155,3 +155,62 @@ fn a_bad_offload_request_is_a_counted_drop_and_the_ring_moves_on() {
     assert_eq!(g.vf.stats().tx_error(TxError::Offload), 1);
     assert_eq!(g.drv.clean_tx(), 1, "DD written back anyway");
 }
+
+#[test]
+fn tso_segments_arrive_at_b_with_verified_checksum_status() {
+    let port = port(2);
+    let mut a = up(&port, 0, DriverConfig::default());
+    let mut b = up(&port, 1, DriverConfig::default());
+    let b_rx = b.vf.shared();
+    a.vf.set_tx_sink(Box::new(move |f| {
+        b_rx.receive(&f, None).unwrap();
+        TxVerdict::Sent
+    }));
+    let f = tso_prepared(3000);
+    let opts = XmitOpts {
+        tso: Some((14, 20, 20, 1000, true)),
+        ..XmitOpts::default()
+    };
+    a.drv.xmit(&mut a.vf, &f, &opts).unwrap();
+    assert_eq!(b.drv.clean_rx(&mut b.vf), 3);
+    for r in &b.drv.received {
+        assert_valid_tcp4(&r.data);
+        assert!(r.checksum_unnecessary, "IPCS + L4CS reported");
+    }
+}
+
+#[test]
+fn a_corrupted_checksum_or_checksum_reporting_off_leaves_the_stack_to_verify() {
+    let port = port(1);
+    let mut g = up(&port, 0, DriverConfig::default());
+    let rx = g.vf.shared();
+    let mut f = tso_prepared(100);
+    // Not a valid TCP checksum (the TSO seed), valid IPv4 header after fixing it.
+    f[16..18].copy_from_slice(&140u16.to_be_bytes());
+    let ipc = ipv4::checksum(&Ipv4Packet::new(&f[14..]).unwrap());
+    f[24..26].copy_from_slice(&ipc.to_be_bytes());
+    rx.receive(&f, None).unwrap();
+    let wb = g.drv.rx_write_back(0);
+    assert_eq!(wb.status_error & 0x70, model::desc::rx_status::IPCS);
+    // Now a valid one, with reporting switched off.
+    let t = TcpPacket::new(&f[34..]).unwrap();
+    let c = tcp::ipv4_checksum(&t, &Ipv4Addr::new(10, 0, 0, 1), &Ipv4Addr::new(10, 0, 0, 2));
+    f[50..52].copy_from_slice(&c.to_be_bytes());
+    rx.set_rx_checksum(false);
+    rx.receive(&f, None).unwrap();
+    assert_eq!(g.drv.rx_write_back(1).status_error & 0x70, 0);
+    rx.set_rx_checksum(true);
+    rx.receive(&f, None).unwrap();
+    assert_eq!(
+        g.drv.rx_write_back(2).status_error & 0x70,
+        model::desc::rx_status::IPCS | model::desc::rx_status::L4CS
+    );
+    g.drv.clean_rx(&mut g.vf);
+    let flags: Vec<bool> = g
+        .drv
+        .received
+        .iter()
+        .map(|r| r.checksum_unnecessary)
+        .collect();
+    assert_eq!(flags, [false, false, true]);
+}

@@ -33,6 +33,9 @@ pub struct RxFrame {
     pub vlan: Option<u16>,
     /// Descriptors the frame used.
     pub descriptors: u32,
+    /// igbvf_rx_checksum_adv would mark the skb CHECKSUM_UNNECESSARY (L4CS/UDPCS without
+    /// IXSM or errors).
+    pub checksum_unnecessary: bool,
 }
 
 /// How [`SoftIgbvf::xmit`] builds a packet's descriptors.

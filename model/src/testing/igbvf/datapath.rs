@@ -195,10 +195,15 @@ impl SoftIgbvf {
                 let descriptors = std::mem::take(&mut self.rx_partial_descs);
                 if wb.status_error & rx_status::ERR_FRAME_MASK == 0 {
                     let vlan = (wb.status_error & rx_status::VP != 0).then_some(wb.vlan & 0x0FFF);
+                    let se = wb.status_error;
+                    let checksum_unnecessary = se & rx_status::IXSM == 0
+                        && se & (rx_status::L4E | rx_status::IPE) == 0
+                        && se & (rx_status::L4CS | rx_status::UDPCS) != 0;
                     self.received.push(RxFrame {
                         data,
                         vlan,
                         descriptors,
+                        checksum_unnecessary,
                     });
                     got += 1;
                 }
