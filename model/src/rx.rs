@@ -121,11 +121,12 @@ impl RxRing {
         (self.rdt + n - self.rdh) % n
     }
 
-    /// Packet buffer size (SRRCTL.BSIZEPKT, KiB; 0 reads as 2 KiB as in QEMU).
+    /// Packet buffer size (SRRCTL.BSIZEPKT, KiB; 0 reads as 2 KiB as in QEMU). At most
+    /// 63 KiB are used per descriptor, so that the 16-bit length field always holds it.
     pub fn pkt_buf_size(&self) -> usize {
         match (self.srrctl & srrctl::BSIZEPKT_MASK) as usize {
             0 => 2048,
-            k => k * 1024,
+            k => k.min(63) * 1024,
         }
     }
 
