@@ -17,4 +17,4 @@ pub mod pf;
 pub use intr::{Cause, IrqSink};
 pub use stats::{AccessError, RxDrop, TxError, VfStats};
 pub use tx::{TxOffload, TxRequest, TxRun, TxSink, TxVerdict};
-pub use vf::{GuestMem, LinkState, MailboxIrq, PfPort, Vf, VfInfo, VfShared};
+pub use vf::{GuestMem, LinkState, MailboxIrq, PfPort, RingState, Vf, VfInfo, VfShared, VfState};

@@ -109,6 +109,32 @@ impl LinkState {
     }
 }
 
+/// One queue's ring as the device sees it (for `ctl show` and debugging).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RingState {
+    pub enabled: bool,
+    pub base: u64,
+    /// Descriptors in the ring.
+    pub len: u32,
+    pub head: u32,
+    pub tail: u32,
+}
+
+/// The VF's queues and interrupt registers (queue 0 of each direction: the ones igbvf uses).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VfState {
+    pub rx: RingState,
+    pub tx: RingState,
+    /// A TX queue paused by the shaper, until this time (ns).
+    pub tx_paused_until: Option<u64>,
+    pub eicr: u32,
+    pub eims: u32,
+    pub ivar: u32,
+    pub ivar_misc: u32,
+    pub bus_master: bool,
+    pub attached: bool,
+}
+
 /// Region sizes and vector count, for the adapter's `FunctionInfo`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VfInfo {
@@ -510,6 +536,40 @@ impl Vf {
 
     pub fn stats(&self) -> VfStats {
         self.shared.stats()
+    }
+
+    /// Queue and interrupt state, without side effects.
+    pub fn state(&self) -> VfState {
+        let rx = {
+            let rx = lock(&self.shared.rx);
+            let r = &rx[0];
+            RingState {
+                enabled: r.enabled(),
+                base: r.base(),
+                len: r.len(),
+                head: r.rdh,
+                tail: r.rdt,
+            }
+        };
+        let t = &self.tx[0];
+        let intr = lock(&self.shared.intr).clone();
+        VfState {
+            rx,
+            tx: RingState {
+                enabled: t.enabled(),
+                base: t.base(),
+                len: t.len(),
+                head: t.tdh,
+                tail: t.tdt,
+            },
+            tx_paused_until: self.tx_paused_until(),
+            eicr: intr.eicr,
+            eims: intr.eims,
+            ivar: intr.ivar,
+            ivar_misc: intr.ivar_misc,
+            bus_master: self.shared.bus_master(),
+            attached: self.shared.memory().is_some(),
+        }
     }
 
     // ----- resets -----

@@ -663,3 +663,21 @@ fn mtu_change_goes_down_and_up_into_header_split_and_traffic_still_flows() {
     assert_eq!(g.sent.lock().unwrap().last().map(|b| b.to_vec()), Some(f));
     assert!(g.drv.check_link(&mut g.vf));
 }
+
+#[test]
+fn state_shows_the_rings_igbvf_configured() {
+    let port = port(1);
+    let mut g = up(&port, 0, DriverConfig::default());
+    let st = g.vf.state();
+    assert!(st.rx.enabled && st.tx.enabled && st.bus_master && st.attached);
+    assert_eq!(
+        (st.rx.base, st.rx.len, st.rx.head, st.rx.tail),
+        (g.drv.rx_ring_addr(), 64, 0, 62)
+    );
+    assert_eq!((st.tx.base, st.tx.len), (g.drv.tx_ring_addr(), 64));
+    assert_eq!((st.eims, st.ivar, st.ivar_misc), (0x7, 0x8081, 0x82));
+    let json = serde_json::to_string(&st).unwrap();
+    assert!(json.contains("\"ivar_misc\":130"));
+    let stats = serde_json::to_value(g.vf.stats()).unwrap();
+    assert_eq!(stats["rx_drops"]["ring_full"], 0);
+}
