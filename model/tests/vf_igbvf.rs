@@ -667,7 +667,7 @@ fn mtu_change_goes_down_and_up_into_header_split_and_traffic_still_flows() {
 #[test]
 fn state_shows_the_rings_igbvf_configured() {
     let port = port(1);
-    let mut g = up(&port, 0, DriverConfig::default());
+    let g = up(&port, 0, DriverConfig::default());
     let st = g.vf.state();
     assert!(st.rx.enabled && st.tx.enabled && st.bus_master && st.attached);
     assert_eq!(
