@@ -1,5 +1,8 @@
 //! The Intel 82576 device model. So far: the PCI configuration-space layouts of its PF and VFs
-//! (spec §1), built with the `pcie` crate's builders. The register files, rings and DMA follow.
+//! (spec §1, `config`), the TX offload engine (`offload`), the PF side the emulator plays
+//! (`pf`), and the VF function (`vf`: BAR0 registers in `regs`, interrupts in `intr`, RX/TX
+//! rings in `rx`/`tx` over the descriptors of `desc`, counters in `stats`), with `testing`'s
+//! in-process igbvf to drive it. The PF's own register file follows.
 
 pub mod config;
 pub mod desc;
