@@ -2,9 +2,9 @@
 //! it: an in-process VF driver that brings up the VF model with its registers, rings and
 //! mailbox exactly as Linux `igbvf` does, and a PF side built on the real `mailbox` crate.
 //!
-//! - [`MailboxPort`]: a [`PfPort`] over real `mailbox::VfMailbox`es and a `mailbox::PfAgent`,
+//! - [`MailboxPort`]: a [`PfPort`](crate::PfPort) over real `mailbox::VfMailbox`es and a `mailbox::PfAgent`,
 //!   servicing the agent inside the VF's register write (as the owner in `src/` will).
-//! - [`IrqLog`]: an [`IrqSink`] that records the vectors fired.
+//! - [`IrqLog`]: an [`IrqSink`](crate::IrqSink) that records the vectors fired.
 //! - [`SoftIgbvf`]: the driver. Register sequences follow igbvf's `netdev.c`, `vf.c` and
 //!   `mbx.c`: probe (`e1000_reset_hw_vf` handshake, `read_mac_addr`, `init_hw` SET_MAC_ADDR),
 //!   open (`igbvf_configure`: SET_MULTICAST, `igbvf_configure_tx`, `igbvf_setup_srrctl`,
