@@ -826,3 +826,32 @@ impl Vf {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_function_moves_to_its_connection_thread_and_the_shared_part_is_sync() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<Vf>();
+        send_sync::<VfShared>();
+        send_sync::<Arc<VfShared>>();
+    }
+
+    #[test]
+    fn link_state_maps_to_vtstatus_bits() {
+        assert_eq!(LinkState::DOWN.status_bits(), 0);
+        assert_eq!(
+            LinkState::UP_1000_FD.status_bits(),
+            status::LU | status::FD | status::SPEED_1000
+        );
+        let half_100 = LinkState {
+            up: true,
+            speed_mbps: 100,
+            full_duplex: false,
+        };
+        assert_eq!(half_100.status_bits(), status::LU | status::SPEED_100);
+    }
+}
