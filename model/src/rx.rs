@@ -147,8 +147,16 @@ impl RxRing {
 /// How a frame is laid out over descriptors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layout {
-    OneBuffer { buf: usize },
-    HeaderSplit { buf: usize, hdr: usize },
+    OneBuffer {
+        buf: usize,
+    },
+    /// `always`: DESCTYPE 101 (igbvf) puts the first bytes of an unsplittable frame in the
+    /// header buffer; 010 puts such a frame in the packet buffers only.
+    HeaderSplit {
+        buf: usize,
+        hdr: usize,
+        always: bool,
+    },
 }
 
 impl Layout {
@@ -156,8 +164,12 @@ impl Layout {
     fn plan(self, frame: &[u8]) -> (usize, usize) {
         match self {
             Layout::OneBuffer { buf } => (0, frame.len().div_ceil(buf)),
-            Layout::HeaderSplit { buf, hdr } => {
-                let h = split_point(frame, hdr);
+            Layout::HeaderSplit { buf, hdr, always } => {
+                let h = match split_point(frame, hdr) {
+                    Split::Headers(h) => h,
+                    Split::Unparsed(h) if always => h,
+                    Split::Unparsed(_) => 0,
+                };
                 let rest = frame.len() - h;
                 (h, rest.div_ceil(buf).max(1))
             }
@@ -169,15 +181,23 @@ impl Layout {
 /// IPv4/IPv6 TCP or UDP frame; otherwise (or if they do not fit) the first `hdr` bytes —
 /// "split always" puts something in the header buffer, and igbvf needs the Ethernet header
 /// in the linear part of the skb.
-fn split_point(frame: &[u8], hdr: usize) -> usize {
-    let fallback = frame.len().min(hdr);
+fn split_point(frame: &[u8], hdr: usize) -> Split {
     if frame.len() <= hdr {
-        return frame.len();
+        return Split::Headers(frame.len());
     }
     match parse_headers_len(frame) {
-        Some(h) if h <= hdr && h <= frame.len() => h,
-        _ => fallback,
+        Some(h) if h <= hdr && h <= frame.len() => Split::Headers(h),
+        _ => Split::Unparsed(frame.len().min(hdr)),
     }
+}
+
+/// Where header split cuts a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Split {
+    /// After the parsed headers (or the whole frame, when it fits the header buffer).
+    Headers(usize),
+    /// Headers not recognised (or too long): the header buffer's size.
+    Unparsed(usize),
 }
 
 /// Length of Ethernet (+ up to two VLAN tags) + IP + TCP/UDP headers, if parseable.
@@ -249,10 +269,14 @@ pub(crate) fn write_frame<M: GuestMemory>(
     let buf = ring.pkt_buf_size();
     let layout = match ring.desc_type() {
         srrctl::DESCTYPE_ADV_ONEBUF => Layout::OneBuffer { buf },
-        srrctl::DESCTYPE_HDR_SPLIT | srrctl::DESCTYPE_HDR_SPLIT_ALWAYS => {
+        t @ (srrctl::DESCTYPE_HDR_SPLIT | srrctl::DESCTYPE_HDR_SPLIT_ALWAYS) => {
             match ring.hdr_buf_size() {
                 0 => Layout::OneBuffer { buf },
-                hdr => Layout::HeaderSplit { buf, hdr },
+                hdr => Layout::HeaderSplit {
+                    buf,
+                    hdr,
+                    always: t == srrctl::DESCTYPE_HDR_SPLIT_ALWAYS,
+                },
             }
         }
         _ => return RxOutcome::Dropped(RxDrop::UnsupportedDescType),
@@ -371,7 +395,7 @@ mod tests {
 
     #[test]
     fn split_point_is_after_tcp_header() {
-        assert_eq!(split_point(&tcp4_frame(1000), 128), 54);
+        assert_eq!(split_point(&tcp4_frame(1000), 128), Split::Headers(54));
     }
 
     #[test]
@@ -379,9 +403,9 @@ mod tests {
         let mut f = vec![0u8; 300];
         f[12] = 0x88;
         f[13] = 0xB5;
-        assert_eq!(split_point(&f, 128), 128);
+        assert_eq!(split_point(&f, 128), Split::Unparsed(128));
         // A frame that fits goes entirely into the header buffer.
-        assert_eq!(split_point(&f[..100], 128), 100);
+        assert_eq!(split_point(&f[..100], 128), Split::Headers(100));
     }
 
     #[test]
@@ -391,7 +415,7 @@ mod tests {
         f[16] = 0x08;
         f[18] = 0x45;
         f[18 + 9] = 17;
-        assert_eq!(split_point(&f, 128), 18 + 20 + 8);
+        assert_eq!(split_point(&f, 128), Split::Headers(18 + 20 + 8));
     }
 
     #[test]
