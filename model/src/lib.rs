@@ -7,6 +7,8 @@
 pub mod config;
 pub mod desc;
 pub mod intr;
+pub mod offload;
+pub mod pf;
 pub mod regs;
 pub mod rx;
 pub mod rxcsum;
@@ -14,8 +16,6 @@ pub mod stats;
 pub mod testing;
 pub mod tx;
 pub mod vf;
-pub mod offload;
-pub mod pf;
 
 pub use intr::{Cause, IrqSink};
 pub use stats::{AccessError, RxDrop, TxError, VfStats};
