@@ -25,7 +25,6 @@ mod field {
     pub const TX_OLINFO_STATUS: Field = 12..16;
     // TX context descriptor.
     pub const CTX_VLAN_MACIP_LENS: Field = 0..4;
-    pub const CTX_SEQNUM_SEED: Field = 4..8;
     pub const CTX_TYPE_TUCMD: Field = 8..12;
     pub const CTX_MSS_L4LEN_IDX: Field = 12..16;
 }
@@ -148,76 +147,242 @@ impl RxWriteBack {
     }
 }
 
-/// TX descriptor command/type bits (cmd_type_len, dword 2), spec §2.8.
-pub mod tx_cmd {
+/// Raw bit layout of the advanced TX descriptors (spec §2.8; Linux e1000_82575.h names).
+pub mod tx_bits {
+    // ---- data descriptor, dword 2 (cmd_type_len) ----
+    /// Buffer length of this descriptor (DTALEN).
     pub const DTALEN_MASK: u32 = 0xFFFF;
+    /// Descriptor type field position (b23:20), in both data and context descriptors.
     pub const DTYP_SHIFT: u32 = 20;
     pub const DTYP_MASK: u32 = 0xF << DTYP_SHIFT;
-    pub const DTYP_CTXT: u32 = 0b0010;
+    /// DTYP of a context descriptor.
+    pub const DTYP_CONTEXT: u32 = 0b0010;
+    /// DTYP of a data descriptor.
     pub const DTYP_DATA: u32 = 0b0011;
-    pub const EOP: u32 = 1 << 24;
-    pub const IFCS: u32 = 1 << 25;
-    pub const RS: u32 = 1 << 27;
-    pub const DEXT: u32 = 1 << 29;
-    pub const VLE: u32 = 1 << 30;
-    pub const TSE: u32 = 1 << 31;
-}
+    /// End of packet.
+    pub const DCMD_EOP: u32 = 1 << 24;
+    /// Insert FCS.
+    pub const DCMD_IFCS: u32 = 1 << 25;
+    /// Report status.
+    pub const DCMD_RS: u32 = 1 << 27;
+    /// Descriptor extension (advanced format).
+    pub const DCMD_DEXT: u32 = 1 << 29;
+    /// VLAN insertion enable: insert the context descriptor's VLAN tag.
+    pub const DCMD_VLE: u32 = 1 << 30;
+    /// TCP/UDP segmentation enable.
+    pub const DCMD_TSE: u32 = 1 << 31;
 
-/// TX olinfo_status (dword 3) bits.
-pub mod tx_olinfo {
-    /// Written back by the device when RS was set.
-    pub const DD: u32 = 1 << 0;
-    pub const IDX_SHIFT: u32 = 4;
-    pub const IDX_MASK: u32 = 0x7 << IDX_SHIFT;
+    // ---- data descriptor, dword 3 (olinfo_status) ----
+    /// Context slot used by this packet (82575 only; 0 from igb on the 82576).
+    pub const OLINFO_IDX_SHIFT: u32 = 4;
+    pub const OLINFO_IDX_MASK: u32 = 0x7 << OLINFO_IDX_SHIFT;
+    /// POPTS.IXSM: insert the IPv4 header checksum.
+    /// Descriptor done, written back into olinfo_status when RS was set.
+    pub const STA_DD: u32 = 1 << 0;
     pub const POPTS_IXSM: u32 = 1 << 8;
+    /// POPTS.TXSM: insert the L4 checksum.
     pub const POPTS_TXSM: u32 = 1 << 9;
+    /// PAYLEN, b31:14.
     pub const PAYLEN_SHIFT: u32 = 14;
-}
+    /// Largest PAYLEN the 18-bit field can hold.
+    pub const PAYLEN_MAX: u32 = (1 << 18) - 1;
 
-/// TX context descriptor fields.
-pub mod tx_ctx {
+    // ---- context descriptor, dword 0 (vlan_macip_lens) ----
     pub const IPLEN_MASK: u32 = 0x1FF;
     pub const MACLEN_SHIFT: u32 = 9;
     pub const MACLEN_MASK: u32 = 0x7F << MACLEN_SHIFT;
     pub const VLAN_SHIFT: u32 = 16;
+
+    // ---- context descriptor, dword 2 (type_tucmd_mlhl) ----
+    /// TUCMD.IPV4: the L3 header is IPv4 (clear: IPv6, or "not told" for checksum-only).
     pub const TUCMD_IPV4: u32 = 1 << 10;
     pub const TUCMD_L4T_SHIFT: u32 = 11;
     pub const TUCMD_L4T_MASK: u32 = 0x3 << TUCMD_L4T_SHIFT;
-    pub const IDX_SHIFT: u32 = 4;
-    pub const IDX_MASK: u32 = 0x7 << IDX_SHIFT;
+    pub const L4T_UDP: u32 = 0b00;
+    pub const L4T_TCP: u32 = 0b01;
+    pub const L4T_SCTP: u32 = 0b10;
+
+    // ---- context descriptor, dword 3 (mss_l4len_idx) ----
+    pub const CTX_IDX_SHIFT: u32 = 4;
+    pub const CTX_IDX_MASK: u32 = 0x7 << CTX_IDX_SHIFT;
     pub const L4LEN_SHIFT: u32 = 8;
     pub const L4LEN_MASK: u32 = 0xFF << L4LEN_SHIFT;
     pub const MSS_SHIFT: u32 = 16;
 }
 
+/// The L3 type a context descriptor declares (TUCMD.IPV4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum L3Type {
+    /// TUCMD.IPV4 set.
+    Ipv4,
+    /// TUCMD.IPV4 clear: IPv6 for TSO. For checksum-only contexts igb leaves the bit clear for
+    /// IPv4 too, so there the engine reads the IP version from the frame instead.
+    #[default]
+    Ipv6,
+}
+
 /// The L4 type of a context descriptor (TUCMD.L4T).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum L4Type {
+    /// 00 (also what igb writes for a VLAN-only context).
     #[default]
     Udp,
+    /// 01.
     Tcp,
+    /// 10: CRC32c.
     Sctp,
-    /// The reserved encoding 11.
-    Unknown(u8),
+    /// 11, reserved: no L4 offload possible.
+    Other,
 }
 
 impl L4Type {
-    fn from_bits(v: u8) -> L4Type {
+    pub(crate) fn from_bits(v: u32) -> L4Type {
         match v {
-            0 => L4Type::Udp,
-            1 => L4Type::Tcp,
-            2 => L4Type::Sctp,
-            other => L4Type::Unknown(other),
+            tx_bits::L4T_UDP => L4Type::Udp,
+            tx_bits::L4T_TCP => L4Type::Tcp,
+            tx_bits::L4T_SCTP => L4Type::Sctp,
+            _ => L4Type::Other,
         }
     }
 
-    fn bits(self) -> u32 {
+    pub(crate) fn to_bits(self) -> u32 {
         match self {
-            L4Type::Udp => 0,
-            L4Type::Tcp => 1,
-            L4Type::Sctp => 2,
-            L4Type::Unknown(v) => u32::from(v & 3),
+            L4Type::Udp => tx_bits::L4T_UDP,
+            L4Type::Tcp => tx_bits::L4T_TCP,
+            L4Type::Sctp => tx_bits::L4T_SCTP,
+            L4Type::Other => 0b11,
         }
+    }
+}
+
+/// The offload context of an advanced TX context descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxContext {
+    /// MACLEN (7 bits): bytes before the L3 header in the frame as gathered from guest memory
+    /// (untagged when VLE inserts the tag).
+    pub mac_len: u8,
+    /// IPLEN (9 bits): bytes from the L3 header to the L4 header.
+    pub ip_len: u16,
+    /// L4LEN (8 bits): the L4 header length; used only for segmentation.
+    pub l4_len: u8,
+    /// MSS (16 bits): payload bytes per segment; used only for segmentation.
+    pub mss: u16,
+    /// TUCMD.IPV4.
+    pub l3: L3Type,
+    /// TUCMD.L4T.
+    pub l4: L4Type,
+    /// The 802.1Q TCI (priority, DEI, VID) inserted when a data descriptor has VLE.
+    pub vlan: u16,
+    /// Context slot (IDX, 3 bits); 0 from igb/igbvf on the 82576.
+    pub idx: u8,
+}
+
+impl TxContext {
+    /// Decodes the four little-endian dwords of a context descriptor (as CPU integers).
+    /// Dword 1 (seqnum/seed) is not used by the 82576 and is ignored; the DTYP/DEXT bits of
+    /// dword 2 are the caller's to check.
+    pub fn from_words(vlan_macip_lens: u32, type_tucmd_mlhl: u32, mss_l4len_idx: u32) -> Self {
+        TxContext {
+            mac_len: ((vlan_macip_lens & tx_bits::MACLEN_MASK) >> tx_bits::MACLEN_SHIFT) as u8,
+            ip_len: (vlan_macip_lens & tx_bits::IPLEN_MASK) as u16,
+            vlan: (vlan_macip_lens >> tx_bits::VLAN_SHIFT) as u16,
+            l3: if type_tucmd_mlhl & tx_bits::TUCMD_IPV4 != 0 {
+                L3Type::Ipv4
+            } else {
+                L3Type::Ipv6
+            },
+            l4: L4Type::from_bits(
+                (type_tucmd_mlhl & tx_bits::TUCMD_L4T_MASK) >> tx_bits::TUCMD_L4T_SHIFT,
+            ),
+            idx: ((mss_l4len_idx & tx_bits::CTX_IDX_MASK) >> tx_bits::CTX_IDX_SHIFT) as u8,
+            l4_len: ((mss_l4len_idx & tx_bits::L4LEN_MASK) >> tx_bits::L4LEN_SHIFT) as u8,
+            mss: (mss_l4len_idx >> tx_bits::MSS_SHIFT) as u16,
+        }
+    }
+
+    /// Decodes a context descriptor's 16 bytes as read from the ring.
+    pub fn from_desc(desc: &[u8; 16]) -> Self {
+        let dword = |i: usize| {
+            u32::from_le_bytes([
+                desc[4 * i],
+                desc[4 * i + 1],
+                desc[4 * i + 2],
+                desc[4 * i + 3],
+            ])
+        };
+        Self::from_words(dword(0), dword(2), dword(3))
+    }
+
+    /// The dwords 0, 2 and 3 a driver would write for this context (DTYP and DEXT included);
+    /// out-of-range fields are truncated to their widths.
+    pub fn to_words(&self) -> (u32, u32, u32) {
+        let lens = (u32::from(self.ip_len) & tx_bits::IPLEN_MASK)
+            | ((u32::from(self.mac_len) << tx_bits::MACLEN_SHIFT) & tx_bits::MACLEN_MASK)
+            | (u32::from(self.vlan) << tx_bits::VLAN_SHIFT);
+        let mut tucmd = tx_bits::DCMD_DEXT
+            | (tx_bits::DTYP_CONTEXT << tx_bits::DTYP_SHIFT)
+            | (self.l4.to_bits() << tx_bits::TUCMD_L4T_SHIFT);
+        if self.l3 == L3Type::Ipv4 {
+            tucmd |= tx_bits::TUCMD_IPV4;
+        }
+        let mli = ((u32::from(self.idx) << tx_bits::CTX_IDX_SHIFT) & tx_bits::CTX_IDX_MASK)
+            | (u32::from(self.l4_len) << tx_bits::L4LEN_SHIFT)
+            | (u32::from(self.mss) << tx_bits::MSS_SHIFT);
+        (lens, tucmd, mli)
+    }
+}
+
+/// The per-packet offload requests of a packet's first data descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxOffloads {
+    /// DCMD.TSE: segment the packet (TCP, or UDP when L4T is UDP).
+    pub tse: bool,
+    /// POPTS.IXSM: insert the IPv4 header checksum.
+    pub ixsm: bool,
+    /// POPTS.TXSM: insert the L4 checksum.
+    pub txsm: bool,
+    /// DCMD.VLE: insert the context's VLAN tag.
+    pub vle: bool,
+    /// PAYLEN (18 bits): with TSE the bytes after the headers, otherwise the frame length.
+    pub paylen: u32,
+}
+
+impl TxOffloads {
+    /// Decodes dwords 2 (cmd_type_len) and 3 (olinfo_status) of a data descriptor.
+    pub fn from_words(cmd_type_len: u32, olinfo_status: u32) -> Self {
+        TxOffloads {
+            tse: cmd_type_len & tx_bits::DCMD_TSE != 0,
+            vle: cmd_type_len & tx_bits::DCMD_VLE != 0,
+            ixsm: olinfo_status & tx_bits::POPTS_IXSM != 0,
+            txsm: olinfo_status & tx_bits::POPTS_TXSM != 0,
+            paylen: olinfo_status >> tx_bits::PAYLEN_SHIFT,
+        }
+    }
+
+    /// Decodes a data descriptor's 16 bytes as read from the ring.
+    pub fn from_desc(desc: &[u8; 16]) -> Self {
+        let cmd = u32::from_le_bytes([desc[8], desc[9], desc[10], desc[11]]);
+        let ol = u32::from_le_bytes([desc[12], desc[13], desc[14], desc[15]]);
+        Self::from_words(cmd, ol)
+    }
+
+    /// The offload bits of dwords 2 and 3 (DTYP data, DEXT, no length, EOP/RS/IFCS clear).
+    pub fn to_words(&self) -> (u32, u32) {
+        let mut cmd = tx_bits::DCMD_DEXT | (tx_bits::DTYP_DATA << tx_bits::DTYP_SHIFT);
+        if self.tse {
+            cmd |= tx_bits::DCMD_TSE;
+        }
+        if self.vle {
+            cmd |= tx_bits::DCMD_VLE;
+        }
+        let mut ol = (self.paylen & tx_bits::PAYLEN_MAX) << tx_bits::PAYLEN_SHIFT;
+        if self.ixsm {
+            ol |= tx_bits::POPTS_IXSM;
+        }
+        if self.txsm {
+            ol |= tx_bits::POPTS_TXSM;
+        }
+        (cmd, ol)
     }
 }
 
@@ -230,39 +395,18 @@ pub struct TxDataDesc {
     pub eop: bool,
     pub ifcs: bool,
     pub rs: bool,
-    pub vle: bool,
-    pub tse: bool,
     /// Context slot (olinfo IDX).
     pub idx: u8,
-    /// POPTS.IXSM: insert the IPv4 header checksum.
-    pub ixsm: bool,
-    /// POPTS.TXSM: insert the L4 checksum.
-    pub txsm: bool,
-    /// PAYLEN: the packet's payload length (TSO: excluding headers).
-    pub paylen: u32,
-}
-
-/// An advanced TX context descriptor (DTYP 0010, DEXT 1).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TxContextDesc {
-    pub iplen: u16,
-    pub maclen: u8,
-    /// VLAN tag to insert when a data descriptor has VLE.
-    pub vlan: u16,
-    pub seqnum_seed: u32,
-    pub ipv4: bool,
-    pub l4t: L4Type,
-    /// Context slot (IDX).
-    pub idx: u8,
-    pub l4len: u8,
-    pub mss: u16,
+    /// TSE, VLE, IXSM, TXSM and PAYLEN: what the offload engine is asked to do (meaningful on
+    /// a packet's first data descriptor).
+    pub offloads: TxOffloads,
 }
 
 /// What a TX descriptor slot holds, told apart by DEXT and DTYP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxDesc {
     Data(TxDataDesc),
-    Context(TxContextDesc),
+    Context(TxContext),
     /// A legacy descriptor (DEXT 0) or an unknown DTYP: not used by igbvf, refused. `eop`
     /// is bit 24 of dword 2 (EOP in both the legacy and the advanced layouts), so that a
     /// refused packet ends where the driver meant it to.
@@ -276,47 +420,30 @@ pub enum TxDesc {
 impl TxDesc {
     pub fn parse(b: &DescBytes) -> TxDesc {
         let cmd = get_u32(b, field::TX_CMD_TYPE_LEN);
-        let dext = cmd & tx_cmd::DEXT != 0;
-        let dtyp = ((cmd & tx_cmd::DTYP_MASK) >> tx_cmd::DTYP_SHIFT) as u8;
+        let dext = cmd & tx_bits::DCMD_DEXT != 0;
+        let dtyp = ((cmd & tx_bits::DTYP_MASK) >> tx_bits::DTYP_SHIFT) as u8;
         match (dext, u32::from(dtyp)) {
-            (true, tx_cmd::DTYP_DATA) => {
+            (true, tx_bits::DTYP_DATA) => {
                 let ol = get_u32(b, field::TX_OLINFO_STATUS);
                 TxDesc::Data(TxDataDesc {
                     addr: get_u64(b, field::TX_ADDR),
-                    len: (cmd & tx_cmd::DTALEN_MASK) as u16,
-                    eop: cmd & tx_cmd::EOP != 0,
-                    ifcs: cmd & tx_cmd::IFCS != 0,
-                    rs: cmd & tx_cmd::RS != 0,
-                    vle: cmd & tx_cmd::VLE != 0,
-                    tse: cmd & tx_cmd::TSE != 0,
-                    idx: ((ol & tx_olinfo::IDX_MASK) >> tx_olinfo::IDX_SHIFT) as u8,
-                    ixsm: ol & tx_olinfo::POPTS_IXSM != 0,
-                    txsm: ol & tx_olinfo::POPTS_TXSM != 0,
-                    paylen: ol >> tx_olinfo::PAYLEN_SHIFT,
+                    len: (cmd & tx_bits::DTALEN_MASK) as u16,
+                    eop: cmd & tx_bits::DCMD_EOP != 0,
+                    ifcs: cmd & tx_bits::DCMD_IFCS != 0,
+                    rs: cmd & tx_bits::DCMD_RS != 0,
+                    idx: ((ol & tx_bits::OLINFO_IDX_MASK) >> tx_bits::OLINFO_IDX_SHIFT) as u8,
+                    offloads: TxOffloads::from_words(cmd, ol),
                 })
             }
-            (true, tx_cmd::DTYP_CTXT) => {
-                let lens = get_u32(b, field::CTX_VLAN_MACIP_LENS);
-                let tucmd = get_u32(b, field::CTX_TYPE_TUCMD);
-                let mli = get_u32(b, field::CTX_MSS_L4LEN_IDX);
-                TxDesc::Context(TxContextDesc {
-                    iplen: (lens & tx_ctx::IPLEN_MASK) as u16,
-                    maclen: ((lens & tx_ctx::MACLEN_MASK) >> tx_ctx::MACLEN_SHIFT) as u8,
-                    vlan: (lens >> tx_ctx::VLAN_SHIFT) as u16,
-                    seqnum_seed: get_u32(b, field::CTX_SEQNUM_SEED),
-                    ipv4: tucmd & tx_ctx::TUCMD_IPV4 != 0,
-                    l4t: L4Type::from_bits(
-                        ((tucmd & tx_ctx::TUCMD_L4T_MASK) >> tx_ctx::TUCMD_L4T_SHIFT) as u8,
-                    ),
-                    idx: ((mli & tx_ctx::IDX_MASK) >> tx_ctx::IDX_SHIFT) as u8,
-                    l4len: ((mli & tx_ctx::L4LEN_MASK) >> tx_ctx::L4LEN_SHIFT) as u8,
-                    mss: (mli >> tx_ctx::MSS_SHIFT) as u16,
-                })
-            }
+            (true, tx_bits::DTYP_CONTEXT) => TxDesc::Context(TxContext::from_words(
+                get_u32(b, field::CTX_VLAN_MACIP_LENS),
+                get_u32(b, field::CTX_TYPE_TUCMD),
+                get_u32(b, field::CTX_MSS_L4LEN_IDX),
+            )),
             _ => TxDesc::Unknown {
                 dext,
                 dtyp,
-                eop: cmd & tx_cmd::EOP != 0,
+                eop: cmd & tx_bits::DCMD_EOP != 0,
             },
         }
     }
@@ -325,55 +452,37 @@ impl TxDesc {
     pub fn emit(&self, b: &mut DescBytes) {
         match self {
             TxDesc::Data(d) => {
-                let mut cmd = u32::from(d.len) | (tx_cmd::DTYP_DATA << tx_cmd::DTYP_SHIFT);
-                cmd |= tx_cmd::DEXT;
+                let (mut cmd, mut ol) = d.offloads.to_words();
+                cmd |= u32::from(d.len);
                 for (on, bit) in [
-                    (d.eop, tx_cmd::EOP),
-                    (d.ifcs, tx_cmd::IFCS),
-                    (d.rs, tx_cmd::RS),
-                    (d.vle, tx_cmd::VLE),
-                    (d.tse, tx_cmd::TSE),
+                    (d.eop, tx_bits::DCMD_EOP),
+                    (d.ifcs, tx_bits::DCMD_IFCS),
+                    (d.rs, tx_bits::DCMD_RS),
                 ] {
                     if on {
                         cmd |= bit;
                     }
                 }
-                let mut ol = (u32::from(d.idx) << tx_olinfo::IDX_SHIFT) & tx_olinfo::IDX_MASK;
-                if d.ixsm {
-                    ol |= tx_olinfo::POPTS_IXSM;
-                }
-                if d.txsm {
-                    ol |= tx_olinfo::POPTS_TXSM;
-                }
-                ol |= d.paylen << tx_olinfo::PAYLEN_SHIFT;
+                ol |= (u32::from(d.idx) << tx_bits::OLINFO_IDX_SHIFT) & tx_bits::OLINFO_IDX_MASK;
                 b[field::TX_ADDR].copy_from_slice(&d.addr.to_le_bytes());
                 b[field::TX_CMD_TYPE_LEN].copy_from_slice(&cmd.to_le_bytes());
                 b[field::TX_OLINFO_STATUS].copy_from_slice(&ol.to_le_bytes());
             }
             TxDesc::Context(c) => {
-                let lens = (u32::from(c.iplen) & tx_ctx::IPLEN_MASK)
-                    | ((u32::from(c.maclen) << tx_ctx::MACLEN_SHIFT) & tx_ctx::MACLEN_MASK)
-                    | (u32::from(c.vlan) << tx_ctx::VLAN_SHIFT);
-                let mut tucmd = tx_cmd::DEXT | (tx_cmd::DTYP_CTXT << tx_cmd::DTYP_SHIFT);
-                if c.ipv4 {
-                    tucmd |= tx_ctx::TUCMD_IPV4;
-                }
-                tucmd |= c.l4t.bits() << tx_ctx::TUCMD_L4T_SHIFT;
-                let mli = ((u32::from(c.idx) << tx_ctx::IDX_SHIFT) & tx_ctx::IDX_MASK)
-                    | (u32::from(c.l4len) << tx_ctx::L4LEN_SHIFT)
-                    | (u32::from(c.mss) << tx_ctx::MSS_SHIFT);
+                // Dword 1 (seqnum/seed) is unused by the 82576 and written as 0.
+                let (lens, tucmd, mli) = c.to_words();
+                *b = [0; DESC_LEN];
                 b[field::CTX_VLAN_MACIP_LENS].copy_from_slice(&lens.to_le_bytes());
-                b[field::CTX_SEQNUM_SEED].copy_from_slice(&c.seqnum_seed.to_le_bytes());
                 b[field::CTX_TYPE_TUCMD].copy_from_slice(&tucmd.to_le_bytes());
                 b[field::CTX_MSS_L4LEN_IDX].copy_from_slice(&mli.to_le_bytes());
             }
             TxDesc::Unknown { dext, dtyp, eop } => {
-                let mut cmd = u32::from(*dtyp & 0xF) << tx_cmd::DTYP_SHIFT;
+                let mut cmd = u32::from(*dtyp & 0xF) << tx_bits::DTYP_SHIFT;
                 if *dext {
-                    cmd |= tx_cmd::DEXT;
+                    cmd |= tx_bits::DCMD_DEXT;
                 }
                 if *eop {
-                    cmd |= tx_cmd::EOP;
+                    cmd |= tx_bits::DCMD_EOP;
                 }
                 *b = [0; DESC_LEN];
                 b[field::TX_CMD_TYPE_LEN].copy_from_slice(&cmd.to_le_bytes());
@@ -392,7 +501,12 @@ mod tests {
     #[test]
     fn igbvf_data_descriptor_parses_from_literal_bytes() {
         // addr 0x1234_5000, len 60, DTYP data | IFCS | DEXT | EOP | RS, PAYLEN 60.
-        let cmd: u32 = 60 | (3 << 20) | tx_cmd::IFCS | tx_cmd::DEXT | tx_cmd::EOP | tx_cmd::RS;
+        let cmd: u32 = 60
+            | (3 << 20)
+            | tx_bits::DCMD_IFCS
+            | tx_bits::DCMD_DEXT
+            | tx_bits::DCMD_EOP
+            | tx_bits::DCMD_RS;
         let ol: u32 = 60 << 14;
         let mut b = [0u8; 16];
         b[0..8].copy_from_slice(&0x1234_5000u64.to_le_bytes());
@@ -404,8 +518,8 @@ mod tests {
         };
         assert_eq!(data.addr, 0x1234_5000);
         assert_eq!(data.len, 60);
-        assert!(data.eop && data.rs && data.ifcs && !data.tse && !data.vle);
-        assert_eq!(data.paylen, 60);
+        assert!(data.eop && data.rs && data.ifcs && !data.offloads.tse && !data.offloads.vle);
+        assert_eq!(data.offloads.paylen, 60);
         let mut out = [0u8; 16];
         d.emit(&mut out);
         assert_eq!(out, b);
@@ -413,15 +527,14 @@ mod tests {
 
     #[test]
     fn igbvf_tso_context_descriptor_round_trips() {
-        let c = TxContextDesc {
-            iplen: 20,
-            maclen: 14,
+        let c = TxContext {
+            ip_len: 20,
+            mac_len: 14,
             vlan: 0x2005,
-            seqnum_seed: 0,
-            ipv4: true,
-            l4t: L4Type::Tcp,
+            l3: L3Type::Ipv4,
+            l4: L4Type::Tcp,
             idx: 0,
-            l4len: 20,
+            l4_len: 20,
             mss: 1448,
         };
         let mut b = [0u8; 16];

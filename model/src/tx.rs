@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use vm_memory::{Bytes as _, GuestAddress, GuestMemory};
 
 use crate::desc::{
-    tx_olinfo, DescBytes, L4Type, TxContextDesc, TxDataDesc, TxDesc, DESC_LEN, TX_STATUS_OFFSET,
+    tx_bits, DescBytes, TxContext, TxDataDesc, TxDesc, TxOffloads, DESC_LEN, TX_STATUS_OFFSET,
 };
 use crate::offload;
 use crate::regs::{dctl, q, DBAL_MASK, DLEN_MASK};
@@ -52,26 +52,18 @@ pub enum TxVerdict {
 /// wrote TDT, with no VF lock held.
 pub type TxSink = dyn FnMut(Bytes) -> TxVerdict + Send;
 
-/// The offload request of one packet: its data descriptor flags and context.
+/// The offload request of one packet: its first data descriptor's offload bits and the context
+/// of the slot it names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TxRequest {
-    /// The context descriptor of the slot the first data descriptor names.
-    pub ctx: TxContextDesc,
-    /// TSE: TCP/UDP segmentation with `ctx.mss`.
-    pub tse: bool,
-    /// POPTS.IXSM: IPv4 header checksum.
-    pub ixsm: bool,
-    /// POPTS.TXSM: L4 checksum.
-    pub txsm: bool,
-    /// VLE: insert `ctx.vlan`.
-    pub vle: bool,
-    /// PAYLEN of the first data descriptor.
-    pub paylen: u32,
+    pub ctx: TxContext,
+    pub offloads: TxOffloads,
 }
 
 impl TxRequest {
     pub fn needs_offload(&self) -> bool {
-        self.tse || self.ixsm || self.txsm || self.vle
+        let o = &self.offloads;
+        o.tse || o.ixsm || o.txsm || o.vle
     }
 }
 
@@ -95,31 +87,6 @@ pub trait TxOffload: Send + Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HwOffload;
 
-impl HwOffload {
-    /// The engine's view of a context descriptor.
-    pub fn context(c: &TxContextDesc) -> offload::TxContext {
-        offload::TxContext {
-            mac_len: c.maclen,
-            ip_len: c.iplen,
-            l4_len: c.l4len,
-            mss: c.mss,
-            l3: if c.ipv4 {
-                offload::L3Type::Ipv4
-            } else {
-                offload::L3Type::Ipv6
-            },
-            l4: match c.l4t {
-                L4Type::Udp => offload::L4Type::Udp,
-                L4Type::Tcp => offload::L4Type::Tcp,
-                L4Type::Sctp => offload::L4Type::Sctp,
-                L4Type::Unknown(_) => offload::L4Type::Other,
-            },
-            vlan: c.vlan,
-            idx: c.idx,
-        }
-    }
-}
-
 impl TxOffload for HwOffload {
     fn apply(
         &self,
@@ -127,14 +94,7 @@ impl TxOffload for HwOffload {
         req: &TxRequest,
         out: &mut dyn FnMut(Bytes),
     ) -> Result<(), OffloadFailure> {
-        let off = offload::TxOffloads {
-            tse: req.tse,
-            ixsm: req.ixsm,
-            txsm: req.txsm,
-            vle: req.vle,
-            paylen: req.paylen,
-        };
-        offload::apply(frame, &HwOffload::context(&req.ctx), &off, out)
+        offload::apply(frame, &req.ctx, &req.offloads, out)
             .map(|_| ())
             .map_err(|e| OffloadFailure(e.to_string()))
     }
@@ -162,7 +122,7 @@ pub struct TxRing {
     pub txdctl: u32,
     pub tdwbal: u32,
     pub tdwbah: u32,
-    ctx: [TxContextDesc; CONTEXT_SLOTS],
+    ctx: [TxContext; CONTEXT_SLOTS],
     pause: Option<TxPause>,
 }
 
@@ -188,7 +148,7 @@ impl TxRing {
             txdctl: if queue == 0 { dctl::ENABLE } else { 0 },
             tdwbal: 0,
             tdwbah: 0,
-            ctx: [TxContextDesc::default(); CONTEXT_SLOTS],
+            ctx: [TxContext::default(); CONTEXT_SLOTS],
             pause: None,
         }
     }
@@ -407,11 +367,7 @@ impl TxRing {
             if let Some(fd) = first {
                 let req = TxRequest {
                     ctx: self.ctx[usize::from(fd.idx) % CONTEXT_SLOTS],
-                    tse: fd.tse,
-                    ixsm: fd.ixsm,
-                    txsm: fd.txsm,
-                    vle: fd.vle,
-                    paylen: fd.paylen,
+                    offloads: fd.offloads,
                 };
                 let mut frames: Vec<Bytes> = Vec::new();
                 if req.needs_offload() {
@@ -456,7 +412,7 @@ impl TxRing {
                     let at = GuestAddress(self.desc_addr(*idx).wrapping_add(TX_STATUS_OFFSET));
                     let status = mem.read_obj::<u32>(at).map(u32::from_le);
                     let ok = status
-                        .and_then(|s| mem.write_obj((s | tx_olinfo::DD).to_le(), at))
+                        .and_then(|s| mem.write_obj((s | tx_bits::STA_DD).to_le(), at))
                         .is_ok();
                     if ok {
                         wrote_back = true;

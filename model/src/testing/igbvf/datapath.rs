@@ -4,7 +4,9 @@
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
-use crate::desc::{rx_status, tx_olinfo, L4Type, RxWriteBack, TxContextDesc, TxDataDesc, TxDesc};
+use crate::desc::{
+    rx_status, tx_bits, L3Type, L4Type, RxWriteBack, TxContext, TxDataDesc, TxDesc, TxOffloads,
+};
 use crate::testing::IrqLog;
 
 impl SoftIgbvf {
@@ -37,13 +39,13 @@ impl SoftIgbvf {
         let mut hdr_len = 0u32;
         let ctx = if let Some((maclen, iplen, l4len, mss, ipv4)) = opts.tso {
             hdr_len = u32::from(maclen) + u32::from(iplen) + u32::from(l4len);
-            Some(TxContextDesc {
-                iplen,
-                maclen,
+            Some(TxContext {
+                ip_len: iplen,
+                mac_len: maclen,
                 vlan: opts.vlan.unwrap_or(0),
-                ipv4,
-                l4t: L4Type::Tcp,
-                l4len,
+                l3: if ipv4 { L3Type::Ipv4 } else { L3Type::Ipv6 },
+                l4: L4Type::Tcp,
+                l4_len: l4len,
                 mss,
                 ..Default::default()
             })
@@ -52,12 +54,12 @@ impl SoftIgbvf {
             // igbvf_tx_csum sets TUCMD.IPV4 for an IPv4 CHECKSUM_PARTIAL packet.
             let ipv4 = opts.csum.is_some()
                 && frame.get(usize::from(maclen) - 2..usize::from(maclen)) == Some(&[0x08, 0x00]);
-            Some(TxContextDesc {
-                iplen,
-                maclen,
+            Some(TxContext {
+                ip_len: iplen,
+                mac_len: maclen,
                 vlan: opts.vlan.unwrap_or(0),
-                ipv4,
-                l4t: if tcp { L4Type::Tcp } else { L4Type::Udp },
+                l3: if ipv4 { L3Type::Ipv4 } else { L3Type::Ipv6 },
+                l4: if tcp { L4Type::Tcp } else { L4Type::Udp },
                 ..Default::default()
             })
         } else {
@@ -83,12 +85,14 @@ impl SoftIgbvf {
                 eop: last,
                 ifcs: true,
                 rs: last && opts.rs,
-                vle: opts.vlan.is_some(),
-                tse: opts.tso.is_some(),
                 idx: 0,
-                ixsm: opts.tso.is_some_and(|t| t.4),
-                txsm: opts.tso.is_some() || opts.csum.is_some(),
-                paylen: frame.len() as u32 - hdr_len,
+                offloads: TxOffloads {
+                    vle: opts.vlan.is_some(),
+                    tse: opts.tso.is_some(),
+                    ixsm: opts.tso.is_some_and(|t| t.4),
+                    txsm: opts.tso.is_some() || opts.csum.is_some(),
+                    paylen: frame.len() as u32 - hdr_len,
+                },
             };
             let mut b = [0u8; DESC_LEN];
             TxDesc::Data(d).emit(&mut b);
@@ -110,7 +114,7 @@ impl SoftIgbvf {
         while let Some(&(first, eop)) = self.tx_pending.front() {
             let b = self.read_desc(self.tx_desc_addr(eop));
             let status = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
-            if status & tx_olinfo::DD == 0 {
+            if status & tx_bits::STA_DD == 0 {
                 break;
             }
             let mut i = first;
@@ -137,7 +141,7 @@ impl SoftIgbvf {
     /// Whether DD is set in descriptor `i` of the TX ring (status dword).
     pub fn tx_dd(&self, i: u32) -> bool {
         let b = self.read_desc(self.tx_desc_addr(i));
-        u32::from_le_bytes([b[12], b[13], b[14], b[15]]) & tx_olinfo::DD != 0
+        u32::from_le_bytes([b[12], b[13], b[14], b[15]]) & tx_bits::STA_DD != 0
     }
 
     pub fn tx_pending(&self) -> usize {
