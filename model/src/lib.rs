@@ -7,6 +7,7 @@
 pub mod config;
 pub mod desc;
 pub mod intr;
+pub mod nic;
 pub mod offload;
 pub mod pf;
 pub mod regs;
