@@ -2,5 +2,9 @@
 //! QEMU guests over vfio-user. The pure device logic lives in the workspace crates (`pcie`,
 //! `mailbox`, `eswitch`); this package holds the I/O edges: the vfio-user server and the CLI.
 
+pub mod adapter;
+pub mod control;
 pub mod demo;
+pub mod serve;
+pub mod signals;
 pub mod vfio;

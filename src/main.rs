@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,84 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         vfs: u16,
     },
+    /// Serve one NIC's VFs over vfio-user: `DIR/pf0-vf<N>.sock` per VF and `DIR/control.sock`,
+    /// until SIGINT/SIGTERM.
+    Serve {
+        /// Directory for the sockets (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of VFs (default 7, or the config file's `vfs`).
+        #[arg(long)]
+        vfs: Option<u16>,
+        /// TOML configuration: vfs, mac_assignment ("admin-only" or "generated"), pf_mac,
+        /// and per-VF initial settings under [vf] (`0 = "mac 02:00:00:00:00:10 vlan 10"`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Administer a running `serve` through DIR/control.sock.
+    Ctl {
+        /// The directory `serve` was given.
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(subcommand)]
+        what: CtlCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlCommand {
+    /// `ip link set PF vf N ...`: mac M, vlan V [qos Q] [proto 802.1Q], rate R, max_tx_rate R,
+    /// min_tx_rate R, spoofchk on|off, trust on|off, state auto|enable|disable. All or nothing.
+    Vf {
+        vf: u16,
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+    /// PF and VF lines as `ip link show` prints them, with counters and drop reasons.
+    Show {
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn serve(dir: PathBuf, vfs: Option<u16>, config: Option<PathBuf>) -> Result<(), String> {
+    use sriov_emu::serve::{ServeConfig, Serving};
+    let cfg = match &config {
+        Some(p) => ServeConfig::load(p).map_err(|e| e.to_string())?,
+        None => ServeConfig::default(),
+    };
+    sriov_emu::signals::install().map_err(|e| format!("signal handlers: {e}"))?;
+    let serving = Serving::start(&dir, &cfg, vfs).map_err(|e| e.to_string())?;
+    print!("{}", serving.banner());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    sriov_emu::signals::wait();
+    eprintln!("sriov-emu: shutting down");
+    serving.shutdown();
+    Ok(())
+}
+
+fn ctl(dir: PathBuf, what: CtlCommand) -> Result<(), String> {
+    use sriov_emu::control::{request, Request};
+    let (req, json) = match what {
+        CtlCommand::Vf { vf, words } => (Request::Vf { vf, words }, false),
+        CtlCommand::Show { json } => (Request::Show, json),
+    };
+    let reply = request(&dir, &req)?;
+    if !reply.ok {
+        return Err(reply.error.unwrap_or_else(|| "refused".into()));
+    }
+    if json {
+        let v = reply.show.unwrap_or_default();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        );
+    } else if let Some(t) = reply.text {
+        print!("{t}");
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -30,6 +109,8 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Demo { vfs } => sriov_emu::demo::run(vfs),
+        Command::Serve { dir, vfs, config } => serve(dir, vfs, config).map_err(Into::into),
+        Command::Ctl { dir, what } => ctl(dir, what).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

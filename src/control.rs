@@ -1,0 +1,393 @@
+//! The control socket of `serve` (`DIR/control.sock`, mode 0600) and its client, `ctl`.
+//!
+//! Protocol: one JSON object per line each way. Requests:
+//! `{"cmd":"vf","vf":N,"words":["mac","02:..","vlan","10"]}` (the words of
+//! `ip link set PF vf N ...`, applied all or nothing) and `{"cmd":"show"}`. Replies:
+//! `{"ok":true,"text":"...","show":{...}}` or `{"ok":false,"error":"..."}`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use eswitch::{PortCounters, PortId, VfPolicy, VfSetting};
+use model::nic::{Nic, NicCounters};
+use model::{VfState, VfStats};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+/// Longest request line accepted.
+const MAX_REQUEST: usize = 64 * 1024;
+/// A client that sends nothing for this long is disconnected.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Vf { vf: u16, words: Vec<String> },
+    Show,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub show: Option<serde_json::Value>,
+}
+
+impl Reply {
+    fn error(e: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            error: Some(e.into()),
+            ..Reply::default()
+        }
+    }
+}
+
+/// Everything `ctl show` reports about one VF.
+#[derive(Clone, Debug, Serialize)]
+pub struct VfReport {
+    pub vf: u16,
+    pub policy: VfPolicy,
+    /// The switch port's counters (drops by reason included).
+    pub port: PortCounters,
+    /// The VF device's counters (RX drops by reason, TX errors, DMA errors, interrupts).
+    pub device: VfStats,
+    pub state: VfState,
+    /// Mailbox requests the PF agent refused, by reason.
+    pub refusals: std::collections::BTreeMap<&'static str, u64>,
+    pub backlog: usize,
+}
+
+/// What `ctl show` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShowReport {
+    pub pf_mac: String,
+    pub link_up: bool,
+    /// PF and uplink ports.
+    pub ports: Vec<(String, PortCounters)>,
+    pub vfs: Vec<VfReport>,
+    pub nic: NicCounters,
+}
+
+/// Collects the report (locks the PF side, then each VF's function briefly, one at a time).
+pub fn show_report(nic: &Nic) -> ShowReport {
+    let (pf_mac, link_up, ports, per_vf) = nic.with_pf(|pf| {
+        let sw = pf.switch();
+        let ports = sw
+            .all_counters()
+            .filter(|(p, _)| !matches!(p, PortId::Vf(_)))
+            .map(|(p, c)| (p.to_string(), c.clone()))
+            .collect::<Vec<_>>();
+        let per_vf = (0..pf.num_vfs())
+            .map(|v| {
+                let refusals = pf
+                    .refusals(v)
+                    .map(|r| r.iter().map(|(reason, n)| (reason.name(), n)).collect())
+                    .unwrap_or_default();
+                (
+                    pf.policy(v).cloned().unwrap_or_default(),
+                    sw.counters(PortId::Vf(v)).cloned().unwrap_or_default(),
+                    refusals,
+                )
+            })
+            .collect::<Vec<_>>();
+        let pf_mac = sw
+            .pf_policy()
+            .macs
+            .first()
+            .map_or_else(|| "00:00:00:00:00:00".into(), |m| m.to_string());
+        (pf_mac, sw.link_up(), ports, per_vf)
+    });
+    let nic_counters = nic.counters();
+    let vfs = per_vf
+        .into_iter()
+        .enumerate()
+        .map(|(i, (policy, port, refusals))| {
+            let v = i as u16;
+            let (device, state) = match nic.vf(v) {
+                Some(f) => {
+                    let f = f.lock().unwrap_or_else(|e| e.into_inner());
+                    (f.stats(), f.state())
+                }
+                None => (VfStats::default(), VfState::default()),
+            };
+            VfReport {
+                vf: v,
+                policy,
+                port,
+                device,
+                state,
+                refusals,
+                backlog: nic_counters.backlog.get(&v).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    ShowReport {
+        pf_mac,
+        link_up,
+        ports,
+        vfs,
+        nic: nic_counters,
+    }
+}
+
+fn port_line(c: &PortCounters) -> String {
+    format!(
+        "RX: {} packets {} bytes ({} broadcast, {} multicast)  TX: {} packets {} bytes ({} broadcast, {} multicast, {} deferred)",
+        c.rx_packets,
+        c.rx_bytes,
+        c.rx_broadcast,
+        c.rx_multicast,
+        c.tx_packets,
+        c.tx_bytes,
+        c.tx_broadcast,
+        c.tx_multicast,
+        c.tx_deferred
+    )
+}
+
+fn drops_line(c: &PortCounters) -> String {
+    let d: Vec<String> = eswitch::DropReason::ALL
+        .iter()
+        .filter(|&&r| c.drops.get(r) > 0)
+        .map(|&r| format!("{r} {}", c.drops.get(r)))
+        .collect();
+    if d.is_empty() {
+        "none".into()
+    } else {
+        d.join(", ")
+    }
+}
+
+fn nonzero(m: &std::collections::BTreeMap<&'static str, u64>) -> String {
+    let v: Vec<String> = m
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// `ip link show`-shaped text of a report.
+pub fn format_show(r: &ShowReport) -> String {
+    let mut s = format!(
+        "pf0: link/ether {} state {} vfs {}\n",
+        r.pf_mac,
+        if r.link_up { "UP" } else { "DOWN" },
+        r.vfs.len()
+    );
+    for (name, c) in &r.ports {
+        let unclaimed = r.nic.unclaimed.get(name).copied().unwrap_or(0);
+        s += &format!("    port {name}: {}\n", port_line(c));
+        s += &format!("        drops: {}; unclaimed {unclaimed}\n", drops_line(c));
+    }
+    for v in &r.vfs {
+        let p = &v.policy;
+        let mac = p
+            .mac
+            .map_or_else(|| "00:00:00:00:00:00".into(), |m| m.to_string());
+        let (vlan, qos) = p.port_vlan.map_or((0, 0), |pv| (pv.vid, pv.qos));
+        let on = |b: bool| if b { "on" } else { "off" };
+        let state = match p.link_state {
+            eswitch::LinkState::Auto => "auto",
+            eswitch::LinkState::Enable => "enable",
+            eswitch::LinkState::Disable => "disable",
+        };
+        s += &format!(
+            "    vf {} link/ether {mac}, vlan {vlan}, qos {qos}, spoof checking {}, link-state {state}, trust {}, max_tx_rate {}\n",
+            v.vf,
+            on(p.spoofchk),
+            on(p.trust),
+            p.max_tx_rate
+        );
+        s += &format!("        port: {}\n", port_line(&v.port));
+        s += &format!("        drops: {}\n", drops_line(&v.port));
+        let d = &v.device;
+        s += &format!(
+            "        device: {} rx, {} tx, attached {}, rx drops: {}; tx errors: {}; dma errors {}, irqs {} (lost {}), backlog {}\n",
+            d.rx_packets,
+            d.tx_packets,
+            v.state.attached,
+            nonzero(&d.rx_drops),
+            nonzero(&d.tx_errors),
+            d.dma_errors,
+            d.irqs_fired,
+            d.irqs_lost,
+            v.backlog
+        );
+        s += &format!("        mailbox refusals: {}\n", nonzero(&v.refusals));
+    }
+    s
+}
+
+/// Answers one request.
+pub fn handle(nic: &Nic, req: &Request) -> Reply {
+    match req {
+        Request::Show => {
+            let r = show_report(nic);
+            Reply {
+                ok: true,
+                text: Some(format_show(&r)),
+                show: serde_json::to_value(&r).ok(),
+                ..Reply::default()
+            }
+        }
+        Request::Vf { vf, words } => {
+            if *vf >= nic.num_vfs() {
+                return Reply::error(format!(
+                    "no VF {vf}: this NIC has VFs 0..{}",
+                    nic.num_vfs().saturating_sub(1)
+                ));
+            }
+            let w: Vec<&str> = words.iter().map(String::as_str).collect();
+            let settings = match VfSetting::parse_words(&w) {
+                Ok(s) => s,
+                Err(e) => return Reply::error(e.to_string()),
+            };
+            match nic.configure_vf(*vf, &settings) {
+                Ok(()) => {
+                    info!(vf, words = %words.join(" "), "ctl: VF configured");
+                    Reply {
+                        ok: true,
+                        ..Reply::default()
+                    }
+                }
+                Err(e) => Reply::error(e.to_string()),
+            }
+        }
+    }
+}
+
+/// The control socket's thread.
+pub struct ControlServer {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    /// Binds `path` (mode 0600; a stale socket file is replaced) and serves it.
+    pub fn start(path: &Path, nic: Arc<Nic>) -> std::io::Result<ControlServer> {
+        if std::fs::symlink_metadata(path).is_ok() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another sriov-emu serves this directory",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if st.load(Ordering::Acquire) {
+                        break;
+                    }
+                    match conn {
+                        Ok(c) => serve_client(&nic, c),
+                        Err(e) => warn!(error = %e, "control socket accept failed"),
+                    }
+                }
+            })?;
+        Ok(ControlServer {
+            path: path.into(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wake the accept loop.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop_now();
+        }
+    }
+}
+
+fn serve_client(nic: &Nic, stream: UnixStream) {
+    let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream.take(MAX_REQUEST as u64));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                debug!(error = %e, "control client gone");
+                return;
+            }
+        }
+        let reply = match serde_json::from_str::<Request>(line.trim()) {
+            Ok(req) => handle(nic, &req),
+            Err(e) => Reply::error(format!("bad request: {e}")),
+        };
+        let Ok(mut text) = serde_json::to_string(&reply) else {
+            return;
+        };
+        text.push('\n');
+        if out.write_all(text.as_bytes()).is_err() {
+            return;
+        }
+        // Each request may use up to MAX_REQUEST bytes.
+        reader.get_mut().set_limit(MAX_REQUEST as u64);
+    }
+}
+
+/// `ctl`: sends one request to `DIR/control.sock` and returns the reply.
+pub fn request(dir: &Path, req: &Request) -> Result<Reply, String> {
+    let path = crate::serve::control_socket(dir);
+    let mut s = UnixStream::connect(&path).map_err(|e| {
+        format!(
+            "cannot reach {}: {e} (is `sriov-emu serve` running?)",
+            path.display()
+        )
+    })?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    BufReader::new(s)
+        .read_line(&mut reply)
+        .map_err(|e| format!("no reply: {e}"))?;
+    serde_json::from_str(&reply).map_err(|e| format!("bad reply: {e}"))
+}

@@ -1,0 +1,436 @@
+//! `sriov-emu serve`: one NIC ([`model::nic::Nic`]) whose VFs are served over vfio-user, one
+//! socket per VF (`DIR/pf0-vf<N>.sock`), administered through `DIR/control.sock`
+//! ([`crate::control`]).
+//!
+//! Threads: one vfio-user accept/connection thread per VF, the NIC's shaping timer, and the
+//! control socket's thread. The caller's thread waits for SIGINT/SIGTERM (the binary) or
+//! calls [`Serving::shutdown`] (tests).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use eswitch::{MacAddr, VfSetting};
+use mailbox::MacAssignment;
+use model::nic::{monotonic_clock, Nic, TimerHandle};
+use model::pf::NicConfig;
+use serde::Deserialize;
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::adapter::VfFunction;
+use crate::control::ControlServer;
+use crate::vfio::{Server, ServerHandle};
+
+/// Most VFs `serve` accepts (the mailbox agent's limit is higher; 64 keeps sockets sane).
+pub const MAX_VFS: u16 = 64;
+/// The default number of VFs: the 82576's 7.
+pub const DEFAULT_VFS: u16 = 7;
+/// Seed of generated MACs: `02:52:54:00:vf_hi:vf_lo`.
+pub const GENERATED_MAC_SEED: [u8; 3] = [0x52, 0x54, 0x00];
+
+/// How VFs without an administrative MAC get one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MacMode {
+    /// igb's behaviour: the VF_RESET reply is NACKed with a zero MAC and igbvf picks a random
+    /// one (which the agent then accepts).
+    #[default]
+    AdminOnly,
+    /// `02:52:54:00:vf_hi:vf_lo`, which the VF may still change.
+    Generated,
+}
+
+/// The `--config` file (TOML). Every field is optional.
+///
+/// ```toml
+/// vfs = 2
+/// mac_assignment = "generated"      # or "admin-only" (default)
+/// pf_mac = "02:00:00:00:00:01"
+/// [vf]
+/// 0 = "mac 02:00:00:00:00:10 spoofchk on"
+/// 1 = "mac 02:00:00:00:00:11 vlan 10 rate 100"
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    pub vfs: Option<u16>,
+    pub mac_assignment: MacMode,
+    pub pf_mac: Option<String>,
+    /// Initial settings per VF, in the words of `ctl vf N ...`.
+    pub vf: BTreeMap<String, String>,
+}
+
+/// A configuration that cannot be served; nothing was started.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Toml {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("number of VFs must be 1..={MAX_VFS}, got {0}")]
+    VfCount(u16),
+    #[error("pf_mac: {0}")]
+    PfMac(String),
+    #[error("[vf] key `{0}` is not a VF index of this NIC")]
+    VfKey(String),
+    #[error("VF {vf}: {error}")]
+    VfSettings { vf: u16, error: String },
+    #[error("building the NIC: {0}")]
+    Nic(#[from] model::nic::NicBuildError),
+    #[error("{path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ServeConfig {
+    pub fn load(path: &Path) -> Result<ServeConfig, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServeError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ServeError::Toml {
+            path: path.into(),
+            source: Box::new(e),
+        })
+    }
+
+    /// The NIC this configuration describes, and each VF's initial settings, checked.
+    fn resolve(
+        &self,
+        vfs_override: Option<u16>,
+    ) -> Result<(NicConfig, InitialSettings), ServeError> {
+        let num_vfs = vfs_override.or(self.vfs).unwrap_or(DEFAULT_VFS);
+        if !(1..=MAX_VFS).contains(&num_vfs) {
+            return Err(ServeError::VfCount(num_vfs));
+        }
+        let mut nic = NicConfig {
+            num_vfs,
+            mac_assignment: match self.mac_assignment {
+                MacMode::AdminOnly => MacAssignment::AdminOnly,
+                MacMode::Generated => MacAssignment::Generated {
+                    seed: GENERATED_MAC_SEED,
+                },
+            },
+            ..NicConfig::default()
+        };
+        if let Some(m) = &self.pf_mac {
+            let mac: MacAddr = m.parse().map_err(|e| ServeError::PfMac(format!("{e:?}")))?;
+            if !mac.is_valid_unicast() {
+                return Err(ServeError::PfMac(format!("{m} is not a unicast address")));
+            }
+            nic.pf_mac = mac;
+        }
+        let mut settings = Vec::new();
+        for (key, words) in &self.vf {
+            let vf: u16 = key
+                .parse()
+                .ok()
+                .filter(|&v| v < num_vfs)
+                .ok_or_else(|| ServeError::VfKey(key.clone()))?;
+            let w: Vec<&str> = words.split_whitespace().collect();
+            let s = VfSetting::parse_words(&w).map_err(|e| ServeError::VfSettings {
+                vf,
+                error: e.to_string(),
+            })?;
+            settings.push((vf, s));
+        }
+        Ok((nic, settings))
+    }
+}
+
+/// Per VF, the settings `serve` applies before serving.
+type InitialSettings = Vec<(u16, Vec<VfSetting>)>;
+
+/// The socket of VF `vf` in `dir`.
+pub fn vf_socket(dir: &Path, vf: u16) -> PathBuf {
+    dir.join(format!("pf0-vf{vf}.sock"))
+}
+
+/// The control socket in `dir`.
+pub fn control_socket(dir: &Path) -> PathBuf {
+    dir.join("control.sock")
+}
+
+/// The `-device` argument that attaches `socket` to QEMU on root port `bus`.
+pub fn qemu_device_json(socket: &Path, bus: &str, id: &str) -> String {
+    serde_json::json!({
+        "driver": "vfio-user-pci",
+        "id": id,
+        "bus": bus,
+        "socket": {"type": "unix", "path": socket.display().to_string()},
+    })
+    .to_string()
+}
+
+/// A running `serve`: the NIC, its vfio-user servers, the timer and the control socket.
+pub struct Serving {
+    nic: Arc<Nic>,
+    dir: PathBuf,
+    servers: Vec<(ServerHandle, JoinHandle<std::io::Result<()>>)>,
+    control: Option<ControlServer>,
+    timer: Option<TimerHandle>,
+}
+
+impl Serving {
+    /// Builds the NIC, applies the initial settings (all checked before any socket exists)
+    /// and starts serving in `dir` (created if missing).
+    pub fn start(
+        dir: &Path,
+        config: &ServeConfig,
+        vfs_override: Option<u16>,
+    ) -> Result<Serving, ServeError> {
+        let (nic_config, settings) = config.resolve(vfs_override)?;
+        let nic = Nic::new(&nic_config, monotonic_clock())?;
+        for (vf, s) in &settings {
+            nic.configure_vf(*vf, s)
+                .map_err(|e| ServeError::VfSettings {
+                    vf: *vf,
+                    error: e.to_string(),
+                })?;
+        }
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::Socket {
+            path: dir.into(),
+            source,
+        })?;
+        let mut serving = Serving {
+            nic: nic.clone(),
+            dir: dir.into(),
+            servers: Vec::new(),
+            control: None,
+            timer: None,
+        };
+        serving.timer = Some(nic.spawn_timer().map_err(|source| ServeError::Socket {
+            path: dir.into(),
+            source,
+        })?);
+        for vf in 0..nic.num_vfs() {
+            let path = vf_socket(dir, vf);
+            let function = VfFunction::new(nic.clone(), vf).ok_or(ServeError::VfCount(vf))?;
+            let server = Server::bind(&path, function).map_err(|source| ServeError::Socket {
+                path: path.clone(),
+                source,
+            })?;
+            let handle = server.handle();
+            let thread = std::thread::Builder::new()
+                .name(format!("vf{vf}"))
+                .spawn(move || server.run())
+                .map_err(|source| ServeError::Socket {
+                    path: path.clone(),
+                    source,
+                })?;
+            serving.servers.push((handle, thread));
+        }
+        let path = control_socket(dir);
+        serving.control = Some(
+            ControlServer::start(&path, nic.clone())
+                .map_err(|source| ServeError::Socket { path, source })?,
+        );
+        info!(dir = %dir.display(), vfs = nic.num_vfs(), "serving");
+        Ok(serving)
+    }
+
+    pub fn nic(&self) -> &Arc<Nic> {
+        &self.nic
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What is served and how to attach it, for the start-up message.
+    pub fn banner(&self) -> String {
+        let mut s = format!(
+            "sriov-emu: serving one 82576 NIC with {} VFs in {}\n  control: {}\n",
+            self.nic.num_vfs(),
+            self.dir.display(),
+            control_socket(&self.dir).display()
+        );
+        for vf in 0..self.nic.num_vfs() {
+            let path = vf_socket(&self.dir, vf);
+            let mac = self
+                .nic
+                .with_pf(|pf| pf.policy(vf).and_then(|p| p.mac))
+                .map_or_else(|| "assigned by the VF".to_string(), |m| m.to_string());
+            s += &format!(
+                "  vf {vf}: {} (mac {mac})\n    -device pcie-root-port,id=rp{vf},chassis={} -device '{}'\n",
+                path.display(),
+                u32::from(vf) + 1,
+                qemu_device_json(&path, &format!("rp{vf}"), &format!("vf{vf}")),
+            );
+        }
+        s += "  QEMU also needs shared guest memory: -object memory-backend-memfd,id=mem,size=1G,share=on -machine q35,memory-backend=mem\n";
+        s
+    }
+
+    /// Stops every server and the control socket, and removes the sockets.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for (h, _) in &self.servers {
+            h.shutdown();
+        }
+        for (h, t) in self.servers.drain(..) {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(socket = %h.path().display(), error = %e, "server ended with an error")
+                }
+                Err(_) => warn!(socket = %h.path().display(), "server thread panicked"),
+            }
+            // The server removes its socket when it drops; make sure.
+            let _ = std::fs::remove_file(h.path());
+        }
+        if let Some(c) = self.control.take() {
+            c.shutdown();
+        }
+        self.timer.take();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{handle, request, Request};
+
+    fn cfg(text: &str) -> ServeConfig {
+        toml::from_str(text).expect("valid TOML")
+    }
+
+    #[test]
+    fn config_defaults_and_per_vf_words() {
+        let (nic, s) = ServeConfig::default().resolve(None).unwrap();
+        assert_eq!(nic.num_vfs, DEFAULT_VFS);
+        assert_eq!(nic.mac_assignment, MacAssignment::AdminOnly);
+        assert!(s.is_empty());
+        let c = cfg("vfs = 3\nmac_assignment = \"generated\"\n[vf]\n1 = \"mac 02:00:00:00:00:11 vlan 10\"\n");
+        let (nic, s) = c.resolve(Some(2)).unwrap();
+        assert_eq!(nic.num_vfs, 2, "--vfs wins over the file");
+        assert!(matches!(
+            nic.mac_assignment,
+            MacAssignment::Generated { .. }
+        ));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].0, 1);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_before_anything_starts() {
+        assert!(
+            toml::from_str::<ServeConfig>("vf_count = 2").is_err(),
+            "unknown key"
+        );
+        assert!(matches!(
+            cfg("[vf]\n7 = \"trust on\"").resolve(Some(2)),
+            Err(ServeError::VfKey(_))
+        ));
+        assert!(matches!(
+            cfg("[vf]\n0 = \"vlan ten\"").resolve(None),
+            Err(ServeError::VfSettings { vf: 0, .. })
+        ));
+        // Out of range: refused by the switch before any socket exists.
+        let dir = std::env::temp_dir().join(format!("sriov-emu-bad-{}", std::process::id()));
+        assert!(matches!(
+            Serving::start(&dir, &cfg("[vf]\n0 = \"vlan 9999\""), Some(1)),
+            Err(ServeError::VfSettings { vf: 0, .. })
+        ));
+        assert!(!dir.exists());
+        assert!(matches!(
+            ServeConfig::default().resolve(Some(0)),
+            Err(ServeError::VfCount(0))
+        ));
+        assert!(matches!(
+            cfg("pf_mac = \"ff:ff:ff:ff:ff:ff\"").resolve(None),
+            Err(ServeError::PfMac(_))
+        ));
+    }
+
+    #[test]
+    fn serve_creates_the_sockets_ctl_changes_policy_and_shutdown_removes_them() {
+        let dir = std::env::temp_dir().join(format!("sriov-emu-serve-{}", std::process::id()));
+        let c = cfg("[vf]\n0 = \"mac 02:00:00:00:00:10\"");
+        let serving = Serving::start(&dir, &c, Some(2)).unwrap();
+        for p in [vf_socket(&dir, 0), vf_socket(&dir, 1), control_socket(&dir)] {
+            assert!(p.exists(), "{}", p.display());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(control_socket(&dir))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(serving.banner().contains("vfio-user-pci"));
+        let show = request(&dir, &Request::Show).unwrap();
+        assert!(show.ok);
+        let text = show.text.unwrap();
+        assert!(
+            text.contains("vf 0 link/ether 02:00:00:00:00:10, vlan 0, qos 0, spoof checking on, link-state auto, trust off, max_tx_rate 0"),
+            "{text}"
+        );
+        let words = |w: &str| w.split(' ').map(String::from).collect::<Vec<_>>();
+        let ok = request(
+            &dir,
+            &Request::Vf {
+                vf: 1,
+                words: words("vlan 10 qos 3 rate 100"),
+            },
+        )
+        .unwrap();
+        assert!(ok.ok, "{ok:?}");
+        // Invalid input: a clear error, nothing changes (all or nothing).
+        let before = serving.nic().with_pf(|pf| pf.policy(1).cloned());
+        for bad in ["trust on vlan 5000", "spoofchk maybe", "frobnicate 1"] {
+            let r = handle(
+                serving.nic(),
+                &Request::Vf {
+                    vf: 1,
+                    words: words(bad),
+                },
+            );
+            assert!(!r.ok && r.error.is_some(), "{bad}: {r:?}");
+        }
+        let r = handle(
+            serving.nic(),
+            &Request::Vf {
+                vf: 5,
+                words: words("trust on"),
+            },
+        );
+        assert!(!r.ok);
+        assert_eq!(serving.nic().with_pf(|pf| pf.policy(1).cloned()), before);
+        let show = request(&dir, &Request::Show).unwrap().show.unwrap();
+        assert_eq!(show["vfs"][1]["policy"]["max_tx_rate"], 100);
+        assert_eq!(show["vfs"][1]["policy"]["port_vlan"]["vid"], 10);
+        // A garbage line gets an error reply, not a hang or a crash.
+        {
+            use std::io::{BufRead, BufReader, Write};
+            let mut s = std::os::unix::net::UnixStream::connect(control_socket(&dir)).unwrap();
+            s.write_all(b"{not json\n").unwrap();
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).unwrap();
+            assert!(line.contains("\"ok\":false"), "{line}");
+        }
+        serving.shutdown();
+        for p in [vf_socket(&dir, 0), vf_socket(&dir, 1), control_socket(&dir)] {
+            assert!(!p.exists(), "{} removed", p.display());
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
