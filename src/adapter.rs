@@ -78,9 +78,16 @@ impl PciFunction for VfFunction {
     }
 
     fn region_write(&mut self, index: u32, offset: u64, data: &[u8]) -> Result<(), RegionError> {
-        self.vf()
-            .region_write(index, offset, data)
-            .map_err(region_error)
+        let now = self.nic.now();
+        let mut vf = self.vf();
+        let r = vf.region_write(index, offset, data).map_err(region_error);
+        // A TX queue paused by the shaper resumes here too once its deadline has passed, not
+        // only on the timer thread: on a busy host the guest's next register write (TDT, an
+        // interrupt re-arm) often comes before the timer thread is scheduled.
+        if vf.tx_paused_until().is_some_and(|t| t <= now) {
+            let _ = vf.tx_resume();
+        }
+        r
     }
 
     fn reset(&mut self) {

@@ -1,0 +1,390 @@
+//! End-to-end through `serve` (issue 6, acceptance tests 2–5): one NIC with 3 VFs in process;
+//! guest A on VF 0 and guest B on VF 1 run the unmodified `igbvf`, VF 2 has no guest. The host
+//! steps both guests through phases over a second serial port (`/dev/ttyS1`, a QEMU UNIX
+//! socket chardev) and changes the VFs' policies with the control protocol in between:
+//! 2. ARP for an address nobody owns: the broadcasts reach every other VF and the PF.
+//! 3. Port VLAN 10 on VFs 0 and 1: A still reaches B, VF 2 receives nothing of A's, frames on
+//!    the uplink carry tag 10.
+//! 4. Anti-spoof: A's MAC change is NACKed (refusal counted); a macvlan's frames from a MAC A
+//!    does not own are dropped as `spoof_mac`; with trust on the MAC change succeeds.
+//! 5. `rate 100` on VF 0: iperf3 A→B, reported and checked against ±10 %.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eswitch::{Delivery, PortId};
+use serde_json::Value;
+use sriov_emu::control::{request, Request};
+use sriov_emu::serve::{qemu_device_json, vf_socket, ServeConfig, Serving};
+use sriov_emu_tests::{workspace_root, Guest, GuestConfig, GuestOutput, RunningGuest};
+
+const MAC_A: &str = "02:00:00:00:00:0a";
+const MAC_B: &str = "02:00:00:00:00:0b";
+const NEW_MAC: &str = "02:00:00:00:00:99";
+const SPOOF_MAC: &str = "02:00:00:00:00:77";
+
+/// Common bring-up, then the phases the host asks for, one per line on /dev/ttyS1.
+const COMMON: &str = r#"
+exec 3</dev/ttyS1
+stty -F /dev/ttyS1 -echo 2>/dev/null
+await() {
+    while read -r _l <&3; do
+        _l=$(printf '%s' "$_l" | tr -d '\r')
+        [ "$_l" = "$1" ] && return 0
+        [ "$_l" = quit ] && return 1
+    done
+    return 1
+}
+mark() { echo "@@$ME-$1@@"; }
+check modprobe modprobe igbvf
+wait_for 30 test -e /sys/class/net/eth0
+check_eq mac "$MAC" cat /sys/class/net/eth0/address
+ip link set eth0 up
+wait_for 30 grep -qx 1 /sys/class/net/eth0/carrier
+check addr ip addr add "$IP/24" dev eth0
+if wait_for 120 ping -c 1 -W 1 "$PEER"; then result reach pass; else result reach fail "no $PEER"; fi
+"#;
+
+const SCRIPT_A: &str = r#"
+mark READY
+await arp && {
+    ping -c 3 -W 1 10.0.0.99 > /dev/null 2>&1
+    mark ARP
+}
+await vlan && {
+    check vlan-ping sh -c "ping -c 3 -W 3 $PEER > /tmp/p; rc=\$?; grep 'packet loss' /tmp/p; exit \$rc"
+    ping -c 2 -W 1 10.0.0.99 > /dev/null 2>&1
+    mark VLAN
+}
+await spoof && {
+    check_fails mac-change-refused ip link set dev eth0 address NEW_MAC
+    check_eq mac-unchanged "$MAC" cat /sys/class/net/eth0/address
+    modprobe macvlan
+    ip link add link eth0 name mv0 address SPOOF_MAC type macvlan mode private
+    ip link set mv0 up
+    ip addr add 10.0.1.1/24 dev mv0
+    ping -c 3 -W 1 10.0.1.2 > /dev/null 2>&1
+    ip link del mv0
+    mark SPOOF
+}
+await trust && {
+    check mac-change-trusted ip link set dev eth0 address NEW_MAC
+    check_eq mac-changed NEW_MAC cat /sys/class/net/eth0/address
+    ping -c 2 -W 1 10.0.0.98 > /dev/null 2>&1
+    mark TRUST
+}
+await rate && {
+    value iperf sh -c "iperf3 -c $PEER -t 6 -f m 2>&1 | grep -E 'sender|receiver|error' | tr '\n' ' '"
+    mark RATE
+}
+await done
+"#;
+
+const SCRIPT_B: &str = r#"
+iperf3 -s -D
+mark READY
+await done
+"#;
+
+fn script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
+    format!("ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\n{COMMON}{body}")
+        .replace("NEW_MAC", NEW_MAC)
+        .replace("SPOOF_MAC", SPOOF_MAC)
+}
+
+struct Node {
+    guest: RunningGuest,
+    ctl: UnixStream,
+    me: &'static str,
+}
+
+impl Node {
+    fn boot(dir: &Path, me: &'static str, vf: u16, script: String) -> Node {
+        let chan = dir.join(format!("{me}.tty"));
+        let cfg = GuestConfig::new(format!("serve-policy-{me}"), script)
+            .qemu_args([
+                "-device".to_string(),
+                "pcie-root-port,id=rp1,chassis=1".to_string(),
+                "-device".to_string(),
+                qemu_device_json(&vf_socket(dir, vf), "rp1", "vf"),
+                "-chardev".to_string(),
+                format!("socket,id=host,path={},server=on,wait=off", chan.display()),
+                "-device".to_string(),
+                "isa-serial,chardev=host".to_string(),
+            ])
+            .timeout(Duration::from_secs(600));
+        let guest = Guest::new(cfg).spawn().unwrap_or_else(|e| panic!("{e}"));
+        let until = Instant::now() + Duration::from_secs(30);
+        let ctl = loop {
+            match UnixStream::connect(&chan) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > until => panic!("{me}: no host channel: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        Node { guest, ctl, me }
+    }
+
+    fn wait_mark(&self, mark: &str, secs: u64) {
+        let needle = format!("@@{}-{mark}@@", self.me);
+        assert!(
+            self.guest
+                .wait_for_console(&needle, Duration::from_secs(secs)),
+            "{}: no {needle}\n{}",
+            self.me,
+            self.guest.console()
+        );
+    }
+
+    fn say(&mut self, line: &str) {
+        self.ctl
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("host channel");
+    }
+
+    fn finish(mut self) -> GuestOutput {
+        self.say("done");
+        self.guest.wait()
+    }
+}
+
+fn show(dir: &Path) -> Value {
+    let r = request(dir, &Request::Show).expect("ctl show");
+    assert!(r.ok);
+    r.show.expect("report")
+}
+
+fn ctl(dir: &Path, vf: u16, words: &str) {
+    let r = request(
+        dir,
+        &Request::Vf {
+            vf,
+            words: words.split(' ').map(String::from).collect(),
+        },
+    )
+    .expect("ctl");
+    assert!(r.ok, "ctl vf {vf} {words}: {r:?}");
+}
+
+fn port(s: &Value, vf: usize, field: &str) -> u64 {
+    s["vfs"][vf]["port"][field].as_u64().unwrap()
+}
+
+fn pf_port(s: &Value, name: &str, field: &str) -> u64 {
+    s["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == name)
+        .map(|p| p[1][field].as_u64().unwrap())
+        .unwrap()
+}
+
+fn drop_count(s: &Value, vf: usize, reason: &str) -> u64 {
+    s["vfs"][vf]["port"]["drops"][reason].as_u64().unwrap()
+}
+
+fn refusals(s: &Value, vf: usize) -> u64 {
+    s["vfs"][vf]["refusals"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
+fn serve_dir() -> PathBuf {
+    workspace_root()
+        .join("target/e2e/run")
+        .join(format!("policy-{}", std::process::id()))
+}
+
+fn mac_bytes(s: &str) -> [u8; 6] {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}
+
+#[test]
+fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
+    let dir = serve_dir();
+    let config = ServeConfig {
+        vf: BTreeMap::from([
+            ("0".to_string(), format!("mac {MAC_A}")),
+            ("1".to_string(), format!("mac {MAC_B}")),
+        ]),
+        ..ServeConfig::default()
+    };
+    let serving = Serving::start(&dir, &config, Some(3)).expect("serve");
+    let uplink: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let up = uplink.clone();
+    serving.nic().set_port_sink(
+        PortId::Uplink(0),
+        Some(Arc::new(move |d: &Delivery| {
+            up.lock().unwrap().push(d.frame.to_vec())
+        })),
+    );
+    let mut a = Node::boot(
+        &dir,
+        "A",
+        0,
+        script("A", "10.0.0.1", "10.0.0.2", MAC_A, SCRIPT_A),
+    );
+    let b = Node::boot(
+        &dir,
+        "B",
+        1,
+        script("B", "10.0.0.2", "10.0.0.1", MAC_B, SCRIPT_B),
+    );
+    a.wait_mark("READY", 300);
+    b.wait_mark("READY", 300);
+
+    // 2. ARP for 10.0.0.99: every broadcast reaches every other VF, the PF and the uplink.
+    let s0 = show(&dir);
+    a.say("arp");
+    a.wait_mark("ARP", 60);
+    let s1 = show(&dir);
+    let d = |s: &Value, t: &Value, vf: usize, f: &str| port(t, vf, f) - port(s, vf, f);
+    let bcast_a = d(&s0, &s1, 0, "tx_broadcast");
+    let bcast_b = d(&s0, &s1, 1, "tx_broadcast");
+    eprintln!("ARP phase: A sent {bcast_a} broadcasts, B {bcast_b}");
+    assert!(bcast_a >= 3, "A's ARP requests: {bcast_a}");
+    assert_eq!(
+        d(&s0, &s1, 1, "rx_broadcast"),
+        bcast_a,
+        "B got A's broadcasts"
+    );
+    assert_eq!(d(&s0, &s1, 0, "rx_broadcast"), bcast_b);
+    assert_eq!(
+        d(&s0, &s1, 2, "rx_broadcast"),
+        bcast_a + bcast_b,
+        "VF 2 (no guest) got them"
+    );
+    assert_eq!(
+        pf_port(&s1, "pf", "rx_broadcast") - pf_port(&s0, "pf", "rx_broadcast"),
+        bcast_a + bcast_b,
+        "the PF got them"
+    );
+
+    // 3. Port VLAN 10 on VFs 0 and 1.
+    ctl(&dir, 0, "vlan 10");
+    ctl(&dir, 1, "vlan 10");
+    uplink.lock().unwrap().clear();
+    let s2 = show(&dir);
+    a.say("vlan");
+    a.wait_mark("VLAN", 90);
+    let s3 = show(&dir);
+    assert_eq!(
+        port(&s3, 2, "rx_packets"),
+        port(&s2, 2, "rx_packets"),
+        "VF 2 is outside VLAN 10: nothing of A's reaches it"
+    );
+    assert!(d(&s2, &s3, 1, "rx_packets") >= 3, "B got A's pings");
+    let a_mac = mac_bytes(MAC_A);
+    let from_a: Vec<Vec<u8>> = uplink
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|f| f.len() >= 16 && f[6..12] == a_mac)
+        .cloned()
+        .collect();
+    assert!(!from_a.is_empty(), "A's ARP broadcasts reached the uplink");
+    for f in &from_a {
+        assert_eq!(&f[12..14], &[0x81, 0x00], "tagged on the uplink");
+        assert_eq!(u16::from_be_bytes([f[14], f[15]]) & 0x0fff, 10, "VID 10");
+    }
+    ctl(&dir, 0, "vlan 0");
+    ctl(&dir, 1, "vlan 0");
+
+    // 4. Anti-spoof: admin MAC, trust off, spoofchk on.
+    let s4 = show(&dir);
+    a.say("spoof");
+    a.wait_mark("SPOOF", 90);
+    let s5 = show(&dir);
+    assert!(
+        refusals(&s5, 0) > refusals(&s4, 0),
+        "the MAC change was NACKed: {}",
+        s5["vfs"][0]["refusals"]
+    );
+    assert!(
+        drop_count(&s5, 0, "spoof_mac") > drop_count(&s4, 0, "spoof_mac"),
+        "macvlan frames from {SPOOF_MAC} dropped as spoof_mac"
+    );
+    assert_eq!(s5["vfs"][0]["policy"]["mac"], MAC_A);
+    ctl(&dir, 0, "trust on");
+    a.say("trust");
+    a.wait_mark("TRUST", 90);
+    let s6 = show(&dir);
+    assert_eq!(
+        s6["vfs"][0]["policy"]["mac"], NEW_MAC,
+        "trusted: the change took"
+    );
+    assert_eq!(
+        drop_count(&s6, 0, "spoof_mac"),
+        drop_count(&s5, 0, "spoof_mac"),
+        "frames from the new MAC pass anti-spoof"
+    );
+    assert!(d(&s5, &s6, 0, "tx_broadcast") >= 1);
+
+    // 5. Rate: 100 Mbit/s on VF 0.
+    ctl(&dir, 0, "rate 100");
+    a.say("rate");
+    a.wait_mark("RATE", 120);
+    let s7 = show(&dir);
+    eprintln!(
+        "rate phase: VF 0 tx_deferred {}",
+        port(&s7, 0, "tx_deferred")
+    );
+
+    let out_b = b.finish();
+    let out_a = a.finish();
+    let text = request(&dir, &Request::Show).unwrap().text.unwrap();
+    eprintln!("--- ctl show ---\n{text}");
+    serving.shutdown();
+    for out in [&out_a, &out_b] {
+        for name in ["modprobe", "mac", "addr", "reach"] {
+            assert!(
+                out.result(name).is_some_and(|r| r.passed()),
+                "{}: {name}\n{}",
+                out.name,
+                out.diagnostics()
+            );
+        }
+    }
+    for name in [
+        "vlan-ping",
+        "mac-change-refused",
+        "mac-unchanged",
+        "mac-change-trusted",
+        "mac-changed",
+    ] {
+        let r = out_a
+            .result(name)
+            .unwrap_or_else(|| panic!("no {name}\n{}", out_a.diagnostics()));
+        assert!(r.passed(), "{name}: {}\n{}", r.detail, out_a.diagnostics());
+    }
+    let iperf = out_a.expect_pass("iperf").detail.clone();
+    eprintln!("iperf3 A→B at rate 100: {iperf}");
+    let mbps = receiver_mbps(&iperf)
+        .unwrap_or_else(|| panic!("no receiver figure in {iperf:?}\n{}", out_a.diagnostics()));
+    eprintln!("measured {mbps:.1} Mbit/s (target 100 ± 10 %)");
+    assert!(
+        (90.0..=110.0).contains(&mbps),
+        "rate 100: measured {mbps:.1} Mbit/s"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The receiver's bitrate in iperf3's summary (`... 95.3 Mbits/sec ... receiver`).
+fn receiver_mbps(summary: &str) -> Option<f64> {
+    let at = summary.find("receiver")?;
+    let before = &summary[..at];
+    let unit = before.rfind("Mbits/sec")?;
+    before[..unit].split_whitespace().last()?.parse().ok()
+}
