@@ -38,6 +38,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Scenario files: a NIC in process, endpoints, steps and expectations (no QEMU).
+    Scenario {
+        #[command(subcommand)]
+        what: ScenarioCommand,
+    },
     /// Administer a running `serve` through DIR/control.sock.
     Ctl {
         /// The directory `serve` was given.
@@ -45,6 +50,21 @@ enum Command {
         dir: PathBuf,
         #[command(subcommand)]
         what: CtlCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ScenarioCommand {
+    /// Run scenario files, or directories searched for `*.toml`; exits non-zero if any fails.
+    Run {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the reports as one JSON array.
+        #[arg(long)]
+        json: bool,
+        /// Keep the captures: DIR/<scenario>-<port>.pcap.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
     },
 }
 
@@ -111,6 +131,13 @@ fn main() -> ExitCode {
         Command::Demo { vfs } => sriov_emu::demo::run(vfs),
         Command::Serve { dir, vfs, config } => serve(dir, vfs, config).map_err(Into::into),
         Command::Ctl { dir, what } => ctl(dir, what).map_err(Into::into),
+        Command::Scenario {
+            what: ScenarioCommand::Run { paths, json, pcap },
+        } => match scenarios::run_command(&paths, json, pcap) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("some scenarios failed".into()),
+            Err(e) => Err(e.into()),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,489 @@
+//! The scenario file format: what a TOML scenario says, typed. Every table refuses keys it does
+//! not know, so a typo is an error with its line and column rather than a silently ignored
+//! expectation. See the crate docs for an example file.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use eswitch::{DropReason, MacAddr, PortId};
+use serde::{Deserialize, Deserializer};
+
+/// One scenario file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Defaults to the file name without `.toml`.
+    pub name: Option<String>,
+    /// What the scenario shows.
+    pub description: String,
+    /// Which real behaviour (hardware, driver, product) it reproduces, with its source.
+    pub reproduces: String,
+    #[serde(default)]
+    pub nic: NicSpec,
+    /// Administrative settings applied before any endpoint comes up (`ip link set PF vf N ...`).
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicySpec>,
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<EndpointSpec>,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+/// The NIC: one 82576 PF with its VFs and uplinks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NicSpec {
+    pub vfs: u16,
+    pub uplinks: u8,
+    pub pf_mac: MacAddr,
+    pub link_speed_mbps: u32,
+    /// What a VF without an administrative MAC gets from VF_RESET.
+    pub mac_assignment: MacAssignmentSpec,
+}
+
+impl Default for NicSpec {
+    fn default() -> Self {
+        let defaults = model::pf::NicConfig::default();
+        NicSpec {
+            vfs: 4,
+            uplinks: defaults.num_uplinks,
+            pf_mac: defaults.pf_mac,
+            link_speed_mbps: defaults.link_speed_mbps,
+            mac_assignment: MacAssignmentSpec::AdminOnly,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MacAssignmentSpec {
+    /// igb: NACK and a zero MAC unless the administrator set one.
+    #[default]
+    AdminOnly,
+    /// A locally administered MAC derived from the VF number, with ACK.
+    Generated,
+}
+
+/// `ip link set PF vf N <set>`, e.g. `set = "mac 02:00:00:00:00:10 vlan 10 qos 3"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    pub vf: u16,
+    pub set: String,
+}
+
+/// How an endpoint is attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attach {
+    /// Frames go straight into the eswitch port; a VF's mailbox is driven through the PF
+    /// side's forwarded V2PMAILBOX / VMBMEM registers, as igbvf drives them.
+    #[default]
+    Port,
+    /// A software igbvf brings up the VF model (registers, rings, mailbox, interrupts) and
+    /// every frame goes through its descriptor rings.
+    Driver,
+}
+
+/// A host with a small IP stack on one port.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    pub name: String,
+    pub port: PortName,
+    #[serde(default)]
+    pub attach: Attach,
+    pub ip: Option<Ipv4Addr>,
+    /// Required on an uplink; the PF defaults to the NIC's PF MAC; a VF learns its MAC from
+    /// VF_RESET (a `mac` here is what its stack uses when `bring_up = false`).
+    pub mac: Option<MacAddr>,
+    /// VF: the MAC the driver registers with SET_MAC_ADDR when the PF assigned none (igbvf's
+    /// `eth_hw_addr_random`). Without it a port-attached VF keeps the all-zero MAC.
+    pub fallback_mac: Option<MacAddr>,
+    /// VF: run the reset handshake (VF_RESET over the mailbox) at start. Default true.
+    pub bring_up: Option<bool>,
+    /// 802.1Q VID the stack tags its frames with (a VGT interface, e.g. `eth0.20`).
+    pub vlan: Option<u16>,
+}
+
+/// A port name: `pf`, `uplink0`, `vf3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortName(pub PortId);
+
+impl std::str::FromStr for PortName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a port (expected pf, uplinkN or vfN)");
+        if s == "pf" {
+            return Ok(PortName(PortId::Pf));
+        }
+        if let Some(n) = s.strip_prefix("uplink") {
+            return n
+                .parse()
+                .map(|n| PortName(PortId::Uplink(n)))
+                .map_err(|_| bad());
+        }
+        if let Some(n) = s.strip_prefix("vf") {
+            return n
+                .parse()
+                .map(|n| PortName(PortId::Vf(n)))
+                .map_err(|_| bad());
+        }
+        Err(bad())
+    }
+}
+
+impl<'de> Deserialize<'de> for PortName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for PortName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A destination MAC for crafted frames: an address, `broadcast`, or `unknown` (a unicast
+/// address nobody owns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DstMac(pub MacAddr);
+
+/// The unicast address `dst = "unknown"` stands for: locally administered, owned by no port.
+pub const UNKNOWN_UNICAST: MacAddr = MacAddr([0x02, 0xde, 0xad, 0xbe, 0xef, 0x01]);
+
+impl<'de> Deserialize<'de> for DstMac {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "broadcast" => Ok(DstMac(MacAddr::BROADCAST)),
+            "unknown" => Ok(DstMac(UNKNOWN_UNICAST)),
+            _ => s.parse().map(DstMac).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A VF-side mailbox request, as igbvf sends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailboxRequest {
+    /// SET_MAC_ADDR (set the station MAC): needs `mac`.
+    SetMac,
+    /// SET_MAC_ADDR with the filter-add sub-op: needs `mac`.
+    AddMacFilter,
+    /// SET_MULTICAST with the hashes of `groups`.
+    Multicast,
+    /// SET_VLAN: needs `vid`; `add` defaults to true.
+    Vlan,
+    /// SET_PROMISC: `promisc` = off, multicast or unicast.
+    Promisc,
+    /// SET_LPE: needs `max_frame`.
+    Lpe,
+}
+
+/// Which promiscuous modes a SET_PROMISC asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromiscMode {
+    Off,
+    Multicast,
+    Unicast,
+}
+
+/// When the endpoint's stack takes the MAC it asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Adopt {
+    /// Only if the PF ACKs (igbvf's `igbvf_set_mac`).
+    #[default]
+    OnAck,
+    /// Whatever the PF says: the guest's configuration path changed the address anyway (the
+    /// vSphere flow), so the guest and the switch now disagree.
+    Always,
+}
+
+/// One step: an action (`do`) and what must hold after it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// ICMP echo from an endpoint to an address (ARP first if the neighbour is unknown).
+    Ping {
+        label: Option<String>,
+        from: String,
+        target: Ipv4Addr,
+        count: Option<u16>,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// One ARP request (broadcast) for an address.
+    Arping {
+        label: Option<String>,
+        from: String,
+        target: Ipv4Addr,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// Crafted frames: any source (spoofing), any tag, any size.
+    Send {
+        label: Option<String>,
+        from: String,
+        dst: DstMac,
+        /// Default: the endpoint's MAC.
+        src: Option<MacAddr>,
+        /// Add an 802.1Q tag with this VID (and `pcp`).
+        vlan: Option<u16>,
+        pcp: Option<u8>,
+        /// Default 0x88b5 (IEEE local experimental).
+        ethertype: Option<u16>,
+        /// Frame length without FCS; default 60.
+        size: Option<usize>,
+        count: Option<u32>,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// An administrative change, in `ip link` / `sriov-emu ctl` words.
+    Set {
+        label: Option<String>,
+        vf: u16,
+        set: String,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// A VF-side mailbox request.
+    Mailbox {
+        label: Option<String>,
+        from: String,
+        request: MailboxRequest,
+        mac: Option<MacAddr>,
+        #[serde(default)]
+        groups: Vec<MacAddr>,
+        vid: Option<u16>,
+        add: Option<bool>,
+        promisc: Option<PromiscMode>,
+        max_frame: Option<u32>,
+        #[serde(default)]
+        adopt: Adopt,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// The VF driver is reloaded (reset handshake again; igb's "Reload the VF driver").
+    Reload {
+        label: Option<String>,
+        endpoint: String,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// The PF link (uplink carrier) goes up or down.
+    Link {
+        label: Option<String>,
+        up: bool,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// Time passes.
+    Wait {
+        label: Option<String>,
+        ms: u64,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// UDP traffic from one endpoint to another, measured at the receiver.
+    Traffic {
+        label: Option<String>,
+        from: String,
+        to: String,
+        /// Frame length without FCS; default 1514.
+        size: Option<usize>,
+        /// Offered rate in Mbit/s (on the wire, FCS included); default: the link speed.
+        offered_mbps: Option<u32>,
+        /// Default 1000.
+        duration_ms: Option<u64>,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// Nothing happens; only the expectations are checked.
+    Check {
+        label: Option<String>,
+        #[serde(default)]
+        expect: Expect,
+    },
+}
+
+/// What must hold after a step. Every field is optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Exactly these ports got a copy of a frame the step's sender sent.
+    pub delivered: Option<Vec<PortName>>,
+    /// None of these ports got one.
+    #[serde(default)]
+    pub not_delivered: Vec<PortName>,
+    /// Each of these drops happened during the step (any frame, replies included).
+    #[serde(default)]
+    pub dropped: Vec<DropSpec>,
+    /// No drop at all during the step.
+    pub no_drops: Option<bool>,
+    #[serde(default)]
+    pub counters: Vec<CounterSpec>,
+    #[serde(default)]
+    pub captured: Vec<CaptureSpec>,
+    /// The PF's verdict on the step's mailbox request (or, for `reload`, on VF_RESET).
+    pub reply: Option<ReplyKind>,
+    /// The PF agent's refusal reason for the step (its log line), or `none`.
+    pub refused: Option<String>,
+    /// Ping / arping: the sender got its answers.
+    pub answered: Option<bool>,
+    /// `set`: the command was accepted.
+    pub ok: Option<bool>,
+    /// `set`: the refusal message contains this.
+    pub error_contains: Option<String>,
+    /// `traffic`: the measured rate at the receiver, Mbit/s.
+    pub rate_mbps: Option<Band>,
+    #[serde(default)]
+    pub policy: Vec<PolicyCheck>,
+    #[serde(default)]
+    pub endpoint: Vec<EndpointCheck>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropSpec {
+    pub port: PortName,
+    pub reason: DropReason,
+    /// Exactly this many drops of that reason at that port during the step.
+    pub count: Option<u64>,
+}
+
+/// A port counter (`rx_packets`, `rx_broadcast`, `drops.spoof_mac`, ...): its value after the
+/// step, or its change during the step.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterSpec {
+    pub port: PortName,
+    pub name: String,
+    pub equals: Option<u64>,
+    pub delta: Option<u64>,
+    pub at_least: Option<u64>,
+}
+
+/// A frame captured during the step at `port` (`rx`: as delivered to the function, `tx`: as
+/// the function sent it). At least one captured frame must match every field given.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSpec {
+    pub port: PortName,
+    #[serde(default = "default_direction")]
+    pub direction: eswitch::Direction,
+    /// The frame itself carries an 802.1Q tag.
+    pub tagged: Option<bool>,
+    /// The switch stripped a tag and reported it (the RX descriptor's VP bit).
+    pub stripped: Option<bool>,
+    /// VID / PCP of the tag, in the frame or stripped.
+    pub vid: Option<u16>,
+    pub pcp: Option<u8>,
+    pub src: Option<MacAddr>,
+    pub dst: Option<DstMac>,
+    /// How many captured frames must match (default: at least one).
+    pub count: Option<usize>,
+}
+
+fn default_direction() -> eswitch::Direction {
+    eswitch::Direction::Rx
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyKind {
+    Ack,
+    Nack,
+}
+
+/// A band: `{ min = 95, max = 105 }`, or `{ target = 100, tolerance_pct = 5 }`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Band {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub target: Option<f64>,
+    pub tolerance_pct: Option<f64>,
+}
+
+impl Band {
+    /// `(min, max)`, open ends as infinities.
+    pub fn bounds(&self) -> (f64, f64) {
+        if let Some(t) = self.target {
+            let tol = t * self.tolerance_pct.unwrap_or(0.0) / 100.0;
+            return (t - tol, t + tol);
+        }
+        (
+            self.min.unwrap_or(f64::NEG_INFINITY),
+            self.max.unwrap_or(f64::INFINITY),
+        )
+    }
+}
+
+/// A field of a VF's policy as the switch enforces it (`mac`, `trust`, `promisc`,
+/// `port_vlan.vid`, ...), compared as JSON.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyCheck {
+    pub vf: u16,
+    pub field: String,
+    pub equals: Option<toml::Value>,
+    /// The field is unset (`null`): e.g. no MAC.
+    pub absent: Option<bool>,
+}
+
+/// An endpoint's own view: its MAC (what the guest believes), its neighbour table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointCheck {
+    pub name: String,
+    pub mac: Option<MacAddr>,
+    /// `[ip, mac]` must be in its neighbour table.
+    pub neighbour: Option<(Ipv4Addr, MacAddr)>,
+    /// The port is up as the switch sees it.
+    pub link_up: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_names_parse_and_bad_ones_are_errors() {
+        assert_eq!("pf".parse(), Ok(PortName(PortId::Pf)));
+        assert_eq!("vf12".parse(), Ok(PortName(PortId::Vf(12))));
+        assert_eq!("uplink0".parse(), Ok(PortName(PortId::Uplink(0))));
+        assert!("vf".parse::<PortName>().is_err());
+        assert!("eth0".parse::<PortName>().is_err());
+    }
+
+    #[test]
+    fn steps_are_tagged_by_do_and_refuse_unknown_keys() {
+        let ok: ScenarioFile = toml::from_str(
+            r#"
+            description = "d"
+            reproduces = "r"
+            [[step]]
+            do = "link"
+            up = false
+            expect.counters = [{ port = "vf0", name = "rx_packets", delta = 0 }]
+            "#,
+        )
+        .unwrap();
+        assert!(matches!(ok.steps[0], Step::Link { up: false, .. }));
+        let typo = toml::from_str::<ScenarioFile>(
+            r#"
+            description = "d"
+            reproduces = "r"
+            [[step]]
+            do = "link"
+            upp = false
+            "#,
+        );
+        assert!(typo.is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! What a run found: per scenario, per step, each check with its expected and actual value.
+//! Printed for people ([`ScenarioReport::render`]) or serialised for machines (`--json`).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// One expectation checked.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub what: String,
+    pub expected: String,
+    pub actual: String,
+    pub pass: bool,
+}
+
+/// One step: what it did, what happened, and its checks.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub index: usize,
+    pub action: String,
+    /// What happened, in a line or two (where frames went, the mailbox verdict).
+    pub happened: Vec<String>,
+    pub checks: Vec<Check>,
+    /// The step could not be carried out (unknown endpoint, mailbox timeout...).
+    pub error: Option<String>,
+    pub pass: bool,
+}
+
+/// One scenario file.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub file: String,
+    pub description: String,
+    pub reproduces: String,
+    /// Setting the scenario up failed (NIC, policies, endpoints): no step ran.
+    pub setup_error: Option<String>,
+    pub steps: Vec<StepReport>,
+    pub pass: bool,
+    /// Wall-clock time of the run, milliseconds.
+    pub wall_ms: f64,
+    /// Simulated (or real) time the scenario covered, milliseconds.
+    pub scenario_ms: f64,
+}
+
+impl ScenarioReport {
+    pub fn checks(&self) -> (usize, usize) {
+        let all = self.steps.iter().flat_map(|s| &s.checks);
+        let total = all.clone().count();
+        (all.filter(|c| c.pass).count(), total)
+    }
+
+    /// The human-readable report: every step with its checks, failures spelled out.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.pass { "PASS" } else { "FAIL" };
+        let _ = writeln!(out, "== {verdict} {} ({})", self.name, self.file);
+        let _ = writeln!(out, "   {}", one_line(&self.description));
+        let _ = writeln!(out, "   reproduces: {}", one_line(&self.reproduces));
+        if let Some(e) = &self.setup_error {
+            let _ = writeln!(out, "   setup failed: {e}");
+        }
+        for step in &self.steps {
+            let mark = if step.pass { "ok  " } else { "FAIL" };
+            let _ = writeln!(out, "  {mark} step {}: {}", step.index + 1, step.action);
+            for line in &step.happened {
+                let _ = writeln!(out, "         {line}");
+            }
+            if let Some(e) = &step.error {
+                let _ = writeln!(out, "         error: {e}");
+            }
+            for c in &step.checks {
+                if c.pass {
+                    let _ = writeln!(out, "         ok   {}: {}", c.what, c.actual);
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "         FAIL {}: expected {}, got {}",
+                        c.what, c.expected, c.actual
+                    );
+                }
+            }
+        }
+        let (ok, total) = self.checks();
+        let _ = writeln!(
+            out,
+            "   {ok}/{total} checks passed, {:.1} ms simulated, {:.1} ms wall",
+            self.scenario_ms, self.wall_ms
+        );
+        out
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

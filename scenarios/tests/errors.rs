@@ -1,0 +1,186 @@
+//! A wrong expectation fails with a message naming what was expected and what happened, and a
+//! malformed file is refused with its file, line and column.
+
+use std::path::Path;
+
+use scenarios::{parse, run, RunOptions};
+
+const BASE: &str = r#"
+description = "d"
+reproduces = "r"
+
+[nic]
+vfs = 2
+
+[[policy]]
+vf = 0
+set = "mac 02:00:00:00:00:10"
+
+[[endpoint]]
+name = "vm0"
+port = "vf0"
+ip = "10.0.0.10"
+"#;
+
+fn run_text(steps: &str) -> scenarios::ScenarioReport {
+    let text = format!("{BASE}{steps}");
+    let s = parse(Path::new("wrong.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    run(&s, &RunOptions::default())
+}
+
+#[test]
+fn a_wrong_delivery_expectation_fails_with_expected_and_actual() {
+    let report = run_text(
+        r#"
+[[step]]
+do = "arping"
+from = "vm0"
+target = "10.0.0.99"
+expect.delivered = ["pf"]
+expect.counters = [{ port = "vf1", name = "rx_broadcast", delta = 1 }]
+"#,
+    );
+    assert!(!report.pass);
+    let step = &report.steps[0];
+    assert!(!step.pass);
+    let failed: Vec<_> = step.checks.iter().filter(|c| !c.pass).collect();
+    assert_eq!(failed.len(), 1, "only the delivery check is wrong");
+    assert_eq!(failed[0].what, "delivered to");
+    assert_eq!(failed[0].expected, "pf");
+    assert_eq!(failed[0].actual, "uplink0, pf, vf1");
+    let text = report.render();
+    assert!(text.contains("== FAIL"), "{text}");
+    assert!(
+        text.contains("FAIL delivered to: expected pf, got uplink0, pf, vf1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn wrong_reply_drop_and_rate_expectations_each_fail() {
+    let report = run_text(
+        r#"
+[[step]]
+do = "mailbox"
+from = "vm0"
+request = "set_mac"
+mac = "02:00:00:00:00:99"
+expect.reply = "ack"
+
+[[step]]
+do = "send"
+from = "vm0"
+dst = "broadcast"
+expect.dropped = [{ port = "vf0", reason = "spoof_mac" }]
+
+[[step]]
+do = "check"
+expect.rate_mbps = { min = 1 }
+"#,
+    );
+    let verdicts: Vec<(bool, String)> = report
+        .steps
+        .iter()
+        .map(|s| (s.pass, format!("{:?}", s.checks[0])))
+        .collect();
+    assert!(verdicts.iter().all(|(pass, _)| !pass), "{verdicts:?}");
+    let c = &report.steps[0].checks[0];
+    assert_eq!((c.expected.as_str(), c.actual.as_str()), ("ACK", "NACK"));
+    let c = &report.steps[1].checks[0];
+    assert_eq!(
+        (c.expected.as_str(), c.actual.as_str()),
+        ("at least 1", "0")
+    );
+    assert_eq!(report.steps[2].checks[0].actual, "not a traffic step");
+}
+
+#[test]
+fn a_step_that_cannot_run_fails_with_its_error() {
+    let report = run_text(
+        r#"
+[[step]]
+do = "ping"
+from = "nobody"
+target = "10.0.0.1"
+"#,
+    );
+    assert!(!report.pass);
+    assert_eq!(
+        report.steps[0].error.as_deref(),
+        Some("no endpoint named `nobody`")
+    );
+}
+
+#[test]
+fn setup_errors_fail_the_scenario() {
+    let text = BASE.replace("port = \"vf0\"", "port = \"vf7\"");
+    let s = parse(Path::new("bad.toml"), &text).unwrap();
+    let report = run(&s, &RunOptions::default());
+    assert!(!report.pass);
+    assert!(report
+        .setup_error
+        .as_deref()
+        .is_some_and(|e| e.contains("no port vf7")));
+}
+
+#[test]
+fn malformed_files_name_file_line_and_column() {
+    // A syntax error: line 3, the unterminated string.
+    let e = parse(
+        Path::new("syntax.toml"),
+        "description = \"d\"\nreproduces = \"r\"\nname = \"x\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.file, Path::new("syntax.toml"));
+    assert_eq!(e.line, Some(3));
+    assert!(e.to_string().starts_with("syntax.toml:3:"), "{e}");
+
+    // An unknown key inside a step: its line and column.
+    let text = format!("{BASE}\n[[step]]\ndo = \"wait\"\nms = 5\nmss = 6\n");
+    let e = parse(Path::new("typo.toml"), &text).unwrap_err();
+    let line = text.lines().position(|l| l.starts_with("mss")).unwrap() + 1;
+    assert_eq!(e.line, Some(line), "{e}");
+    assert!(e.message.contains("mss"), "{e}");
+
+    // A bad value: a port that does not parse, pointed at the value.
+    let text = BASE.replace("port = \"vf0\"", "port = \"eth0\"");
+    let e = parse(Path::new("port.toml"), &text).unwrap_err();
+    let line = text.lines().position(|l| l.contains("eth0")).unwrap() + 1;
+    assert_eq!((e.line, e.column), (Some(line), Some(8)), "{e}");
+    assert!(e.message.contains("`eth0` is not a port"), "{e}");
+
+    // A missing required key.
+    let e = parse(Path::new("missing.toml"), "description = \"d\"\n").unwrap_err();
+    assert!(e.message.contains("reproduces"), "{e}");
+    assert!(e.line.is_some(), "{e}");
+}
+
+#[test]
+fn driver_attach_on_a_non_vf_port_is_refused() {
+    let text = format!("{BASE}\n[[endpoint]]\nname = \"p\"\nport = \"pf\"\nattach = \"driver\"\n");
+    let s = parse(Path::new("drv.toml"), &text).unwrap();
+    let report = run(&s, &RunOptions::default());
+    assert!(report
+        .setup_error
+        .as_deref()
+        .is_some_and(|e| e.contains("needs a VF port")));
+}
+
+#[test]
+fn pcap_files_are_written_per_port() {
+    let dir = std::env::temp_dir().join(format!("scenarios-pcap-{}", std::process::id()));
+    let text =
+        format!("{BASE}\n[[step]]\ndo = \"arping\"\nfrom = \"vm0\"\ntarget = \"10.0.0.99\"\n");
+    let s = parse(Path::new("cap.toml"), &text).unwrap();
+    let opts = RunOptions {
+        pcap_dir: Some(dir.clone()),
+        ..RunOptions::default()
+    };
+    assert!(run(&s, &opts).pass);
+    let bytes = std::fs::read(dir.join("cap-vf1.pcap")).unwrap();
+    // Global header, one record header, the 60-byte ARP request.
+    assert_eq!(bytes.len(), 24 + 16 + 60);
+    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
+    assert_eq!(&bytes[20..24], &[1, 0, 0, 0], "linktype Ethernet");
+    let _ = std::fs::remove_dir_all(dir);
+}
