@@ -183,6 +183,20 @@ pub enum MailboxRequest {
     Lpe,
 }
 
+impl MailboxRequest {
+    /// The name scenario files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            MailboxRequest::SetMac => "set_mac",
+            MailboxRequest::AddMacFilter => "add_mac_filter",
+            MailboxRequest::Multicast => "multicast",
+            MailboxRequest::Vlan => "vlan",
+            MailboxRequest::Promisc => "promisc",
+            MailboxRequest::Lpe => "lpe",
+        }
+    }
+}
+
 /// Which promiscuous modes a SET_PROMISC asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -333,6 +347,10 @@ pub struct Expect {
     pub reply: Option<ReplyKind>,
     /// The PF agent's refusal reason for the step (its log line), or `none`.
     pub refused: Option<String>,
+    /// Each of these texts appears in a log line (INFO and above) of the step: the PF agent's
+    /// refusals, igb's "Reload the VF driver".
+    #[serde(default)]
+    pub log_contains: Vec<String>,
     /// Ping / arping: the sender got its answers.
     pub answered: Option<bool>,
     /// `set`: the command was accepted.

@@ -36,7 +36,8 @@
 //! `reload` (the VF driver's reset handshake again), `link`, `wait`, `traffic`, `check`.
 //! Expectations ([`format::Expect`]): `delivered`, `not_delivered`, `dropped` (port and
 //! reason), `no_drops`, `counters` (value or delta), `captured` (tag, VID, PCP, addresses),
-//! `reply` (ACK/NACK), `refused` (the PF agent's refusal reason), `answered`, `ok` /
+//! `reply` (ACK/NACK), `refused` (the PF agent's refusal reason), `log_contains` (the step's
+//! log lines, which the report also lists), `answered`, `ok` /
 //! `error_contains` (admin commands), `rate_mbps`, `policy` (the switch's view of a VF),
 //! `endpoint` (the guest's view: its MAC, neighbours, link).
 //!
@@ -48,6 +49,7 @@
 //! ```
 
 pub mod format;
+pub mod logs;
 pub mod pcap;
 pub mod report;
 pub mod runner;

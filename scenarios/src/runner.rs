@@ -323,9 +323,28 @@ fn label(step: &Step) -> (String, &Expect) {
             label: l,
             from,
             request,
+            mac,
+            groups,
+            vid,
+            promisc,
             expect,
             ..
-        } => (with(l, format!("{from} mailbox {request:?}")), expect),
+        } => {
+            let mut what = format!("{from} asks the PF over the mailbox: {}", request.name());
+            if let Some(m) = mac {
+                what += &format!(" {m}");
+            }
+            if !groups.is_empty() {
+                what += &format!(" {}", list(groups.iter()));
+            }
+            if let Some(v) = vid {
+                what += &format!(" vid {v}");
+            }
+            if let Some(p) = promisc {
+                what += &format!(" {p:?}").to_lowercase();
+            }
+            (with(l, what), expect)
+        }
         Step::Reload {
             label: l,
             endpoint,
@@ -368,7 +387,7 @@ fn run_step(world: &mut World, file: &ScenarioFile, index: usize, step: &Step) -
     let refusals_before = refusals_snapshot(world);
     let capture_mark = world.captures.lock().map_or(0, |c| c.len());
     let _ = world.take_events();
-    let result = act(world, file, step);
+    let (result, logs) = crate::logs::capture(|| act(world, file, step));
     let events = world.take_events();
     let captures: Vec<Captured> = world
         .captures
@@ -381,6 +400,7 @@ fn run_step(world: &mut World, file: &ScenarioFile, index: usize, step: &Step) -
     };
     let mut happened = outcome.happened.clone();
     happened.extend(summarise(&events));
+    happened.extend(logs.iter().map(|l| format!("log: {l}")));
     let ctx = CheckCtx {
         world,
         events: &events,
@@ -388,6 +408,7 @@ fn run_step(world: &mut World, file: &ScenarioFile, index: usize, step: &Step) -
         counters_before: &counters_before,
         refusals_before: &refusals_before,
         outcome: &outcome,
+        logs: &logs,
     };
     let checks = ctx.checks(expect);
     let pass = error.is_none() && checks.iter().all(|c| c.pass);
@@ -694,6 +715,7 @@ struct CheckCtx<'a> {
     counters_before: &'a BTreeMap<PortId, PortCounters>,
     refusals_before: &'a [Vec<(RefusalReason, u64)>],
     outcome: &'a Outcome,
+    logs: &'a [String],
 }
 
 fn check(
@@ -827,6 +849,17 @@ impl CheckCtx<'_> {
                 rose.contains(want.as_str())
             };
             out.push(check("PF agent refusal", want, actual, ok));
+        }
+        for want in &e.log_contains {
+            let hit = self.logs.iter().find(|l| l.contains(want.as_str()));
+            out.push(check(
+                "log line",
+                format!("one containing `{want}`"),
+                hit.map_or(format!("none of {} line(s)", self.logs.len()), |l| {
+                    l.clone()
+                }),
+                hit.is_some(),
+            ));
         }
         if let Some(want) = e.answered {
             match self.outcome.answered {
