@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-const EXPECTED: [&str; 10] = [
+const EXPECTED: [&str; 11] = [
     "arp-broadcast",
+    "jumbo-frames",
     "link-state",
     "mac-change-refused",
     "mac-change-trusted",
