@@ -4,7 +4,6 @@
 
 pub mod adapter;
 pub mod control;
-pub mod demo;
 pub mod serve;
 pub mod signals;
 pub mod vfio;

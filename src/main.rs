@@ -17,13 +17,6 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run one NIC in process (no QEMU): SR-IOV enable, every VF's mailbox bring-up, and the
-    /// eswitch switching an ARP broadcast, a spoofed frame and a port VLAN.
-    Demo {
-        /// Number of VFs to enable (1..=7, as igb allows).
-        #[arg(long, default_value_t = 4)]
-        vfs: u16,
-    },
     /// Serve one NIC's VFs over vfio-user: `DIR/pf0-vf<N>.sock` per VF and `DIR/control.sock`,
     /// until SIGINT/SIGTERM.
     Serve {
@@ -127,8 +120,7 @@ fn ctl(dir: PathBuf, what: CtlCommand) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let result = match cli.command {
-        Command::Demo { vfs } => sriov_emu::demo::run(vfs),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Serve { dir, vfs, config } => serve(dir, vfs, config).map_err(Into::into),
         Command::Ctl { dir, what } => ctl(dir, what).map_err(Into::into),
         Command::Scenario {
