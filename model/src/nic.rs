@@ -465,11 +465,24 @@ impl Nic {
     /// A thread that runs [`Nic::poll`] at each deadline. Only for a clock that advances at
     /// real time ([`monotonic_clock`]); scenarios with a simulated clock call `poll` themselves.
     pub fn spawn_timer(self: &Arc<Self>) -> std::io::Result<TimerHandle> {
+        self.spawn_timer_with(|| {})
+    }
+
+    /// [`Nic::spawn_timer`], running `on_start` on the timer thread first (the binary raises
+    /// the thread's scheduling priority there: a late wakeup beyond the shaper's burst window
+    /// is bandwidth a shaped VF never gets back).
+    pub fn spawn_timer_with(
+        self: &Arc<Self>,
+        on_start: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<TimerHandle> {
         let stop = Arc::new(AtomicBool::new(false));
         let (nic, st) = (self.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("nic-timer".into())
-            .spawn(move || nic.timer_loop(&st))?;
+            .spawn(move || {
+                on_start();
+                nic.timer_loop(&st)
+            })?;
         Ok(TimerHandle {
             stop,
             nic: self.clone(),

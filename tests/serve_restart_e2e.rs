@@ -1,0 +1,165 @@
+//! End-to-end through `serve` (issue 6, acceptance test 6): guest A (VF 0) sends iperf3
+//! traffic to guest B (VF 1); A's QEMU is killed in the middle. B keeps working, and a new
+//! guest attached to VF 0's socket gets the same admin MAC and talks to B again.
+
+mod serve_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serve_support::{serve_dir, show, Node, GUEST_CHANNEL};
+use sriov_emu::serve::{ServeConfig, Serving};
+
+const MAC_A: &str = "02:00:00:00:00:0a";
+const MAC_B: &str = "02:00:00:00:00:0b";
+
+const UP: &str = r#"
+check modprobe modprobe igbvf
+wait_for 30 test -e /sys/class/net/eth0
+check_eq mac "$MAC" cat /sys/class/net/eth0/address
+ip link set eth0 up
+wait_for 30 grep -qx 1 /sys/class/net/eth0/carrier
+check addr ip addr add "$IP/24" dev eth0
+"#;
+
+/// A: reach B, start a long iperf3 run, say so, and wait to be killed.
+const SCRIPT_A: &str = r#"
+if wait_for 120 ping -c 1 -W 1 "$PEER"; then result reach pass; else result reach fail; fi
+iperf3 -c "$PEER" -t 60 > /dev/null 2>&1 &
+sleep 3
+mark TRAFFIC
+await done
+"#;
+
+/// The new A: reach B again.
+const SCRIPT_A2: &str = r#"
+if wait_for 120 ping -c 1 -W 1 "$PEER"; then result reach pass; else result reach fail; fi
+check ping sh -c "ping -c 5 -W 3 $PEER > /tmp/p; rc=\$?; grep 'packet loss' /tmp/p; exit \$rc"
+mark DONE
+await done
+"#;
+
+/// B: serve iperf3; when told, ping the (new) A.
+const SCRIPT_B: &str = r#"
+iperf3 -s -D
+mark READY
+await ping && {
+    if wait_for 120 ping -c 1 -W 1 "$PEER"; then result reach-new pass; else result reach-new fail; fi
+    check ping-new sh -c "ping -c 5 -W 3 $PEER > /tmp/p; rc=\$?; grep 'packet loss' /tmp/p; exit \$rc"
+    mark PINGED
+}
+await done
+"#;
+
+fn script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
+    format!("ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\n{GUEST_CHANNEL}{UP}{body}")
+}
+
+#[test]
+fn killing_a_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattaches() {
+    let dir = serve_dir("restart");
+    let config = ServeConfig {
+        vf: BTreeMap::from([
+            ("0".to_string(), format!("mac {MAC_A}")),
+            ("1".to_string(), format!("mac {MAC_B}")),
+        ]),
+        ..ServeConfig::default()
+    };
+    let serving = Serving::start(&dir, &config, Some(2)).expect("serve");
+    let mut a = Node::boot(
+        &dir,
+        "serve-restart-A",
+        "A",
+        0,
+        script("A", "10.0.0.1", "10.0.0.2", MAC_A, SCRIPT_A),
+    );
+    let mut b = Node::boot(
+        &dir,
+        "serve-restart-B",
+        "B",
+        1,
+        script("B", "10.0.0.2", "10.0.0.1", MAC_B, SCRIPT_B),
+    );
+    b.wait_mark("READY", 300);
+    a.wait_mark("TRAFFIC", 300);
+    let before = show(&dir);
+    a.guest.kill().expect("kill QEMU A");
+    let out_a = a.guest.wait();
+    assert!(out_a.killed);
+    // The server saw the client go: VF 0 detached.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = show(&dir);
+        if s["vfs"][0]["state"]["attached"] == false {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "VF 0 still attached");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mid = show(&dir);
+    let rx_b = |s: &serde_json::Value| s["vfs"][1]["device"]["rx_packets"].as_u64().unwrap();
+    assert!(
+        rx_b(&mid) > rx_b(&before),
+        "B was receiving A's iperf3 traffic when A died"
+    );
+
+    let a2 = Node::boot(
+        &dir,
+        "serve-restart-A2",
+        "A",
+        0,
+        script("A", "10.0.0.1", "10.0.0.2", MAC_A, SCRIPT_A2),
+    );
+    a2.wait_mark("DONE", 300);
+    b.say("ping");
+    b.wait_mark("PINGED", 120);
+    let out_a2 = a2.finish();
+    let out_b = b.finish();
+    let after = show(&dir);
+    let stats = serving.server_stats();
+    serving.shutdown();
+
+    for (out, names) in [
+        (&out_a2, &["modprobe", "mac", "addr", "reach", "ping"][..]),
+        (
+            &out_b,
+            &["modprobe", "mac", "addr", "reach-new", "ping-new"][..],
+        ),
+    ] {
+        for name in names {
+            let r = out
+                .result(name)
+                .unwrap_or_else(|| panic!("{}: no {name}\n{}", out.name, out.diagnostics()));
+            assert!(
+                r.passed(),
+                "{}: {name}: {}\n{}",
+                out.name,
+                r.detail,
+                out.diagnostics()
+            );
+        }
+    }
+    assert_eq!(out_a2.expect_pass("mac").detail.trim(), MAC_A);
+    assert!(out_a2
+        .expect_pass("ping")
+        .detail
+        .contains(" 0% packet loss"));
+    assert!(out_b
+        .expect_pass("ping-new")
+        .detail
+        .contains(" 0% packet loss"));
+    eprintln!("servers: {stats:?}");
+    assert_eq!(
+        stats[0].connections, 2,
+        "VF 0: the killed guest and the new one"
+    );
+    assert_eq!(stats[1].connections, 1);
+    assert!(stats
+        .iter()
+        .all(|s| s.panics == 0 && s.protocol_closes == 0));
+    // Frames for VF 0 while no guest was attached were dropped with a reason, not lost.
+    let drops = &after["vfs"][0]["device"]["rx_drops"];
+    eprintln!("VF 0 rx drops: {drops}");
+    assert_eq!(after["vfs"][0]["port"]["drops"]["rx_full"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,112 @@
+//! Shared by the `serve` end-to-end tests: a guest on one VF with a host channel (a second
+//! serial port, `/dev/ttyS1` in the guest, a QEMU UNIX socket chardev on the host) to step it
+//! through phases, and the control-protocol calls.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sriov_emu::control::{request, Request};
+use sriov_emu::serve::{qemu_device_json, vf_socket};
+use sriov_emu_tests::{workspace_root, Guest, GuestConfig, GuestOutput, RunningGuest};
+
+/// Guest-side helpers: `await WORD` (blocks until the host sends the line WORD; false on
+/// `quit` or EOF) and `mark NAME` (prints `@@$ME-NAME@@` for [`Node::wait_mark`]).
+pub const GUEST_CHANNEL: &str = r#"
+exec 3</dev/ttyS1
+stty -F /dev/ttyS1 -echo 2>/dev/null
+await() {
+    while read -r _l <&3; do
+        _l=$(printf '%s' "$_l" | tr -d '\r')
+        [ "$_l" = "$1" ] && return 0
+        [ "$_l" = quit ] && return 1
+    done
+    return 1
+}
+mark() { echo "@@$ME-$1@@"; }
+"#;
+
+/// A per-run directory for the sockets.
+pub fn serve_dir(tag: &str) -> PathBuf {
+    workspace_root()
+        .join("target/e2e/run")
+        .join(format!("{tag}-{}", std::process::id()))
+}
+
+pub struct Node {
+    pub guest: RunningGuest,
+    ctl: UnixStream,
+    me: &'static str,
+}
+
+impl Node {
+    pub fn boot(dir: &Path, name: &str, me: &'static str, vf: u16, script: String) -> Node {
+        let chan = dir.join(format!("{me}.tty"));
+        let cfg = GuestConfig::new(name, script)
+            .qemu_args([
+                "-device".to_string(),
+                "pcie-root-port,id=rp1,chassis=1".to_string(),
+                "-device".to_string(),
+                qemu_device_json(&vf_socket(dir, vf), "rp1", "vf"),
+                "-chardev".to_string(),
+                format!("socket,id=host,path={},server=on,wait=off", chan.display()),
+                "-device".to_string(),
+                "isa-serial,chardev=host".to_string(),
+            ])
+            .timeout(Duration::from_secs(600));
+        let guest = Guest::new(cfg).spawn().unwrap_or_else(|e| panic!("{e}"));
+        let until = Instant::now() + Duration::from_secs(30);
+        let ctl = loop {
+            match UnixStream::connect(&chan) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > until => panic!("{me}: no host channel: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        Node { guest, ctl, me }
+    }
+
+    pub fn wait_mark(&self, mark: &str, secs: u64) {
+        let needle = format!("@@{}-{mark}@@", self.me);
+        assert!(
+            self.guest
+                .wait_for_console(&needle, Duration::from_secs(secs)),
+            "{}: no {needle}\n{}",
+            self.me,
+            self.guest.console()
+        );
+    }
+
+    pub fn say(&mut self, line: &str) {
+        self.ctl
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("host channel");
+    }
+
+    pub fn finish(mut self) -> GuestOutput {
+        self.say("done");
+        self.guest.wait()
+    }
+}
+
+pub fn show(dir: &Path) -> Value {
+    let r = request(dir, &Request::Show).expect("ctl show");
+    assert!(r.ok);
+    r.show.expect("report")
+}
+
+pub fn ctl(dir: &Path, vf: u16, words: &str) {
+    let r = request(
+        dir,
+        &Request::Vf {
+            vf,
+            words: words.split(' ').map(String::from).collect(),
+        },
+    )
+    .expect("ctl");
+    assert!(r.ok, "ctl vf {vf} {words}: {r:?}");
+}
