@@ -18,8 +18,13 @@ use mailbox::{
     AgentConfig, MacAssignment, MailboxEvent, MailboxEvents, PfAgent, RefusalCounters,
     ServiceReport, VfMailbox,
 };
+use std::sync::{Mutex, MutexGuard};
+
 use thiserror::Error;
 use tracing::{info, warn};
+
+use crate::nic::Clock;
+use crate::vf::PfPort;
 
 /// How the NIC's PF side is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,6 +294,56 @@ impl PfSide {
     /// Largest frame a VF may receive, after its SET_LPE.
     pub fn max_frame(&self, vf: u16) -> u16 {
         self.policy(vf).map_or(DEFAULT_MAX_FRAME, |p| p.max_frame)
+    }
+}
+
+/// The PF side behind its lock, with the clock its mailbox rules read: the [`PfPort`] every VF
+/// function of a NIC is given. The VF calls in on its connection thread with no VF lock held.
+pub struct SharedPf {
+    side: Mutex<PfSide>,
+    clock: Clock,
+}
+
+impl SharedPf {
+    pub fn new(side: PfSide, clock: Clock) -> SharedPf {
+        SharedPf {
+            side: Mutex::new(side),
+            clock,
+        }
+    }
+
+    /// The PF side, locked. A panic elsewhere while it was held leaves it usable: every
+    /// operation on it keeps its own invariants.
+    pub fn side(&self) -> MutexGuard<'_, PfSide> {
+        self.side.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+}
+
+impl PfPort for SharedPf {
+    fn read_v2p(&self, vf: u16) -> u32 {
+        self.side().read_v2p(vf)
+    }
+
+    fn write_v2p(&self, vf: u16, value: u32) -> MailboxIrq {
+        let now = self.now();
+        self.side().write_v2p(vf, value, now)
+    }
+
+    fn read_vmbmem(&self, vf: u16, word: usize) -> u32 {
+        self.side().read_vmbmem(vf, word)
+    }
+
+    fn write_vmbmem(&self, vf: u16, word: usize, value: u32) {
+        self.side().write_vmbmem(vf, word, value)
+    }
+
+    fn vf_reset(&self, vf: u16) -> MailboxIrq {
+        let now = self.now();
+        self.side().vf_reset(vf, now)
     }
 }
 

@@ -6,51 +6,15 @@
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use eswitch::{NextSendAt, PortId, VfSetting, VlanProto};
 use mailbox::MacAssignment;
-use model::pf::{NicConfig, PfSide};
+use model::pf::{NicConfig, PfSide, SharedPf};
 use model::testing::{DriverConfig, IrqLog, SoftIgbvf, XmitOpts};
-use model::{MailboxIrq, PfPort, TxVerdict, Vf, VfShared};
+use model::{MailboxIrq, TxVerdict, Vf, VfShared};
 use support::{frame, guest_memory, GUEST_BASE};
 use vm_memory::GuestMemoryAtomic;
-
-/// The PF side behind one lock, with the clock the server would read.
-struct Pf {
-    side: Mutex<PfSide>,
-    now_ns: AtomicU64,
-}
-
-impl Pf {
-    fn side(&self) -> MutexGuard<'_, PfSide> {
-        self.side.lock().unwrap()
-    }
-
-    fn now(&self) -> u64 {
-        self.now_ns.load(Ordering::Relaxed)
-    }
-}
-
-impl PfPort for Pf {
-    fn read_v2p(&self, vf: u16) -> u32 {
-        self.side().read_v2p(vf)
-    }
-    fn write_v2p(&self, vf: u16, value: u32) -> MailboxIrq {
-        let now = self.now();
-        self.side().write_v2p(vf, value, now)
-    }
-    fn read_vmbmem(&self, vf: u16, word: usize) -> u32 {
-        self.side().read_vmbmem(vf, word)
-    }
-    fn write_vmbmem(&self, vf: u16, word: usize, value: u32) {
-        self.side().write_vmbmem(vf, word, value)
-    }
-    fn vf_reset(&self, vf: u16) -> MailboxIrq {
-        let now = self.now();
-        self.side().vf_reset(vf, now)
-    }
-}
 
 struct Node {
     vf: Vf,
@@ -59,7 +23,9 @@ struct Node {
 }
 
 struct Nic {
-    pf: Arc<Pf>,
+    pf: Arc<SharedPf>,
+    /// The simulated time the PF side reads.
+    now_ns: Arc<AtomicU64>,
     nodes: Vec<Node>,
     uplink: Arc<Mutex<Vec<bytes::Bytes>>>,
 }
@@ -72,10 +38,12 @@ fn nic(n: u16) -> Nic {
         },
         ..NicConfig::default()
     };
-    let pf = Arc::new(Pf {
-        side: Mutex::new(PfSide::new(&config).unwrap()),
-        now_ns: AtomicU64::new(1_000_000_000),
-    });
+    let now_ns = Arc::new(AtomicU64::new(1_000_000_000));
+    let clock = {
+        let t = now_ns.clone();
+        Arc::new(move || t.load(Ordering::Relaxed))
+    };
+    let pf = Arc::new(SharedPf::new(PfSide::new(&config).unwrap(), clock));
     let mut nodes: Vec<Node> = (0..n)
         .map(|i| {
             let mut vf = Vf::new(i, pf.clone()).unwrap();
@@ -120,7 +88,12 @@ fn nic(n: u16) -> Nic {
         node.drv.handle_irqs(&mut node.vf, &node.irqs);
         assert!(node.drv.check_link(&mut node.vf));
     }
-    Nic { pf, nodes, uplink }
+    Nic {
+        pf,
+        now_ns,
+        nodes,
+        uplink,
+    }
 }
 
 impl Nic {
@@ -220,7 +193,7 @@ fn rate_limit_pauses_the_queue_and_the_timer_resumes_it_without_loss() {
     // The owner's timer: advance the clock and resume until the queue drains.
     let mut t = until;
     for _ in 0..1000 {
-        nic.pf.now_ns.store(t, Ordering::Relaxed);
+        nic.now_ns.store(t, Ordering::Relaxed);
         match nic.nodes[0].vf.tx_resume().paused_until {
             Some(next) => t = next,
             None => break,
@@ -230,7 +203,7 @@ fn rate_limit_pauses_the_queue_and_the_timer_resumes_it_without_loss() {
     for f in &frames[30..] {
         nic.send(0, f);
         while let Some(next) = nic.nodes[0].vf.tx_paused_until() {
-            nic.pf.now_ns.store(next, Ordering::Relaxed);
+            nic.now_ns.store(next, Ordering::Relaxed);
             let _ = nic.nodes[0].vf.tx_resume();
             nic.poll();
         }

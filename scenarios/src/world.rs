@@ -12,9 +12,9 @@ use bytes::Bytes;
 use eswitch::{Delivery, Direction, DropRecord, MacAddr, NextSendAt, PortId, VlanTci};
 use mailbox::regs::{msg, v2p};
 use mailbox::{MacAssignment, Message};
-use model::pf::{NicConfig, PfSide};
+use model::pf::{NicConfig, PfSide, SharedPf};
 use model::testing::{DriverConfig, DrvError, IrqLog, SoftIgbvf, XmitOpts};
-use model::{MailboxIrq, PfPort, TxVerdict, Vf};
+use model::{PfPort, TxVerdict, Vf};
 use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 
 use crate::format::{Attach, EndpointSpec, MacAssignmentSpec, NicSpec};
@@ -83,41 +83,6 @@ impl Clock {
     }
 }
 
-/// The PF side behind one lock, with the clock the VF functions read.
-pub struct PfShared {
-    side: Mutex<PfSide>,
-    now_ns: AtomicU64,
-}
-
-impl PfShared {
-    pub fn side(&self) -> MutexGuard<'_, PfSide> {
-        self.side.lock().unwrap_or_else(|e| e.into_inner())
-    }
-    fn now(&self) -> u64 {
-        self.now_ns.load(Ordering::Relaxed)
-    }
-}
-
-impl PfPort for PfShared {
-    fn read_v2p(&self, vf: u16) -> u32 {
-        self.side().read_v2p(vf)
-    }
-    fn write_v2p(&self, vf: u16, value: u32) -> MailboxIrq {
-        let now = self.now();
-        self.side().write_v2p(vf, value, now)
-    }
-    fn read_vmbmem(&self, vf: u16, word: usize) -> u32 {
-        self.side().read_vmbmem(vf, word)
-    }
-    fn write_vmbmem(&self, vf: u16, word: usize, value: u32) {
-        self.side().write_vmbmem(vf, word, value)
-    }
-    fn vf_reset(&self, vf: u16) -> MailboxIrq {
-        let now = self.now();
-        self.side().vf_reset(vf, now)
-    }
-}
-
 /// A frame seen by a capture hook.
 #[derive(Clone, Debug)]
 pub struct Captured {
@@ -176,7 +141,9 @@ impl From<DrvError> for MailboxFailure {
 }
 
 pub struct World {
-    pub pf: Arc<PfShared>,
+    pub pf: Arc<SharedPf>,
+    /// The PF side's view of the run's clock, moved by [`World::advance_to`].
+    pf_now: Arc<AtomicU64>,
     pub endpoints: Vec<Endpoint>,
     pub clock: Clock,
     pub captures: Arc<Mutex<Vec<Captured>>>,
@@ -206,10 +173,12 @@ impl World {
         };
         let side = PfSide::new(&config).map_err(|e| format!("NIC: {e}"))?;
         let clock = Clock::new(mode);
-        let pf = Arc::new(PfShared {
-            side: Mutex::new(side),
-            now_ns: AtomicU64::new(clock.now_ns()),
-        });
+        let pf_now = Arc::new(AtomicU64::new(clock.now_ns()));
+        let pf_clock = {
+            let t = pf_now.clone();
+            Arc::new(move || t.load(Ordering::Relaxed))
+        };
+        let pf = Arc::new(SharedPf::new(side, pf_clock));
         let captures: Arc<Mutex<Vec<Captured>>> = Arc::default();
         {
             let mut side = pf.side();
@@ -232,6 +201,7 @@ impl World {
         }
         Ok(World {
             pf,
+            pf_now,
             endpoints: Vec::new(),
             clock,
             captures,
@@ -252,7 +222,7 @@ impl World {
 
     fn sync_time(&mut self) {
         let now = self.clock.now_ns();
-        self.pf.now_ns.store(now, Ordering::Relaxed);
+        self.pf_now.store(now, Ordering::Relaxed);
         self.pf.side().switch_mut().set_time(now);
     }
 
