@@ -34,7 +34,7 @@ use bytes::Bytes;
 use eswitch::{Delivery, DropReason, NextSendAt, PortId, VfSetting};
 use tracing::{debug, info, warn};
 
-use crate::pf::{AdminError, MailboxIrq, NicConfig, NicError, PfSide};
+use crate::pf::{AdminError, MailboxIrq, NicConfig, NicError, PfSide, SharedPf};
 use crate::stats::RxDrop;
 use crate::tx::TxVerdict;
 use crate::vf::{LinkState, PfPort, Vf, VfShared};
@@ -87,46 +87,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The PF side behind its lock, with the clock: the [`PfPort`] of every VF.
-struct PfShared {
-    side: Mutex<PfSide>,
-    clock: Clock,
-}
-
-impl PfShared {
-    fn side(&self) -> MutexGuard<'_, PfSide> {
-        lock(&self.side)
-    }
-
-    fn now(&self) -> u64 {
-        (self.clock)()
-    }
-}
-
-impl PfPort for PfShared {
-    fn read_v2p(&self, vf: u16) -> u32 {
-        self.side().read_v2p(vf)
-    }
-
-    fn write_v2p(&self, vf: u16, value: u32) -> MailboxIrq {
-        let now = self.now();
-        self.side().write_v2p(vf, value, now)
-    }
-
-    fn read_vmbmem(&self, vf: u16, word: usize) -> u32 {
-        self.side().read_vmbmem(vf, word)
-    }
-
-    fn write_vmbmem(&self, vf: u16, word: usize, value: u32) {
-        self.side().write_vmbmem(vf, word, value)
-    }
-
-    fn vf_reset(&self, vf: u16) -> MailboxIrq {
-        let now = self.now();
-        self.side().vf_reset(vf, now)
-    }
-}
-
 /// A frame waiting for room in a VF's RX ring.
 struct Pending {
     frame: Bytes,
@@ -135,7 +95,7 @@ struct Pending {
 
 /// Everything the VFs' sinks and hooks need (no `Vf` inside: no reference cycle).
 struct Datapath {
-    pf: Arc<PfShared>,
+    pf: Arc<SharedPf>,
     shared: Vec<Arc<VfShared>>,
     backlogs: Vec<Mutex<VecDeque<Pending>>>,
     sinks: RwLock<BTreeMap<PortId, Arc<dyn PortSink>>>,
@@ -281,10 +241,7 @@ impl Nic {
     /// A NIC with `config.num_vfs` VFs, its PF side and datapath wired, time from `clock`.
     pub fn new(config: &NicConfig, clock: Clock) -> Result<Arc<Nic>, NicBuildError> {
         let side = PfSide::new(config)?;
-        let pf = Arc::new(PfShared {
-            side: Mutex::new(side),
-            clock,
-        });
+        let pf = Arc::new(SharedPf::new(side, clock));
         let n = config.num_vfs;
         let mut vfs = Vec::with_capacity(usize::from(n));
         for i in 0..n {
