@@ -3,6 +3,7 @@
 //! `mailbox`, `eswitch`); this package holds the I/O edges: the vfio-user server and the CLI.
 
 pub mod adapter;
+pub mod capture;
 pub mod control;
 pub mod serve;
 pub mod signals;

@@ -30,6 +30,9 @@ enum Command {
         /// and per-VF initial settings under [vf] (`0 = "mac 02:00:00:00:00:10 vlan 10"`).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Capture every switch port to DIR/pf0-<port>.pcap (uplink0, pf, vf0, ...).
+        #[arg(long, value_name = "DIR")]
+        pcap: Option<PathBuf>,
     },
     /// Scenario files: a NIC in process, endpoints, steps and expectations (no QEMU).
     Scenario {
@@ -78,15 +81,28 @@ enum CtlCommand {
     },
 }
 
-fn serve(dir: PathBuf, vfs: Option<u16>, config: Option<PathBuf>) -> Result<(), String> {
+fn serve(
+    dir: PathBuf,
+    vfs: Option<u16>,
+    config: Option<PathBuf>,
+    pcap: Option<PathBuf>,
+) -> Result<(), String> {
     use sriov_emu::serve::{ServeConfig, Serving};
     let cfg = match &config {
         Some(p) => ServeConfig::load(p).map_err(|e| e.to_string())?,
         None => ServeConfig::default(),
     };
     sriov_emu::signals::install().map_err(|e| format!("signal handlers: {e}"))?;
-    let serving = Serving::start(&dir, &cfg, vfs).map_err(|e| e.to_string())?;
+    let mut serving = Serving::start(&dir, &cfg, vfs).map_err(|e| e.to_string())?;
+    if let Some(p) = &pcap {
+        serving
+            .start_capture(p)
+            .map_err(|e| format!("--pcap {}: {e}", p.display()))?;
+    }
     print!("{}", serving.banner());
+    if let Some(p) = &pcap {
+        println!("  capturing every port to {}/pf0-<port>.pcap", p.display());
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
     sriov_emu::signals::wait();
@@ -121,7 +137,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Serve { dir, vfs, config } => serve(dir, vfs, config).map_err(Into::into),
+        Command::Serve {
+            dir,
+            vfs,
+            config,
+            pcap,
+        } => serve(dir, vfs, config, pcap).map_err(Into::into),
         Command::Ctl { dir, what } => ctl(dir, what).map_err(Into::into),
         Command::Scenario {
             what: ScenarioCommand::Run { paths, json, pcap },

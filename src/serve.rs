@@ -20,6 +20,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::adapter::VfFunction;
+use crate::capture::Capture;
 use crate::control::ControlServer;
 use crate::vfio::{Server, ServerHandle};
 
@@ -198,6 +199,7 @@ pub struct Serving {
     servers: Vec<(ServerHandle, JoinHandle<std::io::Result<()>>)>,
     control: Option<ControlServer>,
     timer: Option<TimerHandle>,
+    capture: Option<Capture>,
 }
 
 impl Serving {
@@ -227,6 +229,7 @@ impl Serving {
             servers: Vec::new(),
             control: None,
             timer: None,
+            capture: None,
         };
         serving.timer =
             Some(
@@ -268,6 +271,15 @@ impl Serving {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Captures every port to `DIR/pf0-<port>.pcap` until shutdown (see [`crate::capture`]).
+    pub fn start_capture(&mut self, dir: &Path) -> std::io::Result<()> {
+        if let Some(old) = self.capture.take() {
+            old.stop(&self.nic);
+        }
+        self.capture = Some(Capture::start(&self.nic, dir)?);
+        Ok(())
     }
 
     /// Each VF's vfio-user server counters (connections, error replies, panics...), by VF.
@@ -323,6 +335,9 @@ impl Serving {
         if let Some(c) = self.control.take() {
             c.shutdown();
         }
+        if let Some(c) = self.capture.take() {
+            c.stop(&self.nic);
+        }
         self.timer.take();
     }
 }
@@ -340,6 +355,30 @@ mod tests {
 
     fn cfg(text: &str) -> ServeConfig {
         toml::from_str(text).expect("valid TOML")
+    }
+
+    #[test]
+    fn pcap_capture_records_every_port_and_flushes_on_shutdown() {
+        let base = std::env::temp_dir().join(format!("sriov-emu-pcap-{}", std::process::id()));
+        let (dir, pcap) = (base.join("run"), base.join("pcap"));
+        let mut serving = Serving::start(&dir, &ServeConfig::default(), Some(2)).unwrap();
+        serving.start_capture(&pcap).unwrap();
+        // An ARP-sized broadcast from the wire reaches the PF and both VFs.
+        let mut frame = vec![0xFF; 6];
+        frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x42, 0x08, 0x06]);
+        frame.resize(60, 0);
+        serving.nic().inject(
+            eswitch::PortId::Uplink(0),
+            bytes::Bytes::from(frame.clone()),
+        );
+        serving.shutdown();
+        for port in ["uplink0", "pf", "vf0", "vf1"] {
+            let data = std::fs::read(pcap.join(format!("pf0-{port}.pcap"))).unwrap();
+            assert_eq!(data.len(), 24 + 16 + 60, "{port}: header + one record");
+            assert_eq!(&data[..4], &0xa1b2_c3d4u32.to_le_bytes());
+            assert_eq!(&data[40..], &frame[..], "{port}");
+        }
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]
