@@ -285,15 +285,13 @@ fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
     eprintln!("measured {mbps:.1} Mbit/s (target 100 ± 10 %)");
     // The shaper never lets more through than the rate (+10 %: iperf3's own accounting).
     assert!(mbps <= 110.0, "rate 100: measured {mbps:.1} Mbit/s");
-    // Reaching the rate also needs the host to run the shaping timer on time: on a 2-core
-    // machine shared with two TCG guests (and other builds), wakeups come late by more than
-    // the shaper's 1 ms burst window often enough to cost 5–15 %. The band is asserted with
-    // SRIOV_EMU_RATE_STRICT=1 (a quiet host); otherwise only a floor that shaping works at all.
-    let floor = if std::env::var_os("SRIOV_EMU_RATE_STRICT").is_some() {
-        90.0
-    } else {
-        50.0
-    };
+    // Reaching the rate also needs CPU for the emulator next to two TCG guests: a release
+    // build measures 94–95 Mbit/s (TCP goodput at a 100 Mbit/s frame rate is at most 95.4),
+    // a debug build on a shared 2-core machine 83–92, its shaping timer waking late beyond the
+    // shaper's 1 ms burst window. So the band is asserted in release builds (or with
+    // SRIOV_EMU_RATE_STRICT=1); otherwise only a floor that shaping works at all.
+    let strict = !cfg!(debug_assertions) || std::env::var_os("SRIOV_EMU_RATE_STRICT").is_some();
+    let floor = if strict { 90.0 } else { 50.0 };
     assert!(mbps >= floor, "rate 100: measured {mbps:.1} Mbit/s");
     let _ = std::fs::remove_dir_all(&dir);
 }
