@@ -1,0 +1,456 @@
+//! Issue 6 bench: VF-to-VF TCP throughput (iperf3) and ping RTT through sriov-emu and through
+//! QEMU's own in-process `igb` VFs, in one run on the same machine, with the same topology on
+//! both sides: ONE guest (same kernel, QEMU, vCPUs, memory) with TWO igbvf netdevs, each moved
+//! into its own network namespace; `iperf3 -s` in one, `iperf3 -c -J` and `ping` in the other.
+//!
+//! - sriov-emu: `serve` in process with 2 VFs (admin MACs); the guest gets two `vfio-user-pci`
+//!   devices, each on its own pcie-root-port.
+//! - QEMU igb: the guest gets `-device igb` on a pcie-root-port (see [`IGB_QEMU_ARGS`]); inside,
+//!   `igb` binds the PF, `sriov_numvfs` = 2, the PF sets the VF MACs and comes up, `igbvf` binds
+//!   the VFs. QEMU switches VF to VF internally (DTXSWC loopback, which igb sets).
+//!
+//! ```sh
+//! cargo bench -p sriov-emu-tests --bench vf_to_vf
+//! ```
+//!
+//! Each round boots one guest per side (the order alternates between rounds); the summary is the
+//! median of the rounds. On the sriov-emu side it also counts the vfio-user messages QEMU sent
+//! during the ping and the iperf3 phases, and the CPU time QEMU and the in-process `serve` used
+//! during iperf3. Environment: `VF_BENCH_ROUNDS` (default 5), `VF_BENCH_SECONDS` (iperf3
+//! duration, default 10), `VF_BENCH_PINGS` (default 50, 0.2 s apart), `VF_BENCH_CPUS` (guest
+//! vCPUs, default 1), `VF_BENCH_ONLY` (`emu` or `igb`). Needs the artifacts of
+//! `scripts/fetch-e2e.py`. Not part of `cargo test`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sriov_emu::serve::{qemu_device_json, vf_socket, MacMode, ServeConfig, Serving};
+use sriov_emu_tests::{Artifacts, Guest, GuestConfig, GuestOutput, RunningGuest};
+
+/// Finds the two igbvf netdevs and runs the measurement between two namespaces.
+/// `SECONDS` and `PINGS` are replaced before boot.
+const MEASURE: &str = r#"
+igbvf_ifs() {
+    for d in /sys/class/net/*; do
+        case "$(readlink "$d/device/driver")" in
+            */igbvf) echo "${d##*/}" ;;
+        esac
+    done
+}
+if ! wait_for 60 sh -c 'test "$(ls -l /sys/class/net/*/device/driver 2>/dev/null | grep -c igbvf)" -ge 2'; then
+    result vfs fail "igbvf netdevs: $(igbvf_ifs | tr '\n' ' '); all: $(ls /sys/class/net | tr '\n' ' ')"
+    exit 1
+fi
+set -- $(igbvf_ifs)
+A=$1
+B=$2
+result vfs pass "$A $(cat /sys/class/net/$A/address) $B $(cat /sys/class/net/$B/address)"
+ip netns add a
+ip netns add b
+ip link set "$A" netns a
+ip link set "$B" netns b
+ip -n a link set lo up
+ip -n b link set lo up
+ip -n a addr add 10.99.0.1/24 dev "$A"
+ip -n b addr add 10.99.0.2/24 dev "$B"
+ip -n a link set "$A" up
+ip -n b link set "$B" up
+if wait_for 90 ip netns exec a ping -c 1 -W 1 10.99.0.2; then
+    result reach pass "10.99.0.2 answers"
+else
+    result reach fail "$(ip -n a link show; ip -n b link show; ip -n a neigh)"
+    exit 1
+fi
+ip netns exec b iperf3 -s -D -1
+sleep 1
+echo "@@PING-BEGIN@@"
+ip netns exec a ping -c PINGS -i 0.2 10.99.0.2 > /tmp/ping 2>&1
+echo "@@PING-END@@"
+value rtt grep -E 'min/avg|packet loss' /tmp/ping
+echo "@@IPERF-BEGIN@@"
+ip netns exec a iperf3 -c 10.99.0.2 -t SECONDS -J > /tmp/iperf.json 2>&1
+echo "@@IPERF-JSON-BEGIN@@"
+cat /tmp/iperf.json
+echo "@@IPERF-JSON-END@@"
+value a_tx ip netns exec a cat /sys/class/net/$A/statistics/tx_packets
+value b_tx ip netns exec b cat /sys/class/net/$B/statistics/tx_packets
+value interrupts sh -c "grep -E 'igbvf|eth' /proc/interrupts | tr -s ' '"
+"#;
+
+/// The QEMU igb side's guest script, before [`MEASURE`].
+const IGB_SETUP: &str = r#"
+check modprobe-igb modprobe igb
+if ! wait_for 30 sh -c 'ls -l /sys/class/net/*/device/driver | grep -q /igb$'; then
+    result pf fail "no igb netdev: $(ls /sys/class/net | tr '\n' ' ')"
+    exit 1
+fi
+for d in /sys/class/net/*; do
+    case "$(readlink "$d/device/driver")" in
+        */igb) PF=${d##*/} ;;
+    esac
+done
+result pf pass "$PF $(cat /sys/class/net/$PF/device/uevent | grep PCI_SLOT_NAME)"
+ip link set "$PF" up
+check sriov sh -c "echo 2 > /sys/class/net/$PF/device/sriov_numvfs"
+check vf0-mac ip link set "$PF" vf 0 mac 02:00:00:00:99:0a
+check vf1-mac ip link set "$PF" vf 1 mac 02:00:00:00:99:0b
+value lspci sh -c "ls /sys/bus/pci/devices | tr '\n' ' '"
+check modprobe-igbvf modprobe igbvf
+"#;
+
+/// The sriov-emu side's guest script, before [`MEASURE`].
+const EMU_SETUP: &str = r#"
+check modprobe-igbvf modprobe igbvf
+"#;
+
+/// QEMU's igb PF on its own root port, like the sriov-emu VFs: its VFs appear at devfn 0x80 + 2n
+/// of the root port's bus, which Linux reaches through ARI forwarding (igb has ARI). The PF's
+/// netdev is a hub port with nothing else on the hub: frames for the wire go nowhere, nothing
+/// leaves the machine, no network needed.
+const IGB_QEMU_ARGS: &[&str] = &[
+    "-netdev",
+    "hubport,id=n0,hubid=0",
+    "-device",
+    "pcie-root-port,id=rp0,chassis=1",
+    "-device",
+    "igb,netdev=n0,bus=rp0,id=pf",
+];
+
+const MAC_A: &str = "02:00:00:00:99:0a";
+const MAC_B: &str = "02:00:00:00:99:0b";
+
+struct Params {
+    rounds: u32,
+    seconds: u32,
+    pings: u32,
+    cpus: u32,
+}
+
+/// One side's figures from one guest.
+struct Figures {
+    mbps: f64,
+    retransmits: Option<u64>,
+    rtt_ms: f64,
+    rtt_min_ms: f64,
+    rtt_line: String,
+    load_before: String,
+    load_after: String,
+    /// What the host saw during the phases, if the guest reached every marker.
+    phases: Option<Phases>,
+    /// Packets both VFs sent during the whole run (guest counters).
+    tx_packets: u64,
+    log: PathBuf,
+}
+
+/// Host-side counters at one marker of the guest's script.
+#[derive(Clone, Copy)]
+struct Snapshot {
+    at: Instant,
+    /// vfio-user messages received by both VF servers (sriov-emu only).
+    messages: u64,
+    /// CPU time of the QEMU process, s.
+    qemu_cpu: f64,
+    /// CPU time of this process (the in-process `serve`: VF connection threads, DMA writers,
+    /// timer; the harness's console readers are negligible), s.
+    serve_cpu: f64,
+}
+
+/// Differences between snapshots: the ping phase and the iperf3 phase.
+struct Phases {
+    ping_messages: u64,
+    iperf_messages: u64,
+    iperf_wall: f64,
+    iperf_qemu_cpu: f64,
+    iperf_serve_cpu: f64,
+}
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf takes an integer and has no side effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / hz as f64
+}
+
+fn script(p: &Params, setup: &str) -> String {
+    format!("{setup}{MEASURE}")
+        .replace("SECONDS", &p.seconds.to_string())
+        .replace("PINGS", &p.pings.to_string())
+}
+
+/// Boots a guest, snapshots the host-side counters at the script's phase markers, and returns
+/// the figures once it powered off.
+fn run(
+    name: &str,
+    p: &Params,
+    setup: &str,
+    args: Vec<String>,
+    serving: Option<&Serving>,
+) -> Figures {
+    let load = loadavg();
+    let mut cfg = GuestConfig::new(name, script(p, setup))
+        .qemu_args(args)
+        .timeout(Duration::from_secs(240 + 4 * u64::from(p.seconds)));
+    cfg.cpus = p.cpus;
+    let guest: RunningGuest = Guest::new(cfg).spawn().unwrap_or_else(|e| panic!("{e}"));
+    let qemu = guest.pid().to_string();
+    let snapshot = || Snapshot {
+        at: Instant::now(),
+        messages: serving.map_or(0, |s| s.server_stats().iter().map(|s| s.messages).sum()),
+        qemu_cpu: cpu_seconds(&qemu),
+        serve_cpu: cpu_seconds("self"),
+    };
+    let limit = Duration::from_secs(240 + 4 * u64::from(p.seconds));
+    let mut at = Vec::new();
+    for mark in [
+        "@@PING-BEGIN@@",
+        "@@PING-END@@",
+        "@@IPERF-BEGIN@@",
+        "@@IPERF-JSON-BEGIN@@",
+    ] {
+        if !guest.wait_for_console(mark, limit) {
+            break;
+        }
+        at.push(snapshot());
+    }
+    let out = guest.wait();
+    let phases = (at.len() == 4).then(|| Phases {
+        ping_messages: at[1].messages - at[0].messages,
+        iperf_messages: at[3].messages - at[2].messages,
+        iperf_wall: (at[3].at - at[2].at).as_secs_f64(),
+        iperf_qemu_cpu: at[3].qemu_cpu - at[2].qemu_cpu,
+        iperf_serve_cpu: at[3].serve_cpu - at[2].serve_cpu,
+    });
+    figures(&out, load, phases)
+}
+
+/// A counter the guest reported with `value`.
+fn counter(out: &GuestOutput, name: &str) -> u64 {
+    out.result(name)
+        .and_then(|r| r.detail.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Throughput, RTT and retransmits from a finished guest; panics with its diagnostics.
+fn figures(out: &GuestOutput, load_before: String, phases: Option<Phases>) -> Figures {
+    for name in ["vfs", "reach"] {
+        out.expect_pass(name);
+    }
+    let rtt_line = out.expect_pass("rtt").detail.clone();
+    // busybox: "round-trip min/avg/max = 0.9/1.2/1.6 ms"; iputils: "rtt min/avg/max/mdev = ..."
+    let rtt: Vec<f64> = rtt_line
+        .split("min/avg/max")
+        .nth(1)
+        .and_then(|s| s.split('=').nth(1))
+        .map(|s| {
+            s.trim()
+                .split('/')
+                .filter_map(|v| v.trim().trim_end_matches(" ms").parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (rtt_min_ms, rtt_ms) = match rtt[..] {
+        [min, avg, ..] => (min, avg),
+        _ => panic!("no RTT in {rtt_line:?}\n{}", out.diagnostics()),
+    };
+    let json = out
+        .console
+        .split("@@IPERF-JSON-BEGIN@@")
+        .nth(1)
+        .and_then(|s| s.split("@@IPERF-JSON-END@@").next())
+        .unwrap_or_else(|| panic!("no iperf3 output\n{}", out.diagnostics()));
+    let v: Value = serde_json::from_str(json.trim())
+        .unwrap_or_else(|e| panic!("iperf3 JSON: {e}\n{json}\nlog: {}", out.log_path.display()));
+    let end = &v["end"];
+    let bps = end["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no end.sum_received in the iperf3 JSON: {json}"));
+    Figures {
+        mbps: bps / 1e6,
+        retransmits: end["sum_sent"]["retransmits"].as_u64(),
+        rtt_ms,
+        rtt_min_ms,
+        rtt_line,
+        load_before,
+        load_after: loadavg(),
+        phases,
+        tx_packets: counter(out, "a_tx") + counter(out, "b_tx"),
+        log: out.log_path.clone(),
+    }
+}
+
+fn sriov_emu(p: &Params) -> Figures {
+    let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    let dir = artifacts
+        .run
+        .join(format!("vf-bench-{}", std::process::id()));
+    let config = ServeConfig {
+        mac_assignment: MacMode::AdminOnly,
+        vf: BTreeMap::from([
+            ("0".to_string(), format!("mac {MAC_A}")),
+            ("1".to_string(), format!("mac {MAC_B}")),
+        ]),
+        ..ServeConfig::default()
+    };
+    let serving = Serving::start(&dir, &config, Some(2)).expect("serve");
+    let mut args = Vec::new();
+    for vf in 0..2u16 {
+        args.push("-device".to_string());
+        args.push(format!("pcie-root-port,id=rp{vf},chassis={}", vf + 1));
+        args.push("-device".to_string());
+        args.push(qemu_device_json(
+            &vf_socket(&dir, vf),
+            &format!("rp{vf}"),
+            &format!("vf{vf}"),
+        ));
+    }
+    let f = run("bench-vf-to-vf-emu", p, EMU_SETUP, args, Some(&serving));
+    serving.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    f
+}
+
+fn qemu_igb(p: &Params) -> Figures {
+    let args = IGB_QEMU_ARGS.iter().map(|s| s.to_string()).collect();
+    run("bench-vf-to-vf-igb", p, IGB_SETUP, args, None)
+}
+
+fn print(label: &str, p: &Params, f: &Figures, emu: bool) {
+    let retr = f
+        .retransmits
+        .map_or_else(String::new, |r| format!(", {r} retransmits"));
+    println!(
+        "  {label:<10} {:>7.1} Mbit/s{retr}; RTT avg {:.3} ms; load {} -> {}",
+        f.mbps, f.rtt_ms, f.load_before, f.load_after
+    );
+    println!("             ping: {}", f.rtt_line);
+    if let Some(ph) = &f.phases {
+        let mut line = format!(
+            "             iperf3 phase {:.1} s: QEMU {:.1} s CPU ({:.0} % of a core)",
+            ph.iperf_wall,
+            ph.iperf_qemu_cpu,
+            100.0 * ph.iperf_qemu_cpu / ph.iperf_wall
+        );
+        if emu {
+            line += &format!(
+                ", serve {:.1} s CPU ({:.0} %)",
+                ph.iperf_serve_cpu,
+                100.0 * ph.iperf_serve_cpu / ph.iperf_wall
+            );
+        }
+        println!("{line}; {} packets sent by both VFs", f.tx_packets);
+        if emu {
+            println!(
+                "             vfio-user messages: {:.1} per ping round trip; {} during iperf3 \
+                 ({:.3} per packet, serve CPU {:.1} us per message, {:.2} us per packet)",
+                ph.ping_messages as f64 / f64::from(p.pings.max(1)),
+                ph.iperf_messages,
+                ph.iperf_messages as f64 / f.tx_packets.max(1) as f64,
+                1e6 * ph.iperf_serve_cpu / ph.iperf_messages.max(1) as f64,
+                1e6 * ph.iperf_serve_cpu / f.tx_packets.max(1) as f64,
+            );
+        }
+    }
+    println!("             log: {}", f.log.display());
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs bench targets without it,
+    // and a test run must not boot guests for minutes.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "vf_to_vf: a benchmark; run it with `cargo bench -p sriov-emu-tests --bench vf_to_vf`"
+        );
+        return;
+    }
+    let p = Params {
+        rounds: env_u32("VF_BENCH_ROUNDS", 5).max(1),
+        seconds: env_u32("VF_BENCH_SECONDS", 10),
+        pings: env_u32("VF_BENCH_PINGS", 50),
+        cpus: env_u32("VF_BENCH_CPUS", 1),
+    };
+    let only = std::env::var("VF_BENCH_ONLY").unwrap_or_default();
+    let (run_emu, run_igb) = (only != "igb", only != "emu");
+    println!(
+        "VF-to-VF: one guest with two VFs in two network namespaces; TCG, {} vCPU(s), 512 MiB, \
+         QEMU 11.1.3; iperf3 TCP {} s, ping {} x 0.2 s; {} round(s); host load (1/5/15 min) {}",
+        p.cpus,
+        p.seconds,
+        p.pings,
+        p.rounds,
+        loadavg()
+    );
+    let (mut emu, mut igb) = (Vec::new(), Vec::new());
+    for round in 0..p.rounds {
+        println!("round {}:", round + 1);
+        let emu_first = round % 2 == 0;
+        for side in if emu_first {
+            [true, false]
+        } else {
+            [false, true]
+        } {
+            if side && run_emu {
+                let f = sriov_emu(&p);
+                print("sriov-emu", &p, &f, true);
+                emu.push(f);
+            } else if !side && run_igb {
+                let f = qemu_igb(&p);
+                print("QEMU igb", &p, &f, false);
+                igb.push(f);
+            }
+        }
+    }
+    let summary = |v: &[Figures]| {
+        (
+            median(v.iter().map(|f| f.mbps).collect()),
+            median(v.iter().map(|f| f.rtt_ms).collect()),
+            median(v.iter().map(|f| f.rtt_min_ms).collect()),
+        )
+    };
+    println!("median of {} round(s):", p.rounds);
+    for (label, v) in [("sriov-emu", &emu), ("QEMU igb", &igb)] {
+        if !v.is_empty() {
+            let (mbps, rtt, min) = summary(v);
+            println!("  {label:<10} {mbps:>7.1} Mbit/s; RTT avg {rtt:.3} ms (min {min:.3} ms)");
+        }
+    }
+    if !emu.is_empty() && !igb.is_empty() {
+        let ((em, er, en), (im, ir, imin)) = (summary(&emu), summary(&igb));
+        println!(
+            "  ratio sriov-emu / QEMU igb: throughput {:.2}, RTT avg {:.2} (min {:.2})",
+            em / im,
+            er / ir,
+            en / imin
+        );
+    }
+    println!("host load at the end: {}", loadavg());
+}
