@@ -283,16 +283,12 @@ fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
     let mbps = receiver_mbps(&iperf)
         .unwrap_or_else(|| panic!("no receiver figure in {iperf:?}\n{}", out_a.diagnostics()));
     eprintln!("measured {mbps:.1} Mbit/s (target 100 ± 10 %)");
-    // The shaper never lets more through than the rate (+10 %: iperf3's own accounting).
-    assert!(mbps <= 110.0, "rate 100: measured {mbps:.1} Mbit/s");
-    // Reaching the rate also needs CPU for the emulator next to two TCG guests: a release
-    // build measures 94–95 Mbit/s (TCP goodput at a 100 Mbit/s frame rate is at most 95.4),
-    // a debug build on a shared 2-core machine 83–92, its shaping timer waking late beyond the
-    // shaper's 1 ms burst window. So the band is asserted in release builds (or with
-    // SRIOV_EMU_RATE_STRICT=1); otherwise only a floor that shaping works at all.
-    let strict = !cfg!(debug_assertions) || std::env::var_os("SRIOV_EMU_RATE_STRICT").is_some();
-    let floor = if strict { 90.0 } else { 50.0 };
-    assert!(mbps >= floor, "rate 100: measured {mbps:.1} Mbit/s");
+    // Issue 6's band: 100 Mbit/s ± 10 %. TCP goodput at a 100 Mbit/s frame rate is at most
+    // 95.4 Mbit/s; the shaper's 5 ms burst absorbs its timer waking late on a busy host.
+    assert!(
+        (90.0..=110.0).contains(&mbps),
+        "rate 100: measured {mbps:.1} Mbit/s, outside 100 ± 10 %"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

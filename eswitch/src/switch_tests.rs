@@ -629,15 +629,15 @@ fn priority_only_port_vlan_tags_vid_0_and_stays_untagged_member() {
 #[test]
 fn rate_limited_vf_is_told_when_to_send_next_and_never_dropped() {
     let mut sw = switch();
-    sw.set_vf_rate(0, 0, 10).unwrap();
-    assert_eq!(sw.shaper(0).unwrap().rate_bps(), 10_000_000);
+    sw.set_vf_rate(0, 0, 4).unwrap();
+    assert_eq!(sw.shaper(0).unwrap().rate_bps(), 4_000_000);
     assert_eq!(sw.shaper(0).unwrap().burst_bits(), 24_288);
     // 1514-byte frames: 1518 × 8 bits each; the burst holds two.
     assert_eq!(sw.tx_admit(0, 0, 1514), Ok(()));
     assert_eq!(sw.tx_admit(0, 0, 1514), Ok(()));
-    assert_eq!(sw.tx_admit(0, 0, 1514), Err(NextSendAt(1_214_400)));
+    assert_eq!(sw.tx_admit(0, 0, 1514), Err(NextSendAt(3_036_000)));
     assert_eq!(sw.counters(PortId::Vf(0)).unwrap().tx_deferred, 1);
-    assert_eq!(sw.tx_admit(0, 1_214_400, 1514), Ok(()));
+    assert_eq!(sw.tx_admit(0, 3_036_000, 1514), Ok(()));
     // Other VFs are not limited by VF0's bucket.
     for _ in 0..100 {
         assert_eq!(sw.tx_admit(1, 0, 1514), Ok(()));
