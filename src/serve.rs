@@ -187,7 +187,8 @@ fn raise_priority() {
             std::io::Error::last_os_error()
         );
     }
-    // The default 50 µs timer slack is a twentieth of the shaper's 1 ms burst window.
+    // The default 50 µs timer slack is small against the shaper's 5 ms burst window, but a tight
+    // slack keeps the paused queues' resume times close to the rate's schedule.
     // SAFETY: prctl(PR_SET_TIMERSLACK) takes an integer and affects this thread only.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
 }

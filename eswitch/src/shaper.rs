@@ -61,7 +61,7 @@ impl TokenBucket {
         }
     }
 
-    /// `max(2 × 1518 bytes, rate × 1 ms)` in bits.
+    /// `max(2 × 1518 bytes, rate × 5 ms)` in bits.
     pub fn default_burst_bits(rate_bps: u64) -> u64 {
         let window = u128::from(rate_bps) * u128::from(BURST_WINDOW_NS) / NANOS_PER_SEC as u128;
         MIN_BURST_BITS.max(u64::try_from(window).unwrap_or(u64::MAX))
