@@ -150,6 +150,8 @@ struct Snapshot {
     at: Instant,
     /// vfio-user messages received by both VF servers (sriov-emu only).
     messages: u64,
+    /// MSI-X eventfd writes by both VFs (sriov-emu only).
+    irqs: u64,
     /// CPU time of the QEMU process, s.
     qemu_cpu: f64,
     /// CPU time of this process (the in-process `serve`: VF connection threads, DMA writers,
@@ -160,7 +162,9 @@ struct Snapshot {
 /// Differences between snapshots: the ping phase and the iperf3 phase.
 struct Phases {
     ping_messages: u64,
+    ping_irqs: u64,
     iperf_messages: u64,
+    iperf_irqs: u64,
     iperf_wall: f64,
     iperf_qemu_cpu: f64,
     iperf_serve_cpu: f64,
@@ -221,6 +225,12 @@ fn run(
     let snapshot = || Snapshot {
         at: Instant::now(),
         messages: serving.map_or(0, |s| s.server_stats().iter().map(|s| s.messages).sum()),
+        irqs: serving.map_or(0, |s| {
+            (0..s.nic().num_vfs())
+                .filter_map(|vf| s.nic().vf_shared(vf))
+                .map(|v| v.stats().irqs_fired)
+                .sum()
+        }),
         qemu_cpu: cpu_seconds(&qemu),
         serve_cpu: cpu_seconds("self"),
     };
@@ -240,7 +250,9 @@ fn run(
     let out = guest.wait();
     let phases = (at.len() == 4).then(|| Phases {
         ping_messages: at[1].messages - at[0].messages,
+        ping_irqs: at[1].irqs - at[0].irqs,
         iperf_messages: at[3].messages - at[2].messages,
+        iperf_irqs: at[3].irqs - at[2].irqs,
         iperf_wall: (at[3].at - at[2].at).as_secs_f64(),
         iperf_qemu_cpu: at[3].qemu_cpu - at[2].qemu_cpu,
         iperf_serve_cpu: at[3].serve_cpu - at[2].serve_cpu,
@@ -364,14 +376,20 @@ fn print(label: &str, p: &Params, f: &Figures, emu: bool) {
         }
         println!("{line}; {} packets sent by both VFs", f.tx_packets);
         if emu {
+            let pings = f64::from(p.pings.max(1));
+            let packets = f.tx_packets.max(1) as f64;
             println!(
-                "             vfio-user messages: {:.1} per ping round trip; {} during iperf3 \
-                 ({:.3} per packet, serve CPU {:.1} us per message, {:.2} us per packet)",
-                ph.ping_messages as f64 / f64::from(p.pings.max(1)),
+                "             per ping round trip: {:.1} vfio-user messages, {:.1} interrupts; \
+                 iperf3: {} messages, {} interrupts ({:.3} and {:.3} per packet), serve CPU \
+                 {:.1} us per message, {:.2} us per packet",
+                ph.ping_messages as f64 / pings,
+                ph.ping_irqs as f64 / pings,
                 ph.iperf_messages,
-                ph.iperf_messages as f64 / f.tx_packets.max(1) as f64,
+                ph.iperf_irqs,
+                ph.iperf_messages as f64 / packets,
+                ph.iperf_irqs as f64 / packets,
                 1e6 * ph.iperf_serve_cpu / ph.iperf_messages.max(1) as f64,
-                1e6 * ph.iperf_serve_cpu / f.tx_packets.max(1) as f64,
+                1e6 * ph.iperf_serve_cpu / packets,
             );
         }
     }
