@@ -61,6 +61,11 @@ enum ScenarioCommand {
         /// Keep the captures: DIR/<scenario>-<port>.pcap.
         #[arg(long)]
         pcap: Option<PathBuf>,
+        /// Run on the host's clock (`wait` sleeps) instead of simulated time: the mode for
+        /// endpoints that cannot be paused, such as QEMU guests. Rates are then the host's real
+        /// ones (an unshaped in-process sender may not reach line rate).
+        #[arg(long)]
+        real_time: bool,
     },
 }
 
@@ -145,12 +150,25 @@ fn main() -> ExitCode {
         } => serve(dir, vfs, config, pcap).map_err(Into::into),
         Command::Ctl { dir, what } => ctl(dir, what).map_err(Into::into),
         Command::Scenario {
-            what: ScenarioCommand::Run { paths, json, pcap },
-        } => match scenarios::run_command(&paths, json, pcap) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("some scenarios failed".into()),
-            Err(e) => Err(e.into()),
-        },
+            what:
+                ScenarioCommand::Run {
+                    paths,
+                    json,
+                    pcap,
+                    real_time,
+                },
+        } => {
+            let time = if real_time {
+                scenarios::TimeMode::RealTime
+            } else {
+                scenarios::TimeMode::Simulated
+            };
+            match scenarios::run_command(&paths, json, pcap, time) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("some scenarios failed".into()),
+                Err(e) => Err(e.into()),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,13 +61,14 @@ pub use report::{Check, ScenarioReport, StepReport};
 pub use runner::{collect, load, parse, run, LoadError, RunOptions, Scenario};
 pub use world::TimeMode;
 
-/// `sriov-emu scenario run PATH... [--json] [--pcap DIR]`: loads every scenario first (a
+/// `sriov-emu scenario run PATH... [--json] [--pcap DIR] [--real-time]`: loads every scenario first (a
 /// malformed file stops the run before anything runs), runs them, prints the reports (or one
 /// JSON array) and a summary. `Ok(true)` when every scenario passed.
 pub fn run_command(
     paths: &[std::path::PathBuf],
     json: bool,
     pcap_dir: Option<std::path::PathBuf>,
+    time: TimeMode,
 ) -> Result<bool, String> {
     let files = collect(paths).map_err(|e| format!("reading scenario paths: {e}"))?;
     if files.is_empty() {
@@ -81,10 +82,7 @@ pub fn run_command(
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
-    let opts = RunOptions {
-        pcap_dir,
-        ..RunOptions::default()
-    };
+    let opts = RunOptions { pcap_dir, time };
     let wall = std::time::Instant::now();
     let reports: Vec<ScenarioReport> = loaded
         .into_iter()
