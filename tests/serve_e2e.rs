@@ -4,13 +4,15 @@
 //! through the eswitch; `ctl show` (over the control socket) then has counters that agree with
 //! the guests' own and with each other. Needs the artifacts of `scripts/fetch-e2e.py`.
 
-use std::collections::BTreeMap;
+mod serve_support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
+use serve_support::admin_macs;
 use sriov_emu::control::{request, Request};
-use sriov_emu::serve::{qemu_device_json, vf_socket, MacMode, ServeConfig, Serving};
+use sriov_emu::serve::{qemu_device_json, vf_socket, Serving};
 use sriov_emu_tests::{workspace_root, Guest, GuestConfig, GuestOutput};
 
 const MAC_A: &str = "02:00:00:00:00:0a";
@@ -90,14 +92,7 @@ fn u(v: &Value) -> u64 {
 #[test]
 fn two_igbvf_guests_get_admin_macs_and_ping_each_other_through_the_eswitch() {
     let dir = serve_dir("serve-e2e");
-    let config = ServeConfig {
-        mac_assignment: MacMode::AdminOnly,
-        vf: BTreeMap::from([
-            ("0".to_string(), format!("mac {MAC_A}")),
-            ("1".to_string(), format!("mac {MAC_B}")),
-        ]),
-        ..ServeConfig::default()
-    };
+    let config = admin_macs(&[MAC_A, MAC_B]);
     let serving = Serving::start(&dir, &config, Some(2)).expect("serve");
     eprint!("{}", serving.banner());
 
@@ -126,16 +121,7 @@ fn two_igbvf_guests_get_admin_macs_and_ping_each_other_through_the_eswitch() {
 
     for (out, mac) in [(&a, MAC_A), (&b, MAC_B)] {
         for name in ["modprobe", "netdev", "mac", "carrier", "reach", "ping"] {
-            let r = out
-                .result(name)
-                .unwrap_or_else(|| panic!("{}: no result {name}\n{}", out.name, out.diagnostics()));
-            assert!(
-                r.passed(),
-                "{}: {name}: {}\n{}",
-                out.name,
-                r.detail,
-                out.diagnostics()
-            );
+            out.expect_pass(name);
         }
         assert_eq!(out.expect_pass("mac").detail.trim(), mac);
         assert!(

@@ -11,14 +11,13 @@
 
 mod serve_support;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use eswitch::{Delivery, PortId};
 use serde_json::Value;
-use serve_support::{ctl, serve_dir, show, Node, GUEST_CHANNEL};
+use serve_support::{admin_macs, ctl, serve_dir, show, Node, GUEST_CHANNEL};
 use sriov_emu::control::{request, Request};
-use sriov_emu::serve::{ServeConfig, Serving};
+use sriov_emu::serve::Serving;
 
 const MAC_A: &str = "02:00:00:00:00:0a";
 const MAC_B: &str = "02:00:00:00:00:0b";
@@ -121,13 +120,7 @@ fn mac_bytes(s: &str) -> [u8; 6] {
 #[test]
 fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
     let dir = serve_dir("policy");
-    let config = ServeConfig {
-        vf: BTreeMap::from([
-            ("0".to_string(), format!("mac {MAC_A}")),
-            ("1".to_string(), format!("mac {MAC_B}")),
-        ]),
-        ..ServeConfig::default()
-    };
+    let config = admin_macs(&[MAC_A, MAC_B]);
     let serving = Serving::start(&dir, &config, Some(3)).expect("serve");
     let uplink: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let up = uplink.clone();
@@ -273,10 +266,7 @@ fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
         "mac-change-trusted",
         "mac-changed",
     ] {
-        let r = out_a
-            .result(name)
-            .unwrap_or_else(|| panic!("no {name}\n{}", out_a.diagnostics()));
-        assert!(r.passed(), "{name}: {}\n{}", r.detail, out_a.diagnostics());
+        out_a.expect_pass(name);
     }
     let iperf = out_a.expect_pass("iperf").detail.clone();
     eprintln!("iperf3 A→B at rate 100: {iperf}");

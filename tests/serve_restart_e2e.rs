@@ -4,11 +4,10 @@
 
 mod serve_support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serve_support::{serve_dir, show, Node, GUEST_CHANNEL};
-use sriov_emu::serve::{ServeConfig, Serving};
+use serve_support::{admin_macs, serve_dir, show, Node, GUEST_CHANNEL};
+use sriov_emu::serve::Serving;
 
 const MAC_A: &str = "02:00:00:00:00:0a";
 const MAC_B: &str = "02:00:00:00:00:0b";
@@ -58,13 +57,7 @@ fn script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
 #[test]
 fn killing_a_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattaches() {
     let dir = serve_dir("restart");
-    let config = ServeConfig {
-        vf: BTreeMap::from([
-            ("0".to_string(), format!("mac {MAC_A}")),
-            ("1".to_string(), format!("mac {MAC_B}")),
-        ]),
-        ..ServeConfig::default()
-    };
+    let config = admin_macs(&[MAC_A, MAC_B]);
     let serving = Serving::start(&dir, &config, Some(2)).expect("serve");
     let mut a = Node::boot(
         &dir,
@@ -132,16 +125,7 @@ fn killing_a_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattach
         ),
     ] {
         for name in names {
-            let r = out
-                .result(name)
-                .unwrap_or_else(|| panic!("{}: no {name}\n{}", out.name, out.diagnostics()));
-            assert!(
-                r.passed(),
-                "{}: {name}: {}\n{}",
-                out.name,
-                r.detail,
-                out.diagnostics()
-            );
+            out.expect_pass(name);
         }
     }
     assert_eq!(out_a2.expect_pass("mac").detail.trim(), MAC_A);

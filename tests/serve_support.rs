@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sriov_emu::control::{request, Request};
-use sriov_emu::serve::{qemu_device_json, vf_socket};
+use sriov_emu::serve::{qemu_device_json, vf_socket, MacMode, ServeConfig};
 use sriov_emu_tests::{workspace_root, Guest, GuestConfig, GuestOutput, RunningGuest};
 
 /// Guest-side helpers: `await WORD` (blocks until the host sends the line WORD; false on
@@ -109,4 +109,17 @@ pub fn ctl(dir: &Path, vf: u16, words: &str) {
     )
     .expect("ctl");
     assert!(r.ok, "ctl vf {vf} {words}: {r:?}");
+}
+
+/// A NIC whose VF `i` has the administrative MAC `macs[i]` (igb's admin-only assignment).
+pub fn admin_macs(macs: &[&str]) -> ServeConfig {
+    ServeConfig {
+        mac_assignment: MacMode::AdminOnly,
+        vf: macs
+            .iter()
+            .enumerate()
+            .map(|(i, mac)| (i.to_string(), format!("mac {mac}")))
+            .collect(),
+        ..ServeConfig::default()
+    }
 }

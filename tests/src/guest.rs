@@ -564,11 +564,16 @@ impl GuestOutput {
         match self.result(name) {
             Some(r) if r.passed() => r,
             Some(r) => panic!(
-                "guest check {name} failed: {}\n{}",
+                "{}: guest check {name} failed: {}\n{}",
+                self.name,
                 r.detail,
                 self.diagnostics()
             ),
-            None => panic!("guest printed no result {name}\n{}", self.diagnostics()),
+            None => panic!(
+                "{}: guest printed no result {name}\n{}",
+                self.name,
+                self.diagnostics()
+            ),
         }
     }
 
