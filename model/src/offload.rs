@@ -746,7 +746,7 @@ fn emit_segments<F: FnMut(Bytes) + ?Sized>(
 /// Adds `data` as big-endian 16-bit words (an odd last byte padded with zero) to `initial`.
 /// The result is an unfolded one's-complement sum; summing 32-bit words and folding later
 /// gives the same 16-bit result.
-fn sum_words(data: &[u8], initial: u64) -> u64 {
+pub(crate) fn sum_words(data: &[u8], initial: u64) -> u64 {
     let mut sum = initial;
     let mut words = data.chunks_exact(4);
     for w in &mut words {
@@ -759,7 +759,7 @@ fn sum_words(data: &[u8], initial: u64) -> u64 {
 }
 
 /// Folds a one's-complement sum to 16 bits (end-around carry).
-fn fold(mut sum: u64) -> u16 {
+pub(crate) fn fold(mut sum: u64) -> u16 {
     while sum > 0xFFFF {
         sum = (sum & 0xFFFF) + (sum >> 16);
     }

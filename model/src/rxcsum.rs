@@ -9,6 +9,7 @@
 //! which is always safe. Error bits (IPE/L4E) are never set.
 
 use crate::desc::rx_status;
+use crate::offload::{fold, sum_words};
 
 const ETH_HLEN: usize = 14;
 const TPID_8021Q: u16 = 0x8100;
@@ -22,24 +23,9 @@ fn be16(f: &[u8], o: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*f.get(o)?, *f.get(o + 1)?]))
 }
 
-/// One's-complement sum of `data` (big-endian 16-bit words, odd byte padded), not folded.
+/// One's-complement sum of `data`, not folded (the offload engine's arithmetic).
 fn sum(data: &[u8]) -> u64 {
-    let mut s = 0u64;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        s += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        s += u64::from(*last) << 8;
-    }
-    s
-}
-
-fn fold(mut s: u64) -> u16 {
-    while s > 0xFFFF {
-        s = (s & 0xFFFF) + (s >> 16);
-    }
-    s as u16
+    sum_words(data, 0)
 }
 
 /// The status bits to add to the EOP write-back of `frame`.
