@@ -263,16 +263,7 @@ impl VfMailbox {
             );
             return false;
         }
-        match self.buf.get_mut(word) {
-            Some(slot) => {
-                *slot = value;
-                true
-            }
-            None => {
-                self.stats.out_of_range += 1;
-                false
-            }
-        }
+        self.store(word, value)
     }
 
     /// The VF wrote VTCTRL.RST: set VFLRE (the PF must forget the VF's requested state) and
@@ -347,6 +338,12 @@ impl VfMailbox {
             );
             return false;
         }
+        self.store(word, value)
+    }
+
+    /// Stores a buffer word for the side that holds the buffer; a word past the 16 is dropped
+    /// and counted.
+    fn store(&mut self, word: usize, value: u32) -> bool {
         match self.buf.get_mut(word) {
             Some(slot) => {
                 *slot = value;
