@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use eswitch::{Delivery, PortId};
 use serde_json::Value;
-use serve_support::{admin_macs, ctl, serve_dir, show, Node, GUEST_CHANNEL};
+use serve_support::{admin_macs, ctl, guest_script, serve_dir, show, Node};
 use sriov_emu::control::{request, Request};
 use sriov_emu::serve::Serving;
 
@@ -24,14 +24,9 @@ const MAC_B: &str = "02:00:00:00:00:0b";
 const NEW_MAC: &str = "02:00:00:00:00:99";
 const SPOOF_MAC: &str = "02:00:00:00:00:77";
 
-/// Common bring-up, then the phases the host asks for, one per line on /dev/ttyS1.
-const COMMON: &str = r#"
-check modprobe modprobe igbvf
-wait_for 30 test -e /sys/class/net/eth0
-check_eq mac "$MAC" cat /sys/class/net/eth0/address
-ip link set eth0 up
-wait_for 30 grep -qx 1 /sys/class/net/eth0/carrier
-check addr ip addr add "$IP/24" dev eth0
+/// After igbvf is up: reach the peer, then the phases the host asks for, one per line on
+/// /dev/ttyS1.
+const REACH: &str = r#"
 if wait_for 120 ping -c 1 -W 1 "$PEER"; then result reach pass; else result reach fail "no $PEER"; fi
 "#;
 
@@ -77,7 +72,7 @@ await done
 "#;
 
 fn script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
-    format!("ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\n{GUEST_CHANNEL}{COMMON}{body}")
+    guest_script(me, ip, peer, mac, &format!("{REACH}{body}"))
         .replace("NEW_MAC", NEW_MAC)
         .replace("SPOOF_MAC", SPOOF_MAC)
 }

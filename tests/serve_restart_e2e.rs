@@ -6,20 +6,11 @@ mod serve_support;
 
 use std::time::Duration;
 
-use serve_support::{admin_macs, serve_dir, show, Node, GUEST_CHANNEL};
+use serve_support::{admin_macs, guest_script, serve_dir, show, Node};
 use sriov_emu::serve::Serving;
 
 const MAC_A: &str = "02:00:00:00:00:0a";
 const MAC_B: &str = "02:00:00:00:00:0b";
-
-const UP: &str = r#"
-check modprobe modprobe igbvf
-wait_for 30 test -e /sys/class/net/eth0
-check_eq mac "$MAC" cat /sys/class/net/eth0/address
-ip link set eth0 up
-wait_for 30 grep -qx 1 /sys/class/net/eth0/carrier
-check addr ip addr add "$IP/24" dev eth0
-"#;
 
 /// A: reach B, start a long iperf3 run, say so, and wait to be killed.
 const SCRIPT_A: &str = r#"
@@ -50,10 +41,6 @@ await ping && {
 await done
 "#;
 
-fn script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
-    format!("ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\n{GUEST_CHANNEL}{UP}{body}")
-}
-
 #[test]
 fn killing_a_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattaches() {
     let dir = serve_dir("restart");
@@ -64,14 +51,14 @@ fn killing_a_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattach
         "serve-restart-A",
         "A",
         0,
-        script("A", "10.0.0.1", "10.0.0.2", MAC_A, SCRIPT_A),
+        guest_script("A", "10.0.0.1", "10.0.0.2", MAC_A, SCRIPT_A),
     );
     let mut b = Node::boot(
         &dir,
         "serve-restart-B",
         "B",
         1,
-        script("B", "10.0.0.2", "10.0.0.1", MAC_B, SCRIPT_B),
+        guest_script("B", "10.0.0.2", "10.0.0.1", MAC_B, SCRIPT_B),
     );
     b.wait_mark("READY", 300);
     a.wait_mark("TRAFFIC", 300);
@@ -106,7 +93,7 @@ fn killing_a_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattach
         "serve-restart-A2",
         "A",
         0,
-        script("A", "10.0.0.1", "10.0.0.2", MAC_A, SCRIPT_A2),
+        guest_script("A", "10.0.0.1", "10.0.0.2", MAC_A, SCRIPT_A2),
     );
     a2.wait_mark("DONE", 300);
     b.say("ping");

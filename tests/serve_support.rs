@@ -123,3 +123,18 @@ pub fn admin_macs(macs: &[&str]) -> ServeConfig {
         ..ServeConfig::default()
     }
 }
+
+/// Guest side: load igbvf, check the assigned MAC, bring the link up with `$IP/24`.
+pub const IGBVF_UP: &str = r#"
+check modprobe modprobe igbvf
+wait_for 30 test -e /sys/class/net/eth0
+check_eq mac "$MAC" cat /sys/class/net/eth0/address
+ip link set eth0 up
+wait_for 30 grep -qx 1 /sys/class/net/eth0/carrier
+check addr ip addr add "$IP/24" dev eth0
+"#;
+
+/// A guest script: its identity, the host channel, igbvf brought up, then `body`.
+pub fn guest_script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
+    format!("ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\n{GUEST_CHANNEL}{IGBVF_UP}{body}")
+}
