@@ -48,7 +48,9 @@
 //! assert!(report.pass);
 //! ```
 
+pub mod expect;
 pub mod format;
+pub mod load;
 pub mod logs;
 pub mod pcap;
 pub mod report;
@@ -57,8 +59,9 @@ pub mod stack;
 pub mod wire;
 pub mod world;
 
+pub use load::{collect, load, parse, LoadError, Scenario};
 pub use report::{Check, ScenarioReport, StepReport};
-pub use runner::{collect, load, parse, run, LoadError, RunOptions, Scenario};
+pub use runner::{run, RunOptions};
 pub use world::TimeMode;
 
 /// `sriov-emu scenario run PATH... [--json] [--pcap DIR] [--real-time]`: loads every scenario first (a

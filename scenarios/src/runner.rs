@@ -1,4 +1,4 @@
-//! Loading scenario files and running them: setup, each step's action, its checks.
+//! Running a scenario: setup, each step's action, then its checks (`expect`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -9,12 +9,11 @@ use eswitch::{DropReason, MacAddr, PortCounters, PortId, VfSetting, VlanTci};
 use mailbox::{MacFilterOp, MailboxMsg, Message, PromiscFlags, RefusalReason};
 use pnet_packet::ethernet::EtherType;
 
-use crate::format::{
-    Adopt, Band, CaptureSpec, CounterSpec, Expect, MailboxRequest, PolicyCheck, PromiscMode,
-    ReplyKind, ScenarioFile, Step,
-};
+use crate::expect::CheckCtx;
+use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, ScenarioFile, Step};
+use crate::load::Scenario;
 use crate::pcap::PcapWriter;
-use crate::report::{Check, ScenarioReport, StepReport};
+use crate::report::{ScenarioReport, StepReport};
 use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
 
 /// Ethertype of crafted frames unless a step names one: IEEE 802 local experimental 1.
@@ -26,146 +25,6 @@ const DEFAULT_TRAFFIC_FRAME_LEN: usize = 1514;
 const DEFAULT_TRAFFIC_MS: u64 = 1000;
 const NS_PER_MS: u64 = 1_000_000;
 
-/// A scenario file that could not be read: where and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoadError {
-    pub file: PathBuf,
-    /// 1-based line and column, when the parser knows the position.
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
-            _ => write!(f, "{}: {}", self.file.display(), self.message),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
-
-/// A parsed scenario file.
-#[derive(Clone, Debug)]
-pub struct Scenario {
-    pub path: PathBuf,
-    pub name: String,
-    pub file: ScenarioFile,
-}
-
-/// 1-based line and column of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = &text[..end];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |nl| before.len() - nl - 1)
-        + 1;
-    (line, col)
-}
-
-/// Steps are an internally tagged enum, for which the parser reports an unknown key at the
-/// start of its table; point at the key itself when the table holds it.
-fn refine_unknown_key(text: &str, span: std::ops::Range<usize>, message: &str) -> usize {
-    let Some(key) = message
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split('`').next())
-    else {
-        return span.start;
-    };
-    // The table runs from its header to the next header.
-    let mut offset = span.start;
-    let rest = text.get(span.start..).unwrap_or("");
-    for (n, line) in rest.split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_start();
-        if n > 0 && trimmed.starts_with('[') {
-            break;
-        }
-        let after = trimmed.strip_prefix(key).unwrap_or("");
-        if !after.is_empty() && after.trim_start().starts_with(['=', '.']) {
-            return offset + (line.len() - trimmed.len());
-        }
-        offset += line.len();
-    }
-    span.start
-}
-
-/// Parses scenario text; `path` names it in errors.
-pub fn parse(path: &Path, text: &str) -> Result<Scenario, LoadError> {
-    let file: ScenarioFile = toml::from_str(text).map_err(|e| {
-        let pos = e
-            .span()
-            .map(|s| line_col(text, refine_unknown_key(text, s, e.message())));
-        LoadError {
-            file: path.to_path_buf(),
-            line: pos.map(|p| p.0),
-            column: pos.map(|p| p.1),
-            message: e.message().trim().to_string(),
-        }
-    })?;
-    let name = file.name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map_or("scenario".into(), |s| s.to_string_lossy().into_owned())
-    });
-    Ok(Scenario {
-        path: path.to_path_buf(),
-        name,
-        file,
-    })
-}
-
-pub fn load(path: &Path) -> Result<Scenario, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
-        file: path.to_path_buf(),
-        line: None,
-        column: None,
-        message: e.to_string(),
-    })?;
-    parse(path, &text)
-}
-
-/// The scenario files named: files as given; directories searched recursively for `*.toml`,
-/// sorted, leaving out `Cargo.toml` (so a crate directory such as `scenarios/` works) and
-/// `target` and hidden directories.
-pub fn collect(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found = Vec::new();
-            walk(p, &mut found)?;
-            found.sort();
-            out.extend(found);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if path.is_dir() {
-            if name != "target" && !name.starts_with('.') {
-                walk(&path, out)?;
-            }
-        } else if path.extension().is_some_and(|e| e == "toml") && name != "Cargo.toml" {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
 /// How to run.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -176,12 +35,12 @@ pub struct RunOptions {
 
 /// What a step's action produced, for the checks.
 #[derive(Default)]
-struct Outcome {
-    happened: Vec<String>,
-    reply: Option<Message>,
-    answered: Option<bool>,
-    set_result: Option<Result<(), String>>,
-    rate_mbps: Option<f64>,
+pub(crate) struct Outcome {
+    pub(crate) happened: Vec<String>,
+    pub(crate) reply: Option<Message>,
+    pub(crate) answered: Option<bool>,
+    pub(crate) set_result: Option<Result<(), String>>,
+    pub(crate) rate_mbps: Option<f64>,
 }
 
 type StepResult = Result<Outcome, String>;
@@ -455,7 +314,7 @@ fn summarise(events: &[SwitchEvent]) -> Vec<String> {
     out
 }
 
-fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+pub(crate) fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
     let v: Vec<String> = items.map(|i| i.to_string()).collect();
     if v.is_empty() {
         "nowhere".into()
@@ -480,7 +339,7 @@ fn resolve(world: &mut World, idx: usize, target: std::net::Ipv4Addr) -> Option<
     world.endpoints[idx].stack.neighbours.get(&target).copied()
 }
 
-fn verdict(m: &Message) -> &'static str {
+pub(crate) fn verdict(m: &Message) -> &'static str {
     match (m.flags.ack, m.flags.nack) {
         (true, _) => "ACK",
         (_, true) => "NACK",
@@ -708,400 +567,6 @@ fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
     Ok(o)
 }
 
-struct CheckCtx<'a> {
-    world: &'a World,
-    events: &'a [SwitchEvent],
-    captures: &'a [Captured],
-    counters_before: &'a BTreeMap<PortId, PortCounters>,
-    refusals_before: &'a [Vec<(RefusalReason, u64)>],
-    outcome: &'a Outcome,
-    logs: &'a [String],
-}
-
-fn check(
-    what: impl Into<String>,
-    expected: impl fmt::Display,
-    actual: impl fmt::Display,
-    pass: bool,
-) -> Check {
-    Check {
-        what: what.into(),
-        expected: expected.to_string(),
-        actual: actual.to_string(),
-        pass,
-    }
-}
-
-fn missing(what: impl Into<String>, expected: impl fmt::Display, why: &str) -> Check {
-    check(what, expected, why, false)
-}
-
-fn counter_value(c: &PortCounters, name: &str) -> Option<u64> {
-    let json = serde_json::to_value(c).ok()?;
-    let pointer = format!("/{}", name.replace('.', "/"));
-    json.pointer(&pointer)?.as_u64()
-}
-
-fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
-}
-
-impl CheckCtx<'_> {
-    fn checks(&self, e: &Expect) -> Vec<Check> {
-        let mut out = Vec::new();
-        let own_delivered: BTreeSet<PortId> = self
-            .events
-            .iter()
-            .filter(|ev| ev.origin == Origin::Step)
-            .flat_map(|ev| ev.deliveries.iter().map(|d| d.port))
-            .collect();
-        if let Some(want) = &e.delivered {
-            let want: BTreeSet<PortId> = want.iter().map(|p| p.0).collect();
-            out.push(check(
-                "delivered to",
-                list(want.iter()),
-                list(own_delivered.iter()),
-                want == own_delivered,
-            ));
-        }
-        for p in &e.not_delivered {
-            let got = own_delivered.contains(&p.0);
-            out.push(check(
-                format!("nothing delivered to {p}"),
-                "no copy",
-                if got { "got a copy" } else { "no copy" },
-                !got,
-            ));
-        }
-        let drops: Vec<_> = self.events.iter().flat_map(|ev| &ev.drops).collect();
-        for d in &e.dropped {
-            let n = drops
-                .iter()
-                .filter(|r| r.port == d.port.0 && r.reason == d.reason)
-                .count() as u64;
-            let what = format!("dropped at {} as {}", d.port, d.reason);
-            match d.count {
-                Some(c) => out.push(check(what, c, n, n == c)),
-                None => out.push(check(what, "at least 1", n, n >= 1)),
-            }
-        }
-        if let Some(want) = e.no_drops {
-            let n = drops.len();
-            out.push(check("no drops", want, n == 0, (n == 0) == want));
-        }
-        for c in &e.counters {
-            out.push(self.counter(c));
-        }
-        for c in &e.captured {
-            out.push(self.captured(c));
-        }
-        if let Some(want) = e.reply {
-            let want_s = match want {
-                ReplyKind::Ack => "ACK",
-                ReplyKind::Nack => "NACK",
-            };
-            match &self.outcome.reply {
-                Some(r) => {
-                    let ok = match want {
-                        ReplyKind::Ack => r.flags.ack && !r.flags.nack,
-                        ReplyKind::Nack => r.flags.nack,
-                    };
-                    out.push(check("mailbox reply", want_s, verdict(r), ok));
-                }
-                None => out.push(missing("mailbox reply", want_s, "no mailbox exchange")),
-            }
-        }
-        if let Some(want) = &e.refused {
-            let after = {
-                let side = self.world.pf.side();
-                (0..side.num_vfs())
-                    .map(|vf| {
-                        side.refusals(vf)
-                            .map(|r| r.iter().collect::<Vec<_>>())
-                            .unwrap_or_default()
-                    })
-                    .collect::<Vec<_>>()
-            };
-            let mut rose = BTreeSet::new();
-            for (vf, now) in after.iter().enumerate() {
-                for &(reason, n) in now {
-                    let before = self
-                        .refusals_before
-                        .get(vf)
-                        .and_then(|b| b.iter().find(|(r, _)| *r == reason))
-                        .map_or(0, |(_, n)| *n);
-                    if n > before {
-                        rose.insert(reason.name());
-                    }
-                }
-            }
-            let actual = if rose.is_empty() {
-                "none".to_string()
-            } else {
-                list(rose.iter())
-            };
-            let ok = if want == "none" {
-                rose.is_empty()
-            } else {
-                rose.contains(want.as_str())
-            };
-            out.push(check("PF agent refusal", want, actual, ok));
-        }
-        for want in &e.log_contains {
-            let hit = self.logs.iter().find(|l| l.contains(want.as_str()));
-            out.push(check(
-                "log line",
-                format!("one containing `{want}`"),
-                hit.map_or(format!("none of {} line(s)", self.logs.len()), |l| {
-                    l.clone()
-                }),
-                hit.is_some(),
-            ));
-        }
-        if let Some(want) = e.answered {
-            match self.outcome.answered {
-                Some(got) => out.push(check("answered", want, got, got == want)),
-                None => out.push(missing("answered", want, "not a ping or arping step")),
-            }
-        }
-        if let Some(want) = e.ok {
-            match &self.outcome.set_result {
-                Some(r) => out.push(check(
-                    "command accepted",
-                    want,
-                    match r {
-                        Ok(()) => "accepted".to_string(),
-                        Err(e) => format!("refused: {e}"),
-                    },
-                    r.is_ok() == want,
-                )),
-                None => out.push(missing("command accepted", want, "not a set step")),
-            }
-        }
-        if let Some(want) = &e.error_contains {
-            let got = match &self.outcome.set_result {
-                Some(Err(e)) => e.clone(),
-                Some(Ok(())) => "accepted".into(),
-                None => "not a set step".into(),
-            };
-            out.push(check(
-                "refusal message",
-                format!("contains `{want}`"),
-                &got,
-                got.contains(want.as_str()),
-            ));
-        }
-        if let Some(band) = &e.rate_mbps {
-            out.push(self.rate(band));
-        }
-        for p in &e.policy {
-            out.push(self.policy(p));
-        }
-        for ep in &e.endpoint {
-            out.extend(self.endpoint(ep));
-        }
-        out
-    }
-
-    fn counter(&self, c: &CounterSpec) -> Check {
-        let what = format!("{} {}", c.port, c.name);
-        let side = self.world.pf.side();
-        let Some(now) = side.switch().counters(c.port.0) else {
-            return missing(what, "a counter", "no such port");
-        };
-        let Some(after) = counter_value(now, &c.name) else {
-            return missing(what, "a counter", "no such counter");
-        };
-        let before = self
-            .counters_before
-            .get(&c.port.0)
-            .and_then(|b| counter_value(b, &c.name))
-            .unwrap_or(0);
-        let delta = after.saturating_sub(before);
-        if let Some(want) = c.delta {
-            return check(format!("{what} delta"), want, delta, delta == want);
-        }
-        if let Some(want) = c.equals {
-            return check(what, want, after, after == want);
-        }
-        if let Some(want) = c.at_least {
-            return check(what, format!("at least {want}"), after, after >= want);
-        }
-        missing(what, "delta, equals or at_least", "no comparison given")
-    }
-
-    fn captured(&self, c: &CaptureSpec) -> Check {
-        let mut conds = vec![format!("{} {:?}", c.port, c.direction).to_lowercase()];
-        if let Some(t) = c.tagged {
-            conds.push(format!("tagged={t}"));
-        }
-        if let Some(s) = c.stripped {
-            conds.push(format!("stripped={s}"));
-        }
-        if let Some(v) = c.vid {
-            conds.push(format!("vid={v}"));
-        }
-        if let Some(p) = c.pcp {
-            conds.push(format!("pcp={p}"));
-        }
-        if let Some(s) = c.src {
-            conds.push(format!("src={s}"));
-        }
-        if let Some(d) = c.dst {
-            conds.push(format!("dst={}", d.0));
-        }
-        let at_port: Vec<&Captured> = self
-            .captures
-            .iter()
-            .filter(|r| r.port == c.port.0 && r.direction == c.direction)
-            .collect();
-        let matching = at_port
-            .iter()
-            .filter(|r| {
-                let Ok(h) = eswitch::wire::EthHeader::parse(&r.frame) else {
-                    return false;
-                };
-                let tci = h.tag.or(r.stripped_tci);
-                c.tagged.is_none_or(|t| t == h.tag.is_some())
-                    && c.stripped.is_none_or(|s| s == r.stripped_tci.is_some())
-                    && c.vid.is_none_or(|v| tci.is_some_and(|t| t.vid() == v))
-                    && c.pcp.is_none_or(|p| tci.is_some_and(|t| t.pcp() == p))
-                    && c.src.is_none_or(|s| s == h.src)
-                    && c.dst.is_none_or(|d| d.0 == h.dst)
-            })
-            .count();
-        let seen: Vec<String> = at_port
-            .iter()
-            .take(3)
-            .map(|r| describe_capture(r))
-            .collect();
-        let actual = format!(
-            "{matching} of {} frame(s) matched{}",
-            at_port.len(),
-            if seen.is_empty() {
-                String::new()
-            } else {
-                format!(" (seen: {})", seen.join("; "))
-            }
-        );
-        let (expected, ok) = match c.count {
-            Some(n) => (format!("{n} frame(s)"), matching == n),
-            None => ("at least 1 frame".to_string(), matching >= 1),
-        };
-        check(
-            format!("captured {}", conds.join(" ")),
-            expected,
-            actual,
-            ok,
-        )
-    }
-
-    fn rate(&self, band: &Band) -> Check {
-        let (lo, hi) = band.bounds();
-        let expected = match band.target {
-            Some(t) => format!(
-                "{t} Mbit/s ±{}% ({lo:.2}..{hi:.2})",
-                band.tolerance_pct.unwrap_or(0.0)
-            ),
-            None => format!("{lo:.2}..{hi:.2} Mbit/s"),
-        };
-        match self.outcome.rate_mbps {
-            Some(r) => check(
-                "measured rate",
-                expected,
-                format!("{r:.2} Mbit/s"),
-                (lo..=hi).contains(&r),
-            ),
-            None => missing("measured rate", expected, "not a traffic step"),
-        }
-    }
-
-    fn policy(&self, p: &PolicyCheck) -> Check {
-        let what = format!("vf{} policy {}", p.vf, p.field);
-        let side = self.world.pf.side();
-        let Some(policy) = side.policy(p.vf) else {
-            return missing(what, "a policy", "no such VF");
-        };
-        let json = serde_json::to_value(policy).unwrap_or_default();
-        let pointer = format!("/{}", p.field.replace('.', "/"));
-        let got = json
-            .pointer(&pointer)
-            .cloned()
-            .unwrap_or(serde_json::Value::Null);
-        if let Some(want) = &p.equals {
-            let want = serde_json::to_value(want).unwrap_or_default();
-            return check(what, &want, &got, json_equal(&want, &got));
-        }
-        if let Some(absent) = p.absent {
-            let is_absent = got.is_null();
-            return check(
-                what,
-                if absent { "absent" } else { "present" },
-                &got,
-                is_absent == absent,
-            );
-        }
-        missing(what, "equals or absent", "no comparison given")
-    }
-
-    fn endpoint(&self, c: &crate::format::EndpointCheck) -> Vec<Check> {
-        let Some(idx) = self.world.endpoint(&c.name) else {
-            return vec![missing(
-                format!("endpoint {}", c.name),
-                "an endpoint",
-                "no such endpoint",
-            )];
-        };
-        let ep = &self.world.endpoints[idx];
-        let mut out = Vec::new();
-        if let Some(want) = c.mac {
-            out.push(check(
-                format!("{} MAC (its own view)", c.name),
-                want,
-                ep.stack.mac,
-                ep.stack.mac == want,
-            ));
-        }
-        if let Some((ip, mac)) = c.neighbour {
-            let got = ep.stack.neighbours.get(&ip);
-            out.push(check(
-                format!("{} neighbour {ip}", c.name),
-                mac,
-                got.map_or("none".to_string(), |m| m.to_string()),
-                got == Some(&mac),
-            ));
-        }
-        if let Some(want) = c.link_up {
-            let up = self
-                .world
-                .pf
-                .side()
-                .switch()
-                .port_up(ep.port)
-                .unwrap_or(false);
-            out.push(check(format!("{} link up", c.name), want, up, up == want));
-        }
-        out
-    }
-}
-
-fn describe_capture(r: &Captured) -> String {
-    match eswitch::wire::EthHeader::parse(&r.frame) {
-        Ok(h) => {
-            let tag = match (h.tag, r.stripped_tci) {
-                (Some(t), _) => format!(" tag vid {} pcp {}", t.vid(), t.pcp()),
-                (None, Some(t)) => format!(" stripped vid {} pcp {}", t.vid(), t.pcp()),
-                _ => " untagged".into(),
-            };
-            format!("{} → {}{tag}", h.src, h.dst)
-        }
-        Err(_) => format!("{} malformed bytes", r.frame.len()),
-    }
-}
-
 fn write_pcaps(dir: &Path, name: &str, captures: &[Captured]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut by_port: BTreeMap<PortId, Vec<&Captured>> = BTreeMap::new();
@@ -1118,18 +583,4 @@ fn write_pcaps(dir: &Path, name: &str, captures: &[Captured]) -> std::io::Result
         std::io::Write::flush(&mut w.into_inner())?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_and_column_are_one_based() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
-        assert_eq!(line_col("ab", 99), (1, 3));
-        // An offset inside a multi-byte character is clamped, not a panic.
-        assert_eq!(line_col("é", 1), (1, 1));
-    }
 }

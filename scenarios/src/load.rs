@@ -1,0 +1,160 @@
+//! Loading scenario files: parse errors with file, line and column, and the directory walk.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::format::ScenarioFile;
+
+/// A scenario file that could not be read: where and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the parser knows the position.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
+            _ => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A parsed scenario file.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub name: String,
+    pub file: ScenarioFile,
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, col)
+}
+
+/// Steps are an internally tagged enum, for which the parser reports an unknown key at the
+/// start of its table; point at the key itself when the table holds it.
+fn refine_unknown_key(text: &str, span: std::ops::Range<usize>, message: &str) -> usize {
+    let Some(key) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return span.start;
+    };
+    // The table runs from its header to the next header.
+    let mut offset = span.start;
+    let rest = text.get(span.start..).unwrap_or("");
+    for (n, line) in rest.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if n > 0 && trimmed.starts_with('[') {
+            break;
+        }
+        let after = trimmed.strip_prefix(key).unwrap_or("");
+        if !after.is_empty() && after.trim_start().starts_with(['=', '.']) {
+            return offset + (line.len() - trimmed.len());
+        }
+        offset += line.len();
+    }
+    span.start
+}
+
+/// Parses scenario text; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, LoadError> {
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| {
+        let pos = e
+            .span()
+            .map(|s| line_col(text, refine_unknown_key(text, s, e.message())));
+        LoadError {
+            file: path.to_path_buf(),
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    let name = file.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map_or("scenario".into(), |s| s.to_string_lossy().into_owned())
+    });
+    Ok(Scenario {
+        path: path.to_path_buf(),
+        name,
+        file,
+    })
+}
+
+pub fn load(path: &Path) -> Result<Scenario, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        message: e.to_string(),
+    })?;
+    parse(path, &text)
+}
+
+/// The scenario files named: files as given; directories searched recursively for `*.toml`,
+/// sorted, leaving out `Cargo.toml` (so a crate directory such as `scenarios/` works) and
+/// `target` and hidden directories.
+pub fn collect(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found)?;
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                walk(&path, out)?;
+            }
+        } else if path.extension().is_some_and(|e| e == "toml") && name != "Cargo.toml" {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_are_one_based() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab", 99), (1, 3));
+        // An offset inside a multi-byte character is clamped, not a panic.
+        assert_eq!(line_col("é", 1), (1, 1));
+    }
+}
