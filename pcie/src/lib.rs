@@ -10,7 +10,6 @@
 //!   [`PciExpress`], [`Aer`], [`Ari`], [`Sriov`].
 //! - [`SriovState`] and [`ConfigSpace::new_vf`]: a VF's config space derived from
 //!   its PF's SR-IOV capability.
-//! - [`MsixPba`]: the MSI-X Pending Bit Array.
 //!
 //! No I/O, no threads, no clocks.
 //!
@@ -56,7 +55,6 @@ pub mod bar;
 pub mod caps;
 pub mod config;
 pub mod error;
-pub mod msix;
 pub mod regs;
 pub mod sriov;
 
@@ -68,5 +66,4 @@ pub use config::{
     CapRegs, Capability, ConfigEvent, ConfigEvents, ConfigSpace, ExtCapability, Header, PowerState,
 };
 pub use error::BuildError;
-pub use msix::MsixPba;
 pub use sriov::{Sriov, SriovState, VfBar};

@@ -238,7 +238,14 @@ fn vf_bar(space: &ConfigSpace, reg: usize) -> Option<VfBar> {
     })
 }
 
-pub(crate) fn read_state(space: &ConfigSpace, base: usize) -> SriovState {
+impl ConfigSpace {
+    /// The SR-IOV capability's state, if there is one.
+    pub fn sriov(&self) -> Option<SriovState> {
+        Some(read_state(self, self.sriov_base()?))
+    }
+}
+
+fn read_state(space: &ConfigSpace, base: usize) -> SriovState {
     let control = space.read_u16(base + sriov::CONTROL);
     let mut vf_bars = [None; 6];
     let mut index = 0;

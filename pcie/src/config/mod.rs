@@ -520,10 +520,9 @@ impl ConfigSpace {
             .is_some_and(|b| self.read_u16(b + msix::CONTROL) & msix::CONTROL_FUNCTION_MASK != 0)
     }
 
-    /// The SR-IOV capability's state, if there is one.
-    pub fn sriov(&self) -> Option<crate::SriovState> {
-        let base = self.special.sriov?;
-        Some(crate::sriov::read_state(self, base))
+    /// Where the SR-IOV capability is, if there is one (its state: `ConfigSpace::sriov`).
+    pub(crate) fn sriov_base(&self) -> Option<usize> {
+        self.special.sriov
     }
 
     /// How many guest writes (or parts of writes) were refused and logged: bad
