@@ -1,11 +1,10 @@
 //! The vfio-user face of one VF: [`VfFunction`] implements the server's [`PciFunction`] by
-//! delegating to the model's [`Vf`] (which lives in the running [`Nic`]), and hands the VF an
+//! delegating to the VF's [`VfHandle`] in the running [`Nic`](model::Nic), and hands the VF an
 //! [`IrqSink`] that signals the client's MSI-X eventfds.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use model::nic::Nic;
-use model::{AccessError, IrqSink, Vf};
+use model::{AccessError, IrqSink, Nic, VfHandle};
 use tracing::{debug, info};
 
 use crate::vfio::{
@@ -22,22 +21,15 @@ impl IrqSink for MsixSink {
     }
 }
 
-/// One VF of a [`Nic`] as a vfio-user PCI function.
+/// One VF of a NIC as a vfio-user PCI function.
 pub struct VfFunction {
-    nic: Arc<Nic>,
-    vf: Arc<Mutex<Vf>>,
-    id: u16,
+    vf: VfHandle,
 }
 
 impl VfFunction {
     /// VF `id` of `nic`, or `None` if the NIC has no such VF.
-    pub fn new(nic: Arc<Nic>, id: u16) -> Option<VfFunction> {
-        let vf = nic.vf(id)?;
-        Some(VfFunction { nic, vf, id })
-    }
-
-    fn vf(&self) -> MutexGuard<'_, Vf> {
-        self.vf.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn new(nic: &Arc<Nic>, id: u16) -> Option<VfFunction> {
+        Some(VfFunction { vf: nic.vf(id)? })
     }
 }
 
@@ -50,7 +42,7 @@ fn region_error(e: AccessError) -> RegionError {
 
 impl PciFunction for VfFunction {
     fn info(&self) -> FunctionInfo {
-        let vi = self.vf().info();
+        let vi = self.vf.info();
         let mut info = FunctionInfo::default();
         for (i, &size) in vi.bar_sizes.iter().enumerate() {
             if size != 0 {
@@ -64,48 +56,40 @@ impl PciFunction for VfFunction {
     }
 
     fn config_read(&mut self, offset: u64, data: &mut [u8]) {
-        self.vf().config_read(offset, data)
+        self.vf.config_read(offset, data)
     }
 
     fn config_write(&mut self, offset: u64, data: &[u8]) {
-        self.vf().config_write(offset, data)
+        self.vf.config_write(offset, data)
     }
 
     fn region_read(&mut self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), RegionError> {
-        self.vf()
+        self.vf
             .region_read(index, offset, data)
             .map_err(region_error)
     }
 
     fn region_write(&mut self, index: u32, offset: u64, data: &[u8]) -> Result<(), RegionError> {
-        let now = self.nic.now();
-        let mut vf = self.vf();
-        let r = vf.region_write(index, offset, data).map_err(region_error);
-        // A TX queue paused by the shaper resumes here too once its deadline has passed, not
-        // only on the timer thread: on a busy host the guest's next register write (TDT, an
-        // interrupt re-arm) often comes before the timer thread is scheduled.
-        if vf.tx_paused_until().is_some_and(|t| t <= now) {
-            let _ = vf.tx_resume();
-        }
-        r
+        self.vf
+            .region_write(index, offset, data)
+            .map_err(region_error)
     }
 
     fn reset(&mut self) {
-        debug!(vf = self.id, "device reset");
-        self.vf().reset()
+        debug!(vf = self.vf.id(), "device reset");
+        self.vf.reset()
     }
 
     fn attach(&mut self, ctx: FunctionContext) {
-        info!(vf = self.id, "client attached");
+        info!(vf = self.vf.id(), "client attached");
         let sink: Arc<dyn IrqSink> = Arc::new(MsixSink(ctx.irqs.clone()));
-        self.vf().attach(ctx.dma.memory(), sink);
+        self.vf.attach(ctx.dma.memory(), sink);
     }
 
     fn detach(&mut self) {
-        info!(vf = self.id, "client detached");
-        self.vf().detach();
+        info!(vf = self.vf.id(), "client detached");
         // Frames waiting for this guest are dropped (counted as not_attached), not kept for
         // the next one.
-        self.nic.drain_backlog(self.id);
+        self.vf.detach();
     }
 }

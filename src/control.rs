@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use eswitch::{PortCounters, PortId, VfPolicy, VfSetting};
-use model::nic::{Nic, NicCounters};
-use model::{VfState, VfStats};
+use eswitch::{PortCounters, PortId, VfPolicy};
+use model::nic::NicCounters;
+use model::{Nic, VfState, VfStats};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -80,7 +80,7 @@ pub struct ShowReport {
 }
 
 /// Collects the report (locks the PF side, then each VF's function briefly, one at a time).
-pub fn show_report(nic: &Nic) -> ShowReport {
+pub fn show_report(nic: &Arc<Nic>) -> ShowReport {
     let (pf_mac, link_up, ports, per_vf) = nic.with_pf(|pf| {
         let sw = pf.switch();
         let ports = sw
@@ -115,10 +115,7 @@ pub fn show_report(nic: &Nic) -> ShowReport {
         .map(|(i, (policy, port, refusals))| {
             let v = i as u16;
             let (device, state) = match nic.vf(v) {
-                Some(f) => {
-                    let f = f.lock().unwrap_or_else(|e| e.into_inner());
-                    (f.stats(), f.state())
-                }
+                Some(f) => (f.stats(), f.state()),
                 None => (VfStats::default(), VfState::default()),
             };
             VfReport {
@@ -235,7 +232,7 @@ pub fn format_show(r: &ShowReport) -> String {
 }
 
 /// Answers one request.
-pub fn handle(nic: &Nic, req: &Request) -> Reply {
+pub fn handle(nic: &Arc<Nic>, req: &Request) -> Reply {
     match req {
         Request::Show => {
             let r = show_report(nic);
@@ -254,11 +251,7 @@ pub fn handle(nic: &Nic, req: &Request) -> Reply {
                 ));
             }
             let w: Vec<&str> = words.iter().map(String::as_str).collect();
-            let settings = match VfSetting::parse_words(&w) {
-                Ok(s) => s,
-                Err(e) => return Reply::error(e.to_string()),
-            };
-            match nic.configure_vf(*vf, &settings) {
+            match nic.configure_vf_words(*vf, &w) {
                 Ok(()) => {
                     info!(vf, words = %words.join(" "), "ctl: VF configured");
                     Reply {
@@ -338,7 +331,7 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve_client(nic: &Nic, stream: UnixStream) {
+fn serve_client(nic: &Arc<Nic>, stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
     let Ok(mut out) = stream.try_clone() else {
@@ -372,22 +365,43 @@ fn serve_client(nic: &Nic, stream: UnixStream) {
     }
 }
 
+/// The control socket in `dir`.
+pub fn control_socket(dir: &Path) -> PathBuf {
+    dir.join("control.sock")
+}
+
+/// Why `ctl` got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("cannot reach {}: {source} (is `sriov-emu serve` running?)", path.display())]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sending the request: {0}")]
+    Send(std::io::Error),
+    #[error("no reply: {0}")]
+    NoReply(std::io::Error),
+    #[error("bad reply: {0}")]
+    BadReply(serde_json::Error),
+    #[error("encoding the request: {0}")]
+    Encode(serde_json::Error),
+}
+
 /// `ctl`: sends one request to `DIR/control.sock` and returns the reply.
-pub fn request(dir: &Path, req: &Request) -> Result<Reply, String> {
-    let path = crate::serve::control_socket(dir);
-    let mut s = UnixStream::connect(&path).map_err(|e| {
-        format!(
-            "cannot reach {}: {e} (is `sriov-emu serve` running?)",
-            path.display()
-        )
+pub fn request(dir: &Path, req: &Request) -> Result<Reply, CtlError> {
+    let path = control_socket(dir);
+    let mut s = UnixStream::connect(&path).map_err(|source| CtlError::Connect {
+        path: path.clone(),
+        source,
     })?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_string(req).map_err(CtlError::Encode)?;
     line.push('\n');
-    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(line.as_bytes()).map_err(CtlError::Send)?;
     let mut reply = String::new();
     BufReader::new(s)
         .read_line(&mut reply)
-        .map_err(|e| format!("no reply: {e}"))?;
-    serde_json::from_str(&reply).map_err(|e| format!("bad reply: {e}"))
+        .map_err(CtlError::NoReply)?;
+    serde_json::from_str(&reply).map_err(CtlError::BadReply)
 }

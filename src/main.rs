@@ -86,23 +86,49 @@ enum CtlCommand {
     },
 }
 
+/// Why the command failed.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Serve(#[from] sriov_emu::serve::ServeError),
+    #[error("signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("--pcap {}: {source}", path.display())]
+    Pcap {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ctl(#[from] sriov_emu::control::CtlError),
+    /// The server's own words.
+    #[error("{0}")]
+    Refused(String),
+    #[error("printing the report: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Scenario(#[from] sriov_emu::scenario_cmd::ScenarioCmdError),
+    #[error("some scenarios failed")]
+    ScenariosFailed,
+}
+
 fn serve(
     dir: PathBuf,
     vfs: Option<u16>,
     config: Option<PathBuf>,
     pcap: Option<PathBuf>,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     use sriov_emu::serve::{ServeConfig, Serving};
     let cfg = match &config {
-        Some(p) => ServeConfig::load(p).map_err(|e| e.to_string())?,
+        Some(p) => ServeConfig::load(p)?,
         None => ServeConfig::default(),
     };
-    sriov_emu::signals::install().map_err(|e| format!("signal handlers: {e}"))?;
-    let mut serving = Serving::start(&dir, &cfg, vfs).map_err(|e| e.to_string())?;
+    sriov_emu::signals::install().map_err(CliError::Signals)?;
+    let mut serving = Serving::start(&dir, &cfg, vfs)?;
     if let Some(p) = &pcap {
-        serving
-            .start_capture(p)
-            .map_err(|e| format!("--pcap {}: {e}", p.display()))?;
+        serving.start_capture(p).map_err(|source| CliError::Pcap {
+            path: p.clone(),
+            source,
+        })?;
     }
     print!("{}", serving.banner());
     if let Some(p) = &pcap {
@@ -116,7 +142,7 @@ fn serve(
     Ok(())
 }
 
-fn ctl(dir: PathBuf, what: CtlCommand) -> Result<(), String> {
+fn ctl(dir: PathBuf, what: CtlCommand) -> Result<(), CliError> {
     use sriov_emu::control::{request, Request};
     let (req, json) = match what {
         CtlCommand::Vf { vf, words } => (Request::Vf { vf, words }, false),
@@ -124,14 +150,13 @@ fn ctl(dir: PathBuf, what: CtlCommand) -> Result<(), String> {
     };
     let reply = request(&dir, &req)?;
     if !reply.ok {
-        return Err(reply.error.unwrap_or_else(|| "refused".into()));
+        return Err(CliError::Refused(
+            reply.error.unwrap_or_else(|| "refused".into()),
+        ));
     }
     if json {
         let v = reply.show.unwrap_or_default();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else if let Some(t) = reply.text {
         print!("{t}");
     }
@@ -141,14 +166,14 @@ fn ctl(dir: PathBuf, what: CtlCommand) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+    let result: Result<(), CliError> = match cli.command {
         Command::Serve {
             dir,
             vfs,
             config,
             pcap,
-        } => serve(dir, vfs, config, pcap).map_err(Into::into),
-        Command::Ctl { dir, what } => ctl(dir, what).map_err(Into::into),
+        } => serve(dir, vfs, config, pcap),
+        Command::Ctl { dir, what } => ctl(dir, what),
         Command::Scenario {
             what:
                 ScenarioCommand::Run {
@@ -163,9 +188,9 @@ fn main() -> ExitCode {
             } else {
                 scenarios::TimeMode::Simulated
             };
-            match scenarios::run_command(&paths, json, pcap, time) {
+            match sriov_emu::scenario_cmd::run_command(&paths, json, pcap.as_deref(), time) {
                 Ok(true) => Ok(()),
-                Ok(false) => Err("some scenarios failed".into()),
+                Ok(false) => Err(CliError::ScenariosFailed),
                 Err(e) => Err(e.into()),
             }
         }

@@ -53,6 +53,11 @@ impl<W: Write> PcapWriter<W> {
         self.out.write_all(kept)
     }
 
+    /// Flushes the underlying writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }

@@ -12,15 +12,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use eswitch::{MacAddr, VfSetting};
-use mailbox::MacAssignment;
-use model::nic::{monotonic_clock, Nic, TimerHandle};
-use model::pf::NicConfig;
+pub use model::nic::MacMode;
+use model::nic::{NicBuildError, SetError, TimerHandle};
+use model::{MonotonicClock, Nic, NicConfig};
 use serde::Deserialize;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::adapter::VfFunction;
 use crate::capture::Capture;
+pub use crate::control::control_socket;
 use crate::control::ControlServer;
 use crate::vfio::{Server, ServerHandle};
 
@@ -28,21 +29,6 @@ use crate::vfio::{Server, ServerHandle};
 pub const MAX_VFS: u16 = 64;
 /// The default number of VFs: the 82576's 7.
 pub const DEFAULT_VFS: u16 = 7;
-/// Seed of generated MACs: `02:52:54:00:vf_hi:vf_lo`.
-pub const GENERATED_MAC_SEED: [u8; 3] = [0x52, 0x54, 0x00];
-
-/// How VFs without an administrative MAC get one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MacMode {
-    /// igb's behaviour: the VF_RESET reply is NACKed with a zero MAC and igbvf picks a random
-    /// one (which the agent then accepts).
-    #[default]
-    AdminOnly,
-    /// `02:52:54:00:vf_hi:vf_lo`, which the VF may still change.
-    Generated,
-}
-
 /// The `--config` file (TOML). Every field is optional.
 ///
 /// ```toml
@@ -79,13 +65,15 @@ pub enum ServeError {
     #[error("number of VFs must be 1..={MAX_VFS}, got {0}")]
     VfCount(u16),
     #[error("pf_mac: {0}")]
-    PfMac(String),
+    PfMac(#[source] eswitch::policy::ParseMacError),
+    #[error("pf_mac: {0} is not a unicast address")]
+    PfMacNotUnicast(MacAddr),
     #[error("[vf] key `{0}` is not a VF index of this NIC")]
     VfKey(String),
-    #[error("VF {vf}: {error}")]
-    VfSettings { vf: u16, error: String },
+    #[error("VF {vf}: {source}")]
+    VfSettings { vf: u16, source: SetError },
     #[error("building the NIC: {0}")]
-    Nic(#[from] model::nic::NicBuildError),
+    Nic(#[from] NicBuildError),
     #[error("{path}: {source}")]
     Socket {
         path: PathBuf,
@@ -116,18 +104,13 @@ impl ServeConfig {
         }
         let mut nic = NicConfig {
             num_vfs,
-            mac_assignment: match self.mac_assignment {
-                MacMode::AdminOnly => MacAssignment::AdminOnly,
-                MacMode::Generated => MacAssignment::Generated {
-                    seed: GENERATED_MAC_SEED,
-                },
-            },
+            mac_assignment: self.mac_assignment.into(),
             ..NicConfig::default()
         };
         if let Some(m) = &self.pf_mac {
-            let mac: MacAddr = m.parse().map_err(|e| ServeError::PfMac(format!("{e:?}")))?;
+            let mac: MacAddr = m.parse().map_err(ServeError::PfMac)?;
             if !mac.is_valid_unicast() {
-                return Err(ServeError::PfMac(format!("{m} is not a unicast address")));
+                return Err(ServeError::PfMacNotUnicast(mac));
             }
             nic.pf_mac = mac;
         }
@@ -141,7 +124,7 @@ impl ServeConfig {
             let w: Vec<&str> = words.split_whitespace().collect();
             let s = VfSetting::parse_words(&w).map_err(|e| ServeError::VfSettings {
                 vf,
-                error: e.to_string(),
+                source: e.into(),
             })?;
             settings.push((vf, s));
         }
@@ -155,11 +138,6 @@ type InitialSettings = Vec<(u16, Vec<VfSetting>)>;
 /// The socket of VF `vf` in `dir`.
 pub fn vf_socket(dir: &Path, vf: u16) -> PathBuf {
     dir.join(format!("pf0-vf{vf}.sock"))
-}
-
-/// The control socket in `dir`.
-pub fn control_socket(dir: &Path) -> PathBuf {
-    dir.join("control.sock")
 }
 
 /// The `-device` argument that attaches `socket` to QEMU on root port `bus`.
@@ -200,7 +178,7 @@ pub struct Serving {
     servers: Vec<(ServerHandle, JoinHandle<std::io::Result<()>>)>,
     control: Option<ControlServer>,
     timer: Option<TimerHandle>,
-    capture: Option<Capture>,
+    capture: Option<Arc<Capture>>,
 }
 
 impl Serving {
@@ -212,12 +190,12 @@ impl Serving {
         vfs_override: Option<u16>,
     ) -> Result<Serving, ServeError> {
         let (nic_config, settings) = config.resolve(vfs_override)?;
-        let nic = Nic::new(&nic_config, monotonic_clock())?;
+        let nic = Nic::new(&nic_config, Arc::new(MonotonicClock::new()))?;
         for (vf, s) in &settings {
             nic.configure_vf(*vf, s)
                 .map_err(|e| ServeError::VfSettings {
                     vf: *vf,
-                    error: e.to_string(),
+                    source: e.into(),
                 })?;
         }
         std::fs::create_dir_all(dir).map_err(|source| ServeError::Socket {
@@ -242,7 +220,7 @@ impl Serving {
             );
         for vf in 0..nic.num_vfs() {
             let path = vf_socket(dir, vf);
-            let function = VfFunction::new(nic.clone(), vf).ok_or(ServeError::VfCount(vf))?;
+            let function = VfFunction::new(&nic, vf).ok_or(ServeError::VfCount(vf))?;
             let server = Server::bind(&path, function).map_err(|source| ServeError::Socket {
                 path: path.clone(),
                 source,
@@ -386,14 +364,14 @@ mod tests {
     fn config_defaults_and_per_vf_words() {
         let (nic, s) = ServeConfig::default().resolve(None).unwrap();
         assert_eq!(nic.num_vfs, DEFAULT_VFS);
-        assert_eq!(nic.mac_assignment, MacAssignment::AdminOnly);
+        assert_eq!(nic.mac_assignment, mailbox::MacAssignment::AdminOnly);
         assert!(s.is_empty());
         let c = cfg("vfs = 3\nmac_assignment = \"generated\"\n[vf]\n1 = \"mac 02:00:00:00:00:11 vlan 10\"\n");
         let (nic, s) = c.resolve(Some(2)).unwrap();
         assert_eq!(nic.num_vfs, 2, "--vfs wins over the file");
         assert!(matches!(
             nic.mac_assignment,
-            MacAssignment::Generated { .. }
+            mailbox::MacAssignment::Generated { .. }
         ));
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].0, 1);
@@ -426,7 +404,7 @@ mod tests {
         ));
         assert!(matches!(
             cfg("pf_mac = \"ff:ff:ff:ff:ff:ff\"").resolve(None),
-            Err(ServeError::PfMac(_))
+            Err(ServeError::PfMacNotUnicast(_))
         ));
     }
 

@@ -1,24 +1,24 @@
-//! The Intel 82576 device model. So far: the PCI configuration-space layouts of its PF and VFs
-//! (spec §1, `config`), the TX offload engine (`offload`), the PF side the emulator plays
-//! (`pf`), and the VF function (`vf`: BAR0 registers in `regs`, interrupts in `intr`, RX/TX
-//! rings in `rx`/`tx` over the descriptors of `desc`, counters in `stats`), with `testing`'s
-//! in-process igbvf to drive it. The PF's own register file follows.
+//! The device model of sriov-emu, in three layers:
+//!
+//! - [`function`] — the device layer: one PCI function's config space, registers, rings,
+//!   descriptors, interrupts and offloads, single-threaded and lock-free; shared descriptor,
+//!   offload and counter code, and one module per card ([`function::i82576`]).
+//! - [`seams`] — the traits where the layers and the edges meet (the PF as a VF sees it,
+//!   interrupt sinks, the clock, port sinks, the observer of switched frames).
+//! - [`nic`] — the runtime: the NIC as it runs, the one datapath (TX → shaper → switch → RX
+//!   rings, bounded backlogs), the shaping timer, the PF side the emulator plays, and the
+//!   locking. `serve`, the scenario runner and the tests all drive a [`nic::Nic`].
+//!
+//! With the `soft-igbvf` feature, `testing` adds an in-process igbvf that drives a VF's
+//! registers and rings as Linux's driver does, for scenarios and tests.
 
-pub mod config;
-pub mod desc;
-pub mod intr;
+pub mod function;
 pub mod nic;
-pub mod offload;
-pub mod pf;
-pub mod regs;
-pub mod rx;
-pub mod rxcsum;
-pub mod stats;
+pub mod seams;
+#[cfg(feature = "soft-igbvf")]
 pub mod testing;
-pub mod tx;
-pub mod vf;
 
-pub use intr::{Cause, IrqSink};
-pub use stats::{AccessError, RxDrop, TxError, VfStats};
-pub use tx::{TxOffload, TxRequest, TxRun, TxSink, TxVerdict};
-pub use vf::{GuestMem, LinkState, MailboxIrq, PfPort, RingState, Vf, VfInfo, VfShared, VfState};
+pub use function::i82576::{GuestMem, LinkStatus, RingState, Vf, VfInfo, VfState};
+pub use function::stats::{AccessError, RxDrop, TxError, VfStats};
+pub use nic::{Nic, NicConfig, VfHandle};
+pub use seams::{Clock, IrqSink, ManualClock, MonotonicClock, Observer, PortSink, Switched};

@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
-use model::offload::{
+use model::function::offload::{
     apply, ChecksumSource, L3Type, L4Type, OffloadError, OffloadStats, TxContext, TxOffloads,
     MAX_SEGMENTS,
 };

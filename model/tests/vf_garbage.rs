@@ -1,16 +1,23 @@
 //! Hostile guests: random register writes, descriptors with random contents and addresses,
 //! random frames and config writes against VF A never panic, stay inside A's guest memory,
-//! leave VF B (another guest on the same PF side) untouched, and every frame offered to A is
-//! either delivered or counted as a named drop.
+//! leave VF B (another guest on the same NIC) untouched, and every frame offered to A is
+//! delivered, counted as a named drop, or still waiting in A's backlog.
 
 mod support;
 
+use bytes::Bytes;
+use eswitch::{PortId, VfSetting};
 use proptest::prelude::*;
 use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 
-use model::regs::{self, q};
-use model::testing::{DriverConfig, XmitOpts};
+use model::function::i82576::regs::{self, q};
+use model::function::i82576::tx::MAX_TX_PACKET;
+use model::testing::{DriverConfig, SoftGuest, XmitOpts};
+use model::VfStats;
 use support::*;
+
+/// A unicast MAC no VF owns.
+const ELSEWHERE: [u8; 6] = [0x02, 0, 0, 0, 0, 0x77];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -18,9 +25,12 @@ enum Op {
     Read(u64),
     Mem(u64, [u8; 16]),
     Receive(usize, Option<u16>),
+    /// A's driver transmits a frame to a MAC no VF owns (it leaves through the uplink).
+    Xmit(usize),
     Config(u16, Vec<u8>),
     Region(u32, u64, usize, bool),
-    Resume,
+    /// Simulated time moves on by this much and the NIC resumes what is due.
+    Advance(u64),
     Reset,
     Reattach,
 }
@@ -92,20 +102,21 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u64..(GUEST_SIZE as u64 / 16), any::<[u8; 16]>())
             .prop_map(|(i, b)| Op::Mem(GUEST_BASE + 16 * (i % 0x4000), b)),
         3 => (0usize..10_000, prop::option::of(any::<u16>())).prop_map(|(l, t)| Op::Receive(l, t)),
+        3 => (14usize..1515).prop_map(Op::Xmit),
         1 => (0u16..0x1000, prop::collection::vec(any::<u8>(), 1..5)).prop_map(|(o, d)| Op::Config(o, d)),
         1 => (0u32..9, any::<u64>(), 0usize..17, any::<bool>()).prop_map(|(i, o, l, w)| Op::Region(i, o % 0x5000, l, w)),
-        1 => Just(Op::Resume),
+        1 => (0u64..20_000_000).prop_map(Op::Advance),
         1 => Just(Op::Reset),
         1 => Just(Op::Reattach),
     ]
 }
 
-/// B's register state that must not change (read without side effects).
-fn b_regs(g: &mut Guest) -> Vec<u32> {
+/// B's register state that must not change (registers without read side effects).
+fn b_regs(g: &SoftGuest) -> Vec<u32> {
     let mut v = Vec::new();
     for base in [regs::RX_BASE, regs::TX_BASE] {
         for r in [q::DBAL, q::DBAH, q::DLEN, q::DH, q::DT, q::DCTL] {
-            v.push(g.drv.rd(&mut g.vf, base + r));
+            v.push(g.drv.rd(&g.vf, base + r));
         }
     }
     for r in [
@@ -115,7 +126,7 @@ fn b_regs(g: &mut Guest) -> Vec<u32> {
         regs::VTIVAR_MISC,
         regs::VTSTATUS,
     ] {
-        v.push(g.drv.rd(&mut g.vf, r));
+        v.push(g.drv.rd(&g.vf, r));
     }
     v
 }
@@ -126,6 +137,19 @@ fn snapshot(mem: &GuestMemoryMmap) -> Vec<u8> {
     v
 }
 
+/// Frames offered to a VF: delivered, dropped for a named reason, or still waiting in the
+/// backlog (a full ring is not a drop).
+fn accounted(s: &VfStats, backlog: usize) -> u64 {
+    s.rx_packets + s.total_rx_drops() + backlog as u64
+}
+
+/// Offers A a frame of `len` bytes (0: empty) as the switch would.
+fn offer(g: &SoftGuest, len: usize, seed: u8, tci: Option<u16>) {
+    let f = frame(g.drv.mac, [2, 0, 0, 0, 0, 9], len, seed);
+    let _ =
+        g.vf.deliver(&Bytes::copy_from_slice(&f[..len.min(f.len())]), tci);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -133,18 +157,26 @@ proptest! {
     fn garbage_against_vf_a_never_panics_and_never_reaches_vf_b(
         ops in prop::collection::vec(op(), 1..120),
         probe_first in any::<bool>(),
+        shaped in any::<bool>(),
     ) {
-        let port = port(2);
+        let r = rig(2);
+        if shaped {
+            // A's TX queue pauses and resumes under the garbage too.
+            r.nic
+                .configure_vf(0, &VfSetting::parse_words(&["rate", "1"]).unwrap())
+                .unwrap();
+        }
         let mut a = if probe_first {
-            up(&port, 0, DriverConfig::default())
+            r.up(0, DriverConfig::default())
         } else {
-            guest(&port, 0, DriverConfig::default())
+            r.guest(0, DriverConfig::default())
         };
-        let mut b = up(&port, 1, DriverConfig::default());
+        let mut b = r.up(1, DriverConfig::default());
         let b_mem_before = snapshot(&b.mem);
-        let b_regs_before = b_regs(&mut b);
+        let b_regs_before = b_regs(&b);
         let b_stats_before = b.vf.stats();
-        let b_policy_before = port.policy(1);
+        let b_policy_before = r.policy(1);
+        let b_refusals_before = r.nic.with_pf(|pf| pf.refusals(1));
 
         let mut receives = 0u64;
         for op in ops {
@@ -161,8 +193,11 @@ proptest! {
                 }
                 Op::Receive(len, tci) => {
                     receives += 1;
-                    let f = frame(a.drv.mac, [2, 0, 0, 0, 0, 9], len, len as u8);
-                    let _ = a.vf.shared().receive(&f[..len.min(f.len())], tci);
+                    offer(&a, len, len as u8, tci);
+                }
+                Op::Xmit(len) => {
+                    let f = frame(ELSEWHERE, a.drv.mac, len, len as u8);
+                    let _ = a.drv.xmit(&a.vf, &f, &XmitOpts::default());
                 }
                 Op::Config(o, d) => a.vf.config_write(u64::from(o), &d),
                 Op::Region(i, o, l, w) => {
@@ -173,8 +208,8 @@ proptest! {
                         let _ = a.vf.region_read(i, o, &mut d);
                     }
                 }
-                Op::Resume => {
-                    let _ = a.vf.tx_resume();
+                Op::Advance(ns) => {
+                    let _ = r.advance_to(r.nic.now() + ns);
                 }
                 Op::Reset => a.vf.reset(),
                 Op::Reattach => {
@@ -184,22 +219,31 @@ proptest! {
             }
         }
 
-        // Every frame offered to A was delivered or counted under a named reason.
+        // Every frame offered to A was delivered, counted under a named reason, or waits.
         let s = a.vf.stats();
-        prop_assert_eq!(s.rx_packets + s.total_rx_drops(), receives);
-        prop_assert_eq!(s.tx_packets, a.sent.lock().unwrap().len() as u64);
+        prop_assert_eq!(accounted(&s, a.vf.backlog()), receives);
+        // Every frame A's TX engine counted went to the switch.
+        let seen = r.seen.all();
+        prop_assert!(seen.iter().all(|e| e.ingress == PortId::Vf(0)), "only A sent");
+        prop_assert_eq!(s.tx_packets, seen.len() as u64);
+        // None of A's garbage was switched to B (anti-spoof: its source is never A's MAC).
+        prop_assert!(seen.iter().all(|e| !e.to.contains(&PortId::Vf(1))));
 
-        // B: memory, registers, counters and PF-side policy untouched.
+        // B: memory, registers, counters and PF-side state untouched.
         prop_assert!(snapshot(&b.mem) == b_mem_before, "B's guest memory changed");
-        prop_assert_eq!(b_regs(&mut b), b_regs_before);
+        prop_assert_eq!(b_regs(&b), b_regs_before);
         prop_assert_eq!(b.vf.stats(), b_stats_before);
-        prop_assert_eq!(port.policy(1), b_policy_before);
+        prop_assert_eq!(r.policy(1), b_policy_before);
+        prop_assert_eq!(r.nic.with_pf(|pf| pf.refusals(1)), b_refusals_before);
+        prop_assert_eq!(b.vf.backlog(), 0);
         // And B still works.
-        prop_assert!(b.drv.check_link(&mut b.vf));
+        prop_assert!(b.drv.check_link(&b.vf));
         let f = frame(b.drv.mac, [2, 0, 0, 0, 0, 9], 60, 1);
-        b.vf.shared().receive(&f, None).unwrap();
-        b.drv.xmit(&mut b.vf, &f, &XmitOpts::default()).unwrap();
-        prop_assert_eq!(b.sent.lock().unwrap().len(), 1);
+        prop_assert!(b.vf.deliver(&Bytes::from(f.clone()), None));
+        b.poll();
+        prop_assert_eq!(b.take_received().len(), 1);
+        b.send(&f).unwrap();
+        prop_assert_eq!(r.sent_by(1), vec![Bytes::from(f)]);
     }
 
     /// A driver that brought its rings up properly, then posts random TX descriptors: the
@@ -208,8 +252,8 @@ proptest! {
     fn random_tx_descriptors_are_consumed_or_refused(
         descs in prop::collection::vec((any::<u64>(), any::<u32>(), any::<u32>(), any::<bool>()), 1..60),
     ) {
-        let port = port(1);
-        let mut g = up(&port, 0, DriverConfig::default());
+        let r = rig(1);
+        let g = r.up(0, DriverConfig::default());
         let ring = g.drv.tx_ring_addr();
         for (i, (addr, cmd, ol, inside)) in descs.iter().enumerate() {
             let addr = if *inside { GUEST_BASE + addr % GUEST_SIZE as u64 } else { *addr };
@@ -219,18 +263,20 @@ proptest! {
             b[12..].copy_from_slice(&ol.to_le_bytes());
             g.mem.write_slice(&b, GuestAddress(ring + 16 * i as u64)).unwrap();
         }
-        g.drv.wr(&mut g.vf, regs::TX_BASE + q::DT, descs.len() as u32);
+        g.drv.wr(&g.vf, regs::TX_BASE + q::DT, descs.len() as u32);
         let s = g.vf.stats();
-        let tdh = g.drv.rd(&mut g.vf, regs::TX_BASE + q::DH);
+        let tdh = g.drv.rd(&g.vf, regs::TX_BASE + q::DH);
         prop_assert!(tdh <= descs.len() as u32);
-        prop_assert_eq!(s.tx_packets, g.sent.lock().unwrap().len() as u64);
-        for f in g.sent.lock().unwrap().iter() {
-            prop_assert!(f.len() <= model::tx::MAX_TX_PACKET + 4 * 64);
+        let sent = r.sent_by(0);
+        prop_assert_eq!(s.tx_packets, sent.len() as u64);
+        for f in &sent {
+            // A TSO segment repeats the headers; a VLAN tag adds 4 bytes.
+            prop_assert!(f.len() <= MAX_TX_PACKET + 4 * 64);
         }
     }
 
     /// Random RX ring registers and descriptor contents, then frames of every size: each is
-    /// delivered or dropped with a reason; the ring indices stay inside the ring.
+    /// delivered, dropped with a reason, or waits; the ring indices stay inside the ring.
     #[test]
     fn random_rx_rings_deliver_or_drop_with_a_reason(
         srrctl in any::<u32>(),
@@ -240,8 +286,8 @@ proptest! {
         descs in prop::collection::vec((any::<u64>(), any::<u64>(), any::<bool>()), 0..40),
         frames in prop::collection::vec((0usize..20_000, any::<bool>()), 1..12),
     ) {
-        let port = port(1);
-        let mut g = up(&port, 0, DriverConfig::default());
+        let r = rig(1);
+        let g = r.up(0, DriverConfig::default());
         let ring = g.drv.rx_ring_addr();
         for (i, (pkt, hdr, inside)) in descs.iter().enumerate() {
             let fix = |a: u64| if *inside { GUEST_BASE + a % GUEST_SIZE as u64 } else { a };
@@ -250,20 +296,18 @@ proptest! {
             b[8..].copy_from_slice(&fix(*hdr).to_le_bytes());
             g.mem.write_slice(&b, GuestAddress(ring + 16 * i as u64)).unwrap();
         }
-        g.drv.wr(&mut g.vf, regs::RX_BASE + q::SRRCTL, srrctl);
-        g.drv.wr(&mut g.vf, regs::RX_BASE + q::DLEN, dlen * 128);
-        g.drv.wr(&mut g.vf, regs::RX_BASE + q::DH, rdh);
-        g.drv.wr(&mut g.vf, regs::RX_BASE + q::DT, rdt);
-        let rx = g.vf.shared();
+        g.drv.wr(&g.vf, regs::RX_BASE + q::SRRCTL, srrctl);
+        g.drv.wr(&g.vf, regs::RX_BASE + q::DLEN, dlen * 128);
+        g.drv.wr(&g.vf, regs::RX_BASE + q::DH, rdh);
+        g.drv.wr(&g.vf, regs::RX_BASE + q::DT, rdt);
         let n = frames.len() as u64;
         for (len, tag) in frames {
-            let f = frame(g.drv.mac, [2, 0, 0, 0, 0, 9], len, 3);
-            let _ = rx.receive(&f[..len.min(f.len())], tag.then_some(5));
+            offer(&g, len, 3, tag.then_some(5));
         }
         let s = g.vf.stats();
-        prop_assert_eq!(s.rx_packets + s.total_rx_drops(), n);
+        prop_assert_eq!(accounted(&s, g.vf.backlog()), n);
         let len = dlen * 8;
-        let head = g.drv.rd(&mut g.vf, regs::RX_BASE + q::DH);
+        let head = g.drv.rd(&g.vf, regs::RX_BASE + q::DH);
         if s.rx_packets > 0 {
             prop_assert!(head < len);
         }

@@ -1,165 +1,107 @@
-//! The VF function wired to the PF side (`model::pf::PfSide`: eswitch + PF agent + mailboxes)
-//! the way the server will wire it: a `PfPort` over the locked PF side, a TX sink that asks
-//! the VF's shaper, runs the switch and hands each delivery to the destination VF's
-//! `VfShared::receive`. Software igbvf drivers on both ends.
+//! VFs of one `Nic` talking through its datapath (TX ring → shaper → switch → RX rings), with
+//! a software igbvf on every VF: the agent's MAC assignment, switching, port VLANs and rate
+//! limits as the guests see them.
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use eswitch::{NextSendAt, PortId, VfSetting, VlanProto};
-use mailbox::MacAssignment;
-use model::pf::{NicConfig, PfSide, SharedPf};
-use model::testing::{DriverConfig, IrqLog, SoftIgbvf, XmitOpts};
-use model::{MailboxIrq, TxVerdict, Vf, VfShared};
-use support::{frame, guest_memory, GUEST_BASE};
-use vm_memory::GuestMemoryAtomic;
+use bytes::Bytes;
+use eswitch::{Delivery, PortId, VfSetting, VlanProto};
+use model::testing::{DriverConfig, SoftGuest};
+use support::{frame, generated_mac, rig, Rig, T0};
 
-struct Node {
-    vf: Vf,
-    drv: SoftIgbvf,
-    irqs: Arc<IrqLog>,
-}
-
-struct Nic {
-    pf: Arc<SharedPf>,
-    /// The simulated time the PF side reads.
-    now_ns: Arc<AtomicU64>,
-    nodes: Vec<Node>,
-    uplink: Arc<Mutex<Vec<bytes::Bytes>>>,
-}
-
-fn nic(n: u16) -> Nic {
-    let config = NicConfig {
-        num_vfs: n,
-        mac_assignment: MacAssignment::Generated {
-            seed: [0x52, 0x54, 0x00],
-        },
-        ..NicConfig::default()
-    };
-    let now_ns = Arc::new(AtomicU64::new(1_000_000_000));
-    let clock = {
-        let t = now_ns.clone();
-        Arc::new(move || t.load(Ordering::Relaxed))
-    };
-    let pf = Arc::new(SharedPf::new(PfSide::new(&config).unwrap(), clock));
-    let mut nodes: Vec<Node> = (0..n)
+/// A rig whose VFs are all up and see their link up, with a sink on uplink 0.
+fn up_all(n: u16) -> (Rig, Vec<SoftGuest>, Arc<Mutex<Vec<Bytes>>>) {
+    let r = rig(n);
+    let uplink: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let u = uplink.clone();
+    r.nic.set_port_sink(
+        PortId::Uplink(0),
+        Some(Arc::new(move |d: &Delivery| {
+            u.lock().unwrap().push(d.frame.clone())
+        })),
+    );
+    let guests = (0..n)
         .map(|i| {
-            let mut vf = Vf::new(i, pf.clone()).unwrap();
-            let mem = guest_memory();
-            let irqs = IrqLog::new();
-            vf.attach(GuestMemoryAtomic::new(mem.clone()), irqs.clone());
-            let drv = SoftIgbvf::new(mem, GUEST_BASE, DriverConfig::default());
-            Node { vf, drv, irqs }
+            let mut g = r.up(i, DriverConfig::default());
+            assert!(g.drv.check_link(&g.vf), "VF {i}: link up and CTS");
+            g
         })
         .collect();
-    let shared: Arc<Vec<Arc<VfShared>>> = Arc::new(nodes.iter().map(|n| n.vf.shared()).collect());
-    let uplink: Arc<Mutex<Vec<bytes::Bytes>>> = Arc::default();
-    for (i, node) in nodes.iter_mut().enumerate() {
-        let (pf, shared, uplink) = (pf.clone(), shared.clone(), uplink.clone());
-        let me = i as u16;
-        node.vf.set_tx_sink(Box::new(move |f| {
-            let now = pf.now();
-            let out = {
-                let mut side = pf.side();
-                if let Err(NextSendAt(t)) = side.switch_mut().tx_admit(me, now, f.len()) {
-                    return TxVerdict::Defer { until_ns: t };
-                }
-                side.switch_mut().process(PortId::Vf(me), f)
-            };
-            // No PF-side lock held while writing into other VFs' rings.
-            for d in out.deliveries {
-                match d.port {
-                    PortId::Vf(v) => {
-                        let _ =
-                            shared[usize::from(v)].receive(&d.frame, d.stripped_tci.map(|t| t.0));
-                    }
-                    PortId::Uplink(_) => uplink.lock().unwrap().push(d.frame),
-                    PortId::Pf => {}
-                }
-            }
-            TxVerdict::Sent
-        }));
-    }
-    for node in &mut nodes {
-        node.drv.probe(&mut node.vf).unwrap();
-        node.drv.open(&mut node.vf).unwrap();
-        node.drv.handle_irqs(&mut node.vf, &node.irqs);
-        assert!(node.drv.check_link(&mut node.vf));
-    }
-    Nic {
-        pf,
-        now_ns,
-        nodes,
-        uplink,
+    (r, guests, uplink)
+}
+
+fn poll(guests: &mut [SoftGuest]) {
+    for g in guests {
+        g.poll();
     }
 }
 
-impl Nic {
-    fn send(&mut self, from: usize, f: &[u8]) {
-        let n = &mut self.nodes[from];
-        n.drv.xmit(&mut n.vf, f, &XmitOpts::default()).unwrap();
-    }
-
-    fn poll(&mut self) {
-        for n in &mut self.nodes {
-            n.drv.handle_irqs(&mut n.vf, &n.irqs);
-        }
-    }
+fn received(g: &SoftGuest) -> Vec<Vec<u8>> {
+    g.drv.received.iter().map(|r| r.data.clone()).collect()
 }
 
 #[test]
 fn igbvf_pair_gets_agent_macs_and_talks_through_the_switch() {
-    let mut nic = nic(3);
-    let macs: Vec<[u8; 6]> = nic.nodes.iter().map(|n| n.drv.mac).collect();
-    assert_eq!(macs[2], [0x02, 0x52, 0x54, 0x00, 0x00, 0x02]);
+    let (r, mut gs, uplink) = up_all(3);
+    let macs: Vec<[u8; 6]> = gs.iter().map(|g| g.drv.mac).collect();
+    for (i, mac) in macs.iter().enumerate() {
+        assert_eq!(*mac, generated_mac(i as u8));
+        assert_eq!(r.policy(i as u16).mac.map(|m| m.0), Some(*mac));
+    }
     // Unicast A → B only.
     let f = frame(macs[1], macs[0], 98, 1);
-    nic.send(0, &f);
-    nic.poll();
-    assert_eq!(nic.nodes[1].drv.received.len(), 1);
-    assert_eq!(nic.nodes[1].drv.received[0].data, f);
-    assert!(nic.nodes[2].drv.received.is_empty());
+    gs[0].send(&f).unwrap();
+    poll(&mut gs);
+    assert_eq!(received(&gs[1]), vec![f.clone()]);
+    assert!(gs[2].drv.received.is_empty());
     // Broadcast reaches every other VF and the uplink, not the sender.
     let b = frame([0xFF; 6], macs[0], 60, 2);
-    nic.send(0, &b);
-    nic.poll();
-    assert_eq!(nic.nodes[1].drv.received.len(), 2);
-    assert_eq!(nic.nodes[2].drv.received.len(), 1);
-    assert!(nic.nodes[0].drv.received.is_empty());
-    assert_eq!(nic.uplink.lock().unwrap().len(), 1);
+    gs[0].send(&b).unwrap();
+    poll(&mut gs);
+    assert_eq!(received(&gs[1]), vec![f, b.clone()]);
+    assert_eq!(received(&gs[2]), vec![b.clone()]);
+    assert!(gs[0].drv.received.is_empty());
+    assert_eq!(uplink.lock().unwrap().as_slice(), &[Bytes::from(b)]);
+    let seen = r.seen.all();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].to, [PortId::Vf(1)]);
+    assert!(seen[1].to.contains(&PortId::Uplink(0)) && !seen[1].to.contains(&PortId::Vf(0)));
 }
 
 #[test]
 fn port_vlan_strips_into_the_write_back_and_isolates() {
-    let mut nic = nic(3);
-    {
-        let mut side = nic.pf.side();
-        for vf in [0, 1] {
-            let irq = side
-                .configure_vf(
-                    vf,
-                    &[VfSetting::Vlan {
-                        vid: 10,
-                        qos: 0,
-                        proto: VlanProto::Dot1Q,
-                    }],
-                )
-                .unwrap();
-            if irq == MailboxIrq::Raise {
-                // The owner fires the VF's mailbox vector (the agent pinged it).
-                nic.nodes[usize::from(vf)].vf.shared().mailbox_interrupt();
-            }
-        }
+    let (r, mut gs, uplink) = up_all(3);
+    for vf in [0, 1] {
+        r.nic
+            .configure_vf(
+                vf,
+                &[VfSetting::Vlan {
+                    vid: 10,
+                    qos: 0,
+                    proto: VlanProto::Dot1Q,
+                }],
+            )
+            .unwrap();
     }
-    nic.poll();
-    assert!(nic.nodes[0].drv.other_irqs >= 1, "ping reached igbvf");
-    let macs: Vec<[u8; 6]> = nic.nodes.iter().map(|n| n.drv.mac).collect();
-    let b = frame([0xFF; 6], macs[0], 60, 3);
-    nic.send(0, &b);
-    nic.poll();
-    let got = &nic.nodes[1].drv.received;
+    // igb pings a VF whose port VLAN changed (PF_CONTROL_MSG): its mailbox vector, and
+    // igbvf_msix_other runs.
+    let before: Vec<u32> = gs.iter().map(|g| g.drv.other_irqs).collect();
+    poll(&mut gs);
+    let pinged: Vec<u32> = gs
+        .iter()
+        .zip(before)
+        .map(|(g, b)| g.drv.other_irqs - b)
+        .collect();
+    assert_eq!(pinged, [1, 1, 0], "VFs 0 and 1 pinged, VF 2 not");
+    let g = &mut gs[0];
+    assert!(g.drv.check_link(&g.vf), "CTS kept: link stays up");
+    let mac0 = gs[0].drv.mac;
+    let b = frame([0xFF; 6], mac0, 60, 3);
+    gs[0].send(&b).unwrap();
+    poll(&mut gs);
+    let got = &gs[1].drv.received;
     assert_eq!(got.len(), 1);
     assert_eq!(
         got[0].vlan,
@@ -167,56 +109,58 @@ fn port_vlan_strips_into_the_write_back_and_isolates() {
         "tag stripped into the descriptor (VP)"
     );
     assert_eq!(got[0].data, b);
-    assert!(
-        nic.nodes[2].drv.received.is_empty(),
-        "VF 2 is outside VLAN 10"
+    assert!(gs[2].drv.received.is_empty(), "VF 2 is outside VLAN 10");
+    let up = uplink.lock().unwrap();
+    assert_eq!(up.len(), 1);
+    assert_eq!(
+        &up[0][12..16],
+        &[0x81, 0x00, 0x00, 0x0A],
+        "tagged on the wire"
     );
-    let up = nic.uplink.lock().unwrap();
-    assert_eq!(&up[0][12..16], &[0x81, 0x00, 0x00, 0x0A]);
+    assert_eq!(&up[0][16..], &b[12..]);
 }
 
 #[test]
-fn rate_limit_pauses_the_queue_and_the_timer_resumes_it_without_loss() {
-    let mut nic = nic(2);
-    nic.pf.side().switch_mut().set_vf_rate(0, 0, 10).unwrap();
-    let macs: Vec<[u8; 6]> = nic.nodes.iter().map(|n| n.drv.mac).collect();
-    let frames: Vec<Vec<u8>> = (0..40).map(|i| frame(macs[1], macs[0], 1514, i)).collect();
+fn rate_limit_pauses_the_queue_and_poll_resumes_it_without_loss() {
+    let (r, mut gs, _uplink) = up_all(2);
+    r.nic
+        .configure_vf(0, &VfSetting::parse_words(&["rate", "10"]).unwrap())
+        .unwrap();
+    let (a, b) = (gs[0].drv.mac, gs[1].drv.mac);
+    let frames: Vec<Vec<u8>> = (0..40).map(|i| frame(b, a, 1514, i)).collect();
     for f in &frames[..30] {
-        nic.send(0, f);
+        gs[0].send(f).unwrap();
     }
-    let until = nic.nodes[0]
-        .vf
-        .tx_paused_until()
-        .expect("the shaper deferred");
-    let delivered_before = nic.nodes[1].vf.stats().rx_packets;
-    assert!(delivered_before < 30);
-    // The owner's timer: advance the clock and resume until the queue drains.
-    let mut t = until;
-    for _ in 0..1000 {
-        nic.now_ns.store(t, Ordering::Relaxed);
-        match nic.nodes[0].vf.tx_resume().paused_until {
-            Some(next) => t = next,
-            None => break,
-        }
-        nic.poll();
+    let until = gs[0].vf.tx_paused_until().expect("the shaper deferred");
+    assert_eq!(r.nic.next_wakeup(), Some(until));
+    poll(&mut gs);
+    let delivered = gs[1].vf.stats().rx_packets;
+    assert!(delivered < 30);
+    assert_eq!(received(&gs[1]), frames[..delivered as usize]);
+    // Not due yet: nothing moves.
+    assert_eq!(r.advance_to(until - 1), Some(until));
+    assert_eq!(gs[1].vf.stats().rx_packets, delivered);
+    // The owner's timer: advance the clock to each deadline until the queue drains.
+    let mut next = Some(until);
+    while let Some(t) = next {
+        next = r.advance_to(t);
+        poll(&mut gs);
     }
+    assert_eq!(gs[1].vf.stats().rx_packets, 30);
+    // The rest one at a time, each waiting for its deadline.
     for f in &frames[30..] {
-        nic.send(0, f);
-        while let Some(next) = nic.nodes[0].vf.tx_paused_until() {
-            nic.now_ns.store(next, Ordering::Relaxed);
-            let _ = nic.nodes[0].vf.tx_resume();
-            nic.poll();
+        gs[0].send(f).unwrap();
+        while let Some(t) = r.nic.next_wakeup() {
+            r.advance_to(t);
+            poll(&mut gs);
         }
     }
-    nic.poll();
-    let got: Vec<Vec<u8>> = nic.nodes[1]
-        .drv
-        .received
-        .iter()
-        .map(|r| r.data.clone())
-        .collect();
-    assert_eq!(got, frames, "in order, none lost, none twice");
+    poll(&mut gs);
+    assert_eq!(received(&gs[1]), frames, "in order, none lost, none twice");
+    assert_eq!(gs[0].vf.stats().tx_packets, 40);
+    assert!(gs[0].vf.stats().tx_deferred >= 1);
+    assert!(gs[0].vf.tx_paused_until().is_none());
     // 40 × 1518 bytes at 10 Mbit/s take at least (40 × 1518 × 8 − burst) / 10e6 s.
-    let elapsed = nic.pf.now() - 1_000_000_000;
+    let elapsed = r.nic.now() - T0;
     assert!(elapsed > 30_000_000, "shaped: {elapsed} ns");
 }

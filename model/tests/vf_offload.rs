@@ -1,18 +1,21 @@
-//! TX offloads as igbvf requests them (igbvf_tso, igbvf_tx_csum), through the VF model and the
-//! 82576 offload engine, checked with pnet.
+//! TX offloads as igbvf requests them (igbvf_tso, igbvf_tx_csum), through a VF of a `Nic` and
+//! the 82576 offload engine, checked with pnet; the RX checksum status igbvf_rx_checksum_adv
+//! reads.
 
 mod support;
 
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use eswitch::{PortId, VfSetting};
+use model::function::desc::rx_status;
 use model::testing::{DriverConfig, XmitOpts};
-use model::{TxError, TxVerdict};
+use model::TxError;
 use pnet_packet::ipv4::{self, Ipv4Packet};
 use pnet_packet::tcp::{self, TcpPacket};
 use support::*;
 
+/// A unicast destination no VF owns (it goes to the uplink).
 const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x22];
 
 fn fold(mut s: u32) -> u16 {
@@ -29,9 +32,9 @@ fn pseudo(f: &[u8], len: u16) -> u16 {
 }
 
 /// What igbvf_tso leaves in the frame: IP total length and checksum 0, TCP checksum = the
-/// pseudo-header sum without the length.
-fn tso_prepared(payload: usize) -> Vec<u8> {
-    let mut f = tcp4(DST, [0x02, 0x52, 0x54, 0, 0, 0], payload);
+/// pseudo-header sum without the length. From VF 0's generated MAC.
+fn tso_prepared(dst: [u8; 6], payload: usize) -> Vec<u8> {
+    let mut f = tcp4(dst, generated_mac(0), payload);
     f[16..18].copy_from_slice(&[0, 0]);
     f[24..26].copy_from_slice(&[0, 0]);
     let seed = pseudo(&f, 0);
@@ -56,17 +59,28 @@ fn assert_valid_tcp4(f: &[u8]) {
     );
 }
 
+fn seqs(frames: &[Bytes]) -> Vec<u32> {
+    frames
+        .iter()
+        .map(|s| TcpPacket::new(&s[34..]).unwrap().get_sequence())
+        .collect()
+}
+
+const TSO_1000: XmitOpts = XmitOpts {
+    vlan: None,
+    frag: 2048,
+    rs: true,
+    csum: None,
+    tso: Some((14, 20, 20, 1000, true)),
+};
+
 #[test]
 fn tso_segments_come_out_with_valid_headers_and_the_whole_payload() {
-    let port = port(1);
-    let mut g = up(&port, 0, DriverConfig::default());
-    let f = tso_prepared(4000);
-    let opts = XmitOpts {
-        tso: Some((14, 20, 20, 1000, true)),
-        ..XmitOpts::default()
-    };
-    g.drv.xmit(&mut g.vf, &f, &opts).unwrap();
-    let sent = g.sent.lock().unwrap().clone();
+    let r = rig(1);
+    let mut g = r.up(0, DriverConfig::default());
+    let f = tso_prepared(DST, 4000);
+    g.drv.xmit(&g.vf, &f, &TSO_1000).unwrap();
+    let sent = r.sent_by(0);
     assert_eq!(sent.len(), 4);
     let mut payload = Vec::new();
     for (i, s) in sent.iter().enumerate() {
@@ -83,9 +97,9 @@ fn tso_segments_come_out_with_valid_headers_and_the_whole_payload() {
 
 #[test]
 fn checksum_offload_fills_the_tcp_checksum() {
-    let port = port(1);
-    let mut g = up(&port, 0, DriverConfig::default());
-    let mut f = tcp4(DST, [0x02, 0x52, 0x54, 0, 0, 0], 300);
+    let r = rig(1);
+    let mut g = r.up(0, DriverConfig::default());
+    let mut f = tcp4(DST, g.drv.mac, 300);
     // The stack wrote the IPv4 checksum; CHECKSUM_PARTIAL seeds TCP with the pseudo-header.
     let ipc = {
         let ip = Ipv4Packet::new(&f[14..]).unwrap();
@@ -98,114 +112,113 @@ fn checksum_offload_fills_the_tcp_checksum() {
         csum: Some((14, 20, true)),
         ..XmitOpts::default()
     };
-    g.drv.xmit(&mut g.vf, &f, &opts).unwrap();
-    let sent = g.sent.lock().unwrap().clone();
+    g.drv.xmit(&g.vf, &f, &opts).unwrap();
+    let sent = r.sent_by(0);
     assert_eq!(sent.len(), 1);
     assert_valid_tcp4(&sent[0]);
+    assert_eq!(&sent[0][..50], &f[..50], "only the TCP checksum changed");
+    assert_eq!(&sent[0][52..], &f[52..]);
 }
 
+/// Five 1054-byte segments at `rate 1` (1 Mbit/s, a 24 288-bit bucket): two fit the bucket,
+/// the third is deferred. The queue pauses inside the packet and resumes at that segment.
 #[test]
 fn tso_deferred_between_segments_resumes_at_the_deferred_segment() {
-    let port = port(1);
-    let mut g = up(&port, 0, DriverConfig::default());
-    let out: Arc<Mutex<Vec<Bytes>>> = Arc::default();
-    let o = out.clone();
-    let mut calls = 0u64;
-    g.vf.set_tx_sink(Box::new(move |f| {
-        calls += 1;
-        if calls == 3 {
-            return TxVerdict::Defer { until_ns: 77 };
-        }
-        o.lock().unwrap().push(f);
-        TxVerdict::Sent
-    }));
-    let f = tso_prepared(5000);
-    let opts = XmitOpts {
-        tso: Some((14, 20, 20, 1000, true)),
-        ..XmitOpts::default()
-    };
-    g.drv.xmit(&mut g.vf, &f, &opts).unwrap();
-    assert_eq!(out.lock().unwrap().len(), 2);
-    assert_eq!(g.vf.tx_paused_until(), Some(77));
+    let r = rig(1);
+    r.nic
+        .configure_vf(0, &VfSetting::parse_words(&["rate", "1"]).unwrap())
+        .unwrap();
+    let mut g = r.up(0, DriverConfig::default());
+    let f = tso_prepared(DST, 5000);
+    g.drv.xmit(&g.vf, &f, &TSO_1000).unwrap();
+    assert_eq!(seqs(&r.sent_by(0)), [0, 1000]);
+    let mut next = g.vf.tx_paused_until();
+    assert!(next.is_some(), "paused between segments");
     assert_eq!(g.drv.clean_tx(), 0, "not consumed while paused");
-    let run = g.vf.tx_resume();
-    assert!(run.wrote_back && run.paused_until.is_none());
-    let seqs: Vec<u32> = out
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| TcpPacket::new(&s[34..]).unwrap().get_sequence())
-        .collect();
-    assert_eq!(seqs, [0, 1000, 2000, 3000, 4000]);
+    assert_eq!(g.vf.state().tx.head, 0, "TDH still on the packet");
+    while let Some(t) = next {
+        let before = r.sent_by(0).len();
+        next = r.advance_to(t);
+        assert_eq!(r.sent_by(0).len(), before + 1, "one segment per deadline");
+        if next.is_some() {
+            assert_eq!(g.drv.clean_tx(), 0, "not consumed while paused");
+        }
+    }
+    let sent = r.sent_by(0);
+    assert_eq!(seqs(&sent), [0, 1000, 2000, 3000, 4000]);
+    for s in &sent {
+        assert_valid_tcp4(s);
+    }
+    let payload: Vec<u8> = sent.iter().flat_map(|s| s[54..].to_vec()).collect();
+    assert_eq!(payload, f[54..], "no segment lost or repeated");
     assert_eq!(g.drv.clean_tx(), 1);
+    let s = g.vf.stats();
+    assert_eq!((s.tx_packets, s.tx_deferred), (5, 3));
 }
 
 #[test]
 fn a_bad_offload_request_is_a_counted_drop_and_the_ring_moves_on() {
-    let port = port(1);
-    let mut g = up(&port, 0, DriverConfig::default());
-    let f = tso_prepared(3000);
+    let r = rig(1);
+    let mut g = r.up(0, DriverConfig::default());
+    let f = tso_prepared(DST, 3000);
     // MSS 0.
     let opts = XmitOpts {
         tso: Some((14, 20, 20, 0, true)),
         ..XmitOpts::default()
     };
-    g.drv.xmit(&mut g.vf, &f, &opts).unwrap();
-    assert!(g.sent.lock().unwrap().is_empty());
+    g.drv.xmit(&g.vf, &f, &opts).unwrap();
+    assert!(r.sent_by(0).is_empty());
     assert_eq!(g.vf.stats().tx_error(TxError::Offload), 1);
+    assert_eq!(g.vf.stats().tx_packets, 0);
     assert_eq!(g.drv.clean_tx(), 1, "DD written back anyway");
 }
 
 #[test]
-fn tso_segments_arrive_at_b_with_verified_checksum_status() {
-    let port = port(2);
-    let mut a = up(&port, 0, DriverConfig::default());
-    let mut b = up(&port, 1, DriverConfig::default());
-    let b_rx = b.vf.shared();
-    a.vf.set_tx_sink(Box::new(move |f| {
-        b_rx.receive(&f, None).unwrap();
-        TxVerdict::Sent
-    }));
-    let f = tso_prepared(3000);
-    let opts = XmitOpts {
-        tso: Some((14, 20, 20, 1000, true)),
-        ..XmitOpts::default()
-    };
-    a.drv.xmit(&mut a.vf, &f, &opts).unwrap();
-    assert_eq!(b.drv.clean_rx(&mut b.vf), 3);
-    for r in &b.drv.received {
-        assert_valid_tcp4(&r.data);
-        assert!(r.checksum_unnecessary, "IPCS + L4CS reported");
+fn tso_segments_arrive_at_b_through_the_switch_with_verified_checksum_status() {
+    let r = rig(2);
+    let mut a = r.up(0, DriverConfig::default());
+    let mut b = r.up(1, DriverConfig::default());
+    let f = tso_prepared(b.drv.mac, 3000);
+    a.drv.xmit(&a.vf, &f, &TSO_1000).unwrap();
+    assert!(r.seen.all().iter().all(|s| s.to == [PortId::Vf(1)]));
+    b.poll();
+    let got = b.take_received();
+    assert_eq!(got.len(), 3);
+    for rx in &got {
+        assert_valid_tcp4(&rx.data);
+        assert!(rx.checksum_unnecessary, "IPCS + L4CS reported");
     }
+    let sent: Vec<Vec<u8>> = r.sent_by(0).iter().map(|s| s.to_vec()).collect();
+    let got: Vec<Vec<u8>> = got.into_iter().map(|r| r.data).collect();
+    assert_eq!(got, sent, "byte-exact through the switch");
 }
 
 #[test]
 fn a_corrupted_checksum_or_checksum_reporting_off_leaves_the_stack_to_verify() {
-    let port = port(1);
-    let mut g = up(&port, 0, DriverConfig::default());
-    let rx = g.vf.shared();
-    let mut f = tso_prepared(100);
+    let r = rig(1);
+    let mut g = r.up(0, DriverConfig::default());
+    let mut f = tso_prepared(g.drv.mac, 100);
     // Not a valid TCP checksum (the TSO seed), valid IPv4 header after fixing it.
     f[16..18].copy_from_slice(&140u16.to_be_bytes());
     let ipc = ipv4::checksum(&Ipv4Packet::new(&f[14..]).unwrap());
     f[24..26].copy_from_slice(&ipc.to_be_bytes());
-    rx.receive(&f, None).unwrap();
+    assert!(g.vf.deliver(&Bytes::from(f.clone()), None));
     let wb = g.drv.rx_write_back(0);
-    assert_eq!(wb.status_error & 0x70, model::desc::rx_status::IPCS);
+    assert_eq!(wb.status_error & 0x70, rx_status::IPCS);
     // Now a valid one, with reporting switched off.
     let t = TcpPacket::new(&f[34..]).unwrap();
     let c = tcp::ipv4_checksum(&t, &Ipv4Addr::new(10, 0, 0, 1), &Ipv4Addr::new(10, 0, 0, 2));
     f[50..52].copy_from_slice(&c.to_be_bytes());
-    rx.set_rx_checksum(false);
-    rx.receive(&f, None).unwrap();
+    g.vf.set_rx_checksum(false);
+    assert!(g.vf.deliver(&Bytes::from(f.clone()), None));
     assert_eq!(g.drv.rx_write_back(1).status_error & 0x70, 0);
-    rx.set_rx_checksum(true);
-    rx.receive(&f, None).unwrap();
+    g.vf.set_rx_checksum(true);
+    assert!(g.vf.deliver(&Bytes::from(f.clone()), None));
     assert_eq!(
         g.drv.rx_write_back(2).status_error & 0x70,
-        model::desc::rx_status::IPCS | model::desc::rx_status::L4CS
+        rx_status::IPCS | rx_status::L4CS
     );
-    g.drv.clean_rx(&mut g.vf);
+    g.drv.clean_rx(&g.vf);
     let flags: Vec<bool> = g
         .drv
         .received

@@ -9,8 +9,8 @@ use eswitch::{PortCounters, PortId};
 use mailbox::RefusalReason;
 
 use crate::format::{Band, CaptureSpec, CounterSpec, Expect, PolicyCheck, ReplyKind};
+use crate::outcome::{list, verdict, Outcome};
 use crate::report::Check;
-use crate::runner::{list, verdict, Outcome};
 use crate::world::{Captured, Origin, SwitchEvent, World};
 
 pub(crate) struct CheckCtx<'a> {
@@ -120,16 +120,7 @@ impl CheckCtx<'_> {
             }
         }
         if let Some(want) = &e.refused {
-            let after = {
-                let side = self.world.pf.side();
-                (0..side.num_vfs())
-                    .map(|vf| {
-                        side.refusals(vf)
-                            .map(|r| r.iter().collect::<Vec<_>>())
-                            .unwrap_or_default()
-                    })
-                    .collect::<Vec<_>>()
-            };
+            let after = self.world.refusals();
             let mut rose = BTreeSet::new();
             for (vf, now) in after.iter().enumerate() {
                 for &(reason, n) in now {
@@ -188,7 +179,7 @@ impl CheckCtx<'_> {
         }
         if let Some(want) = &e.error_contains {
             let got = match &self.outcome.set_result {
-                Some(Err(e)) => e.clone(),
+                Some(Err(e)) => e.to_string(),
                 Some(Ok(())) => "accepted".into(),
                 None => "not a set step".into(),
             };
@@ -213,11 +204,14 @@ impl CheckCtx<'_> {
 
     fn counter(&self, c: &CounterSpec) -> Check {
         let what = format!("{} {}", c.port, c.name);
-        let side = self.world.pf.side();
-        let Some(now) = side.switch().counters(c.port.0) else {
+        let Some(now) = self
+            .world
+            .nic
+            .with_pf(|pf| pf.switch().counters(c.port.0).cloned())
+        else {
             return missing(what, "a counter", "no such port");
         };
-        let Some(after) = counter_value(now, &c.name) else {
+        let Some(after) = counter_value(&now, &c.name) else {
             return missing(what, "a counter", "no such counter");
         };
         let before = self
@@ -326,11 +320,10 @@ impl CheckCtx<'_> {
 
     fn policy(&self, p: &PolicyCheck) -> Check {
         let what = format!("vf{} policy {}", p.vf, p.field);
-        let side = self.world.pf.side();
-        let Some(policy) = side.policy(p.vf) else {
+        let Some(policy) = self.world.nic.with_pf(|pf| pf.policy(p.vf).cloned()) else {
             return missing(what, "a policy", "no such VF");
         };
-        let json = serde_json::to_value(policy).unwrap_or_default();
+        let json = serde_json::to_value(&policy).unwrap_or_default();
         let pointer = format!("/{}", p.field.replace('.', "/"));
         let got = json
             .pointer(&pointer)
@@ -382,10 +375,8 @@ impl CheckCtx<'_> {
         if let Some(want) = c.link_up {
             let up = self
                 .world
-                .pf
-                .side()
-                .switch()
-                .port_up(ep.port)
+                .nic
+                .with_pf(|pf| pf.switch().port_up(ep.port))
                 .unwrap_or(false);
             out.push(check(format!("{} link up", c.name), want, up, up == want));
         }

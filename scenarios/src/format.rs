@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use eswitch::{DropReason, MacAddr, PortId};
+use model::nic::MacMode;
 use serde::{Deserialize, Deserializer};
 
 /// One scenario file.
@@ -38,30 +39,20 @@ pub struct NicSpec {
     pub pf_mac: MacAddr,
     pub link_speed_mbps: u32,
     /// What a VF without an administrative MAC gets from VF_RESET.
-    pub mac_assignment: MacAssignmentSpec,
+    pub mac_assignment: MacMode,
 }
 
 impl Default for NicSpec {
     fn default() -> Self {
-        let defaults = model::pf::NicConfig::default();
+        let defaults = model::NicConfig::default();
         NicSpec {
             vfs: 4,
             uplinks: defaults.num_uplinks,
             pf_mac: defaults.pf_mac,
             link_speed_mbps: defaults.link_speed_mbps,
-            mac_assignment: MacAssignmentSpec::AdminOnly,
+            mac_assignment: MacMode::AdminOnly,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MacAssignmentSpec {
-    /// igb: NACK and a zero MAC unless the administrator set one.
-    #[default]
-    AdminOnly,
-    /// A locally administered MAC derived from the VF number, with ACK.
-    Generated,
 }
 
 /// `ip link set PF vf N <set>`, e.g. `set = "mac 02:00:00:00:00:10 vlan 10 qos 3"`.

@@ -43,72 +43,25 @@
 //!
 //! ```no_run
 //! let scenario = scenarios::load(std::path::Path::new("scenarios/library/arp-broadcast.toml")).unwrap();
-//! let report = scenarios::run(&scenario, &scenarios::RunOptions::default());
+//! let report = scenarios::run(&scenario, &scenarios::RunOptions::default()).report;
 //! print!("{}", report.render());
 //! assert!(report.pass);
 //! ```
 
+pub mod error;
 pub mod expect;
 pub mod format;
 pub mod load;
 pub mod logs;
-pub mod pcap;
+mod outcome;
 pub mod report;
 pub mod runner;
 pub mod stack;
 pub mod wire;
 pub mod world;
 
+pub use error::{MailboxError, SetupError, StepError};
 pub use load::{collect, load, parse, LoadError, Scenario};
 pub use report::{Check, ScenarioReport, StepReport};
-pub use runner::{run, RunOptions};
+pub use runner::{run, run_on, Run, RunOptions};
 pub use world::TimeMode;
-
-/// `sriov-emu scenario run PATH... [--json] [--pcap DIR] [--real-time]`: loads every scenario first (a
-/// malformed file stops the run before anything runs), runs them, prints the reports (or one
-/// JSON array) and a summary. `Ok(true)` when every scenario passed.
-pub fn run_command(
-    paths: &[std::path::PathBuf],
-    json: bool,
-    pcap_dir: Option<std::path::PathBuf>,
-    time: TimeMode,
-) -> Result<bool, String> {
-    let files = collect(paths).map_err(|e| format!("reading scenario paths: {e}"))?;
-    if files.is_empty() {
-        return Err("no scenario files found".into());
-    }
-    let loaded: Vec<Result<Scenario, LoadError>> = files.iter().map(|f| load(f)).collect();
-    let errors: Vec<String> = loaded
-        .iter()
-        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
-        .collect();
-    if !errors.is_empty() {
-        return Err(errors.join("\n"));
-    }
-    let opts = RunOptions { pcap_dir, time };
-    let wall = std::time::Instant::now();
-    let reports: Vec<ScenarioReport> = loaded
-        .into_iter()
-        .flatten()
-        .map(|s| run(&s, &opts))
-        .collect();
-    let passed = reports.iter().filter(|r| r.pass).count();
-    // A closed stdout (`| head`) is not an error of the run: the verdict stands.
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    if json {
-        let text = serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?;
-        let _ = writeln!(out, "{text}");
-    } else {
-        for r in &reports {
-            let _ = writeln!(out, "{}", r.render());
-        }
-        let _ = writeln!(
-            out,
-            "{passed}/{} scenarios passed in {:.2} s",
-            reports.len(),
-            wall.elapsed().as_secs_f64()
-        );
-    }
-    Ok(passed == reports.len())
-}

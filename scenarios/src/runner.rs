@@ -1,18 +1,18 @@
 //! Running a scenario: setup, each step's action, then its checks (`expect`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::path::{Path, PathBuf};
+
 use std::time::Instant;
 
-use eswitch::{DropReason, MacAddr, PortCounters, PortId, VfSetting, VlanTci};
-use mailbox::{MacFilterOp, MailboxMsg, Message, PromiscFlags, RefusalReason};
+use eswitch::{DropReason, MacAddr, PortCounters, PortId, VlanTci};
+use mailbox::{MacFilterOp, MailboxMsg, Message, PromiscFlags};
 use pnet_packet::ethernet::EtherType;
 
+use crate::error::{SetupError, StepError};
 use crate::expect::CheckCtx;
 use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, ScenarioFile, Step};
 use crate::load::Scenario;
-use crate::pcap::PcapWriter;
+use crate::outcome::{list, verdict, Outcome};
 use crate::report::{ScenarioReport, StepReport};
 use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
 
@@ -29,24 +29,34 @@ const NS_PER_MS: u64 = 1_000_000;
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub time: TimeMode,
-    /// Write one pcap file per port that saw frames: `DIR/<scenario>-<port>.pcap`.
-    pub pcap_dir: Option<PathBuf>,
 }
 
-/// What a step's action produced, for the checks.
-#[derive(Default)]
-pub(crate) struct Outcome {
-    pub(crate) happened: Vec<String>,
-    pub(crate) reply: Option<Message>,
-    pub(crate) answered: Option<bool>,
-    pub(crate) set_result: Option<Result<(), String>>,
-    pub(crate) rate_mbps: Option<f64>,
+/// A finished run: the report, every frame every port saw (for capture files), and the NIC's
+/// counters at the end.
+#[derive(Debug)]
+pub struct Run {
+    pub report: ScenarioReport,
+    pub captures: Vec<Captured>,
+    /// Each switch port's counters.
+    pub ports: BTreeMap<PortId, PortCounters>,
+    /// Each VF function's counters.
+    pub vfs: Vec<model::VfStats>,
 }
 
-type StepResult = Result<Outcome, String>;
+type StepResult = Result<Outcome, StepError>;
 
-/// Runs one scenario.
-pub fn run(scenario: &Scenario, opts: &RunOptions) -> ScenarioReport {
+/// Runs one scenario on a NIC of its own.
+pub fn run(scenario: &Scenario, opts: &RunOptions) -> Run {
+    run_in(scenario, World::new(&scenario.file.nic, opts.time))
+}
+
+/// Runs one scenario on a NIC built elsewhere (a `serve`-shaped one, say), in real time. The
+/// scenario's `[nic]` section is not applied: the NIC is what it is.
+pub fn run_on(scenario: &Scenario, nic: std::sync::Arc<model::Nic>) -> Run {
+    run_in(scenario, Ok(World::on_nic(nic)))
+}
+
+fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
     let wall = Instant::now();
     let file = &scenario.file;
     let mut report = ScenarioReport {
@@ -60,45 +70,48 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> ScenarioReport {
         wall_ms: 0.0,
         scenario_ms: 0.0,
     };
-    let mut world = match setup(file, opts.time) {
+    let mut world = match world.and_then(|w| setup(w, file)) {
         Ok(w) => w,
         Err(e) => {
-            report.setup_error = Some(e);
+            report.setup_error = Some(e.to_string());
             report.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
-            return report;
+            return Run {
+                report,
+                captures: Vec::new(),
+                ports: BTreeMap::new(),
+                vfs: Vec::new(),
+            };
         }
     };
     let start_ns = world.now();
     for (index, step) in file.steps.iter().enumerate() {
-        report.steps.push(run_step(&mut world, file, index, step));
-    }
-    if let Some(dir) = &opts.pcap_dir {
-        if let Err(e) = write_pcaps(
-            dir,
-            &scenario.name,
-            &world.captures.lock().unwrap_or_else(|e| e.into_inner()),
-        ) {
-            report.setup_error = Some(format!("writing pcap files to {}: {e}", dir.display()));
-        }
+        report.steps.push(run_step(&mut world, index, step));
     }
     report.pass = report.setup_error.is_none() && report.steps.iter().all(|s| s.pass);
     report.scenario_ms = (world.now() - start_ns) as f64 / NS_PER_MS as f64;
     report.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
-    report
+    let vfs = (0..world.nic.num_vfs())
+        .filter_map(|v| world.nic.vf(v).map(|h| h.stats()))
+        .collect();
+    Run {
+        report,
+        captures: std::mem::take(&mut world.captures),
+        ports: world.port_counters(),
+        vfs,
+    }
 }
 
-fn setup(file: &ScenarioFile, mode: TimeMode) -> Result<World, String> {
-    let mut world = World::new(&file.nic, mode)?;
+fn setup(mut world: World, file: &ScenarioFile) -> Result<World, SetupError> {
     for p in &file.policies {
         let words: Vec<&str> = p.set.split_whitespace().collect();
-        let settings =
-            VfSetting::parse_words(&words).map_err(|e| format!("policy vf {}: {e}", p.vf))?;
-        // No driver is up yet, so the PF's ping to the VF needs no interrupt.
-        let _ = world
-            .pf
-            .side()
-            .configure_vf(p.vf, &settings)
-            .map_err(|e| format!("policy vf {} `{}`: {e}", p.vf, p.set))?;
+        world
+            .nic
+            .configure_vf_words(p.vf, &words)
+            .map_err(|source| SetupError::Policy {
+                vf: p.vf,
+                words: p.set.clone(),
+                source,
+            })?;
     }
     for ep in &file.endpoints {
         world.add_endpoint(ep)?;
@@ -106,25 +119,6 @@ fn setup(file: &ScenarioFile, mode: TimeMode) -> Result<World, String> {
     // Bring-up traffic is not part of any step.
     let _ = world.take_events();
     Ok(world)
-}
-
-fn counters_snapshot(world: &World) -> BTreeMap<PortId, PortCounters> {
-    let side = world.pf.side();
-    side.switch()
-        .all_counters()
-        .map(|(p, c)| (p, c.clone()))
-        .collect()
-}
-
-fn refusals_snapshot(world: &World) -> Vec<Vec<(RefusalReason, u64)>> {
-    let side = world.pf.side();
-    (0..side.num_vfs())
-        .map(|vf| {
-            side.refusals(vf)
-                .map(|r| r.iter().collect())
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 fn label(step: &Step) -> (String, &Expect) {
@@ -240,22 +234,18 @@ fn label(step: &Step) -> (String, &Expect) {
     }
 }
 
-fn run_step(world: &mut World, file: &ScenarioFile, index: usize, step: &Step) -> StepReport {
+fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
     let (action, expect) = label(step);
-    let counters_before = counters_snapshot(world);
-    let refusals_before = refusals_snapshot(world);
-    let capture_mark = world.captures.lock().map_or(0, |c| c.len());
+    let counters_before = world.port_counters();
+    let refusals_before = world.refusals();
     let _ = world.take_events();
-    let (result, logs) = crate::logs::capture(|| act(world, file, step));
+    let capture_mark = world.captures.len();
+    let (result, logs) = crate::logs::capture(|| act(world, step));
     let events = world.take_events();
-    let captures: Vec<Captured> = world
-        .captures
-        .lock()
-        .map(|c| c[capture_mark.min(c.len())..].to_vec())
-        .unwrap_or_default();
+    let captures: Vec<Captured> = world.captures[capture_mark..].to_vec();
     let (outcome, error) = match result {
         Ok(o) => (o, None),
-        Err(e) => (Outcome::default(), Some(e)),
+        Err(e) => (Outcome::default(), Some(e.to_string())),
     };
     let mut happened = outcome.happened.clone();
     happened.extend(summarise(&events));
@@ -314,19 +304,10 @@ fn summarise(events: &[SwitchEvent]) -> Vec<String> {
     out
 }
 
-pub(crate) fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
-    let v: Vec<String> = items.map(|i| i.to_string()).collect();
-    if v.is_empty() {
-        "nowhere".into()
-    } else {
-        v.join(", ")
-    }
-}
-
-fn endpoint(world: &World, name: &str) -> Result<usize, String> {
+fn endpoint(world: &World, name: &str) -> Result<usize, StepError> {
     world
         .endpoint(name)
-        .ok_or_else(|| format!("no endpoint named `{name}`"))
+        .ok_or_else(|| StepError::NoEndpoint(name.to_string()))
 }
 
 /// Finds `target`'s MAC in `idx`'s neighbour table, ARPing once if it is not there.
@@ -339,15 +320,7 @@ fn resolve(world: &mut World, idx: usize, target: std::net::Ipv4Addr) -> Option<
     world.endpoints[idx].stack.neighbours.get(&target).copied()
 }
 
-pub(crate) fn verdict(m: &Message) -> &'static str {
-    match (m.flags.ack, m.flags.nack) {
-        (true, _) => "ACK",
-        (_, true) => "NACK",
-        _ => "no verdict",
-    }
-}
-
-fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
+fn act(world: &mut World, step: &Step) -> StepResult {
     let mut o = Outcome::default();
     match step {
         Step::Ping {
@@ -409,25 +382,14 @@ fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
         }
         Step::Set { vf, set, .. } => {
             let words: Vec<&str> = set.split_whitespace().collect();
-            let result = VfSetting::parse_words(&words)
-                .map_err(|e| e.to_string())
-                .and_then(|s| {
-                    world
-                        .pf
-                        .side()
-                        .configure_vf(*vf, &s)
-                        .map_err(|e| e.to_string())
-                });
+            let result = world.nic.configure_vf_words(*vf, &words);
             match &result {
-                Ok(irq) => {
-                    o.happened.push("accepted".into());
-                    if *irq == model::MailboxIrq::Raise {
-                        world.mailbox_irqs(&[*vf]);
-                    }
-                }
+                Ok(()) => o.happened.push("accepted".into()),
                 Err(e) => o.happened.push(format!("refused: {e}")),
             }
-            o.set_result = Some(result.map(|_| ()));
+            // A changed MAC or VLAN pinged the VF: its driver re-checks the link.
+            world.settle();
+            o.set_result = Some(result);
         }
         Step::Mailbox {
             from,
@@ -442,7 +404,12 @@ fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
             ..
         } => {
             let idx = endpoint(world, from)?;
-            let need_mac = || mac.ok_or_else(|| format!("{request:?} needs `mac`"));
+            let need_mac = || {
+                mac.ok_or(StepError::MissingKey {
+                    request: request.name(),
+                    key: "mac",
+                })
+            };
             let msg = match request {
                 MailboxRequest::SetMac => MailboxMsg::SetMacAddr {
                     op: MacFilterOp::Set,
@@ -460,10 +427,16 @@ fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
                 }
                 MailboxRequest::Vlan => MailboxMsg::SetVlan {
                     add: add.unwrap_or(true),
-                    vid: vid.ok_or("vlan needs `vid`")?,
+                    vid: vid.ok_or(StepError::MissingKey {
+                        request: "vlan",
+                        key: "vid",
+                    })?,
                 },
                 MailboxRequest::Promisc => {
-                    let flags = match promisc.ok_or("promisc needs `promisc`")? {
+                    let flags = match promisc.ok_or(StepError::MissingKey {
+                        request: "promisc",
+                        key: "promisc",
+                    })? {
                         PromiscMode::Off => PromiscFlags::NONE,
                         PromiscMode::Multicast => PromiscFlags::MULTICAST,
                         PromiscMode::Unicast => {
@@ -473,15 +446,16 @@ fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
                     MailboxMsg::SetPromisc { flags }
                 }
                 MailboxRequest::Lpe => MailboxMsg::SetLpe {
-                    max_frame: max_frame.ok_or("lpe needs `max_frame`")?,
+                    max_frame: max_frame.ok_or(StepError::MissingKey {
+                        request: "lpe",
+                        key: "max_frame",
+                    })?,
                 },
             };
             // The PF's reply echoes the request's layout (its payload words included).
             let reply_words = msg.wire_len();
             let words = Message::request(msg).to_words();
-            let reply = world
-                .mailbox_exchange(idx, &words, reply_words)
-                .map_err(|e| e.0)?;
+            let reply = world.mailbox_exchange(idx, &words, reply_words)?;
             o.happened.push(format!("PF answered {}", verdict(&reply)));
             if let MailboxRequest::SetMac = request {
                 if reply.flags.ack || *adopt == Adopt::Always {
@@ -492,12 +466,7 @@ fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
         }
         Step::Reload { endpoint: name, .. } => {
             let idx = endpoint(world, name)?;
-            let fallback = file
-                .endpoints
-                .iter()
-                .find(|e| &e.name == name)
-                .and_then(|e| e.fallback_mac);
-            let reply = world.bring_up(idx, fallback).map_err(|e| e.0)?;
+            let reply = world.bring_up(idx)?;
             if let Some(r) = &reply {
                 o.happened.push(format!("VF_RESET answered {}", verdict(r)));
             }
@@ -506,8 +475,8 @@ fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
             o.reply = reply;
         }
         Step::Link { up, .. } => {
-            let pinged = world.pf.side().set_link(*up);
-            world.mailbox_irqs(&pinged);
+            world.nic.set_link(*up);
+            world.settle();
         }
         Step::Wait { ms, .. } => {
             let t = world.now() + ms * NS_PER_MS;
@@ -525,20 +494,21 @@ fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
             let dst = endpoint(world, to)?;
             let target = world
                 .ip_of(dst)
-                .ok_or_else(|| format!("{to} has no IP address"))?;
+                .ok_or_else(|| StepError::NoIp(to.clone()))?;
             let Some(dst_mac) = resolve(world, src, target) else {
                 o.happened.push(format!("no ARP reply for {target}"));
                 o.rate_mbps = Some(0.0);
                 return Ok(o);
             };
             let size = size.unwrap_or(DEFAULT_TRAFFIC_FRAME_LEN);
-            let offered = u64::from(offered_mbps.unwrap_or(file.nic.link_speed_mbps).max(1));
+            let link = world.nic.with_pf(|pf| pf.switch().config().link_speed_mbps);
+            let offered = u64::from(offered_mbps.unwrap_or(link).max(1));
             let wire_bits = ((size + crate::wire::len::ETH_FCS) * 8) as u64;
             // ns between frames at the offered rate: bits / (Mbit/s) × 1000.
             let gap_ns = (wire_bits * 1000).div_ceil(offered);
             let duration_ms = duration_ms.unwrap_or(DEFAULT_TRAFFIC_MS);
             if duration_ms == 0 {
-                return Err("traffic needs duration_ms > 0".into());
+                return Err(StepError::ZeroDuration);
             }
             let start = world.now();
             let end = start + duration_ms * NS_PER_MS;
@@ -565,22 +535,4 @@ fn act(world: &mut World, file: &ScenarioFile, step: &Step) -> StepResult {
         Step::Check { .. } => {}
     }
     Ok(o)
-}
-
-fn write_pcaps(dir: &Path, name: &str, captures: &[Captured]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut by_port: BTreeMap<PortId, Vec<&Captured>> = BTreeMap::new();
-    for c in captures {
-        by_port.entry(c.port).or_default().push(c);
-    }
-    for (port, records) in by_port {
-        let path = dir.join(format!("{name}-{port}.pcap"));
-        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        let mut w = PcapWriter::new(file)?;
-        for r in records {
-            w.record(r.time_ns, &r.frame)?;
-        }
-        std::io::Write::flush(&mut w.into_inner())?;
-    }
-    Ok(())
 }

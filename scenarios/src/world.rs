@@ -1,23 +1,25 @@
-//! The NIC a scenario runs on and the endpoints attached to it: the PF side (eswitch, PF agent,
-//! every VF mailbox) behind one lock, the clock, the capture log, and the frame pump that
-//! carries frames from endpoint to switch to endpoint until nothing more is sent.
+//! The NIC a scenario runs on and the endpoints attached to it. The NIC is a
+//! [`model::Nic`], the same datapath `serve` runs: a VF endpoint is a guest of one VF (memory,
+//! interrupts, the software igbvf driving the VF function's rings), a PF or uplink endpoint
+//! sends into its port and receives through the port's sink. The world observes every frame the
+//! switch handles and carries frames from endpoint to endpoint until nothing more is sent.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use eswitch::{Delivery, Direction, DropRecord, MacAddr, NextSendAt, PortId, VlanTci};
+use eswitch::{Delivery, Direction, DropRecord, MacAddr, PortCounters, PortId, VlanTci};
 use mailbox::regs::{msg, v2p};
-use mailbox::{MacAssignment, Message};
-use model::pf::{NicConfig, PfSide, SharedPf};
-use model::testing::{DriverConfig, DrvError, IrqLog, SoftIgbvf, XmitOpts};
-use model::{PfPort, TxVerdict, Vf};
-use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use mailbox::{Message, RefusalReason};
+use model::function::i82576::regs;
+use model::nic::TimerHandle;
+use model::testing::{DriverConfig, DrvError, SoftGuest, XmitOpts};
+use model::{Clock, ManualClock, Nic, NicConfig, Observer, PortSink, Switched, VfHandle};
 
-use crate::format::{Attach, EndpointSpec, MacAssignmentSpec, NicSpec};
+use crate::error::{MailboxError, SetupError};
+use crate::format::{Attach, EndpointSpec, NicSpec};
 use crate::stack::HostStack;
 
 /// Where simulated time starts (1 s, so that pcap timestamps are never zero).
@@ -28,11 +30,6 @@ const RESET_POLLS: u32 = 200;
 const RESET_REPLY_WORDS: usize = 3;
 /// A frame pump that keeps going longer than this is a forwarding loop: stop it.
 const MAX_FRAMES_PER_PUMP: usize = 100_000;
-/// The seed of generated VF MACs (`02:52:54:00:vf_hi:vf_lo`, QEMU's OUI-like prefix).
-const GENERATED_MAC_SEED: [u8; 3] = [0x52, 0x54, 0x00];
-/// Guest memory of a driver-attached VF: its own range, for rings and buffers.
-const GUEST_BASE: u64 = 0x10_0000;
-const GUEST_SIZE: usize = 0x40_0000;
 
 /// How time passes in a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,50 +37,30 @@ pub enum TimeMode {
     /// Simulated: `wait` and shaping jump the clock; runs are deterministic and fast.
     #[default]
     Simulated,
-    /// Real time: the clock is the host's monotonic clock and `wait` sleeps. The hook for
-    /// endpoints that live outside the process (QEMU guests), which cannot be paused.
+    /// Real time: the clock is the host's monotonic clock, `wait` sleeps and the NIC's timer
+    /// thread resumes shaped queues, as in `serve`. For endpoints that cannot be paused.
     RealTime,
 }
 
-/// The run's clock.
-pub struct Clock {
-    mode: TimeMode,
-    sim_ns: u64,
-    epoch: Instant,
-}
+/// The host's monotonic clock, counting from [`START_NS`].
+struct RealClock(Instant);
 
-impl Clock {
-    pub fn new(mode: TimeMode) -> Clock {
-        Clock {
-            mode,
-            sim_ns: START_NS,
-            epoch: Instant::now(),
-        }
-    }
-
-    pub fn now_ns(&self) -> u64 {
-        match self.mode {
-            TimeMode::Simulated => self.sim_ns,
-            TimeMode::RealTime => START_NS
-                .saturating_add(self.epoch.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64),
-        }
-    }
-
-    /// Lets time pass until `t` (never backwards).
-    pub fn advance_to(&mut self, t: u64) {
-        match self.mode {
-            TimeMode::Simulated => self.sim_ns = self.sim_ns.max(t),
-            TimeMode::RealTime => {
-                let now = self.now_ns();
-                if t > now {
-                    std::thread::sleep(Duration::from_nanos(t - now));
-                }
-            }
-        }
+impl Clock for RealClock {
+    fn now_ns(&self) -> u64 {
+        START_NS.saturating_add(u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 }
 
-/// A frame seen by a capture hook.
+/// The run's clock, as the NIC reads it.
+enum RunClock {
+    Simulated(Arc<ManualClock>),
+    /// Real time; the NIC's timer thread, when the world started one, runs while it lives.
+    RealTime {
+        _timer: Option<TimerHandle>,
+    },
+}
+
+/// A frame seen at a port, as a capture on that port's function would see it.
 #[derive(Clone, Debug)]
 pub struct Captured {
     pub port: PortId,
@@ -109,121 +86,138 @@ pub struct SwitchEvent {
     pub drops: Vec<DropRecord>,
 }
 
-/// A software igbvf driving the VF model.
-pub struct DriverLink {
-    vf: Vf,
-    drv: SoftIgbvf,
-    irqs: Arc<IrqLog>,
-    mem: GuestMemoryMmap,
-    random_mac: [u8; 6],
-}
-
-pub enum Link {
-    Port,
-    Driver(Box<DriverLink>),
-}
-
-pub struct Endpoint {
-    pub name: String,
-    pub port: PortId,
-    pub stack: HostStack,
-    pub link: Link,
-}
-
-/// A VF-side mailbox exchange that did not complete.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MailboxFailure(pub String);
-
-impl From<DrvError> for MailboxFailure {
-    fn from(e: DrvError) -> Self {
-        MailboxFailure(format!("igbvf: {e:?}"))
-    }
-}
-
-pub struct World {
-    pub pf: Arc<SharedPf>,
-    /// The PF side's view of the run's clock, moved by [`World::advance_to`].
-    pf_now: Arc<AtomicU64>,
-    pub endpoints: Vec<Endpoint>,
-    pub clock: Clock,
-    pub captures: Arc<Mutex<Vec<Captured>>>,
-    /// Frames the driver endpoints' TX sinks switched, waiting to be delivered.
-    outbox: Arc<Mutex<Vec<(PortId, eswitch::Deliveries)>>>,
-    /// Everything the switch did since the last [`World::take_events`].
-    events: Vec<SwitchEvent>,
+/// What the NIC's observer saw, not yet attributed to a step.
+#[derive(Clone, Debug)]
+struct Seen {
+    time_ns: u64,
+    ingress: PortId,
+    frame: Bytes,
+    deliveries: Vec<Delivery>,
+    drops: Vec<DropRecord>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The world's observer of the NIC and the sink of its PF and uplink endpoints.
+#[derive(Default)]
+struct Taps {
+    seen: Mutex<Vec<Seen>>,
+    /// Frames delivered to a PF or uplink endpoint's port, in order.
+    inbox: Mutex<Vec<(PortId, Bytes)>>,
+}
+
+impl Observer for Taps {
+    fn switched(&self, e: &Switched<'_>) {
+        lock(&self.seen).push(Seen {
+            time_ns: e.time_ns,
+            ingress: e.ingress,
+            frame: e.frame.clone(),
+            deliveries: e.deliveries.to_vec(),
+            drops: e.drops.to_vec(),
+        });
+    }
+}
+
+/// The sink of one PF or uplink endpoint's port.
+struct Inbox(Arc<Taps>);
+
+impl PortSink for Inbox {
+    fn deliver(&self, d: &Delivery) {
+        lock(&self.0.inbox).push((d.port, d.frame.clone()));
+    }
+}
+
+/// An endpoint's guest on a VF.
+pub struct VfGuest {
+    pub guest: SoftGuest,
+    /// Whether the software igbvf does the whole bring-up (`attach = "driver"`), or the
+    /// endpoint scripts the mailbox itself over the VF's registers and only uses the rings.
+    pub attach: Attach,
+    fallback: Option<MacAddr>,
+}
+
+pub struct Endpoint {
+    pub name: String,
+    pub port: PortId,
+    pub stack: HostStack,
+    /// The guest behind a VF port; `None` for PF and uplink endpoints.
+    pub vf: Option<Box<VfGuest>>,
+}
+
+pub struct World {
+    pub nic: Arc<Nic>,
+    clock: RunClock,
+    taps: Arc<Taps>,
+    pub endpoints: Vec<Endpoint>,
+    /// Every frame at every port, both directions, since the start.
+    pub captures: Vec<Captured>,
+    /// Everything the switch did since the last [`World::take_events`].
+    events: Vec<SwitchEvent>,
+}
+
 impl World {
-    pub fn new(nic: &NicSpec, mode: TimeMode) -> Result<World, String> {
+    pub fn new(spec: &NicSpec, mode: TimeMode) -> Result<World, SetupError> {
         let config = NicConfig {
-            num_vfs: nic.vfs,
-            pf_mac: nic.pf_mac,
-            mac_assignment: match nic.mac_assignment {
-                MacAssignmentSpec::AdminOnly => MacAssignment::AdminOnly,
-                MacAssignmentSpec::Generated => MacAssignment::Generated {
-                    seed: GENERATED_MAC_SEED,
-                },
-            },
-            num_uplinks: nic.uplinks,
-            link_speed_mbps: nic.link_speed_mbps,
+            num_vfs: spec.vfs,
+            pf_mac: spec.pf_mac,
+            mac_assignment: spec.mac_assignment.into(),
+            num_uplinks: spec.uplinks,
+            link_speed_mbps: spec.link_speed_mbps,
         };
-        let side = PfSide::new(&config).map_err(|e| format!("NIC: {e}"))?;
-        let clock = Clock::new(mode);
-        let pf_now = Arc::new(AtomicU64::new(clock.now_ns()));
-        let pf_clock = {
-            let t = pf_now.clone();
-            Arc::new(move || t.load(Ordering::Relaxed))
-        };
-        let pf = Arc::new(SharedPf::new(side, pf_clock));
-        let captures: Arc<Mutex<Vec<Captured>>> = Arc::default();
-        {
-            let mut side = pf.side();
-            let ports: Vec<PortId> = side.switch().ports().collect();
-            for port in ports {
-                let log = captures.clone();
-                let hook: eswitch::CaptureHook = Box::new(move |r| {
-                    lock(&log).push(Captured {
-                        port: r.port,
-                        direction: r.direction,
-                        time_ns: r.time_ns,
-                        frame: Bytes::copy_from_slice(r.frame),
-                        stripped_tci: r.stripped_tci,
-                    })
-                });
-                side.switch_mut()
-                    .set_capture(port, Some(hook))
-                    .map_err(|e| e.to_string())?;
+        let (clock, nic) = match mode {
+            TimeMode::Simulated => {
+                let c = Arc::new(ManualClock::new(START_NS));
+                let nic = Nic::new(&config, c.clone())?;
+                (RunClock::Simulated(c), nic)
             }
-        }
-        Ok(World {
-            pf,
-            pf_now,
-            endpoints: Vec::new(),
+            TimeMode::RealTime => {
+                let c = Arc::new(RealClock(Instant::now()));
+                let nic = Nic::new(&config, c.clone())?;
+                // Without a timer thread a shaped queue would wait for the next step.
+                let timer = nic.spawn_timer().ok();
+                (RunClock::RealTime { _timer: timer }, nic)
+            }
+        };
+        Ok(World::with_nic(nic, clock))
+    }
+
+    /// A world on a NIC someone else built (a `serve`-shaped one, say), in real time.
+    pub fn on_nic(nic: Arc<Nic>) -> World {
+        World::with_nic(nic, RunClock::RealTime { _timer: None })
+    }
+
+    fn with_nic(nic: Arc<Nic>, clock: RunClock) -> World {
+        let taps = Arc::new(Taps::default());
+        nic.set_observer(Some(taps.clone()));
+        World {
+            nic,
             clock,
-            captures,
-            outbox: Arc::default(),
+            taps,
+            endpoints: Vec::new(),
+            captures: Vec::new(),
             events: Vec::new(),
-        })
+        }
     }
 
     pub fn now(&self) -> u64 {
-        self.clock.now_ns()
+        self.nic.now()
     }
 
-    /// Moves the clock (and the PF side's copy of it) to `t`.
+    /// Lets time pass until `t` (never backwards) and resumes the TX queues due by then.
     pub fn advance_to(&mut self, t: u64) {
-        self.clock.advance_to(t);
-        self.sync_time();
-    }
-
-    fn sync_time(&mut self) {
-        let now = self.clock.now_ns();
-        self.pf_now.store(now, Ordering::Relaxed);
-        self.pf.side().switch_mut().set_time(now);
+        match &self.clock {
+            RunClock::Simulated(c) => c.advance_to(t),
+            RunClock::RealTime { .. } => {
+                let now = self.now();
+                if t > now {
+                    std::thread::sleep(std::time::Duration::from_nanos(t - now));
+                }
+            }
+        }
+        let now = self.now();
+        let _ = self.nic.poll(now);
     }
 
     pub fn endpoint(&self, name: &str) -> Option<usize> {
@@ -234,322 +228,323 @@ impl World {
         self.endpoints.iter().position(|e| e.port == port)
     }
 
+    /// What the switch did since the last call (frames observed since are attributed first).
     pub fn take_events(&mut self) -> Vec<SwitchEvent> {
+        self.collect(Origin::Step);
         std::mem::take(&mut self.events)
     }
 
-    /// Adds an endpoint and, for a VF with `bring_up` (the default), runs its driver's bring-up.
-    pub fn add_endpoint(&mut self, spec: &EndpointSpec) -> Result<(), String> {
-        let port = spec.port.0;
-        if self.endpoint_at(port).is_some() {
-            return Err(format!("two endpoints on {port}"));
+    /// Moves what the observer saw into the events (attributed to `origin`) and the captures.
+    fn collect(&mut self, origin: Origin) {
+        let seen = std::mem::take(&mut *lock(&self.taps.seen));
+        for s in seen {
+            self.captures.push(Captured {
+                port: s.ingress,
+                direction: Direction::Tx,
+                time_ns: s.time_ns,
+                frame: s.frame,
+                stripped_tci: None,
+            });
+            for d in &s.deliveries {
+                self.captures.push(Captured {
+                    port: d.port,
+                    direction: Direction::Rx,
+                    time_ns: s.time_ns,
+                    frame: d.frame.clone(),
+                    stripped_tci: d.stripped_tci,
+                });
+            }
+            self.events.push(SwitchEvent {
+                origin,
+                ingress: s.ingress,
+                deliveries: s.deliveries,
+                drops: s.drops,
+            });
         }
-        if !self.pf.side().switch().ports().any(|p| p == port) {
-            return Err(format!(
-                "endpoint {}: the NIC has no port {port}",
-                spec.name
-            ));
+    }
+
+    /// Adds an endpoint and, for a VF with `bring_up` (the default), brings its driver up.
+    pub fn add_endpoint(&mut self, spec: &EndpointSpec) -> Result<(), SetupError> {
+        let port = spec.port.0;
+        let name = spec.name.clone();
+        if self.endpoint_at(port).is_some() {
+            return Err(SetupError::DuplicatePort(port));
+        }
+        if !self
+            .nic
+            .with_pf(|pf| pf.switch().ports().any(|p| p == port))
+        {
+            return Err(SetupError::NoSuchPort { name, port });
         }
         let mac = match (port, spec.mac) {
             (_, Some(mac)) => mac,
-            (PortId::Pf, None) => self.pf.side().switch().config().pf_mac.unwrap_or_default(),
-            (PortId::Uplink(_), None) => {
-                return Err(format!("endpoint {} on {port} needs a `mac`", spec.name))
-            }
+            (PortId::Pf, None) => self
+                .nic
+                .with_pf(|pf| pf.switch().config().pf_mac.unwrap_or_default()),
+            (PortId::Uplink(_), None) => return Err(SetupError::NeedsMac { name, port }),
             (PortId::Vf(_), None) => MacAddr::ZERO,
         };
         let stack = HostStack::new(mac, spec.ip, spec.vlan);
-        let link = match (spec.attach, port) {
-            (Attach::Port, _) => Link::Port,
-            (Attach::Driver, PortId::Vf(vf)) => {
-                Link::Driver(Box::new(self.new_driver(vf, spec.fallback_mac)?))
+        let vf = match (spec.attach, port) {
+            (attach, PortId::Vf(vf)) => {
+                let handle = self.nic.vf(vf).ok_or(SetupError::NoSuchPort {
+                    name: name.clone(),
+                    port,
+                })?;
+                let random_mac = spec
+                    .fallback_mac
+                    .map_or([0x02, 0x5a, 0x5a, 0x00, 0x00, vf as u8], |m| m.0);
+                let guest =
+                    SoftGuest::attach(handle, driver_config(random_mac)).map_err(|source| {
+                        SetupError::Memory {
+                            name: name.clone(),
+                            source,
+                        }
+                    })?;
+                Some(Box::new(VfGuest {
+                    guest,
+                    attach,
+                    fallback: spec.fallback_mac,
+                }))
             }
             (Attach::Driver, other) => {
-                return Err(format!(
-                    "endpoint {}: attach = \"driver\" needs a VF port, not {other}",
-                    spec.name
-                ))
+                return Err(SetupError::DriverNeedsVf { name, port: other });
+            }
+            (Attach::Port, _) => {
+                self.nic
+                    .set_port_sink(port, Some(Arc::new(Inbox(self.taps.clone()))));
+                None
             }
         };
+        let is_vf = vf.is_some();
         self.endpoints.push(Endpoint {
-            name: spec.name.clone(),
+            name: name.clone(),
             port,
             stack,
-            link,
+            vf,
         });
         let idx = self.endpoints.len() - 1;
-        if matches!(port, PortId::Vf(_)) && spec.bring_up.unwrap_or(true) {
-            self.bring_up(idx, spec.fallback_mac)
-                .map_err(|e| format!("endpoint {}: bring-up: {}", spec.name, e.0))?;
+        if is_vf {
+            if spec.bring_up.unwrap_or(true) {
+                self.bring_up(idx)
+                    .map_err(|source| SetupError::BringUp { name, source })?;
+            } else if let Some(g) = self.endpoints[idx].vf.as_mut() {
+                // No mailbox conversation, but a guest whose rings are up.
+                let VfGuest { guest, .. } = &mut **g;
+                guest.drv.probe_bus(&guest.vf);
+                guest.drv.open_rings(&guest.vf);
+            }
         }
         Ok(())
     }
 
-    fn new_driver(&mut self, vf: u16, fallback: Option<MacAddr>) -> Result<DriverLink, String> {
-        let port: Arc<dyn PfPort> = self.pf.clone();
-        let mut model_vf = Vf::new(vf, port).map_err(|e| format!("VF {vf} model: {e:?}"))?;
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(GUEST_BASE), GUEST_SIZE)])
-            .map_err(|e| format!("guest memory: {e}"))?;
-        let irqs = IrqLog::new();
-        model_vf.attach(GuestMemoryAtomic::new(mem.clone()), irqs.clone());
-        let (pf, outbox) = (self.pf.clone(), self.outbox.clone());
-        model_vf.set_tx_sink(Box::new(move |frame| {
-            let now = pf.now();
-            let mut side = pf.side();
-            if let Err(NextSendAt(t)) = side.switch_mut().tx_admit(vf, now, frame.len()) {
-                return TxVerdict::Defer { until_ns: t };
-            }
-            let out = side.switch_mut().process(PortId::Vf(vf), frame);
-            lock(&outbox).push((PortId::Vf(vf), out));
-            TxVerdict::Sent
-        }));
-        let random_mac = fallback.map_or([0x02, 0x5a, 0x5a, 0x00, 0x00, vf as u8], |m| m.0);
-        let drv = SoftIgbvf::new(mem.clone(), GUEST_BASE, driver_config(random_mac));
-        Ok(DriverLink {
-            vf: model_vf,
-            drv,
-            irqs,
-            mem,
-            random_mac,
-        })
-    }
-
     /// The VF driver's bring-up (probe, or a reload). Port-attached: igbvf's reset handshake
-    /// through the forwarded mailbox registers; the MAC from the VF_RESET reply, or zeros on
-    /// NACK, or `fallback` registered with SET_MAC_ADDR. Driver-attached: the software
-    /// igbvf's probe and open. Returns the VF_RESET reply (port-attached only).
-    pub fn bring_up(
-        &mut self,
-        idx: usize,
-        fallback: Option<MacAddr>,
-    ) -> Result<Option<Message>, MailboxFailure> {
-        let PortId::Vf(vf) = self.endpoints[idx].port else {
+    /// scripted over the VF's mailbox registers (VTCTRL.RST, RSTI/RSTD, VF_RESET); the MAC
+    /// from the reply, or zeros on NACK, or the fallback registered with SET_MAC_ADDR; then the
+    /// rings. Driver-attached: the software igbvf's probe and open. Returns the VF_RESET reply
+    /// (port-attached only).
+    pub fn bring_up(&mut self, idx: usize) -> Result<Option<Message>, MailboxError> {
+        let Some(g) = self.endpoints[idx].vf.as_mut() else {
             return Ok(None);
         };
-        let now = self.now();
-        if let Link::Driver(d) = &mut self.endpoints[idx].link {
+        let VfGuest {
+            guest,
+            attach,
+            fallback,
+        } = &mut **g;
+        let fallback = *fallback;
+        if *attach == Attach::Driver {
             // A reload: a fresh driver instance over the same function and memory.
-            d.drv = SoftIgbvf::new(d.mem.clone(), GUEST_BASE, driver_config(d.random_mac));
-            let mac = d.drv.probe(&mut d.vf)?;
-            d.drv.open(&mut d.vf)?;
-            d.drv.handle_irqs(&mut d.vf, &d.irqs);
-            d.drv.check_link(&mut d.vf);
+            let random_mac = guest.drv.config().random_mac;
+            guest.reload(driver_config(random_mac));
+            let mac = guest.up()?;
+            guest.drv.check_link(&guest.vf);
             self.endpoints[idx].stack.mac = MacAddr(mac);
+            self.settle();
             return Ok(None);
         }
-        let _ = self.pf.side().vf_reset(vf, now);
+        guest.drv.probe_bus(&guest.vf);
+        let vf = guest.vf.clone();
+        wr(&vf, regs::VTCTRL, regs::ctrl::RST);
         let mut polls = 0;
-        while self.pf.side().read_v2p(vf) & (v2p::RSTI | v2p::RSTD) != 0 {
+        while rd(&vf, regs::V2PMAILBOX) & (v2p::RSTI | v2p::RSTD) != 0 {
             polls += 1;
             if polls > RESET_POLLS {
-                return Err(MailboxFailure("PF still in reset state".into()));
+                return Err(MailboxError::PfInReset);
             }
         }
-        let reply =
-            self.mailbox_exchange(idx, &[u32::from(msg::ID_VF_RESET)], RESET_REPLY_WORDS)?;
-        let mac = match reply.msg {
+        let reply = raw_exchange(&vf, &[u32::from(msg::ID_VF_RESET)], RESET_REPLY_WORDS)?;
+        let mut mac = match reply.msg {
             mailbox::MailboxMsg::VfResetReply { mac } if reply.flags.ack => mac,
             _ => MacAddr::ZERO,
         };
-        self.endpoints[idx].stack.mac = mac;
         if let (true, Some(own)) = (mac.is_zero(), fallback) {
             let set = Message::request(mailbox::MailboxMsg::SetMacAddr {
                 op: mailbox::MacFilterOp::Set,
                 mac: own,
             });
-            let answer = self.mailbox_exchange(idx, &set.to_words(), RESET_REPLY_WORDS)?;
+            let answer = raw_exchange(&vf, &set.to_words(), RESET_REPLY_WORDS)?;
             if answer.flags.ack {
-                self.endpoints[idx].stack.mac = own;
+                mac = own;
             }
         }
+        guest.drv.open_rings(&vf);
+        self.endpoints[idx].stack.mac = mac;
+        self.settle();
         Ok(Some(reply))
     }
 
     /// igbvf's `write_posted` then `read_posted` of `reply_words` words, from endpoint `idx`'s
-    /// VF: through the software igbvf and the VF model, or straight at the PF side's
-    /// forwarded registers.
+    /// VF: through the software igbvf (driver-attached), or scripted over the VF's registers.
     pub fn mailbox_exchange(
         &mut self,
         idx: usize,
         words: &[u32],
         reply_words: usize,
-    ) -> Result<Message, MailboxFailure> {
-        let PortId::Vf(vf) = self.endpoints[idx].port else {
-            return Err(MailboxFailure(format!(
-                "{} is not a VF endpoint",
-                self.endpoints[idx].name
-            )));
+    ) -> Result<Message, MailboxError> {
+        let name = self.endpoints[idx].name.clone();
+        let Some(g) = self.endpoints[idx].vf.as_mut() else {
+            return Err(MailboxError::NotAVf(name));
         };
-        let now = self.now();
-        let reply = match &mut self.endpoints[idx].link {
-            Link::Driver(d) => {
-                d.drv.write_posted(&mut d.vf, words)?;
-                let r = d.drv.read_posted(&mut d.vf, reply_words)?;
-                d.drv.handle_irqs(&mut d.vf, &d.irqs);
-                r
+        let reply = match g.attach {
+            Attach::Driver => {
+                let guest = &mut g.guest;
+                guest.drv.write_posted(&guest.vf, words)?;
+                let r = guest.drv.read_posted(&guest.vf, reply_words)?;
+                guest.poll();
+                Message::parse(&r)?
             }
-            Link::Port => {
-                let mut side = self.pf.side();
-                let _ = side.write_v2p(vf, v2p::VFU, now);
-                if side.read_v2p(vf) & v2p::VFU == 0 {
-                    return Err(MailboxFailure("mailbox lock not granted".into()));
-                }
-                for (w, &value) in words.iter().enumerate() {
-                    side.write_vmbmem(vf, w, value);
-                }
-                let _ = side.write_v2p(vf, v2p::REQ, now);
-                let status = side.read_v2p(vf);
-                if status & v2p::PFACK == 0 || status & v2p::PFSTS == 0 {
-                    return Err(MailboxFailure(format!(
-                        "no reply from the PF (V2PMAILBOX {status:#x})"
-                    )));
-                }
-                let _ = side.write_v2p(vf, v2p::VFU, now);
-                let reply: Vec<u32> = (0..reply_words).map(|w| side.read_vmbmem(vf, w)).collect();
-                let _ = side.write_v2p(vf, v2p::ACK, now);
-                reply
-            }
+            Attach::Port => raw_exchange(&g.guest.vf, words, reply_words)?,
         };
-        Message::parse(&reply).map_err(|e| MailboxFailure(format!("reply: {e}")))
+        self.settle();
+        Ok(reply)
     }
 
-    /// Fires the mailbox interrupt of driver-attached VFs the PF side asked for, and lets
-    /// their drivers handle it (igbvf re-checks the link).
-    pub fn mailbox_irqs(&mut self, vfs: &[u16]) {
-        for &vf in vfs {
-            if let Some(idx) = self.endpoint_at(PortId::Vf(vf)) {
-                if let Link::Driver(d) = &mut self.endpoints[idx].link {
-                    d.vf.shared().mailbox_interrupt();
-                    d.drv.handle_irqs(&mut d.vf, &d.irqs);
-                    d.drv.check_link(&mut d.vf);
+    /// Lets every guest handle the interrupts it got (a PF ping, a link change: igbvf then
+    /// re-checks its link) and answers what they received.
+    pub fn settle(&mut self) {
+        for ep in &mut self.endpoints {
+            if let Some(g) = ep.vf.as_mut() {
+                g.guest.poll();
+                if g.attach == Attach::Driver {
+                    g.guest.drv.check_link(&g.guest.vf);
                 }
             }
         }
+        self.pump(VecDeque::new());
     }
 
     /// Sends `frame` from endpoint `idx` and carries every frame it causes (answers included)
     /// until the network is quiet.
     pub fn send(&mut self, idx: usize, frame: Bytes) {
-        let mut queue: VecDeque<(usize, Bytes, Origin)> = VecDeque::new();
-        queue.push_back((idx, frame, Origin::Step));
+        self.pump(VecDeque::from([(idx, frame, Origin::Step)]));
+    }
+
+    fn pump(&mut self, mut queue: VecDeque<(usize, Bytes, Origin)>) {
         let mut budget = MAX_FRAMES_PER_PUMP;
-        while let Some((from, frame, origin)) = queue.pop_front() {
+        loop {
+            // What arrived so far (bring-up traffic, a resumed queue) is answered too.
+            self.collect(Origin::Reply);
+            for (ep, answer) in self.receive_all() {
+                queue.push_back((ep, answer, Origin::Reply));
+            }
+            let Some((from, frame, origin)) = queue.pop_front() else {
+                return;
+            };
             if budget == 0 {
                 tracing::warn!("scenario: frame pump stopped after {MAX_FRAMES_PER_PUMP} frames");
                 return;
             }
             budget -= 1;
-            for (ingress, out) in self.transmit(from, frame) {
-                let deliveries: Vec<Delivery> = out.deliveries.to_vec();
-                self.events.push(SwitchEvent {
-                    origin,
-                    ingress,
-                    deliveries: deliveries.clone(),
-                    drops: out.drops.to_vec(),
-                });
-                for d in deliveries {
-                    for (ep, answer) in self.deliver(d) {
-                        queue.push_back((ep, answer, Origin::Reply));
-                    }
-                }
-            }
+            self.transmit(from, frame);
+            self.collect(origin);
         }
     }
 
-    /// Puts one frame on endpoint `idx`'s link; returns what the switch made of it (several
-    /// results when a driver's queue also released earlier frames).
-    fn transmit(&mut self, idx: usize, frame: Bytes) -> Vec<(PortId, eswitch::Deliveries)> {
+    /// Puts one frame on endpoint `idx`'s link: into its VF's TX ring (time passes while the
+    /// shaper holds the queue, as the timer would let it), or into its PF/uplink port.
+    fn transmit(&mut self, idx: usize, frame: Bytes) {
         let port = self.endpoints[idx].port;
-        if let Link::Driver(_) = self.endpoints[idx].link {
-            return self.transmit_driver(idx, &frame);
-        }
-        if let PortId::Vf(vf) = port {
-            // Shaping: the frame waits in the queue until the VF's shaper admits it.
-            loop {
-                let now = self.now();
-                let verdict = self.pf.side().switch_mut().tx_admit(vf, now, frame.len());
-                match verdict {
-                    Ok(()) => break,
-                    Err(NextSendAt(t)) => self.advance_to(t),
-                }
-            }
-        }
-        self.sync_time();
-        let out = self.pf.side().switch_mut().process(port, frame);
-        vec![(port, out)]
-    }
-
-    fn transmit_driver(&mut self, idx: usize, frame: &[u8]) -> Vec<(PortId, eswitch::Deliveries)> {
-        self.sync_time();
+        let Some(g) = self.endpoints[idx].vf.as_mut() else {
+            self.nic.inject(port, frame);
+            return;
+        };
+        let vf = g.guest.vf.clone();
         let mut waits = 0;
         loop {
-            let Link::Driver(d) = &mut self.endpoints[idx].link else {
-                return Vec::new();
+            let Some(g) = self.endpoints[idx].vf.as_mut() else {
+                return;
             };
-            d.drv.handle_irqs(&mut d.vf, &d.irqs);
-            match d.drv.xmit(&mut d.vf, frame, &XmitOpts::default()) {
+            g.guest.poll();
+            match g.guest.drv.xmit(&vf, &frame, &XmitOpts::default()) {
                 Err(DrvError::TxRingFull) if waits < RESET_POLLS => {
                     // The ring is full behind a paused queue: let the shaper's time pass.
                     waits += 1;
-                    match d.vf.tx_paused_until() {
-                        Some(t) => {
-                            self.advance_to(t);
-                            if let Link::Driver(d) = &mut self.endpoints[idx].link {
-                                let _ = d.vf.tx_resume();
-                            }
-                        }
+                    match vf.tx_paused_until() {
+                        Some(t) => self.advance_to(t),
                         None => break,
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = ?e, "scenario: driver endpoint could not transmit");
+                    tracing::warn!(error = ?e, "scenario: endpoint could not transmit");
                     break;
                 }
                 Ok(()) => break,
             }
         }
         // A paused queue resumes at the time the shaper named, as the server's timer does.
-        while let Some(t) = self.paused_until(idx) {
-            self.advance_to(t);
-            if let Link::Driver(d) = &mut self.endpoints[idx].link {
-                let _ = d.vf.tx_resume();
-                d.drv.handle_irqs(&mut d.vf, &d.irqs);
+        while let Some(t) = vf.tx_paused_until() {
+            self.advance_to(t.max(self.now()));
+            if vf.tx_paused_until() == Some(t) && self.now() >= t {
+                // Resumed and paused again at the same deadline: nothing more will move.
+                break;
             }
-        }
-        std::mem::take(&mut *lock(&self.outbox))
-    }
-
-    fn paused_until(&self, idx: usize) -> Option<u64> {
-        match &self.endpoints[idx].link {
-            Link::Driver(d) => d.vf.tx_paused_until(),
-            Link::Port => None,
         }
     }
 
-    /// Hands one delivery to the endpoint on its port; returns that endpoint's answers.
-    fn deliver(&mut self, d: Delivery) -> Vec<(usize, Bytes)> {
-        let Some(idx) = self.endpoint_at(d.port) else {
-            // No endpoint: a driver-less VF still takes the frame into its counters (the
-            // switch counted it); nothing answers.
-            return Vec::new();
-        };
-        let frames: Vec<Vec<u8>> = match &mut self.endpoints[idx].link {
-            Link::Port => vec![d.frame.to_vec()],
-            Link::Driver(dl) => {
-                let shared = dl.vf.shared();
-                if let Err(drop) = shared.receive(&d.frame, d.stripped_tci.map(|t| t.0)) {
-                    tracing::debug!(?drop, port = %d.port, "scenario: VF model refused a frame");
-                }
-                dl.drv.handle_irqs(&mut dl.vf, &dl.irqs);
-                dl.drv.received.drain(..).map(|r| r.data).collect()
+    /// Hands every endpoint what it received; returns their answers.
+    fn receive_all(&mut self) -> Vec<(usize, Bytes)> {
+        let inbox = std::mem::take(&mut *lock(&self.taps.inbox));
+        let mut answers = Vec::new();
+        for (port, frame) in inbox {
+            if let Some(idx) = self.endpoint_at(port) {
+                let stack = &mut self.endpoints[idx].stack;
+                answers.extend(stack.receive(&frame).into_iter().map(|a| (idx, a)));
             }
-        };
-        let stack = &mut self.endpoints[idx].stack;
-        frames
-            .iter()
-            .flat_map(|f| stack.receive(f))
-            .map(|answer| (idx, answer))
-            .collect()
+        }
+        for (idx, ep) in self.endpoints.iter_mut().enumerate() {
+            let Some(g) = ep.vf.as_mut() else {
+                continue;
+            };
+            g.guest.poll();
+            for f in g.guest.take_received() {
+                answers.extend(ep.stack.receive(&f.data).into_iter().map(|a| (idx, a)));
+            }
+        }
+        answers
+    }
+
+    /// Each switch port's counters now.
+    pub fn port_counters(&self) -> BTreeMap<PortId, PortCounters> {
+        self.nic.with_pf(|pf| {
+            pf.switch()
+                .all_counters()
+                .map(|(p, c)| (p, c.clone()))
+                .collect()
+        })
+    }
+
+    /// The PF agent's refusals so far, per VF and reason.
+    pub fn refusals(&self) -> Vec<Vec<(RefusalReason, u64)>> {
+        self.nic.with_pf(|pf| {
+            (0..pf.num_vfs())
+                .map(|vf| {
+                    pf.refusals(vf)
+                        .map(|r| r.iter().collect())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
     }
 
     /// The MAC the stack of endpoint `idx` believes it has.
@@ -560,6 +555,46 @@ impl World {
     pub fn ip_of(&self, idx: usize) -> Option<Ipv4Addr> {
         self.endpoints[idx].stack.ip
     }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.nic.set_observer(None);
+    }
+}
+
+fn rd(vf: &VfHandle, offset: u64) -> u32 {
+    let mut b = [0u8; 4];
+    // A 4-byte aligned BAR0 read is always accepted.
+    let _ = vf.region_read(0, offset, &mut b);
+    u32::from_le_bytes(b)
+}
+
+fn wr(vf: &VfHandle, offset: u64, value: u32) {
+    let _ = vf.region_write(0, offset, &value.to_le_bytes());
+}
+
+/// One request and its reply over VF `vf`'s mailbox registers, in igbvf's order: take VFU,
+/// write the words, REQ; PFACK and PFSTS must be set; take VFU, read the reply, ACK.
+fn raw_exchange(vf: &VfHandle, words: &[u32], reply_words: usize) -> Result<Message, MailboxError> {
+    wr(vf, regs::V2PMAILBOX, v2p::VFU);
+    if rd(vf, regs::V2PMAILBOX) & v2p::VFU == 0 {
+        return Err(MailboxError::LockNotGranted);
+    }
+    for (w, &value) in words.iter().enumerate() {
+        wr(vf, regs::VMBMEM + 4 * w as u64, value);
+    }
+    wr(vf, regs::V2PMAILBOX, v2p::REQ);
+    let status = rd(vf, regs::V2PMAILBOX);
+    if status & v2p::PFACK == 0 || status & v2p::PFSTS == 0 {
+        return Err(MailboxError::NoReply(status));
+    }
+    wr(vf, regs::V2PMAILBOX, v2p::VFU);
+    let reply: Vec<u32> = (0..reply_words)
+        .map(|w| rd(vf, regs::VMBMEM + 4 * w as u64))
+        .collect();
+    wr(vf, regs::V2PMAILBOX, v2p::ACK);
+    Ok(Message::parse(&reply)?)
 }
 
 fn driver_config(random_mac: [u8; 6]) -> DriverConfig {

@@ -21,7 +21,7 @@ ms = 30
 fn simulated_time_jumps_and_real_time_sleeps() {
     let s = parse(Path::new("wait.toml"), WAIT).unwrap();
     let t = Instant::now();
-    let sim = run(&s, &RunOptions::default());
+    let sim = run(&s, &RunOptions::default()).report;
     assert!(sim.pass);
     assert_eq!(sim.scenario_ms, 30.0);
     assert!(
@@ -34,9 +34,9 @@ fn simulated_time_jumps_and_real_time_sleeps() {
         &s,
         &RunOptions {
             time: TimeMode::RealTime,
-            ..RunOptions::default()
         },
-    );
+    )
+    .report;
     assert!(real.pass);
     assert!(t.elapsed().as_millis() >= 30);
     assert!(real.scenario_ms >= 30.0);
@@ -48,7 +48,7 @@ fn the_json_report_carries_every_check_with_expected_and_actual() {
         "{WAIT}expect.counters = [{{ port = \"vf0\", name = \"rx_packets\", equals = 7 }}]\n"
     );
     let s = parse(Path::new("json.toml"), &text).unwrap();
-    let report = run(&s, &RunOptions::default());
+    let report = run(&s, &RunOptions::default()).report;
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["name"], "json");
     assert_eq!(json["pass"], false);

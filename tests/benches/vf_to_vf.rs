@@ -227,7 +227,7 @@ fn run(
         messages: serving.map_or(0, |s| s.server_stats().iter().map(|s| s.messages).sum()),
         irqs: serving.map_or(0, |s| {
             (0..s.nic().num_vfs())
-                .filter_map(|vf| s.nic().vf_shared(vf))
+                .filter_map(|vf| s.nic().vf(vf))
                 .map(|v| v.stats().irqs_fired)
                 .sum()
         }),

@@ -72,7 +72,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 // The descriptor fields the engine consumes are the wire layer's (`desc`).
-pub use crate::desc::{tx_bits as bits, L3Type, L4Type, TxContext, TxOffloads};
+pub use crate::function::desc::{tx_bits as bits, L3Type, L4Type, TxContext, TxOffloads};
 
 /// At most this many segments are cut from one packet.
 pub const MAX_SEGMENTS: usize = 4096;

@@ -8,8 +8,8 @@
 //! without a checksum) leaves the bits clear: the guest's stack then verifies in software,
 //! which is always safe. Error bits (IPE/L4E) are never set.
 
-use crate::desc::rx_status;
-use crate::offload::{fold, sum_words};
+use crate::function::desc::rx_status;
+use crate::function::offload::{fold, sum_words};
 
 const ETH_HLEN: usize = 14;
 const TPID_8021Q: u16 = 0x8100;

@@ -1,8 +1,8 @@
-//! Per-VF counters: atomics, readable from any thread, serialisable as a snapshot for
-//! `ctl show`. Every drop and every error path has a named reason and a counter here.
+//! A function's counters and the named reasons behind them: every RX drop ([`RxDrop`]), every
+//! TX error ([`TxError`]) and every refused register access ([`AccessError`]) has one. The
+//! function owns them as plain numbers; [`VfStats`] is the snapshot `ctl show` prints.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -24,9 +24,10 @@ pub enum RxDrop {
     Empty,
     /// The frame needs more descriptors than the ring can ever hold.
     TooLarge,
-    /// No free descriptor between RDH and RDT: the caller may keep the frame in a backlog.
+    /// No free descriptor between RDH and RDT. Not a drop and never counted: the NIC runtime
+    /// keeps the frame in its backlog (and counts [`RxDrop::BacklogOverflow`] when that is full).
     RingFull,
-    /// The caller's backlog overflowed (counted through [`crate::VfShared::count_backlog_drop`]).
+    /// The caller's backlog overflowed (counted by the NIC runtime, which keeps the backlog).
     BacklogOverflow,
     /// A descriptor in the ring could not be read or written (ring outside guest memory);
     /// the queue is stopped.
@@ -86,9 +87,9 @@ impl std::error::Error for RxDrop {}
 pub enum TxError {
     /// A data descriptor with DTALEN 0.
     ZeroLength,
-    /// The gathered packet is larger than [`crate::tx::MAX_TX_PACKET`].
+    /// The gathered packet is larger than the TX engine's limit (64 KiB).
     PacketTooLong,
-    /// No EOP within [`crate::tx::MAX_DESC_PER_PACKET`] descriptors.
+    /// No EOP within the TX engine's limit descriptors.
     TooManyDescriptors,
     /// A legacy descriptor or an unknown DTYP.
     UnknownDescriptor,
@@ -133,75 +134,68 @@ impl TxError {
 }
 
 /// Register accesses the VF refused or could not honour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, thiserror::Error)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessError {
     /// A write narrower than 4 bytes, or an access not aligned to its size.
+    #[error("unsupported access size or alignment")]
     BadAccess,
     /// An access to a region the VF does not have.
+    #[error("no such region")]
     NoSuchRegion,
 }
 
-#[derive(Debug, Default)]
+/// A VF's counters, owned by its function (the runtime reads them under the function's lock).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Counters {
-    pub rx_packets: AtomicU64,
-    pub rx_bytes: AtomicU64,
-    pub rx_multicast: AtomicU64,
-    pub tx_packets: AtomicU64,
-    pub tx_bytes: AtomicU64,
-    /// Frames the TX sink asked to defer (shaping pauses).
-    pub tx_deferred: AtomicU64,
-    pub rx_drops: [AtomicU64; RxDrop::ALL.len()],
-    pub tx_errors: [AtomicU64; TxError::ALL.len()],
-    pub dma_errors: AtomicU64,
-    pub irqs_fired: AtomicU64,
-    /// Vectors that would have fired with no client attached.
-    pub irqs_lost: AtomicU64,
-    pub bad_accesses: AtomicU64,
-    pub vf_resets: AtomicU64,
-    pub flrs: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_multicast: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames the shaper asked to defer (the queue paused).
+    pub tx_deferred: u64,
+    pub rx_drops: [u64; RxDrop::ALL.len()],
+    pub tx_errors: [u64; TxError::ALL.len()],
+    pub dma_errors: u64,
+    pub bad_accesses: u64,
+    pub vf_resets: u64,
+    pub flrs: u64,
 }
 
 impl Counters {
-    pub fn rx_drop(&self, r: RxDrop) {
-        bump(&self.rx_drops[r.index()], 1);
+    pub fn rx_drop(&mut self, r: RxDrop) {
+        self.rx_drops[r.index()] += 1;
     }
 
-    pub fn tx_error(&self, e: TxError) {
-        bump(&self.tx_errors[e.index()], 1);
+    pub fn tx_error(&mut self, e: TxError) {
+        self.tx_errors[e.index()] += 1;
     }
 
-    pub fn add(c: &AtomicU64, n: u64) {
-        bump(c, n);
-    }
-
+    /// The snapshot `ctl show` prints; interrupt counts come from the runtime, which fires them.
     pub fn snapshot(&self) -> VfStats {
-        let ld = |c: &AtomicU64| c.load(Ordering::Relaxed);
         VfStats {
-            rx_packets: ld(&self.rx_packets),
-            rx_bytes: ld(&self.rx_bytes),
-            rx_multicast: ld(&self.rx_multicast),
-            tx_packets: ld(&self.tx_packets),
-            tx_bytes: ld(&self.tx_bytes),
-            tx_deferred: ld(&self.tx_deferred),
+            rx_packets: self.rx_packets,
+            rx_bytes: self.rx_bytes,
+            rx_multicast: self.rx_multicast,
+            tx_packets: self.tx_packets,
+            tx_bytes: self.tx_bytes,
+            tx_deferred: self.tx_deferred,
             rx_drops: RxDrop::ALL
                 .iter()
-                .map(|r| (r.name(), ld(&self.rx_drops[r.index()])))
+                .filter(|&&r| r != RxDrop::RingFull)
+                .map(|r| (r.name(), self.rx_drops[r.index()]))
                 .collect(),
             tx_errors: TxError::ALL
                 .iter()
-                .map(|e| (e.name(), ld(&self.tx_errors[e.index()])))
+                .map(|e| (e.name(), self.tx_errors[e.index()]))
                 .collect(),
-            dma_errors: ld(&self.dma_errors),
-            irqs_fired: ld(&self.irqs_fired),
-            irqs_lost: ld(&self.irqs_lost),
-            bad_accesses: ld(&self.bad_accesses),
-            vf_resets: ld(&self.vf_resets),
-            flrs: ld(&self.flrs),
+            dma_errors: self.dma_errors,
+            irqs_fired: 0,
+            irqs_lost: 0,
+            bad_accesses: self.bad_accesses,
+            vf_resets: self.vf_resets,
+            flrs: self.flrs,
         }
     }
 }

@@ -23,8 +23,9 @@ use std::sync::{Mutex, MutexGuard};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::nic::Clock;
-use crate::vf::PfPort;
+use crate::seams::{Clock, MailboxIrq, PfPort};
+use eswitch::NextSendAt;
+use std::sync::Arc;
 
 /// How the NIC's PF side is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +52,36 @@ impl Default for NicConfig {
     }
 }
 
+/// How VFs without an administrative MAC get one: the words of a configuration file (`serve
+/// --config` and a scenario's `[nic]` both use them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum MacMode {
+    /// igb's behaviour: the VF_RESET reply is NACKed with a zero MAC and igbvf picks a random
+    /// one (which the agent then accepts).
+    #[default]
+    #[serde(rename = "admin-only", alias = "admin_only")]
+    AdminOnly,
+    /// `02:52:54:00:vf_hi:vf_lo` with ACK, which the VF may still change.
+    #[serde(rename = "generated")]
+    Generated,
+}
+
+impl MacMode {
+    /// The first three octets after 02 of generated MACs (QEMU's OUI-like 52:54:00).
+    pub const GENERATED_SEED: [u8; 3] = [0x52, 0x54, 0x00];
+}
+
+impl From<MacMode> for MacAssignment {
+    fn from(m: MacMode) -> MacAssignment {
+        match m {
+            MacMode::AdminOnly => MacAssignment::AdminOnly,
+            MacMode::Generated => MacAssignment::Generated {
+                seed: MacMode::GENERATED_SEED,
+            },
+        }
+    }
+}
+
 /// A PF side that cannot be built.
 #[derive(Debug, Error)]
 pub enum NicError {
@@ -67,14 +98,14 @@ pub enum AdminError {
     Policy(#[from] PolicyError),
 }
 
-/// Whether a mailbox access asks the VF to raise its mailbox interrupt cause (its VTIVAR_MISC
-/// vector): the PF side decides, the VF function fires.
-#[must_use]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MailboxIrq {
-    #[default]
-    None,
-    Raise,
+/// `ip link set PF vf N <words>` that was not applied: the words did not parse, or the switch
+/// refused the settings. Nothing changed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SetError {
+    #[error(transparent)]
+    Words(#[from] eswitch::ParseError),
+    #[error(transparent)]
+    Refused(#[from] AdminError),
 }
 
 fn irq_from(events: MailboxEvents) -> MailboxIrq {
@@ -297,15 +328,15 @@ impl PfSide {
     }
 }
 
-/// The PF side behind its lock, with the clock its mailbox rules read: the [`PfPort`] every VF
-/// function of a NIC is given. The VF calls in on its connection thread with no VF lock held.
+/// The PF side behind its lock, with the runtime's clock: the [`PfPort`] every VF function of
+/// a NIC is given. A VF calls in with its own lock held (the order is always VF, then PF).
 pub struct SharedPf {
     side: Mutex<PfSide>,
-    clock: Clock,
+    clock: Arc<dyn Clock>,
 }
 
 impl SharedPf {
-    pub fn new(side: PfSide, clock: Clock) -> SharedPf {
+    pub fn new(side: PfSide, clock: Arc<dyn Clock>) -> SharedPf {
         SharedPf {
             side: Mutex::new(side),
             clock,
@@ -319,7 +350,7 @@ impl SharedPf {
     }
 
     pub fn now(&self) -> u64 {
-        (self.clock)()
+        self.clock.now_ns()
     }
 }
 
@@ -344,6 +375,11 @@ impl PfPort for SharedPf {
     fn vf_reset(&self, vf: u16) -> MailboxIrq {
         let now = self.now();
         self.side().vf_reset(vf, now)
+    }
+
+    fn tx_admit(&self, vf: u16, frame_len: usize) -> Result<(), NextSendAt> {
+        let now = self.now();
+        self.side().switch_mut().tx_admit(vf, now, frame_len)
     }
 }
 

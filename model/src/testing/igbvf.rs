@@ -1,12 +1,12 @@
-//! [`SoftIgbvf`]: Linux igbvf's register sequences against a [`Vf`]: mailbox, probe,
+//! [`SoftIgbvf`]: Linux igbvf's register sequences against a VF of a NIC: mailbox, probe,
 //! interrupts, bring-up. The datapath (transmit, clean, MSI-X handlers) is in `datapath`.
 
 use mailbox::regs::{msg, v2p, MAILBOX_WORDS};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::desc::{DescBytes, RxReadDesc, DESC_LEN};
-use crate::regs::{self, dctl, q, srrctl};
-use crate::vf::Vf;
+use crate::function::desc::{DescBytes, RxReadDesc, DESC_LEN};
+use crate::function::i82576::regs::{self, dctl, q, srrctl};
+use crate::nic::VfHandle;
 
 mod datapath;
 
@@ -215,32 +215,32 @@ impl SoftIgbvf {
 
     // ----- registers -----
 
-    pub fn rd(&self, vf: &mut Vf, off: u64) -> u32 {
+    pub fn rd(&self, vf: &VfHandle, off: u64) -> u32 {
         let mut b = [0u8; 4];
         vf.region_read(0, off, &mut b).expect("4-byte BAR0 read");
         u32::from_le_bytes(b)
     }
 
-    pub fn wr(&self, vf: &mut Vf, off: u64, v: u32) {
+    pub fn wr(&self, vf: &VfHandle, off: u64, v: u32) {
         vf.region_write(0, off, &v.to_le_bytes())
             .expect("4-byte BAR0 write");
     }
 
     // ----- mailbox (mbx.c) -----
 
-    fn read_v2p(&mut self, vf: &mut Vf) -> u32 {
+    fn read_v2p(&mut self, vf: &VfHandle) -> u32 {
         let v = self.rd(vf, regs::V2PMAILBOX) | self.cache;
         self.cache |= v & v2p::R2C;
         v
     }
 
-    fn check_bit(&mut self, vf: &mut Vf, mask: u32) -> bool {
+    fn check_bit(&mut self, vf: &VfHandle, mask: u32) -> bool {
         let v = self.read_v2p(vf);
         self.cache &= !mask;
         v & mask != 0
     }
 
-    fn obtain_lock(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+    fn obtain_lock(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
         self.wr(vf, regs::V2PMAILBOX, v2p::VFU);
         if self.read_v2p(vf) & v2p::VFU != 0 {
             Ok(())
@@ -250,7 +250,7 @@ impl SoftIgbvf {
     }
 
     /// e1000_write_posted_mbx: write, then poll for PFACK.
-    pub fn write_posted(&mut self, vf: &mut Vf, words: &[u32]) -> Result<(), DrvError> {
+    pub fn write_posted(&mut self, vf: &VfHandle, words: &[u32]) -> Result<(), DrvError> {
         if self.timeout == 0 {
             return Err(DrvError::MailboxTimeout);
         }
@@ -266,7 +266,7 @@ impl SoftIgbvf {
     }
 
     /// e1000_read_posted_mbx: poll for PFSTS, then lock, read, ACK.
-    pub fn read_posted(&mut self, vf: &mut Vf, n: usize) -> Result<Vec<u32>, DrvError> {
+    pub fn read_posted(&mut self, vf: &VfHandle, n: usize) -> Result<Vec<u32>, DrvError> {
         if self.timeout == 0 {
             return Err(DrvError::MailboxTimeout);
         }
@@ -274,7 +274,7 @@ impl SoftIgbvf {
         self.read_mbx(vf, n)
     }
 
-    fn read_mbx(&mut self, vf: &mut Vf, n: usize) -> Result<Vec<u32>, DrvError> {
+    fn read_mbx(&mut self, vf: &VfHandle, n: usize) -> Result<Vec<u32>, DrvError> {
         self.obtain_lock(vf)?;
         let words = (0..n.min(MAILBOX_WORDS))
             .map(|i| self.rd(vf, regs::VMBMEM + 4 * i as u64))
@@ -283,7 +283,7 @@ impl SoftIgbvf {
         Ok(words)
     }
 
-    fn poll(&mut self, vf: &mut Vf, mask: u32) -> Result<(), DrvError> {
+    fn poll(&mut self, vf: &VfHandle, mask: u32) -> Result<(), DrvError> {
         let mut countdown = self.timeout;
         while countdown > 0 && !self.check_bit(vf, mask) {
             countdown -= 1;
@@ -298,7 +298,7 @@ impl SoftIgbvf {
     // ----- probe (vf.c) -----
 
     /// e1000_reset_hw_vf: VTCTRL.RST, wait for RSTI/RSTD to clear, VF_RESET, read the MAC.
-    pub fn reset_hw(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+    pub fn reset_hw(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
         let ctrl = self.rd(vf, regs::VTCTRL);
         self.wr(vf, regs::VTCTRL, ctrl | regs::ctrl::RST);
         let mut timeout = 200;
@@ -325,7 +325,7 @@ impl SoftIgbvf {
     }
 
     /// e1000_rar_set_vf: SET_MAC_ADDR; on NACK the VF keeps its permanent MAC.
-    pub fn set_mac(&mut self, vf: &mut Vf, mac: [u8; 6]) -> Result<bool, DrvError> {
+    pub fn set_mac(&mut self, vf: &VfHandle, mac: [u8; 6]) -> Result<bool, DrvError> {
         let w1 = u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]);
         let w2 = u32::from_le_bytes([mac[4], mac[5], 0, 0]);
         self.write_posted(vf, &[u32::from(msg::ID_SET_MAC_ADDR), w1, w2])?;
@@ -339,14 +339,8 @@ impl SoftIgbvf {
     /// MSI-X in config space, `igbvf_irq_disable`, `reset_hw`, `read_mac_addr` (a random MAC
     /// when the PF assigned none), then `igbvf_reset` (`reset_hw` + `init_hw`: SET_MAC_ADDR).
     /// Returns the MAC the netdev gets.
-    pub fn probe(&mut self, vf: &mut Vf) -> Result<[u8; 6], DrvError> {
-        // pci_enable_device_mem + pci_set_master.
-        vf.config_write(0x04, &0x0006u16.to_le_bytes());
-        // pci_enable_msix_range(3, 3): MSI-X Enable in the capability at 0x70.
-        let mut mc = [0u8; 2];
-        vf.config_read(0x72, &mut mc);
-        let mc = u16::from_le_bytes(mc) | 0x8000;
-        vf.config_write(0x72, &mc.to_le_bytes());
+    pub fn probe(&mut self, vf: &VfHandle) -> Result<[u8; 6], DrvError> {
+        self.probe_bus(vf);
         self.irq_disable(vf);
         self.reset_hw(vf)?;
         self.mac = self.perm_addr;
@@ -364,9 +358,25 @@ impl SoftIgbvf {
         Ok(self.mac)
     }
 
+    /// The bus part of igbvf_probe: `pci_enable_device_mem` + `pci_set_master` (memory space
+    /// and bus mastering in the command register) and `pci_enable_msix_range(3, 3)` (MSI-X
+    /// Enable in the capability at 0x70).
+    pub fn probe_bus(&mut self, vf: &VfHandle) {
+        vf.config_write(0x04, &0x0006u16.to_le_bytes());
+        let mut mc = [0u8; 2];
+        vf.config_read(0x72, &mut mc);
+        let mc = u16::from_le_bytes(mc) | 0x8000;
+        vf.config_write(0x72, &mc.to_le_bytes());
+    }
+
+    /// Ring and buffer sizes, and the MAC picked when the PF assigns none.
+    pub fn config(&self) -> &DriverConfig {
+        &self.cfg
+    }
+
     /// e1000_set_vfta_vf (igbvf_vlan_rx_add_vid / kill_vid): SET_VLAN, reply read; `Ok(false)`
     /// when the PF refused (NACK bit).
-    pub fn set_vlan(&mut self, vf: &mut Vf, vid: u16, add: bool) -> Result<bool, DrvError> {
+    pub fn set_vlan(&mut self, vf: &VfHandle, vid: u16, add: bool) -> Result<bool, DrvError> {
         let mut w0 = u32::from(msg::ID_SET_VLAN);
         if add {
             w0 |= 1 << msg::INFO_SHIFT;
@@ -379,7 +389,7 @@ impl SoftIgbvf {
     }
 
     /// e1000_update_mc_addr_list_vf (igbvf_set_multi): up to 30 12-bit hashes, 16 words.
-    pub fn set_multicast(&mut self, vf: &mut Vf, groups: &[[u8; 6]]) -> Result<(), DrvError> {
+    pub fn set_multicast(&mut self, vf: &VfHandle, groups: &[[u8; 6]]) -> Result<(), DrvError> {
         let cnt = groups.len().min(30);
         let mut words = [0u32; MAILBOX_WORDS];
         words[0] = u32::from(msg::ID_SET_MULTICAST) | ((cnt as u32) << msg::INFO_SHIFT);
@@ -395,7 +405,7 @@ impl SoftIgbvf {
 
     /// igbvf_down: disable RX and TX, mask interrupts, reset the VF (`reset_hw` + `init_hw`),
     /// clear the rings (head and tail 0).
-    pub fn down(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+    pub fn down(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
         let rxdctl = self.rd(vf, regs::RX_BASE + q::DCTL);
         self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl & !dctl::ENABLE);
         let txdctl = self.rd(vf, regs::TX_BASE + q::DCTL);
@@ -424,7 +434,7 @@ impl SoftIgbvf {
 
     /// igbvf_change_mtu: down, new buffer sizes (`rx_buffer_len` as igbvf derives it from the
     /// MTU), open again.
-    pub fn change_mtu(&mut self, vf: &mut Vf, mtu: u32) -> Result<(), DrvError> {
+    pub fn change_mtu(&mut self, vf: &VfHandle, mtu: u32) -> Result<(), DrvError> {
         let max_frame = mtu + 14 + 4;
         self.mtu = mtu;
         self.cfg.rx_buffer_len = match max_frame {
@@ -441,14 +451,14 @@ impl SoftIgbvf {
 
     // ----- interrupts (netdev.c) -----
 
-    pub fn irq_disable(&self, vf: &mut Vf) {
+    pub fn irq_disable(&self, vf: &VfHandle) {
         self.wr(vf, regs::VTEIMC, !0);
         self.wr(vf, regs::VTEIAC, 0);
     }
 
     /// igbvf_configure_msix: TX0 → vector 0, RX0 → vector 1 (read-modify-write of IVAR0),
     /// EITR writes, mailbox → vector 2 in IVAR_MISC.
-    pub fn configure_msix(&mut self, vf: &mut Vf) {
+    pub fn configure_msix(&mut self, vf: &VfHandle) {
         let itr = 0x0000_0FA0;
         let ivar = self.rd(vf, regs::VTIVAR);
         self.wr(vf, regs::VTIVAR, (ivar & 0xFFFF_00FF) | (IVAR_VALID << 8));
@@ -467,7 +477,7 @@ impl SoftIgbvf {
         self.eims_tx | self.eims_rx | self.eims_other
     }
 
-    pub fn irq_enable(&self, vf: &mut Vf) {
+    pub fn irq_enable(&self, vf: &VfHandle) {
         let m = self.eims_enable_mask();
         self.wr(vf, regs::VTEIAC, m);
         self.wr(vf, regs::VTEIAM, m);
@@ -477,7 +487,7 @@ impl SoftIgbvf {
     // ----- open (netdev.c) -----
 
     /// igbvf_configure_tx.
-    pub fn configure_tx(&mut self, vf: &mut Vf) {
+    pub fn configure_tx(&mut self, vf: &VfHandle) {
         let txdctl = self.rd(vf, regs::TX_BASE + q::DCTL);
         self.wr(vf, regs::TX_BASE + q::DCTL, txdctl & !dctl::ENABLE);
         let _ = self.rd(vf, regs::VTSTATUS);
@@ -496,7 +506,7 @@ impl SoftIgbvf {
     }
 
     /// igbvf_setup_srrctl.
-    pub fn setup_srrctl(&mut self, vf: &mut Vf) {
+    pub fn setup_srrctl(&mut self, vf: &VfHandle) {
         let mut s = srrctl::DROP_EN;
         s |= self.cfg.rx_buffer_len.div_ceil(1024);
         if self.cfg.rx_buffer_len < 2048 {
@@ -512,7 +522,12 @@ impl SoftIgbvf {
     }
 
     /// igbvf_configure_rx (+ igbvf_set_rlpml: SET_LPE).
-    pub fn configure_rx(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+    pub fn configure_rx(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
+        self.configure_rx_ring(vf, true)
+    }
+
+    /// The RX ring registers; with `lpe`, SET_LPE in the middle, as igbvf_configure_rx does.
+    fn configure_rx_ring(&mut self, vf: &VfHandle, lpe: bool) -> Result<(), DrvError> {
         let rxdctl = self.rd(vf, regs::RX_BASE + q::DCTL);
         self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl & !dctl::ENABLE);
         let _ = self.rd(vf, regs::VTSTATUS);
@@ -524,9 +539,11 @@ impl SoftIgbvf {
         self.wr(vf, regs::RX_BASE + q::DT, 0);
         let mut rxdctl = (rxdctl | dctl::ENABLE) & 0xFFF0_0000;
         rxdctl |= 16 | (8 << 8) | (4 << 16);
-        // e1000_rlpml_set_vf: max_frame_size + VLAN_TAG_SIZE; igbvf does not read the reply
-        // (the next posted write flushes PFSTS).
-        self.write_posted(vf, &[u32::from(msg::ID_SET_LPE), self.mtu + 14 + 4 + 4])?;
+        if lpe {
+            // e1000_rlpml_set_vf: max_frame_size + VLAN_TAG_SIZE; igbvf does not read the
+            // reply (the next posted write flushes PFSTS).
+            self.write_posted(vf, &[u32::from(msg::ID_SET_LPE), self.mtu + 14 + 4 + 4])?;
+        }
         self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl);
         self.rx_next_to_use = 0;
         self.rx_next_to_clean = 0;
@@ -545,7 +562,7 @@ impl SoftIgbvf {
     }
 
     /// igbvf_alloc_rx_buffers: refresh `count` descriptors and write RDT = last one.
-    pub fn alloc_rx_buffers(&mut self, vf: &mut Vf, count: u32) {
+    pub fn alloc_rx_buffers(&mut self, vf: &VfHandle, count: u32) {
         let n = self.cfg.ring;
         let mut i = self.rx_next_to_use;
         for _ in 0..count {
@@ -574,7 +591,7 @@ impl SoftIgbvf {
 
     /// igbvf_open: igbvf_configure (SET_MULTICAST, TX, SRRCTL, RX, buffers), request_irq
     /// (igbvf_configure_msix), clear pending (read EICR), igbvf_irq_enable.
-    pub fn open(&mut self, vf: &mut Vf) -> Result<(), DrvError> {
+    pub fn open(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
         // igbvf_set_multi → e1000_update_mc_addr_list_vf: 16 words, no addresses.
         let mut words = [0u32; MAILBOX_WORDS];
         words[0] = u32::from(msg::ID_SET_MULTICAST);
@@ -583,18 +600,33 @@ impl SoftIgbvf {
         self.configure_tx(vf);
         self.setup_srrctl(vf);
         self.configure_rx(vf)?;
+        self.start(vf);
+        Ok(())
+    }
+
+    /// The rings and interrupts of [`SoftIgbvf::open`] without its mailbox messages: for an
+    /// endpoint whose mailbox conversation is scripted by its caller.
+    pub fn open_rings(&mut self, vf: &VfHandle) {
+        self.configure_tx(vf);
+        self.setup_srrctl(vf);
+        // Without SET_LPE the ring setup sends nothing on the mailbox, so it cannot fail.
+        let _ = self.configure_rx_ring(vf, false);
+        self.start(vf);
+    }
+
+    /// Posts every RX buffer, routes and enables the interrupts.
+    fn start(&mut self, vf: &VfHandle) {
         let unused = self.rx_desc_unused();
         self.alloc_rx_buffers(vf, unused);
         self.configure_msix(vf);
         let _ = self.rd(vf, regs::VTEICR);
         self.irq_enable(vf);
         self.get_link_status = true;
-        Ok(())
     }
 
     /// e1000_check_for_link_vf as igbvf's watchdog runs it: link is up when STATUS.LU is set
     /// and the last PF message in the mailbox carries CTS.
-    pub fn check_link(&mut self, vf: &mut Vf) -> bool {
+    pub fn check_link(&mut self, vf: &VfHandle) -> bool {
         // A pending reset indication or a disarmed mailbox forces a re-check.
         let rst = self.check_bit(vf, v2p::RSTD | v2p::RSTI);
         if rst || self.timeout == 0 {

@@ -1,70 +1,134 @@
-//! Shared rig for the VF tests: a PF side (real mailbox + agent), VFs with their own guest
-//! memory, a software igbvf per VF, TX sinks that record frames.
+//! Shared rig for the VF tests: one [`Nic`] (the one datapath) on a simulated clock, software
+//! igbvf guests on its VFs, and an observer that records every frame the switch handled — each
+//! as its VF transmitted it, before any switch check — with where its copies went.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use mailbox::{AgentConfig, MacAssignment};
-use model::testing::{DriverConfig, IrqLog, MailboxPort, SoftIgbvf};
-use model::{TxVerdict, Vf};
-use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use eswitch::{DropReason, PortCounters, PortId, VfPolicy};
+use mailbox::MacAssignment;
+use model::testing::{DriverConfig, SoftGuest};
+use model::{ManualClock, Nic, NicConfig, Observer, Switched};
 
-pub const GUEST_BASE: u64 = 0x10_0000;
-pub const GUEST_SIZE: usize = 0x40_0000;
+#[allow(unused_imports)]
+pub use model::testing::{GUEST_BASE, GUEST_SIZE};
 
-pub type Frames = Arc<Mutex<Vec<Bytes>>>;
+/// The simulated clock's start (ns).
+pub const T0: u64 = 1_000_000_000;
 
-pub struct Guest {
-    pub vf: Vf,
-    pub drv: SoftIgbvf,
-    pub irqs: Arc<IrqLog>,
-    pub mem: GuestMemoryMmap,
-    pub sent: Frames,
+/// One frame the switch handled.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub ingress: PortId,
+    /// As the ingress port sent it.
+    pub frame: Bytes,
+    /// The ports that got a copy.
+    pub to: Vec<PortId>,
+    pub drops: Vec<DropReason>,
 }
 
-pub fn port(num_vfs: usize) -> Arc<MailboxPort> {
-    let mut cfg = AgentConfig::new(num_vfs);
-    cfg.mac_assignment = MacAssignment::Generated {
-        seed: [0x52, 0x54, 0x00],
-    };
-    MailboxPort::new(cfg).expect("agent config")
-}
+/// The observer: every switched frame, in order.
+#[derive(Debug, Default)]
+pub struct Recorder(Mutex<Vec<Seen>>);
 
-pub fn guest_memory() -> GuestMemoryMmap {
-    GuestMemoryMmap::from_ranges(&[(GuestAddress(GUEST_BASE), GUEST_SIZE)]).expect("guest memory")
-}
-
-/// A VF attached to a fresh guest, with a recording TX sink; not probed yet.
-pub fn guest(port: &Arc<MailboxPort>, id: u16, cfg: DriverConfig) -> Guest {
-    let mut vf = Vf::new(id, port.clone()).expect("VF config space");
-    let mem = guest_memory();
-    let irqs = IrqLog::new();
-    vf.attach(GuestMemoryAtomic::new(mem.clone()), irqs.clone());
-    let sent: Frames = Arc::default();
-    let s = sent.clone();
-    vf.set_tx_sink(Box::new(move |f| {
-        s.lock().unwrap().push(f);
-        TxVerdict::Sent
-    }));
-    let drv = SoftIgbvf::new(mem.clone(), GUEST_BASE, cfg);
-    Guest {
-        vf,
-        drv,
-        irqs,
-        mem,
-        sent,
+impl Observer for Recorder {
+    fn switched(&self, e: &Switched<'_>) {
+        self.0.lock().unwrap().push(Seen {
+            ingress: e.ingress,
+            frame: e.frame.clone(),
+            to: e.deliveries.iter().map(|d| d.port).collect(),
+            drops: e.drops.iter().map(|d| d.reason).collect(),
+        });
     }
 }
 
-/// Probed and opened, interrupts enabled, pending interrupts handled.
-pub fn up(port: &Arc<MailboxPort>, id: u16, cfg: DriverConfig) -> Guest {
-    let mut g = guest(port, id, cfg);
-    g.drv.probe(&mut g.vf).expect("probe");
-    g.drv.open(&mut g.vf).expect("open");
-    g.drv.handle_irqs(&mut g.vf, &g.irqs);
-    g.irqs.take();
-    g
+impl Recorder {
+    pub fn all(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A NIC with `num_vfs` VFs whose PF agent hands out generated MACs
+/// (02:52:54:00:00:<vf>), as `serve` does by default.
+pub fn config(num_vfs: u16) -> NicConfig {
+    NicConfig {
+        num_vfs,
+        mac_assignment: MacAssignment::Generated {
+            seed: [0x52, 0x54, 0x00],
+        },
+        ..NicConfig::default()
+    }
+}
+
+/// The MAC the PF agent generates for VF `vf` with [`config`].
+pub fn generated_mac(vf: u8) -> [u8; 6] {
+    [0x02, 0x52, 0x54, 0x00, 0x00, vf]
+}
+
+pub struct Rig {
+    pub nic: Arc<Nic>,
+    pub clock: Arc<ManualClock>,
+    pub seen: Arc<Recorder>,
+}
+
+pub fn rig(num_vfs: u16) -> Rig {
+    rig_with(&config(num_vfs))
+}
+
+pub fn rig_with(config: &NicConfig) -> Rig {
+    let clock = Arc::new(ManualClock::new(T0));
+    let nic = Nic::new(config, clock.clone()).expect("NIC");
+    let seen = Arc::new(Recorder::default());
+    nic.set_observer(Some(seen.clone()));
+    Rig { nic, clock, seen }
+}
+
+impl Rig {
+    /// VF `vf` attached to a fresh guest; not probed.
+    pub fn guest(&self, vf: u16, cfg: DriverConfig) -> SoftGuest {
+        SoftGuest::attach(self.nic.vf(vf).expect("VF"), cfg).expect("guest memory")
+    }
+
+    /// Probed and opened, interrupts enabled, the interrupts that raised handled.
+    pub fn up(&self, vf: u16, cfg: DriverConfig) -> SoftGuest {
+        let mut g = self.guest(vf, cfg);
+        g.up().expect("igbvf probe and open");
+        assert!(
+            g.irqs.take().is_empty(),
+            "bring-up left no vector unhandled"
+        );
+        g
+    }
+
+    /// The frames VF `vf` transmitted, in order, as it transmitted them.
+    pub fn sent_by(&self, vf: u16) -> Vec<Bytes> {
+        self.seen
+            .all()
+            .into_iter()
+            .filter(|s| s.ingress == PortId::Vf(vf))
+            .map(|s| s.frame)
+            .collect()
+    }
+
+    /// Moves simulated time to `t` and lets the NIC resume what is due. Returns the next
+    /// deadline.
+    pub fn advance_to(&self, t: u64) -> Option<u64> {
+        self.clock.advance_to(t);
+        self.nic.poll(t)
+    }
+
+    pub fn policy(&self, vf: u16) -> VfPolicy {
+        self.nic
+            .with_pf(|pf| pf.policy(vf).cloned())
+            .expect("VF policy")
+    }
+
+    pub fn port(&self, p: PortId) -> PortCounters {
+        self.nic
+            .with_pf(|pf| pf.switch().counters(p).cloned())
+            .expect("port counters")
+    }
 }
 
 /// An Ethernet frame from `src` to `dst` with a recognisable payload.
@@ -81,7 +145,7 @@ pub fn frame(dst: [u8; 6], src: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
     f
 }
 
-/// An IPv4/TCP frame (54 bytes of headers) with `payload` bytes.
+/// An IPv4/TCP frame (54 bytes of headers, 10.0.0.1 → 10.0.0.2) with `payload` bytes.
 pub fn tcp4(dst: [u8; 6], src: [u8; 6], payload: usize) -> Vec<u8> {
     let mut f = vec![0u8; 54 + payload];
     f[..6].copy_from_slice(&dst);

@@ -10,13 +10,13 @@ pub const KIB: u64 = 1024;
 /// The PF (function 0): spec §1.1–1.3, as the device model lays it out with this crate's
 /// builders.
 pub fn pf_82576() -> Result<ConfigSpace, BuildError> {
-    model::config::pf_config_space()
+    model::function::i82576::config::pf_config_space()
 }
 
 /// A VF as our vfio-user server presents it: spec §1.4, with vendor/device 8086:10CA instead of
 /// FFFF:FFFF.
 pub fn vf_82576(pf: &ConfigSpace) -> Result<ConfigSpace, BuildError> {
-    model::config::vf_config_space(pf)
+    model::function::i82576::config::vf_config_space(pf)
 }
 
 /// Standard capability chain as a driver walks it: (offset, id) pairs.

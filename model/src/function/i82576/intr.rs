@@ -11,17 +11,11 @@
 //! interrupt anyway, and its TX handler re-arms with EICS, which auto-masking would turn into
 //! a lost interrupt. EITR throttling is stored, not applied.
 //!
-//! [`IntrRegs`] is plain state (no locks, no sink); it returns the vectors to fire as a
-//! [`Fire`] set, which the caller delivers through an [`IrqSink`] after dropping its locks.
+//! [`IntrRegs`] is plain state; it returns the vectors to fire as a [`Fire`] set, which the
+//! NIC runtime signals after dropping its locks.
 
-use crate::regs::{self, ivar, VECTOR_MASK, VF_VECTORS};
-
-/// Where the VF's MSI-X vectors go. The vfio-user adapter implements it by signalling the
-/// vector's eventfd; tests record the vectors. Called from any thread, with no VF lock held.
-pub trait IrqSink: Send + Sync {
-    /// Signal MSI-X vector `vector` (0..3) of this VF.
-    fn fire(&self, vector: u16);
-}
+use super::regs::{self, ivar, VECTOR_MASK, VF_VECTORS};
+use crate::function::Fire;
 
 /// A source of interrupts inside the VF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,31 +26,6 @@ pub enum Cause {
     Tx(u8),
     /// The PF wrote STS/ACK into the mailbox (or pinged the VF).
     Mailbox,
-}
-
-/// A set of vectors to signal.
-#[must_use = "the vectors must be delivered through the IrqSink"]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Fire(u32);
-
-impl Fire {
-    pub const NONE: Fire = Fire(0);
-
-    pub fn bits(self) -> u32 {
-        self.0
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    pub fn union(self, o: Fire) -> Fire {
-        Fire(self.0 | o.0)
-    }
-
-    pub fn vectors(self) -> impl Iterator<Item = u16> {
-        (0..VF_VECTORS).filter(move |v| self.0 & (1 << v) != 0)
-    }
 }
 
 /// The interrupt registers of one VF.
@@ -111,7 +80,7 @@ impl IntrRegs {
     fn pending_enabled(&mut self, candidates: u32) -> Fire {
         let fire = self.eicr & self.eims & candidates & VECTOR_MASK;
         self.eicr &= !(fire & self.eiac);
-        Fire(fire)
+        Fire::from_bits(fire)
     }
 
     /// A register read (side effects: VTEICR clears on read, as in QEMU). `None` when
@@ -241,7 +210,7 @@ mod tests {
         // igbvf_irq_enable again: the pending RX cause fires once EIMS has it.
         let _ = r.write(regs::VTEIAC, 0x7);
         let _ = r.write(regs::VTEIAM, 0x7);
-        assert_eq!(r.write(regs::VTEIMS, 0x7), Some(Fire(0b010)));
+        assert_eq!(r.write(regs::VTEIMS, 0x7), Some(Fire::from_bits(0b010)));
         assert_eq!(r.eicr, 0);
         // A second EIMS write with nothing pending fires nothing.
         assert_eq!(r.write(regs::VTEIMS, 0x2), Some(Fire::NONE));
@@ -251,9 +220,9 @@ mod tests {
     fn eics_fires_enabled_vectors_like_igbvf_watchdog_and_tx_rearm() {
         let mut r = igbvf_configured();
         // watchdog: ew32(EICS, rx_ring->eims_value).
-        assert_eq!(r.write(regs::VTEICS, 0b010), Some(Fire(0b010)));
+        assert_eq!(r.write(regs::VTEICS, 0b010), Some(Fire::from_bits(0b010)));
         // TX ISR, ring not fully cleaned: ew32(EICS, tx eims_value).
-        assert_eq!(r.write(regs::VTEICS, 0b001), Some(Fire(0b001)));
+        assert_eq!(r.write(regs::VTEICS, 0b001), Some(Fire::from_bits(0b001)));
         // Other ISR: ew32(EIMS, eims_other) with nothing pending.
         assert_eq!(r.write(regs::VTEIMS, 0b100), Some(Fire::NONE));
     }

@@ -2,7 +2,7 @@
 //! the guest's ring (spec §2.8): advanced one-buffer mode (SRRCTL.DESCTYPE 001) and header
 //! split (010 / 101, as igbvf uses it with a 128-byte header buffer), frames spanning several
 //! descriptors with EOP on the last, write-back of length, DD, EOP, VP + VLAN, and the
-//! checksum status of [`crate::rxcsum`] (verified-good bits only).
+//! checksum status of [`crate::function::rxcsum`] (verified-good bits only).
 //!
 //! Only queue 0 receives (igbvf uses only queue 0; queue 1's registers are storage).
 //!
@@ -14,10 +14,10 @@
 use tracing::{debug, warn};
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
-use crate::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
-use crate::regs::{dctl, q, srrctl, DBAL_MASK, DLEN_MASK};
-use crate::rxcsum;
-use crate::stats::RxDrop;
+use super::regs::{dctl, q, srrctl, DBAL_MASK, DLEN_MASK};
+use crate::function::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
+use crate::function::rxcsum;
+use crate::function::stats::RxDrop;
 
 /// igbvf's header buffer in header-split mode (`rx_ps_hdr_size`).
 pub const IGBVF_HDR_SIZE: usize = 128;

@@ -1,7 +1,7 @@
 //! The TX queues of a VF: their registers (spec §2.5) and the engine that runs when the guest
 //! writes TDT (spec §2.8): advanced context (DTYP 0010) and data (DTYP 0011) descriptors from
 //! TDH up to TDT, a packet gathered across data descriptors until EOP, offloads applied, the
-//! frames handed to the owner's sink, DD written back into every descriptor with RS once its
+//! frames collected for the caller to switch, DD written back into every descriptor with RS once its
 //! packet is consumed, TDH advanced.
 //!
 //! Hostile input is an error on this queue only, counted by [`TxError`]:
@@ -12,20 +12,23 @@
 //! - TDH/TDT beyond TDLEN: the tail write is not acted on;
 //! - the descriptor ring outside guest memory: the queue stops (TXDCTL.ENABLE cleared).
 //!
-//! Shaping: the sink may answer [`TxVerdict::Defer`]; the queue then pauses with that frame
-//! not consumed (TDH stays on its packet) until the owner calls `Vf::tx_resume`. A TSO packet
+//! Shaping: each frame is admitted by the VF's PF ([`PfPort::tx_admit`], the switch's rate
+//! limiter); a frame that must wait pauses the queue with that frame not consumed (TDH stays on
+//! its packet) until the NIC runtime calls `Vf::tx_resume` at the time the shaper named. A TSO packet
 //! paused between segments resumes at the segment that was deferred: no loss, no duplicate.
 
 use bytes::Bytes;
+use eswitch::NextSendAt;
 use tracing::{debug, warn};
 use vm_memory::{Bytes as _, GuestAddress, GuestMemory};
 
-use crate::desc::{
+use super::regs::{dctl, q, DBAL_MASK, DLEN_MASK};
+use crate::function::desc::{
     tx_bits, DescBytes, TxContext, TxDataDesc, TxDesc, TxOffloads, DESC_LEN, TX_STATUS_OFFSET,
 };
-use crate::offload;
-use crate::regs::{dctl, q, DBAL_MASK, DLEN_MASK};
-use crate::stats::{Counters, TxError};
+use crate::function::offload;
+use crate::function::stats::{Counters, TxError};
+use crate::seams::PfPort;
 
 /// Largest packet (all data descriptors of one packet) the engine gathers: 64 KiB, the TSO
 /// limit of the 82576 and more than any igbvf skb.
@@ -37,20 +40,6 @@ pub const MAX_DESC_PER_PACKET: u32 = 64;
 pub const MIN_TX_FRAME: usize = 60;
 /// Context slots per queue (IDX is masked to this).
 pub const CONTEXT_SLOTS: usize = 2;
-
-/// What the owner's sink did with a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TxVerdict {
-    /// Taken (delivered, dropped by policy, or queued: the VF's part is done).
-    Sent,
-    /// Not taken: the rate limiter wants the queue paused until `until_ns`; the owner calls
-    /// `Vf::tx_resume` then.
-    Defer { until_ns: u64 },
-}
-
-/// The frame sink: called once per frame (one per segment for TSO), on the thread that
-/// wrote TDT, with no VF lock held.
-pub type TxSink = dyn FnMut(Bytes) -> TxVerdict + Send;
 
 /// The offload request of one packet: its first data descriptor's offload bits and the context
 /// of the slot it names.
@@ -67,46 +56,22 @@ impl TxRequest {
     }
 }
 
-/// Why an offload engine refused a packet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OffloadFailure(pub String);
-
-/// The seam to the TX offload code (checksums, TSO/USO, VLAN insertion). Must be
-/// deterministic: a paused TSO packet is segmented again on resume.
-pub trait TxOffload: Send + Sync {
-    fn apply(
-        &self,
-        frame: &[u8],
-        req: &TxRequest,
-        out: &mut dyn FnMut(Bytes),
-    ) -> Result<(), OffloadFailure>;
+/// Who the engine works for: the VF's PF (the shaper's admission of each frame), the VF's
+/// counters, and where admitted frames go.
+pub(crate) struct TxEnv<'a> {
+    pub pf: &'a dyn PfPort,
+    pub vf: u16,
+    pub counters: &'a mut Counters,
+    pub out: &'a mut Vec<Bytes>,
 }
 
-/// The 82576 offload engine of [`crate::offload`] (VLAN insertion, IPv4/L4 checksums, TCP
-/// and UDP segmentation) behind the [`TxOffload`] seam; the default of every VF.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct HwOffload;
-
-impl TxOffload for HwOffload {
-    fn apply(
-        &self,
-        frame: &[u8],
-        req: &TxRequest,
-        out: &mut dyn FnMut(Bytes),
-    ) -> Result<(), OffloadFailure> {
-        offload::apply(frame, &req.ctx, &req.offloads, out)
-            .map(|_| ())
-            .map_err(|e| OffloadFailure(e.to_string()))
-    }
-}
-
-/// A pause requested by the sink.
+/// A pause the shaper asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxPause {
     pub until_ns: u64,
     /// TDH of the paused packet.
     tdh: u32,
-    /// Frames of that packet already taken by the sink.
+    /// Frames of that packet already admitted.
     frames_done: usize,
 }
 
@@ -232,12 +197,10 @@ impl TxRing {
     pub(crate) fn run<M: GuestMemory>(
         &mut self,
         mem: &M,
-        offload: &dyn TxOffload,
-        sink: &mut TxSink,
-        counters: &Counters,
-        vf: u16,
+        env: &mut TxEnv<'_>,
         resume: bool,
     ) -> TxRun {
+        let vf = env.vf;
         let mut run = TxRun::default();
         if let Some(p) = self.pause {
             if !resume {
@@ -257,7 +220,7 @@ impl TxRing {
                 tdt = self.tdt,
                 "TX ring registers out of range; tail write ignored"
             );
-            counters.tx_error(TxError::BadRing);
+            env.counters.tx_error(TxError::BadRing);
             self.pause = None;
             return run;
         }
@@ -266,7 +229,7 @@ impl TxRing {
                 Some(p) if p.tdh == self.tdh => p.frames_done,
                 _ => 0,
             };
-            match self.one_packet(mem, offload, sink, counters, vf, frames_done) {
+            match self.one_packet(mem, env, frames_done) {
                 Step::Consumed { wrote_back } => run.wrote_back |= wrote_back,
                 Step::Incomplete => break,
                 Step::Stopped => break,
@@ -295,12 +258,10 @@ impl TxRing {
     fn one_packet<M: GuestMemory>(
         &mut self,
         mem: &M,
-        offload: &dyn TxOffload,
-        sink: &mut TxSink,
-        counters: &Counters,
-        vf: u16,
+        env: &mut TxEnv<'_>,
         frames_done: usize,
     ) -> Step {
+        let vf = env.vf;
         let n = self.len();
         // Scan for EOP without consuming anything.
         let mut descs: Vec<(u32, TxDesc)> = Vec::new();
@@ -312,8 +273,8 @@ impl TxRing {
                 return Step::Incomplete;
             }
             let Some(d) = self.read_desc(mem, i, vf) else {
-                counters.tx_error(TxError::RingDma);
-                Counters::add(&counters.dma_errors, 1);
+                env.counters.tx_error(TxError::RingDma);
+                env.counters.dma_errors += 1;
                 return Step::Stopped;
             };
             descs.push((i, d));
@@ -354,7 +315,7 @@ impl TxRing {
                             .read_slice(&mut data[at..], GuestAddress(dd.addr))
                             .is_err()
                         {
-                            Counters::add(&counters.dma_errors, 1);
+                            env.counters.dma_errors += 1;
                             error = Some(TxError::BufferDma);
                         }
                     }
@@ -371,8 +332,10 @@ impl TxRing {
                 };
                 let mut frames: Vec<Bytes> = Vec::new();
                 if req.needs_offload() {
-                    if let Err(e) = offload.apply(&data, &req, &mut |f| frames.push(f)) {
-                        debug!(vf, reason = %e.0, "TX offload refused the packet");
+                    if let Err(e) =
+                        offload::apply(&data, &req.ctx, &req.offloads, &mut |f| frames.push(f))
+                    {
+                        debug!(vf, reason = %e, "TX offload refused the packet");
                         error = Some(TxError::Offload);
                         frames.clear();
                     }
@@ -382,13 +345,14 @@ impl TxRing {
                 for (k, f) in frames.into_iter().enumerate().skip(frames_done) {
                     let f = pad_short(f);
                     let len = f.len() as u64;
-                    match sink(f) {
-                        TxVerdict::Sent => {
-                            Counters::add(&counters.tx_packets, 1);
-                            Counters::add(&counters.tx_bytes, len);
+                    match env.pf.tx_admit(vf, f.len()) {
+                        Ok(()) => {
+                            env.counters.tx_packets += 1;
+                            env.counters.tx_bytes += len;
+                            env.out.push(f);
                         }
-                        TxVerdict::Defer { until_ns } => {
-                            Counters::add(&counters.tx_deferred, 1);
+                        Err(NextSendAt(until_ns)) => {
+                            env.counters.tx_deferred += 1;
                             return Step::Paused(TxPause {
                                 until_ns,
                                 tdh: self.tdh,
@@ -401,7 +365,7 @@ impl TxRing {
         }
         if let Some(e) = error {
             debug!(vf, reason = e.name(), tdh = self.tdh, "TX packet dropped");
-            counters.tx_error(e);
+            env.counters.tx_error(e);
         }
 
         // Consumed: write DD where RS is set, then move TDH past the packet.
@@ -417,7 +381,7 @@ impl TxRing {
                     if ok {
                         wrote_back = true;
                     } else {
-                        Counters::add(&counters.dma_errors, 1);
+                        env.counters.dma_errors += 1;
                     }
                 }
             }

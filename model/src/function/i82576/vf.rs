@@ -1,39 +1,12 @@
-//! One 82576 VF as a PCI function: config space, BAR0 registers (spec §3.2), BAR3 (MSI-X
-//! table store and PBA), the RX/TX engines, interrupts and reset — the surface the vfio-user
-//! adapter delegates `PciFunction` to.
+//! One 82576 VF as a PCI function: config space, BAR0 registers (82576 datasheet 8.27, the VF
+//! register set; Linux igbvf `regs.h`), BAR3 (the MSI-X table store), the RX/TX engines,
+//! interrupts and reset.
 //!
-//! # Threads and locks
-//! A [`Vf`] lives on its vfio-user connection thread (`&mut self`): config space, the BAR0
-//! dispatch, the TX queues and the TX engine. What other threads need to deliver frames into
-//! this VF is in [`VfShared`] (an `Arc`): the RX queues (`Mutex`), the interrupt registers
-//! (`Mutex`), the guest memory and interrupt sink (`RwLock`s, only cloned out), bus-master
-//! and link state (atomics) and the counters (atomics).
-//!
-//! Lock order: `rx` → `intr`; `mem` and `irq` are leaves (read, cloned, released). A VF's
-//! TX engine holds no lock of its own (its state is `&mut`), so its sink may lock another
-//! VF's `rx` (through [`VfShared::receive`]); nothing ever takes a TX path while holding an
-//! `rx` or `intr` lock, and no VF lock is held while the TX sink (the switch) runs, nor while
-//! the [`IrqSink`] or [`PfPort`] is called.
-//!
-//! # Wiring (the vfio-user adapter in `src/` and the NIC owner)
-//! - `PciFunction::info` from [`Vf::info`] (BAR0 and BAR3 16 KiB, read/write; 3 MSI-X
-//!   vectors); `config_read` / `config_write` / `region_read` / `region_write` / `reset` /
-//!   `detach` delegate one to one ([`AccessError::BadAccess`] → `RegionError::BadAccess`,
-//!   [`AccessError::NoSuchRegion`] → `RegionError::Invalid`).
-//! - `attach(ctx)`: `vf.attach(ctx.dma.memory(), sink)` where `sink` is an [`IrqSink`] whose
-//!   `fire(v)` signals MSI-X vector `v` through `ctx.irqs`. Only the memfd-mapped part of the
-//!   client's memory is reachable; a descriptor or buffer elsewhere is a counted DMA error.
-//! - TX: [`Vf::set_tx_sink`] with a closure that runs the switch for the VF's port and hands
-//!   each delivery to the destination's [`VfShared::receive`] (no switch lock held while doing
-//!   so), keeping a bounded per-destination backlog on [`RxDrop::RingFull`]
-//!   ([`VfShared::count_backlog_drop`] when it overflows). A shaper that says "not yet"
-//!   answers [`TxVerdict::Defer`]; the owner then calls [`Vf::tx_resume`] on the connection
-//!   thread once the deadline has passed.
-//! - RX backlog: [`Vf::set_rx_posted_hook`] is called after every RDT write; retry that VF's
-//!   backlog from it.
-//! - Mailbox: the owner implements [`PfPort`] over its PF side (`crate::pf`); when the PF agent
-//!   writes to a VF's mailbox on its own (a ping), it calls [`VfShared::mailbox_interrupt`].
-//! - Link: [`VfShared::set_link`] follows the switch port's link state (default: up, 1000 FD).
+//! Plain single-threaded state: the NIC runtime owns each [`Vf`] behind its lock, calls it with
+//! `&mut self`, and carries out the [`Effects`] it answers with (MSI-X vectors to signal,
+//! transmitted frames to switch, posted RX buffers) after releasing that lock. What the VF
+//! reaches of its PF (mailbox registers, the shaper) goes through the [`PfPort`] it was built
+//! with.
 //!
 //! # Access sizes
 //! BAR0 registers are 32-bit. 4-byte aligned accesses are the norm; an 8-byte aligned access
@@ -41,56 +14,39 @@
 //! containing dword (with that dword's read side effects); narrower writes and unaligned
 //! accesses are refused with [`AccessError::BadAccess`] and counted. Nothing panics.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
-use crate::config::{pf_config_space, vf_config_space};
-use crate::intr::{Cause, Fire, IntrRegs, IrqSink};
-use crate::regs::{self, ctrl, status};
-use crate::rx::{write_frame, RxOutcome, RxRing};
-use crate::stats::{AccessError, Counters, RxDrop, VfStats};
-use crate::tx::{HwOffload, TxOffload, TxRing, TxRun, TxSink, TxVerdict};
+use super::config::{pf_config_space, vf_config_space};
+use super::intr::{Cause, IntrRegs};
+use super::regs::{self, ctrl, status};
+use super::rx::{write_frame, RxOutcome, RxRing};
+use super::tx::{TxEnv, TxRing, TxRun};
+use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
+use crate::function::{Effects, Fire};
+use crate::seams::{MailboxIrq, PfPort};
 use pcie::{BuildError, ConfigSpace};
 
 /// Guest memory as the vfio-user server hands it out.
 pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
 
-// The PF side decides whether a mailbox access interrupts the VF (coordinator: the type moved
-// to `pf.rs`, which owns the PF agent and the mailboxes).
-pub use crate::pf::MailboxIrq;
-
-/// The PF side of the VF's mailbox, implemented by the owner (who holds the
-/// `mailbox::VfMailbox`es and the `mailbox::PfAgent`; see `mailbox`'s crate docs for the
-/// wiring). Called on the VF's connection thread with no VF lock held.
-pub trait PfPort: Send + Sync {
-    /// V2PMAILBOX read (read-to-clear bits are the mailbox's business).
-    fn read_v2p(&self, vf: u16) -> u32;
-    /// V2PMAILBOX write; service the PF agent if the write posted something.
-    fn write_v2p(&self, vf: u16, value: u32) -> MailboxIrq;
-    fn read_vmbmem(&self, vf: u16, word: usize) -> u32;
-    fn write_vmbmem(&self, vf: u16, word: usize, value: u32);
-    /// VTCTRL.RST, FLR or device reset of the VF: `VfMailbox::vf_reset` + service.
-    fn vf_reset(&self, vf: u16) -> MailboxIrq;
-}
-
 /// The link as VTSTATUS reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkState {
+pub struct LinkStatus {
     pub up: bool,
     pub speed_mbps: u32,
     pub full_duplex: bool,
 }
 
-impl LinkState {
-    pub const UP_1000_FD: LinkState = LinkState {
+impl LinkStatus {
+    pub const UP_1000_FD: LinkStatus = LinkStatus {
         up: true,
         speed_mbps: 1000,
         full_duplex: true,
     };
-    pub const DOWN: LinkState = LinkState {
+    pub const DOWN: LinkStatus = LinkStatus {
         up: false,
         speed_mbps: 0,
         full_duplex: false,
@@ -144,191 +100,8 @@ pub struct VfInfo {
     pub msix_vectors: u16,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The part of a VF other threads use: the RX entry point for the switch, the PF agent's
-/// mailbox interrupt, the link, the counters.
-pub struct VfShared {
-    id: u16,
-    rx: Mutex<[RxRing; regs::QUEUES]>,
-    intr: Mutex<IntrRegs>,
-    irq: RwLock<Option<Arc<dyn IrqSink>>>,
-    mem: RwLock<Option<GuestMem>>,
-    bus_master: AtomicBool,
-    /// Report verified checksums in the RX write-back (default on).
-    rx_checksum: AtomicBool,
-    status: AtomicU32,
-    pub(crate) counters: Counters,
-}
-
-impl std::fmt::Debug for VfShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VfShared")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl VfShared {
-    fn new(id: u16) -> VfShared {
-        VfShared {
-            id,
-            rx: Mutex::new([RxRing::reset_value(0), RxRing::reset_value(1)]),
-            intr: Mutex::new(IntrRegs::default()),
-            irq: RwLock::new(None),
-            mem: RwLock::new(None),
-            bus_master: AtomicBool::new(false),
-            rx_checksum: AtomicBool::new(true),
-            status: AtomicU32::new(LinkState::UP_1000_FD.status_bits()),
-            counters: Counters::default(),
-        }
-    }
-
-    /// The VF index (the pool).
-    pub fn id(&self) -> u16 {
-        self.id
-    }
-
-    /// Writes `frame` into the next free descriptors of RX queue 0 and raises the RX cause.
-    /// `stripped_tci` is the VLAN tag the switch stripped (written back with VP).
-    /// `Err(RxDrop::RingFull)` leaves everything unchanged: the caller may keep the frame in
-    /// a bounded backlog and retry when the VF reports posted buffers.
-    pub fn receive(&self, frame: &[u8], stripped_tci: Option<u16>) -> Result<(), RxDrop> {
-        let r = self.receive_inner(frame, stripped_tci);
-        if let Err(reason) = r {
-            self.counters.rx_drop(reason);
-        }
-        r
-    }
-
-    fn receive_inner(&self, frame: &[u8], stripped_tci: Option<u16>) -> Result<(), RxDrop> {
-        let Some(mem) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
-            return Err(RxDrop::NotAttached);
-        };
-        if !self.bus_master.load(Ordering::Acquire) {
-            return Err(RxDrop::BusMasterOff);
-        }
-        let outcome = {
-            let mut rx = lock(&self.rx);
-            let ring = &mut rx[0];
-            if !ring.enabled() {
-                ring.rqdpc = ring.rqdpc.wrapping_add(1);
-                return Err(RxDrop::QueueDisabled);
-            }
-            let guard = mem.memory();
-            let checksum = self.rx_checksum.load(Ordering::Relaxed);
-            let o = write_frame(ring, &*guard, frame, stripped_tci, checksum, self.id);
-            if let RxOutcome::Dropped(r) = &o {
-                if !matches!(r, RxDrop::RingFull | RxDrop::BufferDma) {
-                    ring.rqdpc = ring.rqdpc.wrapping_add(1);
-                }
-            }
-            o
-        };
-        match outcome {
-            RxOutcome::Delivered { .. } => {
-                let c = &self.counters;
-                Counters::add(&c.rx_packets, 1);
-                Counters::add(&c.rx_bytes, frame.len() as u64);
-                if frame.first().is_some_and(|b| b & 1 != 0) && frame.get(..6) != Some(&[0xFF; 6]) {
-                    Counters::add(&c.rx_multicast, 1);
-                }
-                self.raise(Cause::Rx(0));
-                Ok(())
-            }
-            RxOutcome::Dropped(RxDrop::BufferDma) => {
-                Counters::add(&self.counters.dma_errors, 1);
-                // The descriptors were completed (with RXE): tell the driver.
-                self.raise(Cause::Rx(0));
-                Err(RxDrop::BufferDma)
-            }
-            RxOutcome::Dropped(r) => {
-                if r == RxDrop::RingDma {
-                    Counters::add(&self.counters.dma_errors, 1);
-                }
-                Err(r)
-            }
-        }
-    }
-
-    /// Free RX descriptors on queue 0 (for the owner's backlog draining).
-    pub fn rx_free_descriptors(&self) -> u32 {
-        let rx = lock(&self.rx);
-        if rx[0].enabled() {
-            rx[0].free_descriptors()
-        } else {
-            0
-        }
-    }
-
-    /// The owner dropped a frame for this VF because its backlog was full.
-    pub fn count_backlog_drop(&self) {
-        self.counters.rx_drop(RxDrop::BacklogOverflow);
-        let mut rx = lock(&self.rx);
-        rx[0].rqdpc = rx[0].rqdpc.wrapping_add(1);
-    }
-
-    /// Raise the mailbox cause (the PF agent wrote STS/ACK, e.g. a ping): fires the
-    /// VTIVAR_MISC vector if enabled. Any thread.
-    pub fn mailbox_interrupt(&self) {
-        self.raise(Cause::Mailbox);
-    }
-
-    /// Whether RX write-backs carry the checksum status of verified-good IPv4 headers and
-    /// TCP/UDP checksums (IPCS, L4CS, UDPCS; default on). Off: the bits stay clear and the
-    /// guest verifies everything itself.
-    pub fn set_rx_checksum(&self, on: bool) {
-        self.rx_checksum.store(on, Ordering::Relaxed);
-    }
-
-    /// Set the link VTSTATUS reports.
-    pub fn set_link(&self, link: LinkState) {
-        self.status.store(link.status_bits(), Ordering::Release);
-    }
-
-    pub fn link_status(&self) -> u32 {
-        self.status.load(Ordering::Acquire)
-    }
-
-    pub fn stats(&self) -> VfStats {
-        self.counters.snapshot()
-    }
-
-    /// Whether the VF may DMA (its Bus Master Enable).
-    pub fn bus_master(&self) -> bool {
-        self.bus_master.load(Ordering::Acquire)
-    }
-
-    fn raise(&self, cause: Cause) {
-        let fire = lock(&self.intr).raise(cause);
-        self.deliver(fire);
-    }
-
-    fn deliver(&self, fire: Fire) {
-        if fire.is_empty() {
-            return;
-        }
-        let sink = self.irq.read().unwrap_or_else(|e| e.into_inner()).clone();
-        for v in fire.vectors() {
-            match &sink {
-                Some(s) => {
-                    s.fire(v);
-                    Counters::add(&self.counters.irqs_fired, 1);
-                }
-                None => Counters::add(&self.counters.irqs_lost, 1),
-            }
-        }
-    }
-
-    fn memory(&self) -> Option<GuestMem> {
-        self.mem.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
 /// Guest-visible VF statistics are the counters minus their value at the last function
-/// reset (free-running between resets; VTCTRL.RST does not clear them, spec §2.7).
+/// reset (free-running between resets; VTCTRL.RST does not clear them: 82576 datasheet 8.27).
 #[derive(Clone, Copy, Debug, Default)]
 struct StatsBase {
     gprc: u64,
@@ -338,27 +111,38 @@ struct StatsBase {
     mprc: u64,
 }
 
-/// Called after the guest posts RX buffers (an RDT write), with the VF index and no lock
-/// held: the owner retries its backlog for this VF.
-pub type RxPostedHook = dyn Fn(u16) + Send + Sync;
+const MSIX_TABLE_BYTES: usize = (regs::VF_VECTORS as usize) * regs::MSIX_TABLE_ENTRY as usize;
 
 /// One VF function.
 pub struct Vf {
-    shared: Arc<VfShared>,
+    id: u16,
     cfg: ConfigSpace,
     pf: Arc<dyn PfPort>,
+    mem: Option<GuestMem>,
+    rx: [RxRing; regs::QUEUES],
     tx: [TxRing; regs::QUEUES],
-    sink: Box<TxSink>,
-    offload: Arc<dyn TxOffload>,
-    rx_posted: Option<Arc<RxPostedHook>>,
-    msix_table: [u8; (regs::VF_VECTORS as usize) * regs::MSIX_TABLE_ENTRY as usize],
+    intr: IntrRegs,
+    /// VTSTATUS.
+    status: u32,
+    /// Report verified checksums in the RX write-back (default on).
+    rx_checksum: bool,
+    msix_table: [u8; MSIX_TABLE_BYTES],
     pbacl: u32,
     psrtype: u32,
     stats_base: StatsBase,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Vf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vf")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Vf {
-    /// VF `id` with the 82576 VF config space (spec §1.4), mailbox through `pf`.
+    /// VF `id` with the 82576 VF config space, reaching its PF through `pf`.
     pub fn new(id: u16, pf: Arc<dyn PfPort>) -> Result<Vf, BuildError> {
         let cfg = vf_config_space(&pf_config_space()?)?;
         Ok(Vf::with_config(id, cfg, pf))
@@ -366,27 +150,26 @@ impl Vf {
 
     /// VF `id` with a config space built by the caller.
     pub fn with_config(id: u16, cfg: ConfigSpace, pf: Arc<dyn PfPort>) -> Vf {
-        let shared = Arc::new(VfShared::new(id));
-        shared
-            .bus_master
-            .store(cfg.bus_master_enabled(), Ordering::Release);
         Vf {
-            shared,
+            id,
             cfg,
             pf,
+            mem: None,
+            rx: [RxRing::reset_value(0), RxRing::reset_value(1)],
             tx: [TxRing::reset_value(0), TxRing::reset_value(1)],
-            sink: Box::new(|_| TxVerdict::Sent),
-            offload: Arc::new(HwOffload),
-            rx_posted: None,
-            msix_table: [0; (regs::VF_VECTORS as usize) * regs::MSIX_TABLE_ENTRY as usize],
+            intr: IntrRegs::default(),
+            status: LinkStatus::UP_1000_FD.status_bits(),
+            rx_checksum: true,
+            msix_table: [0; MSIX_TABLE_BYTES],
             pbacl: 0,
             psrtype: 0,
             stats_base: StatsBase::default(),
+            counters: Counters::default(),
         }
     }
 
     pub fn id(&self) -> u16 {
-        self.shared.id
+        self.id
     }
 
     pub fn info(&self) -> VfInfo {
@@ -399,31 +182,16 @@ impl Vf {
         }
     }
 
-    /// The handle other threads use (the switch's RX delivery, the PF agent's pings).
-    pub fn shared(&self) -> Arc<VfShared> {
-        self.shared.clone()
-    }
-
-    /// Where transmitted frames go (default: discarded). Runs on the thread that wrote TDT.
-    pub fn set_tx_sink(&mut self, sink: Box<TxSink>) {
-        self.sink = sink;
-    }
-
-    /// The TX offload engine (default: [`HwOffload`], the 82576 engine of `crate::offload`).
-    pub fn set_offload(&mut self, offload: Arc<dyn TxOffload>) {
-        self.offload = offload;
-    }
-
-    /// Called after every RDT write (buffers posted).
-    pub fn set_rx_posted_hook(&mut self, hook: Arc<RxPostedHook>) {
-        self.rx_posted = Some(hook);
-    }
-
     pub fn config(&self) -> &ConfigSpace {
         &self.cfg
     }
 
-    // ----- PciFunction surface -----
+    /// Whether the VF may DMA (its Bus Master Enable).
+    pub fn bus_master(&self) -> bool {
+        self.cfg.bus_master_enabled()
+    }
+
+    // ----- the bus: config space, regions, reset, the client's memory -----
 
     pub fn config_read(&mut self, offset: u64, data: &mut [u8]) {
         match usize::try_from(offset) {
@@ -432,19 +200,17 @@ impl Vf {
         }
     }
 
-    pub fn config_write(&mut self, offset: u64, data: &[u8]) {
+    pub fn config_write(&mut self, offset: u64, data: &[u8]) -> Effects {
         let Ok(o) = usize::try_from(offset) else {
-            return;
+            return Effects::default();
         };
         let events = self.cfg.write(o, data);
-        self.shared
-            .bus_master
-            .store(self.cfg.bus_master_enabled(), Ordering::Release);
         if events.iter().any(|e| matches!(e, pcie::ConfigEvent::Flr)) {
-            info!(vf = self.id(), "function level reset");
-            Counters::add(&self.shared.counters.flrs, 1);
-            self.function_reset();
+            info!(vf = self.id, "function level reset");
+            self.counters.flrs += 1;
+            return Effects::fire(self.function_reset());
         }
+        Effects::default()
     }
 
     pub fn region_read(
@@ -463,7 +229,7 @@ impl Vf {
         };
         if r.is_err() {
             data.fill(0);
-            Counters::add(&self.shared.counters.bad_accesses, 1);
+            self.counters.bad_accesses += 1;
         }
         r
     }
@@ -473,53 +239,53 @@ impl Vf {
         index: u32,
         offset: u64,
         data: &[u8],
-    ) -> Result<(), AccessError> {
+    ) -> Result<Effects, AccessError> {
         let r = match index {
             0 => self.bar0_write(offset, data),
             3 => {
                 self.bar3_write(offset, data);
-                Ok(())
+                Ok(Effects::default())
             }
             _ => Err(AccessError::NoSuchRegion),
         };
         if r.is_err() {
-            Counters::add(&self.shared.counters.bad_accesses, 1);
+            self.counters.bad_accesses += 1;
         }
         r
     }
 
     /// DEVICE_RESET, or after the client disconnected: config space, queues, interrupts and
     /// guest-visible statistics back to reset values; the mailbox sees a VF reset.
-    pub fn reset(&mut self) {
-        self.function_reset();
+    pub fn reset(&mut self) -> Effects {
+        Effects::fire(self.function_reset())
     }
 
-    /// A client connected: its memory and interrupt sink.
-    pub fn attach(&mut self, mem: GuestMem, irq: Arc<dyn IrqSink>) {
-        *self.shared.mem.write().unwrap_or_else(|e| e.into_inner()) = Some(mem);
-        *self.shared.irq.write().unwrap_or_else(|e| e.into_inner()) = Some(irq);
+    /// A client connected: its memory.
+    pub fn attach(&mut self, mem: GuestMem) {
+        self.mem = Some(mem);
     }
 
-    /// The client went away: no more DMA or interrupts.
+    /// The client went away: no more DMA; paused queues forget their pause.
     pub fn detach(&mut self) {
-        *self.shared.mem.write().unwrap_or_else(|e| e.into_inner()) = None;
-        *self.shared.irq.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.mem = None;
         for t in &mut self.tx {
             t.clear_pause();
         }
     }
 
-    /// Resume TX queues paused by a [`TxVerdict::Defer`] (the owner's deadline passed).
-    pub fn tx_resume(&mut self) -> TxRun {
-        let mut all = TxRun::default();
+    pub fn attached(&self) -> bool {
+        self.mem.is_some()
+    }
+
+    // ----- the datapath -----
+
+    /// Resumes TX queues the shaper paused (their time has come).
+    pub fn tx_resume(&mut self) -> Effects {
+        let mut all = Effects::default();
         for q in 0..regs::QUEUES {
             if self.tx[q].pause().is_some() {
-                let r = self.run_tx(q, true);
-                all.wrote_back |= r.wrote_back;
-                all.paused_until = match (all.paused_until, r.paused_until) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let (_, effects) = self.run_tx(q, true);
+                all.merge(effects);
             }
         }
         all
@@ -534,27 +300,134 @@ impl Vf {
             .min()
     }
 
+    /// Writes `frame` into the next free descriptors of RX queue 0 and raises the RX cause.
+    /// `stripped_tci` is the VLAN tag the switch stripped (written back with VP). Returns what
+    /// became of the frame and the vectors to signal: a frame dropped for a buffer outside
+    /// guest memory still completed its descriptors (with RXE), and the driver is told.
+    /// `Err(RxDrop::RingFull)` leaves everything unchanged and counts nothing: the caller keeps
+    /// the frame in a bounded backlog and retries when the VF reports posted buffers. Every
+    /// other refusal is a drop, counted here.
+    pub fn receive(
+        &mut self,
+        frame: &[u8],
+        stripped_tci: Option<u16>,
+    ) -> (Result<(), RxDrop>, Fire) {
+        let (result, fire) = self.receive_inner(frame, stripped_tci);
+        match result {
+            // Not a drop: the caller keeps the frame (the runtime's backlog).
+            Err(RxDrop::RingFull) | Ok(()) => {}
+            Err(reason) => self.counters.rx_drop(reason),
+        }
+        (result, fire)
+    }
+
+    fn receive_inner(
+        &mut self,
+        frame: &[u8],
+        stripped_tci: Option<u16>,
+    ) -> (Result<(), RxDrop>, Fire) {
+        let Some(mem) = self.mem.clone() else {
+            return (Err(RxDrop::NotAttached), Fire::NONE);
+        };
+        if !self.bus_master() {
+            return (Err(RxDrop::BusMasterOff), Fire::NONE);
+        }
+        let ring = &mut self.rx[0];
+        if !ring.enabled() {
+            ring.rqdpc = ring.rqdpc.wrapping_add(1);
+            return (Err(RxDrop::QueueDisabled), Fire::NONE);
+        }
+        let guard = mem.memory();
+        let outcome = write_frame(
+            ring,
+            &*guard,
+            frame,
+            stripped_tci,
+            self.rx_checksum,
+            self.id,
+        );
+        if let RxOutcome::Dropped(r) = &outcome {
+            if !matches!(r, RxDrop::RingFull | RxDrop::BufferDma) {
+                ring.rqdpc = ring.rqdpc.wrapping_add(1);
+            }
+        }
+        match outcome {
+            RxOutcome::Delivered { .. } => {
+                let c = &mut self.counters;
+                c.rx_packets += 1;
+                c.rx_bytes += frame.len() as u64;
+                if frame.first().is_some_and(|b| b & 1 != 0) && frame.get(..6) != Some(&[0xFF; 6]) {
+                    c.rx_multicast += 1;
+                }
+                (Ok(()), self.intr.raise(Cause::Rx(0)))
+            }
+            RxOutcome::Dropped(RxDrop::BufferDma) => {
+                self.counters.dma_errors += 1;
+                (Err(RxDrop::BufferDma), self.intr.raise(Cause::Rx(0)))
+            }
+            RxOutcome::Dropped(r) => {
+                if r == RxDrop::RingDma {
+                    self.counters.dma_errors += 1;
+                }
+                (Err(r), Fire::NONE)
+            }
+        }
+    }
+
+    /// Free RX descriptors on queue 0.
+    pub fn rx_free_descriptors(&self) -> u32 {
+        if self.rx[0].enabled() {
+            self.rx[0].free_descriptors()
+        } else {
+            0
+        }
+    }
+
+    /// The runtime dropped a frame for this VF because its backlog was full.
+    pub fn count_backlog_drop(&mut self) {
+        self.counters.rx_drop(RxDrop::BacklogOverflow);
+        self.rx[0].rqdpc = self.rx[0].rqdpc.wrapping_add(1);
+    }
+
+    /// The PF agent wrote to this VF's mailbox on its own (a ping): the mailbox cause.
+    pub fn mailbox_interrupt(&mut self) -> Fire {
+        self.intr.raise(Cause::Mailbox)
+    }
+
+    /// Whether RX write-backs carry the checksum status of verified-good IPv4 headers and
+    /// TCP/UDP checksums (IPCS, L4CS, UDPCS; default on). Off: the bits stay clear and the
+    /// guest verifies everything itself.
+    pub fn set_rx_checksum(&mut self, on: bool) {
+        self.rx_checksum = on;
+    }
+
+    /// Sets the link VTSTATUS reports.
+    pub fn set_link(&mut self, link: LinkStatus) {
+        self.status = link.status_bits();
+    }
+
+    /// VTSTATUS as the guest reads it.
+    pub fn link_status(&self) -> u32 {
+        self.status
+    }
+
+    /// The VF's counters (interrupt counts are the runtime's: it signals them).
     pub fn stats(&self) -> VfStats {
-        self.shared.stats()
+        self.counters.snapshot()
     }
 
     /// Queue and interrupt state, without side effects.
     pub fn state(&self) -> VfState {
-        let rx = {
-            let rx = lock(&self.shared.rx);
-            let r = &rx[0];
-            RingState {
+        let r = &self.rx[0];
+        let t = &self.tx[0];
+        VfState {
+            rx: RingState {
                 enabled: r.enabled(),
                 base: r.base(),
                 len: r.len(),
                 head: r.rdh,
                 tail: r.rdt,
-            }
-        };
-        let t = &self.tx[0];
-        let intr = lock(&self.shared.intr).clone();
-        VfState {
-            rx,
+            },
             tx: RingState {
                 enabled: t.enabled(),
                 base: t.base(),
@@ -563,63 +436,58 @@ impl Vf {
                 tail: t.tdt,
             },
             tx_paused_until: self.tx_paused_until(),
-            eicr: intr.eicr,
-            eims: intr.eims,
-            ivar: intr.ivar,
-            ivar_misc: intr.ivar_misc,
-            bus_master: self.shared.bus_master(),
-            attached: self.shared.memory().is_some(),
+            eicr: self.intr.eicr,
+            eims: self.intr.eims,
+            ivar: self.intr.ivar,
+            ivar_misc: self.intr.ivar_misc,
+            bus_master: self.bus_master(),
+            attached: self.attached(),
         }
     }
 
     // ----- resets -----
 
-    /// VTCTRL.RST (spec §4.2 step 1): queue enables cleared, interrupt state reset, the PF
-    /// told (VFLRE). Statistics keep running.
-    fn vf_software_reset(&mut self) {
-        info!(vf = self.id(), "VTCTRL.RST");
-        Counters::add(&self.shared.counters.vf_resets, 1);
-        {
-            let mut rx = lock(&self.shared.rx);
-            for r in rx.iter_mut() {
-                r.rxdctl &= !regs::dctl::ENABLE;
-            }
+    /// VTCTRL.RST (82576 datasheet 7.8.2.2; igbvf `e1000_reset_hw_vf`): queue enables cleared,
+    /// interrupt state reset, the PF told (VFLRE). Statistics keep running.
+    fn vf_software_reset(&mut self) -> Fire {
+        info!(vf = self.id, "VTCTRL.RST");
+        self.counters.vf_resets += 1;
+        for r in &mut self.rx {
+            r.rxdctl &= !regs::dctl::ENABLE;
         }
         for t in &mut self.tx {
             t.txdctl &= !regs::dctl::ENABLE;
             t.clear_pause();
         }
-        lock(&self.shared.intr).reset();
-        let irq = self.pf.vf_reset(self.id());
-        self.mailbox_irq(irq);
+        self.intr.reset();
+        let irq = self.pf.vf_reset(self.id);
+        self.mailbox_irq(irq)
     }
 
-    fn function_reset(&mut self) {
+    fn function_reset(&mut self) -> Fire {
         let _ = self.cfg.reset();
-        self.shared
-            .bus_master
-            .store(self.cfg.bus_master_enabled(), Ordering::Release);
-        *lock(&self.shared.rx) = [RxRing::reset_value(0), RxRing::reset_value(1)];
+        self.rx = [RxRing::reset_value(0), RxRing::reset_value(1)];
         self.tx = [TxRing::reset_value(0), TxRing::reset_value(1)];
-        lock(&self.shared.intr).reset();
+        self.intr.reset();
         self.msix_table.fill(0);
         self.pbacl = 0;
         self.psrtype = 0;
-        let s = self.shared.stats();
+        let c = &self.counters;
         self.stats_base = StatsBase {
-            gprc: s.rx_packets,
-            gorc: s.rx_bytes,
-            gptc: s.tx_packets,
-            gotc: s.tx_bytes,
-            mprc: s.rx_multicast,
+            gprc: c.rx_packets,
+            gorc: c.rx_bytes,
+            gptc: c.tx_packets,
+            gotc: c.tx_bytes,
+            mprc: c.rx_multicast,
         };
-        let irq = self.pf.vf_reset(self.id());
-        self.mailbox_irq(irq);
+        let irq = self.pf.vf_reset(self.id);
+        self.mailbox_irq(irq)
     }
 
-    fn mailbox_irq(&self, irq: MailboxIrq) {
-        if irq == MailboxIrq::Raise {
-            self.shared.raise(Cause::Mailbox);
+    fn mailbox_irq(&mut self, irq: MailboxIrq) -> Fire {
+        match irq {
+            MailboxIrq::Raise => self.intr.raise(Cause::Mailbox),
+            MailboxIrq::None => Fire::NONE,
         }
     }
 
@@ -654,7 +522,7 @@ impl Vf {
         Ok(())
     }
 
-    fn bar0_write(&mut self, offset: u64, data: &[u8]) -> Result<(), AccessError> {
+    fn bar0_write(&mut self, offset: u64, data: &[u8]) -> Result<Effects, AccessError> {
         let len = data.len() as u64;
         if offset
             .checked_add(len)
@@ -664,28 +532,28 @@ impl Vf {
         }
         let dword = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         match data.len() {
-            4 if offset.is_multiple_of(4) => self.write_reg(offset, dword(data)),
+            4 if offset.is_multiple_of(4) => Ok(self.write_reg(offset, dword(data))),
             8 if offset.is_multiple_of(8) => {
-                self.write_reg(offset, dword(&data[..4]));
-                self.write_reg(offset + 4, dword(&data[4..]));
+                let mut e = self.write_reg(offset, dword(&data[..4]));
+                e.merge(self.write_reg(offset + 4, dword(&data[4..])));
+                Ok(e)
             }
             _ => {
                 debug!(
-                    vf = self.id(),
+                    vf = self.id,
                     offset, len, "BAR0 write of unsupported size refused"
                 );
-                return Err(AccessError::BadAccess);
+                Err(AccessError::BadAccess)
             }
         }
-        Ok(())
     }
 
     /// A 32-bit BAR0 register read, with its side effects.
     pub fn read_reg(&mut self, offset: u64) -> u32 {
-        let id = self.id();
+        let id = self.id;
         match offset {
             regs::VTCTRL | regs::VTCTRL_ALIAS => 0,
-            regs::VTSTATUS => self.shared.link_status(),
+            regs::VTSTATUS => self.status,
             regs::VTFRTIMER => 0,
             o if (regs::VMBMEM..regs::VMBMEM_END).contains(&o) => {
                 self.pf.read_vmbmem(id, ((o - regs::VMBMEM) / 4) as usize)
@@ -694,12 +562,10 @@ impl Vf {
             regs::PBACL => self.pbacl,
             regs::PSRTYPE => self.psrtype,
             regs::VFGPRC..=regs::VFGOTLBC => self.read_stat(offset),
-            o if (regs::VTEICS..=regs::VTIVAR_MISC).contains(&o) => {
-                lock(&self.shared.intr).read(o).unwrap_or(0)
-            }
+            o if (regs::VTEICS..=regs::VTIVAR_MISC).contains(&o) => self.intr.read(o).unwrap_or(0),
             o if (regs::RX_BASE..regs::RX_BASE + 2 * regs::QUEUE_STRIDE).contains(&o) => {
                 let q = ((o - regs::RX_BASE) / regs::QUEUE_STRIDE) as usize;
-                lock(&self.shared.rx)[q].read(o % regs::QUEUE_STRIDE)
+                self.rx[q].read(o % regs::QUEUE_STRIDE)
             }
             o if (regs::TX_BASE..regs::TX_BASE + 2 * regs::QUEUE_STRIDE).contains(&o) => {
                 let q = ((o - regs::TX_BASE) / regs::QUEUE_STRIDE) as usize;
@@ -710,14 +576,14 @@ impl Vf {
     }
 
     fn read_stat(&self, offset: u64) -> u32 {
-        let s = self.shared.stats();
+        let c = &self.counters;
         let b = self.stats_base;
         let v = match offset {
-            regs::VFGPRC => s.rx_packets.wrapping_sub(b.gprc),
-            regs::VFGORC => s.rx_bytes.wrapping_sub(b.gorc),
-            regs::VFGPTC => s.tx_packets.wrapping_sub(b.gptc),
-            regs::VFGOTC => s.tx_bytes.wrapping_sub(b.gotc),
-            regs::VFMPRC => s.rx_multicast.wrapping_sub(b.mprc),
+            regs::VFGPRC => c.rx_packets.wrapping_sub(b.gprc),
+            regs::VFGORC => c.rx_bytes.wrapping_sub(b.gorc),
+            regs::VFGPTC => c.tx_packets.wrapping_sub(b.gptc),
+            regs::VFGOTC => c.tx_bytes.wrapping_sub(b.gotc),
+            regs::VFMPRC => c.rx_multicast.wrapping_sub(b.mprc),
             // Loopback counters: the switch does not tell the VF which frames looped.
             _ => 0,
         };
@@ -725,82 +591,87 @@ impl Vf {
     }
 
     /// A 32-bit BAR0 register write, with its side effects (TX runs on a TDT write).
-    pub fn write_reg(&mut self, offset: u64, value: u32) {
-        let id = self.id();
+    pub fn write_reg(&mut self, offset: u64, value: u32) -> Effects {
+        let id = self.id;
         match offset {
             regs::VTCTRL | regs::VTCTRL_ALIAS if value & ctrl::RST != 0 => {
-                self.vf_software_reset();
+                Effects::fire(self.vf_software_reset())
             }
             o if (regs::VMBMEM..regs::VMBMEM_END).contains(&o) => {
                 self.pf
                     .write_vmbmem(id, ((o - regs::VMBMEM) / 4) as usize, value);
+                Effects::default()
             }
             regs::V2PMAILBOX => {
                 let irq = self.pf.write_v2p(id, value);
-                self.mailbox_irq(irq);
+                Effects::fire(self.mailbox_irq(irq))
             }
-            regs::PBACL => self.pbacl = value & regs::VECTOR_MASK,
-            regs::PSRTYPE => self.psrtype = value,
+            regs::PBACL => {
+                self.pbacl = value & regs::VECTOR_MASK;
+                Effects::default()
+            }
+            regs::PSRTYPE => {
+                self.psrtype = value;
+                Effects::default()
+            }
             o if (regs::VTEICS..=regs::VTIVAR_MISC).contains(&o) => {
-                let fire = lock(&self.shared.intr)
-                    .write(o, value)
-                    .unwrap_or(Fire::NONE);
-                self.shared.deliver(fire);
+                Effects::fire(self.intr.write(o, value).unwrap_or(Fire::NONE))
             }
             o if (regs::RX_BASE..regs::RX_BASE + 2 * regs::QUEUE_STRIDE).contains(&o) => {
                 let q = ((o - regs::RX_BASE) / regs::QUEUE_STRIDE) as usize;
-                let posted = lock(&self.shared.rx)[q].write(o % regs::QUEUE_STRIDE, value);
-                if posted {
-                    if let Some(hook) = &self.rx_posted {
-                        hook(id);
-                    }
+                let posted = self.rx[q].write(o % regs::QUEUE_STRIDE, value);
+                Effects {
+                    rx_posted: posted,
+                    ..Effects::default()
                 }
             }
             o if (regs::TX_BASE..regs::TX_BASE + 2 * regs::QUEUE_STRIDE).contains(&o) => {
                 let q = ((o - regs::TX_BASE) / regs::QUEUE_STRIDE) as usize;
                 if self.tx[q].write(o % regs::QUEUE_STRIDE, value) {
-                    let _ = self.run_tx(q, false);
+                    self.run_tx(q, false).1
+                } else {
+                    Effects::default()
                 }
             }
-            _ => {}
+            _ => Effects::default(),
         }
     }
 
-    fn run_tx(&mut self, q: usize, resume: bool) -> TxRun {
-        let ring = &mut self.tx[q];
-        if !ring.enabled() {
-            return TxRun::default();
+    fn run_tx(&mut self, q: usize, resume: bool) -> (TxRun, Effects) {
+        let mut effects = Effects::default();
+        if !self.tx[q].enabled() {
+            return (TxRun::default(), effects);
         }
-        if !self.shared.bus_master() {
+        if !self.bus_master() {
             debug!(
-                vf = self.shared.id,
+                vf = self.id,
                 queue = q,
                 "TX with bus mastering off: not fetched"
             );
-            return TxRun::default();
+            return (TxRun::default(), effects);
         }
-        let Some(mem) = self.shared.memory() else {
-            return TxRun::default();
+        let Some(mem) = self.mem.clone() else {
+            return (TxRun::default(), effects);
         };
         let guard = mem.memory();
-        let run = ring.run(
-            &*guard,
-            &*self.offload,
-            &mut *self.sink,
-            &self.shared.counters,
-            self.shared.id,
-            resume,
-        );
+        let mut env = TxEnv {
+            pf: &*self.pf,
+            vf: self.id,
+            counters: &mut self.counters,
+            out: &mut effects.frames,
+        };
+        let ring = &mut self.tx[q];
+        let run = ring.run(&*guard, &mut env, resume);
         if !ring.enabled() {
-            warn!(vf = self.shared.id, queue = q, "TX queue stopped");
+            warn!(vf = self.id, queue = q, "TX queue stopped");
         }
         if run.wrote_back {
-            self.shared.raise(Cause::Tx(q as u8));
+            effects.fire = self.intr.raise(Cause::Tx(q as u8));
         }
-        run
+        (run, effects)
     }
 
-    // ----- BAR3 -----
+    // ----- BAR3: the MSI-X table store -----
 
     fn bar3_read(&mut self, offset: u64, data: &mut [u8]) {
         for (i, b) in data.iter_mut().enumerate() {
@@ -832,22 +703,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_function_moves_to_its_connection_thread_and_the_shared_part_is_sync() {
+    fn the_function_moves_between_threads() {
         fn send<T: Send>() {}
-        fn send_sync<T: Send + Sync>() {}
         send::<Vf>();
-        send_sync::<VfShared>();
-        send_sync::<Arc<VfShared>>();
     }
 
     #[test]
-    fn link_state_maps_to_vtstatus_bits() {
-        assert_eq!(LinkState::DOWN.status_bits(), 0);
+    fn link_status_maps_to_vtstatus_bits() {
+        assert_eq!(LinkStatus::DOWN.status_bits(), 0);
         assert_eq!(
-            LinkState::UP_1000_FD.status_bits(),
+            LinkStatus::UP_1000_FD.status_bits(),
             status::LU | status::FD | status::SPEED_1000
         );
-        let half_100 = LinkState {
+        let half_100 = LinkStatus {
             up: true,
             speed_mbps: 100,
             full_duplex: false,

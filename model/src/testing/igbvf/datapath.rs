@@ -4,7 +4,7 @@
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
-use crate::desc::{
+use crate::function::desc::{
     rx_status, tx_bits, L3Type, L4Type, RxWriteBack, TxContext, TxDataDesc, TxDesc, TxOffloads,
 };
 use crate::testing::IrqLog;
@@ -23,7 +23,7 @@ impl SoftIgbvf {
 
     /// igbvf_xmit_frame_ring_adv: an optional context descriptor (igbvf_tso / igbvf_tx_csum),
     /// the data descriptors (igbvf_tx_map_adv + igbvf_tx_queue_adv), EOP|RS on the last, TDT.
-    pub fn xmit(&mut self, vf: &mut Vf, frame: &[u8], opts: &XmitOpts) -> Result<(), DrvError> {
+    pub fn xmit(&mut self, vf: &VfHandle, frame: &[u8], opts: &XmitOpts) -> Result<(), DrvError> {
         let frag = opts.frag.clamp(1, TX_SLOT as usize);
         let chunks: Vec<&[u8]> = frame.chunks(frag).collect();
         if chunks.is_empty() {
@@ -157,7 +157,7 @@ impl SoftIgbvf {
 
     /// igbvf_clean_rx_irq: hand every completed frame to the "stack" (`received`), then
     /// refill the ring. Returns frames received.
-    pub fn clean_rx(&mut self, vf: &mut Vf) -> usize {
+    pub fn clean_rx(&mut self, vf: &VfHandle) -> usize {
         let n = self.cfg.ring;
         let mut got = 0;
         let mut cleaned = 0;
@@ -232,7 +232,7 @@ impl SoftIgbvf {
     /// Runs the handlers of the vectors the VF fired: igbvf_intr_msix_tx (clean, then EIMS or
     /// EICS), igbvf_intr_msix_rx + igbvf_poll (clean, then EIMS), igbvf_msix_other (link
     /// re-check scheduled, EIMS). Vectors fired by the handlers' own writes run too.
-    pub fn handle_irqs(&mut self, vf: &mut Vf, log: &IrqLog) {
+    pub fn handle_irqs(&mut self, vf: &VfHandle, log: &IrqLog) {
         for _ in 0..64 {
             let fired = log.take();
             if fired.is_empty() {

@@ -1,0 +1,155 @@
+//! [`VfHandle`]: one VF of a running NIC as its bus reaches it. The vfio-user adapter calls it
+//! from the VF's connection thread; in-process drivers (the software igbvf of scenarios and
+//! tests) call it from theirs. Every access locks the VF, runs the function, and carries out
+//! its effects with the lock released: interrupts signalled, transmitted frames switched,
+//! waiting frames delivered into newly posted buffers, a due paused queue resumed.
+
+use std::sync::Arc;
+
+use super::{Nic, Work};
+use crate::function::i82576::{GuestMem, VfInfo, VfState};
+use crate::function::stats::{AccessError, VfStats};
+use crate::function::Effects;
+use crate::seams::IrqSink;
+
+/// VF `id` of a [`Nic`]. Cheap to clone; every clone reaches the same function.
+#[derive(Clone)]
+pub struct VfHandle {
+    nic: Arc<Nic>,
+    id: u16,
+}
+
+impl std::fmt::Debug for VfHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VfHandle").field("id", &self.id).finish()
+    }
+}
+
+impl VfHandle {
+    pub(super) fn new(nic: Arc<Nic>, id: u16) -> VfHandle {
+        VfHandle { nic, id }
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    pub fn nic(&self) -> &Arc<Nic> {
+        &self.nic
+    }
+
+    /// Runs an access that answers with effects, then the runtime's follow-up.
+    fn access<R>(&self, f: impl FnOnce(&mut super::Slot) -> (R, Effects)) -> R {
+        self.nic
+            .with_slot(self.id, |s| {
+                let (r, effects) = f(s);
+                let work = s.settle(effects);
+                (r, work)
+            })
+            .expect("a VfHandle names a VF of its NIC")
+    }
+
+    pub fn info(&self) -> VfInfo {
+        self.read(|s| s.vf.info())
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&mut super::Slot) -> R) -> R {
+        self.nic
+            .with_slot(self.id, |s| (f(s), Work::default()))
+            .expect("a VfHandle names a VF of its NIC")
+    }
+
+    pub fn config_read(&self, offset: u64, data: &mut [u8]) {
+        self.read(|s| s.vf.config_read(offset, data))
+    }
+
+    pub fn config_write(&self, offset: u64, data: &[u8]) {
+        self.access(|s| ((), s.vf.config_write(offset, data)))
+    }
+
+    pub fn region_read(&self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
+        self.read(|s| s.vf.region_read(index, offset, data))
+    }
+
+    /// A register write; a TX queue the shaper paused resumes here too once its time has come.
+    pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<(), AccessError> {
+        let r = self.access(|s| match s.vf.region_write(index, offset, data) {
+            Ok(effects) => (Ok(()), effects),
+            Err(e) => (Err(e), Effects::default()),
+        });
+        self.nic.resume_if_due(self.id);
+        r
+    }
+
+    /// DEVICE_RESET, or after the client went away.
+    pub fn reset(&self) {
+        self.access(|s| ((), s.vf.reset()))
+    }
+
+    /// A client connected: its memory and where the VF's interrupts go.
+    pub fn attach(&self, mem: GuestMem, irq: Arc<dyn IrqSink>) {
+        self.read(|s| {
+            s.vf.attach(mem);
+            s.irq = Some(irq);
+        })
+    }
+
+    /// The client went away: no more DMA or interrupts. Frames waiting in the backlog are
+    /// dropped (counted as `not_attached` by the VF), not kept for the next client.
+    pub fn detach(&self) {
+        self.read(|s| {
+            s.vf.detach();
+            s.irq = None;
+            let _ = s.drain();
+            s.backlog.clear();
+        })
+    }
+
+    /// The VF's counters, with the interrupts the runtime signalled for it.
+    pub fn stats(&self) -> VfStats {
+        self.read(|s| {
+            let mut st = s.vf.stats();
+            st.irqs_fired = s.irqs_fired;
+            st.irqs_lost = s.irqs_lost;
+            st
+        })
+    }
+
+    /// Queue and interrupt state.
+    pub fn state(&self) -> VfState {
+        self.read(|s| s.vf.state())
+    }
+
+    /// Hands the VF a frame as if the switch had delivered it (`stripped_tci`: the tag it
+    /// stripped): into the RX ring, or the backlog when the ring is full. `false` when the
+    /// backlog was full too and the frame was dropped. The datapath's own delivery, without
+    /// the switch in front: for tests of the function's RX path.
+    pub fn deliver(&self, frame: &bytes::Bytes, stripped_tci: Option<u16>) -> bool {
+        self.nic.deliver_to_vf(self.id, frame, stripped_tci)
+    }
+
+    /// Frames waiting in the VF's backlog.
+    pub fn backlog(&self) -> usize {
+        self.read(|s| s.backlog.len())
+    }
+
+    /// Free RX descriptors on queue 0.
+    pub fn rx_free_descriptors(&self) -> u32 {
+        self.read(|s| s.vf.rx_free_descriptors())
+    }
+
+    /// Whether RX write-backs report verified checksums (default on).
+    pub fn set_rx_checksum(&self, on: bool) {
+        self.read(|s| s.vf.set_rx_checksum(on))
+    }
+
+    /// VTSTATUS as the guest reads it.
+    pub fn link_status(&self) -> u32 {
+        self.read(|s| s.vf.link_status())
+    }
+
+    /// The earliest deadline of a paused TX queue.
+    pub fn tx_paused_until(&self) -> Option<u64> {
+        self.read(|s| s.vf.tx_paused_until())
+    }
+}

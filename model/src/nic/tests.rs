@@ -1,0 +1,339 @@
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eswitch::{Delivery, MacAddr, PortId, VfSetting};
+use mailbox::MacAssignment;
+
+use super::*;
+use crate::function::stats::RxDrop;
+use crate::seams::{ManualClock, MonotonicClock, Switched};
+use crate::testing::{DriverConfig, SoftGuest};
+
+struct Rig {
+    nic: Arc<Nic>,
+    clock: Arc<ManualClock>,
+    guests: Vec<SoftGuest>,
+}
+
+fn config(n: u16) -> NicConfig {
+    NicConfig {
+        num_vfs: n,
+        mac_assignment: MacAssignment::Generated {
+            seed: [0x52, 0x54, 0x00],
+        },
+        ..NicConfig::default()
+    }
+}
+
+fn rig(n: u16, cfgs: &[DriverConfig]) -> Rig {
+    let clock = Arc::new(ManualClock::new(1_000_000_000));
+    let nic = Nic::new(&config(n), clock.clone()).unwrap();
+    let guests = (0..n)
+        .map(|i| {
+            let cfg = cfgs.get(usize::from(i)).copied().unwrap_or_default();
+            let mut g = SoftGuest::attach(nic.vf(i).unwrap(), cfg).unwrap();
+            g.up().unwrap();
+            assert!(g.drv.check_link(&g.vf));
+            g
+        })
+        .collect();
+    Rig { nic, clock, guests }
+}
+
+impl Rig {
+    fn send(&mut self, from: usize, f: &[u8]) {
+        self.guests[from].send(f).unwrap();
+    }
+
+    fn poll_guest(&mut self, i: usize) {
+        self.guests[i].poll();
+    }
+
+    fn poll_guests(&mut self) {
+        for g in &mut self.guests {
+            g.poll();
+        }
+    }
+
+    fn mac(&self, i: usize) -> [u8; 6] {
+        self.guests[i].drv.mac
+    }
+
+    fn received(&self, i: usize) -> Vec<Vec<u8>> {
+        self.guests[i]
+            .drv
+            .received
+            .iter()
+            .map(|f| f.data.clone())
+            .collect()
+    }
+
+    fn port(&self, p: PortId) -> eswitch::PortCounters {
+        self.nic
+            .with_pf(|pf| pf.switch().counters(p).cloned())
+            .unwrap()
+    }
+}
+
+/// Two guests; VF 1's RX ring has 16 descriptors. Returns the rig and VF 1's free descriptors.
+fn small_ring_pair() -> (Rig, usize) {
+    let small = DriverConfig {
+        ring: 16,
+        ..DriverConfig::default()
+    };
+    let r = rig(2, &[DriverConfig::default(), small]);
+    let free = r.guests[1].vf.rx_free_descriptors() as usize;
+    (r, free)
+}
+
+fn frame(dst: [u8; 6], src: [u8; 6], len: usize, seq: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x88, 0xB5]);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.resize(len.max(60), 0xA5);
+    f
+}
+
+#[test]
+fn unicast_and_broadcast_reach_vfs_and_the_uplink_sink() {
+    let mut r = rig(3, &[]);
+    let up: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let u = up.clone();
+    r.nic.set_port_sink(
+        PortId::Uplink(0),
+        Some(Arc::new(move |d: &Delivery| {
+            u.lock().unwrap().push(d.frame.clone())
+        })),
+    );
+    let (a, b) = (r.mac(0), r.mac(1));
+    let f = frame(b, a, 98, 1);
+    r.send(0, &f);
+    r.poll_guests();
+    assert_eq!(r.received(1), vec![f]);
+    assert!(r.received(2).is_empty());
+    let bc = frame([0xFF; 6], a, 60, 2);
+    r.send(0, &bc);
+    r.poll_guests();
+    assert_eq!(r.received(1).len(), 2);
+    assert_eq!(r.received(2).len(), 1);
+    assert_eq!(
+        up.lock().unwrap().len(),
+        1,
+        "the uplink sink got the broadcast"
+    );
+    assert_eq!(
+        r.nic.counters().unclaimed.get("pf"),
+        Some(&1),
+        "no PF sink: counted"
+    );
+    assert_eq!(r.port(PortId::Vf(2)).rx_broadcast, 1);
+    assert_eq!(r.port(PortId::Vf(0)).tx_packets, 2);
+}
+
+#[test]
+fn a_full_ring_backlogs_in_order_and_overflow_is_counted_as_rx_full() {
+    let (mut r, free) = small_ring_pair();
+    let (a, b) = (r.mac(0), r.mac(1));
+    let total = free + BACKLOG_FRAMES + 5;
+    let frames: Vec<Vec<u8>> = (0..total).map(|i| frame(b, a, 64, i as u16)).collect();
+    for f in &frames {
+        r.send(0, f);
+        // A cleans its TX ring; B does nothing yet.
+        r.poll_guest(0);
+    }
+    assert_eq!(r.nic.counters().backlog[&1], BACKLOG_FRAMES);
+    assert_eq!(r.port(PortId::Vf(1)).drops.rx_full, 5);
+    let s = r.guests[1].vf.stats();
+    assert_eq!(s.rx_drop(RxDrop::BacklogOverflow), 5);
+    // B cleans and posts buffers; each RDT write drains the backlog.
+    for _ in 0..200 {
+        r.poll_guest(1);
+        if r.nic.counters().backlog[&1] == 0 {
+            break;
+        }
+    }
+    r.poll_guest(1);
+    assert_eq!(
+        r.received(1),
+        frames[..free + BACKLOG_FRAMES].to_vec(),
+        "in order"
+    );
+}
+
+#[test]
+fn a_rate_limited_vf_pauses_and_poll_resumes_it_on_the_injected_clock() {
+    let mut r = rig(2, &[]);
+    r.nic
+        .configure_vf(
+            0,
+            &VfSetting::parse_words(&["rate", "10"]).expect("valid words"),
+        )
+        .unwrap();
+    let (a, b) = (r.mac(0), r.mac(1));
+    let frames: Vec<Vec<u8>> = (0..20).map(|i| frame(b, a, 1514, i)).collect();
+    for f in &frames {
+        r.send(0, f);
+    }
+    let due = r.nic.next_wakeup().expect("the shaper deferred");
+    r.poll_guests();
+    assert!(r.received(1).len() < 20);
+    assert_eq!(r.nic.poll(due - 1), Some(due), "not yet due");
+    let mut t = due;
+    while r.nic.next_wakeup().is_some() {
+        r.clock.advance_to(t);
+        if let Some(next) = r.nic.poll(t) {
+            t = next.max(t);
+        }
+        r.poll_guests();
+    }
+    r.poll_guests();
+    assert_eq!(r.received(1), frames);
+    let elapsed = r.clock.now_ns() - 1_000_000_000;
+    // 20 × 1518 B at 10 Mbit/s, minus the bucket's burst.
+    assert!(elapsed > 10_000_000, "shaped: {elapsed} ns");
+    assert!(r.port(PortId::Vf(0)).tx_deferred >= 1);
+}
+
+#[test]
+fn a_due_queue_resumes_on_the_guests_next_register_write() {
+    let mut r = rig(2, &[]);
+    r.nic
+        .configure_vf(0, &VfSetting::parse_words(&["rate", "10"]).unwrap())
+        .unwrap();
+    let (a, b) = (r.mac(0), r.mac(1));
+    for i in 0..20 {
+        r.send(0, &frame(b, a, 1514, i));
+    }
+    let due = r.nic.next_wakeup().expect("paused");
+    let before = r.port(PortId::Vf(0)).tx_packets;
+    r.clock.advance_to(due);
+    // No poll: the guest's own interrupt re-arm (an EIMS write) resumes the queue.
+    r.poll_guest(0);
+    r.guests[0]
+        .vf
+        .region_write(
+            0,
+            crate::function::i82576::regs::VTEIMS,
+            &1u32.to_le_bytes(),
+        )
+        .unwrap();
+    assert!(r.port(PortId::Vf(0)).tx_packets > before);
+}
+
+#[test]
+fn admin_mac_reaches_the_vf_and_refused_settings_change_nothing() {
+    let mut r = rig(2, &[]);
+    let mac = MacAddr([0x02, 0, 0, 0, 0, 0x10]);
+    r.nic
+        .configure_vf(0, &[VfSetting::Mac(mac), VfSetting::Trust(false)])
+        .unwrap();
+    r.poll_guests();
+    let g = &mut r.guests[0];
+    g.drv.probe(&g.vf).unwrap();
+    assert_eq!(r.mac(0), mac.0, "VF_RESET reply carries the admin MAC");
+    let before = r.nic.with_pf(|pf| pf.policy(1).cloned());
+    let bad = VfSetting::parse_words(&["spoofchk", "off", "min_tx_rate", "5"]).unwrap();
+    assert!(r.nic.configure_vf(1, &bad).is_err());
+    assert_eq!(r.nic.with_pf(|pf| pf.policy(1).cloned()), before);
+    // `state disable` takes the VF's link down.
+    r.nic
+        .configure_vf(1, &VfSetting::parse_words(&["state", "disable"]).unwrap())
+        .unwrap();
+    assert_eq!(
+        r.guests[1].vf.link_status() & crate::function::i82576::regs::status::LU,
+        0,
+        "LU clear"
+    );
+}
+
+/// One switched frame as the test's observer records it: ingress, length, where its copies
+/// went, why it was dropped where.
+type Seen = (PortId, usize, Vec<PortId>, Vec<eswitch::DropReason>);
+
+/// Records what the observer sees.
+#[derive(Default)]
+struct Log(Mutex<Vec<Seen>>);
+
+impl crate::seams::Observer for Log {
+    fn switched(&self, e: &Switched<'_>) {
+        self.0.lock().unwrap().push((
+            e.ingress,
+            e.frame.len(),
+            e.deliveries.iter().map(|d| d.port).collect(),
+            e.drops.iter().map(|d| d.reason).collect(),
+        ));
+    }
+}
+
+#[test]
+fn the_observer_sees_each_frame_its_copies_and_its_drops_including_rx_full() {
+    let (mut r, free) = small_ring_pair();
+    let log = Arc::new(Log::default());
+    r.nic.set_observer(Some(log.clone()));
+    let (a, b) = (r.mac(0), r.mac(1));
+    for i in 0..free + BACKLOG_FRAMES + 1 {
+        r.send(0, &frame(b, a, 64, i as u16));
+        r.poll_guest(0);
+    }
+    let seen = log.0.lock().unwrap();
+    assert_eq!(seen.len(), free + BACKLOG_FRAMES + 1);
+    assert!(seen
+        .iter()
+        .all(|(i, len, to, _)| *i == PortId::Vf(0) && *len == 64 && to == &[PortId::Vf(1)]));
+    let last = seen.last().unwrap();
+    assert_eq!(last.3, vec![eswitch::DropReason::RxFull]);
+    assert!(seen[..seen.len() - 1].iter().all(|e| e.3.is_empty()));
+}
+
+#[test]
+fn detach_drops_the_backlog_as_not_attached() {
+    let (mut r, free) = small_ring_pair();
+    let (a, b) = (r.mac(0), r.mac(1));
+    for i in 0..free + 3 {
+        r.send(0, &frame(b, a, 64, i as u16));
+        r.poll_guest(0);
+    }
+    assert_eq!(r.guests[1].vf.backlog(), 3);
+    r.guests[1].vf.detach();
+    assert_eq!(r.guests[1].vf.backlog(), 0);
+    assert_eq!(
+        r.guests[1].vf.stats().rx_drop(RxDrop::NotAttached),
+        3,
+        "the next guest does not get them"
+    );
+}
+
+#[test]
+fn the_timer_thread_resumes_a_paused_queue_in_real_time() {
+    let nic = Nic::new(&config(2), Arc::new(MonotonicClock::new())).unwrap();
+    let timer = nic.spawn_timer().unwrap();
+    let mut guests: Vec<SoftGuest> = (0..2)
+        .map(|i| {
+            let mut g = SoftGuest::attach(nic.vf(i).unwrap(), DriverConfig::default()).unwrap();
+            g.up().unwrap();
+            g
+        })
+        .collect();
+    nic.configure_vf(
+        0,
+        &[VfSetting::Rate {
+            min: None,
+            max: Some(10),
+        }],
+    )
+    .unwrap();
+    let (a, b) = (guests[0].drv.mac, guests[1].drv.mac);
+    for i in 0..10 {
+        guests[0].send(&frame(b, a, 1514, i)).unwrap();
+    }
+    let rx = || nic.vf(1).unwrap().stats().rx_packets;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rx() < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(rx(), 10);
+    drop(timer);
+}

@@ -1,0 +1,148 @@
+//! Shaping deadlines: a rate-limited VF's paused TX queue resumes at the time its shaper named.
+//! [`Nic::resume_tx`] is the one place that resumes a queue; it runs from [`Nic::poll`] (the
+//! timer thread, or a scenario moving simulated time) and after a guest's own register write
+//! once the deadline has passed (on a busy host the guest's next TDT or interrupt re-arm often
+//! comes before the timer thread is scheduled).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{lock, Nic, NO_DEADLINE};
+
+impl Nic {
+    pub(super) fn set_deadline(&self, vf: u16, until_ns: u64) {
+        let Some(d) = self.deadlines.get(usize::from(vf)) else {
+            return;
+        };
+        if d.fetch_min(until_ns, Ordering::AcqRel) <= until_ns {
+            return;
+        }
+        let (m, cv) = &self.timer_wake;
+        *lock(m) += 1;
+        cv.notify_all();
+    }
+
+    /// Resumes VF `vf`'s paused TX queue if its deadline has passed.
+    pub(super) fn resume_if_due(&self, vf: u16) {
+        let due = self
+            .deadlines
+            .get(usize::from(vf))
+            .is_some_and(|d| d.load(Ordering::Acquire) <= self.now());
+        if due {
+            self.resume_tx(vf);
+        }
+    }
+
+    /// Resumes VF `vf`'s paused TX queues and switches what they send.
+    fn resume_tx(&self, vf: u16) {
+        let Some(d) = self.deadlines.get(usize::from(vf)) else {
+            return;
+        };
+        let due = d.load(Ordering::Acquire);
+        if due == NO_DEADLINE {
+            return;
+        }
+        // Claim it; a queue that pauses again sets it again.
+        if d.compare_exchange(due, NO_DEADLINE, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let _ = self.with_slot(vf, |s| {
+            let effects = s.vf.tx_resume();
+            ((), s.settle(effects))
+        });
+    }
+
+    /// The earliest time (on the NIC's clock) a paused TX queue wants to resume.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        self.deadlines
+            .iter()
+            .map(|d| d.load(Ordering::Acquire))
+            .filter(|&d| d != NO_DEADLINE)
+            .min()
+    }
+
+    /// Resumes every paused TX queue whose deadline is at or before `now`. Returns the next
+    /// deadline.
+    pub fn poll(&self, now: u64) -> Option<u64> {
+        for (i, d) in self.deadlines.iter().enumerate() {
+            if d.load(Ordering::Acquire) <= now {
+                self.resume_tx(i as u16);
+            }
+        }
+        self.next_wakeup()
+    }
+
+    /// A thread that runs [`Nic::poll`] at each deadline. Only for a clock that advances at
+    /// real time; scenarios with a simulated clock call `poll` themselves.
+    pub fn spawn_timer(self: &Arc<Self>) -> std::io::Result<TimerHandle> {
+        self.spawn_timer_with(|| {})
+    }
+
+    /// [`Nic::spawn_timer`], running `on_start` on the timer thread first (the binary raises
+    /// the thread's scheduling priority there: a late wakeup beyond the shaper's burst window
+    /// is bandwidth a shaped VF never gets back).
+    pub fn spawn_timer_with(
+        self: &Arc<Self>,
+        on_start: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<TimerHandle> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (nic, st) = (self.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("nic-timer".into())
+            .spawn(move || {
+                on_start();
+                nic.timer_loop(&st)
+            })?;
+        Ok(TimerHandle {
+            stop,
+            nic: self.clone(),
+            thread: Some(thread),
+        })
+    }
+
+    fn timer_loop(&self, stop: &AtomicBool) {
+        const IDLE: Duration = Duration::from_millis(100);
+        let (m, cv) = &self.timer_wake;
+        let mut seen = *lock(m);
+        while !stop.load(Ordering::Acquire) {
+            let next = self.poll(self.now());
+            let wait = match next {
+                Some(t) => Duration::from_nanos(t.saturating_sub(self.now())).min(IDLE),
+                None => IDLE,
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            let g = lock(m);
+            if *g != seen {
+                seen = *g;
+                continue;
+            }
+            let (g, _) = cv.wait_timeout(g, wait).unwrap_or_else(|e| e.into_inner());
+            seen = *g;
+        }
+    }
+}
+
+/// Stops the timer thread when dropped.
+pub struct TimerHandle {
+    stop: Arc<AtomicBool>,
+    nic: Arc<Nic>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for TimerHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let (m, cv) = &self.nic.timer_wake;
+        *lock(m) += 1;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

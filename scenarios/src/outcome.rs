@@ -1,0 +1,34 @@
+//! What a step's action produced, for its checks and its report.
+
+use std::fmt;
+
+use mailbox::Message;
+
+use model::nic::SetError;
+
+/// What a step's action produced, for the checks.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    pub(crate) happened: Vec<String>,
+    pub(crate) reply: Option<Message>,
+    pub(crate) answered: Option<bool>,
+    pub(crate) set_result: Option<Result<(), SetError>>,
+    pub(crate) rate_mbps: Option<f64>,
+}
+
+pub(crate) fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let v: Vec<String> = items.map(|i| i.to_string()).collect();
+    if v.is_empty() {
+        "nowhere".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+pub(crate) fn verdict(m: &Message) -> &'static str {
+    match (m.flags.ack, m.flags.nack) {
+        (true, _) => "ACK",
+        (_, true) => "NACK",
+        _ => "no verdict",
+    }
+}
