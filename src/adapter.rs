@@ -52,6 +52,7 @@ impl PciFunction for VfFunction {
         info.irq_counts[irq_index::MSIX as usize] = u32::from(vi.msix_vectors);
         // ERR: one vector, as QEMU expects of a PCIe function with AER.
         info.irq_counts[irq_index::ERR as usize] = 1;
+        info.needs_shared_memory = true; // the model DMAs only through `Dma::memory()`
         info
     }
 

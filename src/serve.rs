@@ -287,7 +287,10 @@ impl Serving {
                 qemu_device_json(&path, &format!("rp{vf}"), &format!("vf{vf}")),
             );
         }
-        s += "  QEMU also needs shared guest memory: -object memory-backend-memfd,id=mem,size=1G,share=on -machine q35,memory-backend=mem\n";
+        s += &format!(
+            "  QEMU also needs shared guest memory (<RAM> = its -m size; without it the VFs fail to realize): {}\n",
+            crate::vfio::QEMU_SHARED_MEMORY_OPTIONS
+        );
         s
     }
 

@@ -322,6 +322,117 @@ fn dma_without_fd_uses_messages_demultiplexed_from_replies() {
     ));
 }
 
+fn device_get_info(c: &mut RawClient) -> Msg {
+    c.call(
+        CMD_DEVICE_GET_INFO,
+        &P::default().u32(16).u32(0).u32(0).u32(0).0,
+        &[],
+    )
+}
+
+fn shared_memory_function(name: &str) -> Running {
+    let (mut f, probe) = TestFunction::new();
+    f.needs_shared_memory = true;
+    Running::start_with(name, f, probe)
+}
+
+/// A function that needs shared guest RAM refuses writable maps it cannot mmap (QEMU's
+/// anonymous RAM), and then DEVICE_GET_INFO, so that QEMU fails to realize the device; the
+/// read-only fd-less maps (ROM, BIOS) are still accepted on the message path.
+#[test]
+fn unshared_writable_ram_is_refused_for_a_function_that_needs_shared_memory() {
+    let srv = shared_memory_function("unshared");
+    let mut c = RawClient::negotiated(&srv.path);
+    // QEMU's order at realize: low RAM, the rest of RAM, then the BIOS ROM, then DEVICE_GET_INFO.
+    let r = c.call(CMD_DMA_MAP, &dma_map_payload(0, 0xa_0000, 0, true), &[]);
+    assert!(r.is_error());
+    assert_eq!(r.error, libc::EOPNOTSUPP as u32);
+    let r = c.call(
+        CMD_DMA_MAP,
+        &dma_map_payload(0xc_0000, 0x1ff4_0000, 0, true),
+        &[],
+    );
+    assert_eq!(r.error, libc::EOPNOTSUPP as u32);
+    let rom = dma_map_payload(0xfffc_0000, 0x4_0000, 0, false);
+    assert!(!c.call(CMD_DMA_MAP, &rom, &[]).is_error());
+    let r = device_get_info(&mut c);
+    assert!(r.is_error(), "DEVICE_GET_INFO must fail: {r:?}");
+    assert_eq!(r.error, libc::EOPNOTSUPP as u32);
+    let stats = srv.handle.stats();
+    assert_eq!(stats.unshared_maps_refused, 2, "{stats:?}");
+    // The refused maps are not in the table; the ROM is, on the message path.
+    let ctx = srv.probe.ctx().unwrap();
+    assert_eq!(
+        (
+            ctx.dma.counters().mmapped_maps,
+            ctx.dma.counters().message_maps
+        ),
+        (0, 1)
+    );
+    assert!(matches!(
+        ctx.dma.write(0x1000, &[1]),
+        Err(DmaError::Unmapped { .. })
+    ));
+    // The connection itself stays usable (QEMU closes it after the failed realize).
+    assert_eq!(c.read_u32(region::CONFIG, 0), 0x10ca_8086);
+}
+
+#[test]
+fn shared_ram_first_then_fd_less_writable_device_memory_is_accepted() {
+    let srv = shared_memory_function("shared");
+    let mut c = RawClient::negotiated(&srv.path);
+    let ram = memfd(0x10_0000);
+    let r = c.call(
+        CMD_DMA_MAP,
+        &dma_map_payload(0, 0x10_0000, 0, true),
+        &[ram.as_raw_fd()],
+    );
+    assert!(!r.is_error(), "{r:?}");
+    // QEMU's VGA frame buffer: writable, its own anonymous RAM block, so no fd. Accepted once
+    // the guest RAM has shown to be shared.
+    let vram = dma_map_payload(0xfd00_0000, 0x100_0000, 0, true);
+    assert!(!c.call(CMD_DMA_MAP, &vram, &[]).is_error());
+    let rom = dma_map_payload(0xfffc_0000, 0x4_0000, 0, false);
+    assert!(!c.call(CMD_DMA_MAP, &rom, &[]).is_error());
+    assert!(!device_get_info(&mut c).is_error());
+    assert_eq!(srv.handle.stats().unshared_maps_refused, 0);
+    let ctx = srv.probe.ctx().unwrap();
+    assert_eq!(
+        (
+            ctx.dma.counters().mmapped_maps,
+            ctx.dma.counters().message_maps
+        ),
+        (1, 2)
+    );
+
+    // The read-only fd-less map works on the message path: a DMA_READ from a worker thread.
+    let worker = thread::spawn(move || {
+        let mut b = [0u8; 4];
+        ctx.dma.read(0xffff_fff0, &mut b).map(|_| b)
+    });
+    let req = c.recv().expect("DMA_READ request");
+    assert_eq!(req.command, CMD_DMA_READ);
+    assert_eq!((req.u64_at(0), req.u64_at(8)), (0xffff_fff0, 4));
+    let p = P::default()
+        .u64(0xffff_fff0)
+        .u64(4)
+        .bytes(&[0xea, 0x5b, 0xe0, 0x00]);
+    c.send_raw(&message(req.id, CMD_DMA_READ, F_REPLY, &p.0));
+    assert_eq!(worker.join().unwrap().unwrap(), [0xea, 0x5b, 0xe0, 0x00]);
+}
+
+#[test]
+fn a_function_that_does_not_need_shared_memory_keeps_the_message_path() {
+    let srv = Running::start("msg-path");
+    let mut c = RawClient::negotiated(&srv.path);
+    assert!(!c
+        .call(CMD_DMA_MAP, &dma_map_payload(0, 0xa_0000, 0, true), &[])
+        .is_error());
+    assert!(!device_get_info(&mut c).is_error());
+    assert_eq!(srv.handle.stats().unshared_maps_refused, 0);
+    assert_eq!(srv.probe.ctx().unwrap().dma.counters().message_maps, 1);
+}
+
 #[test]
 fn set_irqs_then_an_interrupt_is_observed_on_the_eventfd() {
     let srv = Running::start("irq");

@@ -103,6 +103,8 @@ impl Probe {
 /// DMA and fire interrupts through the handles, BAR3 (MSI-X table/PBA) reading zero.
 pub struct TestFunction {
     pub config: ConfigSpace,
+    /// Reported as [`FunctionInfo::needs_shared_memory`] (default false: the message path).
+    pub needs_shared_memory: bool,
     bar0: Vec<u8>,
     dma_addr: u64,
     dma_status: u32,
@@ -114,6 +116,7 @@ impl TestFunction {
         let probe = Arc::new(Probe::default());
         let f = TestFunction {
             config: vf_82576_config(),
+            needs_shared_memory: false,
             bar0: vec![0; 16 * KIB as usize],
             dma_addr: 0,
             dma_status: 0,
@@ -135,6 +138,7 @@ impl PciFunction for TestFunction {
         info.regions[region::BAR0 as usize] = RegionInfo::rw(16 * KIB);
         info.regions[region::BAR3 as usize] = RegionInfo::rw(16 * KIB);
         info.irq_counts = [0, 0, 3, 1, 0];
+        info.needs_shared_memory = self.needs_shared_memory;
         info
     }
 
@@ -227,6 +231,18 @@ impl PciFunction for TestFunction {
         *self.probe.ctx.lock().unwrap() = None;
         self.probe.detaches.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// A QEMU-style DMA_MAP payload (argsz 32): READ, plus WRITE if `writable`.
+pub fn dma_map_payload(iova: u64, size: u64, offset: u64, writable: bool) -> Vec<u8> {
+    let flags = 1 | if writable { 2 } else { 0 };
+    P::default()
+        .u32(32)
+        .u32(flags)
+        .u64(offset)
+        .u64(iova)
+        .u64(size)
+        .0
 }
 
 /// A running server on a fresh socket path; shut down and joined on drop.

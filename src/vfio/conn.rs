@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, debug_span, trace, warn};
+use tracing::{debug, debug_span, error, trace, warn};
 use vfio_bindings::bindings::vfio::*;
 use vfio_user::Command;
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
-use super::dma::{Dma, Outbound};
+use super::dma::{Dma, MapRefusal, Outbound};
 use super::function::{
     irq, region, FunctionContext, FunctionInfo, PciFunction, NUM_IRQS, NUM_REGIONS,
 };
@@ -52,6 +52,11 @@ pub(crate) struct Connection<'a> {
     irqs: Interrupts,
     outbound: Arc<Outbound>,
     negotiated: bool,
+    /// A writable DMA_MAP was refused because the client's RAM is not shared (see
+    /// [`Connection::device_info`]); logged once.
+    ram_not_shared: bool,
+    /// DEVICE_GET_INFO has been answered (QEMU has realized the device or is about to).
+    info_served: bool,
     stats: &'a Stats,
     stop: &'a AtomicBool,
     stall_timeout: Duration,
@@ -80,6 +85,8 @@ impl<'a> Connection<'a> {
             irqs: ctx.irqs,
             outbound,
             negotiated: false,
+            ram_not_shared: false,
+            info_served: false,
             stats,
             stop,
             stall_timeout,
@@ -339,6 +346,29 @@ impl<'a> Connection<'a> {
         if (argsz as usize) < payload::DEVICE_INFO {
             return Err(libc::EINVAL);
         }
+        // A function that needs shared RAM fails here, not only at the refused DMA_MAP, because
+        // QEMU does not fail on a refused map. Its container sends the maps of a memory
+        // transaction without waiting (`hw/vfio-user/container.c` `vfio_user_listener_begin`,
+        // `vfio_user_dma_map` → `vfio_user_send_nowait`, returning 0), so
+        // `hw/vfio/listener.c` `vfio_listener_region_add` never sees the error and never records
+        // it in `bcontainer->error` for `vfio_listener_register` to fail realize with. Our error
+        // reply is only printed ("error reply on async request", `hw/vfio-user/proxy.c`
+        // `vfio_user_process` / `vfio_user_wait_reqs`, at `vfio_user_listener_commit`), and the
+        // device would realize and run with no DMA. DEVICE_GET_INFO is the first request after
+        // the maps whose error QEMU propagates: `vfio_user_device_attach` registers the listener
+        // (all the maps of the address space, collected at its commit), then
+        // `vfio_user_device_get` → `hw/vfio-user/device.c` `vfio_user_get_device_info`, and
+        // `vfio_user_pci_realize` fails with that error: QEMU exits at start-up (a `-device`),
+        // or `device_add` fails (hotplug). Closing the connection instead is worse: QEMU's
+        // reader does not wake the request waiting for its reply (`vfio_user_recv_one`), which
+        // fails only after `x-msg-timeout` (5 s) with "timed out waiting for reply". QEMU 11.1.3
+        // prints "vfio vfio-user:<socket>: VFIO_USER_DEVICE_GET_INFO failed: Unknown error -95"
+        // (`vfio_user_get_device_info` negates the errno); our log names the fix.
+        if self.ram_not_shared {
+            debug!("DEVICE_GET_INFO refused: the client's RAM is not shared");
+            return Err(MapRefusal::NotShared { with_fd: false }.errno());
+        }
+        self.info_served = true;
         let mut flags = VFIO_DEVICE_FLAGS_PCI;
         if self.info.resettable {
             flags |= VFIO_DEVICE_FLAGS_RESET;
@@ -528,8 +558,37 @@ impl<'a> Connection<'a> {
         if (argsz as usize) < payload::DMA_MAP || fds.len() > 1 {
             return Err(libc::EINVAL);
         }
-        self.dma.map(iova, size, flags, offset, fds.pop())?;
-        Ok(Some(MessageBuilder::reply_to(h).finish()))
+        match self.dma.map(iova, size, flags, offset, fds.pop()) {
+            Ok(()) => Ok(Some(MessageBuilder::reply_to(h).finish())),
+            Err(refusal @ MapRefusal::NotShared { with_fd }) => {
+                self.stats
+                    .unshared_maps_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.ram_not_shared {
+                    self.ram_not_shared = true;
+                    let why = if with_fd {
+                        "came with an fd the server cannot mmap (see the warning above)"
+                    } else {
+                        "came without an fd: the guest RAM is not shared"
+                    };
+                    let outcome = if self.info_served {
+                        "DMA into this range will fail"
+                    } else {
+                        "QEMU will fail to realize the device"
+                    };
+                    error!(
+                        iova = format_args!("{iova:#x}"),
+                        size = format_args!("{size:#x}"),
+                        "refusing writable guest memory that {why}: this device DMAs only into \
+                         shared guest memory. Start QEMU with {} (<RAM> = its -m size). \
+                         {outcome}.",
+                        super::QEMU_SHARED_MEMORY_OPTIONS
+                    );
+                }
+                Err(refusal.errno())
+            }
+            Err(refusal) => Err(refusal.errno()),
+        }
     }
 
     fn dma_unmap(&mut self, h: &Header, p: &[u8]) -> Handled {

@@ -70,6 +70,29 @@ pub enum DmaError {
     Memory(String),
 }
 
+/// Why [`Dma::map`] refused a DMA_MAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MapRefusal {
+    /// Malformed, overlapping or over the map limit: this errno.
+    Invalid(i32),
+    /// Writable memory the server cannot mmap, from a client that must share its RAM and has not
+    /// shown any shared RAM yet (see [`Dma`]). `with_fd`: an fd came, but it failed the mmap
+    /// checks (a warning says why); otherwise there was none (QEMU's default anonymous RAM).
+    NotShared { with_fd: bool },
+}
+
+impl MapRefusal {
+    /// The errno of the error reply. [`MapRefusal::NotShared`] is EOPNOTSUPP, which QEMU prints
+    /// as "error reply on async request command 2 error Operation not supported"
+    /// (`hw/vfio-user/proxy.c` `vfio_user_process`, `vfio_user_wait_reqs`).
+    pub(crate) fn errno(self) -> i32 {
+        match self {
+            MapRefusal::Invalid(errno) => errno,
+            MapRefusal::NotShared { .. } => libc::EOPNOTSUPP,
+        }
+    }
+}
+
 /// Counters of a [`Dma`] handle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DmaCounters {
@@ -213,6 +236,10 @@ struct Shared {
     maps: Mutex<Vec<MapEntry>>,
     outbound: RwLock<Option<Arc<Outbound>>>,
     detached: AtomicBool,
+    /// Refuse writable maps that cannot be mmapped until `shared_seen` (see [`Dma`]).
+    require_shared: bool,
+    /// A writable map was mmapped on this connection: the client's RAM is shared.
+    shared_seen: AtomicBool,
     msg_reads: AtomicU64,
     msg_writes: AtomicU64,
     errors: AtomicU64,
@@ -246,6 +273,20 @@ struct Shared {
 ///   most [`DMA_REPLY_TIMEOUT`]). They are **refused with [`DmaError::WouldBlock`] on any vfio-user
 ///   connection thread** (ours or another function's: two connection threads waiting on each other
 ///   would deadlock). Run them on a worker thread.
+///
+/// # Clients that must share their RAM
+/// A function that sets [`FunctionInfo::needs_shared_memory`](super::FunctionInfo) reaches guest
+/// memory only through [`Dma::memory`]. For it, a writable map that cannot be mmapped (no fd,
+/// or an fd that fails the checks above) is **refused** (EOPNOTSUPP) as long as no writable map
+/// of this connection has been mmapped yet; the connection then reports the missing QEMU options
+/// and fails the device at DEVICE_GET_INFO. Once shared RAM has been seen, such maps are accepted
+/// on the message path as before: they are device memory, not guest RAM. QEMU 11.1.3 with
+/// `memory-backend-memfd,share=on` RAM does map one: the VGA frame buffer (`vga.vram`, its own
+/// anonymous RAM block) at its BAR, 16 MiB writable and fd-less, as soon as the firmware has
+/// placed the BAR. Guest RAM comes first: QEMU's memory listener reports the sections of a flat
+/// view in address order (`memory_listener_register` → `listener_add_address_space`), and on the
+/// x86 machines RAM starts at address 0, below every BAR. Read-only fd-less maps (ROM, BIOS, the
+/// PAM windows) are always accepted on the message path.
 #[derive(Clone, Debug)]
 pub struct Dma {
     shared: Arc<Shared>,
@@ -260,13 +301,16 @@ struct Piece {
 }
 
 impl Dma {
-    pub(crate) fn new(outbound: Option<Arc<Outbound>>) -> Dma {
+    /// `require_shared`: the function's [`FunctionInfo::needs_shared_memory`](super::FunctionInfo).
+    pub(crate) fn new(outbound: Option<Arc<Outbound>>, require_shared: bool) -> Dma {
         Dma {
             shared: Arc::new(Shared {
                 memory: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
                 maps: Mutex::new(Vec::new()),
                 outbound: RwLock::new(outbound),
                 detached: AtomicBool::new(false),
+                require_shared,
+                shared_seen: AtomicBool::new(false),
                 msg_reads: AtomicU64::new(0),
                 msg_writes: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
@@ -452,7 +496,7 @@ impl Dma {
         &self.shared.errors
     }
 
-    /// DMA_MAP. Returns an errno on refusal.
+    /// DMA_MAP (refusals: see [`MapRefusal`] and "Clients that must share their RAM" on [`Dma`]).
     pub(crate) fn map(
         &self,
         iova: u64,
@@ -460,27 +504,45 @@ impl Dma {
         map_flags: u32,
         offset: u64,
         fd: Option<OwnedFd>,
-    ) -> Result<(), i32> {
-        let end = iova.checked_add(size).ok_or(libc::EINVAL)?;
+    ) -> Result<(), MapRefusal> {
+        let invalid = MapRefusal::Invalid;
+        let end = iova.checked_add(size).ok_or(invalid(libc::EINVAL))?;
         if size == 0 {
-            return Err(libc::EINVAL);
+            return Err(invalid(libc::EINVAL));
         }
         let readable = map_flags & vfio_user::DmaMapFlags::READ.bits() != 0;
         let writable = map_flags & vfio_user::DmaMapFlags::WRITE.bits() != 0;
         let mut maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
         if maps.len() >= MAX_DMA_MAPS {
-            return Err(libc::ENOSPC);
+            return Err(invalid(libc::ENOSPC));
         }
         let at = maps.partition_point(|m| m.iova < iova);
         let overlaps_prev = at > 0 && maps[at - 1].end() > iova;
         let overlaps_next = maps.get(at).is_some_and(|m| m.iova < end);
         if overlaps_prev || overlaps_next {
-            return Err(libc::EEXIST);
+            return Err(invalid(libc::EEXIST));
         }
+        let with_fd = fd.is_some();
         let region = match fd {
             Some(fd) if readable && writable => mmap_shared(fd, offset, size, iova),
             _ => None,
         };
+        if writable && region.is_some() {
+            self.shared.shared_seen.store(true, Ordering::Relaxed);
+        }
+        if writable
+            && region.is_none()
+            && self.shared.require_shared
+            && !self.shared.shared_seen.load(Ordering::Relaxed)
+        {
+            debug!(
+                iova = format_args!("{iova:#x}"),
+                size = format_args!("{size:#x}"),
+                with_fd,
+                "DMA_MAP refused: writable and not mmappable, and no shared RAM yet"
+            );
+            return Err(MapRefusal::NotShared { with_fd });
+        }
         debug!(
             iova = format_args!("{iova:#x}"),
             size = format_args!("{size:#x}"),
@@ -645,7 +707,7 @@ mod tests {
 
     #[test]
     fn memfd_map_is_reachable_through_memory_and_read_write() {
-        let dma = Dma::new(None);
+        let dma = Dma::new(None, false);
         dma.map(0x10000, 0x2000, RW, 0, Some(memfd(0x2000)))
             .unwrap();
         dma.write(0x10ff0, &[1, 2, 3, 4]).unwrap();
@@ -660,26 +722,50 @@ mod tests {
 
     #[test]
     fn overlapping_and_overflowing_maps_are_refused() {
-        let dma = Dma::new(None);
+        let dma = Dma::new(None, false);
         dma.map(0x1000, 0x1000, RW, 0, None).unwrap();
-        assert_eq!(dma.map(0x1800, 0x1000, RW, 0, None), Err(libc::EEXIST));
-        assert_eq!(dma.map(0x800, 0x1000, RW, 0, None), Err(libc::EEXIST));
-        assert_eq!(dma.map(u64::MAX, 2, RW, 0, None), Err(libc::EINVAL));
-        assert_eq!(dma.map(0x4000, 0, RW, 0, None), Err(libc::EINVAL));
+        let refused = |errno| Err(MapRefusal::Invalid(errno));
+        assert_eq!(dma.map(0x1800, 0x1000, RW, 0, None), refused(libc::EEXIST));
+        assert_eq!(dma.map(0x800, 0x1000, RW, 0, None), refused(libc::EEXIST));
+        assert_eq!(dma.map(u64::MAX, 2, RW, 0, None), refused(libc::EINVAL));
+        assert_eq!(dma.map(0x4000, 0, RW, 0, None), refused(libc::EINVAL));
         dma.map(0x2000, 0x1000, RW, 0, None).unwrap();
     }
 
     #[test]
     fn short_memfd_falls_back_to_messages() {
-        let dma = Dma::new(None);
+        let dma = Dma::new(None, false);
         dma.map(0, 0x4000, RW, 0, Some(memfd(0x1000))).unwrap();
         assert_eq!(dma.counters().mmapped_maps, 0);
         assert_eq!(dma.counters().message_maps, 1);
     }
 
     #[test]
+    fn a_client_that_must_share_ram_gets_writable_unmappable_maps_refused_until_it_does() {
+        let dma = Dma::new(None, true);
+        let not_shared = |with_fd| Err(MapRefusal::NotShared { with_fd });
+        // Read-only fd-less (ROM, BIOS): accepted on the message path.
+        dma.map(0xfffc_0000, 0x4_0000, 1, 0, None).unwrap();
+        // Writable without an fd, or with one that cannot be mmapped: refused.
+        assert_eq!(dma.map(0, 0xa_0000, RW, 0, None), not_shared(false));
+        assert_eq!(
+            dma.map(0, 0xa_0000, RW, 0, Some(memfd(0x1000))),
+            not_shared(true)
+        );
+        assert_eq!(not_shared(false).unwrap_err().errno(), libc::EOPNOTSUPP);
+        // Shared RAM: mmapped; from then on fd-less writable maps (VGA VRAM) are accepted.
+        dma.map(0, 0xa_0000, RW, 0, Some(memfd(0xa_0000))).unwrap();
+        dma.map(0xfd00_0000, 0x1000, RW, 0, None).unwrap();
+        assert_eq!(dma.counters().mmapped_maps, 1);
+        assert_eq!(dma.counters().message_maps, 2);
+        // Still so after the shared RAM has been unmapped again (a reset's remap storm).
+        dma.unmap(0, 0xa_0000, false).unwrap();
+        dma.map(0xc_0000, 0x1000, RW, 0, None).unwrap();
+    }
+
+    #[test]
     fn unmap_removes_contained_maps_and_refuses_cuts() {
-        let dma = Dma::new(None);
+        let dma = Dma::new(None, false);
         dma.map(0x1000, 0x1000, RW, 0, Some(memfd(0x1000))).unwrap();
         dma.map(0x2000, 0x1000, RW, 0, None).unwrap();
         assert_eq!(dma.unmap(0x1800, 0x1000, false), Err(libc::EINVAL));
@@ -694,7 +780,7 @@ mod tests {
 
     #[test]
     fn read_only_map_refuses_writes_and_detach_refuses_all() {
-        let dma = Dma::new(None);
+        let dma = Dma::new(None, false);
         dma.map(0, 0x1000, 1, 0, None).unwrap();
         assert!(matches!(
             dma.write(0, &[0]),
@@ -707,7 +793,7 @@ mod tests {
     #[test]
     fn message_read_is_refused_on_a_connection_thread() {
         let (ob, _rx) = Outbound::new();
-        let dma = Dma::new(Some(ob));
+        let dma = Dma::new(Some(ob), false);
         dma.map(0, 0x1000, RW, 0, None).unwrap();
         std::thread::spawn(move || {
             mark_connection_thread();

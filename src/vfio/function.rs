@@ -71,6 +71,14 @@ pub struct FunctionInfo {
     pub irq_counts: [u32; NUM_IRQS],
     /// Report the RESET device flag, so that QEMU sends DEVICE_RESET at system reset.
     pub resettable: bool,
+    /// The function DMAs only through the client's mmapped memory ([`Dma::memory`]), never
+    /// through DMA_READ/DMA_WRITE messages, so its client must share its RAM (QEMU:
+    /// [`QEMU_SHARED_MEMORY_OPTIONS`](super::QEMU_SHARED_MEMORY_OPTIONS)). The server then
+    /// refuses writable DMA_MAPs it cannot mmap until the client has shown shared RAM, and a
+    /// client whose RAM it had to refuse fails at DEVICE_GET_INFO, that is when QEMU realizes
+    /// the device (see [`Dma`] for the rule and why it is enforced there). Default: `false`
+    /// (fd-less maps go to the message path).
+    pub needs_shared_memory: bool,
 }
 
 impl Default for FunctionInfo {
@@ -81,6 +89,7 @@ impl Default for FunctionInfo {
             regions,
             irq_counts: [0; NUM_IRQS],
             resettable: true,
+            needs_shared_memory: false,
         }
     }
 }

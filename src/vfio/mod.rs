@@ -10,6 +10,9 @@
 //!   (memfd mmaps as `vm-memory` guest memory, DMA_READ/WRITE messages for fd-less maps) and an
 //!   [`Interrupts`] handle (eventfds per vector). Both are `Clone + Send + Sync`, usable from
 //!   any thread, and follow DMA_MAP/UNMAP and SET_IRQS changes.
+//! - A function that DMAs only through the mmaps sets [`FunctionInfo::needs_shared_memory`]: a
+//!   client whose RAM is not shared (QEMU without [`QEMU_SHARED_MEMORY_OPTIONS`]) is then refused
+//!   at attach, with one error naming those options, instead of getting a device whose DMA fails.
 //!
 //! # Threads
 //! - One **connection thread** per function (the thread running [`Server::run`]): it reads
@@ -60,6 +63,12 @@ mod function;
 mod irq;
 mod server;
 pub mod wire;
+
+/// The QEMU options that give a vfio-user server shared guest RAM (DMA_MAPs with a memfd it can
+/// mmap): what a [`FunctionInfo::needs_shared_memory`] function requires. `<RAM>` is the `-m`
+/// size.
+pub const QEMU_SHARED_MEMORY_OPTIONS: &str =
+    "-object memory-backend-memfd,id=mem,size=<RAM>,share=on -machine memory-backend=mem";
 
 pub use dma::{on_connection_thread, Dma, DmaCounters, DmaError, DMA_REPLY_TIMEOUT};
 pub use function::{

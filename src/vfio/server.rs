@@ -27,6 +27,7 @@ pub(crate) struct Stats {
     pub silent_errors: AtomicU64,
     pub protocol_closes: AtomicU64,
     pub panics: AtomicU64,
+    pub unshared_maps_refused: AtomicU64,
 }
 
 /// A snapshot of a server's counters.
@@ -44,6 +45,9 @@ pub struct ServerStats {
     pub protocol_closes: u64,
     /// Connections ended by a panic in the function (caught; the function was reset).
     pub panics: u64,
+    /// Writable DMA_MAPs refused because the function needs shared guest RAM and the client's
+    /// is not ([`FunctionInfo::needs_shared_memory`](super::FunctionInfo)).
+    pub unshared_maps_refused: u64,
 }
 
 #[derive(Debug)]
@@ -98,6 +102,7 @@ impl ServerHandle {
             silent_errors: s.silent_errors.load(Ordering::Relaxed),
             protocol_closes: s.protocol_closes.load(Ordering::Relaxed),
             panics: s.panics.load(Ordering::Relaxed),
+            unshared_maps_refused: s.unshared_maps_refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -215,7 +220,7 @@ impl Server {
         let inner = self.handle.inner.clone();
         let info = self.function.info();
         let (outbound, out_rx) = Outbound::new();
-        let dma = Dma::new(Some(outbound.clone()));
+        let dma = Dma::new(Some(outbound.clone()), info.needs_shared_memory);
         let irqs = Interrupts::new(info.irq_counts);
         let ctx = FunctionContext {
             dma: dma.clone(),
@@ -317,11 +322,15 @@ mod tests {
     use crate::vfio::{region, FunctionInfo, RegionError};
     use std::io::Write;
 
-    struct Blank;
+    /// A function with only a config space; `.0`: it needs shared guest memory.
+    struct Blank(bool);
 
     impl PciFunction for Blank {
         fn info(&self) -> FunctionInfo {
-            FunctionInfo::default()
+            FunctionInfo {
+                needs_shared_memory: self.0,
+                ..FunctionInfo::default()
+            }
         }
         fn config_read(&mut self, _offset: u64, data: &mut [u8]) {
             data.fill(0xab);
@@ -357,7 +366,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sriov-emu-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("trace.sock");
-        let server = Server::bind(&path, Blank).unwrap();
+        let server = Server::bind(&path, Blank(false)).unwrap();
         let handle = server.handle();
         let log = Captured::default();
         let sink = log.clone();
@@ -391,12 +400,78 @@ mod tests {
         assert!(!path.exists());
     }
 
+    /// Sends `msg` and reads the reply's header.
+    fn call(s: &mut UnixStream, msg: &[u8]) -> crate::vfio::wire::Header {
+        use std::io::Read;
+        s.write_all(msg).unwrap();
+        let mut h = [0u8; crate::vfio::wire::HEADER_SIZE];
+        s.read_exact(&mut h).unwrap();
+        let h = crate::vfio::wire::Header::parse(&h);
+        let mut rest = vec![0u8; h.size as usize - h.size.min(16) as usize];
+        s.read_exact(&mut rest).unwrap();
+        h
+    }
+
+    /// QEMU without shared RAM: one error line per connection, naming the QEMU options, however
+    /// many maps are refused; every refusal counted.
+    #[test]
+    fn unshared_ram_is_logged_once_per_connection_with_the_fix() {
+        use crate::vfio::wire::MessageBuilder;
+        let dir = std::env::temp_dir().join(format!("sriov-emu-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("unshared.sock");
+        let server = Server::bind(&path, Blank(true)).unwrap();
+        let handle = server.handle();
+        let log = Captured::default();
+        let sink = log.clone();
+        let t = thread::spawn(move || {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::ERROR)
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || server.run())
+        });
+        let map = |id, iova: u64| {
+            MessageBuilder::new(id, vfio_user::Command::DmaMap as u16, 0)
+                .u32(32)
+                .u32(3)
+                .u64(0)
+                .u64(iova)
+                .u64(0x1000)
+                .finish()
+        };
+        for _ in 0..2 {
+            let mut s = UnixStream::connect(&path).unwrap();
+            let version = MessageBuilder::new(1, vfio_user::Command::Version as u16, 0)
+                .u16(0)
+                .u16(0)
+                .finish();
+            assert!(!call(&mut s, &version).is_error());
+            for (id, iova) in [(2, 0), (3, 0x10_0000), (4, 0x20_0000)] {
+                let h = call(&mut s, &map(id, iova));
+                assert!(h.is_error());
+                assert_eq!(h.error, libc::EOPNOTSUPP as u32);
+            }
+        }
+        handle.shutdown();
+        t.join().unwrap().unwrap();
+        assert_eq!(handle.stats().unshared_maps_refused, 6);
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(lines.len(), 2, "one per connection:\n{text}");
+        for l in lines {
+            assert!(l.contains(crate::vfio::QEMU_SHARED_MEMORY_OPTIONS), "{l}");
+            assert!(l.contains("QEMU will fail to realize the device"), "{l}");
+        }
+    }
+
     #[test]
     fn shutdown_wakes_accept_even_without_the_socket_file() {
         let dir = std::env::temp_dir().join(format!("sriov-emu-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gone.sock");
-        let server = Server::bind(&path, Blank).unwrap();
+        let server = Server::bind(&path, Blank(false)).unwrap();
         let handle = server.handle();
         let t = thread::spawn(move || server.run());
         thread::sleep(Duration::from_millis(50));
