@@ -14,11 +14,9 @@ use vfio_user::Command;
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 use super::dma::{Dma, MapRefusal, Outbound};
-use super::function::{
-    irq, region, FunctionContext, FunctionInfo, PciFunction, NUM_IRQS, NUM_REGIONS,
-};
-use super::irq::{Interrupts, SetIrqsError};
-use super::server::Stats;
+use super::function::{region, FunctionContext, FunctionInfo, PciFunction, NUM_REGIONS};
+use super::irq::{index as irq, Interrupts, SetIrqsError, NUM_IRQS};
+use super::stats::Stats;
 use super::wire::{self, payload, Cursor, Header, MessageBuilder, HEADER_SIZE};
 
 /// The socket read timeout: how often an idle connection checks for shutdown.

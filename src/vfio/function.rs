@@ -1,12 +1,10 @@
 //! The seam between the vfio-user server and a device model: [`PciFunction`].
 
 use super::dma::Dma;
-use super::irq::Interrupts;
+use super::irq::{Interrupts, NUM_IRQS};
 
 /// Number of regions every function reports: BAR0–5 (0–5), ROM (6), config (7), VGA (8).
 pub const NUM_REGIONS: usize = 9;
-/// Number of interrupt indexes every function reports: INTx, MSI, MSI-X, ERR, REQ.
-pub const NUM_IRQS: usize = 5;
 
 /// Region indexes (VFIO's PCI numbering).
 pub mod region {
@@ -19,15 +17,6 @@ pub mod region {
     pub const ROM: u32 = 6;
     pub const CONFIG: u32 = 7;
     pub const VGA: u32 = 8;
-}
-
-/// Interrupt indexes (VFIO's PCI numbering).
-pub mod irq {
-    pub const INTX: u32 = 0;
-    pub const MSI: u32 = 1;
-    pub const MSIX: u32 = 2;
-    pub const ERR: u32 = 3;
-    pub const REQ: u32 = 4;
 }
 
 /// Size of the PCIe config region (index 7). With 4096, QEMU treats the function as Express.

@@ -10,7 +10,17 @@ use std::sync::{Arc, RwLock};
 
 use tracing::trace;
 
-use super::function::{irq, NUM_IRQS};
+/// Number of interrupt indexes every function reports: INTx, MSI, MSI-X, ERR, REQ.
+pub const NUM_IRQS: usize = 5;
+
+/// Interrupt indexes (VFIO's PCI numbering).
+pub mod index {
+    pub const INTX: u32 = 0;
+    pub const MSI: u32 = 1;
+    pub const MSIX: u32 = 2;
+    pub const ERR: u32 = 3;
+    pub const REQ: u32 = 4;
+}
 
 /// Vectors per index we keep at most (the MSI-X maximum).
 pub const MAX_VECTORS: u32 = 2048;
@@ -84,7 +94,7 @@ impl Interrupts {
         }
     }
 
-    /// Signal `vector` of irq `index` ([`irq::MSIX`] for the data path). Returns whether an
+    /// Signal `vector` of irq `index` ([`index::MSIX`] for the data path). Returns whether an
     /// eventfd was written. Absent, masked or out-of-range vectors are a counted no-op. An INTx
     /// assertion auto-masks the line until the client unmasks it (level-triggered semantics).
     pub fn fire(&self, index: u32, vector: u32) -> bool {
@@ -113,7 +123,7 @@ impl Interrupts {
             trace!(index, vector, "interrupt suppressed");
             return false;
         };
-        if index == irq::INTX {
+        if index == index::INTX {
             let mut t = lock.write().unwrap_or_else(|e| e.into_inner());
             if let Some(v) = t.get_mut(vector as usize) {
                 v.masked = true;
@@ -240,7 +250,7 @@ impl Interrupts {
                 }
             }
             (VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_ACTION_UNMASK) => {
-                if index != irq::INTX {
+                if index != index::INTX {
                     return Err(NotSupported("unmask eventfd outside INTx"));
                 }
                 if !fds.is_empty() && fds.len() != count as usize {
@@ -298,11 +308,11 @@ mod tests {
     fn fire_writes_the_vectors_eventfd_and_counts_the_rest() {
         let irqs = Interrupts::new([0, 0, 3, 1, 0]);
         let (e, fd) = efd();
-        irqs.set_irqs(irq::MSIX, TRIG_FD, 1, 1, vec![fd]).unwrap();
-        assert!(irqs.fire(irq::MSIX, 1));
+        irqs.set_irqs(index::MSIX, TRIG_FD, 1, 1, vec![fd]).unwrap();
+        assert!(irqs.fire(index::MSIX, 1));
         assert_eq!(e.read().unwrap(), 1);
-        assert!(!irqs.fire(irq::MSIX, 0));
-        assert!(!irqs.fire(irq::MSIX, 7));
+        assert!(!irqs.fire(index::MSIX, 0));
+        assert!(!irqs.fire(index::MSIX, 7));
         assert!(!irqs.fire(9, 0));
         assert_eq!(
             irqs.counters(),
@@ -319,15 +329,15 @@ mod tests {
         let irqs = Interrupts::new([0, 0, 3, 0, 0]);
         let (_e0, f0) = efd();
         let (_e1, f1) = efd();
-        irqs.set_irqs(irq::MSIX, TRIG_FD, 0, 2, vec![f0, f1])
+        irqs.set_irqs(index::MSIX, TRIG_FD, 0, 2, vec![f0, f1])
             .unwrap();
-        assert!(irqs.is_enabled(irq::MSIX, 1));
-        irqs.set_irqs(irq::MSIX, TRIG_FD, 1, 1, vec![]).unwrap();
-        assert!(!irqs.is_enabled(irq::MSIX, 1));
-        assert!(irqs.is_enabled(irq::MSIX, 0));
+        assert!(irqs.is_enabled(index::MSIX, 1));
+        irqs.set_irqs(index::MSIX, TRIG_FD, 1, 1, vec![]).unwrap();
+        assert!(!irqs.is_enabled(index::MSIX, 1));
+        assert!(irqs.is_enabled(index::MSIX, 0));
         let none_trig = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
-        irqs.set_irqs(irq::MSIX, none_trig, 0, 0, vec![]).unwrap();
-        assert!(!irqs.is_enabled(irq::MSIX, 0));
+        irqs.set_irqs(index::MSIX, none_trig, 0, 0, vec![]).unwrap();
+        assert!(!irqs.is_enabled(index::MSIX, 0));
     }
 
     #[test]
@@ -335,9 +345,9 @@ mod tests {
         let irqs = Interrupts::new([0, 0, 3, 0, 0]);
         let (e0, f0) = efd();
         let (e1, f1) = efd();
-        irqs.set_irqs(irq::MSIX, TRIG_FD, 0, 1, vec![f0]).unwrap();
-        irqs.set_irqs(irq::MSIX, TRIG_FD, 0, 1, vec![f1]).unwrap();
-        irqs.fire(irq::MSIX, 0);
+        irqs.set_irqs(index::MSIX, TRIG_FD, 0, 1, vec![f0]).unwrap();
+        irqs.set_irqs(index::MSIX, TRIG_FD, 0, 1, vec![f1]).unwrap();
+        irqs.fire(index::MSIX, 0);
         assert_eq!(e1.read().unwrap(), 1);
         assert!(e0.read().is_err());
     }
@@ -346,24 +356,24 @@ mod tests {
     fn bad_requests_are_refused() {
         let irqs = Interrupts::new([1, 0, 3, 0, 0]);
         let (_e, f) = efd();
-        assert!(irqs.set_irqs(irq::MSIX, TRIG_FD, 2, 2, vec![]).is_err());
+        assert!(irqs.set_irqs(index::MSIX, TRIG_FD, 2, 2, vec![]).is_err());
         assert!(irqs
-            .set_irqs(irq::MSIX, TRIG_FD, u32::MAX, 2, vec![])
+            .set_irqs(index::MSIX, TRIG_FD, u32::MAX, 2, vec![])
             .is_err());
         let (_e2, f2) = efd();
         assert!(irqs
-            .set_irqs(irq::MSIX, TRIG_FD, 0, 3, vec![f, f2])
+            .set_irqs(index::MSIX, TRIG_FD, 0, 3, vec![f, f2])
             .is_err());
         assert!(irqs
             .set_irqs(
-                irq::MSIX,
+                index::MSIX,
                 VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
                 0,
                 1,
                 vec![]
             )
             .is_err());
-        assert!(irqs.set_irqs(irq::MSIX, 0, 0, 1, vec![]).is_err());
+        assert!(irqs.set_irqs(index::MSIX, 0, 0, 1, vec![]).is_err());
     }
 
     #[test]
@@ -371,14 +381,14 @@ mod tests {
         let irqs = Interrupts::new([1, 0, 0, 0, 0]);
         let (e, f) = efd();
         let (_r, rf) = efd();
-        irqs.set_irqs(irq::INTX, TRIG_FD, 0, 1, vec![f]).unwrap();
+        irqs.set_irqs(index::INTX, TRIG_FD, 0, 1, vec![f]).unwrap();
         let unmask_fd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK;
-        irqs.set_irqs(irq::INTX, unmask_fd, 0, 1, vec![rf]).unwrap();
-        assert!(irqs.fire(irq::INTX, 0));
-        assert!(!irqs.fire(irq::INTX, 0), "auto-masked after assertion");
+        irqs.set_irqs(index::INTX, unmask_fd, 0, 1, vec![rf]).unwrap();
+        assert!(irqs.fire(index::INTX, 0));
+        assert!(!irqs.fire(index::INTX, 0), "auto-masked after assertion");
         let unmask = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
-        irqs.set_irqs(irq::INTX, unmask, 0, 1, vec![]).unwrap();
-        assert!(irqs.fire(irq::INTX, 0));
+        irqs.set_irqs(index::INTX, unmask, 0, 1, vec![]).unwrap();
+        assert!(irqs.fire(index::INTX, 0));
         assert_eq!(e.read().unwrap(), 2);
     }
 }

@@ -62,6 +62,7 @@ mod dma;
 mod function;
 mod irq;
 mod server;
+mod stats;
 pub mod wire;
 
 /// The QEMU options that give a vfio-user server shared guest RAM (DMA_MAPs with a memfd it can
@@ -72,8 +73,8 @@ pub const QEMU_SHARED_MEMORY_OPTIONS: &str =
 
 pub use dma::{on_connection_thread, Dma, DmaCounters, DmaError, DMA_REPLY_TIMEOUT};
 pub use function::{
-    irq as irq_index, region, FunctionContext, FunctionInfo, PciFunction, RegionError, RegionInfo,
-    CONFIG_SPACE_SIZE, NUM_IRQS, NUM_REGIONS,
+    region, FunctionContext, FunctionInfo, PciFunction, RegionError, RegionInfo, CONFIG_SPACE_SIZE,
+    NUM_REGIONS,
 };
-pub use irq::{Interrupts, IrqCounters};
+pub use irq::{index as irq_index, Interrupts, IrqCounters, NUM_IRQS};
 pub use server::{Server, ServerHandle, ServerStats};

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -17,38 +17,8 @@ use super::conn::{Connection, End, STALL_TIMEOUT};
 use super::dma::{mark_connection_thread, Dma, Outbound};
 use super::function::{FunctionContext, PciFunction};
 use super::irq::Interrupts;
-
-/// Server-wide counters (atomics, readable from any thread through [`ServerHandle::stats`]).
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub connections: AtomicU64,
-    pub messages: AtomicU64,
-    pub error_replies: AtomicU64,
-    pub silent_errors: AtomicU64,
-    pub protocol_closes: AtomicU64,
-    pub panics: AtomicU64,
-    pub unshared_maps_refused: AtomicU64,
-}
-
-/// A snapshot of a server's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ServerStats {
-    /// Clients accepted.
-    pub connections: u64,
-    /// Messages received (commands and replies).
-    pub messages: u64,
-    /// Error replies sent.
-    pub error_replies: u64,
-    /// Failed NO_REPLY messages (logged, never answered).
-    pub silent_errors: u64,
-    /// Connections closed because the stream could not be trusted any more.
-    pub protocol_closes: u64,
-    /// Connections ended by a panic in the function (caught; the function was reset).
-    pub panics: u64,
-    /// Writable DMA_MAPs refused because the function needs shared guest RAM and the client's
-    /// is not ([`FunctionInfo::needs_shared_memory`](super::FunctionInfo)).
-    pub unshared_maps_refused: u64,
-}
+pub use super::stats::ServerStats;
+use super::stats::Stats;
 
 #[derive(Debug)]
 struct HandleInner {

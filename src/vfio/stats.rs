@@ -1,0 +1,36 @@
+//! A server's counters: atomics the connection loop bumps, and the snapshot
+//! [`ServerHandle::stats`](super::ServerHandle::stats) hands out.
+
+use std::sync::atomic::AtomicU64;
+
+/// Server-wide counters (atomics, readable from any thread through [`ServerHandle::stats`]).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub connections: AtomicU64,
+    pub messages: AtomicU64,
+    pub error_replies: AtomicU64,
+    pub silent_errors: AtomicU64,
+    pub protocol_closes: AtomicU64,
+    pub panics: AtomicU64,
+    pub unshared_maps_refused: AtomicU64,
+}
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Clients accepted.
+    pub connections: u64,
+    /// Messages received (commands and replies).
+    pub messages: u64,
+    /// Error replies sent.
+    pub error_replies: u64,
+    /// Failed NO_REPLY messages (logged, never answered).
+    pub silent_errors: u64,
+    /// Connections closed because the stream could not be trusted any more.
+    pub protocol_closes: u64,
+    /// Connections ended by a panic in the function (caught; the function was reset).
+    pub panics: u64,
+    /// Writable DMA_MAPs refused because the function needs shared guest RAM and the client's
+    /// is not ([`FunctionInfo::needs_shared_memory`](super::FunctionInfo)).
+    pub unshared_maps_refused: u64,
+}
