@@ -67,12 +67,15 @@ pub struct PolicySpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Attach {
-    /// Frames go straight into the eswitch port; a VF's mailbox is driven through the PF
-    /// side's forwarded V2PMAILBOX / VMBMEM registers, as igbvf drives them.
+    /// The endpoint's stack sits on the port. On a VF its frames still go through the VF's
+    /// rings (a software igbvf opens them), but the mailbox conversation is the scenario's: the
+    /// reset handshake and every request are scripted over the VF's V2PMAILBOX / VMBMEM
+    /// registers, and the stack adopts MACs as the step says.
     #[default]
     Port,
-    /// A software igbvf brings up the VF model (registers, rings, mailbox, interrupts) and
-    /// every frame goes through its descriptor rings.
+    /// A software igbvf does the whole bring-up as Linux igbvf does (probe: reset handshake,
+    /// SET_MAC_ADDR with a random MAC when the PF assigns none; open: SET_MULTICAST, rings,
+    /// SET_LPE, interrupts) and keeps its own MAC on a NACK.
     Driver,
 }
 
