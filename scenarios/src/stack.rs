@@ -190,7 +190,9 @@ impl HostStack {
     /// A UDP datagram to the traffic port whose frame is `frame_len` bytes (without FCS), or
     /// as small as the headers allow.
     pub fn udp_datagram(&mut self, dst_mac: MacAddr, target: Ipv4Addr, frame_len: usize) -> Bytes {
-        let tag_len = self.vlan.map_or(0, |_| eswitch::wire::VLAN_TAG_LEN);
+        let tag_len = self
+            .vlan
+            .map_or(0, |_| eswitch::wire::ethernet::VLAN_TAG_LEN);
         let headers = len::ETH_HEADER + tag_len + len::IPV4_HEADER + len::UDP_HEADER;
         let payload = frame_len.saturating_sub(headers);
         let ip = self.ipv4(target, IpNextHeaderProtocols::Udp);

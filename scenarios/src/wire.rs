@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 
 use bytes::Bytes;
-use eswitch::wire::{EthHeader, WireError as EthError};
+use eswitch::wire::{Error as EthError, EthernetFrame, EthernetRepr};
 use eswitch::{build_frame, MacAddr, VlanTci};
 use pnet_packet::arp::{
     ArpHardwareTypes, ArpOperation, ArpOperations, ArpPacket, MutableArpPacket,
@@ -38,11 +38,11 @@ pub mod len {
     pub const ICMP_ECHO_HEADER: usize = 8;
     pub const UDP_HEADER: usize = 8;
     /// Ethernet header without a tag.
-    pub const ETH_HEADER: usize = eswitch::wire::ETH_HEADER_LEN;
+    pub const ETH_HEADER: usize = eswitch::wire::ethernet::HEADER_LEN;
     /// The shortest Ethernet frame without FCS; shorter frames are padded.
     pub const ETH_MIN_FRAME: usize = 60;
     /// The frame check sequence, counted on the wire but not carried in our frames.
-    pub const ETH_FCS: usize = eswitch::wire::ETH_FCS_LEN;
+    pub const ETH_FCS: usize = eswitch::wire::ethernet::FCS_LEN;
 }
 
 /// Default TTL of the packets the host stack sends (Linux `ip_default_ttl`).
@@ -71,8 +71,8 @@ pub enum WireError {
 impl From<EthError> for WireError {
     fn from(e: EthError) -> Self {
         match e {
-            EthError::TooShort => WireError::EthTooShort,
-            EthError::TruncatedTag => WireError::TruncatedTag,
+            EthError::Truncated => WireError::EthTooShort,
+            _ => WireError::TruncatedTag,
         }
     }
 }
@@ -322,8 +322,8 @@ fn emit_ipv4(ip: &Ipv4Repr, payload: &[u8]) -> Vec<u8> {
 
 impl Frame {
     pub fn parse(bytes: &[u8]) -> Result<Frame, WireError> {
-        let eth = EthHeader::parse(bytes)?;
-        let rest = &bytes[eth.len()..];
+        let eth = EthernetRepr::parse(&EthernetFrame::new_unchecked(bytes))?;
+        let rest = &bytes[eth.header_len()..];
         let body = match eth.ethertype {
             EtherTypes::Arp => Body::Arp(ArpRepr::parse(rest)?),
             EtherTypes::Ipv4 => {
@@ -342,7 +342,7 @@ impl Frame {
         Ok(Frame {
             dst: eth.dst,
             src: eth.src,
-            tag: eth.tag,
+            tag: eth.dot1q_tci(),
             body,
         })
     }
@@ -356,7 +356,10 @@ impl Frame {
             Body::OtherIpv4(ip) => (EtherTypes::Ipv4, emit_ipv4(ip, &[])),
             Body::Other(t, bytes) => (*t, bytes.clone()),
         };
-        let header = len::ETH_HEADER + self.tag.map_or(0, |_| eswitch::wire::VLAN_TAG_LEN);
+        let header = len::ETH_HEADER
+            + self
+                .tag
+                .map_or(0, |_| eswitch::wire::ethernet::VLAN_TAG_LEN);
         let mut padded = payload;
         let min_payload = len::ETH_MIN_FRAME.saturating_sub(header);
         if padded.len() < min_payload {
