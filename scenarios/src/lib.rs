@@ -56,7 +56,6 @@ pub mod pcap;
 pub mod report;
 pub mod runner;
 pub mod stack;
-pub mod wire;
 pub mod world;
 
 pub use load::{collect, load, parse, LoadError, Scenario};
