@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::{be, Error, EtherType, EtherTypes, Field, Rest, Result};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 /// A 48-bit Ethernet address.
@@ -134,8 +134,10 @@ impl VlanTci {
     }
 }
 
+/// Destination + source: where an inserted tag goes.
+pub const ADDRS_LEN: usize = 12;
 /// Destination + source + ethertype, without tags.
-pub const HEADER_LEN: usize = 14;
+pub const HEADER_LEN: usize = ADDRS_LEN + 2;
 /// One tag: TPID + TCI.
 pub const VLAN_TAG_LEN: usize = 4;
 /// Tags a frame view recognises in front of the ethertype; a third TPID reads as the ethertype.
@@ -400,9 +402,18 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.tags().as_slice().get(index).copied()
     }
 
+    /// The outer tag; the switch's per-frame question, so read without walking further.
     #[inline]
     pub fn outer_tag(&self) -> Option<VlanTag> {
-        self.tags().outer()
+        let b = self
+            .buffer
+            .as_ref()
+            .get(field::ETHERTYPE.start..field::TCI.end + 2)?;
+        let tpid = EtherType(u16::from_be_bytes([b[0], b[1]]));
+        is_tpid(tpid).then(|| VlanTag {
+            tpid,
+            tci: VlanTci(u16::from_be_bytes([b[2], b[3]])),
+        })
     }
 
     /// The second tag of a double-tagged frame.
@@ -427,28 +438,33 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
     /// The frame with `tag` inserted in front of its tags, after the source address, in one
     /// new buffer. A buffer shorter than the addresses is copied unchanged.
+    #[inline]
     pub fn insert_tag(&self, tag: VlanTag) -> Bytes {
         let data = self.buffer.as_ref();
-        let Some(addrs) = data.get(..field::TAGS.start) else {
+        let Some((addrs, rest)) = data.split_first_chunk::<ADDRS_LEN>() else {
             return Bytes::copy_from_slice(data);
         };
-        let mut out = BytesMut::with_capacity(data.len() + VLAN_TAG_LEN);
-        out.put_slice(addrs);
-        out.put_slice(&tag.to_bytes());
-        out.put_slice(&data[field::TAGS]);
-        out.freeze()
+        // Fixed-size pieces first, so that only the payload copy is a variable-length one.
+        let mut out = Vec::with_capacity(data.len() + VLAN_TAG_LEN);
+        out.extend_from_slice(addrs);
+        out.extend_from_slice(&tag.to_bytes());
+        out.extend_from_slice(rest);
+        Bytes::from(out)
     }
 
     /// The frame without its outer tag, in one new buffer; a copy when it has none.
+    #[inline]
     pub fn strip_tag(&self) -> Bytes {
         let data = self.buffer.as_ref();
-        if self.tag_count() == 0 {
+        if self.outer_tag().is_none() {
             return Bytes::copy_from_slice(data);
         }
-        let mut out = BytesMut::with_capacity(data.len() - VLAN_TAG_LEN);
-        out.put_slice(&data[..field::TAGS.start]);
-        out.put_slice(&data[field::TAGS.start + VLAN_TAG_LEN..]);
-        out.freeze()
+        // An outer tag means the addresses, the tag and a type field are in the buffer.
+        let (addrs, tagged) = data.split_at(ADDRS_LEN);
+        let mut out = Vec::with_capacity(data.len() - VLAN_TAG_LEN);
+        out.extend_from_slice(addrs);
+        out.extend_from_slice(&tagged[VLAN_TAG_LEN..]);
+        Bytes::from(out)
     }
 }
 
