@@ -7,7 +7,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use eswitch::{build_frame, DropReason, Eswitch, EswitchConfig, MacAddr, PortId, VlanProto};
-//! use pnet_packet::ethernet::EtherTypes;
+//! use eswitch::wire::EtherTypes;
 //!
 //! let vf0 = MacAddr([2, 0, 0, 0, 0, 0x10]);
 //! let vf1 = MacAddr([2, 0, 0, 0, 0, 0x11]);
