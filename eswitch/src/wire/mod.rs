@@ -16,8 +16,6 @@
 
 use core::ops::{Range, RangeFrom};
 
-use thiserror::Error;
-
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
@@ -47,7 +45,7 @@ pub use tcp::{Flags as TcpFlags, Packet as TcpPacket, Repr as TcpRepr};
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
 
 /// Why bytes are not a packet of the format asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum Error {
     /// The buffer ends before the header, or before a length the header declares.
     #[error("truncated: the buffer ends before the header or a length it declares")]
