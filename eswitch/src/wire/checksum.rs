@@ -10,7 +10,7 @@
 //! * the unfolded accumulator the TX offload engine runs over whole frames: [`sum`] adds
 //!   big-endian 32-bit words into a `u64`, [`fold`] reduces to 16 bits at the end. Summing
 //!   32-bit words is exact for the 16-bit one's-complement sum because 2^16 ≡ 1 modulo
-//!   2^16 − 1 (RFC 1071 §2(B), byte order and word size independence), and a `u64` cannot carry
+//!   2^16 − 1 (RFC 1071 §2(C), parallel summation), and a `u64` cannot carry
 //!   out for any buffer shorter than 2^32 words.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

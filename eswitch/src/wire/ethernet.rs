@@ -1,4 +1,4 @@
-//! Ethernet II frames (IEEE 802.3 clause 3.2.6 type field) with up to two VLAN tags in front
+//! Ethernet II frames (RFC 894: addresses, then a type field) with up to two VLAN tags in front
 //! of the ethertype: IEEE 802.1Q C-tags (TPID 0x8100) and S-tags (TPID 0x88A8), outer first.
 //! The FCS is not part of our frames; [`FCS_LEN`] is counted against frame-size limits only.
 
@@ -29,7 +29,7 @@ impl MacAddr {
     pub fn is_zero(&self) -> bool {
         self.0 == [0; 6]
     }
-    /// The I/G bit (IEEE 802 §8.2): group addresses, broadcast included.
+    /// The group bit (the first octet's least significant): broadcast included.
     #[inline]
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 == 1
@@ -144,7 +144,8 @@ pub const VLAN_TAG_LEN: usize = 4;
 pub const MAX_TAGS: usize = 2;
 /// The frame check sequence, not carried in our frames but counted against frame-size limits.
 pub const FCS_LEN: usize = 4;
-/// The shortest frame without FCS (64 on the wire, IEEE 802.3 §4.4.2); shorter ones get padded.
+/// The shortest frame without FCS: the header and 46 bytes of data (RFC 894); shorter ones get
+/// padded.
 pub const MIN_FRAME_LEN: usize = 60;
 
 /// Whether an ethertype field holds a TPID this layer reads as a tag.
@@ -616,7 +617,7 @@ mod tests {
         0x08, 0x06, // ARP
         0xaa, 0xbb,
     ];
-    /// 802.1ad S-tag VID 100 outside an 802.1Q C-tag VID 10 (IEEE 802.1Q §6.9, QinQ).
+    /// 802.1ad S-tag VID 100 outside an 802.1Q C-tag VID 10 (IEEE 802.1Q S-tag and C-tag).
     const IPV4_DOUBLE_TAGGED: [u8; 24] = [
         0x02, 0, 0, 0, 0, 0x11, // dst
         0x02, 0, 0, 0, 0, 0x10, // src

@@ -28,7 +28,7 @@ pub const HEADER_LEN: usize = field::OPTIONS.start;
 /// The header with the most options (data offset 15).
 pub const MAX_HEADER_LEN: usize = 60;
 
-/// The control bits (RFC 9293 §3.1; CWR and ECE from RFC 3168 §23.2).
+/// The control bits (RFC 9293 §3.1; CWR and ECE from RFC 3168 §6.1).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Flags(pub u8);
 
