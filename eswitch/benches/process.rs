@@ -6,8 +6,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::Bytes;
+use eswitch::wire::EtherTypes;
 use eswitch::{build_frame, Deliveries, Eswitch, EswitchConfig, MacAddr, PortId, VlanProto};
-use pnet_packet::ethernet::EtherTypes;
 
 const VFS: u16 = 8;
 /// 60 bytes without FCS: a minimum 64-byte Ethernet frame on the wire.

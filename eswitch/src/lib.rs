@@ -7,7 +7,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use eswitch::{build_frame, DropReason, Eswitch, EswitchConfig, MacAddr, PortId, VlanProto};
-//! use pnet_packet::ethernet::EtherTypes;
+//! use eswitch::wire::EtherTypes;
 //!
 //! let vf0 = MacAddr([2, 0, 0, 0, 0, 0x10]);
 //! let vf1 = MacAddr([2, 0, 0, 0, 0, 0x11]);
@@ -82,6 +82,7 @@
 //! - More than 30 multicast hashes puts a VF in multicast promiscuous (MPME), as igb does.
 pub mod admin;
 pub mod counters;
+pub mod filter;
 pub mod policy;
 pub mod port;
 pub mod shaper;
@@ -90,6 +91,7 @@ pub mod wire;
 
 pub use admin::{parse_mac, ParseError, VfSetting};
 pub use counters::{DropCounters, DropReason, PortCounters};
+pub use filter::{mta_hash, Bitmap4096};
 pub use policy::{
     LinkState, MacAddr, PfPolicy, PolicyError, PortVlan, VfPolicy, VlanProto, DEFAULT_MAX_FRAME,
 };

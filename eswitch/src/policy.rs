@@ -6,87 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// A 48-bit Ethernet address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    pub const ZERO: MacAddr = MacAddr([0; 6]);
-    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
-
-    #[inline]
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 6]
-    }
-    #[inline]
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-    #[inline]
-    pub fn is_broadcast(&self) -> bool {
-        self.0 == [0xff; 6]
-    }
-    /// A valid unicast station address: not multicast, not all zeros.
-    #[inline]
-    pub fn is_valid_unicast(&self) -> bool {
-        !self.is_zero() && !self.is_multicast()
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl fmt::Debug for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Why a string is not a MAC address.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[error("not a MAC address (want six hex octets separated by ':'): {0:?}")]
-pub struct ParseMacError(pub String);
-
-impl std::str::FromStr for MacAddr {
-    type Err = ParseMacError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in out.iter_mut() {
-            let part = parts.next().ok_or_else(|| ParseMacError(s.to_owned()))?;
-            if part.is_empty() || part.len() > 2 {
-                return Err(ParseMacError(s.to_owned()));
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| ParseMacError(s.to_owned()))?;
-        }
-        if parts.next().is_some() {
-            return Err(ParseMacError(s.to_owned()));
-        }
-        Ok(MacAddr(out))
-    }
-}
-
-impl Serialize for MacAddr {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+// The Ethernet address lives with the wire formats; policies name it from here too.
+pub use crate::wire::ethernet::{MacAddr, ParseMacError};
 
 /// `ip link ... vf N state ...`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]

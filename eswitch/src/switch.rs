@@ -7,6 +7,7 @@ use thiserror::Error;
 use tracing::debug;
 
 use crate::counters::{Cast, DropReason, PortCounters};
+use crate::filter::{mta_hash, Bitmap4096};
 use crate::policy::{
     LinkState, MacAddr, PfPolicy, PolicyError, PortVlan, VfPolicy, VlanProto, MAX_FRAME_LIMIT,
 };
@@ -14,9 +15,8 @@ use crate::port::{
     CaptureHook, CaptureRecord, Deliveries, Delivery, Direction, DropRecord, NoSuchPort, PortId,
 };
 use crate::shaper::{NextSendAt, TokenBucket};
-use crate::wire::{
-    insert_tag, mta_hash, strip_tag, Bitmap4096, EthHeader, VlanTci, ETH_FCS_LEN, VLAN_TAG_LEN,
-};
+use crate::wire::ethernet::{FCS_LEN, VLAN_TAG_LEN};
+use crate::wire::{EtherTypes, EthernetFrame, VlanTag, VlanTci};
 
 /// Bits per Mbit/s of `max_tx_rate`.
 const BPS_PER_MBPS: u64 = 1_000_000;
@@ -378,7 +378,7 @@ impl Eswitch {
         let Some(shaper) = self.vfs.get_mut(n).and_then(|s| s.shaper.as_mut()) else {
             return Ok(());
         };
-        let bits = (frame_len as u64 + ETH_FCS_LEN as u64) * 8;
+        let bits = (frame_len as u64 + FCS_LEN as u64) * 8;
         let verdict = shaper.try_send(now_ns, bits);
         if verdict.is_err() {
             let idx = (self.pf_idx as usize) + 1 + n;
@@ -469,7 +469,7 @@ impl Eswitch {
         if !p.up {
             return self.drop_frame(out, idx, DropReason::LinkDown);
         }
-        if ctx.untagged_len + ETH_FCS_LEN > usize::from(p.max_frame) {
+        if ctx.untagged_len + FCS_LEN > usize::from(p.max_frame) {
             return self.drop_frame(out, idx, DropReason::Oversize);
         }
         let copy = match (p.strip, ctx.wire_tci, ctx.inserted) {
@@ -522,9 +522,16 @@ impl Eswitch {
                 stripped_tci: None,
             });
         }
-        let Ok(hdr) = EthHeader::parse(&frame) else {
+        let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else {
             return self.drop_frame(out, in_idx, DropReason::Malformed);
         };
+        let (dst, src) = (eth.dst_addr(), eth.src_addr());
+        // The switch's tag is an outer 802.1Q C-tag (VET default); behind any other TPID the
+        // frame is untagged to it.
+        let tag = eth
+            .outer_tag()
+            .filter(|t| t.tpid == EtherTypes::Vlan)
+            .map(|t| t.tci);
         let inp = self.profiles[in_idx as usize];
 
         // ---- Ingress (TX) checks and VLAN insertion (spec §6.2 steps 1–3).
@@ -532,14 +539,14 @@ impl Eswitch {
             return self.drop_frame(out, in_idx, DropReason::LinkDown);
         }
         // The tag the frame carries inside the switch, and whether it was inserted here.
-        let mut wire_tci = hdr.tag;
+        let mut wire_tci = tag;
         let mut inserted = false;
         if let Kind::Vf(n) = inp.kind {
             let vf = &self.vfs[n];
-            if vf.policy.spoofchk && !vf.policy.owns(hdr.src) {
+            if vf.policy.spoofchk && !vf.policy.owns(src) {
                 return self.drop_frame(out, in_idx, DropReason::SpoofMac);
             }
-            match (vf.port_vlan, hdr.tag) {
+            match (vf.port_vlan, tag) {
                 (Some(_), Some(_)) if vf.policy.spoofchk => {
                     return self.drop_frame(out, in_idx, DropReason::SpoofVlan);
                 }
@@ -561,18 +568,18 @@ impl Eswitch {
         }
         // Length without the outer 802.1Q tag: what frame-size limits are measured against
         // (igb adds the tag allowance to RLPML for VLAN pools).
-        let untagged_len = if hdr.tag.is_some() && !inserted {
+        let untagged_len = if tag.is_some() && !inserted {
             frame.len() - VLAN_TAG_LEN
         } else {
             frame.len()
         };
-        if untagged_len + ETH_FCS_LEN > usize::from(inp.max_frame) {
+        if untagged_len + FCS_LEN > usize::from(inp.max_frame) {
             return self.drop_frame(out, in_idx, DropReason::Oversize);
         }
         let vid = wire_tci.map_or(UNTAGGED, VlanTci::vid);
-        let cast = if hdr.dst.is_broadcast() {
+        let cast = if dst.is_broadcast() {
             Cast::Broadcast
-        } else if hdr.dst.is_multicast() {
+        } else if dst.is_multicast() {
             Cast::Multicast
         } else {
             Cast::Unicast
@@ -605,7 +612,7 @@ impl Eswitch {
                 }
             }
             Cast::Multicast => {
-                let hash = mta_hash(hdr.dst);
+                let hash = mta_hash(dst);
                 for idx in first..n_ports {
                     if idx != in_idx && self.wants_multicast(idx, hash) && self.member(idx, vid) {
                         self.admit(out, &mut plan, idx, ctx);
@@ -613,7 +620,7 @@ impl Eswitch {
                 }
             }
             Cast::Unicast => {
-                let (start, end) = self.fdb.get(mac_key(hdr.dst));
+                let (start, end) = self.fdb.get(mac_key(dst));
                 if start != end {
                     let mut others = false;
                     for k in start..end {
@@ -717,6 +724,18 @@ impl Eswitch {
             stripped_tci,
         });
     }
+}
+
+/// `frame` (checked by `process_into`) with an 802.1Q tag `tci` in front of its tags.
+#[inline]
+fn insert_tag(frame: &[u8], tci: VlanTci) -> Bytes {
+    EthernetFrame::new_unchecked(frame).insert_tag(VlanTag::dot1q(tci))
+}
+
+/// `frame` (checked by `process_into`, and tagged) without its outer tag.
+#[inline]
+fn strip_tag(frame: &[u8]) -> Bytes {
+    EthernetFrame::new_unchecked(frame).strip_tag()
 }
 
 // The administrator's and the PF agent's side: policies, PF receive configuration, link.

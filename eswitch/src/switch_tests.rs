@@ -1,10 +1,14 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use pnet_packet::ethernet::EtherTypes;
 
 use super::*;
-use crate::wire::build_frame;
+use crate::wire::{build_frame, EthernetRepr};
+
+/// The Ethernet header of a delivered frame.
+fn header(frame: &[u8]) -> EthernetRepr {
+    EthernetRepr::parse(&EthernetFrame::new_unchecked(frame)).expect("a well-formed frame")
+}
 
 const PF_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xf0]);
 const REMOTE: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xee]);
@@ -123,12 +127,12 @@ fn vst_broadcast_stays_in_its_vlan_tagged_to_uplink_stripped_to_peers() {
     // Not the PF (untagged only), not VF2 (VLAN 20), not VF3 (untagged).
     assert_eq!(ports(&out), vec![UPLINK, PortId::Vf(1)]);
     let up = out.to(UPLINK).unwrap();
-    let hdr = EthHeader::parse(&up.frame).unwrap();
-    assert_eq!(hdr.tag, Some(VlanTci::new(10, 3)));
+    let hdr = header(&up.frame);
+    assert_eq!(hdr.dot1q_tci(), Some(VlanTci::new(10, 3)));
     assert_eq!(hdr.ethertype, EtherTypes::Arp);
     assert_eq!(up.stripped_tci, None);
     let peer = out.to(PortId::Vf(1)).unwrap();
-    assert_eq!(EthHeader::parse(&peer.frame).unwrap().tag, None);
+    assert!(header(&peer.frame).tags.is_empty());
     assert_eq!(peer.frame.len(), 42);
     assert_eq!(peer.stripped_tci, Some(VlanTci::new(10, 3)));
 }
@@ -145,10 +149,7 @@ fn pf_that_joined_a_vlan_receives_it_tagged() {
     .unwrap();
     let out = sw.process(PortId::Vf(0), arp_request(vf_mac(0), None));
     let pf = out.to(PortId::Pf).expect("PF joined VLAN 10");
-    assert_eq!(
-        EthHeader::parse(&pf.frame).unwrap().tag.map(VlanTci::vid),
-        Some(10)
-    );
+    assert_eq!(header(&pf.frame).dot1q_tci().map(VlanTci::vid), Some(10));
     assert_eq!(pf.stripped_tci, None);
     // With RX stripping on (the PF model mirrors its VLAN strip setting), the tag is reported.
     sw.set_rx_vlan_strip(PortId::Pf, true).unwrap();
@@ -424,9 +425,14 @@ fn vst_vf_with_spoofchk_off_gets_its_tag_pushed_outside_and_stays_in_its_vlan() 
         arp_request(vf_mac(0), Some(VlanTci::new(20, 0))),
     );
     assert_eq!(ports(&out), vec![UPLINK]);
-    let hdr = EthHeader::parse(&out.to(UPLINK).unwrap().frame).unwrap();
-    assert_eq!(hdr.tag.map(VlanTci::vid), Some(10));
-    assert_eq!(hdr.ethertype, EtherTypes::Vlan);
+    let hdr = header(&out.to(UPLINK).unwrap().frame);
+    let vids: Vec<u16> = hdr.tags.as_slice().iter().map(|t| t.tci.vid()).collect();
+    assert_eq!(
+        vids,
+        vec![10, 20],
+        "the port VLAN outside, the VF's tag inside"
+    );
+    assert_eq!(hdr.ethertype, EtherTypes::Arp);
 }
 
 #[test]
@@ -612,12 +618,11 @@ fn priority_only_port_vlan_tags_vid_0_and_stays_untagged_member() {
     set_port_vlan(&mut sw, 0, 0, 5);
     let out = sw.process(PortId::Vf(0), arp_request(vf_mac(0), None));
     assert_eq!(out.len(), 5);
-    let up = EthHeader::parse(&out.to(UPLINK).unwrap().frame).unwrap();
-    assert_eq!(up.tag, Some(VlanTci::new(0, 5)));
+    let up = header(&out.to(UPLINK).unwrap().frame);
+    assert_eq!(up.dot1q_tci(), Some(VlanTci::new(0, 5)));
     // The PF does not strip: it sees the priority tag.
-    assert!(EthHeader::parse(&out.to(PortId::Pf).unwrap().frame)
-        .unwrap()
-        .tag
+    assert!(header(&out.to(PortId::Pf).unwrap().frame)
+        .dot1q_tci()
         .is_some());
     // Untagged frames still reach the VF.
     let out = sw.process(UPLINK, frame(vf_mac(0), REMOTE, None));
@@ -689,7 +694,7 @@ fn capture_hook_sees_frames_as_sent_and_as_delivered() {
     );
     let (port, dir, _, bytes, tci) = &log[1];
     assert_eq!((*port, *dir, *tci), (UPLINK, Direction::Rx, None));
-    let tag = EthHeader::parse(bytes).unwrap().tag.unwrap();
+    let tag = header(bytes).dot1q_tci().unwrap();
     assert_eq!((tag.vid(), tag.pcp()), (10, 3));
     assert_eq!(
         log[2],

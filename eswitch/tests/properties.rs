@@ -1,12 +1,12 @@
 //! Property tests of the switch's isolation rules and of the shaper's accuracy.
 
 use bytes::Bytes;
-use eswitch::wire::EthHeader;
+use eswitch::wire::EtherTypes;
+use eswitch::wire::{EthernetFrame, EthernetRepr};
 use eswitch::{
     build_frame, DropReason, Eswitch, EswitchConfig, MacAddr, NextSendAt, PfPolicy, PortId,
     PortVlan, TokenBucket, VfPolicy, VlanTci,
 };
-use pnet_packet::ethernet::EtherTypes;
 use proptest::prelude::*;
 
 const PF_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xf0]);
@@ -211,10 +211,10 @@ proptest! {
             let out = w.sw.process(ingress, frame);
             for d in &out {
                 prop_assert!(w.member(d.port, vlan), "{ingress} VLAN {vlan} reached {}", d.port);
-                let delivered = EthHeader::parse(&d.frame).unwrap();
+                let delivered = EthernetRepr::parse(&EthernetFrame::new_unchecked(&d.frame)).unwrap();
                 // Whatever tag the receiver sees (in the frame or stripped into the descriptor)
                 // names the frame's VLAN.
-                if let Some(tci) = d.stripped_tci.or(delivered.tag) {
+                if let Some(tci) = d.stripped_tci.or(delivered.dot1q_tci()) {
                     prop_assert_eq!(tci.vid(), vlan);
                 }
                 if let PortId::Vf(n) = d.port {
@@ -225,7 +225,7 @@ proptest! {
                     }
                 }
                 if d.port == PortId::Uplink(0) && vlan != 0 {
-                    prop_assert_eq!(delivered.tag.map(VlanTci::vid), Some(vlan));
+                    prop_assert_eq!(delivered.dot1q_tci().map(VlanTci::vid), Some(vlan));
                 }
             }
         }
@@ -365,7 +365,7 @@ proptest! {
             .sum();
             prop_assert_eq!(sent + refused, 1, "{:?}", out);
             for d in &out {
-                prop_assert!(EthHeader::parse(&d.frame).is_ok());
+                prop_assert!(EthernetFrame::new_checked(&d.frame).is_ok());
             }
         }
     }

@@ -260,11 +260,12 @@ impl CheckCtx<'_> {
         let matching = at_port
             .iter()
             .filter(|r| {
-                let Ok(h) = eswitch::wire::EthHeader::parse(&r.frame) else {
+                let frame = eswitch::wire::EthernetFrame::new_unchecked(&r.frame[..]);
+                let Ok(h) = eswitch::wire::EthernetRepr::parse(&frame) else {
                     return false;
                 };
-                let tci = h.tag.or(r.stripped_tci);
-                c.tagged.is_none_or(|t| t == h.tag.is_some())
+                let tci = h.dot1q_tci().or(r.stripped_tci);
+                c.tagged.is_none_or(|t| t == h.dot1q_tci().is_some())
                     && c.stripped.is_none_or(|s| s == r.stripped_tci.is_some())
                     && c.vid.is_none_or(|v| tci.is_some_and(|t| t.vid() == v))
                     && c.pcp.is_none_or(|p| tci.is_some_and(|t| t.pcp() == p))
@@ -385,9 +386,10 @@ impl CheckCtx<'_> {
 }
 
 pub(crate) fn describe_capture(r: &Captured) -> String {
-    match eswitch::wire::EthHeader::parse(&r.frame) {
+    let frame = eswitch::wire::EthernetFrame::new_unchecked(&r.frame[..]);
+    match eswitch::wire::EthernetRepr::parse(&frame) {
         Ok(h) => {
-            let tag = match (h.tag, r.stripped_tci) {
+            let tag = match (h.dot1q_tci(), r.stripped_tci) {
                 (Some(t), _) => format!(" tag vid {} pcp {}", t.vid(), t.pcp()),
                 (None, Some(t)) => format!(" stripped vid {} pcp {}", t.vid(), t.pcp()),
                 _ => " untagged".into(),

@@ -57,7 +57,6 @@ mod outcome;
 pub mod report;
 pub mod runner;
 pub mod stack;
-pub mod wire;
 pub mod world;
 
 pub use error::{MailboxError, SetupError, StepError};

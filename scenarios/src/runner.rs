@@ -19,7 +19,7 @@ use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
 /// Ethertype of crafted frames unless a step names one: IEEE 802 local experimental 1.
 const LOCAL_EXPERIMENTAL: u16 = 0x88b5;
 /// Default crafted-frame length (without FCS): the Ethernet minimum.
-const DEFAULT_FRAME_LEN: usize = crate::wire::len::ETH_MIN_FRAME;
+const DEFAULT_FRAME_LEN: usize = eswitch::wire::ethernet::MIN_FRAME_LEN;
 /// Default traffic frame length: a full 1500-byte MTU frame without FCS.
 const DEFAULT_TRAFFIC_FRAME_LEN: usize = 1514;
 const DEFAULT_TRAFFIC_MS: u64 = 1000;
@@ -371,8 +371,8 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             let idx = endpoint(world, from)?;
             let src = src.unwrap_or(world.mac_of(idx));
             let tag = vlan.map(|v| VlanTci::new(v, pcp.unwrap_or(0)));
-            let header =
-                crate::wire::len::ETH_HEADER + tag.map_or(0, |_| eswitch::wire::VLAN_TAG_LEN);
+            let header = eswitch::wire::ethernet::HEADER_LEN
+                + tag.map_or(0, |_| eswitch::wire::ethernet::VLAN_TAG_LEN);
             let payload = vec![0u8; size.unwrap_or(DEFAULT_FRAME_LEN).saturating_sub(header)];
             let ethertype = EtherType(ethertype.unwrap_or(LOCAL_EXPERIMENTAL));
             for _ in 0..count.unwrap_or(1) {
@@ -420,8 +420,7 @@ fn act(world: &mut World, step: &Step) -> StepResult {
                     mac: need_mac()?,
                 },
                 MailboxRequest::Multicast => {
-                    let hashes: Vec<u16> =
-                        groups.iter().map(|&g| eswitch::wire::mta_hash(g)).collect();
+                    let hashes: Vec<u16> = groups.iter().map(|&g| eswitch::mta_hash(g)).collect();
                     let count = u8::try_from(hashes.len()).unwrap_or(u8::MAX);
                     MailboxMsg::SetMulticast { count, hashes }
                 }
@@ -503,7 +502,7 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             let size = size.unwrap_or(DEFAULT_TRAFFIC_FRAME_LEN);
             let link = world.nic.with_pf(|pf| pf.switch().config().link_speed_mbps);
             let offered = u64::from(offered_mbps.unwrap_or(link).max(1));
-            let wire_bits = ((size + crate::wire::len::ETH_FCS) * 8) as u64;
+            let wire_bits = ((size + eswitch::wire::ethernet::FCS_LEN) * 8) as u64;
             // ns between frames at the offered rate: bits / (Mbit/s) × 1000.
             let gap_ns = (wire_bits * 1000).div_ceil(offered);
             let duration_ms = duration_ms.unwrap_or(DEFAULT_TRAFFIC_MS);
