@@ -67,12 +67,14 @@ pub struct PolicySpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Attach {
-    /// Frames go straight into the eswitch port; a VF's mailbox is driven through the PF
-    /// side's forwarded V2PMAILBOX / VMBMEM registers, as igbvf drives them.
+    /// A PF or uplink endpoint sends straight into its eswitch port and receives through the
+    /// port's sink. A VF endpoint scripts its mailbox itself over the VF's V2PMAILBOX / VMBMEM
+    /// registers, as igbvf drives them (the reset handshake, then only the steps' requests), and
+    /// its frames go through the VF's descriptor rings.
     #[default]
     Port,
-    /// A software igbvf brings up the VF model (registers, rings, mailbox, interrupts) and
-    /// every frame goes through its descriptor rings.
+    /// VF only: a software igbvf does the whole bring-up of the VF model (probe and open:
+    /// registers, rings, mailbox messages, interrupts); frames go through its descriptor rings.
     Driver,
 }
 
