@@ -1,5 +1,5 @@
 //! The vfio-user face of one VF: [`VfFunction`] implements the server's [`PciFunction`] by
-//! delegating to the VF's [`VfHandle`] in the running [`Nic`](model::Nic), and hands the VF an
+//! delegating to the VF's [`VfHandle`] in the running [`Nic`], and hands the VF an
 //! [`IrqSink`] that signals the client's MSI-X eventfds.
 
 use std::sync::Arc;

@@ -1,8 +1,8 @@
-//! End-to-end through `serve` (issue 6, acceptance test 1): one NIC with 2 VFs served in
-//! process, each VF attached to its own stock QEMU 11.1 guest running the unmodified `igbvf`.
-//! Both guests get the MAC the PF agent assigned, bring the link up, and ping each other
-//! through the eswitch; `ctl show` (over the control socket) then has counters that agree with
-//! the guests' own and with each other. Needs the artifacts of `scripts/fetch-e2e.py`.
+//! End-to-end through `serve`: one NIC with 2 VFs served in process, each VF attached to its own
+//! stock QEMU 11.1 guest running the unmodified `igbvf`. Both guests get the MAC the PF agent
+//! assigned, bring the link up, and ping each other through the eswitch; `ctl show` (over the
+//! control socket) then has counters that agree with the guests' own and with each other. Needs the
+//! artifacts of `scripts/fetch-e2e.py`.
 
 mod serve_support;
 

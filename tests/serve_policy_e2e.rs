@@ -1,13 +1,14 @@
-//! End-to-end through `serve` (issue 6, acceptance tests 2–5): one NIC with 3 VFs in process;
-//! guest A on VF 0 and guest B on VF 1 run the unmodified `igbvf`, VF 2 has no guest. The host
-//! steps both guests through phases over a second serial port (`/dev/ttyS1`, a QEMU UNIX
-//! socket chardev) and changes the VFs' policies with the control protocol in between:
-//! 2. ARP for an address nobody owns: the broadcasts reach every other VF and the PF.
-//! 3. Port VLAN 10 on VFs 0 and 1: A still reaches B, VF 2 receives nothing of A's, frames on
+//! End-to-end through `serve`, the eswitch policies under real guests: one NIC with 3 VFs in
+//! process; guest A on VF 0 and guest B on VF 1 run the unmodified `igbvf`, VF 2 has no guest.
+//! Once A and B reach each other, the host steps both guests through phases over a second serial
+//! port (`/dev/ttyS1`, a QEMU UNIX socket chardev) and changes the VFs' policies with the
+//! control protocol in between:
+//! 1. ARP for an address nobody owns: the broadcasts reach every other VF and the PF.
+//! 2. Port VLAN 10 on VFs 0 and 1: A still reaches B, VF 2 receives nothing of A's, frames on
 //!    the uplink carry tag 10.
-//! 4. Anti-spoof: A's MAC change is NACKed (refusal counted); a macvlan's frames from a MAC A
+//! 3. Anti-spoof: A's MAC change is NACKed (refusal counted); a macvlan's frames from a MAC A
 //!    does not own are dropped as `spoof_mac`; with trust on the MAC change succeeds.
-//! 5. `rate 100` on VF 0: iperf3 A→B, reported and checked against ±10 %.
+//! 4. `rate 100` on VF 0: iperf3 A→B, reported and checked against ±10 %.
 
 mod serve_support;
 
@@ -142,7 +143,7 @@ fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
     a.wait_mark("READY", 300);
     b.wait_mark("READY", 300);
 
-    // 2. ARP for 10.0.0.99: every broadcast reaches every other VF, the PF and the uplink.
+    // 1. ARP for 10.0.0.99: every broadcast reaches every other VF, the PF and the uplink.
     let s0 = show(&dir);
     a.say("arp");
     a.wait_mark("ARP", 60);
@@ -169,7 +170,7 @@ fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
         "the PF got them"
     );
 
-    // 3. Port VLAN 10 on VFs 0 and 1.
+    // 2. Port VLAN 10 on VFs 0 and 1.
     ctl(&dir, 0, "vlan 10");
     ctl(&dir, 1, "vlan 10");
     uplink.lock().unwrap().clear();
@@ -199,7 +200,7 @@ fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
     ctl(&dir, 0, "vlan 0");
     ctl(&dir, 1, "vlan 0");
 
-    // 4. Anti-spoof: admin MAC, trust off, spoofchk on.
+    // 3. Anti-spoof: admin MAC, trust off, spoofchk on.
     let s4 = show(&dir);
     a.say("spoof");
     a.wait_mark("SPOOF", 90);
@@ -229,7 +230,7 @@ fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
     );
     assert!(d(&s5, &s6, 0, "tx_broadcast") >= 1);
 
-    // 5. Rate: 100 Mbit/s on VF 0.
+    // 4. Rate: 100 Mbit/s on VF 0.
     ctl(&dir, 0, "rate 100");
     a.say("rate");
     a.wait_mark("RATE", 120);
@@ -268,8 +269,8 @@ fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
     let mbps = receiver_mbps(&iperf)
         .unwrap_or_else(|| panic!("no receiver figure in {iperf:?}\n{}", out_a.diagnostics()));
     eprintln!("measured {mbps:.1} Mbit/s (target 100 ± 10 %)");
-    // Issue 6's band: 100 Mbit/s ± 10 %. TCP goodput at a 100 Mbit/s frame rate is at most
-    // 95.4 Mbit/s; the shaper's 5 ms burst absorbs its timer waking late on a busy host.
+    // The band this test accepts: 100 Mbit/s ± 10 %. TCP goodput at a 100 Mbit/s frame rate is at
+    // most 95.4 Mbit/s; the shaper's 5 ms burst absorbs its timer waking late on a busy host.
     assert!(
         (90.0..=110.0).contains(&mbps),
         "rate 100: measured {mbps:.1} Mbit/s, outside 100 ± 10 %"

@@ -1,4 +1,4 @@
-//! End-to-end through `serve` (issue 6, acceptance test 6): guest A (VF 0) sends iperf3
+//! End-to-end through `serve`, a guest that dies mid-traffic: guest A (VF 0) sends iperf3
 //! traffic to guest B (VF 1); A's QEMU is killed in the middle. B keeps working, and a new
 //! guest attached to VF 0's socket gets the same admin MAC and talks to B again.
 

@@ -2,7 +2,7 @@
 //! (Linux `igb_main.c`: `igb_msg_task`, `igb_rcv_msg_from_vf`, `igb_rcv_ack_from_vf`,
 //! `igb_vf_reset_event`, `igb_vf_reset_msg`, `igb_set_vf_mac_addr`, `igb_set_vf_mac_filter`,
 //! `igb_set_vf_multicasts`, `igb_set_vf_vlan_msg`, `igb_set_vf_rlpml`, `igb_set_vf_promisc`,
-//! `igb_ping_all_vfs`; spec §4.2, §4.3).
+//! `igb_ping_all_vfs`).
 //!
 //! The agent drives each VF's mailbox through the PF-side register semantics exactly as igb
 //! does (lock with PFU, read the 16 words, write ACK|PFU, write the reply, write STS), reads the

@@ -1,4 +1,6 @@
-//! The 82576 PF/VF mailbox and the PF agent that answers VFs (spec §3–§5).
+//! The 82576 PF/VF mailbox and the PF agent that answers VFs: the protocol of Linux igb's
+//! `e1000_mbx.c` and `igb_rcv_msg_from_vf` and of igbvf's `mbx.c` and `vf.c`, with the register
+//! behaviour of QEMU's `igb_set_pfmailbox` / `igb_set_vfmailbox` (`hw/net/igb_core.c`).
 //!
 //! - [`VfMailbox`]: one VF's mailbox as hardware: the 16-word buffer, V2PMAILBOX (VF side) and
 //!   P2VMAILBOX (PF side) with their read-to-clear and write semantics, buffer ownership, and

@@ -1,6 +1,7 @@
 //! One VF's mailbox as the hardware implements it: the 16-word buffer, the VF-side control
 //! register V2PMAILBOX and the PF-side P2VMAILBOX(n), buffer ownership, and the per-VF cause
-//! bits the PF sees (MBVFICR.VFREQ/VFACK, VFLRE). Spec §3.1, §4.1.
+//! bits the PF sees (MBVFICR.VFREQ/VFACK, VFLRE), as Linux igb's `e1000_mbx.c` and igbvf's
+//! `mbx.c` use them and QEMU's `igb_set_pfmailbox` / `igb_set_vfmailbox` implement them.
 //!
 //! Each VF has its own `VfMailbox`; nothing here is shared between VFs, so no sequence of
 //! accesses to one VF's mailbox can touch another's.
@@ -134,7 +135,8 @@ impl Default for VfMailbox {
 
 impl VfMailbox {
     /// A mailbox whose PF is up: RSTI = 0, RSTD = 1, as after the PF driver wrote
-    /// CTRL_EXT.PFRSTD (spec §4.2 step 0).
+    /// CTRL_EXT.PFRSTD (igb does so in `igb_up` / `__igb_open` when it has VFs; QEMU's
+    /// `igb_set_ctrlext`).
     pub fn new() -> VfMailbox {
         VfMailbox {
             buf: [0; MAILBOX_WORDS],
@@ -164,7 +166,7 @@ impl VfMailbox {
     }
 
     /// Word 0 of the buffer: after a PF message it is that message's header, which igbvf's
-    /// link check reads for CTS (spec §4.3, last paragraph).
+    /// link check (`e1000_check_for_link_vf`) reads for CTS.
     pub fn last_word0(&self) -> u32 {
         self.buf[0]
     }
@@ -196,7 +198,8 @@ impl VfMailbox {
     }
 
     /// A VF read of V2PMAILBOX: returns the bits, then clears PFSTS, PFACK and RSTD
-    /// (spec §4.1: R2C; igbvf caches them in software).
+    /// (igbvf's `E1000_V2PMAILBOX_R2C_BITS`; its `e1000_read_v2p_mailbox` caches them in
+    /// software).
     pub fn read_v2p(&mut self) -> u32 {
         let v = self.peek_v2p();
         self.pfsts = false;

@@ -1,4 +1,5 @@
-//! Mailbox messages: a typed view of the 16-word buffer (spec §4.2, §4.3).
+//! Mailbox messages: a typed view of the 16-word buffer (Linux igb `e1000_mbx.h` and
+//! `igb_rcv_msg_from_vf`; igbvf `mbx.h`, `vf.c` as the sender).
 //!
 //! `Message::parse` reads words as they sit in VMBMEM, `Message::emit` writes them back; both
 //! are total over guest input (no panics: short input is a `ParseError`, unknown ids are

@@ -1,12 +1,12 @@
-//! Named bits and limits of the 82576 PF/VF mailbox (spec §3.1, §4.1, §4.3).
+//! Named bits and limits of the 82576 PF/VF mailbox.
 //!
-//! Facts restated from Linux `igb/e1000_mbx.h`, `igbvf/mbx.h`, `igb/e1000_defines.h` and the
-//! project spec; no code copied.
+//! Facts restated from Linux `igb/e1000_mbx.h`, `igbvf/mbx.h`, `igb/e1000_defines.h` and
+//! `igb_main.c` (`igb_rcv_msg_from_vf` and the handlers it calls); no code copied.
 
 /// Dwords in one VF's mailbox buffer (VMBMEM), shared by the VF and the PF.
 pub const MAILBOX_WORDS: usize = 16;
 
-/// V2PMAILBOX: the VF's view of its mailbox control register (VF BAR0 0x0C40), spec §4.1.
+/// V2PMAILBOX: the VF's view of its mailbox control register (VF BAR0 0x0C40; igbvf `mbx.h`).
 pub mod v2p {
     /// Write 1: the VF posted a message (sets MBVFICR.VFREQ, interrupts the PF). Reads 0.
     pub const REQ: u32 = 1 << 0;
@@ -24,7 +24,7 @@ pub mod v2p {
     pub const RSTI: u32 = 1 << 6;
     /// Read only, clear on read: the PF reset completed.
     pub const RSTD: u32 = 1 << 7;
-    /// The bits a read clears (spec §4.1: "R2C").
+    /// The bits a read clears (igbvf's `E1000_V2PMAILBOX_R2C_BITS`).
     pub const R2C: u32 = PFSTS | PFACK | RSTD;
     /// Every bit the register defines.
     pub const DEFINED: u32 = REQ | ACK | VFU | PFU | PFSTS | PFACK | RSTI | RSTD;
@@ -48,7 +48,8 @@ pub mod p2v {
     pub const DEFINED: u32 = STS | ACK | VFU | PFU | RVFU;
 }
 
-/// Word 0 of every mailbox message (spec §4.1, §4.3).
+/// Word 0 of every mailbox message (`E1000_VT_MSGTYPE_*`, `E1000_VT_MSGINFO_*` in igb's
+/// `e1000_mbx.h` and igbvf's `mbx.h`).
 pub mod msg {
     /// Bits 15:0: the message id.
     pub const ID_MASK: u32 = 0x0000_FFFF;

@@ -282,9 +282,8 @@ fn header_split_puts_the_headers_in_the_header_buffer() {
     assert_eq!(got, vec![f, small, big]);
 }
 
-/// The premise of the old test (the VF refused a frame on a full ring and told a posted-buffers
-/// hook when the driver refilled) is now the NIC's: the ring is left untouched, the frame waits
-/// in the VF's backlog, and the driver's RDT write delivers it.
+/// A frame for a full RX ring: the ring is left untouched, the frame waits in the VF's backlog
+/// (the NIC's, not the function's), and the driver's RDT write delivers it.
 #[test]
 fn a_full_ring_is_left_untouched_and_the_frame_waits_until_buffers_are_posted() {
     let r = rig(1);

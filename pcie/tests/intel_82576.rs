@@ -1,5 +1,5 @@
-//! The 82576 PF and VF layouts (spec §1) built with the public builders, checked
-//! byte by byte as `igb`, `igbvf`, Linux's PCI core and QEMU read them.
+//! The 82576 PF and VF layouts (QEMU's `igb_pci_realize` / `igbvf_pci_realize`) built with the
+//! public builders, checked byte by byte as `igb`, `igbvf`, Linux's PCI core and QEMU read them.
 
 mod common;
 

@@ -73,7 +73,7 @@ pub enum Attach {
     /// registers, and the stack adopts MACs as the step says.
     #[default]
     Port,
-    /// A software igbvf does the whole bring-up as Linux igbvf does (probe: reset handshake,
+    /// VF only: a software igbvf does the whole bring-up as Linux igbvf does (probe: reset handshake,
     /// SET_MAC_ADDR with a random MAC when the PF assigns none; open: SET_MULTICAST, rings,
     /// SET_LPE, interrupts) and keeps its own MAC on a NACK.
     Driver,

@@ -3,9 +3,10 @@
 //!
 //! A scenario (TOML) declares the NIC (VFs, uplinks, how VFs get MACs), the administrator's
 //! initial VF settings (the `ip link` / `sriov-emu ctl` words), endpoints (a small host stack
-//! with ARP, ICMP echo and a UDP generator, attached straight to an eswitch port or through a
-//! software igbvf driving the VF model), and steps, each with expectations. Time is simulated
-//! ([`TimeMode::Simulated`]): `wait` and shaping jump the clock, so runs are deterministic.
+//! with ARP, ICMP echo and a UDP generator, on a PF or uplink port, or on a VF through the VF
+//! model's registers and rings driven by a software igbvf), and steps, each with expectations.
+//! Time is simulated by default ([`TimeMode::Simulated`]): `wait` and shaping jump the clock, so
+//! runs are deterministic.
 //!
 //! ```toml
 //! description = "An ARP broadcast from vf1 reaches the PF, every other VF and the uplink."

@@ -56,7 +56,8 @@ pub struct FunctionInfo {
     /// 256 for a conventional PCI function); the server always routes it to
     /// [`PciFunction::config_read`]/[`PciFunction::config_write`].
     pub regions: [RegionInfo; NUM_REGIONS],
-    /// Vector count per [`irq`] index (0 = not supported; at most 2048). A VF: `[0, 0, 3, 1, 0]`.
+    /// Vector count per [`irq_index`](super::irq_index) (0 = not supported; at most 2048). A VF:
+    /// `[0, 0, 3, 1, 0]`.
     pub irq_counts: [u32; NUM_IRQS],
     /// Report the RESET device flag, so that QEMU sends DEVICE_RESET at system reset.
     pub resettable: bool,

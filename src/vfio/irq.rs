@@ -383,7 +383,8 @@ mod tests {
         let (_r, rf) = efd();
         irqs.set_irqs(index::INTX, TRIG_FD, 0, 1, vec![f]).unwrap();
         let unmask_fd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK;
-        irqs.set_irqs(index::INTX, unmask_fd, 0, 1, vec![rf]).unwrap();
+        irqs.set_irqs(index::INTX, unmask_fd, 0, 1, vec![rf])
+            .unwrap();
         assert!(irqs.fire(index::INTX, 0));
         assert!(!irqs.fire(index::INTX, 0), "auto-masked after assertion");
         let unmask = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;

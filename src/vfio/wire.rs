@@ -4,7 +4,8 @@
 //! Command numbers are the `vfio_user` crate's [`Command`] enum; VFIO flag and index values are
 //! the kernel's (`vfio-bindings`). The crate keeps its header and payload structs private, so the
 //! layouts are written out here, smoltcp-style: field positions in `mod field`, a checked view for
-//! parsing and plain byte vectors for emitting. Everything is host endian, as the spec says.
+//! parsing and plain byte vectors for emitting. Everything is host endian, as the vfio-user
+//! protocol specification (QEMU's `docs/interop/vfio-user.rst`) says.
 
 use vfio_user::Command;
 
@@ -229,7 +230,7 @@ pub const VERSION_CAPS_JSON: &str = concat!(
 /// VERSION reply JSONs, best first. QEMU sizes its receive buffer to its own request (214 bytes
 /// in 11.1.3, which the first fits); a client with a smaller request (the `vfio_user` crate's is
 /// about 110 bytes) gets the largest one that fits in its request. The last is always accepted:
-/// capabilities are optional in the spec.
+/// capabilities are optional in the vfio-user specification.
 pub const VERSION_CAPS_CHOICES: [&str; 4] = [
     VERSION_CAPS_JSON,
     r#"{"capabilities":{"max_msg_fds":16,"max_data_xfer_size":1048576}}"#,
@@ -255,7 +256,7 @@ pub mod payload {
     pub const DMA_MAP: usize = 32;
     /// `argsz, flags, u64 iova, u64 size`.
     pub const DMA_UNMAP: usize = 24;
-    /// `u64 address, u64 count` (the spec's layout, which 11.1.3 uses).
+    /// `u64 address, u64 count` (the vfio-user specification's layout, which QEMU 11.1.3 uses).
     pub const DMA_ACCESS: usize = 16;
 }
 

@@ -1,4 +1,4 @@
-//! Issue 6 bench: VF-to-VF TCP throughput (iperf3) and ping RTT through sriov-emu and through
+//! Bench: VF-to-VF TCP throughput (iperf3) and ping RTT through sriov-emu and through
 //! QEMU's own in-process `igb` VFs, in one run on the same machine, with the same topology on
 //! both sides: ONE guest (same kernel, QEMU, vCPUs, memory) with TWO igbvf netdevs, each moved
 //! into its own network namespace; `iperf3 -s` in one, `iperf3 -c -J` and `ping` in the other.

@@ -1,5 +1,5 @@
-//! A test NIC (per-VF mailboxes + policies + one PF agent, wired as the VF device model will
-//! wire them) and a VF driver that programs the registers exactly as Linux igbvf's mbx.c and
+//! A test NIC (per-VF mailboxes + policies + one PF agent, wired as the device model's PF side
+//! wires them) and a VF driver that programs the registers exactly as Linux igbvf's mbx.c and
 //! vf.c do.
 #![allow(dead_code)]
 

@@ -1,6 +1,7 @@
-//! Advanced RX and TX descriptors (spec §2.8) as typed views over their 16 bytes, in the
-//! smoltcp style: field positions in `field`, a `parse` from bytes and an `emit` to bytes,
-//! no accessor that can panic (the buffer is always exactly [`DESC_LEN`] bytes).
+//! Advanced RX and TX descriptors (Linux `e1000_82575.h`: `union e1000_adv_rx_desc`,
+//! `union e1000_adv_tx_desc`, `struct e1000_adv_tx_context_desc`) as typed views over their 16
+//! bytes, in the smoltcp style: field positions in `field`, a `parse` from bytes and an `emit` to
+//! bytes, no accessor that can panic (the buffer is always exactly [`DESC_LEN`] bytes).
 
 /// Every advanced descriptor is 16 bytes.
 pub const DESC_LEN: usize = 16;
@@ -77,7 +78,8 @@ pub mod rx_hdr {
 pub struct RxReadDesc {
     pub pkt_addr: u64,
     /// Header buffer (header-split modes only; in one-buffer mode these bytes are stale
-    /// write-back data and must be ignored, spec §2.8).
+    /// write-back data and must be ignored: igb's `igb_alloc_rx_buffers` writes only the packet
+    /// address).
     pub hdr_addr: u64,
 }
 
@@ -147,7 +149,7 @@ impl RxWriteBack {
     }
 }
 
-/// Raw bit layout of the advanced TX descriptors (spec §2.8; Linux e1000_82575.h names).
+/// Raw bit layout of the advanced TX descriptors (Linux e1000_82575.h names).
 pub mod tx_bits {
     // ---- data descriptor, dword 2 (cmd_type_len) ----
     /// Buffer length of this descriptor (DTALEN).

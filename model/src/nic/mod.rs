@@ -14,8 +14,9 @@
 //! delivery goes:
 //! - to a VF: into its RX ring ([`Vf::receive`]); on a full ring the frame waits in that VF's
 //!   bounded backlog ([`BACKLOG_FRAMES`]), drained in order when its driver posts buffers;
-//!   beyond it the frame is dropped and counted as [`DropReason::RxFull`] on the port and
-//!   `backlog_overflow` in the VF's counters;
+//!   beyond it the frame is dropped and counted as
+//!   [`DropReason::RxFull`](eswitch::DropReason::RxFull) on the port and `backlog_overflow` in the
+//!   VF's counters;
 //! - to the PF or an uplink: the [`PortSink`] registered for that port, or, without one,
 //!   counted in [`NicCounters::unclaimed`] and dropped;
 //!

@@ -205,7 +205,8 @@ impl PfSide {
     }
 
     // -----------------------------------------------------------------------------------------
-    // The VF's mailbox registers (spec §4.1), forwarded by the VF function.
+    // The VF's mailbox registers (V2PMAILBOX and VMBMEM, as igbvf's `mbx.c` uses them),
+    // forwarded by the VF function.
 
     /// V2PMAILBOX read (PFSTS, PFACK and RSTD clear on read).
     pub fn read_v2p(&mut self, vf: u16) -> u32 {
@@ -239,7 +240,7 @@ impl PfSide {
     }
 
     /// The VF reset itself (VTCTRL.RST or FLR): VFLRE to the PF, which forgets the VF's
-    /// requested state (spec §4.2 steps 1 and 4).
+    /// requested state (QEMU's `igb_vf_reset`; igb's `igb_vf_reset_event`).
     pub fn vf_reset(&mut self, vf: u16, now_ns: u64) -> MailboxIrq {
         let Some(i) = self.checked(vf) else {
             return MailboxIrq::None;

@@ -1,4 +1,5 @@
-//! The Intel 82576 layouts (spec §1.1–1.4): the device model builds them from this crate's
+//! The Intel 82576 layouts (QEMU's `igb_pci_realize` / `igbvf_pci_realize`, as Linux
+//! `igb_probe` / `igbvf_probe` read them): the device model builds them from this crate's
 //! public builder API, and these tests check the bytes a driver reads.
 
 #![allow(dead_code)]
@@ -7,14 +8,15 @@ use pcie::{BuildError, ConfigSpace};
 
 pub const KIB: u64 = 1024;
 
-/// The PF (function 0): spec §1.1–1.3, as the device model lays it out with this crate's
-/// builders.
+/// The PF (function 0), QEMU's `igb_pci_realize` layout, as the device model lays it out with
+/// this crate's builders.
 pub fn pf_82576() -> Result<ConfigSpace, BuildError> {
     model::function::i82576::config::pf_config_space()
 }
 
-/// A VF as our vfio-user server presents it: spec §1.4, with vendor/device 8086:10CA instead of
-/// FFFF:FFFF.
+/// A VF as our vfio-user server presents it: QEMU's `igbvf_pci_realize` layout, with
+/// vendor/device 8086:10CA instead of FFFF:FFFF (what a VF's own ID registers read under SR-IOV,
+/// and what QEMU's `hw/pci/pcie_sriov.c` gives them).
 pub fn vf_82576(pf: &ConfigSpace) -> Result<ConfigSpace, BuildError> {
     model::function::i82576::config::vf_config_space(pf)
 }

@@ -1,5 +1,6 @@
-//! The 82576's configuration space: the PF (spec §1.1–1.3) and a VF as our vfio-user server
-//! presents it to a guest (spec §1.4).
+//! The 82576's configuration space: the PF (as QEMU's `igb_pci_realize` lays it out and Linux
+//! `igb_probe` reads it) and a VF as our vfio-user server presents it to a guest (QEMU's
+//! `igbvf_pci_realize`; Linux `igbvf_probe`).
 
 use pcie::regs::pm;
 use pcie::{

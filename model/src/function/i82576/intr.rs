@@ -1,5 +1,7 @@
-//! The VF's interrupt logic (spec §2.4 routing rule, §3.2): VTEICR/VTEICS/VTEIMS/VTEIMC/
-//! VTEIAC/VTEIAM, VTEITR0..2, VTIVAR and VTIVAR_MISC, for the VF's three MSI-X vectors.
+//! The VF's interrupt logic: VTEICR/VTEICS/VTEIMS/VTEIMC/VTEIAC/VTEIAM, VTEITR0..2, VTIVAR and
+//! VTIVAR_MISC, for the VF's three MSI-X vectors, as Linux igbvf programs them
+//! (`igbvf_configure_msix`, `igbvf_irq_enable`) and QEMU routes them (`igb_set_vtivar`,
+//! `igb_msix_notify`).
 //!
 //! Causes map to vectors: RX queue q → VTIVAR byte 2q, TX queue q → byte 2q+1, the mailbox →
 //! VTIVAR_MISC byte 0; an entry without VALID routes nowhere. A routed cause sets its EICR

@@ -1,5 +1,6 @@
-//! VF BAR0 register offsets and bit fields (spec §3.2, §2.4, §2.5, §2.7), named as in Linux
-//! igbvf's `regs.h` / `defines.h`. Offsets are byte offsets in the VF's 16 KiB BAR0.
+//! VF BAR0 register offsets and bit fields, named as in Linux igbvf's `regs.h` / `defines.h`;
+//! QEMU's `vf_to_pf_addr` (`hw/net/igbvf.c`) maps the same window onto the PF's registers.
+//! Offsets are byte offsets in the VF's 16 KiB BAR0.
 
 /// Size of the VF's BAR0 (all CSRs).
 pub const BAR0_SIZE: u64 = 16 * 1024;
@@ -7,7 +8,8 @@ pub const BAR0_SIZE: u64 = 16 * 1024;
 pub const BAR3_SIZE: u64 = 16 * 1024;
 
 // ----- General -----
-/// VTCTRL: only RST (b26) does anything; reads 0. Also decoded at 0x0004 (spec §3.2).
+/// VTCTRL: only RST (b26) does anything; reads 0. Also decoded at 0x0004 (QEMU's
+/// `vf_to_pf_addr`: `E1000_CTRL_DUP`).
 pub const VTCTRL: u64 = 0x0000;
 pub const VTCTRL_ALIAS: u64 = 0x0004;
 /// VTSTATUS: read-only mirror of the link (LU, FD, SPEED).
@@ -16,7 +18,7 @@ pub const VTSTATUS: u64 = 0x0008;
 pub const VTFRTIMER: u64 = 0x1048;
 
 pub mod ctrl {
-    /// VTCTRL.RST: VF software reset (spec §4.2 step 1).
+    /// VTCTRL.RST: VF software reset (igbvf's `e1000_reset_hw_vf`; QEMU's `igb_vf_reset`).
     pub const RST: u32 = 1 << 26;
 }
 
@@ -29,7 +31,7 @@ pub mod status {
     pub const SPEED_1000: u32 = 0b10 << SPEED_SHIFT;
 }
 
-// ----- Mailbox (spec §4.1) -----
+// ----- Mailbox (igbvf `mbx.c`) -----
 /// VMBMEM: 16 dwords shared with the PF.
 pub const VMBMEM: u64 = 0x0800;
 pub const VMBMEM_END: u64 = 0x0840;
@@ -40,7 +42,7 @@ pub const V2PMAILBOX: u64 = 0x0C40;
 pub const PBACL: u64 = 0x0F04;
 pub const PSRTYPE: u64 = 0x0F0C;
 
-// ----- VF statistics (spec §2.7): free-running, not clear-on-read -----
+// ----- VF statistics (igbvf `igbvf_update_stats`): free-running, not clear-on-read -----
 pub const VFGPRC: u64 = 0x0F10;
 pub const VFGPTC: u64 = 0x0F14;
 pub const VFGORC: u64 = 0x0F18;
@@ -51,7 +53,7 @@ pub const VFGPTLBC: u64 = 0x0F44;
 pub const VFGORLBC: u64 = 0x0F48;
 pub const VFGOTLBC: u64 = 0x0F50;
 
-// ----- Interrupts (spec §2.4, §3.2) -----
+// ----- Interrupts (igbvf `igbvf_configure_msix`, `igbvf_irq_enable`) -----
 pub const VTEICS: u64 = 0x1520;
 pub const VTEIMS: u64 = 0x1524;
 pub const VTEIMC: u64 = 0x1528;
@@ -74,7 +76,7 @@ pub mod ivar {
     pub const VALID: u8 = 0x80;
 }
 
-// ----- Queues (spec §2.5) -----
+// ----- Queues (igbvf `igbvf_configure_tx`, `igbvf_configure_rx`) -----
 /// RX queue q (0 or 1) at `RX_BASE + q * QUEUE_STRIDE`, TX queue q at `TX_BASE + ...`.
 pub const RX_BASE: u64 = 0x2800;
 pub const TX_BASE: u64 = 0x3800;

@@ -1,8 +1,10 @@
-//! The RX queues of a VF: their registers (spec §2.5) and the engine that writes a frame into
-//! the guest's ring (spec §2.8): advanced one-buffer mode (SRRCTL.DESCTYPE 001) and header
-//! split (010 / 101, as igbvf uses it with a 128-byte header buffer), frames spanning several
-//! descriptors with EOP on the last, write-back of length, DD, EOP, VP + VLAN, and the
-//! checksum status of [`crate::function::rxcsum`] (verified-good bits only).
+//! The RX queues of a VF: their registers (as igbvf's `igbvf_configure_rx` and `igbvf_setup_srrctl`
+//! program them) and the engine that writes a frame into the guest's ring (the write-back igbvf's
+//! `igbvf_clean_rx_irq` reads; QEMU's `igb_write_adv_rx_descr`): advanced one-buffer mode
+//! (SRRCTL.DESCTYPE 001) and header split (010 / 101, as igbvf uses it with a 128-byte header
+//! buffer), frames spanning several descriptors with EOP on the last, write-back of length, DD,
+//! EOP, VP + VLAN, and the checksum status of [`crate::function::rxcsum`] (verified-good bits
+//! only).
 //!
 //! Only queue 0 receives (igbvf uses only queue 0; queue 1's registers are storage).
 //!
@@ -40,8 +42,8 @@ pub struct RxRing {
 }
 
 impl RxRing {
-    /// QEMU's reset values (spec §2.5): RXDCTL0 = ENABLE | WTHRESH 1, other queues WTHRESH 1;
-    /// SRRCTL: 2 KiB buffers, one-buffer advanced descriptors.
+    /// QEMU's reset values (`igb_mac_reg_init`): RXDCTL0 = ENABLE | WTHRESH 1, other queues
+    /// WTHRESH 1; SRRCTL: 2 KiB buffers, one-buffer advanced descriptors.
     pub fn reset_value(queue: usize) -> RxRing {
         RxRing {
             rdbal: 0,
@@ -354,7 +356,8 @@ pub(crate) fn write_frame<M: GuestMemory>(
         }
     }
 
-    // Write back: length/VLAN first, the status dword (DD) last (spec §2.8).
+    // Write back: length/VLAN first, the status dword (DD) last: igbvf's `igbvf_clean_rx_irq`
+    // takes DD as the sign that the whole descriptor is written.
     for ((idx, _), wb) in descs.iter().zip(&wbs) {
         let mut b: DescBytes = [0; DESC_LEN];
         wb.emit(&mut b);

@@ -1,8 +1,9 @@
-//! The TX queues of a VF: their registers (spec §2.5) and the engine that runs when the guest
-//! writes TDT (spec §2.8): advanced context (DTYP 0010) and data (DTYP 0011) descriptors from
-//! TDH up to TDT, a packet gathered across data descriptors until EOP, offloads applied, the
-//! frames collected for the caller to switch, DD written back into every descriptor with RS once its
-//! packet is consumed, TDH advanced.
+//! The TX queues of a VF: their registers (as igbvf's `igbvf_configure_tx` programs them) and the
+//! engine that runs when the guest writes TDT (the descriptors igbvf's `igbvf_tx_queue_adv`,
+//! `igbvf_tso` and `igbvf_tx_csum` build; QEMU's `igb_process_tx_desc`): advanced context
+//! (DTYP 0010) and data (DTYP 0011) descriptors from TDH up to TDT, a packet gathered across data
+//! descriptors until EOP, offloads applied, the frames collected for the caller to switch, DD
+//! written back into every descriptor with RS once its packet is consumed, TDH advanced.
 //!
 //! Hostile input is an error on this queue only, counted by [`TxError`]:
 //! - a packet whose descriptors are bad (DTALEN 0, unknown type, > [`MAX_TX_PACKET`] bytes, a
@@ -101,7 +102,7 @@ pub struct TxRun {
 }
 
 impl TxRing {
-    /// QEMU's reset values (spec §2.5): TXDCTL0 = ENABLE.
+    /// QEMU's reset values (`igb_mac_reg_init`): TXDCTL0 = ENABLE.
     pub fn reset_value(queue: usize) -> TxRing {
         TxRing {
             tdbal: 0,
