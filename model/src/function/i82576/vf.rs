@@ -1,5 +1,5 @@
-//! One 82576 VF as a PCI function: config space, BAR0 registers (82576 datasheet 8.27, the VF
-//! register set; Linux igbvf `regs.h`), BAR3 (the MSI-X table store), the RX/TX engines,
+//! One 82576 VF as a PCI function: config space, BAR0 registers (the VF register set Linux
+//! igbvf's `regs.h` names), BAR3 (the MSI-X table store), the RX/TX engines,
 //! interrupts and reset.
 //!
 //! Plain single-threaded state: the NIC runtime owns each [`Vf`] behind its lock, calls it with
@@ -101,7 +101,8 @@ pub struct VfInfo {
 }
 
 /// Guest-visible VF statistics are the counters minus their value at the last function
-/// reset (free-running between resets; VTCTRL.RST does not clear them: 82576 datasheet 8.27).
+/// reset: free-running between resets, VTCTRL.RST does not clear them (igbvf's
+/// `igbvf_update_stats` computes deltas and handles the 32-bit wrap).
 #[derive(Clone, Copy, Debug, Default)]
 struct StatsBase {
     gprc: u64,
@@ -447,7 +448,7 @@ impl Vf {
 
     // ----- resets -----
 
-    /// VTCTRL.RST (82576 datasheet 7.8.2.2; igbvf `e1000_reset_hw_vf`): queue enables cleared,
+    /// VTCTRL.RST (igbvf `e1000_reset_hw_vf`): queue enables cleared,
     /// interrupt state reset, the PF told (VFLRE). Statistics keep running.
     fn vf_software_reset(&mut self) -> Fire {
         info!(vf = self.id, "VTCTRL.RST");
