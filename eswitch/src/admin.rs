@@ -188,24 +188,11 @@ fn parse_proto(value: &str) -> Result<VlanProto, ParseError> {
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(value: &str) -> Result<MacAddr, ParseError> {
-    let bad = || ParseError::BadValue {
+    value.parse().map_err(|_| ParseError::BadValue {
         key: "mac".into(),
         value: value.into(),
         expected: "six hex bytes like 02:00:00:00:00:10",
-    };
-    let mut mac = [0u8; 6];
-    let mut parts = value.split(':');
-    for byte in &mut mac {
-        let part = parts.next().ok_or_else(bad)?;
-        if part.is_empty() || part.len() > 2 {
-            return Err(bad());
-        }
-        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-    }
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok(MacAddr(mac))
+    })
 }
 
 #[cfg(test)]

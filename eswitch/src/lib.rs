@@ -1,7 +1,8 @@
 //! The embedded switch of an SR-IOV NIC in legacy (VEB) mode, 82576 / igb personality.
 //!
 //! Pure: no threads, no sockets, no clock of its own. The caller passes frames in, gets the
-//! copies to deliver and the drops back, and passes time in for shaping and capture stamps.
+//! copies to deliver and the drops back, and passes time in for shaping. It calls nothing:
+//! capture, delivery and counting beyond its ports are the caller's, after the switch is done.
 //!
 //! # Using it
 //! ```
@@ -95,9 +96,7 @@ pub use filter::{mta_hash, Bitmap4096};
 pub use policy::{
     LinkState, MacAddr, PfPolicy, PolicyError, PortVlan, VfPolicy, VlanProto, DEFAULT_MAX_FRAME,
 };
-pub use port::{
-    CaptureHook, CaptureRecord, Deliveries, Delivery, Direction, DropRecord, NoSuchPort, PortId,
-};
+pub use port::{Deliveries, Delivery, Direction, DropRecord, NoSuchPort, PortId};
 pub use shaper::{NextSendAt, TokenBucket};
 pub use switch::{ConfigError, Eswitch, EswitchConfig};
 pub use wire::{build_frame, VlanTci};

@@ -1,4 +1,4 @@
-//! Port identities, the capture hook, and what `process` hands back.
+//! Port identities, and what `process` hands back.
 
 use std::fmt;
 
@@ -45,22 +45,6 @@ pub enum Direction {
     /// The switch delivered it to the function (captured as delivered: after VLAN stripping).
     Rx,
 }
-
-/// One captured frame.
-#[derive(Clone, Copy, Debug)]
-pub struct CaptureRecord<'a> {
-    pub port: PortId,
-    pub direction: Direction,
-    /// The switch's clock ([`crate::Eswitch::set_time`] / `tx_admit`), for pcap timestamps.
-    pub time_ns: u64,
-    pub frame: &'a [u8],
-    /// The tag the switch stripped before delivery (reported in the RX descriptor), if any. A
-    /// pcap writer that wants to show it can re-insert it.
-    pub stripped_tci: Option<VlanTci>,
-}
-
-/// A per-port capture callback (the binary writes pcap files from it).
-pub type CaptureHook = Box<dyn FnMut(&CaptureRecord<'_>) + Send>;
 
 /// One copy of a frame for one port.
 #[derive(Clone, Debug, PartialEq, Eq)]

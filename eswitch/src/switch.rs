@@ -11,9 +11,7 @@ use crate::filter::{mta_hash, Bitmap4096};
 use crate::policy::{
     LinkState, MacAddr, PfPolicy, PolicyError, PortVlan, VfPolicy, VlanProto, MAX_FRAME_LIMIT,
 };
-use crate::port::{
-    CaptureHook, CaptureRecord, Deliveries, Delivery, Direction, DropRecord, NoSuchPort, PortId,
-};
+use crate::port::{Deliveries, Delivery, DropRecord, NoSuchPort, PortId};
 use crate::shaper::{NextSendAt, TokenBucket};
 use crate::wire::ethernet::{FCS_LEN, VLAN_TAG_LEN};
 use crate::wire::{EtherTypes, EthernetFrame, VlanTag, VlanTci};
@@ -133,7 +131,6 @@ struct Port {
     id: PortId,
     kind: Kind,
     counters: PortCounters,
-    capture: Option<CaptureHook>,
     /// Strip any VLAN tag on delivery and report it (VMOLR.STRVLAN). Forced for port-VLAN VFs.
     rx_vlan_strip: bool,
 }
@@ -268,7 +265,6 @@ pub struct Eswitch {
     fdb: MacTable,
     fdb_owners: Vec<PortIdx>,
     link_up: bool,
-    now_ns: u64,
 }
 
 impl Eswitch {
@@ -285,7 +281,6 @@ impl Eswitch {
                 id: PortId::Uplink(n),
                 kind: Kind::Uplink,
                 counters: PortCounters::default(),
-                capture: None,
                 rx_vlan_strip: false,
             });
         }
@@ -294,7 +289,6 @@ impl Eswitch {
             id: PortId::Pf,
             kind: Kind::Pf,
             counters: PortCounters::default(),
-            capture: None,
             rx_vlan_strip: false,
         });
         for n in 0..config.num_vfs {
@@ -302,7 +296,6 @@ impl Eswitch {
                 id: PortId::Vf(n),
                 kind: Kind::Vf(usize::from(n)),
                 counters: PortCounters::default(),
-                capture: None,
                 // igb sets VMOLR.STRVLAN for a VF pool that joins a VLAN (spec §4.3 SET_VLAN).
                 rx_vlan_strip: true,
             });
@@ -324,7 +317,6 @@ impl Eswitch {
             fdb: MacTable::default(),
             fdb_owners: Vec::new(),
             link_up: true,
-            now_ns: 0,
         };
         switch.refresh();
         Ok(switch)
@@ -361,19 +353,13 @@ impl Eswitch {
     }
 
     // ---------------------------------------------------------------------------------------
-    // Time, shaping, counters, capture
-
-    /// Sets the clock used for capture timestamps (ns, the caller's clock).
-    pub fn set_time(&mut self, now_ns: u64) {
-        self.now_ns = now_ns;
-    }
+    // Shaping and counters
 
     /// Asks VF `vf`'s shaper whether a frame of `frame_len` bytes (without FCS; the shaper
     /// charges `(frame_len + 4) × 8` bits) may be sent at `now_ns`. `Err(NextSendAt(t))`: keep
     /// the frame queued and ask again at `t`. A VF without `max_tx_rate`, or an unknown VF, is
     /// never held back (an unknown VF's frame is then dropped by `process`).
     pub fn tx_admit(&mut self, vf: u16, now_ns: u64, frame_len: usize) -> Result<(), NextSendAt> {
-        self.now_ns = now_ns;
         let n = usize::from(vf);
         let Some(shaper) = self.vfs.get_mut(n).and_then(|s| s.shaper.as_mut()) else {
             return Ok(());
@@ -415,17 +401,6 @@ impl Eswitch {
     pub fn count_drop(&mut self, port: PortId, reason: DropReason) -> Result<(), NoSuchPort> {
         let idx = self.index(port).ok_or(NoSuchPort(port))?;
         self.ports[idx as usize].counters.drops.add(reason);
-        Ok(())
-    }
-
-    /// Installs (or with `None` removes) the capture callback of `port`.
-    pub fn set_capture(
-        &mut self,
-        port: PortId,
-        hook: Option<CaptureHook>,
-    ) -> Result<(), NoSuchPort> {
-        let idx = self.index(port).ok_or(NoSuchPort(port))?;
-        self.ports[idx as usize].capture = hook;
         Ok(())
     }
 
@@ -512,16 +487,6 @@ impl Eswitch {
             });
             return;
         };
-        let now = self.now_ns;
-        if let Some(hook) = self.ports[in_idx as usize].capture.as_mut() {
-            hook(&CaptureRecord {
-                port: ingress,
-                direction: Direction::Tx,
-                time_ns: now,
-                frame: &frame,
-                stripped_tci: None,
-            });
-        }
         let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else {
             return self.drop_frame(out, in_idx, DropReason::Malformed);
         };
@@ -697,7 +662,7 @@ impl Eswitch {
         }
     }
 
-    /// Counts, captures and records one copy.
+    /// Counts and records one copy.
     #[inline]
     fn deliver(
         &mut self,
@@ -709,15 +674,6 @@ impl Eswitch {
     ) {
         let port = &mut self.ports[idx as usize];
         port.counters.count_rx(frame.len(), cast);
-        if let Some(hook) = port.capture.as_mut() {
-            hook(&CaptureRecord {
-                port: port.id,
-                direction: Direction::Rx,
-                time_ns: self.now_ns,
-                frame: &frame,
-                stripped_tci,
-            });
-        }
         out.deliveries.push(Delivery {
             port: port.id,
             frame,

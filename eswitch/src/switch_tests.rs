@@ -1,5 +1,3 @@
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 
 use super::*;
@@ -653,74 +651,40 @@ fn rate_limited_vf_is_told_when_to_send_next_and_never_dropped() {
     assert_eq!(sw.tx_admit(0, 0, 1514), Ok(()));
 }
 
-// ---- Capture and external drops --------------------------------------------------------------
-
-type Captured = Arc<Mutex<Vec<(PortId, Direction, u64, Vec<u8>, Option<VlanTci>)>>>;
-
-fn capture_into(sw: &mut Eswitch, port: PortId, log: &Captured) {
-    let log = log.clone();
-    sw.set_capture(
-        port,
-        Some(Box::new(move |r: &CaptureRecord<'_>| {
-            log.lock().unwrap().push((
-                r.port,
-                r.direction,
-                r.time_ns,
-                r.frame.to_vec(),
-                r.stripped_tci,
-            ));
-        })),
-    )
-    .unwrap();
-}
+// ---- What process hands back, and external drops ----------------------------------------------
 
 #[test]
-fn capture_hook_sees_frames_as_sent_and_as_delivered() {
+fn process_hands_back_each_copy_as_its_port_receives_it() {
     let mut sw = switch();
     set_port_vlan(&mut sw, 0, 10, 3);
     set_port_vlan(&mut sw, 1, 10, 0);
-    let log: Captured = Arc::default();
-    for port in [UPLINK, PortId::Vf(0), PortId::Vf(1)] {
-        capture_into(&mut sw, port, &log);
-    }
-    sw.set_time(42);
     let sent = arp_request(vf_mac(0), None);
-    sw.process(PortId::Vf(0), sent.clone());
-    let log = log.lock().unwrap();
-    assert_eq!(log.len(), 3);
-    assert_eq!(
-        log[0],
-        (PortId::Vf(0), Direction::Tx, 42, sent.to_vec(), None)
-    );
-    let (port, dir, _, bytes, tci) = &log[1];
-    assert_eq!((*port, *dir, *tci), (UPLINK, Direction::Rx, None));
-    let tag = header(bytes).dot1q_tci().unwrap();
+    let out = sw.process(PortId::Vf(0), sent.clone());
+    assert!(out.drops.is_empty());
+    let to: Vec<PortId> = out.deliveries.iter().map(|d| d.port).collect();
+    assert_eq!(to, vec![UPLINK, PortId::Vf(1)]);
+    // Towards the uplink the port VLAN's tag is in the frame.
+    let up = out.to(UPLINK).unwrap();
+    assert_eq!(up.stripped_tci, None);
+    let tag = header(&up.frame).dot1q_tci().unwrap();
     assert_eq!((tag.vid(), tag.pcp()), (10, 3));
-    assert_eq!(
-        log[2],
-        (
-            PortId::Vf(1),
-            Direction::Rx,
-            42,
-            sent.to_vec(),
-            Some(VlanTci::new(10, 3))
-        )
-    );
+    // A port-VLAN VF gets the frame as sent, the tag reported for its RX descriptor.
+    let vf1 = out.to(PortId::Vf(1)).unwrap();
+    assert_eq!(vf1.frame, sent);
+    assert_eq!(vf1.stripped_tci, Some(VlanTci::new(10, 3)));
 }
 
 #[test]
-fn capture_sees_spoofed_frames_the_switch_drops() {
+fn a_spoofed_frame_comes_back_as_a_drop_record_and_nothing_else() {
     let mut sw = switch();
-    let log: Captured = Arc::default();
-    capture_into(&mut sw, PortId::Vf(0), &log);
-    sw.process(PortId::Vf(0), arp_request(STRANGER, None));
-    assert_eq!(log.lock().unwrap().len(), 1);
-    sw.set_capture(PortId::Vf(0), None).unwrap();
-    sw.process(PortId::Vf(0), arp_request(STRANGER, None));
-    assert_eq!(log.lock().unwrap().len(), 1);
+    let out = sw.process(PortId::Vf(0), arp_request(STRANGER, None));
+    assert!(out.deliveries.is_empty());
     assert_eq!(
-        sw.set_capture(PortId::Vf(7), None),
-        Err(NoSuchPort(PortId::Vf(7)))
+        out.drops.to_vec(),
+        vec![DropRecord {
+            port: PortId::Vf(0),
+            reason: DropReason::SpoofMac
+        }]
     );
 }
 
