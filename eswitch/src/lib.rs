@@ -33,7 +33,8 @@
 //! assert_eq!(sw.counters(PortId::Vf(0)).unwrap().drops.spoof_mac, 1);
 //! ```
 //!
-//! # Rules (anchors §2.3, spec §5–6)
+//! # Rules (igb's `ndo_set_vf_*` and `igb_vmm_control`; QEMU `igb_receive_assign` and
+//! `igb_tx_pkt_switch`, which cite 82576 datasheet 7.10.3.6)
 //! **A frame a VF sends** is checked in this order, each failure a counted drop on the VF:
 //! link (`state disable`, or `auto` with the link down: [`DropReason::LinkDown`]); MAC anti-spoof
 //! when spoofchk is on (the source must be the VF's MAC or one of its extra unicast filters:
@@ -63,21 +64,22 @@
 //!
 //! # VLAN membership: the decisions
 //! - **Port-VLAN VF (VST)**: only its VID. Untagged frames and other VIDs never reach it
-//!   (VMOLR.AUPE off, one VLVF entry: spec §5 `vlan`). `vlan 0 qos Q` is priority tagging only:
-//!   the VF stays in the untagged VLAN and its frames carry a VID-0 tag with PCP Q.
+//!   (VMOLR.AUPE off, one VLVF entry: `igb_enable_port_vlan`). `vlan 0 qos Q` is priority
+//!   tagging only: the VF stays in the untagged VLAN and its frames carry a VID-0 tag with PCP Q.
 //! - **Other VFs (VGT)**: untagged (all pools join VID 0 at VF reset, AUPE on) plus the VLANs
 //!   they joined with SET_VLAN (`vlan_filters`).
 //! - **PF**: untagged plus the VLANs in [`PfPolicy::vlans`] (its 8021q interfaces), or all VLANs
-//!   with [`PfPolicy::vlan_promisc`]. Spec §6.1 step 6 filters every pool, the PF's included,
-//!   by VLVF membership when RCTL.VFE is on, which igb always sets; igb adds the PF pool to a VID
-//!   only when the PF uses it (spec §5). So a port-VLAN VF's broadcast does not reach a PF that
-//!   has not joined that VLAN, and the PF is not a back door between VLANs. The PF is exempt from
+//!   with [`PfPolicy::vlan_promisc`]. Pool selection filters every pool, the PF's included, by
+//!   VLVF membership when RCTL.VFE is on (QEMU `igb_receive_assign`), which igb always sets;
+//!   igb adds the PF pool to a VID only when the PF uses it (`igb_vfta_set`). So a port-VLAN
+//!   VF's broadcast does not reach a PF that has not joined that VLAN, and the PF is not a back
+//!   door between VLANs. The PF is exempt from
 //!   anti-spoof (igb never sets the PF pool's DTXSWC bits) and may send any tag.
 //! - **Uplinks**: trunks, members of every VLAN, frames always carry their tag on the wire.
 //!
 //! # Divergences from the 82576, on purpose
 //! - A unicast whose owner is outside the frame's VLAN is dropped (`VlanFilter`) rather than
-//!   falling through to the default pool (spec §6.1 step 7): clearer for scenarios, no leak.
+//!   falling through to the default pool (VT_CTL.DEF_PL): clearer for scenarios, no leak.
 //! - The shaper is a token bucket in bits (see [`shaper`]), not the RTTBCNRC rate factor.
 //! - `state auto|enable|disable` is honoured, although the igb PF driver has no such ndo.
 //! - More than 30 multicast hashes puts a VF in multicast promiscuous (MPME), as igb does.

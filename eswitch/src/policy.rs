@@ -105,10 +105,10 @@ pub const MAX_QOS: u8 = 7;
 pub const MAX_FRAME_LIMIT: u16 = 0x3F00;
 /// Smallest frame size a policy may announce: the Ethernet minimum including FCS.
 pub const MIN_FRAME_LIMIT: u16 = 64;
-/// The 82576 MTA hash is 12 bits wide (spec §2.6).
+/// The 82576 MTA hash is 12 bits wide (igb's `igb_hash_mc_addr` with `mta_reg_count` 128).
 pub const MAX_MC_HASH: u16 = 0x0FFF;
 /// Above this many multicast hashes igb puts the pool in multicast promiscuous (MPME) instead
-/// of using the MTA (spec §4.3, SET_MULTICAST).
+/// of using the MTA (`igb_set_vf_multicasts`, SET_MULTICAST).
 pub const MAX_VF_MC_HASHES: usize = 30;
 /// Extra unicast filters one VF may hold. The 82576 has 24 RAR entries shared by all pools;
 /// since our VF count may exceed the hardware's, we bound each VF on its own instead, so one VF

@@ -296,7 +296,7 @@ impl Eswitch {
                 id: PortId::Vf(n),
                 kind: Kind::Vf(usize::from(n)),
                 counters: PortCounters::default(),
-                // igb sets VMOLR.STRVLAN for a VF pool that joins a VLAN (spec §4.3 SET_VLAN).
+                // igb sets VMOLR.STRVLAN for a VF pool that joins a VLAN (`igb_set_vf_vlan_msg`).
                 rx_vlan_strip: true,
             });
         }
@@ -436,7 +436,8 @@ impl Eswitch {
             }
     }
 
-    /// Receive filters of one destination (spec §6.1 steps 8 and 11): link, frame size, and
+    /// Receive filters of one destination (QEMU `igb_receive_assign`: per-pool size check, then
+    /// VMOLR.STRVLAN): link, frame size, and
     /// which variant of the frame it gets.
     #[inline]
     fn admit(&mut self, out: &mut Deliveries, plan: &mut Plan, idx: PortIdx, ctx: FrameCtx) {
@@ -499,7 +500,8 @@ impl Eswitch {
             .map(|t| t.tci);
         let inp = self.profiles[in_idx as usize];
 
-        // ---- Ingress (TX) checks and VLAN insertion (spec §6.2 steps 1–3).
+        // ---- Ingress (TX) checks and VLAN insertion (QEMU `igb_tx_insert_vlan`; anti-spoof as
+        // igb programs DTXSWC in `igb_vmm_control`).
         if !inp.up {
             return self.drop_frame(out, in_idx, DropReason::LinkDown);
         }
@@ -553,7 +555,8 @@ impl Eswitch {
             .counters
             .count_tx(frame.len(), cast);
 
-        // ---- Lookup (spec §6.1 / §6.2 step 4, anchors §2.3).
+        // ---- Lookup (QEMU `igb_receive_assign` and `igb_tx_pkt_switch`, which cite 82576
+        // datasheet 7.10.3.6: VM-to-VM loopback).
         let from_uplink = inp.kind == Kind::Uplink;
         // A NIC does not bridge one wire to another: nothing from an uplink goes to an uplink.
         let first = if from_uplink {
