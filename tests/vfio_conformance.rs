@@ -309,9 +309,10 @@ fn dma_without_fd_uses_messages_demultiplexed_from_replies() {
     let mut err = message(req.id, CMD_DMA_READ, F_REPLY | F_ERROR, &[]);
     err[12..16].copy_from_slice(&(libc::EFAULT as u32).to_ne_bytes());
     c.send_raw(&err);
-    assert_eq!(
-        worker.join().unwrap(),
-        Err(DmaError::Client(libc::EFAULT as u32))
+    let r = worker.join().unwrap();
+    assert!(
+        matches!(r, Err(DmaError::Client(e)) if e == libc::EFAULT as u32),
+        "{r:?}"
     );
 
     // Outside any map: refused without a message.
@@ -528,7 +529,10 @@ fn disconnect_resets_and_detaches_then_the_next_client_is_served() {
         .wait_for("detach", |p| p.detaches.load(Ordering::SeqCst) == 1);
     assert_eq!(srv.probe.resets.load(Ordering::SeqCst), 1);
     // The old handles are dead: DMA refused, interrupts a no-op.
-    assert_eq!(old.dma.write(0x1000, &[1]), Err(DmaError::Detached));
+    assert!(matches!(
+        old.dma.write(0x1000, &[1]),
+        Err(DmaError::Detached)
+    ));
     assert!(!old.irqs.fire(irq_index::MSIX, 0));
     assert!(e.read().is_err());
 

@@ -35,7 +35,34 @@ pub(crate) enum End {
     /// Shutdown was requested.
     Stopped,
     /// The stream cannot be trusted any more (framing error, stalled message, I/O error).
-    Protocol(String),
+    Protocol(Broken),
+}
+
+/// Why a connection's stream cannot be trusted any more.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Broken {
+    #[error("message size {0} out of bounds")]
+    Size(usize),
+    #[error("write: {0}")]
+    Write(std::io::Error),
+    #[error("EOF inside a header")]
+    EofInHeader,
+    #[error("header stalled")]
+    HeaderStalled,
+    #[error("recvmsg: {0}")]
+    Recv(vmm_sys_util::errno::Error),
+    #[error("EOF inside a message")]
+    EofInMessage,
+    #[error("message stalled")]
+    MessageStalled,
+    #[error("read: {0}")]
+    Read(std::io::Error),
+    #[error("socket setup: {0}")]
+    Setup(std::io::Error),
+    #[error("the function panicked in attach")]
+    PanicInAttach,
+    #[error("the function panicked")]
+    Panic,
 }
 
 /// Result of handling one command: a reply, nothing (NO_REPLY or nothing to say), or an errno.
@@ -107,7 +134,7 @@ impl<'a> Connection<'a> {
                 if h.is_command() && !h.no_reply() && size > wire::MAX_MESSAGE_SIZE {
                     let _ = self.send(&wire::error_reply(&h, libc::E2BIG));
                 }
-                return End::Protocol(format!("message size {size} out of bounds"));
+                return End::Protocol(Broken::Size(size));
             }
             let mut payload = vec![0u8; size - HEADER_SIZE];
             if let Err(end) = self.read_exact_deadline(&mut payload) {
@@ -144,7 +171,7 @@ impl<'a> Connection<'a> {
                 (Ok(Some(reply)), false) => {
                     trace!(size = reply.len(), "reply");
                     if let Err(e) = self.send(&reply) {
-                        return End::Protocol(format!("write: {e}"));
+                        return End::Protocol(Broken::Write(e));
                     }
                 }
                 (Ok(_), _) => {}
@@ -152,7 +179,7 @@ impl<'a> Connection<'a> {
                     self.stats.error_replies.fetch_add(1, Ordering::Relaxed);
                     debug!(errno, "error reply");
                     if let Err(e) = self.send(&wire::error_reply(&h, errno)) {
-                        return End::Protocol(format!("write: {e}"));
+                        return End::Protocol(Broken::Write(e));
                     }
                 }
                 (Err(errno), true) => {
@@ -194,7 +221,7 @@ impl<'a> Connection<'a> {
                     return if got == 0 {
                         Ok(None)
                     } else {
-                        Err(End::Protocol("EOF inside a header".into()))
+                        Err(End::Protocol(Broken::EofInHeader))
                     };
                 }
                 Ok((n, nfds)) => {
@@ -213,10 +240,10 @@ impl<'a> Connection<'a> {
                         return Err(End::Stopped);
                     }
                     if started.is_some_and(|t| t.elapsed() > self.stall_timeout) {
-                        return Err(End::Protocol("header stalled".into()));
+                        return Err(End::Protocol(Broken::HeaderStalled));
                     }
                 }
-                Err(e) => return Err(End::Protocol(format!("recvmsg: {e}"))),
+                Err(e) => return Err(End::Protocol(Broken::Recv(e))),
             }
         }
         Ok(Some((Header::parse(&buf), fds)))
@@ -227,7 +254,7 @@ impl<'a> Connection<'a> {
         let mut got = 0;
         while got < buf.len() {
             match self.reader.read(&mut buf[got..]) {
-                Ok(0) => return Err(End::Protocol("EOF inside a message".into())),
+                Ok(0) => return Err(End::Protocol(Broken::EofInMessage)),
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -238,10 +265,10 @@ impl<'a> Connection<'a> {
                         return Err(End::Stopped);
                     }
                     if start.elapsed() > self.stall_timeout {
-                        return Err(End::Protocol("message stalled".into()));
+                        return Err(End::Protocol(Broken::MessageStalled));
                     }
                 }
-                Err(e) => return Err(End::Protocol(format!("read: {e}"))),
+                Err(e) => return Err(End::Protocol(Broken::Read(e))),
             }
         }
         Ok(())

@@ -44,7 +44,7 @@ pub fn on_connection_thread() -> bool {
 }
 
 /// Why a DMA access failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum DmaError {
     #[error("the client has disconnected")]
     Detached,
@@ -67,7 +67,7 @@ pub enum DmaError {
     #[error("malformed DMA reply")]
     BadReply,
     #[error("guest memory access failed: {0}")]
-    Memory(String),
+    Memory(#[from] vm_memory::GuestMemoryError),
 }
 
 /// Why [`Dma::map`] refused a DMA_MAP.
@@ -372,17 +372,17 @@ impl Dma {
         if self.shared.detached.load(Ordering::Acquire) {
             return Err(DmaError::Detached);
         }
-        let unmapped = DmaError::Unmapped { addr, len };
-        let end = addr.checked_add(len as u64).ok_or(unmapped.clone())?;
+        let unmapped = || DmaError::Unmapped { addr, len };
+        let end = addr.checked_add(len as u64).ok_or_else(unmapped)?;
         let maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         let mut cur = addr;
         // Maps are sorted and disjoint: start at the last map beginning at or before `cur`.
         let mut i = maps.partition_point(|m| m.iova <= cur).checked_sub(1);
         while cur < end {
-            let m = i.and_then(|i| maps.get(i)).ok_or(unmapped.clone())?;
+            let m = i.and_then(|i| maps.get(i)).ok_or_else(unmapped)?;
             if !(m.iova <= cur && cur < m.end()) {
-                return Err(unmapped);
+                return Err(unmapped());
             }
             if (write && !m.writable) || (!write && !m.readable) {
                 let access = if write { "write" } else { "read" };
@@ -418,7 +418,7 @@ impl Dma {
             match &p.region {
                 Some(r) => r
                     .read_slice(dst, MemoryRegionAddress(p.addr - p.region_base))
-                    .map_err(|e| DmaError::Memory(e.to_string()))?,
+                    .map_err(DmaError::Memory)?,
                 None => self.msg_read(p.addr, dst)?,
             }
             done += p.len;
@@ -437,7 +437,7 @@ impl Dma {
             match &p.region {
                 Some(r) => r
                     .write_slice(src, MemoryRegionAddress(p.addr - p.region_base))
-                    .map_err(|e| DmaError::Memory(e.to_string()))?,
+                    .map_err(DmaError::Memory)?,
                 None => self.msg_write(p.addr, src, sync)?,
             }
             done += p.len;
@@ -787,7 +787,7 @@ mod tests {
             Err(DmaError::Permission { .. })
         ));
         dma.detach();
-        assert_eq!(dma.read(0, &mut [0]), Err(DmaError::Detached));
+        assert!(matches!(dma.read(0, &mut [0]), Err(DmaError::Detached)));
     }
 
     #[test]
@@ -797,8 +797,14 @@ mod tests {
         dma.map(0, 0x1000, RW, 0, None).unwrap();
         std::thread::spawn(move || {
             mark_connection_thread();
-            assert_eq!(dma.read(0, &mut [0; 4]), Err(DmaError::WouldBlock));
-            assert_eq!(dma.write_sync(0, &[0; 4]), Err(DmaError::WouldBlock));
+            assert!(matches!(
+                dma.read(0, &mut [0; 4]),
+                Err(DmaError::WouldBlock)
+            ));
+            assert!(matches!(
+                dma.write_sync(0, &[0; 4]),
+                Err(DmaError::WouldBlock)
+            ));
             // Fire-and-forget is fine.
             dma.write(0, &[0; 4]).unwrap();
         })

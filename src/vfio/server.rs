@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tracing::{error, info, info_span, warn};
 
-use super::conn::{Connection, End, STALL_TIMEOUT};
+use super::conn::{Broken, Connection, End, STALL_TIMEOUT};
 use super::dma::{mark_connection_thread, Dma, Outbound};
 use super::function::{FunctionContext, PciFunction};
 use super::irq::Interrupts;
@@ -213,9 +213,9 @@ impl Server {
         }) {
             Err(_) => {
                 inner.stats.panics.fetch_add(1, Ordering::Relaxed);
-                End::Protocol("the function panicked in attach".into())
+                End::Protocol(Broken::PanicInAttach)
             }
-            Ok(Err(e)) => End::Protocol(format!("socket setup: {e}")),
+            Ok(Err(e)) => End::Protocol(Broken::Setup(e)),
             Ok(Ok((mut conn, writer))) => {
                 // The writer thread sends our DMA requests, so that no thread that asks for a
                 // DMA ever blocks on this client's socket.
@@ -245,7 +245,7 @@ impl Server {
                     Ok(end) => end,
                     Err(_) => {
                         inner.stats.panics.fetch_add(1, Ordering::Relaxed);
-                        End::Protocol("the function panicked".into())
+                        End::Protocol(Broken::Panic)
                     }
                 };
                 closed.store(true, Ordering::Release);
