@@ -6,25 +6,45 @@ use std::path::{Path, PathBuf};
 use crate::format::ScenarioFile;
 
 /// A scenario file that could not be read: where and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct LoadError {
     pub file: PathBuf,
     /// 1-based line and column, when the parser knows the position.
     pub line: Option<usize>,
     pub column: Option<usize>,
-    pub message: String,
+    pub cause: LoadCause,
+}
+
+/// Why a scenario file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadCause {
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    #[error("{}", .0.message().trim())]
+    Toml(#[from] Box<toml::de::Error>),
+}
+
+impl LoadError {
+    /// What is wrong, without the position.
+    pub fn message(&self) -> String {
+        self.cause.to_string()
+    }
 }
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
-            _ => write!(f, "{}: {}", self.file.display(), self.message),
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.cause),
+            _ => write!(f, "{}: {}", self.file.display(), self.cause),
         }
     }
 }
 
-impl std::error::Error for LoadError {}
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
 
 /// A parsed scenario file.
 #[derive(Clone, Debug)]
@@ -85,7 +105,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, LoadError> {
             file: path.to_path_buf(),
             line: pos.map(|p| p.0),
             column: pos.map(|p| p.1),
-            message: e.message().trim().to_string(),
+            cause: Box::new(e).into(),
         }
     })?;
     let name = file.name.clone().unwrap_or_else(|| {
@@ -104,7 +124,7 @@ pub fn load(path: &Path) -> Result<Scenario, LoadError> {
         file: path.to_path_buf(),
         line: None,
         column: None,
-        message: e.to_string(),
+        cause: e.into(),
     })?;
     parse(path, &text)
 }

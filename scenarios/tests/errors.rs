@@ -140,18 +140,18 @@ fn malformed_files_name_file_line_and_column() {
     let e = parse(Path::new("typo.toml"), &text).unwrap_err();
     let line = text.lines().position(|l| l.starts_with("mss")).unwrap() + 1;
     assert_eq!(e.line, Some(line), "{e}");
-    assert!(e.message.contains("mss"), "{e}");
+    assert!(e.message().contains("mss"), "{e}");
 
     // A bad value: a port that does not parse, pointed at the value.
     let text = BASE.replace("port = \"vf0\"", "port = \"eth0\"");
     let e = parse(Path::new("port.toml"), &text).unwrap_err();
     let line = text.lines().position(|l| l.contains("eth0")).unwrap() + 1;
     assert_eq!((e.line, e.column), (Some(line), Some(8)), "{e}");
-    assert!(e.message.contains("`eth0` is not a port"), "{e}");
+    assert!(e.message().contains("`eth0` is not a port"), "{e}");
 
     // A missing required key.
     let e = parse(Path::new("missing.toml"), "description = \"d\"\n").unwrap_err();
-    assert!(e.message.contains("reproduces"), "{e}");
+    assert!(e.message().contains("reproduces"), "{e}");
     assert!(e.line.is_some(), "{e}");
 }
 
