@@ -71,6 +71,15 @@ type Field = Range<usize>;
 /// Where the variable part of a header or the payload starts.
 type Rest = RangeFrom<usize>;
 
+/// The version field IPv4 and IPv6 headers share, the high four bits of their first octet
+/// (RFC 791 §3.1, RFC 8200 §3): what tells the two apart where no ethertype says which header
+/// follows (the TX offload engine's checksum-only context, which igb fills without
+/// TUCMD.IPV4). `None` for an empty buffer.
+#[inline]
+pub fn ip_version(packet: &[u8]) -> Option<u8> {
+    packet.first().map(|b| b >> 4)
+}
+
 /// Network-order (big-endian) reads and writes at a fixed position, for accessors whose length
 /// check has already passed.
 mod be {
@@ -89,5 +98,17 @@ mod be {
     #[inline]
     pub fn set_u32(data: &mut [u8], at: usize, value: u32) {
         data[at..at + 4].copy_from_slice(&value.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_version_reads_the_shared_first_nibble() {
+        assert_eq!(ip_version(&[0x45, 0x00]), Some(4));
+        assert_eq!(ip_version(&[0x60, 0x00, 0x00, 0x00]), Some(6));
+        assert_eq!(ip_version(&[]), None);
     }
 }

@@ -1,6 +1,6 @@
 //! The 82576 TX offload engine: VLAN insertion, IPv4 header checksum, TCP/UDP/SCTP checksums,
 //! TCP segmentation (TSO) and UDP segmentation, applied to one packet the ring engine has
-//! gathered from its data descriptors (spec §2.8).
+//! gathered from its data descriptors (QEMU's `igb_tx_pkt_send`).
 //!
 //! Everything here is a pure function of the packet bytes, the context descriptor
 //! ([`TxContext`]) and the offload bits of the packet's first data descriptor
@@ -69,89 +69,37 @@
 //! reserved L4T value cannot be segmented (igb never asks for it).
 
 use bytes::{BufMut, Bytes, BytesMut};
+use eswitch::wire::{
+    checksum, ethernet, ip_version, ipv4, ipv6, sctp, tcp, udp, IpNextHeaderProtocol,
+    IpNextHeaderProtocols, Ipv4Packet, Ipv6Packet, SctpPacket, TcpFlags, TcpPacket, UdpPacket,
+    VlanTag, VlanTci,
+};
 use thiserror::Error;
 
-// The descriptor fields the engine consumes are the wire layer's (`desc`).
+// The descriptor fields the engine consumes are `desc`'s.
 pub use crate::function::desc::{tx_bits as bits, L3Type, L4Type, TxContext, TxOffloads};
 
 /// At most this many segments are cut from one packet.
 pub const MAX_SEGMENTS: usize = 4096;
 
-/// Ethernet destination + source MAC: where an inserted 802.1Q tag goes.
-const ETH_ADDRS_LEN: usize = 12;
-/// The shortest Ethernet header; MACLEN below it is refused when L3/L4 offloads are asked for.
-const ETH_HEADER_LEN: usize = 14;
-/// 802.1Q TPID.
-const ETHERTYPE_VLAN: u16 = 0x8100;
-/// Length of an inserted 802.1Q tag.
-const VLAN_TAG_LEN: usize = 4;
-
-mod ipv4 {
-    pub const MIN_HEADER_LEN: usize = 20;
-    pub const VER_IHL: usize = 0;
-    pub const TOTAL_LEN: usize = 2;
-    pub const IDENT: usize = 4;
-    pub const FLAGS_FRAG: usize = 6;
-    /// More-fragments flag and fragment offset bits of the flags/fragment word.
-    pub const MF_OFFSET_MASK: u16 = 0x3FFF;
-    pub const PROTOCOL: usize = 9;
-    pub const CHECKSUM: usize = 10;
-    pub const ADDRS: core::ops::Range<usize> = 12..20;
-}
-
-mod ipv6 {
-    pub const HEADER_LEN: usize = 40;
-    pub const PAYLOAD_LEN: usize = 4;
-    pub const NEXT_HEADER: usize = 6;
-    pub const ADDRS: core::ops::Range<usize> = 8..40;
-    /// Extension headers the engine can walk without changing the pseudo-header.
-    pub const HOP_BY_HOP: u8 = 0;
-    pub const DEST_OPTS: u8 = 60;
-}
-
-mod tcp {
-    pub const MIN_HEADER_LEN: usize = 20;
-    pub const SEQ: usize = 4;
-    pub const DATA_OFFSET: usize = 12;
-    pub const FLAGS: usize = 13;
-    pub const CHECKSUM: usize = 16;
-    pub const FIN: u8 = 0x01;
-    pub const PSH: u8 = 0x08;
-    pub const CWR: u8 = 0x80;
-}
-
-mod udp {
-    pub const HEADER_LEN: usize = 8;
-    pub const LENGTH: usize = 4;
-    pub const CHECKSUM: usize = 6;
-}
-
-mod sctp {
-    pub const HEADER_LEN: usize = 12;
-    pub const CHECKSUM: usize = 8;
-}
-
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_SCTP: u8 = 132;
-
 impl L4Type {
-    /// The IP protocol number this L4 type stands for.
-    fn ip_protocol(self) -> Option<u8> {
+    /// The IP protocol this L4 type stands for.
+    fn ip_protocol(self) -> Option<IpNextHeaderProtocol> {
         match self {
-            L4Type::Udp => Some(IPPROTO_UDP),
-            L4Type::Tcp => Some(IPPROTO_TCP),
-            L4Type::Sctp => Some(IPPROTO_SCTP),
+            L4Type::Udp => Some(IpNextHeaderProtocols::Udp),
+            L4Type::Tcp => Some(IpNextHeaderProtocols::Tcp),
+            L4Type::Sctp => Some(IpNextHeaderProtocols::Sctp),
             L4Type::Other => None,
         }
     }
 
-    /// Offset of the checksum field in the L4 header and the shortest header that holds it.
-    fn checksum_field(self) -> Option<(usize, usize)> {
+    /// The shortest L4 header, the one that holds the checksum field; `None` for a type
+    /// without a checksum the engine can write.
+    fn min_header_len(self) -> Option<usize> {
         match self {
-            L4Type::Udp => Some((udp::CHECKSUM, udp::HEADER_LEN)),
-            L4Type::Tcp => Some((tcp::CHECKSUM, tcp::MIN_HEADER_LEN)),
-            L4Type::Sctp => Some((sctp::CHECKSUM, sctp::HEADER_LEN)),
+            L4Type::Udp => Some(udp::HEADER_LEN),
+            L4Type::Tcp => Some(tcp::HEADER_LEN),
+            L4Type::Sctp => Some(sctp::HEADER_LEN),
             L4Type::Other => None,
         }
     }
@@ -227,13 +175,10 @@ pub fn apply<F: FnMut(Bytes) + ?Sized>(
     off: &TxOffloads,
     out: &mut F,
 ) -> Result<OffloadStats, OffloadError> {
-    if off.vle && frame.len() < ETH_ADDRS_LEN {
-        return Err(OffloadError::FrameTooShort {
-            len: frame.len(),
-            needed: ETH_ADDRS_LEN,
-        });
+    if off.vle {
+        need(frame, ethernet::ADDRS_LEN)?;
     }
-    let vlan = off.vle.then_some(ctx.vlan);
+    let vlan = off.vle.then(|| VlanTag::dot1q(VlanTci(ctx.vlan)));
     if off.tse {
         let plan = plan_segmentation(frame, ctx, off)?;
         tracing::trace!(
@@ -308,16 +253,8 @@ fn need(frame: &[u8], needed: usize) -> Result<(), OffloadError> {
     }
 }
 
-fn be16(frame: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([frame[at], frame[at + 1]])
-}
-
-fn be32(frame: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
-}
-
 fn check_mac_len(ctx: &TxContext) -> Result<usize, OffloadError> {
-    if usize::from(ctx.mac_len) < ETH_HEADER_LEN {
+    if usize::from(ctx.mac_len) < ethernet::HEADER_LEN {
         return Err(OffloadError::MacLenTooShort(ctx.mac_len));
     }
     Ok(usize::from(ctx.mac_len))
@@ -329,18 +266,22 @@ fn ipv4_checksum_plan(
     l3_off: usize,
     ip_len: u16,
 ) -> Result<Ipv4Checksum, OffloadError> {
-    need(frame, l3_off + ipv4::MIN_HEADER_LEN)?;
-    let version = frame[l3_off + ipv4::VER_IHL] >> 4;
-    if version != 4 {
+    // The fixed header first, then IHL against IPLEN, then IPLEN against the frame: each
+    // failure names the value the driver got wrong (not `Ipv4Packet::check_len`'s order).
+    need(frame, l3_off + ipv4::HEADER_LEN)?;
+    let ip = Ipv4Packet::new_unchecked(&frame[l3_off..]);
+    if ip.version() != 4 {
         return Err(OffloadError::IpVersionMismatch {
             expected: L3Type::Ipv4,
-            found: version,
+            found: ip.version(),
         });
     }
-    let ihl = frame[l3_off + ipv4::VER_IHL] & 0x0F;
-    let header_len = usize::from(ihl) * 4;
-    if header_len < ipv4::MIN_HEADER_LEN || header_len > usize::from(ip_len) {
-        return Err(OffloadError::Ipv4HeaderLength { ihl, ip_len });
+    let header_len = ip.header_len();
+    if header_len < ipv4::HEADER_LEN || header_len > usize::from(ip_len) {
+        return Err(OffloadError::Ipv4HeaderLength {
+            ihl: (header_len / 4) as u8,
+            ip_len,
+        });
     }
     need(frame, l3_off + usize::from(ip_len))?;
     let from_scratch = header_len == usize::from(ip_len);
@@ -370,45 +311,43 @@ fn plain_l3(
     frame: &[u8],
     l3_off: usize,
     l4_off: usize,
-    proto: u8,
+    proto: IpNextHeaderProtocol,
     min_l4: usize,
 ) -> Option<PlainL3> {
-    let first = *frame.get(l3_off)?;
-    let (pseudo_base, ip_end) = match first >> 4 {
+    let l3 = frame.get(l3_off..)?;
+    let (pseudo_base, ip_end) = match ip_version(l3)? {
         4 => {
-            let hdr = frame.get(l3_off..l3_off + ipv4::MIN_HEADER_LEN)?;
-            let header_len = usize::from(first & 0x0F) * 4;
-            if header_len < ipv4::MIN_HEADER_LEN
-                || l3_off + header_len != l4_off
-                || hdr[ipv4::PROTOCOL] != proto
-            {
+            let ip = Ipv4Packet::new_checked(l3).ok()?;
+            // A fragment's L4 header and checksum cover the reassembled datagram.
+            if l3_off + ip.header_len() != l4_off || ip.next_header() != proto || ip.is_fragment() {
                 return None;
             }
-            if be16(hdr, ipv4::FLAGS_FRAG) & ipv4::MF_OFFSET_MASK != 0 {
-                return None;
-            }
-            let base = sum_words(&hdr[ipv4::ADDRS], u64::from(proto));
-            (base, l3_off + usize::from(be16(hdr, ipv4::TOTAL_LEN)))
+            let base = ip.pseudo_addrs_sum() + u64::from(proto.0);
+            (base, l3_off + usize::from(ip.total_len()))
         }
         6 => {
-            let hdr = frame.get(l3_off..l3_off + ipv6::HEADER_LEN)?;
-            let mut next = hdr[ipv6::NEXT_HEADER];
-            let mut pos = l3_off + ipv6::HEADER_LEN;
-            while pos < l4_off {
-                if next != ipv6::HOP_BY_HOP && next != ipv6::DEST_OPTS {
+            let ip = Ipv6Packet::new_checked(l3).ok()?;
+            // Only hop-by-hop and destination options may sit between the fixed header and
+            // L4: a routing header changes the pseudo-header's destination (RFC 8200 §8.1) and
+            // a fragment header makes L4 span several packets.
+            let mut walk = ip.ext_headers();
+            for ext in &mut walk {
+                let ext = ext.ok()?;
+                if !matches!(
+                    ext.kind,
+                    IpNextHeaderProtocols::Hopopt | IpNextHeaderProtocols::Ipv6Opts
+                ) {
                     return None;
                 }
-                let ext = frame.get(pos..pos + 2)?;
-                next = ext[0];
-                pos += (usize::from(ext[1]) + 1) * 8;
             }
-            if pos != l4_off || next != proto {
+            let upper = walk.upper_layer();
+            if l3_off + upper.offset != l4_off || upper.protocol != proto {
                 return None;
             }
-            let base = sum_words(&hdr[ipv6::ADDRS], u64::from(proto));
+            let base = ip.pseudo_addrs_sum() + u64::from(proto.0);
             (
                 base,
-                l3_off + ipv6::HEADER_LEN + usize::from(be16(hdr, ipv6::PAYLOAD_LEN)),
+                l3_off + ipv6::HEADER_LEN + usize::from(ip.payload_len()),
             )
         }
         _ => return None,
@@ -436,11 +375,11 @@ fn plan_checksums(
         None
     };
     let l4 = if off.txsm {
-        let (field, min_header) = ctx
+        let min_header = ctx
             .l4
-            .checksum_field()
+            .min_header_len()
             .ok_or(OffloadError::UnsupportedChecksum(ctx.l4))?;
-        need(frame, l4_off + min_header.max(field + 2))?;
+        need(frame, l4_off + min_header)?;
         let pseudo = match (ctx.l4, ctx.l4.ip_protocol()) {
             (L4Type::Sctp, _) | (_, None) => None,
             (_, Some(proto)) => plain_l3(frame, l3_off, l4_off, proto, min_header),
@@ -474,8 +413,8 @@ fn plan_segmentation(
     off: &TxOffloads,
 ) -> Result<SegmentPlan, OffloadError> {
     let proto = match ctx.l4 {
-        L4Type::Tcp => IPPROTO_TCP,
-        L4Type::Udp => IPPROTO_UDP,
+        L4Type::Tcp => IpNextHeaderProtocols::Tcp,
+        L4Type::Udp => IpNextHeaderProtocols::Udp,
         other => return Err(OffloadError::UnsupportedSegmentation(other)),
     };
     if ctx.mss == 0 {
@@ -487,7 +426,7 @@ fn plan_segmentation(
         L3Type::Ipv4 => Some(ipv4_checksum_plan(frame, l3_off, ctx.ip_len)?),
         L3Type::Ipv6 => {
             need(frame, l3_off + ipv6::HEADER_LEN)?;
-            let version = frame[l3_off] >> 4;
+            let version = Ipv6Packet::new_unchecked(&frame[l3_off..]).version();
             if version != 6 {
                 return Err(OffloadError::IpVersionMismatch {
                     expected: L3Type::Ipv6,
@@ -503,9 +442,11 @@ fn plan_segmentation(
     let l4_len = usize::from(ctx.l4_len);
     let l4_header_ok = match ctx.l4 {
         L4Type::Tcp => {
-            need(frame, l4_off + tcp::MIN_HEADER_LEN)?;
-            let data_offset = usize::from(frame[l4_off + tcp::DATA_OFFSET] >> 4) * 4;
-            l4_len >= tcp::MIN_HEADER_LEN && l4_len == data_offset
+            // The fixed header must be there to read the data offset; the options L4LEN
+            // announces are checked against the frame with the rest of the headers below.
+            need(frame, l4_off + tcp::HEADER_LEN)?;
+            let data_offset = TcpPacket::new_unchecked(&frame[l4_off..]).header_len();
+            l4_len >= tcp::HEADER_LEN && l4_len == data_offset
         }
         _ => l4_len == udp::HEADER_LEN,
     };
@@ -559,94 +500,87 @@ fn plan_segmentation(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Emission: infallible once planned.
+// Emission: infallible once planned. The plan checked that every header written here lies in
+// the frame, so the views below are built without a check.
 
-/// Copies `frame[range]` into `buf`, inserting the VLAN tag after the MAC addresses when the
-/// range starts at 0. Returns nothing; offsets in `buf` are shifted by [`VLAN_TAG_LEN`] then.
-fn put_with_tag(buf: &mut BytesMut, frame: &[u8], end: usize, vlan: Option<u16>) {
+/// Copies `frame[..end]` into `buf`, inserting `vlan` after the MAC addresses; offsets in
+/// `buf` are then shifted by [`ethernet::VLAN_TAG_LEN`].
+fn put_with_tag(buf: &mut BytesMut, frame: &[u8], end: usize, vlan: Option<VlanTag>) {
     match vlan {
-        Some(tci) => {
-            buf.put_slice(&frame[..ETH_ADDRS_LEN]);
-            buf.put_u16(ETHERTYPE_VLAN);
-            buf.put_u16(tci);
-            buf.put_slice(&frame[ETH_ADDRS_LEN..end]);
+        Some(tag) => {
+            buf.put_slice(&frame[..ethernet::ADDRS_LEN]);
+            buf.put_slice(&tag.to_bytes());
+            buf.put_slice(&frame[ethernet::ADDRS_LEN..end]);
         }
         None => buf.put_slice(&frame[..end]),
     }
 }
 
-fn write_be16(buf: &mut [u8], at: usize, v: u16) {
-    buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
 fn write_ipv4_checksum(buf: &mut [u8], plan: &Ipv4Checksum, shift: usize) {
     let at = shift + plan.off;
+    let mut ip = Ipv4Packet::new_unchecked(&mut buf[at..at + plan.len]);
     if plan.from_scratch {
-        write_be16(buf, at + ipv4::CHECKSUM, 0);
+        ip.fill_checksum();
+    } else {
+        // A tunnel: sum IPLEN bytes, the driver's compensating value in the field included.
+        let sum = checksum::data(ip.as_ref());
+        ip.set_checksum(!sum);
     }
-    let sum = sum_words(&buf[at..at + plan.len], 0);
-    write_be16(buf, at + ipv4::CHECKSUM, !fold(sum));
 }
 
-/// Writes a TCP or UDP checksum over `buf[start..end]`. With `pseudo` the field is cleared and
-/// the pseudo-header sum added; without, the field's seed is continued and `seed_extra` (the
-/// segment's L4 length, for TSO) added, as the hardware does.
-fn write_inet_checksum(
-    buf: &mut [u8],
-    kind: L4Type,
-    start: usize,
-    end: usize,
-    pseudo: Option<u64>,
-    seed_extra: u64,
-) {
-    let field = start
-        + if kind == L4Type::Tcp {
-            tcp::CHECKSUM
-        } else {
-            udp::CHECKSUM
-        };
+/// Writes the TCP or UDP checksum of `l4` (the L4 header and everything it covers). With
+/// `pseudo` the field is cleared and the pseudo-header sum added; without, the field's seed is
+/// continued and `seed_extra` (the segment's L4 length, for TSO) added, as the hardware does.
+fn write_inet_checksum(l4: &mut [u8], kind: L4Type, pseudo: Option<u64>, seed_extra: u64) {
     let initial = match pseudo {
         Some(p) => {
-            write_be16(buf, field, 0);
+            set_inet_checksum(l4, kind, 0);
             p
         }
         None => seed_extra,
     };
-    let mut csum = !fold(sum_words(&buf[start..end], initial));
+    let mut csum = !checksum::fold(checksum::sum(l4, initial));
     if kind == L4Type::Udp && csum == 0 {
+        // RFC 768: zero means "no checksum"; a computed zero is sent as all ones.
         csum = 0xFFFF;
     }
-    write_be16(buf, field, csum);
+    set_inet_checksum(l4, kind, csum);
 }
 
-fn write_sctp_checksum(buf: &mut [u8], start: usize, end: usize) {
-    let field = start + sctp::CHECKSUM;
-    buf[field..field + 4].fill(0);
-    let crc = crc32c(&buf[start..end]);
-    buf[field..field + 4].copy_from_slice(&crc.to_le_bytes());
+fn set_inet_checksum(l4: &mut [u8], kind: L4Type, value: u16) {
+    if kind == L4Type::Tcp {
+        TcpPacket::new_unchecked(l4).set_checksum(value);
+    } else {
+        UdpPacket::new_unchecked(l4).set_checksum(value);
+    }
 }
 
 fn emit_single<F: FnMut(Bytes) + ?Sized>(
     frame: &[u8],
     plan: &ChecksumPlan,
-    vlan: Option<u16>,
+    vlan: Option<VlanTag>,
     out: &mut F,
 ) -> OffloadStats {
-    let shift = if vlan.is_some() { VLAN_TAG_LEN } else { 0 };
+    let shift = if vlan.is_some() {
+        ethernet::VLAN_TAG_LEN
+    } else {
+        0
+    };
     let mut buf = BytesMut::with_capacity(frame.len() + shift);
     put_with_tag(&mut buf, frame, frame.len(), vlan);
     if let Some(ip) = &plan.ip {
         write_ipv4_checksum(&mut buf, ip, shift);
     }
     let l4_checksum = plan.l4.map(|l4| {
-        let (start, end) = (shift + l4.off, shift + l4.end);
+        let region = &mut buf[shift + l4.off..shift + l4.end];
         match l4.kind {
             L4Type::Sctp => {
-                write_sctp_checksum(&mut buf, start, end);
+                // CRC32c over the whole SCTP packet, field cleared (Linux `sctp_compute_cksum`).
+                SctpPacket::new_unchecked(region).fill_checksum();
                 ChecksumSource::Crc32c
             }
             kind => {
-                write_inet_checksum(&mut buf, kind, start, end, l4.pseudo, 0);
+                write_inet_checksum(region, kind, l4.pseudo, 0);
                 if l4.pseudo.is_some() {
                     ChecksumSource::FromScratch
                 } else {
@@ -670,20 +604,28 @@ fn emit_single<F: FnMut(Bytes) + ?Sized>(
 fn emit_segments<F: FnMut(Bytes) + ?Sized>(
     frame: &[u8],
     plan: &SegmentPlan,
-    vlan: Option<u16>,
+    vlan: Option<VlanTag>,
     out: &mut F,
 ) -> OffloadStats {
-    let shift = if vlan.is_some() { VLAN_TAG_LEN } else { 0 };
+    let shift = if vlan.is_some() {
+        ethernet::VLAN_TAG_LEN
+    } else {
+        0
+    };
     let payload = &frame[plan.hdr_len..];
     let (l3, l4) = (shift + plan.l3_off, shift + plan.l4_off);
-    // Both headers were checked to be in the frame: IPv4/IPv6 at l3_off, TCP (20+) at l4_off.
-    let ident = be16(frame, plan.l3_off + ipv4::IDENT);
+    // The plan checked both headers: IPv4 (20+) or IPv6 (40) at l3_off, TCP (20+) or UDP at
+    // l4_off.
+    let ident = match plan.l3 {
+        L3Type::Ipv4 => Ipv4Packet::new_unchecked(&frame[plan.l3_off..]).ident(),
+        L3Type::Ipv6 => 0,
+    };
     let (seq, flags) = match plan.l4 {
-        L4Type::Tcp => (
-            be32(frame, plan.l4_off + tcp::SEQ),
-            frame[plan.l4_off + tcp::FLAGS],
-        ),
-        _ => (0, 0),
+        L4Type::Tcp => {
+            let tcp = TcpPacket::new_unchecked(&frame[plan.l4_off..]);
+            (tcp.seq_number(), tcp.flags())
+        }
+        _ => (0, TcpFlags::NONE),
     };
     let mut bytes = 0u64;
     for index in 0..plan.segments {
@@ -696,14 +638,13 @@ fn emit_segments<F: FnMut(Bytes) + ?Sized>(
         let l4_total = plan.hdr_len - plan.l4_off + chunk.len();
         match plan.l3 {
             L3Type::Ipv4 => {
-                let total = (plan.hdr_len - plan.l3_off + chunk.len()) as u16;
-                write_be16(&mut buf, l3 + ipv4::TOTAL_LEN, total);
-                write_be16(&mut buf, l3 + ipv4::IDENT, ident.wrapping_add(index as u16));
+                let mut ip = Ipv4Packet::new_unchecked(&mut buf[l3..]);
+                ip.set_total_len((plan.hdr_len - plan.l3_off + chunk.len()) as u16);
+                ip.set_ident(ident.wrapping_add(index as u16));
             }
             L3Type::Ipv6 => {
-                let payload_len =
-                    (plan.hdr_len - plan.l3_off - ipv6::HEADER_LEN + chunk.len()) as u16;
-                write_be16(&mut buf, l3 + ipv6::PAYLOAD_LEN, payload_len);
+                let payload_len = plan.hdr_len - plan.l3_off - ipv6::HEADER_LEN + chunk.len();
+                Ipv6Packet::new_unchecked(&mut buf[l3..]).set_payload_len(payload_len as u16);
             }
         }
         if let Some(ip) = &plan.ip_checksum {
@@ -711,23 +652,23 @@ fn emit_segments<F: FnMut(Bytes) + ?Sized>(
         }
         match plan.l4 {
             L4Type::Tcp => {
-                let seq = seq.wrapping_add((index * plan.mss) as u32);
-                buf[l4 + tcp::SEQ..l4 + tcp::SEQ + 4].copy_from_slice(&seq.to_be_bytes());
+                let mut tcp = TcpPacket::new_unchecked(&mut buf[l4..]);
+                tcp.set_seq_number(seq.wrapping_add((index * plan.mss) as u32));
+                // Linux GSO: CWR on the first segment only, FIN and PSH on the last only.
                 let mut f = flags;
                 if index > 0 {
-                    f &= !tcp::CWR;
+                    f = f.without(TcpFlags::CWR);
                 }
                 if !last {
-                    f &= !(tcp::FIN | tcp::PSH);
+                    f = f.without(TcpFlags::FIN | TcpFlags::PSH);
                 }
-                buf[l4 + tcp::FLAGS] = f;
+                tcp.set_flags(f);
             }
-            _ => write_be16(&mut buf, l4 + udp::LENGTH, l4_total as u16),
+            _ => UdpPacket::new_unchecked(&mut buf[l4..]).set_len(l4_total as u16),
         }
         let pseudo = plan.pseudo.map(|p| p + l4_total as u64);
-        let end = buf.len();
-        write_inet_checksum(&mut buf, plan.l4, l4, end, pseudo, l4_total as u64);
-        bytes += end as u64;
+        write_inet_checksum(&mut buf[l4..], plan.l4, pseudo, l4_total as u64);
+        bytes += buf.len() as u64;
         out(buf.freeze());
     }
     OffloadStats {
@@ -740,79 +681,9 @@ fn emit_segments<F: FnMut(Bytes) + ?Sized>(
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Checksum arithmetic.
-
-/// Adds `data` as big-endian 16-bit words (an odd last byte padded with zero) to `initial`.
-/// The result is an unfolded one's-complement sum; summing 32-bit words and folding later
-/// gives the same 16-bit result.
-pub(crate) fn sum_words(data: &[u8], initial: u64) -> u64 {
-    let mut sum = initial;
-    let mut words = data.chunks_exact(4);
-    for w in &mut words {
-        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let rest = words.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    sum + u64::from(u32::from_be_bytes(tail))
-}
-
-/// Folds a one's-complement sum to 16 bits (end-around carry).
-pub(crate) fn fold(mut sum: u64) -> u16 {
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// CRC32c (Castagnoli, reflected polynomial 0x82F63B78), as SCTP uses it.
-const CRC32C_POLY: u32 = 0x82F6_3B78;
-
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ CRC32C_POLY
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-/// CRC32c of `data` (initial value and final xor 0xFFFF_FFFF).
-pub fn crc32c(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |crc, &b| {
-        CRC32C_TABLE[usize::from((crc as u8) ^ b)] ^ (crc >> 8)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32c_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-        assert_eq!(crc32c(b""), 0);
-    }
-
-    #[test]
-    fn fold_and_sum_handle_odd_lengths_and_carries() {
-        assert_eq!(fold(sum_words(&[0xFF, 0xFF, 0xFF, 0xFF], 0)), 0xFFFF);
-        assert_eq!(fold(sum_words(&[0x12], 0)), 0x1200);
-        assert_eq!(fold(sum_words(&[0x00, 0x01, 0xFF], 0)), 0xFF01);
-        assert_eq!(fold(0x1_FFFF), 0x0001);
-    }
 
     #[test]
     fn context_words_round_trip() {

@@ -3,9 +3,14 @@
 //! as its VF transmitted it, before any switch check — with where its copies went.
 #![allow(dead_code)]
 
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use eswitch::wire::{
+    ethernet, ipv4, tcp, EtherTypes, EthernetFrame, IpNextHeaderProtocols, Ipv4Packet, MacAddr,
+    TcpPacket,
+};
 use eswitch::{DropReason, PortCounters, PortId, VfPolicy};
 use mailbox::MacAssignment;
 use model::testing::{DriverConfig, SoftGuest};
@@ -145,21 +150,25 @@ pub fn frame(dst: [u8; 6], src: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
     f
 }
 
-/// An IPv4/TCP frame (54 bytes of headers, 10.0.0.1 → 10.0.0.2) with `payload` bytes.
+/// An IPv4/TCP frame (54 bytes of headers, 10.0.0.1 → 10.0.0.2) with `payload` bytes. Both
+/// checksums are left zero: tests fill them, or have the offload engine fill them.
 pub fn tcp4(dst: [u8; 6], src: [u8; 6], payload: usize) -> Vec<u8> {
-    let mut f = vec![0u8; 54 + payload];
-    f[..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12] = 0x08;
-    f[14] = 0x45;
-    let tot = (40 + payload) as u16;
-    f[16..18].copy_from_slice(&tot.to_be_bytes());
-    f[22] = 64;
-    f[23] = 6;
-    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
-    f[46] = 5 << 4;
-    for (i, b) in f[54..].iter_mut().enumerate() {
+    let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + tcp::HEADER_LEN + payload];
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst_addr(MacAddr(dst));
+    eth.set_src_addr(MacAddr(src));
+    eth.set_ethertype(EtherTypes::Ipv4);
+    let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+    ip.set_version(4);
+    ip.set_header_len(ipv4::HEADER_LEN);
+    ip.set_total_len((ipv4::HEADER_LEN + tcp::HEADER_LEN + payload) as u16);
+    ip.set_ttl(64);
+    ip.set_next_header(IpNextHeaderProtocols::Tcp);
+    ip.set_src_addr(Ipv4Addr::new(10, 0, 0, 1));
+    ip.set_dst_addr(Ipv4Addr::new(10, 0, 0, 2));
+    let mut seg = TcpPacket::new_unchecked(ip.payload_mut());
+    seg.set_header_len(tcp::HEADER_LEN);
+    for (i, b) in seg.payload_mut().iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
     f

@@ -13,6 +13,10 @@
 //! buffer outside guest memory drops that frame, and its descriptors are still completed with
 //! DD and RXE (an error igbvf drops on) so the driver recycles them and the ring keeps moving.
 
+use eswitch::wire::{
+    ipv6, udp, EtherTypes, EthernetFrame, IpNextHeaderProtocols, Ipv4Packet, Ipv6Packet, TcpPacket,
+    UdpPacket,
+};
 use tracing::{debug, warn};
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
@@ -188,7 +192,7 @@ fn split_point(frame: &[u8], hdr: usize) -> Split {
         return Split::Headers(frame.len());
     }
     match parse_headers_len(frame) {
-        Some(h) if h <= hdr && h <= frame.len() => Split::Headers(h),
+        Some(h) if h <= hdr => Split::Headers(h),
         _ => Split::Unparsed(frame.len().min(hdr)),
     }
 }
@@ -202,37 +206,34 @@ enum Split {
     Unparsed(usize),
 }
 
-/// Length of Ethernet (+ up to two VLAN tags) + IP + TCP/UDP headers, if parseable.
+/// Length of Ethernet (+ up to two VLAN tags, 802.1Q or 802.1ad) + IP + TCP/UDP headers, if
+/// they are all in the frame. The IP header is taken as the ethertype says (its version is not
+/// checked), and an IPv6 header's next header is read as the L4 protocol: extension headers are
+/// not walked, so they end the headers at the fixed IPv6 header.
 fn parse_headers_len(f: &[u8]) -> Option<usize> {
-    let be16 = |o: usize| -> Option<u16> { Some(u16::from_be_bytes([*f.get(o)?, *f.get(o + 1)?])) };
-    let mut off = 12;
-    let mut ethertype = be16(off)?;
-    off += 2;
-    for _ in 0..2 {
-        if ethertype == 0x8100 || ethertype == 0x88A8 {
-            ethertype = be16(off + 2)?;
-            off += 4;
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    let l3 = eth.payload();
+    let (proto, ip_len) = match eth.ethertype() {
+        EtherTypes::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(l3).ok()?;
+            (ip.next_header(), ip.header_len())
         }
-    }
-    let (proto, l4) = match ethertype {
-        0x0800 => {
-            let ihl = usize::from(*f.get(off)? & 0x0F) * 4;
-            if ihl < 20 {
-                return None;
-            }
-            (*f.get(off + 9)?, off + ihl)
+        EtherTypes::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(l3).ok()?;
+            (ip.next_header(), ipv6::HEADER_LEN)
         }
-        0x86DD => (*f.get(off + 6)?, off + 40),
         _ => return None,
     };
-    match proto {
-        6 => {
-            let doff = usize::from(*f.get(l4 + 12)? >> 4) * 4;
-            (doff >= 20).then_some(l4 + doff)
+    let l4 = &l3[ip_len..];
+    let l4_len = match proto {
+        IpNextHeaderProtocols::Tcp => TcpPacket::new_checked(l4).ok()?.header_len(),
+        IpNextHeaderProtocols::Udp => {
+            UdpPacket::new_checked(l4).ok()?;
+            udp::HEADER_LEN
         }
-        17 => Some(l4 + 8),
-        _ => Some(l4),
-    }
+        _ => 0,
+    };
+    Some(eth.header_len() + ip_len + l4_len)
 }
 
 /// What [`write_frame`] did.
@@ -387,25 +388,124 @@ pub(crate) fn write_frame<M: GuestMemory>(
 mod tests {
     use super::*;
 
-    fn tcp4_frame(payload: usize) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20 + payload];
-        f[12] = 0x08;
-        f[14] = 0x45;
-        f[14 + 9] = 6;
-        f[34 + 12] = 5 << 4;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use eswitch::wire::{
+        ethernet, EtherType, EthernetRepr, IpNextHeaderProtocol, Ipv4Repr, Ipv6Repr, MacAddr,
+        TcpFlags, TcpRepr, UdpRepr, VlanTag, VlanTags, VlanTci,
+    };
+
+    const V4: (Ipv4Addr, Ipv4Addr) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+    const V6: (Ipv6Addr, Ipv6Addr) = (
+        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+    );
+
+    /// The Ethernet header with `tags` and `ethertype`, then `l3`.
+    fn frame(tags: VlanTags, ethertype: EtherType, l3: &[u8]) -> Vec<u8> {
+        let eth = EthernetRepr {
+            dst: MacAddr([0x02, 0, 0, 0, 0, 0x02]),
+            src: MacAddr([0x02, 0, 0, 0, 0, 0x01]),
+            tags,
+            ethertype,
+        };
+        let mut f = vec![0u8; eth.buffer_len() + l3.len()];
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+        f[eth.header_len()..].copy_from_slice(l3);
         f
+    }
+
+    /// An IPv4 packet carrying `l4` as `proto`.
+    fn ipv4(proto: IpNextHeaderProtocol, l4: &[u8]) -> Vec<u8> {
+        let ip = Ipv4Repr {
+            src_addr: V4.0,
+            dst_addr: V4.1,
+            next_header: proto,
+            payload_len: l4.len(),
+            ttl: 64,
+            ident: 0,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            dscp: 0,
+            ecn: 0,
+        };
+        let mut p = vec![0u8; ip.buffer_len()];
+        let mut view = Ipv4Packet::new_unchecked(&mut p[..]);
+        ip.emit(&mut view);
+        view.payload_mut().copy_from_slice(l4);
+        p
+    }
+
+    /// An IPv6 packet carrying `l4` as `proto`, no extension headers.
+    fn ipv6(proto: IpNextHeaderProtocol, l4: &[u8]) -> Vec<u8> {
+        let ip = Ipv6Repr {
+            src_addr: V6.0,
+            dst_addr: V6.1,
+            next_header: proto,
+            payload_len: l4.len(),
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        };
+        let mut p = vec![0u8; ip.buffer_len()];
+        let mut view = Ipv6Packet::new_unchecked(&mut p[..]);
+        ip.emit(&mut view);
+        view.payload_mut().copy_from_slice(l4);
+        p
+    }
+
+    /// A TCP segment with `options` and `payload` zero bytes (the checksum is over IPv4's
+    /// addresses; header split does not look at it).
+    fn tcp(options: &[u8], payload: usize) -> Vec<u8> {
+        let payload = vec![0u8; payload];
+        let seg = TcpRepr {
+            src_port: 5001,
+            dst_port: 40000,
+            seq_number: 1,
+            ack_number: 0,
+            flags: TcpFlags::ACK,
+            window_len: 512,
+            urgent_at: 0,
+            options,
+            payload: &payload,
+        };
+        let mut s = vec![0u8; seg.buffer_len()];
+        let (src, dst) = (IpAddr::V4(V4.0), IpAddr::V4(V4.1));
+        seg.emit(&mut TcpPacket::new_unchecked(&mut s[..]), &src, &dst);
+        s
+    }
+
+    fn udp(payload: usize) -> Vec<u8> {
+        let payload = vec![0u8; payload];
+        let dgram = UdpRepr {
+            src_port: 4000,
+            dst_port: 4433,
+            payload: &payload,
+        };
+        let mut d = vec![0u8; dgram.buffer_len()];
+        let (src, dst) = (IpAddr::V4(V4.0), IpAddr::V4(V4.1));
+        dgram.emit(&mut UdpPacket::new_unchecked(&mut d[..]), &src, &dst);
+        d
     }
 
     #[test]
     fn split_point_is_after_tcp_header() {
-        assert_eq!(split_point(&tcp4_frame(1000), 128), Split::Headers(54));
+        let f = frame(
+            VlanTags::NONE,
+            EtherTypes::Ipv4,
+            &ipv4(IpNextHeaderProtocols::Tcp, &tcp(&[], 1000)),
+        );
+        assert_eq!(split_point(&f, 128), Split::Headers(54));
     }
 
     #[test]
     fn split_point_of_unknown_ethertype_is_the_header_buffer() {
-        let mut f = vec![0u8; 300];
-        f[12] = 0x88;
-        f[13] = 0xB5;
+        let f = frame(
+            VlanTags::NONE,
+            EtherType(0x88B5),
+            &[0u8; 300 - ethernet::HEADER_LEN],
+        );
         assert_eq!(split_point(&f, 128), Split::Unparsed(128));
         // A frame that fits goes entirely into the header buffer.
         assert_eq!(split_point(&f[..100], 128), Split::Headers(100));
@@ -413,12 +513,44 @@ mod tests {
 
     #[test]
     fn vlan_tagged_udp_split_point() {
-        let mut f = vec![0u8; 14 + 4 + 20 + 8 + 500];
-        f[12] = 0x81;
-        f[16] = 0x08;
-        f[18] = 0x45;
-        f[18 + 9] = 17;
+        let tag = VlanTags::one(VlanTag::dot1q(VlanTci::new(10, 0)));
+        let f = frame(
+            tag,
+            EtherTypes::Ipv4,
+            &ipv4(IpNextHeaderProtocols::Udp, &udp(500)),
+        );
         assert_eq!(split_point(&f, 128), Split::Headers(18 + 20 + 8));
+    }
+
+    #[test]
+    fn double_tagged_ipv6_tcp_split_point_counts_the_options() {
+        let tags = VlanTags::two(
+            VlanTag::dot1ad(VlanTci::new(100, 0)),
+            VlanTag::dot1q(VlanTci::new(10, 0)),
+        );
+        // NOP, NOP, timestamp: 12 bytes of options.
+        let options = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+        let f = frame(
+            tags,
+            EtherTypes::Ipv6,
+            &ipv6(IpNextHeaderProtocols::Tcp, &tcp(&options, 500)),
+        );
+        assert_eq!(split_point(&f, 128), Split::Headers(22 + 40 + 32));
+        // Headers longer than the header buffer: unparsed.
+        assert_eq!(split_point(&f, 64), Split::Unparsed(64));
+    }
+
+    #[test]
+    fn the_tcp_data_offset_moves_the_split_point() {
+        let mut f = frame(
+            VlanTags::NONE,
+            EtherTypes::Ipv4,
+            &ipv4(IpNextHeaderProtocols::Tcp, &tcp(&[], 200)),
+        );
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+        let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+        TcpPacket::new_unchecked(ip.payload_mut()).set_header_len(60);
+        assert_eq!(split_point(&f, 128), Split::Headers(14 + 20 + 60));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use eswitch::wire::EthernetFrame;
 use tracing::{debug, info, warn};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
@@ -357,7 +358,8 @@ impl Vf {
                 let c = &mut self.counters;
                 c.rx_packets += 1;
                 c.rx_bytes += frame.len() as u64;
-                if frame.first().is_some_and(|b| b & 1 != 0) && frame.get(..6) != Some(&[0xFF; 6]) {
+                let dst = EthernetFrame::new_unchecked(frame).dst_addr();
+                if dst.is_multicast() && !dst.is_broadcast() {
                     c.rx_multicast += 1;
                 }
                 (Ok(()), self.intr.raise(Cause::Rx(0)))

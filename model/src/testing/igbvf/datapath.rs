@@ -1,6 +1,7 @@
 //! The driver's datapath: igbvf_xmit_frame, igbvf_clean_tx_irq, igbvf_clean_rx_irq and the
 //! three MSI-X handlers.
 
+use eswitch::wire::{EtherTypes, EthernetFrame};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
@@ -51,9 +52,12 @@ impl SoftIgbvf {
             })
         } else if opts.csum.is_some() || opts.vlan.is_some() {
             let (maclen, iplen, tcp) = opts.csum.unwrap_or((14, 0, false));
-            // igbvf_tx_csum sets TUCMD.IPV4 for an IPv4 CHECKSUM_PARTIAL packet.
+            // igbvf_tx_csum sets TUCMD.IPV4 for an IPv4 CHECKSUM_PARTIAL packet: when the
+            // protocol igbvf_xmit_frame_ring_adv takes from `vlan_get_protocol` (the ethertype
+            // behind any VLAN tags) is IPv4.
             let ipv4 = opts.csum.is_some()
-                && frame.get(usize::from(maclen) - 2..usize::from(maclen)) == Some(&[0x08, 0x00]);
+                && EthernetFrame::new_checked(frame)
+                    .is_ok_and(|eth| eth.ethertype() == EtherTypes::Ipv4);
             Some(TxContext {
                 ip_len: iplen,
                 mac_len: maclen,
