@@ -12,6 +12,7 @@
 use bytes::Bytes;
 
 pub mod desc;
+pub(crate) mod guest;
 pub mod i82576;
 pub mod offload;
 pub mod rxcsum;

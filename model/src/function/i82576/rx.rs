@@ -18,12 +18,12 @@ use eswitch::wire::{
     UdpPacket,
 };
 use tracing::{debug, warn};
-use vm_memory::{Bytes, GuestAddress, GuestMemory};
+use vm_memory::GuestMemoryBackend;
 
 use super::regs::{dctl, q, srrctl, DBAL_MASK, DLEN_MASK};
 use crate::function::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
-use crate::function::rxcsum;
 use crate::function::stats::RxDrop;
+use crate::function::{guest, rxcsum};
 
 /// igbvf's header buffer in header-split mode (`rx_ps_hdr_size`).
 pub const IGBVF_HDR_SIZE: usize = 128;
@@ -247,7 +247,7 @@ pub(crate) enum RxOutcome {
 
 /// Writes `frame` into queue `ring` of guest memory `mem`. The caller has checked
 /// attachment, bus mastering and the queue enable.
-pub(crate) fn write_frame<M: GuestMemory>(
+pub(crate) fn write_frame<M: GuestMemoryBackend>(
     ring: &mut RxRing,
     mem: &M,
     frame: &[u8],
@@ -299,10 +299,7 @@ pub(crate) fn write_frame<M: GuestMemory>(
     for i in 0..needed {
         let idx = (ring.rdh + i) % n;
         let mut b: DescBytes = [0; DESC_LEN];
-        if mem
-            .read_slice(&mut b, GuestAddress(ring.desc_addr(idx)))
-            .is_err()
-        {
+        if guest::read(mem, ring.desc_addr(idx), &mut b).is_err() {
             warn!(
                 vf,
                 index = idx,
@@ -322,21 +319,14 @@ pub(crate) fn write_frame<M: GuestMemory>(
     for (i, (_, d)) in descs.iter().enumerate() {
         let mut wb = RxWriteBack::default();
         if i == 0 && hdr_len > 0 {
-            if mem
-                .write_slice(&frame[..hdr_len], GuestAddress(d.hdr_addr))
-                .is_err()
-            {
+            if guest::write(mem, d.hdr_addr, &frame[..hdr_len]).is_err() {
                 buffer_fault = true;
             }
             wb.hdr_len = hdr_len as u16;
             wb.sph = true;
         }
         let take = rest.len().min(buf);
-        if take > 0
-            && mem
-                .write_slice(&rest[..take], GuestAddress(d.pkt_addr))
-                .is_err()
-        {
+        if take > 0 && guest::write(mem, d.pkt_addr, &rest[..take]).is_err() {
             buffer_fault = true;
         }
         wb.length = take as u16;
@@ -363,9 +353,9 @@ pub(crate) fn write_frame<M: GuestMemory>(
         let mut b: DescBytes = [0; DESC_LEN];
         wb.emit(&mut b);
         let at = ring.desc_addr(*idx);
-        let ok = mem.write_slice(&b[0..8], GuestAddress(at)).is_ok()
-            && mem.write_slice(&b[12..16], GuestAddress(at + 12)).is_ok()
-            && mem.write_slice(&b[8..12], GuestAddress(at + 8)).is_ok();
+        let ok = guest::write(mem, at, &b[0..8]).is_ok()
+            && guest::write(mem, at.wrapping_add(12), &b[12..16]).is_ok()
+            && guest::write(mem, at.wrapping_add(8), &b[8..12]).is_ok();
         if !ok {
             // Readable but not writable through this map: stop like a ring fault.
             warn!(vf, index = idx, "RX write-back failed; queue stopped");

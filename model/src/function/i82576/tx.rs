@@ -21,14 +21,14 @@
 use bytes::Bytes;
 use eswitch::NextSendAt;
 use tracing::{debug, warn};
-use vm_memory::{Bytes as _, GuestAddress, GuestMemory};
+use vm_memory::GuestMemoryBackend;
 
 use super::regs::{dctl, q, DBAL_MASK, DLEN_MASK};
 use crate::function::desc::{
     tx_bits, DescBytes, TxContext, TxDataDesc, TxDesc, TxOffloads, DESC_LEN, TX_STATUS_OFFSET,
 };
-use crate::function::offload;
 use crate::function::stats::{Counters, TxError};
+use crate::function::{guest, offload};
 use crate::seams::PfPort;
 
 /// Largest packet (all data descriptors of one packet) the engine gathers: 64 KiB, the TSO
@@ -195,7 +195,7 @@ impl TxRing {
     }
 
     /// Runs the engine from TDH to TDT. `resume` lifts a pause (the owner's deadline passed).
-    pub(crate) fn run<M: GuestMemory>(
+    pub(crate) fn run<M: GuestMemoryBackend>(
         &mut self,
         mem: &M,
         env: &mut TxEnv<'_>,
@@ -244,9 +244,9 @@ impl TxRing {
         run
     }
 
-    fn read_desc<M: GuestMemory>(&mut self, mem: &M, idx: u32, vf: u16) -> Option<TxDesc> {
+    fn read_desc<M: GuestMemoryBackend>(&mut self, mem: &M, idx: u32, vf: u16) -> Option<TxDesc> {
         let mut b: DescBytes = [0; DESC_LEN];
-        match mem.read_slice(&mut b, GuestAddress(self.desc_addr(idx))) {
+        match guest::read(mem, self.desc_addr(idx), &mut b) {
             Ok(()) => Some(TxDesc::parse(&b)),
             Err(e) => {
                 warn!(vf, index = idx, base = self.base(), error = %e, "TX descriptor ring outside guest memory; queue stopped");
@@ -256,7 +256,7 @@ impl TxRing {
         }
     }
 
-    fn one_packet<M: GuestMemory>(
+    fn one_packet<M: GuestMemoryBackend>(
         &mut self,
         mem: &M,
         env: &mut TxEnv<'_>,
@@ -312,10 +312,7 @@ impl TxRing {
                     } else {
                         let at = data.len();
                         data.resize(at + len, 0);
-                        if mem
-                            .read_slice(&mut data[at..], GuestAddress(dd.addr))
-                            .is_err()
-                        {
+                        if guest::read(mem, dd.addr, &mut data[at..]).is_err() {
                             env.counters.dma_errors += 1;
                             error = Some(TxError::BufferDma);
                         }
@@ -374,10 +371,9 @@ impl TxRing {
         for (idx, d) in &descs {
             if let TxDesc::Data(dd) = d {
                 if dd.rs {
-                    let at = GuestAddress(self.desc_addr(*idx).wrapping_add(TX_STATUS_OFFSET));
-                    let status = mem.read_obj::<u32>(at).map(u32::from_le);
-                    let ok = status
-                        .and_then(|s| mem.write_obj((s | tx_bits::STA_DD).to_le(), at))
+                    let at = self.desc_addr(*idx).wrapping_add(TX_STATUS_OFFSET);
+                    let ok = guest::read_u32(mem, at)
+                        .and_then(|s| guest::write_u32(mem, at, s | tx_bits::STA_DD))
                         .is_ok();
                     if ok {
                         wrote_back = true;

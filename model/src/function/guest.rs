@@ -1,0 +1,94 @@
+//! The device's DMA into guest memory. A range inside one memory region (the common case:
+//! rings and buffers in the guest's RAM) is copied through that region's slice; a range that
+//! crosses regions, or lies outside them, goes through `vm-memory`'s region-walking
+//! `read_slice`/`write_slice`, which also gives the error.
+//!
+//! Why not always `read_slice`/`write_slice`: they walk the regions through a generic iterator
+//! whose inlining the compiler decides afresh for every build, and on the per-frame path (many
+//! accesses per frame) that alone moved the datapath's rate by a third between builds of the
+//! same code.
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
+
+/// Reads `buf.len()` bytes at `addr`.
+#[inline]
+pub(crate) fn read<M: GuestMemoryBackend>(
+    mem: &M,
+    addr: u64,
+    buf: &mut [u8],
+) -> Result<(), GuestMemoryError> {
+    match mem.get_slice(GuestAddress(addr), buf.len()) {
+        Ok(s) => {
+            s.copy_to(buf);
+            Ok(())
+        }
+        Err(_) => mem.read_slice(buf, GuestAddress(addr)),
+    }
+}
+
+/// Writes `data` at `addr`.
+#[inline]
+pub(crate) fn write<M: GuestMemoryBackend>(
+    mem: &M,
+    addr: u64,
+    data: &[u8],
+) -> Result<(), GuestMemoryError> {
+    match mem.get_slice(GuestAddress(addr), data.len()) {
+        Ok(s) => {
+            s.copy_from(data);
+            Ok(())
+        }
+        Err(_) => mem.write_slice(data, GuestAddress(addr)),
+    }
+}
+
+/// Reads a little-endian 32-bit word at `addr`.
+#[inline]
+pub(crate) fn read_u32<M: GuestMemoryBackend>(mem: &M, addr: u64) -> Result<u32, GuestMemoryError> {
+    let mut b = [0u8; 4];
+    read(mem, addr, &mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Writes a little-endian 32-bit word at `addr`.
+#[inline]
+pub(crate) fn write_u32<M: GuestMemoryBackend>(
+    mem: &M,
+    addr: u64,
+    value: u32,
+) -> Result<(), GuestMemoryError> {
+    write(mem, addr, &value.to_le_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::GuestMemoryMmap;
+
+    fn two_regions() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[
+            (GuestAddress(0x1000), 0x1000),
+            (GuestAddress(0x2000), 0x1000),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn within_and_across_regions_and_outside() {
+        let mem = two_regions();
+        write(&mem, 0x1800, &[1, 2, 3, 4]).unwrap();
+        let mut b = [0u8; 4];
+        read(&mem, 0x1800, &mut b).unwrap();
+        assert_eq!(b, [1, 2, 3, 4]);
+        // Across the boundary: the region-walking path.
+        write(&mem, 0x1ffe, &[5, 6, 7, 8]).unwrap();
+        read(&mem, 0x1ffe, &mut b).unwrap();
+        assert_eq!(b, [5, 6, 7, 8]);
+        // Outside guest memory: an error, nothing written.
+        assert!(write(&mem, 0x3ffe, &[9, 9, 9, 9]).is_err());
+        assert!(read(&mem, 0x0ffe, &mut b).is_err());
+        assert!(read(&mem, u64::MAX - 1, &mut b).is_err());
+        write_u32(&mem, 0x2000, 0xDEAD_BEEF).unwrap();
+        assert_eq!(read_u32(&mem, 0x2000).unwrap(), 0xDEAD_BEEF);
+    }
+}
