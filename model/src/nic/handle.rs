@@ -71,13 +71,14 @@ impl VfHandle {
         self.read(|s| s.vf.region_read(index, offset, data))
     }
 
-    /// A register write; a TX queue the shaper paused resumes here too once its time has come.
+    /// A register write; a TX queue the shaper paused, or an interrupt moderation held, is
+    /// released here too once its time has come.
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<(), AccessError> {
         let r = self.access(|s| match s.vf.region_write(index, offset, data) {
             Ok(effects) => (Ok(()), effects),
             Err(e) => (Err(e), Effects::default()),
         });
-        self.nic.resume_if_due(self.id);
+        self.nic.wake_if_due(self.id);
         r
     }
 

@@ -101,7 +101,8 @@ struct Slot {
 struct Work {
     irq: Option<(Arc<dyn IrqSink>, Fire)>,
     frames: Vec<Bytes>,
-    paused_until: Option<u64>,
+    /// When the VF next needs its timer (a paused TX queue, a held interrupt).
+    wakeup: Option<u64>,
 }
 
 impl Slot {
@@ -115,7 +116,7 @@ impl Slot {
         Work {
             irq: self.signal(fire),
             frames: effects.frames,
-            paused_until: self.vf.tx_paused_until(),
+            wakeup: self.vf.next_wakeup(),
         }
     }
 
@@ -160,7 +161,8 @@ pub struct Nic {
     sinks: RwLock<BTreeMap<PortId, Arc<dyn PortSink>>>,
     observer: RwLock<Option<Arc<dyn Observer>>>,
     unclaimed: Mutex<BTreeMap<PortId, u64>>,
-    /// Per VF: the earliest deadline of a paused TX queue ([`NO_DEADLINE`]: none).
+    /// Per VF: when it next needs its timer — a paused TX queue, a held interrupt
+    /// ([`NO_DEADLINE`]: none).
     deadlines: Vec<AtomicU64>,
     /// Wakes the timer thread when a deadline is set.
     timer_wake: (Mutex<u64>, Condvar),
@@ -178,13 +180,13 @@ impl Nic {
     /// A NIC with `config.num_vfs` VFs, its PF side and datapath wired, time from `clock`.
     pub fn new(config: &NicConfig, clock: Arc<dyn Clock>) -> Result<Arc<Nic>, NicBuildError> {
         let side = PfSide::new(config)?;
-        let pf = Arc::new(SharedPf::new(side, clock));
+        let pf = Arc::new(SharedPf::new(side, clock.clone()));
         let n = config.num_vfs;
         let mut slots = Vec::with_capacity(usize::from(n));
         for i in 0..n {
             let port: Arc<dyn crate::seams::PfPort> = pf.clone();
             slots.push(Mutex::new(Slot {
-                vf: Vf::new(i, port)?,
+                vf: Vf::new(i, port, clock.clone())?,
                 backlog: VecDeque::new(),
                 irq: None,
                 irqs_fired: 0,
@@ -316,7 +318,7 @@ impl Nic {
                 sink.fire(v);
             }
         }
-        if let Some(t) = work.paused_until {
+        if let Some(t) = work.wakeup {
             self.set_deadline(vf, t);
         }
         if !work.frames.is_empty() {

@@ -337,3 +337,60 @@ fn the_timer_thread_resumes_a_paused_queue_in_real_time() {
     assert_eq!(rx(), 10);
     drop(timer);
 }
+
+/// The longest moderation interval VTEITR can hold: 0x7FFC × 256 ns ≈ 8.4 ms.
+const MAX_ITR: u32 = crate::function::i82576::intr::EITR_INTERVAL_MASK;
+
+fn moderated_pair(clock: Arc<dyn crate::seams::Clock>) -> (Arc<Nic>, Vec<SoftGuest>) {
+    let nic = Nic::new(&config(2), clock).unwrap();
+    let cfg = DriverConfig {
+        itr: MAX_ITR,
+        ..DriverConfig::default()
+    };
+    let guests = (0..2)
+        .map(|i| {
+            let mut g = SoftGuest::attach(nic.vf(i).unwrap(), cfg).unwrap();
+            g.up().unwrap();
+            g
+        })
+        .collect();
+    (nic, guests)
+}
+
+#[test]
+fn moderation_at_its_longest_interval_loses_no_ping_and_no_frame_of_a_burst() {
+    let clock = Arc::new(ManualClock::new(1_000_000_000));
+    let (nic, mut g) = moderated_pair(clock.clone());
+    let (a, b) = (g[0].drv.mac, g[1].drv.mac);
+    let interval = u64::from(MAX_ITR) * crate::function::i82576::intr::EITR_UNIT_NS;
+    // A "ping": one frame there, the answer back; each vector's first interrupt is immediate.
+    g[0].send(&frame(b, a, 98, 1)).unwrap();
+    g[1].poll();
+    assert_eq!(g[1].take_received().len(), 1, "the request arrives at once");
+    g[1].send(&frame(a, b, 98, 1)).unwrap();
+    g[0].poll();
+    assert_eq!(g[0].take_received().len(), 1, "the reply arrives at once");
+    // A burst inside the interval: the frames are in B's ring, the interrupt is held.
+    let burst: Vec<Vec<u8>> = (0..40).map(|i| frame(b, a, 200, i)).collect();
+    for f in &burst {
+        g[0].send(f).unwrap();
+        g[0].poll();
+    }
+    g[1].poll();
+    assert!(g[1].take_received().is_empty(), "held by moderation");
+    let due = nic
+        .next_wakeup()
+        .expect("the held interrupt has a deadline");
+    assert!(due <= clock.now_ns() + interval);
+    clock.advance_to(due);
+    nic.poll(due);
+    assert_eq!(
+        g[1].irqs.take(),
+        vec![1],
+        "one RX interrupt for the whole burst"
+    );
+    let vf = g[1].vf.clone();
+    g[1].drv.clean_rx(&vf);
+    let got: Vec<Vec<u8>> = g[1].take_received().into_iter().map(|f| f.data).collect();
+    assert_eq!(got, burst, "all of it, in order, once the interval ended");
+}

@@ -1,8 +1,9 @@
-//! Shaping deadlines: a rate-limited VF's paused TX queue resumes at the time its shaper named.
-//! [`Nic::resume_tx`] is the one place that resumes a queue; it runs from [`Nic::poll`] (the
-//! timer thread, or a scenario moving simulated time) and after a guest's own register write
-//! once the deadline has passed (on a busy host the guest's next TDT or interrupt re-arm often
-//! comes before the timer thread is scheduled).
+//! Each VF's timer: a rate-limited VF's paused TX queue resumes at the time its shaper named,
+//! and an interrupt held back by moderation (VTEITR) fires when its interval ends.
+//! [`Nic::wake`] is the one place that does either; it runs from [`Nic::poll`] (the timer
+//! thread, or a scenario moving simulated time) and after a guest's own register write once the
+//! deadline has passed (on a busy host the guest's next TDT or interrupt re-arm often comes
+//! before the timer thread is scheduled).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,19 +25,20 @@ impl Nic {
         cv.notify_all();
     }
 
-    /// Resumes VF `vf`'s paused TX queue if its deadline has passed.
-    pub(super) fn resume_if_due(&self, vf: u16) {
+    /// Wakes VF `vf` if its deadline has passed.
+    pub(super) fn wake_if_due(&self, vf: u16) {
         let due = self
             .deadlines
             .get(usize::from(vf))
             .is_some_and(|d| d.load(Ordering::Acquire) <= self.now());
         if due {
-            self.resume_tx(vf);
+            self.wake(vf);
         }
     }
 
-    /// Resumes VF `vf`'s paused TX queues and switches what they send.
-    fn resume_tx(&self, vf: u16) {
+    /// Runs VF `vf`'s timer: resumes paused TX queues that are due (and switches what they
+    /// send), fires held interrupts whose interval ended.
+    fn wake(&self, vf: u16) {
         let Some(d) = self.deadlines.get(usize::from(vf)) else {
             return;
         };
@@ -44,19 +46,20 @@ impl Nic {
         if due == NO_DEADLINE {
             return;
         }
-        // Claim it; a queue that pauses again sets it again.
+        // Claim it; what is still waiting afterwards sets it again.
         if d.compare_exchange(due, NO_DEADLINE, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             return;
         }
+        let now = self.now();
         let _ = self.with_slot(vf, |s| {
-            let effects = s.vf.tx_resume();
+            let effects = s.vf.on_timer(now);
             ((), s.settle(effects))
         });
     }
 
-    /// The earliest time (on the NIC's clock) a paused TX queue wants to resume.
+    /// The earliest time (on the NIC's clock) a VF needs its timer.
     pub fn next_wakeup(&self) -> Option<u64> {
         self.deadlines
             .iter()
@@ -65,12 +68,12 @@ impl Nic {
             .min()
     }
 
-    /// Resumes every paused TX queue whose deadline is at or before `now`. Returns the next
-    /// deadline.
+    /// Wakes every VF whose deadline is at or before `now` (resumes due TX queues, fires
+    /// held interrupts). Returns the next deadline.
     pub fn poll(&self, now: u64) -> Option<u64> {
         for (i, d) in self.deadlines.iter().enumerate() {
             if d.load(Ordering::Acquire) <= now {
-                self.resume_tx(i as u16);
+                self.wake(i as u16);
             }
         }
         self.next_wakeup()

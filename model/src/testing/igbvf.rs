@@ -76,6 +76,11 @@ pub struct DriverConfig {
     pub rx_buffer_len: u32,
     /// The MAC igbvf picks with `eth_hw_addr_random` when the PF assigns none.
     pub random_mac: [u8; 6],
+    /// The VTEITR value written for the TX and RX vectors (`igbvf_configure_msix`). Linux
+    /// igbvf starts at `IGBVF_START_ITR` (488, about 8000 interrupts a second) and moves it
+    /// with its traffic; 0 turns moderation off. Default 0: in-process runs move frames in no
+    /// simulated time, and a held interrupt would wait for time that does not pass.
+    pub itr: u32,
 }
 
 impl Default for DriverConfig {
@@ -83,6 +88,7 @@ impl Default for DriverConfig {
         DriverConfig {
             ring: 64,
             rx_buffer_len: 1522,
+            itr: 0,
             random_mac: [0x02, 0x5A, 0x5A, 0x00, 0x00, 0x01],
         }
     }
@@ -459,7 +465,7 @@ impl SoftIgbvf {
     /// igbvf_configure_msix: TX0 → vector 0, RX0 → vector 1 (read-modify-write of IVAR0),
     /// EITR writes, mailbox → vector 2 in IVAR_MISC.
     pub fn configure_msix(&mut self, vf: &VfHandle) {
-        let itr = 0x0000_0FA0;
+        let itr = self.cfg.itr;
         let ivar = self.rd(vf, regs::VTIVAR);
         self.wr(vf, regs::VTIVAR, (ivar & 0xFFFF_00FF) | (IVAR_VALID << 8));
         self.eims_tx = 1;

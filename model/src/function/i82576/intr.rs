@@ -1,20 +1,29 @@
 //! The VF's interrupt logic: VTEICR/VTEICS/VTEIMS/VTEIMC/VTEIAC/VTEIAM, VTEITR0..2, VTIVAR and
 //! VTIVAR_MISC, for the VF's three MSI-X vectors, as Linux igbvf programs them
-//! (`igbvf_configure_msix`, `igbvf_irq_enable`) and QEMU routes them (`igb_set_vtivar`,
-//! `igb_msix_notify`).
+//! (`igbvf_configure_msix`, `igbvf_irq_enable`, `igbvf_set_itr`) and QEMU routes them
+//! (`igb_set_vtivar`, `igb_msix_notify`, `igb_eitr_should_postpone`).
 //!
 //! Causes map to vectors: RX queue q → VTIVAR byte 2q, TX queue q → byte 2q+1, the mailbox →
 //! VTIVAR_MISC byte 0; an entry without VALID routes nowhere. A routed cause sets its EICR
-//! bit; if the vector is enabled in EIMS it fires, and EIAC bits are cleared from EICR when
-//! the vector fires. A cause raised while its vector is masked stays pending in EICR and fires
-//! when VTEIMS enables it (nothing is lost across igbvf's "ISR re-enables EIMS" sequence).
+//! bit; a vector fires when its EICR bit is set and its EIMS bit is set. When it fires, its
+//! EIAC bit clears it from EICR (auto-clear) and its EIAM bit clears it from EIMS (auto-mask:
+//! no further interrupt until the driver re-enables the vector, which igbvf does with an EIMS
+//! write when its handler or NAPI poll is done). A cause raised while its vector is masked stays
+//! pending in EICR and fires when VTEIMS enables it. An EICS write raises its causes and also
+//! re-enables auto-masked vectors among them — igbvf's TX handler re-arms an unfinished ring
+//! that way (`igbvf_intr_msix_tx`: "auto mask will automatically re-enable the interrupt when
+//! we write EICS").
 //!
-//! EIAM (auto-mask) is stored but not applied, as in QEMU: igbvf rewrites EIMS after every
-//! interrupt anyway, and its TX handler re-arms with EICS, which auto-masking would turn into
-//! a lost interrupt. EITR throttling is stored, not applied.
+//! Moderation (VTEITR): a vector with a non-zero interval fires at most once per interval; a
+//! vector ready to fire inside its interval is held and fires when the interval ends
+//! ([`IntrRegs::on_timer`], at [`IntrRegs::next_deadline`]), unless the driver masked it or
+//! cleared its cause meanwhile — then it stays pending (or gone) as it would on the hardware,
+//! and nothing is lost. The interval is VTEITR bits 14:2 in 256 ns units of the register value
+//! (igbvf's `IGBVF_4K_ITR` 980 is 251 µs: about 4000 interrupts a second), as QEMU's igb
+//! counts it.
 //!
-//! [`IntrRegs`] is plain state; it returns the vectors to fire as a [`Fire`] set, which the
-//! NIC runtime signals after dropping its locks.
+//! [`IntrRegs`] is plain state; time comes in as nanoseconds; it returns the vectors to fire as
+//! a [`Fire`] set, which the NIC runtime signals after dropping its locks.
 
 use super::regs::{self, ivar, VECTOR_MASK, VF_VECTORS};
 use crate::function::Fire;
@@ -30,7 +39,14 @@ pub enum Cause {
     Mailbox,
 }
 
-/// The interrupt registers of one VF.
+/// The interval bits of VTEITR (14:2).
+pub const EITR_INTERVAL_MASK: u32 = 0x7FFC;
+/// VTEITR.CNT_IGNR: the write does not restart the interval counter.
+pub const EITR_CNT_IGNR: u32 = 1 << 31;
+/// Nanoseconds per unit of the VTEITR interval field as the register holds it.
+pub const EITR_UNIT_NS: u64 = 256;
+
+/// The interrupt registers of one VF, with the moderation state behind VTEITR.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IntrRegs {
     pub eicr: u32,
@@ -40,6 +56,10 @@ pub struct IntrRegs {
     pub eitr: [u32; VF_VECTORS as usize],
     pub ivar: u32,
     pub ivar_misc: u32,
+    /// Per vector: before this time (ns) it may not fire again.
+    quiet_until: [u64; VF_VECTORS as usize],
+    /// Vectors ready to fire, held until their interval ends.
+    held: u32,
 }
 
 impl IntrRegs {
@@ -63,26 +83,66 @@ impl IntrRegs {
         (u16::from(v) < VF_VECTORS).then_some(1 << v)
     }
 
-    /// A cause happened: set its EICR bit and fire it if enabled.
-    pub fn raise(&mut self, cause: Cause) -> Fire {
+    /// A cause happened at `now`: set its EICR bit and fire it if enabled and not held back.
+    pub fn raise(&mut self, cause: Cause, now: u64) -> Fire {
         match self.route(cause) {
-            Some(bit) => self.set_eicr(bit),
+            Some(bit) => self.set_eicr(bit, now),
             None => Fire::NONE,
         }
     }
 
-    /// EICR |= bits; fire the enabled ones; auto-clear (EIAC) what fired.
-    fn set_eicr(&mut self, bits: u32) -> Fire {
+    /// EICR |= bits; fire the enabled ones (moderation permitting).
+    fn set_eicr(&mut self, bits: u32, now: u64) -> Fire {
         let bits = bits & VECTOR_MASK;
         self.eicr |= bits;
-        self.pending_enabled(bits)
+        self.pending_enabled(bits, now)
     }
 
-    /// Fire the vectors in `candidates` that are pending in EICR and enabled in EIMS.
-    fn pending_enabled(&mut self, candidates: u32) -> Fire {
-        let fire = self.eicr & self.eims & candidates & VECTOR_MASK;
+    /// The moderation interval of vector `v`.
+    fn interval_ns(&self, v: usize) -> u64 {
+        u64::from(self.eitr[v] & EITR_INTERVAL_MASK) * EITR_UNIT_NS
+    }
+
+    /// Fire the vectors in `candidates` that are pending in EICR and enabled in EIMS, but hold
+    /// those still inside their interval; auto-clear (EIAC) and auto-mask (EIAM) what fired.
+    fn pending_enabled(&mut self, candidates: u32, now: u64) -> Fire {
+        let ready = self.eicr & self.eims & candidates & VECTOR_MASK;
+        let mut fire = 0;
+        for v in 0..VF_VECTORS as usize {
+            let bit = 1u32 << v;
+            if ready & bit == 0 {
+                continue;
+            }
+            if now < self.quiet_until[v] {
+                self.held |= bit;
+                continue;
+            }
+            fire |= bit;
+            self.quiet_until[v] = now.saturating_add(self.interval_ns(v));
+        }
+        self.held &= !fire;
         self.eicr &= !(fire & self.eiac);
+        self.eims &= !(fire & self.eiam);
         Fire::from_bits(fire)
+    }
+
+    /// When a held interrupt's interval ends, if one is held.
+    pub fn next_deadline(&self) -> Option<u64> {
+        (0..VF_VECTORS as usize)
+            .filter(|&v| self.held & (1 << v) != 0)
+            .map(|v| self.quiet_until[v])
+            .min()
+    }
+
+    /// Time has come to `now`: held vectors whose interval ended fire if they are still
+    /// pending and enabled; one the driver masked or cleared meanwhile is no longer held (a
+    /// pending cause fires when the vector is enabled again).
+    pub fn on_timer(&mut self, now: u64) -> Fire {
+        let due = (0..VF_VECTORS as usize)
+            .filter(|&v| self.held & (1 << v) != 0 && self.quiet_until[v] <= now)
+            .fold(0u32, |m, v| m | 1 << v);
+        self.held &= !due;
+        self.pending_enabled(due, now)
     }
 
     /// A register read (side effects: VTEICR clears on read, as in QEMU). `None` when
@@ -106,16 +166,20 @@ impl IntrRegs {
         })
     }
 
-    /// A register write; returns the vectors that fire because of it. `None` when `offset`
-    /// is not an interrupt register.
-    pub fn write(&mut self, offset: u64, value: u32) -> Option<Fire> {
+    /// A register write at `now`; returns the vectors that fire because of it. `None` when
+    /// `offset` is not an interrupt register.
+    pub fn write(&mut self, offset: u64, value: u32, now: u64) -> Option<Fire> {
         let v = value & VECTOR_MASK;
         Some(match offset {
-            regs::VTEICS => self.set_eicr(v),
+            regs::VTEICS => {
+                // Re-enables what auto-masking disabled (see the module docs).
+                self.eims |= v & self.eiam;
+                self.set_eicr(v, now)
+            }
             regs::VTEIMS => {
                 self.eims |= v;
                 // Causes that arrived while masked fire now.
-                self.pending_enabled(v)
+                self.pending_enabled(v, now)
             }
             regs::VTEIMC => {
                 self.eims &= !v;
@@ -137,7 +201,14 @@ impl IntrRegs {
             o if (regs::VTEITR0..regs::VTEITR0 + 4 * u64::from(VF_VECTORS)).contains(&o)
                 && o.is_multiple_of(4) =>
             {
-                self.eitr[((o - regs::VTEITR0) / 4) as usize] = value & 0x8000_7FFC;
+                let n = ((o - regs::VTEITR0) / 4) as usize;
+                self.eitr[n] = value & (EITR_CNT_IGNR | EITR_INTERVAL_MASK);
+                if value & EITR_CNT_IGNR == 0 {
+                    // The counter restarts: the new interval runs from now.
+                    if self.quiet_until[n] > now {
+                        self.quiet_until[n] = now.saturating_add(self.interval_ns(n));
+                    }
+                }
                 Fire::NONE
             }
             regs::VTIVAR => {
@@ -165,19 +236,19 @@ mod tests {
         // igbvf_assign_vector(tx 0, vector 0): read-modify-write of IVAR0.
         let ivar = r.read(regs::VTIVAR).unwrap();
         let ivar = (ivar & 0xFFFF_00FF) | (0x80 << 8);
-        assert_eq!(r.write(regs::VTIVAR, ivar), Some(Fire::NONE));
+        assert_eq!(r.write(regs::VTIVAR, ivar, 0), Some(Fire::NONE));
         // igbvf_assign_vector(rx 0, vector 1).
         let ivar = r.read(regs::VTIVAR).unwrap();
         let ivar = (ivar & 0xFFFF_FF00) | (0x80 | 1);
-        assert_eq!(r.write(regs::VTIVAR, ivar), Some(Fire::NONE));
-        // EITR writes.
-        let _ = r.write(regs::VTEITR0, 0x0000_0FA0);
-        let _ = r.write(regs::VTEITR0 + 4, 0x0000_0FA0);
-        assert_eq!(r.write(regs::VTIVAR_MISC, 0x80 | 2), Some(Fire::NONE));
+        assert_eq!(r.write(regs::VTIVAR, ivar, 0), Some(Fire::NONE));
+        // EITR writes: 0 here, no moderation (the moderation tests set it).
+        let _ = r.write(regs::VTEITR0, 0, 0);
+        let _ = r.write(regs::VTEITR0 + 4, 0, 0);
+        assert_eq!(r.write(regs::VTIVAR_MISC, 0x80 | 2, 0), Some(Fire::NONE));
         // igbvf_open: er32(EICR) to clear; igbvf_irq_enable.
         let _ = r.read(regs::VTEICR);
         for reg in [regs::VTEIAC, regs::VTEIAM, regs::VTEIMS] {
-            assert_eq!(r.write(reg, 0x7), Some(Fire::NONE));
+            assert_eq!(r.write(reg, 0x7, 0), Some(Fire::NONE));
         }
         r
     }
@@ -186,9 +257,9 @@ mod tests {
     fn igbvf_routing_rx_to_vector_1_tx_to_0_mailbox_to_2() {
         let mut r = igbvf_configured();
         assert_eq!(r.ivar, 0x0000_8081);
-        assert_eq!(r.raise(Cause::Rx(0)).bits(), 0b010);
-        assert_eq!(r.raise(Cause::Tx(0)).bits(), 0b001);
-        assert_eq!(r.raise(Cause::Mailbox).bits(), 0b100);
+        assert_eq!(r.raise(Cause::Rx(0), 0).bits(), 0b010);
+        assert_eq!(r.raise(Cause::Tx(0), 0).bits(), 0b001);
+        assert_eq!(r.raise(Cause::Mailbox, 0).bits(), 0b100);
         // EIAC auto-cleared every fired cause.
         assert_eq!(r.eicr, 0);
     }
@@ -196,8 +267,8 @@ mod tests {
     #[test]
     fn unrouted_queue_1_raises_nothing() {
         let mut r = igbvf_configured();
-        assert_eq!(r.raise(Cause::Rx(1)), Fire::NONE);
-        assert_eq!(r.raise(Cause::Tx(1)), Fire::NONE);
+        assert_eq!(r.raise(Cause::Rx(1), 0), Fire::NONE);
+        assert_eq!(r.raise(Cause::Tx(1), 0), Fire::NONE);
         assert_eq!(r.eicr, 0);
     }
 
@@ -205,38 +276,44 @@ mod tests {
     fn masked_cause_stays_pending_and_fires_when_isr_rewrites_eims() {
         let mut r = igbvf_configured();
         // igbvf_irq_disable: EIMC = ~0, EIAC = 0.
-        let _ = r.write(regs::VTEIMC, !0);
-        let _ = r.write(regs::VTEIAC, 0);
-        assert_eq!(r.raise(Cause::Rx(0)), Fire::NONE);
+        let _ = r.write(regs::VTEIMC, !0, 0);
+        let _ = r.write(regs::VTEIAC, 0, 0);
+        assert_eq!(r.raise(Cause::Rx(0), 0), Fire::NONE);
         assert_eq!(r.eicr, 0b010);
         // igbvf_irq_enable again: the pending RX cause fires once EIMS has it.
-        let _ = r.write(regs::VTEIAC, 0x7);
-        let _ = r.write(regs::VTEIAM, 0x7);
-        assert_eq!(r.write(regs::VTEIMS, 0x7), Some(Fire::from_bits(0b010)));
+        let _ = r.write(regs::VTEIAC, 0x7, 0);
+        let _ = r.write(regs::VTEIAM, 0x7, 0);
+        assert_eq!(r.write(regs::VTEIMS, 0x7, 0), Some(Fire::from_bits(0b010)));
         assert_eq!(r.eicr, 0);
         // A second EIMS write with nothing pending fires nothing.
-        assert_eq!(r.write(regs::VTEIMS, 0x2), Some(Fire::NONE));
+        assert_eq!(r.write(regs::VTEIMS, 0x2, 0), Some(Fire::NONE));
     }
 
     #[test]
     fn eics_fires_enabled_vectors_like_igbvf_watchdog_and_tx_rearm() {
         let mut r = igbvf_configured();
         // watchdog: ew32(EICS, rx_ring->eims_value).
-        assert_eq!(r.write(regs::VTEICS, 0b010), Some(Fire::from_bits(0b010)));
+        assert_eq!(
+            r.write(regs::VTEICS, 0b010, 0),
+            Some(Fire::from_bits(0b010))
+        );
         // TX ISR, ring not fully cleaned: ew32(EICS, tx eims_value).
-        assert_eq!(r.write(regs::VTEICS, 0b001), Some(Fire::from_bits(0b001)));
+        assert_eq!(
+            r.write(regs::VTEICS, 0b001, 0),
+            Some(Fire::from_bits(0b001))
+        );
         // Other ISR: ew32(EIMS, eims_other) with nothing pending.
-        assert_eq!(r.write(regs::VTEIMS, 0b100), Some(Fire::NONE));
+        assert_eq!(r.write(regs::VTEIMS, 0b100, 0), Some(Fire::NONE));
     }
 
     #[test]
     fn without_eiac_eicr_latches_until_read_or_w1c() {
         let mut r = igbvf_configured();
-        let _ = r.write(regs::VTEIAC, 0);
-        assert_eq!(r.raise(Cause::Mailbox).bits(), 0b100);
+        let _ = r.write(regs::VTEIAC, 0, 0);
+        assert_eq!(r.raise(Cause::Mailbox, 0).bits(), 0b100);
         assert_eq!(r.eicr, 0b100);
         // W1C of another bit leaves it.
-        let _ = r.write(regs::VTEICR, 0b001);
+        let _ = r.write(regs::VTEICR, 0b001, 0);
         assert_eq!(r.eicr, 0b100);
         // Clear on read.
         assert_eq!(r.read(regs::VTEICR), Some(0b100));
@@ -246,11 +323,11 @@ mod tests {
     #[test]
     fn vector_3_and_high_bits_route_nowhere() {
         let mut r = IntrRegs::default();
-        let _ = r.write(regs::VTIVAR_MISC, 0x83);
-        let _ = r.write(regs::VTEIMS, !0);
+        let _ = r.write(regs::VTIVAR_MISC, 0x83, 0);
+        let _ = r.write(regs::VTEIMS, !0, 0);
         assert_eq!(r.eims, 0x7);
-        assert_eq!(r.raise(Cause::Mailbox), Fire::NONE);
-        let _ = r.write(regs::VTEICS, !0);
+        assert_eq!(r.raise(Cause::Mailbox, 0), Fire::NONE);
+        let _ = r.write(regs::VTEICS, !0, 0);
         assert_eq!(r.eicr & !VECTOR_MASK, 0);
     }
 
@@ -258,7 +335,75 @@ mod tests {
     fn unknown_offsets_are_not_interrupt_registers() {
         let mut r = IntrRegs::default();
         assert_eq!(r.read(0x1534), None);
-        assert_eq!(r.write(0x1690, 1), None);
+        assert_eq!(r.write(0x1690, 1, 0), None);
         assert_eq!(r.read(regs::VTEITR0 + 8), Some(0));
+    }
+
+    /// igbvf as it runs: EIAC = EIAM = EIMS = the three vectors, RX EITR at `itr`.
+    fn moderated(itr: u32) -> IntrRegs {
+        let mut r = igbvf_configured();
+        let _ = r.write(regs::VTEITR0 + 4, itr, 0);
+        r
+    }
+
+    const US: u64 = 1_000;
+
+    #[test]
+    fn an_interval_holds_the_second_interrupt_until_it_ends() {
+        // igbvf's IGBVF_20K_ITR: 196 × 256 ns ≈ 50 µs.
+        let mut r = moderated(196);
+        let interval = 196 * EITR_UNIT_NS;
+        assert_eq!(r.raise(Cause::Rx(0), 1_000 * US).bits(), 0b010);
+        // Auto-masked until the driver's EIMS write at the end of its NAPI poll.
+        assert_eq!(r.eims & 0b010, 0);
+        assert_eq!(r.write(regs::VTEIMS, 0b010, 1_010 * US), Some(Fire::NONE));
+        // A frame 20 µs after the first interrupt: held.
+        assert_eq!(r.raise(Cause::Rx(0), 1_020 * US), Fire::NONE);
+        assert_eq!(r.next_deadline(), Some(1_000 * US + interval));
+        assert_eq!(r.on_timer(1_000 * US + interval - 1), Fire::NONE, "not yet");
+        assert_eq!(r.on_timer(1_000 * US + interval).bits(), 0b010);
+        assert_eq!(r.next_deadline(), None);
+        assert_eq!(r.eicr & 0b010, 0, "auto-cleared when it fired");
+    }
+
+    #[test]
+    fn a_held_interrupt_the_driver_masks_is_not_lost_but_waits_for_eims() {
+        let mut r = moderated(980);
+        assert_eq!(r.raise(Cause::Rx(0), 0).bits(), 0b010);
+        let _ = r.write(regs::VTEIMS, 0b010, 1);
+        assert_eq!(r.raise(Cause::Rx(0), 2), Fire::NONE, "held");
+        // igbvf_irq_disable before the interval ends.
+        let _ = r.write(regs::VTEIMC, !0, 3);
+        let end = 980 * EITR_UNIT_NS;
+        assert_eq!(r.on_timer(end), Fire::NONE, "masked: stays pending");
+        assert_eq!(r.eicr & 0b010, 0b010);
+        assert_eq!(r.next_deadline(), None);
+        // igbvf_irq_enable: the pending cause fires now.
+        assert_eq!(
+            r.write(regs::VTEIMS, 0b111, end + 5),
+            Some(Fire::from_bits(0b010))
+        );
+    }
+
+    #[test]
+    fn eics_re_enables_an_auto_masked_tx_vector_as_igbvf_expects() {
+        let mut r = igbvf_configured();
+        assert_eq!(r.raise(Cause::Tx(0), 0).bits(), 0b001);
+        assert_eq!(r.eims & 0b001, 0, "auto-masked");
+        // igbvf_intr_msix_tx with an unfinished ring: ew32(EICS, tx eims_value).
+        assert_eq!(
+            r.write(regs::VTEICS, 0b001, 1),
+            Some(Fire::from_bits(0b001))
+        );
+    }
+
+    #[test]
+    fn without_eitr_nothing_is_held() {
+        let mut r = igbvf_configured();
+        for t in 0..5 {
+            assert_eq!(r.raise(Cause::Rx(0), t).bits(), 0b010);
+            let _ = r.write(regs::VTEIMS, 0b010, t);
+        }
+        assert_eq!(r.next_deadline(), None);
     }
 }

@@ -27,7 +27,7 @@ use super::rx::{write_frame, RxOutcome, RxRing};
 use super::tx::{TxEnv, TxRing, TxRun};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
 use crate::function::{Effects, Fire};
-use crate::seams::{MailboxIrq, PfPort};
+use crate::seams::{Clock, MailboxIrq, PfPort};
 use pcie::{BuildError, ConfigSpace};
 
 /// Guest memory as the vfio-user server hands it out.
@@ -120,6 +120,8 @@ pub struct Vf {
     id: u16,
     cfg: ConfigSpace,
     pf: Arc<dyn PfPort>,
+    /// Time for interrupt moderation.
+    clock: Arc<dyn Clock>,
     mem: Option<GuestMem>,
     rx: [RxRing; regs::QUEUES],
     tx: [TxRing; regs::QUEUES],
@@ -144,18 +146,25 @@ impl std::fmt::Debug for Vf {
 }
 
 impl Vf {
-    /// VF `id` with the 82576 VF config space, reaching its PF through `pf`.
-    pub fn new(id: u16, pf: Arc<dyn PfPort>) -> Result<Vf, BuildError> {
+    /// VF `id` with the 82576 VF config space, reaching its PF through `pf`; time (for
+    /// interrupt moderation) from `clock`.
+    pub fn new(id: u16, pf: Arc<dyn PfPort>, clock: Arc<dyn Clock>) -> Result<Vf, BuildError> {
         let cfg = vf_config_space(&pf_config_space()?)?;
-        Ok(Vf::with_config(id, cfg, pf))
+        Ok(Vf::with_config(id, cfg, pf, clock))
     }
 
     /// VF `id` with a config space built by the caller.
-    pub fn with_config(id: u16, cfg: ConfigSpace, pf: Arc<dyn PfPort>) -> Vf {
+    pub fn with_config(
+        id: u16,
+        cfg: ConfigSpace,
+        pf: Arc<dyn PfPort>,
+        clock: Arc<dyn Clock>,
+    ) -> Vf {
         Vf {
             id,
             cfg,
             pf,
+            clock,
             mem: None,
             rx: [RxRing::reset_value(0), RxRing::reset_value(1)],
             tx: [TxRing::reset_value(0), TxRing::reset_value(1)],
@@ -293,6 +302,28 @@ impl Vf {
         all
     }
 
+    /// The time has come to `now`: TX queues whose pause ended resume, held interrupts whose
+    /// moderation interval ended fire.
+    pub fn on_timer(&mut self, now: u64) -> Effects {
+        let mut all = Effects::fire(self.intr.on_timer(now));
+        for q in 0..regs::QUEUES {
+            if self.tx[q].pause().is_some_and(|p| p.until_ns <= now) {
+                let (_, effects) = self.run_tx(q, true);
+                all.merge(effects);
+            }
+        }
+        all
+    }
+
+    /// When the VF next needs [`Vf::on_timer`]: a paused TX queue's deadline or the end of a
+    /// held interrupt's interval.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        match (self.tx_paused_until(), self.intr.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The earliest deadline of a paused TX queue.
     pub fn tx_paused_until(&self) -> Option<u64> {
         self.tx
@@ -362,11 +393,14 @@ impl Vf {
                 if dst.is_multicast() && !dst.is_broadcast() {
                     c.rx_multicast += 1;
                 }
-                (Ok(()), self.intr.raise(Cause::Rx(0)))
+                (Ok(()), self.intr.raise(Cause::Rx(0), self.clock.now_ns()))
             }
             RxOutcome::Dropped(RxDrop::BufferDma) => {
                 self.counters.dma_errors += 1;
-                (Err(RxDrop::BufferDma), self.intr.raise(Cause::Rx(0)))
+                (
+                    Err(RxDrop::BufferDma),
+                    self.intr.raise(Cause::Rx(0), self.clock.now_ns()),
+                )
             }
             RxOutcome::Dropped(r) => {
                 if r == RxDrop::RingDma {
@@ -394,7 +428,7 @@ impl Vf {
 
     /// The PF agent wrote to this VF's mailbox on its own (a ping): the mailbox cause.
     pub fn mailbox_interrupt(&mut self) -> Fire {
-        self.intr.raise(Cause::Mailbox)
+        self.intr.raise(Cause::Mailbox, self.clock.now_ns())
     }
 
     /// Whether RX write-backs carry the checksum status of verified-good IPv4 headers and
@@ -489,7 +523,7 @@ impl Vf {
 
     fn mailbox_irq(&mut self, irq: MailboxIrq) -> Fire {
         match irq {
-            MailboxIrq::Raise => self.intr.raise(Cause::Mailbox),
+            MailboxIrq::Raise => self.intr.raise(Cause::Mailbox, self.clock.now_ns()),
             MailboxIrq::None => Fire::NONE,
         }
     }
@@ -617,9 +651,11 @@ impl Vf {
                 self.psrtype = value;
                 Effects::default()
             }
-            o if (regs::VTEICS..=regs::VTIVAR_MISC).contains(&o) => {
-                Effects::fire(self.intr.write(o, value).unwrap_or(Fire::NONE))
-            }
+            o if (regs::VTEICS..=regs::VTIVAR_MISC).contains(&o) => Effects::fire(
+                self.intr
+                    .write(o, value, self.clock.now_ns())
+                    .unwrap_or(Fire::NONE),
+            ),
             o if (regs::RX_BASE..regs::RX_BASE + 2 * regs::QUEUE_STRIDE).contains(&o) => {
                 let q = ((o - regs::RX_BASE) / regs::QUEUE_STRIDE) as usize;
                 let posted = self.rx[q].write(o % regs::QUEUE_STRIDE, value);
@@ -669,7 +705,7 @@ impl Vf {
             warn!(vf = self.id, queue = q, "TX queue stopped");
         }
         if run.wrote_back {
-            effects.fire = self.intr.raise(Cause::Tx(q as u8));
+            effects.fire = self.intr.raise(Cause::Tx(q as u8), self.clock.now_ns());
         }
         (run, effects)
     }
