@@ -29,6 +29,10 @@ use crate::vfio::{Server, ServerHandle};
 pub const MAX_VFS: u16 = 64;
 /// The default number of VFs: the 82576's 7.
 pub const DEFAULT_VFS: u16 = 7;
+/// How long a connection stays awake for its client's next message by default (µs).
+pub const DEFAULT_BUSY_POLL_US: u64 = 50;
+/// The most `busy_poll_us` accepts: beyond a millisecond the thread might as well spin.
+pub const MAX_BUSY_POLL_US: u64 = 1000;
 /// The `--config` file (TOML). Every field is optional.
 ///
 /// ```toml
@@ -47,6 +51,10 @@ pub struct ServeConfig {
     pub pf_mac: Option<String>,
     /// Initial settings per VF, in the words of `ctl vf N ...`.
     pub vf: BTreeMap<String, String>,
+    /// How long each connection looks for its client's next message before it sleeps
+    /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
+    /// [`Server::set_busy_poll`].
+    pub busy_poll_us: Option<u64>,
 }
 
 /// A configuration that cannot be served; nothing was started.
@@ -64,6 +72,8 @@ pub enum ServeError {
     },
     #[error("number of VFs must be 1..={MAX_VFS}, got {0}")]
     VfCount(u16),
+    #[error("busy_poll_us must be 0..={MAX_BUSY_POLL_US}, got {0}")]
+    BusyPoll(u64),
     #[error("pf_mac: {0}")]
     PfMac(#[source] eswitch::policy::ParseMacError),
     #[error("pf_mac: {0} is not a unicast address")]
@@ -190,6 +200,10 @@ impl Serving {
         vfs_override: Option<u16>,
     ) -> Result<Serving, ServeError> {
         let (nic_config, settings) = config.resolve(vfs_override)?;
+        let busy_poll = config.busy_poll_us.unwrap_or(DEFAULT_BUSY_POLL_US);
+        if busy_poll > MAX_BUSY_POLL_US {
+            return Err(ServeError::BusyPoll(busy_poll));
+        }
         let nic = Nic::new(&nic_config, Arc::new(MonotonicClock::new()))?;
         for (vf, s) in &settings {
             nic.configure_vf(*vf, s)
@@ -221,10 +235,12 @@ impl Serving {
         for vf in 0..nic.num_vfs() {
             let path = vf_socket(dir, vf);
             let function = VfFunction::new(&nic, vf).ok_or(ServeError::VfCount(vf))?;
-            let server = Server::bind(&path, function).map_err(|source| ServeError::Socket {
-                path: path.clone(),
-                source,
-            })?;
+            let mut server =
+                Server::bind(&path, function).map_err(|source| ServeError::Socket {
+                    path: path.clone(),
+                    source,
+                })?;
+            server.set_busy_poll(std::time::Duration::from_micros(busy_poll));
             let handle = server.handle();
             let thread = std::thread::Builder::new()
                 .name(format!("vf{vf}"))

@@ -2,7 +2,7 @@
 //! client's commands, handle commands strictly in order, reply (or not, for NO_REPLY).
 
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,7 +84,16 @@ pub(crate) struct Connection<'a> {
     info_served: bool,
     stats: &'a Stats,
     stop: &'a AtomicBool,
-    stall_timeout: Duration,
+    timing: Timing,
+}
+
+/// How a connection waits for its client.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// A message that has started must arrive whole within this.
+    pub stall_timeout: Duration,
+    /// After each message, look for the next one this long before sleeping in the kernel.
+    pub busy_poll: Duration,
 }
 
 impl<'a> Connection<'a> {
@@ -95,7 +104,7 @@ impl<'a> Connection<'a> {
         outbound: Arc<Outbound>,
         stats: &'a Stats,
         stop: &'a AtomicBool,
-        stall_timeout: Duration,
+        timing: Timing,
     ) -> io::Result<(Connection<'a>, Arc<Mutex<UnixStream>>)> {
         stream.set_read_timeout(Some(POLL_INTERVAL))?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
@@ -114,7 +123,7 @@ impl<'a> Connection<'a> {
             info_served: false,
             stats,
             stop,
-            stall_timeout,
+            timing,
         };
         Ok((conn, writer))
     }
@@ -122,6 +131,7 @@ impl<'a> Connection<'a> {
     /// Serve until the client goes away, shutdown, or a framing error.
     pub(crate) fn serve(&mut self) -> End {
         loop {
+            self.busy_poll();
             let (h, fds) = match self.read_header() {
                 Ok(Some(x)) => x,
                 Ok(None) => return End::Eof,
@@ -196,6 +206,41 @@ impl<'a> Connection<'a> {
         }
     }
 
+    /// Looks for the client's next message, awake, for up to [`Timing::busy_poll`] before the
+    /// blocking read. A client that posts a message to a thread asleep in `recvmsg` pays for
+    /// waking it inside its `sendmsg` (`sock_def_readable`): QEMU does that on its vCPU thread
+    /// for every posted register write, and under TCG the vCPU is the scarce resource. Within a
+    /// burst the next write usually comes within microseconds and finds this thread awake.
+    fn busy_poll(&self) {
+        if self.timing.busy_poll.is_zero() {
+            return;
+        }
+        let fd = self.reader.as_raw_fd();
+        let start = Instant::now();
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: at most one byte into a local; MSG_PEEK leaves it in the socket.
+            let r = unsafe {
+                libc::recv(
+                    fd,
+                    (&mut byte as *mut u8).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            // Data, EOF or an error: the blocking read takes it from here.
+            if r != -1 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
+                return;
+            }
+            if start.elapsed() >= self.timing.busy_poll {
+                return;
+            }
+            // Let a thread that shares this core run (QEMU's own I/O thread, which injects
+            // the interrupts this device raises), rather than spin it out.
+            std::thread::yield_now();
+        }
+    }
+
     fn send(&self, msg: &[u8]) -> io::Result<()> {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         w.write_all(msg)
@@ -239,7 +284,7 @@ impl<'a> Connection<'a> {
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(End::Stopped);
                     }
-                    if started.is_some_and(|t| t.elapsed() > self.stall_timeout) {
+                    if started.is_some_and(|t| t.elapsed() > self.timing.stall_timeout) {
                         return Err(End::Protocol(Broken::HeaderStalled));
                     }
                 }
@@ -264,7 +309,7 @@ impl<'a> Connection<'a> {
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(End::Stopped);
                     }
-                    if start.elapsed() > self.stall_timeout {
+                    if start.elapsed() > self.timing.stall_timeout {
                         return Err(End::Protocol(Broken::MessageStalled));
                     }
                 }

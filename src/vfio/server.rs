@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tracing::{error, info, info_span, warn};
 
-use super::conn::{Broken, Connection, End, STALL_TIMEOUT};
+use super::conn::{Broken, Connection, End, Timing, STALL_TIMEOUT};
 use super::dma::{mark_connection_thread, Dma, Outbound};
 use super::function::{FunctionContext, PciFunction};
 use super::irq::Interrupts;
@@ -83,7 +83,7 @@ pub struct Server {
     listener: UnixListener,
     function: Box<dyn PciFunction>,
     handle: ServerHandle,
-    stall_timeout: Duration,
+    timing: Timing,
 }
 
 impl Server {
@@ -118,7 +118,10 @@ impl Server {
         Ok(Server {
             listener,
             function,
-            stall_timeout: STALL_TIMEOUT,
+            timing: Timing {
+                stall_timeout: STALL_TIMEOUT,
+                busy_poll: Duration::ZERO,
+            },
             handle: ServerHandle {
                 inner: Arc::new(HandleInner {
                     path: path.to_path_buf(),
@@ -135,7 +138,14 @@ impl Server {
     /// mid-message longer than this is disconnected (default 10 s). An idle client between
     /// messages is never timed out.
     pub fn set_stall_timeout(&mut self, timeout: Duration) {
-        self.stall_timeout = timeout;
+        self.timing.stall_timeout = timeout;
+    }
+
+    /// How long a connection looks for its client's next message, awake, before it sleeps in
+    /// the kernel (default 0: it sleeps at once). A client posting to an awake connection does
+    /// not pay for a wakeup; the price is this thread's CPU while it looks.
+    pub fn set_busy_poll(&mut self, busy_poll: Duration) {
+        self.timing.busy_poll = busy_poll;
     }
 
     pub fn handle(&self) -> ServerHandle {
@@ -208,7 +218,7 @@ impl Server {
                 outbound.clone(),
                 &inner.stats,
                 &inner.stop,
-                self.stall_timeout,
+                self.timing,
             )
         }) {
             Err(_) => {

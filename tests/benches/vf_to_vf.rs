@@ -18,7 +18,8 @@
 //! during the ping and the iperf3 phases, and the CPU time QEMU and the in-process `serve` used
 //! during iperf3. Environment: `VF_BENCH_ROUNDS` (default 5), `VF_BENCH_SECONDS` (iperf3
 //! duration, default 10), `VF_BENCH_PINGS` (default 50, 0.2 s apart), `VF_BENCH_CPUS` (guest
-//! vCPUs, default 1), `VF_BENCH_ONLY` (`emu` or `igb`). Needs the artifacts of
+//! vCPUs, default 1), `VF_BENCH_ONLY` (`emu` or `igb`), `VF_BENCH_BUSY_POLL_US` (`serve`'s
+//! busy polling, default its own). Needs the artifacts of
 //! `scripts/fetch-e2e.py`. Not part of `cargo test`.
 
 use std::collections::BTreeMap;
@@ -326,6 +327,9 @@ fn sriov_emu(p: &Params) -> Figures {
             ("0".to_string(), format!("mac {MAC_A}")),
             ("1".to_string(), format!("mac {MAC_B}")),
         ]),
+        busy_poll_us: std::env::var("VF_BENCH_BUSY_POLL_US")
+            .ok()
+            .and_then(|v| v.parse().ok()),
         ..ServeConfig::default()
     };
     let serving = Serving::start(&dir, &config, Some(2)).expect("serve");
