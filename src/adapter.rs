@@ -42,7 +42,7 @@ fn region_error(e: AccessError) -> RegionError {
 
 impl PciFunction for VfFunction {
     fn info(&self) -> FunctionInfo {
-        let vi = self.vf.info();
+        let vi = self.vf.layout();
         let mut info = FunctionInfo::default();
         for (i, &size) in vi.bar_sizes.iter().enumerate() {
             if size != 0 {

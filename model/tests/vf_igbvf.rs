@@ -638,8 +638,8 @@ fn msix_table_stores_and_pba_reads_zero() {
     let mut pba = [0xAAu8; 8];
     g.vf.region_read(3, regs::MSIX_PBA, &mut pba).unwrap();
     assert_eq!(pba, [0; 8]);
-    assert_eq!(g.vf.info().bar_sizes, [16384, 0, 0, 16384, 0, 0]);
-    assert_eq!(g.vf.info().msix_vectors, 3);
+    assert_eq!(g.vf.layout().bar_sizes, [16384, 0, 0, 16384, 0, 0]);
+    assert_eq!(g.vf.layout().msix_vectors, 3);
 }
 
 #[test]

@@ -10,6 +10,9 @@
 //! [`i82576`] (igb/igbvf).
 
 use bytes::Bytes;
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+
+use stats::{AccessError, RxDrop, VfStats};
 
 pub mod desc;
 pub(crate) mod guest;
@@ -82,4 +85,73 @@ impl Effects {
     pub fn is_empty(&self) -> bool {
         self.fire.is_empty() && self.frames.is_empty() && !self.rx_posted
     }
+}
+
+/// Guest memory as the vfio-user server hands it out.
+pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
+
+/// The link a function's status register reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub up: bool,
+    pub speed_mbps: u32,
+    pub full_duplex: bool,
+}
+
+impl LinkStatus {
+    pub const UP_1000_FD: LinkStatus = LinkStatus {
+        up: true,
+        speed_mbps: 1000,
+        full_duplex: true,
+    };
+    pub const DOWN: LinkStatus = LinkStatus {
+        up: false,
+        speed_mbps: 0,
+        full_duplex: false,
+    };
+}
+
+/// A function's regions and vectors, for the bus that serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusLayout {
+    /// Size of BARs 0..5 (0 = absent).
+    pub bar_sizes: [u64; 6],
+    /// MSI-X vectors.
+    pub msix_vectors: u16,
+}
+
+/// What the NIC runtime needs of a PCI function it hosts: the bus's accesses, the client's
+/// memory, the frames the switch delivers, the function's timer and counters. Every call is
+/// single-threaded (`&mut self`, the runtime holds the function's lock) and answers with the
+/// [`Effects`] the runtime carries out after releasing it.
+pub trait Function: Send + 'static {
+    fn layout(&self) -> BusLayout;
+    fn config_read(&mut self, offset: u64, data: &mut [u8]);
+    fn config_write(&mut self, offset: u64, data: &[u8]) -> Effects;
+    fn region_read(&mut self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), AccessError>;
+    fn region_write(
+        &mut self,
+        index: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Effects, AccessError>;
+    /// DEVICE_RESET, or after the client disconnected.
+    fn reset(&mut self) -> Effects;
+    /// A client connected: its memory.
+    fn attach(&mut self, mem: GuestMem);
+    /// The client went away: no more DMA.
+    fn detach(&mut self);
+    /// A copy the switch delivered (`stripped_tci`: the tag it stripped). `RxDrop::RingFull`
+    /// changes nothing and is not a drop: the runtime keeps the frame in its backlog.
+    fn receive(&mut self, frame: &[u8], stripped_tci: Option<u16>) -> (Result<(), RxDrop>, Fire);
+    /// The runtime dropped a frame for this function because its backlog was full.
+    fn count_backlog_drop(&mut self);
+    /// The time has come to `now` (see [`Function::next_wakeup`]).
+    fn on_timer(&mut self, now: u64) -> Effects;
+    /// When the function next needs [`Function::on_timer`].
+    fn next_wakeup(&self) -> Option<u64>;
+    /// The link its status register reports.
+    fn set_link(&mut self, link: LinkStatus);
+    /// Its counters (interrupt counts are the runtime's).
+    fn stats(&self) -> VfStats;
 }

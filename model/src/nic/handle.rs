@@ -7,9 +7,10 @@
 use std::sync::Arc;
 
 use super::{Nic, Work};
-use crate::function::i82576::{GuestMem, VfInfo, VfState};
+use crate::function::i82576::VfState;
 use crate::function::stats::{AccessError, VfStats};
 use crate::function::Effects;
+use crate::function::{BusLayout, GuestMem};
 use crate::seams::IrqSink;
 
 /// VF `id` of a [`Nic`]. Cheap to clone; every clone reaches the same function.
@@ -49,8 +50,8 @@ impl VfHandle {
             .expect("a VfHandle names a VF of its NIC")
     }
 
-    pub fn info(&self) -> VfInfo {
-        self.read(|s| s.vf.info())
+    pub fn layout(&self) -> BusLayout {
+        self.read(|s| s.vf.layout())
     }
 
     fn read<R>(&self, f: impl FnOnce(&mut super::Slot) -> R) -> R {

@@ -36,7 +36,8 @@ use bytes::Bytes;
 use eswitch::{PortId, VfSetting};
 use tracing::{info, warn};
 
-use crate::function::i82576::{LinkStatus, Vf};
+use crate::function::i82576::Vf;
+use crate::function::LinkStatus;
 use crate::function::{Effects, Fire};
 use crate::seams::{Clock, IrqSink, Observer, PortSink};
 

@@ -9,4 +9,4 @@ pub mod rx;
 pub mod tx;
 pub mod vf;
 
-pub use vf::{GuestMem, LinkStatus, RingState, Vf, VfInfo, VfState};
+pub use vf::{RingState, Vf, VfState};

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use eswitch::wire::EthernetFrame;
 use tracing::{debug, info, warn};
-use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::GuestAddressSpace;
 
 use super::config::{pf_config_space, vf_config_space};
 use super::intr::{Cause, IntrRegs};
@@ -26,44 +26,20 @@ use super::regs::{self, ctrl, status};
 use super::rx::{write_frame, RxOutcome, RxRing};
 use super::tx::{TxEnv, TxRing, TxRun};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
-use crate::function::{Effects, Fire};
+use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus};
 use crate::seams::{Clock, MailboxIrq, PfPort};
 use pcie::{BuildError, ConfigSpace};
 
-/// Guest memory as the vfio-user server hands it out.
-pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
-
-/// The link as VTSTATUS reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkStatus {
-    pub up: bool,
-    pub speed_mbps: u32,
-    pub full_duplex: bool,
-}
-
-impl LinkStatus {
-    pub const UP_1000_FD: LinkStatus = LinkStatus {
-        up: true,
-        speed_mbps: 1000,
-        full_duplex: true,
-    };
-    pub const DOWN: LinkStatus = LinkStatus {
-        up: false,
-        speed_mbps: 0,
-        full_duplex: false,
-    };
-
-    fn status_bits(self) -> u32 {
-        if !self.up {
-            return 0;
-        }
-        let speed = match self.speed_mbps {
-            s if s >= 1000 => status::SPEED_1000,
-            s if s >= 100 => status::SPEED_100,
-            _ => status::SPEED_10,
-        };
-        status::LU | speed | if self.full_duplex { status::FD } else { 0 }
+fn status_bits(link: LinkStatus) -> u32 {
+    if !link.up {
+        return 0;
     }
+    let speed = match link.speed_mbps {
+        s if s >= 1000 => status::SPEED_1000,
+        s if s >= 100 => status::SPEED_100,
+        _ => status::SPEED_10,
+    };
+    status::LU | speed | if link.full_duplex { status::FD } else { 0 }
 }
 
 /// One queue's ring as the device sees it (for `ctl show` and debugging).
@@ -90,15 +66,6 @@ pub struct VfState {
     pub ivar_misc: u32,
     pub bus_master: bool,
     pub attached: bool,
-}
-
-/// Region sizes and vector count, for the adapter's `FunctionInfo`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VfInfo {
-    /// Size of BARs 0..5 (0 = absent): BAR0 16 KiB (CSRs), BAR3 16 KiB (MSI-X).
-    pub bar_sizes: [u64; 6],
-    /// MSI-X vectors (3).
-    pub msix_vectors: u16,
 }
 
 /// Guest-visible VF statistics are the counters minus their value at the last function
@@ -169,7 +136,7 @@ impl Vf {
             rx: [RxRing::reset_value(0), RxRing::reset_value(1)],
             tx: [TxRing::reset_value(0), TxRing::reset_value(1)],
             intr: IntrRegs::default(),
-            status: LinkStatus::UP_1000_FD.status_bits(),
+            status: status_bits(LinkStatus::UP_1000_FD),
             rx_checksum: true,
             msix_table: [0; MSIX_TABLE_BYTES],
             pbacl: 0,
@@ -183,11 +150,12 @@ impl Vf {
         self.id
     }
 
-    pub fn info(&self) -> VfInfo {
+    /// BAR0 16 KiB (CSRs), BAR3 16 KiB (MSI-X); 3 MSI-X vectors.
+    pub fn layout(&self) -> BusLayout {
         let mut bar_sizes = [0; 6];
         bar_sizes[0] = regs::BAR0_SIZE;
         bar_sizes[3] = regs::BAR3_SIZE;
-        VfInfo {
+        BusLayout {
             bar_sizes,
             msix_vectors: regs::VF_VECTORS,
         }
@@ -440,7 +408,7 @@ impl Vf {
 
     /// Sets the link VTSTATUS reports.
     pub fn set_link(&mut self, link: LinkStatus) {
-        self.status = link.status_bits();
+        self.status = status_bits(link);
     }
 
     /// VTSTATUS as the guest reads it.
@@ -737,6 +705,56 @@ impl Vf {
     }
 }
 
+impl Function for Vf {
+    fn layout(&self) -> BusLayout {
+        Vf::layout(self)
+    }
+    fn config_read(&mut self, offset: u64, data: &mut [u8]) {
+        Vf::config_read(self, offset, data)
+    }
+    fn config_write(&mut self, offset: u64, data: &[u8]) -> Effects {
+        Vf::config_write(self, offset, data)
+    }
+    fn region_read(&mut self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
+        Vf::region_read(self, index, offset, data)
+    }
+    fn region_write(
+        &mut self,
+        index: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Effects, AccessError> {
+        Vf::region_write(self, index, offset, data)
+    }
+    fn reset(&mut self) -> Effects {
+        Vf::reset(self)
+    }
+    fn attach(&mut self, mem: GuestMem) {
+        Vf::attach(self, mem)
+    }
+    fn detach(&mut self) {
+        Vf::detach(self)
+    }
+    fn receive(&mut self, frame: &[u8], stripped_tci: Option<u16>) -> (Result<(), RxDrop>, Fire) {
+        Vf::receive(self, frame, stripped_tci)
+    }
+    fn count_backlog_drop(&mut self) {
+        Vf::count_backlog_drop(self)
+    }
+    fn on_timer(&mut self, now: u64) -> Effects {
+        Vf::on_timer(self, now)
+    }
+    fn next_wakeup(&self) -> Option<u64> {
+        Vf::next_wakeup(self)
+    }
+    fn set_link(&mut self, link: LinkStatus) {
+        Vf::set_link(self, link)
+    }
+    fn stats(&self) -> VfStats {
+        Vf::stats(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,9 +767,9 @@ mod tests {
 
     #[test]
     fn link_status_maps_to_vtstatus_bits() {
-        assert_eq!(LinkStatus::DOWN.status_bits(), 0);
+        assert_eq!(status_bits(LinkStatus::DOWN), 0);
         assert_eq!(
-            LinkStatus::UP_1000_FD.status_bits(),
+            status_bits(LinkStatus::UP_1000_FD),
             status::LU | status::FD | status::SPEED_1000
         );
         let half_100 = LinkStatus {
@@ -759,6 +777,6 @@ mod tests {
             speed_mbps: 100,
             full_duplex: false,
         };
-        assert_eq!(half_100.status_bits(), status::LU | status::SPEED_100);
+        assert_eq!(status_bits(half_100), status::LU | status::SPEED_100);
     }
 }
