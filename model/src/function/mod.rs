@@ -118,6 +118,11 @@ pub struct BusLayout {
     pub bar_sizes: [u64; 6],
     /// MSI-X vectors.
     pub msix_vectors: u16,
+    /// MSI vectors (0: no MSI capability). When MSI-X is off, the function fires vector 0
+    /// and the bus delivers it as MSI.
+    pub msi_vectors: u16,
+    /// Whether the function has an INTx pin.
+    pub intx: bool,
 }
 
 /// What the NIC runtime needs of a PCI function it hosts: the bus's accesses, the client's
@@ -150,8 +155,8 @@ pub trait Function: Send + 'static {
     fn on_timer(&mut self, now: u64) -> Effects;
     /// When the function next needs [`Function::on_timer`].
     fn next_wakeup(&self) -> Option<u64>;
-    /// The link its status register reports.
-    fn set_link(&mut self, link: LinkStatus);
+    /// The link its status register reports (and the interrupt a change raises).
+    fn set_link(&mut self, link: LinkStatus) -> Effects;
     /// Its counters (interrupt counts are the runtime's).
     fn stats(&self) -> VfStats;
 }

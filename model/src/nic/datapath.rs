@@ -5,7 +5,8 @@ use bytes::Bytes;
 use eswitch::{Deliveries, Delivery, DropReason, DropRecord, PortId};
 use tracing::{debug, warn};
 
-use super::{lock, Nic, Pending, BACKLOG_FRAMES};
+use super::{lock, DynFunction, Hosted, Nic, Pending, BACKLOG_FRAMES};
+use crate::function::i82576::Vf;
 use crate::function::stats::RxDrop;
 use crate::seams::Switched;
 
@@ -62,8 +63,12 @@ impl Nic {
 
     /// Hands one copy to its port. `false`: dropped for want of room (`rx_full`).
     fn deliver(&self, d: &Delivery) -> bool {
+        let tci = d.stripped_tci.map(|t| t.0);
         match d.port {
-            PortId::Vf(v) => self.deliver_to_vf(v, &d.frame, d.stripped_tci.map(|t| t.0)),
+            PortId::Vf(_) => self.deliver_into::<Vf>(d.port, &d.frame, tci),
+            PortId::Pf if self.pf_fn.get().is_some() => {
+                self.deliver_into::<DynFunction>(d.port, &d.frame, tci)
+            }
             port => {
                 let sink = self
                     .sinks
@@ -80,11 +85,17 @@ impl Nic {
         }
     }
 
-    /// Into VF `v`'s RX ring, or its backlog when the ring is full. `false` when the backlog
-    /// is full too: the frame is dropped (counted by the VF as `backlog_overflow`).
-    pub(super) fn deliver_to_vf(&self, v: u16, frame: &Bytes, stripped_tci: Option<u16>) -> bool {
-        let Some(slot) = self.slots.get(usize::from(v)) else {
-            warn!(vf = v, "delivery to a VF this NIC does not have");
+    /// Into the RX ring of the function behind `port`, or its backlog when the ring is full.
+    /// `false` when the backlog is full too: the frame is dropped (counted by the function as
+    /// `backlog_overflow`).
+    pub(super) fn deliver_into<F: Hosted>(
+        &self,
+        port: PortId,
+        frame: &Bytes,
+        stripped_tci: Option<u16>,
+    ) -> bool {
+        let Some(slot) = F::slot(self, port) else {
+            warn!(%port, "delivery to a function this NIC does not have");
             return true;
         };
         let (taken, irq) = {
@@ -92,9 +103,9 @@ impl Nic {
             let mut fire = crate::function::Fire::NONE;
             // Frames already waiting go first: a new one waits behind them.
             let wait = if s.backlog.is_empty() {
-                let (result, f) = s.vf.receive(frame, stripped_tci);
+                let (result, f) = s.func.receive(frame, stripped_tci);
                 fire = f;
-                // Delivered, or dropped and counted by the VF (not attached, queue off...).
+                // Delivered, or dropped and counted by the function (not attached, queue off...).
                 result == Err(RxDrop::RingFull)
             } else {
                 true
@@ -108,8 +119,8 @@ impl Nic {
                 });
                 true
             } else {
-                s.vf.count_backlog_drop();
-                debug!(vf = v, "RX ring and backlog full: frame dropped (rx_full)");
+                s.func.count_backlog_drop();
+                debug!(%port, "RX ring and backlog full: frame dropped (rx_full)");
                 false
             };
             (taken, s.signal(fire))

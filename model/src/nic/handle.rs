@@ -6,33 +6,55 @@
 
 use std::sync::Arc;
 
-use super::{Nic, Work};
-use crate::function::i82576::VfState;
+use eswitch::PortId;
+
+use super::{DynFunction, Hosted, Nic, Slot, Work};
+use crate::function::i82576::{Vf, VfState};
 use crate::function::stats::{AccessError, VfStats};
-use crate::function::Effects;
-use crate::function::{BusLayout, GuestMem};
+use crate::function::{BusLayout, Effects, GuestMem};
 use crate::seams::IrqSink;
 
-/// VF `id` of a [`Nic`]. Cheap to clone; every clone reaches the same function.
-#[derive(Clone)]
-pub struct VfHandle {
+/// The function behind one port of a [`Nic`] (a VF, or the hosted PF function). Cheap to
+/// clone; every clone reaches the same function.
+pub struct Handle<F> {
     nic: Arc<Nic>,
-    id: u16,
+    port: PortId,
+    _function: std::marker::PhantomData<fn() -> F>,
 }
 
-impl std::fmt::Debug for VfHandle {
+/// VF `n` of a NIC.
+pub type VfHandle = Handle<Vf>;
+/// The NIC's PF function ([`Nic::host_pf`]).
+pub type PfHandle = Handle<DynFunction>;
+
+impl<F> Clone for Handle<F> {
+    fn clone(&self) -> Self {
+        Handle {
+            nic: self.nic.clone(),
+            port: self.port,
+            _function: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for Handle<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VfHandle").field("id", &self.id).finish()
+        f.debug_struct("Handle").field("port", &self.port).finish()
     }
 }
 
-impl VfHandle {
-    pub(super) fn new(nic: Arc<Nic>, id: u16) -> VfHandle {
-        VfHandle { nic, id }
+impl<F: Hosted> Handle<F> {
+    pub(super) fn new(nic: Arc<Nic>, port: PortId) -> Handle<F> {
+        Handle {
+            nic,
+            port,
+            _function: std::marker::PhantomData,
+        }
     }
 
-    pub fn id(&self) -> u16 {
-        self.id
+    /// The switch port the function sits behind.
+    pub fn port(&self) -> PortId {
+        self.port
     }
 
     pub fn nic(&self) -> &Arc<Nic> {
@@ -40,118 +62,128 @@ impl VfHandle {
     }
 
     /// Runs an access that answers with effects, then the runtime's follow-up.
-    fn access<R>(&self, f: impl FnOnce(&mut super::Slot) -> (R, Effects)) -> R {
+    fn access<R>(&self, f: impl FnOnce(&mut Slot<F>) -> (R, Effects)) -> R {
         self.nic
-            .with_slot(self.id, |s| {
+            .with_slot(self.port, |s: &mut Slot<F>| {
                 let (r, effects) = f(s);
                 let work = s.settle(effects);
                 (r, work)
             })
-            .expect("a VfHandle names a VF of its NIC")
+            .expect("a Handle names a function of its NIC")
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&mut Slot<F>) -> R) -> R {
+        self.nic
+            .with_slot(self.port, |s: &mut Slot<F>| (f(s), Work::default()))
+            .expect("a Handle names a function of its NIC")
     }
 
     pub fn layout(&self) -> BusLayout {
-        self.read(|s| s.vf.layout())
-    }
-
-    fn read<R>(&self, f: impl FnOnce(&mut super::Slot) -> R) -> R {
-        self.nic
-            .with_slot(self.id, |s| (f(s), Work::default()))
-            .expect("a VfHandle names a VF of its NIC")
+        self.read(|s| s.func.layout())
     }
 
     pub fn config_read(&self, offset: u64, data: &mut [u8]) {
-        self.read(|s| s.vf.config_read(offset, data))
+        self.read(|s| s.func.config_read(offset, data))
     }
 
     pub fn config_write(&self, offset: u64, data: &[u8]) {
-        self.access(|s| ((), s.vf.config_write(offset, data)))
+        self.access(|s| ((), s.func.config_write(offset, data)))
     }
 
     pub fn region_read(&self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        self.read(|s| s.vf.region_read(index, offset, data))
+        self.read(|s| s.func.region_read(index, offset, data))
     }
 
     /// A register write; a TX queue the shaper paused, or an interrupt moderation held, is
     /// released here too once its time has come.
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<(), AccessError> {
-        let r = self.access(|s| match s.vf.region_write(index, offset, data) {
+        let r = self.access(|s| match s.func.region_write(index, offset, data) {
             Ok(effects) => (Ok(()), effects),
             Err(e) => (Err(e), Effects::default()),
         });
-        self.nic.wake_if_due(self.id);
+        self.nic.wake_if_due(self.port);
         r
     }
 
     /// DEVICE_RESET, or after the client went away.
     pub fn reset(&self) {
-        self.access(|s| ((), s.vf.reset()))
+        self.access(|s| ((), s.func.reset()))
     }
 
-    /// A client connected: its memory and where the VF's interrupts go.
+    /// A client connected: its memory and where the function's interrupts go.
     pub fn attach(&self, mem: GuestMem, irq: Arc<dyn IrqSink>) {
         self.read(|s| {
-            s.vf.attach(mem);
+            s.func.attach(mem);
             s.irq = Some(irq);
         })
     }
 
     /// The client went away: no more DMA or interrupts. Frames waiting in the backlog are
-    /// dropped (counted as `not_attached` by the VF), not kept for the next client.
+    /// dropped (counted as `not_attached` by the function), not kept for the next client.
     pub fn detach(&self) {
         self.read(|s| {
-            s.vf.detach();
+            s.func.detach();
             s.irq = None;
             let _ = s.drain();
             s.backlog.clear();
         })
     }
 
-    /// The VF's counters, with the interrupts the runtime signalled for it.
+    /// The function's counters, with the interrupts the runtime signalled for it.
     pub fn stats(&self) -> VfStats {
         self.read(|s| {
-            let mut st = s.vf.stats();
+            let mut st = s.func.stats();
             st.irqs_fired = s.irqs_fired;
             st.irqs_lost = s.irqs_lost;
             st
         })
     }
 
-    /// Queue and interrupt state.
-    pub fn state(&self) -> VfState {
-        self.read(|s| s.vf.state())
-    }
-
-    /// Hands the VF a frame as if the switch had delivered it (`stripped_tci`: the tag it
-    /// stripped): into the RX ring, or the backlog when the ring is full. `false` when the
+    /// Hands the function a frame as if the switch had delivered it (`stripped_tci`: the tag
+    /// it stripped): into the RX ring, or the backlog when the ring is full. `false` when the
     /// backlog was full too and the frame was dropped. The datapath's own delivery, without
     /// the switch in front: for tests of the function's RX path.
     pub fn deliver(&self, frame: &bytes::Bytes, stripped_tci: Option<u16>) -> bool {
-        self.nic.deliver_to_vf(self.id, frame, stripped_tci)
+        self.nic.deliver_into::<F>(self.port, frame, stripped_tci)
     }
 
-    /// Frames waiting in the VF's backlog.
+    /// Frames waiting in the function's backlog.
     pub fn backlog(&self) -> usize {
         self.read(|s| s.backlog.len())
+    }
+}
+
+impl Handle<Vf> {
+    /// The VF's index.
+    pub fn id(&self) -> u16 {
+        match self.port {
+            PortId::Vf(v) => v,
+            _ => unreachable!("a VF handle is made for a VF port"),
+        }
+    }
+
+    /// Queue and interrupt state.
+    pub fn state(&self) -> VfState {
+        self.read(|s| s.func.state())
     }
 
     /// Free RX descriptors on queue 0.
     pub fn rx_free_descriptors(&self) -> u32 {
-        self.read(|s| s.vf.rx_free_descriptors())
+        self.read(|s| s.func.rx_free_descriptors())
     }
 
     /// Whether RX write-backs report verified checksums (default on).
     pub fn set_rx_checksum(&self, on: bool) {
-        self.read(|s| s.vf.set_rx_checksum(on))
+        self.read(|s| s.func.set_rx_checksum(on))
     }
 
     /// VTSTATUS as the guest reads it.
     pub fn link_status(&self) -> u32 {
-        self.read(|s| s.vf.link_status())
+        self.read(|s| s.func.link_status())
     }
 
     /// The earliest deadline of a paused TX queue.
     pub fn tx_paused_until(&self) -> Option<u64> {
-        self.read(|s| s.vf.tx_paused_until())
+        self.read(|s| s.func.tx_paused_until())
     }
 }

@@ -1,13 +1,14 @@
 //! The NIC runtime: the one datapath that `serve`, the scenario runner and the tests all drive.
 //! A [`Nic`] owns the PF side ([`PfSide`]: eswitch, PF agent, every VF's mailbox) behind one
-//! lock, each VF function behind a lock of its own, the bounded RX backlogs, the shaping
-//! deadlines and the sinks and observer at its edges. It has no sockets and no threads of its
-//! own: a vfio-user connection (or an in-process driver) reaches VF n through its
-//! [`VfHandle`], and whoever owns the NIC drives the shaping timer ([`Nic::poll`] on an
-//! injected clock, or [`Nic::spawn_timer`] in real time).
+//! lock, each hosted function — every VF, and the PF function once [`Nic::host_pf`] gave it
+//! one — behind a lock of its own (a [`Slot`]), the bounded RX backlogs, the functions'
+//! timer deadlines and the sinks and observer at its edges. It has no sockets and no threads
+//! of its own: a vfio-user connection (or an in-process driver) reaches a function through
+//! its [`Handle`] ([`VfHandle`], [`PfHandle`]), and whoever owns the NIC drives the timer
+//! ([`Nic::poll`] on an injected clock, or [`Nic::spawn_timer`] in real time).
 //!
 //! # The datapath
-//! A guest writes TDT → [`VfHandle::region_write`] runs the VF's TX engine under the VF's lock;
+//! A guest writes TDT → [`Handle::region_write`] runs the VF's TX engine under the VF's lock;
 //! each frame is admitted by the switch's shaper as the engine takes it (a rate-limited VF's
 //! queue pauses, with the frame not consumed, until the time the shaper names) → with the VF's
 //! lock released, [`Eswitch::process`](eswitch::Eswitch::process) switches the frames → each
@@ -17,28 +18,29 @@
 //!   beyond it the frame is dropped and counted as
 //!   [`DropReason::RxFull`](eswitch::DropReason::RxFull) on the port and `backlog_overflow` in the
 //!   VF's counters;
-//! - to the PF or an uplink: the [`PortSink`] registered for that port, or, without one,
-//!   counted in [`NicCounters::unclaimed`] and dropped;
+//! - to the PF: into the hosted PF function's RX rings, with a backlog like a VF's;
+//! - to an uplink, or to the PF when no PF function is hosted: the [`PortSink`] registered
+//!   for that port, or, without one, counted in [`NicCounters::unclaimed`] and dropped;
 //!
 //! and the [`Observer`], if any, sees the frame, its copies and its drops.
 //!
 //! # Locks
-//! Order: a VF's lock → the PF side's lock. The PF side's lock is never held while a VF's is
-//! taken; no VF's lock is held while another's is taken; and no lock of the NIC is held while
+//! Order: a function's lock → the PF side's lock. The PF side's lock is never held while a
+//! function's is taken; no function's lock is held while another's is taken; and no lock of the NIC is held while
 //! an interrupt is signalled ([`IrqSink`]), a sink or the observer is called. So one VF's
 //! guest can hold up another only for the length of one of its own register accesses.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 
 use bytes::Bytes;
 use eswitch::{PortId, VfSetting};
 use tracing::{info, warn};
 
 use crate::function::i82576::Vf;
-use crate::function::LinkStatus;
-use crate::function::{Effects, Fire};
+use crate::function::stats::{AccessError, RxDrop, VfStats};
+use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus};
 use crate::seams::{Clock, IrqSink, Observer, PortSink};
 
 mod datapath;
@@ -49,7 +51,7 @@ mod timer;
 #[cfg(test)]
 mod tests;
 
-pub use handle::VfHandle;
+pub use handle::{Handle, PfHandle, VfHandle};
 pub use pf::{AdminError, MacMode, NicConfig, NicError, PfCounters, PfSide, SetError, SharedPf};
 pub use timer::TimerHandle;
 
@@ -63,6 +65,8 @@ pub struct NicCounters {
     pub unclaimed: BTreeMap<String, u64>,
     /// Frames waiting in each VF's backlog now.
     pub backlog: BTreeMap<u16, usize>,
+    /// Frames waiting in the PF function's backlog now (`None`: no PF function hosted).
+    pub pf_backlog: Option<usize>,
 }
 
 /// A NIC that cannot be built.
@@ -80,33 +84,121 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A frame waiting for room in a VF's RX ring.
+/// A frame waiting for room in a function's RX ring.
 struct Pending {
     frame: Bytes,
     stripped_tci: Option<u16>,
 }
 
-/// One VF as the runtime keeps it: the function, the frames waiting for its RX ring, and where
-/// its interrupts go. Behind one lock.
-struct Slot {
-    vf: Vf,
+/// A PF function hosted by the runtime, of whatever card ([`Nic::host_pf`]).
+pub type DynFunction = Box<dyn Function>;
+
+impl Function for DynFunction {
+    fn layout(&self) -> BusLayout {
+        (**self).layout()
+    }
+    fn config_read(&mut self, offset: u64, data: &mut [u8]) {
+        (**self).config_read(offset, data)
+    }
+    fn config_write(&mut self, offset: u64, data: &[u8]) -> Effects {
+        (**self).config_write(offset, data)
+    }
+    fn region_read(&mut self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
+        (**self).region_read(index, offset, data)
+    }
+    fn region_write(
+        &mut self,
+        index: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Effects, AccessError> {
+        (**self).region_write(index, offset, data)
+    }
+    fn reset(&mut self) -> Effects {
+        (**self).reset()
+    }
+    fn attach(&mut self, mem: GuestMem) {
+        (**self).attach(mem)
+    }
+    fn detach(&mut self) {
+        (**self).detach()
+    }
+    fn receive(&mut self, frame: &[u8], stripped_tci: Option<u16>) -> (Result<(), RxDrop>, Fire) {
+        (**self).receive(frame, stripped_tci)
+    }
+    fn count_backlog_drop(&mut self) {
+        (**self).count_backlog_drop()
+    }
+    fn on_timer(&mut self, now: u64) -> Effects {
+        (**self).on_timer(now)
+    }
+    fn next_wakeup(&self) -> Option<u64> {
+        (**self).next_wakeup()
+    }
+    fn set_link(&mut self, link: LinkStatus) -> Effects {
+        (**self).set_link(link)
+    }
+    fn stats(&self) -> VfStats {
+        (**self).stats()
+    }
+}
+
+/// One hosted function as the runtime keeps it: the function, the frames waiting for its RX
+/// ring, and where its interrupts go. Behind one lock; opaque outside the runtime.
+pub struct Slot<F> {
+    func: F,
     backlog: VecDeque<Pending>,
     irq: Option<Arc<dyn IrqSink>>,
     irqs_fired: u64,
     irqs_lost: u64,
 }
 
-/// What is left to do after a VF's lock is released.
+/// A function type the runtime hosts, and where it keeps the one behind a port: the VFs
+/// ([`Vf`], `PortId::Vf(n)`) and the PF function ([`DynFunction`], `PortId::Pf`).
+pub trait Hosted: Function + Sized {
+    /// The slot of the function behind `port`, if this NIC hosts one of this type there.
+    fn slot(nic: &Nic, port: PortId) -> Option<&Mutex<Slot<Self>>>;
+}
+
+impl Hosted for Vf {
+    fn slot(nic: &Nic, port: PortId) -> Option<&Mutex<Slot<Vf>>> {
+        match port {
+            PortId::Vf(v) => nic.slots.get(usize::from(v)),
+            _ => None,
+        }
+    }
+}
+
+impl Hosted for DynFunction {
+    fn slot(nic: &Nic, port: PortId) -> Option<&Mutex<Slot<DynFunction>>> {
+        match port {
+            PortId::Pf => nic.pf_fn.get(),
+            _ => None,
+        }
+    }
+}
+
+/// What is left to do after a function's lock is released.
 #[must_use]
 #[derive(Default)]
 struct Work {
     irq: Option<(Arc<dyn IrqSink>, Fire)>,
     frames: Vec<Bytes>,
-    /// When the VF next needs its timer (a paused TX queue, a held interrupt).
+    /// When the function next needs its timer (a paused TX queue, a held interrupt).
     wakeup: Option<u64>,
 }
 
-impl Slot {
+impl<F: Function> Slot<F> {
+    fn new(func: F) -> Slot<F> {
+        Slot {
+            func,
+            backlog: VecDeque::new(),
+            irq: None,
+            irqs_fired: 0,
+            irqs_lost: 0,
+        }
+    }
+
     /// Takes a function's effects under the lock: drains the backlog when buffers were posted,
     /// and says what to do once the lock is released.
     fn settle(&mut self, effects: Effects) -> Work {
@@ -117,18 +209,18 @@ impl Slot {
         Work {
             irq: self.signal(fire),
             frames: effects.frames,
-            wakeup: self.vf.next_wakeup(),
+            wakeup: self.func.next_wakeup(),
         }
     }
 
-    /// Delivers the backlog, in order, until the ring is full again. A frame the VF refuses
-    /// for another reason (detached, queue disabled) is dropped, counted by the VF.
+    /// Delivers the backlog, in order, until the ring is full again. A frame the function
+    /// refuses for another reason (detached, queue disabled) is dropped, counted by it.
     fn drain(&mut self) -> Fire {
         let mut fire = Fire::NONE;
         while let Some(p) = self.backlog.front() {
-            let (result, f) = self.vf.receive(&p.frame, p.stripped_tci);
+            let (result, f) = self.func.receive(&p.frame, p.stripped_tci);
             fire = fire.union(f);
-            if result == Err(crate::function::stats::RxDrop::RingFull) {
+            if result == Err(RxDrop::RingFull) {
                 break;
             }
             self.backlog.pop_front();
@@ -158,12 +250,14 @@ impl Slot {
 /// One running NIC. See the module docs for the datapath and the lock order.
 pub struct Nic {
     pf: Arc<SharedPf>,
-    slots: Vec<Mutex<Slot>>,
+    slots: Vec<Mutex<Slot<Vf>>>,
+    /// The PF function, once hosted ([`Nic::host_pf`]): frames to `PortId::Pf` go to it.
+    pf_fn: OnceLock<Mutex<Slot<DynFunction>>>,
     sinks: RwLock<BTreeMap<PortId, Arc<dyn PortSink>>>,
     observer: RwLock<Option<Arc<dyn Observer>>>,
     unclaimed: Mutex<BTreeMap<PortId, u64>>,
-    /// Per VF: when it next needs its timer — a paused TX queue, a held interrupt
-    /// ([`NO_DEADLINE`]: none).
+    /// Per VF, then the PF function: when it next needs its timer — a paused TX queue, a
+    /// held interrupt ([`NO_DEADLINE`]: none).
     deadlines: Vec<AtomicU64>,
     /// Wakes the timer thread when a deadline is set.
     timer_wake: (Mutex<u64>, Condvar),
@@ -186,21 +280,16 @@ impl Nic {
         let mut slots = Vec::with_capacity(usize::from(n));
         for i in 0..n {
             let port: Arc<dyn crate::seams::PfPort> = pf.clone();
-            slots.push(Mutex::new(Slot {
-                vf: Vf::new(i, port, clock.clone())?,
-                backlog: VecDeque::new(),
-                irq: None,
-                irqs_fired: 0,
-                irqs_lost: 0,
-            }));
+            slots.push(Mutex::new(Slot::new(Vf::new(i, port, clock.clone())?)));
         }
         let nic = Nic {
             pf,
             slots,
+            pf_fn: OnceLock::new(),
             sinks: RwLock::new(BTreeMap::new()),
             observer: RwLock::new(None),
             unclaimed: Mutex::new(BTreeMap::new()),
-            deadlines: (0..n).map(|_| AtomicU64::new(NO_DEADLINE)).collect(),
+            deadlines: (0..=n).map(|_| AtomicU64::new(NO_DEADLINE)).collect(),
             timer_wake: (Mutex::new(0), Condvar::new()),
         };
         for v in 0..n {
@@ -215,7 +304,32 @@ impl Nic {
 
     /// VF `vf`, as its bus (a vfio-user connection, an in-process driver) reaches it.
     pub fn vf(self: &Arc<Self>, vf: u16) -> Option<VfHandle> {
-        (usize::from(vf) < self.slots.len()).then(|| VfHandle::new(self.clone(), vf))
+        (usize::from(vf) < self.slots.len()).then(|| Handle::new(self.clone(), PortId::Vf(vf)))
+    }
+
+    /// Hosts `pf` as the PF function: from now on frames the switch sends to the PF port go
+    /// into its RX rings (not to a [`PortSink`]), and what it transmits enters the switch at
+    /// the PF port. Once per NIC; `None` if a PF function is hosted already.
+    pub fn host_pf(self: &Arc<Self>, pf: DynFunction) -> Option<PfHandle> {
+        if self.pf_fn.get().is_some() {
+            return None;
+        }
+        let mut pf = pf;
+        let _ = pf.set_link(self.link_status(PortId::Pf));
+        self.pf_fn.set(Mutex::new(Slot::new(pf))).ok()?;
+        Some(Handle::new(self.clone(), PortId::Pf))
+    }
+
+    /// The PF function, if one is hosted.
+    pub fn pf(self: &Arc<Self>) -> Option<PfHandle> {
+        self.pf_fn
+            .get()
+            .map(|_| Handle::new(self.clone(), PortId::Pf))
+    }
+
+    /// The PF side as the PF function reaches it (its filters feed the switch's PF port).
+    pub fn shared_pf(&self) -> Arc<SharedPf> {
+        self.pf.clone()
     }
 
     /// The current time of the NIC's clock.
@@ -232,7 +346,7 @@ impl Nic {
     /// Runs `f` on VF `vf`'s function, locked (inspection and tests). Effects of what `f`
     /// does are not carried out: drive the function through its [`VfHandle`] instead.
     pub fn with_vf<R>(&self, vf: u16, f: impl FnOnce(&Vf) -> R) -> Option<R> {
-        self.slots.get(usize::from(vf)).map(|s| f(&lock(s).vf))
+        self.slots.get(usize::from(vf)).map(|s| f(&lock(s).func))
     }
 
     /// Where frames for the PF or an uplink go (`None`: counted as unclaimed and dropped).
@@ -278,6 +392,14 @@ impl Nic {
         for v in 0..self.num_vfs() {
             self.sync_vf_link(v);
         }
+        if let Some(slot) = self.pf_fn.get() {
+            let link = self.link_status(PortId::Pf);
+            self.finish(PortId::Pf, {
+                let mut s = lock(slot);
+                let effects = s.func.set_link(link);
+                s.settle(effects)
+            });
+        }
         for v in pinged {
             self.mailbox_interrupt(v);
         }
@@ -296,40 +418,63 @@ impl Nic {
                 .enumerate()
                 .map(|(i, s)| (i as u16, lock(s).backlog.len()))
                 .collect(),
+            pf_backlog: self.pf_fn.get().map(|s| lock(s).backlog.len()),
         }
     }
 
-    // ----- per VF, under its lock -----
+    // ----- per function, under its lock -----
 
-    /// Runs `f` on VF `vf`'s slot and carries out what is left once the lock is released.
-    fn with_slot<R>(&self, vf: u16, f: impl FnOnce(&mut Slot) -> (R, Work)) -> Option<R> {
-        let slot = self.slots.get(usize::from(vf))?;
+    /// Runs `f` on the slot of the function behind `port` and carries out what is left once
+    /// the lock is released. `None`: no function of type `F` there.
+    fn with_slot<F: Hosted, R>(
+        &self,
+        port: PortId,
+        f: impl FnOnce(&mut Slot<F>) -> (R, Work),
+    ) -> Option<R> {
+        let slot = F::slot(self, port)?;
         let (r, work) = {
             let mut s = lock(slot);
             f(&mut s)
         };
-        self.finish(vf, work);
+        self.finish(port, work);
         Some(r)
     }
 
-    /// Signals, switches and schedules what a VF's access left to do, with no lock held.
-    fn finish(&self, vf: u16, work: Work) {
+    /// Signals, switches and schedules what a function's access left to do, with no lock held.
+    fn finish(&self, port: PortId, work: Work) {
         if let Some((sink, fire)) = work.irq {
             for v in fire.vectors() {
                 sink.fire(v);
             }
         }
         if let Some(t) = work.wakeup {
-            self.set_deadline(vf, t);
+            self.set_deadline(port, t);
         }
         if !work.frames.is_empty() {
-            self.switch_frames(PortId::Vf(vf), work.frames);
+            self.switch_frames(port, work.frames);
+        }
+    }
+
+    /// The link the function behind `port` reports: a VF's is its switch port's (link state,
+    /// the NIC's link); the PF's is the wire's.
+    fn link_status(&self, port: PortId) -> LinkStatus {
+        let up = {
+            let side = self.pf.side();
+            match port {
+                PortId::Pf => side.switch().link_up(),
+                _ => side.switch().port_up(port).unwrap_or(false),
+            }
+        };
+        if up {
+            LinkStatus::UP_1000_FD
+        } else {
+            LinkStatus::DOWN
         }
     }
 
     fn mailbox_interrupt(&self, vf: u16) {
-        let _ = self.with_slot(vf, |s| {
-            let fire = s.vf.mailbox_interrupt();
+        let _ = self.with_slot(PortId::Vf(vf), |s: &mut Slot<Vf>| {
+            let fire = s.func.mailbox_interrupt();
             (
                 (),
                 Work {
@@ -342,18 +487,10 @@ impl Nic {
 
     /// Makes VTSTATUS of VF `vf` follow its switch port (link state, PF link).
     fn sync_vf_link(&self, vf: u16) {
-        let up = self
-            .pf
-            .side()
-            .switch()
-            .port_up(PortId::Vf(vf))
-            .unwrap_or(false);
+        let link = self.link_status(PortId::Vf(vf));
         if let Some(slot) = self.slots.get(usize::from(vf)) {
-            lock(slot).vf.set_link(if up {
-                LinkStatus::UP_1000_FD
-            } else {
-                LinkStatus::DOWN
-            });
+            // A VF learns of link changes through its mailbox, not an interrupt cause.
+            lock(slot).func.set_link(link);
         } else {
             warn!(vf, "link change for a VF this NIC does not have");
         }

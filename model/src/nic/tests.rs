@@ -394,3 +394,183 @@ fn moderation_at_its_longest_interval_loses_no_ping_and_no_frame_of_a_burst() {
     let got: Vec<Vec<u8>> = g[1].take_received().into_iter().map(|f| f.data).collect();
     assert_eq!(got, burst, "all of it, in order, once the interval ended");
 }
+
+/// A stand-in PF function: a receive ring of `room` frames, a register write at offset 0 that
+/// transmits the bytes written, a deadline it asks for, and a link-change vector.
+struct FakePf {
+    room: usize,
+    rx: Arc<Mutex<Vec<Vec<u8>>>>,
+    link: Arc<Mutex<Vec<bool>>>,
+    woken: Arc<Mutex<Vec<u64>>>,
+    wakeup: Option<u64>,
+}
+
+const FAKE_LSC_VECTOR: u16 = 2;
+
+impl Function for FakePf {
+    fn layout(&self) -> BusLayout {
+        BusLayout {
+            bar_sizes: [128 << 10, 0, 0, 16 << 10, 0, 0],
+            msix_vectors: 10,
+            msi_vectors: 1,
+            intx: true,
+        }
+    }
+    fn config_read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn config_write(&mut self, _offset: u64, _data: &[u8]) -> Effects {
+        Effects::default()
+    }
+    fn region_read(&mut self, _: u32, _: u64, data: &mut [u8]) -> Result<(), AccessError> {
+        data.fill(0);
+        Ok(())
+    }
+    fn region_write(&mut self, _: u32, offset: u64, data: &[u8]) -> Result<Effects, AccessError> {
+        let mut e = Effects::default();
+        match offset {
+            0 => e.frames.push(Bytes::copy_from_slice(data)),
+            8 => {
+                self.room += 1;
+                e.rx_posted = true;
+            }
+            _ => self.wakeup = Some(u64::from_le_bytes(data.try_into().unwrap())),
+        }
+        Ok(e)
+    }
+    fn reset(&mut self) -> Effects {
+        Effects::default()
+    }
+    fn attach(&mut self, _mem: GuestMem) {}
+    fn detach(&mut self) {}
+    fn receive(&mut self, frame: &[u8], _: Option<u16>) -> (Result<(), RxDrop>, Fire) {
+        if self.room == 0 {
+            return (Err(RxDrop::RingFull), Fire::NONE);
+        }
+        self.room -= 1;
+        self.rx.lock().unwrap().push(frame.to_vec());
+        (Ok(()), Fire::from_bits(1))
+    }
+    fn count_backlog_drop(&mut self) {}
+    fn on_timer(&mut self, now: u64) -> Effects {
+        self.woken.lock().unwrap().push(now);
+        self.wakeup = None;
+        Effects::default()
+    }
+    fn next_wakeup(&self) -> Option<u64> {
+        self.wakeup
+    }
+    fn set_link(&mut self, link: LinkStatus) -> Effects {
+        self.link.lock().unwrap().push(link.up);
+        Effects {
+            fire: Fire::from_bits(1 << FAKE_LSC_VECTOR),
+            ..Effects::default()
+        }
+    }
+    fn stats(&self) -> VfStats {
+        VfStats::default()
+    }
+}
+
+#[derive(Default)]
+struct Vectors(Mutex<Vec<u16>>);
+
+impl IrqSink for Vectors {
+    fn fire(&self, vector: u16) {
+        self.0.lock().unwrap().push(vector);
+    }
+}
+
+#[test]
+fn a_hosted_pf_function_takes_the_pf_ports_frames_sends_into_the_switch_and_follows_the_link() {
+    let mut r = rig(2, &[]);
+    let rx = Arc::new(Mutex::new(Vec::new()));
+    let link = Arc::new(Mutex::new(Vec::new()));
+    let woken = Arc::new(Mutex::new(Vec::new()));
+    let fake = FakePf {
+        room: 1,
+        rx: rx.clone(),
+        link: link.clone(),
+        woken: woken.clone(),
+        wakeup: None,
+    };
+    let pf = r.nic.host_pf(Box::new(fake)).expect("first PF function");
+    assert!(r
+        .nic
+        .host_pf(Box::new(FakePf {
+            room: 0,
+            rx: rx.clone(),
+            link: link.clone(),
+            woken: woken.clone(),
+            wakeup: None,
+        }))
+        .is_none());
+    assert_eq!(pf.port(), PortId::Pf);
+    assert_eq!(pf.layout().msix_vectors, 10);
+    assert_eq!(
+        *link.lock().unwrap(),
+        vec![true],
+        "hosted with the wire's link"
+    );
+    let irqs = Arc::new(Vectors::default());
+    pf.attach(
+        GuestMem::new(vm_memory::GuestMemoryMmap::new()),
+        irqs.clone(),
+    );
+
+    // A sink on the PF port is bypassed: the hosted function takes the PF's frames.
+    let sunk = Arc::new(Mutex::new(0usize));
+    struct Count(Arc<Mutex<usize>>);
+    impl PortSink for Count {
+        fn deliver(&self, _: &Delivery) {
+            *self.0.lock().unwrap() += 1;
+        }
+    }
+    r.nic
+        .set_port_sink(PortId::Pf, Some(Arc::new(Count(sunk.clone()))));
+
+    // Two broadcasts from VF 0: the first fills the PF's one-frame ring, the second waits in
+    // its backlog until the PF posts a buffer.
+    let bcast = [0xff; 6];
+    r.send(0, &frame(bcast, r.mac(0), 60, 1));
+    r.send(0, &frame(bcast, r.mac(0), 60, 2));
+    assert_eq!(rx.lock().unwrap().len(), 1);
+    assert_eq!(pf.backlog(), 1);
+    assert_eq!(r.nic.counters().pf_backlog, Some(1));
+    pf.region_write(0, 8, &[0; 4]).unwrap();
+    assert_eq!(
+        rx.lock().unwrap().len(),
+        2,
+        "posting a buffer drains the backlog"
+    );
+    assert_eq!(pf.backlog(), 0);
+    assert_eq!(*sunk.lock().unwrap(), 0);
+    assert_eq!(*irqs.0.lock().unwrap(), vec![0, 0]);
+    let seqs: Vec<u8> = rx.lock().unwrap().iter().map(|f| f[15]).collect();
+    assert_eq!(seqs, vec![1, 2], "in order");
+
+    // What the PF transmits enters the switch at the PF port and reaches VF 1.
+    let to_vf1 = frame(r.mac(1), MacAddr([2, 0, 0, 0, 0, 1]).0, 60, 3);
+    pf.region_write(0, 0, &to_vf1).unwrap();
+    r.poll_guest(1);
+    assert!(r.received(1).contains(&to_vf1));
+
+    // The PF's deadline is served by the NIC's timer like a VF's.
+    pf.region_write(0, 16, &(r.nic.now() + 1000).to_le_bytes())
+        .unwrap();
+    assert_eq!(r.nic.next_wakeup(), Some(r.nic.now() + 1000));
+    r.clock.advance_to(r.nic.now() + 1000);
+    r.nic.poll(r.nic.now());
+    assert_eq!(woken.lock().unwrap().len(), 1);
+    assert_eq!(r.nic.next_wakeup(), None);
+
+    // The wire's link reaches the PF function, with the interrupt it raises.
+    r.nic.set_link(false);
+    r.nic.set_link(true);
+    assert_eq!(*link.lock().unwrap(), vec![true, false, true]);
+    let fired = irqs.0.lock().unwrap().clone();
+    assert_eq!(
+        &fired[fired.len() - 2..],
+        &[FAKE_LSC_VECTOR, FAKE_LSC_VECTOR]
+    );
+}

@@ -1,20 +1,42 @@
-//! Each VF's timer: a rate-limited VF's paused TX queue resumes at the time its shaper named,
+//! Each function's timer: a rate-limited VF's paused TX queue resumes at the time its shaper named,
 //! and an interrupt held back by moderation (VTEITR) fires when its interval ends.
 //! [`Nic::wake`] is the one place that does either; it runs from [`Nic::poll`] (the timer
 //! thread, or a scenario moving simulated time) and after a guest's own register write once the
 //! deadline has passed (on a busy host the guest's next TDT or interrupt re-arm often comes
 //! before the timer thread is scheduled).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{lock, Nic, NO_DEADLINE};
+use eswitch::PortId;
+
+use super::{lock, DynFunction, Hosted, Nic, Slot, NO_DEADLINE};
+use crate::function::i82576::Vf;
 
 impl Nic {
-    pub(super) fn set_deadline(&self, vf: u16, until_ns: u64) {
-        let Some(d) = self.deadlines.get(usize::from(vf)) else {
+    /// Where the deadline of the function behind `port` is kept.
+    fn deadline(&self, port: PortId) -> Option<&AtomicU64> {
+        let i = match port {
+            PortId::Vf(v) => usize::from(v),
+            PortId::Pf => self.slots.len(),
+            _ => return None,
+        };
+        self.deadlines.get(i)
+    }
+
+    /// The port whose deadline is kept at `i`.
+    fn deadline_port(&self, i: usize) -> PortId {
+        if i < self.slots.len() {
+            PortId::Vf(i as u16)
+        } else {
+            PortId::Pf
+        }
+    }
+
+    pub(super) fn set_deadline(&self, port: PortId, until_ns: u64) {
+        let Some(d) = self.deadline(port) else {
             return;
         };
         if d.fetch_min(until_ns, Ordering::AcqRel) <= until_ns {
@@ -25,21 +47,20 @@ impl Nic {
         cv.notify_all();
     }
 
-    /// Wakes VF `vf` if its deadline has passed.
-    pub(super) fn wake_if_due(&self, vf: u16) {
+    /// Wakes the function behind `port` if its deadline has passed.
+    pub(super) fn wake_if_due(&self, port: PortId) {
         let due = self
-            .deadlines
-            .get(usize::from(vf))
+            .deadline(port)
             .is_some_and(|d| d.load(Ordering::Acquire) <= self.now());
         if due {
-            self.wake(vf);
+            self.wake(port);
         }
     }
 
-    /// Runs VF `vf`'s timer: resumes paused TX queues that are due (and switches what they
-    /// send), fires held interrupts whose interval ended.
-    fn wake(&self, vf: u16) {
-        let Some(d) = self.deadlines.get(usize::from(vf)) else {
+    /// Runs the timer of the function behind `port`: resumes paused TX queues that are due
+    /// (and switches what they send), fires held interrupts whose interval ended.
+    fn wake(&self, port: PortId) {
+        let Some(d) = self.deadline(port) else {
             return;
         };
         let due = d.load(Ordering::Acquire);
@@ -53,13 +74,20 @@ impl Nic {
             return;
         }
         let now = self.now();
-        let _ = self.with_slot(vf, |s| {
-            let effects = s.vf.on_timer(now);
+        match port {
+            PortId::Pf => self.timer_of::<DynFunction>(port, now),
+            _ => self.timer_of::<Vf>(port, now),
+        }
+    }
+
+    fn timer_of<F: Hosted>(&self, port: PortId, now: u64) {
+        let _ = self.with_slot(port, |s: &mut Slot<F>| {
+            let effects = s.func.on_timer(now);
             ((), s.settle(effects))
         });
     }
 
-    /// The earliest time (on the NIC's clock) a VF needs its timer.
+    /// The earliest time (on the NIC's clock) a function needs its timer.
     pub fn next_wakeup(&self) -> Option<u64> {
         self.deadlines
             .iter()
@@ -68,12 +96,12 @@ impl Nic {
             .min()
     }
 
-    /// Wakes every VF whose deadline is at or before `now` (resumes due TX queues, fires
-    /// held interrupts). Returns the next deadline.
+    /// Wakes every function whose deadline is at or before `now` (resumes due TX queues,
+    /// fires held interrupts). Returns the next deadline.
     pub fn poll(&self, now: u64) -> Option<u64> {
         for (i, d) in self.deadlines.iter().enumerate() {
             if d.load(Ordering::Acquire) <= now {
-                self.wake(i as u16);
+                self.wake(self.deadline_port(i));
             }
         }
         self.next_wakeup()

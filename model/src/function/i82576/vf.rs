@@ -150,17 +150,6 @@ impl Vf {
         self.id
     }
 
-    /// BAR0 16 KiB (CSRs), BAR3 16 KiB (MSI-X); 3 MSI-X vectors.
-    pub fn layout(&self) -> BusLayout {
-        let mut bar_sizes = [0; 6];
-        bar_sizes[0] = regs::BAR0_SIZE;
-        bar_sizes[3] = regs::BAR3_SIZE;
-        BusLayout {
-            bar_sizes,
-            msix_vectors: regs::VF_VECTORS,
-        }
-    }
-
     pub fn config(&self) -> &ConfigSpace {
         &self.cfg
     }
@@ -171,86 +160,6 @@ impl Vf {
     }
 
     // ----- the bus: config space, regions, reset, the client's memory -----
-
-    pub fn config_read(&mut self, offset: u64, data: &mut [u8]) {
-        match usize::try_from(offset) {
-            Ok(o) => self.cfg.read(o, data),
-            Err(_) => data.fill(0xFF),
-        }
-    }
-
-    pub fn config_write(&mut self, offset: u64, data: &[u8]) -> Effects {
-        let Ok(o) = usize::try_from(offset) else {
-            return Effects::default();
-        };
-        let events = self.cfg.write(o, data);
-        if events.iter().any(|e| matches!(e, pcie::ConfigEvent::Flr)) {
-            info!(vf = self.id, "function level reset");
-            self.counters.flrs += 1;
-            return Effects::fire(self.function_reset());
-        }
-        Effects::default()
-    }
-
-    pub fn region_read(
-        &mut self,
-        index: u32,
-        offset: u64,
-        data: &mut [u8],
-    ) -> Result<(), AccessError> {
-        let r = match index {
-            0 => self.bar0_read(offset, data),
-            3 => {
-                self.bar3_read(offset, data);
-                Ok(())
-            }
-            _ => Err(AccessError::NoSuchRegion),
-        };
-        if r.is_err() {
-            data.fill(0);
-            self.counters.bad_accesses += 1;
-        }
-        r
-    }
-
-    pub fn region_write(
-        &mut self,
-        index: u32,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<Effects, AccessError> {
-        let r = match index {
-            0 => self.bar0_write(offset, data),
-            3 => {
-                self.bar3_write(offset, data);
-                Ok(Effects::default())
-            }
-            _ => Err(AccessError::NoSuchRegion),
-        };
-        if r.is_err() {
-            self.counters.bad_accesses += 1;
-        }
-        r
-    }
-
-    /// DEVICE_RESET, or after the client disconnected: config space, queues, interrupts and
-    /// guest-visible statistics back to reset values; the mailbox sees a VF reset.
-    pub fn reset(&mut self) -> Effects {
-        Effects::fire(self.function_reset())
-    }
-
-    /// A client connected: its memory.
-    pub fn attach(&mut self, mem: GuestMem) {
-        self.mem = Some(mem);
-    }
-
-    /// The client went away: no more DMA; paused queues forget their pause.
-    pub fn detach(&mut self) {
-        self.mem = None;
-        for t in &mut self.tx {
-            t.clear_pause();
-        }
-    }
 
     pub fn attached(&self) -> bool {
         self.mem.is_some()
@@ -270,28 +179,6 @@ impl Vf {
         all
     }
 
-    /// The time has come to `now`: TX queues whose pause ended resume, held interrupts whose
-    /// moderation interval ended fire.
-    pub fn on_timer(&mut self, now: u64) -> Effects {
-        let mut all = Effects::fire(self.intr.on_timer(now));
-        for q in 0..regs::QUEUES {
-            if self.tx[q].pause().is_some_and(|p| p.until_ns <= now) {
-                let (_, effects) = self.run_tx(q, true);
-                all.merge(effects);
-            }
-        }
-        all
-    }
-
-    /// When the VF next needs [`Vf::on_timer`]: a paused TX queue's deadline or the end of a
-    /// held interrupt's interval.
-    pub fn next_wakeup(&self) -> Option<u64> {
-        match (self.tx_paused_until(), self.intr.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     /// The earliest deadline of a paused TX queue.
     pub fn tx_paused_until(&self) -> Option<u64> {
         self.tx
@@ -299,27 +186,6 @@ impl Vf {
             .filter_map(|t| t.pause())
             .map(|p| p.until_ns)
             .min()
-    }
-
-    /// Writes `frame` into the next free descriptors of RX queue 0 and raises the RX cause.
-    /// `stripped_tci` is the VLAN tag the switch stripped (written back with VP). Returns what
-    /// became of the frame and the vectors to signal: a frame dropped for a buffer outside
-    /// guest memory still completed its descriptors (with RXE), and the driver is told.
-    /// `Err(RxDrop::RingFull)` leaves everything unchanged and counts nothing: the caller keeps
-    /// the frame in a bounded backlog and retries when the VF reports posted buffers. Every
-    /// other refusal is a drop, counted here.
-    pub fn receive(
-        &mut self,
-        frame: &[u8],
-        stripped_tci: Option<u16>,
-    ) -> (Result<(), RxDrop>, Fire) {
-        let (result, fire) = self.receive_inner(frame, stripped_tci);
-        match result {
-            // Not a drop: the caller keeps the frame (the runtime's backlog).
-            Err(RxDrop::RingFull) | Ok(()) => {}
-            Err(reason) => self.counters.rx_drop(reason),
-        }
-        (result, fire)
     }
 
     fn receive_inner(
@@ -388,12 +254,6 @@ impl Vf {
         }
     }
 
-    /// The runtime dropped a frame for this VF because its backlog was full.
-    pub fn count_backlog_drop(&mut self) {
-        self.counters.rx_drop(RxDrop::BacklogOverflow);
-        self.rx[0].rqdpc = self.rx[0].rqdpc.wrapping_add(1);
-    }
-
     /// The PF agent wrote to this VF's mailbox on its own (a ping): the mailbox cause.
     pub fn mailbox_interrupt(&mut self) -> Fire {
         self.intr.raise(Cause::Mailbox, self.clock.now_ns())
@@ -414,11 +274,6 @@ impl Vf {
     /// VTSTATUS as the guest reads it.
     pub fn link_status(&self) -> u32 {
         self.status
-    }
-
-    /// The VF's counters (interrupt counts are the runtime's: it signals them).
-    pub fn stats(&self) -> VfStats {
-        self.counters.snapshot()
     }
 
     /// Queue and interrupt state, without side effects.
@@ -706,52 +561,149 @@ impl Vf {
 }
 
 impl Function for Vf {
+    /// BAR0 16 KiB (CSRs), BAR3 16 KiB (MSI-X); 3 MSI-X vectors, no MSI, no INTx pin (a VF
+    /// has neither).
     fn layout(&self) -> BusLayout {
-        Vf::layout(self)
+        let mut bar_sizes = [0; 6];
+        bar_sizes[0] = regs::BAR0_SIZE;
+        bar_sizes[3] = regs::BAR3_SIZE;
+        BusLayout {
+            bar_sizes,
+            msix_vectors: regs::VF_VECTORS,
+            msi_vectors: 0,
+            intx: false,
+        }
     }
+
     fn config_read(&mut self, offset: u64, data: &mut [u8]) {
-        Vf::config_read(self, offset, data)
+        match usize::try_from(offset) {
+            Ok(o) => self.cfg.read(o, data),
+            Err(_) => data.fill(0xFF),
+        }
     }
+
     fn config_write(&mut self, offset: u64, data: &[u8]) -> Effects {
-        Vf::config_write(self, offset, data)
+        let Ok(o) = usize::try_from(offset) else {
+            return Effects::default();
+        };
+        let events = self.cfg.write(o, data);
+        if events.iter().any(|e| matches!(e, pcie::ConfigEvent::Flr)) {
+            info!(vf = self.id, "function level reset");
+            self.counters.flrs += 1;
+            return Effects::fire(self.function_reset());
+        }
+        Effects::default()
     }
+
     fn region_read(&mut self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        Vf::region_read(self, index, offset, data)
+        let r = match index {
+            0 => self.bar0_read(offset, data),
+            3 => {
+                self.bar3_read(offset, data);
+                Ok(())
+            }
+            _ => Err(AccessError::NoSuchRegion),
+        };
+        if r.is_err() {
+            data.fill(0);
+            self.counters.bad_accesses += 1;
+        }
+        r
     }
+
     fn region_write(
         &mut self,
         index: u32,
         offset: u64,
         data: &[u8],
     ) -> Result<Effects, AccessError> {
-        Vf::region_write(self, index, offset, data)
+        let r = match index {
+            0 => self.bar0_write(offset, data),
+            3 => {
+                self.bar3_write(offset, data);
+                Ok(Effects::default())
+            }
+            _ => Err(AccessError::NoSuchRegion),
+        };
+        if r.is_err() {
+            self.counters.bad_accesses += 1;
+        }
+        r
     }
+
+    /// DEVICE_RESET, or after the client disconnected: config space, queues, interrupts and
+    /// guest-visible statistics back to reset values; the mailbox sees a VF reset.
     fn reset(&mut self) -> Effects {
-        Vf::reset(self)
+        Effects::fire(self.function_reset())
     }
+
+    /// A client connected: its memory.
     fn attach(&mut self, mem: GuestMem) {
-        Vf::attach(self, mem)
+        self.mem = Some(mem);
     }
+
+    /// The client went away: no more DMA; paused queues forget their pause.
     fn detach(&mut self) {
-        Vf::detach(self)
+        self.mem = None;
+        for t in &mut self.tx {
+            t.clear_pause();
+        }
     }
+
+    /// Writes `frame` into the next free descriptors of RX queue 0 and raises the RX cause.
+    /// `stripped_tci` is the VLAN tag the switch stripped (written back with VP). Returns what
+    /// became of the frame and the vectors to signal: a frame dropped for a buffer outside
+    /// guest memory still completed its descriptors (with RXE), and the driver is told.
+    /// `Err(RxDrop::RingFull)` leaves everything unchanged and counts nothing: the caller keeps
+    /// the frame in a bounded backlog and retries when the VF reports posted buffers. Every
+    /// other refusal is a drop, counted here.
     fn receive(&mut self, frame: &[u8], stripped_tci: Option<u16>) -> (Result<(), RxDrop>, Fire) {
-        Vf::receive(self, frame, stripped_tci)
+        let (result, fire) = self.receive_inner(frame, stripped_tci);
+        match result {
+            // Not a drop: the caller keeps the frame (the runtime's backlog).
+            Err(RxDrop::RingFull) | Ok(()) => {}
+            Err(reason) => self.counters.rx_drop(reason),
+        }
+        (result, fire)
     }
+
+    /// The runtime dropped a frame for this VF because its backlog was full.
     fn count_backlog_drop(&mut self) {
-        Vf::count_backlog_drop(self)
+        self.counters.rx_drop(RxDrop::BacklogOverflow);
+        self.rx[0].rqdpc = self.rx[0].rqdpc.wrapping_add(1);
     }
+
+    /// The time has come to `now`: TX queues whose pause ended resume, held interrupts whose
+    /// moderation interval ended fire.
     fn on_timer(&mut self, now: u64) -> Effects {
-        Vf::on_timer(self, now)
+        let mut all = Effects::fire(self.intr.on_timer(now));
+        for q in 0..regs::QUEUES {
+            if self.tx[q].pause().is_some_and(|p| p.until_ns <= now) {
+                let (_, effects) = self.run_tx(q, true);
+                all.merge(effects);
+            }
+        }
+        all
     }
+
+    /// When the VF next needs [`Vf::on_timer`]: a paused TX queue's deadline or the end of a
+    /// held interrupt's interval.
     fn next_wakeup(&self) -> Option<u64> {
-        Vf::next_wakeup(self)
+        match (self.tx_paused_until(), self.intr.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
-    fn set_link(&mut self, link: LinkStatus) {
-        Vf::set_link(self, link)
+
+    fn set_link(&mut self, link: LinkStatus) -> Effects {
+        // The PF agent pings the VF through its mailbox; VTSTATUS just follows.
+        Vf::set_link(self, link);
+        Effects::default()
     }
+
+    /// The VF's counters (interrupt counts are the runtime's: it signals them).
     fn stats(&self) -> VfStats {
-        Vf::stats(self)
+        self.counters.snapshot()
     }
 }
 
