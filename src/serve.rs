@@ -2,14 +2,13 @@
 //! socket per VF (`DIR/pf0-vf<N>.sock`), administered through `DIR/control.sock`
 //! ([`crate::control`]).
 //!
-//! Threads: one vfio-user accept/connection thread per VF, the NIC's shaping timer, and the
-//! control socket's thread. The caller's thread waits for SIGINT/SIGTERM (the binary) or
+//! Threads: one thread accepting on every VF's socket, a connection thread (and its DMA
+//! writer) per attached client, the NIC's timer, and the control socket's thread. The caller's thread waits for SIGINT/SIGTERM (the binary) or
 //! calls [`Serving::shutdown`] (tests).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use eswitch::{MacAddr, VfSetting};
 pub use model::nic::MacMode;
@@ -17,16 +16,17 @@ use model::nic::{NicBuildError, SetError, TimerHandle};
 use model::{MonotonicClock, Nic, NicConfig};
 use serde::Deserialize;
 use thiserror::Error;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::adapter::VfFunction;
 use crate::capture::Capture;
 pub use crate::control::control_socket;
 use crate::control::ControlServer;
-use crate::vfio::{Server, ServerHandle};
+use crate::vfio::{Pool, Server};
 
-/// Most VFs `serve` accepts (the mailbox agent's limit is higher; 64 keeps sockets sane).
-pub const MAX_VFS: u16 = 64;
+/// Most VFs `serve` accepts per port: 256, as a current card's port has (an E810's). A VF
+/// with no client costs a listening socket and its state, not a thread.
+pub const MAX_VFS: u16 = 256;
 /// The default number of VFs: the 82576's 7.
 pub const DEFAULT_VFS: u16 = 7;
 /// How long a connection stays awake for its client's next message by default (µs).
@@ -185,7 +185,8 @@ fn raise_priority() {
 pub struct Serving {
     nic: Arc<Nic>,
     dir: PathBuf,
-    servers: Vec<(ServerHandle, JoinHandle<std::io::Result<()>>)>,
+    /// Every VF's server, accepting on one thread.
+    pool: Option<Pool>,
     control: Option<ControlServer>,
     timer: Option<TimerHandle>,
     capture: Option<Arc<Capture>>,
@@ -219,7 +220,7 @@ impl Serving {
         let mut serving = Serving {
             nic: nic.clone(),
             dir: dir.into(),
-            servers: Vec::new(),
+            pool: None,
             control: None,
             timer: None,
             capture: None,
@@ -232,6 +233,7 @@ impl Serving {
                         source,
                     })?,
             );
+        let mut servers = Vec::with_capacity(usize::from(nic.num_vfs()));
         for vf in 0..nic.num_vfs() {
             let path = vf_socket(dir, vf);
             let function = VfFunction::new(&nic, vf).ok_or(ServeError::VfCount(vf))?;
@@ -241,16 +243,12 @@ impl Serving {
                     source,
                 })?;
             server.set_busy_poll(std::time::Duration::from_micros(busy_poll));
-            let handle = server.handle();
-            let thread = std::thread::Builder::new()
-                .name(format!("vf{vf}"))
-                .spawn(move || server.run())
-                .map_err(|source| ServeError::Socket {
-                    path: path.clone(),
-                    source,
-                })?;
-            serving.servers.push((handle, thread));
+            servers.push(server);
         }
+        serving.pool = Some(Pool::start(servers).map_err(|source| ServeError::Socket {
+            path: dir.into(),
+            source,
+        })?);
         let path = control_socket(dir);
         serving.control = Some(
             ControlServer::start(&path, nic.clone())
@@ -279,7 +277,10 @@ impl Serving {
 
     /// Each VF's vfio-user server counters (connections, error replies, panics...), by VF.
     pub fn server_stats(&self) -> Vec<crate::vfio::ServerStats> {
-        self.servers.iter().map(|(h, _)| h.stats()).collect()
+        self.pool
+            .iter()
+            .flat_map(|p| p.handles().iter().map(|h| h.stats()))
+            .collect()
     }
 
     /// What is served and how to attach it, for the start-up message.
@@ -297,7 +298,8 @@ impl Serving {
                 .with_pf(|pf| pf.policy(vf).and_then(|p| p.mac))
                 .map_or_else(|| "assigned by the VF".to_string(), |m| m.to_string());
             s += &format!(
-                "  vf {vf}: {} (mac {mac})\n    -device pcie-root-port,id=rp{vf},chassis={} -device '{}'\n",
+                // QEMU's chassis number is 8 bits: root ports differ by slot (13 bits).
+                "  vf {vf}: {} (mac {mac})\n    -device pcie-root-port,id=rp{vf},chassis=1,slot={} -device '{}'\n",
                 path.display(),
                 u32::from(vf) + 1,
                 qemu_device_json(&path, &format!("rp{vf}"), &format!("vf{vf}")),
@@ -316,19 +318,13 @@ impl Serving {
     }
 
     fn stop(&mut self) {
-        for (h, _) in &self.servers {
-            h.shutdown();
-        }
-        for (h, t) in self.servers.drain(..) {
-            match t.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    warn!(socket = %h.path().display(), error = %e, "server ended with an error")
-                }
-                Err(_) => warn!(socket = %h.path().display(), "server thread panicked"),
+        if let Some(pool) = self.pool.take() {
+            let paths: Vec<PathBuf> = pool.handles().iter().map(|h| h.path().into()).collect();
+            pool.shutdown();
+            // The servers remove their sockets when they drop; make sure.
+            for p in paths {
+                let _ = std::fs::remove_file(p);
             }
-            // The server removes its socket when it drops; make sure.
-            let _ = std::fs::remove_file(h.path());
         }
         if let Some(c) = self.control.take() {
             c.shutdown();

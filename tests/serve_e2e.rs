@@ -1,12 +1,16 @@
-//! End-to-end through `serve`: one NIC with 2 VFs served in process, each VF attached to its own
-//! stock QEMU 11.1 guest running the unmodified `igbvf`. Both guests get the MAC the PF agent
-//! assigned, bring the link up, and ping each other through the eswitch; `ctl show` (over the
-//! control socket) then has counters that agree with the guests' own and with each other. Needs the
-//! artifacts of `scripts/fetch-e2e.py`.
+//! End-to-end through `serve`: one NIC with 256 VFs (a current card's count per port) served in
+//! process, VF 0 and VF 255 each attached to its own stock QEMU 11.1 guest running the
+//! unmodified `igbvf`. Both guests get the MAC the PF agent assigned, bring the link up, and
+//! ping each other through the eswitch; `ctl show` (over the control socket) then has counters
+//! that agree with the guests' own and with each other. The 254 idle VFs cost no thread: one
+//! thread accepts on every socket and each client gets its own. Needs the artifacts of
+//! `scripts/fetch-e2e.py`.
 
 mod serve_support;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -89,12 +93,44 @@ fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a counter: {v}"))
 }
 
+/// Threads of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.starts_with(prefix))
+        .count()
+}
+
+/// The highest VF of a 256-VF port.
+const LAST: u16 = 255;
+
 #[test]
-fn two_igbvf_guests_get_admin_macs_and_ping_each_other_through_the_eswitch() {
+fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_eswitch() {
     let dir = serve_dir("serve-e2e");
-    let config = admin_macs(&[MAC_A, MAC_B]);
-    let serving = Serving::start(&dir, &config, Some(2)).expect("serve");
-    eprint!("{}", serving.banner());
+    let mut config = admin_macs(&[MAC_A]);
+    config.vf.insert(LAST.to_string(), format!("mac {MAC_B}"));
+    let serving = Serving::start(&dir, &config, Some(LAST + 1)).expect("serve");
+    assert_eq!(
+        threads_named("pf0-vf"),
+        0,
+        "no client, no connection thread"
+    );
+    assert_eq!(threads_named("vfio-accept"), 1);
+
+    // While the guests run: at most one connection thread per attached client.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let on = sampling.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while on.load(Ordering::Relaxed) {
+                most = most.max(threads_named("pf0-vf"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            most
+        })
+    };
 
     let a = Guest::new(guest(
         "serve-e2e-a",
@@ -105,12 +141,18 @@ fn two_igbvf_guests_get_admin_macs_and_ping_each_other_through_the_eswitch() {
     .unwrap_or_else(|e| panic!("{e}"));
     let b = Guest::new(guest(
         "serve-e2e-b",
-        &vf_socket(&dir, 1),
+        &vf_socket(&dir, LAST),
         script("10.0.0.2", "10.0.0.1", MAC_B),
     ))
     .spawn()
     .unwrap_or_else(|e| panic!("{e}"));
     let (a, b) = (a.wait(), b.wait());
+    sampling.store(false, Ordering::Relaxed);
+    assert_eq!(
+        sampler.join().unwrap(),
+        2,
+        "two clients, two connection threads"
+    );
 
     let reply = request(&dir, &Request::Show).expect("ctl show");
     assert!(reply.ok, "{reply:?}");
@@ -135,11 +177,11 @@ fn two_igbvf_guests_get_admin_macs_and_ping_each_other_through_the_eswitch() {
         "vf 0 link/ether {MAC_A}, vlan 0, qos 0, spoof checking on"
     )));
     assert!(text.contains(&format!(
-        "vf 1 link/ether {MAC_B}, vlan 0, qos 0, spoof checking on"
+        "vf {LAST} link/ether {MAC_B}, vlan 0, qos 0, spoof checking on"
     )));
 
     // Counters agree: the guests' own statistics, the VF devices' and the switch ports'.
-    for (i, out) in [(0usize, &a), (1usize, &b)] {
+    for (i, out) in [(0usize, &a), (usize::from(LAST), &b)] {
         let vf = &show["vfs"][i];
         let port = &vf["port"];
         let dev = &vf["device"];
@@ -192,9 +234,9 @@ fn two_igbvf_guests_get_admin_macs_and_ping_each_other_through_the_eswitch() {
         u(&show["vfs"][0]["port"]["tx_packets"])
             - u(&show["vfs"][0]["port"]["tx_broadcast"])
             - u(&show["vfs"][0]["port"]["tx_multicast"]),
-        u(&show["vfs"][1]["port"]["rx_packets"])
-            - u(&show["vfs"][1]["port"]["rx_broadcast"])
-            - u(&show["vfs"][1]["port"]["rx_multicast"]),
+        u(&show["vfs"][usize::from(LAST)]["port"]["rx_packets"])
+            - u(&show["vfs"][usize::from(LAST)]["port"]["rx_broadcast"])
+            - u(&show["vfs"][usize::from(LAST)]["port"]["rx_multicast"]),
         "unicast A→B"
     );
     let _ = std::fs::remove_dir(&dir);

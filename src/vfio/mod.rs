@@ -15,9 +15,11 @@
 //!   at attach, with one error naming those options, instead of getting a device whose DMA fails.
 //!
 //! # Threads
-//! - One **connection thread** per function (the thread running [`Server::run`]): it reads
-//!   every message and calls the [`PciFunction`] methods, strictly in message order, so posted
-//!   writes are applied before any later read.
+//! - One **connection thread** per connected client (the thread running [`Server::run`], or
+//!   one a [`Pool`] starts when it accepts a client; a pool polls all its idle sockets from one
+//!   thread, so a function without a client costs no thread): it reads every message and calls
+//!   the [`PciFunction`] methods, strictly in message order, so posted writes are applied
+//!   before any later read.
 //! - One small **writer thread** per connection sends our DMA requests, so that a thread asking
 //!   for a DMA (another VF's datapath, say) never blocks on this client's socket.
 //! - Replies from the client to our DMA requests arrive on the same stream as its commands; the
@@ -61,8 +63,11 @@ mod conn;
 mod dma;
 mod function;
 mod irq;
+mod pool;
 mod server;
 mod stats;
+#[cfg(test)]
+mod test_function;
 pub mod wire;
 
 /// The QEMU options that give a vfio-user server shared guest RAM (DMA_MAPs with a memfd it can
@@ -77,4 +82,5 @@ pub use function::{
     NUM_REGIONS,
 };
 pub use irq::{index as irq_index, Interrupts, IrqCounters, NUM_IRQS};
+pub use pool::Pool;
 pub use server::{Server, ServerHandle, ServerStats};

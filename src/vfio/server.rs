@@ -80,10 +80,12 @@ impl ServerHandle {
 /// A vfio-user server for one PCI function: one listening UNIX socket, one client at a time.
 /// When a client goes away the function is detached and reset and the next client is accepted.
 pub struct Server {
-    listener: UnixListener,
+    pub(super) listener: UnixListener,
     function: Box<dyn PciFunction>,
     handle: ServerHandle,
     timing: Timing,
+    /// Clients served so far (for the `conn` span).
+    conn_no: u64,
 }
 
 impl Server {
@@ -118,6 +120,7 @@ impl Server {
         Ok(Server {
             listener,
             function,
+            conn_no: 0,
             timing: Timing {
                 stall_timeout: STALL_TIMEOUT,
                 busy_poll: Duration::ZERO,
@@ -157,14 +160,13 @@ impl Server {
     }
 
     /// The accept loop. Run it on its own thread; it returns after [`ServerHandle::shutdown`]
-    /// (and removes the socket file when the `Server` drops, which is here).
+    /// (and removes the socket file when the `Server` drops, which is here). Many servers can
+    /// share one accepting thread instead: [`super::Pool`].
     pub fn run(mut self) -> io::Result<()> {
         mark_connection_thread();
         let inner = self.handle.inner.clone();
-        let path = inner.path.display().to_string();
-        let _span = info_span!("vfio", socket = %path).entered();
+        let _span = self.span().entered();
         info!("listening");
-        let mut conn_no = 0u64;
         loop {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
@@ -181,19 +183,35 @@ impl Server {
             if inner.stop.load(Ordering::SeqCst) {
                 break;
             }
-            conn_no += 1;
-            inner.stats.connections.fetch_add(1, Ordering::Relaxed);
-            let _conn_span = info_span!("conn", n = conn_no).entered();
-            info!("client connected");
-            *inner.current.lock().unwrap_or_else(|e| e.into_inner()) = stream.try_clone().ok();
-            self.serve_one(stream);
-            *inner.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            self.serve_client(stream);
             if inner.stop.load(Ordering::SeqCst) {
                 break;
             }
         }
         info!("stopped");
         Ok(())
+    }
+
+    /// The `vfio` span every message of this socket is logged in.
+    pub(super) fn span(&self) -> tracing::Span {
+        info_span!("vfio", socket = %self.handle.inner.path.display())
+    }
+
+    pub(super) fn stopped(&self) -> bool {
+        self.handle.inner.stop.load(Ordering::SeqCst)
+    }
+
+    /// Serves one accepted client until it goes away (or shutdown), then detaches and resets
+    /// the function. Runs on the connection's thread.
+    pub(super) fn serve_client(&mut self, stream: UnixStream) {
+        let inner = self.handle.inner.clone();
+        self.conn_no += 1;
+        inner.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let _conn_span = info_span!("conn", n = self.conn_no).entered();
+        info!("client connected");
+        *inner.current.lock().unwrap_or_else(|e| e.into_inner()) = stream.try_clone().ok();
+        self.serve_one(stream);
+        *inner.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn serve_one(&mut self, stream: UnixStream) {
@@ -299,33 +317,9 @@ impl Drop for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vfio::{region, FunctionInfo, RegionError};
+    use crate::vfio::region;
+    use crate::vfio::test_function::ConfigOnly;
     use std::io::Write;
-
-    /// A function with only a config space; `.0`: it needs shared guest memory.
-    struct Blank(bool);
-
-    impl PciFunction for Blank {
-        fn info(&self) -> FunctionInfo {
-            FunctionInfo {
-                needs_shared_memory: self.0,
-                ..FunctionInfo::default()
-            }
-        }
-        fn config_read(&mut self, _offset: u64, data: &mut [u8]) {
-            data.fill(0xab);
-        }
-        fn config_write(&mut self, _offset: u64, _data: &[u8]) {}
-        fn region_read(&mut self, _: u32, _: u64, _: &mut [u8]) -> Result<(), RegionError> {
-            Err(RegionError::NotSupported)
-        }
-        fn region_write(&mut self, _: u32, _: u64, _: &[u8]) -> Result<(), RegionError> {
-            Err(RegionError::NotSupported)
-        }
-        fn reset(&mut self) {}
-        fn attach(&mut self, _: FunctionContext) {}
-        fn detach(&mut self) {}
-    }
 
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -346,7 +340,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sriov-emu-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("trace.sock");
-        let server = Server::bind(&path, Blank(false)).unwrap();
+        let server = Server::bind(&path, ConfigOnly::new(0xab)).unwrap();
         let handle = server.handle();
         let log = Captured::default();
         let sink = log.clone();
@@ -400,7 +394,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sriov-emu-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("unshared.sock");
-        let server = Server::bind(&path, Blank(true)).unwrap();
+        let server = Server::bind(
+            &path,
+            ConfigOnly {
+                fill: 0xab,
+                shared: true,
+            },
+        )
+        .unwrap();
         let handle = server.handle();
         let log = Captured::default();
         let sink = log.clone();
@@ -451,7 +452,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sriov-emu-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gone.sock");
-        let server = Server::bind(&path, Blank(false)).unwrap();
+        let server = Server::bind(&path, ConfigOnly::new(0xab)).unwrap();
         let handle = server.handle();
         let t = thread::spawn(move || server.run());
         thread::sleep(Duration::from_millis(50));
