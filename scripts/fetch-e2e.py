@@ -16,6 +16,10 @@ Stages:
   vmlinux The ELF vmlinux cut out of the kernel's bzImage (PVH boot entry).
   initrd  target/e2e/initramfs.cpio: busybox, the guest tools with their shared
           libraries, the NIC modules with a modules.dep, and tests/guest/init.
+  host    Host-side tools of the tests (tcpdump, to read back `serve --pcap`
+          files; ping, to reach a guest from a network namespace) from bookworm with their dependency closure, extracted into
+          target/e2e/host-root, with wrappers in target/e2e/bin that run them
+          through that tree's own dynamic loader, as for QEMU.
 
 The Debian archive URI comes from this machine's apt configuration (the first
 non-security bookworm entry); set SRIOV_EMU_DEBIAN_URI to override it.
@@ -74,10 +78,14 @@ GUEST_PROGRAMS = {
 # Modules (by name) put in the initramfs with their dependency closure. Names
 # that the kernel does not build as modules are ignored.
 GUEST_MODULES = [
-    "igb", "igbvf", "8021q", "bridge", "veth", "dummy", "macvlan",
+    "igb", "igbvf", "virtio_pci", "virtio_net", "8021q", "bridge", "veth", "dummy", "macvlan",
     "sch_htb", "sch_tbf", "sch_ingress", "cls_u32", "cls_flower",
     "act_police", "act_mirred", "act_gact",
 ]
+
+# Host tools: package -> {program (path in the extracted tree): its version
+# option}. Each program gets a wrapper in target/e2e/bin.
+HOST_TOOLS = {"tcpdump": {"usr/bin/tcpdump": "--version"}, "iputils-ping": {"bin/ping": "-V"}}
 
 MULTIARCH = "x86_64-linux-gnu"
 
@@ -125,8 +133,10 @@ class Stamp:
 
     def write(self):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with open(self.path, "w") as f:
+        # A new file, renamed over the old: a tree copied with hard links keeps its own.
+        with open(self.path + ".tmp", "w") as f:
             f.write(self.key + "\n")
+        os.replace(self.path + ".tmp", self.path)
 
 
 # ---------------------------------------------------------------------------
@@ -370,6 +380,53 @@ def check_qemu(wrapper):
         die(f"this QEMU has no usable vfio-user-pci device:\n{props}")
     with open(os.path.join(E2E, "qemu-version"), "w") as f:
         f.write(first + "\n")
+
+
+# ---------------------------------------------------------------------------
+# Host tools
+
+
+HOST_TOOL_WRAPPER = """#!/bin/sh
+# Runs {prog} extracted by scripts/fetch-e2e.py through its own tree's dynamic
+# loader and libraries (generated file).
+R="$(cd "$(dirname "$0")/../host-root" && pwd)"
+L="$R/lib/x86_64-linux-gnu:$R/usr/lib/x86_64-linux-gnu"
+LD="$R/lib64/ld-linux-x86-64.so.2"
+[ -e "$LD" ] || LD="$R/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+[ -e "$LD" ] || LD="$R/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+exec "$LD" --library-path "$L" "$R/{prog}" "$@"
+"""
+
+
+def stage_host_tools(uri):
+    root = os.path.join(E2E, "host-root")
+    wrappers = {os.path.join(E2E, "bin", os.path.basename(p)): (p, version)
+                for progs in HOST_TOOLS.values() for p, version in progs.items()}
+    key = sha256_of(LAYOUT_VERSION, uri, GUEST_SUITES, json.dumps(HOST_TOOLS, sort_keys=True),
+                    sorted(SKIP_PACKAGES), HOST_TOOL_WRAPPER)
+    stamp = Stamp("host", key, [root, *wrappers])
+    if stamp.fresh():
+        log("host tools: cached")
+        return wrappers
+    apt = PrivateApt("bookworm", uri, GUEST_SUITES, BOOKWORM_KEYRINGS)
+    apt.update()
+    pkgs = [(n, v) for n, v in apt.closure(sorted(HOST_TOOLS)) if not skipped(n)]
+    debs = apt.download(pkgs, os.path.join(E2E, "debs", "host"))
+    log(f"host tools: extracting {len(debs)} packages")
+    extract_debs(debs, root)
+    for wrapper, (prog, version) in wrappers.items():
+        if not os.path.exists(os.path.join(root, prog)):
+            die(f"{prog} missing from the host tools' tree")
+        os.makedirs(os.path.dirname(wrapper), exist_ok=True)
+        with open(wrapper + ".tmp", "w") as f:
+            f.write(HOST_TOOL_WRAPPER.format(prog=prog))
+        os.chmod(wrapper + ".tmp", 0o755)
+        os.replace(wrapper + ".tmp", wrapper)
+        out = run([wrapper, version], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                  text=True).stdout
+        log(f"host tools: {out.splitlines()[0] if out else prog}")
+    stamp.write()
+    return wrappers
 
 
 # ---------------------------------------------------------------------------
@@ -772,12 +829,14 @@ def main():
     vmlinux = stage_vmlinux(tree)
     rel = kernel_release(tree)
     initrd = stage_initramfs(tree, rel)
+    tools = stage_host_tools(uri)
     manifest = {
         "qemu": os.path.relpath(wrapper, E2E),
         "qemu_version": open(os.path.join(E2E, "qemu-version")).read().strip(),
         "kernel": os.path.relpath(vmlinux, E2E),
         "kernel_release": rel,
         "initramfs": os.path.relpath(initrd, E2E),
+        "host_tools": sorted(os.path.relpath(w, E2E) for w in tools),
     }
     with open(os.path.join(E2E, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)

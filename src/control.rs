@@ -20,6 +20,8 @@ use model::{Nic, VfState, VfStats};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+use crate::uplink::{UplinkMonitor, UplinkReport};
+
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 64 * 1024;
 /// A client that sends nothing for this long is disconnected.
@@ -77,10 +79,12 @@ pub struct ShowReport {
     pub ports: Vec<(String, PortCounters)>,
     pub vfs: Vec<VfReport>,
     pub nic: NicCounters,
+    /// The uplink backends: what each uplink port's wire is, its carrier and counters.
+    pub uplinks: Vec<UplinkReport>,
 }
 
 /// Collects the report (locks the PF side, then each VF's function briefly, one at a time).
-pub fn show_report(nic: &Arc<Nic>) -> ShowReport {
+pub fn show_report(nic: &Arc<Nic>, uplinks: &[UplinkMonitor]) -> ShowReport {
     let (pf_mac, link_up, ports, per_vf) = nic.with_pf(|pf| {
         let sw = pf.switch();
         let ports = sw
@@ -135,6 +139,7 @@ pub fn show_report(nic: &Arc<Nic>) -> ShowReport {
         ports,
         vfs,
         nic: nic_counters,
+        uplinks: uplinks.iter().map(UplinkMonitor::report).collect(),
     }
 }
 
@@ -179,6 +184,36 @@ fn nonzero(m: &std::collections::BTreeMap<&'static str, u64>) -> String {
     }
 }
 
+/// The wire behind an uplink port: backend, carrier, peer, counters.
+fn uplink_lines(u: &UplinkReport) -> String {
+    let c = &u.counters;
+    let mut s = format!(
+        "        wire: {}, carrier {}",
+        u.backend,
+        if u.carrier { "up" } else { "down" }
+    );
+    if let Some(p) = &u.peer {
+        s += &format!(", peer {p}");
+    }
+    s += &format!(
+        "\n        wire RX: {} frames {} bytes  TX: {} frames {} bytes\n",
+        c.rx_frames, c.rx_bytes, c.tx_frames, c.tx_bytes
+    );
+    s += &format!(
+        "        wire errors: runt {}, oversize {}, rx errors {}, tx dropped {}, tx errors {}, framing {}; connections {}, refused {}, carrier changes {}\n",
+        c.rx_runt,
+        c.rx_oversize,
+        c.rx_errors,
+        c.tx_dropped,
+        c.tx_errors,
+        c.framing_errors,
+        c.connections,
+        c.refused,
+        c.carrier_changes
+    );
+    s
+}
+
 /// `ip link show`-shaped text of a report.
 pub fn format_show(r: &ShowReport) -> String {
     let mut s = format!(
@@ -191,6 +226,9 @@ pub fn format_show(r: &ShowReport) -> String {
         let unclaimed = r.nic.unclaimed.get(name).copied().unwrap_or(0);
         s += &format!("    port {name}: {}\n", port_line(c));
         s += &format!("        drops: {}; unclaimed {unclaimed}\n", drops_line(c));
+        for u in r.uplinks.iter().filter(|u| &u.port == name) {
+            s += &uplink_lines(u);
+        }
     }
     for v in &r.vfs {
         let p = &v.policy;
@@ -231,11 +269,11 @@ pub fn format_show(r: &ShowReport) -> String {
     s
 }
 
-/// Answers one request.
-pub fn handle(nic: &Arc<Nic>, req: &Request) -> Reply {
+/// Answers one request (`uplinks`: the running uplinks, for `show`).
+pub fn handle(nic: &Arc<Nic>, uplinks: &[UplinkMonitor], req: &Request) -> Reply {
     match req {
         Request::Show => {
-            let r = show_report(nic);
+            let r = show_report(nic, uplinks);
             Reply {
                 ok: true,
                 text: Some(format_show(&r)),
@@ -273,8 +311,13 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds `path` (mode 0600; a stale socket file is replaced) and serves it.
-    pub fn start(path: &Path, nic: Arc<Nic>) -> std::io::Result<ControlServer> {
+    /// Binds `path` (mode 0600; a stale socket file is replaced) and serves it; `show`
+    /// reports `uplinks` too.
+    pub fn start(
+        path: &Path,
+        nic: Arc<Nic>,
+        uplinks: Vec<UplinkMonitor>,
+    ) -> std::io::Result<ControlServer> {
         if std::fs::symlink_metadata(path).is_ok() {
             if UnixStream::connect(path).is_ok() {
                 return Err(std::io::Error::new(
@@ -296,7 +339,7 @@ impl ControlServer {
                         break;
                     }
                     match conn {
-                        Ok(c) => serve_client(&nic, c),
+                        Ok(c) => serve_client(&nic, &uplinks, c),
                         Err(e) => warn!(error = %e, "control socket accept failed"),
                     }
                 }
@@ -331,7 +374,7 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve_client(nic: &Arc<Nic>, stream: UnixStream) {
+fn serve_client(nic: &Arc<Nic>, uplinks: &[UplinkMonitor], stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
     let Ok(mut out) = stream.try_clone() else {
@@ -350,7 +393,7 @@ fn serve_client(nic: &Arc<Nic>, stream: UnixStream) {
             }
         }
         let reply = match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => handle(nic, &req),
+            Ok(req) => handle(nic, uplinks, &req),
             Err(e) => Reply::error(format!("bad request: {e}")),
         };
         let Ok(mut text) = serde_json::to_string(&reply) else {

@@ -1,7 +1,8 @@
 //! sriov-emu: a software SR-IOV NIC (Intel 82576 personality) whose functions are served to
 //! QEMU guests over vfio-user. The device logic lives in the workspace crates (`pcie`,
 //! `mailbox`, `eswitch`, `model`, `scenarios`); this package holds the I/O edges: the vfio-user
-//! server and its adapter, the control socket, pcap files, and the CLI.
+//! server and its adapter, the uplink backends (TAP, QEMU's stream and dgram netdevs), the
+//! control socket, pcap files, and the CLI.
 
 pub mod adapter;
 pub mod capture;
@@ -10,4 +11,5 @@ pub mod pcap;
 pub mod scenario_cmd;
 pub mod serve;
 pub mod signals;
+pub mod uplink;
 pub mod vfio;

@@ -19,26 +19,7 @@ struct Cli {
 enum Command {
     /// Serve one NIC's VFs over vfio-user: `DIR/pf0-vf<N>.sock` per VF and `DIR/control.sock`,
     /// until SIGINT/SIGTERM.
-    Serve {
-        /// Directory for the sockets (created if missing).
-        #[arg(long)]
-        dir: PathBuf,
-        /// Number of VFs (default 7, or the config file's `vfs`).
-        #[arg(long)]
-        vfs: Option<u16>,
-        /// TOML configuration: vfs, mac_assignment ("admin-only" or "generated"), pf_mac,
-        /// and per-VF initial settings under [vf] (`0 = "mac 02:00:00:00:00:10 vlan 10"`).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Capture every switch port to DIR/pf0-<port>.pcap (uplink0, pf, vf0, ...).
-        #[arg(long, value_name = "DIR")]
-        pcap: Option<PathBuf>,
-        /// Microseconds each VF's connection stays awake for QEMU's next message before it
-        /// sleeps (default 50; 0: sleep at once). Spares the guest's vCPU a wakeup per posted
-        /// register write, for some of a host core.
-        #[arg(long, value_name = "US")]
-        busy_poll_us: Option<u64>,
-    },
+    Serve(ServeArgs),
     /// Scenario files: a NIC in process, endpoints, steps and expectations (no QEMU).
     Scenario {
         #[command(subcommand)]
@@ -96,6 +77,8 @@ enum CtlCommand {
 enum CliError {
     #[error(transparent)]
     Serve(#[from] sriov_emu::serve::ServeError),
+    #[error(transparent)]
+    Uplink(#[from] sriov_emu::uplink::UplinkError),
     #[error("signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("--pcap {}: {source}", path.display())]
@@ -116,20 +99,56 @@ enum CliError {
     ScenariosFailed,
 }
 
-fn serve(
+/// `serve`'s options.
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Directory for the sockets (created if missing).
+    #[arg(long)]
     dir: PathBuf,
+    /// Number of VFs (default 7, or the config file's `vfs`).
+    #[arg(long)]
     vfs: Option<u16>,
+    /// TOML configuration: vfs, mac_assignment ("admin-only" or "generated"), pf_mac,
+    /// per-VF initial settings under [vf] (`0 = "mac 02:00:00:00:00:10 vlan 10"`), and the
+    /// uplink's backend under [uplink] (kind = "tap" | "stream" | "dgram" | "none", ...).
+    #[arg(long)]
     config: Option<PathBuf>,
+    /// Capture every switch port to DIR/pf0-<port>.pcap (uplink0, pf, vf0, ...).
+    #[arg(long, value_name = "DIR")]
     pcap: Option<PathBuf>,
+    /// Microseconds each VF's connection stays awake for QEMU's next message before it
+    /// sleeps (default 50; 0: sleep at once). Spares the guest's vCPU a wakeup per posted
+    /// register write, for some of a host core.
+    #[arg(long, value_name = "US")]
     busy_poll_us: Option<u64>,
-) -> Result<(), CliError> {
+    /// What stands behind the uplink port (replaces the config file's [uplink]):
+    /// `none`; `tap:name=tap0` (create or attach a TAP); `stream:listen=ADDR` or
+    /// `stream:connect=ADDR[,reconnect_ms=N]` (QEMU's -netdev stream framing);
+    /// `dgram:local=ADDR,remote=ADDR` (QEMU's -netdev dgram). ADDR is HOST:PORT or
+    /// unix:PATH.
+    #[arg(long, value_name = "KIND[:KEY=VALUE,...]")]
+    uplink: Option<String>,
+}
+
+fn serve(args: ServeArgs) -> Result<(), CliError> {
     use sriov_emu::serve::{ServeConfig, Serving};
+    let ServeArgs {
+        dir,
+        vfs,
+        config,
+        pcap,
+        busy_poll_us,
+        uplink,
+    } = args;
     let mut cfg = match &config {
         Some(p) => ServeConfig::load(p)?,
         None => ServeConfig::default(),
     };
     if busy_poll_us.is_some() {
         cfg.busy_poll_us = busy_poll_us;
+    }
+    if let Some(u) = uplink {
+        cfg.uplink = u.parse()?;
     }
     sriov_emu::signals::install().map_err(CliError::Signals)?;
     let mut serving = Serving::start(&dir, &cfg, vfs)?;
@@ -176,13 +195,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result: Result<(), CliError> = match cli.command {
-        Command::Serve {
-            dir,
-            vfs,
-            config,
-            pcap,
-            busy_poll_us,
-        } => serve(dir, vfs, config, pcap, busy_poll_us),
+        Command::Serve(args) => serve(args),
         Command::Ctl { dir, what } => ctl(dir, what),
         Command::Scenario {
             what:

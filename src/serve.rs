@@ -3,14 +3,16 @@
 //! ([`crate::control`]).
 //!
 //! Threads: one thread accepting on every VF's socket, a connection thread (and its DMA
-//! writer) per attached client, the NIC's timer, and the control socket's thread. The caller's thread waits for SIGINT/SIGTERM (the binary) or
+//! writer) per attached client, the NIC's timer, the uplink's thread (when `[uplink]` or
+//! `--uplink` names a backend, [`crate::uplink`]), and the control socket's thread. The
+//! caller's thread waits for SIGINT/SIGTERM (the binary) or
 //! calls [`Serving::shutdown`] (tests).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use eswitch::{MacAddr, VfSetting};
+use eswitch::{MacAddr, PortId, VfSetting};
 pub use model::nic::MacMode;
 use model::nic::{NicBuildError, SetError, TimerHandle};
 use model::{MonotonicClock, Nic, NicConfig};
@@ -22,6 +24,7 @@ use crate::adapter::VfFunction;
 use crate::capture::Capture;
 pub use crate::control::control_socket;
 use crate::control::ControlServer;
+use crate::uplink::{Uplink, UplinkConfig, UplinkError, UplinkSpec};
 use crate::vfio::{Pool, Server};
 
 /// Most VFs `serve` accepts per port: 256, as a current card's port has (an E810's). A VF
@@ -42,6 +45,10 @@ pub const MAX_BUSY_POLL_US: u64 = 1000;
 /// [vf]
 /// 0 = "mac 02:00:00:00:00:10 spoofchk on"
 /// 1 = "mac 02:00:00:00:00:11 vlan 10 rate 100"
+/// [uplink]                          # what stands behind the uplink port (default: none)
+/// kind = "dgram"
+/// local = "127.0.0.1:5555"
+/// remote = "127.0.0.1:5556"
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -55,6 +62,8 @@ pub struct ServeConfig {
     /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
     /// [`Server::set_busy_poll`].
     pub busy_poll_us: Option<u64>,
+    /// The uplink port's backend ([`UplinkConfig`]); `--uplink` replaces it.
+    pub uplink: UplinkConfig,
 }
 
 /// A configuration that cannot be served; nothing was started.
@@ -82,6 +91,8 @@ pub enum ServeError {
     VfKey(String),
     #[error("VF {vf}: {source}")]
     VfSettings { vf: u16, source: SetError },
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
     #[error("building the NIC: {0}")]
     Nic(#[from] NicBuildError),
     #[error("{path}: {source}")]
@@ -103,11 +114,9 @@ impl ServeConfig {
         })
     }
 
-    /// The NIC this configuration describes, and each VF's initial settings, checked.
-    fn resolve(
-        &self,
-        vfs_override: Option<u16>,
-    ) -> Result<(NicConfig, InitialSettings), ServeError> {
+    /// The NIC this configuration describes, each VF's initial settings and the uplink,
+    /// checked.
+    fn resolve(&self, vfs_override: Option<u16>) -> Result<Resolved, ServeError> {
         let num_vfs = vfs_override.or(self.vfs).unwrap_or(DEFAULT_VFS);
         if !(1..=MAX_VFS).contains(&num_vfs) {
             return Err(ServeError::VfCount(num_vfs));
@@ -138,12 +147,23 @@ impl ServeConfig {
             })?;
             settings.push((vf, s));
         }
-        Ok((nic, settings))
+        let uplink = self.uplink.resolve()?;
+        Ok(Resolved {
+            nic,
+            settings,
+            uplink,
+        })
     }
 }
 
-/// Per VF, the settings `serve` applies before serving.
-type InitialSettings = Vec<(u16, Vec<VfSetting>)>;
+/// A checked [`ServeConfig`].
+#[derive(Debug)]
+struct Resolved {
+    nic: NicConfig,
+    /// Per VF, the settings `serve` applies before serving.
+    settings: Vec<(u16, Vec<VfSetting>)>,
+    uplink: UplinkSpec,
+}
 
 /// The socket of VF `vf` in `dir`.
 pub fn vf_socket(dir: &Path, vf: u16) -> PathBuf {
@@ -190,17 +210,22 @@ pub struct Serving {
     control: Option<ControlServer>,
     timer: Option<TimerHandle>,
     capture: Option<Arc<Capture>>,
+    uplink: Option<Uplink>,
 }
 
 impl Serving {
-    /// Builds the NIC, applies the initial settings (all checked before any socket exists)
-    /// and starts serving in `dir` (created if missing).
+    /// Builds the NIC, applies the initial settings, opens the uplink (all checked before any
+    /// socket in `dir` exists) and starts serving in `dir` (created if missing).
     pub fn start(
         dir: &Path,
         config: &ServeConfig,
         vfs_override: Option<u16>,
     ) -> Result<Serving, ServeError> {
-        let (nic_config, settings) = config.resolve(vfs_override)?;
+        let Resolved {
+            nic: nic_config,
+            settings,
+            uplink,
+        } = config.resolve(vfs_override)?;
         let busy_poll = config.busy_poll_us.unwrap_or(DEFAULT_BUSY_POLL_US);
         if busy_poll > MAX_BUSY_POLL_US {
             return Err(ServeError::BusyPoll(busy_poll));
@@ -213,6 +238,7 @@ impl Serving {
                     source: e.into(),
                 })?;
         }
+        let uplink = Uplink::start(&nic, PortId::Uplink(0), &uplink)?;
         std::fs::create_dir_all(dir).map_err(|source| ServeError::Socket {
             path: dir.into(),
             source,
@@ -224,6 +250,7 @@ impl Serving {
             control: None,
             timer: None,
             capture: None,
+            uplink,
         };
         serving.timer =
             Some(
@@ -251,8 +278,12 @@ impl Serving {
         })?);
         let path = control_socket(dir);
         serving.control = Some(
-            ControlServer::start(&path, nic.clone())
-                .map_err(|source| ServeError::Socket { path, source })?,
+            ControlServer::start(
+                &path,
+                nic.clone(),
+                serving.uplink.iter().map(Uplink::monitor).collect(),
+            )
+            .map_err(|source| ServeError::Socket { path, source })?,
         );
         info!(dir = %dir.display(), vfs = nic.num_vfs(), "serving");
         Ok(serving)
@@ -264,6 +295,11 @@ impl Serving {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The uplink's backend, if one was configured.
+    pub fn uplink(&self) -> Option<&Uplink> {
+        self.uplink.as_ref()
     }
 
     /// Captures every port to `DIR/pf0-<port>.pcap` until shutdown (see [`crate::capture`]).
@@ -305,6 +341,9 @@ impl Serving {
                 qemu_device_json(&path, &format!("rp{vf}"), &format!("vf{vf}")),
             );
         }
+        if let Some(u) = &self.uplink {
+            s += &format!("  uplink {}: {}\n", u.port(), u.backend());
+        }
         s += &format!(
             "  QEMU also needs shared guest memory (<RAM> = its -m size; without it the VFs fail to realize): {}\n",
             crate::vfio::QEMU_SHARED_MEMORY_OPTIONS
@@ -328,6 +367,9 @@ impl Serving {
         }
         if let Some(c) = self.control.take() {
             c.shutdown();
+        }
+        if let Some(u) = self.uplink.take() {
+            u.stop();
         }
         if let Some(c) = self.capture.take() {
             c.stop(&self.nic);
@@ -377,19 +419,20 @@ mod tests {
 
     #[test]
     fn config_defaults_and_per_vf_words() {
-        let (nic, s) = ServeConfig::default().resolve(None).unwrap();
-        assert_eq!(nic.num_vfs, DEFAULT_VFS);
-        assert_eq!(nic.mac_assignment, mailbox::MacAssignment::AdminOnly);
-        assert!(s.is_empty());
+        let r = ServeConfig::default().resolve(None).unwrap();
+        assert_eq!(r.nic.num_vfs, DEFAULT_VFS);
+        assert_eq!(r.nic.mac_assignment, mailbox::MacAssignment::AdminOnly);
+        assert!(r.settings.is_empty());
+        assert_eq!(r.uplink, UplinkSpec::None);
         let c = cfg("vfs = 3\nmac_assignment = \"generated\"\n[vf]\n1 = \"mac 02:00:00:00:00:11 vlan 10\"\n");
-        let (nic, s) = c.resolve(Some(2)).unwrap();
-        assert_eq!(nic.num_vfs, 2, "--vfs wins over the file");
+        let r = c.resolve(Some(2)).unwrap();
+        assert_eq!(r.nic.num_vfs, 2, "--vfs wins over the file");
         assert!(matches!(
-            nic.mac_assignment,
+            r.nic.mac_assignment,
             mailbox::MacAssignment::Generated { .. }
         ));
-        assert_eq!(s.len(), 1);
-        assert_eq!(s[0].0, 1);
+        assert_eq!(r.settings.len(), 1);
+        assert_eq!(r.settings[0].0, 1);
     }
 
     #[test]
@@ -460,6 +503,7 @@ mod tests {
         for bad in ["trust on vlan 5000", "spoofchk maybe", "frobnicate 1"] {
             let r = handle(
                 serving.nic(),
+                &[],
                 &Request::Vf {
                     vf: 1,
                     words: words(bad),
@@ -469,6 +513,7 @@ mod tests {
         }
         let r = handle(
             serving.nic(),
+            &[],
             &Request::Vf {
                 vf: 5,
                 words: words("trust on"),

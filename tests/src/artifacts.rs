@@ -100,4 +100,15 @@ impl Artifacts {
         }
         Ok(a)
     }
+
+    /// A host-side tool the fetch script provides (`tcpdump`, `ping`: wrappers like QEMU's,
+    /// in `bin/`), or says which script to run.
+    pub fn host_tool(&self, name: &str) -> Result<PathBuf, HarnessError> {
+        let p = self.dir.join("bin").join(name);
+        if p.exists() {
+            Ok(p)
+        } else {
+            Err(HarnessError::Missing { path: p })
+        }
+    }
 }
