@@ -55,6 +55,7 @@ pub mod format;
 pub mod load;
 pub mod logs;
 mod outcome;
+pub mod ports;
 pub mod report;
 pub mod runner;
 pub mod stack;
@@ -62,6 +63,7 @@ pub mod world;
 
 pub use error::{MailboxError, SetupError, StepError};
 pub use load::{collect, load, parse, LoadError, Scenario};
+pub use ports::{PfRef, PortRef, UplinkRef};
 pub use report::{Check, ScenarioReport, StepReport};
 pub use runner::{run, run_on, Run, RunOptions};
 pub use world::TimeMode;
