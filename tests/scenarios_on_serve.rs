@@ -79,7 +79,11 @@ fn essence(r: &Run) -> Essence {
 #[test]
 fn the_library_on_a_serve_nic_matches_the_in_process_run() {
     let scenarios = library();
-    assert!(scenarios.len() >= 9, "{} scenarios", scenarios.len());
+    assert!(scenarios.len() >= 10, "{} scenarios", scenarios.len());
+    assert!(
+        scenarios.iter().any(|s| s.file.nic.ports > 1),
+        "a multi-port card among them"
+    );
     let base: PathBuf =
         std::env::temp_dir().join(format!("sriov-emu-equal-{}", std::process::id()));
     for s in &scenarios {
