@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use eswitch::PortId;
 use scenarios::world::Captured;
-use scenarios::{collect, load, run, LoadError, RunOptions, Scenario, ScenarioReport, TimeMode};
+use scenarios::{
+    collect, load, run, LoadError, PortRef, RunOptions, Scenario, ScenarioReport, TimeMode,
+};
 
 use crate::pcap::PcapWriter;
 
@@ -85,10 +86,11 @@ pub fn run_command(
     Ok(passed == reports.len())
 }
 
-/// One pcap file per port that saw frames: `DIR/<scenario>-<port>.pcap`, simulated time.
+/// One pcap file per port that saw frames: `DIR/<scenario>-<port>.pcap` (`vf1`, `uplink0`;
+/// `pf1.vf0` for another port of the card than port 0), simulated time.
 fn write_pcaps(dir: &Path, name: &str, captures: &[Captured]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut by_port: BTreeMap<PortId, Vec<&Captured>> = BTreeMap::new();
+    let mut by_port: BTreeMap<PortRef, Vec<&Captured>> = BTreeMap::new();
     for c in captures {
         by_port.entry(c.port).or_default().push(c);
     }
@@ -108,6 +110,7 @@ fn write_pcaps(dir: &Path, name: &str, captures: &[Captured]) -> std::io::Result
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use eswitch::PortId;
 
     #[test]
     fn pcap_files_are_written_per_port_in_capture_order() {
@@ -121,9 +124,11 @@ mod tests {
             stripped_tci: None,
         };
         let caps = [
-            cap(PortId::Vf(1), 1_000_000_000, 1),
-            cap(PortId::Pf, 1_000_000_000, 2),
-            cap(PortId::Vf(1), 2_500_000_000, 3),
+            cap(PortRef::local(PortId::Vf(1)), 1_000_000_000, 1),
+            cap(PortRef::local(PortId::Pf), 1_000_000_000, 2),
+            cap(PortRef::local(PortId::Vf(1)), 2_500_000_000, 3),
+            cap(PortRef::new(1, PortId::Vf(1)), 2_600_000_000, 4),
+            cap(PortRef::new(1, PortId::Pf), 2_600_000_000, 5),
         ];
         write_pcaps(&dir, "s", &caps).unwrap();
         let vf1 = std::fs::read(dir.join("s-vf1.pcap")).unwrap();
@@ -136,6 +141,13 @@ mod tests {
         assert!(vf1[second + 16..].iter().all(|&b| b == 3));
         let pf = std::fs::read(dir.join("s-pf.pcap")).unwrap();
         assert_eq!(pf.len(), 24 + 16 + 60);
+        // Port 1's ports under their qualified names, each in a file of its own.
+        for (file, byte) in [("s-pf1.vf1.pcap", 4), ("s-pf1.pcap", 5)] {
+            let f = std::fs::read(dir.join(file)).unwrap();
+            assert_eq!(f.len(), 24 + 16 + 60, "{file}");
+            assert!(f[24 + 16..].iter().all(|&b| b == byte), "{file}");
+        }
+        assert!(!dir.join("s-pf0.pcap").exists());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,6 +1,7 @@
 //! One datapath: the scenario library run on the NIC `serve` builds (`Serving::start`, real
-//! clock, vfio-user sockets, shaping timer, control socket) gives the same deliveries, drops,
-//! captured frames and counters, step by step, as `scenario run` on its own in-process NIC.
+//! clock, vfio-user sockets, shaping timer, control socket; one `serve` per port of a
+//! multi-port card) gives the same deliveries, drops, captured frames and counters, step by
+//! step, as `scenario run` on its own in-process NICs.
 //! The scenarios that measure rates over simulated time are left out: in real time their
 //! figures depend on the host.
 
@@ -78,24 +79,37 @@ fn essence(r: &Run) -> Essence {
 #[test]
 fn the_library_on_a_serve_nic_matches_the_in_process_run() {
     let scenarios = library();
-    assert!(scenarios.len() >= 9, "{} scenarios", scenarios.len());
+    assert!(scenarios.len() >= 10, "{} scenarios", scenarios.len());
+    assert!(
+        scenarios.iter().any(|s| s.file.nic.ports > 1),
+        "a multi-port card among them"
+    );
     let base: PathBuf =
         std::env::temp_dir().join(format!("sriov-emu-equal-{}", std::process::id()));
     for s in &scenarios {
         let alone = scenarios::run(s, &RunOptions::default());
         assert!(alone.report.pass, "{}", alone.report.render());
 
+        // One `serve` per port of the card, each with that port's PF MAC.
         let nic = &s.file.nic;
-        let config = ServeConfig {
-            vfs: Some(nic.vfs),
-            mac_assignment: nic.mac_assignment,
-            pf_mac: Some(nic.pf_mac.to_string()),
-            ..ServeConfig::default()
-        };
-        let serving = Serving::start(&base.join(&s.name), &config, None)
-            .unwrap_or_else(|e| panic!("{}: serve: {e}", s.name));
-        let served = scenarios::run_on(s, serving.nic().clone());
-        serving.shutdown();
+        let servings: Vec<Serving> = (0..nic.ports)
+            .map(|k| {
+                let config = ServeConfig {
+                    vfs: Some(nic.vfs),
+                    mac_assignment: nic.mac_assignment,
+                    pf_mac: Some(nic.pf_mac_of(k).to_string()),
+                    ..ServeConfig::default()
+                };
+                Serving::start(&base.join(format!("{}-{k}", s.name)), &config, None)
+                    .unwrap_or_else(|e| panic!("{} port {k}: serve: {e}", s.name))
+            })
+            .collect();
+        let nics: Vec<_> = servings.iter().map(|sv| sv.nic().clone()).collect();
+        let served = scenarios::run_on(s, &nics);
+        drop(nics);
+        for serving in servings {
+            serving.shutdown();
+        }
         assert!(served.report.pass, "{}", served.report.render());
 
         let (a, b) = (essence(&alone), essence(&served));

@@ -1,9 +1,11 @@
 //! What can go wrong while setting a scenario up or carrying out a step (as opposed to a check
 //! that fails, which is a result, not an error).
 
-use eswitch::PortId;
 use model::nic::{NicBuildError, SetError};
 use model::testing::{DrvError, MemoryError};
+
+use crate::ports::{PfRef, PortRef};
+use crate::world::Cable;
 
 /// A VF-side mailbox exchange that did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -28,29 +30,60 @@ impl From<DrvError> for MailboxError {
     }
 }
 
+/// A cable that cannot be plugged in or pulled out.
+#[derive(Debug, thiserror::Error)]
+pub enum CableError {
+    #[error("the card has no port {0}")]
+    NoSuchPort(PortRef),
+    #[error("a cable is plugged into {0} already")]
+    InUse(PortRef),
+    #[error("endpoint {name} sits on {port}")]
+    Endpoint { name: String, port: PortRef },
+    #[error("no cable {0} is plugged in")]
+    NotPlugged(Cable),
+}
+
 /// A scenario that could not be set up: no step ran.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("NIC: {0}")]
     Nic(#[from] NicBuildError),
-    #[error("policy vf {vf} `{words}`: {source}")]
+    #[error("{}", nic_count(*.want, *.got))]
+    NicCount { want: Option<u8>, got: usize },
+    #[error("policy {port} vf {vf}: the card has no port {port}")]
+    NoSuchPf { port: PfRef, vf: u16 },
+    #[error("policy {port} vf {vf} `{words}`: {source}")]
     Policy {
+        port: PfRef,
         vf: u16,
         words: String,
         source: SetError,
     },
+    #[error("cable {cable}: {source}")]
+    Cable { cable: Cable, source: CableError },
     #[error("two endpoints on {0}")]
-    DuplicatePort(PortId),
-    #[error("endpoint {name}: the NIC has no port {port}")]
-    NoSuchPort { name: String, port: PortId },
+    DuplicatePort(PortRef),
+    #[error("endpoint {name}: the card has no port {port}")]
+    NoSuchPort { name: String, port: PortRef },
+    #[error("endpoint {name}: a cable is plugged into {port}")]
+    Cabled { name: String, port: PortRef },
     #[error("endpoint {name} on {port} needs a `mac`")]
-    NeedsMac { name: String, port: PortId },
+    NeedsMac { name: String, port: PortRef },
     #[error("endpoint {name}: attach = \"driver\" needs a VF port, not {port}")]
-    DriverNeedsVf { name: String, port: PortId },
+    DriverNeedsVf { name: String, port: PortRef },
     #[error("endpoint {name}: {source}")]
     Memory { name: String, source: MemoryError },
     #[error("endpoint {name}: bring-up: {source}")]
     BringUp { name: String, source: MailboxError },
+}
+
+fn nic_count(want: Option<u8>, got: usize) -> String {
+    match want {
+        Some(n) => {
+            format!("the scenario's card has {n} port(s) (`[nic] ports`), {got} NIC(s) given")
+        }
+        None => format!("a card has 1 to 255 ports, {got} NIC(s) given"),
+    }
 }
 
 /// A step that could not be carried out.
@@ -67,6 +100,10 @@ pub enum StepError {
     NoIp(String),
     #[error("traffic needs duration_ms > 0")]
     ZeroDuration,
+    #[error("the card has no port {0}")]
+    NoSuchPf(PfRef),
+    #[error("cable: {0}")]
+    Cable(#[from] CableError),
     #[error(transparent)]
     Mailbox(#[from] MailboxError),
 }

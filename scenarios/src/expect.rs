@@ -10,6 +10,7 @@ use mailbox::RefusalReason;
 
 use crate::format::{Band, CaptureSpec, CounterSpec, Expect, PolicyCheck, ReplyKind};
 use crate::outcome::{list, verdict, Outcome};
+use crate::ports::PortRef;
 use crate::report::Check;
 use crate::world::{Captured, Origin, SwitchEvent, World};
 
@@ -17,8 +18,8 @@ pub(crate) struct CheckCtx<'a> {
     pub(crate) world: &'a World,
     pub(crate) events: &'a [SwitchEvent],
     pub(crate) captures: &'a [Captured],
-    pub(crate) counters_before: &'a BTreeMap<PortId, PortCounters>,
-    pub(crate) refusals_before: &'a [Vec<(RefusalReason, u64)>],
+    pub(crate) counters_before: &'a BTreeMap<PortRef, PortCounters>,
+    pub(crate) refusals_before: &'a BTreeMap<PortRef, Vec<(RefusalReason, u64)>>,
     pub(crate) outcome: &'a Outcome,
     pub(crate) logs: &'a [String],
 }
@@ -57,14 +58,14 @@ fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 impl CheckCtx<'_> {
     pub(crate) fn checks(&self, e: &Expect) -> Vec<Check> {
         let mut out = Vec::new();
-        let own_delivered: BTreeSet<PortId> = self
+        let own_delivered: BTreeSet<PortRef> = self
             .events
             .iter()
             .filter(|ev| ev.origin == Origin::Step)
-            .flat_map(|ev| ev.deliveries.iter().map(|d| d.port))
+            .flat_map(|ev| ev.delivered.iter().copied())
             .collect();
         if let Some(want) = &e.delivered {
-            let want: BTreeSet<PortId> = want.iter().map(|p| p.0).collect();
+            let want: BTreeSet<PortRef> = want.iter().copied().collect();
             out.push(check(
                 "delivered to",
                 list(want.iter()),
@@ -73,7 +74,7 @@ impl CheckCtx<'_> {
             ));
         }
         for p in &e.not_delivered {
-            let got = own_delivered.contains(&p.0);
+            let got = own_delivered.contains(p);
             out.push(check(
                 format!("nothing delivered to {p}"),
                 "no copy",
@@ -85,7 +86,7 @@ impl CheckCtx<'_> {
         for d in &e.dropped {
             let n = drops
                 .iter()
-                .filter(|r| r.port == d.port.0 && r.reason == d.reason)
+                .filter(|r| r.port == d.port && r.reason == d.reason)
                 .count() as u64;
             let what = format!("dropped at {} as {}", d.port, d.reason);
             match d.count {
@@ -122,7 +123,7 @@ impl CheckCtx<'_> {
         if let Some(want) = &e.refused {
             let after = self.world.refusals();
             let mut rose = BTreeSet::new();
-            for (vf, now) in after.iter().enumerate() {
+            for (vf, now) in &after {
                 for &(reason, n) in now {
                     let before = self
                         .refusals_before
@@ -206,8 +207,8 @@ impl CheckCtx<'_> {
         let what = format!("{} {}", c.port, c.name);
         let Some(now) = self
             .world
-            .nic
-            .with_pf(|pf| pf.switch().counters(c.port.0).cloned())
+            .nic(c.port.nic)
+            .and_then(|nic| nic.with_pf(|pf| pf.switch().counters(c.port.port).cloned()))
         else {
             return missing(what, "a counter", "no such port");
         };
@@ -216,7 +217,7 @@ impl CheckCtx<'_> {
         };
         let before = self
             .counters_before
-            .get(&c.port.0)
+            .get(&c.port)
             .and_then(|b| counter_value(b, &c.name))
             .unwrap_or(0);
         let delta = after.saturating_sub(before);
@@ -255,7 +256,7 @@ impl CheckCtx<'_> {
         let at_port: Vec<&Captured> = self
             .captures
             .iter()
-            .filter(|r| r.port == c.port.0 && r.direction == c.direction)
+            .filter(|r| r.port == c.port && r.direction == c.direction)
             .collect();
         let matching = at_port
             .iter()
@@ -320,8 +321,13 @@ impl CheckCtx<'_> {
     }
 
     fn policy(&self, p: &PolicyCheck) -> Check {
-        let what = format!("vf{} policy {}", p.vf, p.field);
-        let Some(policy) = self.world.nic.with_pf(|pf| pf.policy(p.vf).cloned()) else {
+        let vf = PortRef::new(p.port.0, PortId::Vf(p.vf));
+        let what = format!("{vf} policy {}", p.field);
+        let Some(policy) = self
+            .world
+            .nic(vf.nic)
+            .and_then(|nic| nic.with_pf(|pf| pf.policy(p.vf).cloned()))
+        else {
             return missing(what, "a policy", "no such VF");
         };
         let json = serde_json::to_value(&policy).unwrap_or_default();
@@ -376,8 +382,8 @@ impl CheckCtx<'_> {
         if let Some(want) = c.link_up {
             let up = self
                 .world
-                .nic
-                .with_pf(|pf| pf.switch().port_up(ep.port))
+                .nic(ep.port.nic)
+                .and_then(|nic| nic.with_pf(|pf| pf.switch().port_up(ep.port.port)).ok())
                 .unwrap_or(false);
             out.push(check(format!("{} link up", c.name), want, up, up == want));
         }

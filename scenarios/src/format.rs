@@ -2,12 +2,13 @@
 //! not know, so a typo is an error with its line and column rather than a silently ignored
 //! expectation. See the crate docs for an example file.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
-use eswitch::{DropReason, MacAddr, PortId};
+use eswitch::{DropReason, MacAddr};
 use model::nic::MacMode;
 use serde::{Deserialize, Deserializer};
+
+pub use crate::ports::{PfRef, PortRef, UplinkRef};
 
 /// One scenario file.
 #[derive(Clone, Debug, Deserialize)]
@@ -24,18 +25,28 @@ pub struct ScenarioFile {
     /// Administrative settings applied before any endpoint comes up (`ip link set PF vf N ...`).
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicySpec>,
+    /// Cables plugged before any endpoint comes up.
+    #[serde(default, rename = "cable")]
+    pub cables: Vec<CableSpec>,
     #[serde(default, rename = "endpoint")]
     pub endpoints: Vec<EndpointSpec>,
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
 }
 
-/// The NIC: one 82576 PF with its VFs and uplinks.
+/// The card: one or more ports, each an 82576 PF with its VFs, embedded switch and uplinks,
+/// all set up alike.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NicSpec {
+    /// Ports of the card, 1 to [`MAX_PORTS`]: one `model::Nic` each.
+    #[serde(deserialize_with = "port_count")]
+    pub ports: u8,
+    /// VFs per port.
     pub vfs: u16,
+    /// Uplinks per port.
     pub uplinks: u8,
+    /// Port 0's PF MAC; port K's is this with K added to the last octet ([`NicSpec::pf_mac_of`]).
     pub pf_mac: MacAddr,
     pub link_speed_mbps: u32,
     /// What a VF without an administrative MAC gets from VF_RESET.
@@ -46,6 +57,7 @@ impl Default for NicSpec {
     fn default() -> Self {
         let defaults = model::NicConfig::default();
         NicSpec {
+            ports: 1,
             vfs: 4,
             uplinks: defaults.num_uplinks,
             pf_mac: defaults.pf_mac,
@@ -55,12 +67,58 @@ impl Default for NicSpec {
     }
 }
 
+/// Ports a card can have: the 82576 comes in dual- and quad-port adapters.
+pub const MAX_PORTS: u8 = 4;
+
+fn port_count<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let n = i64::deserialize(d)?;
+    match u8::try_from(n) {
+        Ok(n @ 1..=MAX_PORTS) => Ok(n),
+        _ => Err(serde::de::Error::custom(format!(
+            "ports = {n}: a card has 1 to {MAX_PORTS} ports"
+        ))),
+    }
+}
+
+impl NicSpec {
+    /// The PF MAC of port `k`: [`NicSpec::pf_mac`] with `k` added to its last octet, so that
+    /// the ports' PFs differ (`02:00:00:00:00:01`, `...:02`, ...).
+    pub fn pf_mac_of(&self, k: u8) -> MacAddr {
+        let mut mac = self.pf_mac;
+        mac.0[5] = mac.0[5].wrapping_add(k);
+        mac
+    }
+
+    /// The NIC of port `k`.
+    pub fn config(&self, k: u8) -> model::NicConfig {
+        model::NicConfig {
+            num_vfs: self.vfs,
+            pf_mac: self.pf_mac_of(k),
+            mac_assignment: self.mac_assignment.into(),
+            num_uplinks: self.uplinks,
+            link_speed_mbps: self.link_speed_mbps,
+        }
+    }
+}
+
 /// `ip link set PF vf N <set>`, e.g. `set = "mac 02:00:00:00:00:10 vlan 10 qos 3"`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
+    /// Whose VF: `pf` (the default, port 0), `pf1`, ...
+    #[serde(default)]
+    pub port: PfRef,
     pub vf: u16,
     pub set: String,
+}
+
+/// A cable between two uplinks (of two ports, or of one), or from an uplink back to itself (a
+/// loopback plug): what one switch sends to its end enters the switch at the other end.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CableSpec {
+    pub a: UplinkRef,
+    pub b: UplinkRef,
 }
 
 /// How an endpoint is attached.
@@ -84,7 +142,7 @@ pub enum Attach {
 #[serde(deny_unknown_fields)]
 pub struct EndpointSpec {
     pub name: String,
-    pub port: PortName,
+    pub port: PortRef,
     #[serde(default)]
     pub attach: Attach,
     pub ip: Option<Ipv4Addr>,
@@ -98,46 +156,6 @@ pub struct EndpointSpec {
     pub bring_up: Option<bool>,
     /// 802.1Q VID the stack tags its frames with (a VGT interface, e.g. `eth0.20`).
     pub vlan: Option<u16>,
-}
-
-/// A port name: `pf`, `uplink0`, `vf3`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PortName(pub PortId);
-
-impl std::str::FromStr for PortName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("`{s}` is not a port (expected pf, uplinkN or vfN)");
-        if s == "pf" {
-            return Ok(PortName(PortId::Pf));
-        }
-        if let Some(n) = s.strip_prefix("uplink") {
-            return n
-                .parse()
-                .map(|n| PortName(PortId::Uplink(n)))
-                .map_err(|_| bad());
-        }
-        if let Some(n) = s.strip_prefix("vf") {
-            return n
-                .parse()
-                .map(|n| PortName(PortId::Vf(n)))
-                .map_err(|_| bad());
-        }
-        Err(bad())
-    }
-}
-
-impl<'de> Deserialize<'de> for PortName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for PortName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
 }
 
 /// A destination MAC for crafted frames: an address, `broadcast`, or `unknown` (a unicast
@@ -254,6 +272,9 @@ pub enum Step {
     /// An administrative change, in `ip link` / `sriov-emu ctl` words.
     Set {
         label: Option<String>,
+        /// Whose VF: `pf` (the default), `pf1`, ...
+        #[serde(default)]
+        port: PfRef,
         vf: u16,
         set: String,
         #[serde(default)]
@@ -283,10 +304,22 @@ pub enum Step {
         #[serde(default)]
         expect: Expect,
     },
-    /// The PF link (uplink carrier) goes up or down.
+    /// A port's PF link (uplink carrier) goes up or down.
     Link {
         label: Option<String>,
+        /// Which port: `pf` (the default), `pf1`, ...
+        #[serde(default)]
+        port: PfRef,
         up: bool,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// A cable between two uplinks is plugged in or pulled out.
+    Cable {
+        label: Option<String>,
+        a: UplinkRef,
+        b: UplinkRef,
+        plug: bool,
         #[serde(default)]
         expect: Expect,
     },
@@ -324,10 +357,10 @@ pub enum Step {
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// Exactly these ports got a copy of a frame the step's sender sent.
-    pub delivered: Option<Vec<PortName>>,
+    pub delivered: Option<Vec<PortRef>>,
     /// None of these ports got one.
     #[serde(default)]
-    pub not_delivered: Vec<PortName>,
+    pub not_delivered: Vec<PortRef>,
     /// Each of these drops happened during the step (any frame, replies included).
     #[serde(default)]
     pub dropped: Vec<DropSpec>,
@@ -362,7 +395,7 @@ pub struct Expect {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DropSpec {
-    pub port: PortName,
+    pub port: PortRef,
     pub reason: DropReason,
     /// Exactly this many drops of that reason at that port during the step.
     pub count: Option<u64>,
@@ -373,7 +406,7 @@ pub struct DropSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CounterSpec {
-    pub port: PortName,
+    pub port: PortRef,
     pub name: String,
     pub equals: Option<u64>,
     pub delta: Option<u64>,
@@ -385,7 +418,7 @@ pub struct CounterSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureSpec {
-    pub port: PortName,
+    pub port: PortRef,
     #[serde(default = "default_direction")]
     pub direction: eswitch::Direction,
     /// The frame itself carries an 802.1Q tag.
@@ -441,6 +474,9 @@ impl Band {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyCheck {
+    /// Whose VF: `pf` (the default), `pf1`, ...
+    #[serde(default)]
+    pub port: PfRef,
     pub vf: u16,
     pub field: String,
     pub equals: Option<toml::Value>,
@@ -465,12 +501,86 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_names_parse_and_bad_ones_are_errors() {
-        assert_eq!("pf".parse(), Ok(PortName(PortId::Pf)));
-        assert_eq!("vf12".parse(), Ok(PortName(PortId::Vf(12))));
-        assert_eq!("uplink0".parse(), Ok(PortName(PortId::Uplink(0))));
-        assert!("vf".parse::<PortName>().is_err());
-        assert!("eth0".parse::<PortName>().is_err());
+    fn a_card_has_one_port_unless_it_says_more_each_with_its_pf_mac() {
+        let one: ScenarioFile = toml::from_str("description = \"d\"\nreproduces = \"r\"").unwrap();
+        assert_eq!(one.nic.ports, 1);
+        assert!(one.cables.is_empty());
+        let two: ScenarioFile = toml::from_str(
+            r#"
+            description = "d"
+            reproduces = "r"
+            [nic]
+            ports = 2
+            pf_mac = "02:00:00:00:00:ff"
+            [[cable]]
+            a = "pf0.uplink0"
+            b = "pf1.uplink0"
+            [[policy]]
+            port = "pf1"
+            vf = 0
+            set = "trust on"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(two.nic.ports, 2);
+        assert_eq!(two.nic.pf_mac_of(0), two.nic.pf_mac);
+        assert_eq!(two.nic.pf_mac_of(1).to_string(), "02:00:00:00:00:00");
+        assert_eq!(two.nic.config(1).pf_mac, two.nic.pf_mac_of(1));
+        assert_eq!(two.nic.config(1).num_vfs, two.nic.vfs);
+        assert_eq!(
+            (two.cables[0].a, two.cables[0].b),
+            (
+                UplinkRef { nic: 0, uplink: 0 },
+                UplinkRef { nic: 1, uplink: 0 }
+            )
+        );
+        assert_eq!(two.policies[0].port, PfRef(1));
+    }
+
+    #[test]
+    fn port_defaults_to_pf0_and_the_cable_step_needs_its_ends_and_plug() {
+        let f: ScenarioFile = toml::from_str(
+            r#"
+            description = "d"
+            reproduces = "r"
+            [[step]]
+            do = "set"
+            vf = 0
+            set = "trust on"
+            [[step]]
+            do = "link"
+            port = "pf1"
+            up = true
+            [[step]]
+            do = "cable"
+            a = "uplink0"
+            b = "pf1.uplink0"
+            plug = false
+            "#,
+        )
+        .unwrap();
+        assert!(matches!(f.steps[0], Step::Set { port: PfRef(0), .. }));
+        assert!(matches!(
+            f.steps[1],
+            Step::Link {
+                port: PfRef(1),
+                up: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            f.steps[2],
+            Step::Cable {
+                a: UplinkRef { nic: 0, uplink: 0 },
+                b: UplinkRef { nic: 1, uplink: 0 },
+                plug: false,
+                ..
+            }
+        ));
+        let no_plug = toml::from_str::<ScenarioFile>(
+            "description = \"d\"\nreproduces = \"r\"\n[[step]]\ndo = \"cable\"\na = \"uplink0\"\nb = \"uplink0\"\n",
+        );
+        assert!(no_plug.unwrap_err().message().contains("plug"));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Scenario files and their runner: reproduce SR-IOV eswitch and mailbox behaviour without
 //! hardware, in process, in seconds.
 //!
-//! A scenario (TOML) declares the NIC (VFs, uplinks, how VFs get MACs), the administrator's
-//! initial VF settings (the `ip link` / `sriov-emu ctl` words), endpoints (a small host stack
-//! with ARP, ICMP echo and a UDP generator, on a PF or uplink port, or on a VF through the VF
-//! model's registers and rings driven by a software igbvf), and steps, each with expectations.
+//! A scenario (TOML) declares the card (its ports, each a NIC with VFs and uplinks, how VFs get
+//! MACs), the administrator's initial VF settings (the `ip link` / `sriov-emu ctl` words), cables
+//! between uplinks, endpoints (a small host stack with ARP, ICMP echo and a UDP generator, on a
+//! PF or uplink port, or on a VF through the VF model's registers and rings driven by a software
+//! igbvf), and steps, each with expectations. Port 0's switch ports are `pf`, `vfN`, `uplinkN`;
+//! another port's are `pfK`, `pfK.vfN`, `pfK.uplinkN` ([`PortRef`]).
 //! Time is simulated by default ([`TimeMode::Simulated`]): `wait` and shaping jump the clock, so
 //! runs are deterministic.
 //!
@@ -34,7 +36,8 @@
 //!
 //! Steps (`do`): `ping`, `arping`, `send` (crafted frames), `set` (admin words), `mailbox`
 //! (VF-side requests: `set_mac`, `add_mac_filter`, `multicast`, `vlan`, `promisc`, `lpe`),
-//! `reload` (the VF driver's reset handshake again), `link`, `wait`, `traffic`, `check`.
+//! `reload` (the VF driver's reset handshake again), `link`, `cable` (plug a cable between two
+//! uplinks in or pull it out), `wait`, `traffic`, `check`.
 //! Expectations ([`format::Expect`]): `delivered`, `not_delivered`, `dropped` (port and
 //! reason), `no_drops`, `counters` (value or delta), `captured` (tag, VID, PCP, addresses),
 //! `reply` (ACK/NACK), `refused` (the PF agent's refusal reason), `log_contains` (the step's
@@ -55,6 +58,7 @@ pub mod format;
 pub mod load;
 pub mod logs;
 mod outcome;
+pub mod ports;
 pub mod report;
 pub mod runner;
 pub mod stack;
@@ -62,6 +66,7 @@ pub mod world;
 
 pub use error::{MailboxError, SetupError, StepError};
 pub use load::{collect, load, parse, LoadError, Scenario};
+pub use ports::{PfRef, PortRef, UplinkRef};
 pub use report::{Check, ScenarioReport, StepReport};
 pub use runner::{run, run_on, Run, RunOptions};
 pub use world::TimeMode;

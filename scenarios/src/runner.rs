@@ -1,10 +1,10 @@
 //! Running a scenario: setup, each step's action, then its checks (`expect`).
 
 use std::collections::{BTreeMap, BTreeSet};
-
+use std::sync::Arc;
 use std::time::Instant;
 
-use eswitch::{DropReason, MacAddr, PortCounters, PortId, VlanTci};
+use eswitch::{DropReason, MacAddr, PortCounters, VlanTci};
 use mailbox::{MacFilterOp, MailboxMsg, Message, PromiscFlags};
 use pnet_packet::ethernet::EtherType;
 
@@ -13,8 +13,9 @@ use crate::expect::CheckCtx;
 use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, ScenarioFile, Step};
 use crate::load::Scenario;
 use crate::outcome::{list, verdict, Outcome};
+use crate::ports::{PfRef, PortRef};
 use crate::report::{ScenarioReport, StepReport};
-use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
+use crate::world::{Cable, Captured, Origin, SwitchEvent, TimeMode, World};
 
 /// Ethertype of crafted frames unless a step names one: IEEE 802 local experimental 1.
 const LOCAL_EXPERIMENTAL: u16 = 0x88b5;
@@ -23,6 +24,8 @@ const DEFAULT_FRAME_LEN: usize = eswitch::wire::ethernet::MIN_FRAME_LEN;
 /// Default traffic frame length: a full 1500-byte MTU frame without FCS.
 const DEFAULT_TRAFFIC_FRAME_LEN: usize = 1514;
 const DEFAULT_TRAFFIC_MS: u64 = 1000;
+/// The 82576's link speed, for a sender whose NIC cannot be found.
+const DEFAULT_LINK_MBPS: u32 = 1000;
 const NS_PER_MS: u64 = 1_000_000;
 
 /// How to run.
@@ -31,29 +34,40 @@ pub struct RunOptions {
     pub time: TimeMode,
 }
 
-/// A finished run: the report, every frame every port saw (for capture files), and the NIC's
-/// counters at the end.
+/// A finished run: the report, every frame every port saw (for capture files), and the
+/// card's counters at the end.
 #[derive(Debug)]
 pub struct Run {
     pub report: ScenarioReport,
     pub captures: Vec<Captured>,
-    /// Each switch port's counters.
-    pub ports: BTreeMap<PortId, PortCounters>,
-    /// Each VF function's counters.
-    pub vfs: Vec<model::VfStats>,
+    /// Each switch port's counters, every port of the card.
+    pub ports: BTreeMap<PortRef, PortCounters>,
+    /// Each VF function's counters, every port of the card.
+    pub vfs: BTreeMap<PortRef, model::VfStats>,
 }
 
 type StepResult = Result<Outcome, StepError>;
 
-/// Runs one scenario on a NIC of its own.
+/// Runs one scenario on a card of its own.
 pub fn run(scenario: &Scenario, opts: &RunOptions) -> Run {
     run_in(scenario, World::new(&scenario.file.nic, opts.time))
 }
 
-/// Runs one scenario on a NIC built elsewhere (a `serve`-shaped one, say), in real time. The
-/// scenario's `[nic]` section is not applied: the NIC is what it is.
-pub fn run_on(scenario: &Scenario, nic: std::sync::Arc<model::Nic>) -> Run {
-    run_in(scenario, Ok(World::on_nic(nic)))
+/// Runs one scenario on NICs built elsewhere (`serve`-shaped ones, say), in real time: `nics`
+/// are the card's ports, port 0 first, as many as the scenario's `[nic] ports` (else the run
+/// fails at setup). The rest of the scenario's `[nic]` section is not applied: the NICs are
+/// what they are. Its cables are plugged between them as in [`run`].
+pub fn run_on(scenario: &Scenario, nics: &[Arc<model::Nic>]) -> Run {
+    let want = scenario.file.nic.ports;
+    let world = if nics.len() == usize::from(want) {
+        World::on_nics(nics.to_vec())
+    } else {
+        Err(SetupError::NicCount {
+            want: Some(want),
+            got: nics.len(),
+        })
+    };
+    run_in(scenario, world)
 }
 
 fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
@@ -79,7 +93,7 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
                 report,
                 captures: Vec::new(),
                 ports: BTreeMap::new(),
-                vfs: Vec::new(),
+                vfs: BTreeMap::new(),
             };
         }
     };
@@ -90,28 +104,34 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
     report.pass = report.setup_error.is_none() && report.steps.iter().all(|s| s.pass);
     report.scenario_ms = (world.now() - start_ns) as f64 / NS_PER_MS as f64;
     report.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
-    let vfs = (0..world.nic.num_vfs())
-        .filter_map(|v| world.nic.vf(v).map(|h| h.stats()))
-        .collect();
     Run {
         report,
         captures: std::mem::take(&mut world.captures),
         ports: world.port_counters(),
-        vfs,
+        vfs: world.vf_stats(),
     }
 }
 
 fn setup(mut world: World, file: &ScenarioFile) -> Result<World, SetupError> {
     for p in &file.policies {
         let words: Vec<&str> = p.set.split_whitespace().collect();
-        world
-            .nic
-            .configure_vf_words(p.vf, &words)
+        let nic = world.nic(p.port.0).ok_or(SetupError::NoSuchPf {
+            port: p.port,
+            vf: p.vf,
+        })?;
+        nic.configure_vf_words(p.vf, &words)
             .map_err(|source| SetupError::Policy {
+                port: p.port,
                 vf: p.vf,
                 words: p.set.clone(),
                 source,
             })?;
+    }
+    for c in &file.cables {
+        world.plug(c.a, c.b).map_err(|source| SetupError::Cable {
+            cable: Cable { a: c.a, b: c.b },
+            source,
+        })?;
     }
     for ep in &file.endpoints {
         world.add_endpoint(ep)?;
@@ -168,10 +188,11 @@ fn label(step: &Step) -> (String, &Expect) {
         }
         Step::Set {
             label: l,
+            port,
             vf,
             set,
             expect,
-        } => (with(l, format!("ip link set pf vf {vf} {set}")), expect),
+        } => (with(l, format!("ip link set {port} vf {vf} {set}")), expect),
         Step::Mailbox {
             label: l,
             from,
@@ -208,12 +229,33 @@ fn label(step: &Step) -> (String, &Expect) {
         ),
         Step::Link {
             label: l,
+            port,
             up,
             expect,
-        } => (
-            with(l, format!("PF link {}", if *up { "up" } else { "down" })),
+        } => {
+            let which = if *port == PfRef::default() {
+                "PF".to_string()
+            } else {
+                port.to_string()
+            };
+            let state = if *up { "up" } else { "down" };
+            (with(l, format!("{which} link {state}")), expect)
+        }
+        Step::Cable {
+            label: l,
+            a,
+            b,
+            plug,
             expect,
-        ),
+        } => {
+            let cable = Cable { a: *a, b: *b };
+            let what = if *plug {
+                format!("plug a cable into {cable}")
+            } else {
+                format!("pull the cable {cable} out")
+            };
+            (with(l, what), expect)
+        }
         Step::Wait {
             label: l,
             ms,
@@ -273,24 +315,50 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
 
 fn summarise(events: &[SwitchEvent]) -> Vec<String> {
     let mut out = Vec::new();
-    let own: Vec<&SwitchEvent> = events.iter().filter(|e| e.origin == Origin::Step).collect();
-    if !own.is_empty() {
-        let to: BTreeSet<PortId> = own
+    let own = |over_cable: bool| -> Vec<&SwitchEvent> {
+        events
             .iter()
-            .flat_map(|e| e.deliveries.iter().map(|d| d.port))
+            .filter(|e| e.origin == Origin::Step && e.over_cable == over_cable)
+            .collect()
+    };
+    let delivered = |evs: &[&SwitchEvent]| -> String {
+        let to: BTreeSet<PortRef> = evs
+            .iter()
+            .flat_map(|e| e.delivered.iter().copied())
             .collect();
+        list(to.iter())
+    };
+    let sent = own(false);
+    if let Some(first) = sent.first() {
         out.push(format!(
             "{} frame(s) from {} delivered to {}",
-            own.len(),
-            own[0].ingress,
-            list(to.iter())
+            sent.len(),
+            first.ingress,
+            delivered(&sent)
         ));
     }
-    let replies = events.len() - own.len();
-    if replies > 0 {
-        out.push(format!("{replies} answer frame(s)"));
+    let carried = own(true);
+    if !carried.is_empty() {
+        let ends: BTreeSet<PortRef> = carried.iter().map(|e| e.ingress).collect();
+        out.push(format!(
+            "{} frame(s) over a cable into {}, delivered to {}",
+            carried.len(),
+            list(ends.iter()),
+            delivered(&carried)
+        ));
     }
-    let mut drops: BTreeMap<(PortId, DropReason), u64> = BTreeMap::new();
+    let replies = |over_cable: bool| {
+        events
+            .iter()
+            .filter(|e| e.origin == Origin::Reply && e.over_cable == over_cable)
+            .count()
+    };
+    match (replies(false), replies(true)) {
+        (0, 0) => {}
+        (n, 0) => out.push(format!("{n} answer frame(s)")),
+        (n, m) => out.push(format!("{n} answer frame(s), {m} over a cable")),
+    }
+    let mut drops: BTreeMap<(PortRef, DropReason), u64> = BTreeMap::new();
     for d in events.iter().flat_map(|e| &e.drops) {
         *drops.entry((d.port, d.reason)).or_default() += 1;
     }
@@ -380,9 +448,10 @@ fn act(world: &mut World, step: &Step) -> StepResult {
                 world.send(idx, f);
             }
         }
-        Step::Set { vf, set, .. } => {
+        Step::Set { port, vf, set, .. } => {
             let words: Vec<&str> = set.split_whitespace().collect();
-            let result = world.nic.configure_vf_words(*vf, &words);
+            let nic = world.nic(port.0).ok_or(StepError::NoSuchPf(*port))?;
+            let result = nic.configure_vf_words(*vf, &words);
             match &result {
                 Ok(()) => o.happened.push("accepted".into()),
                 Err(e) => o.happened.push(format!("refused: {e}")),
@@ -473,9 +542,21 @@ fn act(world: &mut World, step: &Step) -> StepResult {
                 .push(format!("{name} has MAC {}", world.mac_of(idx)));
             o.reply = reply;
         }
-        Step::Link { up, .. } => {
-            world.nic.set_link(*up);
+        Step::Link { port, up, .. } => {
+            world
+                .nic(port.0)
+                .ok_or(StepError::NoSuchPf(*port))?
+                .set_link(*up);
             world.settle();
+        }
+        Step::Cable { a, b, plug, .. } => {
+            if *plug {
+                world.plug(*a, *b)?;
+                o.happened.push(format!("{a} and {b} are cabled"));
+            } else {
+                world.unplug(*a, *b)?;
+                o.happened.push(format!("{a} and {b} are no longer cabled"));
+            }
         }
         Step::Wait { ms, .. } => {
             let t = world.now() + ms * NS_PER_MS;
@@ -500,7 +581,11 @@ fn act(world: &mut World, step: &Step) -> StepResult {
                 return Ok(o);
             };
             let size = size.unwrap_or(DEFAULT_TRAFFIC_FRAME_LEN);
-            let link = world.nic.with_pf(|pf| pf.switch().config().link_speed_mbps);
+            let link = world
+                .nic(world.endpoints[src].port.nic)
+                .map_or(DEFAULT_LINK_MBPS, |nic| {
+                    nic.with_pf(|pf| pf.switch().config().link_speed_mbps)
+                });
             let offered = u64::from(offered_mbps.unwrap_or(link).max(1));
             let wire_bits = ((size + eswitch::wire::ethernet::FCS_LEN) * 8) as u64;
             // ns between frames at the offered rate: bits / (Mbit/s) × 1000.

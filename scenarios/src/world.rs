@@ -1,8 +1,10 @@
-//! The NIC a scenario runs on and the endpoints attached to it. The NIC is a
-//! [`model::Nic`], the same datapath `serve` runs: a VF endpoint is a guest of one VF (memory,
-//! interrupts, the software igbvf driving the VF function's rings), a PF or uplink endpoint
-//! sends into its port and receives through the port's sink. The world observes every frame the
-//! switch handles and carries frames from endpoint to endpoint until nothing more is sent.
+//! The card a scenario runs on, its cables and the endpoints attached to it. Each port of the
+//! card is a [`model::Nic`], the same datapath `serve` runs: a VF endpoint is a guest of one VF
+//! (memory, interrupts, the software igbvf driving the VF function's rings), a PF or uplink
+//! endpoint sends into its port and receives through the port's sink, and a cable takes what one
+//! switch sends to an uplink and injects it at the uplink on its other end. The world observes
+//! every frame each switch handles and carries frames from endpoint to endpoint, and over the
+//! cables, until nothing more is sent.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -10,16 +12,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use eswitch::{Delivery, Direction, DropRecord, MacAddr, PortCounters, PortId, VlanTci};
+use eswitch::{
+    Delivery, Direction, DropReason, DropRecord, MacAddr, PortCounters, PortId, VlanTci,
+};
 use mailbox::regs::{msg, v2p};
 use mailbox::{Message, RefusalReason};
 use model::function::i82576::regs;
 use model::nic::TimerHandle;
 use model::testing::{DriverConfig, DrvError, SoftGuest, XmitOpts};
-use model::{Clock, ManualClock, Nic, NicConfig, Observer, PortSink, Switched, VfHandle};
+use model::{Clock, ManualClock, Nic, Observer, PortSink, Switched, VfHandle, VfStats};
 
-use crate::error::{MailboxError, SetupError};
+use crate::error::{CableError, MailboxError, SetupError};
 use crate::format::{Attach, EndpointSpec, NicSpec};
+use crate::ports::{PortRef, UplinkRef};
 use crate::stack::HostStack;
 
 /// Where simulated time starts (1 s, so that pcap timestamps are never zero).
@@ -54,16 +59,16 @@ impl Clock for RealClock {
 /// The run's clock, as the NIC reads it.
 enum RunClock {
     Simulated(Arc<ManualClock>),
-    /// Real time; the NIC's timer thread, when the world started one, runs while it lives.
+    /// Real time; the NICs' timer threads, when the world started them, run while it lives.
     RealTime {
-        _timer: Option<TimerHandle>,
+        _timers: Vec<TimerHandle>,
     },
 }
 
 /// A frame seen at a port, as a capture on that port's function would see it.
 #[derive(Clone, Debug)]
 pub struct Captured {
-    pub port: PortId,
+    pub port: PortRef,
     pub direction: Direction,
     pub time_ns: u64,
     pub frame: Bytes,
@@ -77,18 +82,60 @@ pub enum Origin {
     Reply,
 }
 
-/// One frame through the switch.
+/// One frame through one port's switch.
 #[derive(Clone, Debug)]
 pub struct SwitchEvent {
     pub origin: Origin,
-    pub ingress: PortId,
-    pub deliveries: Vec<Delivery>,
-    pub drops: Vec<DropRecord>,
+    /// The frame came over a cable (its ingress is the cable's end), not from an endpoint.
+    pub over_cable: bool,
+    pub ingress: PortRef,
+    /// The ports that got a copy.
+    pub delivered: Vec<PortRef>,
+    pub drops: Vec<Dropped>,
 }
 
-/// What the NIC's observer saw, not yet attributed to a step.
+/// A frame (or one copy of it) a switch dropped, and where it was counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    pub port: PortRef,
+    pub reason: DropReason,
+}
+
+/// A plugged cable between two uplinks (`a == b`: a loopback plug).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cable {
+    pub a: UplinkRef,
+    pub b: UplinkRef,
+}
+
+impl Cable {
+    /// The port at the other end of the cable from `end`, if `end` is one of its ends.
+    pub fn peer(&self, end: PortRef) -> Option<PortRef> {
+        if end == self.a.into() {
+            Some(self.b.into())
+        } else if end == self.b.into() {
+            Some(self.a.into())
+        } else {
+            None
+        }
+    }
+
+    /// Whether this cable joins `a` and `b`, either way round.
+    pub fn joins(&self, a: UplinkRef, b: UplinkRef) -> bool {
+        (self.a, self.b) == (a, b) || (self.a, self.b) == (b, a)
+    }
+}
+
+impl std::fmt::Display for Cable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ↔ {}", self.a, self.b)
+    }
+}
+
+/// What a NIC's observer saw, not yet attributed to a step.
 #[derive(Clone, Debug)]
 struct Seen {
+    nic: u8,
     time_ns: u64,
     ingress: PortId,
     frame: Bytes,
@@ -100,17 +147,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The world's observer of the NIC and the sink of its PF and uplink endpoints.
+/// What the world's taps on the NICs collected.
 #[derive(Default)]
 struct Taps {
     seen: Mutex<Vec<Seen>>,
-    /// Frames delivered to a PF or uplink endpoint's port, in order.
-    inbox: Mutex<Vec<(PortId, Bytes)>>,
+    /// Frames delivered to a PF or uplink endpoint's port or to a cable, in order.
+    inbox: Mutex<Vec<(PortRef, Bytes)>>,
 }
 
-impl Observer for Taps {
+/// The world's observer of one NIC and the sink of its endpoint and cable ports.
+struct Tap {
+    nic: u8,
+    taps: Arc<Taps>,
+}
+
+impl Observer for Tap {
     fn switched(&self, e: &Switched<'_>) {
-        lock(&self.seen).push(Seen {
+        lock(&self.taps.seen).push(Seen {
+            nic: self.nic,
             time_ns: e.time_ns,
             ingress: e.ingress,
             frame: e.frame.clone(),
@@ -120,13 +174,17 @@ impl Observer for Taps {
     }
 }
 
-/// The sink of one PF or uplink endpoint's port.
-struct Inbox(Arc<Taps>);
-
-impl PortSink for Inbox {
+impl PortSink for Tap {
     fn deliver(&self, d: &Delivery) {
-        lock(&self.0.inbox).push((d.port, d.frame.clone()));
+        lock(&self.taps.inbox).push((PortRef::new(self.nic, d.port), d.frame.clone()));
     }
+}
+
+/// Who puts a frame on a port: an endpoint, or a cable at its end.
+#[derive(Clone, Copy, Debug)]
+enum Sender {
+    Endpoint(usize),
+    Cable(PortRef),
 }
 
 /// An endpoint's guest on a VF.
@@ -140,69 +198,107 @@ pub struct VfGuest {
 
 pub struct Endpoint {
     pub name: String,
-    pub port: PortId,
+    pub port: PortRef,
     pub stack: HostStack,
     /// The guest behind a VF port; `None` for PF and uplink endpoints.
     pub vf: Option<Box<VfGuest>>,
 }
 
 pub struct World {
-    pub nic: Arc<Nic>,
+    /// One NIC per port of the card, port 0 first.
+    nics: Vec<Arc<Nic>>,
+    /// Each NIC's observer and sink.
+    taps_of: Vec<Arc<Tap>>,
     clock: RunClock,
     taps: Arc<Taps>,
+    cables: Vec<Cable>,
     pub endpoints: Vec<Endpoint>,
     /// Every frame at every port, both directions, since the start.
     pub captures: Vec<Captured>,
-    /// Everything the switch did since the last [`World::take_events`].
+    /// Everything the switches did since the last [`World::take_events`].
     events: Vec<SwitchEvent>,
+    /// Frames delivered to endpoint and cable ports and not yet taken on, with the origin of
+    /// the frame that caused them.
+    arrived: Vec<(PortRef, Bytes, Origin)>,
 }
 
 impl World {
+    /// A card of `spec.ports` NICs, set up as `spec` says, on one clock.
     pub fn new(spec: &NicSpec, mode: TimeMode) -> Result<World, SetupError> {
-        let config = NicConfig {
-            num_vfs: spec.vfs,
-            pf_mac: spec.pf_mac,
-            mac_assignment: spec.mac_assignment.into(),
-            num_uplinks: spec.uplinks,
-            link_speed_mbps: spec.link_speed_mbps,
+        let manual = Arc::new(ManualClock::new(START_NS));
+        let clock: Arc<dyn Clock> = match mode {
+            TimeMode::Simulated => manual.clone(),
+            TimeMode::RealTime => Arc::new(RealClock(Instant::now())),
         };
-        let (clock, nic) = match mode {
-            TimeMode::Simulated => {
-                let c = Arc::new(ManualClock::new(START_NS));
-                let nic = Nic::new(&config, c.clone())?;
-                (RunClock::Simulated(c), nic)
-            }
-            TimeMode::RealTime => {
-                let c = Arc::new(RealClock(Instant::now()));
-                let nic = Nic::new(&config, c.clone())?;
+        let mut nics = Vec::with_capacity(usize::from(spec.ports));
+        for k in 0..spec.ports {
+            nics.push(Nic::new(&spec.config(k), clock.clone())?);
+        }
+        let clock = match mode {
+            TimeMode::Simulated => RunClock::Simulated(manual),
+            TimeMode::RealTime => RunClock::RealTime {
                 // Without a timer thread a shaped queue would wait for the next step.
-                let timer = nic.spawn_timer().ok();
-                (RunClock::RealTime { _timer: timer }, nic)
-            }
+                _timers: nics.iter().filter_map(|n| n.spawn_timer().ok()).collect(),
+            },
         };
-        Ok(World::with_nic(nic, clock))
+        World::with_nics(nics, clock)
     }
 
-    /// A world on a NIC someone else built (a `serve`-shaped one, say), in real time.
-    pub fn on_nic(nic: Arc<Nic>) -> World {
-        World::with_nic(nic, RunClock::RealTime { _timer: None })
+    /// A world on NICs someone else built (`serve`-shaped ones, say), one per port of the
+    /// card, in real time.
+    pub fn on_nics(nics: Vec<Arc<Nic>>) -> Result<World, SetupError> {
+        World::with_nics(
+            nics,
+            RunClock::RealTime {
+                _timers: Vec::new(),
+            },
+        )
     }
 
-    fn with_nic(nic: Arc<Nic>, clock: RunClock) -> World {
+    fn with_nics(nics: Vec<Arc<Nic>>, clock: RunClock) -> Result<World, SetupError> {
+        if nics.is_empty() || nics.len() > usize::from(u8::MAX) {
+            return Err(SetupError::NicCount {
+                want: None,
+                got: nics.len(),
+            });
+        }
         let taps = Arc::new(Taps::default());
-        nic.set_observer(Some(taps.clone()));
-        World {
-            nic,
+        let taps_of: Vec<Arc<Tap>> = (0..nics.len())
+            .map(|k| {
+                Arc::new(Tap {
+                    nic: k as u8,
+                    taps: taps.clone(),
+                })
+            })
+            .collect();
+        for (nic, tap) in nics.iter().zip(&taps_of) {
+            nic.set_observer(Some(tap.clone()));
+        }
+        Ok(World {
+            nics,
+            taps_of,
             clock,
             taps,
+            cables: Vec::new(),
             endpoints: Vec::new(),
             captures: Vec::new(),
             events: Vec::new(),
-        }
+            arrived: Vec::new(),
+        })
+    }
+
+    /// The NIC of port `k`.
+    pub fn nic(&self, k: u8) -> Option<&Arc<Nic>> {
+        self.nics.get(usize::from(k))
+    }
+
+    /// Every port's NIC, port 0 first.
+    pub fn nics(&self) -> &[Arc<Nic>] {
+        &self.nics
     }
 
     pub fn now(&self) -> u64 {
-        self.nic.now()
+        self.nics.first().map_or(START_NS, |n| n.now())
     }
 
     /// Lets time pass until `t` (never backwards) and resumes the TX queues due by then.
@@ -216,30 +312,99 @@ impl World {
                 }
             }
         }
-        let now = self.now();
-        let _ = self.nic.poll(now);
+        // Each on its own clock: NICs built elsewhere need not share one.
+        for nic in &self.nics {
+            let _ = nic.poll(nic.now());
+        }
     }
 
     pub fn endpoint(&self, name: &str) -> Option<usize> {
         self.endpoints.iter().position(|e| e.name == name)
     }
 
-    fn endpoint_at(&self, port: PortId) -> Option<usize> {
+    fn endpoint_at(&self, port: PortRef) -> Option<usize> {
         self.endpoints.iter().position(|e| e.port == port)
     }
 
-    /// What the switch did since the last call (frames observed since are attributed first).
+    /// Whether the card has `port`.
+    pub fn has_port(&self, port: PortRef) -> bool {
+        self.nic(port.nic)
+            .is_some_and(|n| n.with_pf(|pf| pf.switch().ports().any(|p| p == port.port)))
+    }
+
+    /// The cables plugged in now.
+    pub fn cables(&self) -> &[Cable] {
+        &self.cables
+    }
+
+    /// The port at the other end of the cable plugged into `port`, if one is.
+    pub fn peer(&self, port: PortRef) -> Option<PortRef> {
+        self.cables.iter().find_map(|c| c.peer(port))
+    }
+
+    /// Plugs a cable into uplinks `a` and `b` (the same one: a loopback plug). Both must exist
+    /// and be free: no cable in them, no endpoint on them.
+    pub fn plug(&mut self, a: UplinkRef, b: UplinkRef) -> Result<(), CableError> {
+        for end in [a, b] {
+            let port = PortRef::from(end);
+            if !self.has_port(port) {
+                return Err(CableError::NoSuchPort(port));
+            }
+            if self.peer(port).is_some() {
+                return Err(CableError::InUse(port));
+            }
+            if let Some(idx) = self.endpoint_at(port) {
+                return Err(CableError::Endpoint {
+                    name: self.endpoints[idx].name.clone(),
+                    port,
+                });
+            }
+        }
+        for end in [a, b] {
+            self.set_sink(end.into(), true);
+        }
+        self.cables.push(Cable { a, b });
+        Ok(())
+    }
+
+    /// Pulls the cable between `a` and `b` out: what the switches send to those uplinks goes
+    /// nowhere again.
+    pub fn unplug(&mut self, a: UplinkRef, b: UplinkRef) -> Result<(), CableError> {
+        let at = self
+            .cables
+            .iter()
+            .position(|c| c.joins(a, b))
+            .ok_or(CableError::NotPlugged(Cable { a, b }))?;
+        let cable = self.cables.remove(at);
+        for end in [cable.a, cable.b] {
+            self.set_sink(end.into(), false);
+        }
+        Ok(())
+    }
+
+    /// Makes the world (`on`) or nobody the sink of `port`.
+    fn set_sink(&self, port: PortRef, on: bool) {
+        let k = usize::from(port.nic);
+        if let (Some(nic), Some(tap)) = (self.nics.get(k), self.taps_of.get(k)) {
+            let sink: Option<Arc<dyn PortSink>> = on.then(|| tap.clone() as Arc<dyn PortSink>);
+            nic.set_port_sink(port.port, sink);
+        }
+    }
+
+    /// What the switches did since the last call (frames observed since are attributed first).
     pub fn take_events(&mut self) -> Vec<SwitchEvent> {
-        self.collect(Origin::Step);
+        self.collect(Origin::Step, false);
         std::mem::take(&mut self.events)
     }
 
-    /// Moves what the observer saw into the events (attributed to `origin`) and the captures.
-    fn collect(&mut self, origin: Origin) {
+    /// Moves what the observers saw into the events (attributed to `origin`, and as having
+    /// come over a cable or not) and the captures, and what the sinks got into `arrived`.
+    fn collect(&mut self, origin: Origin, over_cable: bool) {
         let seen = std::mem::take(&mut *lock(&self.taps.seen));
         for s in seen {
+            let at = |port| PortRef::new(s.nic, port);
             self.captures.push(Captured {
-                port: s.ingress,
+                port: at(s.ingress),
                 direction: Direction::Tx,
                 time_ns: s.time_ns,
                 frame: s.frame,
@@ -247,7 +412,7 @@ impl World {
             });
             for d in &s.deliveries {
                 self.captures.push(Captured {
-                    port: d.port,
+                    port: at(d.port),
                     direction: Direction::Rx,
                     time_ns: s.time_ns,
                     frame: d.frame.clone(),
@@ -256,44 +421,53 @@ impl World {
             }
             self.events.push(SwitchEvent {
                 origin,
-                ingress: s.ingress,
-                deliveries: s.deliveries,
-                drops: s.drops,
+                over_cable,
+                ingress: at(s.ingress),
+                delivered: s.deliveries.iter().map(|d| at(d.port)).collect(),
+                drops: s
+                    .drops
+                    .iter()
+                    .map(|d| Dropped {
+                        port: at(d.port),
+                        reason: d.reason,
+                    })
+                    .collect(),
             });
         }
+        let inbox = std::mem::take(&mut *lock(&self.taps.inbox));
+        self.arrived
+            .extend(inbox.into_iter().map(|(port, frame)| (port, frame, origin)));
     }
 
     /// Adds an endpoint and, for a VF with `bring_up` (the default), brings its driver up.
     pub fn add_endpoint(&mut self, spec: &EndpointSpec) -> Result<(), SetupError> {
-        let port = spec.port.0;
+        let port = spec.port;
         let name = spec.name.clone();
         if self.endpoint_at(port).is_some() {
             return Err(SetupError::DuplicatePort(port));
         }
-        if !self
-            .nic
-            .with_pf(|pf| pf.switch().ports().any(|p| p == port))
-        {
+        let Some(nic) = self.nic(port.nic).filter(|_| self.has_port(port)).cloned() else {
             return Err(SetupError::NoSuchPort { name, port });
+        };
+        if self.peer(port).is_some() {
+            return Err(SetupError::Cabled { name, port });
         }
-        let mac = match (port, spec.mac) {
+        let mac = match (port.port, spec.mac) {
             (_, Some(mac)) => mac,
-            (PortId::Pf, None) => self
-                .nic
-                .with_pf(|pf| pf.switch().config().pf_mac.unwrap_or_default()),
+            (PortId::Pf, None) => nic.with_pf(|pf| pf.switch().config().pf_mac.unwrap_or_default()),
             (PortId::Uplink(_), None) => return Err(SetupError::NeedsMac { name, port }),
             (PortId::Vf(_), None) => MacAddr::ZERO,
         };
         let stack = HostStack::new(mac, spec.ip, spec.vlan);
-        let vf = match (spec.attach, port) {
+        let vf = match (spec.attach, port.port) {
             (attach, PortId::Vf(vf)) => {
-                let handle = self.nic.vf(vf).ok_or(SetupError::NoSuchPort {
+                let handle = nic.vf(vf).ok_or(SetupError::NoSuchPort {
                     name: name.clone(),
                     port,
                 })?;
                 let random_mac = spec
                     .fallback_mac
-                    .map_or([0x02, 0x5a, 0x5a, 0x00, 0x00, vf as u8], |m| m.0);
+                    .map_or([0x02, 0x5a, 0x5a, 0x00, port.nic, vf as u8], |m| m.0);
                 let guest =
                     SoftGuest::attach(handle, driver_config(random_mac)).map_err(|source| {
                         SetupError::Memory {
@@ -307,12 +481,11 @@ impl World {
                     fallback: spec.fallback_mac,
                 }))
             }
-            (Attach::Driver, other) => {
-                return Err(SetupError::DriverNeedsVf { name, port: other });
+            (Attach::Driver, _) => {
+                return Err(SetupError::DriverNeedsVf { name, port });
             }
             (Attach::Port, _) => {
-                self.nic
-                    .set_port_sink(port, Some(Arc::new(Inbox(self.taps.clone()))));
+                self.set_sink(port, true);
                 None
             }
         };
@@ -434,20 +607,22 @@ impl World {
         self.pump(VecDeque::new());
     }
 
-    /// Sends `frame` from endpoint `idx` and carries every frame it causes (answers included)
-    /// until the network is quiet.
+    /// Sends `frame` from endpoint `idx` and carries every frame it causes (answers and frames
+    /// over cables included) until the network is quiet.
     pub fn send(&mut self, idx: usize, frame: Bytes) {
-        self.pump(VecDeque::from([(idx, frame, Origin::Step)]));
+        self.pump(VecDeque::from([(
+            Sender::Endpoint(idx),
+            frame,
+            Origin::Step,
+        )]));
     }
 
-    fn pump(&mut self, mut queue: VecDeque<(usize, Bytes, Origin)>) {
+    fn pump(&mut self, mut queue: VecDeque<(Sender, Bytes, Origin)>) {
         let mut budget = MAX_FRAMES_PER_PUMP;
         loop {
             // What arrived so far (bring-up traffic, a resumed queue) is answered too.
-            self.collect(Origin::Reply);
-            for (ep, answer) in self.receive_all() {
-                queue.push_back((ep, answer, Origin::Reply));
-            }
+            self.collect(Origin::Reply, false);
+            queue.extend(self.receive_all());
             let Some((from, frame, origin)) = queue.pop_front() else {
                 return;
             };
@@ -456,17 +631,30 @@ impl World {
                 return;
             }
             budget -= 1;
+            let over_cable = matches!(from, Sender::Cable(_));
             self.transmit(from, frame);
-            self.collect(origin);
+            self.collect(origin, over_cable);
         }
     }
 
-    /// Puts one frame on endpoint `idx`'s link: into its VF's TX ring (time passes while the
-    /// shaper holds the queue, as the timer would let it), or into its PF/uplink port.
-    fn transmit(&mut self, idx: usize, frame: Bytes) {
+    /// Puts one frame on a link: from a cable into the switch at its end; from endpoint `idx`
+    /// into its VF's TX ring (time passes while the shaper holds the queue, as the timer would
+    /// let it), or into its PF/uplink port.
+    fn transmit(&mut self, from: Sender, frame: Bytes) {
+        let idx = match from {
+            Sender::Cable(end) => {
+                if let Some(nic) = self.nic(end.nic) {
+                    nic.inject(end.port, frame);
+                }
+                return;
+            }
+            Sender::Endpoint(idx) => idx,
+        };
         let port = self.endpoints[idx].port;
         let Some(g) = self.endpoints[idx].vf.as_mut() else {
-            self.nic.inject(port, frame);
+            if let Some(nic) = self.nic(port.nic) {
+                nic.inject(port.port, frame);
+            }
             return;
         };
         let vf = g.guest.vf.clone();
@@ -502,14 +690,22 @@ impl World {
         }
     }
 
-    /// Hands every endpoint what it received; returns their answers.
-    fn receive_all(&mut self) -> Vec<(usize, Bytes)> {
-        let inbox = std::mem::take(&mut *lock(&self.taps.inbox));
-        let mut answers = Vec::new();
-        for (port, frame) in inbox {
-            if let Some(idx) = self.endpoint_at(port) {
+    /// Hands every endpoint what it received and every cable what its ends got; returns the
+    /// endpoints' answers and the frames to carry over the cables.
+    fn receive_all(&mut self) -> Vec<(Sender, Bytes, Origin)> {
+        let arrived = std::mem::take(&mut self.arrived);
+        let mut out = Vec::new();
+        for (port, frame, origin) in arrived {
+            if let Some(far) = self.peer(port) {
+                out.push((Sender::Cable(far), frame, origin));
+            } else if let Some(idx) = self.endpoint_at(port) {
                 let stack = &mut self.endpoints[idx].stack;
-                answers.extend(stack.receive(&frame).into_iter().map(|a| (idx, a)));
+                out.extend(
+                    stack
+                        .receive(&frame)
+                        .into_iter()
+                        .map(|a| (Sender::Endpoint(idx), a, Origin::Reply)),
+                );
             }
         }
         for (idx, ep) in self.endpoints.iter_mut().enumerate() {
@@ -518,33 +714,58 @@ impl World {
             };
             g.guest.poll();
             for f in g.guest.take_received() {
-                answers.extend(ep.stack.receive(&f.data).into_iter().map(|a| (idx, a)));
+                out.extend(
+                    ep.stack
+                        .receive(&f.data)
+                        .into_iter()
+                        .map(|a| (Sender::Endpoint(idx), a, Origin::Reply)),
+                );
             }
         }
-        answers
+        out
     }
 
-    /// Each switch port's counters now.
-    pub fn port_counters(&self) -> BTreeMap<PortId, PortCounters> {
-        self.nic.with_pf(|pf| {
-            pf.switch()
-                .all_counters()
-                .map(|(p, c)| (p, c.clone()))
-                .collect()
-        })
+    /// Each switch port's counters now, every port of the card.
+    pub fn port_counters(&self) -> BTreeMap<PortRef, PortCounters> {
+        let mut out = BTreeMap::new();
+        for (k, nic) in self.nics.iter().enumerate() {
+            nic.with_pf(|pf| {
+                for (p, c) in pf.switch().all_counters() {
+                    out.insert(PortRef::new(k as u8, p), c.clone());
+                }
+            });
+        }
+        out
     }
 
-    /// The PF agent's refusals so far, per VF and reason.
-    pub fn refusals(&self) -> Vec<Vec<(RefusalReason, u64)>> {
-        self.nic.with_pf(|pf| {
-            (0..pf.num_vfs())
-                .map(|vf| {
-                    pf.refusals(vf)
+    /// Each VF function's counters now, every port of the card.
+    pub fn vf_stats(&self) -> BTreeMap<PortRef, VfStats> {
+        let mut out = BTreeMap::new();
+        for (k, nic) in self.nics.iter().enumerate() {
+            for v in 0..nic.num_vfs() {
+                if let Some(h) = nic.vf(v) {
+                    out.insert(PortRef::new(k as u8, PortId::Vf(v)), h.stats());
+                }
+            }
+        }
+        out
+    }
+
+    /// The PF agents' refusals so far, per VF and reason.
+    pub fn refusals(&self) -> BTreeMap<PortRef, Vec<(RefusalReason, u64)>> {
+        let mut out = BTreeMap::new();
+        for (k, nic) in self.nics.iter().enumerate() {
+            nic.with_pf(|pf| {
+                for vf in 0..pf.num_vfs() {
+                    let r = pf
+                        .refusals(vf)
                         .map(|r| r.iter().collect())
-                        .unwrap_or_default()
-                })
-                .collect()
-        })
+                        .unwrap_or_default();
+                    out.insert(PortRef::new(k as u8, PortId::Vf(vf)), r);
+                }
+            });
+        }
+        out
     }
 
     /// The MAC the stack of endpoint `idx` believes it has.
@@ -558,8 +779,25 @@ impl World {
 }
 
 impl Drop for World {
+    /// The NICs may outlive the world (`serve`'s): nothing of it stays attached to them.
     fn drop(&mut self) {
-        self.nic.set_observer(None);
+        let ports: Vec<PortRef> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.vf.is_none())
+            .map(|e| e.port)
+            .chain(
+                self.cables
+                    .iter()
+                    .flat_map(|c| [PortRef::from(c.a), PortRef::from(c.b)]),
+            )
+            .collect();
+        for port in ports {
+            self.set_sink(port, false);
+        }
+        for nic in &self.nics {
+            nic.set_observer(None);
+        }
     }
 }
 

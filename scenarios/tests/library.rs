@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-const EXPECTED: [&str; 11] = [
+const EXPECTED: [&str; 12] = [
     "arp-broadcast",
+    "dual-port",
     "jumbo-frames",
     "link-state",
     "mac-change-refused",
