@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod intr;
+pub mod mmio;
 pub mod regs;
 pub mod rx;
 pub mod tx;
