@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use eswitch::wire::EthernetFrame;
 use tracing::{debug, info, warn};
 use vm_memory::GuestAddressSpace;
 
@@ -351,13 +350,7 @@ impl Vf {
         }
         match outcome {
             RxOutcome::Delivered { .. } => {
-                let c = &mut self.counters;
-                c.rx_packets += 1;
-                c.rx_bytes += frame.len() as u64;
-                let dst = EthernetFrame::new_unchecked(frame).dst_addr();
-                if dst.is_multicast() && !dst.is_broadcast() {
-                    c.rx_multicast += 1;
-                }
+                self.counters.rx_delivered(frame);
                 (Ok(()), self.intr.raise(Cause::Rx(0), self.clock.now_ns()))
             }
             RxOutcome::Dropped(RxDrop::BufferDma) => {
