@@ -28,6 +28,7 @@
 //! nanoseconds; they return the vectors to fire as a [`Fire`] set, which the NIC runtime
 //! signals after dropping its locks.
 
+use super::mmio::dword_index;
 use super::regs::{self, ivar, VF_VECTORS};
 use crate::function::Fire;
 
@@ -257,9 +258,7 @@ impl IntrRegs {
     }
 
     fn eitr_index(offset: u64) -> Option<usize> {
-        let end = regs::VTEITR0 + 4 * u64::from(VF_VECTORS);
-        ((regs::VTEITR0..end).contains(&offset) && offset.is_multiple_of(4))
-            .then(|| ((offset - regs::VTEITR0) / 4) as usize)
+        dword_index(offset, regs::VTEITR0, u64::from(VF_VECTORS))
     }
 
     /// A register write at `now`; returns the vectors that fire because of it. `None` when

@@ -17,6 +17,13 @@ fn in_bar(bar_size: u64, offset: u64, len: usize) -> bool {
         .is_some_and(|end| end <= bar_size)
 }
 
+/// Which of `count` dword registers from `base` `offset` is, if any.
+pub(crate) fn dword_index(offset: u64, base: u64, count: u64) -> Option<usize> {
+    let end = base.saturating_add(4 * count);
+    ((base..end).contains(&offset) && offset.is_multiple_of(4))
+        .then(|| ((offset - base) / 4) as usize)
+}
+
 /// A read of `data.len()` bytes at `offset` of a BAR of `bar_size` bytes, through `read`
 /// (one 32-bit register read with its side effects, at a dword-aligned offset).
 pub(crate) fn read_dwords(
@@ -158,6 +165,15 @@ mod tests {
         assert!(r.is_ok());
         assert_eq!(writes, vec![(0x8, 1), (0xC, 2)]);
         assert!(write_dwords(0x100, 0x8, &[1, 2], |_, _| Effects::default()).is_err());
+    }
+
+    #[test]
+    fn dword_index_counts_aligned_registers_in_the_run() {
+        assert_eq!(dword_index(0x1688, 0x1680, 3), Some(2));
+        assert_eq!(dword_index(0x168C, 0x1680, 3), None);
+        assert_eq!(dword_index(0x1682, 0x1680, 3), None);
+        assert_eq!(dword_index(0x167C, 0x1680, 3), None);
+        assert_eq!(dword_index(u64::MAX, u64::MAX - 3, 1), None);
     }
 
     #[test]
