@@ -5,6 +5,9 @@
 //! - [`PfPort`]: what a VF function reaches of its PF, implemented by the runtime: the PF side
 //!   of the mailbox registers and the switch's admission of the VF's TX frames (the shaper).
 //!   Called by the function with the function's lock held; it takes the PF side's lock.
+//! - [`PfFilters`]: what the PF function tells the switch about its own port (the receive
+//!   filters its driver programmed, RX VLAN stripping), implemented by the runtime. Called by
+//!   the PF function with its lock held; it takes the PF side's lock.
 //! - [`IrqSink`]: where a function's MSI-X vectors go. Given by the vfio-user adapter (eventfds)
 //!   or by an in-process driver; the runtime calls it after releasing every lock.
 //! - [`Clock`]: the runtime's time. [`MonotonicClock`] for `serve`, [`ManualClock`] for
@@ -20,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use eswitch::{Delivery, DropRecord, NextSendAt, PortId};
+use eswitch::{Delivery, DropRecord, NextSendAt, PfPolicy, PortId};
 
 /// Whether a mailbox access asks the VF to raise its mailbox interrupt cause (its VTIVAR_MISC
 /// vector): the PF side decides, the VF function raises it.
@@ -45,6 +48,16 @@ pub trait PfPort: Send + Sync {
     /// May VF `vf` send a frame of `frame_len` bytes now? `Err(NextSendAt(t))`: its rate limit
     /// says not before `t` (ns on the runtime's clock); the TX queue pauses until then.
     fn tx_admit(&self, vf: u16, frame_len: usize) -> Result<(), NextSendAt>;
+}
+
+/// The switch's PF port as the PF function sees it: the function tells it what its driver
+/// programmed, so that the switch delivers to the PF what its filters would take (the
+/// function still filters exactly what it receives).
+pub trait PfFilters: Send + Sync {
+    /// The PF pool's receive filters changed (RAL/RAH, MTA, VFTA, RCTL.UPE/MPE/VFE/MO).
+    fn set_pf_policy(&self, policy: PfPolicy);
+    /// RX VLAN stripping of the PF port (CTRL.VME) changed.
+    fn set_rx_vlan_strip(&self, on: bool);
 }
 
 /// Where a function's MSI-X vectors go.

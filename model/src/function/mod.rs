@@ -21,6 +21,22 @@ pub mod offload;
 pub mod rxcsum;
 pub mod stats;
 
+/// Which function of the card a log line is about: the PF, or VF n.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FunctionId {
+    Pf,
+    Vf(u16),
+}
+
+impl std::fmt::Display for FunctionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FunctionId::Pf => f.write_str("pf"),
+            FunctionId::Vf(n) => write!(f, "vf{n}"),
+        }
+    }
+}
+
 /// A set of MSI-X vectors to signal (bit n: vector n).
 #[must_use = "the vectors must be signalled"]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// Why a frame offered to a VF's RX queue was not written into the guest's ring.
+/// Why a frame offered to a function's RX queue was not written into the guest's ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RxDrop {
@@ -35,10 +35,18 @@ pub enum RxDrop {
     /// A buffer address is outside guest memory: the frame is dropped and its descriptors
     /// completed with RXE so that the driver recycles them.
     BufferDma,
+    /// The receiver is off (the PF's RCTL.EN clear).
+    ReceiverDisabled,
+    /// No receive filter of the PF takes the frame (address, multicast, broadcast, VLAN).
+    Filtered,
+    /// Longer than the PF's receive limit (RCTL.LPE / RLPML).
+    Oversize,
+    /// The PF's PHY or MAC is looping its own frames back: nothing from outside gets in.
+    Isolated,
 }
 
 impl RxDrop {
-    pub const ALL: [RxDrop; 11] = [
+    pub const ALL: [RxDrop; 15] = [
         RxDrop::NotAttached,
         RxDrop::BusMasterOff,
         RxDrop::QueueDisabled,
@@ -50,6 +58,10 @@ impl RxDrop {
         RxDrop::BacklogOverflow,
         RxDrop::RingDma,
         RxDrop::BufferDma,
+        RxDrop::ReceiverDisabled,
+        RxDrop::Filtered,
+        RxDrop::Oversize,
+        RxDrop::Isolated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +77,10 @@ impl RxDrop {
             RxDrop::BacklogOverflow => "backlog_overflow",
             RxDrop::RingDma => "ring_dma",
             RxDrop::BufferDma => "buffer_dma",
+            RxDrop::ReceiverDisabled => "receiver_disabled",
+            RxDrop::Filtered => "filtered",
+            RxDrop::Oversize => "oversize",
+            RxDrop::Isolated => "isolated",
         }
     }
 
@@ -166,6 +182,16 @@ pub(crate) struct Counters {
 impl Counters {
     pub fn rx_drop(&mut self, r: RxDrop) {
         self.rx_drops[r.index()] += 1;
+    }
+
+    /// A frame written into a ring: packets, bytes, and multicast (not broadcast) frames.
+    pub fn rx_delivered(&mut self, frame: &[u8]) {
+        self.rx_packets += 1;
+        self.rx_bytes += frame.len() as u64;
+        let dst = eswitch::wire::EthernetFrame::new_unchecked(frame).dst_addr();
+        if dst.is_multicast() && !dst.is_broadcast() {
+            self.rx_multicast += 1;
+        }
     }
 
     pub fn tx_error(&mut self, e: TxError) {

@@ -12,7 +12,8 @@
 //! Pure: time comes in as nanoseconds.
 
 use eswitch::{
-    Eswitch, EswitchConfig, MacAddr, PolicyError, VfPolicy, VfSetting, DEFAULT_MAX_FRAME,
+    Eswitch, EswitchConfig, MacAddr, PfPolicy, PolicyError, PortId, VfPolicy, VfSetting,
+    DEFAULT_MAX_FRAME,
 };
 use mailbox::{
     AgentConfig, MacAssignment, MailboxEvent, MailboxEvents, PfAgent, RefusalCounters,
@@ -23,7 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::seams::{Clock, MailboxIrq, PfPort};
+use crate::seams::{Clock, MailboxIrq, PfFilters, PfPort};
 use eswitch::NextSendAt;
 use std::sync::Arc;
 
@@ -384,6 +385,23 @@ impl PfPort for SharedPf {
     }
 }
 
+/// The PF function's filters reach the switch's PF port. The PF function calls in with its own
+/// lock held (the order is always function, then PF side).
+impl PfFilters for SharedPf {
+    fn set_pf_policy(&self, policy: PfPolicy) {
+        if let Err(e) = self.side().switch_mut().set_pf_policy(policy) {
+            // The PF function only builds valid policies; keep the switch's if one is not.
+            warn!(error = %e, "PF receive filters refused by the switch");
+        }
+    }
+
+    fn set_rx_vlan_strip(&self, on: bool) {
+        if let Err(e) = self.side().switch_mut().set_rx_vlan_strip(PortId::Pf, on) {
+            warn!(error = %e, "PF port missing from the switch");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,5 +507,49 @@ mod tests {
         assert_eq!(pf.write_v2p(9, v2p::REQ, 0), MailboxIrq::None);
         assert!(pf.configure_vf(9, &[VfSetting::Trust(true)]).is_err());
         assert_eq!(pf.bad_vf, 2);
+    }
+
+    #[test]
+    fn the_pf_functions_filters_reach_the_switch() {
+        let clock: Arc<dyn Clock> = Arc::new(crate::seams::ManualClock::new(0));
+        let shared = SharedPf::new(PfSide::new(&NicConfig::default()).unwrap(), clock);
+        let mac = MacAddr([2, 0, 0, 0, 0, 0x42]);
+        let policy = PfPolicy {
+            macs: vec![mac],
+            mc_hashes: vec![0x123],
+            vlans: vec![10],
+            allmulti: true,
+            ..PfPolicy::default()
+        };
+        shared.set_pf_policy(policy.clone());
+        assert_eq!(shared.side().switch().pf_policy(), &policy);
+        // An invalid policy is refused and the switch keeps the last one.
+        shared.set_pf_policy(PfPolicy {
+            vlans: vec![5000],
+            ..PfPolicy::default()
+        });
+        assert_eq!(shared.side().switch().pf_policy(), &policy);
+        // A frame for the PF in VLAN 10 from the uplink: the tag stays on until the PF asks
+        // for stripping.
+        let tagged = eswitch::build_frame(
+            mac,
+            MacAddr([2, 0, 0, 0, 0, 0x99]),
+            Some(eswitch::VlanTci::new(10, 0)),
+            eswitch::wire::EtherTypes::Ipv4,
+            &[0u8; 46],
+        );
+        let to_pf = |shared: &SharedPf| {
+            let out = shared
+                .side()
+                .switch_mut()
+                .process(PortId::Uplink(0), tagged.clone());
+            out.deliveries
+                .iter()
+                .find(|d| d.port == PortId::Pf)
+                .map(|d| d.stripped_tci)
+        };
+        assert_eq!(to_pf(&shared), Some(None));
+        shared.set_rx_vlan_strip(true);
+        assert_eq!(to_pf(&shared), Some(Some(eswitch::VlanTci::new(10, 0))));
     }
 }

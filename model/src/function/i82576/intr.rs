@@ -22,10 +22,14 @@
 //! (igbvf's `IGBVF_4K_ITR` 980 is 251 µs: about 4000 interrupts a second), as QEMU's igb
 //! counts it.
 //!
-//! [`IntrRegs`] is plain state; time comes in as nanoseconds; it returns the vectors to fire as
-//! a [`Fire`] set, which the NIC runtime signals after dropping its locks.
+//! The vector side (EICR, EIMS, EIAC, EIAM, EITR and the moderation state) is a
+//! [`VectorBank`], which the PF's MSI-X mode shares with its ten vectors; [`IntrRegs`] adds the
+//! VF's register decode and its VTIVAR routing. Both are plain state; time comes in as
+//! nanoseconds; they return the vectors to fire as a [`Fire`] set, which the NIC runtime
+//! signals after dropping its locks.
 
-use super::regs::{self, ivar, VECTOR_MASK, VF_VECTORS};
+use super::mmio::dword_index;
+use super::regs::{self, ivar, VF_VECTORS};
 use crate::function::Fire;
 
 /// A source of interrupts inside the VF.
@@ -39,27 +43,160 @@ pub enum Cause {
     Mailbox,
 }
 
-/// The interval bits of VTEITR (14:2).
+/// The interval bits of VTEITR / EITR (14:2).
 pub const EITR_INTERVAL_MASK: u32 = 0x7FFC;
-/// VTEITR.CNT_IGNR: the write does not restart the interval counter.
+/// VTEITR.CNT_IGNR / EITR.CNT_IGNR: the write does not restart the interval counter.
 pub const EITR_CNT_IGNR: u32 = 1 << 31;
-/// Nanoseconds per unit of the VTEITR interval field as the register holds it.
+/// Nanoseconds per unit of the EITR interval field as the register holds it.
 pub const EITR_UNIT_NS: u64 = 256;
 
-/// The interrupt registers of one VF, with the moderation state behind VTEITR.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IntrRegs {
+/// The per-vector side of the 82576's extended interrupts, the same for a VF (3 vectors) and
+/// the PF in MSI-X mode (10): EICR, EIMS, EIAC, EIAM and EITR with the moderation state
+/// behind it. Causes arrive as EICR bits (the owner routes them through its IVARs); the bank
+/// answers with the vectors to fire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VectorBank<const N: usize> {
     pub eicr: u32,
     pub eims: u32,
     pub eiac: u32,
+    /// Auto-mask bits in effect (the PF gates them with GPIE.EIAME).
     pub eiam: u32,
-    pub eitr: [u32; VF_VECTORS as usize],
-    pub ivar: u32,
-    pub ivar_misc: u32,
+    pub eitr: [u32; N],
     /// Per vector: before this time (ns) it may not fire again.
-    quiet_until: [u64; VF_VECTORS as usize],
+    quiet_until: [u64; N],
     /// Vectors ready to fire, held until their interval ends.
     held: u32,
+}
+
+impl<const N: usize> Default for VectorBank<N> {
+    fn default() -> Self {
+        VectorBank {
+            eicr: 0,
+            eims: 0,
+            eiac: 0,
+            eiam: 0,
+            eitr: [0; N],
+            quiet_until: [0; N],
+            held: 0,
+        }
+    }
+}
+
+impl<const N: usize> VectorBank<N> {
+    /// One bit per vector.
+    pub const MASK: u32 = if N >= 32 { u32::MAX } else { (1u32 << N) - 1 };
+
+    /// EICR |= bits; fire the enabled ones (moderation permitting).
+    pub fn set_eicr(&mut self, bits: u32, now: u64) -> Fire {
+        let bits = bits & Self::MASK;
+        self.eicr |= bits;
+        self.pending_enabled(bits, now)
+    }
+
+    /// The moderation interval of vector `v`.
+    fn interval_ns(&self, v: usize) -> u64 {
+        u64::from(self.eitr[v] & EITR_INTERVAL_MASK) * EITR_UNIT_NS
+    }
+
+    /// Fire the vectors in `candidates` that are pending in EICR and enabled in EIMS, but hold
+    /// those still inside their interval; auto-clear (EIAC) and auto-mask (EIAM) what fired.
+    fn pending_enabled(&mut self, candidates: u32, now: u64) -> Fire {
+        let ready = self.eicr & self.eims & candidates & Self::MASK;
+        let mut fire = 0;
+        for v in 0..N {
+            let bit = 1u32 << v;
+            if ready & bit == 0 {
+                continue;
+            }
+            if now < self.quiet_until[v] {
+                self.held |= bit;
+                continue;
+            }
+            fire |= bit;
+            self.quiet_until[v] = now.saturating_add(self.interval_ns(v));
+        }
+        self.held &= !fire;
+        self.eicr &= !(fire & self.eiac);
+        self.eims &= !(fire & self.eiam);
+        Fire::from_bits(fire)
+    }
+
+    /// When a held interrupt's interval ends, if one is held.
+    pub fn next_deadline(&self) -> Option<u64> {
+        (0..N)
+            .filter(|&v| self.held & (1 << v) != 0)
+            .map(|v| self.quiet_until[v])
+            .min()
+    }
+
+    /// Time has come to `now`: held vectors whose interval ended fire if they are still
+    /// pending and enabled; one the driver masked or cleared meanwhile is no longer held (a
+    /// pending cause fires when the vector is enabled again).
+    pub fn on_timer(&mut self, now: u64) -> Fire {
+        let due = (0..N)
+            .filter(|&v| self.held & (1 << v) != 0 && self.quiet_until[v] <= now)
+            .fold(0u32, |m, v| m | 1 << v);
+        self.held &= !due;
+        self.pending_enabled(due, now)
+    }
+
+    /// EICR read: clears on read (as QEMU does).
+    pub fn read_eicr(&mut self) -> u32 {
+        std::mem::take(&mut self.eicr)
+    }
+
+    /// EICS write: raises its causes and re-enables auto-masked vectors among them (igbvf's
+    /// `igbvf_intr_msix_tx`: "auto mask will automatically re-enable the interrupt when we
+    /// write EICS").
+    pub fn write_eics(&mut self, value: u32, now: u64) -> Fire {
+        let v = value & Self::MASK;
+        self.eims |= v & self.eiam;
+        self.set_eicr(v, now)
+    }
+
+    /// EIMS write: enables vectors; causes that arrived while masked fire now.
+    pub fn write_eims(&mut self, value: u32, now: u64) -> Fire {
+        let v = value & Self::MASK;
+        self.eims |= v;
+        self.pending_enabled(v, now)
+    }
+
+    /// EIMC write: masks vectors.
+    pub fn write_eimc(&mut self, value: u32) {
+        self.eims &= !(value & Self::MASK);
+    }
+
+    /// EICR write: W1C.
+    pub fn write_eicr(&mut self, value: u32) {
+        self.eicr &= !(value & Self::MASK);
+    }
+
+    /// EITR(n) read (`None`: no such vector).
+    pub fn eitr(&self, n: usize) -> Option<u32> {
+        self.eitr.get(n).copied()
+    }
+
+    /// EITR(n) write at `now`: the interval (and CNT_IGNR) is stored; without CNT_IGNR the
+    /// interval counter restarts from now. Returns false when vector `n` does not exist.
+    pub fn write_eitr(&mut self, n: usize, value: u32, now: u64) -> bool {
+        if n >= N {
+            return false;
+        }
+        self.eitr[n] = value & (EITR_CNT_IGNR | EITR_INTERVAL_MASK);
+        if value & EITR_CNT_IGNR == 0 && self.quiet_until[n] > now {
+            self.quiet_until[n] = now.saturating_add(self.interval_ns(n));
+        }
+        true
+    }
+}
+
+/// The interrupt registers of one VF: the vector bank of its three vectors and the VTIVAR /
+/// VTIVAR_MISC routing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntrRegs {
+    pub bank: VectorBank<{ VF_VECTORS as usize }>,
+    pub ivar: u32,
+    pub ivar_misc: u32,
 }
 
 impl IntrRegs {
@@ -86,79 +223,33 @@ impl IntrRegs {
     /// A cause happened at `now`: set its EICR bit and fire it if enabled and not held back.
     pub fn raise(&mut self, cause: Cause, now: u64) -> Fire {
         match self.route(cause) {
-            Some(bit) => self.set_eicr(bit, now),
+            Some(bit) => self.bank.set_eicr(bit, now),
             None => Fire::NONE,
         }
     }
 
-    /// EICR |= bits; fire the enabled ones (moderation permitting).
-    fn set_eicr(&mut self, bits: u32, now: u64) -> Fire {
-        let bits = bits & VECTOR_MASK;
-        self.eicr |= bits;
-        self.pending_enabled(bits, now)
-    }
-
-    /// The moderation interval of vector `v`.
-    fn interval_ns(&self, v: usize) -> u64 {
-        u64::from(self.eitr[v] & EITR_INTERVAL_MASK) * EITR_UNIT_NS
-    }
-
-    /// Fire the vectors in `candidates` that are pending in EICR and enabled in EIMS, but hold
-    /// those still inside their interval; auto-clear (EIAC) and auto-mask (EIAM) what fired.
-    fn pending_enabled(&mut self, candidates: u32, now: u64) -> Fire {
-        let ready = self.eicr & self.eims & candidates & VECTOR_MASK;
-        let mut fire = 0;
-        for v in 0..VF_VECTORS as usize {
-            let bit = 1u32 << v;
-            if ready & bit == 0 {
-                continue;
-            }
-            if now < self.quiet_until[v] {
-                self.held |= bit;
-                continue;
-            }
-            fire |= bit;
-            self.quiet_until[v] = now.saturating_add(self.interval_ns(v));
-        }
-        self.held &= !fire;
-        self.eicr &= !(fire & self.eiac);
-        self.eims &= !(fire & self.eiam);
-        Fire::from_bits(fire)
-    }
-
     /// When a held interrupt's interval ends, if one is held.
     pub fn next_deadline(&self) -> Option<u64> {
-        (0..VF_VECTORS as usize)
-            .filter(|&v| self.held & (1 << v) != 0)
-            .map(|v| self.quiet_until[v])
-            .min()
+        self.bank.next_deadline()
     }
 
-    /// Time has come to `now`: held vectors whose interval ended fire if they are still
-    /// pending and enabled; one the driver masked or cleared meanwhile is no longer held (a
-    /// pending cause fires when the vector is enabled again).
+    /// See [`VectorBank::on_timer`].
     pub fn on_timer(&mut self, now: u64) -> Fire {
-        let due = (0..VF_VECTORS as usize)
-            .filter(|&v| self.held & (1 << v) != 0 && self.quiet_until[v] <= now)
-            .fold(0u32, |m, v| m | 1 << v);
-        self.held &= !due;
-        self.pending_enabled(due, now)
+        self.bank.on_timer(now)
     }
 
     /// A register read (side effects: VTEICR clears on read, as in QEMU). `None` when
     /// `offset` is not an interrupt register.
     pub fn read(&mut self, offset: u64) -> Option<u32> {
         Some(match offset {
-            regs::VTEICR => std::mem::take(&mut self.eicr),
-            regs::VTEIMS => self.eims,
-            regs::VTEIAC => self.eiac,
-            regs::VTEIAM => self.eiam,
+            regs::VTEICR => self.bank.read_eicr(),
+            regs::VTEIMS => self.bank.eims,
+            regs::VTEIAC => self.bank.eiac,
+            regs::VTEIAM => self.bank.eiam,
             // Write-only registers read 0.
             regs::VTEICS | regs::VTEIMC => 0,
-            o if (regs::VTEITR0..regs::VTEITR0 + 4 * u64::from(VF_VECTORS)).contains(&o)
-                && o.is_multiple_of(4) =>
-            {
-                self.eitr[((o - regs::VTEITR0) / 4) as usize]
+            o if Self::eitr_index(o).is_some() => {
+                Self::eitr_index(o).and_then(|n| self.bank.eitr(n))?
             }
             regs::VTIVAR => self.ivar,
             regs::VTIVAR_MISC => self.ivar_misc,
@@ -166,49 +257,36 @@ impl IntrRegs {
         })
     }
 
+    fn eitr_index(offset: u64) -> Option<usize> {
+        dword_index(offset, regs::VTEITR0, u64::from(VF_VECTORS))
+    }
+
     /// A register write at `now`; returns the vectors that fire because of it. `None` when
     /// `offset` is not an interrupt register.
     pub fn write(&mut self, offset: u64, value: u32, now: u64) -> Option<Fire> {
-        let v = value & VECTOR_MASK;
+        let mask = VectorBank::<{ VF_VECTORS as usize }>::MASK;
         Some(match offset {
-            regs::VTEICS => {
-                // Re-enables what auto-masking disabled (see the module docs).
-                self.eims |= v & self.eiam;
-                self.set_eicr(v, now)
-            }
-            regs::VTEIMS => {
-                self.eims |= v;
-                // Causes that arrived while masked fire now.
-                self.pending_enabled(v, now)
-            }
+            regs::VTEICS => self.bank.write_eics(value, now),
+            regs::VTEIMS => self.bank.write_eims(value, now),
             regs::VTEIMC => {
-                self.eims &= !v;
+                self.bank.write_eimc(value);
                 Fire::NONE
             }
             regs::VTEICR => {
-                // W1C.
-                self.eicr &= !v;
+                self.bank.write_eicr(value);
                 Fire::NONE
             }
             regs::VTEIAC => {
-                self.eiac = v;
+                self.bank.eiac = value & mask;
                 Fire::NONE
             }
             regs::VTEIAM => {
-                self.eiam = v;
+                self.bank.eiam = value & mask;
                 Fire::NONE
             }
-            o if (regs::VTEITR0..regs::VTEITR0 + 4 * u64::from(VF_VECTORS)).contains(&o)
-                && o.is_multiple_of(4) =>
-            {
-                let n = ((o - regs::VTEITR0) / 4) as usize;
-                self.eitr[n] = value & (EITR_CNT_IGNR | EITR_INTERVAL_MASK);
-                if value & EITR_CNT_IGNR == 0 {
-                    // The counter restarts: the new interval runs from now.
-                    if self.quiet_until[n] > now {
-                        self.quiet_until[n] = now.saturating_add(self.interval_ns(n));
-                    }
-                }
+            o if Self::eitr_index(o).is_some() => {
+                let n = Self::eitr_index(o)?;
+                self.bank.write_eitr(n, value, now);
                 Fire::NONE
             }
             regs::VTIVAR => {
@@ -261,7 +339,7 @@ mod tests {
         assert_eq!(r.raise(Cause::Tx(0), 0).bits(), 0b001);
         assert_eq!(r.raise(Cause::Mailbox, 0).bits(), 0b100);
         // EIAC auto-cleared every fired cause.
-        assert_eq!(r.eicr, 0);
+        assert_eq!(r.bank.eicr, 0);
     }
 
     #[test]
@@ -269,7 +347,7 @@ mod tests {
         let mut r = igbvf_configured();
         assert_eq!(r.raise(Cause::Rx(1), 0), Fire::NONE);
         assert_eq!(r.raise(Cause::Tx(1), 0), Fire::NONE);
-        assert_eq!(r.eicr, 0);
+        assert_eq!(r.bank.eicr, 0);
     }
 
     #[test]
@@ -279,12 +357,12 @@ mod tests {
         let _ = r.write(regs::VTEIMC, !0, 0);
         let _ = r.write(regs::VTEIAC, 0, 0);
         assert_eq!(r.raise(Cause::Rx(0), 0), Fire::NONE);
-        assert_eq!(r.eicr, 0b010);
+        assert_eq!(r.bank.eicr, 0b010);
         // igbvf_irq_enable again: the pending RX cause fires once EIMS has it.
         let _ = r.write(regs::VTEIAC, 0x7, 0);
         let _ = r.write(regs::VTEIAM, 0x7, 0);
         assert_eq!(r.write(regs::VTEIMS, 0x7, 0), Some(Fire::from_bits(0b010)));
-        assert_eq!(r.eicr, 0);
+        assert_eq!(r.bank.eicr, 0);
         // A second EIMS write with nothing pending fires nothing.
         assert_eq!(r.write(regs::VTEIMS, 0x2, 0), Some(Fire::NONE));
     }
@@ -311,10 +389,10 @@ mod tests {
         let mut r = igbvf_configured();
         let _ = r.write(regs::VTEIAC, 0, 0);
         assert_eq!(r.raise(Cause::Mailbox, 0).bits(), 0b100);
-        assert_eq!(r.eicr, 0b100);
+        assert_eq!(r.bank.eicr, 0b100);
         // W1C of another bit leaves it.
         let _ = r.write(regs::VTEICR, 0b001, 0);
-        assert_eq!(r.eicr, 0b100);
+        assert_eq!(r.bank.eicr, 0b100);
         // Clear on read.
         assert_eq!(r.read(regs::VTEICR), Some(0b100));
         assert_eq!(r.read(regs::VTEICR), Some(0));
@@ -325,10 +403,10 @@ mod tests {
         let mut r = IntrRegs::default();
         let _ = r.write(regs::VTIVAR_MISC, 0x83, 0);
         let _ = r.write(regs::VTEIMS, !0, 0);
-        assert_eq!(r.eims, 0x7);
+        assert_eq!(r.bank.eims, 0x7);
         assert_eq!(r.raise(Cause::Mailbox, 0), Fire::NONE);
         let _ = r.write(regs::VTEICS, !0, 0);
-        assert_eq!(r.eicr & !VECTOR_MASK, 0);
+        assert_eq!(r.bank.eicr & !regs::VECTOR_MASK, 0);
     }
 
     #[test]
@@ -355,7 +433,7 @@ mod tests {
         let interval = 196 * EITR_UNIT_NS;
         assert_eq!(r.raise(Cause::Rx(0), 1_000 * US).bits(), 0b010);
         // Auto-masked until the driver's EIMS write at the end of its NAPI poll.
-        assert_eq!(r.eims & 0b010, 0);
+        assert_eq!(r.bank.eims & 0b010, 0);
         assert_eq!(r.write(regs::VTEIMS, 0b010, 1_010 * US), Some(Fire::NONE));
         // A frame 20 µs after the first interrupt: held.
         assert_eq!(r.raise(Cause::Rx(0), 1_020 * US), Fire::NONE);
@@ -363,7 +441,7 @@ mod tests {
         assert_eq!(r.on_timer(1_000 * US + interval - 1), Fire::NONE, "not yet");
         assert_eq!(r.on_timer(1_000 * US + interval).bits(), 0b010);
         assert_eq!(r.next_deadline(), None);
-        assert_eq!(r.eicr & 0b010, 0, "auto-cleared when it fired");
+        assert_eq!(r.bank.eicr & 0b010, 0, "auto-cleared when it fired");
     }
 
     #[test]
@@ -376,7 +454,7 @@ mod tests {
         let _ = r.write(regs::VTEIMC, !0, 3);
         let end = 980 * EITR_UNIT_NS;
         assert_eq!(r.on_timer(end), Fire::NONE, "masked: stays pending");
-        assert_eq!(r.eicr & 0b010, 0b010);
+        assert_eq!(r.bank.eicr & 0b010, 0b010);
         assert_eq!(r.next_deadline(), None);
         // igbvf_irq_enable: the pending cause fires now.
         assert_eq!(
@@ -389,7 +467,7 @@ mod tests {
     fn eics_re_enables_an_auto_masked_tx_vector_as_igbvf_expects() {
         let mut r = igbvf_configured();
         assert_eq!(r.raise(Cause::Tx(0), 0).bits(), 0b001);
-        assert_eq!(r.eims & 0b001, 0, "auto-masked");
+        assert_eq!(r.bank.eims & 0b001, 0, "auto-masked");
         // igbvf_intr_msix_tx with an unfinished ring: ew32(EICS, tx eims_value).
         assert_eq!(
             r.write(regs::VTEICS, 0b001, 1),

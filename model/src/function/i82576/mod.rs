@@ -1,12 +1,23 @@
-//! The Intel 82576 (igb / igbvf): its configuration spaces ([`config`]), the VF register map
-//! ([`regs`]), interrupt logic ([`intr`]), RX and TX queues ([`rx`], [`tx`]) and the VF
-//! function that puts them together ([`vf`]).
+//! The Intel 82576 (igb / igbvf): its configuration spaces ([`config`]), what every function
+//! shares on the bus ([`mmio`]), RX and TX queues ([`rx`], [`tx`]) and the vector side of the
+//! interrupts ([`intr`]); the VF's register map ([`regs`]) and the VF function ([`vf`]); the
+//! PF's register map ([`pf_regs`]), NVM ([`nvm`]), PHY ([`phy`]), interrupts ([`pf_intr`]),
+//! receive filters ([`pf_filter`]), statistics ([`pf_stats`]) and the PF function ([`pf`]).
 
 pub mod config;
 pub mod intr;
+pub mod mmio;
+pub mod nvm;
+pub mod pf;
+pub mod pf_filter;
+pub mod pf_intr;
+pub mod pf_regs;
+pub mod pf_stats;
+pub mod phy;
 pub mod regs;
 pub mod rx;
 pub mod tx;
 pub mod vf;
 
+pub use pf::Pf;
 pub use vf::{RingState, Vf, VfState};

@@ -126,10 +126,11 @@ pub mod dctl {
     pub const WTHRESH_1: u32 = 1 << 16;
 }
 
-/// Ring length granularity (RDLEN/TDLEN are multiples of 128 bytes).
+/// Ring length granularity drivers use (RDLEN/TDLEN multiples of 128 bytes).
 pub const DLEN_ALIGN: u32 = 128;
-/// Largest ring QEMU/82576 accept: RDLEN b19:7.
-pub const DLEN_MASK: u32 = 0x000F_FF80;
+/// The bits RDLEN/TDLEN store: 19:4 (igb's `igb_reg_test` pattern-tests exactly these on the
+/// PF; QEMU keeps the same width, and a VF's window maps onto the same registers).
+pub const DLEN_MASK: u32 = 0x000F_FFF0;
 /// RDBAL/TDBAL: the low 5 bits are not stored (QEMU's mask; igbvf's rings are 4 KiB aligned).
 pub const DBAL_MASK: u32 = !0x1F;
 

@@ -1,12 +1,19 @@
-//! The RX queues of a VF: their registers (as igbvf's `igbvf_configure_rx` and `igbvf_setup_srrctl`
-//! program them) and the engine that writes a frame into the guest's ring (the write-back igbvf's
-//! `igbvf_clean_rx_irq` reads; QEMU's `igb_write_adv_rx_descr`): advanced one-buffer mode
+//! The RX queues of an 82576 function: their registers (as igbvf's `igbvf_configure_rx` and
+//! `igbvf_setup_srrctl`, and igb's `igb_configure_rx_ring` and `igb_setup_srrctl`, program
+//! them) and the engine that writes a frame into the guest's ring (the write-back igbvf's
+//! `igbvf_clean_rx_irq` and igb's `igb_clean_rx_irq` read; QEMU's `igb_write_adv_rx_descr`):
+//! advanced one-buffer mode
 //! (SRRCTL.DESCTYPE 001) and header split (010 / 101, as igbvf uses it with a 128-byte header
 //! buffer), frames spanning several descriptors with EOP on the last, write-back of length, DD,
 //! EOP, VP + VLAN, and the checksum status of [`crate::function::rxcsum`] (verified-good bits
 //! only).
 //!
-//! Only queue 0 receives (igbvf uses only queue 0; queue 1's registers are storage).
+//! Which queue receives is the function's choice: a VF's queue 0 (the only one igbvf uses), the
+//! PF's by MRQC.
+//!
+//! The write-back's upper half (status, errors, length, VLAN) is stored as one 8-byte access,
+//! after the lower half: igbvf takes DD in the status as the sign of a complete descriptor,
+//! igb a non-zero length (`igb_clean_rx_irq`), and each reads the other field after it.
 //!
 //! DMA faults: a descriptor ring outside guest memory stops the queue (RXDCTL.ENABLE is
 //! cleared, as a device that got a completion error would stop fetching); a packet or header
@@ -23,7 +30,7 @@ use vm_memory::GuestMemoryBackend;
 use super::regs::{dctl, q, srrctl, DBAL_MASK, DLEN_MASK};
 use crate::function::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
 use crate::function::stats::RxDrop;
-use crate::function::{guest, rxcsum};
+use crate::function::{guest, rxcsum, FunctionId};
 
 /// igbvf's header buffer in header-split mode (`rx_ps_hdr_size`).
 pub const IGBVF_HDR_SIZE: usize = 128;
@@ -236,6 +243,13 @@ fn parse_headers_len(f: &[u8]) -> Option<usize> {
     Some(eth.header_len() + ip_len + l4_len)
 }
 
+/// Bytes 8..16 of a descriptor.
+fn upper(b: &DescBytes) -> [u8; 8] {
+    let mut u = [0u8; 8];
+    u.copy_from_slice(&b[8..16]);
+    u
+}
+
 /// What [`write_frame`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum RxOutcome {
@@ -253,12 +267,12 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
     frame: &[u8],
     stripped_tci: Option<u16>,
     checksum: bool,
-    vf: u16,
+    func: FunctionId,
 ) -> RxOutcome {
     let n = ring.len();
     if n == 0 || ring.rdh >= n || ring.rdt >= n {
         debug!(
-            vf,
+            %func,
             rdlen = ring.rdlen,
             rdh = ring.rdh,
             rdt = ring.rdt,
@@ -301,7 +315,7 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
         let mut b: DescBytes = [0; DESC_LEN];
         if guest::read(mem, ring.desc_addr(idx), &mut b).is_err() {
             warn!(
-                vf,
+                %func,
                 index = idx,
                 base = ring.base(),
                 "RX descriptor ring outside guest memory; queue stopped"
@@ -347,25 +361,24 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
         }
     }
 
-    // Write back: length/VLAN first, the status dword (DD) last: igbvf's `igbvf_clean_rx_irq`
-    // takes DD as the sign that the whole descriptor is written.
+    // Write back: the lower half, then the upper half (status, length, VLAN) in one store so
+    // that neither igbvf's DD nor igb's length can be seen before the rest.
     for ((idx, _), wb) in descs.iter().zip(&wbs) {
         let mut b: DescBytes = [0; DESC_LEN];
         wb.emit(&mut b);
         let at = ring.desc_addr(*idx);
         let ok = guest::write(mem, at, &b[0..8]).is_ok()
-            && guest::write(mem, at.wrapping_add(12), &b[12..16]).is_ok()
-            && guest::write(mem, at.wrapping_add(8), &b[8..12]).is_ok();
+            && guest::write_upper_half(mem, at.wrapping_add(8), &upper(&b)).is_ok();
         if !ok {
             // Readable but not writable through this map: stop like a ring fault.
-            warn!(vf, index = idx, "RX write-back failed; queue stopped");
+            warn!(%func, index = idx, "RX write-back failed; queue stopped");
             ring.rxdctl &= !dctl::ENABLE;
             return RxOutcome::Dropped(RxDrop::RingDma);
         }
     }
     ring.rdh = (ring.rdh + needed) % n;
     if buffer_fault {
-        warn!(vf, "RX buffer outside guest memory; frame dropped with RXE");
+        warn!(%func, "RX buffer outside guest memory; frame dropped with RXE");
         ring.rqdpc = ring.rqdpc.wrapping_add(1);
         return RxOutcome::Dropped(RxDrop::BufferDma);
     }

@@ -1,6 +1,8 @@
-//! The TX queues of a VF: their registers (as igbvf's `igbvf_configure_tx` programs them) and the
-//! engine that runs when the guest writes TDT (the descriptors igbvf's `igbvf_tx_queue_adv`,
-//! `igbvf_tso` and `igbvf_tx_csum` build; QEMU's `igb_process_tx_desc`): advanced context
+//! The TX queues of an 82576 function (a VF's two, the PF's sixteen): their registers (as
+//! igbvf's `igbvf_configure_tx` and igb's `igb_configure_tx_ring` program them) and the engine
+//! that runs when the guest writes TDT (the descriptors igbvf's `igbvf_tx_queue_adv`,
+//! `igbvf_tso` and `igbvf_tx_csum` build, and igb's `igb_tx_map`, `igb_tso` and `igb_tx_csum`
+//! alike; QEMU's `igb_process_tx_desc`): advanced context
 //! (DTYP 0010) and data (DTYP 0011) descriptors from TDH up to TDT, a packet gathered across data
 //! descriptors until EOP, offloads applied, the frames collected for the caller to switch, DD
 //! written back into every descriptor with RS once its packet is consumed, TDH advanced.
@@ -13,10 +15,11 @@
 //! - TDH/TDT beyond TDLEN: the tail write is not acted on;
 //! - the descriptor ring outside guest memory: the queue stops (TXDCTL.ENABLE cleared).
 //!
-//! Shaping: each frame is admitted by the VF's PF ([`PfPort::tx_admit`], the switch's rate
-//! limiter); a frame that must wait pauses the queue with that frame not consumed (TDH stays on
-//! its packet) until the NIC runtime calls `Vf::tx_resume` at the time the shaper named. A TSO packet
-//! paused between segments resumes at the segment that was deferred: no loss, no duplicate.
+//! Shaping: each frame is admitted through [`TxEnv::admit`] — for a VF, its PF's
+//! `PfPort::tx_admit` (the switch's rate limiter); the PF is not rate-limited. A frame that must
+//! wait pauses the queue with that frame not consumed (TDH stays on its packet) until the NIC
+//! runtime calls `Vf::tx_resume` at the time the shaper named. A TSO packet paused between
+//! segments resumes at the segment that was deferred: no loss, no duplicate.
 
 use bytes::Bytes;
 use eswitch::NextSendAt;
@@ -28,16 +31,16 @@ use crate::function::desc::{
     tx_bits, DescBytes, TxContext, TxDataDesc, TxDesc, TxOffloads, DESC_LEN, TX_STATUS_OFFSET,
 };
 use crate::function::stats::{Counters, TxError};
-use crate::function::{guest, offload};
-use crate::seams::PfPort;
+use crate::function::{guest, offload, FunctionId};
 
 /// Largest packet (all data descriptors of one packet) the engine gathers: 64 KiB, the TSO
 /// limit of the 82576 and more than any igbvf skb.
 pub const MAX_TX_PACKET: usize = 64 * 1024;
 /// Most descriptors (context + data) one packet may span.
 pub const MAX_DESC_PER_PACKET: u32 = 64;
-/// Frames shorter than this (60 bytes: 64 on the wire with the FCS) are zero-padded, as the
-/// 82576 does with TCTL.PSP, which igb always sets (and our PF side stands in for igb).
+/// Frames shorter than this (60 bytes: 64 on the wire with the FCS) are zero-padded when
+/// TCTL.PSP is set, which igb always does (`igb_setup_tctl`); VFs are padded always (our PF
+/// side stands in for igb).
 pub const MIN_TX_FRAME: usize = 60;
 /// Context slots per queue (IDX is masked to this).
 pub const CONTEXT_SLOTS: usize = 2;
@@ -57,11 +60,13 @@ impl TxRequest {
     }
 }
 
-/// Who the engine works for: the VF's PF (the shaper's admission of each frame), the VF's
-/// counters, and where admitted frames go.
+/// Who the engine works for: which function (for its logs), who admits each frame (a VF's
+/// PF: the shaper; the PF: nobody, it is not rate-limited), whether short frames are padded
+/// (TCTL.PSP), the function's counters, and where admitted frames go.
 pub(crate) struct TxEnv<'a> {
-    pub pf: &'a dyn PfPort,
-    pub vf: u16,
+    pub func: FunctionId,
+    pub admit: &'a dyn Fn(usize) -> Result<(), NextSendAt>,
+    pub pad: bool,
     pub counters: &'a mut Counters,
     pub out: &'a mut Vec<Bytes>,
 }
@@ -201,7 +206,7 @@ impl TxRing {
         env: &mut TxEnv<'_>,
         resume: bool,
     ) -> TxRun {
-        let vf = env.vf;
+        let func = env.func;
         let mut run = TxRun::default();
         if let Some(p) = self.pause {
             if !resume {
@@ -215,7 +220,7 @@ impl TxRing {
         }
         if n == 0 || self.tdh >= n || self.tdt >= n {
             warn!(
-                vf,
+                %func,
                 tdlen = self.tdlen,
                 tdh = self.tdh,
                 tdt = self.tdt,
@@ -244,12 +249,17 @@ impl TxRing {
         run
     }
 
-    fn read_desc<M: GuestMemoryBackend>(&mut self, mem: &M, idx: u32, vf: u16) -> Option<TxDesc> {
+    fn read_desc<M: GuestMemoryBackend>(
+        &mut self,
+        mem: &M,
+        idx: u32,
+        func: FunctionId,
+    ) -> Option<TxDesc> {
         let mut b: DescBytes = [0; DESC_LEN];
         match guest::read(mem, self.desc_addr(idx), &mut b) {
             Ok(()) => Some(TxDesc::parse(&b)),
             Err(e) => {
-                warn!(vf, index = idx, base = self.base(), error = %e, "TX descriptor ring outside guest memory; queue stopped");
+                warn!(%func, index = idx, base = self.base(), error = %e, "TX descriptor ring outside guest memory; queue stopped");
                 self.txdctl &= !dctl::ENABLE;
                 None
             }
@@ -262,7 +272,7 @@ impl TxRing {
         env: &mut TxEnv<'_>,
         frames_done: usize,
     ) -> Step {
-        let vf = env.vf;
+        let func = env.func;
         let n = self.len();
         // Scan for EOP without consuming anything.
         let mut descs: Vec<(u32, TxDesc)> = Vec::new();
@@ -273,7 +283,7 @@ impl TxRing {
                 // The driver has not written the rest of the packet yet.
                 return Step::Incomplete;
             }
-            let Some(d) = self.read_desc(mem, i, vf) else {
+            let Some(d) = self.read_desc(mem, i, func) else {
                 env.counters.tx_error(TxError::RingDma);
                 env.counters.dma_errors += 1;
                 return Step::Stopped;
@@ -333,7 +343,7 @@ impl TxRing {
                     if let Err(e) =
                         offload::apply(&data, &req.ctx, &req.offloads, &mut |f| frames.push(f))
                     {
-                        debug!(vf, reason = %e, "TX offload refused the packet");
+                        debug!(%func, reason = %e, "TX offload refused the packet");
                         error = Some(TxError::Offload);
                         frames.clear();
                     }
@@ -341,9 +351,9 @@ impl TxRing {
                     frames.push(Bytes::from(data));
                 }
                 for (k, f) in frames.into_iter().enumerate().skip(frames_done) {
-                    let f = pad_short(f);
+                    let f = if env.pad { pad_short(f) } else { f };
                     let len = f.len() as u64;
-                    match env.pf.tx_admit(vf, f.len()) {
+                    match (env.admit)(f.len()) {
                         Ok(()) => {
                             env.counters.tx_packets += 1;
                             env.counters.tx_bytes += len;
@@ -362,7 +372,7 @@ impl TxRing {
             }
         }
         if let Some(e) = error {
-            debug!(vf, reason = e.name(), tdh = self.tdh, "TX packet dropped");
+            debug!(%func, reason = e.name(), tdh = self.tdh, "TX packet dropped");
             env.counters.tx_error(e);
         }
 

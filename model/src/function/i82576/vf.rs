@@ -8,25 +8,22 @@
 //! reaches of its PF (mailbox registers, the shaper) goes through the [`PfPort`] it was built
 //! with.
 //!
-//! # Access sizes
-//! BAR0 registers are 32-bit. 4-byte aligned accesses are the norm; an 8-byte aligned access
-//! is two 4-byte accesses (low dword first); a 1- or 2-byte read returns those bytes of the
-//! containing dword (with that dword's read side effects); narrower writes and unaligned
-//! accesses are refused with [`AccessError::BadAccess`] and counted. Nothing panics.
+//! BAR0 accesses of every size become 32-bit register accesses as [`super::mmio`] says;
+//! refused ones are counted. Nothing panics.
 
 use std::sync::Arc;
 
-use eswitch::wire::EthernetFrame;
 use tracing::{debug, info, warn};
 use vm_memory::GuestAddressSpace;
 
 use super::config::{pf_config_space, vf_config_space};
 use super::intr::{Cause, IntrRegs};
+use super::mmio::{read_dwords, write_dwords, MsixTable};
 use super::regs::{self, ctrl, status};
 use super::rx::{write_frame, RxOutcome, RxRing};
 use super::tx::{TxEnv, TxRing, TxRun};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
-use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus};
+use crate::function::{BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus};
 use crate::seams::{Clock, MailboxIrq, PfPort};
 use pcie::{BuildError, ConfigSpace};
 
@@ -80,8 +77,6 @@ struct StatsBase {
     mprc: u64,
 }
 
-const MSIX_TABLE_BYTES: usize = (regs::VF_VECTORS as usize) * regs::MSIX_TABLE_ENTRY as usize;
-
 /// One VF function.
 pub struct Vf {
     id: u16,
@@ -97,7 +92,8 @@ pub struct Vf {
     status: u32,
     /// Report verified checksums in the RX write-back (default on).
     rx_checksum: bool,
-    msix_table: [u8; MSIX_TABLE_BYTES],
+    /// BAR3: the MSI-X table (the PBA reads 0: QEMU emulates MSI-X and overlays it).
+    msix: MsixTable<{ regs::VF_VECTORS as usize }>,
     pbacl: u32,
     psrtype: u32,
     stats_base: StatsBase,
@@ -138,7 +134,7 @@ impl Vf {
             intr: IntrRegs::default(),
             status: status_bits(LinkStatus::UP_1000_FD),
             rx_checksum: true,
-            msix_table: [0; MSIX_TABLE_BYTES],
+            msix: MsixTable::default(),
             pbacl: 0,
             psrtype: 0,
             stats_base: StatsBase::default(),
@@ -211,7 +207,7 @@ impl Vf {
             frame,
             stripped_tci,
             self.rx_checksum,
-            self.id,
+            FunctionId::Vf(self.id),
         );
         if let RxOutcome::Dropped(r) = &outcome {
             if !matches!(r, RxDrop::RingFull | RxDrop::BufferDma) {
@@ -220,13 +216,7 @@ impl Vf {
         }
         match outcome {
             RxOutcome::Delivered { .. } => {
-                let c = &mut self.counters;
-                c.rx_packets += 1;
-                c.rx_bytes += frame.len() as u64;
-                let dst = EthernetFrame::new_unchecked(frame).dst_addr();
-                if dst.is_multicast() && !dst.is_broadcast() {
-                    c.rx_multicast += 1;
-                }
+                self.counters.rx_delivered(frame);
                 (Ok(()), self.intr.raise(Cause::Rx(0), self.clock.now_ns()))
             }
             RxOutcome::Dropped(RxDrop::BufferDma) => {
@@ -296,8 +286,8 @@ impl Vf {
                 tail: t.tdt,
             },
             tx_paused_until: self.tx_paused_until(),
-            eicr: self.intr.eicr,
-            eims: self.intr.eims,
+            eicr: self.intr.bank.eicr,
+            eims: self.intr.bank.eims,
             ivar: self.intr.ivar,
             ivar_misc: self.intr.ivar_misc,
             bus_master: self.bus_master(),
@@ -329,7 +319,7 @@ impl Vf {
         self.rx = [RxRing::reset_value(0), RxRing::reset_value(1)];
         self.tx = [TxRing::reset_value(0), TxRing::reset_value(1)];
         self.intr.reset();
-        self.msix_table.fill(0);
+        self.msix.reset();
         self.pbacl = 0;
         self.psrtype = 0;
         let c = &self.counters;
@@ -354,58 +344,20 @@ impl Vf {
     // ----- BAR0 -----
 
     fn bar0_read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        let len = data.len() as u64;
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > regs::BAR0_SIZE)
-        {
-            return Err(AccessError::BadAccess);
-        }
-        match data.len() {
-            4 if offset.is_multiple_of(4) => {
-                data.copy_from_slice(&self.read_reg(offset).to_le_bytes())
-            }
-            8 if offset.is_multiple_of(8) => {
-                let lo = self.read_reg(offset);
-                let hi = self.read_reg(offset + 4);
-                data[..4].copy_from_slice(&lo.to_le_bytes());
-                data[4..].copy_from_slice(&hi.to_le_bytes());
-            }
-            1 | 2 if offset % 4 + len <= 4 => {
-                let dword = offset & !3;
-                let v = self.read_reg(dword).to_le_bytes();
-                let at = (offset - dword) as usize;
-                data.copy_from_slice(&v[at..at + data.len()]);
-            }
-            _ => return Err(AccessError::BadAccess),
-        }
-        Ok(())
+        read_dwords(regs::BAR0_SIZE, offset, data, |o| self.read_reg(o))
     }
 
     fn bar0_write(&mut self, offset: u64, data: &[u8]) -> Result<Effects, AccessError> {
-        let len = data.len() as u64;
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > regs::BAR0_SIZE)
-        {
-            return Err(AccessError::BadAccess);
+        let r = write_dwords(regs::BAR0_SIZE, offset, data, |o, v| self.write_reg(o, v));
+        if r.is_err() {
+            debug!(
+                vf = self.id,
+                offset,
+                len = data.len(),
+                "BAR0 write of unsupported size refused"
+            );
         }
-        let dword = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        match data.len() {
-            4 if offset.is_multiple_of(4) => Ok(self.write_reg(offset, dword(data))),
-            8 if offset.is_multiple_of(8) => {
-                let mut e = self.write_reg(offset, dword(&data[..4]));
-                e.merge(self.write_reg(offset + 4, dword(&data[4..])));
-                Ok(e)
-            }
-            _ => {
-                debug!(
-                    vf = self.id,
-                    offset, len, "BAR0 write of unsupported size refused"
-                );
-                Err(AccessError::BadAccess)
-            }
-        }
+        r
     }
 
     /// A 32-bit BAR0 register read, with its side effects.
@@ -516,9 +468,12 @@ impl Vf {
             return (TxRun::default(), effects);
         };
         let guard = mem.memory();
+        let (pf, id) = (&*self.pf, self.id);
+        let admit = |len: usize| pf.tx_admit(id, len);
         let mut env = TxEnv {
-            pf: &*self.pf,
-            vf: self.id,
+            func: FunctionId::Vf(id),
+            admit: &admit,
+            pad: true,
             counters: &mut self.counters,
             out: &mut effects.frames,
         };
@@ -531,32 +486,6 @@ impl Vf {
             effects.fire = self.intr.raise(Cause::Tx(q as u8), self.clock.now_ns());
         }
         (run, effects)
-    }
-
-    // ----- BAR3: the MSI-X table store -----
-
-    fn bar3_read(&mut self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            let o = offset.saturating_add(i as u64);
-            *b = usize::try_from(o)
-                .ok()
-                .and_then(|o| self.msix_table.get(o))
-                .copied()
-                .unwrap_or(0);
-        }
-        // The PBA (at regs::MSIX_PBA) reads 0: QEMU emulates MSI-X and overlays it.
-    }
-
-    fn bar3_write(&mut self, offset: u64, data: &[u8]) {
-        for (i, b) in data.iter().enumerate() {
-            let o = offset.saturating_add(i as u64);
-            if let Some(slot) = usize::try_from(o)
-                .ok()
-                .and_then(|o| self.msix_table.get_mut(o))
-            {
-                *slot = *b;
-            }
-        }
     }
 }
 
@@ -599,7 +528,7 @@ impl Function for Vf {
         let r = match index {
             0 => self.bar0_read(offset, data),
             3 => {
-                self.bar3_read(offset, data);
+                self.msix.read(offset, data);
                 Ok(())
             }
             _ => Err(AccessError::NoSuchRegion),
@@ -620,7 +549,7 @@ impl Function for Vf {
         let r = match index {
             0 => self.bar0_write(offset, data),
             3 => {
-                self.bar3_write(offset, data);
+                self.msix.write(offset, data);
                 Ok(Effects::default())
             }
             _ => Err(AccessError::NoSuchRegion),
