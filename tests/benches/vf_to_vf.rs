@@ -8,17 +8,23 @@
 //! - QEMU igb: the guest gets `-device igb` on a pcie-root-port (see [`IGB_QEMU_ARGS`]); inside,
 //!   `igb` binds the PF, `sriov_numvfs` = 2, the PF sets the VF MACs and comes up, `igbvf` binds
 //!   the VFs. QEMU switches VF to VF internally (DTXSWC loopback, which igb sets).
+//! - veth: the NIC-less reference, the same guest and vCPU with a veth pair between the two
+//!   namespaces instead of two VFs: what the guest's stack moves with no NIC at all (no
+//!   checksum or TSO offload either, so below both NICs under TCG).
+//!
+//! Both NIC sides also report the guest's own interrupts per packet (the vectors of the two
+//! netdevs in the guest's /proc/interrupts, across the iperf3 phase).
 //!
 //! ```sh
 //! cargo bench -p sriov-emu-tests --bench vf_to_vf
 //! ```
 //!
-//! Each round boots one guest per side (the order alternates between rounds); the summary is the
+//! Each round boots one guest per side (the order rotates between rounds); the summary is the
 //! median of the rounds. On the sriov-emu side it also counts the vfio-user messages QEMU sent
 //! during the ping and the iperf3 phases, and the CPU time QEMU and the in-process `serve` used
 //! during iperf3. Environment: `VF_BENCH_ROUNDS` (default 5), `VF_BENCH_SECONDS` (iperf3
 //! duration, default 10), `VF_BENCH_PINGS` (default 50, 0.2 s apart), `VF_BENCH_CPUS` (guest
-//! vCPUs, default 1), `VF_BENCH_ONLY` (`emu` or `igb`), `VF_BENCH_BUSY_POLL_US` (`serve`'s
+//! vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`, `igb`, `veth`), `VF_BENCH_BUSY_POLL_US` (`serve`'s
 //! busy polling, default its own). Needs the artifacts of
 //! `scripts/fetch-e2e.py`. Not part of `cargo test`.
 
@@ -30,9 +36,8 @@ use serde_json::Value;
 use sriov_emu::serve::{qemu_device_json, vf_socket, MacMode, ServeConfig, Serving};
 use sriov_emu_tests::{Artifacts, Guest, GuestConfig, GuestOutput, RunningGuest};
 
-/// Finds the two igbvf netdevs and runs the measurement between two namespaces.
-/// `SECONDS` and `PINGS` are replaced before boot.
-const MEASURE: &str = r#"
+/// Finds the two igbvf netdevs as `A` and `B` (both NIC sides, after their setup).
+const FIND_VFS: &str = r#"
 igbvf_ifs() {
     for d in /sys/class/net/*; do
         case "$(readlink "$d/device/driver")" in
@@ -48,6 +53,32 @@ set -- $(igbvf_ifs)
 A=$1
 B=$2
 result vfs pass "$A $(cat /sys/class/net/$A/address) $B $(cat /sys/class/net/$B/address)"
+"#;
+
+/// The NIC-less reference: a veth pair as `A` and `B` in the same guest.
+const VETH_SETUP: &str = r#"
+check modprobe-veth modprobe veth
+ip link add va type veth peer name vb
+A=va
+B=vb
+result vfs pass "veth $A $B"
+"#;
+
+/// Moves `A` and `B` into two namespaces and measures between them; `SECONDS` and `PINGS`
+/// are replaced before boot. The guest's interrupts for `A` and `B` (every vector named after
+/// them in /proc/interrupts) and the packets both sent are read around the iperf3 phase.
+const MEASURE: &str = r#"
+irqs() {
+    awk -v a="$A" -v b="$B" '{
+        n = $NF
+        if (n == a || n == b || index(n, a "-") == 1 || index(n, b "-") == 1)
+            for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i
+    } END { print s + 0 }' /proc/interrupts
+}
+sent() {
+    echo $(( $(ip netns exec a cat /sys/class/net/$A/statistics/tx_packets) + \
+             $(ip netns exec b cat /sys/class/net/$B/statistics/tx_packets) ))
+}
 ip netns add a
 ip netns add b
 ip link set "$A" netns a
@@ -70,14 +101,18 @@ echo "@@PING-BEGIN@@"
 ip netns exec a ping -c PINGS -i 0.2 10.99.0.2 > /tmp/ping 2>&1
 echo "@@PING-END@@"
 value rtt grep -E 'min/avg|packet loss' /tmp/ping
+value irqs_before irqs
+value sent_before sent
 echo "@@IPERF-BEGIN@@"
 ip netns exec a iperf3 -c 10.99.0.2 -t SECONDS -J > /tmp/iperf.json 2>&1
+value irqs_after irqs
+value sent_after sent
 echo "@@IPERF-JSON-BEGIN@@"
 cat /tmp/iperf.json
 echo "@@IPERF-JSON-END@@"
 value a_tx ip netns exec a cat /sys/class/net/$A/statistics/tx_packets
 value b_tx ip netns exec b cat /sys/class/net/$B/statistics/tx_packets
-value interrupts sh -c "grep -E 'igbvf|eth' /proc/interrupts | tr -s ' '"
+value interrupts sh -c "grep -E 'igbvf|eth|va|vb' /proc/interrupts | tr -s ' '"
 "#;
 
 /// The QEMU igb side's guest script, before [`MEASURE`].
@@ -142,6 +177,8 @@ struct Figures {
     phases: Option<Phases>,
     /// Packets both VFs sent during the whole run (guest counters).
     tx_packets: u64,
+    /// The guest's interrupts for both netdevs per packet they sent, in the iperf3 phase.
+    guest_irqs_per_packet: Option<f64>,
     log: PathBuf,
 }
 
@@ -312,6 +349,11 @@ fn figures(out: &GuestOutput, load_before: String, phases: Option<Phases>) -> Fi
         load_after: loadavg(),
         phases,
         tx_packets: counter(out, "a_tx") + counter(out, "b_tx"),
+        guest_irqs_per_packet: {
+            let sent = counter(out, "sent_after").saturating_sub(counter(out, "sent_before"));
+            let irqs = counter(out, "irqs_after").saturating_sub(counter(out, "irqs_before"));
+            (sent > 0).then(|| irqs as f64 / sent as f64)
+        },
         log: out.log_path.clone(),
     }
 }
@@ -344,7 +386,13 @@ fn sriov_emu(p: &Params) -> Figures {
             &format!("vf{vf}"),
         ));
     }
-    let f = run("bench-vf-to-vf-emu", p, EMU_SETUP, args, Some(&serving));
+    let f = run(
+        "bench-vf-to-vf-emu",
+        p,
+        &format!("{EMU_SETUP}{FIND_VFS}"),
+        args,
+        Some(&serving),
+    );
     serving.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     f
@@ -352,7 +400,55 @@ fn sriov_emu(p: &Params) -> Figures {
 
 fn qemu_igb(p: &Params) -> Figures {
     let args = IGB_QEMU_ARGS.iter().map(|s| s.to_string()).collect();
-    run("bench-vf-to-vf-igb", p, IGB_SETUP, args, None)
+    run(
+        "bench-vf-to-vf-igb",
+        p,
+        &format!("{IGB_SETUP}{FIND_VFS}"),
+        args,
+        None,
+    )
+}
+
+/// The same guest with no NIC: iperf3 and ping over a veth pair between the two namespaces.
+fn veth(p: &Params) -> Figures {
+    run("bench-vf-to-vf-veth", p, VETH_SETUP, Vec::new(), None)
+}
+
+/// What one round measures, in the order of the first round (later rounds rotate it).
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Emu,
+    Igb,
+    Veth,
+}
+
+impl Side {
+    const ALL: [Side; 3] = [Side::Emu, Side::Igb, Side::Veth];
+
+    fn label(self) -> &'static str {
+        match self {
+            Side::Emu => "sriov-emu",
+            Side::Igb => "QEMU igb",
+            Side::Veth => "veth",
+        }
+    }
+
+    /// Its name in `VF_BENCH_ONLY`.
+    fn key(self) -> &'static str {
+        match self {
+            Side::Emu => "emu",
+            Side::Igb => "igb",
+            Side::Veth => "veth",
+        }
+    }
+
+    fn measure(self, p: &Params) -> Figures {
+        match self {
+            Side::Emu => sriov_emu(p),
+            Side::Igb => qemu_igb(p),
+            Side::Veth => veth(p),
+        }
+    }
 }
 
 fn print(label: &str, p: &Params, f: &Figures, emu: bool) {
@@ -379,6 +475,9 @@ fn print(label: &str, p: &Params, f: &Figures, emu: bool) {
             );
         }
         println!("{line}; {} packets sent by both VFs", f.tx_packets);
+        if let Some(g) = f.guest_irqs_per_packet {
+            println!("             guest interrupts (/proc/interrupts) per packet sent in iperf3: {g:.3}");
+        }
         if emu {
             let pings = f64::from(p.pings.max(1));
             let packets = f.tx_packets.max(1) as f64;
@@ -420,8 +519,12 @@ fn main() {
         pings: env_u32("VF_BENCH_PINGS", 50),
         cpus: env_u32("VF_BENCH_CPUS", 1),
     };
+    // VF_BENCH_ONLY: a comma-separated subset of emu, igb, veth.
     let only = std::env::var("VF_BENCH_ONLY").unwrap_or_default();
-    let (run_emu, run_igb) = (only != "igb", only != "emu");
+    let sides: Vec<Side> = Side::ALL
+        .into_iter()
+        .filter(|s| only.is_empty() || only.split(',').any(|o| o.trim() == s.key()))
+        .collect();
     println!(
         "VF-to-VF: one guest with two VFs in two network namespaces; TCG, {} vCPU(s), 512 MiB, \
          QEMU 11.1.3; iperf3 TCP {} s, ping {} x 0.2 s; {} round(s); host load (1/5/15 min) {}",
@@ -431,24 +534,15 @@ fn main() {
         p.rounds,
         loadavg()
     );
-    let (mut emu, mut igb) = (Vec::new(), Vec::new());
-    for round in 0..p.rounds {
+    let mut results: Vec<(Side, Vec<Figures>)> = sides.iter().map(|&s| (s, Vec::new())).collect();
+    for round in 0..p.rounds as usize {
         println!("round {}:", round + 1);
-        let emu_first = round % 2 == 0;
-        for side in if emu_first {
-            [true, false]
-        } else {
-            [false, true]
-        } {
-            if side && run_emu {
-                let f = sriov_emu(&p);
-                print("sriov-emu", &p, &f, true);
-                emu.push(f);
-            } else if !side && run_igb {
-                let f = qemu_igb(&p);
-                print("QEMU igb", &p, &f, false);
-                igb.push(f);
-            }
+        for i in 0..results.len() {
+            let slot = (i + round) % results.len();
+            let side = results[slot].0;
+            let f = side.measure(&p);
+            print(side.label(), &p, &f, side == Side::Emu);
+            results[slot].1.push(f);
         }
     }
     let summary = |v: &[Figures]| {
@@ -456,23 +550,41 @@ fn main() {
             median(v.iter().map(|f| f.mbps).collect()),
             median(v.iter().map(|f| f.rtt_ms).collect()),
             median(v.iter().map(|f| f.rtt_min_ms).collect()),
+            median(
+                v.iter()
+                    .map(|f| f.guest_irqs_per_packet.unwrap_or(f64::NAN))
+                    .collect(),
+            ),
         )
     };
     println!("median of {} round(s):", p.rounds);
-    for (label, v) in [("sriov-emu", &emu), ("QEMU igb", &igb)] {
-        if !v.is_empty() {
-            let (mbps, rtt, min) = summary(v);
-            println!("  {label:<10} {mbps:>7.1} Mbit/s; RTT avg {rtt:.3} ms (min {min:.3} ms)");
-        }
-    }
-    if !emu.is_empty() && !igb.is_empty() {
-        let ((em, er, en), (im, ir, imin)) = (summary(&emu), summary(&igb));
+    for (side, v) in &results {
+        let (mbps, rtt, min, irqs) = summary(v);
         println!(
-            "  ratio sriov-emu / QEMU igb: throughput {:.2}, RTT avg {:.2} (min {:.2})",
+            "  {:<10} {mbps:>7.1} Mbit/s; RTT avg {rtt:.3} ms (min {min:.3} ms); guest interrupts per packet {irqs:.3}",
+            side.label()
+        );
+    }
+    let of = |side: Side| {
+        results
+            .iter()
+            .find(|(s, _)| *s == side)
+            .map(|(_, v)| summary(v))
+    };
+    if let (Some((em, er, en, ei)), Some((im, ir, imin, ii))) = (of(Side::Emu), of(Side::Igb)) {
+        println!(
+            "  ratio sriov-emu / QEMU igb: throughput {:.2}, RTT avg {:.2} (min {:.2}), guest interrupts per packet {:.2}",
             em / im,
             er / ir,
-            en / imin
+            en / imin,
+            ei / ii
         );
+    }
+    if let (Some((em, ..)), Some((vm, ..))) = (of(Side::Emu), of(Side::Veth)) {
+        println!("  ratio sriov-emu / veth: throughput {:.2}", em / vm);
+    }
+    if let (Some((im, ..)), Some((vm, ..))) = (of(Side::Igb), of(Side::Veth)) {
+        println!("  ratio QEMU igb / veth: throughput {:.2}", im / vm);
     }
     println!("host load at the end: {}", loadavg());
 }
