@@ -561,6 +561,7 @@ impl<'a> Connection<'a> {
         let index = c.u32().map_err(|_| libc::EINVAL)?;
         let count = c.u32().map_err(|_| libc::EINVAL)?;
         self.check_access(index, offset, count, false)?;
+        self.stats.region_reads.fetch_add(1, Ordering::Relaxed);
         let mut data = vec![0u8; count as usize];
         if index == region::CONFIG {
             self.function.config_read(offset, &mut data);

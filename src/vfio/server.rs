@@ -68,6 +68,7 @@ impl ServerHandle {
         ServerStats {
             connections: s.connections.load(Ordering::Relaxed),
             messages: s.messages.load(Ordering::Relaxed),
+            region_reads: s.region_reads.load(Ordering::Relaxed),
             error_replies: s.error_replies.load(Ordering::Relaxed),
             silent_errors: s.silent_errors.load(Ordering::Relaxed),
             protocol_closes: s.protocol_closes.load(Ordering::Relaxed),

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 pub(crate) struct Stats {
     pub connections: AtomicU64,
     pub messages: AtomicU64,
+    pub region_reads: AtomicU64,
     pub error_replies: AtomicU64,
     pub silent_errors: AtomicU64,
     pub protocol_closes: AtomicU64,
@@ -22,6 +23,9 @@ pub struct ServerStats {
     pub connections: u64,
     /// Messages received (commands and replies).
     pub messages: u64,
+    /// REGION_READs answered: each one a round trip the client's vCPU waits for (a posted
+    /// REGION_WRITE is not).
+    pub region_reads: u64,
     /// Error replies sent.
     pub error_replies: u64,
     /// Failed NO_REPLY messages (logged, never answered).

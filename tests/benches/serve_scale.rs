@@ -4,6 +4,9 @@
 //! costs a listening socket and its state; each attached client costs a connection thread and
 //! its DMA writer.
 //!
+//! It also times a register read's round trip (client to `serve` and back), the cost every MMIO
+//! read of a guest's driver pays.
+//!
 //! `cargo bench -p sriov-emu-tests --bench serve_scale`. The `serve` measured is this binary
 //! re-run as a child (`SERVE_SCALE_CHILD=<vfs>`), so the figures are `serve`'s own.
 
@@ -18,9 +21,16 @@ use sriov_emu::vfio::region;
 const CHILD: &str = "SERVE_SCALE_CHILD";
 const COUNTS: [u16; 3] = [1, 64, 256];
 
-/// The child: serve `vfs` VFs in `dir`, say "ready", exit when stdin closes.
+/// The child: serve `vfs` VFs in `dir` (busy polling `SERVE_SCALE_BUSY_POLL_US` if set), say
+/// "ready", exit when stdin closes.
 fn child(vfs: u16, dir: &Path) {
-    let serving = Serving::start(dir, &ServeConfig::default(), Some(vfs)).expect("serve");
+    let config = ServeConfig {
+        busy_poll_us: std::env::var("SERVE_SCALE_BUSY_POLL_US")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        ..ServeConfig::default()
+    };
+    let serving = Serving::start(dir, &config, Some(vfs)).expect("serve");
     println!("ready");
     std::io::stdout().flush().unwrap();
     let mut line = String::new();
@@ -42,7 +52,15 @@ fn rss_and_threads(pid: u32) -> (u64, u64) {
 }
 
 fn start(vfs: u16, dir: &Path) -> Child {
-    let mut c = Command::new(std::env::current_exe().unwrap())
+    start_with(vfs, dir, None)
+}
+
+fn start_with(vfs: u16, dir: &Path, busy_poll_us: Option<u32>) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if let Some(us) = busy_poll_us {
+        cmd.env("SERVE_SCALE_BUSY_POLL_US", us.to_string());
+    }
+    let mut c = cmd
         .env(CHILD, vfs.to_string())
         .env("SERVE_SCALE_DIR", dir)
         .stdin(Stdio::piped())
@@ -114,5 +132,34 @@ fn main() {
         let _ = c.wait();
         let _ = std::fs::remove_dir_all(&dir);
     }
+    read_round_trips(&base);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// What one register read costs the client: a guest's MMIO read of a vfio-user BAR is a
+/// REGION_READ the vCPU waits for (QEMU's own igb answers it in process). Timed here with the
+/// `vfio_user` client reading VF 0's STATUS, with `serve`'s default busy polling and with none.
+fn read_round_trips(base: &Path) {
+    const READS: u32 = 20_000;
+    const STATUS: u64 = 0x8;
+    println!("register read round trip (REGION_READ of BAR0 STATUS, {READS} reads):");
+    for busy_poll in [None, Some(0)] {
+        let dir = base.join("reads");
+        let mut c = start_with(1, &dir, busy_poll);
+        let mut client = vfio_user::Client::new(&vf_socket(&dir, 0)).expect("client");
+        let mut v = [0u8; 4];
+        let t = Instant::now();
+        for _ in 0..READS {
+            client.region_read(0, STATUS, &mut v).expect("STATUS read");
+        }
+        let per = t.elapsed().as_secs_f64() * 1e6 / f64::from(READS);
+        let label = busy_poll.map_or("default busy polling".to_string(), |us| {
+            format!("busy polling {us} us")
+        });
+        println!("  {label:<22} {per:>6.1} us per read");
+        drop(client);
+        drop(c.stdin.take());
+        let _ = c.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

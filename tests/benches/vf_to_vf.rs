@@ -188,6 +188,8 @@ struct Snapshot {
     at: Instant,
     /// vfio-user messages received by both VF servers (sriov-emu only).
     messages: u64,
+    /// Of those, REGION_READs: round trips the vCPU waits for.
+    reads: u64,
     /// MSI-X eventfd writes by both VFs (sriov-emu only).
     irqs: u64,
     /// CPU time of the QEMU process, s.
@@ -200,6 +202,7 @@ struct Snapshot {
 /// Differences between snapshots: the ping phase and the iperf3 phase.
 struct Phases {
     ping_messages: u64,
+    ping_reads: u64,
     ping_irqs: u64,
     iperf_messages: u64,
     iperf_irqs: u64,
@@ -263,6 +266,7 @@ fn run(
     let snapshot = || Snapshot {
         at: Instant::now(),
         messages: serving.map_or(0, |s| s.server_stats().iter().map(|s| s.messages).sum()),
+        reads: serving.map_or(0, |s| s.server_stats().iter().map(|s| s.region_reads).sum()),
         irqs: serving.map_or(0, |s| {
             (0..s.nic().num_vfs())
                 .filter_map(|vf| s.nic().vf(vf))
@@ -288,6 +292,7 @@ fn run(
     let out = guest.wait();
     let phases = (at.len() == 4).then(|| Phases {
         ping_messages: at[1].messages - at[0].messages,
+        ping_reads: at[1].reads - at[0].reads,
         ping_irqs: at[1].irqs - at[0].irqs,
         iperf_messages: at[3].messages - at[2].messages,
         iperf_irqs: at[3].irqs - at[2].irqs,
@@ -482,10 +487,11 @@ fn print(label: &str, p: &Params, f: &Figures, emu: bool) {
             let pings = f64::from(p.pings.max(1));
             let packets = f.tx_packets.max(1) as f64;
             println!(
-                "             per ping round trip: {:.1} vfio-user messages, {:.1} interrupts; \
+                "             per ping round trip: {:.1} vfio-user messages ({:.1} register reads), {:.1} interrupts; \
                  iperf3: {} messages, {} interrupts ({:.3} and {:.3} per packet), serve CPU \
                  {:.1} us per message, {:.2} us per packet",
                 ph.ping_messages as f64 / pings,
+                ph.ping_reads as f64 / pings,
                 ph.ping_irqs as f64 / pings,
                 ph.iperf_messages,
                 ph.iperf_irqs,
