@@ -30,6 +30,10 @@ enum Command {
         /// The directory `serve` was given.
         #[arg(long)]
         dir: PathBuf,
+        /// The card's port: pf0 (or pf), pf1, ... `vf` defaults to pf0, `show` to every port.
+        /// Before `vf`'s words.
+        #[arg(long, global = true, value_name = "PORT")]
+        port: Option<scenarios::PfRef>,
         #[command(subcommand)]
         what: CtlCommand,
     },
@@ -64,7 +68,8 @@ enum CtlCommand {
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         words: Vec<String>,
     },
-    /// PF and VF lines as `ip link show` prints them, with counters and drop reasons.
+    /// PF and VF lines as `ip link show` prints them, with counters and drop reasons, port by
+    /// port.
     Show {
         /// Print the full report as JSON.
         #[arg(long)]
@@ -170,11 +175,18 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn ctl(dir: PathBuf, what: CtlCommand) -> Result<(), CliError> {
+fn ctl(dir: PathBuf, port: Option<scenarios::PfRef>, what: CtlCommand) -> Result<(), CliError> {
     use sriov_emu::control::{request, Request};
     let (req, json) = match what {
-        CtlCommand::Vf { vf, words } => (Request::Vf { vf, words }, false),
-        CtlCommand::Show { json } => (Request::Show, json),
+        CtlCommand::Vf { vf, words } => (
+            Request::Vf {
+                port: port.unwrap_or_default(),
+                vf,
+                words,
+            },
+            false,
+        ),
+        CtlCommand::Show { json } => (Request::Show { port }, json),
     };
     let reply = request(&dir, &req)?;
     if !reply.ok {
@@ -196,7 +208,7 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result: Result<(), CliError> = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Ctl { dir, what } => ctl(dir, what),
+        Command::Ctl { dir, port, what } => ctl(dir, port, what),
         Command::Scenario {
             what:
                 ScenarioCommand::Run {

@@ -23,7 +23,7 @@ use tracing::{debug, info};
 use crate::adapter::VfFunction;
 use crate::capture::Capture;
 pub use crate::control::control_socket;
-use crate::control::ControlServer;
+use crate::control::{ControlServer, PortView};
 use crate::uplink::{Uplink, UplinkConfig, UplinkError, UplinkSpec};
 use crate::vfio::{Pool, Server};
 
@@ -280,8 +280,10 @@ impl Serving {
         serving.control = Some(
             ControlServer::start(
                 &path,
-                nic.clone(),
-                serving.uplink.iter().map(Uplink::monitor).collect(),
+                vec![PortView {
+                    nic: nic.clone(),
+                    uplinks: serving.uplink.iter().map(Uplink::monitor).collect(),
+                }],
             )
             .map_err(|source| ServeError::Socket { path, source })?,
         );
@@ -388,6 +390,7 @@ impl Drop for Serving {
 mod tests {
     use super::*;
     use crate::control::{handle, request, Request};
+    use scenarios::PfRef;
 
     fn cfg(text: &str) -> ServeConfig {
         toml::from_str(text).expect("valid TOML")
@@ -481,7 +484,7 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(serving.banner().contains("vfio-user-pci"));
-        let show = request(&dir, &Request::Show).unwrap();
+        let show = request(&dir, &Request::Show { port: None }).unwrap();
         assert!(show.ok);
         let text = show.text.unwrap();
         assert!(
@@ -492,6 +495,7 @@ mod tests {
         let ok = request(
             &dir,
             &Request::Vf {
+                port: PfRef(0),
                 vf: 1,
                 words: words("vlan 10 qos 3 rate 100"),
             },
@@ -499,12 +503,16 @@ mod tests {
         .unwrap();
         assert!(ok.ok, "{ok:?}");
         // Invalid input: a clear error, nothing changes (all or nothing).
+        let views = [PortView {
+            nic: serving.nic().clone(),
+            uplinks: Vec::new(),
+        }];
         let before = serving.nic().with_pf(|pf| pf.policy(1).cloned());
         for bad in ["trust on vlan 5000", "spoofchk maybe", "frobnicate 1"] {
             let r = handle(
-                serving.nic(),
-                &[],
+                &views,
                 &Request::Vf {
+                    port: PfRef(0),
                     vf: 1,
                     words: words(bad),
                 },
@@ -512,18 +520,22 @@ mod tests {
             assert!(!r.ok && r.error.is_some(), "{bad}: {r:?}");
         }
         let r = handle(
-            serving.nic(),
-            &[],
+            &views,
             &Request::Vf {
+                port: PfRef(0),
                 vf: 5,
                 words: words("trust on"),
             },
         );
         assert!(!r.ok);
         assert_eq!(serving.nic().with_pf(|pf| pf.policy(1).cloned()), before);
-        let show = request(&dir, &Request::Show).unwrap().show.unwrap();
-        assert_eq!(show["vfs"][1]["policy"]["max_tx_rate"], 100);
-        assert_eq!(show["vfs"][1]["policy"]["port_vlan"]["vid"], 10);
+        let show = request(&dir, &Request::Show { port: None })
+            .unwrap()
+            .show
+            .unwrap();
+        let vf1 = &show["ports"][0]["vfs"][1];
+        assert_eq!(vf1["policy"]["max_tx_rate"], 100);
+        assert_eq!(vf1["policy"]["port_vlan"]["vid"], 10);
         // A garbage line gets an error reply, not a hang or a crash.
         {
             use std::io::{BufRead, BufReader, Write};

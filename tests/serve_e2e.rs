@@ -154,11 +154,11 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_es
         "two clients, two connection threads"
     );
 
-    let reply = request(&dir, &Request::Show).expect("ctl show");
+    let reply = request(&dir, &Request::Show { port: None }).expect("ctl show");
     assert!(reply.ok, "{reply:?}");
     let text = reply.text.unwrap_or_default();
     eprintln!("--- ctl show ---\n{text}");
-    let show = reply.show.expect("structured report");
+    let show = reply.show.expect("structured report")["ports"][0].take();
     serving.shutdown();
 
     for (out, mac) in [(&a, MAC_A), (&b, MAC_B)] {

@@ -9,6 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use scenarios::PfRef;
 use serde_json::Value;
 use sriov_emu::control::{request, Request};
 use sriov_emu::serve::{qemu_device_json, vf_socket, MacMode, ServeConfig};
@@ -93,22 +94,42 @@ impl Node {
     }
 }
 
-pub fn show(dir: &Path) -> Value {
-    let r = request(dir, &Request::Show).expect("ctl show");
-    assert!(r.ok);
-    r.show.expect("report")
+/// `ctl show --port pfK --json`: port `pf`'s report.
+pub fn show_port(dir: &Path, pf: u8) -> Value {
+    let r = request(
+        dir,
+        &Request::Show {
+            port: Some(PfRef(pf)),
+        },
+    )
+    .expect("ctl show");
+    assert!(r.ok, "{r:?}");
+    let mut card = r.show.expect("report");
+    card["ports"][0].take()
 }
 
-pub fn ctl(dir: &Path, vf: u16, words: &str) {
+/// Port pf0's report.
+pub fn show(dir: &Path) -> Value {
+    show_port(dir, 0)
+}
+
+/// `ctl --port pfK vf N WORDS`.
+pub fn ctl_port(dir: &Path, pf: u8, vf: u16, words: &str) {
     let r = request(
         dir,
         &Request::Vf {
+            port: PfRef(pf),
             vf,
             words: words.split(' ').map(String::from).collect(),
         },
     )
     .expect("ctl");
-    assert!(r.ok, "ctl vf {vf} {words}: {r:?}");
+    assert!(r.ok, "ctl --port pf{pf} vf {vf} {words}: {r:?}");
+}
+
+/// `ctl vf N WORDS` (port pf0).
+pub fn ctl(dir: &Path, vf: u16, words: &str) {
+    ctl_port(dir, 0, vf, words)
 }
 
 /// A NIC whose VF `i` has the administrative MAC `macs[i]` (igb's admin-only assignment).
