@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use eswitch::{MacAddr, VfSetting};
-use mailbox::MacAssignment;
 use model::nic::{MacMode, NicBuildError, SetError};
 use model::NicConfig;
 use scenarios::format::MAX_PORTS;
@@ -75,7 +74,7 @@ impl PortConfig {
         }
         let mut nic = NicConfig {
             num_vfs,
-            mac_assignment: mac_assignment(self.mac_assignment, pf),
+            mac_assignment: self.mac_assignment.for_port(pf),
             pf_mac: default_pf_mac(pf),
             ..NicConfig::default()
         };
@@ -119,17 +118,6 @@ fn default_pf_mac(pf: u8) -> MacAddr {
     let mut mac = NicConfig::default().pf_mac;
     mac.0[5] = mac.0[5].wrapping_add(pf);
     mac
-}
-
-/// `mode` on port `pf`: generated MACs take the port into the seed's last octet.
-fn mac_assignment(mode: MacMode, pf: u8) -> MacAssignment {
-    match mode.into() {
-        MacAssignment::Generated { mut seed } => {
-            seed[2] = seed[2].wrapping_add(pf);
-            MacAssignment::Generated { seed }
-        }
-        other => other,
-    }
 }
 
 /// The `--config` file (TOML). Every field is optional. The top-level port fields are port

@@ -1,5 +1,6 @@
 use super::*;
 use crate::uplink::SockAddr;
+use mailbox::MacAssignment;
 
 fn cfg(text: &str) -> ServeConfig {
     toml::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
