@@ -1,5 +1,5 @@
-//! `serve --pcap DIR`: every port of the NIC's switch captured to `DIR/pf0-<port>.pcap`
-//! (`uplink0`, `pf`, `vf0`...), both directions as the function on that port would see them
+//! `serve --pcap DIR`: every port of a NIC's switch captured to `DIR/<name>-<port>.pcap`, the
+//! name the card's port (`pf0-uplink0.pcap`, `pf1-vf0.pcap`...), both directions as the function on that port would see them
 //! (frames a port sent as sent, dropped ones included; frames delivered to it as delivered,
 //! after VLAN stripping). Timestamps are wall-clock.
 //!
@@ -31,8 +31,9 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Opens one file per port in `dir` (created if missing) and starts observing `nic`.
-    pub fn start(nic: &Nic, dir: &Path) -> std::io::Result<Arc<Capture>> {
+    /// Opens one file per switch port in `dir` (created if missing), `<name>-<port>.pcap`, and
+    /// starts observing `nic`.
+    pub fn start(nic: &Nic, dir: &Path, name: &str) -> std::io::Result<Arc<Capture>> {
         std::fs::create_dir_all(dir)?;
         let ports: Vec<PortId> = nic.with_pf(|pf| pf.switch().ports().collect());
         // The NIC's clock counts from its start; pcap wants the wall clock.
@@ -41,7 +42,7 @@ impl Capture {
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let mut writers = BTreeMap::new();
         for port in ports {
-            let path = dir.join(format!("pf0-{port}.pcap"));
+            let path = dir.join(format!("{name}-{port}.pcap"));
             let w = PcapWriter::new(BufWriter::new(File::create(&path)?))?;
             writers.insert(port, Mutex::new(w));
         }

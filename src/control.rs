@@ -1,9 +1,10 @@
 //! The control socket of `serve` (`DIR/control.sock`, mode 0600) and its client, `ctl`.
 //!
 //! Protocol: one JSON object per line each way. Requests:
-//! `{"cmd":"vf","vf":N,"words":["mac","02:..","vlan","10"]}` (the words of
-//! `ip link set PF vf N ...`, applied all or nothing) and `{"cmd":"show"}`. Replies:
-//! `{"ok":true,"text":"...","show":{...}}` or `{"ok":false,"error":"..."}`.
+//! `{"cmd":"vf","port":"pf1","vf":N,"words":["mac","02:..","vlan","10"]}` (the words of
+//! `ip link set PF vf N ...`, applied all or nothing; `port` defaults to pf0) and
+//! `{"cmd":"show"}` (every port of the card) or `{"cmd":"show","port":"pf1"}`. Replies:
+//! `{"ok":true,"text":"...","show":{"ports":[...]}}` or `{"ok":false,"error":"..."}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use eswitch::{PortCounters, PortId, VfPolicy};
 use model::nic::NicCounters;
 use model::{Nic, VfState, VfStats};
+use scenarios::PfRef;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -30,8 +32,18 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
-    Vf { vf: u16, words: Vec<String> },
-    Show,
+    /// `ip link set PF vf N WORDS` on port `port`'s PF.
+    Vf {
+        #[serde(default)]
+        port: PfRef,
+        vf: u16,
+        words: Vec<String>,
+    },
+    /// Port `port`, or every port of the card.
+    Show {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<PfRef>,
+    },
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -70,21 +82,42 @@ pub struct VfReport {
     pub backlog: usize,
 }
 
-/// What `ctl show` reports.
+/// What `ctl show` reports of one port of the card.
 #[derive(Clone, Debug, Serialize)]
 pub struct ShowReport {
+    /// The card's port: `pf0`, `pf1`, ...
+    pub port: String,
     pub pf_mac: String,
     pub link_up: bool,
-    /// PF and uplink ports.
-    pub ports: Vec<(String, PortCounters)>,
+    /// The PF and uplink ports of the port's switch.
+    pub switch_ports: Vec<(String, PortCounters)>,
     pub vfs: Vec<VfReport>,
     pub nic: NicCounters,
     /// The uplink backends: what each uplink port's wire is, its carrier and counters.
     pub uplinks: Vec<UplinkReport>,
 }
 
-/// Collects the report (locks the PF side, then each VF's function briefly, one at a time).
-pub fn show_report(nic: &Arc<Nic>, uplinks: &[UplinkMonitor]) -> ShowReport {
+/// What `ctl show` reports: the ports asked for, port 0 first.
+#[derive(Clone, Debug, Serialize)]
+pub struct CardReport {
+    pub ports: Vec<ShowReport>,
+}
+
+/// One port of the card as the control socket reaches it: its NIC and its running uplinks.
+#[derive(Clone, Debug)]
+pub struct PortView {
+    pub nic: Arc<Nic>,
+    pub uplinks: Vec<UplinkMonitor>,
+}
+
+/// The name of port `pf` in reports and file names: `pf0`, `pf1`, ...
+pub fn port_name(pf: u8) -> String {
+    format!("pf{pf}")
+}
+
+/// Collects port `pf`'s report (locks the PF side, then each VF's function briefly, one at a
+/// time).
+pub fn show_report(pf: u8, nic: &Arc<Nic>, uplinks: &[UplinkMonitor]) -> ShowReport {
     let (pf_mac, link_up, ports, per_vf) = nic.with_pf(|pf| {
         let sw = pf.switch();
         let ports = sw
@@ -134,9 +167,10 @@ pub fn show_report(nic: &Arc<Nic>, uplinks: &[UplinkMonitor]) -> ShowReport {
         })
         .collect();
     ShowReport {
+        port: port_name(pf),
         pf_mac,
         link_up,
-        ports,
+        switch_ports: ports,
         vfs,
         nic: nic_counters,
         uplinks: uplinks.iter().map(UplinkMonitor::report).collect(),
@@ -214,15 +248,21 @@ fn uplink_lines(u: &UplinkReport) -> String {
     s
 }
 
-/// `ip link show`-shaped text of a report.
+/// `ip link show`-shaped text of a card's report, port by port.
+pub fn format_card(r: &CardReport) -> String {
+    r.ports.iter().map(format_show).collect()
+}
+
+/// `ip link show`-shaped text of a port's report.
 pub fn format_show(r: &ShowReport) -> String {
     let mut s = format!(
-        "pf0: link/ether {} state {} vfs {}\n",
+        "{}: link/ether {} state {} vfs {}\n",
+        r.port,
         r.pf_mac,
         if r.link_up { "UP" } else { "DOWN" },
         r.vfs.len()
     );
-    for (name, c) in &r.ports {
+    for (name, c) in &r.switch_ports {
         let unclaimed = r.nic.unclaimed.get(name).copied().unwrap_or(0);
         s += &format!("    port {name}: {}\n", port_line(c));
         s += &format!("        drops: {}; unclaimed {unclaimed}\n", drops_line(c));
@@ -269,29 +309,62 @@ pub fn format_show(r: &ShowReport) -> String {
     s
 }
 
-/// Answers one request (`uplinks`: the running uplinks, for `show`).
-pub fn handle(nic: &Arc<Nic>, uplinks: &[UplinkMonitor], req: &Request) -> Reply {
+/// Answers one request for the card whose ports are `ports` (port 0 first).
+pub fn handle(ports: &[PortView], req: &Request) -> Reply {
+    let port = |pf: PfRef| {
+        ports.get(usize::from(pf.0)).ok_or_else(|| {
+            Reply::error(format!(
+                "no port {}: this card has {}",
+                port_name(pf.0),
+                match ports.len() {
+                    1 => "port pf0 only".to_string(),
+                    n => format!("ports pf0..pf{}", n - 1),
+                }
+            ))
+        })
+    };
     match req {
-        Request::Show => {
-            let r = show_report(nic, uplinks);
+        Request::Show { port: asked } => {
+            let chosen: Vec<(u8, &PortView)> = match asked {
+                Some(pf) => match port(*pf) {
+                    Ok(p) => vec![(pf.0, p)],
+                    Err(reply) => return reply,
+                },
+                None => (0..).zip(ports).collect(),
+            };
+            let r = CardReport {
+                ports: chosen
+                    .into_iter()
+                    .map(|(pf, p)| show_report(pf, &p.nic, &p.uplinks))
+                    .collect(),
+            };
             Reply {
                 ok: true,
-                text: Some(format_show(&r)),
+                text: Some(format_card(&r)),
                 show: serde_json::to_value(&r).ok(),
                 ..Reply::default()
             }
         }
-        Request::Vf { vf, words } => {
+        Request::Vf {
+            port: pf,
+            vf,
+            words,
+        } => {
+            let nic = match port(*pf) {
+                Ok(p) => &p.nic,
+                Err(reply) => return reply,
+            };
             if *vf >= nic.num_vfs() {
                 return Reply::error(format!(
-                    "no VF {vf}: this NIC has VFs 0..{}",
+                    "no VF {vf} on {}: it has VFs 0..{}",
+                    port_name(pf.0),
                     nic.num_vfs().saturating_sub(1)
                 ));
             }
             let w: Vec<&str> = words.iter().map(String::as_str).collect();
             match nic.configure_vf_words(*vf, &w) {
                 Ok(()) => {
-                    info!(vf, words = %words.join(" "), "ctl: VF configured");
+                    info!(port = %port_name(pf.0), vf, words = %words.join(" "), "ctl: VF configured");
                     Reply {
                         ok: true,
                         ..Reply::default()
@@ -311,13 +384,9 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds `path` (mode 0600; a stale socket file is replaced) and serves it; `show`
-    /// reports `uplinks` too.
-    pub fn start(
-        path: &Path,
-        nic: Arc<Nic>,
-        uplinks: Vec<UplinkMonitor>,
-    ) -> std::io::Result<ControlServer> {
+    /// Binds `path` (mode 0600; a stale socket file is replaced) and serves the card whose
+    /// ports are `ports` (port 0 first).
+    pub fn start(path: &Path, ports: Vec<PortView>) -> std::io::Result<ControlServer> {
         if std::fs::symlink_metadata(path).is_ok() {
             if UnixStream::connect(path).is_ok() {
                 return Err(std::io::Error::new(
@@ -339,7 +408,7 @@ impl ControlServer {
                         break;
                     }
                     match conn {
-                        Ok(c) => serve_client(&nic, &uplinks, c),
+                        Ok(c) => serve_client(&ports, c),
                         Err(e) => warn!(error = %e, "control socket accept failed"),
                     }
                 }
@@ -374,7 +443,7 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve_client(nic: &Arc<Nic>, uplinks: &[UplinkMonitor], stream: UnixStream) {
+fn serve_client(ports: &[PortView], stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
     let Ok(mut out) = stream.try_clone() else {
@@ -393,7 +462,7 @@ fn serve_client(nic: &Arc<Nic>, uplinks: &[UplinkMonitor], stream: UnixStream) {
             }
         }
         let reply = match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => handle(nic, uplinks, &req),
+            Ok(req) => handle(ports, &req),
             Err(e) => Reply::error(format!("bad request: {e}")),
         };
         let Ok(mut text) = serde_json::to_string(&reply) else {
@@ -447,4 +516,66 @@ pub fn request(dir: &Path, req: &Request) -> Result<Reply, CtlError> {
         .read_line(&mut reply)
         .map_err(CtlError::NoReply)?;
     serde_json::from_str(&reply).map_err(CtlError::BadReply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Request, serde_json::Error> {
+        serde_json::from_str(line)
+    }
+
+    #[test]
+    fn requests_name_a_port_or_mean_pf0_and_every_port() {
+        assert_eq!(
+            parse(r#"{"cmd":"vf","vf":3,"words":["trust","on"]}"#).unwrap(),
+            Request::Vf {
+                port: PfRef(0),
+                vf: 3,
+                words: vec!["trust".into(), "on".into()]
+            }
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"vf","port":"pf1","vf":0,"words":[]}"#).unwrap(),
+            Request::Vf {
+                port: PfRef(1),
+                vf: 0,
+                words: vec![]
+            }
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"show"}"#).unwrap(),
+            Request::Show { port: None }
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"show","port":"pf0"}"#).unwrap(),
+            Request::Show {
+                port: Some(PfRef(0))
+            }
+        );
+        for bad in [
+            r#"{"cmd":"show","port":"eth0"}"#,
+            r#"{"cmd":"show","port":"pf1.vf0"}"#,
+            r#"{"cmd":"show","port":1}"#,
+            r#"{"cmd":"vf","port":"pf999","vf":0,"words":[]}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        // What `ctl` sends reads back as itself.
+        for req in [
+            Request::Show { port: None },
+            Request::Show {
+                port: Some(PfRef(2)),
+            },
+            Request::Vf {
+                port: PfRef(1),
+                vf: 7,
+                words: vec!["vlan".into(), "10".into()],
+            },
+        ] {
+            let line = serde_json::to_string(&req).unwrap();
+            assert_eq!(parse(&line).unwrap(), req, "{line}");
+        }
+    }
 }

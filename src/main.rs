@@ -17,8 +17,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve one NIC's VFs over vfio-user: `DIR/pf0-vf<N>.sock` per VF and `DIR/control.sock`,
-    /// until SIGINT/SIGTERM.
+    /// Serve a NIC's VFs over vfio-user, a port or several: `DIR/pfK-vf<N>.sock` per VF of
+    /// port K and `DIR/control.sock`, until SIGINT/SIGTERM.
     Serve(ServeArgs),
     /// Scenario files: a NIC in process, endpoints, steps and expectations (no QEMU).
     Scenario {
@@ -30,6 +30,10 @@ enum Command {
         /// The directory `serve` was given.
         #[arg(long)]
         dir: PathBuf,
+        /// The card's port: pf0 (or pf), pf1, ... `vf` defaults to pf0, `show` to every port.
+        /// Before `vf`'s words.
+        #[arg(long, global = true, value_name = "PORT")]
+        port: Option<scenarios::PfRef>,
         #[command(subcommand)]
         what: CtlCommand,
     },
@@ -64,7 +68,8 @@ enum CtlCommand {
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         words: Vec<String>,
     },
-    /// PF and VF lines as `ip link show` prints them, with counters and drop reasons.
+    /// PF and VF lines as `ip link show` prints them, with counters and drop reasons, port by
+    /// port.
     Show {
         /// Print the full report as JSON.
         #[arg(long)]
@@ -77,8 +82,6 @@ enum CtlCommand {
 enum CliError {
     #[error(transparent)]
     Serve(#[from] sriov_emu::serve::ServeError),
-    #[error(transparent)]
-    Uplink(#[from] sriov_emu::uplink::UplinkError),
     #[error("signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("--pcap {}: {source}", path.display())]
@@ -105,15 +108,21 @@ struct ServeArgs {
     /// Directory for the sockets (created if missing).
     #[arg(long)]
     dir: PathBuf,
-    /// Number of VFs (default 7, or the config file's `vfs`).
-    #[arg(long)]
-    vfs: Option<u16>,
+    /// Ports of the card: pf0 to pf(N-1), 1 to 4 (default: those the config file and the
+    /// options name, at least pf0).
+    #[arg(long, value_name = "N")]
+    ports: Option<u8>,
+    /// Number of VFs of port pf0, or of PORT with `pf1=4` (default 7, or the config file's
+    /// `vfs`). Once per port.
+    #[arg(long, value_name = "[PORT=]N")]
+    vfs: Vec<String>,
     /// TOML configuration: vfs, mac_assignment ("admin-only" or "generated"), pf_mac,
     /// per-VF initial settings under [vf] (`0 = "mac 02:00:00:00:00:10 vlan 10"`), and the
-    /// uplink's backend under [uplink] (kind = "tap" | "stream" | "dgram" | "none", ...).
+    /// uplink's backend under [uplink] (kind = "tap" | "stream" | "dgram" | "none", ...) for
+    /// port pf0; the same fields under [ports.pf1], ... for more ports.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Capture every switch port to DIR/pf0-<port>.pcap (uplink0, pf, vf0, ...).
+    /// Capture every switch port to DIR/pfK-<port>.pcap (pf0-uplink0, pf0-pf, pf1-vf0, ...).
     #[arg(long, value_name = "DIR")]
     pcap: Option<PathBuf>,
     /// Microseconds each VF's connection stays awake for QEMU's next message before it
@@ -121,37 +130,44 @@ struct ServeArgs {
     /// register write, for some of a host core.
     #[arg(long, value_name = "US")]
     busy_poll_us: Option<u64>,
-    /// What stands behind the uplink port (replaces the config file's [uplink]):
-    /// `none`; `tap:name=tap0` (create or attach a TAP); `stream:listen=ADDR` or
-    /// `stream:connect=ADDR[,reconnect_ms=N]` (QEMU's -netdev stream framing);
-    /// `dgram:local=ADDR,remote=ADDR` (QEMU's -netdev dgram). ADDR is HOST:PORT or
-    /// unix:PATH.
-    #[arg(long, value_name = "KIND[:KEY=VALUE,...]")]
-    uplink: Option<String>,
+    /// What stands behind port pf0's uplink, or PORT's with a `pf1=` prefix (replaces the
+    /// config file's [uplink]): `none`; `tap:name=tap0` (create or attach a TAP);
+    /// `stream:listen=ADDR` or `stream:connect=ADDR[,reconnect_ms=N]` (QEMU's -netdev stream
+    /// framing); `dgram:local=ADDR,remote=ADDR` (QEMU's -netdev dgram). ADDR is HOST:PORT or
+    /// unix:PATH. Once per port.
+    #[arg(long, value_name = "[PORT=]KIND[:KEY=VALUE,...]")]
+    uplink: Vec<String>,
 }
 
 fn serve(args: ServeArgs) -> Result<(), CliError> {
-    use sriov_emu::serve::{ServeConfig, Serving};
+    use sriov_emu::serve::{CommandLine, PortArg, ServeConfig, Serving};
     let ServeArgs {
         dir,
+        ports,
         vfs,
         config,
         pcap,
         busy_poll_us,
         uplink,
     } = args;
-    let mut cfg = match &config {
+    let cfg = match &config {
         Some(p) => ServeConfig::load(p)?,
         None => ServeConfig::default(),
     };
-    if busy_poll_us.is_some() {
-        cfg.busy_poll_us = busy_poll_us;
-    }
-    if let Some(u) = uplink {
-        cfg.uplink = u.parse()?;
-    }
+    let cli = CommandLine {
+        ports,
+        vfs: vfs
+            .iter()
+            .map(|a| PortArg::vfs(a))
+            .collect::<Result<_, _>>()?,
+        uplinks: uplink
+            .iter()
+            .map(|a| PortArg::uplink(a))
+            .collect::<Result<_, _>>()?,
+        busy_poll_us,
+    };
     sriov_emu::signals::install().map_err(CliError::Signals)?;
-    let mut serving = Serving::start(&dir, &cfg, vfs)?;
+    let mut serving = Serving::start_with(&dir, &cfg, &cli)?;
     if let Some(p) = &pcap {
         serving.start_capture(p).map_err(|source| CliError::Pcap {
             path: p.clone(),
@@ -160,7 +176,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     print!("{}", serving.banner());
     if let Some(p) = &pcap {
-        println!("  capturing every port to {}/pf0-<port>.pcap", p.display());
+        println!("  capturing every port to {}/pfK-<port>.pcap", p.display());
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -170,11 +186,18 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn ctl(dir: PathBuf, what: CtlCommand) -> Result<(), CliError> {
+fn ctl(dir: PathBuf, port: Option<scenarios::PfRef>, what: CtlCommand) -> Result<(), CliError> {
     use sriov_emu::control::{request, Request};
     let (req, json) = match what {
-        CtlCommand::Vf { vf, words } => (Request::Vf { vf, words }, false),
-        CtlCommand::Show { json } => (Request::Show, json),
+        CtlCommand::Vf { vf, words } => (
+            Request::Vf {
+                port: port.unwrap_or_default(),
+                vf,
+                words,
+            },
+            false,
+        ),
+        CtlCommand::Show { json } => (Request::Show { port }, json),
     };
     let reply = request(&dir, &req)?;
     if !reply.ok {
@@ -196,7 +219,7 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result: Result<(), CliError> = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Ctl { dir, what } => ctl(dir, what),
+        Command::Ctl { dir, port, what } => ctl(dir, port, what),
         Command::Scenario {
             what:
                 ScenarioCommand::Run {

@@ -1,173 +1,39 @@
-//! `sriov-emu serve`: one NIC ([`model::nic::Nic`]) whose VFs are served over vfio-user, one
-//! socket per VF (`DIR/pf0-vf<N>.sock`), administered through `DIR/control.sock`
-//! ([`crate::control`]).
+//! `sriov-emu serve`: a card of one or more ports ([`Port`]: a [`model::nic::Nic`] each, its
+//! PF side, VFs, embedded switch and uplink) whose VFs are served over vfio-user, one socket per
+//! VF (`DIR/pfK-vf<N>.sock`), administered through `DIR/control.sock` ([`crate::control`]).
+//! The configuration ([`ServeConfig`], [`CommandLine`]) is checked in [`config`].
 //!
-//! Threads: one thread accepting on every VF's socket, a connection thread (and its DMA
-//! writer) per attached client, the NIC's timer, the uplink's thread (when `[uplink]` or
+//! Threads: one thread accepting on every port's VF sockets, a connection thread (and its DMA
+//! writer) per attached client, a timer per port, each uplink's thread (when `[uplink]` or
 //! `--uplink` names a backend, [`crate::uplink`]), and the control socket's thread. The
 //! caller's thread waits for SIGINT/SIGTERM (the binary) or
 //! calls [`Serving::shutdown`] (tests).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use eswitch::{MacAddr, PortId, VfSetting};
 pub use model::nic::MacMode;
-use model::nic::{NicBuildError, SetError, TimerHandle};
-use model::{MonotonicClock, Nic, NicConfig};
-use serde::Deserialize;
-use thiserror::Error;
+use model::{MonotonicClock, Nic};
 use tracing::{debug, info};
 
-use crate::adapter::VfFunction;
-use crate::capture::Capture;
 pub use crate::control::control_socket;
 use crate::control::ControlServer;
-use crate::uplink::{Uplink, UplinkConfig, UplinkError, UplinkSpec};
-use crate::vfio::{Pool, Server};
+use crate::uplink::Uplink;
+use crate::vfio::Pool;
 
-/// Most VFs `serve` accepts per port: 256, as a current card's port has (an E810's). A VF
-/// with no client costs a listening socket and its state, not a thread.
-pub const MAX_VFS: u16 = 256;
-/// The default number of VFs: the 82576's 7.
-pub const DEFAULT_VFS: u16 = 7;
-/// How long a connection stays awake for its client's next message by default (µs).
-pub const DEFAULT_BUSY_POLL_US: u64 = 50;
-/// The most `busy_poll_us` accepts: beyond a millisecond the thread might as well spin.
-pub const MAX_BUSY_POLL_US: u64 = 1000;
-/// The `--config` file (TOML). Every field is optional.
-///
-/// ```toml
-/// vfs = 2
-/// mac_assignment = "generated"      # or "admin-only" (default)
-/// pf_mac = "02:00:00:00:00:01"
-/// [vf]
-/// 0 = "mac 02:00:00:00:00:10 spoofchk on"
-/// 1 = "mac 02:00:00:00:00:11 vlan 10 rate 100"
-/// [uplink]                          # what stands behind the uplink port (default: none)
-/// kind = "dgram"
-/// local = "127.0.0.1:5555"
-/// remote = "127.0.0.1:5556"
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServeConfig {
-    pub vfs: Option<u16>,
-    pub mac_assignment: MacMode,
-    pub pf_mac: Option<String>,
-    /// Initial settings per VF, in the words of `ctl vf N ...`.
-    pub vf: BTreeMap<String, String>,
-    /// How long each connection looks for its client's next message before it sleeps
-    /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
-    /// [`Server::set_busy_poll`].
-    pub busy_poll_us: Option<u64>,
-    /// The uplink port's backend ([`UplinkConfig`]); `--uplink` replaces it.
-    pub uplink: UplinkConfig,
-}
+pub mod config;
+mod port;
 
-/// A configuration that cannot be served; nothing was started.
-#[derive(Debug, Error)]
-pub enum ServeError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Toml {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
-    #[error("number of VFs must be 1..={MAX_VFS}, got {0}")]
-    VfCount(u16),
-    #[error("busy_poll_us must be 0..={MAX_BUSY_POLL_US}, got {0}")]
-    BusyPoll(u64),
-    #[error("pf_mac: {0}")]
-    PfMac(#[source] eswitch::policy::ParseMacError),
-    #[error("pf_mac: {0} is not a unicast address")]
-    PfMacNotUnicast(MacAddr),
-    #[error("[vf] key `{0}` is not a VF index of this NIC")]
-    VfKey(String),
-    #[error("VF {vf}: {source}")]
-    VfSettings { vf: u16, source: SetError },
-    #[error(transparent)]
-    Uplink(#[from] UplinkError),
-    #[error("building the NIC: {0}")]
-    Nic(#[from] NicBuildError),
-    #[error("{path}: {source}")]
-    Socket {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+pub use config::{
+    CommandLine, PortArg, PortConfig, PortError, ServeConfig, ServeError, DEFAULT_BUSY_POLL_US,
+    DEFAULT_VFS, MAX_BUSY_POLL_US, MAX_VFS,
+};
+pub use port::{port_vf_socket, Port};
 
-impl ServeConfig {
-    pub fn load(path: &Path) -> Result<ServeConfig, ServeError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ServeError::Read {
-            path: path.into(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ServeError::Toml {
-            path: path.into(),
-            source: Box::new(e),
-        })
-    }
-
-    /// The NIC this configuration describes, each VF's initial settings and the uplink,
-    /// checked.
-    fn resolve(&self, vfs_override: Option<u16>) -> Result<Resolved, ServeError> {
-        let num_vfs = vfs_override.or(self.vfs).unwrap_or(DEFAULT_VFS);
-        if !(1..=MAX_VFS).contains(&num_vfs) {
-            return Err(ServeError::VfCount(num_vfs));
-        }
-        let mut nic = NicConfig {
-            num_vfs,
-            mac_assignment: self.mac_assignment.into(),
-            ..NicConfig::default()
-        };
-        if let Some(m) = &self.pf_mac {
-            let mac: MacAddr = m.parse().map_err(ServeError::PfMac)?;
-            if !mac.is_valid_unicast() {
-                return Err(ServeError::PfMacNotUnicast(mac));
-            }
-            nic.pf_mac = mac;
-        }
-        let mut settings = Vec::new();
-        for (key, words) in &self.vf {
-            let vf: u16 = key
-                .parse()
-                .ok()
-                .filter(|&v| v < num_vfs)
-                .ok_or_else(|| ServeError::VfKey(key.clone()))?;
-            let w: Vec<&str> = words.split_whitespace().collect();
-            let s = VfSetting::parse_words(&w).map_err(|e| ServeError::VfSettings {
-                vf,
-                source: e.into(),
-            })?;
-            settings.push((vf, s));
-        }
-        let uplink = self.uplink.resolve()?;
-        Ok(Resolved {
-            nic,
-            settings,
-            uplink,
-        })
-    }
-}
-
-/// A checked [`ServeConfig`].
-#[derive(Debug)]
-struct Resolved {
-    nic: NicConfig,
-    /// Per VF, the settings `serve` applies before serving.
-    settings: Vec<(u16, Vec<VfSetting>)>,
-    uplink: UplinkSpec,
-}
-
-/// The socket of VF `vf` in `dir`.
+/// The socket of VF `vf` of port pf0 in `dir`.
 pub fn vf_socket(dir: &Path, vf: u16) -> PathBuf {
-    dir.join(format!("pf0-vf{vf}.sock"))
+    port_vf_socket(dir, 0, vf)
 }
 
 /// The `-device` argument that attaches `socket` to QEMU on root port `bus`.
@@ -201,117 +67,105 @@ fn raise_priority() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
 }
 
-/// A running `serve`: the NIC, its vfio-user servers, the timer and the control socket.
+/// A running `serve`: the card's ports, their vfio-user servers and the control socket.
 pub struct Serving {
-    nic: Arc<Nic>,
     dir: PathBuf,
-    /// Every VF's server, accepting on one thread.
+    /// Port 0 first.
+    ports: Vec<Port>,
+    /// Every port's VF servers, accepting on one thread.
     pool: Option<Pool>,
     control: Option<ControlServer>,
-    timer: Option<TimerHandle>,
-    capture: Option<Arc<Capture>>,
-    uplink: Option<Uplink>,
 }
 
 impl Serving {
-    /// Builds the NIC, applies the initial settings, opens the uplink (all checked before any
-    /// socket in `dir` exists) and starts serving in `dir` (created if missing).
+    /// [`Serving::start_with`] with `vfs_override` as `--vfs` (port pf0's VFs).
     pub fn start(
         dir: &Path,
         config: &ServeConfig,
         vfs_override: Option<u16>,
     ) -> Result<Serving, ServeError> {
-        let Resolved {
-            nic: nic_config,
-            settings,
-            uplink,
-        } = config.resolve(vfs_override)?;
-        let busy_poll = config.busy_poll_us.unwrap_or(DEFAULT_BUSY_POLL_US);
-        if busy_poll > MAX_BUSY_POLL_US {
-            return Err(ServeError::BusyPoll(busy_poll));
-        }
-        let nic = Nic::new(&nic_config, Arc::new(MonotonicClock::new()))?;
-        for (vf, s) in &settings {
-            nic.configure_vf(*vf, s)
-                .map_err(|e| ServeError::VfSettings {
-                    vf: *vf,
-                    source: e.into(),
-                })?;
-        }
-        let uplink = Uplink::start(&nic, PortId::Uplink(0), &uplink)?;
-        std::fs::create_dir_all(dir).map_err(|source| ServeError::Socket {
-            path: dir.into(),
-            source,
-        })?;
+        let cli = CommandLine {
+            vfs: vfs_override
+                .map(|value| PortArg { pf: 0, value })
+                .into_iter()
+                .collect(),
+            ..CommandLine::default()
+        };
+        Serving::start_with(dir, config, &cli)
+    }
+
+    /// Builds every port's NIC, applies the initial settings, opens the uplinks (all checked
+    /// before any socket in `dir` exists) and starts serving in `dir` (created if missing).
+    pub fn start_with(
+        dir: &Path,
+        config: &ServeConfig,
+        cli: &CommandLine,
+    ) -> Result<Serving, ServeError> {
+        let plan = config.plan(cli)?;
+        // One clock for the card: the ports' captures and counters share a time base.
+        let clock = Arc::new(MonotonicClock::new());
+        let ports = plan
+            .ports
+            .iter()
+            .map(|p| Port::build(p, clock.clone()))
+            .collect::<Result<Vec<Port>, ServeError>>()?;
+        let socket_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ServeError::Socket { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(socket_error(dir))?;
         let mut serving = Serving {
-            nic: nic.clone(),
             dir: dir.into(),
+            ports,
             pool: None,
             control: None,
-            timer: None,
-            capture: None,
-            uplink,
         };
-        serving.timer =
-            Some(
-                nic.spawn_timer_with(raise_priority)
-                    .map_err(|source| ServeError::Socket {
-                        path: dir.into(),
-                        source,
-                    })?,
-            );
-        let mut servers = Vec::with_capacity(usize::from(nic.num_vfs()));
-        for vf in 0..nic.num_vfs() {
-            let path = vf_socket(dir, vf);
-            let function = VfFunction::new(&nic, vf).ok_or(ServeError::VfCount(vf))?;
-            let mut server =
-                Server::bind(&path, function).map_err(|source| ServeError::Socket {
-                    path: path.clone(),
-                    source,
-                })?;
-            server.set_busy_poll(std::time::Duration::from_micros(busy_poll));
-            servers.push(server);
+        let busy_poll = Duration::from_micros(plan.busy_poll_us);
+        let mut servers = Vec::new();
+        for port in &mut serving.ports {
+            port.start_timer().map_err(socket_error(dir))?;
+            servers.extend(port.bind_servers(dir, busy_poll)?);
         }
-        serving.pool = Some(Pool::start(servers).map_err(|source| ServeError::Socket {
-            path: dir.into(),
-            source,
-        })?);
+        serving.pool = Some(Pool::start(servers).map_err(socket_error(dir))?);
         let path = control_socket(dir);
-        serving.control = Some(
-            ControlServer::start(
-                &path,
-                nic.clone(),
-                serving.uplink.iter().map(Uplink::monitor).collect(),
-            )
-            .map_err(|source| ServeError::Socket { path, source })?,
-        );
-        info!(dir = %dir.display(), vfs = nic.num_vfs(), "serving");
+        let views = serving.ports.iter().map(Port::view).collect();
+        serving.control = Some(ControlServer::start(&path, views).map_err(socket_error(&path))?);
+        info!(dir = %dir.display(), ports = serving.ports.len(), "serving");
         Ok(serving)
     }
 
+    /// Port pf0's NIC.
     pub fn nic(&self) -> &Arc<Nic> {
-        &self.nic
+        self.ports[0].nic()
+    }
+
+    /// The card's ports, port 0 first.
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// Port `pf` (0 for pf0).
+    pub fn port(&self, pf: u8) -> Option<&Port> {
+        self.ports.get(usize::from(pf))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The uplink's backend, if one was configured.
+    /// Port pf0's uplink backend, if one was configured.
     pub fn uplink(&self) -> Option<&Uplink> {
-        self.uplink.as_ref()
+        self.ports[0].uplink()
     }
 
-    /// Captures every port to `DIR/pf0-<port>.pcap` until shutdown (see [`crate::capture`]).
+    /// Captures every switch port of every card port to `DIR/pfK-<port>.pcap` until shutdown
+    /// (see [`crate::capture`]).
     pub fn start_capture(&mut self, dir: &Path) -> std::io::Result<()> {
-        if let Some(old) = self.capture.take() {
-            old.stop(&self.nic);
-        }
-        self.capture = Some(Capture::start(&self.nic, dir)?);
-        Ok(())
+        self.ports.iter_mut().try_for_each(|p| p.start_capture(dir))
     }
 
-    /// Each VF's vfio-user server counters (connections, error replies, panics...), by VF.
+    /// Each VF's vfio-user server counters (connections, error replies, panics...), port by
+    /// port, by VF.
     pub fn server_stats(&self) -> Vec<crate::vfio::ServerStats> {
         self.pool
             .iter()
@@ -321,28 +175,22 @@ impl Serving {
 
     /// What is served and how to attach it, for the start-up message.
     pub fn banner(&self) -> String {
-        let mut s = format!(
-            "sriov-emu: serving one 82576 NIC with {} VFs in {}\n  control: {}\n",
-            self.nic.num_vfs(),
-            self.dir.display(),
-            control_socket(&self.dir).display()
-        );
-        for vf in 0..self.nic.num_vfs() {
-            let path = vf_socket(&self.dir, vf);
-            let mac = self
-                .nic
-                .with_pf(|pf| pf.policy(vf).and_then(|p| p.mac))
-                .map_or_else(|| "assigned by the VF".to_string(), |m| m.to_string());
-            s += &format!(
-                // QEMU's chassis number is 8 bits: root ports differ by slot (13 bits).
-                "  vf {vf}: {} (mac {mac})\n    -device pcie-root-port,id=rp{vf},chassis=1,slot={} -device '{}'\n",
-                path.display(),
-                u32::from(vf) + 1,
-                qemu_device_json(&path, &format!("rp{vf}"), &format!("vf{vf}")),
-            );
-        }
-        if let Some(u) = &self.uplink {
-            s += &format!("  uplink {}: {}\n", u.port(), u.backend());
+        let mut s = match &self.ports[..] {
+            [one] => format!(
+                "sriov-emu: serving one 82576 NIC with {} VFs in {}\n",
+                one.nic().num_vfs(),
+                self.dir.display()
+            ),
+            ports => format!(
+                "sriov-emu: serving an 82576 card with {} ports in {}\n",
+                ports.len(),
+                self.dir.display()
+            ),
+        };
+        s += &format!("  control: {}\n", control_socket(&self.dir).display());
+        let qualified = self.ports.len() > 1;
+        for p in &self.ports {
+            s += &p.banner(&self.dir, qualified);
         }
         s += &format!(
             "  QEMU also needs shared guest memory (<RAM> = its -m size; without it the VFs fail to realize): {}\n",
@@ -368,13 +216,9 @@ impl Serving {
         if let Some(c) = self.control.take() {
             c.shutdown();
         }
-        if let Some(u) = self.uplink.take() {
-            u.stop();
+        for p in &mut self.ports {
+            p.stop();
         }
-        if let Some(c) = self.capture.take() {
-            c.stop(&self.nic);
-        }
-        self.timer.take();
     }
 }
 
@@ -388,6 +232,7 @@ impl Drop for Serving {
 mod tests {
     use super::*;
     use crate::control::{handle, request, Request};
+    use scenarios::PfRef;
 
     fn cfg(text: &str) -> ServeConfig {
         toml::from_str(text).expect("valid TOML")
@@ -418,52 +263,30 @@ mod tests {
     }
 
     #[test]
-    fn config_defaults_and_per_vf_words() {
-        let r = ServeConfig::default().resolve(None).unwrap();
-        assert_eq!(r.nic.num_vfs, DEFAULT_VFS);
-        assert_eq!(r.nic.mac_assignment, mailbox::MacAssignment::AdminOnly);
-        assert!(r.settings.is_empty());
-        assert_eq!(r.uplink, UplinkSpec::None);
-        let c = cfg("vfs = 3\nmac_assignment = \"generated\"\n[vf]\n1 = \"mac 02:00:00:00:00:11 vlan 10\"\n");
-        let r = c.resolve(Some(2)).unwrap();
-        assert_eq!(r.nic.num_vfs, 2, "--vfs wins over the file");
-        assert!(matches!(
-            r.nic.mac_assignment,
-            mailbox::MacAssignment::Generated { .. }
-        ));
-        assert_eq!(r.settings.len(), 1);
-        assert_eq!(r.settings[0].0, 1);
-    }
-
-    #[test]
     fn bad_configs_are_refused_before_anything_starts() {
         assert!(
             toml::from_str::<ServeConfig>("vf_count = 2").is_err(),
             "unknown key"
         );
-        assert!(matches!(
-            cfg("[vf]\n7 = \"trust on\"").resolve(Some(2)),
-            Err(ServeError::VfKey(_))
-        ));
-        assert!(matches!(
-            cfg("[vf]\n0 = \"vlan ten\"").resolve(None),
-            Err(ServeError::VfSettings { vf: 0, .. })
-        ));
         // Out of range: refused by the switch before any socket exists.
         let dir = std::env::temp_dir().join(format!("sriov-emu-bad-{}", std::process::id()));
         assert!(matches!(
             Serving::start(&dir, &cfg("[vf]\n0 = \"vlan 9999\""), Some(1)),
-            Err(ServeError::VfSettings { vf: 0, .. })
+            Err(ServeError::Port {
+                pf: 0,
+                source: PortError::VfSettings { vf: 0, .. },
+                ..
+            })
         ));
         assert!(!dir.exists());
         assert!(matches!(
-            ServeConfig::default().resolve(Some(0)),
-            Err(ServeError::VfCount(0))
+            Serving::start(&dir, &ServeConfig::default(), Some(0)),
+            Err(ServeError::Port {
+                source: PortError::VfCount(0),
+                ..
+            })
         ));
-        assert!(matches!(
-            cfg("pf_mac = \"ff:ff:ff:ff:ff:ff\"").resolve(None),
-            Err(ServeError::PfMacNotUnicast(_))
-        ));
+        assert!(!dir.exists());
     }
 
     #[test]
@@ -481,7 +304,7 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(serving.banner().contains("vfio-user-pci"));
-        let show = request(&dir, &Request::Show).unwrap();
+        let show = request(&dir, &Request::Show { port: None }).unwrap();
         assert!(show.ok);
         let text = show.text.unwrap();
         assert!(
@@ -492,6 +315,7 @@ mod tests {
         let ok = request(
             &dir,
             &Request::Vf {
+                port: PfRef(0),
                 vf: 1,
                 words: words("vlan 10 qos 3 rate 100"),
             },
@@ -499,12 +323,13 @@ mod tests {
         .unwrap();
         assert!(ok.ok, "{ok:?}");
         // Invalid input: a clear error, nothing changes (all or nothing).
+        let views: Vec<_> = serving.ports().iter().map(Port::view).collect();
         let before = serving.nic().with_pf(|pf| pf.policy(1).cloned());
         for bad in ["trust on vlan 5000", "spoofchk maybe", "frobnicate 1"] {
             let r = handle(
-                serving.nic(),
-                &[],
+                &views,
                 &Request::Vf {
+                    port: PfRef(0),
                     vf: 1,
                     words: words(bad),
                 },
@@ -512,18 +337,22 @@ mod tests {
             assert!(!r.ok && r.error.is_some(), "{bad}: {r:?}");
         }
         let r = handle(
-            serving.nic(),
-            &[],
+            &views,
             &Request::Vf {
+                port: PfRef(0),
                 vf: 5,
                 words: words("trust on"),
             },
         );
         assert!(!r.ok);
         assert_eq!(serving.nic().with_pf(|pf| pf.policy(1).cloned()), before);
-        let show = request(&dir, &Request::Show).unwrap().show.unwrap();
-        assert_eq!(show["vfs"][1]["policy"]["max_tx_rate"], 100);
-        assert_eq!(show["vfs"][1]["policy"]["port_vlan"]["vid"], 10);
+        let show = request(&dir, &Request::Show { port: None })
+            .unwrap()
+            .show
+            .unwrap();
+        let vf1 = &show["ports"][0]["vfs"][1];
+        assert_eq!(vf1["policy"]["max_tx_rate"], 100);
+        assert_eq!(vf1["policy"]["port_vlan"]["vid"], 10);
         // A garbage line gets an error reply, not a hang or a crash.
         {
             use std::io::{BufRead, BufReader, Write};

@@ -1,6 +1,6 @@
 //! One datapath: the scenario library run on the NIC `serve` builds (`Serving::start`, real
-//! clock, vfio-user sockets, shaping timer, control socket; one `serve` per port of a
-//! multi-port card) gives the same deliveries, drops, captured frames and counters, step by
+//! clock, vfio-user sockets, shaping timer, control socket; a multi-port card as one `serve`
+//! with a `[ports.pfK]` table per port) gives the same deliveries, drops, captured frames and counters, step by
 //! step, as `scenario run` on its own in-process NICs.
 //! The scenarios that measure rates over simulated time are left out: in real time their
 //! figures depend on the host.
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use eswitch::Direction;
 use scenarios::{Run, RunOptions, Scenario};
-use sriov_emu::serve::{ServeConfig, Serving};
+use sriov_emu::serve::{PortConfig, ServeConfig, Serving};
 
 fn library() -> Vec<Scenario> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -90,26 +90,29 @@ fn the_library_on_a_serve_nic_matches_the_in_process_run() {
         let alone = scenarios::run(s, &RunOptions::default());
         assert!(alone.report.pass, "{}", alone.report.render());
 
-        // One `serve` per port of the card, each with that port's PF MAC.
+        // One `serve` with the card's ports, each with that port's PF MAC.
         let nic = &s.file.nic;
-        let servings: Vec<Serving> = (0..nic.ports)
-            .map(|k| {
-                let config = ServeConfig {
-                    vfs: Some(nic.vfs),
-                    mac_assignment: nic.mac_assignment,
-                    pf_mac: Some(nic.pf_mac_of(k).to_string()),
-                    ..ServeConfig::default()
-                };
-                Serving::start(&base.join(format!("{}-{k}", s.name)), &config, None)
-                    .unwrap_or_else(|e| panic!("{} port {k}: serve: {e}", s.name))
-            })
-            .collect();
-        let nics: Vec<_> = servings.iter().map(|sv| sv.nic().clone()).collect();
+        let config = ServeConfig {
+            ports: (0..nic.ports)
+                .map(|k| {
+                    let port = PortConfig {
+                        vfs: Some(nic.vfs),
+                        mac_assignment: nic.mac_assignment,
+                        pf_mac: Some(nic.pf_mac_of(k).to_string()),
+                        ..PortConfig::default()
+                    };
+                    (format!("pf{k}"), port)
+                })
+                .collect(),
+            ..ServeConfig::default()
+        };
+        let serving = Serving::start(&base.join(&s.name), &config, None)
+            .unwrap_or_else(|e| panic!("{}: serve: {e}", s.name));
+        assert_eq!(serving.ports().len(), usize::from(nic.ports));
+        let nics: Vec<_> = serving.ports().iter().map(|p| p.nic().clone()).collect();
         let served = scenarios::run_on(s, &nics);
         drop(nics);
-        for serving in servings {
-            serving.shutdown();
-        }
+        serving.shutdown();
         assert!(served.report.pass, "{}", served.report.render());
 
         let (a, b) = (essence(&alone), essence(&served));

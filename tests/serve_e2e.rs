@@ -11,7 +11,7 @@ mod serve_support;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use serve_support::admin_macs;
@@ -116,6 +116,11 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_es
         0,
         "no client, no connection thread"
     );
+    // A thread names itself once it runs: give the accepting thread a moment to start.
+    let until = Instant::now() + Duration::from_secs(5);
+    while threads_named("vfio-accept") == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(threads_named("vfio-accept"), 1);
 
     // While the guests run: at most one connection thread per attached client.
@@ -154,11 +159,11 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_es
         "two clients, two connection threads"
     );
 
-    let reply = request(&dir, &Request::Show).expect("ctl show");
+    let reply = request(&dir, &Request::Show { port: None }).expect("ctl show");
     assert!(reply.ok, "{reply:?}");
     let text = reply.text.unwrap_or_default();
     eprintln!("--- ctl show ---\n{text}");
-    let show = reply.show.expect("structured report");
+    let show = reply.show.expect("structured report")["ports"][0].take();
     serving.shutdown();
 
     for (out, mac) in [(&a, MAC_A), (&b, MAC_B)] {

@@ -83,7 +83,7 @@ fn port(s: &Value, vf: usize, field: &str) -> u64 {
 }
 
 fn pf_port(s: &Value, name: &str, field: &str) -> u64 {
-    s["ports"]
+    s["switch_ports"]
         .as_array()
         .unwrap()
         .iter()
@@ -242,7 +242,10 @@ fn arp_broadcast_port_vlan_anti_spoof_and_rate_with_two_igbvf_guests() {
 
     let out_b = b.finish();
     let out_a = a.finish();
-    let text = request(&dir, &Request::Show).unwrap().text.unwrap();
+    let text = request(&dir, &Request::Show { port: None })
+        .unwrap()
+        .text
+        .unwrap();
     eprintln!("--- ctl show ---\n{text}");
     serving.shutdown();
     for out in [&out_a, &out_b] {

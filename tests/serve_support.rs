@@ -7,12 +7,14 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use scenarios::PfRef;
 use serde_json::Value;
 use sriov_emu::control::{request, Request};
-use sriov_emu::serve::{qemu_device_json, vf_socket, MacMode, ServeConfig};
-use sriov_emu_tests::{workspace_root, Guest, GuestConfig, GuestOutput, RunningGuest};
+use sriov_emu::serve::{port_vf_socket, qemu_device_json, MacMode, ServeConfig};
+use sriov_emu_tests::{workspace_root, Artifacts, Guest, GuestConfig, GuestOutput, RunningGuest};
 
 /// Guest-side helpers: `await WORD` (blocks until the host sends the line WORD; false on
 /// `quit` or EOF) and `mark NAME` (prints `@@$ME-NAME@@` for [`Node::wait_mark`]).
@@ -44,14 +46,27 @@ pub struct Node {
 }
 
 impl Node {
+    /// A guest on VF `vf` of port pf0.
     pub fn boot(dir: &Path, name: &str, me: &'static str, vf: u16, script: String) -> Node {
+        Node::boot_on(dir, name, me, 0, vf, script)
+    }
+
+    /// A guest on VF `vf` of port `pf` (`DIR/pfK-vfN.sock`).
+    pub fn boot_on(
+        dir: &Path,
+        name: &str,
+        me: &'static str,
+        pf: u8,
+        vf: u16,
+        script: String,
+    ) -> Node {
         let chan = dir.join(format!("{me}.tty"));
         let cfg = GuestConfig::new(name, script)
             .qemu_args([
                 "-device".to_string(),
                 "pcie-root-port,id=rp1,chassis=1".to_string(),
                 "-device".to_string(),
-                qemu_device_json(&vf_socket(dir, vf), "rp1", "vf"),
+                qemu_device_json(&port_vf_socket(dir, pf, vf), "rp1", "vf"),
                 "-chardev".to_string(),
                 format!("socket,id=host,path={},server=on,wait=off", chan.display()),
                 "-device".to_string(),
@@ -93,22 +108,42 @@ impl Node {
     }
 }
 
-pub fn show(dir: &Path) -> Value {
-    let r = request(dir, &Request::Show).expect("ctl show");
-    assert!(r.ok);
-    r.show.expect("report")
+/// `ctl show --port pfK --json`: port `pf`'s report.
+pub fn show_port(dir: &Path, pf: u8) -> Value {
+    let r = request(
+        dir,
+        &Request::Show {
+            port: Some(PfRef(pf)),
+        },
+    )
+    .expect("ctl show");
+    assert!(r.ok, "{r:?}");
+    let mut card = r.show.expect("report");
+    card["ports"][0].take()
 }
 
-pub fn ctl(dir: &Path, vf: u16, words: &str) {
+/// Port pf0's report.
+pub fn show(dir: &Path) -> Value {
+    show_port(dir, 0)
+}
+
+/// `ctl --port pfK vf N WORDS`.
+pub fn ctl_port(dir: &Path, pf: u8, vf: u16, words: &str) {
     let r = request(
         dir,
         &Request::Vf {
+            port: PfRef(pf),
             vf,
             words: words.split(' ').map(String::from).collect(),
         },
     )
     .expect("ctl");
-    assert!(r.ok, "ctl vf {vf} {words}: {r:?}");
+    assert!(r.ok, "ctl --port pf{pf} vf {vf} {words}: {r:?}");
+}
+
+/// `ctl vf N WORDS` (port pf0).
+pub fn ctl(dir: &Path, vf: u16, words: &str) {
+    ctl_port(dir, 0, vf, words)
 }
 
 /// A NIC whose VF `i` has the administrative MAC `macs[i]` (igb's admin-only assignment).
@@ -134,7 +169,59 @@ wait_for 30 grep -qx 1 /sys/class/net/eth0/carrier
 check addr ip addr add "$IP/24" dev eth0
 "#;
 
+/// Guest side: ping `$PEER` until it answers (result `reach`), then `count` more times
+/// (result `ping`, its `packet loss` line).
+pub fn ping_peer(count: u32) -> String {
+    r#"
+if wait_for 120 ping -c 1 -W 1 "$PEER"; then
+    result reach pass "$PEER answers"
+else
+    result reach fail "$PEER never answered; neigh: $(ip neigh show dev eth0)"
+fi
+check ping sh -c "ping -c COUNT -W 3 $PEER > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
+"#
+    .replace("COUNT", &count.to_string())
+}
+
 /// A guest script: its identity, the host channel, igbvf brought up, then `body`.
 pub fn guest_script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
     format!("ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\n{GUEST_CHANNEL}{IGBVF_UP}{body}")
+}
+
+/// A free loopback port, TCP or UDP (bound and released: tests that use one take turns).
+pub fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port()
+    }
+}
+
+/// Runs `cmd`, which must succeed; its standard output.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A pcap file as `tcpdump -r FILE -e -nn` prints it (link-level headers, nothing resolved),
+/// with the tcpdump that `scripts/fetch-e2e.py` installs.
+pub fn tcpdump(file: &Path) -> String {
+    let tcpdump = Artifacts::locate()
+        .and_then(|a| a.host_tool("tcpdump"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    run(Command::new(&tcpdump)
+        .args(["-r", &file.display().to_string(), "-e", "-nn"])
+        .args(["-Z", "root"]))
 }

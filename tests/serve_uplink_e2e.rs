@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serve_support::serve_dir;
+use serve_support::{free_port, ping_peer, run, serve_dir, tcpdump};
 use sriov_emu::serve::{qemu_device_json, vf_socket, MacMode, ServeConfig, Serving};
 use sriov_emu::uplink::{UplinkConfig, UplinkKind, UplinkReport};
 use sriov_emu_tests::{Artifacts, Guest, GuestConfig, GuestOutput, RunningGuest};
@@ -53,23 +53,11 @@ check link-up ip link set eth0 up
 check addr ip addr add "$IP/24" dev eth0
 "#;
 
-/// Then: ping `$PEER` until it answers and `PINGS` more times, and keep answering for
-/// `$LINGER` seconds.
-const PING_PEER: &str = r#"
-if wait_for 120 ping -c 1 -W 1 "$PEER"; then
-    result reach pass "$PEER answers"
-else
-    result reach fail "$PEER never answered; neigh: $(ip neigh show dev eth0)"
-fi
-check ping sh -c "ping -c PINGS -W 3 $PEER > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
-sleep $LINGER
-"#;
-
-/// `up` (bring eth0 up), then [`PING_PEER`].
+/// `up` (bring eth0 up), then [`ping_peer`], and keep answering for `linger` seconds.
 fn script(up: &str, ip: &str, peer: &str, mac: &str, linger: u32) -> String {
     format!(
-        "IP={ip}\nPEER={peer}\nMAC={mac}\nLINGER={linger}\n{up}{}",
-        PING_PEER.replace("PINGS", &PINGS.to_string())
+        "IP={ip}\nPEER={peer}\nMAC={mac}\n{up}{}sleep {linger}\n",
+        ping_peer(PINGS)
     )
 }
 
@@ -111,38 +99,9 @@ fn report(serving: &Serving) -> UplinkReport {
     serving.uplink().expect("an uplink").report()
 }
 
-/// A free loopback port for `kind` (bound and released; the tests take turns).
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .unwrap()
-            .port()
-    } else {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .unwrap()
-            .port()
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn dgram_cable_joins_two_nics_and_carries_port_vlan_tagged_frames() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let tcpdump = Artifacts::locate()
-        .and_then(|a| a.host_tool("tcpdump"))
-        .unwrap_or_else(|e| panic!("{e}"));
     let (pa, pb) = (free_port(true), free_port(true));
     let (dir_a, dir_b) = (serve_dir("uplink-dgram-a"), serve_dir("uplink-dgram-b"));
     let pcap = serve_dir("uplink-dgram-pcap");
@@ -201,9 +160,7 @@ fn dgram_cable_joins_two_nics_and_carries_port_vlan_tagged_frames() {
 
     // On the cable the frames carry the port VLAN's tag.
     let file = pcap.join("pf0-uplink0.pcap");
-    let text = run(Command::new(&tcpdump)
-        .args(["-r", &file.display().to_string(), "-e", "-nn"])
-        .args(["-Z", "root"]));
+    let text = tcpdump(&file);
     let echo = |kind: &str| {
         text.lines()
             .filter(|l| l.contains(kind))

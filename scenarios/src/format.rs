@@ -94,7 +94,7 @@ impl NicSpec {
         model::NicConfig {
             num_vfs: self.vfs,
             pf_mac: self.pf_mac_of(k),
-            mac_assignment: self.mac_assignment.into(),
+            mac_assignment: self.mac_assignment.for_port(k),
             num_uplinks: self.uplinks,
             link_speed_mbps: self.link_speed_mbps,
         }

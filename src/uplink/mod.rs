@@ -200,6 +200,29 @@ pub enum UplinkSpec {
     Dgram { local: SockAddr, remote: SockAddr },
 }
 
+impl UplinkSpec {
+    /// What the uplink takes for itself on this host, and the field that names it: a TAP's
+    /// name, the address a stream listens on, the address a dgram cable binds (port 0 is the
+    /// kernel's pick and takes nothing). Two uplinks of one process must not share one: the
+    /// second bind would fail, or replace the first one's UNIX socket file under it.
+    pub fn claim(&self) -> Option<(&'static str, String)> {
+        let addr = |field, a: &SockAddr| match a {
+            SockAddr::Inet(i) if i.port() == 0 => None,
+            a => Some((field, a.to_string())),
+        };
+        match self {
+            UplinkSpec::None => None,
+            UplinkSpec::Tap { name } => Some(("name", name.to_string())),
+            UplinkSpec::Stream {
+                role: StreamRole::Listen,
+                addr: a,
+            } => addr("listen", a),
+            UplinkSpec::Stream { .. } => None,
+            UplinkSpec::Dgram { local, .. } => addr("local", local),
+        }
+    }
+}
+
 /// An uplink that cannot be configured or opened. Each names the field it is about.
 #[derive(Debug, Error)]
 pub enum UplinkError {

@@ -105,6 +105,33 @@ fn bad_configs_name_the_field() {
 }
 
 #[test]
+fn an_uplink_claims_its_tap_listening_address_or_local_address() {
+    let claim = |text: &str| resolve(text).unwrap().claim();
+    assert_eq!(claim(""), None);
+    assert_eq!(
+        claim("kind = \"tap\"\nname = \"tap7\""),
+        Some(("name", "tap7".into()))
+    );
+    assert_eq!(
+        claim("kind = \"stream\"\nlisten = \"unix:/run/x.sock\""),
+        Some(("listen", "unix:/run/x.sock".into()))
+    );
+    assert_eq!(
+        claim("kind = \"dgram\"\nlocal = \"127.0.0.1:5555\"\nremote = \"127.0.0.1:5556\""),
+        Some(("local", "127.0.0.1:5555".into()))
+    );
+    // A client, and a UDP port the kernel picks, take nothing of their own.
+    assert_eq!(
+        claim("kind = \"stream\"\nconnect = \"127.0.0.1:5555\""),
+        None
+    );
+    assert_eq!(
+        claim("kind = \"dgram\"\nlocal = \"127.0.0.1:0\"\nremote = \"127.0.0.1:5556\""),
+        None
+    );
+}
+
+#[test]
 fn cli_syntax_maps_onto_the_table() {
     let p = |s: &str| s.parse::<UplinkConfig>();
     assert_eq!(p("none").unwrap(), UplinkConfig::default());

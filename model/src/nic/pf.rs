@@ -62,7 +62,8 @@ pub enum MacMode {
     #[default]
     #[serde(rename = "admin-only", alias = "admin_only")]
     AdminOnly,
-    /// `02:52:54:00:vf_hi:vf_lo` with ACK, which the VF may still change.
+    /// `02:52:54:00:vf_hi:vf_lo` with ACK, which the VF may still change (port K of a
+    /// multi-port card: `02:52:54:K:vf_hi:vf_lo`).
     #[serde(rename = "generated")]
     Generated,
 }
@@ -70,16 +71,26 @@ pub enum MacMode {
 impl MacMode {
     /// The first three octets after 02 of generated MACs (QEMU's OUI-like 52:54:00).
     pub const GENERATED_SEED: [u8; 3] = [0x52, 0x54, 0x00];
+
+    /// The assignment on port `port` of a card: generated MACs carry the port in the seed's
+    /// last octet, so that the VFs of two ports joined by a cable do not share MACs. Port 0's
+    /// are [`MacMode::GENERATED_SEED`]'s.
+    pub fn for_port(self, port: u8) -> MacAssignment {
+        match self {
+            MacMode::AdminOnly => MacAssignment::AdminOnly,
+            MacMode::Generated => {
+                let mut seed = MacMode::GENERATED_SEED;
+                seed[2] = seed[2].wrapping_add(port);
+                MacAssignment::Generated { seed }
+            }
+        }
+    }
 }
 
 impl From<MacMode> for MacAssignment {
+    /// The assignment of a single-port NIC.
     fn from(m: MacMode) -> MacAssignment {
-        match m {
-            MacMode::AdminOnly => MacAssignment::AdminOnly,
-            MacMode::Generated => MacAssignment::Generated {
-                seed: MacMode::GENERATED_SEED,
-            },
-        }
+        m.for_port(0)
     }
 }
 

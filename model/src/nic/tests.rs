@@ -574,3 +574,25 @@ fn a_hosted_pf_function_takes_the_pf_ports_frames_sends_into_the_switch_and_foll
         &[FAKE_LSC_VECTOR, FAKE_LSC_VECTOR]
     );
 }
+
+#[test]
+fn generated_macs_carry_the_card_port() {
+    assert_eq!(
+        MacMode::Generated.for_port(0),
+        MacAssignment::Generated {
+            seed: MacMode::GENERATED_SEED
+        }
+    );
+    assert_eq!(
+        MacAssignment::from(MacMode::Generated),
+        MacMode::Generated.for_port(0),
+        "a single-port NIC is port 0"
+    );
+    assert_eq!(
+        MacMode::Generated.for_port(1),
+        MacAssignment::Generated {
+            seed: [0x52, 0x54, 0x01]
+        }
+    );
+    assert_eq!(MacMode::AdminOnly.for_port(1), MacAssignment::AdminOnly);
+}

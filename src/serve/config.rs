@@ -1,0 +1,545 @@
+//! `serve`'s configuration: the `--config` file and the command line's options, checked into
+//! one [`PortPlan`] per port of the card before anything starts.
+//!
+//! A card has one or more ports, each with its own PF, VFs, embedded switch and uplink (a
+//! dual-port 82576 or ConnectX-4 Lx), named as in scenario files: `pf0`, `pf1`, ... ([`PfRef`];
+//! `pf` is `pf0`). The file's top-level fields (`vfs`, `mac_assignment`, `pf_mac`, `[vf]`,
+//! `[uplink]`) are port pf0's; a `[ports.pfK]` table carries the same fields for port K (pf0's
+//! too, instead of the top level). The command line's `--vfs` and `--uplink` take an optional
+//! `PORT=` prefix (pf0 without one) and `--ports N` gives the card N ports; what they set wins
+//! over the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use eswitch::{MacAddr, VfSetting};
+use model::nic::{MacMode, NicBuildError, SetError};
+use model::NicConfig;
+use scenarios::format::MAX_PORTS;
+use scenarios::ports::PortNameError;
+use scenarios::PfRef;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::uplink::{UplinkConfig, UplinkError, UplinkSpec};
+
+/// Most VFs `serve` accepts per port: 256, as a current card's port has (an E810's). A VF
+/// with no client costs a listening socket and its state, not a thread.
+pub const MAX_VFS: u16 = 256;
+/// The default number of VFs: the 82576's 7.
+pub const DEFAULT_VFS: u16 = 7;
+/// How long a connection stays awake for its client's next message by default (µs).
+pub const DEFAULT_BUSY_POLL_US: u64 = 50;
+/// The most `busy_poll_us` accepts: beyond a millisecond the thread might as well spin.
+pub const MAX_BUSY_POLL_US: u64 = 1000;
+
+/// One port of the card: its PF, VFs, embedded switch and uplink. Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortConfig {
+    pub vfs: Option<u16>,
+    /// What a VF without an administrative MAC gets. Generated MACs carry the port in their
+    /// fourth octet (`02:52:54:K:vf_hi:vf_lo`), so that ports joined by a cable differ.
+    pub mac_assignment: MacMode,
+    /// Default: `02:00:00:00:00:01` with the port's number added to the last octet.
+    pub pf_mac: Option<String>,
+    /// Initial settings per VF, in the words of `ctl vf N ...`.
+    pub vf: BTreeMap<String, String>,
+    /// The uplink port's backend ([`UplinkConfig`]); `--uplink` replaces it.
+    pub uplink: UplinkConfig,
+}
+
+impl PortConfig {
+    /// The fields set to something other than their default, by name.
+    fn fields_set(&self) -> Vec<&'static str> {
+        let d = PortConfig::default();
+        [
+            ("vfs", self.vfs != d.vfs),
+            ("mac_assignment", self.mac_assignment != d.mac_assignment),
+            ("pf_mac", self.pf_mac != d.pf_mac),
+            ("vf", self.vf != d.vf),
+            ("uplink", self.uplink != d.uplink),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
+    /// Port `pf`'s NIC, each VF's initial settings and the uplink, checked (`at`: where the
+    /// fields are written).
+    fn resolve(&self, pf: u8, at: String) -> Result<PortPlan, PortError> {
+        let num_vfs = self.vfs.unwrap_or(DEFAULT_VFS);
+        if !(1..=MAX_VFS).contains(&num_vfs) {
+            return Err(PortError::VfCount(num_vfs));
+        }
+        let mut nic = NicConfig {
+            num_vfs,
+            mac_assignment: self.mac_assignment.for_port(pf),
+            pf_mac: default_pf_mac(pf),
+            ..NicConfig::default()
+        };
+        if let Some(m) = &self.pf_mac {
+            let mac: MacAddr = m.parse().map_err(PortError::PfMac)?;
+            if !mac.is_valid_unicast() {
+                return Err(PortError::PfMacNotUnicast(mac));
+            }
+            nic.pf_mac = mac;
+        }
+        let mut settings = Vec::new();
+        for (key, words) in &self.vf {
+            let vf: u16 =
+                key.parse()
+                    .ok()
+                    .filter(|&v| v < num_vfs)
+                    .ok_or_else(|| PortError::VfKey {
+                        key: key.clone(),
+                        vfs: num_vfs,
+                    })?;
+            let w: Vec<&str> = words.split_whitespace().collect();
+            let s = VfSetting::parse_words(&w).map_err(|e| PortError::VfSettings {
+                vf,
+                source: e.into(),
+            })?;
+            settings.push((vf, s));
+        }
+        Ok(PortPlan {
+            pf,
+            at,
+            nic,
+            settings,
+            uplink: self.uplink.resolve()?,
+        })
+    }
+}
+
+/// Port `pf`'s PF MAC unless configured: the 82576's default with `pf` added to the last
+/// octet, as a scenario's card numbers its ports' PFs.
+fn default_pf_mac(pf: u8) -> MacAddr {
+    let mut mac = NicConfig::default().pf_mac;
+    mac.0[5] = mac.0[5].wrapping_add(pf);
+    mac
+}
+
+/// The `--config` file (TOML). Every field is optional. The top-level port fields are port
+/// pf0's (the single-port form); `[ports.pfK]` tables configure the ports of a multi-port card.
+///
+/// ```toml
+/// vfs = 2
+/// mac_assignment = "generated"      # or "admin-only" (default)
+/// pf_mac = "02:00:00:00:00:01"
+/// [vf]
+/// 0 = "mac 02:00:00:00:00:10 spoofchk on"
+/// 1 = "mac 02:00:00:00:00:11 vlan 10 rate 100"
+/// [uplink]                          # what stands behind the uplink port (default: none)
+/// kind = "dgram"
+/// local = "127.0.0.1:5555"
+/// remote = "127.0.0.1:5556"
+///
+/// [ports.pf1]                       # a second port: the same fields
+/// vfs = 2
+/// uplink = { kind = "dgram", local = "127.0.0.1:5556", remote = "127.0.0.1:5555" }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Port pf0's fields ([`PortConfig`]), in the single-port form.
+    pub vfs: Option<u16>,
+    pub mac_assignment: MacMode,
+    pub pf_mac: Option<String>,
+    pub vf: BTreeMap<String, String>,
+    pub uplink: UplinkConfig,
+    /// How long each connection looks for its client's next message before it sleeps
+    /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
+    /// [`crate::vfio::Server::set_busy_poll`].
+    pub busy_poll_us: Option<u64>,
+    /// The ports by name (`pf0`, `pf1`, ...).
+    pub ports: BTreeMap<String, PortConfig>,
+}
+
+/// One value of a per-port option: `--vfs pf1=4` is port 1's 4; `--vfs 4` is port 0's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortArg<T> {
+    pub pf: u8,
+    pub value: T,
+}
+
+/// `[PORT=]VALUE`: the port and the value. A `PORT=` prefix is what comes before the first
+/// `=` when that holds no `:` (so `dgram:local=...` is pf0's); it must name a port.
+fn split_port<'a>(option: &'static str, arg: &'a str) -> Result<(u8, &'a str), ServeError> {
+    match arg.split_once('=') {
+        Some((name, rest)) if !name.contains(':') => {
+            let pf: PfRef = name.parse().map_err(|e: PortNameError| ServeError::Cli {
+                option,
+                arg: arg.into(),
+                reason: e.to_string(),
+            })?;
+            Ok((pf.0, rest))
+        }
+        _ => Ok((0, arg)),
+    }
+}
+
+impl PortArg<u16> {
+    /// `--vfs [PORT=]N`.
+    pub fn vfs(arg: &str) -> Result<PortArg<u16>, ServeError> {
+        let (pf, n) = split_port("--vfs", arg)?;
+        let value = n.parse().map_err(|_| ServeError::Cli {
+            option: "--vfs",
+            arg: arg.into(),
+            reason: format!("{n:?} is not a number of VFs"),
+        })?;
+        Ok(PortArg { pf, value })
+    }
+}
+
+impl PortArg<UplinkConfig> {
+    /// `--uplink [PORT=]KIND[:KEY=VALUE,...]`.
+    pub fn uplink(arg: &str) -> Result<PortArg<UplinkConfig>, ServeError> {
+        let (pf, spec) = split_port("--uplink", arg)?;
+        let value = spec.parse().map_err(|e: UplinkError| ServeError::Cli {
+            option: "--uplink",
+            arg: arg.into(),
+            reason: match e {
+                UplinkError::Cli { reason, .. } => reason,
+                e => e.to_string(),
+            },
+        })?;
+        Ok(PortArg { pf, value })
+    }
+}
+
+/// What the command line sets over the config file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandLine {
+    /// `--ports N`: the card has ports pf0 to pf(N-1).
+    pub ports: Option<u8>,
+    /// `--vfs [PORT=]N`, per port.
+    pub vfs: Vec<PortArg<u16>>,
+    /// `--uplink [PORT=]SPEC`, per port.
+    pub uplinks: Vec<PortArg<UplinkConfig>>,
+    /// `--busy-poll-us`.
+    pub busy_poll_us: Option<u64>,
+}
+
+/// A configuration that cannot be served; nothing was started.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Toml {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("busy_poll_us must be 0..={MAX_BUSY_POLL_US}, got {0}")]
+    BusyPoll(u64),
+    /// A field of one port; `at` is where the port's fields are written (`ports.pf1.`, or
+    /// nothing for the single-port form's top level).
+    #[error("{at}{source}")]
+    Port {
+        pf: u8,
+        at: String,
+        source: PortError,
+    },
+    #[error("ports.{key}: {source}")]
+    PortName { key: String, source: PortNameError },
+    #[error("{what}: a card has 1 to {MAX_PORTS} ports, pf0 to pf{}", MAX_PORTS - 1)]
+    PortCount { what: String },
+    #[error("ports.{first} and ports.{second} are both port pf{pf}: name it once")]
+    NamedTwice {
+        pf: u8,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "port pf0 is configured twice: by the top-level {} and by [ports.{key}]; \
+         move them into [ports.{key}]",
+        fields.join(", ")
+    )]
+    TopLevelAndTable {
+        key: String,
+        fields: Vec<&'static str>,
+    },
+    #[error("port pf{pf} is configured ({by}) but --ports is {ports}")]
+    BeyondPorts { pf: u8, by: String, ports: u8 },
+    #[error("port pf{missing} is missing: a card's ports are pf0, pf1, ... without gaps, and pf{last} is configured (an empty [ports.pf{missing}] gives it the defaults)")]
+    PortGap { missing: u8, last: u8 },
+    #[error("{option}: port pf{pf} given twice")]
+    CliTwice { option: &'static str, pf: u8 },
+    #[error("{option} {arg:?}: {reason}")]
+    Cli {
+        option: &'static str,
+        arg: String,
+        reason: String,
+    },
+    #[error("building port pf{pf}: {source}")]
+    Nic { pf: u8, source: NicBuildError },
+    #[error("{path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What is wrong with one port's configuration, named by its field within the port.
+#[derive(Debug, Error)]
+pub enum PortError {
+    #[error("vfs = {0}: a port has 1..={MAX_VFS} VFs")]
+    VfCount(u16),
+    #[error("pf_mac: {0}")]
+    PfMac(#[source] eswitch::policy::ParseMacError),
+    #[error("pf_mac = {0}: not a unicast address")]
+    PfMacNotUnicast(MacAddr),
+    #[error("pf_mac = {mac}: port pf{other} has this PF MAC too; each port's PF needs its own")]
+    SamePfMac { mac: MacAddr, other: u8 },
+    #[error("vf.{key}: not a VF of this port (it has VFs 0..{})", vfs - 1)]
+    VfKey { key: String, vfs: u16 },
+    #[error("vf.{vf}: {source}")]
+    VfSettings { vf: u16, source: SetError },
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
+    #[error("uplink.{field} = {value:?}: port pf{other}'s uplink takes it already")]
+    SameWire {
+        field: &'static str,
+        value: String,
+        other: u8,
+    },
+}
+
+/// One port, checked: what `serve` builds and starts for it.
+#[derive(Debug)]
+pub(crate) struct PortPlan {
+    pub pf: u8,
+    /// Where the port's fields are written, for errors found later (`ports.pf1.`).
+    pub at: String,
+    pub nic: NicConfig,
+    /// Per VF, the settings applied before serving.
+    pub settings: Vec<(u16, Vec<VfSetting>)>,
+    pub uplink: UplinkSpec,
+}
+
+impl PortPlan {
+    /// `source`, as an error of this port's configuration.
+    pub fn error(&self, source: impl Into<PortError>) -> ServeError {
+        ServeError::Port {
+            pf: self.pf,
+            at: self.at.clone(),
+            source: source.into(),
+        }
+    }
+
+    /// What this port would share with `other`, an earlier port, that ports must not.
+    fn clash(&self, other: &PortPlan) -> Option<PortError> {
+        if self.nic.pf_mac == other.nic.pf_mac {
+            return Some(PortError::SamePfMac {
+                mac: self.nic.pf_mac,
+                other: other.pf,
+            });
+        }
+        let (field, value) = self.uplink.claim()?;
+        (other.uplink.claim()?.1 == value).then_some(PortError::SameWire {
+            field,
+            value,
+            other: other.pf,
+        })
+    }
+}
+
+/// The whole card, checked.
+#[derive(Debug)]
+pub(crate) struct CardPlan {
+    /// Port 0 first, without gaps.
+    pub ports: Vec<PortPlan>,
+    pub busy_poll_us: u64,
+}
+
+/// A port's configuration and where it is written.
+struct Entry {
+    at: String,
+    config: PortConfig,
+}
+
+impl Entry {
+    fn table(pf: u8) -> Entry {
+        Entry {
+            at: format!("ports.pf{pf}."),
+            config: PortConfig::default(),
+        }
+    }
+}
+
+fn check_port_count(what: impl FnOnce() -> String, pf: u8) -> Result<(), ServeError> {
+    if pf >= MAX_PORTS {
+        return Err(ServeError::PortCount { what: what() });
+    }
+    Ok(())
+}
+
+/// Sets what `option`'s `args` give each port (`set`), adding the ports they name; `ports` is
+/// `--ports`, if given.
+fn apply<T>(
+    entries: &mut BTreeMap<u8, Entry>,
+    ports: Option<u8>,
+    option: &'static str,
+    args: &[PortArg<T>],
+    set: impl Fn(&mut PortConfig, &T),
+) -> Result<(), ServeError> {
+    for (i, a) in args.iter().enumerate() {
+        let pf = a.pf;
+        if args[..i].iter().any(|b| b.pf == pf) {
+            return Err(ServeError::CliTwice { option, pf });
+        }
+        check_port_count(|| format!("{option} pf{pf}=..."), pf)?;
+        if let Some(n) = ports.filter(|&n| pf >= n) {
+            return Err(ServeError::BeyondPorts {
+                pf,
+                by: option.into(),
+                ports: n,
+            });
+        }
+        set(
+            &mut entries.entry(pf).or_insert_with(|| Entry::table(pf)).config,
+            &a.value,
+        );
+    }
+    Ok(())
+}
+
+impl ServeConfig {
+    pub fn load(path: &Path) -> Result<ServeConfig, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServeError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ServeError::Toml {
+            path: path.into(),
+            source: Box::new(e),
+        })
+    }
+
+    /// The single-port form's fields: port pf0's configuration unless `[ports.pf0]` is.
+    fn top_level(&self) -> PortConfig {
+        PortConfig {
+            vfs: self.vfs,
+            mac_assignment: self.mac_assignment,
+            pf_mac: self.pf_mac.clone(),
+            vf: self.vf.clone(),
+            uplink: self.uplink.clone(),
+        }
+    }
+
+    /// The ports the file configures, by number; pf0 always (from the top level when no
+    /// `[ports.pf0]` does).
+    fn entries(&self) -> Result<BTreeMap<u8, (String, Entry)>, ServeError> {
+        let mut ports: BTreeMap<u8, (String, Entry)> = BTreeMap::new();
+        for (key, config) in &self.ports {
+            let pf = key
+                .parse::<PfRef>()
+                .map_err(|source| ServeError::PortName {
+                    key: key.clone(),
+                    source,
+                })?
+                .0;
+            check_port_count(|| format!("ports.{key}"), pf)?;
+            if let Some((first, _)) = ports.get(&pf) {
+                return Err(ServeError::NamedTwice {
+                    pf,
+                    first: first.clone(),
+                    second: key.clone(),
+                });
+            }
+            let entry = Entry {
+                at: format!("ports.{key}."),
+                config: config.clone(),
+            };
+            ports.insert(pf, (key.clone(), entry));
+        }
+        let top = self.top_level();
+        match ports.get(&0) {
+            Some((key, _)) => {
+                let fields = top.fields_set();
+                if !fields.is_empty() {
+                    return Err(ServeError::TopLevelAndTable {
+                        key: key.clone(),
+                        fields,
+                    });
+                }
+            }
+            None => {
+                let entry = Entry {
+                    at: String::new(),
+                    config: top,
+                };
+                ports.insert(0, (String::new(), entry));
+            }
+        }
+        Ok(ports)
+    }
+
+    /// Every port of the card, `cli` applied over the file, checked: names, numbering, each
+    /// port's fields, and what ports must not share (PF MACs, the uplinks' wires).
+    pub(crate) fn plan(&self, cli: &CommandLine) -> Result<CardPlan, ServeError> {
+        let busy_poll_us = cli
+            .busy_poll_us
+            .or(self.busy_poll_us)
+            .unwrap_or(DEFAULT_BUSY_POLL_US);
+        if busy_poll_us > MAX_BUSY_POLL_US {
+            return Err(ServeError::BusyPoll(busy_poll_us));
+        }
+        let mut ports: BTreeMap<u8, Entry> = self
+            .entries()?
+            .into_iter()
+            .map(|(pf, (_, e))| (pf, e))
+            .collect();
+        if let Some(n) = cli.ports {
+            let what = || format!("--ports {n}");
+            if n == 0 {
+                return Err(ServeError::PortCount { what: what() });
+            }
+            check_port_count(what, n - 1)?;
+            // Ports the file names beyond the count (pf0, at the top level or not, is not).
+            if let Some((&pf, e)) = ports.range(n..).next() {
+                let by = format!("[{}]", e.at.trim_end_matches('.'));
+                return Err(ServeError::BeyondPorts { pf, by, ports: n });
+            }
+            for pf in 0..n {
+                ports.entry(pf).or_insert_with(|| Entry::table(pf));
+            }
+        }
+        apply(&mut ports, cli.ports, "--vfs", &cli.vfs, |c, &n| {
+            c.vfs = Some(n)
+        })?;
+        apply(&mut ports, cli.ports, "--uplink", &cli.uplinks, |c, u| {
+            c.uplink = u.clone()
+        })?;
+        let last = ports.keys().next_back().copied().unwrap_or(0);
+        if let Some(missing) = (0..last).find(|pf| !ports.contains_key(pf)) {
+            return Err(ServeError::PortGap { missing, last });
+        }
+        let mut plans: Vec<PortPlan> = Vec::with_capacity(ports.len());
+        for (pf, e) in ports {
+            let plan = e
+                .config
+                .resolve(pf, e.at.clone())
+                .map_err(|source| ServeError::Port {
+                    pf,
+                    at: e.at,
+                    source,
+                })?;
+            if let Some(clash) = plans.iter().find_map(|other| plan.clash(other)) {
+                return Err(plan.error(clash));
+            }
+            plans.push(plan);
+        }
+        Ok(CardPlan {
+            ports: plans,
+            busy_poll_us,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
