@@ -18,9 +18,12 @@
 //!   beyond it the frame is dropped and counted as
 //!   [`DropReason::RxFull`](eswitch::DropReason::RxFull) on the port and `backlog_overflow` in the
 //!   VF's counters;
-//! - to the PF: into the hosted PF function's RX rings, with a backlog like a VF's;
-//! - to an uplink, or to the PF when no PF function is hosted: the [`PortSink`] registered
-//!   for that port, or, without one, counted in [`NicCounters::unclaimed`] and dropped;
+//! - to the PF, while a client drives the hosted PF function: into its RX rings, with a
+//!   backlog like a VF's;
+//! - to an uplink, or to the PF when no client drives a PF function (none is hosted, or its
+//!   guest is not attached: the emulator plays the PF's host side): the [`PortSink`]
+//!   registered for that port, or, without one, counted in [`NicCounters::unclaimed`] and
+//!   dropped;
 //!
 //! and the [`Observer`], if any, sees the frame, its copies and its drops.
 //!
@@ -199,6 +202,12 @@ impl<F: Function> Slot<F> {
         }
     }
 
+    /// Whether a client (a vfio-user connection, an in-process driver) is attached: it gave
+    /// the function an interrupt sink ([`Handle::attach`]) and has not detached.
+    fn attached(&self) -> bool {
+        self.irq.is_some()
+    }
+
     /// Takes a function's effects under the lock: drains the backlog when buffers were posted,
     /// and says what to do once the lock is released.
     fn settle(&mut self, effects: Effects) -> Work {
@@ -251,7 +260,8 @@ impl<F: Function> Slot<F> {
 pub struct Nic {
     pf: Arc<SharedPf>,
     slots: Vec<Mutex<Slot<Vf>>>,
-    /// The PF function, once hosted ([`Nic::host_pf`]): frames to `PortId::Pf` go to it.
+    /// The PF function, once hosted ([`Nic::host_pf`]): frames to `PortId::Pf` go to it
+    /// while a client is attached.
     pf_fn: OnceLock<Mutex<Slot<DynFunction>>>,
     sinks: RwLock<BTreeMap<PortId, Arc<dyn PortSink>>>,
     observer: RwLock<Option<Arc<dyn Observer>>>,
@@ -307,9 +317,10 @@ impl Nic {
         (usize::from(vf) < self.slots.len()).then(|| Handle::new(self.clone(), PortId::Vf(vf)))
     }
 
-    /// Hosts `pf` as the PF function: from now on frames the switch sends to the PF port go
-    /// into its RX rings (not to a [`PortSink`]), and what it transmits enters the switch at
-    /// the PF port. Once per NIC; `None` if a PF function is hosted already.
+    /// Hosts `pf` as the PF function: from now on, while a client is attached to it, frames
+    /// the switch sends to the PF port go into its RX rings (not to a [`PortSink`]), and what
+    /// it transmits enters the switch at the PF port. Without a client the PF port stays the
+    /// sink's, as before. Once per NIC; `None` if a PF function is hosted already.
     pub fn host_pf(self: &Arc<Self>, pf: DynFunction) -> Option<PfHandle> {
         if self.pf_fn.get().is_some() {
             return None;
