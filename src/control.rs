@@ -70,6 +70,15 @@ pub struct VfReport {
     pub backlog: usize,
 }
 
+/// What `ctl show` reports about the PF function a guest's igb drives (`DIR/pf0.sock`).
+#[derive(Clone, Debug, Serialize)]
+pub struct PfFunctionReport {
+    /// The PF device's counters (RX drops by reason, TX errors, DMA errors, interrupts).
+    pub device: VfStats,
+    pub attached: bool,
+    pub backlog: usize,
+}
+
 /// What `ctl show` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct ShowReport {
@@ -77,6 +86,8 @@ pub struct ShowReport {
     pub link_up: bool,
     /// PF and uplink ports.
     pub ports: Vec<(String, PortCounters)>,
+    /// The PF function, when the NIC hosts one.
+    pub pf_function: Option<PfFunctionReport>,
     pub vfs: Vec<VfReport>,
     pub nic: NicCounters,
     /// The uplink backends: what each uplink port's wire is, its carrier and counters.
@@ -133,10 +144,16 @@ pub fn show_report(nic: &Arc<Nic>, uplinks: &[UplinkMonitor]) -> ShowReport {
             }
         })
         .collect();
+    let pf_function = nic.pf().map(|pf| PfFunctionReport {
+        device: pf.stats(),
+        attached: pf.attached(),
+        backlog: nic_counters.pf_backlog.unwrap_or(0),
+    });
     ShowReport {
         pf_mac,
         link_up,
         ports,
+        pf_function,
         vfs,
         nic: nic_counters,
         uplinks: uplinks.iter().map(UplinkMonitor::report).collect(),
@@ -184,6 +201,20 @@ fn nonzero(m: &std::collections::BTreeMap<&'static str, u64>) -> String {
     }
 }
 
+/// A function's device counters: what it moved, what it dropped and why, its interrupts.
+fn device_line(d: &VfStats, attached: bool, backlog: usize) -> String {
+    format!(
+        "device: {} rx, {} tx, attached {attached}, rx drops: {}; tx errors: {}; dma errors {}, irqs {} (lost {}), backlog {backlog}",
+        d.rx_packets,
+        d.tx_packets,
+        nonzero(&d.rx_drops),
+        nonzero(&d.tx_errors),
+        d.dma_errors,
+        d.irqs_fired,
+        d.irqs_lost,
+    )
+}
+
 /// The wire behind an uplink port: backend, carrier, peer, counters.
 fn uplink_lines(u: &UplinkReport) -> String {
     let c = &u.counters;
@@ -226,6 +257,14 @@ pub fn format_show(r: &ShowReport) -> String {
         let unclaimed = r.nic.unclaimed.get(name).copied().unwrap_or(0);
         s += &format!("    port {name}: {}\n", port_line(c));
         s += &format!("        drops: {}; unclaimed {unclaimed}\n", drops_line(c));
+        if *name == PortId::Pf.to_string() {
+            if let Some(f) = &r.pf_function {
+                s += &format!(
+                    "        {}\n",
+                    device_line(&f.device, f.attached, f.backlog)
+                );
+            }
+        }
         for u in r.uplinks.iter().filter(|u| &u.port == name) {
             s += &uplink_lines(u);
         }
@@ -251,18 +290,9 @@ pub fn format_show(r: &ShowReport) -> String {
         );
         s += &format!("        port: {}\n", port_line(&v.port));
         s += &format!("        drops: {}\n", drops_line(&v.port));
-        let d = &v.device;
         s += &format!(
-            "        device: {} rx, {} tx, attached {}, rx drops: {}; tx errors: {}; dma errors {}, irqs {} (lost {}), backlog {}\n",
-            d.rx_packets,
-            d.tx_packets,
-            v.state.attached,
-            nonzero(&d.rx_drops),
-            nonzero(&d.tx_errors),
-            d.dma_errors,
-            d.irqs_fired,
-            d.irqs_lost,
-            v.backlog
+            "        {}\n",
+            device_line(&v.device, v.state.attached, v.backlog)
         );
         s += &format!("        mailbox refusals: {}\n", nonzero(&v.refusals));
     }

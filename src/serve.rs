@@ -1,8 +1,8 @@
-//! `sriov-emu serve`: one NIC ([`model::nic::Nic`]) whose VFs are served over vfio-user, one
-//! socket per VF (`DIR/pf0-vf<N>.sock`), administered through `DIR/control.sock`
-//! ([`crate::control`]).
+//! `sriov-emu serve`: one NIC ([`model::nic::Nic`]) whose functions are served over vfio-user,
+//! one socket per function: the PF (`DIR/pf0.sock`, the 82576 PF for a guest's igb) and each VF
+//! (`DIR/pf0-vf<N>.sock`); administered through `DIR/control.sock` ([`crate::control`]).
 //!
-//! Threads: one thread accepting on every VF's socket, a connection thread (and its DMA
+//! Threads: one thread accepting on every function's socket, a connection thread (and its DMA
 //! writer) per attached client, the NIC's timer, the uplink's thread (when `[uplink]` or
 //! `--uplink` names a backend, [`crate::uplink`]), and the control socket's thread. The
 //! caller's thread waits for SIGINT/SIGTERM (the binary) or
@@ -13,14 +13,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eswitch::{MacAddr, PortId, VfSetting};
+use model::function::i82576::Pf;
 pub use model::nic::MacMode;
 use model::nic::{NicBuildError, SetError, TimerHandle};
-use model::{MonotonicClock, Nic, NicConfig};
+use model::{Clock, MonotonicClock, Nic, NicConfig};
 use serde::Deserialize;
 use thiserror::Error;
 use tracing::{debug, info};
 
-use crate::adapter::VfFunction;
+use crate::adapter::{FunctionAdapter, VfFunction};
 use crate::capture::Capture;
 pub use crate::control::control_socket;
 use crate::control::ControlServer;
@@ -95,6 +96,8 @@ pub enum ServeError {
     Uplink(#[from] UplinkError),
     #[error("building the NIC: {0}")]
     Nic(#[from] NicBuildError),
+    #[error("the PF function's config space: {0}")]
+    PfConfig(#[from] pcie::BuildError),
     #[error("{path}: {source}")]
     Socket {
         path: PathBuf,
@@ -165,6 +168,11 @@ struct Resolved {
     uplink: UplinkSpec,
 }
 
+/// The socket of the PF function in `dir`.
+pub fn pf_socket(dir: &Path) -> PathBuf {
+    dir.join("pf0.sock")
+}
+
 /// The socket of VF `vf` in `dir`.
 pub fn vf_socket(dir: &Path, vf: u16) -> PathBuf {
     dir.join(format!("pf0-vf{vf}.sock"))
@@ -205,7 +213,7 @@ fn raise_priority() {
 pub struct Serving {
     nic: Arc<Nic>,
     dir: PathBuf,
-    /// Every VF's server, accepting on one thread.
+    /// Every VF's server, then the PF function's, accepting on one thread.
     pool: Option<Pool>,
     control: Option<ControlServer>,
     timer: Option<TimerHandle>,
@@ -230,7 +238,8 @@ impl Serving {
         if busy_poll > MAX_BUSY_POLL_US {
             return Err(ServeError::BusyPoll(busy_poll));
         }
-        let nic = Nic::new(&nic_config, Arc::new(MonotonicClock::new()))?;
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+        let nic = Nic::new(&nic_config, clock.clone())?;
         for (vf, s) in &settings {
             nic.configure_vf(*vf, s)
                 .map_err(|e| ServeError::VfSettings {
@@ -260,18 +269,30 @@ impl Serving {
                         source,
                     })?,
             );
-        let mut servers = Vec::with_capacity(usize::from(nic.num_vfs()));
-        for vf in 0..nic.num_vfs() {
-            let path = vf_socket(dir, vf);
-            let function = VfFunction::new(&nic, vf).ok_or(ServeError::VfCount(vf))?;
+        let bind = |path: PathBuf, function: Box<dyn crate::vfio::PciFunction>| {
             let mut server =
-                Server::bind(&path, function).map_err(|source| ServeError::Socket {
+                Server::bind_boxed(&path, function).map_err(|source| ServeError::Socket {
                     path: path.clone(),
                     source,
                 })?;
             server.set_busy_poll(std::time::Duration::from_micros(busy_poll));
-            servers.push(server);
+            Ok::<Server, ServeError>(server)
+        };
+        let mut servers = Vec::with_capacity(usize::from(nic.num_vfs()) + 1);
+        for vf in 0..nic.num_vfs() {
+            let function = VfFunction::new(&nic, vf).ok_or(ServeError::VfCount(vf))?;
+            servers.push(bind(vf_socket(dir, vf), Box::new(function))?);
         }
+        // The PF function: the 82576 PF with the NIC's station address, its receive filters
+        // told to the switch's PF port.
+        let pf = Pf::new(nic_config.pf_mac, nic.shared_pf(), clock)?;
+        let pf = nic
+            .host_pf(Box::new(pf))
+            .expect("a new NIC hosts no PF function yet");
+        servers.push(bind(
+            pf_socket(dir),
+            Box::new(FunctionAdapter::from_handle(pf)),
+        )?);
         serving.pool = Some(Pool::start(servers).map_err(|source| ServeError::Socket {
             path: dir.into(),
             source,
@@ -315,8 +336,17 @@ impl Serving {
     pub fn server_stats(&self) -> Vec<crate::vfio::ServerStats> {
         self.pool
             .iter()
-            .flat_map(|p| p.handles().iter().map(|h| h.stats()))
+            .flat_map(|p| p.handles().iter().take(usize::from(self.nic.num_vfs())))
+            .map(|h| h.stats())
             .collect()
+    }
+
+    /// The PF function's vfio-user server counters.
+    pub fn pf_server_stats(&self) -> Option<crate::vfio::ServerStats> {
+        self.pool
+            .as_ref()
+            .and_then(|p| p.handles().get(usize::from(self.nic.num_vfs())))
+            .map(|h| h.stats())
     }
 
     /// What is served and how to attach it, for the start-up message.
@@ -326,6 +356,15 @@ impl Serving {
             self.nic.num_vfs(),
             self.dir.display(),
             control_socket(&self.dir).display()
+        );
+        let path = pf_socket(&self.dir);
+        let mac = self.nic.with_pf(|pf| pf.switch().config().pf_mac);
+        s += &format!(
+            // A root port of its own (chassis 2): the VFs' ports are chassis 1, slots 1 and up.
+            "  pf: {} (mac {}; igb sees no VFs: the emulator's PF agent drives them)\n    -device pcie-root-port,id=rppf,chassis=2,slot=1 -device '{}'\n",
+            path.display(),
+            mac.unwrap_or(MacAddr::ZERO),
+            qemu_device_json(&path, "rppf", "pf"),
         );
         for vf in 0..self.nic.num_vfs() {
             let path = vf_socket(&self.dir, vf);
@@ -345,7 +384,7 @@ impl Serving {
             s += &format!("  uplink {}: {}\n", u.port(), u.backend());
         }
         s += &format!(
-            "  QEMU also needs shared guest memory (<RAM> = its -m size; without it the VFs fail to realize): {}\n",
+            "  QEMU also needs shared guest memory (<RAM> = its -m size; without it the functions fail to realize): {}\n",
             crate::vfio::QEMU_SHARED_MEMORY_OPTIONS
         );
         s
@@ -471,7 +510,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sriov-emu-serve-{}", std::process::id()));
         let c = cfg("[vf]\n0 = \"mac 02:00:00:00:00:10\"");
         let serving = Serving::start(&dir, &c, Some(2)).unwrap();
-        for p in [vf_socket(&dir, 0), vf_socket(&dir, 1), control_socket(&dir)] {
+        for p in [
+            pf_socket(&dir),
+            vf_socket(&dir, 0),
+            vf_socket(&dir, 1),
+            control_socket(&dir),
+        ] {
             assert!(p.exists(), "{}", p.display());
         }
         use std::os::unix::fs::PermissionsExt;
@@ -480,10 +524,28 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(serving.banner().contains("vfio-user-pci"));
+        let banner = serving.banner();
+        assert!(
+            banner.contains(&format!(
+                "-device pcie-root-port,id=rppf,chassis=2,slot=1 -device '{}'",
+                qemu_device_json(&pf_socket(&dir), "rppf", "pf")
+            )),
+            "{banner}"
+        );
+        assert!(banner.contains("vf 1: "), "{banner}");
         let show = request(&dir, &Request::Show).unwrap();
         assert!(show.ok);
         let text = show.text.unwrap();
+        // The PF function, under the PF port: no client yet.
+        assert!(
+            text.contains("    port pf: ")
+                && text.contains("        device: 0 rx, 0 tx, attached false, rx drops: none"),
+            "{text}"
+        );
+        assert_eq!(
+            show.show.as_ref().unwrap()["pf_function"]["attached"],
+            false
+        );
         assert!(
             text.contains("vf 0 link/ether 02:00:00:00:00:10, vlan 0, qos 0, spoof checking on, link-state auto, trust off, max_tx_rate 0"),
             "{text}"
@@ -534,7 +596,12 @@ mod tests {
             assert!(line.contains("\"ok\":false"), "{line}");
         }
         serving.shutdown();
-        for p in [vf_socket(&dir, 0), vf_socket(&dir, 1), control_socket(&dir)] {
+        for p in [
+            pf_socket(&dir),
+            vf_socket(&dir, 0),
+            vf_socket(&dir, 1),
+            control_socket(&dir),
+        ] {
             assert!(!p.exists(), "{} removed", p.display());
         }
         let _ = std::fs::remove_dir(&dir);

@@ -129,6 +129,11 @@ impl<F: Hosted> Handle<F> {
         })
     }
 
+    /// Whether a client is attached (between [`Handle::attach`] and [`Handle::detach`]).
+    pub fn attached(&self) -> bool {
+        self.read(|s| s.attached())
+    }
+
     /// The function's counters, with the interrupts the runtime signalled for it.
     pub fn stats(&self) -> VfStats {
         self.read(|s| {

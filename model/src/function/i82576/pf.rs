@@ -361,7 +361,12 @@ impl Pf {
             return Fire::NONE;
         }
         self.link_up = up;
-        info!(up, "PF link changed");
+        // Worth a line when a guest's driver will see it; the NIC logs its own link anyway.
+        if self.attached() {
+            info!(up, "PF link changed");
+        } else {
+            debug!(up, "PF link changed, no client attached");
+        }
         let now = self.now();
         let msix = self.msix_enabled();
         self.intr.raise(r::icr::LSC, msix, now)
