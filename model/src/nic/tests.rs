@@ -647,3 +647,39 @@ fn a_driven_pf_function_gets_broadcasts_and_is_the_default_pool_for_the_wire() {
         "nothing for the PF went unclaimed"
     );
 }
+
+#[test]
+fn the_pf_port_gets_the_host_sides_filters_back_when_the_pf_guest_leaves() {
+    let mut r = rig(2, &[]);
+    let vlan10 = VfSetting::Vlan {
+        vid: 10,
+        qos: 0,
+        proto: eswitch::VlanProto::Dot1Q,
+    };
+    r.nic.configure_vf(1, &[vlan10]).unwrap();
+    let host = r.nic.with_pf(|pf| pf.switch().pf_policy().clone());
+    assert!(!host.vlan_promisc);
+    let pf_bcasts = |r: &Rig| r.port(PortId::Pf).rx_broadcast;
+
+    // igb's filters stand while it drives the PF: without RCTL.VFE every VLAN is taken, so
+    // VF 1's broadcast in its port VLAN reaches the PF.
+    let (pf, _mem) = hosted_pf(&r);
+    assert!(r.nic.with_pf(|pf| pf.switch().pf_policy().vlan_promisc));
+    r.send(1, &frame([0xFF; 6], r.mac(1), 60, 1));
+    assert_eq!(pf_bcasts(&r), 1);
+
+    // The guest goes (detach, then the function's reset): the PF port is the host side's
+    // again, with its filters; VLAN 10 stays out.
+    pf.detach();
+    pf.reset();
+    assert_eq!(r.nic.with_pf(|pf| pf.switch().pf_policy().clone()), host);
+    r.send(1, &frame([0xFF; 6], r.mac(1), 60, 2));
+    assert_eq!(pf_bcasts(&r), 1);
+
+    // The next guest's driver starts from the function's reset filters.
+    pf.attach(
+        GuestMem::new(vm_memory::GuestMemoryMmap::new()),
+        Arc::new(Vectors::default()),
+    );
+    assert!(r.nic.with_pf(|pf| pf.switch().pf_policy().vlan_promisc));
+}
