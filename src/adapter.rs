@@ -148,6 +148,53 @@ mod tests {
         FunctionAdapter::from_handle(nic.host_pf(Box::new(pf)).unwrap())
     }
 
+    /// An eventfd, and a duplicate of it for SET_IRQS.
+    fn eventfd() -> (vmm_sys_util::eventfd::EventFd, std::os::fd::OwnedFd) {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let e = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        // SAFETY: dup returns a fresh fd that we own from here on.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(libc::dup(e.as_raw_fd())) };
+        (e, owned)
+    }
+
+    #[test]
+    fn the_pfs_one_vector_goes_out_as_msi_when_its_driver_turned_msix_off() {
+        use crate::vfio::Dma;
+        use model::function::i82576::pf_regs::{icr, ICR, ICS, IMS};
+        use vfio_bindings::bindings::vfio::{
+            VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD,
+        };
+        let mut pf = pf_adapter();
+        let irqs = Interrupts::new(pf.info().irq_counts);
+        pf.attach(FunctionContext {
+            dma: Dma::new(None, true),
+            irqs: irqs.clone(),
+        });
+        // QEMU's vfio_msi_enable: the guest enabled MSI (igb's fallback), one eventfd.
+        let (msi, fd) = eventfd();
+        let trigger = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+        irqs.set_irqs(irq_index::MSI, trigger, 0, 1, vec![fd])
+            .unwrap();
+        // igb_intr_test's forced cause: LSC enabled, then set through ICS.
+        let wr = |pf: &mut FunctionAdapter<_>, off: u64, v: u32| {
+            pf.region_write(region::BAR0, off, &v.to_le_bytes())
+                .unwrap()
+        };
+        wr(&mut pf, IMS, icr::LSC);
+        wr(&mut pf, ICS, icr::LSC);
+        assert_eq!(msi.read().unwrap(), 1);
+        // With MSI-X on and its vector 0 given an eventfd, the same goes there instead.
+        // MSI-X Message Control (the capability at 0x70): MSI-X Enable.
+        pf.config_write(0x72, &(1u16 << 15).to_le_bytes());
+        let (msix, fd) = eventfd();
+        irqs.set_irqs(irq_index::MSIX, trigger, 0, 1, vec![fd])
+            .unwrap();
+        wr(&mut pf, ICR, !0);
+        wr(&mut pf, ICS, icr::LSC);
+        assert_eq!(msix.read().unwrap(), 1);
+        assert!(msi.read().is_err(), "nothing more on MSI");
+    }
+
     #[test]
     fn the_pf_has_its_six_bars_msix_and_msi_and_no_intx() {
         let mut pf = pf_adapter();

@@ -17,8 +17,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve one NIC's VFs over vfio-user: `DIR/pf0-vf<N>.sock` per VF and `DIR/control.sock`,
-    /// until SIGINT/SIGTERM.
+    /// Serve one NIC over vfio-user: `DIR/pf0.sock` (the PF, for a guest's igb),
+    /// `DIR/pf0-vf<N>.sock` per VF and `DIR/control.sock`, until SIGINT/SIGTERM.
     Serve(ServeArgs),
     /// Scenario files: a NIC in process, endpoints, steps and expectations (no QEMU).
     Scenario {
