@@ -44,14 +44,26 @@ pub struct Node {
 }
 
 impl Node {
+    /// A guest on VF `vf` of the `serve` in `dir`.
     pub fn boot(dir: &Path, name: &str, me: &'static str, vf: u16, script: String) -> Node {
+        Node::boot_on(dir, name, me, &vf_socket(dir, vf), script)
+    }
+
+    /// A guest on the function served at `socket` (a VF's, or the PF's `pf0.sock`).
+    pub fn boot_on(
+        dir: &Path,
+        name: &str,
+        me: &'static str,
+        socket: &Path,
+        script: String,
+    ) -> Node {
         let chan = dir.join(format!("{me}.tty"));
         let cfg = GuestConfig::new(name, script)
             .qemu_args([
                 "-device".to_string(),
                 "pcie-root-port,id=rp1,chassis=1".to_string(),
                 "-device".to_string(),
-                qemu_device_json(&vf_socket(dir, vf), "rp1", "vf"),
+                qemu_device_json(socket, "rp1", "fn"),
                 "-chardev".to_string(),
                 format!("socket,id=host,path={},server=on,wait=off", chan.display()),
                 "-device".to_string(),
@@ -124,17 +136,51 @@ pub fn admin_macs(macs: &[&str]) -> ServeConfig {
     }
 }
 
-/// Guest side: load igbvf, check the assigned MAC, bring the link up with `$IP/24`.
-pub const IGBVF_UP: &str = r#"
-check modprobe modprobe igbvf
-wait_for 30 test -e /sys/class/net/eth0
+/// Guest side: load `$DRIVER`, wait for eth0 (result `netdev`: the driver bound), check its
+/// address is `$MAC`, bring the link up and wait for the carrier, `$CARRIER_WAIT` seconds at
+/// most (default 30; result `carrier`).
+pub const DRIVER_UP: &str = r#"
+check modprobe modprobe "$DRIVER"
+if wait_for 30 test -e /sys/class/net/eth0; then
+    result netdev pass "$(grep DRIVER /sys/class/net/eth0/device/uevent 2>/dev/null)"
+else
+    result netdev fail "no eth0: $(ls /sys/class/net | tr '\n' ' ')"
+fi
 check_eq mac "$MAC" cat /sys/class/net/eth0/address
-ip link set eth0 up
-wait_for 30 grep -qx 1 /sys/class/net/eth0/carrier
-check addr ip addr add "$IP/24" dev eth0
+check link-up ip link set eth0 up
+if wait_for "${CARRIER_WAIT:-30}" grep -qx 1 /sys/class/net/eth0/carrier; then
+    result carrier pass up
+else
+    result carrier fail "carrier $(cat /sys/class/net/eth0/carrier 2>&1)"
+fi
 "#;
 
-/// A guest script: its identity, the host channel, igbvf brought up, then `body`.
+/// Guest side: ping `$PEER` until it answers, at most `$REACH_WAIT` seconds (result `reach`),
+/// then `$PINGS` times more (result `ping`: busybox's loss line; it exits 0 when any reply
+/// came).
+pub const REACH_AND_PING: &str = r#"
+if wait_for "$REACH_WAIT" ping -c 1 -W 1 "$PEER"; then
+    result reach pass "$PEER answers"
+else
+    result reach fail "$PEER never answered; neigh: $(ip neigh show dev eth0)"
+fi
+check ping sh -c "ping -c $PINGS -W 3 $PEER > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
+"#;
+
+/// The number a guest reported as the passing result `name`.
+pub fn num(out: &GuestOutput, name: &str) -> u64 {
+    let r = out.expect_pass(name);
+    r.detail
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}: not a number: {}", r.detail))
+}
+
+/// A guest script: its identity, the host channel, igbvf brought up ([`DRIVER_UP`]) with
+/// `$IP/24`, then `body`.
 pub fn guest_script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
-    format!("ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\n{GUEST_CHANNEL}{IGBVF_UP}{body}")
+    format!(
+        "ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\nDRIVER=igbvf\n{GUEST_CHANNEL}{DRIVER_UP}\
+         check addr ip addr add \"$IP/24\" dev eth0\n{body}"
+    )
 }

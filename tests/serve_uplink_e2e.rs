@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serve_support::serve_dir;
+use serve_support::{serve_dir, DRIVER_UP, REACH_AND_PING};
 use sriov_emu::serve::{qemu_device_json, vf_socket, MacMode, ServeConfig, Serving};
 use sriov_emu::uplink::{UplinkConfig, UplinkKind, UplinkReport};
 use sriov_emu_tests::{Artifacts, Guest, GuestConfig, GuestOutput, RunningGuest};
@@ -31,19 +31,13 @@ static TURN: Mutex<()> = Mutex::new(());
 /// ICMP echo requests each pinging side sends once the other answers.
 const PINGS: u32 = 5;
 
-/// Guest side on a VF: igbvf up with `$IP/24` (then [`PING_PEER`]).
-const VF_UP: &str = r#"
-check modprobe modprobe igbvf
-wait_for 30 test -e /sys/class/net/eth0
-check_eq mac "$MAC" cat /sys/class/net/eth0/address
-check link-up ip link set eth0 up
-if wait_for 60 grep -qx 1 /sys/class/net/eth0/carrier; then
-    result carrier pass up
-else
-    result carrier fail "carrier $(cat /sys/class/net/eth0/carrier 2>&1)"
-fi
-check addr ip addr add "$IP/24" dev eth0
-"#;
+/// Guest side on a VF: igbvf up ([`DRIVER_UP`]; the carrier may wait for a stream peer) with
+/// `$IP/24` (then [`REACH_AND_PING`]).
+fn vf_up() -> String {
+    format!(
+        "DRIVER=igbvf\nCARRIER_WAIT=60\n{DRIVER_UP}check addr ip addr add \"$IP/24\" dev eth0\n"
+    )
+}
 
 /// The same for a virtio-net NIC on `-netdev stream`.
 const VIRTIO_UP: &str = r#"
@@ -53,23 +47,11 @@ check link-up ip link set eth0 up
 check addr ip addr add "$IP/24" dev eth0
 "#;
 
-/// Then: ping `$PEER` until it answers and `PINGS` more times, and keep answering for
-/// `$LINGER` seconds.
-const PING_PEER: &str = r#"
-if wait_for 120 ping -c 1 -W 1 "$PEER"; then
-    result reach pass "$PEER answers"
-else
-    result reach fail "$PEER never answered; neigh: $(ip neigh show dev eth0)"
-fi
-check ping sh -c "ping -c PINGS -W 3 $PEER > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
-sleep $LINGER
-"#;
-
-/// `up` (bring eth0 up), then [`PING_PEER`].
+/// `up` (bring eth0 up), then [`REACH_AND_PING`], and keep answering for `linger` seconds.
 fn script(up: &str, ip: &str, peer: &str, mac: &str, linger: u32) -> String {
     format!(
-        "IP={ip}\nPEER={peer}\nMAC={mac}\nLINGER={linger}\n{up}{}",
-        PING_PEER.replace("PINGS", &PINGS.to_string())
+        "IP={ip}\nPEER={peer}\nMAC={mac}\nREACH_WAIT=120\nPINGS={PINGS}\n\
+         {up}{REACH_AND_PING}sleep {linger}\n"
     )
 }
 
@@ -174,12 +156,12 @@ fn dgram_cable_joins_two_nics_and_carries_port_vlan_tagged_frames() {
     let ga = vf_guest(
         "uplink-dgram-a",
         &dir_a,
-        script(VF_UP, "10.0.10.1", "10.0.10.2", mac_a, 15),
+        script(&vf_up(), "10.0.10.1", "10.0.10.2", mac_a, 15),
     );
     let gb = vf_guest(
         "uplink-dgram-b",
         &dir_b,
-        script(VF_UP, "10.0.10.2", "10.0.10.1", mac_b, 15),
+        script(&vf_up(), "10.0.10.2", "10.0.10.1", mac_b, 15),
     );
     let (ga, gb) = (ga.wait(), gb.wait());
     let (ra, rb) = (report(&a), report(&b));
@@ -247,7 +229,7 @@ fn qemu_virtio_net_guest_on_netdev_stream_pings_a_vf_guest() {
     let vf = vf_guest(
         "uplink-stream-vf",
         &dir,
-        script(VF_UP, "10.0.20.1", "10.0.20.2", mac_vf, 15),
+        script(&vf_up(), "10.0.20.1", "10.0.20.2", mac_vf, 15),
     );
     // An ordinary QEMU NIC: QEMU connects to our listening socket (its server=off).
     let virtio = Guest::new(
@@ -320,7 +302,7 @@ fn tap_uplink_moved_into_a_namespace_pings_a_vf_guest() {
     let vf = vf_guest(
         "uplink-tap-vf",
         &dir,
-        script(VF_UP, "10.0.30.2", "10.0.30.1", mac, 20),
+        script(&vf_up(), "10.0.30.2", "10.0.30.1", mac, 20),
     );
     // From the namespace: wait until the guest answers, then measure.
     let ping = |count: &str| {
