@@ -506,6 +506,34 @@ mod tests {
     }
 
     #[test]
+    fn pf0_sock_serves_the_82576_pf_with_its_bars_and_vectors() {
+        use crate::vfio::{irq_index, region};
+        let dir = std::env::temp_dir().join(format!("sriov-emu-pf0-{}", std::process::id()));
+        let serving = Serving::start(&dir, &ServeConfig::default(), Some(1)).unwrap();
+        let mut c = vfio_user::Client::new(&pf_socket(&dir)).expect("handshake");
+        let sizes: Vec<u64> = (0..9).map(|i| c.region(i).map_or(0, |r| r.size)).collect();
+        assert_eq!(
+            sizes,
+            [128 << 10, 128 << 10, 32, 16 << 10, 0, 0, 0, 4096, 0]
+        );
+        let count = |c: &mut vfio_user::Client, i| c.get_irq_info(i).unwrap().count;
+        assert_eq!(count(&mut c, irq_index::MSIX), 10);
+        assert_eq!(count(&mut c, irq_index::MSI), 1);
+        assert_eq!(count(&mut c, irq_index::INTX), 0);
+        let mut id = [0u8; 4];
+        c.region_read(region::CONFIG, 0, &mut id).unwrap();
+        assert_eq!(id, [0x86, 0x80, 0xC9, 0x10]);
+        let mut pin = [0xFFu8];
+        c.region_read(region::CONFIG, 0x3D, &mut pin).unwrap();
+        assert_eq!(pin, [0]);
+        let show = request(&dir, &Request::Show).unwrap().show.unwrap();
+        assert_eq!(show["pf_function"]["attached"], true);
+        drop(c);
+        serving.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn serve_creates_the_sockets_ctl_changes_policy_and_shutdown_removes_them() {
         let dir = std::env::temp_dir().join(format!("sriov-emu-serve-{}", std::process::id()));
         let c = cfg("[vf]\n0 = \"mac 02:00:00:00:00:10\"");
