@@ -11,8 +11,9 @@ Stages:
           extracted with `dpkg -x` into target/e2e/qemu-root, and a wrapper
           target/e2e/bin/qemu-system-x86_64 that runs it through that tree's own
           dynamic loader. The machine's own packages are never touched.
-  guest   Debian bookworm's kernel image, busybox-static, iproute2, iperf3 and
-          the library packages they need, extracted into target/e2e/guest-tree.
+  guest   Debian bookworm's kernel image, busybox-static, iproute2, iperf3,
+          ethtool and the library packages they need, extracted into
+          target/e2e/guest-tree.
   vmlinux The ELF vmlinux cut out of the kernel's bzImage (PVH boot entry).
   initrd  target/e2e/initramfs.cpio: busybox, the guest tools with their shared
           libraries, the NIC modules with a modules.dep, and tests/guest/init.
@@ -61,7 +62,7 @@ TRIXIE_KEYRINGS = [
 ]
 
 GUEST_SUITES = ["bookworm"]
-GUEST_TOOLS = ["busybox-static", "iproute2", "iperf3"]
+GUEST_TOOLS = ["busybox-static", "iproute2", "iperf3", "ethtool"]
 BOOKWORM_KEYRINGS = [
     "/usr/share/keyrings/debian-archive-bookworm-stable.gpg",
     "/usr/share/keyrings/debian-archive-bookworm-automatic.gpg",
@@ -74,6 +75,8 @@ GUEST_PROGRAMS = {
     "sbin/tc": "usr/sbin/tc",
     "bin/ss": "usr/sbin/ss",
     "usr/bin/iperf3": "usr/bin/iperf3",
+    # igb's link settings, statistics and offline self-test (`ethtool -t`) on the PF.
+    "sbin/ethtool": "usr/sbin/ethtool",
 }
 # Modules (by name) put in the initramfs with their dependency closure. Names
 # that the kernel does not build as modules are ignored.

@@ -82,6 +82,15 @@ pub struct VfReport {
     pub backlog: usize,
 }
 
+/// What `ctl show` reports about the PF function a guest's igb drives (`DIR/pfK.sock`).
+#[derive(Clone, Debug, Serialize)]
+pub struct PfFunctionReport {
+    /// The PF device's counters (RX drops by reason, TX errors, DMA errors, interrupts).
+    pub device: VfStats,
+    pub attached: bool,
+    pub backlog: usize,
+}
+
 /// What `ctl show` reports of one port of the card.
 #[derive(Clone, Debug, Serialize)]
 pub struct ShowReport {
@@ -91,6 +100,8 @@ pub struct ShowReport {
     pub link_up: bool,
     /// The PF and uplink ports of the port's switch.
     pub switch_ports: Vec<(String, PortCounters)>,
+    /// The PF function, when the NIC hosts one.
+    pub pf_function: Option<PfFunctionReport>,
     pub vfs: Vec<VfReport>,
     pub nic: NicCounters,
     /// The uplink backends: what each uplink port's wire is, its carrier and counters.
@@ -166,11 +177,17 @@ pub fn show_report(pf: u8, nic: &Arc<Nic>, uplinks: &[UplinkMonitor]) -> ShowRep
             }
         })
         .collect();
+    let pf_function = nic.pf().map(|pf| PfFunctionReport {
+        device: pf.stats(),
+        attached: pf.attached(),
+        backlog: nic_counters.pf_backlog.unwrap_or(0),
+    });
     ShowReport {
         port: port_name(pf),
         pf_mac,
         link_up,
         switch_ports: ports,
+        pf_function,
         vfs,
         nic: nic_counters,
         uplinks: uplinks.iter().map(UplinkMonitor::report).collect(),
@@ -216,6 +233,20 @@ fn nonzero(m: &std::collections::BTreeMap<&'static str, u64>) -> String {
     } else {
         v.join(", ")
     }
+}
+
+/// A function's device counters: what it moved, what it dropped and why, its interrupts.
+fn device_line(d: &VfStats, attached: bool, backlog: usize) -> String {
+    format!(
+        "device: {} rx, {} tx, attached {attached}, rx drops: {}; tx errors: {}; dma errors {}, irqs {} (lost {}), backlog {backlog}",
+        d.rx_packets,
+        d.tx_packets,
+        nonzero(&d.rx_drops),
+        nonzero(&d.tx_errors),
+        d.dma_errors,
+        d.irqs_fired,
+        d.irqs_lost,
+    )
 }
 
 /// The wire behind an uplink port: backend, carrier, peer, counters.
@@ -266,6 +297,14 @@ pub fn format_show(r: &ShowReport) -> String {
         let unclaimed = r.nic.unclaimed.get(name).copied().unwrap_or(0);
         s += &format!("    port {name}: {}\n", port_line(c));
         s += &format!("        drops: {}; unclaimed {unclaimed}\n", drops_line(c));
+        if *name == PortId::Pf.to_string() {
+            if let Some(f) = &r.pf_function {
+                s += &format!(
+                    "        {}\n",
+                    device_line(&f.device, f.attached, f.backlog)
+                );
+            }
+        }
         for u in r.uplinks.iter().filter(|u| &u.port == name) {
             s += &uplink_lines(u);
         }
@@ -291,18 +330,9 @@ pub fn format_show(r: &ShowReport) -> String {
         );
         s += &format!("        port: {}\n", port_line(&v.port));
         s += &format!("        drops: {}\n", drops_line(&v.port));
-        let d = &v.device;
         s += &format!(
-            "        device: {} rx, {} tx, attached {}, rx drops: {}; tx errors: {}; dma errors {}, irqs {} (lost {}), backlog {}\n",
-            d.rx_packets,
-            d.tx_packets,
-            v.state.attached,
-            nonzero(&d.rx_drops),
-            nonzero(&d.tx_errors),
-            d.dma_errors,
-            d.irqs_fired,
-            d.irqs_lost,
-            v.backlog
+            "        {}\n",
+            device_line(&v.device, v.state.attached, v.backlog)
         );
         s += &format!("        mailbox refusals: {}\n", nonzero(&v.refusals));
     }

@@ -17,8 +17,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve a NIC's VFs over vfio-user, a port or several: `DIR/pfK-vf<N>.sock` per VF of
-    /// port K and `DIR/control.sock`, until SIGINT/SIGTERM.
+    /// Serve a NIC over vfio-user, a port or several: per port K `DIR/pfK.sock` (the PF, for a
+    /// guest's igb) and `DIR/pfK-vf<N>.sock` per VF, and `DIR/control.sock`, until
+    /// SIGINT/SIGTERM.
     Serve(ServeArgs),
     /// Scenario files: a NIC in process, endpoints, steps and expectations (no QEMU).
     Scenario {

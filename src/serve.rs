@@ -29,7 +29,12 @@ pub use config::{
     CommandLine, PortArg, PortConfig, PortError, ServeConfig, ServeError, DEFAULT_BUSY_POLL_US,
     DEFAULT_VFS, MAX_BUSY_POLL_US, MAX_VFS,
 };
-pub use port::{port_vf_socket, Port};
+pub use port::{port_pf_socket, port_vf_socket, Port};
+
+/// The socket of pf0's PF function in `dir`.
+pub fn pf_socket(dir: &Path) -> PathBuf {
+    port_pf_socket(dir, 0)
+}
 
 /// The socket of VF `vf` of port pf0 in `dir`.
 pub fn vf_socket(dir: &Path, vf: u16) -> PathBuf {
@@ -167,10 +172,34 @@ impl Serving {
     /// Each VF's vfio-user server counters (connections, error replies, panics...), port by
     /// port, by VF.
     pub fn server_stats(&self) -> Vec<crate::vfio::ServerStats> {
-        self.pool
+        let vf_sockets: Vec<PathBuf> = self
+            .ports
             .iter()
-            .flat_map(|p| p.handles().iter().map(|h| h.stats()))
+            .flat_map(|p| (0..p.nic().num_vfs()).map(|vf| port_vf_socket(&self.dir, p.pf(), vf)))
+            .collect();
+        vf_sockets
+            .iter()
+            .filter_map(|path| self.server_at(path))
             .collect()
+    }
+
+    /// The vfio-user server counters of port `pf`'s PF function.
+    pub fn port_pf_server_stats(&self, pf: u8) -> Option<crate::vfio::ServerStats> {
+        self.server_at(&port_pf_socket(&self.dir, pf))
+    }
+
+    /// The vfio-user server counters of pf0's PF function.
+    pub fn pf_server_stats(&self) -> Option<crate::vfio::ServerStats> {
+        self.port_pf_server_stats(0)
+    }
+
+    fn server_at(&self, path: &Path) -> Option<crate::vfio::ServerStats> {
+        self.pool
+            .as_ref()?
+            .handles()
+            .iter()
+            .find(|h| h.path() == path)
+            .map(|h| h.stats())
     }
 
     /// What is served and how to attach it, for the start-up message.
@@ -193,7 +222,7 @@ impl Serving {
             s += &p.banner(&self.dir, qualified);
         }
         s += &format!(
-            "  QEMU also needs shared guest memory (<RAM> = its -m size; without it the VFs fail to realize): {}\n",
+            "  QEMU also needs shared guest memory (<RAM> = its -m size; without it the functions fail to realize): {}\n",
             crate::vfio::QEMU_SHARED_MEMORY_OPTIONS
         );
         s
@@ -290,11 +319,47 @@ mod tests {
     }
 
     #[test]
+    fn pf0_sock_serves_the_82576_pf_with_its_bars_and_vectors() {
+        use crate::vfio::{irq_index, region};
+        let dir = std::env::temp_dir().join(format!("sriov-emu-pf0-{}", std::process::id()));
+        let serving = Serving::start(&dir, &ServeConfig::default(), Some(1)).unwrap();
+        let mut c = vfio_user::Client::new(&pf_socket(&dir)).expect("handshake");
+        let sizes: Vec<u64> = (0..9).map(|i| c.region(i).map_or(0, |r| r.size)).collect();
+        assert_eq!(
+            sizes,
+            [128 << 10, 128 << 10, 32, 16 << 10, 0, 0, 0, 4096, 0]
+        );
+        let count = |c: &mut vfio_user::Client, i| c.get_irq_info(i).unwrap().count;
+        assert_eq!(count(&mut c, irq_index::MSIX), 10);
+        assert_eq!(count(&mut c, irq_index::MSI), 1);
+        assert_eq!(count(&mut c, irq_index::INTX), 0);
+        let mut id = [0u8; 4];
+        c.region_read(region::CONFIG, 0, &mut id).unwrap();
+        assert_eq!(id, [0x86, 0x80, 0xC9, 0x10]);
+        let mut pin = [0xFFu8];
+        c.region_read(region::CONFIG, 0x3D, &mut pin).unwrap();
+        assert_eq!(pin, [0]);
+        let show = request(&dir, &Request::Show { port: None })
+            .unwrap()
+            .show
+            .unwrap();
+        assert_eq!(show["ports"][0]["pf_function"]["attached"], true);
+        drop(c);
+        serving.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn serve_creates_the_sockets_ctl_changes_policy_and_shutdown_removes_them() {
         let dir = std::env::temp_dir().join(format!("sriov-emu-serve-{}", std::process::id()));
         let c = cfg("[vf]\n0 = \"mac 02:00:00:00:00:10\"");
         let serving = Serving::start(&dir, &c, Some(2)).unwrap();
-        for p in [vf_socket(&dir, 0), vf_socket(&dir, 1), control_socket(&dir)] {
+        for p in [
+            pf_socket(&dir),
+            vf_socket(&dir, 0),
+            vf_socket(&dir, 1),
+            control_socket(&dir),
+        ] {
             assert!(p.exists(), "{}", p.display());
         }
         use std::os::unix::fs::PermissionsExt;
@@ -303,10 +368,28 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(serving.banner().contains("vfio-user-pci"));
+        let banner = serving.banner();
+        assert!(
+            banner.contains(&format!(
+                "-device pcie-root-port,id=rppf,chassis=1,slot=0 -device '{}'",
+                qemu_device_json(&pf_socket(&dir), "rppf", "pf")
+            )),
+            "{banner}"
+        );
+        assert!(banner.contains("vf 1: "), "{banner}");
         let show = request(&dir, &Request::Show { port: None }).unwrap();
         assert!(show.ok);
         let text = show.text.unwrap();
+        // The PF function, under the PF port: no client yet.
+        assert!(
+            text.contains("    port pf: ")
+                && text.contains("        device: 0 rx, 0 tx, attached false, rx drops: none"),
+            "{text}"
+        );
+        assert_eq!(
+            show.show.as_ref().unwrap()["ports"][0]["pf_function"]["attached"],
+            false
+        );
         assert!(
             text.contains("vf 0 link/ether 02:00:00:00:00:10, vlan 0, qos 0, spoof checking on, link-state auto, trust off, max_tx_rate 0"),
             "{text}"
@@ -363,7 +446,12 @@ mod tests {
             assert!(line.contains("\"ok\":false"), "{line}");
         }
         serving.shutdown();
-        for p in [vf_socket(&dir, 0), vf_socket(&dir, 1), control_socket(&dir)] {
+        for p in [
+            pf_socket(&dir),
+            vf_socket(&dir, 0),
+            vf_socket(&dir, 1),
+            control_socket(&dir),
+        ] {
             assert!(!p.exists(), "{} removed", p.display());
         }
         let _ = std::fs::remove_dir(&dir);

@@ -49,7 +49,7 @@ await done
 
 /// Guest A on pf0's VF 0 and guest B on pf1's VF 0, each running `body`.
 fn boot_pair(dir: &std::path::Path, tag: &str, body: &str) -> (Node, Node) {
-    let a = Node::boot_on(
+    let a = Node::boot_on_port(
         dir,
         &format!("{tag}-A"),
         "A",
@@ -57,7 +57,7 @@ fn boot_pair(dir: &std::path::Path, tag: &str, body: &str) -> (Node, Node) {
         0,
         guest_script("A", IP_A, IP_B, MAC_A, body),
     );
-    let b = Node::boot_on(
+    let b = Node::boot_on_port(
         dir,
         &format!("{tag}-B"),
         "B",

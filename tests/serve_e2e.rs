@@ -14,41 +14,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use serve_support::admin_macs;
+use serve_support::{admin_macs, num, DRIVER_UP, REACH_AND_PING};
 use sriov_emu::control::{request, Request};
 use sriov_emu::serve::{qemu_device_json, vf_socket, Serving};
-use sriov_emu_tests::{workspace_root, Guest, GuestConfig, GuestOutput};
+use sriov_emu_tests::{workspace_root, Guest, GuestConfig};
 
 const MAC_A: &str = "02:00:00:00:00:0a";
 const MAC_B: &str = "02:00:00:00:00:0b";
 /// ICMP echo requests each guest sends once the other answers.
 const PINGS: u32 = 5;
 
-/// Brings igbvf up on the VF, then pings the peer. `$ME`, `$PEER`, `$MAC` are set in front.
-const SCRIPT: &str = r#"
-check modprobe modprobe igbvf
-if ! wait_for 30 test -e /sys/class/net/eth0; then
-    result netdev fail "no eth0: $(ls /sys/class/net | tr '\n' ' ')"
-else
-    result netdev pass "$(cat /sys/class/net/eth0/device/uevent 2>/dev/null | grep DRIVER)"
-fi
-check_eq mac "$MAC" cat /sys/class/net/eth0/address
-check link-up ip link set eth0 up
-if wait_for 30 grep -qx 1 /sys/class/net/eth0/carrier; then
-    result carrier pass "$(cat /sys/class/net/eth0/carrier)"
-else
-    result carrier fail "carrier $(cat /sys/class/net/eth0/carrier 2>&1)"
-fi
-check addr ip addr add "$ME/24" dev eth0
-# The peer boots at the same time: wait until it answers, then measure.
-if wait_for 120 ping -c 1 -W 1 "$PEER"; then
-    result reach pass "$PEER answers"
-else
-    result reach fail "$PEER never answered; neigh: $(ip neigh show dev eth0)"
-fi
-# busybox ping exits 0 when any reply came; report its summary line (the loss) too.
-check ping sh -c "ping -c PINGS -W 3 $PEER > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
-# Keep answering while the peer finishes its own pings.
+/// After igbvf is up on the VF ([`DRIVER_UP`]) with `$ME/24` and the peer pinged
+/// ([`REACH_AND_PING`]; the peer boots at the same time): keep answering while the peer
+/// finishes its own pings, then report the counters.
+const SCRIPT_TAIL: &str = r#"
 sleep 20
 value tx_packets cat /sys/class/net/eth0/statistics/tx_packets
 value rx_packets cat /sys/class/net/eth0/statistics/rx_packets
@@ -59,8 +38,8 @@ ip -s link show dev eth0
 
 fn script(me: &str, peer: &str, mac: &str) -> String {
     format!(
-        "ME={me}\nPEER={peer}\nMAC={mac}\n{}",
-        SCRIPT.replace("PINGS", &PINGS.to_string())
+        "ME={me}\nPEER={peer}\nMAC={mac}\nDRIVER=igbvf\nREACH_WAIT=120\nPINGS={PINGS}\n\
+         {DRIVER_UP}check addr ip addr add \"$ME/24\" dev eth0\n{REACH_AND_PING}{SCRIPT_TAIL}"
     )
 }
 
@@ -73,14 +52,6 @@ fn guest(name: &str, socket: &Path, script: String) -> GuestConfig {
             qemu_device_json(socket, "rp1", "vf"),
         ])
         .timeout(Duration::from_secs(400))
-}
-
-fn num(out: &GuestOutput, name: &str) -> u64 {
-    let r = out.expect_pass(name);
-    r.detail
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name}: not a number: {}", r.detail))
 }
 
 fn serve_dir(tag: &str) -> PathBuf {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use scenarios::PfRef;
 use serde_json::Value;
 use sriov_emu::control::{request, Request};
-use sriov_emu::serve::{port_vf_socket, qemu_device_json, MacMode, ServeConfig};
+use sriov_emu::serve::{port_vf_socket, qemu_device_json, vf_socket, MacMode, ServeConfig};
 use sriov_emu_tests::{workspace_root, Artifacts, Guest, GuestConfig, GuestOutput, RunningGuest};
 
 /// Guest-side helpers: `await WORD` (blocks until the host sends the line WORD; false on
@@ -48,16 +48,27 @@ pub struct Node {
 impl Node {
     /// A guest on VF `vf` of port pf0.
     pub fn boot(dir: &Path, name: &str, me: &'static str, vf: u16, script: String) -> Node {
-        Node::boot_on(dir, name, me, 0, vf, script)
+        Node::boot_on(dir, name, me, &vf_socket(dir, vf), script)
     }
 
     /// A guest on VF `vf` of port `pf` (`DIR/pfK-vfN.sock`).
-    pub fn boot_on(
+    pub fn boot_on_port(
         dir: &Path,
         name: &str,
         me: &'static str,
         pf: u8,
         vf: u16,
+        script: String,
+    ) -> Node {
+        Node::boot_on(dir, name, me, &port_vf_socket(dir, pf, vf), script)
+    }
+
+    /// A guest on the function served at `socket` (a VF's, or a PF's `pfK.sock`).
+    pub fn boot_on(
+        dir: &Path,
+        name: &str,
+        me: &'static str,
+        socket: &Path,
         script: String,
     ) -> Node {
         let chan = dir.join(format!("{me}.tty"));
@@ -66,7 +77,7 @@ impl Node {
                 "-device".to_string(),
                 "pcie-root-port,id=rp1,chassis=1".to_string(),
                 "-device".to_string(),
-                qemu_device_json(&port_vf_socket(dir, pf, vf), "rp1", "vf"),
+                qemu_device_json(socket, "rp1", "fn"),
                 "-chardev".to_string(),
                 format!("socket,id=host,path={},server=on,wait=off", chan.display()),
                 "-device".to_string(),
@@ -159,33 +170,58 @@ pub fn admin_macs(macs: &[&str]) -> ServeConfig {
     }
 }
 
-/// Guest side: load igbvf, check the assigned MAC, bring the link up with `$IP/24`.
-pub const IGBVF_UP: &str = r#"
-check modprobe modprobe igbvf
-wait_for 30 test -e /sys/class/net/eth0
+/// Guest side: load `$DRIVER`, wait for eth0 (result `netdev`: the driver bound), check its
+/// address is `$MAC`, bring the link up and wait for the carrier, `$CARRIER_WAIT` seconds at
+/// most (default 30; result `carrier`).
+pub const DRIVER_UP: &str = r#"
+check modprobe modprobe "$DRIVER"
+if wait_for 30 test -e /sys/class/net/eth0; then
+    result netdev pass "$(grep DRIVER /sys/class/net/eth0/device/uevent 2>/dev/null)"
+else
+    result netdev fail "no eth0: $(ls /sys/class/net | tr '\n' ' ')"
+fi
 check_eq mac "$MAC" cat /sys/class/net/eth0/address
-ip link set eth0 up
-wait_for 30 grep -qx 1 /sys/class/net/eth0/carrier
-check addr ip addr add "$IP/24" dev eth0
+check link-up ip link set eth0 up
+if wait_for "${CARRIER_WAIT:-30}" grep -qx 1 /sys/class/net/eth0/carrier; then
+    result carrier pass up
+else
+    result carrier fail "carrier $(cat /sys/class/net/eth0/carrier 2>&1)"
+fi
 "#;
 
-/// Guest side: ping `$PEER` until it answers (result `reach`), then `count` more times
-/// (result `ping`, its `packet loss` line).
-pub fn ping_peer(count: u32) -> String {
-    r#"
-if wait_for 120 ping -c 1 -W 1 "$PEER"; then
+/// Guest side: ping `$PEER` until it answers, at most `$REACH_WAIT` seconds (result `reach`),
+/// then `$PINGS` times more (result `ping`: busybox's loss line; it exits 0 when any reply
+/// came).
+pub const REACH_AND_PING: &str = r#"
+if wait_for "$REACH_WAIT" ping -c 1 -W 1 "$PEER"; then
     result reach pass "$PEER answers"
 else
     result reach fail "$PEER never answered; neigh: $(ip neigh show dev eth0)"
 fi
-check ping sh -c "ping -c COUNT -W 3 $PEER > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
-"#
-    .replace("COUNT", &count.to_string())
+check ping sh -c "ping -c $PINGS -W 3 $PEER > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
+"#;
+
+/// Guest side: [`REACH_AND_PING`] waiting up to 120 s, then `count` pings.
+pub fn ping_peer(count: u32) -> String {
+    format!("REACH_WAIT=120\nPINGS={count}\n{REACH_AND_PING}")
 }
 
-/// A guest script: its identity, the host channel, igbvf brought up, then `body`.
+/// The number a guest reported as the passing result `name`.
+pub fn num(out: &GuestOutput, name: &str) -> u64 {
+    let r = out.expect_pass(name);
+    r.detail
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}: not a number: {}", r.detail))
+}
+
+/// A guest script: its identity, the host channel, igbvf brought up ([`DRIVER_UP`]) with
+/// `$IP/24`, then `body`.
 pub fn guest_script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
-    format!("ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\n{GUEST_CHANNEL}{IGBVF_UP}{body}")
+    format!(
+        "ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\nDRIVER=igbvf\n{GUEST_CHANNEL}{DRIVER_UP}\
+         check addr ip addr add \"$IP/24\" dev eth0\n{body}"
+    )
 }
 
 /// A free loopback port, TCP or UDP (bound and released: tests that use one take turns).

@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serve_support::{free_port, ping_peer, run, serve_dir, tcpdump};
+use serve_support::{free_port, ping_peer, run, serve_dir, tcpdump, DRIVER_UP};
 use sriov_emu::serve::{qemu_device_json, vf_socket, MacMode, ServeConfig, Serving};
 use sriov_emu::uplink::{UplinkConfig, UplinkKind, UplinkReport};
 use sriov_emu_tests::{Artifacts, Guest, GuestConfig, GuestOutput, RunningGuest};
@@ -31,19 +31,13 @@ static TURN: Mutex<()> = Mutex::new(());
 /// ICMP echo requests each pinging side sends once the other answers.
 const PINGS: u32 = 5;
 
-/// Guest side on a VF: igbvf up with `$IP/24` (then [`PING_PEER`]).
-const VF_UP: &str = r#"
-check modprobe modprobe igbvf
-wait_for 30 test -e /sys/class/net/eth0
-check_eq mac "$MAC" cat /sys/class/net/eth0/address
-check link-up ip link set eth0 up
-if wait_for 60 grep -qx 1 /sys/class/net/eth0/carrier; then
-    result carrier pass up
-else
-    result carrier fail "carrier $(cat /sys/class/net/eth0/carrier 2>&1)"
-fi
-check addr ip addr add "$IP/24" dev eth0
-"#;
+/// Guest side on a VF: igbvf up ([`DRIVER_UP`]; the carrier may wait for a stream peer) with
+/// `$IP/24` (then [`REACH_AND_PING`]).
+fn vf_up() -> String {
+    format!(
+        "DRIVER=igbvf\nCARRIER_WAIT=60\n{DRIVER_UP}check addr ip addr add \"$IP/24\" dev eth0\n"
+    )
+}
 
 /// The same for a virtio-net NIC on `-netdev stream`.
 const VIRTIO_UP: &str = r#"
@@ -133,12 +127,12 @@ fn dgram_cable_joins_two_nics_and_carries_port_vlan_tagged_frames() {
     let ga = vf_guest(
         "uplink-dgram-a",
         &dir_a,
-        script(VF_UP, "10.0.10.1", "10.0.10.2", mac_a, 15),
+        script(&vf_up(), "10.0.10.1", "10.0.10.2", mac_a, 15),
     );
     let gb = vf_guest(
         "uplink-dgram-b",
         &dir_b,
-        script(VF_UP, "10.0.10.2", "10.0.10.1", mac_b, 15),
+        script(&vf_up(), "10.0.10.2", "10.0.10.1", mac_b, 15),
     );
     let (ga, gb) = (ga.wait(), gb.wait());
     let (ra, rb) = (report(&a), report(&b));
@@ -204,7 +198,7 @@ fn qemu_virtio_net_guest_on_netdev_stream_pings_a_vf_guest() {
     let vf = vf_guest(
         "uplink-stream-vf",
         &dir,
-        script(VF_UP, "10.0.20.1", "10.0.20.2", mac_vf, 15),
+        script(&vf_up(), "10.0.20.1", "10.0.20.2", mac_vf, 15),
     );
     // An ordinary QEMU NIC: QEMU connects to our listening socket (its server=off).
     let virtio = Guest::new(
@@ -277,7 +271,7 @@ fn tap_uplink_moved_into_a_namespace_pings_a_vf_guest() {
     let vf = vf_guest(
         "uplink-tap-vf",
         &dir,
-        script(VF_UP, "10.0.30.2", "10.0.30.1", mac, 20),
+        script(&vf_up(), "10.0.30.2", "10.0.30.1", mac, 20),
     );
     // From the namespace: wait until the guest answers, then measure.
     let ping = |count: &str| {

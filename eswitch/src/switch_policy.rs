@@ -117,6 +117,12 @@ impl Eswitch {
         Ok(())
     }
 
+    /// Whether `port` strips the outer tag of what it receives ([`Eswitch::set_rx_vlan_strip`]).
+    pub fn rx_vlan_strip(&self, port: PortId) -> Result<bool, NoSuchPort> {
+        let idx = self.index(port).ok_or(NoSuchPort(port))?;
+        Ok(self.ports[idx as usize].rx_vlan_strip)
+    }
+
     /// Recomputes the per-port profiles and the forwarding database after a change.
     pub(super) fn refresh(&mut self) {
         let profiles: Vec<Profile> = (0..self.ports.len()).map(|idx| self.profile(idx)).collect();

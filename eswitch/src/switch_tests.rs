@@ -150,7 +150,9 @@ fn pf_that_joined_a_vlan_receives_it_tagged() {
     assert_eq!(header(&pf.frame).dot1q_tci().map(VlanTci::vid), Some(10));
     assert_eq!(pf.stripped_tci, None);
     // With RX stripping on (the PF model mirrors its VLAN strip setting), the tag is reported.
+    assert_eq!(sw.rx_vlan_strip(PortId::Pf), Ok(false));
     sw.set_rx_vlan_strip(PortId::Pf, true).unwrap();
+    assert_eq!(sw.rx_vlan_strip(PortId::Pf), Ok(true));
     let out = sw.process(PortId::Vf(0), arp_request(vf_mac(0), None));
     assert_eq!(
         out.to(PortId::Pf).unwrap().stripped_tci.map(VlanTci::vid),

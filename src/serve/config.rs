@@ -236,6 +236,8 @@ pub enum ServeError {
     },
     #[error("busy_poll_us must be 0..={MAX_BUSY_POLL_US}, got {0}")]
     BusyPoll(u64),
+    #[error("the PF function's config space: {0}")]
+    PfConfig(#[source] pcie::BuildError),
     /// A field of one port; `at` is where the port's fields are written (`ports.pf1.`, or
     /// nothing for the single-port form's top level).
     #[error("{at}{source}")]

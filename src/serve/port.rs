@@ -1,5 +1,6 @@
 //! One port of the card as `serve` runs it: its NIC (PF side, VFs, embedded switch), the
-//! uplink behind its switch, its timer, and its VFs' vfio-user servers (`DIR/pfK-vfN.sock`).
+//! uplink behind its switch, its timer, and the vfio-user servers of its functions: the 82576
+//! PF for a guest's igb (`DIR/pfK.sock`) and each VF (`DIR/pfK-vfN.sock`).
 //! Ports share nothing but the clock: frames go from one port to another only over a wire
 //! between their uplinks.
 
@@ -8,16 +9,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eswitch::PortId;
-use model::nic::TimerHandle;
+use model::function::i82576::Pf;
+use model::nic::{PfHandle, TimerHandle};
 use model::{Clock, Nic};
 
 use super::config::{PortError, PortPlan, ServeError};
 use super::{qemu_device_json, raise_priority};
-use crate::adapter::VfFunction;
+use crate::adapter::{FunctionAdapter, VfFunction};
 use crate::capture::Capture;
 use crate::control::{port_name, PortView};
 use crate::uplink::Uplink;
 use crate::vfio::Server;
+
+/// The socket of port `pf`'s PF function in `dir`: `pf1.sock`.
+pub fn port_pf_socket(dir: &Path, pf: u8) -> PathBuf {
+    dir.join(format!("{}.sock", port_name(pf)))
+}
 
 /// The socket of VF `vf` of port `pf` in `dir`: `pf1-vf0.sock`.
 pub fn port_vf_socket(dir: &Path, pf: u8, vf: u16) -> PathBuf {
@@ -28,6 +35,8 @@ pub fn port_vf_socket(dir: &Path, pf: u8, vf: u16) -> PathBuf {
 pub struct Port {
     pf: u8,
     nic: Arc<Nic>,
+    /// The PF function the NIC hosts (a guest's igb drives it through `pfK.sock`).
+    pf_function: PfHandle,
     uplink: Option<Uplink>,
     timer: Option<TimerHandle>,
     capture: Option<Arc<Capture>>,
@@ -38,10 +47,16 @@ impl Port {
     /// uplink: all a port's configuration can still fail on, before the serving directory is
     /// touched. Dropping the port closes the uplink again.
     pub(super) fn build(plan: &PortPlan, clock: Arc<dyn Clock>) -> Result<Port, ServeError> {
-        let nic = Nic::new(&plan.nic, clock).map_err(|source| ServeError::Nic {
+        let nic = Nic::new(&plan.nic, clock.clone()).map_err(|source| ServeError::Nic {
             pf: plan.pf,
             source,
         })?;
+        // The 82576 PF with the port's station address, its receive filters told to the
+        // switch's PF port while a guest drives it.
+        let pf = Pf::new(plan.nic.pf_mac, nic.shared_pf(), clock).map_err(ServeError::PfConfig)?;
+        let pf_function = nic
+            .host_pf(Box::new(pf))
+            .expect("a new NIC hosts no PF function yet");
         for (vf, s) in &plan.settings {
             nic.configure_vf(*vf, s).map_err(|e| {
                 plan.error(PortError::VfSettings {
@@ -55,6 +70,7 @@ impl Port {
         Ok(Port {
             pf: plan.pf,
             nic,
+            pf_function,
             uplink,
             timer: None,
             capture: None,
@@ -67,13 +83,22 @@ impl Port {
         Ok(())
     }
 
-    /// Binds a vfio-user server for each VF in `dir`.
+    /// Binds a vfio-user server for each VF and then the PF function in `dir`.
     pub(super) fn bind_servers(
         &self,
         dir: &Path,
         busy_poll: Duration,
     ) -> Result<Vec<Server>, ServeError> {
-        (0..self.nic.num_vfs())
+        let bind = |path: PathBuf, function: Box<dyn crate::vfio::PciFunction>| {
+            let mut server =
+                Server::bind_boxed(&path, function).map_err(|source| ServeError::Socket {
+                    path: path.clone(),
+                    source,
+                })?;
+            server.set_busy_poll(busy_poll);
+            Ok(server)
+        };
+        let mut servers = (0..self.nic.num_vfs())
             .map(|vf| {
                 let path = port_vf_socket(dir, self.pf, vf);
                 let function =
@@ -81,15 +106,12 @@ impl Port {
                         path: path.clone(),
                         source: std::io::Error::other("the NIC has no such VF"),
                     })?;
-                let mut server =
-                    Server::bind(&path, function).map_err(|source| ServeError::Socket {
-                        path: path.clone(),
-                        source,
-                    })?;
-                server.set_busy_poll(busy_poll);
-                Ok(server)
+                bind(path, Box::new(function))
             })
-            .collect()
+            .collect::<Result<Vec<Server>, ServeError>>()?;
+        let pf = FunctionAdapter::from_handle(self.pf_function.clone());
+        servers.push(bind(port_pf_socket(dir, self.pf), Box::new(pf))?);
+        Ok(servers)
     }
 
     /// The card's port number: 0 for pf0.
@@ -144,6 +166,16 @@ impl Port {
         } else {
             (String::new(), String::new())
         };
+        let path = port_pf_socket(dir, self.pf);
+        let mac = self.nic.with_pf(|pf| pf.switch().config().pf_mac);
+        s += &format!(
+            // The PF's root port is slot 0 of the port's chassis; its VFs' are slots 1 and up.
+            "  {label}pf: {} (mac {}; igb sees no VFs: the emulator's PF agent drives them)\n    -device pcie-root-port,id={id}rppf,chassis={},slot=0 -device '{}'\n",
+            path.display(),
+            mac.map_or_else(|| "none".to_string(), |m| m.to_string()),
+            u32::from(self.pf) + 1,
+            qemu_device_json(&path, &format!("{id}rppf"), &format!("{id}pf")),
+        );
         for vf in 0..self.nic.num_vfs() {
             let path = port_vf_socket(dir, self.pf, vf);
             let mac = self

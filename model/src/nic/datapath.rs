@@ -66,7 +66,7 @@ impl Nic {
         let tci = d.stripped_tci.map(|t| t.0);
         match d.port {
             PortId::Vf(_) => self.deliver_into::<Vf>(d.port, &d.frame, tci),
-            PortId::Pf if self.pf_fn.get().is_some() => {
+            PortId::Pf if self.pf_driven() => {
                 self.deliver_into::<DynFunction>(d.port, &d.frame, tci)
             }
             port => {
@@ -83,6 +83,11 @@ impl Nic {
                 true
             }
         }
+    }
+
+    /// Whether a client drives the hosted PF function, which then owns the PF port's frames.
+    fn pf_driven(&self) -> bool {
+        self.pf_fn.get().is_some_and(|s| lock(s).attached())
     }
 
     /// Into the RX ring of the function behind `port`, or its backlog when the ring is full.

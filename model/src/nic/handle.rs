@@ -110,8 +110,12 @@ impl<F: Hosted> Handle<F> {
         self.access(|s| ((), s.func.reset()))
     }
 
-    /// A client connected: its memory and where the function's interrupts go.
+    /// A client connected: its memory and where the function's interrupts go. On the PF
+    /// port its driver's receive filters take the host side's place.
     pub fn attach(&self, mem: GuestMem, irq: Arc<dyn IrqSink>) {
+        if self.port == PortId::Pf {
+            self.nic.pf_client_attaching();
+        }
         self.read(|s| {
             s.func.attach(mem);
             s.irq = Some(irq);
@@ -120,13 +124,22 @@ impl<F: Hosted> Handle<F> {
 
     /// The client went away: no more DMA or interrupts. Frames waiting in the backlog are
     /// dropped (counted as `not_attached` by the function), not kept for the next client.
+    /// The PF port gets the host side's receive filters back.
     pub fn detach(&self) {
         self.read(|s| {
             s.func.detach();
             s.irq = None;
             let _ = s.drain();
             s.backlog.clear();
-        })
+        });
+        if self.port == PortId::Pf {
+            self.nic.pf_client_detached();
+        }
+    }
+
+    /// Whether a client is attached (between [`Handle::attach`] and [`Handle::detach`]).
+    pub fn attached(&self) -> bool {
+        self.read(|s| s.attached())
     }
 
     /// The function's counters, with the interrupts the runtime signalled for it.

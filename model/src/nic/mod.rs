@@ -18,9 +18,12 @@
 //!   beyond it the frame is dropped and counted as
 //!   [`DropReason::RxFull`](eswitch::DropReason::RxFull) on the port and `backlog_overflow` in the
 //!   VF's counters;
-//! - to the PF: into the hosted PF function's RX rings, with a backlog like a VF's;
-//! - to an uplink, or to the PF when no PF function is hosted: the [`PortSink`] registered
-//!   for that port, or, without one, counted in [`NicCounters::unclaimed`] and dropped;
+//! - to the PF, while a client drives the hosted PF function: into its RX rings, with a
+//!   backlog like a VF's;
+//! - to an uplink, or to the PF when no client drives a PF function (none is hosted, or its
+//!   guest is not attached: the emulator plays the PF's host side): the [`PortSink`]
+//!   registered for that port, or, without one, counted in [`NicCounters::unclaimed`] and
+//!   dropped;
 //!
 //! and the [`Observer`], if any, sees the frame, its copies and its drops.
 //!
@@ -35,7 +38,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 
 use bytes::Bytes;
-use eswitch::{PortId, VfSetting};
+use eswitch::{PfPolicy, PortId, VfSetting};
 use tracing::{info, warn};
 
 use crate::function::i82576::Vf;
@@ -199,6 +202,12 @@ impl<F: Function> Slot<F> {
         }
     }
 
+    /// Whether a client (a vfio-user connection, an in-process driver) is attached: it gave
+    /// the function an interrupt sink ([`Handle::attach`]) and has not detached.
+    fn attached(&self) -> bool {
+        self.irq.is_some()
+    }
+
     /// Takes a function's effects under the lock: drains the backlog when buffers were posted,
     /// and says what to do once the lock is released.
     fn settle(&mut self, effects: Effects) -> Work {
@@ -251,8 +260,12 @@ impl<F: Function> Slot<F> {
 pub struct Nic {
     pf: Arc<SharedPf>,
     slots: Vec<Mutex<Slot<Vf>>>,
-    /// The PF function, once hosted ([`Nic::host_pf`]): frames to `PortId::Pf` go to it.
+    /// The PF function, once hosted ([`Nic::host_pf`]): frames to `PortId::Pf` go to it
+    /// while a client is attached.
     pf_fn: OnceLock<Mutex<Slot<DynFunction>>>,
+    /// The switch's PF port as the host side had it (receive filters, VLAN stripping), kept
+    /// while a client drives the PF function and its driver's filters stand there instead.
+    pf_host_filters: Mutex<Option<(PfPolicy, bool)>>,
     sinks: RwLock<BTreeMap<PortId, Arc<dyn PortSink>>>,
     observer: RwLock<Option<Arc<dyn Observer>>>,
     unclaimed: Mutex<BTreeMap<PortId, u64>>,
@@ -286,6 +299,7 @@ impl Nic {
             pf,
             slots,
             pf_fn: OnceLock::new(),
+            pf_host_filters: Mutex::new(None),
             sinks: RwLock::new(BTreeMap::new()),
             observer: RwLock::new(None),
             unclaimed: Mutex::new(BTreeMap::new()),
@@ -307,9 +321,11 @@ impl Nic {
         (usize::from(vf) < self.slots.len()).then(|| Handle::new(self.clone(), PortId::Vf(vf)))
     }
 
-    /// Hosts `pf` as the PF function: from now on frames the switch sends to the PF port go
-    /// into its RX rings (not to a [`PortSink`]), and what it transmits enters the switch at
-    /// the PF port. Once per NIC; `None` if a PF function is hosted already.
+    /// Hosts `pf` as the PF function: from now on, while a client is attached to it, frames
+    /// the switch sends to the PF port go into its RX rings (not to a [`PortSink`]), what it
+    /// transmits enters the switch at the PF port, and the port's receive filters are its
+    /// driver's. Without a client the PF port stays the sink's, with the host side's filters.
+    /// Once per NIC; `None` if a PF function is hosted already.
     pub fn host_pf(self: &Arc<Self>, pf: DynFunction) -> Option<PfHandle> {
         if self.pf_fn.get().is_some() {
             return None;
@@ -384,6 +400,30 @@ impl Nic {
     pub fn configure_vf_words(&self, vf: u16, words: &[&str]) -> Result<(), SetError> {
         let settings = VfSetting::parse_words(words)?;
         Ok(self.configure_vf(vf, &settings)?)
+    }
+
+    /// A client is about to drive the PF function: keep the PF port's filters for its return.
+    fn pf_client_attaching(&self) {
+        let side = self.pf.side();
+        let sw = side.switch();
+        let host = (
+            sw.pf_policy().clone(),
+            sw.rx_vlan_strip(PortId::Pf).unwrap_or(false),
+        );
+        lock(&self.pf_host_filters).get_or_insert(host);
+    }
+
+    /// The PF function's client went away: the PF port's filters are the host side's again.
+    fn pf_client_detached(&self) {
+        let Some((policy, strip)) = lock(&self.pf_host_filters).take() else {
+            return;
+        };
+        let mut side = self.pf.side();
+        let sw = side.switch_mut();
+        if let Err(e) = sw.set_pf_policy(policy) {
+            warn!(error = %e, "the PF port's own filters refused by the switch");
+        }
+        let _ = sw.set_rx_vlan_strip(PortId::Pf, strip);
     }
 
     /// The PF's link went up or down: every VF is pinged and its link follows.

@@ -512,13 +512,6 @@ fn a_hosted_pf_function_takes_the_pf_ports_frames_sends_into_the_switch_and_foll
         vec![true],
         "hosted with the wire's link"
     );
-    let irqs = Arc::new(Vectors::default());
-    pf.attach(
-        GuestMem::new(vm_memory::GuestMemoryMmap::new()),
-        irqs.clone(),
-    );
-
-    // A sink on the PF port is bypassed: the hosted function takes the PF's frames.
     let sunk = Arc::new(Mutex::new(0usize));
     struct Count(Arc<Mutex<usize>>);
     impl PortSink for Count {
@@ -528,10 +521,22 @@ fn a_hosted_pf_function_takes_the_pf_ports_frames_sends_into_the_switch_and_foll
     }
     r.nic
         .set_port_sink(PortId::Pf, Some(Arc::new(Count(sunk.clone()))));
+    // No client drives the PF function yet: the PF port is still the sink's.
+    let bcast = [0xff; 6];
+    r.send(0, &frame(bcast, r.mac(0), 60, 0));
+    assert_eq!(*sunk.lock().unwrap(), 1);
+    assert!(rx.lock().unwrap().is_empty());
+
+    // Once a client is attached the sink is bypassed: the hosted function takes the PF's
+    // frames.
+    let irqs = Arc::new(Vectors::default());
+    pf.attach(
+        GuestMem::new(vm_memory::GuestMemoryMmap::new()),
+        irqs.clone(),
+    );
 
     // Two broadcasts from VF 0: the first fills the PF's one-frame ring, the second waits in
     // its backlog until the PF posts a buffer.
-    let bcast = [0xff; 6];
     r.send(0, &frame(bcast, r.mac(0), 60, 1));
     r.send(0, &frame(bcast, r.mac(0), 60, 2));
     assert_eq!(rx.lock().unwrap().len(), 1);
@@ -544,7 +549,7 @@ fn a_hosted_pf_function_takes_the_pf_ports_frames_sends_into_the_switch_and_foll
         "posting a buffer drains the backlog"
     );
     assert_eq!(pf.backlog(), 0);
-    assert_eq!(*sunk.lock().unwrap(), 0);
+    assert_eq!(*sunk.lock().unwrap(), 1, "nothing more for the sink");
     assert_eq!(*irqs.0.lock().unwrap(), vec![0, 0]);
     let seqs: Vec<u8> = rx.lock().unwrap().iter().map(|f| f[15]).collect();
     assert_eq!(seqs, vec![1, 2], "in order");
@@ -595,4 +600,108 @@ fn generated_macs_carry_the_card_port() {
         }
     );
     assert_eq!(MacMode::AdminOnly.for_port(1), MacAssignment::AdminOnly);
+}
+
+/// The 82576 PF function hosted in a NIC, its RX queue 0 set up as igb's `igb_configure_rx_ring`
+/// does (eight 2 KiB buffers), the receiver on with broadcasts accepted.
+fn hosted_pf(r: &Rig) -> (PfHandle, vm_memory::GuestMemoryMmap) {
+    use crate::function::i82576::pf_regs::{self as regs, q, rctl};
+    use crate::function::i82576::Pf;
+    use vm_memory::{Bytes as _, GuestAddress};
+    let pf = Pf::new(PF_MAC, r.nic.shared_pf(), r.clock.clone()).unwrap();
+    let handle = r.nic.host_pf(Box::new(pf)).unwrap();
+    let mem =
+        vm_memory::GuestMemoryMmap::from_ranges(&[(GuestAddress(0x10_0000), 0x10_0000)]).unwrap();
+    handle.attach(GuestMem::new(mem.clone()), Arc::new(Vectors::default()));
+    // PCI Command: memory space and bus master.
+    handle.config_write(0x04, &0x0006u16.to_le_bytes());
+    let wr = |off: u64, v: u32| handle.region_write(0, off, &v.to_le_bytes()).unwrap();
+    let ring = regs::RX_HIGH;
+    wr(ring + q::DBAL, 0x10_0000);
+    wr(ring + q::DBAH, 0);
+    wr(ring + q::DLEN, 8 * 16);
+    wr(ring + q::SRRCTL, 2 | (1 << 25));
+    wr(ring + q::DCTL, 1 << 25);
+    for i in 0..8u64 {
+        mem.write_obj(0x10_8000 + 2048 * i, GuestAddress(0x10_0000 + 16 * i))
+            .unwrap();
+    }
+    wr(ring + q::DT, 7);
+    wr(regs::RCTL, rctl::EN | rctl::BAM);
+    (handle, mem)
+}
+
+const PF_MAC: MacAddr = MacAddr([0x02, 0x1B, 0x21, 0, 0, 0x01]);
+
+#[test]
+fn a_driven_pf_function_gets_broadcasts_and_is_the_default_pool_for_the_wire() {
+    let mut r = rig(2, &[]);
+    let (pf, _mem) = hosted_pf(&r);
+    let unclaimed_before = r.nic.counters().unclaimed.get("pf").copied();
+
+    // An ARP-style broadcast from VF 0 reaches the PF function and the other VF.
+    r.send(0, &frame([0xFF; 6], r.mac(0), 60, 1));
+    r.poll_guests();
+    assert_eq!(pf.stats().rx_packets, 1);
+    assert_eq!(r.received(1).len(), 1);
+    assert_eq!(r.port(PortId::Pf).rx_broadcast, 1);
+
+    // Unicast from the wire that no port owns goes to the PF port, the default pool. igb
+    // without VFs keeps the MAC out of VMDq mode, so its address filter refuses it...
+    let unknown = frame([0x02, 0, 0, 0, 0, 0x99], [0x02, 0, 0, 0, 0, 0x77], 60, 2);
+    r.nic
+        .inject(PortId::Uplink(0), Bytes::from(unknown.clone()));
+    assert_eq!(r.port(PortId::Pf).rx_packets, 2);
+    assert_eq!(pf.stats().rx_drop(RxDrop::Filtered), 1);
+    // ...until the interface is promiscuous (RCTL.UPE).
+    use crate::function::i82576::pf_regs::{rctl, RCTL};
+    let promisc = rctl::EN | rctl::BAM | rctl::UPE;
+    pf.region_write(0, RCTL, &promisc.to_le_bytes()).unwrap();
+    r.nic.inject(PortId::Uplink(0), Bytes::from(unknown));
+    assert_eq!(pf.stats().rx_packets, 2);
+
+    // Unicast to the PF's station address from a VF.
+    r.send(1, &frame(PF_MAC.0, r.mac(1), 60, 3));
+    assert_eq!(pf.stats().rx_packets, 3);
+    assert_eq!(
+        r.nic.counters().unclaimed.get("pf").copied(),
+        unclaimed_before,
+        "nothing for the PF went unclaimed"
+    );
+}
+
+#[test]
+fn the_pf_port_gets_the_host_sides_filters_back_when_the_pf_guest_leaves() {
+    let mut r = rig(2, &[]);
+    let vlan10 = VfSetting::Vlan {
+        vid: 10,
+        qos: 0,
+        proto: eswitch::VlanProto::Dot1Q,
+    };
+    r.nic.configure_vf(1, &[vlan10]).unwrap();
+    let host = r.nic.with_pf(|pf| pf.switch().pf_policy().clone());
+    assert!(!host.vlan_promisc);
+    let pf_bcasts = |r: &Rig| r.port(PortId::Pf).rx_broadcast;
+
+    // igb's filters stand while it drives the PF: without RCTL.VFE every VLAN is taken, so
+    // VF 1's broadcast in its port VLAN reaches the PF.
+    let (pf, _mem) = hosted_pf(&r);
+    assert!(r.nic.with_pf(|pf| pf.switch().pf_policy().vlan_promisc));
+    r.send(1, &frame([0xFF; 6], r.mac(1), 60, 1));
+    assert_eq!(pf_bcasts(&r), 1);
+
+    // The guest goes (detach, then the function's reset): the PF port is the host side's
+    // again, with its filters; VLAN 10 stays out.
+    pf.detach();
+    pf.reset();
+    assert_eq!(r.nic.with_pf(|pf| pf.switch().pf_policy().clone()), host);
+    r.send(1, &frame([0xFF; 6], r.mac(1), 60, 2));
+    assert_eq!(pf_bcasts(&r), 1);
+
+    // The next guest's driver starts from the function's reset filters.
+    pf.attach(
+        GuestMem::new(vm_memory::GuestMemoryMmap::new()),
+        Arc::new(Vectors::default()),
+    );
+    assert!(r.nic.with_pf(|pf| pf.switch().pf_policy().vlan_promisc));
 }

@@ -10,7 +10,8 @@
 //! calls it with `&mut self`, and carries out the [`Effects`] it answers with. Frames igb
 //! transmits come out as [`Effects::frames`] (the runtime switches them from the PF's port);
 //! frames the switch delivers come in through [`Function::receive`]. Its receive filters reach the
-//! switch through the [`PfFilters`] it was built with, whenever the guest changes them.
+//! switch through the [`PfFilters`] it was built with whenever the guest changes them, while a
+//! client is attached (attach tells the switch the filters as they stand).
 //!
 //! # What happens when
 //! - **CTRL.RST** resets the MAC: every register but the PHY's, the PCI config space and the
@@ -19,9 +20,8 @@
 //!   [`Function::reset`]) also resets the PHY, the config space and the MSI-X table.
 //! - **Link**: STATUS.LU is the PHY's link: the wire's (set by [`Function::set_link`]) while the PHY is
 //!   powered and not held in reset, autonegotiation completing at once; in PHY loopback it is
-//!   up at the forced speed. Every change raises ICR.LSC. A change that [`Function::set_link`] causes
-//!   is signalled from the next call that can carry effects ([`Function::on_timer`], which
-//!   [`Function::next_wakeup`] asks for at once, a register write, a delivery).
+//!   up at the forced speed. Every change raises ICR.LSC, signalled with the effects of the
+//!   call that caused it ([`Function::set_link`] included).
 //! - **Loopback** (BMCR.LOOPBACK, `igb_integrated_phy_loopback`; or RCTL.LBM): frames the TX
 //!   queues send go through the receive filters into the PF's own RX queues, not to the
 //!   switch, and frames from the switch are dropped ([`RxDrop::Isolated`]).
@@ -361,7 +361,12 @@ impl Pf {
             return Fire::NONE;
         }
         self.link_up = up;
-        info!(up, "PF link changed");
+        // Worth a line when a guest's driver will see it; the NIC logs its own link anyway.
+        if self.attached() {
+            info!(up, "PF link changed");
+        } else {
+            debug!(up, "PF link changed, no client attached");
+        }
         let now = self.now();
         let msix = self.msix_enabled();
         self.intr.raise(r::icr::LSC, msix, now)
@@ -375,7 +380,12 @@ impl Pf {
     // ----- the switch's view of the filters -----
 
     /// Tells the switch the filters and VLAN stripping, if they changed since it was last told.
+    /// Only while a client drives the function: without one the PF port is the runtime's
+    /// (attach tells the switch the filters as they stand).
     fn sync_filters(&mut self) {
+        if !self.attached() {
+            return;
+        }
         let policy = self.filter.policy();
         if self.pushed_policy.as_ref() != Some(&policy) {
             debug!(?policy, "PF receive filters changed");
