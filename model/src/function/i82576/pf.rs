@@ -807,17 +807,15 @@ impl Function for Pf {
         }
     }
 
+    /// Bytes beyond the config space read as 0xFF ([`pcie::ConfigSpace::read`]).
     fn config_read(&mut self, offset: u64, data: &mut [u8]) {
-        match usize::try_from(offset) {
-            Ok(o) => self.cfg.read(o, data),
-            Err(_) => data.fill(0xFF),
-        }
+        self.cfg
+            .read(usize::try_from(offset).unwrap_or(usize::MAX), data);
     }
 
+    /// A write beyond the config space is refused and counted ([`pcie::ConfigSpace::write`]).
     fn config_write(&mut self, offset: u64, data: &[u8]) -> Effects {
-        let Ok(o) = usize::try_from(offset) else {
-            return Effects::default();
-        };
+        let o = usize::try_from(offset).unwrap_or(usize::MAX);
         let mut effects = Effects::default();
         for event in self.cfg.write(o, data) {
             match event {

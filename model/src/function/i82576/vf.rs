@@ -504,17 +504,15 @@ impl Function for Vf {
         }
     }
 
+    /// Bytes beyond the config space read as 0xFF ([`pcie::ConfigSpace::read`]).
     fn config_read(&mut self, offset: u64, data: &mut [u8]) {
-        match usize::try_from(offset) {
-            Ok(o) => self.cfg.read(o, data),
-            Err(_) => data.fill(0xFF),
-        }
+        self.cfg
+            .read(usize::try_from(offset).unwrap_or(usize::MAX), data);
     }
 
+    /// A write beyond the config space is refused and counted ([`pcie::ConfigSpace::write`]).
     fn config_write(&mut self, offset: u64, data: &[u8]) -> Effects {
-        let Ok(o) = usize::try_from(offset) else {
-            return Effects::default();
-        };
+        let o = usize::try_from(offset).unwrap_or(usize::MAX);
         let events = self.cfg.write(o, data);
         if events.iter().any(|e| matches!(e, pcie::ConfigEvent::Flr)) {
             info!(vf = self.id, "function level reset");
