@@ -264,9 +264,19 @@ mod tests {
             port_vf_socket(&dir, 0, 0),
             port_vf_socket(&dir, 0, 1),
             port_vf_socket(&dir, 1, 0),
+            port_pf_socket(&dir, 0),
+            port_pf_socket(&dir, 1),
         ];
         assert_eq!(sockets[0], vf_socket(&dir, 0), "pf0's names as before");
         assert!(sockets[2].ends_with("pf1-vf0.sock"));
+        assert!(sockets[4].ends_with("pf1.sock"));
+        // Each port's PF function has a server of its own.
+        for pf in [0u8, 1] {
+            assert!(
+                serving.port_pf_server_stats(pf).is_some(),
+                "pf{pf}'s PF server"
+            );
+        }
         for p in &sockets {
             assert!(p.exists(), "{}", p.display());
         }
