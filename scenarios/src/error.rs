@@ -4,8 +4,7 @@
 use model::nic::{NicBuildError, SetError};
 use model::testing::{DrvError, MemoryError};
 
-use crate::ports::{PfRef, PortRef};
-use crate::world::Cable;
+use crate::ports::{Cable, PfRef, PortRef};
 
 /// A VF-side mailbox exchange that did not complete.
 #[derive(Debug, thiserror::Error)]

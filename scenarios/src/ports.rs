@@ -181,6 +181,37 @@ macro_rules! serde_by_name {
 
 serde_by_name!(PortRef, PfRef, UplinkRef);
 
+/// A plugged cable between two uplinks (`a == b`: a loopback plug).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cable {
+    pub a: UplinkRef,
+    pub b: UplinkRef,
+}
+
+impl Cable {
+    /// The port at the other end of the cable from `end`, if `end` is one of its ends.
+    pub fn peer(&self, end: PortRef) -> Option<PortRef> {
+        if end == self.a.into() {
+            Some(self.b.into())
+        } else if end == self.b.into() {
+            Some(self.a.into())
+        } else {
+            None
+        }
+    }
+
+    /// Whether this cable joins `a` and `b`, either way round.
+    pub fn joins(&self, a: UplinkRef, b: UplinkRef) -> bool {
+        (self.a, self.b) == (a, b) || (self.a, self.b) == (b, a)
+    }
+}
+
+impl fmt::Display for Cable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ↔ {}", self.a, self.b)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

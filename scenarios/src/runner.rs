@@ -13,9 +13,10 @@ use crate::expect::CheckCtx;
 use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, ScenarioFile, Step};
 use crate::load::Scenario;
 use crate::outcome::{list, verdict, Outcome};
+use crate::ports::Cable;
 use crate::ports::{PfRef, PortRef};
 use crate::report::{ScenarioReport, StepReport};
-use crate::world::{Cable, Captured, Origin, SwitchEvent, TimeMode, World};
+use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
 
 /// Ethertype of crafted frames unless a step names one: IEEE 802 local experimental 1.
 const LOCAL_EXPERIMENTAL: u16 = 0x88b5;

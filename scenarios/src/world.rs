@@ -24,7 +24,7 @@ use model::{Clock, ManualClock, Nic, Observer, PortSink, Switched, VfHandle, VfS
 
 use crate::error::{CableError, MailboxError, SetupError};
 use crate::format::{Attach, EndpointSpec, NicSpec};
-use crate::ports::{PortRef, UplinkRef};
+use crate::ports::{Cable, PortRef, UplinkRef};
 use crate::stack::HostStack;
 
 /// Where simulated time starts (1 s, so that pcap timestamps are never zero).
@@ -99,37 +99,6 @@ pub struct SwitchEvent {
 pub struct Dropped {
     pub port: PortRef,
     pub reason: DropReason,
-}
-
-/// A plugged cable between two uplinks (`a == b`: a loopback plug).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cable {
-    pub a: UplinkRef,
-    pub b: UplinkRef,
-}
-
-impl Cable {
-    /// The port at the other end of the cable from `end`, if `end` is one of its ends.
-    pub fn peer(&self, end: PortRef) -> Option<PortRef> {
-        if end == self.a.into() {
-            Some(self.b.into())
-        } else if end == self.b.into() {
-            Some(self.a.into())
-        } else {
-            None
-        }
-    }
-
-    /// Whether this cable joins `a` and `b`, either way round.
-    pub fn joins(&self, a: UplinkRef, b: UplinkRef) -> bool {
-        (self.a, self.b) == (a, b) || (self.a, self.b) == (b, a)
-    }
-}
-
-impl std::fmt::Display for Cable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ↔ {}", self.a, self.b)
-    }
 }
 
 /// What a NIC's observer saw, not yet attributed to a step.
