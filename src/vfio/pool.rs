@@ -242,14 +242,20 @@ mod tests {
 
         let mut c1 = vfio_user::Client::new(&paths[1]).unwrap();
         assert_eq!(config_byte(&mut c1), 2);
-        assert_eq!(threads_named("pq1"), 1);
+        // A new thread carries its parent's name until it names itself (the DMA writer the
+        // connection thread starts is briefly "pq1" too): wait for the names to settle.
+        eventually("one connection thread for the client", || {
+            threads_named("pq1") == 1
+        });
         let mut c0 = vfio_user::Client::new(&paths[0]).unwrap();
         assert_eq!(
             config_byte(&mut c0),
             1,
             "one client does not hold up another"
         );
-        assert_eq!(threads_named("pq"), 2);
+        eventually("a connection thread per client", || {
+            threads_named("pq") == 2
+        });
         assert_eq!(threads_named("pq2"), 0);
 
         drop(c1);
