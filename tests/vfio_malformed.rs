@@ -512,3 +512,71 @@ fn the_served_pf_takes_random_accesses_to_every_region_in_stride() {
     serving.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SET_IRQS vectors (MSI-X trigger, INTx resample) take eventfds only. Any other fd is refused:
+/// a client that passes its own end of the connection as an "eventfd" and disconnects must not
+/// leave the server holding that end (it would never see EOF, and the function would serve no
+/// later client).
+#[test]
+fn irq_fds_that_are_not_eventfds_are_refused_and_cannot_keep_a_connection_alive() {
+    let srv = Running::start("irq-fd-kinds");
+    let mut c = RawClient::negotiated(&srv.path);
+    let set = |index: u32, action: u32| {
+        P::default()
+            .u32(20)
+            .u32(0x4 | action)
+            .u32(index)
+            .u32(0)
+            .u32(1)
+            .0
+    };
+    const TRIGGER: u32 = 0x20;
+    const UNMASK: u32 = 0x10;
+    let (pipe_r, _pipe_w) = {
+        let mut fds = [0; 2];
+        // SAFETY: pipe into a local array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both fds are ours from here on.
+        unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        }
+    };
+    let file = memfd(4096);
+    let own_end = c.stream.as_raw_fd();
+    for (what, fd) in [
+        ("its own socket", own_end),
+        ("a pipe", pipe_r.as_raw_fd()),
+        ("a memfd", file.as_raw_fd()),
+    ] {
+        for (index, action) in [(2, TRIGGER), (0, UNMASK)] {
+            let r = c.call(CMD_SET_IRQS, &set(index, action), &[fd]);
+            assert_eq!(
+                errno_of(&r),
+                libc::EINVAL,
+                "{what} as index {index} action {action:#x}"
+            );
+        }
+    }
+    // An eventfd is still taken.
+    let efd = EventFd::new(EFD_NONBLOCK).unwrap();
+    assert!(!c
+        .call(CMD_SET_IRQS, &set(2, TRIGGER), &[efd.as_raw_fd()])
+        .is_error());
+    assert_in_sync(&mut c);
+
+    // The attack: pass the connection's own socket, then go away without a word.
+    let _ = c.send(CMD_SET_IRQS, 0, &set(2, TRIGGER), &[own_end]);
+    drop(c);
+    // The next client is served at once (it would wait forever if the server held the end).
+    let mut next = RawClient::connect(&srv.path);
+    next.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let r = next.version_qemu();
+    assert!(!r.is_error(), "the next client is served: {r:?}");
+    assert_eq!(srv.handle.stats().connections, 2);
+}

@@ -211,6 +211,9 @@ impl Interrupts {
         if data == VFIO_IRQ_SET_DATA_NONE && !fds.is_empty() {
             return Err(Invalid("fds with DATA_NONE"));
         }
+        if !fds.iter().all(is_eventfd) {
+            return Err(Invalid("an fd that is not an eventfd"));
+        }
         let lock = self
             .shared
             .table
@@ -273,6 +276,24 @@ impl Interrupts {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `fd` is an eventfd: an anonymous inode (no file type bits) that `/proc` names
+/// `anon_inode:[eventfd]`. Interrupts are written to these fds and they are kept while the
+/// client is attached, so nothing else may be taken: a socket kept here could be the client's
+/// own end of the connection, and the server would then never see it close.
+fn is_eventfd(fd: &OwnedFd) -> bool {
+    // SAFETY: fstat into a zeroed struct we own, on an fd we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 || st.st_mode & libc::S_IFMT != 0 {
+        return false;
+    }
+    match std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+        Ok(target) => target.as_os_str() == "anon_inode:[eventfd]",
+        // Without /proc, an anonymous inode (eventfd, timerfd, signalfd, epoll...) is the best
+        // we can tell; none of those keeps a socket open.
+        Err(_) => true,
     }
 }
 
