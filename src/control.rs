@@ -6,13 +6,10 @@
 //! `{"cmd":"show"}` (every port of the card) or `{"cmd":"show","port":"pf1"}`. Replies:
 //! `{"ok":true,"text":"...","show":{"ports":[...]}}` or `{"ok":false,"error":"..."}`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use eswitch::{PortCounters, PortId, VfPolicy};
@@ -20,14 +17,14 @@ use model::nic::NicCounters;
 use model::{Nic, VfState, VfStats};
 use scenarios::PfRef;
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info, warn};
+use tracing::info;
+
+mod server;
+
+pub use server::{ControlServer, CLIENT_DEADLINE, MAX_CLIENTS, MAX_REQUEST};
 
 use crate::uplink::{UplinkMonitor, UplinkReport};
-
-/// Longest request line accepted.
-const MAX_REQUEST: usize = 64 * 1024;
-/// A client that sends nothing for this long is disconnected.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::vfio::{ClientLimits, Held, ServerHandle};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -80,6 +77,56 @@ pub struct VfReport {
     /// Mailbox requests the PF agent refused, by reason.
     pub refusals: std::collections::BTreeMap<&'static str, u64>,
     pub backlog: usize,
+    /// The VF's socket: its client and what the client makes the server hold.
+    pub client: Option<ClientReport>,
+}
+
+/// What `ctl show` reports of a function's socket: whether a client is attached, what it makes
+/// the server hold against its limits, and how its connections went.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClientReport {
+    pub held: Held,
+    pub limits: ClientLimits,
+    /// Requests refused because the client would have held more than its limits.
+    pub limit_refusals: u64,
+    /// Clients accepted so far.
+    pub connections: u64,
+    /// Connections closed because their stream could not be trusted any more.
+    pub protocol_closes: u64,
+    /// Error replies sent.
+    pub error_replies: u64,
+}
+
+impl ClientReport {
+    fn of(server: &ServerHandle) -> ClientReport {
+        let s = server.stats();
+        ClientReport {
+            held: s.held,
+            limits: s.limits,
+            limit_refusals: s.limit_refusals,
+            connections: s.connections,
+            protocol_closes: s.protocol_closes,
+            error_replies: s.error_replies,
+        }
+    }
+
+    fn line(&self) -> String {
+        let (h, l) = (&self.held, &self.limits);
+        format!(
+            "client: {}, holds {}/{} maps, {}/{} MiB, {}/{} fds; refused over limits {}; connections {}, closed for protocol errors {}, error replies {}",
+            if h.connected { "attached" } else { "none" },
+            h.dma_maps,
+            l.dma_maps,
+            h.mapped_bytes >> 20,
+            l.mapped_bytes >> 20,
+            h.fds,
+            l.fds,
+            self.limit_refusals,
+            self.connections,
+            self.protocol_closes,
+            self.error_replies,
+        )
+    }
 }
 
 /// What `ctl show` reports about the PF function a guest's igb drives (`DIR/pfK.sock`).
@@ -89,6 +136,8 @@ pub struct PfFunctionReport {
     pub device: VfStats,
     pub attached: bool,
     pub backlog: usize,
+    /// The PF function's socket: its client and what the client makes the server hold.
+    pub client: Option<ClientReport>,
 }
 
 /// What `ctl show` reports of one port of the card.
@@ -119,6 +168,10 @@ pub struct CardReport {
 pub struct PortView {
     pub nic: Arc<Nic>,
     pub uplinks: Vec<UplinkMonitor>,
+    /// Each VF's vfio-user server, by VF (empty when the port is not served over sockets).
+    pub vf_servers: Vec<ServerHandle>,
+    /// The PF function's vfio-user server.
+    pub pf_server: Option<ServerHandle>,
 }
 
 /// The name of port `pf` in reports and file names: `pf0`, `pf1`, ...
@@ -128,7 +181,8 @@ pub fn port_name(pf: u8) -> String {
 
 /// Collects port `pf`'s report (locks the PF side, then each VF's function briefly, one at a
 /// time).
-pub fn show_report(pf: u8, nic: &Arc<Nic>, uplinks: &[UplinkMonitor]) -> ShowReport {
+pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
+    let (nic, uplinks) = (&view.nic, &view.uplinks);
     let (pf_mac, link_up, ports, per_vf) = nic.with_pf(|pf| {
         let sw = pf.switch();
         let ports = sw
@@ -174,6 +228,7 @@ pub fn show_report(pf: u8, nic: &Arc<Nic>, uplinks: &[UplinkMonitor]) -> ShowRep
                 state,
                 refusals,
                 backlog: nic_counters.backlog.get(&v).copied().unwrap_or(0),
+                client: view.vf_servers.get(i).map(ClientReport::of),
             }
         })
         .collect();
@@ -181,6 +236,7 @@ pub fn show_report(pf: u8, nic: &Arc<Nic>, uplinks: &[UplinkMonitor]) -> ShowRep
         device: pf.stats(),
         attached: pf.attached(),
         backlog: nic_counters.pf_backlog.unwrap_or(0),
+        client: view.pf_server.as_ref().map(ClientReport::of),
     });
     ShowReport {
         port: port_name(pf),
@@ -303,6 +359,9 @@ pub fn format_show(r: &ShowReport) -> String {
                     "        {}\n",
                     device_line(&f.device, f.attached, f.backlog)
                 );
+                if let Some(c) = &f.client {
+                    s += &format!("        {}\n", c.line());
+                }
             }
         }
         for u in r.uplinks.iter().filter(|u| &u.port == name) {
@@ -335,6 +394,9 @@ pub fn format_show(r: &ShowReport) -> String {
             device_line(&v.device, v.state.attached, v.backlog)
         );
         s += &format!("        mailbox refusals: {}\n", nonzero(&v.refusals));
+        if let Some(c) = &v.client {
+            s += &format!("        {}\n", c.line());
+        }
     }
     s
 }
@@ -365,7 +427,7 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
             let r = CardReport {
                 ports: chosen
                     .into_iter()
-                    .map(|(pf, p)| show_report(pf, &p.nic, &p.uplinks))
+                    .map(|(pf, p)| show_report(pf, p))
                     .collect(),
             };
             Reply {
@@ -403,107 +465,6 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 Err(e) => Reply::error(e.to_string()),
             }
         }
-    }
-}
-
-/// The control socket's thread.
-pub struct ControlServer {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl ControlServer {
-    /// Binds `path` (mode 0600; a stale socket file is replaced) and serves the card whose
-    /// ports are `ports` (port 0 first).
-    pub fn start(path: &Path, ports: Vec<PortView>) -> std::io::Result<ControlServer> {
-        if std::fs::symlink_metadata(path).is_ok() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "another sriov-emu serves this directory",
-                ));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("control".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if st.load(Ordering::Acquire) {
-                        break;
-                    }
-                    match conn {
-                        Ok(c) => serve_client(&ports, c),
-                        Err(e) => warn!(error = %e, "control socket accept failed"),
-                    }
-                }
-            })?;
-        Ok(ControlServer {
-            path: path.into(),
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    pub fn shutdown(mut self) {
-        self.stop_now();
-    }
-
-    fn stop_now(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        // Wake the accept loop.
-        let _ = UnixStream::connect(&self.path);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for ControlServer {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop_now();
-        }
-    }
-}
-
-fn serve_client(ports: &[PortView], stream: UnixStream) {
-    let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-    let Ok(mut out) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream.take(MAX_REQUEST as u64));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) => {
-                debug!(error = %e, "control client gone");
-                return;
-            }
-        }
-        let reply = match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => handle(ports, &req),
-            Err(e) => Reply::error(format!("bad request: {e}")),
-        };
-        let Ok(mut text) = serde_json::to_string(&reply) else {
-            return;
-        };
-        text.push('\n');
-        if out.write_all(text.as_bytes()).is_err() {
-            return;
-        }
-        // Each request may use up to MAX_REQUEST bytes.
-        reader.get_mut().set_limit(MAX_REQUEST as u64);
     }
 }
 

@@ -20,7 +20,7 @@ use tracing::{debug, info};
 pub use crate::control::control_socket;
 use crate::control::ControlServer;
 use crate::uplink::Uplink;
-use crate::vfio::Pool;
+use crate::vfio::{fd_budget, raise_nofile_limit, Pool};
 
 pub mod config;
 mod port;
@@ -126,10 +126,16 @@ impl Serving {
             control: None,
         };
         let busy_poll = Duration::from_micros(plan.busy_poll_us);
+        let functions: u64 = serving
+            .ports
+            .iter()
+            .map(|p| u64::from(p.nic().num_vfs()) + 1)
+            .sum();
+        let limits = fd_budget(plan.client_limits, functions, raise_nofile_limit());
         let mut servers = Vec::new();
         for port in &mut serving.ports {
             port.start_timer().map_err(socket_error(dir))?;
-            servers.extend(port.bind_servers(dir, busy_poll)?);
+            servers.extend(port.bind_servers(dir, busy_poll, limits)?);
         }
         serving.pool = Some(Pool::start(servers).map_err(socket_error(dir))?);
         let path = control_socket(dir);

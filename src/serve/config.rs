@@ -22,6 +22,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::uplink::{UplinkConfig, UplinkError, UplinkSpec};
+use crate::vfio::ClientLimits;
 
 /// Most VFs `serve` accepts per port: 256, as a current card's port has (an E810's). A VF
 /// with no client costs a listening socket and its state, not a thread.
@@ -152,6 +153,11 @@ pub struct ServeConfig {
     /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
     /// [`crate::vfio::Server::set_busy_poll`].
     pub busy_poll_us: Option<u64>,
+    /// What each client (a VF's, a PF's) may make `serve` hold: DMA_MAP entries, mapped bytes,
+    /// fds ([`ClientLimits`]; a request over a limit is refused with ENOSPC). The fd limit is
+    /// lowered at start if need be, so that every function's client at its limit still leaves
+    /// fds for accepting and for the control socket.
+    pub client_limits: ClientLimits,
     /// The ports by name (`pf0`, `pf1`, ...).
     pub ports: BTreeMap<String, PortConfig>,
 }
@@ -236,6 +242,12 @@ pub enum ServeError {
     },
     #[error("busy_poll_us must be 0..={MAX_BUSY_POLL_US}, got {0}")]
     BusyPoll(u64),
+    #[error("client_limits.{field} = {value}: {why}")]
+    ClientLimit {
+        field: &'static str,
+        value: u64,
+        why: &'static str,
+    },
     #[error("the PF function's config space: {0}")]
     PfConfig(#[source] pcie::BuildError),
     /// A field of one port; `at` is where the port's fields are written (`ports.pf1.`, or
@@ -356,6 +368,7 @@ pub(crate) struct CardPlan {
     /// Port 0 first, without gaps.
     pub ports: Vec<PortPlan>,
     pub busy_poll_us: u64,
+    pub client_limits: ClientLimits,
 }
 
 /// A port's configuration and where it is written.
@@ -539,7 +552,27 @@ impl ServeConfig {
         Ok(CardPlan {
             ports: plans,
             busy_poll_us,
+            client_limits: self.checked_limits()?,
         })
+    }
+
+    fn checked_limits(&self) -> Result<ClientLimits, ServeError> {
+        let l = self.client_limits;
+        let err = |field, value, why| ServeError::ClientLimit { field, value, why };
+        if !(1..=crate::vfio::wire::MAX_DMA_MAPS as u64).contains(&l.dma_maps) {
+            return Err(err("dma_maps", l.dma_maps, "must be 1..=65535"));
+        }
+        if l.mapped_bytes == 0 {
+            return Err(err("mapped_bytes", 0, "must be above 0"));
+        }
+        if l.fds == 0 {
+            return Err(err(
+                "fds",
+                0,
+                "must be above 0 (QEMU passes eventfds and memfds)",
+            ));
+        }
+        Ok(l)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::adapter::{FunctionAdapter, VfFunction};
 use crate::capture::Capture;
 use crate::control::{port_name, PortView};
 use crate::uplink::Uplink;
-use crate::vfio::Server;
+use crate::vfio::{ClientLimits, Server, ServerHandle};
 
 /// The socket of port `pf`'s PF function in `dir`: `pf1.sock`.
 pub fn port_pf_socket(dir: &Path, pf: u8) -> PathBuf {
@@ -40,6 +40,8 @@ pub struct Port {
     uplink: Option<Uplink>,
     timer: Option<TimerHandle>,
     capture: Option<Arc<Capture>>,
+    /// The VFs' vfio-user servers by VF, then the PF function's (once bound).
+    servers: Vec<ServerHandle>,
 }
 
 impl Port {
@@ -74,6 +76,7 @@ impl Port {
             uplink,
             timer: None,
             capture: None,
+            servers: Vec::new(),
         })
     }
 
@@ -85,9 +88,10 @@ impl Port {
 
     /// Binds a vfio-user server for each VF and then the PF function in `dir`.
     pub(super) fn bind_servers(
-        &self,
+        &mut self,
         dir: &Path,
         busy_poll: Duration,
+        limits: ClientLimits,
     ) -> Result<Vec<Server>, ServeError> {
         let bind = |path: PathBuf, function: Box<dyn crate::vfio::PciFunction>| {
             let mut server =
@@ -96,6 +100,7 @@ impl Port {
                     source,
                 })?;
             server.set_busy_poll(busy_poll);
+            server.set_limits(limits);
             Ok(server)
         };
         let mut servers = (0..self.nic.num_vfs())
@@ -111,6 +116,7 @@ impl Port {
             .collect::<Result<Vec<Server>, ServeError>>()?;
         let pf = FunctionAdapter::from_handle(self.pf_function.clone());
         servers.push(bind(port_pf_socket(dir, self.pf), Box::new(pf))?);
+        self.servers = servers.iter().map(Server::handle).collect();
         Ok(servers)
     }
 
@@ -130,9 +136,12 @@ impl Port {
 
     /// What the control socket reaches of this port.
     pub(super) fn view(&self) -> PortView {
+        let vfs = usize::from(self.nic.num_vfs()).min(self.servers.len());
         PortView {
             nic: self.nic.clone(),
             uplinks: self.uplink.iter().map(Uplink::monitor).collect(),
+            vf_servers: self.servers[..vfs].to_vec(),
+            pf_server: self.servers.get(vfs).cloned(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! client's commands, handle commands strictly in order, reply (or not, for NO_REPLY).
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use tracing::{debug, debug_span, error, trace, warn};
 use vfio_bindings::bindings::vfio::*;
 use vfio_user::Command;
-use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 use super::dma::{Dma, MapRefusal, Outbound};
 use super::function::{region, FunctionContext, FunctionInfo, PciFunction, NUM_REGIONS};
 use super::irq::{index as irq, Interrupts, SetIrqsError, NUM_IRQS};
+use super::scm;
 use super::stats::Stats;
 use super::wire::{self, payload, Cursor, Header, MessageBuilder, HEADER_SIZE};
 
@@ -50,7 +50,7 @@ pub(crate) enum Broken {
     #[error("header stalled")]
     HeaderStalled,
     #[error("recvmsg: {0}")]
-    Recv(vmm_sys_util::errno::Error),
+    Recv(std::io::Error),
     #[error("EOF inside a message")]
     EofInMessage,
     #[error("message stalled")]
@@ -63,6 +63,13 @@ pub(crate) enum Broken {
     PanicInAttach,
     #[error("the function panicked")]
     Panic,
+}
+
+/// The fds that came with a message.
+enum Fds {
+    Got(Vec<OwnedFd>),
+    /// More than [`wire::MAX_MSG_FDS`]: all closed, the message is refused.
+    TooMany,
 }
 
 /// Result of handling one command: a reply, nothing (NO_REPLY or nothing to say), or an errno.
@@ -152,6 +159,20 @@ impl<'a> Connection<'a> {
             }
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
 
+            let fds = match fds {
+                Fds::Got(fds) => fds,
+                Fds::TooMany => {
+                    // Refused whatever the message is (the fds are closed already).
+                    debug!(id = h.id, "more than max_msg_fds fds: refused");
+                    if h.is_command() && !h.no_reply() {
+                        self.stats.error_replies.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = self.send(&wire::error_reply(&h, libc::EINVAL)) {
+                            return End::Protocol(Broken::Write(e));
+                        }
+                    }
+                    continue;
+                }
+            };
             if h.is_reply() {
                 drop(fds);
                 if !self
@@ -246,41 +267,38 @@ impl<'a> Connection<'a> {
         w.write_all(msg)
     }
 
-    /// Read the 16-byte header and any fds sent with it. `Ok(None)` on a clean EOF before a
-    /// message starts.
-    fn read_header(&mut self) -> Result<Option<(Header, Vec<OwnedFd>)>, End> {
+    /// Read the 16-byte header and any fds sent with it (at most [`wire::MAX_MSG_FDS`]; more
+    /// are closed at once and the message is marked [`Fds::TooMany`]). `Ok(None)` on a clean EOF
+    /// before a message starts.
+    fn read_header(&mut self) -> Result<Option<(Header, Fds)>, End> {
         let mut buf = [0u8; HEADER_SIZE];
         let mut got = 0;
         let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut too_many = false;
         let mut started: Option<Instant> = None;
         while got < HEADER_SIZE {
-            let mut raw = [-1 as RawFd; wire::RECV_FD_ROOM];
-            let mut iov = [libc::iovec {
-                iov_base: buf[got..].as_mut_ptr().cast(),
-                iov_len: HEADER_SIZE - got,
-            }];
-            // SAFETY: the iovec points at the unfilled tail of `buf`, which outlives the call.
-            let r = unsafe { self.reader.recv_with_fds(&mut iov, &mut raw) };
-            match r {
-                Ok((0, _)) => {
+            // Room for one more than allowed, to see that more came.
+            let room = wire::MAX_MSG_FDS + 1 - fds.len().min(wire::MAX_MSG_FDS);
+            match scm::recv(&self.reader, &mut buf[got..], room) {
+                Ok(r) if r.len == 0 => {
                     return if got == 0 {
                         Ok(None)
                     } else {
                         Err(End::Protocol(Broken::EofInHeader))
                     };
                 }
-                Ok((n, nfds)) => {
-                    // SAFETY: recvmsg handed us these fds; nobody else owns them.
-                    fds.extend(
-                        raw[..nfds]
-                            .iter()
-                            .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                    got += n;
+                Ok(r) => {
+                    too_many |= r.truncated;
+                    fds.extend(r.fds);
+                    if fds.len() > wire::MAX_MSG_FDS {
+                        too_many = true;
+                        fds.clear();
+                    }
+                    got += r.len;
                     started.get_or_insert_with(Instant::now);
                 }
-                Err(e) if e.errno() == libc::EINTR => {}
-                Err(e) if e.errno() == libc::EAGAIN || e.errno() == libc::EWOULDBLOCK => {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(End::Stopped);
                     }
@@ -291,6 +309,12 @@ impl<'a> Connection<'a> {
                 Err(e) => return Err(End::Protocol(Broken::Recv(e))),
             }
         }
+        let fds = if too_many {
+            drop(fds);
+            Fds::TooMany
+        } else {
+            Fds::Got(fds)
+        };
         Ok(Some((Header::parse(&buf), fds)))
     }
 
@@ -538,6 +562,7 @@ impl<'a> Connection<'a> {
                 debug!(why, "SET_IRQS not supported");
                 Err(libc::EOPNOTSUPP)
             }
+            Err(SetIrqsError::Limit) => Err(libc::ENOSPC),
         }
     }
 

@@ -18,7 +18,8 @@ use vm_memory::{
     MemoryRegionAddress, MmapRegion,
 };
 
-use super::wire::{flags, Cursor, Header, MessageBuilder, MAX_DATA_XFER, MAX_DMA_MAPS};
+use super::limits::{Account, Limit};
+use super::wire::{flags, Cursor, Header, MessageBuilder, MAX_DATA_XFER};
 
 /// How long a blocking message-path DMA waits for the client's reply (QEMU's own default).
 pub const DMA_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,12 +74,14 @@ pub enum DmaError {
 /// Why [`Dma::map`] refused a DMA_MAP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MapRefusal {
-    /// Malformed, overlapping or over the map limit: this errno.
+    /// Malformed or overlapping: this errno.
     Invalid(i32),
     /// Writable memory the server cannot mmap, from a client that must share its RAM and has not
     /// shown any shared RAM yet (see [`Dma`]). `with_fd`: an fd came, but it failed the mmap
     /// checks (a warning says why); otherwise there was none (QEMU's default anonymous RAM).
     NotShared { with_fd: bool },
+    /// The client would hold more than its [`ClientLimits`](super::ClientLimits) allow.
+    Limit(Limit),
 }
 
 impl MapRefusal {
@@ -89,6 +92,7 @@ impl MapRefusal {
         match self {
             MapRefusal::Invalid(errno) => errno,
             MapRefusal::NotShared { .. } => libc::EOPNOTSUPP,
+            MapRefusal::Limit(_) => libc::ENOSPC,
         }
     }
 }
@@ -243,6 +247,8 @@ struct Shared {
     msg_reads: AtomicU64,
     msg_writes: AtomicU64,
     errors: AtomicU64,
+    /// What the client holds through this table, against its limits.
+    account: Arc<Account>,
 }
 
 /// DMA access to the connected client's memory. Cheap to clone, `Send + Sync`, usable from any
@@ -301,8 +307,18 @@ struct Piece {
 }
 
 impl Dma {
+    #[cfg(test)]
     /// `require_shared`: the function's [`FunctionInfo::needs_shared_memory`](super::FunctionInfo).
     pub(crate) fn new(outbound: Option<Arc<Outbound>>, require_shared: bool) -> Dma {
+        Dma::accounted(outbound, require_shared, Arc::new(Account::unlimited()))
+    }
+
+    /// [`Dma::new`], with the maps counted in (and limited by) `account`.
+    pub(crate) fn accounted(
+        outbound: Option<Arc<Outbound>>,
+        require_shared: bool,
+        account: Arc<Account>,
+    ) -> Dma {
         Dma {
             shared: Arc::new(Shared {
                 memory: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
@@ -314,6 +330,7 @@ impl Dma {
                 msg_reads: AtomicU64::new(0),
                 msg_writes: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
+                account,
             }),
         }
     }
@@ -513,9 +530,6 @@ impl Dma {
         let readable = map_flags & vfio_user::DmaMapFlags::READ.bits() != 0;
         let writable = map_flags & vfio_user::DmaMapFlags::WRITE.bits() != 0;
         let mut maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
-        if maps.len() >= MAX_DMA_MAPS {
-            return Err(invalid(libc::ENOSPC));
-        }
         let at = maps.partition_point(|m| m.iova < iova);
         let overlaps_prev = at > 0 && maps[at - 1].end() > iova;
         let overlaps_next = maps.get(at).is_some_and(|m| m.iova < end);
@@ -523,6 +537,11 @@ impl Dma {
             return Err(invalid(libc::EEXIST));
         }
         let with_fd = fd.is_some();
+        let bytes: u64 = maps.iter().map(|m| m.size).sum();
+        self.shared
+            .account
+            .check_map(maps.len() as u64, bytes, size, u64::from(with_fd))
+            .map_err(MapRefusal::Limit)?;
         let region = match fd {
             Some(fd) if readable && writable => mmap_shared(fd, offset, size, iova),
             _ => None,
@@ -562,10 +581,21 @@ impl Dma {
                 region,
             },
         );
+        self.count(&maps);
         if mmapped {
             self.publish(&maps);
         }
         Ok(())
+    }
+
+    /// Updates the account's gauges from the table.
+    fn count(&self, maps: &[MapEntry]) {
+        let a = &self.shared.account;
+        a.maps.store(maps.len() as u64, Ordering::Relaxed);
+        a.mapped_bytes
+            .store(maps.iter().map(|m| m.size).sum(), Ordering::Relaxed);
+        let fds = maps.iter().filter(|m| m.region.is_some()).count();
+        a.map_fds.store(fds as u64, Ordering::Relaxed);
     }
 
     /// DMA_UNMAP of every map inside `[iova, iova + size)`, or of all maps. A range that cuts a
@@ -598,6 +628,7 @@ impl Dma {
             removed = before - maps.len(),
             "DMA_UNMAP"
         );
+        self.count(&maps);
         if had_mmap {
             self.publish(&maps);
         }
@@ -631,6 +662,7 @@ impl Dma {
             .unwrap_or_else(|e| e.into_inner()) = None;
         let mut maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
         maps.clear();
+        self.count(&maps);
         self.publish(&maps);
     }
 }

@@ -10,6 +10,8 @@ use std::sync::{Arc, RwLock};
 
 use tracing::trace;
 
+use super::limits::Account;
+
 /// Number of interrupt indexes every function reports: INTx, MSI, MSI-X, ERR, REQ.
 pub const NUM_IRQS: usize = 5;
 
@@ -40,6 +42,8 @@ struct Shared {
     fired: AtomicU64,
     suppressed: AtomicU64,
     failed: AtomicU64,
+    /// What the client holds through this table (its eventfds), against its limits.
+    account: Arc<Account>,
 }
 
 /// Counters of an [`Interrupts`] handle.
@@ -72,12 +76,20 @@ pub struct Interrupts {
 pub(crate) enum SetIrqsError {
     Invalid(&'static str),
     NotSupported(&'static str),
+    /// The client would keep more fds than its limit allows.
+    Limit,
 }
 
 impl Interrupts {
     /// A table with `counts[index]` vectors per index (at most [`MAX_VECTORS`]), all without
     /// eventfd.
+    #[cfg(test)]
     pub(crate) fn new(counts: [u32; NUM_IRQS]) -> Interrupts {
+        Interrupts::accounted(counts, Arc::new(Account::unlimited()))
+    }
+
+    /// [`Interrupts::new`], with the eventfds counted in (and limited by) `account`.
+    pub(crate) fn accounted(counts: [u32; NUM_IRQS], account: Arc<Account>) -> Interrupts {
         let table = counts.map(|n| {
             let mut v = Vec::new();
             v.resize_with(n.min(MAX_VECTORS) as usize, Vector::default);
@@ -90,6 +102,7 @@ impl Interrupts {
                 fired: AtomicU64::new(0),
                 suppressed: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
+                account,
             }),
         }
     }
@@ -183,6 +196,35 @@ impl Interrupts {
             let mut t = lock.write().unwrap_or_else(|e| e.into_inner());
             t.iter_mut().for_each(|v| *v = Vector::default());
         }
+        self.shared.account.irq_fds.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether replacing `replaced` of the table's eventfds by `incoming` ones keeps the client
+    /// within its fd limit.
+    fn check_fds(&self, replaced: usize, incoming: usize) -> Result<(), SetIrqsError> {
+        let account = &self.shared.account;
+        let now = account.irq_fds.load(Ordering::Relaxed);
+        let after = (now + incoming as u64).saturating_sub(replaced as u64);
+        account
+            .check_irq_fds(now, after)
+            .map_err(|_| SetIrqsError::Limit)
+    }
+
+    /// Updates the account's eventfd gauge from the table.
+    fn recount(&self) {
+        let held = self.held();
+        self.shared.account.irq_fds.store(held, Ordering::Relaxed);
+    }
+
+    /// Eventfds the table holds.
+    fn held(&self) -> u64 {
+        let per_index = |l: &RwLock<Vec<Vector>>| {
+            let t = l.read().unwrap_or_else(|e| e.into_inner());
+            t.iter()
+                .map(|v| u64::from(v.trigger.is_some()) + u64::from(v.resample.is_some()))
+                .sum::<u64>()
+        };
+        self.shared.table.iter().map(per_index).sum()
     }
 
     /// Apply one SET_IRQS. `index` is already checked; `fds` are the message's fds (the server
@@ -228,6 +270,8 @@ impl Interrupts {
                     return Err(Invalid("fds with count 0"));
                 }
                 t.iter_mut().for_each(|v| *v = Vector::default());
+                drop(t);
+                self.recount();
             }
             return Ok(());
         }
@@ -243,6 +287,11 @@ impl Interrupts {
                 if !fds.is_empty() && fds.len() != count as usize {
                     return Err(Invalid("fd count neither 0 nor count"));
                 }
+                let replaced = t[range.clone()]
+                    .iter()
+                    .filter(|v| v.trigger.is_some())
+                    .count();
+                self.check_fds(replaced, fds.len())?;
                 if fds.is_empty() {
                     t[range].iter_mut().for_each(|v| v.trigger = None);
                 } else {
@@ -251,6 +300,8 @@ impl Interrupts {
                         v.masked = false;
                     }
                 }
+                drop(t);
+                self.recount();
             }
             (VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_ACTION_UNMASK) => {
                 if index != index::INTX {
@@ -259,10 +310,17 @@ impl Interrupts {
                 if !fds.is_empty() && fds.len() != count as usize {
                     return Err(Invalid("fd count neither 0 nor count"));
                 }
+                let replaced = t[range.clone()]
+                    .iter()
+                    .filter(|v| v.resample.is_some())
+                    .count();
+                self.check_fds(replaced, fds.len())?;
                 let mut fds = fds.into_iter();
                 for v in &mut t[range] {
                     v.resample = fds.next().map(|fd| Arc::new(nonblocking(fd)));
                 }
+                drop(t);
+                self.recount();
             }
             (VFIO_IRQ_SET_DATA_EVENTFD, _) => return Err(NotSupported("mask eventfd")),
             (_, VFIO_IRQ_SET_ACTION_MASK) => t[range].iter_mut().for_each(|v| v.masked = true),

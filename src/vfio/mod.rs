@@ -63,7 +63,9 @@ mod conn;
 mod dma;
 mod function;
 mod irq;
+mod limits;
 mod pool;
+mod scm;
 mod server;
 mod stats;
 #[cfg(test)]
@@ -82,5 +84,6 @@ pub use function::{
     NUM_REGIONS,
 };
 pub use irq::{index as irq_index, Interrupts, IrqCounters, NUM_IRQS};
+pub use limits::{fd_budget, raise_nofile_limit, ClientLimits, FDS_PER_FUNCTION, FD_RESERVE};
 pub use pool::Pool;
-pub use server::{Server, ServerHandle, ServerStats};
+pub use server::{Held, Server, ServerHandle, ServerStats};

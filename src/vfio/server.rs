@@ -17,8 +17,9 @@ use super::conn::{Broken, Connection, End, Timing, STALL_TIMEOUT};
 use super::dma::{mark_connection_thread, Dma, Outbound};
 use super::function::{FunctionContext, PciFunction};
 use super::irq::Interrupts;
-pub use super::stats::ServerStats;
+use super::limits::{Account, ClientLimits};
 use super::stats::Stats;
+pub use super::stats::{Held, ServerStats};
 
 #[derive(Debug)]
 struct HandleInner {
@@ -28,6 +29,8 @@ struct HandleInner {
     /// A clone of the listening socket, shut down to wake `accept()`.
     listener: Option<UnixListener>,
     stats: Stats,
+    /// What the current client holds, and the limits.
+    account: Arc<Account>,
 }
 
 /// Stops a running [`Server`] and reads its counters; cheap to clone, usable from any thread.
@@ -65,6 +68,7 @@ impl ServerHandle {
 
     pub fn stats(&self) -> ServerStats {
         let s = &self.inner.stats;
+        let a = &self.inner.account;
         ServerStats {
             connections: s.connections.load(Ordering::Relaxed),
             messages: s.messages.load(Ordering::Relaxed),
@@ -74,6 +78,19 @@ impl ServerHandle {
             protocol_closes: s.protocol_closes.load(Ordering::Relaxed),
             panics: s.panics.load(Ordering::Relaxed),
             unshared_maps_refused: s.unshared_maps_refused.load(Ordering::Relaxed),
+            held: Held {
+                connected: self
+                    .inner
+                    .current
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some(),
+                dma_maps: a.maps.load(Ordering::Relaxed),
+                mapped_bytes: a.mapped_bytes.load(Ordering::Relaxed),
+                fds: a.fds(),
+            },
+            limits: a.limits(),
+            limit_refusals: a.refusals.load(Ordering::Relaxed),
         }
     }
 }
@@ -133,6 +150,7 @@ impl Server {
                     current: Mutex::new(None),
                     listener: wake,
                     stats: Stats::default(),
+                    account: Arc::new(Account::default()),
                 }),
             },
         })
@@ -150,6 +168,12 @@ impl Server {
     /// not pay for a wakeup; the price is this thread's CPU while it looks.
     pub fn set_busy_poll(&mut self, busy_poll: Duration) {
         self.timing.busy_poll = busy_poll;
+    }
+
+    /// What each client may make the server hold ([`ClientLimits::default`] unless set); a
+    /// request over a limit is refused with ENOSPC. Takes effect from the next client.
+    pub fn set_limits(&mut self, limits: ClientLimits) {
+        self.handle.inner.account.set_limits(limits);
     }
 
     pub fn handle(&self) -> ServerHandle {
@@ -219,8 +243,14 @@ impl Server {
         let inner = self.handle.inner.clone();
         let info = self.function.info();
         let (outbound, out_rx) = Outbound::new();
-        let dma = Dma::new(Some(outbound.clone()), info.needs_shared_memory);
-        let irqs = Interrupts::new(info.irq_counts);
+        let account = inner.account.clone();
+        account.begin();
+        let dma = Dma::accounted(
+            Some(outbound.clone()),
+            info.needs_shared_memory,
+            account.clone(),
+        );
+        let irqs = Interrupts::accounted(info.irq_counts, account);
         let ctx = FunctionContext {
             dma: dma.clone(),
             irqs: irqs.clone(),

@@ -3,6 +3,10 @@
 
 use std::sync::atomic::AtomicU64;
 
+use serde::Serialize;
+
+use super::limits::ClientLimits;
+
 /// Server-wide counters (atomics, readable from any thread through [`ServerHandle::stats`]).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -37,4 +41,23 @@ pub struct ServerStats {
     /// Writable DMA_MAPs refused because the function needs shared guest RAM and the client's
     /// is not ([`FunctionInfo::needs_shared_memory`](super::FunctionInfo)).
     pub unshared_maps_refused: u64,
+    /// What the current client makes the server hold (all zero without a client).
+    pub held: Held,
+    /// What a client may make it hold.
+    pub limits: ClientLimits,
+    /// DMA_MAPs and SET_IRQS refused because the client would have held more than its limits.
+    pub limit_refusals: u64,
+}
+
+/// What a function's current client makes the server hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Held {
+    /// A client is attached.
+    pub connected: bool,
+    /// DMA_MAP table entries.
+    pub dma_maps: u64,
+    /// Bytes of client memory in the table.
+    pub mapped_bytes: u64,
+    /// Fds kept: mmapped maps' memfds and the interrupt eventfds.
+    pub fds: u64,
 }

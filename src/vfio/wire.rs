@@ -26,10 +26,6 @@ pub const MAX_DMA_MAPS: usize = 65535;
 /// connection (it cannot be a valid message, and we do not drain gigabytes of garbage).
 pub const MAX_MESSAGE_SIZE: usize = HEADER_SIZE + 16 + MAX_DATA_XFER;
 
-/// The most fds one `recvmsg` can carry (the kernel's `SCM_MAX_FD`). Receiving with room for all
-/// of them means a message with too many fds is never truncated: we can reject it and stay in sync.
-pub const RECV_FD_ROOM: usize = 253;
-
 /// Header flag bits.
 pub mod flags {
     /// Bits 0–3: message type.

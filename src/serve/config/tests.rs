@@ -324,6 +324,16 @@ fn errors_name_the_port_and_the_field() {
             none(),
             "busy_poll_us must be 0..=1000, got 5000",
         ),
+        (
+            "[client_limits]\ndma_maps = 70000",
+            none(),
+            "client_limits.dma_maps = 70000: must be 1..=65535",
+        ),
+        (
+            "[client_limits]\nfds = 0",
+            none(),
+            "client_limits.fds = 0: must be above 0 (QEMU passes eventfds and memfds)",
+        ),
     ]);
     assert!(error("[ports.pf1]\nvf.0 = \"vlan ten\"", &none()).starts_with("ports.pf1.vf.0: "));
 }
@@ -358,4 +368,19 @@ fn two_ports_cannot_take_one_wire() {
         let text = format!("uplink = {uplink}\n[ports.pf1]\nuplink = {uplink}");
         assert!(plan(&text, &none).is_ok(), "{text}");
     }
+}
+
+#[test]
+fn client_limits_default_and_are_set_field_by_field() {
+    let p = plan("", &CommandLine::default()).unwrap();
+    assert_eq!(p.client_limits, ClientLimits::default());
+    let p = plan("[client_limits]\nfds = 200", &CommandLine::default()).unwrap();
+    assert_eq!(
+        p.client_limits,
+        ClientLimits {
+            fds: 200,
+            ..ClientLimits::default()
+        }
+    );
+    assert!(toml::from_str::<ServeConfig>("[client_limits]\nmaps = 1").is_err());
 }

@@ -1,0 +1,222 @@
+//! Hostile clients against `serve` in process (real VF functions, real sockets, the real control
+//! socket): one client must never wedge its VF, take another VF's resources, or block the admin
+//! path. Each test first makes the attack that broke an earlier build.
+
+mod vfio_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sriov_emu::control::{control_socket, request, Request, CLIENT_DEADLINE};
+use sriov_emu::serve::{vf_socket, ServeConfig, Serving};
+use sriov_emu::vfio::{region, ClientLimits};
+use sriov_emu_tests::workspace_root;
+use vfio_support::*;
+
+fn serve_dir(tag: &str) -> PathBuf {
+    workspace_root()
+        .join("target/e2e/run")
+        .join(format!("hardening-{tag}-{}", std::process::id()))
+}
+
+fn serve(tag: &str, vfs: u16) -> (Serving, PathBuf) {
+    let dir = serve_dir(tag);
+    let serving = Serving::start(&dir, &ServeConfig::default(), Some(vfs)).expect("serve");
+    (serving, dir)
+}
+
+/// The tests count the process's fds and threads: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn show(dir: &Path) -> Value {
+    let r = request(dir, &Request::Show { port: None }).expect("ctl show answers");
+    assert!(r.ok, "{r:?}");
+    r.show.expect("show JSON")
+}
+
+fn client_of(show: &Value, vf: usize) -> &Value {
+    &show["ports"][0]["vfs"][vf]["client"]
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < until, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A config read on this connection answers (any value: a VF's vendor id reads 0xffff).
+fn answers(c: &mut RawClient) {
+    let r = c.region_read(region::CONFIG, 0, 4);
+    assert!(!r.is_error(), "config read refused: {r:?}");
+}
+
+#[test]
+fn one_clients_mappings_cannot_take_the_fds_another_vf_needs() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (serving, dir) = serve("maps", 3);
+    let limits = ClientLimits::default();
+    let before = open_fds();
+    let mut hog = RawClient::negotiated(&vf_socket(&dir, 0));
+    let ram = memfd(4096);
+    // What broke an earlier build: ~20,000 mappings, each keeping the memfd open in `serve`,
+    // until a new client on another VF was closed with "Too many open files".
+    let (mut ok, mut refused) = (0u64, 0u64);
+    for i in 0..20_000u64 {
+        let p = dma_map_payload(0x1_0000_0000 + i * 0x1000, 0x1000, 0, true);
+        let r = hog.call(CMD_DMA_MAP, &p, &[ram.as_raw_fd()]);
+        if r.is_error() {
+            assert_eq!(r.error as i32, libc::ENOSPC, "the refusal is ENOSPC");
+            refused += 1;
+        } else {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, limits.fds, "maps with an fd stop at the fd limit");
+    assert_eq!(refused, 20_000 - limits.fds);
+    // Maps without an fd keep no fd; they stop at the table limit.
+    let mut table_ok = 0;
+    for i in 0..1000u64 {
+        let p = dma_map_payload(0x10_0000_0000 + i * 0x1000, 0x1000, 0, false);
+        if !hog.call(CMD_DMA_MAP, &p, &[]).is_error() {
+            table_ok += 1;
+        }
+    }
+    assert_eq!(ok + table_ok, limits.dma_maps);
+    answers(&mut hog);
+    let held = open_fds() - before;
+    assert!(
+        held as u64 <= limits.fds + 8,
+        "the hog makes serve hold {held} fds (limit {})",
+        limits.fds
+    );
+
+    // Another VF's client is served, and the admin path works.
+    let mut other = RawClient::negotiated(&vf_socket(&dir, 1));
+    answers(&mut other);
+    assert_served_quickly(&dir);
+    let s = show(&dir);
+    let hog_view = client_of(&s, 0);
+    assert_eq!(hog_view["held"]["connected"], true);
+    assert_eq!(hog_view["held"]["fds"], limits.fds);
+    assert_eq!(hog_view["held"]["dma_maps"], limits.dma_maps);
+    assert_eq!(hog_view["held"]["mapped_bytes"], limits.dma_maps * 0x1000);
+    assert_eq!(
+        hog_view["limit_refusals"],
+        20_000 - limits.fds + 1000 - table_ok
+    );
+    assert_eq!(client_of(&s, 1)["held"]["connected"], true);
+    assert_eq!(client_of(&s, 1)["held"]["fds"], 0);
+    let text = request(&dir, &Request::Show { port: None })
+        .unwrap()
+        .text
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "client: attached, holds {0}/{0} maps",
+            limits.dma_maps
+        )),
+        "{text}"
+    );
+
+    // Gone with the client: nothing held, every fd back.
+    drop(hog);
+    eventually("the hog's fds are released", || {
+        client_of(&show(&dir), 0)["held"]["fds"] == 0
+    });
+    assert_eq!(client_of(&show(&dir), 0)["held"]["connected"], false);
+    drop(other);
+    eventually("fds back to where they were", || open_fds() <= before + 2);
+    serving.shutdown();
+}
+
+/// A new client on VF 2 completes the crate client's handshake at once.
+fn assert_served_quickly(dir: &Path) {
+    let start = Instant::now();
+    assert_served(&vf_socket(dir, 2));
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+/// A request to the control socket, with the time it took.
+fn timed_show(dir: &Path) -> Duration {
+    let start = Instant::now();
+    show(dir);
+    start.elapsed()
+}
+
+#[test]
+fn a_silent_or_dripping_control_client_costs_only_itself() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (serving, dir) = serve("ctl", 1);
+    let path = control_socket(&dir);
+    // What broke an earlier build: the control socket served one client at a time, so a silent
+    // client held up `ctl show` for 5 s, and one byte every 2 s made every other `ctl` fail.
+    let _silent = UnixStream::connect(&path).unwrap();
+    let mut drip = UnixStream::connect(&path).unwrap();
+    let dripping = std::thread::spawn(move || {
+        let start = Instant::now();
+        // `{"cmd":"show"` ... one byte at a time, never finishing the line.
+        for b in br#"{"cmd":"show","port":"pf0"   "#.iter().cycle() {
+            if drip.write_all(&[*b]).is_err() {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        unreachable!()
+    });
+    let mut hogs: Vec<UnixStream> = (0..8)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    for _ in 0..5 {
+        let took = timed_show(&dir);
+        assert!(
+            took < Duration::from_secs(2),
+            "ctl show took {took:?} next to stuck clients"
+        );
+    }
+    // The dripping client is cut off at its deadline (writes then fail).
+    let cut = dripping.join().unwrap();
+    assert!(
+        cut >= CLIENT_DEADLINE && cut < CLIENT_DEADLINE + Duration::from_secs(3),
+        "the dripping client was cut after {cut:?}"
+    );
+    // The silent ones too: EOF after the deadline.
+    let mut buf = [0u8; 16];
+    hogs[0].set_read_timeout(Some(CLIENT_DEADLINE * 2)).unwrap();
+    assert_eq!(hogs[0].read(&mut buf).unwrap_or(0), 0);
+    // Garbage and an oversized line get an error or a close, never an answer for someone else.
+    let mut junk = UnixStream::connect(&path).unwrap();
+    junk.write_all(b"\x00\xff not json\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(junk.try_clone().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.contains("\"ok\":false") && line.contains("bad request"),
+        "{line}"
+    );
+    let mut big = UnixStream::connect(&path).unwrap();
+    let _ = big.write_all(&vec![b'x'; 200 * 1024]);
+    big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(big.read(&mut buf).unwrap_or(0), 0, "closed, no reply");
+    assert!(timed_show(&dir) < Duration::from_secs(2));
+    hogs.clear();
+    // Shutdown does not wait for connected control clients.
+    let _lingering = UnixStream::connect(&path).unwrap();
+    let start = Instant::now();
+    serving.shutdown();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        start.elapsed()
+    );
+}
