@@ -96,15 +96,21 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_es
 
     // While the guests run: at most one connection thread per attached client.
     let sampling = Arc::new(AtomicBool::new(true));
+    // And what QEMU's client makes serve hold (`ctl show`), at most, against the limits.
     let sampler = {
-        let on = sampling.clone();
+        let (on, dir) = (sampling.clone(), dir.clone());
         std::thread::spawn(move || {
-            let mut most = 0;
+            let (mut most, mut held) = (0, (0, 0));
             while on.load(Ordering::Relaxed) {
                 most = most.max(threads_named("pf0-vf"));
+                if let Ok(r) = request(&dir, &Request::Show { port: None }) {
+                    let c = &r.show.unwrap_or_default()["ports"][0]["vfs"][0]["client"]["held"];
+                    let (maps, fds) = (c["dma_maps"].as_u64(), c["fds"].as_u64());
+                    held = (held.0.max(maps.unwrap_or(0)), held.1.max(fds.unwrap_or(0)));
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            most
+            (most, held)
         })
     };
 
@@ -124,10 +130,13 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_es
     .unwrap_or_else(|e| panic!("{e}"));
     let (a, b) = (a.wait(), b.wait());
     sampling.store(false, Ordering::Relaxed);
-    assert_eq!(
-        sampler.join().unwrap(),
-        2,
-        "two clients, two connection threads"
+    let (most, (maps, fds)) = sampler.join().unwrap();
+    assert_eq!(most, 2, "two clients, two connection threads");
+    eprintln!("QEMU's client on VF 0 held at most {maps} DMA maps and {fds} fds");
+    let limits = sriov_emu::vfio::ClientLimits::default();
+    assert!(
+        maps > 0 && fds > 0 && maps < limits.dma_maps && fds < limits.fds,
+        "QEMU holds {maps} maps and {fds} fds, within the default limits {limits:?}"
     );
 
     let reply = request(&dir, &Request::Show { port: None }).expect("ctl show");
@@ -155,6 +164,13 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_es
     assert!(text.contains(&format!(
         "vf {LAST} link/ether {MAC_B}, vlan 0, qos 0, spoof checking on"
     )));
+
+    // QEMU was never refused for its limits, and attached once.
+    for i in [0usize, usize::from(LAST)] {
+        let c = &show["vfs"][i]["client"];
+        assert_eq!(u(&c["limit_refusals"]), 0, "vf{i}: {c}");
+        assert_eq!(u(&c["connections"]), 1, "vf{i}: {c}");
+    }
 
     // Counters agree: the guests' own statistics, the VF devices' and the switch ports'.
     for (i, out) in [(0usize, &a), (usize::from(LAST), &b)] {
