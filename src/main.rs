@@ -260,8 +260,35 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(log_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Whether log lines carry colour codes: only on a terminal, and not when `NO_COLOR` is set to
+/// anything non-empty (<https://no-color.org>). A log redirected to a file stays plain text.
+fn log_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(!log_colour(false, None), "a file or pipe gets no escapes");
+        assert!(log_colour(true, None));
+        assert!(!log_colour(true, Some("1".into())));
+        assert!(
+            log_colour(true, Some("".into())),
+            "an empty NO_COLOR is unset"
+        );
+    }
 }
