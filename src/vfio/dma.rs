@@ -119,9 +119,18 @@ struct MapEntry {
 }
 
 impl MapEntry {
-    fn end(&self) -> u64 {
-        self.iova + self.size // checked at insertion
+    /// One past the last byte; 2^64 for a map that ends at the top of the address space.
+    fn end(&self) -> u128 {
+        u128::from(self.iova) + u128::from(self.size)
     }
+}
+
+/// The end (one past the last byte) of `[iova, iova + size)`, if it is a range: it may be 2^64
+/// exactly, as the kernel's type1 IOMMU allows (`vfio_dma_do_map`/`vfio_dma_do_unmap` check
+/// `iova + size - 1 < iova`), but not beyond.
+fn range_end(iova: u64, size: u64) -> Option<u128> {
+    let end = u128::from(iova) + u128::from(size);
+    (end <= 1u128 << 64).then_some(end)
 }
 
 #[derive(Debug)]
@@ -390,15 +399,15 @@ impl Dma {
             return Err(DmaError::Detached);
         }
         let unmapped = || DmaError::Unmapped { addr, len };
-        let end = addr.checked_add(len as u64).ok_or_else(unmapped)?;
+        let end = range_end(addr, len as u64).ok_or_else(unmapped)?;
         let maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
-        let mut cur = addr;
+        let mut cur = u128::from(addr);
         // Maps are sorted and disjoint: start at the last map beginning at or before `cur`.
-        let mut i = maps.partition_point(|m| m.iova <= cur).checked_sub(1);
+        let mut i = maps.partition_point(|m| m.iova <= addr).checked_sub(1);
         while cur < end {
             let m = i.and_then(|i| maps.get(i)).ok_or_else(unmapped)?;
-            if !(m.iova <= cur && cur < m.end()) {
+            if !(u128::from(m.iova) <= cur && cur < m.end()) {
                 return Err(unmapped());
             }
             if (write && !m.writable) || (!write && !m.readable) {
@@ -407,7 +416,8 @@ impl Dma {
             }
             let piece_end = end.min(m.end());
             out.push(Piece {
-                addr: cur,
+                // Below `end`, so below 2^64.
+                addr: cur as u64,
                 len: (piece_end - cur) as usize,
                 region: m.region.clone(),
                 region_base: m.iova,
@@ -523,7 +533,7 @@ impl Dma {
         fd: Option<OwnedFd>,
     ) -> Result<(), MapRefusal> {
         let invalid = MapRefusal::Invalid;
-        let end = iova.checked_add(size).ok_or(invalid(libc::EINVAL))?;
+        let end = range_end(iova, size).ok_or(invalid(libc::EINVAL))?;
         if size == 0 {
             return Err(invalid(libc::EINVAL));
         }
@@ -531,13 +541,13 @@ impl Dma {
         let writable = map_flags & vfio_user::DmaMapFlags::WRITE.bits() != 0;
         let mut maps = self.shared.maps.lock().unwrap_or_else(|e| e.into_inner());
         let at = maps.partition_point(|m| m.iova < iova);
-        let overlaps_prev = at > 0 && maps[at - 1].end() > iova;
-        let overlaps_next = maps.get(at).is_some_and(|m| m.iova < end);
+        let overlaps_prev = at > 0 && maps[at - 1].end() > u128::from(iova);
+        let overlaps_next = maps.get(at).is_some_and(|m| u128::from(m.iova) < end);
         if overlaps_prev || overlaps_next {
             return Err(invalid(libc::EEXIST));
         }
         let with_fd = fd.is_some();
-        let bytes: u64 = maps.iter().map(|m| m.size).sum();
+        let bytes = mapped_bytes(&maps);
         self.shared
             .account
             .check_map(maps.len() as u64, bytes, size, u64::from(with_fd))
@@ -592,8 +602,7 @@ impl Dma {
     fn count(&self, maps: &[MapEntry]) {
         let a = &self.shared.account;
         a.maps.store(maps.len() as u64, Ordering::Relaxed);
-        a.mapped_bytes
-            .store(maps.iter().map(|m| m.size).sum(), Ordering::Relaxed);
+        a.mapped_bytes.store(mapped_bytes(maps), Ordering::Relaxed);
         let fds = maps.iter().filter(|m| m.region.is_some()).count();
         a.map_fds.store(fds as u64, Ordering::Relaxed);
     }
@@ -608,17 +617,17 @@ impl Dma {
             maps.clear();
             had
         } else {
-            let end = iova.checked_add(size).ok_or(libc::EINVAL)?;
-            let cut = maps
-                .iter()
-                .any(|m| m.iova < end && m.end() > iova && (m.iova < iova || m.end() > end));
+            let end = range_end(iova, size).ok_or(libc::EINVAL)?;
+            let start = u128::from(iova);
+            let inside = |m: &MapEntry| m.iova >= iova && m.end() <= end;
+            let cut = maps.iter().any(|m| {
+                u128::from(m.iova) < end && m.end() > start && (m.iova < iova || m.end() > end)
+            });
             if cut {
                 return Err(libc::EINVAL);
             }
-            let had = maps
-                .iter()
-                .any(|m| m.iova >= iova && m.end() <= end && m.region.is_some());
-            maps.retain(|m| !(m.iova >= iova && m.end() <= end));
+            let had = maps.iter().any(|m| inside(m) && m.region.is_some());
+            maps.retain(|m| !inside(m));
             had
         };
         debug!(
@@ -677,6 +686,11 @@ fn wait(ob: &Outbound, id: u16, rx: &Receiver<Result<Vec<u8>, u32>>) -> Result<V
         }
         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(DmaError::Detached),
     }
+}
+
+/// Bytes in the table (saturating: a map may be nearly 2^64 bytes).
+fn mapped_bytes(maps: &[MapEntry]) -> u64 {
+    maps.iter().fold(0u64, |n, m| n.saturating_add(m.size))
 }
 
 /// mmap a DMA_MAP fd shared, if it is safe to: a regular file (memfd) long enough and sealed
