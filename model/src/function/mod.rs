@@ -141,6 +141,18 @@ pub struct BusLayout {
     pub intx: bool,
 }
 
+/// Where a frame delivered to a function comes from, as the 82576's VF statistics tell apart:
+/// the good-packet counters count both, the loopback counters (VFGPRLBC/VFGORLBC) only frames
+/// the switch looped back from another function of the same port (a VF or the PF).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// From the port's uplink (the wire).
+    #[default]
+    Wire,
+    /// Looped back from a function of this port.
+    Local,
+}
+
 /// What the NIC runtime needs of a PCI function it hosts: the bus's accesses, the client's
 /// memory, the frames the switch delivers, the function's timer and counters. Every call is
 /// single-threaded (`&mut self`, the runtime holds the function's lock) and answers with the
@@ -162,9 +174,18 @@ pub trait Function: Send + 'static {
     fn attach(&mut self, mem: GuestMem);
     /// The client went away: no more DMA.
     fn detach(&mut self);
-    /// A copy the switch delivered (`stripped_tci`: the tag it stripped). `RxDrop::RingFull`
-    /// changes nothing and is not a drop: the runtime keeps the frame in its backlog.
-    fn receive(&mut self, frame: &[u8], stripped_tci: Option<u16>) -> (Result<(), RxDrop>, Fire);
+    /// A copy the switch delivered (`stripped_tci`: the tag it stripped; `origin`: from the
+    /// wire or looped back from a function of this port). `RxDrop::RingFull` changes nothing
+    /// and is not a drop: the runtime keeps the frame in its backlog.
+    fn receive(
+        &mut self,
+        frame: &[u8],
+        stripped_tci: Option<u16>,
+        origin: Origin,
+    ) -> (Result<(), RxDrop>, Fire);
+    /// Frames this function sent that the switch looped back to functions of its own port
+    /// (the VF loopback statistics, VFGPTLBC/VFGOTLBC); `bytes` without FCS.
+    fn count_tx_loopback(&mut self, _packets: u64, _bytes: u64) {}
     /// The runtime dropped a frame for this function because its backlog was full.
     fn count_backlog_drop(&mut self);
     /// The time has come to `now` (see [`Function::next_wakeup`]).

@@ -169,6 +169,12 @@ pub(crate) struct Counters {
     pub rx_multicast: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Of the received frames, those looped back from a function of this port.
+    pub rx_looped_packets: u64,
+    pub rx_looped_bytes: u64,
+    /// Of the transmitted frames, those the switch looped back to functions of this port.
+    pub tx_looped_packets: u64,
+    pub tx_looped_bytes: u64,
     /// Frames the shaper asked to defer (the queue paused).
     pub tx_deferred: u64,
     pub rx_drops: [u64; RxDrop::ALL.len()],

@@ -8,6 +8,8 @@ use tracing::{debug, warn};
 use super::{lock, DynFunction, Hosted, Nic, Pending, BACKLOG_FRAMES};
 use crate::function::i82576::Vf;
 use crate::function::stats::RxDrop;
+use crate::function::Function;
+use crate::function::Origin;
 use crate::seams::Switched;
 
 impl Nic {
@@ -31,11 +33,25 @@ impl Nic {
                 })
                 .collect()
         };
+        let origin = match ingress {
+            PortId::Uplink(_) => Origin::Wire,
+            _ => Origin::Local,
+        };
         let mut rx_full: Vec<PortId> = Vec::new();
+        // Frames (and their bytes) the switch looped back to this port's functions.
+        let mut looped = (0u64, 0u64);
         for (sent, mut out) in switched {
             let before = out.drops.len();
+            if let Some(d) = out
+                .deliveries
+                .iter()
+                .find(|d| matches!(d.port, PortId::Vf(_) | PortId::Pf))
+            {
+                looped.0 += 1;
+                looped.1 += d.frame.len() as u64;
+            }
             for d in &out.deliveries {
-                if !self.deliver(d) {
+                if !self.deliver(d, origin) {
                     out.drops.push(DropRecord {
                         port: d.port,
                         reason: DropReason::RxFull,
@@ -53,6 +69,9 @@ impl Nic {
                 });
             }
         }
+        if looped.0 > 0 {
+            self.count_tx_loopback(ingress, looped);
+        }
         if !rx_full.is_empty() {
             let mut side = self.pf.side();
             for port in rx_full {
@@ -61,13 +80,30 @@ impl Nic {
         }
     }
 
+    /// Tells the function behind `ingress` how many of its frames were looped back.
+    fn count_tx_loopback(&self, ingress: PortId, (packets, bytes): (u64, u64)) {
+        match ingress {
+            PortId::Vf(_) => {
+                if let Some(slot) = Vf::slot(self, ingress) {
+                    lock(slot).func.count_tx_loopback(packets, bytes);
+                }
+            }
+            PortId::Pf if self.pf_driven() => {
+                if let Some(slot) = DynFunction::slot(self, ingress) {
+                    lock(slot).func.count_tx_loopback(packets, bytes);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Hands one copy to its port. `false`: dropped for want of room (`rx_full`).
-    fn deliver(&self, d: &Delivery) -> bool {
+    fn deliver(&self, d: &Delivery, origin: Origin) -> bool {
         let tci = d.stripped_tci.map(|t| t.0);
         match d.port {
-            PortId::Vf(_) => self.deliver_into::<Vf>(d.port, &d.frame, tci),
+            PortId::Vf(_) => self.deliver_into::<Vf>(d.port, &d.frame, tci, origin),
             PortId::Pf if self.pf_driven() => {
-                self.deliver_into::<DynFunction>(d.port, &d.frame, tci)
+                self.deliver_into::<DynFunction>(d.port, &d.frame, tci, origin)
             }
             port => {
                 let sink = self
@@ -98,6 +134,7 @@ impl Nic {
         port: PortId,
         frame: &Bytes,
         stripped_tci: Option<u16>,
+        origin: Origin,
     ) -> bool {
         let Some(slot) = F::slot(self, port) else {
             warn!(%port, "delivery to a function this NIC does not have");
@@ -108,7 +145,7 @@ impl Nic {
             let mut fire = crate::function::Fire::NONE;
             // Frames already waiting go first: a new one waits behind them.
             let wait = if s.backlog.is_empty() {
-                let (result, f) = s.func.receive(frame, stripped_tci);
+                let (result, f) = s.func.receive(frame, stripped_tci, origin);
                 fire = f;
                 // Delivered, or dropped and counted by the function (not attached, queue off...).
                 result == Err(RxDrop::RingFull)
@@ -121,6 +158,7 @@ impl Nic {
                 s.backlog.push_back(Pending {
                     frame: frame.clone(),
                     stripped_tci,
+                    origin,
                 });
                 true
             } else {

@@ -155,9 +155,11 @@ impl<F: Hosted> Handle<F> {
     /// Hands the function a frame as if the switch had delivered it (`stripped_tci`: the tag
     /// it stripped): into the RX ring, or the backlog when the ring is full. `false` when the
     /// backlog was full too and the frame was dropped. The datapath's own delivery, without
-    /// the switch in front: for tests of the function's RX path.
+    /// the switch in front (a frame from the wire): for tests of the function's RX path.
     pub fn deliver(&self, frame: &bytes::Bytes, stripped_tci: Option<u16>) -> bool {
-        self.nic.deliver_into::<F>(self.port, frame, stripped_tci)
+        let wire = crate::function::Origin::Wire;
+        self.nic
+            .deliver_into::<F>(self.port, frame, stripped_tci, wire)
     }
 
     /// Frames waiting in the function's backlog.

@@ -43,7 +43,7 @@ use tracing::{info, warn};
 
 use crate::function::i82576::Vf;
 use crate::function::stats::{AccessError, RxDrop, VfStats};
-use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus};
+use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin};
 use crate::seams::{Clock, IrqSink, Observer, PortSink};
 
 mod datapath;
@@ -91,6 +91,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Pending {
     frame: Bytes,
     stripped_tci: Option<u16>,
+    origin: Origin,
 }
 
 /// A PF function hosted by the runtime, of whatever card ([`Nic::host_pf`]).
@@ -126,8 +127,16 @@ impl Function for DynFunction {
     fn detach(&mut self) {
         (**self).detach()
     }
-    fn receive(&mut self, frame: &[u8], stripped_tci: Option<u16>) -> (Result<(), RxDrop>, Fire) {
-        (**self).receive(frame, stripped_tci)
+    fn receive(
+        &mut self,
+        frame: &[u8],
+        stripped_tci: Option<u16>,
+        origin: Origin,
+    ) -> (Result<(), RxDrop>, Fire) {
+        (**self).receive(frame, stripped_tci, origin)
+    }
+    fn count_tx_loopback(&mut self, packets: u64, bytes: u64) {
+        (**self).count_tx_loopback(packets, bytes)
     }
     fn count_backlog_drop(&mut self) {
         (**self).count_backlog_drop()
@@ -227,7 +236,7 @@ impl<F: Function> Slot<F> {
     fn drain(&mut self) -> Fire {
         let mut fire = Fire::NONE;
         while let Some(p) = self.backlog.front() {
-            let (result, f) = self.func.receive(&p.frame, p.stripped_tci);
+            let (result, f) = self.func.receive(&p.frame, p.stripped_tci, p.origin);
             fire = fire.union(f);
             if result == Err(RxDrop::RingFull) {
                 break;

@@ -443,7 +443,12 @@ impl Function for FakePf {
     }
     fn attach(&mut self, _mem: GuestMem) {}
     fn detach(&mut self) {}
-    fn receive(&mut self, frame: &[u8], _: Option<u16>) -> (Result<(), RxDrop>, Fire) {
+    fn receive(
+        &mut self,
+        frame: &[u8],
+        _: Option<u16>,
+        _: crate::function::Origin,
+    ) -> (Result<(), RxDrop>, Fire) {
         if self.room == 0 {
             return (Err(RxDrop::RingFull), Fire::NONE);
         }

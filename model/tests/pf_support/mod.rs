@@ -166,7 +166,7 @@ impl Rig {
 
     /// A frame the switch delivers to the PF.
     pub fn deliver(&mut self, frame: &[u8], tci: Option<u16>) -> Result<(), RxDrop> {
-        let (result, fire) = self.pf.receive(frame, tci);
+        let (result, fire) = self.pf.receive(frame, tci, model::function::Origin::Wire);
         self.fired.extend(fire.vectors());
         result
     }

@@ -55,7 +55,9 @@ use super::rx::{write_frame, RxOutcome, RxRing};
 use super::tx::{TxEnv, TxRing};
 use super::vf::RingState;
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
-use crate::function::{BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus};
+use crate::function::{
+    BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus, Origin,
+};
 use crate::seams::{Clock, PfFilters};
 use pcie::{BuildError, ConfigEvent, ConfigSpace};
 
@@ -903,7 +905,12 @@ impl Function for Pf {
     /// filters into the chosen RX queue. `Err(RxDrop::RingFull)` changes nothing and is not a
     /// drop: the runtime keeps the frame and retries when the driver posts buffers. Every
     /// other refusal is a drop, counted here.
-    fn receive(&mut self, frame: &[u8], stripped_tci: Option<u16>) -> (Result<(), RxDrop>, Fire) {
+    fn receive(
+        &mut self,
+        frame: &[u8],
+        stripped_tci: Option<u16>,
+        _origin: Origin,
+    ) -> (Result<(), RxDrop>, Fire) {
         let (result, fire) = self.rx_frame(frame, stripped_tci, Source::Switch);
         match result {
             Ok(()) | Err(RxDrop::RingFull) => {}

@@ -23,6 +23,7 @@ use super::regs::{self, ctrl, status};
 use super::rx::{write_frame, RxOutcome, RxRing};
 use super::tx::{TxEnv, TxRing, TxRun};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
+use crate::function::Origin;
 use crate::function::{BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus};
 use crate::seams::{Clock, MailboxIrq, PfPort};
 use pcie::{BuildError, ConfigSpace};
@@ -75,6 +76,37 @@ struct StatsBase {
     gptc: u64,
     gotc: u64,
     mprc: u64,
+    gprlbc: u64,
+    gorlbc: u64,
+    gptlbc: u64,
+    gotlbc: u64,
+}
+
+/// The CRC at the end of every frame on the wire: the 82576's good-octet counters count it
+/// (from the destination address through the CRC, 82576 datasheet 8.19 statistics registers),
+/// while our frames and byte counters (as Linux's) leave it out.
+const FCS_LEN: u64 = 4;
+
+/// Octets as the statistics registers count them: each packet's bytes and its CRC.
+fn octets(bytes: u64, packets: u64) -> u64 {
+    bytes.wrapping_add(packets.wrapping_mul(FCS_LEN))
+}
+
+impl StatsBase {
+    /// The registers' zero: the counters as they are now.
+    fn of(c: &Counters) -> StatsBase {
+        StatsBase {
+            gprc: c.rx_packets,
+            gorc: octets(c.rx_bytes, c.rx_packets),
+            gptc: c.tx_packets,
+            gotc: octets(c.tx_bytes, c.tx_packets),
+            mprc: c.rx_multicast,
+            gprlbc: c.rx_looped_packets,
+            gorlbc: octets(c.rx_looped_bytes, c.rx_looped_packets),
+            gptlbc: c.tx_looped_packets,
+            gotlbc: octets(c.tx_looped_bytes, c.tx_looped_packets),
+        }
+    }
 }
 
 /// One VF function.
@@ -188,6 +220,7 @@ impl Vf {
         &mut self,
         frame: &[u8],
         stripped_tci: Option<u16>,
+        origin: Origin,
     ) -> (Result<(), RxDrop>, Fire) {
         let Some(mem) = self.mem.clone() else {
             return (Err(RxDrop::NotAttached), Fire::NONE);
@@ -217,6 +250,10 @@ impl Vf {
         match outcome {
             RxOutcome::Delivered { .. } => {
                 self.counters.rx_delivered(frame);
+                if origin == Origin::Local {
+                    self.counters.rx_looped_packets += 1;
+                    self.counters.rx_looped_bytes += frame.len() as u64;
+                }
                 (Ok(()), self.intr.raise(Cause::Rx(0), self.clock.now_ns()))
             }
             RxOutcome::Dropped(RxDrop::BufferDma) => {
@@ -322,14 +359,7 @@ impl Vf {
         self.msix.reset();
         self.pbacl = 0;
         self.psrtype = 0;
-        let c = &self.counters;
-        self.stats_base = StatsBase {
-            gprc: c.rx_packets,
-            gorc: c.rx_bytes,
-            gptc: c.tx_packets,
-            gotc: c.tx_bytes,
-            mprc: c.rx_multicast,
-        };
+        self.stats_base = StatsBase::of(&self.counters);
         let irq = self.pf.vf_reset(self.id);
         self.mailbox_irq(irq)
     }
@@ -388,15 +418,17 @@ impl Vf {
     }
 
     fn read_stat(&self, offset: u64) -> u32 {
-        let c = &self.counters;
-        let b = self.stats_base;
+        let (now, b) = (StatsBase::of(&self.counters), self.stats_base);
         let v = match offset {
-            regs::VFGPRC => c.rx_packets.wrapping_sub(b.gprc),
-            regs::VFGORC => c.rx_bytes.wrapping_sub(b.gorc),
-            regs::VFGPTC => c.tx_packets.wrapping_sub(b.gptc),
-            regs::VFGOTC => c.tx_bytes.wrapping_sub(b.gotc),
-            regs::VFMPRC => c.rx_multicast.wrapping_sub(b.mprc),
-            // Loopback counters: the switch does not tell the VF which frames looped.
+            regs::VFGPRC => now.gprc.wrapping_sub(b.gprc),
+            regs::VFGORC => now.gorc.wrapping_sub(b.gorc),
+            regs::VFGPTC => now.gptc.wrapping_sub(b.gptc),
+            regs::VFGOTC => now.gotc.wrapping_sub(b.gotc),
+            regs::VFMPRC => now.mprc.wrapping_sub(b.mprc),
+            regs::VFGPRLBC => now.gprlbc.wrapping_sub(b.gprlbc),
+            regs::VFGORLBC => now.gorlbc.wrapping_sub(b.gorlbc),
+            regs::VFGPTLBC => now.gptlbc.wrapping_sub(b.gptlbc),
+            regs::VFGOTLBC => now.gotlbc.wrapping_sub(b.gotlbc),
             _ => 0,
         };
         v as u32
@@ -584,14 +616,24 @@ impl Function for Vf {
     /// `Err(RxDrop::RingFull)` leaves everything unchanged and counts nothing: the caller keeps
     /// the frame in a bounded backlog and retries when the VF reports posted buffers. Every
     /// other refusal is a drop, counted here.
-    fn receive(&mut self, frame: &[u8], stripped_tci: Option<u16>) -> (Result<(), RxDrop>, Fire) {
-        let (result, fire) = self.receive_inner(frame, stripped_tci);
+    fn receive(
+        &mut self,
+        frame: &[u8],
+        stripped_tci: Option<u16>,
+        origin: Origin,
+    ) -> (Result<(), RxDrop>, Fire) {
+        let (result, fire) = self.receive_inner(frame, stripped_tci, origin);
         match result {
             // Not a drop: the caller keeps the frame (the runtime's backlog).
             Err(RxDrop::RingFull) | Ok(()) => {}
             Err(reason) => self.counters.rx_drop(reason),
         }
         (result, fire)
+    }
+
+    fn count_tx_loopback(&mut self, packets: u64, bytes: u64) {
+        self.counters.tx_looped_packets += packets;
+        self.counters.tx_looped_bytes += bytes;
     }
 
     /// The runtime dropped a frame for this VF because its backlog was full.
