@@ -36,6 +36,12 @@ pub enum Request {
         vf: u16,
         words: Vec<String>,
     },
+    /// Who may enable promiscuous modes on port `port`'s VFs: `igb` or `trusted-only`.
+    PromiscPolicy {
+        #[serde(default)]
+        port: PfRef,
+        policy: String,
+    },
     /// Port `port`, or every port of the card.
     Show {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +153,8 @@ pub struct ShowReport {
     pub port: String,
     pub pf_mac: String,
     pub link_up: bool,
+    /// Who may enable promiscuous modes (`igb` or `trusted-only`).
+    pub promisc_policy: String,
     /// The PF and uplink ports of the port's switch.
     pub switch_ports: Vec<(String, PortCounters)>,
     /// The PF function, when the NIC hosts one.
@@ -183,7 +191,7 @@ pub fn port_name(pf: u8) -> String {
 /// time).
 pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
     let (nic, uplinks) = (&view.nic, &view.uplinks);
-    let (pf_mac, link_up, ports, per_vf) = nic.with_pf(|pf| {
+    let (pf_mac, link_up, ports, per_vf, promisc) = nic.with_pf(|pf| {
         let sw = pf.switch();
         let ports = sw
             .all_counters()
@@ -208,7 +216,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
             .macs
             .first()
             .map_or_else(|| "00:00:00:00:00:00".into(), |m| m.to_string());
-        (pf_mac, sw.link_up(), ports, per_vf)
+        (pf_mac, sw.link_up(), ports, per_vf, pf.promisc_policy())
     });
     let nic_counters = nic.counters();
     let vfs = per_vf
@@ -242,6 +250,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
         port: port_name(pf),
         pf_mac,
         link_up,
+        promisc_policy: promisc.name().into(),
         switch_ports: ports,
         pf_function,
         vfs,
@@ -343,11 +352,12 @@ pub fn format_card(r: &CardReport) -> String {
 /// `ip link show`-shaped text of a port's report.
 pub fn format_show(r: &ShowReport) -> String {
     let mut s = format!(
-        "{}: link/ether {} state {} vfs {}\n",
+        "{}: link/ether {} state {} vfs {} promisc-policy {}\n",
         r.port,
         r.pf_mac,
         if r.link_up { "UP" } else { "DOWN" },
-        r.vfs.len()
+        r.vfs.len(),
+        r.promisc_policy
     );
     for (name, c) in &r.switch_ports {
         let unclaimed = r.nic.unclaimed.get(name).copied().unwrap_or(0);
@@ -435,6 +445,23 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 text: Some(format_card(&r)),
                 show: serde_json::to_value(&r).ok(),
                 ..Reply::default()
+            }
+        }
+        Request::PromiscPolicy { port: pf, policy } => {
+            let nic = match port(*pf) {
+                Ok(p) => &p.nic,
+                Err(reply) => return reply,
+            };
+            match policy.parse::<mailbox::PromiscPolicy>() {
+                Ok(p) => {
+                    nic.with_pf(|side| side.set_promisc_policy(p));
+                    info!(port = %port_name(pf.0), policy = %p, "ctl: promiscuous policy set");
+                    Reply {
+                        ok: true,
+                        ..Reply::default()
+                    }
+                }
+                Err(e) => Reply::error(e.to_string()),
             }
         }
         Request::Vf {

@@ -69,6 +69,9 @@ enum CtlCommand {
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         words: Vec<String>,
     },
+    /// Who may enable promiscuous modes on the port: `igb` (the default, igb's decision:
+    /// multicast promiscuous for any VF, unicast never) or `trusted-only` (only trusted VFs).
+    PromiscPolicy { policy: String },
     /// PF and VF lines as `ip link show` prints them, with counters and drop reasons, port by
     /// port.
     Show {
@@ -195,6 +198,13 @@ fn ctl(dir: PathBuf, port: Option<scenarios::PfRef>, what: CtlCommand) -> Result
                 port: port.unwrap_or_default(),
                 vf,
                 words,
+            },
+            false,
+        ),
+        CtlCommand::PromiscPolicy { policy } => (
+            Request::PromiscPolicy {
+                port: port.unwrap_or_default(),
+                policy,
             },
             false,
         ),

@@ -260,11 +260,12 @@ impl VfPolicy {
         self.trust && self.promisc
     }
 
-    /// Multicast promiscuous, as the switch applies it: a trusted VF that asked for allmulti
-    /// (or promisc), or any VF that joined more groups than the MTA path takes (igb sets MPME
-    /// when a VF sends more than 30 hashes, trusted or not).
+    /// Multicast promiscuous, as the switch applies it: a VF the PF agent granted allmulti
+    /// (whether trust is needed for that is the agent's policy: igb grants it to any VF), a
+    /// trusted VF in unicast promiscuous mode, or any VF that joined more groups than the MTA
+    /// path takes (igb sets MPME when a VF sends more than 30 hashes, trusted or not).
     pub fn effective_allmulti(&self) -> bool {
-        (self.trust && (self.allmulti || self.promisc)) || self.mc_overflow
+        self.allmulti || (self.trust && self.promisc) || self.mc_overflow
     }
 
     /// True if `mac` is one of the addresses this VF owns: its station MAC or an extra filter.
@@ -415,17 +416,24 @@ mod tests {
     }
 
     #[test]
-    fn allmulti_and_promisc_need_trust() {
+    fn unicast_promisc_needs_trust_and_granted_allmulti_does_not() {
         let mut p = VfPolicy {
-            allmulti: true,
             promisc: true,
             ..Default::default()
         };
         assert!(!p.effective_allmulti());
         assert!(!p.effective_promisc());
         p.trust = true;
-        assert!(p.effective_allmulti());
+        assert!(
+            p.effective_allmulti(),
+            "unicast promiscuous takes multicast too"
+        );
         assert!(p.effective_promisc());
+        let granted = VfPolicy {
+            allmulti: true,
+            ..Default::default()
+        };
+        assert!(granted.effective_allmulti() && !granted.effective_promisc());
     }
 
     #[test]

@@ -338,18 +338,23 @@ fn multicast_goes_to_hash_matching_vfs_and_the_uplink() {
 }
 
 #[test]
-fn allmulti_needs_trust() {
+fn allmulti_as_granted_and_unicast_promisc_only_when_trusted() {
     let mut sw = switch();
     let group = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
     let mut p = sw.policy(1).unwrap().clone();
-    p.allmulti = true;
+    p.promisc = true;
     sw.set_policy(1, p.clone()).unwrap();
     let out = sw.process(UPLINK, frame(group, REMOTE, None));
-    assert!(out.is_empty());
-    p.trust = true;
+    assert!(out.is_empty(), "untrusted: promisc is not applied");
+    p.promisc = false;
+    p.allmulti = true;
     sw.set_policy(1, p).unwrap();
     let out = sw.process(UPLINK, frame(group, REMOTE, None));
-    assert_eq!(ports(&out), vec![PortId::Vf(1)]);
+    assert_eq!(
+        ports(&out),
+        vec![PortId::Vf(1)],
+        "the agent granted allmulti"
+    );
 }
 
 #[test]

@@ -93,6 +93,12 @@ impl PfAgent {
         &self.config
     }
 
+    /// Who may enable promiscuous modes from now on. Modes already granted stay until the VF
+    /// changes them or resets.
+    pub fn set_promisc_policy(&mut self, policy: PromiscPolicy) {
+        self.config.promisc = policy;
+    }
+
     pub fn num_vfs(&self) -> usize {
         self.vfs.len()
     }
@@ -144,6 +150,7 @@ impl PfAgent {
             .collect();
         s.vlans.extend(s.port_vid);
         s.mac_filters = policy.mac_filters.len();
+        s.promisc_mc = policy.allmulti;
     }
 
     /// PF reset (igb_reset): every VF loses CTS and must redo the handshake.

@@ -21,12 +21,47 @@ pub enum MacAssignment {
 /// Who may enable promiscuous modes with SET_PROMISC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PromiscPolicy {
-    /// Only trusted VFs (`vf N trust on`) may enable unicast or multicast promiscuous mode;
-    /// others get NACK. Switching them off is always accepted.
+    /// Exactly igb (`igb_set_vf_promisc`): multicast promiscuous for any VF, unicast
+    /// promiscuous never (NACK). The 82576 personality's default.
     #[default]
-    TrustedOnly,
-    /// Exactly igb: multicast promiscuous for any VF, unicast promiscuous never (NACK).
     Igb,
+    /// Stricter, as ixgbe, i40e, ice and mlx5 gate it: only trusted VFs (`vf N trust on`) may
+    /// enable unicast or multicast promiscuous mode; others get NACK. Switching them off is
+    /// always accepted.
+    TrustedOnly,
+}
+
+impl PromiscPolicy {
+    pub const ALL: [PromiscPolicy; 2] = [PromiscPolicy::Igb, PromiscPolicy::TrustedOnly];
+
+    /// The policy's name in configuration files, `ctl` and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PromiscPolicy::Igb => "igb",
+            PromiscPolicy::TrustedOnly => "trusted-only",
+        }
+    }
+}
+
+impl std::fmt::Display for PromiscPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A promiscuous policy name that is none of [`PromiscPolicy::ALL`].
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("promiscuous policy {0:?}: expected \"igb\" or \"trusted-only\"")]
+pub struct UnknownPromiscPolicy(pub String);
+
+impl std::str::FromStr for PromiscPolicy {
+    type Err = UnknownPromiscPolicy;
+    fn from_str(s: &str) -> Result<PromiscPolicy, UnknownPromiscPolicy> {
+        PromiscPolicy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownPromiscPolicy(s.into()))
+    }
 }
 
 /// Hardware resources of the emulated NIC that bound what VFs may request.

@@ -56,7 +56,9 @@ pub mod outcome;
 pub mod regs;
 
 pub use agent::PfAgent;
-pub use config::{AgentConfig, ConfigError, HwLimits, MacAssignment, PromiscPolicy};
+pub use config::{
+    AgentConfig, ConfigError, HwLimits, MacAssignment, PromiscPolicy, UnknownPromiscPolicy,
+};
 pub use mailbox::{MailboxEvent, MailboxEvents, MailboxStats, Owner, VfMailbox};
 pub use message::{MacFilterOp, MailboxMsg, Message, MsgFlags, ParseError, PromiscFlags};
 pub use outcome::{

@@ -387,9 +387,11 @@ fn set_lpe_is_bounded_to_rlpml_max() {
 }
 
 #[test]
-fn promiscuous_only_when_trusted() {
+fn under_the_trusted_only_policy_promiscuous_needs_trust() {
     for trusted in [false, true] {
-        let mut nic = Nic::with_vfs(1);
+        let mut cfg = AgentConfig::new(1);
+        cfg.promisc = PromiscPolicy::TrustedOnly;
+        let mut nic = Nic::new(cfg);
         nic.policy[0].trust = trusted;
         let mut drv = Igbvf::new(0);
         drv.probe(&mut nic, RANDOM_MAC).unwrap();
@@ -417,9 +419,13 @@ fn promiscuous_only_when_trusted() {
 }
 
 #[test]
-fn promisc_igb_policy_allows_multicast_for_anyone_and_never_unicast() {
-    let mut cfg = AgentConfig::new(1);
-    cfg.promisc = PromiscPolicy::Igb;
+fn by_default_as_igb_multicast_promisc_for_anyone_and_unicast_never() {
+    let cfg = AgentConfig::new(1);
+    assert_eq!(
+        cfg.promisc,
+        PromiscPolicy::Igb,
+        "igb's decision is the default"
+    );
     let mut nic = Nic::new(cfg);
     let mut drv = Igbvf::new(0);
     drv.probe(&mut nic, RANDOM_MAC).unwrap();

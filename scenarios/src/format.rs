@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 
 use eswitch::{DropReason, MacAddr};
+use mailbox::PromiscPolicy;
 use model::nic::MacMode;
 use serde::{Deserialize, Deserializer};
 
@@ -51,6 +52,9 @@ pub struct NicSpec {
     pub link_speed_mbps: u32,
     /// What a VF without an administrative MAC gets from VF_RESET.
     pub mac_assignment: MacMode,
+    /// Who may enable promiscuous modes: `"igb"` (the default) or `"trusted-only"`.
+    #[serde(deserialize_with = "promisc_policy")]
+    pub promisc_policy: PromiscPolicy,
 }
 
 impl Default for NicSpec {
@@ -63,8 +67,15 @@ impl Default for NicSpec {
             pf_mac: defaults.pf_mac,
             link_speed_mbps: defaults.link_speed_mbps,
             mac_assignment: MacMode::AdminOnly,
+            promisc_policy: PromiscPolicy::default(),
         }
     }
+}
+
+fn promisc_policy<'de, D: Deserializer<'de>>(d: D) -> Result<PromiscPolicy, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
 }
 
 /// Ports a card can have: the 82576 comes in dual- and quad-port adapters.

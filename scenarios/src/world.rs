@@ -201,7 +201,9 @@ impl World {
         };
         let mut nics = Vec::with_capacity(usize::from(spec.ports));
         for k in 0..spec.ports {
-            nics.push(Nic::new(&spec.config(k), clock.clone())?);
+            let nic = Nic::new(&spec.config(k), clock.clone())?;
+            nic.with_pf(|side| side.set_promisc_policy(spec.promisc_policy));
+            nics.push(nic);
         }
         let clock = match mode {
             TimeMode::Simulated => RunClock::Simulated(manual),

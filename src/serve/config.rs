@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use eswitch::{MacAddr, VfSetting};
+use mailbox::{PromiscPolicy, UnknownPromiscPolicy};
 use model::nic::{MacMode, NicBuildError, SetError};
 use model::NicConfig;
 use scenarios::format::MAX_PORTS;
@@ -48,6 +49,9 @@ pub struct PortConfig {
     pub vf: BTreeMap<String, String>,
     /// The uplink port's backend ([`UplinkConfig`]); `--uplink` replaces it.
     pub uplink: UplinkConfig,
+    /// Who may enable promiscuous modes: `"igb"` (the default, igb's decision: multicast
+    /// promiscuous for any VF, unicast never) or `"trusted-only"` (only trusted VFs, both).
+    pub promisc_policy: Option<String>,
 }
 
 impl PortConfig {
@@ -60,6 +64,7 @@ impl PortConfig {
             ("pf_mac", self.pf_mac != d.pf_mac),
             ("vf", self.vf != d.vf),
             ("uplink", self.uplink != d.uplink),
+            ("promisc_policy", self.promisc_policy != d.promisc_policy),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -86,6 +91,10 @@ impl PortConfig {
             }
             nic.pf_mac = mac;
         }
+        let promisc_policy = match &self.promisc_policy {
+            Some(p) => p.parse().map_err(PortError::PromiscPolicy)?,
+            None => PromiscPolicy::default(),
+        };
         let mut settings = Vec::new();
         for (key, words) in &self.vf {
             let vf: u16 =
@@ -109,6 +118,7 @@ impl PortConfig {
             nic,
             settings,
             uplink: self.uplink.resolve()?,
+            promisc_policy,
         })
     }
 }
@@ -149,6 +159,7 @@ pub struct ServeConfig {
     pub pf_mac: Option<String>,
     pub vf: BTreeMap<String, String>,
     pub uplink: UplinkConfig,
+    pub promisc_policy: Option<String>,
     /// How long each connection looks for its client's next message before it sleeps
     /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
     /// [`crate::vfio::Server::set_busy_poll`].
@@ -313,6 +324,8 @@ pub enum PortError {
     VfKey { key: String, vfs: u16 },
     #[error("vf.{vf}: {source}")]
     VfSettings { vf: u16, source: SetError },
+    #[error("promisc_policy: {0}")]
+    PromiscPolicy(#[source] UnknownPromiscPolicy),
     #[error(transparent)]
     Uplink(#[from] UplinkError),
     #[error("uplink.{field} = {value:?}: port pf{other}'s uplink takes it already")]
@@ -333,6 +346,7 @@ pub(crate) struct PortPlan {
     /// Per VF, the settings applied before serving.
     pub settings: Vec<(u16, Vec<VfSetting>)>,
     pub uplink: UplinkSpec,
+    pub promisc_policy: PromiscPolicy,
 }
 
 impl PortPlan {
@@ -443,6 +457,7 @@ impl ServeConfig {
             pf_mac: self.pf_mac.clone(),
             vf: self.vf.clone(),
             uplink: self.uplink.clone(),
+            promisc_policy: self.promisc_policy.clone(),
         }
     }
 

@@ -59,6 +59,7 @@ impl Port {
         let pf_function = nic
             .host_pf(Box::new(pf))
             .expect("a new NIC hosts no PF function yet");
+        nic.with_pf(|side| side.set_promisc_policy(plan.promisc_policy));
         for (vf, s) in &plan.settings {
             nic.configure_vf(*vf, s).map_err(|e| {
                 plan.error(PortError::VfSettings {
@@ -267,7 +268,8 @@ mod tests {
         let dir = tmp("two");
         let serving = start(
             &dir,
-            "vfs = 2\n[ports.pf1]\nvfs = 1\nvf.0 = \"mac 02:00:00:00:01:10\"",
+            "vfs = 2\n[ports.pf1]\nvfs = 1\nvf.0 = \"mac 02:00:00:00:01:10\"\n\
+             promisc_policy = \"trusted-only\"",
         );
         let sockets = [
             port_vf_socket(&dir, 0, 0),
@@ -346,8 +348,10 @@ mod tests {
         let all = request(&dir, &Request::Show { port: None }).unwrap();
         let text = all.text.unwrap();
         let (pf0, pf1) = (
-            text.find("pf0: link/ether 02:00:00:00:00:01 state UP vfs 2\n"),
-            text.find("pf1: link/ether 02:00:00:00:00:02 state UP vfs 1\n"),
+            text.find("pf0: link/ether 02:00:00:00:00:01 state UP vfs 2 promisc-policy igb\n"),
+            text.find(
+                "pf1: link/ether 02:00:00:00:00:02 state UP vfs 1 promisc-policy trusted-only\n",
+            ),
         );
         assert!(pf0.is_some() && pf1 > pf0, "{text}");
         let show = all.show.unwrap();
@@ -369,6 +373,33 @@ mod tests {
         assert_eq!(one["ports"].as_array().unwrap().len(), 1);
         assert_eq!(one["ports"][0]["port"], "pf1");
         assert_eq!(one["ports"][0]["vfs"][0]["policy"]["port_vlan"]["vid"], 10);
+        assert_eq!(one["ports"][0]["promisc_policy"], "trusted-only");
+
+        // `ctl --port pf0 promisc-policy trusted-only`; a name that is no policy changes nothing.
+        let set = |pf: u8, policy: &str| {
+            let req = Request::PromiscPolicy {
+                port: PfRef(pf),
+                policy: policy.into(),
+            };
+            request(&dir, &req).unwrap()
+        };
+        let policy = |pf: u8| {
+            serving
+                .port(pf)
+                .unwrap()
+                .nic()
+                .with_pf(|p| p.promisc_policy())
+        };
+        assert!(set(0, "trusted-only").ok);
+        assert_eq!(policy(0), mailbox::PromiscPolicy::TrustedOnly);
+        let bad = set(1, "everyone");
+        assert_eq!(
+            bad.error.as_deref(),
+            Some("promiscuous policy \"everyone\": expected \"igb\" or \"trusted-only\"")
+        );
+        assert_eq!(policy(1), mailbox::PromiscPolicy::TrustedOnly);
+        assert!(set(1, "igb").ok);
+        assert_eq!(policy(1), mailbox::PromiscPolicy::Igb);
 
         // The lines a client without ports sends still work, on pf0.
         let mut s = UnixStream::connect(control_socket(&dir)).unwrap();

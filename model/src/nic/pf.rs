@@ -16,8 +16,8 @@ use eswitch::{
     DEFAULT_MAX_FRAME,
 };
 use mailbox::{
-    AgentConfig, MacAssignment, MailboxEvent, MailboxEvents, PfAgent, RefusalCounters,
-    ServiceReport, VfMailbox,
+    AgentConfig, MacAssignment, MailboxEvent, MailboxEvents, PfAgent, PromiscPolicy,
+    RefusalCounters, ServiceReport, VfMailbox,
 };
 use std::sync::{Mutex, MutexGuard};
 
@@ -184,6 +184,15 @@ impl PfSide {
         &self.agent
     }
 
+    /// Who may enable promiscuous modes with SET_PROMISC ([`PromiscPolicy::Igb`] unless set).
+    pub fn set_promisc_policy(&mut self, policy: PromiscPolicy) {
+        self.agent.set_promisc_policy(policy);
+    }
+
+    pub fn promisc_policy(&self) -> PromiscPolicy {
+        self.agent.config().promisc
+    }
+
     /// VF `vf`'s policy as the switch enforces it.
     pub fn policy(&self, vf: u16) -> Option<&VfPolicy> {
         self.switch.policy(vf)
@@ -307,7 +316,23 @@ impl PfSide {
         let Some(i) = self.index(vf) else {
             return Ok(MailboxIrq::None);
         };
-        let after = self.switch.policy(vf).cloned().unwrap_or_default();
+        let mut after = self.switch.policy(vf).cloned().unwrap_or_default();
+        // Under the trusted-only policy, promiscuous modes go with the trust that allowed them.
+        let untrusted = before.as_ref().is_some_and(|b| b.trust) && !after.trust;
+        if untrusted
+            && self.agent.config().promisc == PromiscPolicy::TrustedOnly
+            && (after.allmulti || after.promisc)
+        {
+            after.allmulti = false;
+            after.promisc = false;
+            if let Err(e) = self.switch.set_policy(vf, after.clone()) {
+                warn!(vf, error = %e, "clearing promiscuous modes refused by the switch");
+            }
+            info!(
+                vf,
+                "trust off: promiscuous modes cleared (trusted-only policy)"
+            );
+        }
         self.agent.sync_policy(i, &after);
         let told = before.is_some_and(|b| b.mac != after.mac || b.port_vlan != after.port_vlan);
         if !told {

@@ -325,6 +325,11 @@ fn errors_name_the_port_and_the_field() {
             "busy_poll_us must be 0..=1000, got 5000",
         ),
         (
+            "[ports.pf1]\npromisc_policy = \"all\"",
+            none(),
+            "ports.pf1.promisc_policy: promiscuous policy \"all\": expected \"igb\" or \"trusted-only\"",
+        ),
+        (
             "[client_limits]\ndma_maps = 70000",
             none(),
             "client_limits.dma_maps = 70000: must be 1..=65535",
