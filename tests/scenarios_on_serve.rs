@@ -99,6 +99,7 @@ fn the_library_on_a_serve_nic_matches_the_in_process_run() {
                         vfs: Some(nic.vfs),
                         mac_assignment: nic.mac_assignment,
                         pf_mac: Some(nic.pf_mac_of(k).to_string()),
+                        promisc_policy: Some(nic.promisc_policy.name().into()),
                         ..PortConfig::default()
                     };
                     (format!("pf{k}"), port)
