@@ -17,6 +17,11 @@ Stages:
   vmlinux The ELF vmlinux cut out of the kernel's bzImage (PVH boot entry).
   initrd  target/e2e/initramfs.cpio: busybox, the guest tools with their shared
           libraries, the NIC modules with a modules.dep, and tests/guest/init.
+  dpdk    DPDK 22.11 from bookworm (dpdk-testpmd lives in dpdk-dev there) with the
+          e1000 VF PMD and the ring mempool, extracted into target/e2e/dpdk-tree,
+          and target/e2e/initramfs-dpdk.cpio: an archive appended to the base
+          initramfs by the DPDK tests (testpmd, the PMDs, their libraries, the
+          uio_pci_generic and vfio-pci modules and a modules.dep covering both).
   host    Host-side tools of the tests (tcpdump, to read back `serve --pcap`
           files; ping, to reach a guest from a network namespace) from bookworm with their dependency closure, extracted into
           target/e2e/host-root, with wrappers in target/e2e/bin that run them
@@ -85,6 +90,13 @@ GUEST_MODULES = [
     "sch_htb", "sch_tbf", "sch_ingress", "cls_u32", "cls_flower",
     "act_police", "act_mirred", "act_gact",
 ]
+
+# DPDK: bookworm's testpmd and the plugins it loads with `-d` (the e1000 VF PMD, the ring
+# mempool), and the modules that bind a VF for it.
+DPDK_PACKAGES = ["dpdk-dev", "librte-net-e1000-23", "librte-mempool-ring23"]
+DPDK_PROGRAMS = {"usr/bin/dpdk-testpmd": "usr/bin/dpdk-testpmd"}
+DPDK_PLUGINS = ["librte_net_e1000.so.23", "librte_mempool_ring.so.23"]
+DPDK_MODULES = ["uio_pci_generic", "vfio_pci", "vfio_iommu_type1"]
 
 # Host tools: package -> {program (path in the extracted tree): its version
 # option}. Each program gets a wrapper in target/e2e/bin.
@@ -462,6 +474,73 @@ def stage_guest(uri):
     return tree
 
 
+def stage_dpdk(uri):
+    tree = os.path.join(E2E, "dpdk-tree")
+    key = sha256_of(LAYOUT_VERSION, uri, GUEST_SUITES, DPDK_PACKAGES, sorted(SKIP_PACKAGES))
+    stamp = Stamp("dpdk", key, [tree])
+    if stamp.fresh():
+        log("dpdk packages: cached")
+        return tree
+    apt = PrivateApt("bookworm", uri, GUEST_SUITES, BOOKWORM_KEYRINGS)
+    apt.update()
+    pkgs = [(n, v) for n, v in apt.closure(DPDK_PACKAGES) if not skipped(n)]
+    debs = apt.download(pkgs, os.path.join(E2E, "debs", "dpdk"))
+    log(f"dpdk: extracting {len(debs)} packages")
+    if os.path.exists(tree):
+        shutil.rmtree(tree)
+    extract_debs(debs, tree)
+    stamp.write()
+    return tree
+
+
+def stage_dpdk_initramfs(dpdk_tree, guest_tree, rel):
+    """The archive the DPDK tests append to the base initramfs."""
+    out = os.path.join(E2E, "initramfs-dpdk.cpio")
+    key = sha256_of(LAYOUT_VERSION, rel, open(os.path.join(E2E, "stamps", "dpdk")).read(),
+                    DPDK_PROGRAMS, DPDK_PLUGINS, DPDK_MODULES, GUEST_MODULES,
+                    open(__file__, "rb").read())
+    stamp = Stamp("initramfs-dpdk", key, [out])
+    if stamp.fresh():
+        log("initramfs-dpdk: cached")
+        return out
+    log("initramfs-dpdk: building")
+    root = os.path.join(E2E, "initramfs-dpdk-root")
+    if os.path.exists(root):
+        shutil.rmtree(root)
+    for d in ["usr/bin", f"lib/{MULTIARCH}/dpdk"]:
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    elves = []
+    for src, dst in DPDK_PROGRAMS.items():
+        p = os.path.join(dpdk_tree, src)
+        if not os.path.exists(p):
+            die(f"{src} missing from the DPDK tree")
+        shutil.copy2(p, os.path.join(root, dst))
+        elves.append(p)
+    # The plugins go to /lib/<multiarch>/dpdk, where `-d` names them.
+    for name in DPDK_PLUGINS:
+        p = find_lib(dpdk_tree, name)
+        shutil.copy2(os.path.realpath(p), os.path.join(root, "lib", MULTIARCH, "dpdk", name))
+        elves.append(p)
+    libs, _ = library_closure(dpdk_tree, elves)
+    for soname, p in libs.items():
+        shutil.copy2(os.path.realpath(p), os.path.join(root, "lib", MULTIARCH, soname))
+    # The binding modules, and a modules.dep for the base modules and these together.
+    moddir = os.path.join(guest_tree, "lib", "modules", rel)
+    chosen, deps = module_closure(moddir, GUEST_MODULES + DPDK_MODULES)
+    for n in DPDK_MODULES:
+        if n not in chosen:
+            die(f"module {n} not found under {moddir}")
+    dst_moddir = os.path.join(root, "lib", "modules", rel)
+    for relpath in chosen.values():
+        os.makedirs(os.path.dirname(os.path.join(dst_moddir, relpath)), exist_ok=True)
+        shutil.copy2(os.path.join(moddir, relpath), os.path.join(dst_moddir, relpath))
+    write_modules_dep(os.path.join(dst_moddir, "modules.dep"), chosen, deps)
+    write_newc(out, root, [])
+    log(f"initramfs-dpdk: {os.path.getsize(out) // 1024} KiB, {len(libs)} libraries")
+    stamp.write()
+    return out
+
+
 def kernel_release(tree):
     found = sorted(glob.glob(os.path.join(tree, "boot", "vmlinuz-*")))
     if not found:
@@ -832,6 +911,7 @@ def main():
     vmlinux = stage_vmlinux(tree)
     rel = kernel_release(tree)
     initrd = stage_initramfs(tree, rel)
+    dpdk_initrd = stage_dpdk_initramfs(stage_dpdk(uri), tree, rel)
     tools = stage_host_tools(uri)
     manifest = {
         "qemu": os.path.relpath(wrapper, E2E),
@@ -839,6 +919,7 @@ def main():
         "kernel": os.path.relpath(vmlinux, E2E),
         "kernel_release": rel,
         "initramfs": os.path.relpath(initrd, E2E),
+        "initramfs_dpdk": os.path.relpath(dpdk_initrd, E2E),
         "host_tools": sorted(os.path.relpath(w, E2E) for w in tools),
     }
     with open(os.path.join(E2E, "manifest.json"), "w") as f:

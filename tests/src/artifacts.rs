@@ -61,6 +61,8 @@ pub struct Artifacts {
     pub kernel: PathBuf,
     /// Base initramfs (uncompressed newc).
     pub initramfs: PathBuf,
+    /// The DPDK archive to append to it: testpmd, its PMDs and libraries, the binding modules.
+    pub initramfs_dpdk: PathBuf,
     /// Console logs, one per guest name.
     pub logs: PathBuf,
     /// Per-boot initramfs copies (removed when the guest ends).
@@ -86,11 +88,12 @@ impl Artifacts {
             qemu: dir.join("bin").join("qemu-system-x86_64"),
             kernel: dir.join("vmlinux"),
             initramfs: dir.join("initramfs.cpio"),
+            initramfs_dpdk: dir.join("initramfs-dpdk.cpio"),
             logs: dir.join("logs"),
             run: dir.join("run"),
             dir,
         };
-        for p in [&a.qemu, &a.kernel, &a.initramfs] {
+        for p in [&a.qemu, &a.kernel, &a.initramfs, &a.initramfs_dpdk] {
             if !p.exists() {
                 return Err(HarnessError::Missing { path: p.clone() });
             }

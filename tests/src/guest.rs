@@ -41,6 +41,9 @@ pub struct GuestConfig {
     pub kernel_args: String,
     /// Extra files for the per-boot archive: (absolute guest path, contents).
     pub files: Vec<(String, Vec<u8>)>,
+    /// Archives (newc) appended to the base initramfs before the per-boot one, e.g.
+    /// [`crate::Artifacts::initramfs_dpdk`].
+    pub extra_initramfs: Vec<PathBuf>,
 }
 
 impl Default for GuestConfig {
@@ -55,6 +58,7 @@ impl Default for GuestConfig {
             modules: Vec::new(),
             kernel_args: String::new(),
             files: Vec::new(),
+            extra_initramfs: Vec::new(),
         }
     }
 }
@@ -81,6 +85,12 @@ impl GuestConfig {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Appends the archive at `path` to the base initramfs (its files overlay the base's).
+    pub fn extra_initramfs(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra_initramfs.push(path.into());
         self
     }
 
@@ -217,6 +227,10 @@ impl Guest {
             .join(format!("{safe_name}-{}-{n}.initrd", std::process::id()));
         let mut image = std::fs::read(&artifacts.initramfs)
             .map_err(io_err(format!("reading {}", artifacts.initramfs.display())))?;
+        for extra in &self.config.extra_initramfs {
+            let a = std::fs::read(extra).map_err(io_err(format!("reading {}", extra.display())))?;
+            image.extend_from_slice(&a);
+        }
         image.extend_from_slice(&self.script_archive());
         std::fs::write(&initrd, &image).map_err(io_err(format!("writing {}", initrd.display())))?;
 

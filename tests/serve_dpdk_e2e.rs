@@ -1,0 +1,172 @@
+//! DPDK's VF driver as a second client: bookworm's `dpdk-testpmd` (DPDK 22.11, the
+//! `net_e1000_igb_vf` PMD) on one VF of `serve`, the unmodified `igbvf` on another VF of the
+//! same TCG guest. The DPDK VF is bound with `uio_pci_generic` (IOVA = PA; the bookworm kernel
+//! has no `CONFIG_VFIO_NOIOMMU`). testpmd must probe, read the admin MAC, see the link at
+//! 1 Gbps full duplex, and answer the igbvf VF's pings in `icmpecho` mode; its byte counters
+//! (the VF's good-octet registers) count each frame's CRC, as the 82576 does. Needs the
+//! artifacts of `scripts/fetch-e2e.py` (its `dpdk` stage).
+
+mod serve_support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use serve_support::{serve_dir, DRIVER_UP};
+use sriov_emu::control::{request, Request};
+use sriov_emu::serve::{qemu_device_json, vf_socket, ServeConfig, Serving};
+use sriov_emu_tests::{Artifacts, Guest, GuestConfig};
+
+const MAC_IGBVF: &str = "02:00:00:00:00:10";
+const MAC_DPDK: &str = "02:00:00:00:00:11";
+const PINGS: u32 = 5;
+
+/// The guest: VF 1 (the second root port, bus 2) goes to uio_pci_generic through
+/// driver_override before any driver loads, VF 0 to igbvf; then testpmd in icmpecho mode on
+/// VF 1, and pings from igbvf's eth0 to an address only testpmd answers (icmpecho answers ARP
+/// for any address).
+fn script() -> String {
+    format!(
+        r#"
+MAC={MAC_IGBVF}
+DRIVER=igbvf
+DPDK_VF=$(for d in /sys/bus/pci/devices/*; do
+    [ "$(cat $d/device)" = 0x10ca ] && echo ${{d##*/}}; done | sort | tail -n 1)
+result dpdk-vf pass "$DPDK_VF"
+echo uio_pci_generic > /sys/bus/pci/devices/$DPDK_VF/driver_override
+check uio modprobe uio_pci_generic
+echo $DPDK_VF > /sys/bus/pci/drivers_probe
+check_eq uio-bound uio_pci_generic sh -c "basename \$(readlink /sys/bus/pci/devices/$DPDK_VF/driver)"
+{DRIVER_UP}
+check addr ip addr add 10.0.0.1/24 dev eth0
+mkdir -p /dev/hugepages
+mount -t hugetlbfs none /dev/hugepages
+echo 96 > /proc/sys/vm/nr_hugepages
+value hugepages cat /proc/sys/vm/nr_hugepages
+# EAL refuses plugins under a world-writable directory, and the initramfs root is one.
+chmod 755 /
+PMDS=/lib/x86_64-linux-gnu/dpdk
+# testpmd interactive, its commands through a fifo.
+mkfifo /tmp/testpmd.in
+/usr/bin/dpdk-testpmd --lcores '0@0,1@0' -n 1 -a $DPDK_VF \
+    -d $PMDS/librte_mempool_ring.so.23 -d $PMDS/librte_net_e1000.so.23 \
+    --iova-mode=pa --huge-dir /dev/hugepages -m 128 -- \
+    -i --forward-mode=icmpecho --nb-cores=1 --total-num-mbufs=2048 \
+    < /tmp/testpmd.in > /tmp/testpmd.log 2>&1 &
+TESTPMD=$!
+exec 4> /tmp/testpmd.in
+tp() {{ echo "$1" >&4; }}
+if wait_for 180 grep -q "testpmd> " /tmp/testpmd.log; then
+    result testpmd-up pass "$(grep -m1 'Port 0: ' /tmp/testpmd.log)"
+else
+    result testpmd-up fail "$(tail -n 15 /tmp/testpmd.log | tr '\n' ' ')"
+fi
+tp "show port info 0"
+tp "start"
+if wait_for 60 ping -c 1 -W 1 10.0.0.2; then
+    result reach pass "testpmd answers"
+else
+    result reach fail "no answer; neigh: $(ip neigh show dev eth0); $(tail -n 8 /tmp/testpmd.log | tr '\n' ' ')"
+fi
+check ping sh -c "ping -c {PINGS} -W 3 10.0.0.2 > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
+tp "stop"
+tp "show port stats 0"
+tp "quit"
+exec 4>&-
+# Its output is block-buffered into the file: read it once testpmd has exited.
+wait_for 60 sh -c "! kill -0 $TESTPMD"
+value testpmd-port sh -c "grep -m1 'MAC address: ' /tmp/testpmd.log"
+value testpmd-link sh -c "grep -E 'Link status: |Link speed: |Link duplex: ' /tmp/testpmd.log | tr '\n' ' '"
+value testpmd-stats sh -c "grep -E 'RX-packets:.*RX-bytes|TX-packets:.*TX-bytes' /tmp/testpmd.log | tail -n 2 | tr '\n' ' '"
+cat /tmp/testpmd.log
+"#
+    )
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a counter: {v}"))
+}
+
+/// The number after `label:` in testpmd's stats line.
+fn stat(text: &str, label: &str) -> u64 {
+    let at = text
+        .rfind(&format!("{label}:"))
+        .unwrap_or_else(|| panic!("no {label} in {text}"));
+    text[at + label.len() + 1..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{label}: no number in {text}"))
+}
+
+#[test]
+fn testpmd_on_a_vf_answers_an_igbvf_vfs_pings_through_the_eswitch() {
+    let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    let dir = serve_dir("dpdk");
+    let config: ServeConfig = toml::from_str(&format!(
+        "vfs = 2\n[vf]\n0 = \"mac {MAC_IGBVF}\"\n1 = \"mac {MAC_DPDK}\"\n"
+    ))
+    .unwrap();
+    let serving = Serving::start(&dir, &config, None).expect("serve");
+    let cfg = GuestConfig::new("serve-dpdk", script())
+        .qemu_args([
+            // DPDK 22.11 as Debian builds it needs SSE4.2, which TCG's default qemu64 lacks
+            // (testpmd dies with "invalid opcode" in librte_eal).
+            "-cpu".to_string(),
+            "max".to_string(),
+            "-device".to_string(),
+            "pcie-root-port,id=rp1,chassis=1,slot=1,addr=0x2".to_string(),
+            "-device".to_string(),
+            qemu_device_json(&vf_socket(&dir, 0), "rp1", "vf0"),
+            "-device".to_string(),
+            "pcie-root-port,id=rp2,chassis=1,slot=2,addr=0x3".to_string(),
+            "-device".to_string(),
+            qemu_device_json(&vf_socket(&dir, 1), "rp2", "vf1"),
+        ])
+        .extra_initramfs(&artifacts.initramfs_dpdk)
+        .memory_mb(768)
+        .timeout(Duration::from_secs(500));
+    let out = Guest::new(cfg).run().unwrap_or_else(|e| panic!("{e}"));
+    let show = request(&dir, &Request::Show { port: None }).expect("ctl show");
+    let show = show.show.expect("report")["ports"][0].take();
+    serving.shutdown();
+    eprintln!("{}", out.diagnostics());
+    for name in [
+        "uio",
+        "uio-bound",
+        "modprobe",
+        "netdev",
+        "mac",
+        "carrier",
+        "testpmd-up",
+    ] {
+        out.expect_pass(name);
+    }
+    let port = out.expect_pass("testpmd-port").detail.to_ascii_lowercase();
+    assert!(
+        port.contains(MAC_DPDK),
+        "testpmd reads the admin MAC: {port}"
+    );
+    let link = out.expect_pass("testpmd-link").detail.clone();
+    assert!(
+        link.contains("Link status: up")
+            && link.contains("Link speed: 1 Gbps")
+            && link.contains("Link duplex: full-duplex"),
+        "{link}"
+    );
+    out.expect_pass("reach");
+    assert!(out.expect_pass("ping").detail.contains(" 0% packet loss"));
+
+    // testpmd's counters are the VF's registers: RX bytes count each frame's CRC.
+    let stats = out.expect_pass("testpmd-stats").detail.clone();
+    let vf1 = &show["vfs"][1];
+    let (rx_packets, rx_bytes) = (stat(&stats, "RX-packets"), stat(&stats, "RX-bytes"));
+    let switched = (u(&vf1["port"]["rx_packets"]), u(&vf1["port"]["rx_bytes"]));
+    eprintln!("testpmd RX {rx_packets} packets {rx_bytes} bytes; switch to VF 1: {switched:?}");
+    assert!(rx_packets >= u64::from(PINGS));
+    assert_eq!(rx_packets, switched.0);
+    assert_eq!(
+        rx_bytes,
+        switched.1 + 4 * switched.0,
+        "frame bytes and a CRC each"
+    );
+}
