@@ -467,11 +467,15 @@ def stage_guest(uri):
     if not image:
         die(f"could not resolve {images[0]}")
     pkgs += image
-    debs = apt.download(pkgs, os.path.join(E2E, "debs", "guest"))
-    log(f"guest: extracting {len(debs)} packages")
-    extract_debs(debs, tree)
+    download_and_extract(apt, "guest", pkgs, tree)
     stamp.write()
     return tree
+
+
+def download_and_extract(apt, name, pkgs, tree):
+    debs = apt.download(pkgs, os.path.join(E2E, "debs", name))
+    log(f"{name}: extracting {len(debs)} packages")
+    extract_debs(debs, tree)
 
 
 def stage_dpdk(uri):
@@ -484,11 +488,9 @@ def stage_dpdk(uri):
     apt = PrivateApt("bookworm", uri, GUEST_SUITES, BOOKWORM_KEYRINGS)
     apt.update()
     pkgs = [(n, v) for n, v in apt.closure(DPDK_PACKAGES) if not skipped(n)]
-    debs = apt.download(pkgs, os.path.join(E2E, "debs", "dpdk"))
-    log(f"dpdk: extracting {len(debs)} packages")
     if os.path.exists(tree):
         shutil.rmtree(tree)
-    extract_debs(debs, tree)
+    download_and_extract(apt, "dpdk", pkgs, tree)
     stamp.write()
     return tree
 
@@ -530,11 +532,7 @@ def stage_dpdk_initramfs(dpdk_tree, guest_tree, rel):
     for n in DPDK_MODULES:
         if n not in chosen:
             die(f"module {n} not found under {moddir}")
-    dst_moddir = os.path.join(root, "lib", "modules", rel)
-    for relpath in chosen.values():
-        os.makedirs(os.path.dirname(os.path.join(dst_moddir, relpath)), exist_ok=True)
-        shutil.copy2(os.path.join(moddir, relpath), os.path.join(dst_moddir, relpath))
-    write_modules_dep(os.path.join(dst_moddir, "modules.dep"), chosen, deps)
+    copy_modules(moddir, chosen, deps, os.path.join(root, "lib", "modules", rel))
     write_newc(out, root, [])
     log(f"initramfs-dpdk: {os.path.getsize(out) // 1024} KiB, {len(libs)} libraries")
     stamp.write()
@@ -745,6 +743,14 @@ def module_closure(moddir, wanted):
     return chosen, deps
 
 
+def copy_modules(moddir, chosen, deps, dst_moddir):
+    """The chosen modules under dst_moddir, with their modules.dep."""
+    for relpath in chosen.values():
+        os.makedirs(os.path.dirname(os.path.join(dst_moddir, relpath)), exist_ok=True)
+        shutil.copy2(os.path.join(moddir, relpath), os.path.join(dst_moddir, relpath))
+    write_modules_dep(os.path.join(dst_moddir, "modules.dep"), chosen, deps)
+
+
 def write_modules_dep(path, chosen, deps):
     """modules.dep in depmod's format: each line lists the full closure, loaded right to left."""
     lines = []
@@ -874,13 +880,10 @@ def stage_initramfs(tree, rel):
         if n not in chosen:
             die(f"module {n} not found under {moddir}")
     dst_moddir = os.path.join(root, "lib", "modules", rel)
-    for relpath in chosen.values():
-        os.makedirs(os.path.dirname(os.path.join(dst_moddir, relpath)), exist_ok=True)
-        shutil.copy2(os.path.join(moddir, relpath), os.path.join(dst_moddir, relpath))
+    copy_modules(moddir, chosen, deps, dst_moddir)
     for f in ("modules.builtin", "modules.order", "modules.builtin.modinfo"):
         if os.path.exists(os.path.join(moddir, f)):
             shutil.copy2(os.path.join(moddir, f), os.path.join(dst_moddir, f))
-    write_modules_dep(os.path.join(dst_moddir, "modules.dep"), chosen, deps)
 
     # init and the guest-script helpers.
     for name, data in sources.items():
