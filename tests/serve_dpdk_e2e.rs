@@ -1,10 +1,12 @@
 //! DPDK's VF driver as a second client: bookworm's `dpdk-testpmd` (DPDK 22.11, the
 //! `net_e1000_igb_vf` PMD) on one VF of `serve`, the unmodified `igbvf` on another VF of the
-//! same TCG guest. The DPDK VF is bound with `uio_pci_generic` (IOVA = PA; the bookworm kernel
-//! has no `CONFIG_VFIO_NOIOMMU`). testpmd must probe, read the admin MAC, see the link at
-//! 1 Gbps full duplex, and answer the igbvf VF's pings in `icmpecho` mode; its byte counters
-//! (the VF's good-octet registers) count each frame's CRC, as the 82576 does. Needs the
-//! artifacts of `scripts/fetch-e2e.py` (its `dpdk` stage).
+//! same TCG guest. The DPDK VF is bound with `uio_pci_generic` (IOVA = PA), or with `vfio-pci`
+//! behind QEMU's `intel-iommu` (the bookworm kernel has no `CONFIG_VFIO_NOIOMMU`, hence those
+//! two). testpmd must probe, read the admin MAC, see the link at 1 Gbps full duplex, and
+//! answer the igbvf VF's pings in `icmpecho` mode; its byte counters (the VF's good-octet
+//! registers) count each frame's CRC, as the 82576 does; with the virtual IOMMU every
+//! DMA_MAP QEMU sends for DPDK's mappings is honoured. Needs the artifacts of
+//! `scripts/fetch-e2e.py` (its `dpdk` stage).
 
 mod serve_support;
 
@@ -24,7 +26,11 @@ const PINGS: u32 = 5;
 /// driver_override before any driver loads, VF 0 to igbvf; then testpmd in icmpecho mode on
 /// VF 1, and pings from igbvf's eth0 to an address only testpmd answers (icmpecho answers ARP
 /// for any address).
-fn script() -> String {
+fn script(bind: Bind) -> String {
+    let (module, iova) = match bind {
+        Bind::Uio => ("uio_pci_generic", "pa"),
+        Bind::Vfio => ("vfio-pci", "va"),
+    };
     format!(
         r#"
 MAC={MAC_IGBVF}
@@ -32,10 +38,13 @@ DRIVER=igbvf
 DPDK_VF=$(for d in /sys/bus/pci/devices/*; do
     [ "$(cat $d/device)" = 0x10ca ] && echo ${{d##*/}}; done | sort | tail -n 1)
 result dpdk-vf pass "$DPDK_VF"
-echo uio_pci_generic > /sys/bus/pci/devices/$DPDK_VF/driver_override
-check uio modprobe uio_pci_generic
+echo {module} > /sys/bus/pci/devices/$DPDK_VF/driver_override
+check bind-module modprobe {module}
+# vfio-pci's IOMMU backend (the kernel does not ask busybox to load it).
+[ {module} = vfio-pci ] && check iommu-backend modprobe vfio_iommu_type1
 echo $DPDK_VF > /sys/bus/pci/drivers_probe
-check_eq uio-bound uio_pci_generic sh -c "basename \$(readlink /sys/bus/pci/devices/$DPDK_VF/driver)"
+check_eq bound {module} sh -c "basename \$(readlink /sys/bus/pci/devices/$DPDK_VF/driver)"
+value iommu-group sh -c "basename \$(readlink /sys/bus/pci/devices/$DPDK_VF/iommu_group) 2>&1"
 {DRIVER_UP}
 check addr ip addr add 10.0.0.1/24 dev eth0
 mkdir -p /dev/hugepages
@@ -49,7 +58,7 @@ PMDS=/lib/x86_64-linux-gnu/dpdk
 mkfifo /tmp/testpmd.in
 /usr/bin/dpdk-testpmd --lcores '0@0,1@0' -n 1 -a $DPDK_VF \
     -d $PMDS/librte_mempool_ring.so.23 -d $PMDS/librte_net_e1000.so.23 \
-    --iova-mode=pa --huge-dir /dev/hugepages -m 128 -- \
+    --iova-mode={iova} --huge-dir /dev/hugepages -m 128 -- \
     -i --forward-mode=icmpecho --nb-cores=1 --total-num-mbufs=2048 \
     < /tmp/testpmd.in > /tmp/testpmd.log 2>&1 &
 TESTPMD=$!
@@ -98,16 +107,44 @@ fn stat(text: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("{label}: no number in {text}"))
 }
 
+/// How the guest binds the DPDK VF.
+#[derive(Clone, Copy, Debug)]
+enum Bind {
+    /// `uio_pci_generic`: no IOMMU, DPDK gives the device physical addresses.
+    Uio,
+    /// `vfio-pci` behind QEMU's `intel-iommu` (guest `intel_iommu=on iommu=pt`): DPDK maps its
+    /// memory at IOVAs of its own, which QEMU maps and unmaps on the server as it goes.
+    Vfio,
+}
+
 #[test]
-fn testpmd_on_a_vf_answers_an_igbvf_vfs_pings_through_the_eswitch() {
+fn testpmd_with_uio_pci_generic_answers_an_igbvf_vfs_pings_through_the_eswitch() {
+    testpmd_next_to_igbvf(Bind::Uio);
+}
+
+#[test]
+fn testpmd_with_vfio_pci_behind_a_virtual_iommu_answers_an_igbvf_vfs_pings() {
+    testpmd_next_to_igbvf(Bind::Vfio);
+}
+
+fn testpmd_next_to_igbvf(bind: Bind) {
     let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
-    let dir = serve_dir("dpdk");
+    let dir = serve_dir(&format!("dpdk-{bind:?}"));
     let config: ServeConfig = toml::from_str(&format!(
         "vfs = 2\n[vf]\n0 = \"mac {MAC_IGBVF}\"\n1 = \"mac {MAC_DPDK}\"\n"
     ))
     .unwrap();
     let serving = Serving::start(&dir, &config, None).expect("serve");
-    let cfg = GuestConfig::new("serve-dpdk", script())
+    let mut iommu: Vec<String> = Vec::new();
+    let mut cfg = GuestConfig::new(format!("serve-dpdk-{bind:?}"), script(bind));
+    if let Bind::Vfio = bind {
+        iommu = ["-device", "intel-iommu,caching-mode=on"]
+            .map(String::from)
+            .to_vec();
+        cfg.kernel_args = "intel_iommu=on iommu=pt".into();
+    }
+    let cfg = cfg
+        .qemu_args(iommu)
         .qemu_args([
             // DPDK 22.11 as Debian builds it needs SSE4.2, which TCG's default qemu64 lacks
             // (testpmd dies with "invalid opcode" in librte_eal).
@@ -131,8 +168,8 @@ fn testpmd_on_a_vf_answers_an_igbvf_vfs_pings_through_the_eswitch() {
     serving.shutdown();
     eprintln!("{}", out.diagnostics());
     for name in [
-        "uio",
-        "uio-bound",
+        "bind-module",
+        "bound",
         "modprobe",
         "netdev",
         "mac",
@@ -154,6 +191,16 @@ fn testpmd_on_a_vf_answers_an_igbvf_vfs_pings_through_the_eswitch() {
         "{link}"
     );
     out.expect_pass("reach");
+    // Every request QEMU made on the DPDK VF's behalf (with a virtual IOMMU: a DMA_MAP per
+    // mapping DPDK makes, the same memfd each time) was honoured.
+    let client = &show["vfs"][1]["client"];
+    eprintln!("VF 1's client: {client}");
+    assert_eq!(u(&client["limit_refusals"]), 0, "{client}");
+    assert!(
+        !out.qemu_stderr.contains("failure") && !out.qemu_stderr.contains("error reply"),
+        "QEMU: {}",
+        out.qemu_stderr
+    );
     assert!(out.expect_pass("ping").detail.contains(" 0% packet loss"));
 
     // testpmd's counters are the VF's registers: RX bytes count each frame's CRC.

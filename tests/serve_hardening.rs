@@ -67,13 +67,13 @@ fn one_clients_mappings_cannot_take_the_fds_another_vf_needs() {
     let limits = ClientLimits::default();
     let before = open_fds();
     let mut hog = RawClient::negotiated(&vf_socket(&dir, 0));
-    let ram = memfd(4096);
-    // What broke an earlier build: ~20,000 mappings, each keeping the memfd open in `serve`,
-    // until a new client on another VF was closed with "Too many open files".
+    // What broke an earlier build: ~20,000 mappings, each keeping an fd open in `serve`, until
+    // a new client on another VF was closed with "Too many open files". (Each map here has a
+    // file of its own: maps of one file share one fd, below.)
     let (mut ok, mut refused) = (0u64, 0u64);
     for i in 0..20_000u64 {
         let p = dma_map_payload(0x1_0000_0000 + i * 0x1000, 0x1000, 0, true);
-        let r = hog.call(CMD_DMA_MAP, &p, &[ram.as_raw_fd()]);
+        let r = hog.call(CMD_DMA_MAP, &p, &[memfd(4096).as_raw_fd()]);
         if r.is_error() {
             assert_eq!(r.error as i32, libc::ENOSPC, "the refusal is ENOSPC");
             refused += 1;
@@ -81,7 +81,10 @@ fn one_clients_mappings_cannot_take_the_fds_another_vf_needs() {
             ok += 1;
         }
     }
-    assert_eq!(ok, limits.fds, "maps with an fd stop at the fd limit");
+    assert_eq!(
+        ok, limits.fds,
+        "maps of distinct files stop at the fd limit"
+    );
     assert_eq!(refused, 20_000 - limits.fds);
     // Maps without an fd keep no fd; they stop at the table limit.
     let mut table_ok = 0;
@@ -100,9 +103,16 @@ fn one_clients_mappings_cannot_take_the_fds_another_vf_needs() {
         limits.fds
     );
 
-    // Another VF's client is served, and the admin path works.
+    // Another VF's client is served, and the admin path works. Its maps of one file (QEMU's
+    // RAM memfd, sent again with every map, as with a virtual IOMMU) keep one fd.
     let mut other = RawClient::negotiated(&vf_socket(&dir, 1));
     answers(&mut other);
+    let ram = memfd(1 << 20);
+    for i in 0..100u64 {
+        let p = dma_map_payload(i * 0x2000, 0x1000, i * 0x1000, true);
+        let r = other.call(CMD_DMA_MAP, &p, &[ram.as_raw_fd()]);
+        assert!(!r.is_error(), "map {i} of one file: {r:?}");
+    }
     assert_served_quickly(&dir);
     let s = show(&dir);
     let hog_view = client_of(&s, 0);
@@ -115,7 +125,8 @@ fn one_clients_mappings_cannot_take_the_fds_another_vf_needs() {
         20_000 - limits.fds + 1000 - table_ok
     );
     assert_eq!(client_of(&s, 1)["held"]["connected"], true);
-    assert_eq!(client_of(&s, 1)["held"]["fds"], 0);
+    assert_eq!(client_of(&s, 1)["held"]["dma_maps"], 100);
+    assert_eq!(client_of(&s, 1)["held"]["fds"], 1, "one file, one fd");
     let text = request(&dir, &Request::Show { port: None })
         .unwrap()
         .text

@@ -116,6 +116,18 @@ struct MapEntry {
     writable: bool,
     /// `Some` for the mmap path.
     region: Option<Arc<GuestRegionMmap>>,
+    /// The mmapped file (the client's RAM memfd), shared by every map of the same file.
+    file: Option<(FileKey, Arc<File>)>,
+}
+
+/// A file's identity (`st_dev`, `st_ino`): QEMU sends the same memfd again with every map, a
+/// new fd each time; we keep one per file.
+type FileKey = (u64, u64);
+
+fn file_key(file: &File) -> Option<FileKey> {
+    // SAFETY: fstat into a zeroed struct we own, on an fd we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(file.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
 impl MapEntry {
@@ -547,14 +559,31 @@ impl Dma {
             return Err(invalid(libc::EEXIST));
         }
         let with_fd = fd.is_some();
+        // The file this map's fd names: one we hold already (the new fd is closed), or new.
+        let file = fd.map(File::from).and_then(|f| {
+            let key = file_key(&f)?;
+            let held = maps
+                .iter()
+                .find_map(|m| m.file.as_ref().filter(|(k, _)| *k == key));
+            Some(match held {
+                Some((_, arc)) => (key, arc.clone(), false),
+                None => (key, Arc::new(f), true),
+            })
+        });
+        let new_fd = file.as_ref().is_some_and(|(_, _, new)| *new);
         let bytes = mapped_bytes(&maps);
         self.shared
             .account
-            .check_map(maps.len() as u64, bytes, size, u64::from(with_fd))
+            .check_map(maps.len() as u64, bytes, size, u64::from(new_fd))
             .map_err(MapRefusal::Limit)?;
-        let region = match fd {
-            Some(fd) if readable && writable => mmap_shared(fd, offset, size, iova),
-            _ => None,
+        let (region, file) = match file {
+            Some((key, f, _)) if readable && writable => {
+                match mmap_shared(&f, offset, size, iova) {
+                    Some(r) => (Some(r), Some((key, f))),
+                    None => (None, None),
+                }
+            }
+            _ => (None, None),
         };
         if writable && region.is_some() {
             self.shared.shared_seen.store(true, Ordering::Relaxed);
@@ -589,6 +618,7 @@ impl Dma {
                 readable,
                 writable,
                 region,
+                file,
             },
         );
         self.count(&maps);
@@ -603,8 +633,13 @@ impl Dma {
         let a = &self.shared.account;
         a.maps.store(maps.len() as u64, Ordering::Relaxed);
         a.mapped_bytes.store(mapped_bytes(maps), Ordering::Relaxed);
-        let fds = maps.iter().filter(|m| m.region.is_some()).count();
-        a.map_fds.store(fds as u64, Ordering::Relaxed);
+        let mut files: Vec<FileKey> = maps
+            .iter()
+            .filter_map(|m| Some(m.file.as_ref()?.0))
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        a.map_fds.store(files.len() as u64, Ordering::Relaxed);
     }
 
     /// DMA_UNMAP of every map inside `[iova, iova + size)`, or of all maps. A range that cuts a
@@ -695,9 +730,14 @@ fn mapped_bytes(maps: &[MapEntry]) -> u64 {
 
 /// mmap a DMA_MAP fd shared, if it is safe to: a regular file (memfd) long enough and sealed
 /// against shrinking. `None` sends the map to the message path.
-fn mmap_shared(fd: OwnedFd, offset: u64, size: u64, iova: u64) -> Option<Arc<GuestRegionMmap>> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: fstat into a zeroed struct we own, on an fd we own.
+fn mmap_shared(
+    file: &Arc<File>,
+    offset: u64,
+    size: u64,
+    iova: u64,
+) -> Option<Arc<GuestRegionMmap>> {
+    let raw = file.as_raw_fd();
+    // SAFETY: fstat into a zeroed struct we own, on an fd we hold.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(raw, &mut st) } != 0 {
         warn!("DMA_MAP fd: fstat failed; using DMA messages");
@@ -723,7 +763,7 @@ fn mmap_shared(fd: OwnedFd, offset: u64, size: u64, iova: u64) -> Option<Arc<Gue
         return None;
     }
     let len = usize::try_from(size).ok()?;
-    let mmap = match MmapRegion::from_file(FileOffset::new(File::from(fd), offset), len) {
+    let mmap = match MmapRegion::from_file(FileOffset::from_arc(file.clone(), offset), len) {
         Ok(m) => m,
         Err(e) => {
             warn!(error = %e, "DMA_MAP mmap failed; using DMA messages");
