@@ -33,6 +33,7 @@ value tx_packets cat /sys/class/net/eth0/statistics/tx_packets
 value rx_packets cat /sys/class/net/eth0/statistics/rx_packets
 value tx_bytes cat /sys/class/net/eth0/statistics/tx_bytes
 value rx_dropped cat /sys/class/net/eth0/statistics/rx_dropped
+value vf-stats sh -c "ethtool -S eth0 | grep -E '^ *(rx_packets|lbrx_packets|rx_bytes|lbrx_bytes):' | tr '\n' ' '"
 ip -s link show dev eth0
 "#;
 
@@ -170,6 +171,26 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_es
         let c = &show["vfs"][i]["client"];
         assert_eq!(u(&c["limit_refusals"]), 0, "vf{i}: {c}");
         assert_eq!(u(&c["connections"]), 1, "vf{i}: {c}");
+    }
+
+    // igbvf's view of the VF statistics registers (ethtool -S): with no uplink backend every
+    // frame a VF received came from a function of the port, so all of it is loopback.
+    for out in [&a, &b] {
+        let stats = &out.expect_pass("vf-stats").detail;
+        let field = |name: &str| -> u64 {
+            let at = stats
+                .find(&format!(" {name}: "))
+                .or_else(|| stats.starts_with(&format!("{name}: ")).then_some(0))
+                .unwrap_or_else(|| panic!("{name} in {stats}"));
+            stats[at..]
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in {stats}"))
+        };
+        assert!(field("rx_packets") > u64::from(PINGS), "{stats}");
+        assert_eq!(field("lbrx_packets"), field("rx_packets"), "{stats}");
+        assert_eq!(field("lbrx_bytes"), field("rx_bytes"), "{stats}");
     }
 
     // Counters agree: the guests' own statistics, the VF devices' and the switch ports'.
