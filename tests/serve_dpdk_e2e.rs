@@ -3,7 +3,8 @@
 //! same TCG guest. The DPDK VF is bound with `uio_pci_generic` (IOVA = PA), or with `vfio-pci`
 //! behind QEMU's `intel-iommu` (the bookworm kernel has no `CONFIG_VFIO_NOIOMMU`, hence those
 //! two). testpmd must probe, read the admin MAC, see the link at 1 Gbps full duplex, and
-//! answer the igbvf VF's pings in `icmpecho` mode; its byte counters (the VF's good-octet
+//! answer the igbvf VF's pings in `icmpecho` mode; one `txonly` burst reaches igbvf and what
+//! igbvf sends reaches `rxonly`, frame for frame; its byte counters (the VF's good-octet
 //! registers) count each frame's CRC, as the 82576 does; with the virtual IOMMU every
 //! DMA_MAP QEMU sends for DPDK's mappings is honoured. Needs the artifacts of
 //! `scripts/fetch-e2e.py` (its `dpdk` stage).
@@ -45,7 +46,10 @@ check bind-module modprobe {module}
 echo $DPDK_VF > /sys/bus/pci/drivers_probe
 check_eq bound {module} sh -c "basename \$(readlink /sys/bus/pci/devices/$DPDK_VF/driver)"
 value iommu-group sh -c "basename \$(readlink /sys/bus/pci/devices/$DPDK_VF/iommu_group) 2>&1"
+# No IPv6 on igbvf's side: its neighbour discovery would be traffic the counts below do not expect.
+echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6
 {DRIVER_UP}
+echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
 check addr ip addr add 10.0.0.1/24 dev eth0
 mkdir -p /dev/hugepages
 mount -t hugetlbfs none /dev/hugepages
@@ -79,12 +83,28 @@ fi
 check ping sh -c "ping -c {PINGS} -W 3 10.0.0.2 > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
 tp "stop"
 tp "show port stats 0"
+# txonly and rxonly against igbvf's counters: one burst of testpmd's txonly frames to igbvf's
+# MAC (`start tx_first` in rxonly mode), and igbvf's pings, which testpmd now only counts.
+stat() {{ cat /sys/class/net/eth0/statistics/$1; }}
+tp "set fwd rxonly"
+tp "set eth-peer 0 {MAC_IGBVF}"
+sleep 2
+RX0=$(stat rx_packets); TX0=$(stat tx_packets)
+tp "start tx_first"
+sleep 3
+ping -c 10 -W 1 10.0.0.2 > /dev/null
+sleep 2
+RX1=$(stat rx_packets); TX1=$(stat tx_packets)
+result igbvf-counts pass "rx $((RX1 - RX0)) tx $((TX1 - TX0))"
+tp "stop"
+tp "show port stats 0"
 tp "quit"
 exec 4>&-
 # Its output is block-buffered into the file: read it once testpmd has exited.
 wait_for 60 sh -c "! kill -0 $TESTPMD"
 value testpmd-port sh -c "grep -m1 'MAC address: ' /tmp/testpmd.log"
 value testpmd-link sh -c "grep -E 'Link status: |Link speed: |Link duplex: ' /tmp/testpmd.log | tr '\n' ' '"
+value testpmd-fwd sh -c "grep -A2 'Forward statistics for port 0' /tmp/testpmd.log | grep -E 'RX-packets|TX-packets' | tail -n 2 | tr '\n' ' '"
 value testpmd-stats sh -c "grep -E 'RX-packets:.*RX-bytes|TX-packets:.*TX-bytes' /tmp/testpmd.log | tail -n 2 | tr '\n' ' '"
 cat /tmp/testpmd.log
 "#
@@ -202,6 +222,36 @@ fn testpmd_next_to_igbvf(bind: Bind) {
         out.qemu_stderr
     );
     assert!(out.expect_pass("ping").detail.contains(" 0% packet loss"));
+
+    // txonly/rxonly: what testpmd sent in one burst igbvf received, what igbvf sent testpmd
+    // received.
+    let igbvf = out.expect_pass("igbvf-counts").detail.clone();
+    let fwd = out.expect_pass("testpmd-fwd").detail.clone();
+    eprintln!("igbvf {igbvf}; testpmd {fwd}");
+    let n = |text: &str, label: &str| -> u64 {
+        let at = text
+            .find(label)
+            .unwrap_or_else(|| panic!("{label} in {text}"));
+        text[at + label.len()..]
+            .trim_start_matches(':')
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{label} in {text}"))
+    };
+    let (testpmd_rx, testpmd_tx) = (n(&fwd, "RX-packets"), n(&fwd, "TX-packets"));
+    assert_eq!(testpmd_tx, 32, "one txonly burst: {fwd}");
+    assert_eq!(
+        n(&igbvf, "rx "),
+        testpmd_tx,
+        "igbvf received the burst: {igbvf}"
+    );
+    assert!(testpmd_rx >= 10, "{fwd}");
+    assert_eq!(
+        n(&igbvf, "tx "),
+        testpmd_rx,
+        "testpmd received what igbvf sent: {igbvf}"
+    );
 
     // testpmd's counters are the VF's registers: RX bytes count each frame's CRC.
     let stats = out.expect_pass("testpmd-stats").detail.clone();
