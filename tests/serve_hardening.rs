@@ -231,3 +231,61 @@ fn a_silent_or_dripping_control_client_costs_only_itself() {
         start.elapsed()
     );
 }
+
+/// With a virtual IOMMU the guest's DMA addresses come and go. A VF whose ring points at an
+/// IOVA the client has unmapped must not write there (nor anywhere else of the client's), and
+/// the failed access is counted on that VF.
+#[test]
+fn a_ring_at_an_unmapped_iova_is_never_written_and_counted_on_its_vf() {
+    use model::function::i82576::regs::{self, q};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = serve_dir("iova");
+    let config: ServeConfig =
+        toml::from_str("vfs = 2\n[vf]\n0 = \"mac 02:00:00:00:00:10\"\n").unwrap();
+    let serving = Serving::start(&dir, &config, None).expect("serve");
+    let mut c = RawClient::negotiated(&vf_socket(&dir, 0));
+    let ram = memfd(1 << 20);
+    let ring_iova = 0x10_0000u64;
+    let map = dma_map_payload(ring_iova, 1 << 20, 0, true);
+    assert!(!c.call(CMD_DMA_MAP, &map, &[ram.as_raw_fd()]).is_error());
+    // Bus master on; RX queue 0: a 4 KiB ring at the IOVA, enabled, buffers "posted".
+    let cmd = P::default()
+        .u64(4)
+        .u32(region::CONFIG)
+        .u32(2)
+        .bytes(&[0x06, 0x00])
+        .0;
+    assert!(!c.call(CMD_REGION_WRITE, &cmd, &[]).is_error());
+    for (reg, v) in [
+        (q::DBAL, ring_iova as u32),
+        (q::DBAH, 0),
+        (q::DLEN, 4096),
+        (q::DCTL, regs::dctl::ENABLE),
+        (q::DT, 16),
+    ] {
+        c.region_write(0, regs::RX_BASE + reg, &v.to_le_bytes(), true);
+    }
+    answers(&mut c);
+    // The client takes the ring's memory away; a frame for the VF arrives from the wire.
+    let unmap = P::default().u32(32).u32(0).u64(ring_iova).u64(1 << 20).0;
+    assert!(!c.call(CMD_DMA_UNMAP, &unmap, &[]).is_error());
+    let mut frame = vec![0u8; 60];
+    frame[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x10]);
+    frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    serving
+        .nic()
+        .inject(eswitch::PortId::Uplink(0), bytes::Bytes::from(frame));
+    let s = show(&dir);
+    let dev = &s["ports"][0]["vfs"][0]["device"];
+    assert_eq!(dev["dma_errors"], 1, "{dev}");
+    assert_eq!(dev["rx_packets"], 0, "{dev}");
+    assert_eq!(s["ports"][0]["vfs"][1]["device"]["dma_errors"], 0);
+    assert!(
+        pread(&ram, 0, 1 << 20).iter().all(|&b| b == 0),
+        "nothing written into the client's memory"
+    );
+    answers(&mut c);
+    drop(c);
+    serving.shutdown();
+}
