@@ -42,6 +42,13 @@ pub enum Request {
         port: PfRef,
         policy: String,
     },
+    /// A fault injected on port `port`: `pf-reset [vf N]` (the PF driver's reset, as the VFs
+    /// see it).
+    Fault {
+        #[serde(default)]
+        port: PfRef,
+        words: Vec<String>,
+    },
     /// Port `port`, or every port of the card.
     Show {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +90,8 @@ pub struct VfReport {
     /// Mailbox requests the PF agent refused, by reason.
     pub refusals: std::collections::BTreeMap<&'static str, u64>,
     pub backlog: usize,
+    /// PF reset notifications the VF was sent (`ctl fault pf-reset`).
+    pub pf_resets: u64,
     /// The VF's socket: its client and what the client makes the server hold.
     pub client: Option<ClientReport>,
 }
@@ -208,6 +217,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
                     pf.policy(v).cloned().unwrap_or_default(),
                     sw.counters(PortId::Vf(v)).cloned().unwrap_or_default(),
                     refusals,
+                    pf.counters(v).map_or(0, |c| c.pf_resets),
                 )
             })
             .collect::<Vec<_>>();
@@ -222,7 +232,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
     let vfs = per_vf
         .into_iter()
         .enumerate()
-        .map(|(i, (policy, port, refusals))| {
+        .map(|(i, (policy, port, refusals, pf_resets))| {
             let v = i as u16;
             let (device, state) = match nic.vf(v) {
                 Some(f) => (f.stats(), f.state()),
@@ -236,6 +246,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
                 state,
                 refusals,
                 backlog: nic_counters.backlog.get(&v).copied().unwrap_or(0),
+                pf_resets,
                 client: view.vf_servers.get(i).map(ClientReport::of),
             }
         })
@@ -403,7 +414,11 @@ pub fn format_show(r: &ShowReport) -> String {
             "        {}\n",
             device_line(&v.device, v.state.attached, v.backlog)
         );
-        s += &format!("        mailbox refusals: {}\n", nonzero(&v.refusals));
+        s += &format!(
+            "        mailbox refusals: {}; PF resets notified {}\n",
+            nonzero(&v.refusals),
+            v.pf_resets
+        );
         if let Some(c) = &v.client {
             s += &format!("        {}\n", c.line());
         }
@@ -444,6 +459,39 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 ok: true,
                 text: Some(format_card(&r)),
                 show: serde_json::to_value(&r).ok(),
+                ..Reply::default()
+            }
+        }
+        Request::Fault { port: pf, words } => {
+            let nic = match port(*pf) {
+                Ok(p) => &p.nic,
+                Err(reply) => return reply,
+            };
+            let w: Vec<&str> = words.iter().map(String::as_str).collect();
+            let vf = match w.as_slice() {
+                ["pf-reset"] => None,
+                ["pf-reset", "vf", n] => match n.parse::<u16>() {
+                    Ok(v) if v < nic.num_vfs() => Some(v),
+                    _ => {
+                        return Reply::error(format!(
+                            "fault pf-reset vf {n}: {} has VFs 0..{}",
+                            port_name(pf.0),
+                            nic.num_vfs().saturating_sub(1)
+                        ))
+                    }
+                },
+                _ => {
+                    return Reply::error(format!(
+                        "fault {:?}: expected `pf-reset [vf N]`",
+                        words.join(" ")
+                    ))
+                }
+            };
+            let notified = nic.notify_pf_reset(vf);
+            info!(port = %port_name(pf.0), vfs = ?notified, "ctl: PF reset notification");
+            Reply {
+                ok: true,
+                text: Some(format!("PF reset notified to {} VF(s)\n", notified.len())),
                 ..Reply::default()
             }
         }

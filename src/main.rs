@@ -69,6 +69,12 @@ enum CtlCommand {
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         words: Vec<String>,
     },
+    /// Inject a fault: `pf-reset [vf N]` tells the VF (or every VF) that the PF driver reset,
+    /// as igb's reset does: the VF driver must notice, drop its link and redo its handshake.
+    Fault {
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+    },
     /// Who may enable promiscuous modes on the port: `igb` (the default, igb's decision:
     /// multicast promiscuous for any VF, unicast never) or `trusted-only` (only trusted VFs).
     PromiscPolicy { policy: String },
@@ -197,6 +203,13 @@ fn ctl(dir: PathBuf, port: Option<scenarios::PfRef>, what: CtlCommand) -> Result
             Request::Vf {
                 port: port.unwrap_or_default(),
                 vf,
+                words,
+            },
+            false,
+        ),
+        CtlCommand::Fault { words } => (
+            Request::Fault {
+                port: port.unwrap_or_default(),
                 words,
             },
             false,

@@ -14,9 +14,9 @@ mod serve_support;
 use std::time::Duration;
 
 use serde_json::Value;
-use serve_support::{serve_dir, DRIVER_UP};
+use serve_support::{serve_dir, vf_devices, DRIVER_UP};
 use sriov_emu::control::{request, Request};
-use sriov_emu::serve::{qemu_device_json, vf_socket, ServeConfig, Serving};
+use sriov_emu::serve::{ServeConfig, Serving};
 use sriov_emu_tests::{Artifacts, Guest, GuestConfig};
 
 const MAC_IGBVF: &str = "02:00:00:00:00:10";
@@ -170,15 +170,8 @@ fn testpmd_next_to_igbvf(bind: Bind) {
             // (testpmd dies with "invalid opcode" in librte_eal).
             "-cpu".to_string(),
             "max".to_string(),
-            "-device".to_string(),
-            "pcie-root-port,id=rp1,chassis=1,slot=1,addr=0x2".to_string(),
-            "-device".to_string(),
-            qemu_device_json(&vf_socket(&dir, 0), "rp1", "vf0"),
-            "-device".to_string(),
-            "pcie-root-port,id=rp2,chassis=1,slot=2,addr=0x3".to_string(),
-            "-device".to_string(),
-            qemu_device_json(&vf_socket(&dir, 1), "rp2", "vf1"),
         ])
+        .qemu_args(vf_devices(&dir, &[0, 1]))
         .extra_initramfs(&artifacts.initramfs_dpdk)
         .memory_mb(768)
         .timeout(Duration::from_secs(500));

@@ -78,21 +78,11 @@ impl Node {
                 "pcie-root-port,id=rp1,chassis=1".to_string(),
                 "-device".to_string(),
                 qemu_device_json(socket, "rp1", "fn"),
-                "-chardev".to_string(),
-                format!("socket,id=host,path={},server=on,wait=off", chan.display()),
-                "-device".to_string(),
-                "isa-serial,chardev=host".to_string(),
             ])
+            .qemu_args(channel_args(&chan))
             .timeout(Duration::from_secs(600));
         let guest = Guest::new(cfg).spawn().unwrap_or_else(|e| panic!("{e}"));
-        let until = Instant::now() + Duration::from_secs(30);
-        let ctl = loop {
-            match UnixStream::connect(&chan) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > until => panic!("{me}: no host channel: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
+        let ctl = connect_channel(&chan);
         Node { guest, ctl, me }
     }
 
@@ -117,6 +107,50 @@ impl Node {
         self.say("done");
         self.guest.wait()
     }
+}
+
+/// QEMU arguments for the host channel at `chan`: a UNIX socket chardev on a second serial
+/// port (`/dev/ttyS1`, [`GUEST_CHANNEL`]).
+pub fn channel_args(chan: &Path) -> Vec<String> {
+    vec![
+        "-chardev".to_string(),
+        format!("socket,id=host,path={},server=on,wait=off", chan.display()),
+        "-device".to_string(),
+        "isa-serial,chardev=host".to_string(),
+    ]
+}
+
+/// The host end of a spawned guest's channel ([`channel_args`]).
+pub fn connect_channel(chan: &Path) -> UnixStream {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        match UnixStream::connect(chan) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() > until => panic!("no host channel {}: {e}", chan.display()),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// QEMU arguments for VFs `vfs` of port pf0 in one guest, each at 0.0 of its own root port
+/// (slots 2, 3, ... of bus 0), so the guest enumerates them in this order.
+pub fn vf_devices(dir: &Path, vfs: &[u16]) -> Vec<String> {
+    vfs.iter()
+        .enumerate()
+        .flat_map(|(i, &vf)| {
+            let rp = format!("rp{}", i + 1);
+            [
+                "-device".to_string(),
+                format!(
+                    "pcie-root-port,id={rp},chassis=1,slot={},addr={:#x}",
+                    i + 1,
+                    i + 2
+                ),
+                "-device".to_string(),
+                qemu_device_json(&vf_socket(dir, vf), &rp, &format!("vf{vf}")),
+            ]
+        })
+        .collect()
 }
 
 /// `ctl show --port pfK --json`: port `pf`'s report.

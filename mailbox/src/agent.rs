@@ -160,6 +160,13 @@ impl PfAgent {
         }
     }
 
+    /// VF `vf` alone loses CTS, as after a PF reset it was notified of.
+    pub fn forget_cts(&mut self, vf: usize) {
+        if let Some(s) = self.vfs.get_mut(vf) {
+            s.cts = false;
+        }
+    }
+
     /// Services VF `vf` after a mailbox event, in igb's order: VFLRE, then a posted message,
     /// then a posted ack. Each pending bit is consumed, so a message is handled at most once
     /// per REQ. Call it right after the VF's register write (or later); apply each outcome's

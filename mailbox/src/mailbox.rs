@@ -385,9 +385,12 @@ impl VfMailbox {
         std::mem::take(&mut self.vflre)
     }
 
-    /// PF reset begins (PF CTRL.RST / power-on): RSTI set, the PF's lock and pending
-    /// notifications to the VF are gone.
+    /// PF reset begins (PF CTRL.RST / power-on): RSTI set, the PF's lock, its pending
+    /// notifications to the VF and the message memory are gone (so a VF that reads it finds no
+    /// clear-to-send message: igbvf's `e1000_check_for_link_vf` then keeps the link down until
+    /// the PF's NACK sends it through its reset).
     pub fn pf_reset_start(&mut self) {
+        self.buf = [0; MAILBOX_WORDS];
         self.rsti = true;
         self.rstd = false;
         self.pfsts = false;

@@ -744,3 +744,29 @@ fn state_shows_the_rings_igbvf_configured() {
         "a full ring is not a drop"
     );
 }
+
+#[test]
+fn a_pf_reset_notification_drops_one_vfs_link_until_it_redoes_the_handshake() {
+    let r = rig(2);
+    let mut a = r.up(0, DriverConfig::default());
+    let mut b = r.up(1, DriverConfig::default());
+    assert!(a.drv.check_link(&a.vf) && b.drv.check_link(&b.vf));
+    assert_eq!(r.nic.notify_pf_reset(Some(0)), vec![0]);
+    // The mailbox vector (igbvf_msix_other → watchdog).
+    assert_eq!(a.irqs.take(), vec![2]);
+    assert!(b.irqs.take().is_empty(), "VF 1 is not told");
+    // e1000_check_for_rst_vf sees RSTD; no PF message with CTS: the link is down.
+    assert!(!a.drv.check_link(&a.vf));
+    assert!(b.drv.check_link(&b.vf));
+    // igbvf's reset task (igbvf_reinit_locked): e1000_reset_hw_vf's VF_RESET handshake, then
+    // igbvf_up's requests, whose replies carry CTS again: the link is back.
+    a.drv.reset_hw(&a.vf).unwrap();
+    a.drv.set_multicast(&a.vf, &[]).unwrap();
+    let word0 = r.nic.with_pf(|pf| pf.mailbox(0).unwrap().last_word0());
+    assert_ne!(word0 & mailbox::regs::msg::CTS, 0, "{word0:#x}");
+    assert!(a.drv.check_link(&a.vf));
+    let counters = r
+        .nic
+        .with_pf(|pf| (pf.counters(0).unwrap(), pf.counters(1).unwrap()));
+    assert_eq!((counters.0.pf_resets, counters.1.pf_resets), (1, 0));
+}

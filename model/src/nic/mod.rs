@@ -435,6 +435,16 @@ impl Nic {
         let _ = sw.set_rx_vlan_strip(PortId::Pf, strip);
     }
 
+    /// Tells `vf` (or every VF) that the PF driver reset ([`PfSide::notify_pf_reset`]), with a
+    /// mailbox interrupt. Returns the VFs notified.
+    pub fn notify_pf_reset(&self, vf: Option<u16>) -> Vec<u16> {
+        let notified = self.pf.side().notify_pf_reset(vf);
+        for &v in &notified {
+            self.mailbox_interrupt(v);
+        }
+        notified
+    }
+
     /// The PF's link went up or down: every VF is pinged and its link follows.
     pub fn set_link(&self, up: bool) {
         let pinged = self.pf.side().set_link(up);

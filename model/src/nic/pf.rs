@@ -136,6 +136,8 @@ pub struct PfCounters {
     pub policy_apply_failures: u64,
     /// Accesses naming a VF that does not exist (a wiring bug, never guest input).
     pub bad_vf: u64,
+    /// PF reset notifications the VF was sent ([`PfSide::notify_pf_reset`]).
+    pub pf_resets: u64,
 }
 
 pub struct PfSide {
@@ -191,6 +193,27 @@ impl PfSide {
 
     pub fn promisc_policy(&self) -> PromiscPolicy {
         self.agent.config().promisc
+    }
+
+    /// What a VF sees when the PF driver resets (igb_reset with VFs): its mailbox shows RSTI
+    /// while the PF is down, then RSTD once the PF is back (CTRL_EXT.PFRSTD), and the agent
+    /// forgets its clear-to-send, so the VF must redo the reset handshake. igbvf notices on its
+    /// next link check (`e1000_check_for_rst_vf`), drops the link and reinitialises. Applied to
+    /// `vf`, or to every VF; returns the VFs notified (to raise their mailbox interrupt).
+    pub fn notify_pf_reset(&mut self, vf: Option<u16>) -> Vec<u16> {
+        let targets: Vec<u16> = match vf {
+            Some(v) => self.index(v).map(|_| v).into_iter().collect(),
+            None => (0..self.num_vfs()).collect(),
+        };
+        for &v in &targets {
+            let i = usize::from(v);
+            self.mailboxes[i].pf_reset_start();
+            self.mailboxes[i].pf_reset_done();
+            self.agent.forget_cts(i);
+            self.counters[i].pf_resets += 1;
+            info!(vf = v, "PF reset notification sent");
+        }
+        targets
     }
 
     /// VF `vf`'s policy as the switch enforces it.
