@@ -43,7 +43,7 @@ pub enum Request {
         policy: String,
     },
     /// A fault injected on port `port`: `pf-reset [vf N]` (the PF driver's reset, as the VFs
-    /// see it).
+    /// see it), `link down`, `link up` (the port's cable).
     Fault {
         #[serde(default)]
         port: PfRef,
@@ -370,6 +370,9 @@ pub fn format_show(r: &ShowReport) -> String {
         r.vfs.len(),
         r.promisc_policy
     );
+    if !r.nic.faults.is_empty() {
+        s += &format!("    faults fired: {}\n", nonzero(&r.nic.faults));
+    }
     for (name, c) in &r.switch_ports {
         let unclaimed = r.nic.unclaimed.get(name).copied().unwrap_or(0);
         s += &format!("    port {name}: {}\n", port_line(c));
@@ -468,6 +471,19 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 Err(reply) => return reply,
             };
             let w: Vec<&str> = words.iter().map(String::as_str).collect();
+            let link = match w.as_slice() {
+                ["link", "down"] => Some(false),
+                ["link", "up"] => Some(true),
+                _ => None,
+            };
+            if let Some(up) = link {
+                nic.fault_link(up);
+                info!(port = %port_name(pf.0), up, "ctl: link fault");
+                return Reply {
+                    ok: true,
+                    ..Reply::default()
+                };
+            }
             let vf = match w.as_slice() {
                 ["pf-reset"] => None,
                 ["pf-reset", "vf", n] => match n.parse::<u16>() {
@@ -482,7 +498,7 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 },
                 _ => {
                     return Reply::error(format!(
-                        "fault {:?}: expected `pf-reset [vf N]`",
+                        "fault {:?}: expected `pf-reset [vf N]` or `link down|up`",
                         words.join(" ")
                     ))
                 }

@@ -2,7 +2,9 @@
 //! pf-reset vf 0` tells VF 0 that the PF driver reset (its mailbox shows the reset, its
 //! clear-to-send is gone). igbvf notices, takes the link down, resets itself through the PF
 //! agent and brings the link back; traffic resumes without reloading the driver, and VF 1 in
-//! the same guest never loses its link. Needs the artifacts of `scripts/fetch-e2e.py`.
+//! the same guest never loses its link. Then `ctl fault link down` / `link up`, the port's
+//! cable pulled and plugged back: both VFs (link state `auto`) lose their carrier and get it
+//! back, and pings resume. Needs the artifacts of `scripts/fetch-e2e.py`.
 
 mod serve_support;
 
@@ -55,6 +57,24 @@ check after ip netns exec a sh -c "ping -c 5 -W 3 10.0.0.2 > /tmp/ping; rc=\$?; 
 value downs sh -c "echo \$(( \$(dmesg | grep -c 'Link is Down') - $BLINKS ))"
 value b-carrier carrier b "$B"
 value still-loaded sh -c "grep -c '^igbvf ' /proc/modules"
+# The port's cable pulled and plugged back: both VFs (link state auto) follow.
+both() { [ "$(/usr/sbin/ip netns exec a cat /sys/class/net/$A/carrier)" = "$1" ] && \
+         [ "$(/usr/sbin/ip netns exec b cat /sys/class/net/$B/carrier)" = "$1" ]; }
+mark LINK
+await linkdown
+if wait_for 30 both 0; then
+    result flap-down pass "both down"
+else
+    result flap-down fail "carriers $(carrier a $A) $(carrier b $B)"
+fi
+mark DOWN
+await linkup
+if wait_for 60 both 1; then
+    result flap-up pass "both up"
+else
+    result flap-up fail "carriers $(carrier a $A) $(carrier b $B)"
+fi
+check flap-ping ip netns exec a sh -c "ping -c 5 -W 3 10.0.0.2 > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
 dmesg | grep -i igbvf | tail -n 12
 await done
 "#;
@@ -89,13 +109,27 @@ fn igbvf_recovers_from_a_pf_reset_notification_without_a_reload() {
     .expect("ctl fault");
     assert!(r.ok, "{r:?}");
     tty.write_all(b"reset\n").unwrap();
-    let done = guest.wait_for_console("name=still-loaded", Duration::from_secs(300));
+    let fault = |words: &str| {
+        let req = Request::Fault {
+            port: PfRef(0),
+            words: words.split(' ').map(String::from).collect(),
+        };
+        let r = request(&dir, &req).expect("ctl fault");
+        assert!(r.ok, "fault {words}: {r:?}");
+    };
+    let link = guest.wait_for_console("@@g-LINK@@", Duration::from_secs(300));
+    fault("link down");
+    tty.write_all(b"linkdown\n").unwrap();
+    let down = guest.wait_for_console("@@g-DOWN@@", Duration::from_secs(120));
+    fault("link up");
+    tty.write_all(b"linkup\n").unwrap();
+    let done = guest.wait_for_console("name=flap-ping", Duration::from_secs(120));
     tty.write_all(b"done\n").unwrap();
     let out = guest.wait();
     let show = request(&dir, &Request::Show { port: None }).expect("ctl show");
     serving.shutdown();
     eprintln!("{}", out.diagnostics());
-    assert!(done, "the guest never finished");
+    assert!(link && down && done, "the guest never finished");
     for name in [
         "modprobe",
         "vfs",
@@ -103,6 +137,9 @@ fn igbvf_recovers_from_a_pf_reset_notification_without_a_reload() {
         "carrier-down",
         "carrier-up",
         "after",
+        "flap-down",
+        "flap-up",
+        "flap-ping",
     ] {
         out.expect_pass(name);
     }
@@ -123,8 +160,20 @@ fn igbvf_recovers_from_a_pf_reset_notification_without_a_reload() {
     let vfs = &report["ports"][0]["vfs"];
     assert_eq!(vfs[0]["pf_resets"], 1);
     assert_eq!(vfs[1]["pf_resets"], 0);
-    assert!(show
-        .text
-        .unwrap_or_default()
-        .contains("PF resets notified 1"));
+    let faults = &report["ports"][0]["nic"]["faults"];
+    assert_eq!(
+        (
+            &faults["pf_reset"],
+            &faults["link_down"],
+            &faults["link_up"]
+        ),
+        (&1.into(), &1.into(), &1.into()),
+        "{faults}"
+    );
+    let text = show.text.unwrap_or_default();
+    assert!(text.contains("PF resets notified 1"), "{text}");
+    assert!(
+        text.contains("faults fired: link_down 1, link_up 1, pf_reset 1"),
+        "{text}"
+    );
 }

@@ -70,6 +70,8 @@ pub struct NicCounters {
     pub backlog: BTreeMap<u16, usize>,
     /// Frames waiting in the PF function's backlog now (`None`: no PF function hosted).
     pub pf_backlog: Option<usize>,
+    /// Faults injected on the port and carried out, by kind (`pf_reset`, `link_down`, ...).
+    pub faults: BTreeMap<&'static str, u64>,
 }
 
 /// A NIC that cannot be built.
@@ -278,6 +280,8 @@ pub struct Nic {
     sinks: RwLock<BTreeMap<PortId, Arc<dyn PortSink>>>,
     observer: RwLock<Option<Arc<dyn Observer>>>,
     unclaimed: Mutex<BTreeMap<PortId, u64>>,
+    /// Faults carried out, by kind ([`NicCounters::faults`]).
+    faults: Mutex<BTreeMap<&'static str, u64>>,
     /// Per VF, then the PF function: when it next needs its timer — a paused TX queue, a
     /// held interrupt ([`NO_DEADLINE`]: none).
     deadlines: Vec<AtomicU64>,
@@ -312,6 +316,7 @@ impl Nic {
             sinks: RwLock::new(BTreeMap::new()),
             observer: RwLock::new(None),
             unclaimed: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(BTreeMap::new()),
             deadlines: (0..=n).map(|_| AtomicU64::new(NO_DEADLINE)).collect(),
             timer_wake: (Mutex::new(0), Condvar::new()),
         };
@@ -442,6 +447,9 @@ impl Nic {
         for &v in &notified {
             self.mailbox_interrupt(v);
         }
+        if !notified.is_empty() {
+            self.fault_fired("pf_reset");
+        }
         notified
     }
 
@@ -478,7 +486,21 @@ impl Nic {
                 .map(|(i, s)| (i as u16, lock(s).backlog.len()))
                 .collect(),
             pf_backlog: self.pf_fn.get().map(|s| lock(s).backlog.len()),
+            faults: lock(&self.faults).clone(),
         }
+    }
+
+    /// A fault of kind `kind` was carried out: counted and logged.
+    fn fault_fired(&self, kind: &'static str) {
+        *lock(&self.faults).entry(kind).or_default() += 1;
+        info!(fault = kind, "fault injected");
+    }
+
+    /// Fault: the port's link (what the PF's PHY sees of the wire) goes down or comes back, as
+    /// a pulled or re-plugged cable would; VFs whose link state is `auto` follow it.
+    pub fn fault_link(&self, up: bool) {
+        self.set_link(up);
+        self.fault_fired(if up { "link_up" } else { "link_down" });
     }
 
     // ----- per function, under its lock -----
