@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eswitch::{PortCounters, PortId, VfPolicy};
+use model::nic::faults::{WireFault, WireFaultReport};
 use model::nic::NicCounters;
 use model::{Nic, VfState, VfStats};
 use scenarios::PfRef;
@@ -164,6 +165,8 @@ pub struct ShowReport {
     pub link_up: bool,
     /// Who may enable promiscuous modes (`igb` or `trusted-only`).
     pub promisc_policy: String,
+    /// The armed wire faults and what each has done.
+    pub wire_faults: Vec<WireFaultReport>,
     /// The PF and uplink ports of the port's switch.
     pub switch_ports: Vec<(String, PortCounters)>,
     /// The PF function, when the NIC hosts one.
@@ -262,6 +265,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
         pf_mac,
         link_up,
         promisc_policy: promisc.name().into(),
+        wire_faults: nic.wire_faults(),
         switch_ports: ports,
         pf_function,
         vfs,
@@ -373,6 +377,12 @@ pub fn format_show(r: &ShowReport) -> String {
     if !r.nic.faults.is_empty() {
         s += &format!("    faults fired: {}\n", nonzero(&r.nic.faults));
     }
+    for w in &r.wire_faults {
+        s += &format!(
+            "    wire fault {}: {} seen, {} fired\n",
+            w.fault, w.seen, w.fired
+        );
+    }
     for (name, c) in &r.switch_ports {
         let unclaimed = r.nic.unclaimed.get(name).copied().unwrap_or(0);
         s += &format!("    port {name}: {}\n", port_line(c));
@@ -471,6 +481,31 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 Err(reply) => return reply,
             };
             let w: Vec<&str> = words.iter().map(String::as_str).collect();
+            match w.as_slice() {
+                ["wire", spec @ ..] => {
+                    return match WireFault::parse(spec, &nic.ports()) {
+                        Ok(f) => {
+                            info!(port = %port_name(pf.0), fault = %f, "ctl: wire fault armed");
+                            nic.arm_wire_fault(f);
+                            Reply {
+                                ok: true,
+                                ..Reply::default()
+                            }
+                        }
+                        Err(e) => Reply::error(format!("fault wire: {e}")),
+                    }
+                }
+                ["clear"] => {
+                    let n = nic.clear_wire_faults();
+                    info!(port = %port_name(pf.0), cleared = n, "ctl: wire faults cleared");
+                    return Reply {
+                        ok: true,
+                        text: Some(format!("{n} wire fault(s) cleared\n")),
+                        ..Reply::default()
+                    };
+                }
+                _ => {}
+            }
             let link = match w.as_slice() {
                 ["link", "down"] => Some(false),
                 ["link", "up"] => Some(true),
@@ -498,9 +533,9 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 },
                 _ => {
                     return Reply::error(format!(
-                        "fault {:?}: expected `pf-reset [vf N]` or `link down|up`",
-                        words.join(" ")
-                    ))
+                    "fault {:?}: expected `pf-reset [vf N]`, `link down|up`, `wire ...` or `clear`",
+                    words.join(" ")
+                ))
                 }
             };
             let notified = nic.notify_pf_reset(vf);

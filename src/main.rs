@@ -72,7 +72,8 @@ enum CtlCommand {
     /// Inject a fault: `pf-reset [vf N]` tells the VF (or every VF) that the PF driver reset,
     /// as igb's reset does: the VF driver must notice, drop its link and redo its handshake.
     /// `link down` / `link up`: the port's cable pulled and plugged back (VFs in `auto`
-    /// follow).
+    /// follow). `wire PORT rx|tx drop|corrupt|duplicate (N% [seed S] | every N)`: frames of
+    /// one port (`vf0`, `pf`, `uplink0`) and direction; `clear`: every wire fault off.
     Fault {
         #[arg(required = true, num_args = 1..)]
         words: Vec<String>,

@@ -4,7 +4,9 @@
 //! agent and brings the link back; traffic resumes without reloading the driver, and VF 1 in
 //! the same guest never loses its link. Then `ctl fault link down` / `link up`, the port's
 //! cable pulled and plugged back: both VFs (link state `auto`) lose their carrier and get it
-//! back, and pings resume. Needs the artifacts of `scripts/fetch-e2e.py`.
+//! back, and pings resume. Then 10 % of VF 1's received frames dropped on the wire (`ctl fault
+//! wire vf1 rx drop 10% seed 7`): iperf3's TCP still completes, and VF 1's `fault` drop counter
+//! is what the fault dropped. Needs the artifacts of `scripts/fetch-e2e.py`.
 
 mod serve_support;
 
@@ -75,6 +77,12 @@ else
     result flap-up fail "carriers $(carrier a $A) $(carrier b $B)"
 fi
 check flap-ping ip netns exec a sh -c "ping -c 5 -W 3 10.0.0.2 > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
+# 10 % of what VF 1 receives is lost on the wire: TCP still gets through.
+ip netns exec b iperf3 -s -D -1
+mark LOSS
+await lossy
+check iperf ip netns exec a sh -c "iperf3 -c 10.0.0.2 -t 4 > /tmp/iperf 2>&1; rc=\$?; grep -E 'receiver|error' /tmp/iperf | tail -n 1; exit \$rc"
+mark LOSSDONE
 dmesg | grep -i igbvf | tail -n 12
 await done
 "#;
@@ -123,13 +131,19 @@ fn igbvf_recovers_from_a_pf_reset_notification_without_a_reload() {
     let down = guest.wait_for_console("@@g-DOWN@@", Duration::from_secs(120));
     fault("link up");
     tty.write_all(b"linkup\n").unwrap();
-    let done = guest.wait_for_console("name=flap-ping", Duration::from_secs(120));
+    let loss = guest.wait_for_console("@@g-LOSS@@", Duration::from_secs(120));
+    fault("wire vf1 rx drop 10% seed 7");
+    tty.write_all(b"lossy\n").unwrap();
+    let lossdone = guest.wait_for_console("@@g-LOSSDONE@@", Duration::from_secs(120));
+    let during = request(&dir, &Request::Show { port: None }).expect("ctl show");
+    fault("clear");
+    let done = lossdone;
     tty.write_all(b"done\n").unwrap();
     let out = guest.wait();
     let show = request(&dir, &Request::Show { port: None }).expect("ctl show");
     serving.shutdown();
     eprintln!("{}", out.diagnostics());
-    assert!(link && down && done, "the guest never finished");
+    assert!(link && down && loss && done, "the guest never finished");
     for name in [
         "modprobe",
         "vfs",
@@ -140,6 +154,7 @@ fn igbvf_recovers_from_a_pf_reset_notification_without_a_reload() {
         "flap-down",
         "flap-up",
         "flap-ping",
+        "iperf",
     ] {
         out.expect_pass(name);
     }
@@ -169,6 +184,22 @@ fn igbvf_recovers_from_a_pf_reset_notification_without_a_reload() {
         ),
         (&1.into(), &1.into(), &1.into()),
         "{faults}"
+    );
+    // The loss: what the fault dropped is what VF 1's port counts as dropped by a fault.
+    let during = during.show.expect("report");
+    let wire = &during["ports"][0]["wire_faults"][0];
+    let fired = wire["fired"].as_u64().unwrap();
+    let seen = wire["seen"].as_u64().unwrap();
+    eprintln!("wire fault: {wire}");
+    assert!(fired > 0 && seen > 10 * fired / 2, "{wire}");
+    assert_eq!(
+        during["ports"][0]["vfs"][1]["port"]["drops"]["fault"],
+        fired
+    );
+    assert_eq!(
+        report["ports"][0]["wire_faults"],
+        serde_json::json!([]),
+        "cleared"
     );
     let text = show.text.unwrap_or_default();
     assert!(text.contains("PF resets notified 1"), "{text}");

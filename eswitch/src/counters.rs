@@ -31,10 +31,12 @@ pub enum DropReason {
     RxFull,
     /// `process` was called with a port this switch does not have (not counted anywhere).
     UnknownPort,
+    /// Dropped by an injected fault (`ctl fault wire ...`; recorded by the device model).
+    Fault,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::SpoofMac,
         DropReason::SpoofVlan,
@@ -45,6 +47,7 @@ impl DropReason {
         DropReason::Rate,
         DropReason::RxFull,
         DropReason::UnknownPort,
+        DropReason::Fault,
     ];
 
     /// The snake_case name used in counters, logs and scenario files.
@@ -60,6 +63,7 @@ impl DropReason {
             DropReason::Rate => "rate",
             DropReason::RxFull => "rx_full",
             DropReason::UnknownPort => "unknown_port",
+            DropReason::Fault => "fault",
         }
     }
 }
@@ -84,6 +88,7 @@ pub struct DropCounters {
     pub rate: u64,
     pub rx_full: u64,
     pub unknown_port: u64,
+    pub fault: u64,
 }
 
 impl DropCounters {
@@ -99,6 +104,7 @@ impl DropCounters {
             DropReason::Rate => &mut self.rate,
             DropReason::RxFull => &mut self.rx_full,
             DropReason::UnknownPort => &mut self.unknown_port,
+            DropReason::Fault => &mut self.fault,
         }
     }
 
@@ -114,6 +120,7 @@ impl DropCounters {
             DropReason::Rate => self.rate,
             DropReason::RxFull => self.rx_full,
             DropReason::UnknownPort => self.unknown_port,
+            DropReason::Fault => self.fault,
         }
     }
 
@@ -193,7 +200,7 @@ mod tests {
         for (i, &reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(drops.get(reason), i as u64 + 1, "{reason}");
         }
-        assert_eq!(drops.total(), 55);
+        assert_eq!(drops.total(), 66, "1 + 2 + ... + 11");
     }
 
     #[test]

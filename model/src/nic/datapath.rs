@@ -5,6 +5,7 @@ use bytes::Bytes;
 use eswitch::{Deliveries, Delivery, DropReason, DropRecord, PortId};
 use tracing::{debug, warn};
 
+use super::faults::{Direction, WireAction};
 use super::{lock, DynFunction, Hosted, Nic, Pending, BACKLOG_FRAMES};
 use crate::function::i82576::Vf;
 use crate::function::stats::RxDrop;
@@ -16,6 +17,13 @@ impl Nic {
     /// Switches `frames` sent by `ingress`, in order, and delivers every copy. The PF side is
     /// locked once for the batch and released before any delivery.
     pub(super) fn switch_frames(&self, ingress: PortId, frames: Vec<Bytes>) {
+        let (frames, faulted) = self.tx_faults(ingress, frames);
+        if faulted > 0 {
+            let mut side = self.pf.side();
+            for _ in 0..faulted {
+                let _ = side.switch_mut().count_drop(ingress, DropReason::Fault);
+            }
+        }
         let now = self.now();
         let observer = self
             .observer
@@ -50,15 +58,32 @@ impl Nic {
                 looped.0 += 1;
                 looped.1 += d.frame.len() as u64;
             }
+            let mut faulted = Vec::new();
             for d in &out.deliveries {
-                if !self.deliver(d, origin) {
-                    out.drops.push(DropRecord {
-                        port: d.port,
-                        reason: DropReason::RxFull,
-                    });
+                for copy in self.rx_faults(d) {
+                    let Some(copy) = copy else {
+                        faulted.push(d.port);
+                        continue;
+                    };
+                    if !self.deliver(&copy, origin) {
+                        out.drops.push(DropRecord {
+                            port: d.port,
+                            reason: DropReason::RxFull,
+                        });
+                    }
                 }
             }
             rx_full.extend(out.drops[before..].iter().map(|d| d.port));
+            if !faulted.is_empty() {
+                let mut side = self.pf.side();
+                for &port in &faulted {
+                    let _ = side.switch_mut().count_drop(port, DropReason::Fault);
+                }
+            }
+            out.drops.extend(faulted.into_iter().map(|port| DropRecord {
+                port,
+                reason: DropReason::Fault,
+            }));
             if let (Some(o), Some(frame)) = (&observer, &sent) {
                 o.switched(&Switched {
                     time_ns: now,
@@ -78,6 +103,38 @@ impl Nic {
                 let _ = side.switch_mut().count_drop(port, DropReason::RxFull);
             }
         }
+    }
+
+    /// `frames` after the TX wire fault of `ingress`, if one is armed, and how many it dropped.
+    fn tx_faults(&self, ingress: PortId, frames: Vec<Bytes>) -> (Vec<Bytes>, usize) {
+        let mut faults = lock(&self.wire_faults);
+        if faults.is_empty() {
+            return (frames, 0);
+        }
+        let mut out = Vec::with_capacity(frames.len());
+        let mut dropped = 0;
+        for f in frames {
+            let (copies, fired) = faults.apply(ingress, Direction::Tx, f);
+            dropped += usize::from(fired == Some(WireAction::Drop));
+            out.extend(copies);
+        }
+        (out, dropped)
+    }
+
+    /// The copies to hand to `d`'s port after its RX wire fault: `None` for a dropped one.
+    fn rx_faults(&self, d: &Delivery) -> Vec<Option<Delivery>> {
+        let mut faults = lock(&self.wire_faults);
+        if faults.is_empty() {
+            return vec![Some(d.clone())];
+        }
+        let (copies, fired) = faults.apply(d.port, Direction::Rx, d.frame.clone());
+        if fired == Some(WireAction::Drop) {
+            return vec![None];
+        }
+        copies
+            .into_iter()
+            .map(|frame| Some(Delivery { frame, ..d.clone() }))
+            .collect()
     }
 
     /// Tells the function behind `ingress` how many of its frames were looped back.

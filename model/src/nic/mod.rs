@@ -45,8 +45,10 @@ use crate::function::i82576::Vf;
 use crate::function::stats::{AccessError, RxDrop, VfStats};
 use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin};
 use crate::seams::{Clock, IrqSink, Observer, PortSink};
+use faults::{WireFault, WireFaultReport, WireFaults};
 
 mod datapath;
+pub mod faults;
 mod handle;
 pub mod pf;
 mod timer;
@@ -282,6 +284,8 @@ pub struct Nic {
     unclaimed: Mutex<BTreeMap<PortId, u64>>,
     /// Faults carried out, by kind ([`NicCounters::faults`]).
     faults: Mutex<BTreeMap<&'static str, u64>>,
+    /// Armed wire faults ([`Nic::arm_wire_fault`]).
+    wire_faults: Mutex<WireFaults>,
     /// Per VF, then the PF function: when it next needs its timer — a paused TX queue, a
     /// held interrupt ([`NO_DEADLINE`]: none).
     deadlines: Vec<AtomicU64>,
@@ -317,6 +321,7 @@ impl Nic {
             observer: RwLock::new(None),
             unclaimed: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(BTreeMap::new()),
+            wire_faults: Mutex::new(WireFaults::default()),
             deadlines: (0..=n).map(|_| AtomicU64::new(NO_DEADLINE)).collect(),
             timer_wake: (Mutex::new(0), Condvar::new()),
         };
@@ -494,6 +499,27 @@ impl Nic {
     fn fault_fired(&self, kind: &'static str) {
         *lock(&self.faults).entry(kind).or_default() += 1;
         info!(fault = kind, "fault injected");
+    }
+
+    /// The ports of the port's switch (uplinks, PF, VFs).
+    pub fn ports(&self) -> Vec<PortId> {
+        self.pf.side().switch().ports().collect()
+    }
+
+    /// Arms a wire fault (replacing one on the same port and direction).
+    pub fn arm_wire_fault(&self, fault: WireFault) {
+        info!(fault = %fault, "wire fault armed");
+        lock(&self.wire_faults).arm(fault);
+    }
+
+    /// Clears every wire fault at once; returns how many were armed.
+    pub fn clear_wire_faults(&self) -> usize {
+        lock(&self.wire_faults).clear()
+    }
+
+    /// The armed wire faults and what each has done.
+    pub fn wire_faults(&self) -> Vec<WireFaultReport> {
+        lock(&self.wire_faults).report()
     }
 
     /// Fault: the port's link (what the PF's PHY sees of the wire) goes down or comes back, as

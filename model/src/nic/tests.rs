@@ -2,7 +2,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eswitch::{Delivery, MacAddr, PortId, VfSetting};
+use eswitch::{Delivery, DropReason, MacAddr, PortId, VfSetting};
 use mailbox::MacAssignment;
 
 use super::*;
@@ -709,4 +709,39 @@ fn the_pf_port_gets_the_host_sides_filters_back_when_the_pf_guest_leaves() {
         Arc::new(Vectors::default()),
     );
     assert!(r.nic.with_pf(|pf| pf.switch().pf_policy().vlan_promisc));
+}
+
+#[test]
+fn a_wire_fault_hits_only_its_port_counts_its_drops_and_clears_at_once() {
+    use super::faults::{Direction, Every, WireAction, WireFault};
+    let mut r = rig(3, &[]);
+    let (a, b, c) = (r.mac(0), r.mac(1), r.mac(2));
+    r.nic.arm_wire_fault(WireFault {
+        port: PortId::Vf(1),
+        direction: Direction::Rx,
+        action: WireAction::Drop,
+        every: Every::Nth(2),
+    });
+    for seq in 0..10 {
+        r.send(0, &frame(b, a, 98, seq));
+        r.send(0, &frame(c, a, 98, seq));
+    }
+    r.poll_guests();
+    assert_eq!(r.received(1).len(), 5, "every 2nd frame to VF 1 dropped");
+    assert_eq!(r.received(2).len(), 10, "VF 2's frames untouched");
+    assert_eq!(r.port(PortId::Vf(1)).drops.get(DropReason::Fault), 5);
+    assert_eq!(r.port(PortId::Vf(2)).drops.total(), 0);
+    let report = r.nic.wire_faults();
+    assert_eq!((report[0].seen, report[0].fired), (10, 5));
+    // Duplicates on VF 0's TX reach VF 1 twice; clearing restores normal behaviour at once.
+    r.nic.arm_wire_fault(WireFault {
+        port: PortId::Vf(0),
+        direction: Direction::Tx,
+        action: WireAction::Duplicate,
+        every: Every::Nth(1),
+    });
+    assert_eq!(r.nic.clear_wire_faults(), 2);
+    r.send(0, &frame(b, a, 98, 99));
+    r.poll_guests();
+    assert_eq!(r.received(1).len(), 6);
 }
