@@ -59,7 +59,17 @@ impl Nic {
                 looped.1 += d.frame.len() as u64;
             }
             let mut faulted = Vec::new();
+            let armed = self.wire_armed();
             for d in &out.deliveries {
+                if !armed {
+                    if !self.deliver(d, origin) {
+                        out.drops.push(DropRecord {
+                            port: d.port,
+                            reason: DropReason::RxFull,
+                        });
+                    }
+                    continue;
+                }
                 for copy in self.rx_faults(d) {
                     let Some(copy) = copy else {
                         faulted.push(d.port);
@@ -107,10 +117,10 @@ impl Nic {
 
     /// `frames` after the TX wire fault of `ingress`, if one is armed, and how many it dropped.
     fn tx_faults(&self, ingress: PortId, frames: Vec<Bytes>) -> (Vec<Bytes>, usize) {
-        let mut faults = lock(&self.wire_faults);
-        if faults.is_empty() {
+        if !self.wire_armed() {
             return (frames, 0);
         }
+        let mut faults = lock(&self.wire_faults);
         let mut out = Vec::with_capacity(frames.len());
         let mut dropped = 0;
         for f in frames {
@@ -121,12 +131,14 @@ impl Nic {
         (out, dropped)
     }
 
+    /// Whether a wire fault is armed (without taking the faults' lock).
+    fn wire_armed(&self) -> bool {
+        self.wire_armed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The copies to hand to `d`'s port after its RX wire fault: `None` for a dropped one.
     fn rx_faults(&self, d: &Delivery) -> Vec<Option<Delivery>> {
         let mut faults = lock(&self.wire_faults);
-        if faults.is_empty() {
-            return vec![Some(d.clone())];
-        }
         let (copies, fired) = faults.apply(d.port, Direction::Rx, d.frame.clone());
         if fired == Some(WireAction::Drop) {
             return vec![None];

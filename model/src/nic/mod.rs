@@ -34,7 +34,7 @@
 //! guest can hold up another only for the length of one of its own register accesses.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 
 use bytes::Bytes;
@@ -286,6 +286,8 @@ pub struct Nic {
     faults: Mutex<BTreeMap<&'static str, u64>>,
     /// Armed wire faults ([`Nic::arm_wire_fault`]).
     wire_faults: Mutex<WireFaults>,
+    /// Whether any wire fault is armed: the datapath looks at the faults only then.
+    wire_armed: AtomicBool,
     /// Per VF, then the PF function: when it next needs its timer — a paused TX queue, a
     /// held interrupt ([`NO_DEADLINE`]: none).
     deadlines: Vec<AtomicU64>,
@@ -322,6 +324,7 @@ impl Nic {
             unclaimed: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(BTreeMap::new()),
             wire_faults: Mutex::new(WireFaults::default()),
+            wire_armed: AtomicBool::new(false),
             deadlines: (0..=n).map(|_| AtomicU64::new(NO_DEADLINE)).collect(),
             timer_wake: (Mutex::new(0), Condvar::new()),
         };
@@ -510,11 +513,14 @@ impl Nic {
     pub fn arm_wire_fault(&self, fault: WireFault) {
         info!(fault = %fault, "wire fault armed");
         lock(&self.wire_faults).arm(fault);
+        self.wire_armed.store(true, Ordering::Release);
     }
 
     /// Clears every wire fault at once; returns how many were armed.
     pub fn clear_wire_faults(&self) -> usize {
-        lock(&self.wire_faults).clear()
+        let mut faults = lock(&self.wire_faults);
+        self.wire_armed.store(false, Ordering::Release);
+        faults.clear()
     }
 
     /// The armed wire faults and what each has done.
