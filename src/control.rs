@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eswitch::{PortCounters, PortId, VfPolicy};
-use model::nic::faults::{WireFault, WireFaultReport};
+use model::nic::faults::{Fault, WireFaultReport};
 use model::nic::NicCounters;
 use model::{Nic, VfState, VfStats};
 use scenarios::PfRef;
@@ -481,69 +481,17 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 Err(reply) => return reply,
             };
             let w: Vec<&str> = words.iter().map(String::as_str).collect();
-            match w.as_slice() {
-                ["wire", spec @ ..] => {
-                    return match WireFault::parse(spec, &nic.ports()) {
-                        Ok(f) => {
-                            info!(port = %port_name(pf.0), fault = %f, "ctl: wire fault armed");
-                            nic.arm_wire_fault(f);
-                            Reply {
-                                ok: true,
-                                ..Reply::default()
-                            }
-                        }
-                        Err(e) => Reply::error(format!("fault wire: {e}")),
-                    }
-                }
-                ["clear"] => {
-                    let n = nic.clear_wire_faults();
-                    info!(port = %port_name(pf.0), cleared = n, "ctl: wire faults cleared");
-                    return Reply {
+            match Fault::parse(&w, &nic.ports()) {
+                Ok(fault) => {
+                    let done = nic.inject_fault(fault);
+                    info!(port = %port_name(pf.0), "ctl: fault: {done}");
+                    Reply {
                         ok: true,
-                        text: Some(format!("{n} wire fault(s) cleared\n")),
+                        text: Some(format!("{done}\n")),
                         ..Reply::default()
-                    };
-                }
-                _ => {}
-            }
-            let link = match w.as_slice() {
-                ["link", "down"] => Some(false),
-                ["link", "up"] => Some(true),
-                _ => None,
-            };
-            if let Some(up) = link {
-                nic.fault_link(up);
-                info!(port = %port_name(pf.0), up, "ctl: link fault");
-                return Reply {
-                    ok: true,
-                    ..Reply::default()
-                };
-            }
-            let vf = match w.as_slice() {
-                ["pf-reset"] => None,
-                ["pf-reset", "vf", n] => match n.parse::<u16>() {
-                    Ok(v) if v < nic.num_vfs() => Some(v),
-                    _ => {
-                        return Reply::error(format!(
-                            "fault pf-reset vf {n}: {} has VFs 0..{}",
-                            port_name(pf.0),
-                            nic.num_vfs().saturating_sub(1)
-                        ))
                     }
-                },
-                _ => {
-                    return Reply::error(format!(
-                    "fault {:?}: expected `pf-reset [vf N]`, `link down|up`, `wire ...` or `clear`",
-                    words.join(" ")
-                ))
                 }
-            };
-            let notified = nic.notify_pf_reset(vf);
-            info!(port = %port_name(pf.0), vfs = ?notified, "ctl: PF reset notification");
-            Reply {
-                ok: true,
-                text: Some(format!("PF reset notified to {} VF(s)\n", notified.len())),
-                ..Reply::default()
+                Err(e) => Reply::error(format!("fault {e}")),
             }
         }
         Request::PromiscPolicy { port: pf, policy } => {

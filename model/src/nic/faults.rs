@@ -65,6 +65,46 @@ impl fmt::Display for WireFault {
     }
 }
 
+/// A fault `ctl fault` injects on one port of the card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The PF driver reset, as `vf` (or every VF) sees it ([`crate::Nic::notify_pf_reset`]).
+    PfReset { vf: Option<u16> },
+    /// The port's cable pulled (`up: false`) or plugged back.
+    Link { up: bool },
+    /// A wire fault armed.
+    Wire(WireFault),
+    /// Every wire fault off.
+    Clear,
+}
+
+impl Fault {
+    /// `pf-reset [vf N]`, `link down|up`, `wire ...` ([`WireFault::parse`]) or `clear`, on a
+    /// port whose switch has `ports`.
+    pub fn parse(words: &[&str], ports: &[PortId]) -> Result<Fault, String> {
+        match words {
+            ["pf-reset"] => Ok(Fault::PfReset { vf: None }),
+            ["pf-reset", "vf", n] => match n.parse::<u16>() {
+                Ok(v) if ports.contains(&PortId::Vf(v)) => Ok(Fault::PfReset { vf: Some(v) }),
+                _ => Err(format!(
+                    "pf-reset vf {n}: no such VF (ports: {})",
+                    names(ports)
+                )),
+            },
+            ["link", "down"] => Ok(Fault::Link { up: false }),
+            ["link", "up"] => Ok(Fault::Link { up: true }),
+            ["wire", spec @ ..] => WireFault::parse(spec, ports)
+                .map(Fault::Wire)
+                .map_err(|e| format!("wire: {e}")),
+            ["clear"] => Ok(Fault::Clear),
+            _ => Err(format!(
+                "{:?}: expected `pf-reset [vf N]`, `link down|up`, `wire ...` or `clear`",
+                words.join(" ")
+            )),
+        }
+    }
+}
+
 impl WireFault {
     /// `PORT rx|tx drop|corrupt|duplicate N% [seed S]` or `PORT rx|tx ACTION every N`, with
     /// PORT one of `ports` (`vf0`, `pf`, `uplink0`, ...).
@@ -242,6 +282,27 @@ mod tests {
 
     fn frame(n: u8) -> Bytes {
         Bytes::from(vec![n; 64])
+    }
+
+    #[test]
+    fn the_words_of_ctl_fault_parse_or_say_what_is_wrong() {
+        let ports = [PortId::Uplink(0), PortId::Pf, PortId::Vf(0), PortId::Vf(1)];
+        let p = |s: &str| Fault::parse(&s.split(' ').collect::<Vec<_>>(), &ports);
+        assert_eq!(p("pf-reset"), Ok(Fault::PfReset { vf: None }));
+        assert_eq!(p("pf-reset vf 1"), Ok(Fault::PfReset { vf: Some(1) }));
+        assert_eq!(p("link down"), Ok(Fault::Link { up: false }));
+        assert_eq!(p("clear"), Ok(Fault::Clear));
+        assert!(matches!(p("wire vf0 tx drop every 2"), Ok(Fault::Wire(_))));
+        for (bad, why) in [
+            ("pf-reset vf 2", "no such VF"),
+            ("pf-reset vf x", "no such VF"),
+            ("link sideways", "expected"),
+            ("wire vf9 rx drop 5%", "wire: no port"),
+            ("", "expected"),
+        ] {
+            let e = p(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ use crate::function::i82576::Vf;
 use crate::function::stats::{AccessError, RxDrop, VfStats};
 use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin};
 use crate::seams::{Clock, IrqSink, Observer, PortSink};
-use faults::{WireFault, WireFaultReport, WireFaults};
+use faults::{Fault, WireFault, WireFaultReport, WireFaults};
 
 mod datapath;
 pub mod faults;
@@ -507,6 +507,26 @@ impl Nic {
     /// The ports of the port's switch (uplinks, PF, VFs).
     pub fn ports(&self) -> Vec<PortId> {
         self.pf.side().switch().ports().collect()
+    }
+
+    /// Carries out `fault` on this port; returns what happened, in a line.
+    pub fn inject_fault(&self, fault: Fault) -> String {
+        match fault {
+            Fault::PfReset { vf } => {
+                let notified = self.notify_pf_reset(vf);
+                format!("PF reset notified to {} VF(s)", notified.len())
+            }
+            Fault::Link { up } => {
+                self.fault_link(up);
+                format!("link {}", if up { "up" } else { "down" })
+            }
+            Fault::Wire(f) => {
+                let line = format!("wire fault armed: {f}");
+                self.arm_wire_fault(f);
+                line
+            }
+            Fault::Clear => format!("{} wire fault(s) cleared", self.clear_wire_faults()),
+        }
     }
 
     /// Arms a wire fault (replacing one on the same port and direction).
