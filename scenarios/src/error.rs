@@ -101,6 +101,8 @@ pub enum StepError {
     ZeroDuration,
     #[error("the card has no port {0}")]
     NoSuchPf(PfRef),
+    #[error("fault `{words}`: {message}")]
+    Fault { words: String, message: String },
     #[error("cable: {0}")]
     Cable(#[from] CableError),
     #[error(transparent)]

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use eswitch::{DropReason, MacAddr};
+use eswitch::{DropReason, MacAddr, PortId};
 use mailbox::PromiscPolicy;
 use model::nic::MacMode;
 use serde::{Deserialize, Deserializer};
@@ -98,6 +98,15 @@ impl NicSpec {
         let mut mac = self.pf_mac;
         mac.0[5] = mac.0[5].wrapping_add(k);
         mac
+    }
+
+    /// The ports of each port's switch, as `model::Nic::ports` lists them: uplinks, PF, VFs.
+    pub fn switch_ports(&self) -> Vec<PortId> {
+        (0..self.uplinks)
+            .map(PortId::Uplink)
+            .chain(std::iter::once(PortId::Pf))
+            .chain((0..self.vfs).map(PortId::Vf))
+            .collect()
     }
 
     /// The NIC of port `k`.
@@ -331,6 +340,19 @@ pub enum Step {
         a: UplinkRef,
         b: UplinkRef,
         plug: bool,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// A fault injected on one port of the card, in `sriov-emu ctl fault` words: `pf-reset
+    /// [vf N]`, `link down|up`, `wire PORT rx|tx drop|corrupt|duplicate (N% [seed S] | every N)`,
+    /// `clear`, ... (`model::nic::faults::Fault::parse`, the grammar `ctl` uses).
+    Fault {
+        label: Option<String>,
+        /// Which port of the card: `pf` (the default), `pf1`, ...; the fault's own port names
+        /// (`vf1`, `uplink0`) are that port's switch ports, as with `ctl --port`.
+        #[serde(default)]
+        port: PfRef,
+        fault: String,
         #[serde(default)]
         expect: Expect,
     },

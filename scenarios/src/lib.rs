@@ -37,7 +37,8 @@
 //! Steps (`do`): `ping`, `arping`, `send` (crafted frames), `set` (admin words), `mailbox`
 //! (VF-side requests: `set_mac`, `add_mac_filter`, `multicast`, `vlan`, `promisc`, `lpe`),
 //! `reload` (the VF driver's reset handshake again), `link`, `cable` (plug a cable between two
-//! uplinks in or pull it out), `wait`, `traffic`, `check`.
+//! uplinks in or pull it out), `fault` (a fault injected on a port of the card, in
+//! `sriov-emu ctl fault` words), `wait`, `traffic`, `check`.
 //! Expectations ([`format::Expect`]): `delivered`, `not_delivered`, `dropped` (port and
 //! reason), `no_drops`, `counters` (value or delta), `captured` (tag, VID, PCP, addresses),
 //! `reply` (ACK/NACK), `refused` (the PF agent's refusal reason), `log_contains` (the step's
@@ -67,6 +68,6 @@ pub mod world;
 pub use error::{MailboxError, SetupError, StepError};
 pub use load::{collect, load, parse, LoadError, Scenario};
 pub use ports::{PfRef, PortRef, UplinkRef};
-pub use report::{Check, ScenarioReport, StepReport};
+pub use report::{ArmedFault, Check, PortFaults, ScenarioReport, StepReport};
 pub use runner::{run, run_on, Run, RunOptions};
 pub use world::TimeMode;

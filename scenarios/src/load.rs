@@ -3,7 +3,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::format::ScenarioFile;
+use model::nic::faults::Fault;
+
+use crate::format::{ScenarioFile, Step};
 
 /// A scenario file that could not be read: where and why.
 #[derive(Debug)]
@@ -22,6 +24,15 @@ pub enum LoadCause {
     Read(#[from] std::io::Error),
     #[error("{}", .0.message().trim())]
     Toml(#[from] Box<toml::de::Error>),
+    /// A step that parses as TOML but cannot run on the scenario's card (a fault the grammar
+    /// refuses, a port the card lacks).
+    #[error("step {} ({}): {}", .index + 1, .action, .message)]
+    Step {
+        /// 0-based, as in the report.
+        index: usize,
+        action: &'static str,
+        message: String,
+    },
 }
 
 impl LoadError {
@@ -108,6 +119,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, LoadError> {
             cause: Box::new(e).into(),
         }
     })?;
+    if let Err((index, key, cause)) = validate(&file) {
+        let pos = step_value_offset(text, index, key).map(|o| line_col(text, o));
+        return Err(LoadError {
+            file: path.to_path_buf(),
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+            cause,
+        });
+    }
     let name = file.name.clone().unwrap_or_else(|| {
         path.file_stem()
             .map_or("scenario".into(), |s| s.to_string_lossy().into_owned())
@@ -117,6 +137,50 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, LoadError> {
         name,
         file,
     })
+}
+
+/// What the card the scenario declares lets us check before it runs: each `fault` step's words
+/// parse against its port's switch ports. On error: the step, the key to point at, and why.
+fn validate(file: &ScenarioFile) -> Result<(), (usize, &'static str, LoadCause)> {
+    let ports = file.nic.switch_ports();
+    for (index, step) in file.steps.iter().enumerate() {
+        let Step::Fault { port, fault, .. } = step else {
+            continue;
+        };
+        let bad = |key, message| {
+            Err((
+                index,
+                key,
+                LoadCause::Step {
+                    index,
+                    action: "fault",
+                    message,
+                },
+            ))
+        };
+        if port.0 >= file.nic.ports {
+            return bad(
+                "port",
+                format!(
+                    "the card has no port {port} (`[nic] ports = {}`)",
+                    file.nic.ports
+                ),
+            );
+        }
+        let words: Vec<&str> = fault.split_whitespace().collect();
+        if let Err(e) = Fault::parse(&words, &ports) {
+            return bad("fault", format!("`{fault}`: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Byte offset of the value of `key` in the `index`-th step of `text` (of the step itself
+/// when it has no `key`).
+fn step_value_offset(text: &str, index: usize, key: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let step = doc.get_ref().get("step")?.get_ref().get(index)?;
+    Some(step.get_ref().get(key).unwrap_or(step).span().start)
 }
 
 pub fn load(path: &Path) -> Result<Scenario, LoadError> {

@@ -1,9 +1,46 @@
 //! What a run found: per scenario, per step, each check with its expected and actual value.
 //! Printed for people ([`ScenarioReport::render`]) or serialised for machines (`--json`).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
+
+use crate::ports::PfRef;
+
+/// A fault armed on one port of the card (a wire fault, say) and what it has done so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArmedFault {
+    /// The port of the card it is armed on (`pf`, `pf1`).
+    pub port: PfRef,
+    /// The fault as the NIC prints it (`vf1 rx drop every 2`).
+    pub fault: String,
+    /// What it looked at while armed (a wire fault: the frames crossing its port and direction).
+    pub seen: u64,
+    /// What it acted on (a wire fault: the frames it dropped, corrupted or duplicated).
+    pub fired: u64,
+}
+
+impl ArmedFault {
+    fn line(&self) -> String {
+        format!("{}: {} seen, {} fired", self.fault, self.seen, self.fired)
+    }
+}
+
+/// The faults of one port of the card: those carried out, by kind, and those armed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PortFaults {
+    pub port: PfRef,
+    /// Faults carried out on the port, by kind (`pf_reset`, `link_down`, ...).
+    pub carried_out: BTreeMap<String, u64>,
+    pub armed: Vec<ArmedFault>,
+}
+
+impl PortFaults {
+    pub fn is_empty(&self) -> bool {
+        self.carried_out.is_empty() && self.armed.is_empty()
+    }
+}
 
 /// One expectation checked.
 #[derive(Clone, Debug, Serialize)]
@@ -24,6 +61,8 @@ pub struct StepReport {
     pub checks: Vec<Check>,
     /// The step could not be carried out (unknown endpoint, mailbox timeout...).
     pub error: Option<String>,
+    /// The faults armed on the card after the step, with what each has seen and hit so far.
+    pub faults: Vec<ArmedFault>,
     pub pass: bool,
 }
 
@@ -37,6 +76,9 @@ pub struct ScenarioReport {
     /// Setting the scenario up failed (NIC, policies, endpoints): no step ran.
     pub setup_error: Option<String>,
     pub steps: Vec<StepReport>,
+    /// The faults of each port of the card at the end of the run (ports with none left out):
+    /// those carried out and those still armed.
+    pub faults: Vec<PortFaults>,
     pub pass: bool,
     /// Wall-clock time of the run, milliseconds.
     pub wall_ms: f64,
@@ -70,6 +112,9 @@ impl ScenarioReport {
             if let Some(e) = &step.error {
                 let _ = writeln!(out, "         error: {e}");
             }
+            for f in &step.faults {
+                let _ = writeln!(out, "         fault armed on {}: {}", f.port, f.line());
+            }
             for c in &step.checks {
                 if c.pass {
                     let _ = writeln!(out, "         ok   {}: {}", c.what, c.actual);
@@ -80,6 +125,24 @@ impl ScenarioReport {
                         c.what, c.expected, c.actual
                     );
                 }
+            }
+        }
+        for p in &self.faults {
+            if !p.carried_out.is_empty() {
+                let kinds: Vec<String> = p
+                    .carried_out
+                    .iter()
+                    .map(|(kind, n)| format!("{kind} {n}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "   faults carried out on {}: {}",
+                    p.port,
+                    kinds.join(", ")
+                );
+            }
+            for f in &p.armed {
+                let _ = writeln!(out, "   fault still armed on {}: {}", p.port, f.line());
             }
         }
         let (ok, total) = self.checks();

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use eswitch::{DropReason, MacAddr, PortCounters, VlanTci};
 use mailbox::{MacFilterOp, MailboxMsg, Message, PromiscFlags};
+use model::nic::faults::Fault;
 use pnet_packet::ethernet::EtherType;
 
 use crate::error::{SetupError, StepError};
@@ -15,8 +16,8 @@ use crate::load::Scenario;
 use crate::outcome::{list, verdict, Outcome};
 use crate::ports::Cable;
 use crate::ports::{PfRef, PortRef};
-use crate::report::{ScenarioReport, StepReport};
-use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
+use crate::report::{PortFaults, ScenarioReport, StepReport};
+use crate::world::{Captured, Dropped, Origin, SwitchEvent, TimeMode, World};
 
 /// Ethertype of crafted frames unless a step names one: IEEE 802 local experimental 1.
 const LOCAL_EXPERIMENTAL: u16 = 0x88b5;
@@ -81,6 +82,7 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
         reproduces: file.reproduces.clone(),
         setup_error: None,
         steps: Vec::new(),
+        faults: Vec::new(),
         pass: false,
         wall_ms: 0.0,
         scenario_ms: 0.0,
@@ -102,6 +104,11 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
     for (index, step) in file.steps.iter().enumerate() {
         report.steps.push(run_step(&mut world, index, step));
     }
+    report.faults = world
+        .faults()
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
     report.pass = report.setup_error.is_none() && report.steps.iter().all(|s| s.pass);
     report.scenario_ms = (world.now() - start_ns) as f64 / NS_PER_MS as f64;
     report.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
@@ -257,6 +264,12 @@ fn label(step: &Step) -> (String, &Expect) {
             };
             (with(l, what), expect)
         }
+        Step::Fault {
+            label: l,
+            port,
+            fault,
+            expect,
+        } => (with(l, format!("fault {port}: {fault}")), expect),
         Step::Wait {
             label: l,
             ms,
@@ -281,21 +294,26 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
     let (action, expect) = label(step);
     let counters_before = world.port_counters();
     let refusals_before = world.refusals();
+    let faults_before = world.faults();
     let _ = world.take_events();
     let capture_mark = world.captures.len();
     let (result, logs) = crate::logs::capture(|| act(world, step));
     let events = world.take_events();
+    let unseen = unseen_fault_drops(&events, &counters_before, &world.port_counters());
+    let faults_after = world.faults();
     let captures: Vec<Captured> = world.captures[capture_mark..].to_vec();
     let (outcome, error) = match result {
         Ok(o) => (o, None),
         Err(e) => (Outcome::default(), Some(e.to_string())),
     };
     let mut happened = outcome.happened.clone();
-    happened.extend(summarise(&events));
+    happened.extend(summarise(&events, &unseen));
+    happened.extend(fault_changes(&faults_before, &faults_after));
     happened.extend(logs.iter().map(|l| format!("log: {l}")));
     let ctx = CheckCtx {
         world,
         events: &events,
+        unseen_drops: &unseen,
         captures: &captures,
         counters_before: &counters_before,
         refusals_before: &refusals_before,
@@ -310,11 +328,73 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
         happened,
         checks,
         error,
+        faults: faults_after.into_iter().flat_map(|p| p.armed).collect(),
         pass,
     }
 }
 
-fn summarise(events: &[SwitchEvent]) -> Vec<String> {
+/// Frames a TX wire fault dropped before the switch saw them: counted on their port as
+/// `fault` drops, but no observer saw them. A drop for each, so that they are the step's drops
+/// like any other (`expect.dropped`, `no_drops`, the report).
+fn unseen_fault_drops(
+    events: &[SwitchEvent],
+    before: &BTreeMap<PortRef, PortCounters>,
+    after: &BTreeMap<PortRef, PortCounters>,
+) -> Vec<Dropped> {
+    let fault = |c: Option<&PortCounters>| c.map_or(0, |c| c.drops.get(DropReason::Fault));
+    after
+        .iter()
+        .flat_map(|(&port, now)| {
+            let counted = fault(Some(now)).saturating_sub(fault(before.get(&port)));
+            let seen = events
+                .iter()
+                .flat_map(|e| &e.drops)
+                .filter(|d| d.port == port && d.reason == DropReason::Fault)
+                .count() as u64;
+            let unseen = counted.saturating_sub(seen);
+            (0..unseen).map(move |_| Dropped {
+                port,
+                reason: DropReason::Fault,
+            })
+        })
+        .collect()
+}
+
+/// What the step changed in the card's faults: faults carried out (by kind) and faults no
+/// longer armed (cleared or replaced), with what they had done.
+fn fault_changes(before: &[PortFaults], after: &[PortFaults]) -> Vec<String> {
+    let mut out = Vec::new();
+    for now in after {
+        let was = before.iter().find(|b| b.port == now.port);
+        let rose: Vec<String> = now
+            .carried_out
+            .iter()
+            .filter_map(|(kind, &n)| {
+                let had = was.and_then(|w| w.carried_out.get(kind)).copied();
+                let more = n.saturating_sub(had.unwrap_or(0));
+                (more > 0).then(|| format!("{kind} +{more}"))
+            })
+            .collect();
+        if !rose.is_empty() {
+            out.push(format!(
+                "faults carried out on {}: {}",
+                now.port,
+                rose.join(", ")
+            ));
+        }
+        for gone in was.iter().flat_map(|w| &w.armed) {
+            if !now.armed.iter().any(|a| a.fault == gone.fault) {
+                out.push(format!(
+                    "fault disarmed on {}: {}: {} seen, {} fired",
+                    gone.port, gone.fault, gone.seen, gone.fired
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn summarise(events: &[SwitchEvent], unseen_drops: &[Dropped]) -> Vec<String> {
     let mut out = Vec::new();
     let own = |over_cable: bool| -> Vec<&SwitchEvent> {
         events
@@ -360,7 +440,7 @@ fn summarise(events: &[SwitchEvent]) -> Vec<String> {
         (n, m) => out.push(format!("{n} answer frame(s), {m} over a cable")),
     }
     let mut drops: BTreeMap<(PortRef, DropReason), u64> = BTreeMap::new();
-    for d in events.iter().flat_map(|e| &e.drops) {
+    for d in events.iter().flat_map(|e| &e.drops).chain(unseen_drops) {
         *drops.entry((d.port, d.reason)).or_default() += 1;
     }
     if !drops.is_empty() {
@@ -558,6 +638,19 @@ fn act(world: &mut World, step: &Step) -> StepResult {
                 world.unplug(*a, *b)?;
                 o.happened.push(format!("{a} and {b} are no longer cabled"));
             }
+        }
+        Step::Fault { port, fault, .. } => {
+            let nic = world.nic(port.0).ok_or(StepError::NoSuchPf(*port))?.clone();
+            let words: Vec<&str> = fault.split_whitespace().collect();
+            // Checked at load against the card the file declares; the NIC may be another.
+            let parsed =
+                Fault::parse(&words, &nic.ports()).map_err(|message| StepError::Fault {
+                    words: fault.clone(),
+                    message,
+                })?;
+            o.happened.push(nic.inject_fault(parsed));
+            // A PF reset or a link change pinged the VFs: their drivers look.
+            world.settle();
         }
         Step::Wait { ms, .. } => {
             let t = world.now() + ms * NS_PER_MS;

@@ -24,7 +24,8 @@ use model::{Clock, ManualClock, Nic, Observer, PortSink, Switched, VfHandle, VfS
 
 use crate::error::{CableError, MailboxError, SetupError};
 use crate::format::{Attach, EndpointSpec, NicSpec};
-use crate::ports::{Cable, PortRef, UplinkRef};
+use crate::ports::{Cable, PfRef, PortRef, UplinkRef};
+use crate::report::{ArmedFault, PortFaults};
 use crate::stack::HostStack;
 
 /// Where simulated time starts (1 s, so that pcap timestamps are never zero).
@@ -372,8 +373,17 @@ impl World {
     /// come over a cable or not) and the captures, and what the sinks got into `arrived`.
     fn collect(&mut self, origin: Origin, over_cable: bool) {
         let seen = std::mem::take(&mut *lock(&self.taps.seen));
-        for s in seen {
+        for mut s in seen {
             let at = |port| PortRef::new(s.nic, port);
+            // A copy an RX wire fault dropped never reached its port: neither delivered nor
+            // captured there (the switch still chose the port; the drop says why it got none).
+            let faulted: Vec<PortId> = s
+                .drops
+                .iter()
+                .filter(|d| d.reason == DropReason::Fault)
+                .map(|d| d.port)
+                .collect();
+            s.deliveries.retain(|d| !faulted.contains(&d.port));
             self.captures.push(Captured {
                 port: at(s.ingress),
                 direction: Direction::Tx,
@@ -720,6 +730,37 @@ impl World {
             }
         }
         out
+    }
+
+    /// Each port's faults now: those carried out, by kind, and those armed, with what each has
+    /// seen and hit. The one place the runner reads the NICs' faults.
+    pub fn faults(&self) -> Vec<PortFaults> {
+        self.nics
+            .iter()
+            .enumerate()
+            .map(|(k, nic)| {
+                let port = PfRef(k as u8);
+                PortFaults {
+                    port,
+                    carried_out: nic
+                        .counters()
+                        .faults
+                        .iter()
+                        .map(|(kind, n)| (kind.to_string(), *n))
+                        .collect(),
+                    armed: nic
+                        .wire_faults()
+                        .into_iter()
+                        .map(|f| ArmedFault {
+                            port,
+                            fault: f.fault,
+                            seen: f.seen,
+                            fired: f.fired,
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
     }
 
     /// The PF agents' refusals so far, per VF and reason.

@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-const EXPECTED: [&str; 12] = [
+const EXPECTED: [&str; 14] = [
     "arp-broadcast",
     "dual-port",
+    "igb-promisc",
     "jumbo-frames",
     "link-state",
     "mac-change-refused",
@@ -15,6 +16,7 @@ const EXPECTED: [&str; 12] = [
     "rate-limit",
     "trusted-promisc",
     "unknown-unicast",
+    "wire-fault",
     "zero-mac",
 ];
 
