@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eswitch::{PortCounters, PortId, VfPolicy};
-use model::nic::faults::{Fault, WireFaultReport};
+use model::nic::faults::{Fault, FaultReport};
 use model::nic::NicCounters;
 use model::{Nic, VfState, VfStats};
 use scenarios::PfRef;
@@ -43,8 +43,8 @@ pub enum Request {
         port: PfRef,
         policy: String,
     },
-    /// A fault injected on port `port`: `pf-reset [vf N]` (the PF driver's reset, as the VFs
-    /// see it), `link down`, `link up` (the port's cable).
+    /// A fault injected on port `port`, in the words of `model::nic::faults::Fault::parse`
+    /// (`pf-reset`, `link`, `wire`, `mailbox`, `dma`, `irq`, `rx-hold`, `clear`).
     Fault {
         #[serde(default)]
         port: PfRef,
@@ -165,8 +165,8 @@ pub struct ShowReport {
     pub link_up: bool,
     /// Who may enable promiscuous modes (`igb` or `trusted-only`).
     pub promisc_policy: String,
-    /// The armed wire faults and what each has done.
-    pub wire_faults: Vec<WireFaultReport>,
+    /// The armed faults and what each has done.
+    pub faults_armed: Vec<FaultReport>,
     /// The PF and uplink ports of the port's switch.
     pub switch_ports: Vec<(String, PortCounters)>,
     /// The PF function, when the NIC hosts one.
@@ -265,7 +265,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
         pf_mac,
         link_up,
         promisc_policy: promisc.name().into(),
-        wire_faults: nic.wire_faults(),
+        faults_armed: nic.faults(),
         switch_ports: ports,
         pf_function,
         vfs,
@@ -377,10 +377,10 @@ pub fn format_show(r: &ShowReport) -> String {
     if !r.nic.faults.is_empty() {
         s += &format!("    faults fired: {}\n", nonzero(&r.nic.faults));
     }
-    for w in &r.wire_faults {
+    for f in &r.faults_armed {
         s += &format!(
-            "    wire fault {}: {} seen, {} fired\n",
-            w.fault, w.seen, w.fired
+            "    fault {}: {} seen, {} fired\n",
+            f.fault, f.seen, f.fired
         );
     }
     for (name, c) in &r.switch_ports {
@@ -481,9 +481,8 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 Err(reply) => return reply,
             };
             let w: Vec<&str> = words.iter().map(String::as_str).collect();
-            match Fault::parse(&w, &nic.ports()) {
-                Ok(fault) => {
-                    let done = nic.inject_fault(fault);
+            match Fault::parse(&w, &nic.ports()).and_then(|f| nic.inject_fault(f)) {
+                Ok(done) => {
                     info!(port = %port_name(pf.0), "ctl: fault: {done}");
                     Reply {
                         ok: true,

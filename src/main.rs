@@ -71,9 +71,13 @@ enum CtlCommand {
     },
     /// Inject a fault: `pf-reset [vf N]` tells the VF (or every VF) that the PF driver reset,
     /// as igb's reset does: the VF driver must notice, drop its link and redo its handshake.
-    /// `link down` / `link up`: the port's cable pulled and plugged back (VFs in `auto`
-    /// follow). `wire PORT rx|tx drop|corrupt|duplicate (N% [seed S] | every N)`: frames of
-    /// one port (`vf0`, `pf`, `uplink0`) and direction; `clear`: every wire fault off.
+    /// `link [PORT] down|up|flap PERIOD [count N]`: the port's cable (no PORT or `uplink0`:
+    /// VFs in `auto` follow) or one port's own (`pf`, `vfN`). `wire PORT rx|tx
+    /// drop|corrupt|duplicate|reorder|delay D (N% [seed S] | every N)`: frames of one port and
+    /// direction. `mailbox vfN drop|nack|delay D`: the PF's mailbox handling. `dma PORT
+    /// rx|tx desc|buffer N [queue Q]`: the next N accesses fail as a bad address would. `irq
+    /// PORT lose N|delay D`: MSI-X messages lost or late. `rx-hold PORT D`: nothing received
+    /// for D. `clear`: every fault off. Durations: 250ms, 500us, 2s.
     Fault {
         #[arg(required = true, num_args = 1..)]
         words: Vec<String>,

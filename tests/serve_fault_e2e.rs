@@ -187,7 +187,7 @@ fn igbvf_recovers_from_a_pf_reset_notification_without_a_reload() {
     );
     // The loss: what the fault dropped is what VF 1's port counts as dropped by a fault.
     let during = during.show.expect("report");
-    let wire = &during["ports"][0]["wire_faults"][0];
+    let wire = &during["ports"][0]["faults_armed"][0];
     let fired = wire["fired"].as_u64().unwrap();
     let seen = wire["seen"].as_u64().unwrap();
     eprintln!("wire fault: {wire}");
@@ -197,7 +197,7 @@ fn igbvf_recovers_from_a_pf_reset_notification_without_a_reload() {
         fired
     );
     assert_eq!(
-        report["ports"][0]["wire_faults"],
+        report["ports"][0]["faults_armed"],
         serde_json::json!([]),
         "cleared"
     );

@@ -133,6 +133,9 @@ struct Port {
     counters: PortCounters,
     /// Strip any VLAN tag on delivery and report it (VMOLR.STRVLAN). Forced for port-VLAN VFs.
     rx_vlan_strip: bool,
+    /// The port's own carrier ([`Eswitch::set_port_carrier`]): off, the port is down whatever
+    /// its link state and the PF link say.
+    carrier: bool,
 }
 
 /// A VF's policy with the derived lookup state the datapath needs.
@@ -282,6 +285,7 @@ impl Eswitch {
                 kind: Kind::Uplink,
                 counters: PortCounters::default(),
                 rx_vlan_strip: false,
+                carrier: true,
             });
         }
         let pf_idx = ports.len() as PortIdx;
@@ -290,6 +294,7 @@ impl Eswitch {
             kind: Kind::Pf,
             counters: PortCounters::default(),
             rx_vlan_strip: false,
+            carrier: true,
         });
         for n in 0..config.num_vfs {
             ports.push(Port {
@@ -298,6 +303,7 @@ impl Eswitch {
                 counters: PortCounters::default(),
                 // igb sets VMOLR.STRVLAN for a VF pool that joins a VLAN (`igb_set_vf_vlan_msg`).
                 rx_vlan_strip: true,
+                carrier: true,
             });
         }
         let vfs = (0..config.num_vfs)

@@ -108,6 +108,22 @@ impl Eswitch {
         Ok(self.profiles[idx as usize].up)
     }
 
+    /// One port's own carrier, apart from the PF link: off takes that port alone down (its
+    /// frames are dropped as `link_down` both ways), as a fault on its cable would; on gives it
+    /// back the state its link state and the PF link give it.
+    pub fn set_port_carrier(&mut self, port: PortId, on: bool) -> Result<(), NoSuchPort> {
+        let idx = self.index(port).ok_or(NoSuchPort(port))?;
+        self.ports[idx as usize].carrier = on;
+        self.refresh();
+        Ok(())
+    }
+
+    /// Whether `port`'s own carrier is on ([`Eswitch::set_port_carrier`]).
+    pub fn port_carrier(&self, port: PortId) -> Result<bool, NoSuchPort> {
+        let idx = self.index(port).ok_or(NoSuchPort(port))?;
+        Ok(self.ports[idx as usize].carrier)
+    }
+
     /// RX VLAN stripping of a port (the device model mirrors VMOLR.STRVLAN / CTRL.VME here).
     /// Default: on for VFs, off for the PF. Port-VLAN VFs always strip; uplinks never do.
     pub fn set_rx_vlan_strip(&mut self, port: PortId, on: bool) -> Result<(), NoSuchPort> {
@@ -157,6 +173,12 @@ impl Eswitch {
     }
 
     fn profile(&self, idx: usize) -> Profile {
+        let mut profile = self.policy_profile(idx);
+        profile.up &= self.ports[idx].carrier;
+        profile
+    }
+
+    fn policy_profile(&self, idx: usize) -> Profile {
         let port = &self.ports[idx];
         match port.kind {
             Kind::Uplink => Profile {

@@ -768,3 +768,31 @@ fn the_switch_can_move_to_another_thread() {
     assert_send::<Eswitch>();
     assert_send::<Deliveries>();
 }
+
+#[test]
+fn a_port_without_carrier_is_down_alone_even_with_link_state_enable_and_comes_back() {
+    let mut sw = switch();
+    sw.set_vf_link_state(1, LinkState::Enable).unwrap();
+    sw.set_port_carrier(PortId::Vf(1), false).unwrap();
+    assert_eq!(sw.port_up(PortId::Vf(1)), Ok(false));
+    assert_eq!(
+        sw.port_up(PortId::Vf(0)),
+        Ok(true),
+        "the others keep theirs"
+    );
+    let out = sw.process(PortId::Vf(1), arp_request(vf_mac(1), None));
+    assert_eq!(drops(&out), vec![(PortId::Vf(1), DropReason::LinkDown)]);
+    let out = sw.process(PortId::Vf(0), arp_request(vf_mac(0), None));
+    assert!(out.to(PortId::Vf(1)).is_none());
+    assert!(out.to(PortId::Vf(2)).is_some());
+    // The PF port too (its link is otherwise always up).
+    sw.set_port_carrier(PortId::Pf, false).unwrap();
+    assert_eq!(sw.port_up(PortId::Pf), Ok(false));
+    sw.set_port_carrier(PortId::Pf, true).unwrap();
+    sw.set_port_carrier(PortId::Vf(1), true).unwrap();
+    assert_eq!(sw.port_carrier(PortId::Vf(1)), Ok(true));
+    assert_eq!(sw.port_up(PortId::Vf(1)), Ok(true));
+    let out = sw.process(PortId::Vf(0), arp_request(vf_mac(0), None));
+    assert!(out.to(PortId::Vf(1)).is_some());
+    assert!(sw.set_port_carrier(PortId::Vf(99), false).is_err());
+}

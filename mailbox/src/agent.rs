@@ -291,34 +291,10 @@ impl PfAgent {
         now: u64,
     ) -> AgentOutcome {
         let mut out = AgentOutcome::new(vf, Trigger::Request(None));
-        // Lock: write PFU and read it back.
-        out.events = out.events.union(mbx.write_p2v(p2v::PFU));
-        if mbx.read_p2v() & p2v::PFU == 0 {
-            // igb: "Error receiving message from VF": CTS revoked; its NACK could not be
-            // written either, since the VF still holds the buffer.
-            self.vfs[vf].cts = false;
-            out.refusal = Some(self.refuse(
-                vf,
-                RefusalReason::MailboxBusy,
-                now,
-                "Error receiving message from VF",
-            ));
-            return out;
-        }
-        let mut words = [0u32; MAILBOX_WORDS];
-        for (i, w) in words.iter_mut().enumerate() {
-            *w = mbx.pf_read_vmbmem(i);
-        }
-        // Acknowledge and keep the lock to answer.
-        out.events = out.events.union(mbx.write_p2v(p2v::ACK | p2v::PFU));
-        let w0 = words[0];
-        let request = Message::parse(&words).ok();
-        out.trigger = Trigger::Request(request.clone());
-        let Some(request) = request else {
-            // Sixteen words always parse; keep the guest-input path total anyway.
-            out.events = out.events.union(mbx.write_p2v(0));
+        let Some((words, request)) = self.read_request(vf, mbx, now, &mut out) else {
             return out;
         };
+        let w0 = words[0];
 
         if request.flags.is_response() {
             // "a message we already processed": nothing new in the buffer.
@@ -372,6 +348,67 @@ impl PfAgent {
         out.policy_change = change;
         out.refusal = refused;
         out
+    }
+
+    /// The first half of igb_rcv_msg_from_vf: lock the buffer, read the request, acknowledge
+    /// it and keep the lock to answer. `None` (the outcome says why) when the buffer could not
+    /// be locked or the words did not parse.
+    fn read_request(
+        &mut self,
+        vf: usize,
+        mbx: &mut VfMailbox,
+        now: u64,
+        out: &mut AgentOutcome,
+    ) -> Option<([u32; MAILBOX_WORDS], Message)> {
+        // Lock: write PFU and read it back.
+        out.events = out.events.union(mbx.write_p2v(p2v::PFU));
+        if mbx.read_p2v() & p2v::PFU == 0 {
+            // igb: "Error receiving message from VF": CTS revoked; its NACK could not be
+            // written either, since the VF still holds the buffer.
+            self.vfs[vf].cts = false;
+            out.refusal = Some(self.refuse(
+                vf,
+                RefusalReason::MailboxBusy,
+                now,
+                "Error receiving message from VF",
+            ));
+            return None;
+        }
+        let mut words = [0u32; MAILBOX_WORDS];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = mbx.pf_read_vmbmem(i);
+        }
+        out.events = out.events.union(mbx.write_p2v(p2v::ACK | p2v::PFU));
+        let request = Message::parse(&words).ok();
+        out.trigger = Trigger::Request(request.clone());
+        if request.is_none() {
+            // Sixteen words always parse; keep the guest-input path total anyway.
+            out.events = out.events.union(mbx.write_p2v(0));
+        }
+        request.map(|r| (words, r))
+    }
+
+    /// Fault injection: answers VF `vf`'s posted request, if any, with NACK (and CTS as the VF
+    /// has it) without acting on it, as a PF driver that refuses everything would. Counted as
+    /// a nacked request. A pending VF reset or ack is left for [`PfAgent::service`].
+    pub fn nack_request(
+        &mut self,
+        vf: usize,
+        mbx: &mut VfMailbox,
+        now_ns: u64,
+    ) -> Option<AgentOutcome> {
+        if vf >= self.vfs.len() || !mbx.take_request() {
+            return None;
+        }
+        let mut out = AgentOutcome::new(vf, Trigger::Request(None));
+        if let Some((words, request)) = self.read_request(vf, mbx, now_ns, &mut out) {
+            let cts = if self.vfs[vf].cts { msg::CTS } else { 0 };
+            let rw0 = words[0] | msg::NACK | cts;
+            let reply = Message::parse(&reply_words(&words, rw0)).unwrap_or(request);
+            out.reply = Some(write_message(mbx, reply, &[rw0], &mut out.events));
+        }
+        self.count(&out);
+        Some(out)
     }
 
     /// igb_vf_reset_msg: reset VF state, program its MAC, enable its queues, mark it CTS and

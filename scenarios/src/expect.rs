@@ -12,13 +12,12 @@ use crate::format::{Band, CaptureSpec, CounterSpec, Expect, PolicyCheck, ReplyKi
 use crate::outcome::{list, verdict, Outcome};
 use crate::ports::PortRef;
 use crate::report::Check;
-use crate::world::{Captured, Dropped, Origin, SwitchEvent, World};
+use crate::world::{Captured, Origin, SwitchEvent, World};
 
 pub(crate) struct CheckCtx<'a> {
     pub(crate) world: &'a World,
     pub(crate) events: &'a [SwitchEvent],
     /// Drops no switch event carries (frames a TX wire fault dropped before the switch).
-    pub(crate) unseen_drops: &'a [Dropped],
     pub(crate) captures: &'a [Captured],
     pub(crate) counters_before: &'a BTreeMap<PortRef, PortCounters>,
     pub(crate) refusals_before: &'a BTreeMap<PortRef, Vec<(RefusalReason, u64)>>,
@@ -84,12 +83,7 @@ impl CheckCtx<'_> {
                 !got,
             ));
         }
-        let drops: Vec<_> = self
-            .events
-            .iter()
-            .flat_map(|ev| &ev.drops)
-            .chain(self.unseen_drops)
-            .collect();
+        let drops: Vec<_> = self.events.iter().flat_map(|ev| &ev.drops).collect();
         for d in &e.dropped {
             let n = drops
                 .iter()

@@ -17,7 +17,7 @@ use crate::outcome::{list, verdict, Outcome};
 use crate::ports::Cable;
 use crate::ports::{PfRef, PortRef};
 use crate::report::{PortFaults, ScenarioReport, StepReport};
-use crate::world::{Captured, Dropped, Origin, SwitchEvent, TimeMode, World};
+use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
 
 /// Ethertype of crafted frames unless a step names one: IEEE 802 local experimental 1.
 const LOCAL_EXPERIMENTAL: u16 = 0x88b5;
@@ -299,7 +299,6 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
     let capture_mark = world.captures.len();
     let (result, logs) = crate::logs::capture(|| act(world, step));
     let events = world.take_events();
-    let unseen = unseen_fault_drops(&events, &counters_before, &world.port_counters());
     let faults_after = world.faults();
     let captures: Vec<Captured> = world.captures[capture_mark..].to_vec();
     let (outcome, error) = match result {
@@ -307,13 +306,12 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
         Err(e) => (Outcome::default(), Some(e.to_string())),
     };
     let mut happened = outcome.happened.clone();
-    happened.extend(summarise(&events, &unseen));
+    happened.extend(summarise(&events));
     happened.extend(fault_changes(&faults_before, &faults_after));
     happened.extend(logs.iter().map(|l| format!("log: {l}")));
     let ctx = CheckCtx {
         world,
         events: &events,
-        unseen_drops: &unseen,
         captures: &captures,
         counters_before: &counters_before,
         refusals_before: &refusals_before,
@@ -331,33 +329,6 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
         faults: faults_after.into_iter().flat_map(|p| p.armed).collect(),
         pass,
     }
-}
-
-/// Frames a TX wire fault dropped before the switch saw them: counted on their port as
-/// `fault` drops, but no observer saw them. A drop for each, so that they are the step's drops
-/// like any other (`expect.dropped`, `no_drops`, the report).
-fn unseen_fault_drops(
-    events: &[SwitchEvent],
-    before: &BTreeMap<PortRef, PortCounters>,
-    after: &BTreeMap<PortRef, PortCounters>,
-) -> Vec<Dropped> {
-    let fault = |c: Option<&PortCounters>| c.map_or(0, |c| c.drops.get(DropReason::Fault));
-    after
-        .iter()
-        .flat_map(|(&port, now)| {
-            let counted = fault(Some(now)).saturating_sub(fault(before.get(&port)));
-            let seen = events
-                .iter()
-                .flat_map(|e| &e.drops)
-                .filter(|d| d.port == port && d.reason == DropReason::Fault)
-                .count() as u64;
-            let unseen = counted.saturating_sub(seen);
-            (0..unseen).map(move |_| Dropped {
-                port,
-                reason: DropReason::Fault,
-            })
-        })
-        .collect()
 }
 
 /// What the step changed in the card's faults: faults carried out (by kind) and faults no
@@ -394,7 +365,7 @@ fn fault_changes(before: &[PortFaults], after: &[PortFaults]) -> Vec<String> {
     out
 }
 
-fn summarise(events: &[SwitchEvent], unseen_drops: &[Dropped]) -> Vec<String> {
+fn summarise(events: &[SwitchEvent]) -> Vec<String> {
     let mut out = Vec::new();
     let own = |over_cable: bool| -> Vec<&SwitchEvent> {
         events
@@ -440,7 +411,7 @@ fn summarise(events: &[SwitchEvent], unseen_drops: &[Dropped]) -> Vec<String> {
         (n, m) => out.push(format!("{n} answer frame(s), {m} over a cable")),
     }
     let mut drops: BTreeMap<(PortRef, DropReason), u64> = BTreeMap::new();
-    for d in events.iter().flat_map(|e| &e.drops).chain(unseen_drops) {
+    for d in events.iter().flat_map(|e| &e.drops) {
         *drops.entry((d.port, d.reason)).or_default() += 1;
     }
     if !drops.is_empty() {
@@ -643,12 +614,13 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             let nic = world.nic(port.0).ok_or(StepError::NoSuchPf(*port))?.clone();
             let words: Vec<&str> = fault.split_whitespace().collect();
             // Checked at load against the card the file declares; the NIC may be another.
-            let parsed =
-                Fault::parse(&words, &nic.ports()).map_err(|message| StepError::Fault {
+            let done = Fault::parse(&words, &nic.ports())
+                .and_then(|parsed| nic.inject_fault(parsed))
+                .map_err(|message| StepError::Fault {
                     words: fault.clone(),
                     message,
                 })?;
-            o.happened.push(nic.inject_fault(parsed));
+            o.happened.push(done);
             // A PF reset or a link change pinged the VFs: their drivers look.
             world.settle();
         }

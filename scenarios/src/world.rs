@@ -373,17 +373,8 @@ impl World {
     /// come over a cable or not) and the captures, and what the sinks got into `arrived`.
     fn collect(&mut self, origin: Origin, over_cable: bool) {
         let seen = std::mem::take(&mut *lock(&self.taps.seen));
-        for mut s in seen {
+        for s in seen {
             let at = |port| PortRef::new(s.nic, port);
-            // A copy an RX wire fault dropped never reached its port: neither delivered nor
-            // captured there (the switch still chose the port; the drop says why it got none).
-            let faulted: Vec<PortId> = s
-                .drops
-                .iter()
-                .filter(|d| d.reason == DropReason::Fault)
-                .map(|d| d.port)
-                .collect();
-            s.deliveries.retain(|d| !faulted.contains(&d.port));
             self.captures.push(Captured {
                 port: at(s.ingress),
                 direction: Direction::Tx,
@@ -749,7 +740,7 @@ impl World {
                         .map(|(kind, n)| (kind.to_string(), *n))
                         .collect(),
                     armed: nic
-                        .wire_faults()
+                        .faults()
                         .into_iter()
                         .map(|f| ArmedFault {
                             port,

@@ -86,11 +86,11 @@ expect.captured = [{{ port = \"vf1\", direction = \"rx\", count = 10 }}]
     let arm = &report.steps[0];
     assert_eq!(arm.action, "fault pf: wire vf1 rx drop every 2");
     assert_eq!(arm.happened[0], "wire fault armed: vf1 rx drop every 2");
-    assert_eq!(arm.faults, [armed("vf1 rx drop every 2", 0, 0)]);
+    assert_eq!(arm.faults, [armed("wire vf1 rx drop every 2", 0, 0)]);
 
     // 10 frames: the fault saw each and hit every second one.
     let sent = &report.steps[1];
-    assert_eq!(sent.faults, [armed("vf1 rx drop every 2", 10, 5)]);
+    assert_eq!(sent.faults, [armed("wire vf1 rx drop every 2", 10, 5)]);
     assert!(
         sent.happened
             .contains(&"dropped: fault at vf1 ×5".to_string()),
@@ -103,8 +103,8 @@ expect.captured = [{{ port = \"vf1\", direction = \"rx\", count = 10 }}]
     assert_eq!(
         clear.happened,
         [
-            "1 wire fault(s) cleared",
-            "fault disarmed on pf: vf1 rx drop every 2: 10 seen, 5 fired"
+            "1 fault(s) cleared",
+            "fault disarmed on pf: wire vf1 rx drop every 2: 10 seen, 5 fired"
         ]
     );
     assert!(clear.faults.is_empty());
@@ -131,13 +131,13 @@ expect.captured = [{{ port = \"vf1\", direction = \"rx\", count = 10 }}]
 
     let text = report.render();
     assert!(
-        text.contains("fault armed on pf: vf1 rx drop every 2: 10 seen, 5 fired"),
+        text.contains("fault armed on pf: wire vf1 rx drop every 2: 10 seen, 5 fired"),
         "{text}"
     );
     let json = serde_json::to_value(report).unwrap();
     assert_eq!(
         json["steps"][1]["faults"][0],
-        serde_json::json!({ "port": "pf", "fault": "vf1 rx drop every 2", "seen": 10, "fired": 5 })
+        serde_json::json!({ "port": "pf", "fault": "wire vf1 rx drop every 2", "seen": 10, "fired": 5 })
     );
 }
 
@@ -163,7 +163,7 @@ expect.counters = [
         "{:?}",
         step.happened
     );
-    assert_eq!(step.faults, [armed("vf0 tx drop every 2", 6, 3)]);
+    assert_eq!(step.faults, [armed("wire vf0 tx drop every 2", 6, 3)]);
     // No drops is false: the step lost frames.
     let no_drops = run_steps(&format!(
         "{}{}expect.no_drops = true\n",
@@ -190,12 +190,12 @@ expect.captured = [{{ port = \"vf0\", direction = \"rx\", count = 2 }}]
     assert_eq!(r.report.faults.len(), 1);
     assert_eq!(
         r.report.faults[0].armed,
-        [armed("vf1 rx drop every 2", 4, 2)]
+        [armed("wire vf1 rx drop every 2", 4, 2)]
     );
     assert!(r
         .report
         .render()
-        .contains("fault still armed on pf: vf1 rx drop every 2: 4 seen, 2 fired"));
+        .contains("fault still armed on pf: wire vf1 rx drop every 2: 4 seen, 2 fired"));
 }
 
 #[test]
@@ -284,7 +284,7 @@ expect.counters = [
         r.steps[1].faults,
         [ArmedFault {
             port: PfRef(1),
-            fault: "vf0 rx drop every 1".into(),
+            fault: "wire vf0 rx drop every 1".into(),
             seen: 3,
             fired: 3,
         }]

@@ -15,6 +15,7 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use stats::{AccessError, RxDrop, VfStats};
 
 pub mod desc;
+pub mod faults;
 pub(crate) mod guest;
 pub mod i82576;
 pub mod offload;
@@ -196,4 +197,12 @@ pub trait Function: Send + 'static {
     fn set_link(&mut self, link: LinkStatus) -> Effects;
     /// Its counters (interrupt counts are the runtime's).
     fn stats(&self) -> VfStats;
+    /// Its injected DMA faults, if it can take them.
+    fn dma_faults(&mut self) -> Option<&mut faults::DmaFaults> {
+        None
+    }
+    /// Its armed DMA faults and what each has done.
+    fn dma_fault_report(&self) -> Vec<faults::DmaFaultState> {
+        Vec::new()
+    }
 }

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use eswitch::{Deliveries, Delivery, DropReason, DropRecord, PortId};
 use tracing::{debug, warn};
 
-use super::faults::{Direction, WireAction};
+use super::faults::{Direction, WireAction, REORDER_HOLD_NS};
+use super::inject::{Held, HeldFrame};
 use super::{lock, DynFunction, Hosted, Nic, Pending, BACKLOG_FRAMES};
 use crate::function::i82576::Vf;
 use crate::function::stats::RxDrop;
@@ -18,12 +19,39 @@ impl Nic {
     /// locked once for the batch and released before any delivery.
     pub(super) fn switch_frames(&self, ingress: PortId, frames: Vec<Bytes>) {
         let (frames, faulted) = self.tx_faults(ingress, frames);
-        if faulted > 0 {
-            let mut side = self.pf.side();
-            for _ in 0..faulted {
-                let _ = side.switch_mut().count_drop(ingress, DropReason::Fault);
+        if !faulted.is_empty() {
+            {
+                let mut side = self.pf.side();
+                for _ in &faulted {
+                    let _ = side.switch_mut().count_drop(ingress, DropReason::Fault);
+                }
+            }
+            let observer = self
+                .observer
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(o) = observer {
+                let drops = [DropRecord {
+                    port: ingress,
+                    reason: DropReason::Fault,
+                }];
+                for frame in &faulted {
+                    o.switched(&Switched {
+                        time_ns: self.now(),
+                        ingress,
+                        frame,
+                        deliveries: &[],
+                        drops: &drops,
+                    });
+                }
             }
         }
+        self.switch_past_faults(ingress, frames);
+    }
+
+    /// [`Nic::switch_frames`] for frames past `ingress`'s TX faults (and frames they held).
+    pub(super) fn switch_past_faults(&self, ingress: PortId, frames: Vec<Bytes>) {
         let now = self.now();
         let observer = self
             .observer
@@ -60,6 +88,8 @@ impl Nic {
             }
             let mut faulted = Vec::new();
             let armed = self.wire_armed();
+            // With faults armed, the copies the ports got (or will get): what the observer sees.
+            let mut handed: Vec<Delivery> = Vec::new();
             for d in &out.deliveries {
                 if !armed {
                     if !self.deliver(d, origin) {
@@ -70,11 +100,12 @@ impl Nic {
                     }
                     continue;
                 }
-                for copy in self.rx_faults(d) {
-                    let Some(copy) = copy else {
-                        faulted.push(d.port);
-                        continue;
-                    };
+                let (copies, listed, dropped) = self.rx_faults(d, origin);
+                if dropped {
+                    faulted.push(d.port);
+                }
+                handed.extend(listed);
+                for (copy, origin) in copies {
                     if !self.deliver(&copy, origin) {
                         out.drops.push(DropRecord {
                             port: d.port,
@@ -82,6 +113,9 @@ impl Nic {
                         });
                     }
                 }
+            }
+            if armed {
+                out.deliveries = handed.into_iter().collect();
             }
             rx_full.extend(out.drops[before..].iter().map(|d| d.port));
             if !faulted.is_empty() {
@@ -115,19 +149,68 @@ impl Nic {
         }
     }
 
-    /// `frames` after the TX wire fault of `ingress`, if one is armed, and how many it dropped.
-    fn tx_faults(&self, ingress: PortId, frames: Vec<Bytes>) -> (Vec<Bytes>, usize) {
+    /// `frames` after the TX wire fault of `ingress`, if one is armed, and the ones it dropped.
+    /// Frames it holds are kept for later; frames held for reorder go right after the next
+    /// frame that passes.
+    fn tx_faults(&self, ingress: PortId, frames: Vec<Bytes>) -> (Vec<Bytes>, Vec<Bytes>) {
         if !self.wire_armed() {
-            return (frames, 0);
+            return (frames, Vec::new());
         }
-        let mut faults = lock(&self.wire_faults);
+        let now = self.now();
         let mut out = Vec::with_capacity(frames.len());
-        let mut dropped = 0;
+        let mut held = Vec::new();
+        let mut dropped = Vec::new();
+        let mut reordered: Vec<Bytes> = Vec::new();
+        let mut first_pass = true;
+        let mut faults = lock(&self.wire_faults);
         for f in frames {
-            let (copies, fired) = faults.apply(ingress, Direction::Tx, f);
-            dropped += usize::from(fired == Some(WireAction::Drop));
-            out.extend(copies);
+            let (mut copies, fired) = faults.apply(ingress, Direction::Tx, f.clone());
+            match fired {
+                Some(WireAction::Drop) => dropped.push(f),
+                Some(WireAction::Reorder) => reordered.extend(copies.pop()),
+                Some(a @ WireAction::Delay { ns }) => {
+                    if let Some(frame) = copies.pop() {
+                        held.push(held_frame(
+                            now,
+                            ns,
+                            ingress,
+                            Direction::Tx,
+                            a,
+                            Held::Tx(frame),
+                        ));
+                    }
+                }
+                _ => {
+                    out.extend(copies);
+                    if first_pass {
+                        first_pass = false;
+                        drop(faults);
+                        out.extend(
+                            self.overtaken(ingress, Direction::Tx)
+                                .into_iter()
+                                .filter_map(|h| match h.payload {
+                                    Held::Tx(f) => Some(f),
+                                    Held::Rx(..) => None,
+                                }),
+                        );
+                        faults = lock(&self.wire_faults);
+                    }
+                    out.append(&mut reordered);
+                }
+            }
         }
+        drop(faults);
+        held.extend(reordered.into_iter().map(|f| {
+            held_frame(
+                now,
+                REORDER_HOLD_NS,
+                ingress,
+                Direction::Tx,
+                WireAction::Reorder,
+                Held::Tx(f),
+            )
+        }));
+        self.hold(held);
         (out, dropped)
     }
 
@@ -136,17 +219,65 @@ impl Nic {
         self.wire_armed.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// The copies to hand to `d`'s port after its RX wire fault: `None` for a dropped one.
-    fn rx_faults(&self, d: &Delivery) -> Vec<Option<Delivery>> {
-        let mut faults = lock(&self.wire_faults);
-        let (copies, fired) = faults.apply(d.port, Direction::Rx, d.frame.clone());
-        if fired == Some(WireAction::Drop) {
-            return vec![None];
+    /// The copies to hand to `d`'s port now after its RX wire fault, the copies it gets of
+    /// `d` (now or held for later: what the observer is told), and whether the fault dropped
+    /// `d`. Copies held for reorder before go right after one that passes.
+    fn rx_faults(
+        &self,
+        d: &Delivery,
+        origin: Origin,
+    ) -> (Vec<(Delivery, Origin)>, Vec<Delivery>, bool) {
+        let (copies, fired) = {
+            let mut faults = lock(&self.wire_faults);
+            faults.apply(d.port, Direction::Rx, d.frame.clone())
+        };
+        let now = self.now();
+        let with = |frame: Bytes| Delivery { frame, ..d.clone() };
+        match fired {
+            Some(WireAction::Drop) => (Vec::new(), Vec::new(), true),
+            Some(a @ (WireAction::Reorder | WireAction::Delay { .. })) => {
+                let ns = match a {
+                    WireAction::Delay { ns } => ns,
+                    _ => REORDER_HOLD_NS,
+                };
+                let listed: Vec<Delivery> = copies.into_iter().map(with).collect();
+                let held = listed
+                    .iter()
+                    .map(|c| {
+                        let payload = Held::Rx(c.clone(), origin);
+                        held_frame(now, ns, d.port, Direction::Rx, a, payload)
+                    })
+                    .collect();
+                self.hold(held);
+                (Vec::new(), listed, false)
+            }
+            _ => {
+                let listed: Vec<Delivery> = copies.into_iter().map(with).collect();
+                let mut out: Vec<(Delivery, Origin)> =
+                    listed.iter().map(|c| (c.clone(), origin)).collect();
+                out.extend(
+                    self.overtaken(d.port, Direction::Rx)
+                        .into_iter()
+                        .filter_map(|h| match h.payload {
+                            Held::Rx(d, o) => Some((d, o)),
+                            Held::Tx(_) => None,
+                        }),
+                );
+                (out, listed, false)
+            }
         }
-        copies
-            .into_iter()
-            .map(|frame| Some(Delivery { frame, ..d.clone() }))
-            .collect()
+    }
+
+    /// [`Nic::deliver`] for a frame the switch's accounting has already seen: a drop for want
+    /// of room is counted on the port here.
+    pub(super) fn deliver_counted(&self, d: &Delivery, origin: Origin) {
+        if !self.deliver(d, origin) {
+            let _ = self
+                .pf
+                .side()
+                .switch_mut()
+                .count_drop(d.port, DropReason::RxFull);
+        }
     }
 
     /// Tells the function behind `ingress` how many of its frames were looped back.
@@ -209,11 +340,13 @@ impl Nic {
             warn!(%port, "delivery to a function this NIC does not have");
             return true;
         };
-        let (taken, irq) = {
+        let (taken, irq, wakeup) = {
             let mut s = lock(slot);
             let mut fire = crate::function::Fire::NONE;
+            // An injected RX hold keeps every frame in the backlog.
+            let held = !s.faults.is_empty() && s.faults.rx_held(self.now());
             // Frames already waiting go first: a new one waits behind them.
-            let wait = if s.backlog.is_empty() {
+            let wait = if s.backlog.is_empty() && !held {
                 let (result, f) = s.func.receive(frame, stripped_tci, origin);
                 fire = f;
                 // Delivered, or dropped and counted by the function (not attached, queue off...).
@@ -235,13 +368,40 @@ impl Nic {
                 debug!(%port, "RX ring and backlog full: frame dropped (rx_full)");
                 false
             };
-            (taken, s.signal(fire))
+            let irq = s.signal(fire);
+            let wakeup = if s.faults.is_empty() {
+                None
+            } else {
+                s.faults.next_wakeup()
+            };
+            (taken, irq, wakeup)
         };
         if let Some((sink, fire)) = irq {
             for vector in fire.vectors() {
                 sink.fire(vector);
             }
         }
+        if let Some(t) = wakeup {
+            self.set_deadline(port, t);
+        }
         taken
+    }
+}
+
+/// A frame a wire fault holds: until `now + ns`, or (reorder) until a frame overtakes it.
+fn held_frame(
+    now: u64,
+    ns: u64,
+    port: PortId,
+    direction: Direction,
+    action: WireAction,
+    payload: Held,
+) -> HeldFrame {
+    HeldFrame {
+        due: now.saturating_add(ns),
+        port,
+        direction,
+        reorder: action == WireAction::Reorder,
+        payload,
     }
 }

@@ -34,7 +34,7 @@
 //! guest can hold up another only for the length of one of its own register accesses.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 
 use bytes::Bytes;
@@ -45,16 +45,20 @@ use crate::function::i82576::Vf;
 use crate::function::stats::{AccessError, RxDrop, VfStats};
 use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin};
 use crate::seams::{Clock, IrqSink, Observer, PortSink};
-use faults::{Fault, WireFault, WireFaultReport, WireFaults};
+use faults::{SlotFaults, WireFaults};
+use inject::NicFaults;
 
 mod datapath;
 pub mod faults;
 mod handle;
+mod inject;
 pub mod pf;
 mod timer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faults;
 
 pub use handle::{Handle, PfHandle, VfHandle};
 pub use pf::{AdminError, MacMode, NicConfig, NicError, PfCounters, PfSide, SetError, SharedPf};
@@ -157,6 +161,12 @@ impl Function for DynFunction {
     fn stats(&self) -> VfStats {
         (**self).stats()
     }
+    fn dma_faults(&mut self) -> Option<&mut crate::function::faults::DmaFaults> {
+        (**self).dma_faults()
+    }
+    fn dma_fault_report(&self) -> Vec<crate::function::faults::DmaFaultState> {
+        (**self).dma_fault_report()
+    }
 }
 
 /// One hosted function as the runtime keeps it: the function, the frames waiting for its RX
@@ -167,6 +177,9 @@ pub struct Slot<F> {
     irq: Option<Arc<dyn IrqSink>>,
     irqs_fired: u64,
     irqs_lost: u64,
+    /// Injected interrupt and RX-hold faults.
+    faults: SlotFaults,
+    clock: Arc<dyn Clock>,
 }
 
 /// A function type the runtime hosts, and where it keeps the one behind a port: the VFs
@@ -205,14 +218,41 @@ struct Work {
 }
 
 impl<F: Function> Slot<F> {
-    fn new(func: F) -> Slot<F> {
+    fn new(func: F, clock: Arc<dyn Clock>) -> Slot<F> {
         Slot {
             func,
             backlog: VecDeque::new(),
             irq: None,
             irqs_fired: 0,
             irqs_lost: 0,
+            faults: SlotFaults::default(),
+            clock,
         }
+    }
+
+    /// When the function or its faults next need the timer.
+    fn next_wakeup(&self) -> Option<u64> {
+        match (self.func.next_wakeup(), self.faults.next_wakeup()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The timer of the function and of its faults at `now`: what a delay held goes out, and
+    /// the backlog an RX hold kept back goes into the ring.
+    fn on_timer(&mut self, now: u64) -> Work {
+        let effects = self.func.on_timer(now);
+        let (released, hold_ended) = self.faults.on_timer(now);
+        let mut work = self.settle(effects);
+        if hold_ended {
+            let fire = self.drain();
+            let irq = self.signal(fire);
+            work.irq = merge_irq(work.irq, irq);
+        }
+        let irq = self.signal_unfaulted(released);
+        work.irq = merge_irq(work.irq, irq);
+        work.wakeup = self.next_wakeup();
+        work
     }
 
     /// Whether a client (a vfio-user connection, an in-process driver) is attached: it gave
@@ -231,7 +271,7 @@ impl<F: Function> Slot<F> {
         Work {
             irq: self.signal(fire),
             frames: effects.frames,
-            wakeup: self.func.next_wakeup(),
+            wakeup: self.next_wakeup(),
         }
     }
 
@@ -239,6 +279,9 @@ impl<F: Function> Slot<F> {
     /// refuses for another reason (detached, queue disabled) is dropped, counted by it.
     fn drain(&mut self) -> Fire {
         let mut fire = Fire::NONE;
+        if !self.faults.is_empty() && self.faults.rx_holding(self.clock.now_ns()) {
+            return fire;
+        }
         while let Some(p) = self.backlog.front() {
             let (result, f) = self.func.receive(&p.frame, p.stripped_tci, p.origin);
             fire = fire.union(f);
@@ -250,8 +293,25 @@ impl<F: Function> Slot<F> {
         fire
     }
 
-    /// The sink and vectors to signal after the lock is released; counts them.
+    /// The sink and vectors to signal after the lock is released, after the interrupt faults;
+    /// counts them.
     fn signal(&mut self, fire: Fire) -> Option<(Arc<dyn IrqSink>, Fire)> {
+        if fire.is_empty() {
+            return None;
+        }
+        let fire = if self.faults.is_empty() {
+            fire
+        } else {
+            let (fire, lost) = self.faults.filter_irq(fire, self.clock.now_ns());
+            // A message lost on the way counts as one the client never got.
+            self.irqs_lost += lost;
+            fire
+        };
+        self.signal_unfaulted(fire)
+    }
+
+    /// [`Slot::signal`] for vectors the faults already let through (a delay that ended).
+    fn signal_unfaulted(&mut self, fire: Fire) -> Option<(Arc<dyn IrqSink>, Fire)> {
         if fire.is_empty() {
             return None;
         }
@@ -266,6 +326,15 @@ impl<F: Function> Slot<F> {
                 None
             }
         }
+    }
+}
+
+type Irq = Option<(Arc<dyn IrqSink>, Fire)>;
+
+fn merge_irq(a: Irq, b: Irq) -> Irq {
+    match (a, b) {
+        (Some((sink, x)), Some((_, y))) => Some((sink, x.union(y))),
+        (a, b) => a.or(b),
     }
 }
 
@@ -286,8 +355,14 @@ pub struct Nic {
     faults: Mutex<BTreeMap<&'static str, u64>>,
     /// Armed wire faults ([`Nic::arm_wire_fault`]).
     wire_faults: Mutex<WireFaults>,
-    /// Whether any wire fault is armed: the datapath looks at the faults only then.
+    /// Whether any wire fault is armed or a frame is held: the datapath looks at the faults
+    /// only then.
     wire_armed: AtomicBool,
+    /// Link faults and the frames wire faults hold back.
+    nic_faults: Mutex<NicFaults>,
+    /// When the NIC's own faults next need the timer (a flap, a held frame, a delayed
+    /// mailbox service; [`NO_DEADLINE`]: none).
+    fault_deadline: AtomicU64,
     /// Per VF, then the PF function: when it next needs its timer — a paused TX queue, a
     /// held interrupt ([`NO_DEADLINE`]: none).
     deadlines: Vec<AtomicU64>,
@@ -312,7 +387,10 @@ impl Nic {
         let mut slots = Vec::with_capacity(usize::from(n));
         for i in 0..n {
             let port: Arc<dyn crate::seams::PfPort> = pf.clone();
-            slots.push(Mutex::new(Slot::new(Vf::new(i, port, clock.clone())?)));
+            slots.push(Mutex::new(Slot::new(
+                Vf::new(i, port, clock.clone())?,
+                clock.clone(),
+            )));
         }
         let nic = Nic {
             pf,
@@ -325,6 +403,8 @@ impl Nic {
             faults: Mutex::new(BTreeMap::new()),
             wire_faults: Mutex::new(WireFaults::default()),
             wire_armed: AtomicBool::new(false),
+            nic_faults: Mutex::new(NicFaults::default()),
+            fault_deadline: AtomicU64::new(NO_DEADLINE),
             deadlines: (0..=n).map(|_| AtomicU64::new(NO_DEADLINE)).collect(),
             timer_wake: (Mutex::new(0), Condvar::new()),
         };
@@ -354,7 +434,8 @@ impl Nic {
         }
         let mut pf = pf;
         let _ = pf.set_link(self.link_status(PortId::Pf));
-        self.pf_fn.set(Mutex::new(Slot::new(pf))).ok()?;
+        let clock = self.pf.clock();
+        self.pf_fn.set(Mutex::new(Slot::new(pf, clock))).ok()?;
         Some(Handle::new(self.clone(), PortId::Pf))
     }
 
@@ -448,33 +529,13 @@ impl Nic {
         let _ = sw.set_rx_vlan_strip(PortId::Pf, strip);
     }
 
-    /// Tells `vf` (or every VF) that the PF driver reset ([`PfSide::notify_pf_reset`]), with a
-    /// mailbox interrupt. Returns the VFs notified.
-    pub fn notify_pf_reset(&self, vf: Option<u16>) -> Vec<u16> {
-        let notified = self.pf.side().notify_pf_reset(vf);
-        for &v in &notified {
-            self.mailbox_interrupt(v);
-        }
-        if !notified.is_empty() {
-            self.fault_fired("pf_reset");
-        }
-        notified
-    }
-
     /// The PF's link went up or down: every VF is pinged and its link follows.
     pub fn set_link(&self, up: bool) {
         let pinged = self.pf.side().set_link(up);
         for v in 0..self.num_vfs() {
             self.sync_vf_link(v);
         }
-        if let Some(slot) = self.pf_fn.get() {
-            let link = self.link_status(PortId::Pf);
-            self.finish(PortId::Pf, {
-                let mut s = lock(slot);
-                let effects = s.func.set_link(link);
-                s.settle(effects)
-            });
-        }
+        self.sync_pf_link();
         for v in pinged {
             self.mailbox_interrupt(v);
         }
@@ -498,61 +559,9 @@ impl Nic {
         }
     }
 
-    /// A fault of kind `kind` was carried out: counted and logged.
-    fn fault_fired(&self, kind: &'static str) {
-        *lock(&self.faults).entry(kind).or_default() += 1;
-        info!(fault = kind, "fault injected");
-    }
-
     /// The ports of the port's switch (uplinks, PF, VFs).
     pub fn ports(&self) -> Vec<PortId> {
         self.pf.side().switch().ports().collect()
-    }
-
-    /// Carries out `fault` on this port; returns what happened, in a line.
-    pub fn inject_fault(&self, fault: Fault) -> String {
-        match fault {
-            Fault::PfReset { vf } => {
-                let notified = self.notify_pf_reset(vf);
-                format!("PF reset notified to {} VF(s)", notified.len())
-            }
-            Fault::Link { up } => {
-                self.fault_link(up);
-                format!("link {}", if up { "up" } else { "down" })
-            }
-            Fault::Wire(f) => {
-                let line = format!("wire fault armed: {f}");
-                self.arm_wire_fault(f);
-                line
-            }
-            Fault::Clear => format!("{} wire fault(s) cleared", self.clear_wire_faults()),
-        }
-    }
-
-    /// Arms a wire fault (replacing one on the same port and direction).
-    pub fn arm_wire_fault(&self, fault: WireFault) {
-        info!(fault = %fault, "wire fault armed");
-        lock(&self.wire_faults).arm(fault);
-        self.wire_armed.store(true, Ordering::Release);
-    }
-
-    /// Clears every wire fault at once; returns how many were armed.
-    pub fn clear_wire_faults(&self) -> usize {
-        let mut faults = lock(&self.wire_faults);
-        self.wire_armed.store(false, Ordering::Release);
-        faults.clear()
-    }
-
-    /// The armed wire faults and what each has done.
-    pub fn wire_faults(&self) -> Vec<WireFaultReport> {
-        lock(&self.wire_faults).report()
-    }
-
-    /// Fault: the port's link (what the PF's PHY sees of the wire) goes down or comes back, as
-    /// a pulled or re-plugged cable would; VFs whose link state is `auto` follow it.
-    pub fn fault_link(&self, up: bool) {
-        self.set_link(up);
-        self.fault_fired(if up { "link_up" } else { "link_down" });
     }
 
     // ----- per function, under its lock -----
@@ -575,6 +584,9 @@ impl Nic {
 
     /// Signals, switches and schedules what a function's access left to do, with no lock held.
     fn finish(&self, port: PortId, work: Work) {
+        if self.pf.take_mailbox_delayed() {
+            self.reschedule_faults();
+        }
         if let Some((sink, fire)) = work.irq {
             for v in fire.vectors() {
                 sink.fire(v);
@@ -594,7 +606,9 @@ impl Nic {
         let up = {
             let side = self.pf.side();
             match port {
-                PortId::Pf => side.switch().link_up(),
+                PortId::Pf => {
+                    side.switch().link_up() && side.switch().port_carrier(port).unwrap_or(true)
+                }
                 _ => side.switch().port_up(port).unwrap_or(false),
             }
         };
@@ -612,10 +626,23 @@ impl Nic {
                 (),
                 Work {
                     irq: s.signal(fire),
+                    wakeup: s.faults.next_wakeup(),
                     ..Work::default()
                 },
             )
         });
+    }
+
+    /// Makes the hosted PF function's link follow the wire and its port's carrier.
+    fn sync_pf_link(&self) {
+        if let Some(slot) = self.pf_fn.get() {
+            let link = self.link_status(PortId::Pf);
+            self.finish(PortId::Pf, {
+                let mut s = lock(slot);
+                let effects = s.func.set_link(link);
+                s.settle(effects)
+            });
+        }
     }
 
     /// Makes VTSTATUS of VF `vf` follow its switch port (link state, PF link).

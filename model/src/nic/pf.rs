@@ -19,11 +19,13 @@ use mailbox::{
     AgentConfig, MacAssignment, MailboxEvent, MailboxEvents, PfAgent, PromiscPolicy,
     RefusalCounters, ServiceReport, VfMailbox,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use thiserror::Error;
 use tracing::{info, warn};
 
+use super::faults::{FaultReport, MailboxFault};
 use crate::seams::{Clock, MailboxIrq, PfFilters, PfPort};
 use eswitch::NextSendAt;
 use std::sync::Arc;
@@ -146,6 +148,20 @@ pub struct PfSide {
     mailboxes: Vec<VfMailbox>,
     counters: Vec<PfCounters>,
     bad_vf: u64,
+    /// Injected mailbox faults, per VF ([`PfSide::arm_mailbox_fault`]).
+    mailbox_faults: Vec<Option<ArmedMailboxFault>>,
+}
+
+/// A mailbox fault on one VF and what it has done.
+#[derive(Clone, Copy, Debug)]
+struct ArmedMailboxFault {
+    fault: MailboxFault,
+    /// Mailbox events (REQ, ACK, VFLRE) the PF was interrupted for while armed.
+    seen: u64,
+    /// Requests dropped or NACKed, services delayed.
+    fired: u64,
+    /// A delayed service: when it is due.
+    due: Option<u64>,
 }
 
 impl PfSide {
@@ -167,6 +183,7 @@ impl PfSide {
             mailboxes: (0..n).map(|_| VfMailbox::new()).collect(),
             counters: vec![PfCounters::default(); n],
             bad_vf: 0,
+            mailbox_faults: vec![None; n],
         })
     }
 
@@ -295,10 +312,127 @@ impl PfSide {
 
     fn serve_if_asked(&mut self, i: usize, events: MailboxEvents, now_ns: u64) -> MailboxIrq {
         let mut all = events;
-        if events.contains(MailboxEvent::InterruptPf) {
-            all = all.union(self.serve(i, now_ns).events);
+        if !events.contains(MailboxEvent::InterruptPf) {
+            return irq_from(all);
         }
-        irq_from(all)
+        let Some(armed) = self.mailbox_faults[i].as_mut() else {
+            return irq_from(all.union(self.serve(i, now_ns).events));
+        };
+        armed.seen += 1;
+        match armed.fault {
+            MailboxFault::Drop => {
+                if self.mailboxes[i].take_request() {
+                    armed.fired += 1;
+                    info!(
+                        vf = i,
+                        "fault fired: mailbox request dropped, never answered"
+                    );
+                }
+            }
+            MailboxFault::Nack => {
+                if let Some(o) = self.agent.nack_request(i, &mut self.mailboxes[i], now_ns) {
+                    armed.fired += 1;
+                    info!(vf = i, "fault fired: mailbox request NACKed");
+                    all = all.union(o.events);
+                }
+            }
+            MailboxFault::Delay { ns } => {
+                if armed.due.is_none() {
+                    armed.due = Some(now_ns.saturating_add(ns));
+                    armed.fired += 1;
+                    info!(vf = i, "fault fired: mailbox service delayed");
+                }
+                return irq_from(all);
+            }
+        }
+        irq_from(all.union(self.serve(i, now_ns).events))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Injected mailbox faults.
+
+    /// Arms `fault` on VF `vf`'s mailbox (replacing one there). Returns the VFs whose mailbox
+    /// interrupt must fire (a delayed service the new fault replaces is carried out now).
+    pub fn arm_mailbox_fault(&mut self, vf: u16, fault: MailboxFault, now_ns: u64) -> Vec<u16> {
+        let Some(i) = self.index(vf) else {
+            return Vec::new();
+        };
+        let pending = self.mailbox_faults[i].is_some_and(|a| a.due.is_some());
+        self.mailbox_faults[i] = Some(ArmedMailboxFault {
+            fault,
+            seen: 0,
+            fired: 0,
+            due: None,
+        });
+        if pending {
+            return self.serve_now(i, now_ns);
+        }
+        Vec::new()
+    }
+
+    /// Disarms every mailbox fault; services held back by a delay are carried out now.
+    /// Returns how many were armed and the VFs whose mailbox interrupt must fire.
+    pub fn clear_mailbox_faults(&mut self, now_ns: u64) -> (usize, Vec<u16>) {
+        let mut armed = 0;
+        let mut irqs = Vec::new();
+        for i in 0..self.mailbox_faults.len() {
+            if let Some(a) = self.mailbox_faults[i].take() {
+                armed += 1;
+                if a.due.is_some() {
+                    irqs.extend(self.serve_now(i, now_ns));
+                }
+            }
+        }
+        (armed, irqs)
+    }
+
+    /// Carries out the delayed services that are due at `now_ns`; returns the VFs whose
+    /// mailbox interrupt must fire.
+    pub fn serve_delayed(&mut self, now_ns: u64) -> Vec<u16> {
+        let mut irqs = Vec::new();
+        for i in 0..self.mailbox_faults.len() {
+            let due = self.mailbox_faults[i]
+                .as_mut()
+                .filter(|a| a.due.is_some_and(|d| d <= now_ns));
+            if let Some(a) = due {
+                a.due = None;
+                irqs.extend(self.serve_now(i, now_ns));
+            }
+        }
+        irqs
+    }
+
+    /// When the next delayed mailbox service is due.
+    pub fn next_mailbox_deadline(&self) -> Option<u64> {
+        self.mailbox_faults
+            .iter()
+            .flatten()
+            .filter_map(|a| a.due)
+            .min()
+    }
+
+    /// The armed mailbox faults and what each has done.
+    pub fn mailbox_fault_report(&self) -> Vec<FaultReport> {
+        self.mailbox_faults
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                a.map(|a| FaultReport {
+                    fault: format!("mailbox vf{i} {}", a.fault),
+                    seen: a.seen,
+                    fired: a.fired,
+                })
+            })
+            .collect()
+    }
+
+    fn serve_now(&mut self, i: usize, now_ns: u64) -> Vec<u16> {
+        let events = self.serve(i, now_ns).events;
+        if irq_from(events) == MailboxIrq::Raise {
+            vec![i as u16]
+        } else {
+            Vec::new()
+        }
     }
 
     /// Lets the agent answer VF `i` and hands its decisions to the switch.
@@ -371,6 +505,14 @@ impl PfSide {
         Ok(irq_from(outcome.events))
     }
 
+    /// Sends VF `vf` a PF_CONTROL_MSG (as igb does when something about its link changed), so
+    /// that its driver checks its link. Returns the VF if its mailbox interrupt must fire.
+    pub fn ping_vf(&mut self, vf: u16) -> Option<u16> {
+        let i = self.index(vf)?;
+        let outcome = self.agent.ping(i, &mut self.mailboxes[i]);
+        (irq_from(outcome.events) == MailboxIrq::Raise).then_some(vf)
+    }
+
     /// The PF link went up or down: the switch follows, every VF is pinged as igb does.
     /// Returns the VFs whose mailbox interrupt must fire.
     pub fn set_link(&mut self, up: bool) -> Vec<u16> {
@@ -394,6 +536,8 @@ impl PfSide {
 pub struct SharedPf {
     side: Mutex<PfSide>,
     clock: Arc<dyn Clock>,
+    /// A VF's mailbox access left a delayed service (a mailbox fault) for the NIC's timer.
+    mailbox_delayed: AtomicBool,
 }
 
 impl SharedPf {
@@ -401,6 +545,7 @@ impl SharedPf {
         SharedPf {
             side: Mutex::new(side),
             clock,
+            mailbox_delayed: AtomicBool::new(false),
         }
     }
 
@@ -413,6 +558,28 @@ impl SharedPf {
     pub fn now(&self) -> u64 {
         self.clock.now_ns()
     }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// Whether a VF's mailbox access left a delayed service since the last call.
+    pub fn take_mailbox_delayed(&self) -> bool {
+        self.mailbox_delayed.load(Ordering::Relaxed)
+            && self.mailbox_delayed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Notes a delayed service left by an access, for [`SharedPf::take_mailbox_delayed`].
+    fn note_delayed(&self, side: &PfSide) {
+        if side
+            .mailbox_faults
+            .iter()
+            .flatten()
+            .any(|a| a.due.is_some())
+        {
+            self.mailbox_delayed.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl PfPort for SharedPf {
@@ -422,7 +589,10 @@ impl PfPort for SharedPf {
 
     fn write_v2p(&self, vf: u16, value: u32) -> MailboxIrq {
         let now = self.now();
-        self.side().write_v2p(vf, value, now)
+        let mut side = self.side();
+        let irq = side.write_v2p(vf, value, now);
+        self.note_delayed(&side);
+        irq
     }
 
     fn read_vmbmem(&self, vf: u16, word: usize) -> u32 {
@@ -435,7 +605,10 @@ impl PfPort for SharedPf {
 
     fn vf_reset(&self, vf: u16) -> MailboxIrq {
         let now = self.now();
-        self.side().vf_reset(vf, now)
+        let mut side = self.side();
+        let irq = side.vf_reset(vf, now);
+        self.note_delayed(&side);
+        irq
     }
 
     fn tx_admit(&self, vf: u16, frame_len: usize) -> Result<(), NextSendAt> {

@@ -10,10 +10,10 @@ use crate::function::stats::RxDrop;
 use crate::seams::{ManualClock, MonotonicClock, Switched};
 use crate::testing::{DriverConfig, SoftGuest};
 
-struct Rig {
-    nic: Arc<Nic>,
-    clock: Arc<ManualClock>,
-    guests: Vec<SoftGuest>,
+pub(super) struct Rig {
+    pub(super) nic: Arc<Nic>,
+    pub(super) clock: Arc<ManualClock>,
+    pub(super) guests: Vec<SoftGuest>,
 }
 
 fn config(n: u16) -> NicConfig {
@@ -26,7 +26,7 @@ fn config(n: u16) -> NicConfig {
     }
 }
 
-fn rig(n: u16, cfgs: &[DriverConfig]) -> Rig {
+pub(super) fn rig(n: u16, cfgs: &[DriverConfig]) -> Rig {
     let clock = Arc::new(ManualClock::new(1_000_000_000));
     let nic = Nic::new(&config(n), clock.clone()).unwrap();
     let guests = (0..n)
@@ -42,7 +42,7 @@ fn rig(n: u16, cfgs: &[DriverConfig]) -> Rig {
 }
 
 impl Rig {
-    fn send(&mut self, from: usize, f: &[u8]) {
+    pub(super) fn send(&mut self, from: usize, f: &[u8]) {
         self.guests[from].send(f).unwrap();
     }
 
@@ -50,17 +50,17 @@ impl Rig {
         self.guests[i].poll();
     }
 
-    fn poll_guests(&mut self) {
+    pub(super) fn poll_guests(&mut self) {
         for g in &mut self.guests {
             g.poll();
         }
     }
 
-    fn mac(&self, i: usize) -> [u8; 6] {
+    pub(super) fn mac(&self, i: usize) -> [u8; 6] {
         self.guests[i].drv.mac
     }
 
-    fn received(&self, i: usize) -> Vec<Vec<u8>> {
+    pub(super) fn received(&self, i: usize) -> Vec<Vec<u8>> {
         self.guests[i]
             .drv
             .received
@@ -69,7 +69,7 @@ impl Rig {
             .collect()
     }
 
-    fn port(&self, p: PortId) -> eswitch::PortCounters {
+    pub(super) fn port(&self, p: PortId) -> eswitch::PortCounters {
         self.nic
             .with_pf(|pf| pf.switch().counters(p).cloned())
             .unwrap()
@@ -87,7 +87,7 @@ fn small_ring_pair() -> (Rig, usize) {
     (r, free)
 }
 
-fn frame(dst: [u8; 6], src: [u8; 6], len: usize, seq: u16) -> Vec<u8> {
+pub(super) fn frame(dst: [u8; 6], src: [u8; 6], len: usize, seq: u16) -> Vec<u8> {
     let mut f = Vec::with_capacity(len);
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
@@ -731,7 +731,7 @@ fn a_wire_fault_hits_only_its_port_counts_its_drops_and_clears_at_once() {
     assert_eq!(r.received(2).len(), 10, "VF 2's frames untouched");
     assert_eq!(r.port(PortId::Vf(1)).drops.get(DropReason::Fault), 5);
     assert_eq!(r.port(PortId::Vf(2)).drops.total(), 0);
-    let report = r.nic.wire_faults();
+    let report = r.nic.faults();
     assert_eq!((report[0].seen, report[0].fired), (10, 5));
     // Duplicates on VF 0's TX reach VF 1 twice; clearing restores normal behaviour at once.
     r.nic.arm_wire_fault(WireFault {
@@ -740,7 +740,7 @@ fn a_wire_fault_hits_only_its_port_counts_its_drops_and_clears_at_once() {
         action: WireAction::Duplicate,
         every: Every::Nth(1),
     });
-    assert_eq!(r.nic.clear_wire_faults(), 2);
+    assert_eq!(r.nic.clear_faults(), 2);
     r.send(0, &frame(b, a, 98, 99));
     r.poll_guests();
     assert_eq!(r.received(1).len(), 6);

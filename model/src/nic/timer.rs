@@ -1,5 +1,6 @@
 //! Each function's timer: a rate-limited VF's paused TX queue resumes at the time its shaper named,
-//! and an interrupt held back by moderation (VTEITR) fires when its interval ends.
+//! and an interrupt held back by moderation (VTEITR) fires when its interval ends; and the
+//! timer of the NIC's injected faults (flapping links, held frames, delayed mailbox services).
 //! [`Nic::wake`] is the one place that does either; it runs from [`Nic::poll`] (the timer
 //! thread, or a scenario moving simulated time) and after a guest's own register write once the
 //! deadline has passed (on a busy host the guest's next TDT or interrupt re-arm often comes
@@ -81,16 +82,14 @@ impl Nic {
     }
 
     fn timer_of<F: Hosted>(&self, port: PortId, now: u64) {
-        let _ = self.with_slot(port, |s: &mut Slot<F>| {
-            let effects = s.func.on_timer(now);
-            ((), s.settle(effects))
-        });
+        let _ = self.with_slot(port, |s: &mut Slot<F>| ((), s.on_timer(now)));
     }
 
     /// The earliest time (on the NIC's clock) a function needs its timer.
     pub fn next_wakeup(&self) -> Option<u64> {
         self.deadlines
             .iter()
+            .chain(std::iter::once(&self.fault_deadline))
             .map(|d| d.load(Ordering::Acquire))
             .filter(|&d| d != NO_DEADLINE)
             .min()
@@ -103,6 +102,9 @@ impl Nic {
             if d.load(Ordering::Acquire) <= now {
                 self.wake(self.deadline_port(i));
             }
+        }
+        if self.fault_deadline.load(Ordering::Acquire) <= now {
+            self.fault_timer(now);
         }
         self.next_wakeup()
     }

@@ -54,6 +54,7 @@ use super::phy::{Phy, PhyLink};
 use super::rx::{write_frame, RxOutcome, RxRing};
 use super::tx::{TxEnv, TxRing};
 use super::vf::RingState;
+use crate::function::faults::{DmaFaultState, DmaFaults};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
 use crate::function::{
     BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus, Origin,
@@ -124,6 +125,8 @@ pub struct Pf {
     storage: Vec<Vec<u32>>,
     hw_stats: HwStats,
     counters: Counters,
+    /// Injected DMA faults (`ctl fault dma pf ...`).
+    dma_faults: DmaFaults,
     systim: Systim,
     /// The wire's link ([`Function::set_link`]).
     wire: LinkStatus,
@@ -194,6 +197,7 @@ impl Pf {
             storage: storage_reset(),
             hw_stats: HwStats::default(),
             counters: Counters::default(),
+            dma_faults: DmaFaults::default(),
             systim: Systim::default(),
             wire: LinkStatus::UP_1000_FD,
             link_up: false,
@@ -633,6 +637,8 @@ impl Pf {
                 pad: self.tctl & tctl::PSP != 0,
                 counters: &mut self.counters,
                 out: &mut frames,
+                dma: &mut self.dma_faults,
+                queue: q,
             };
             self.tx[q].run(&*guard, &mut env, false)
         };
@@ -742,6 +748,7 @@ impl Pf {
                 tci,
                 checksum,
                 FunctionId::Pf,
+                (&mut self.dma_faults, q),
             )
         };
         let msix = self.msix_enabled();
@@ -948,5 +955,13 @@ impl Function for Pf {
     /// The PF's counters (interrupt counts are the runtime's).
     fn stats(&self) -> VfStats {
         self.counters.snapshot()
+    }
+
+    fn dma_faults(&mut self) -> Option<&mut DmaFaults> {
+        Some(&mut self.dma_faults)
+    }
+
+    fn dma_fault_report(&self) -> Vec<DmaFaultState> {
+        self.dma_faults.report()
     }
 }

@@ -29,6 +29,7 @@ use vm_memory::GuestMemoryBackend;
 
 use super::regs::{dctl, q, srrctl, DBAL_MASK, DLEN_MASK};
 use crate::function::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
+use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
 use crate::function::stats::RxDrop;
 use crate::function::{guest, rxcsum, FunctionId};
 
@@ -268,7 +269,10 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
     stripped_tci: Option<u16>,
     checksum: bool,
     func: FunctionId,
+    dma: (&mut DmaFaults, usize),
 ) -> RxOutcome {
+    let (faults, queue) = dma;
+    let mut fail = |target| faults.fail(QueueDir::Rx, queue, target);
     let n = ring.len();
     if n == 0 || ring.rdh >= n || ring.rdt >= n {
         debug!(
@@ -313,7 +317,7 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
     for i in 0..needed {
         let idx = (ring.rdh + i) % n;
         let mut b: DescBytes = [0; DESC_LEN];
-        if guest::read(mem, ring.desc_addr(idx), &mut b).is_err() {
+        if fail(DmaTarget::Descriptor) || guest::read(mem, ring.desc_addr(idx), &mut b).is_err() {
             warn!(
                 %func,
                 index = idx,
@@ -333,14 +337,17 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
     for (i, (_, d)) in descs.iter().enumerate() {
         let mut wb = RxWriteBack::default();
         if i == 0 && hdr_len > 0 {
-            if guest::write(mem, d.hdr_addr, &frame[..hdr_len]).is_err() {
+            if fail(DmaTarget::Buffer) || guest::write(mem, d.hdr_addr, &frame[..hdr_len]).is_err()
+            {
                 buffer_fault = true;
             }
             wb.hdr_len = hdr_len as u16;
             wb.sph = true;
         }
         let take = rest.len().min(buf);
-        if take > 0 && guest::write(mem, d.pkt_addr, &rest[..take]).is_err() {
+        if take > 0
+            && (fail(DmaTarget::Buffer) || guest::write(mem, d.pkt_addr, &rest[..take]).is_err())
+        {
             buffer_fault = true;
         }
         wb.length = take as u16;
@@ -367,7 +374,8 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
         let mut b: DescBytes = [0; DESC_LEN];
         wb.emit(&mut b);
         let at = ring.desc_addr(*idx);
-        let ok = guest::write(mem, at, &b[0..8]).is_ok()
+        let ok = !fail(DmaTarget::Descriptor)
+            && guest::write(mem, at, &b[0..8]).is_ok()
             && guest::write_upper_half(mem, at.wrapping_add(8), &upper(&b)).is_ok();
         if !ok {
             // Readable but not writable through this map: stop like a ring fault.

@@ -30,6 +30,7 @@ use super::regs::{dctl, q, DBAL_MASK, DLEN_MASK};
 use crate::function::desc::{
     tx_bits, DescBytes, TxContext, TxDataDesc, TxDesc, TxOffloads, DESC_LEN, TX_STATUS_OFFSET,
 };
+use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
 use crate::function::stats::{Counters, TxError};
 use crate::function::{guest, offload, FunctionId};
 
@@ -69,6 +70,9 @@ pub(crate) struct TxEnv<'a> {
     pub pad: bool,
     pub counters: &'a mut Counters,
     pub out: &'a mut Vec<Bytes>,
+    /// The function's injected DMA faults, and which queue this is.
+    pub dma: &'a mut DmaFaults,
+    pub queue: usize,
 }
 
 /// A pause the shaper asked for.
@@ -254,9 +258,17 @@ impl TxRing {
         mem: &M,
         idx: u32,
         func: FunctionId,
+        injected: bool,
     ) -> Option<TxDesc> {
         let mut b: DescBytes = [0; DESC_LEN];
-        match guest::read(mem, self.desc_addr(idx), &mut b) {
+        let read = if injected {
+            Err(vm_memory::GuestMemoryError::InvalidGuestAddress(
+                vm_memory::GuestAddress(self.desc_addr(idx)),
+            ))
+        } else {
+            guest::read(mem, self.desc_addr(idx), &mut b)
+        };
+        match read {
             Ok(()) => Some(TxDesc::parse(&b)),
             Err(e) => {
                 warn!(%func, index = idx, base = self.base(), error = %e, "TX descriptor ring outside guest memory; queue stopped");
@@ -283,7 +295,8 @@ impl TxRing {
                 // The driver has not written the rest of the packet yet.
                 return Step::Incomplete;
             }
-            let Some(d) = self.read_desc(mem, i, func) else {
+            let injected = env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Descriptor);
+            let Some(d) = self.read_desc(mem, i, func, injected) else {
                 env.counters.tx_error(TxError::RingDma);
                 env.counters.dma_errors += 1;
                 return Step::Stopped;
@@ -322,7 +335,9 @@ impl TxRing {
                     } else {
                         let at = data.len();
                         data.resize(at + len, 0);
-                        if guest::read(mem, dd.addr, &mut data[at..]).is_err() {
+                        if env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Buffer)
+                            || guest::read(mem, dd.addr, &mut data[at..]).is_err()
+                        {
                             env.counters.dma_errors += 1;
                             error = Some(TxError::BufferDma);
                         }
@@ -382,9 +397,11 @@ impl TxRing {
             if let TxDesc::Data(dd) = d {
                 if dd.rs {
                     let at = self.desc_addr(*idx).wrapping_add(TX_STATUS_OFFSET);
-                    let ok = guest::read_u32(mem, at)
-                        .and_then(|s| guest::write_u32(mem, at, s | tx_bits::STA_DD))
-                        .is_ok();
+                    let injected = env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Descriptor);
+                    let ok = !injected
+                        && guest::read_u32(mem, at)
+                            .and_then(|s| guest::write_u32(mem, at, s | tx_bits::STA_DD))
+                            .is_ok();
                     if ok {
                         wrote_back = true;
                     } else {

@@ -22,6 +22,7 @@ use super::mmio::{read_dwords, write_dwords, MsixTable};
 use super::regs::{self, ctrl, status};
 use super::rx::{write_frame, RxOutcome, RxRing};
 use super::tx::{TxEnv, TxRing, TxRun};
+use crate::function::faults::{DmaFaultState, DmaFaults};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
 use crate::function::Origin;
 use crate::function::{BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus};
@@ -130,6 +131,8 @@ pub struct Vf {
     psrtype: u32,
     stats_base: StatsBase,
     counters: Counters,
+    /// Injected DMA faults (`ctl fault dma`).
+    dma_faults: DmaFaults,
 }
 
 impl std::fmt::Debug for Vf {
@@ -171,6 +174,7 @@ impl Vf {
             psrtype: 0,
             stats_base: StatsBase::default(),
             counters: Counters::default(),
+            dma_faults: DmaFaults::default(),
         }
     }
 
@@ -241,6 +245,7 @@ impl Vf {
             stripped_tci,
             self.rx_checksum,
             FunctionId::Vf(self.id),
+            (&mut self.dma_faults, 0),
         );
         if let RxOutcome::Dropped(r) = &outcome {
             if !matches!(r, RxDrop::RingFull | RxDrop::BufferDma) {
@@ -508,6 +513,8 @@ impl Vf {
             pad: true,
             counters: &mut self.counters,
             out: &mut effects.frames,
+            dma: &mut self.dma_faults,
+            queue: q,
         };
         let ring = &mut self.tx[q];
         let run = ring.run(&*guard, &mut env, resume);
@@ -673,6 +680,14 @@ impl Function for Vf {
     /// The VF's counters (interrupt counts are the runtime's: it signals them).
     fn stats(&self) -> VfStats {
         self.counters.snapshot()
+    }
+
+    fn dma_faults(&mut self) -> Option<&mut DmaFaults> {
+        Some(&mut self.dma_faults)
+    }
+
+    fn dma_fault_report(&self) -> Vec<DmaFaultState> {
+        self.dma_faults.report()
     }
 }
 

@@ -1,12 +1,15 @@
-//! Wire faults: frames of one port and direction dropped, corrupted or duplicated, for a
-//! probability (with a seed, so a run can be replayed) or every Nth frame. The datapath asks
-//! [`WireFaults::apply`] for each frame a port sends into the switch (TX) and each copy the
-//! switch delivers to a port (RX).
+//! Wire faults: frames of one port and direction dropped, corrupted, duplicated, reordered or
+//! delayed, for a probability (with a seed, so a run can be replayed) or every Nth frame. The
+//! datapath asks [`WireFaults::apply`] for each frame a port sends into the switch (TX) and each
+//! copy the switch delivers to a port (RX); it holds the frames a reorder or delay takes and
+//! sends them on after the next frame (reorder) or when the runtime's timer says (delay).
 
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use eswitch::PortId;
+
+use super::FaultReport;
 
 /// Which way a frame crosses the port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +28,35 @@ pub enum WireAction {
     Corrupt,
     /// Delivered twice.
     Duplicate,
+    /// Held and sent after the next frame of the port and direction (at most
+    /// [`REORDER_HOLD_NS`] later).
+    Reorder,
+    /// Held for `ns`.
+    Delay {
+        ns: u64,
+    },
+}
+
+/// The longest a reordered frame waits for a frame to overtake it.
+pub const REORDER_HOLD_NS: u64 = 10_000_000;
+
+impl WireAction {
+    /// Whether the frame is held back (to be sent later) rather than dropped or passed.
+    pub fn holds(self) -> bool {
+        matches!(self, WireAction::Reorder | WireAction::Delay { .. })
+    }
+}
+
+impl fmt::Display for WireAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireAction::Drop => f.write_str("drop"),
+            WireAction::Corrupt => f.write_str("corrupt"),
+            WireAction::Duplicate => f.write_str("duplicate"),
+            WireAction::Reorder => f.write_str("reorder"),
+            WireAction::Delay { ns } => write!(f, "delay {}", super::fmt_duration(*ns)),
+        }
+    }
 }
 
 /// Which frames the fault hits.
@@ -51,11 +83,7 @@ impl fmt::Display for WireFault {
             Direction::Tx => "tx",
             Direction::Rx => "rx",
         };
-        let action = match self.action {
-            WireAction::Drop => "drop",
-            WireAction::Corrupt => "corrupt",
-            WireAction::Duplicate => "duplicate",
-        };
+        let action = self.action;
         match self.every {
             Every::Percent { percent, seed } => {
                 write!(f, "{} {dir} {action} {percent}% seed {seed}", self.port)
@@ -65,68 +93,38 @@ impl fmt::Display for WireFault {
     }
 }
 
-/// A fault `ctl fault` injects on one port of the card.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// The PF driver reset, as `vf` (or every VF) sees it ([`crate::Nic::notify_pf_reset`]).
-    PfReset { vf: Option<u16> },
-    /// The port's cable pulled (`up: false`) or plugged back.
-    Link { up: bool },
-    /// A wire fault armed.
-    Wire(WireFault),
-    /// Every wire fault off.
-    Clear,
-}
-
-impl Fault {
-    /// `pf-reset [vf N]`, `link down|up`, `wire ...` ([`WireFault::parse`]) or `clear`, on a
-    /// port whose switch has `ports`.
-    pub fn parse(words: &[&str], ports: &[PortId]) -> Result<Fault, String> {
-        match words {
-            ["pf-reset"] => Ok(Fault::PfReset { vf: None }),
-            ["pf-reset", "vf", n] => match n.parse::<u16>() {
-                Ok(v) if ports.contains(&PortId::Vf(v)) => Ok(Fault::PfReset { vf: Some(v) }),
-                _ => Err(format!(
-                    "pf-reset vf {n}: no such VF (ports: {})",
-                    names(ports)
-                )),
-            },
-            ["link", "down"] => Ok(Fault::Link { up: false }),
-            ["link", "up"] => Ok(Fault::Link { up: true }),
-            ["wire", spec @ ..] => WireFault::parse(spec, ports)
-                .map(Fault::Wire)
-                .map_err(|e| format!("wire: {e}")),
-            ["clear"] => Ok(Fault::Clear),
-            _ => Err(format!(
-                "{:?}: expected `pf-reset [vf N]`, `link down|up`, `wire ...` or `clear`",
-                words.join(" ")
-            )),
-        }
-    }
-}
-
 impl WireFault {
-    /// `PORT rx|tx drop|corrupt|duplicate N% [seed S]` or `PORT rx|tx ACTION every N`, with
-    /// PORT one of `ports` (`vf0`, `pf`, `uplink0`, ...).
+    /// `PORT rx|tx ACTION N% [seed S]` or `PORT rx|tx ACTION every N`, with PORT one of
+    /// `ports` (`vf0`, `pf`, `uplink0`, ...) and ACTION `drop`, `corrupt`, `duplicate`,
+    /// `reorder` or `delay D`.
     pub fn parse(words: &[&str], ports: &[PortId]) -> Result<WireFault, String> {
-        let usage = "expected PORT rx|tx drop|corrupt|duplicate (N% [seed S] | every N)";
+        let usage =
+            "expected PORT rx|tx drop|corrupt|duplicate|reorder|delay D (N% [seed S] | every N)";
         let [port, dir, action, rest @ ..] = words else {
             return Err(usage.into());
         };
-        let port = *ports
-            .iter()
-            .find(|p| p.to_string() == *port)
-            .ok_or_else(|| format!("no port {port:?} (ports: {})", names(ports)))?;
+        let port = super::find_port(port, ports)?;
         let direction = match *dir {
             "rx" => Direction::Rx,
             "tx" => Direction::Tx,
             d => return Err(format!("direction {d:?}: rx or tx")),
         };
-        let action = match *action {
-            "drop" => WireAction::Drop,
-            "corrupt" => WireAction::Corrupt,
-            "duplicate" => WireAction::Duplicate,
-            a => return Err(format!("action {a:?}: drop, corrupt or duplicate")),
+        let (action, rest) = match (*action, rest) {
+            ("drop", rest) => (WireAction::Drop, rest),
+            ("corrupt", rest) => (WireAction::Corrupt, rest),
+            ("duplicate", rest) => (WireAction::Duplicate, rest),
+            ("reorder", rest) => (WireAction::Reorder, rest),
+            ("delay", [d, rest @ ..]) => (
+                WireAction::Delay {
+                    ns: super::duration(d)?,
+                },
+                rest,
+            ),
+            (a, _) => {
+                return Err(format!(
+                    "action {a:?}: drop, corrupt, duplicate, reorder or delay D"
+                ))
+            }
         };
         let every = match rest {
             ["every", n] => match n.parse::<u32>() {
@@ -156,14 +154,6 @@ impl WireFault {
     }
 }
 
-fn names(ports: &[PortId]) -> String {
-    ports
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// An armed fault and what it has done.
 #[derive(Clone, Debug)]
 struct Armed {
@@ -177,16 +167,6 @@ struct Armed {
 #[derive(Debug, Default)]
 pub struct WireFaults {
     armed: Vec<Armed>,
-}
-
-/// A fault and its counts, for reports.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct WireFaultReport {
-    pub fault: String,
-    /// Frames that crossed the port in its direction while it was armed.
-    pub seen: u64,
-    /// Frames it dropped, corrupted or duplicated.
-    pub fired: u64,
 }
 
 impl WireFaults {
@@ -215,18 +195,20 @@ impl WireFaults {
         self.armed.is_empty()
     }
 
-    pub fn report(&self) -> Vec<WireFaultReport> {
+    pub fn report(&self) -> Vec<FaultReport> {
         self.armed
             .iter()
-            .map(|a| WireFaultReport {
-                fault: a.fault.to_string(),
+            .map(|a| FaultReport {
+                fault: format!("wire {}", a.fault),
                 seen: a.seen,
                 fired: a.fired,
             })
             .collect()
     }
 
-    /// The frames `frame` becomes on `port` going `direction`, and whether a fault fired.
+    /// The frames `frame` becomes on `port` going `direction`, and whether a fault fired. A
+    /// fault that [holds](WireAction::holds) the frame returns it unchanged: the caller keeps
+    /// it back.
     pub fn apply(
         &mut self,
         port: PortId,
@@ -252,6 +234,7 @@ impl WireFaults {
         let action = a.fault.action;
         let out = match action {
             WireAction::Drop => Vec::new(),
+            WireAction::Reorder | WireAction::Delay { .. } => vec![frame],
             WireAction::Duplicate => vec![frame.clone(), frame],
             WireAction::Corrupt => {
                 let mut f = BytesMut::from(&frame[..]);
@@ -282,27 +265,6 @@ mod tests {
 
     fn frame(n: u8) -> Bytes {
         Bytes::from(vec![n; 64])
-    }
-
-    #[test]
-    fn the_words_of_ctl_fault_parse_or_say_what_is_wrong() {
-        let ports = [PortId::Uplink(0), PortId::Pf, PortId::Vf(0), PortId::Vf(1)];
-        let p = |s: &str| Fault::parse(&s.split(' ').collect::<Vec<_>>(), &ports);
-        assert_eq!(p("pf-reset"), Ok(Fault::PfReset { vf: None }));
-        assert_eq!(p("pf-reset vf 1"), Ok(Fault::PfReset { vf: Some(1) }));
-        assert_eq!(p("link down"), Ok(Fault::Link { up: false }));
-        assert_eq!(p("clear"), Ok(Fault::Clear));
-        assert!(matches!(p("wire vf0 tx drop every 2"), Ok(Fault::Wire(_))));
-        for (bad, why) in [
-            ("pf-reset vf 2", "no such VF"),
-            ("pf-reset vf x", "no such VF"),
-            ("link sideways", "expected"),
-            ("wire vf9 rx drop 5%", "wire: no port"),
-            ("", "expected"),
-        ] {
-            let e = p(bad).unwrap_err();
-            assert!(e.contains(why), "{bad}: {e}");
-        }
     }
 
     #[test]
