@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
-const EXPECTED: [&str; 14] = [
+const EXPECTED: [&str; 15] = [
     "arp-broadcast",
     "dual-port",
     "igb-promisc",
     "jumbo-frames",
+    "link-flap",
     "link-state",
     "mac-change-refused",
     "mac-change-trusted",

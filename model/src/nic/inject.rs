@@ -200,6 +200,7 @@ impl Nic {
     }
 
     fn link_fault(&self, port: Option<PortId>, change: LinkChange) {
+        info!(link = %link_name(port), %change, "link fault");
         let now = self.now();
         let down_now = {
             let mut f = lock(&self.nic_faults);
@@ -262,7 +263,8 @@ impl Nic {
                 }
             }
         }
-        info!(link = %link_name(port), up, "fault: link {}", if up { "up" } else { "down" });
+        // A flap's toggles are counted, not each logged at info (a flap runs until cleared).
+        tracing::debug!(link = %link_name(port), up, "fault: link {}", if up { "up" } else { "down" });
         self.fault_fired(if up { "link_up" } else { "link_down" });
     }
 
@@ -328,7 +330,7 @@ impl Nic {
     /// A fault of kind `kind` was carried out: counted and logged.
     pub(super) fn fault_fired(&self, kind: &'static str) {
         *lock(&self.faults).entry(kind).or_default() += 1;
-        info!(fault = kind, "fault injected");
+        tracing::debug!(fault = kind, "fault carried out");
     }
 
     /// Holds frames a wire fault took; the timer releases them.

@@ -357,30 +357,44 @@ impl PfSide {
         let Some(i) = self.index(vf) else {
             return Vec::new();
         };
-        let pending = self.mailbox_faults[i].is_some_and(|a| a.due.is_some());
+        let ended = self.mailbox_faults[i].take();
         self.mailbox_faults[i] = Some(ArmedMailboxFault {
             fault,
             seen: 0,
             fired: 0,
             due: None,
         });
-        if pending {
+        match ended {
+            Some(a) => self.end_mailbox_fault(i, a, now_ns),
+            None => Vec::new(),
+        }
+    }
+
+    /// What ending fault `a` on VF `i` leaves to do: a delayed service is carried out now; after
+    /// dropped requests the PF says it is back with a PF_CONTROL_MSG (igb's ping), which is
+    /// what a VF driver whose mailbox timed out waits for to reinitialise (igbvf's
+    /// `e1000_check_for_link_vf`: "the PF is talking, if we timed out in the past we reinit").
+    /// Returns the VFs whose mailbox interrupt must fire.
+    fn end_mailbox_fault(&mut self, i: usize, a: ArmedMailboxFault, now_ns: u64) -> Vec<u16> {
+        if a.due.is_some() {
             return self.serve_now(i, now_ns);
+        }
+        if a.fault == MailboxFault::Drop && a.fired > 0 {
+            info!(vf = i, "mailbox drop fault ended: the PF pings the VF");
+            return self.ping_vf(i as u16).into_iter().collect();
         }
         Vec::new()
     }
 
-    /// Disarms every mailbox fault; services held back by a delay are carried out now.
-    /// Returns how many were armed and the VFs whose mailbox interrupt must fire.
+    /// Disarms every mailbox fault ([`PfSide::end_mailbox_fault`] for each). Returns how many
+    /// were armed and the VFs whose mailbox interrupt must fire.
     pub fn clear_mailbox_faults(&mut self, now_ns: u64) -> (usize, Vec<u16>) {
         let mut armed = 0;
         let mut irqs = Vec::new();
         for i in 0..self.mailbox_faults.len() {
             if let Some(a) = self.mailbox_faults[i].take() {
                 armed += 1;
-                if a.due.is_some() {
-                    irqs.extend(self.serve_now(i, now_ns));
-                }
+                irqs.extend(self.end_mailbox_fault(i, a, now_ns));
             }
         }
         (armed, irqs)

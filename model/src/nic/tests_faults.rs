@@ -111,6 +111,11 @@ fn a_dropped_mailbox_request_times_out_and_the_next_after_clearing_succeeds() {
         Ok(true)
     );
     inject(&r, "clear");
+    // The PF says it is back (PF_CONTROL_MSG with CTS): what makes igbvf, whose mailbox timed
+    // out, reinitialise.
+    let word0 = r.nic.with_pf(|pf| pf.mailbox(0).unwrap().last_word0());
+    let control = u32::from(mailbox::regs::msg::ID_PF_CONTROL) | mailbox::regs::msg::CTS;
+    assert_eq!(word0 & control, control, "{word0:#x}");
     // igbvf's mailbox stays disarmed after a timeout until its reset re-arms it.
     r.guests[0].drv.reset_hw(&vf).unwrap();
     assert_eq!(r.guests[0].drv.set_mac(&vf, mac), Ok(true));

@@ -8,6 +8,7 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use eswitch::PortId;
+use tracing::debug;
 
 use super::FaultReport;
 
@@ -231,6 +232,7 @@ impl WireFaults {
             return (vec![frame], None);
         }
         a.fired += 1;
+        debug!(fault = %a.fault, fired = a.fired, "fault fired");
         let action = a.fault.action;
         let out = match action {
             WireAction::Drop => Vec::new(),
