@@ -52,6 +52,10 @@ enum ScenarioCommand {
         /// Keep the captures: DIR/<scenario>-<port>.pcap.
         #[arg(long)]
         pcap: Option<PathBuf>,
+        /// Also write the reports as one self-contained HTML page: per step a picture of the
+        /// card with the step's deliveries and drops, its checks, counters and log lines.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Run on the host's clock (`wait` sleeps) instead of simulated time: the mode for
         /// endpoints that cannot be paused, such as QEMU guests. Rates are then the host's real
         /// ones (an unshaped in-process sender may not reach line rate).
@@ -257,6 +261,7 @@ fn main() -> ExitCode {
                     paths,
                     json,
                     pcap,
+                    html,
                     real_time,
                 },
         } => {
@@ -265,7 +270,14 @@ fn main() -> ExitCode {
             } else {
                 scenarios::TimeMode::Simulated
             };
-            match sriov_emu::scenario_cmd::run_command(&paths, json, pcap.as_deref(), time) {
+            let args = sriov_emu::scenario_cmd::RunArgs {
+                json,
+                pcap_dir: pcap.as_deref(),
+                html: html.as_deref(),
+                time,
+            };
+            match sriov_emu::scenario_cmd::run_command(&paths, args, &mut std::io::stdout().lock())
+            {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(CliError::ScenariosFailed),
                 Err(e) => Err(e.into()),
@@ -309,7 +321,30 @@ fn log_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) ->
 
 #[cfg(test)]
 mod tests {
-    use super::log_colour;
+    use super::{log_colour, Cli, Command, ScenarioCommand};
+    use clap::Parser as _;
+
+    #[test]
+    fn scenario_run_takes_an_html_file_besides_the_text_report() {
+        let cli = Cli::try_parse_from([
+            "sriov-emu",
+            "scenario",
+            "run",
+            "scenarios/",
+            "--html",
+            "r.html",
+        ])
+        .unwrap();
+        let Command::Scenario {
+            what: ScenarioCommand::Run { html, json, .. },
+        } = cli.command
+        else {
+            panic!("not scenario run: {cli:?}");
+        };
+        assert_eq!(html.as_deref(), Some(std::path::Path::new("r.html")));
+        assert!(!json);
+        assert!(Cli::try_parse_from(["sriov-emu", "scenario", "run", "s/", "--html"]).is_err());
+    }
 
     #[test]
     fn logs_are_coloured_only_on_a_terminal_without_no_color() {

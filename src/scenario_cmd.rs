@@ -1,9 +1,10 @@
-//! `sriov-emu scenario run PATH... [--json] [--pcap DIR] [--real-time]`: loads every scenario
-//! first (a malformed file stops the run before anything runs), runs them, prints the reports
-//! (or one JSON array) and a summary, and writes the capture files.
+//! `sriov-emu scenario run PATH... [--json] [--pcap DIR] [--html FILE] [--real-time]`: loads
+//! every scenario first (a malformed file stops the run before anything runs), runs them, prints
+//! the reports (or one JSON array) and a summary, and writes the capture files and the HTML
+//! page.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use scenarios::world::Captured;
@@ -29,15 +30,38 @@ pub enum ScenarioCmdError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error("writing the HTML report {path}: {source}")]
+    Html {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-/// Runs the scenarios under `paths`. `Ok(true)` when every scenario passed.
+/// How `scenario run` runs and what it writes besides the reports on its output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunArgs<'a> {
+    /// The reports as one JSON array instead of text.
+    pub json: bool,
+    /// Where each port's capture goes, a pcap file per port and scenario.
+    pub pcap_dir: Option<&'a Path>,
+    /// Where the reports go as one HTML page.
+    pub html: Option<&'a Path>,
+    pub time: TimeMode,
+}
+
+/// Runs the scenarios under `paths`, prints the reports and a summary on `out` (stdout for
+/// the CLI) and writes what `args` asks for. `Ok(true)` when every scenario passed.
 pub fn run_command(
     paths: &[PathBuf],
-    json: bool,
-    pcap_dir: Option<&Path>,
-    time: TimeMode,
+    args: RunArgs<'_>,
+    out: &mut dyn Write,
 ) -> Result<bool, ScenarioCmdError> {
+    let RunArgs {
+        json,
+        pcap_dir,
+        html,
+        time,
+    } = args;
     let files = collect(paths).map_err(ScenarioCmdError::Paths)?;
     if files.is_empty() {
         return Err(ScenarioCmdError::NoFiles);
@@ -66,9 +90,16 @@ pub fn run_command(
         }
         reports.push(r.report);
     }
+    if let Some(path) = html {
+        std::fs::write(path, scenarios::html::render(&reports)).map_err(|source| {
+            ScenarioCmdError::Html {
+                path: path.into(),
+                source,
+            }
+        })?;
+    }
     let passed = reports.iter().filter(|r| r.pass).count();
     // A closed stdout (`| head`) is not an error of the run: the verdict stands.
-    let mut out = std::io::stdout().lock();
     if json {
         let text = serde_json::to_string_pretty(&reports)?;
         let _ = writeln!(out, "{text}");

@@ -49,6 +49,35 @@ fn counter_value(c: &PortCounters, name: &str) -> Option<u64> {
     json.pointer(&pointer)?.as_u64()
 }
 
+/// Every counter of a port by the name `expect.counters` takes (`rx_packets`,
+/// `drops.spoof_mac`), in the order the counters are declared.
+pub(crate) fn counter_values(c: &PortCounters) -> Vec<(String, u64)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, u64)>) {
+        match v {
+            serde_json::Value::Object(fields) => {
+                for (k, v) in fields {
+                    let name = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&name, v, out);
+                }
+            }
+            v => {
+                if let Some(n) = v.as_u64() {
+                    out.push((prefix.to_string(), n));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(json) = serde_json::to_value(c) {
+        walk("", &json, &mut out);
+    }
+    out
+}
+
 fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     match (a.as_f64(), b.as_f64()) {
         (Some(x), Some(y)) => x == y,

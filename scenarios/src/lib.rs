@@ -52,10 +52,14 @@
 //! print!("{}", report.render());
 //! assert!(report.pass);
 //! ```
+//!
+//! [`html::render`] draws reports as one self-contained HTML page (`scenario run --html`): per
+//! step the card with the step's deliveries and drops, its checks, counters and log lines.
 
 pub mod error;
 pub mod expect;
 pub mod format;
+pub mod html;
 pub mod load;
 pub mod logs;
 mod outcome;
@@ -68,6 +72,9 @@ pub mod world;
 pub use error::{MailboxError, SetupError, StepError};
 pub use load::{collect, load, parse, LoadError, Scenario};
 pub use ports::{PfRef, PortRef, UplinkRef};
-pub use report::{ArmedFault, Check, PortFaults, ScenarioReport, StepReport};
+pub use report::{
+    ArmedFault, CardPort, Check, CounterChange, EndpointAt, FramePath, PortFaults, ScenarioReport,
+    StepReport,
+};
 pub use runner::{run, run_on, Run, RunOptions};
 pub use world::TimeMode;

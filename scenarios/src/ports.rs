@@ -182,7 +182,7 @@ macro_rules! serde_by_name {
 serde_by_name!(PortRef, PfRef, UplinkRef);
 
 /// A plugged cable between two uplinks (`a == b`: a loopback plug).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Cable {
     pub a: UplinkRef,
     pub b: UplinkRef,

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::ports::PfRef;
+use crate::ports::{Cable, PfRef, PortRef};
+use crate::world::{Dropped, Origin};
 
 /// A fault armed on one port of the card (a wire fault, say) and what it has done so far.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -22,7 +23,8 @@ pub struct ArmedFault {
 }
 
 impl ArmedFault {
-    fn line(&self) -> String {
+    /// `vf1 rx drop every 2: 10 seen, 5 fired`.
+    pub(crate) fn line(&self) -> String {
         format!("{}: {} seen, {} fired", self.fault, self.seen, self.fired)
     }
 }
@@ -42,6 +44,46 @@ impl PortFaults {
     }
 }
 
+/// One port of the card as the report draws it: its switch's ports, in the switch's order
+/// (uplinks, the PF, the VFs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CardPort {
+    pub port: PfRef,
+    pub ports: Vec<PortRef>,
+}
+
+/// An endpoint and the switch port it is on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EndpointAt {
+    pub name: String,
+    pub port: PortRef,
+}
+
+/// Frames one switch handled during a step that went the same way: from `ingress` to the ports
+/// in `delivered` (each got a copy), with the same drops, counted together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FramePath {
+    pub count: u64,
+    /// `step` (the step's sender's frames) or `reply` (an endpoint answering).
+    pub origin: Origin,
+    /// The frames came in over a cable (`ingress` is its end), not from an endpoint.
+    pub over_cable: bool,
+    pub ingress: PortRef,
+    pub delivered: Vec<PortRef>,
+    /// Each frame's drops (a copy dropped at a port, or the frame at its ingress).
+    pub drops: Vec<Dropped>,
+}
+
+/// A switch port counter the step changed (`rx_packets`, `drops.spoof_mac`: the names
+/// `expect.counters` takes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CounterChange {
+    pub port: PortRef,
+    pub name: String,
+    pub before: u64,
+    pub after: u64,
+}
+
 /// One expectation checked.
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
@@ -58,6 +100,15 @@ pub struct StepReport {
     pub action: String,
     /// What happened, in a line or two (where frames went, the mailbox verdict).
     pub happened: Vec<String>,
+    /// Where the step's frames went (its sender's, the answers, those over cables), per
+    /// switch, alike frames counted together, in the order first seen.
+    pub frames: Vec<FramePath>,
+    /// The switch port counters the step changed.
+    pub counters: Vec<CounterChange>,
+    /// The step's INFO+ log lines.
+    pub logs: Vec<String>,
+    /// The cables plugged in after the step.
+    pub cables: Vec<Cable>,
     pub checks: Vec<Check>,
     /// The step could not be carried out (unknown endpoint, mailbox timeout...).
     pub error: Option<String>,
@@ -75,6 +126,10 @@ pub struct ScenarioReport {
     pub reproduces: String,
     /// Setting the scenario up failed (NIC, policies, endpoints): no step ran.
     pub setup_error: Option<String>,
+    /// The card's ports and their switches' ports (empty when setup failed before the card
+    /// was there).
+    pub card: Vec<CardPort>,
+    pub endpoints: Vec<EndpointAt>,
     pub steps: Vec<StepReport>,
     /// The faults of each port of the card at the end of the run (ports with none left out):
     /// those carried out and those still armed.
@@ -108,6 +163,9 @@ impl ScenarioReport {
             let _ = writeln!(out, "  {mark} step {}: {}", step.index + 1, step.action);
             for line in &step.happened {
                 let _ = writeln!(out, "         {line}");
+            }
+            for line in &step.logs {
+                let _ = writeln!(out, "         log: {line}");
             }
             if let Some(e) = &step.error {
                 let _ = writeln!(out, "         error: {e}");

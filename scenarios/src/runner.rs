@@ -10,13 +10,13 @@ use model::nic::faults::Fault;
 use pnet_packet::ethernet::EtherType;
 
 use crate::error::{SetupError, StepError};
-use crate::expect::CheckCtx;
+use crate::expect::{counter_values, CheckCtx};
 use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, ScenarioFile, Step};
 use crate::load::Scenario;
 use crate::outcome::{list, verdict, Outcome};
 use crate::ports::Cable;
 use crate::ports::{PfRef, PortRef};
-use crate::report::{PortFaults, ScenarioReport, StepReport};
+use crate::report::{CounterChange, FramePath, PortFaults, ScenarioReport, StepReport};
 use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
 
 /// Ethertype of crafted frames unless a step names one: IEEE 802 local experimental 1.
@@ -81,6 +81,8 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
         description: file.description.clone(),
         reproduces: file.reproduces.clone(),
         setup_error: None,
+        card: Vec::new(),
+        endpoints: Vec::new(),
         steps: Vec::new(),
         faults: Vec::new(),
         pass: false,
@@ -100,6 +102,8 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
             };
         }
     };
+    report.card = world.card();
+    report.endpoints = world.endpoints_at();
     let start_ns = world.now();
     for (index, step) in file.steps.iter().enumerate() {
         report.steps.push(run_step(&mut world, index, step));
@@ -308,7 +312,6 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
     let mut happened = outcome.happened.clone();
     happened.extend(summarise(&events));
     happened.extend(fault_changes(&faults_before, &faults_after));
-    happened.extend(logs.iter().map(|l| format!("log: {l}")));
     let ctx = CheckCtx {
         world,
         events: &events,
@@ -324,6 +327,10 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
         index,
         action,
         happened,
+        frames: frame_paths(&events),
+        counters: counter_changes(&counters_before, &world.port_counters()),
+        logs,
+        cables: world.cables().to_vec(),
         checks,
         error,
         faults: faults_after.into_iter().flat_map(|p| p.armed).collect(),
@@ -359,6 +366,59 @@ fn fault_changes(before: &[PortFaults], after: &[PortFaults]) -> Vec<String> {
                     "fault disarmed on {}: {}: {} seen, {} fired",
                     gone.port, gone.fault, gone.seen, gone.fired
                 ));
+            }
+        }
+    }
+    out
+}
+
+/// The step's events with alike ones (same origin, ingress, deliveries and drops) counted
+/// together, in the order first seen: a traffic step's thousands of frames are a line or two.
+fn frame_paths(events: &[SwitchEvent]) -> Vec<FramePath> {
+    let mut out: Vec<FramePath> = Vec::new();
+    for e in events {
+        let alike = out.iter_mut().find(|p| {
+            p.origin == e.origin
+                && p.over_cable == e.over_cable
+                && p.ingress == e.ingress
+                && p.delivered == e.delivered
+                && p.drops == e.drops
+        });
+        match alike {
+            Some(p) => p.count += 1,
+            None => out.push(FramePath {
+                count: 1,
+                origin: e.origin,
+                over_cable: e.over_cable,
+                ingress: e.ingress,
+                delivered: e.delivered.clone(),
+                drops: e.drops.clone(),
+            }),
+        }
+    }
+    out
+}
+
+/// The counters that differ between `before` and `after`, port by port.
+fn counter_changes(
+    before: &BTreeMap<PortRef, PortCounters>,
+    after: &BTreeMap<PortRef, PortCounters>,
+) -> Vec<CounterChange> {
+    let mut out = Vec::new();
+    for (port, now) in after {
+        let was: BTreeMap<String, u64> = before
+            .get(port)
+            .map(|b| counter_values(b).into_iter().collect())
+            .unwrap_or_default();
+        for (name, value) in counter_values(now) {
+            let old = was.get(&name).copied().unwrap_or(0);
+            if old != value {
+                out.push(CounterChange {
+                    port: *port,
+                    name,
+                    before: old,
+                    after: value,
+                });
             }
         }
     }

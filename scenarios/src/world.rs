@@ -21,11 +21,12 @@ use model::function::i82576::regs;
 use model::nic::TimerHandle;
 use model::testing::{DriverConfig, DrvError, SoftGuest, XmitOpts};
 use model::{Clock, ManualClock, Nic, Observer, PortSink, Switched, VfHandle, VfStats};
+use serde::Serialize;
 
 use crate::error::{CableError, MailboxError, SetupError};
 use crate::format::{Attach, EndpointSpec, NicSpec};
 use crate::ports::{Cable, PfRef, PortRef, UplinkRef};
-use crate::report::{ArmedFault, PortFaults};
+use crate::report::{ArmedFault, CardPort, EndpointAt, PortFaults};
 use crate::stack::HostStack;
 
 /// Where simulated time starts (1 s, so that pcap timestamps are never zero).
@@ -77,7 +78,8 @@ pub struct Captured {
 }
 
 /// Who sent a frame: the step's own sender, or an endpoint answering.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Origin {
     Step,
     Reply,
@@ -96,7 +98,7 @@ pub struct SwitchEvent {
 }
 
 /// A frame (or one copy of it) a switch dropped, and where it was counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Dropped {
     pub port: PortRef,
     pub reason: DropReason,
@@ -695,6 +697,34 @@ impl World {
             }
         }
         out
+    }
+
+    /// The card's ports, each with its switch's ports.
+    pub fn card(&self) -> Vec<CardPort> {
+        self.nics
+            .iter()
+            .enumerate()
+            .map(|(k, nic)| CardPort {
+                port: PfRef(k as u8),
+                ports: nic.with_pf(|pf| {
+                    pf.switch()
+                        .ports()
+                        .map(|p| PortRef::new(k as u8, p))
+                        .collect()
+                }),
+            })
+            .collect()
+    }
+
+    /// Every endpoint and its port.
+    pub fn endpoints_at(&self) -> Vec<EndpointAt> {
+        self.endpoints
+            .iter()
+            .map(|e| EndpointAt {
+                name: e.name.clone(),
+                port: e.port,
+            })
+            .collect()
     }
 
     /// Each switch port's counters now, every port of the card.
