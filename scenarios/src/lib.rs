@@ -60,6 +60,7 @@ pub mod load;
 pub mod logs;
 mod outcome;
 pub mod ports;
+pub mod qemu;
 pub mod report;
 pub mod runner;
 pub mod stack;
