@@ -56,6 +56,7 @@
 pub mod error;
 pub mod expect;
 pub mod format;
+pub mod guests;
 pub mod load;
 pub mod logs;
 mod outcome;

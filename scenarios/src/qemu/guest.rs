@@ -411,6 +411,11 @@ impl RunningGuest {
         self.console.text.lock().unwrap().clone()
     }
 
+    /// What QEMU wrote to its standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.text.lock().unwrap().clone()
+    }
+
     /// Results printed so far.
     pub fn results_so_far(&self) -> ParsedConsole {
         parse_console(&self.console())
