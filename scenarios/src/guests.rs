@@ -211,8 +211,7 @@ impl Booting {
             match UnixStream::connect(&self.chan_path) {
                 Ok(s) => break s,
                 Err(e) => {
-                    if !self.guest.is_running() {
-                        let why = format!("QEMU exited: {}", self.guest.stderr().trim());
+                    if let Some(why) = self.exited(Duration::ZERO) {
                         return Err(fail(&mut self, why));
                     }
                     if Instant::now() > until {
@@ -256,16 +255,15 @@ impl Booting {
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    let why = if self.guest.is_running() {
-                        "host channel closed".to_string()
-                    } else {
-                        "QEMU exited".to_string()
-                    };
+                    // QEMU closes the channel as it exits: give it a moment to be gone.
+                    let why = self
+                        .exited(Duration::from_secs(2))
+                        .unwrap_or_else(|| "host channel closed".to_string());
                     return Err(fail(&mut self, why));
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.guest.is_running() {
-                        return Err(fail(&mut self, "QEMU exited".into()));
+                    if let Some(why) = self.exited(Duration::ZERO) {
+                        return Err(fail(&mut self, why));
                     }
                     if Instant::now() > until {
                         return Err(fail(&mut self, "timed out".into()));
@@ -273,6 +271,22 @@ impl Booting {
                 }
             }
         }
+    }
+}
+
+impl Booting {
+    /// `QEMU exited: <its standard error>` once QEMU has exited, waiting `grace` for it.
+    fn exited(&mut self, grace: Duration) -> Option<String> {
+        let until = Instant::now() + grace;
+        while self.guest.is_running() {
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The reader thread may still be taking in the last of QEMU's words.
+        std::thread::sleep(Duration::from_millis(50));
+        Some(format!("QEMU exited: {}", self.guest.stderr().trim()))
     }
 }
 

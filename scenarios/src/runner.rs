@@ -360,7 +360,17 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
             o.guest_logs = guest_logs;
         }
     }
-    let events = world.take_events();
+    let mut events = world.take_events();
+    if let Some(port) = guest_sender(world, step) {
+        // A guest's frames reach the switch in real time, while the runner waits for its
+        // command: those that entered at its port are the step's own, not answers.
+        for e in events
+            .iter_mut()
+            .filter(|e| e.ingress == port && !e.over_cable)
+        {
+            e.origin = Origin::Step;
+        }
+    }
     let faults_after = world.faults();
     let captures: Vec<Captured> = world.captures[capture_mark..].to_vec();
     let (outcome, error) = match result {
@@ -415,6 +425,18 @@ fn guest_logs(world: &mut World) -> BTreeMap<String, String> {
         out.insert(name, log);
     }
     out
+}
+
+/// The port of the QEMU guest that carries the step out, if one does.
+fn guest_sender(world: &World, step: &Step) -> Option<PortRef> {
+    let name = match step {
+        Step::Ping { from, .. } | Step::Arping { from, .. } => from,
+        Step::Shell { guest, .. } => guest,
+        Step::Reload { endpoint, .. } => endpoint,
+        _ => return None,
+    };
+    let idx = world.endpoint(name)?;
+    is_guest(world, idx).then(|| world.endpoints[idx].port)
 }
 
 /// The endpoint `idx` is a QEMU guest.
