@@ -21,7 +21,8 @@ enum Command {
     /// guest's igb) and `DIR/pfK-vf<N>.sock` per VF, and `DIR/control.sock`, until
     /// SIGINT/SIGTERM.
     Serve(ServeArgs),
-    /// Scenario files: a NIC in process, endpoints, steps and expectations (no QEMU).
+    /// Scenario files: a NIC in process, endpoints, steps and expectations (QEMU guests with
+    /// `scenario run --guests`).
     Scenario {
         #[command(subcommand)]
         what: ScenarioCommand,
@@ -61,6 +62,11 @@ enum ScenarioCommand {
         /// ones (an unshaped in-process sender may not reach line rate).
         #[arg(long)]
         real_time: bool,
+        /// Guest mode: the card is `serve`'s datapath (real time) and every driver-attached VF
+        /// endpoint a QEMU guest running igbvf (the artifacts of scripts/fetch-e2e.py). Files
+        /// with an `attach = "guest"` endpoint run this way without it.
+        #[arg(long)]
+        guests: bool,
     },
 }
 
@@ -263,6 +269,7 @@ fn main() -> ExitCode {
                     pcap,
                     html,
                     real_time,
+                    guests,
                 },
         } => {
             let time = if real_time {
@@ -275,6 +282,7 @@ fn main() -> ExitCode {
                 pcap_dir: pcap.as_deref(),
                 html: html.as_deref(),
                 time,
+                guests,
             };
             match sriov_emu::scenario_cmd::run_command(&paths, args, &mut std::io::stdout().lock())
             {

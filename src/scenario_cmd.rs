@@ -1,18 +1,28 @@
-//! `sriov-emu scenario run PATH... [--json] [--pcap DIR] [--html FILE] [--real-time]`: loads
-//! every scenario first (a malformed file stops the run before anything runs), runs them, prints
-//! the reports (or one JSON array) and a summary, and writes the capture files and the HTML
-//! page.
+//! `sriov-emu scenario run PATH... [--json] [--pcap DIR] [--html FILE] [--real-time]
+//! [--guests]`: loads every scenario first (a malformed file stops the run before anything
+//! runs), runs them, prints the reports (or one JSON array) and a summary, and writes the
+//! capture files and the HTML page.
+//!
+//! The guest mode (`--guests`, or a file with an `attach = "guest"` endpoint): the scenario's
+//! card is a [`Serving`] (one NIC per port, real time, each VF on its vfio-user socket) and its
+//! driver-attached VF endpoints are QEMU guests running igbvf on those sockets
+//! ([`scenarios::runner::run_with_guests`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use eswitch::PortId;
+use scenarios::format::{Attach, NicSpec};
+use scenarios::guests::{GuestMode, DEFAULT_BOOT_TIMEOUT, DEFAULT_COMMAND_TIMEOUT};
+use scenarios::qemu::{Artifacts, HarnessError};
 use scenarios::world::Captured;
 use scenarios::{
     collect, load, run, LoadError, PortRef, RunOptions, Scenario, ScenarioReport, TimeMode,
 };
 
 use crate::pcap::PcapWriter;
+use crate::serve::{port_vf_socket, PortConfig, ServeConfig, Serving};
 
 /// A run that could not be carried out (as opposed to scenarios that failed their checks).
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +35,8 @@ pub enum ScenarioCmdError {
     Load(Vec<LoadError>),
     #[error("writing the reports: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("guest mode: {0}")]
+    Artifacts(#[from] HarnessError),
     #[error("writing pcap files to {dir}: {source}")]
     Pcap {
         dir: PathBuf,
@@ -47,6 +59,8 @@ pub struct RunArgs<'a> {
     /// Where the reports go as one HTML page.
     pub html: Option<&'a Path>,
     pub time: TimeMode,
+    /// Every driver-attached VF endpoint a QEMU guest (`--guests`).
+    pub guests: bool,
 }
 
 /// Runs the scenarios under `paths`, prints the reports and a summary on `out` (stdout for
@@ -61,6 +75,7 @@ pub fn run_command(
         pcap_dir,
         html,
         time,
+        guests,
     } = args;
     let files = collect(paths).map_err(ScenarioCmdError::Paths)?;
     if files.is_empty() {
@@ -78,10 +93,20 @@ pub fn run_command(
         return Err(ScenarioCmdError::Load(errors));
     }
     let opts = RunOptions { time };
+    let with_guests = |s: &Scenario| guests || has_guest_endpoint(s);
+    // Missing artifacts stop the run before anything boots, naming what to fetch.
+    let artifacts = if loaded.iter().any(with_guests) {
+        Some(Artifacts::locate()?)
+    } else {
+        None
+    };
     let wall = std::time::Instant::now();
     let mut reports: Vec<ScenarioReport> = Vec::new();
     for s in &loaded {
-        let r = run(s, &opts);
+        let r = match &artifacts {
+            Some(a) if with_guests(s) => run_guests(s, a),
+            _ => run(s, &opts),
+        };
         if let Some(dir) = pcap_dir {
             write_pcaps(dir, &s.name, &r.captures).map_err(|source| ScenarioCmdError::Pcap {
                 dir: dir.into(),
@@ -115,6 +140,94 @@ pub fn run_command(
         );
     }
     Ok(passed == reports.len())
+}
+
+/// Whether a scenario has an endpoint that only a guest can be.
+pub fn has_guest_endpoint(s: &Scenario) -> bool {
+    s.file.endpoints.iter().any(|e| e.attach == Attach::Guest)
+}
+
+/// `serve`'s configuration for a scenario's card: its ports, each with the scenario's VFs,
+/// MAC assignment, PF MAC and promiscuous policy.
+pub fn serve_config(nic: &NicSpec) -> ServeConfig {
+    ServeConfig {
+        ports: (0..nic.ports)
+            .map(|k| {
+                let port = PortConfig {
+                    vfs: Some(nic.vfs),
+                    mac_assignment: nic.mac_assignment,
+                    pf_mac: Some(nic.pf_mac_of(k).to_string()),
+                    promisc_policy: Some(nic.promisc_policy.name().into()),
+                    ..PortConfig::default()
+                };
+                (format!("pf{k}"), port)
+            })
+            .collect(),
+        ..ServeConfig::default()
+    }
+}
+
+/// Runs `s` in the guest mode ([`scenarios::runner::run_with_guests`]): `serve`'s datapath for
+/// its card, in real time, in a directory of its own under the artifacts' `run/`, and its
+/// driver-attached VF endpoints (and `attach = "guest"` ones) as QEMU guests on the VF sockets.
+pub fn run_guests(s: &Scenario, artifacts: &Artifacts) -> scenarios::Run {
+    let dir = artifacts
+        .run
+        .join(format!("scen-{}-{}", std::process::id(), s.name));
+    let failed = |why: String| {
+        let mut r = run_setup_failure(s);
+        r.report.setup_error = Some(why);
+        r
+    };
+    let defaults = NicSpec::default();
+    if s.file.nic.uplinks != defaults.uplinks
+        || s.file.nic.link_speed_mbps != defaults.link_speed_mbps
+    {
+        return failed(format!(
+            "guest mode: the card is served as `serve` builds it ({} uplink(s), {} Mbit/s), \
+             the file asks for {} uplink(s) at {} Mbit/s",
+            defaults.uplinks,
+            defaults.link_speed_mbps,
+            s.file.nic.uplinks,
+            s.file.nic.link_speed_mbps
+        ));
+    }
+    let serving = match Serving::start(&dir, &serve_config(&s.file.nic), None) {
+        Ok(serving) => serving,
+        Err(e) => return failed(format!("guest mode: serve: {e}")),
+    };
+    let nics: Vec<_> = serving.ports().iter().map(|p| p.nic().clone()).collect();
+    let sockets_dir = dir.clone();
+    let mode = GuestMode {
+        sockets: Box::new(move |p| match p.port {
+            PortId::Vf(vf) => Some(port_vf_socket(&sockets_dir, p.nic, vf)),
+            _ => None,
+        }),
+        driver_endpoints: true,
+        run_dir: dir.clone(),
+        boot_timeout: DEFAULT_BOOT_TIMEOUT,
+        command_timeout: DEFAULT_COMMAND_TIMEOUT,
+    };
+    let r = scenarios::runner::run_with_guests(s, &nics, mode);
+    drop(nics);
+    serving.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// An empty run of `s` (no NIC, no step), for a setup error found before any NIC exists.
+fn run_setup_failure(s: &Scenario) -> scenarios::Run {
+    scenarios::runner::run_with_guests(
+        s,
+        &[],
+        GuestMode {
+            sockets: Box::new(|_| None),
+            driver_endpoints: true,
+            run_dir: PathBuf::new(),
+            boot_timeout: DEFAULT_BOOT_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        },
+    )
 }
 
 /// One pcap file per port that saw frames: `DIR/<scenario>-<port>.pcap` (`vf1`, `uplink0`;

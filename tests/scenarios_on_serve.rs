@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use eswitch::Direction;
 use scenarios::{Run, RunOptions, Scenario};
-use sriov_emu::serve::{PortConfig, ServeConfig, Serving};
+use sriov_emu::serve::Serving;
 
 fn library() -> Vec<Scenario> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -92,21 +92,7 @@ fn the_library_on_a_serve_nic_matches_the_in_process_run() {
 
         // One `serve` with the card's ports, each with that port's PF MAC.
         let nic = &s.file.nic;
-        let config = ServeConfig {
-            ports: (0..nic.ports)
-                .map(|k| {
-                    let port = PortConfig {
-                        vfs: Some(nic.vfs),
-                        mac_assignment: nic.mac_assignment,
-                        pf_mac: Some(nic.pf_mac_of(k).to_string()),
-                        promisc_policy: Some(nic.promisc_policy.name().into()),
-                        ..PortConfig::default()
-                    };
-                    (format!("pf{k}"), port)
-                })
-                .collect(),
-            ..ServeConfig::default()
-        };
+        let config = sriov_emu::scenario_cmd::serve_config(nic);
         let serving = Serving::start(&base.join(&s.name), &config, None)
             .unwrap_or_else(|e| panic!("{}: serve: {e}", s.name));
         assert_eq!(serving.ports().len(), usize::from(nic.ports));

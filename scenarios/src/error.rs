@@ -68,12 +68,19 @@ pub enum SetupError {
     Cabled { name: String, port: PortRef },
     #[error("endpoint {name} on {port} needs a `mac`")]
     NeedsMac { name: String, port: PortRef },
-    #[error("endpoint {name}: attach = \"driver\" needs a VF port, not {port}")]
+    #[error("endpoint {name}: attach = \"driver\" or \"guest\" needs a VF port, not {port}")]
     DriverNeedsVf { name: String, port: PortRef },
     #[error("endpoint {name}: {source}")]
     Memory { name: String, source: MemoryError },
     #[error("endpoint {name}: bring-up: {source}")]
     BringUp { name: String, source: MailboxError },
+    #[error(
+        "endpoint {name} is a QEMU guest (attach = \"guest\"): it runs only in the guest mode \
+         of `sriov-emu scenario run`, with the artifacts of `scripts/fetch-e2e.py`"
+    )]
+    GuestModeNeeded { name: String },
+    #[error("{0}")]
+    Guest(#[from] crate::guests::GuestError),
 }
 
 fn nic_count(want: Option<u8>, got: usize) -> String {
@@ -90,6 +97,9 @@ fn nic_count(want: Option<u8>, got: usize) -> String {
 pub enum StepError {
     #[error("no endpoint named `{0}`")]
     NoEndpoint(String),
+    /// A guest that did not answer, whose QEMU is gone, or whose command failed to run.
+    #[error("{0}")]
+    Guest(String),
     #[error("{request} needs `{key}`")]
     MissingKey {
         request: &'static str,

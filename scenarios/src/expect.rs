@@ -230,6 +230,45 @@ impl CheckCtx<'_> {
         for ep in &e.endpoint {
             out.extend(self.endpoint(ep));
         }
+        if let Some(want) = e.exit {
+            match self.outcome.exit {
+                Some(got) => out.push(check("exit status", want, got, got == want)),
+                None => out.push(missing("exit status", want, "not a shell step in a guest")),
+            }
+        }
+        for text in &e.output_contains {
+            let what = format!("output contains `{text}`");
+            match &self.outcome.output {
+                Some(o) => {
+                    let last = o.lines().last().unwrap_or("");
+                    out.push(check(
+                        what,
+                        "a line with it",
+                        last,
+                        o.contains(text.as_str()),
+                    ));
+                }
+                None => out.push(missing(
+                    what,
+                    "a line with it",
+                    "not a shell step in a guest",
+                )),
+            }
+        }
+        for g in &e.guest_log_contains {
+            let what = format!("{} kernel log contains `{}`", g.guest, g.contains);
+            match self.outcome.guest_logs.get(&g.guest) {
+                Some(log) => {
+                    let hit = log.lines().find(|l| l.contains(g.contains.as_str()));
+                    let actual = match hit {
+                        Some(l) => l.trim().to_string(),
+                        None => format!("{} line(s), none with it", log.lines().count()),
+                    };
+                    out.push(check(what, "a line with it", actual, hit.is_some()));
+                }
+                None => out.push(missing(what, "a line with it", "no such guest")),
+            }
+        }
         out
     }
 

@@ -33,6 +33,10 @@ pub struct ScenarioFile {
     pub endpoints: Vec<EndpointSpec>,
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
+    /// The scenario passes with its driver-attached VF endpoints as QEMU guests too
+    /// (`scenario run --guests`): the guest test runs every file that says so.
+    #[serde(default)]
+    pub guests: bool,
 }
 
 /// The card: one or more ports, each an 82576 PF with its VFs, embedded switch and uplinks,
@@ -155,6 +159,9 @@ pub enum Attach {
     /// SET_MAC_ADDR with a random MAC when the PF assigns none; open: SET_MULTICAST, rings,
     /// SET_LPE, interrupts) and keeps its own MAC on a NACK.
     Driver,
+    /// VF only: a QEMU guest running the unmodified igbvf on the VF, served over vfio-user
+    /// (the guest mode of `sriov-emu scenario run`; an in-process run refuses it).
+    Guest,
 }
 
 /// A host with a small IP stack on one port.
@@ -377,6 +384,16 @@ pub enum Step {
         #[serde(default)]
         expect: Expect,
     },
+    /// A shell command in a guest endpoint (busybox sh, iproute2), with a timeout.
+    Shell {
+        label: Option<String>,
+        guest: String,
+        command: String,
+        /// Seconds; default 30.
+        timeout_s: Option<u64>,
+        #[serde(default)]
+        expect: Expect,
+    },
     /// Nothing happens; only the expectations are checked.
     Check {
         label: Option<String>,
@@ -423,6 +440,22 @@ pub struct Expect {
     pub policy: Vec<PolicyCheck>,
     #[serde(default)]
     pub endpoint: Vec<EndpointCheck>,
+    /// `shell`: the command's exit status.
+    pub exit: Option<i32>,
+    /// `shell`: each of these texts is in the command's output.
+    #[serde(default)]
+    pub output_contains: Vec<String>,
+    /// A guest's kernel logged a line containing `contains` during the step (guest mode).
+    #[serde(default)]
+    pub guest_log_contains: Vec<GuestLogCheck>,
+}
+
+/// A kernel log line of a guest endpoint (its dmesg), e.g. igbvf's `Link is Up`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestLogCheck {
+    pub guest: String,
+    pub contains: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -198,9 +198,16 @@ fn step_html(out: &mut String, si: usize, r: &ScenarioReport, step: &StepReport)
         "<article class=\"step {c}\" id=\"s{si}-{n}\">\n\
          <h3><span class=\"verdict {c}\">{v}</span> Step {n}: {action}</h3>\n",
         c = class(step.pass),
-        v = if step.pass { "ok" } else { "FAIL" },
+        v = match (step.pass, &step.skipped) {
+            (_, Some(_)) => "skip",
+            (true, None) => "ok",
+            (false, None) => "FAIL",
+        },
         action = escape(&step.action),
     );
+    if let Some(why) = &step.skipped {
+        let _ = writeln!(out, "<p class=\"skipped\">skipped: {}</p>", escape(why));
+    }
     if !r.card.is_empty() {
         out.push_str("<figure class=\"nic\">");
         Picture::new(r, step).draw(out);
@@ -857,6 +864,7 @@ mod tests {
                 checks: vec![check("delivered to", false), check("answered", true)],
                 error: None,
                 faults: Vec::new(),
+                skipped: None,
                 pass: false,
             }],
             faults: Vec::new(),

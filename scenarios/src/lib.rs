@@ -38,7 +38,8 @@
 //! (VF-side requests: `set_mac`, `add_mac_filter`, `multicast`, `vlan`, `promisc`, `lpe`),
 //! `reload` (the VF driver's reset handshake again), `link`, `cable` (plug a cable between two
 //! uplinks in or pull it out), `fault` (a fault injected on a port of the card, in
-//! `sriov-emu ctl fault` words), `wait`, `traffic`, `check`.
+//! `sriov-emu ctl fault` words), `wait`, `traffic`, `shell` (a command in a QEMU guest, in the
+//! guest mode: [`guests`], [`runner::run_with_guests`]), `check`.
 //! Expectations ([`format::Expect`]): `delivered`, `not_delivered`, `dropped` (port and
 //! reason), `no_drops`, `counters` (value or delta), `captured` (tag, VID, PCP, addresses),
 //! `reply` (ACK/NACK), `refused` (the PF agent's refusal reason), `log_contains` (the step's
@@ -59,11 +60,13 @@
 pub mod error;
 pub mod expect;
 pub mod format;
+pub mod guests;
 pub mod html;
 pub mod load;
 pub mod logs;
 mod outcome;
 pub mod ports;
+pub mod qemu;
 pub mod report;
 pub mod runner;
 pub mod stack;

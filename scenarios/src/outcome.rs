@@ -14,6 +14,13 @@ pub(crate) struct Outcome {
     pub(crate) answered: Option<bool>,
     pub(crate) set_result: Option<Result<(), SetError>>,
     pub(crate) rate_mbps: Option<f64>,
+    /// The step was not carried out, and why (guest mode: what only the in-process world does).
+    pub(crate) skipped: Option<String>,
+    /// `shell`: the command's exit status and output.
+    pub(crate) exit: Option<i32>,
+    pub(crate) output: Option<String>,
+    /// What each guest's kernel logged during the step (guest mode).
+    pub(crate) guest_logs: std::collections::BTreeMap<String, String>,
 }
 
 pub(crate) fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {

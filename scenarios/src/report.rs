@@ -112,6 +112,10 @@ pub struct StepReport {
     pub checks: Vec<Check>,
     /// The step could not be carried out (unknown endpoint, mailbox timeout...).
     pub error: Option<String>,
+    /// The step was skipped, and why: in the guest mode, what only the in-process world can do
+    /// (a crafted frame or a hand-made mailbox request from a guest); `shell` without a guest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     /// The faults armed on the card after the step, with what each has seen and hit so far.
     pub faults: Vec<ArmedFault>,
     pub pass: bool,
@@ -159,8 +163,15 @@ impl ScenarioReport {
             let _ = writeln!(out, "   setup failed: {e}");
         }
         for step in &self.steps {
-            let mark = if step.pass { "ok  " } else { "FAIL" };
+            let mark = match (step.pass, &step.skipped) {
+                (_, Some(_)) => "skip",
+                (true, None) => "ok  ",
+                (false, None) => "FAIL",
+            };
             let _ = writeln!(out, "  {mark} step {}: {}", step.index + 1, step.action);
+            if let Some(why) = &step.skipped {
+                let _ = writeln!(out, "         skipped: {why}");
+            }
             for line in &step.happened {
                 let _ = writeln!(out, "         {line}");
             }

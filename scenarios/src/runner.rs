@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eswitch::{DropReason, MacAddr, PortCounters, VlanTci};
 use mailbox::{MacFilterOp, MailboxMsg, Message, PromiscFlags};
@@ -29,6 +29,14 @@ const DEFAULT_TRAFFIC_MS: u64 = 1000;
 /// The 82576's link speed, for a sender whose NIC cannot be found.
 const DEFAULT_LINK_MBPS: u32 = 1000;
 const NS_PER_MS: u64 = 1_000_000;
+/// Guest mode: how long an in-process endpoint waits for a guest's answer (an ARP reply, an
+/// echo reply), and how long nobody answering takes.
+const GUEST_ANSWER_WAIT: Duration = Duration::from_secs(2);
+/// Guest mode: how long a step that changes the card (`set`, `link`, `fault`) lets the guests
+/// react (igbvf's mailbox interrupt, its link check) inside the step's window.
+const GUEST_REACT: Duration = Duration::from_millis(300);
+/// Kernel log lines of one guest a step's report lists.
+const GUEST_LOG_LINES: usize = 8;
 
 /// How to run.
 #[derive(Clone, Debug, Default)]
@@ -72,6 +80,32 @@ pub fn run_on(scenario: &Scenario, nics: &[Arc<model::Nic>]) -> Run {
     run_in(scenario, world)
 }
 
+/// Runs one scenario on NICs built elsewhere (`serve`'s, whose VFs are served over vfio-user)
+/// in real time, as [`run_on`], in the guest mode: the VF endpoints `mode` names
+/// (`attach = "guest"`, and every driver-attached one with [`GuestMode::driver_endpoints`])
+/// are QEMU guests running igbvf on their VF's socket, all booted at once before the first
+/// step. A guest that does not come up ends the run at setup, naming it and quoting its
+/// console.
+pub fn run_with_guests(
+    scenario: &Scenario,
+    nics: &[Arc<model::Nic>],
+    mode: crate::guests::GuestMode,
+) -> Run {
+    let want = scenario.file.nic.ports;
+    let world = if nics.len() == usize::from(want) {
+        World::on_nics(nics.to_vec()).map(|mut w| {
+            w.set_guest_mode(mode);
+            w
+        })
+    } else {
+        Err(SetupError::NicCount {
+            want: Some(want),
+            got: nics.len(),
+        })
+    };
+    run_in(scenario, world)
+}
+
 fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
     let wall = Instant::now();
     let file = &scenario.file;
@@ -89,7 +123,7 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
         wall_ms: 0.0,
         scenario_ms: 0.0,
     };
-    let mut world = match world.and_then(|w| setup(w, file)) {
+    let mut world = match world.and_then(|w| setup(w, file, &scenario.name)) {
         Ok(w) => w,
         Err(e) => {
             report.setup_error = Some(e.to_string());
@@ -124,7 +158,7 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
     }
 }
 
-fn setup(mut world: World, file: &ScenarioFile) -> Result<World, SetupError> {
+fn setup(mut world: World, file: &ScenarioFile, name: &str) -> Result<World, SetupError> {
     for p in &file.policies {
         let words: Vec<&str> = p.set.split_whitespace().collect();
         let nic = world.nic(p.port.0).ok_or(SetupError::NoSuchPf {
@@ -148,6 +182,7 @@ fn setup(mut world: World, file: &ScenarioFile) -> Result<World, SetupError> {
     for ep in &file.endpoints {
         world.add_endpoint(ep)?;
     }
+    world.boot_guests(name)?;
     // Bring-up traffic is not part of any step.
     let _ = world.take_events();
     Ok(world)
@@ -290,6 +325,13 @@ fn label(step: &Step) -> (String, &Expect) {
             let offered = offered_mbps.map_or("line rate".to_string(), |r| format!("{r} Mbit/s"));
             (with(l, format!("UDP {from} → {to} at {offered}")), expect)
         }
+        Step::Shell {
+            label: l,
+            guest,
+            command,
+            expect,
+            ..
+        } => (with(l, format!("{guest} runs `{command}`")), expect),
         Step::Check { label: l, expect } => (with(l, "check".into()), expect),
     }
 }
@@ -302,7 +344,37 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
     let _ = world.take_events();
     let capture_mark = world.captures.len();
     let (result, logs) = crate::logs::capture(|| act(world, step));
-    let events = world.take_events();
+    let mut result = result;
+    if world.has_guests() {
+        // What each guest's kernel said during the step (and leaves it for the next).
+        let guest_logs = guest_logs(world);
+        if let Ok(o) = &mut result {
+            for (name, log) in &guest_logs {
+                let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+                for l in lines.iter().take(GUEST_LOG_LINES) {
+                    o.happened.push(format!("{name} kernel: {}", l.trim()));
+                }
+                if lines.len() > GUEST_LOG_LINES {
+                    o.happened.push(format!(
+                        "{name} kernel: ... {} more line(s)",
+                        lines.len() - GUEST_LOG_LINES
+                    ));
+                }
+            }
+            o.guest_logs = guest_logs;
+        }
+    }
+    let mut events = world.take_events();
+    if let Some(port) = guest_sender(world, step) {
+        // A guest's frames reach the switch in real time, while the runner waits for its
+        // command: those that entered at its port are the step's own, not answers.
+        for e in events
+            .iter_mut()
+            .filter(|e| e.ingress == port && !e.over_cable)
+        {
+            e.origin = Origin::Step;
+        }
+    }
     let faults_after = world.faults();
     let captures: Vec<Captured> = world.captures[capture_mark..].to_vec();
     let (outcome, error) = match result {
@@ -321,7 +393,12 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
         outcome: &outcome,
         logs: &logs,
     };
-    let checks = ctx.checks(expect);
+    let skipped = outcome.skipped.clone();
+    let checks = if skipped.is_some() {
+        Vec::new()
+    } else {
+        ctx.checks(expect)
+    };
     let pass = error.is_none() && checks.iter().all(|c| c.pass);
     StepReport {
         index,
@@ -333,9 +410,139 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
         cables: world.cables().to_vec(),
         checks,
         error,
+        skipped,
         faults: faults_after.into_iter().flat_map(|p| p.armed).collect(),
         pass,
     }
+}
+
+/// Each guest's kernel log since the last read (`dmesg -c`), by endpoint name. A guest that
+/// does not answer has its error in place of the log.
+fn guest_logs(world: &mut World) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let guests: Vec<usize> = (0..world.endpoints.len())
+        .filter(|&i| world.endpoints[i].vm.is_some())
+        .collect();
+    for idx in guests {
+        let name = world.endpoints[idx].name.clone();
+        let log = match world.guest_command(idx, "dmesg -c", Duration::from_secs(10)) {
+            Ok(a) => a.output,
+            Err(e) => format!("(no log: {e})"),
+        };
+        out.insert(name, log);
+    }
+    out
+}
+
+/// The port of the QEMU guest that carries the step out, if one does.
+fn guest_sender(world: &World, step: &Step) -> Option<PortRef> {
+    let name = match step {
+        Step::Ping { from, .. } | Step::Arping { from, .. } => from,
+        Step::Shell { guest, .. } => guest,
+        Step::Reload { endpoint, .. } => endpoint,
+        _ => return None,
+    };
+    let idx = world.endpoint(name)?;
+    is_guest(world, idx).then(|| world.endpoints[idx].port)
+}
+
+/// The endpoint `idx` is a QEMU guest.
+fn is_guest(world: &World, idx: usize) -> bool {
+    world.endpoints[idx].guest
+}
+
+fn skip(o: &mut Outcome, why: impl Into<String>) -> StepResult {
+    o.skipped = Some(why.into());
+    Ok(std::mem::take(o))
+}
+
+/// The number before `what` in a tool's output (`3 packets received`, `Received 1 response`).
+fn count_before(output: &str, what: &str) -> Option<u32> {
+    let at = output.find(what)?;
+    output[..at].split_whitespace().last()?.parse().ok()
+}
+
+/// The number after `what` (`Received 1 response(s)`).
+fn count_after(output: &str, what: &str) -> Option<u32> {
+    let at = output.find(what)? + what.len();
+    output[at..].split_whitespace().next()?.parse().ok()
+}
+
+/// A ping, ARP request or reload carried out by a guest endpoint's own tools.
+fn act_in_guest(world: &mut World, idx: usize, step: &Step) -> StepResult {
+    let mut o = Outcome::default();
+    let timeout = world.command_timeout();
+    let run = |world: &mut World, cmd: &str| {
+        world
+            .guest_command(idx, cmd, timeout)
+            .map_err(|e| StepError::Guest(e.to_string()))
+    };
+    match step {
+        Step::Ping { target, count, .. } => {
+            let n = count.unwrap_or(1);
+            // One second between echo requests, as ping does; a few more for the last answer.
+            let a = run(
+                world,
+                &format!("ping -c {n} -w {} {target}", u32::from(n) + 3),
+            )?;
+            let got = count_before(&a.output, "packets received").unwrap_or(0);
+            o.happened
+                .push(format!("{got}/{n} echo replies (guest ping)"));
+            o.answered = Some(got == u32::from(n));
+        }
+        Step::Arping { target, .. } => {
+            let a = run(world, &format!("arping -f -c 1 -w 1 -I eth0 {target}"))?;
+            let got = count_after(&a.output, "Received").unwrap_or(0);
+            o.happened.push(if got > 0 {
+                let at = a
+                    .output
+                    .lines()
+                    .find(|l| l.contains("reply from"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                format!("answered (guest arping): {at}")
+            } else {
+                format!("no ARP reply for {target} (guest arping)")
+            });
+            o.answered = Some(got > 0);
+        }
+        Step::Reload { endpoint: name, .. } => {
+            let a = run(
+                world,
+                "rmmod igbvf && sh /lib/sriov-emu/up.sh && cat /sys/class/net/eth0/address",
+            )?;
+            if a.exit != 0 {
+                return Err(StepError::Guest(format!(
+                    "{name}: reloading igbvf failed ({}): {}",
+                    a.exit,
+                    a.output.trim()
+                )));
+            }
+            let mac = a.output.lines().last().unwrap_or("").trim().to_string();
+            if let Ok(m) = mac.parse() {
+                world.endpoints[idx].stack.mac = m;
+            }
+            o.happened
+                .push(format!("{name} reloaded igbvf, has MAC {mac}"));
+        }
+        Step::Shell {
+            command, timeout_s, ..
+        } => {
+            let t = timeout_s.map_or(timeout, Duration::from_secs);
+            let a = world
+                .guest_command(idx, command, t)
+                .map_err(|e| StepError::Guest(e.to_string()))?;
+            o.happened.push(format!("exit status {}", a.exit));
+            if let Some(last) = a.output.lines().rev().find(|l| !l.trim().is_empty()) {
+                o.happened.push(format!("output: {}", last.trim()));
+            }
+            o.exit = Some(a.exit);
+            o.output = Some(a.output);
+        }
+        _ => return skip(&mut o, "not a step a guest carries out"),
+    }
+    Ok(o)
 }
 
 /// What the step changed in the card's faults: faults carried out (by kind) and faults no
@@ -497,11 +704,56 @@ fn resolve(world: &mut World, idx: usize, target: std::net::Ipv4Addr) -> Option<
     }
     let req = world.endpoints[idx].stack.arp_request(target);
     world.send(idx, req);
+    if world.has_guests() {
+        world.pump_until(GUEST_ANSWER_WAIT, |w| {
+            w.endpoints[idx].stack.neighbours.contains_key(&target)
+        });
+    }
     world.endpoints[idx].stack.neighbours.get(&target).copied()
 }
 
 fn act(world: &mut World, step: &Step) -> StepResult {
     let mut o = Outcome::default();
+    // Guest mode: what a guest endpoint does itself, and what only the in-process world can.
+    let guest_of = |name: &str| world.endpoint(name).filter(|&i| is_guest(world, i));
+    match step {
+        Step::Ping { from, .. } | Step::Arping { from, .. } if guest_of(from).is_some() => {
+            let idx = endpoint(world, from)?;
+            return act_in_guest(world, idx, step);
+        }
+        Step::Reload { endpoint: name, .. } if guest_of(name).is_some() => {
+            let idx = endpoint(world, name)?;
+            return act_in_guest(world, idx, step);
+        }
+        Step::Shell { guest, .. } => {
+            let idx = endpoint(world, guest)?;
+            if !is_guest(world, idx) {
+                return skip(
+                    &mut o,
+                    format!("{guest} is not a QEMU guest: `shell` runs in the guest mode only"),
+                );
+            }
+            return act_in_guest(world, idx, step);
+        }
+        Step::Send { from, .. } | Step::Mailbox { from, .. } if guest_of(from).is_some() => {
+            return skip(
+                &mut o,
+                format!(
+                    "{from} is a QEMU guest: crafted frames and hand-made mailbox requests \
+                     come from the in-process world only"
+                ),
+            );
+        }
+        Step::Traffic { from, to, .. } if guest_of(from).is_some() || guest_of(to).is_some() => {
+            return skip(
+                &mut o,
+                "the UDP generator and meter run in the in-process world only; a guest is \
+                 one end",
+            );
+        }
+        _ => {}
+    }
+    let guests = world.has_guests();
     match step {
         Step::Ping {
             from,
@@ -520,6 +772,12 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             for seq in 1..=n {
                 let f = world.endpoints[idx].stack.echo_request(mac, *target, seq);
                 world.send(idx, f);
+                if guests {
+                    let want = before + usize::from(seq);
+                    world.pump_until(GUEST_ANSWER_WAIT, |w| {
+                        w.endpoints[idx].stack.echo_replies.len() >= want
+                    });
+                }
             }
             let got = world.endpoints[idx].stack.echo_replies.len() - before;
             o.happened.push(format!("{got}/{n} echo replies"));
@@ -530,6 +788,11 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             world.endpoints[idx].stack.neighbours.remove(target);
             let req = world.endpoints[idx].stack.arp_request(*target);
             world.send(idx, req);
+            if guests {
+                world.pump_until(GUEST_ANSWER_WAIT, |w| {
+                    w.endpoints[idx].stack.neighbours.contains_key(target)
+                });
+            }
             let got = world.endpoints[idx].stack.neighbours.get(target).copied();
             o.happened.push(match got {
                 Some(mac) => format!("{target} is at {mac}"),
@@ -742,7 +1005,16 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             ));
             o.rate_mbps = Some(rate);
         }
-        Step::Check { .. } => {}
+        Step::Shell { .. } | Step::Check { .. } => {}
+    }
+    if guests
+        && matches!(
+            step,
+            Step::Set { .. } | Step::Link { .. } | Step::Fault { .. } | Step::Send { .. }
+        )
+    {
+        // The guests react in real time (a PF ping's interrupt, a link check, an answer).
+        world.pump_until(GUEST_REACT, |_| false);
     }
     Ok(o)
 }

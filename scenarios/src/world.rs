@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::error::{CableError, MailboxError, SetupError};
 use crate::format::{Attach, EndpointSpec, NicSpec};
+use crate::guests::{Answer, Booting, GuestError, GuestMode, GuestVm};
 use crate::ports::{Cable, PfRef, PortRef, UplinkRef};
 use crate::report::{ArmedFault, CardPort, EndpointAt, PortFaults};
 use crate::stack::HostStack;
@@ -172,8 +173,12 @@ pub struct Endpoint {
     pub name: String,
     pub port: PortRef,
     pub stack: HostStack,
-    /// The guest behind a VF port; `None` for PF and uplink endpoints.
+    /// The guest behind a VF port; `None` for PF and uplink endpoints and QEMU guests.
     pub vf: Option<Box<VfGuest>>,
+    /// A QEMU guest on the VF (guest mode), once booted.
+    pub vm: Option<Box<GuestVm>>,
+    /// The endpoint is a QEMU guest (booted by [`World::boot_guests`]).
+    pub guest: bool,
 }
 
 pub struct World {
@@ -192,6 +197,8 @@ pub struct World {
     /// Frames delivered to endpoint and cable ports and not yet taken on, with the origin of
     /// the frame that caused them.
     arrived: Vec<(PortRef, Bytes, Origin)>,
+    /// Endpoints become QEMU guests ([`World::set_guest_mode`]).
+    guest_mode: Option<GuestMode>,
 }
 
 impl World {
@@ -258,7 +265,114 @@ impl World {
             captures: Vec::new(),
             events: Vec::new(),
             arrived: Vec::new(),
+            guest_mode: None,
         })
+    }
+
+    /// Makes the VF endpoints the mode names QEMU guests (before any endpoint is added).
+    pub fn set_guest_mode(&mut self, mode: GuestMode) {
+        self.guest_mode = Some(mode);
+    }
+
+    /// Whether any endpoint is a QEMU guest: answers then come in real time, from outside.
+    pub fn has_guests(&self) -> bool {
+        self.endpoints.iter().any(|e| e.guest)
+    }
+
+    /// Boots every guest endpoint's QEMU at once, then waits for each to be up (its igbvf
+    /// netdev up with its IP, carrier on). The first guest that fails ends the boot phase with
+    /// its error; the others are killed when the world drops.
+    pub fn boot_guests(&mut self, scenario: &str) -> Result<(), GuestError> {
+        let Some(mode) = &self.guest_mode else {
+            return Ok(());
+        };
+        let mut booting = Vec::new();
+        for (idx, ep) in self.endpoints.iter().enumerate() {
+            if !ep.guest {
+                continue;
+            }
+            let socket = (mode.sockets)(ep.port).ok_or_else(|| GuestError::Boot {
+                guest: ep.name.clone(),
+                secs: 0.0,
+                why: format!("no vfio-user socket for {}", ep.port),
+                tail: String::new(),
+            })?;
+            let ip = ep.stack.ip;
+            booting.push((
+                idx,
+                Booting::spawn(scenario, &ep.name, &socket, ip, &mode.run_dir)?,
+            ));
+        }
+        let until = Instant::now() + mode.boot_timeout;
+        for (idx, b) in booting {
+            let vm = b.wait(until)?;
+            if let Some(mac) = vm.mac {
+                self.endpoints[idx].stack.mac = mac;
+            }
+            self.endpoints[idx].vm = Some(Box::new(vm));
+        }
+        Ok(())
+    }
+
+    /// The default timeout of a command in a guest.
+    pub fn command_timeout(&self) -> std::time::Duration {
+        self.guest_mode
+            .as_ref()
+            .map_or(crate::guests::DEFAULT_COMMAND_TIMEOUT, |m| {
+                m.command_timeout
+            })
+    }
+
+    /// Runs `command` in endpoint `idx`'s guest, answering what the in-process endpoints
+    /// receive meanwhile (the guest's frames arrive in real time).
+    pub fn guest_command(
+        &mut self,
+        idx: usize,
+        command: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Answer, GuestError> {
+        let name = self.endpoints[idx].name.clone();
+        let Some(vm) = self.endpoints[idx].vm.as_mut() else {
+            return Err(GuestError::Gone {
+                guest: name,
+                tail: "not booted".into(),
+            });
+        };
+        let pending = vm.start(command, timeout)?;
+        loop {
+            self.pump(VecDeque::new());
+            let Some(vm) = self.endpoints[idx].vm.as_mut() else {
+                return Err(GuestError::Gone {
+                    guest: name,
+                    tail: "not booted".into(),
+                });
+            };
+            if let Some(a) = vm.try_answer(&pending)? {
+                self.pump(VecDeque::new());
+                return Ok(a);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Carries frames (answers of the in-process endpoints to what guests send) until `done`
+    /// holds or `within` has passed; whether `done` held.
+    pub fn pump_until(
+        &mut self,
+        within: std::time::Duration,
+        done: impl Fn(&World) -> bool,
+    ) -> bool {
+        let until = Instant::now() + within;
+        loop {
+            self.pump(VecDeque::new());
+            if done(self) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// The NIC of port `k`.
@@ -433,6 +547,26 @@ impl World {
             (PortId::Vf(_), None) => MacAddr::ZERO,
         };
         let stack = HostStack::new(mac, spec.ip, spec.vlan);
+        let driver_guests = self.guest_mode.as_ref().is_some_and(|m| m.driver_endpoints);
+        let as_guest =
+            spec.attach == Attach::Guest || (driver_guests && spec.attach == Attach::Driver);
+        if as_guest {
+            if self.guest_mode.is_none() {
+                return Err(SetupError::GuestModeNeeded { name });
+            }
+            if !matches!(port.port, PortId::Vf(_)) {
+                return Err(SetupError::DriverNeedsVf { name, port });
+            }
+            self.endpoints.push(Endpoint {
+                name,
+                port,
+                stack,
+                vf: None,
+                vm: None,
+                guest: true,
+            });
+            return Ok(());
+        }
         let vf = match (spec.attach, port.port) {
             (attach, PortId::Vf(vf)) => {
                 let handle = nic.vf(vf).ok_or(SetupError::NoSuchPort {
@@ -455,7 +589,7 @@ impl World {
                     fallback: spec.fallback_mac,
                 }))
             }
-            (Attach::Driver, _) => {
+            (Attach::Driver | Attach::Guest, _) => {
                 return Err(SetupError::DriverNeedsVf { name, port });
             }
             (Attach::Port, _) => {
@@ -469,6 +603,8 @@ impl World {
             port,
             stack,
             vf,
+            vm: None,
+            guest: false,
         });
         let idx = self.endpoints.len() - 1;
         if is_vf {
@@ -554,7 +690,8 @@ impl World {
             return Err(MailboxError::NotAVf(name));
         };
         let reply = match g.attach {
-            Attach::Driver => {
+            // A soft guest is never attached as a QEMU guest: treated as driver-attached.
+            Attach::Driver | Attach::Guest => {
                 let guest = &mut g.guest;
                 guest.drv.write_posted(&guest.vf, words)?;
                 let r = guest.drv.read_posted(&guest.vf, reply_words)?;
@@ -817,7 +954,7 @@ impl Drop for World {
         let ports: Vec<PortRef> = self
             .endpoints
             .iter()
-            .filter(|e| e.vf.is_none())
+            .filter(|e| e.vf.is_none() && !e.guest)
             .map(|e| e.port)
             .chain(
                 self.cables

@@ -12,9 +12,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::artifacts::{io_err, Artifacts, HarnessError};
-use crate::cpio::NewcArchive;
-use crate::results::{parse_console, GuestResult, ParsedConsole};
+use super::artifacts::{io_err, Artifacts, HarnessError};
+use super::cpio::NewcArchive;
+use super::results::{parse_console, GuestResult, ParsedConsole};
 
 /// Set to `1` to boot with KVM instead of TCG. The nested-virtualisation
 /// `/dev/kvm` of the CI machines never gets a stock kernel to print a line, so
@@ -42,7 +42,7 @@ pub struct GuestConfig {
     /// Extra files for the per-boot archive: (absolute guest path, contents).
     pub files: Vec<(String, Vec<u8>)>,
     /// Archives (newc) appended to the base initramfs before the per-boot one, e.g.
-    /// [`crate::Artifacts::initramfs_dpdk`].
+    /// [`super::Artifacts::initramfs_dpdk`].
     pub extra_initramfs: Vec<PathBuf>,
 }
 
@@ -128,8 +128,8 @@ pub struct Guest {
     config: GuestConfig,
 }
 
-const GUEST_INIT: &str = include_str!("../guest/init");
-const GUEST_HELPERS: &str = include_str!("../guest/helpers.sh");
+const GUEST_INIT: &str = include_str!("../../../tests/guest/init");
+const GUEST_HELPERS: &str = include_str!("../../../tests/guest/helpers.sh");
 
 static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -409,6 +409,11 @@ impl RunningGuest {
     /// The console output so far.
     pub fn console(&self) -> String {
         self.console.text.lock().unwrap().clone()
+    }
+
+    /// What QEMU wrote to its standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.text.lock().unwrap().clone()
     }
 
     /// Results printed so far.

@@ -73,7 +73,7 @@ pub struct Artifacts {
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests crate has a parent directory")
+        .expect("the scenarios crate has a parent directory")
         .to_path_buf()
 }
 

@@ -1,0 +1,125 @@
+//! The scenario runner's guest mode, through the code path of `sriov-emu scenario run
+//! --guests` (`sriov_emu::scenario_cmd::run_guests`): every library scenario marked
+//! `guests = true` passes with its driver-attached VF endpoints as QEMU guests running the
+//! unmodified igbvf on `serve`'s datapath (counters, captures and answers checked as in
+//! process); a file with an `attach = "guest"` endpoint runs shell commands, a driver reload and
+//! a ping in its guest, and skips what only the in-process world can do; a guest that cannot
+//! attach ends its scenario at once with an error that names it and says why. Needs the
+//! artifacts of `scripts/fetch-e2e.py`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use scenarios::guests::{GuestMode, DEFAULT_COMMAND_TIMEOUT};
+use scenarios::{RunOptions, Scenario};
+use sriov_emu::scenario_cmd::{run_guests, serve_config};
+use sriov_emu::serve::Serving;
+use sriov_emu_tests::{workspace_root, Artifacts};
+
+fn load(path: &Path) -> Scenario {
+    scenarios::load(path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn marked() -> Vec<Scenario> {
+    let dir = workspace_root().join("scenarios").join("library");
+    scenarios::collect(&[dir])
+        .expect("the library")
+        .iter()
+        .map(|f| load(f))
+        .filter(|s| s.file.guests)
+        .collect()
+}
+
+fn tools() -> Scenario {
+    load(&workspace_root().join("tests/scenarios/guest-tools.toml"))
+}
+
+#[test]
+fn the_marked_library_scenarios_pass_with_igbvf_guests() {
+    let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    let scenarios = marked();
+    assert!(scenarios.len() >= 2, "{} marked scenarios", scenarios.len());
+    for s in &scenarios {
+        let alone = scenarios::run(s, &RunOptions::default());
+        assert!(alone.report.pass, "{}", alone.report.render());
+        let t = Instant::now();
+        let r = run_guests(s, &artifacts);
+        eprintln!("{}: {:.1} s with guests", s.name, t.elapsed().as_secs_f64());
+        assert!(r.report.pass, "{}", r.report.render());
+        assert!(r.report.steps.iter().all(|st| st.skipped.is_none()));
+        assert_eq!(r.report.steps.len(), s.file.steps.len());
+    }
+}
+
+#[test]
+fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_and_skips_mailbox_steps() {
+    let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    let s = tools();
+    let r = run_guests(&s, &artifacts);
+    let report = r.report.render();
+    assert!(r.report.pass, "{report}");
+    let steps = &r.report.steps;
+    assert!(
+        steps[2].happened.iter().any(|h| h.contains("Link is Up")),
+        "{report}"
+    );
+    assert!(
+        steps[3]
+            .happened
+            .iter()
+            .any(|h| h.contains("2/2 echo replies")),
+        "{report}"
+    );
+    // The guest's own frames are the ping step's, delivered to the PF.
+    assert!(
+        steps[3]
+            .happened
+            .iter()
+            .any(|h| h.contains("from vf0 delivered to") && h.contains("pf")),
+        "{report}"
+    );
+    let skipped = steps[4].skipped.as_deref().unwrap_or_default();
+    assert!(skipped.contains("g0 is a QEMU guest"), "{report}");
+    assert!(report.contains("skip step 5"), "{report}");
+}
+
+#[test]
+fn a_guest_endpoint_without_the_guest_mode_is_a_clear_setup_error() {
+    let r = scenarios::run(&tools(), &RunOptions::default());
+    let e = r.report.setup_error.expect("a setup error");
+    assert!(e.contains("endpoint g0 is a QEMU guest"), "{e}");
+    assert!(e.contains("scripts/fetch-e2e.py"), "{e}");
+    assert!(r.report.steps.is_empty());
+}
+
+#[test]
+fn a_guest_that_cannot_attach_ends_its_scenario_fast_naming_it_and_the_cause() {
+    Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    let s = tools();
+    let dir: PathBuf = workspace_root()
+        .join("target/e2e/run")
+        .join(format!("scen-broken-{}", std::process::id()));
+    let serving = Serving::start(&dir, &serve_config(&s.file.nic), None).expect("serve");
+    let nics: Vec<_> = serving.ports().iter().map(|p| p.nic().clone()).collect();
+    let nowhere = dir.join("no-such-vf.sock");
+    let mode = GuestMode {
+        sockets: Box::new(move |_| Some(nowhere.clone())),
+        driver_endpoints: true,
+        run_dir: dir.clone(),
+        boot_timeout: Duration::from_secs(60),
+        command_timeout: DEFAULT_COMMAND_TIMEOUT,
+    };
+    let t = Instant::now();
+    let r = scenarios::runner::run_with_guests(&s, &nics, mode);
+    let took = t.elapsed();
+    drop(nics);
+    serving.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    let e = r.report.setup_error.expect("a setup error");
+    eprintln!("{e}");
+    assert!(e.starts_with("guest g0: not up after"), "{e}");
+    assert!(e.contains("QEMU exited"), "{e}");
+    assert!(e.contains("no-such-vf.sock"), "QEMU's own words: {e}");
+    assert!(took < Duration::from_secs(30), "{took:?}: {e}");
+    assert!(!r.report.pass);
+}
