@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use eswitch::PortId;
 use scenarios::format::{Attach, NicSpec};
 use scenarios::guests::{GuestMode, DEFAULT_BOOT_TIMEOUT, DEFAULT_COMMAND_TIMEOUT};
+use scenarios::logs::LogTap;
 use scenarios::qemu::{Artifacts, HarnessError};
 use scenarios::world::Captured;
 use scenarios::{
@@ -192,7 +193,12 @@ pub fn run_guests(s: &Scenario, artifacts: &Artifacts) -> scenarios::Run {
             s.file.nic.link_speed_mbps
         ));
     }
-    let serving = match Serving::start(&dir, &serve_config(&s.file.nic), None) {
+    // The card's threads log through the tap: each step lists the PF agent's lines.
+    let tap = LogTap::default();
+    let started = tracing::dispatcher::with_default(&tap.dispatch(), || {
+        Serving::start(&dir, &serve_config(&s.file.nic), None)
+    });
+    let serving = match started {
         Ok(serving) => serving,
         Err(e) => return failed(format!("guest mode: serve: {e}")),
     };
@@ -207,6 +213,7 @@ pub fn run_guests(s: &Scenario, artifacts: &Artifacts) -> scenarios::Run {
         run_dir: dir.clone(),
         boot_timeout: DEFAULT_BOOT_TIMEOUT,
         command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        log_tap: Some(tap),
     };
     let r = scenarios::runner::run_with_guests(s, &nics, mode);
     drop(nics);
@@ -226,6 +233,7 @@ fn run_setup_failure(s: &Scenario) -> scenarios::Run {
             run_dir: PathBuf::new(),
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            log_tap: None,
         },
     )
 }

@@ -39,6 +39,7 @@ fn the_marked_library_scenarios_pass_with_igbvf_guests() {
     let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
     let scenarios = marked();
     assert!(scenarios.len() >= 2, "{} marked scenarios", scenarios.len());
+    let all = Instant::now();
     for s in &scenarios {
         let alone = scenarios::run(s, &RunOptions::default());
         assert!(alone.report.pass, "{}", alone.report.render());
@@ -46,9 +47,23 @@ fn the_marked_library_scenarios_pass_with_igbvf_guests() {
         let r = run_guests(s, &artifacts);
         eprintln!("{}: {:.1} s with guests", s.name, t.elapsed().as_secs_f64());
         assert!(r.report.pass, "{}", r.report.render());
-        assert!(r.report.steps.iter().all(|st| st.skipped.is_none()));
         assert_eq!(r.report.steps.len(), s.file.steps.len());
+        // A step only one world can take (a hand-made mailbox request from the software
+        // igbvf, a shell command in the real one) is skipped in the other, never in both.
+        for (a, g) in alone.report.steps.iter().zip(&r.report.steps) {
+            assert!(
+                a.skipped.is_none() || g.skipped.is_none(),
+                "{}: step {} is skipped in both worlds",
+                s.name,
+                a.index + 1
+            );
+        }
     }
+    eprintln!(
+        "{} marked scenarios: {:.1} s with guests",
+        scenarios.len(),
+        all.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
@@ -108,6 +123,7 @@ fn a_guest_that_cannot_attach_ends_its_scenario_fast_naming_it_and_the_cause() {
         run_dir: dir.clone(),
         boot_timeout: Duration::from_secs(60),
         command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        log_tap: None,
     };
     let t = Instant::now();
     let r = scenarios::runner::run_with_guests(&s, &nics, mode);

@@ -8,7 +8,9 @@ use std::fmt;
 use eswitch::{PortCounters, PortId};
 use mailbox::RefusalReason;
 
-use crate::format::{Band, CaptureSpec, CounterSpec, Expect, PolicyCheck, ReplyKind};
+use crate::format::{
+    Band, CaptureSpec, CounterSpec, Expect, NeighbourState, PolicyCheck, ReplyKind,
+};
 use crate::outcome::{list, verdict, Outcome};
 use crate::ports::PortRef;
 use crate::report::Check;
@@ -23,6 +25,8 @@ pub(crate) struct CheckCtx<'a> {
     pub(crate) refusals_before: &'a BTreeMap<PortRef, Vec<(RefusalReason, u64)>>,
     pub(crate) outcome: &'a Outcome,
     pub(crate) logs: &'a [String],
+    /// The interface counters of the endpoints `expect.endpoint` names, before the step.
+    pub(crate) stats_before: &'a BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 pub(crate) fn check(
@@ -39,7 +43,7 @@ pub(crate) fn check(
     }
 }
 
-fn missing(what: impl Into<String>, expected: impl fmt::Display, why: &str) -> Check {
+fn missing(what: impl Into<String>, expected: impl fmt::Display, why: impl fmt::Display) -> Check {
     check(what, expected, why, false)
 }
 
@@ -266,6 +270,19 @@ impl CheckCtx<'_> {
                     };
                     out.push(check(what, "a line with it", actual, hit.is_some()));
                 }
+                // One file checks both worlds: an in-process endpoint has no kernel.
+                None if self
+                    .world
+                    .endpoint(&g.guest)
+                    .is_some_and(|i| !self.world.endpoints[i].guest) =>
+                {
+                    out.push(check(
+                        what,
+                        "a line with it",
+                        "not checked: in process, no kernel (guest mode only)",
+                        true,
+                    ))
+                }
                 None => out.push(missing(what, "a line with it", "no such guest")),
             }
         }
@@ -431,21 +448,49 @@ impl CheckCtx<'_> {
         };
         let ep = &self.world.endpoints[idx];
         let mut out = Vec::new();
+        let Some(view) = self.outcome.views.get(&c.name) else {
+            return vec![missing(
+                format!("endpoint {}", c.name),
+                "its view",
+                "not read",
+            )];
+        };
+        let whose = format!("{} ({} view)", c.name, view.source);
+        if let Some(e) = &view.error {
+            out.push(missing(whose, "an answer", e));
+            return out;
+        }
         if let Some(want) = c.mac {
             out.push(check(
-                format!("{} MAC (its own view)", c.name),
+                format!("{whose} MAC"),
                 want,
-                ep.stack.mac,
-                ep.stack.mac == want,
+                view.mac.map_or("none".to_string(), |m| m.to_string()),
+                view.mac == Some(want),
             ));
         }
-        if let Some((ip, mac)) = c.neighbour {
-            let got = ep.stack.neighbours.get(&ip);
+        if let Some(n) = &c.neighbour {
+            let ip = n.ip();
+            let got = view.neighbours.get(&ip);
+            let actual = match got {
+                Some((Some(mac), state)) => format!("{mac} {state}"),
+                Some((None, state)) => state.clone(),
+                None => "no entry".to_string(),
+            };
+            let known = crate::netview::is_known(got);
+            let (expected, ok) = match (n.mac(), n.state()) {
+                (Some(mac), _) => (
+                    mac.to_string(),
+                    known && got.is_some_and(|(m, _)| *m == Some(mac)),
+                ),
+                (None, Some(NeighbourState::Known)) => ("known".to_string(), known),
+                (None, Some(NeighbourState::Unknown)) => ("unknown".to_string(), !known),
+                (None, None) => ("an entry".to_string(), got.is_some()),
+            };
             out.push(check(
-                format!("{} neighbour {ip}", c.name),
-                mac,
-                got.map_or("none".to_string(), |m| m.to_string()),
-                got == Some(&mac),
+                format!("{whose} neighbour {ip}"),
+                expected,
+                actual,
+                ok,
             ));
         }
         if let Some(want) = c.link_up {
@@ -454,7 +499,67 @@ impl CheckCtx<'_> {
                 .nic(ep.port.nic)
                 .and_then(|nic| nic.with_pf(|pf| pf.switch().port_up(ep.port.port)).ok())
                 .unwrap_or(false);
-            out.push(check(format!("{} link up", c.name), want, up, up == want));
+            out.push(check(
+                format!("{} link up (switch view)", c.name),
+                want,
+                up,
+                up == want,
+            ));
+        }
+        if let Some(want) = c.carrier {
+            out.push(check(
+                format!("{whose} carrier"),
+                want,
+                view.carrier
+                    .map_or("unknown".to_string(), |c| c.to_string()),
+                view.carrier == Some(want),
+            ));
+        }
+        for s in &c.stats {
+            let what = format!("{whose} {}", s.name);
+            let Some(&after) = view.stats.get(&s.name) else {
+                let known: Vec<&String> = view.stats.keys().collect();
+                out.push(missing(
+                    what,
+                    "a counter",
+                    format!("no such counter (it has {})", list(known.into_iter())),
+                ));
+                continue;
+            };
+            let before = self
+                .stats_before
+                .get(&c.name)
+                .and_then(|b| b.get(&s.name))
+                .copied();
+            let delta = before.map(|b| after.saturating_sub(b));
+            let delta_s = delta.map_or("unknown".to_string(), |d| d.to_string());
+            if let Some(want) = s.delta {
+                out.push(check(
+                    format!("{what} delta"),
+                    want,
+                    &delta_s,
+                    delta == Some(want),
+                ));
+            }
+            if let Some(want) = s.delta_at_least {
+                out.push(check(
+                    format!("{what} delta"),
+                    format!("at least {want}"),
+                    &delta_s,
+                    delta.is_some_and(|d| d >= want),
+                ));
+            }
+            if let Some(want) = s.equals {
+                out.push(check(what.clone(), want, after, after == want));
+            }
+            if let Some(want) = s.at_least {
+                out.push(check(
+                    what,
+                    format!("at least {want}"),
+                    after,
+                    after >= want,
+                ));
+            }
         }
         out
     }

@@ -550,16 +550,83 @@ pub struct PolicyCheck {
     pub absent: Option<bool>,
 }
 
-/// An endpoint's own view: its MAC (what the guest believes), its neighbour table.
+/// An endpoint's own view: its MAC (what the guest believes), its neighbour table, its carrier
+/// and interface counters. In process they are the runner's endpoint record; in guest mode, for
+/// a QEMU guest, what the guest itself says (`/sys/class/net/eth0/address`, `carrier`,
+/// `statistics/*`, `ip neigh`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointCheck {
     pub name: String,
     pub mac: Option<MacAddr>,
-    /// `[ip, mac]` must be in its neighbour table.
-    pub neighbour: Option<(Ipv4Addr, MacAddr)>,
-    /// The port is up as the switch sees it.
+    /// `[ip, mac]`, or `{ ip, mac }` / `{ ip, state = "known" | "unknown" }`.
+    pub neighbour: Option<NeighbourCheck>,
+    /// The port is up as the switch sees it (both worlds).
     pub link_up: Option<bool>,
+    /// The endpoint's carrier: a guest's netdev carrier; in process its port as the switch
+    /// sees it.
+    pub carrier: Option<bool>,
+    /// Interface counters (`rx_packets`, `tx_packets`; a guest has every file of
+    /// `/sys/class/net/eth0/statistics`): their change during the step or their value after.
+    #[serde(default)]
+    pub stats: Vec<StatCheck>,
+}
+
+/// A neighbour table entry an endpoint must (or must not) have.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum NeighbourCheck {
+    Pair(Ipv4Addr, MacAddr),
+    Entry {
+        ip: Ipv4Addr,
+        mac: Option<MacAddr>,
+        state: Option<NeighbourState>,
+    },
+}
+
+impl NeighbourCheck {
+    pub fn ip(&self) -> Ipv4Addr {
+        match self {
+            NeighbourCheck::Pair(ip, _) | NeighbourCheck::Entry { ip, .. } => *ip,
+        }
+    }
+
+    pub fn mac(&self) -> Option<MacAddr> {
+        match self {
+            NeighbourCheck::Pair(_, mac) => Some(*mac),
+            NeighbourCheck::Entry { mac, .. } => *mac,
+        }
+    }
+
+    pub fn state(&self) -> Option<NeighbourState> {
+        match self {
+            NeighbourCheck::Pair(..) => Some(NeighbourState::Known),
+            NeighbourCheck::Entry { state, mac, .. } => {
+                state.or(mac.map(|_| NeighbourState::Known))
+            }
+        }
+    }
+}
+
+/// `known`: the entry has a link-layer address (Linux: REACHABLE, STALE, DELAY, PROBE,
+/// PERMANENT); `unknown`: no entry, or one without (INCOMPLETE, FAILED).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NeighbourState {
+    Known,
+    Unknown,
+}
+
+/// An interface counter of an endpoint: `delta` (its change during the step), `equals` or
+/// `at_least` (its value after).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatCheck {
+    pub name: String,
+    pub delta: Option<u64>,
+    pub delta_at_least: Option<u64>,
+    pub equals: Option<u64>,
+    pub at_least: Option<u64>,
 }
 
 #[cfg(test)]

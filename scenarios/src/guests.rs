@@ -35,6 +35,9 @@ pub struct GuestMode {
     pub run_dir: PathBuf,
     pub boot_timeout: Duration,
     pub command_timeout: Duration,
+    /// Where the card's own threads log, if they were started under its dispatcher: each
+    /// step's report lists what they logged during it (the PF agent's lines).
+    pub log_tap: Option<crate::logs::LogTap>,
 }
 
 /// A guest that could not be booted or did not answer.

@@ -64,6 +64,7 @@ pub mod guests;
 pub mod html;
 pub mod load;
 pub mod logs;
+mod netview;
 mod outcome;
 pub mod ports;
 pub mod qemu;

@@ -11,8 +11,8 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
 
-/// One captured log line: `LEVEL target: message key=value ...`.
-pub type LogLines = Arc<Mutex<Vec<String>>>;
+/// Captured log lines (`LEVEL target: message key=value ...`), while the slot holds a list.
+pub type LogLines = Arc<Mutex<Option<Vec<String>>>>;
 
 struct Capture {
     lines: LogLines,
@@ -60,7 +60,9 @@ impl Subscriber for Capture {
             let mut line = Line(format!("{} {}: ", meta.level(), meta.target()));
             event.record(&mut line);
             if let Ok(mut lines) = self.lines.lock() {
-                lines.push(line.0);
+                if let Some(lines) = lines.as_mut() {
+                    lines.push(line.0);
+                }
             }
         }
         if self.previous.enabled(meta) {
@@ -75,7 +77,7 @@ impl Subscriber for Capture {
 
 /// Runs `f` with log capture on this thread; returns its result and the lines logged.
 pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    let lines: LogLines = Arc::default();
+    let lines: LogLines = Arc::new(Mutex::new(Some(Vec::new())));
     let previous = tracing::dispatcher::get_default(|d| d.clone());
     let capture = Capture {
         lines: lines.clone(),
@@ -83,8 +85,46 @@ pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
         next_span: AtomicU64::new(0),
     };
     let out = tracing::subscriber::with_default(capture, f);
-    let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    let lines = lines
+        .lock()
+        .map(|mut l| l.take().unwrap_or_default())
+        .unwrap_or_default();
     (out, lines)
+}
+
+/// The lines other threads log (`serve`'s datapath in the guest mode: the PF agent answering a
+/// guest's mailbox), collected while a step runs: threads started under [`LogTap::dispatch`]
+/// log through it.
+#[derive(Clone, Default)]
+pub struct LogTap {
+    lines: LogLines,
+}
+
+impl LogTap {
+    /// A subscriber that collects into the tap while a step runs and passes every event on to
+    /// the current default subscriber.
+    pub fn dispatch(&self) -> Dispatch {
+        Dispatch::new(Capture {
+            lines: self.lines.clone(),
+            previous: tracing::dispatcher::get_default(|d| d.clone()),
+            next_span: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts collecting (a step begins).
+    pub(crate) fn start(&self) {
+        if let Ok(mut l) = self.lines.lock() {
+            *l = Some(Vec::new());
+        }
+    }
+
+    /// What was collected since [`LogTap::start`]; stops collecting.
+    pub(crate) fn take(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|mut l| l.take().unwrap_or_default())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

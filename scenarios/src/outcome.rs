@@ -21,6 +21,8 @@ pub(crate) struct Outcome {
     pub(crate) output: Option<String>,
     /// What each guest's kernel logged during the step (guest mode).
     pub(crate) guest_logs: std::collections::BTreeMap<String, String>,
+    /// The views of the endpoints `expect.endpoint` names, after the step.
+    pub(crate) views: std::collections::BTreeMap<String, crate::netview::NetView>,
 }
 
 pub(crate) fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {

@@ -13,6 +13,7 @@ use crate::error::{SetupError, StepError};
 use crate::expect::{counter_values, CheckCtx};
 use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, ScenarioFile, Step};
 use crate::load::Scenario;
+use crate::netview::{self, NetView};
 use crate::outcome::{list, verdict, Outcome};
 use crate::ports::Cable;
 use crate::ports::{PfRef, PortRef};
@@ -338,12 +339,20 @@ fn label(step: &Step) -> (String, &Expect) {
 
 fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
     let (action, expect) = label(step);
+    // Read first: a guest's answer lets frames move, which are not the step's.
+    let stats_before = endpoint_stats(world, expect);
     let counters_before = world.port_counters();
     let refusals_before = world.refusals();
     let faults_before = world.faults();
     let _ = world.take_events();
     let capture_mark = world.captures.len();
-    let (result, logs) = crate::logs::capture(|| act(world, step));
+    if let Some(tap) = world.log_tap() {
+        tap.start();
+    }
+    let (result, mut logs) = crate::logs::capture(|| act(world, step));
+    if let Some(tap) = world.log_tap() {
+        logs.extend(tap.take());
+    }
     let mut result = result;
     if world.has_guests() {
         // What each guest's kernel said during the step (and leaves it for the next).
@@ -375,6 +384,11 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
             e.origin = Origin::Step;
         }
     }
+    if let Ok(o) = &mut result {
+        if o.skipped.is_none() {
+            o.views = endpoint_views(world, expect);
+        }
+    }
     let faults_after = world.faults();
     let captures: Vec<Captured> = world.captures[capture_mark..].to_vec();
     let (outcome, error) = match result {
@@ -392,6 +406,7 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
         refusals_before: &refusals_before,
         outcome: &outcome,
         logs: &logs,
+        stats_before: &stats_before,
     };
     let skipped = outcome.skipped.clone();
     let checks = if skipped.is_some() {
@@ -414,6 +429,51 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
         faults: faults_after.into_iter().flat_map(|p| p.armed).collect(),
         pass,
     }
+}
+
+/// The views of the endpoints `expect.endpoint` names: a guest's from the guest itself, an
+/// in-process endpoint's from its record.
+fn endpoint_views(world: &mut World, expect: &Expect) -> BTreeMap<String, NetView> {
+    let mut out = BTreeMap::new();
+    for c in &expect.endpoint {
+        if out.contains_key(&c.name) {
+            continue;
+        }
+        let Some(idx) = world.endpoint(&c.name) else {
+            continue;
+        };
+        let view = if world.endpoints[idx].vm.is_some() {
+            match world.guest_command(idx, netview::GUEST_COMMAND, Duration::from_secs(10)) {
+                Ok(a) => netview::parse(&a.output),
+                Err(e) => NetView {
+                    source: "guest",
+                    error: Some(e.to_string()),
+                    ..NetView::default()
+                },
+            }
+        } else {
+            netview::of_record(world, idx)
+        };
+        out.insert(c.name.clone(), view);
+    }
+    out
+}
+
+/// The interface counters of the endpoints whose `stats` the step checks, before it.
+fn endpoint_stats(world: &mut World, expect: &Expect) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let wanted = Expect {
+        endpoint: expect
+            .endpoint
+            .iter()
+            .filter(|c| !c.stats.is_empty())
+            .cloned()
+            .collect(),
+        ..Expect::default()
+    };
+    endpoint_views(world, &wanted)
+        .into_iter()
+        .map(|(name, v)| (name, v.stats))
+        .collect()
 }
 
 /// Each guest's kernel log since the last read (`dmesg -c`), by endpoint name. A guest that

@@ -46,6 +46,8 @@ pub struct HostStack {
     /// Frames handed to the stack that it could not parse (counted, never a panic).
     pub malformed: u64,
     pub rx_frames: u64,
+    /// Frames the endpoint sent (its own and its answers).
+    pub tx_frames: u64,
     ip_ident: u16,
 }
 
@@ -117,6 +119,7 @@ impl HostStack {
             udp: UdpMeter::default(),
             malformed: 0,
             rx_frames: 0,
+            tx_frames: 0,
             ip_ident: 0,
         }
     }

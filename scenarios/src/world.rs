@@ -314,6 +314,11 @@ impl World {
         Ok(())
     }
 
+    /// Where the card's threads log (guest mode), if the mode says.
+    pub fn log_tap(&self) -> Option<&crate::logs::LogTap> {
+        self.guest_mode.as_ref().and_then(|m| m.log_tap.as_ref())
+    }
+
     /// The default timeout of a command in a guest.
     pub fn command_timeout(&self) -> std::time::Duration {
         self.guest_mode
@@ -761,6 +766,7 @@ impl World {
             }
             Sender::Endpoint(idx) => idx,
         };
+        self.endpoints[idx].stack.tx_frames += 1;
         let port = self.endpoints[idx].port;
         let Some(g) = self.endpoints[idx].vf.as_mut() else {
             if let Some(nic) = self.nic(port.nic) {

@@ -47,9 +47,14 @@ impl Pool {
         let waker = Arc::new(Waker { tx });
         let handles = servers.iter().map(Server::handle).collect();
         let w = waker.clone();
+        // The pool's threads log where its starter logs (the global subscriber unless the
+        // starter set one of its own: a scenario run collecting each step's lines).
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         let thread = thread::Builder::new()
             .name("vfio-accept".into())
-            .spawn(move || accept_loop(servers, rx, w))?;
+            .spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || accept_loop(servers, rx, w))
+            })?;
         Ok(Pool {
             handles,
             waker,
@@ -180,7 +185,9 @@ fn accept_loop(servers: Vec<Server>, wake_rx: UnixStream, waker: Arc<Waker>) {
                 .path()
                 .file_stem()
                 .map_or_else(|| "vfio-conn".into(), |s| s.to_string_lossy().into_owned());
+            let dispatch = tracing::dispatcher::get_default(|d| d.clone());
             let spawned = thread::Builder::new().name(name).spawn(move || {
+                let _log = tracing::dispatcher::set_default(&dispatch);
                 mark_connection_thread();
                 let span = server.span();
                 span.in_scope(|| server.serve_client(stream));

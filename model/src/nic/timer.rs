@@ -124,11 +124,16 @@ impl Nic {
     ) -> std::io::Result<TimerHandle> {
         let stop = Arc::new(AtomicBool::new(false));
         let (nic, st) = (self.clone(), stop.clone());
+        // The thread logs where its spawner logs (the global subscriber unless the spawner set
+        // one of its own: a scenario run collecting each step's lines).
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         let thread = std::thread::Builder::new()
             .name("nic-timer".into())
             .spawn(move || {
-                on_start();
-                nic.timer_loop(&st)
+                tracing::dispatcher::with_default(&dispatch, || {
+                    on_start();
+                    nic.timer_loop(&st)
+                })
             })?;
         Ok(TimerHandle {
             stop,
