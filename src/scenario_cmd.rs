@@ -207,6 +207,7 @@ pub fn run_guests(s: &Scenario, artifacts: &Artifacts) -> scenarios::Run {
         run_dir: dir.clone(),
         boot_timeout: DEFAULT_BOOT_TIMEOUT,
         command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        helper: scenarios::guest_send::locate(),
     };
     let r = scenarios::runner::run_with_guests(s, &nics, mode);
     drop(nics);
@@ -226,6 +227,7 @@ fn run_setup_failure(s: &Scenario) -> scenarios::Run {
             run_dir: PathBuf::new(),
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            helper: Err("no guests".into()),
         },
     )
 }

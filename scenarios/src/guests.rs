@@ -35,6 +35,9 @@ pub struct GuestMode {
     pub run_dir: PathBuf,
     pub boot_timeout: Duration,
     pub command_timeout: Duration,
+    /// The helper packed into every guest for `send` and `traffic` (`sriov-emu-guest-send`,
+    /// [`crate::guest_send::locate`]), or why there is none: then those steps fail saying so.
+    pub helper: Result<PathBuf, String>,
 }
 
 /// A guest that could not be booted or did not answer.
@@ -142,6 +145,7 @@ impl Booting {
         socket: &Path,
         ip: Option<Ipv4Addr>,
         run_dir: &Path,
+        helper: Option<&Path>,
     ) -> Result<Booting, GuestError> {
         let io = |what: String| {
             let guest = name.to_string();
@@ -179,6 +183,13 @@ impl Booting {
                 "isa-serial,chardev=host".to_string(),
             ])
             .file("lib/sriov-emu/up.sh", up.into_bytes());
+        let cfg = match helper {
+            Some(path) => with_helper(cfg, path, run_dir).map_err(io(format!(
+                "packing the helper {} into the initramfs",
+                path.display()
+            )))?,
+            None => cfg,
+        };
         let cfg = GuestConfig {
             kernel_args: "ipv6.disable=1".into(),
             timeout: Duration::from_secs(24 * 3600),
@@ -288,6 +299,42 @@ impl Booting {
         std::thread::sleep(Duration::from_millis(50));
         Some(format!("QEMU exited: {}", self.guest.stderr().trim()))
     }
+}
+
+/// Where the guest's loader looks for the GCC runtime Rust programs link (the base initramfs has
+/// none).
+const GUEST_LIBGCC: &str = "lib/x86_64-linux-gnu/libgcc_s.so.1";
+
+/// `cfg` with the helper at [`crate::guest_send::GUEST_PATH`] and the GCC runtime it needs: the
+/// guest tree's own (Debian's, as in the guest), else this host's (the same bookworm).
+/// A debug build's debug information (tens of MB) is left out when `strip` is at hand.
+fn with_helper(cfg: GuestConfig, helper: &Path, run_dir: &Path) -> std::io::Result<GuestConfig> {
+    let stripped = run_dir.join(format!("{}.stripped", crate::guest_send::HELPER));
+    let strip = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(helper)
+        .stderr(std::process::Stdio::null())
+        .status();
+    let binary = match strip {
+        Ok(st) if st.success() => std::fs::read(&stripped)?,
+        _ => std::fs::read(helper)?,
+    };
+    let _ = std::fs::remove_file(&stripped);
+    let tree = crate::qemu::Artifacts::locate()
+        .map(|a| a.dir.join("guest-tree").join(GUEST_LIBGCC))
+        .ok();
+    let host = Path::new("/").join(GUEST_LIBGCC);
+    let libgcc = match tree.filter(|p| p.is_file()) {
+        Some(p) => std::fs::read(p)?,
+        None => std::fs::read(host)?,
+    };
+    Ok(cfg
+        .file(
+            crate::guest_send::GUEST_PATH.trim_start_matches('/'),
+            binary,
+        )
+        .file(GUEST_LIBGCC, libgcc))
 }
 
 /// The text between `prefix` and the closing `@@` of a channel line.

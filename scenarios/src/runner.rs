@@ -4,14 +4,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eswitch::{DropReason, MacAddr, PortCounters, VlanTci};
+use eswitch::{DropReason, MacAddr, PortCounters};
 use mailbox::{MacFilterOp, MailboxMsg, Message, PromiscFlags};
 use model::nic::faults::Fault;
-use pnet_packet::ethernet::EtherType;
 
 use crate::error::{SetupError, StepError};
 use crate::expect::{counter_values, CheckCtx};
 use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, ScenarioFile, Step};
+use crate::guest_send::{self, crafted_frame, FrameSpec};
 use crate::load::Scenario;
 use crate::outcome::{list, verdict, Outcome};
 use crate::ports::Cable;
@@ -19,10 +19,6 @@ use crate::ports::{PfRef, PortRef};
 use crate::report::{CounterChange, FramePath, PortFaults, ScenarioReport, StepReport};
 use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
 
-/// Ethertype of crafted frames unless a step names one: IEEE 802 local experimental 1.
-const LOCAL_EXPERIMENTAL: u16 = 0x88b5;
-/// Default crafted-frame length (without FCS): the Ethernet minimum.
-const DEFAULT_FRAME_LEN: usize = eswitch::wire::ethernet::MIN_FRAME_LEN;
 /// Default traffic frame length: a full 1500-byte MTU frame without FCS.
 const DEFAULT_TRAFFIC_FRAME_LEN: usize = 1514;
 const DEFAULT_TRAFFIC_MS: u64 = 1000;
@@ -437,7 +433,7 @@ fn guest_logs(world: &mut World) -> BTreeMap<String, String> {
 /// The port of the QEMU guest that carries the step out, if one does.
 fn guest_sender(world: &World, step: &Step) -> Option<PortRef> {
     let name = match step {
-        Step::Ping { from, .. } | Step::Arping { from, .. } => from,
+        Step::Ping { from, .. } | Step::Arping { from, .. } | Step::Send { from, .. } => from,
         Step::Shell { guest, .. } => guest,
         Step::Reload { endpoint, .. } => endpoint,
         _ => return None,
@@ -540,9 +536,65 @@ fn act_in_guest(world: &mut World, idx: usize, step: &Step) -> StepResult {
             o.exit = Some(a.exit);
             o.output = Some(a.output);
         }
+        Step::Send { .. } => {
+            world.guest_helper().map_err(StepError::Guest)?;
+            let spec = frame_spec(step).ok_or_else(|| StepError::Guest("not a send".into()))?;
+            let cmd = guest_send::Command::Frames {
+                dev: "eth0".into(),
+                spec,
+            };
+            let a = run(world, &cmd.command_line())?;
+            if a.exit != 0 {
+                return Err(StepError::Guest(format!(
+                    "{}: {} failed ({}): {}",
+                    world.endpoints[idx].name,
+                    guest_send::HELPER,
+                    a.exit,
+                    a.output.trim()
+                )));
+            }
+            let r = guest_send::parse_results(&a.output);
+            let field = |k: &str| r.get(k).map_or("?", String::as_str);
+            o.happened.push(format!(
+                "{} frame(s) of {} bytes from {} to {} sent by {} in the guest",
+                field("sent"),
+                field("len"),
+                field("src"),
+                field("dst"),
+                guest_send::HELPER
+            ));
+            // The NIC switches them in real time: let them all reach the observer.
+            world.pump_until(GUEST_REACT, |_| false);
+        }
         _ => return skip(&mut o, "not a step a guest carries out"),
     }
     Ok(o)
+}
+
+/// What a `send` step sends; `None` for other steps.
+fn frame_spec(step: &Step) -> Option<FrameSpec> {
+    let Step::Send {
+        dst,
+        src,
+        vlan,
+        pcp,
+        ethertype,
+        size,
+        count,
+        ..
+    } = step
+    else {
+        return None;
+    };
+    Some(FrameSpec {
+        dst: dst.0,
+        src: *src,
+        vlan: *vlan,
+        pcp: *pcp,
+        ethertype: *ethertype,
+        size: *size,
+        count: count.unwrap_or(1),
+    })
 }
 
 /// What the step changed in the card's faults: faults carried out (by kind) and faults no
@@ -735,12 +787,16 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             }
             return act_in_guest(world, idx, step);
         }
-        Step::Send { from, .. } | Step::Mailbox { from, .. } if guest_of(from).is_some() => {
+        Step::Send { from, .. } if guest_of(from).is_some() => {
+            let idx = endpoint(world, from)?;
+            return act_in_guest(world, idx, step);
+        }
+        Step::Mailbox { from, .. } if guest_of(from).is_some() => {
             return skip(
                 &mut o,
                 format!(
-                    "{from} is a QEMU guest: crafted frames and hand-made mailbox requests \
-                     come from the in-process world only"
+                    "{from} is a QEMU guest: hand-made mailbox requests come from the \
+                     in-process world only"
                 ),
             );
         }
@@ -800,27 +856,12 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             });
             o.answered = Some(got.is_some());
         }
-        Step::Send {
-            from,
-            dst,
-            src,
-            vlan,
-            pcp,
-            ethertype,
-            size,
-            count,
-            ..
-        } => {
+        Step::Send { from, .. } => {
             let idx = endpoint(world, from)?;
-            let src = src.unwrap_or(world.mac_of(idx));
-            let tag = vlan.map(|v| VlanTci::new(v, pcp.unwrap_or(0)));
-            let header = eswitch::wire::ethernet::HEADER_LEN
-                + tag.map_or(0, |_| eswitch::wire::ethernet::VLAN_TAG_LEN);
-            let payload = vec![0u8; size.unwrap_or(DEFAULT_FRAME_LEN).saturating_sub(header)];
-            let ethertype = EtherType(ethertype.unwrap_or(LOCAL_EXPERIMENTAL));
-            for _ in 0..count.unwrap_or(1) {
-                let f = eswitch::build_frame(dst.0, src, tag, ethertype, &payload);
-                world.send(idx, f);
+            let spec = frame_spec(step).ok_or_else(|| StepError::Guest("not a send".into()))?;
+            let f = crafted_frame(&spec, world.mac_of(idx));
+            for _ in 0..spec.count {
+                world.send(idx, f.clone());
             }
         }
         Step::Set { port, vf, set, .. } => {
