@@ -4,7 +4,8 @@
 //! unmodified igbvf on `serve`'s datapath (counters, captures and answers checked as in
 //! process; a `send` from a guest through the helper `sriov-emu-guest-send`, which the test
 //! builds); a file with an `attach = "guest"` endpoint runs shell commands, a driver reload and
-//! a ping in its guest, and skips what only the in-process world can do; a guest that cannot
+//! a ping in its guest, UDP traffic from and to it, and skips what only the in-process world can
+//! do; a guest that cannot
 //! attach ends its scenario at once with an error that names it and says why. Needs the
 //! artifacts of `scripts/fetch-e2e.py`.
 
@@ -73,7 +74,7 @@ fn the_marked_library_scenarios_pass_with_igbvf_guests() {
 }
 
 #[test]
-fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_and_skips_mailbox_steps() {
+fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_sends_udp_and_skips_mailbox_steps() {
     let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
     build_helper();
     let s = tools();
@@ -103,6 +104,21 @@ fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_and_skips_mailbox_steps() 
     let skipped = steps[4].skipped.as_deref().unwrap_or_default();
     assert!(skipped.contains("g0 is a QEMU guest"), "{report}");
     assert!(report.contains("skip step 5"), "{report}");
+    // UDP from the guest's stack to the PF, and from the PF to a meter in the guest.
+    for st in &steps[5..7] {
+        assert!(st.skipped.is_none(), "{report}");
+        assert!(
+            st.happened.iter().any(|h| h.contains("received")),
+            "{report}"
+        );
+    }
+    assert!(
+        steps[5]
+            .happened
+            .iter()
+            .any(|h| h.contains("from vf0 delivered to pf")),
+        "{report}"
+    );
 }
 
 #[test]
