@@ -103,6 +103,9 @@ if ! out=$(sh /lib/sriov-emu/up.sh 2>&1); then
     exit 1
 fi
 dmesg -c > /dev/null
+# QEMU drops what the guest writes before the host has connected to its channel: wait for the
+# host's first line (it repeats one until it sees READY).
+read -r line <&3
 echo "@@READY $(cat /sys/class/net/eth0/address)@@" >&4
 while read -r line <&3; do
     line=$(printf '%s' "$line" | tr -d '\r')
@@ -238,6 +241,14 @@ impl Booting {
             what: "host channel".into(),
             source,
         })?;
+        // Repeated until the guest is ready (the command loop ignores the extra ones): the
+        // guest says READY only once it has one, so the line cannot be lost before we listen.
+        let mut hello = chan.try_clone().map_err(|source| GuestError::Io {
+            guest: self.name.clone(),
+            what: "host channel".into(),
+            source,
+        })?;
+        let _ = hello.write_all(b"hello\n");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(reader).lines() {
@@ -273,6 +284,7 @@ impl Booting {
                     return Err(fail(&mut self, why));
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    let _ = hello.write_all(b"hello\n");
                     if let Some(why) = self.exited(Duration::ZERO) {
                         return Err(fail(&mut self, why));
                     }
