@@ -214,6 +214,7 @@ pub fn run_guests(s: &Scenario, artifacts: &Artifacts) -> scenarios::Run {
         boot_timeout: DEFAULT_BOOT_TIMEOUT,
         command_timeout: DEFAULT_COMMAND_TIMEOUT,
         log_tap: Some(tap),
+        helper: scenarios::guest_send::locate(),
     };
     let r = scenarios::runner::run_with_guests(s, &nics, mode);
     drop(nics);
@@ -234,6 +235,7 @@ fn run_setup_failure(s: &Scenario) -> scenarios::Run {
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             log_tap: None,
+            helper: Err("no guests".into()),
         },
     )
 }

@@ -2,12 +2,16 @@
 //! --guests` (`sriov_emu::scenario_cmd::run_guests`): every library scenario marked
 //! `guests = true` passes with its driver-attached VF endpoints as QEMU guests running the
 //! unmodified igbvf on `serve`'s datapath (counters, captures and answers checked as in
-//! process); a file with an `attach = "guest"` endpoint runs shell commands, a driver reload and
-//! a ping in its guest, and skips what only the in-process world can do; a guest that cannot
+//! process; a `send` from a guest through the helper `sriov-emu-guest-send`, which the test
+//! builds); a file with an `attach = "guest"` endpoint runs shell commands, a driver reload and
+//! a ping in its guest, UDP traffic from and to it, and skips what only the in-process world can
+//! do; a guest that cannot
 //! attach ends its scenario at once with an error that names it and says why. Needs the
 //! artifacts of `scripts/fetch-e2e.py`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use scenarios::guests::{GuestMode, DEFAULT_COMMAND_TIMEOUT};
@@ -15,6 +19,23 @@ use scenarios::{RunOptions, Scenario};
 use sriov_emu::scenario_cmd::{run_guests, serve_config};
 use sriov_emu::serve::Serving;
 use sriov_emu_tests::{workspace_root, Artifacts};
+
+/// Builds the guest helper (`sriov-emu-guest-send`, a binary of the `scenarios` crate, which
+/// `cargo test -p sriov-emu-tests` does not build) where the guest mode looks for it: next to
+/// this test's directory, `target/debug/`.
+fn build_helper() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "scenarios", "--bin"])
+            .arg(scenarios::guest_send::HELPER)
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo");
+        assert!(st.success(), "building the guest helper: {st}");
+        scenarios::guest_send::locate().unwrap_or_else(|e| panic!("{e}"));
+    });
+}
 
 fn load(path: &Path) -> Scenario {
     scenarios::load(path).unwrap_or_else(|e| panic!("{e}"))
@@ -37,6 +58,7 @@ fn tools() -> Scenario {
 #[test]
 fn the_marked_library_scenarios_pass_with_igbvf_guests() {
     let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    build_helper();
     let scenarios = marked();
     assert!(scenarios.len() >= 2, "{} marked scenarios", scenarios.len());
     let all = Instant::now();
@@ -67,8 +89,9 @@ fn the_marked_library_scenarios_pass_with_igbvf_guests() {
 }
 
 #[test]
-fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_and_skips_mailbox_steps() {
+fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_sends_udp_and_skips_mailbox_steps() {
     let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    build_helper();
     let s = tools();
     let r = run_guests(&s, &artifacts);
     let report = r.report.render();
@@ -96,6 +119,21 @@ fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_and_skips_mailbox_steps() 
     let skipped = steps[4].skipped.as_deref().unwrap_or_default();
     assert!(skipped.contains("g0 is a QEMU guest"), "{report}");
     assert!(report.contains("skip step 5"), "{report}");
+    // UDP from the guest's stack to the PF, and from the PF to a meter in the guest.
+    for st in &steps[5..7] {
+        assert!(st.skipped.is_none(), "{report}");
+        assert!(
+            st.happened.iter().any(|h| h.contains("received")),
+            "{report}"
+        );
+    }
+    assert!(
+        steps[5]
+            .happened
+            .iter()
+            .any(|h| h.contains("from vf0 delivered to pf")),
+        "{report}"
+    );
 }
 
 #[test]
@@ -124,6 +162,7 @@ fn a_guest_that_cannot_attach_ends_its_scenario_fast_naming_it_and_the_cause() {
         boot_timeout: Duration::from_secs(60),
         command_timeout: DEFAULT_COMMAND_TIMEOUT,
         log_tap: None,
+        helper: Err("not needed".into()),
     };
     let t = Instant::now();
     let r = scenarios::runner::run_with_guests(&s, &nics, mode);

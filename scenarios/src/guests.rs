@@ -38,6 +38,9 @@ pub struct GuestMode {
     /// Where the card's own threads log, if they were started under its dispatcher: each
     /// step's report lists what they logged during it (the PF agent's lines).
     pub log_tap: Option<crate::logs::LogTap>,
+    /// The helper packed into every guest for `send` and `traffic` (`sriov-emu-guest-send`,
+    /// [`crate::guest_send::locate`]), or why there is none: then those steps fail saying so.
+    pub helper: Result<PathBuf, String>,
 }
 
 /// A guest that could not be booted or did not answer.
@@ -103,6 +106,9 @@ if ! out=$(sh /lib/sriov-emu/up.sh 2>&1); then
     exit 1
 fi
 dmesg -c > /dev/null
+# QEMU drops what the guest writes before the host has connected to its channel: wait for the
+# host's first line (it repeats one until it sees READY).
+read -r line <&3
 echo "@@READY $(cat /sys/class/net/eth0/address)@@" >&4
 while read -r line <&3; do
     line=$(printf '%s' "$line" | tr -d '\r')
@@ -145,6 +151,7 @@ impl Booting {
         socket: &Path,
         ip: Option<Ipv4Addr>,
         run_dir: &Path,
+        helper: Option<&Path>,
     ) -> Result<Booting, GuestError> {
         let io = |what: String| {
             let guest = name.to_string();
@@ -182,6 +189,13 @@ impl Booting {
                 "isa-serial,chardev=host".to_string(),
             ])
             .file("lib/sriov-emu/up.sh", up.into_bytes());
+        let cfg = match helper {
+            Some(path) => with_helper(cfg, path, run_dir).map_err(io(format!(
+                "packing the helper {} into the initramfs",
+                path.display()
+            )))?,
+            None => cfg,
+        };
         let cfg = GuestConfig {
             kernel_args: "ipv6.disable=1".into(),
             timeout: Duration::from_secs(24 * 3600),
@@ -230,6 +244,14 @@ impl Booting {
             what: "host channel".into(),
             source,
         })?;
+        // Repeated until the guest is ready (the command loop ignores the extra ones): the
+        // guest says READY only once it has one, so the line cannot be lost before we listen.
+        let mut hello = chan.try_clone().map_err(|source| GuestError::Io {
+            guest: self.name.clone(),
+            what: "host channel".into(),
+            source,
+        })?;
+        let _ = hello.write_all(b"hello\n");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(reader).lines() {
@@ -265,6 +287,7 @@ impl Booting {
                     return Err(fail(&mut self, why));
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    let _ = hello.write_all(b"hello\n");
                     if let Some(why) = self.exited(Duration::ZERO) {
                         return Err(fail(&mut self, why));
                     }
@@ -291,6 +314,42 @@ impl Booting {
         std::thread::sleep(Duration::from_millis(50));
         Some(format!("QEMU exited: {}", self.guest.stderr().trim()))
     }
+}
+
+/// Where the guest's loader looks for the GCC runtime Rust programs link (the base initramfs has
+/// none).
+const GUEST_LIBGCC: &str = "lib/x86_64-linux-gnu/libgcc_s.so.1";
+
+/// `cfg` with the helper at [`crate::guest_send::GUEST_PATH`] and the GCC runtime it needs: the
+/// guest tree's own (Debian's, as in the guest), else this host's (the same bookworm).
+/// A debug build's debug information (tens of MB) is left out when `strip` is at hand.
+fn with_helper(cfg: GuestConfig, helper: &Path, run_dir: &Path) -> std::io::Result<GuestConfig> {
+    let stripped = run_dir.join(format!("{}.stripped", crate::guest_send::HELPER));
+    let strip = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(helper)
+        .stderr(std::process::Stdio::null())
+        .status();
+    let binary = match strip {
+        Ok(st) if st.success() => std::fs::read(&stripped)?,
+        _ => std::fs::read(helper)?,
+    };
+    let _ = std::fs::remove_file(&stripped);
+    let tree = crate::qemu::Artifacts::locate()
+        .map(|a| a.dir.join("guest-tree").join(GUEST_LIBGCC))
+        .ok();
+    let host = Path::new("/").join(GUEST_LIBGCC);
+    let libgcc = match tree.filter(|p| p.is_file()) {
+        Some(p) => std::fs::read(p)?,
+        None => std::fs::read(host)?,
+    };
+    Ok(cfg
+        .file(
+            crate::guest_send::GUEST_PATH.trim_start_matches('/'),
+            binary,
+        )
+        .file(GUEST_LIBGCC, libgcc))
 }
 
 /// The text between `prefix` and the closing `@@` of a channel line.

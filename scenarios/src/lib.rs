@@ -60,6 +60,7 @@
 pub mod error;
 pub mod expect;
 pub mod format;
+pub mod guest_send;
 pub mod guests;
 pub mod html;
 pub mod load;

@@ -4,14 +4,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eswitch::{DropReason, MacAddr, PortCounters, VlanTci};
+use eswitch::{DropReason, MacAddr, PortCounters};
 use mailbox::{MacFilterOp, MailboxMsg, Message, PromiscFlags};
 use model::nic::faults::Fault;
-use pnet_packet::ethernet::EtherType;
 
 use crate::error::{SetupError, StepError};
 use crate::expect::{counter_values, CheckCtx};
 use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, ScenarioFile, Step};
+use crate::guest_send::{self, crafted_frame, FrameSpec};
 use crate::load::Scenario;
 use crate::netview::{self, NetView};
 use crate::outcome::{list, verdict, Outcome};
@@ -20,10 +20,6 @@ use crate::ports::{PfRef, PortRef};
 use crate::report::{CounterChange, FramePath, PortFaults, ScenarioReport, StepReport};
 use crate::world::{Captured, Origin, SwitchEvent, TimeMode, World};
 
-/// Ethertype of crafted frames unless a step names one: IEEE 802 local experimental 1.
-const LOCAL_EXPERIMENTAL: u16 = 0x88b5;
-/// Default crafted-frame length (without FCS): the Ethernet minimum.
-const DEFAULT_FRAME_LEN: usize = eswitch::wire::ethernet::MIN_FRAME_LEN;
 /// Default traffic frame length: a full 1500-byte MTU frame without FCS.
 const DEFAULT_TRAFFIC_FRAME_LEN: usize = 1514;
 const DEFAULT_TRAFFIC_MS: u64 = 1000;
@@ -497,7 +493,10 @@ fn guest_logs(world: &mut World) -> BTreeMap<String, String> {
 /// The port of the QEMU guest that carries the step out, if one does.
 fn guest_sender(world: &World, step: &Step) -> Option<PortRef> {
     let name = match step {
-        Step::Ping { from, .. } | Step::Arping { from, .. } => from,
+        Step::Ping { from, .. }
+        | Step::Arping { from, .. }
+        | Step::Send { from, .. }
+        | Step::Traffic { from, .. } => from,
         Step::Shell { guest, .. } => guest,
         Step::Reload { endpoint, .. } => endpoint,
         _ => return None,
@@ -600,9 +599,65 @@ fn act_in_guest(world: &mut World, idx: usize, step: &Step) -> StepResult {
             o.exit = Some(a.exit);
             o.output = Some(a.output);
         }
+        Step::Send { .. } => {
+            world.guest_helper().map_err(StepError::Guest)?;
+            let spec = frame_spec(step).ok_or_else(|| StepError::Guest("not a send".into()))?;
+            let cmd = guest_send::Command::Frames {
+                dev: "eth0".into(),
+                spec,
+            };
+            let a = run(world, &cmd.command_line())?;
+            if a.exit != 0 {
+                return Err(StepError::Guest(format!(
+                    "{}: {} failed ({}): {}",
+                    world.endpoints[idx].name,
+                    guest_send::HELPER,
+                    a.exit,
+                    a.output.trim()
+                )));
+            }
+            let r = guest_send::parse_results(&a.output);
+            let field = |k: &str| r.get(k).map_or("?", String::as_str);
+            o.happened.push(format!(
+                "{} frame(s) of {} bytes from {} to {} sent by {} in the guest",
+                field("sent"),
+                field("len"),
+                field("src"),
+                field("dst"),
+                guest_send::HELPER
+            ));
+            // The NIC switches them in real time: let them all reach the observer.
+            world.pump_until(GUEST_REACT, |_| false);
+        }
         _ => return skip(&mut o, "not a step a guest carries out"),
     }
     Ok(o)
+}
+
+/// What a `send` step sends; `None` for other steps.
+fn frame_spec(step: &Step) -> Option<FrameSpec> {
+    let Step::Send {
+        dst,
+        src,
+        vlan,
+        pcp,
+        ethertype,
+        size,
+        count,
+        ..
+    } = step
+    else {
+        return None;
+    };
+    Some(FrameSpec {
+        dst: dst.0,
+        src: *src,
+        vlan: *vlan,
+        pcp: *pcp,
+        ethertype: *ethertype,
+        size: *size,
+        count: count.unwrap_or(1),
+    })
 }
 
 /// What the step changed in the card's faults: faults carried out (by kind) and faults no
@@ -795,21 +850,21 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             }
             return act_in_guest(world, idx, step);
         }
-        Step::Send { from, .. } | Step::Mailbox { from, .. } if guest_of(from).is_some() => {
+        Step::Send { from, .. } if guest_of(from).is_some() => {
+            let idx = endpoint(world, from)?;
+            return act_in_guest(world, idx, step);
+        }
+        Step::Mailbox { from, .. } if guest_of(from).is_some() => {
             return skip(
                 &mut o,
                 format!(
-                    "{from} is a QEMU guest: crafted frames and hand-made mailbox requests \
-                     come from the in-process world only"
+                    "{from} is a QEMU guest: hand-made mailbox requests come from the \
+                     in-process world only"
                 ),
             );
         }
         Step::Traffic { from, to, .. } if guest_of(from).is_some() || guest_of(to).is_some() => {
-            return skip(
-                &mut o,
-                "the UDP generator and meter run in the in-process world only; a guest is \
-                 one end",
-            );
+            return traffic_with_guests(world, step);
         }
         _ => {}
     }
@@ -860,27 +915,12 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             });
             o.answered = Some(got.is_some());
         }
-        Step::Send {
-            from,
-            dst,
-            src,
-            vlan,
-            pcp,
-            ethertype,
-            size,
-            count,
-            ..
-        } => {
+        Step::Send { from, .. } => {
             let idx = endpoint(world, from)?;
-            let src = src.unwrap_or(world.mac_of(idx));
-            let tag = vlan.map(|v| VlanTci::new(v, pcp.unwrap_or(0)));
-            let header = eswitch::wire::ethernet::HEADER_LEN
-                + tag.map_or(0, |_| eswitch::wire::ethernet::VLAN_TAG_LEN);
-            let payload = vec![0u8; size.unwrap_or(DEFAULT_FRAME_LEN).saturating_sub(header)];
-            let ethertype = EtherType(ethertype.unwrap_or(LOCAL_EXPERIMENTAL));
-            for _ in 0..count.unwrap_or(1) {
-                let f = eswitch::build_frame(dst.0, src, tag, ethertype, &payload);
-                world.send(idx, f);
+            let spec = frame_spec(step).ok_or_else(|| StepError::Guest("not a send".into()))?;
+            let f = crafted_frame(&spec, world.mac_of(idx));
+            for _ in 0..spec.count {
+                world.send(idx, f.clone());
             }
         }
         Step::Set { port, vf, set, .. } => {
@@ -1011,57 +1051,20 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             let t = world.now() + ms * NS_PER_MS;
             world.advance_to(t);
         }
-        Step::Traffic {
-            from,
-            to,
-            size,
-            offered_mbps,
-            duration_ms,
-            ..
-        } => {
-            let src = endpoint(world, from)?;
-            let dst = endpoint(world, to)?;
-            let target = world
-                .ip_of(dst)
-                .ok_or_else(|| StepError::NoIp(to.clone()))?;
-            let Some(dst_mac) = resolve(world, src, target) else {
-                o.happened.push(format!("no ARP reply for {target}"));
+        Step::Traffic { .. } => {
+            let t = traffic_plan(world, step)?;
+            let Some(dst_mac) = resolve(world, t.src, t.target) else {
+                o.happened.push(format!("no ARP reply for {}", t.target));
                 o.rate_mbps = Some(0.0);
                 return Ok(o);
             };
-            let size = size.unwrap_or(DEFAULT_TRAFFIC_FRAME_LEN);
-            let link = world
-                .nic(world.endpoints[src].port.nic)
-                .map_or(DEFAULT_LINK_MBPS, |nic| {
-                    nic.with_pf(|pf| pf.switch().config().link_speed_mbps)
-                });
-            let offered = u64::from(offered_mbps.unwrap_or(link).max(1));
-            let wire_bits = ((size + eswitch::wire::ethernet::FCS_LEN) * 8) as u64;
-            // ns between frames at the offered rate: bits / (Mbit/s) × 1000.
-            let gap_ns = (wire_bits * 1000).div_ceil(offered);
-            let duration_ms = duration_ms.unwrap_or(DEFAULT_TRAFFIC_MS);
-            if duration_ms == 0 {
-                return Err(StepError::ZeroDuration);
-            }
-            let start = world.now();
-            let end = start + duration_ms * NS_PER_MS;
-            let bits_before = world.endpoints[dst].stack.udp.wire_bits;
-            let mut next = start;
-            let mut sent = 0u64;
-            while next < end {
-                world.advance_to(next);
-                let f = world.endpoints[src]
-                    .stack
-                    .udp_datagram(dst_mac, target, size);
-                world.send(src, f);
-                sent += 1;
-                next = world.now().max(next + gap_ns);
-            }
-            world.advance_to(end);
-            let bits = world.endpoints[dst].stack.udp.wire_bits - bits_before;
-            let rate = bits as f64 * 1000.0 / (end - start) as f64;
+            let bits_before = world.endpoints[t.dst].stack.udp.wire_bits;
+            let sent = generate(world, &t, dst_mac);
+            let bits = world.endpoints[t.dst].stack.udp.wire_bits - bits_before;
+            let rate = t.rate(bits);
             o.happened.push(format!(
-                "{sent} frames of {size} bytes offered at {offered} Mbit/s; received {rate:.2} Mbit/s"
+                "{sent} frames of {} bytes offered at {} Mbit/s; received {rate:.2} Mbit/s",
+                t.size, t.offered
             ));
             o.rate_mbps = Some(rate);
         }
@@ -1076,5 +1079,175 @@ fn act(world: &mut World, step: &Step) -> StepResult {
         // The guests react in real time (a PF ping's interrupt, a link check, an answer).
         world.pump_until(GUEST_REACT, |_| false);
     }
+    Ok(o)
+}
+
+/// A `traffic` step's ends and numbers.
+struct TrafficPlan {
+    src: usize,
+    dst: usize,
+    target: std::net::Ipv4Addr,
+    /// Frame length without FCS.
+    size: usize,
+    /// Mbit/s on the wire, FCS included.
+    offered: u32,
+    duration_ms: u64,
+}
+
+impl TrafficPlan {
+    /// Mbit/s of `bits` received over the step's duration.
+    fn rate(&self, bits: u64) -> f64 {
+        bits as f64 / (self.duration_ms as f64 * 1000.0)
+    }
+}
+
+fn traffic_plan(world: &World, step: &Step) -> Result<TrafficPlan, StepError> {
+    let Step::Traffic {
+        from,
+        to,
+        size,
+        offered_mbps,
+        duration_ms,
+        ..
+    } = step
+    else {
+        return Err(StepError::Guest("not a traffic step".into()));
+    };
+    let src = endpoint(world, from)?;
+    let dst = endpoint(world, to)?;
+    let target = world
+        .ip_of(dst)
+        .ok_or_else(|| StepError::NoIp(to.clone()))?;
+    let link = world
+        .nic(world.endpoints[src].port.nic)
+        .map_or(DEFAULT_LINK_MBPS, |nic| {
+            nic.with_pf(|pf| pf.switch().config().link_speed_mbps)
+        });
+    let duration_ms = duration_ms.unwrap_or(DEFAULT_TRAFFIC_MS);
+    if duration_ms == 0 {
+        return Err(StepError::ZeroDuration);
+    }
+    Ok(TrafficPlan {
+        src,
+        dst,
+        target,
+        size: size.unwrap_or(DEFAULT_TRAFFIC_FRAME_LEN),
+        offered: offered_mbps.unwrap_or(link).max(1),
+        duration_ms,
+    })
+}
+
+/// The in-process UDP generator: one frame every gap at the offered rate for the step's
+/// duration (the world's time: simulated, or real with guests); the frames sent.
+fn generate(world: &mut World, t: &TrafficPlan, dst_mac: MacAddr) -> u64 {
+    let wire_bits = ((t.size + eswitch::wire::ethernet::FCS_LEN) * 8) as u64;
+    // ns between frames at the offered rate: bits / (Mbit/s) × 1000.
+    let gap_ns = (wire_bits * 1000).div_ceil(u64::from(t.offered));
+    let start = world.now();
+    let end = start + t.duration_ms * NS_PER_MS;
+    let mut next = start;
+    let mut sent = 0u64;
+    while next < end {
+        world.advance_to(next);
+        let f = world.endpoints[t.src]
+            .stack
+            .udp_datagram(dst_mac, t.target, t.size);
+        world.send(t.src, f);
+        sent += 1;
+        next = world.now().max(next + gap_ns);
+    }
+    world.advance_to(end);
+    sent
+}
+
+/// How long a guest's UDP meter gets to bind its socket before the sender starts.
+const METER_READY: Duration = Duration::from_millis(500);
+
+/// A `traffic` step with a QEMU guest at one end or both: UDP from the guest's own stack
+/// (`sriov-emu-guest-send udp`, paced like the in-process generator), counted by the receiver
+/// (`sriov-emu-guest-send meter` in a guest, the in-process meter otherwise) in frame + FCS
+/// bits over the step's duration, as in process.
+fn traffic_with_guests(world: &mut World, step: &Step) -> StepResult {
+    let mut o = Outcome::default();
+    world.guest_helper().map_err(StepError::Guest)?;
+    let t = traffic_plan(world, step)?;
+    let port = crate::stack::TRAFFIC_PORT;
+    let timeout = Duration::from_millis(t.duration_ms) + world.command_timeout();
+    let guest_err = |e: crate::guests::GuestError| StepError::Guest(e.to_string());
+    let helper_failed = |world: &World, idx: usize, a: &crate::guests::Answer| {
+        StepError::Guest(format!(
+            "{}: {} failed ({}): {}",
+            world.endpoints[idx].name,
+            guest_send::HELPER,
+            a.exit,
+            a.output.trim()
+        ))
+    };
+    let meter = if is_guest(world, t.dst) {
+        let cmd = guest_send::Command::Meter {
+            port,
+            ms: t.duration_ms,
+        };
+        let p = world
+            .guest_start(t.dst, &cmd.command_line(), timeout)
+            .map_err(guest_err)?;
+        world.pump_until(METER_READY, |_| false);
+        Some(p)
+    } else {
+        None
+    };
+    let bits_before = world.endpoints[t.dst].stack.udp.wire_bits;
+    let sent = if is_guest(world, t.src) {
+        let cmd = guest_send::Command::Udp(guest_send::UdpSpec {
+            to: t.target,
+            port,
+            size: t.size,
+            mbps: t.offered,
+            ms: t.duration_ms,
+        });
+        let a = world
+            .guest_command(t.src, &cmd.command_line(), timeout)
+            .map_err(guest_err)?;
+        if a.exit != 0 {
+            return Err(helper_failed(world, t.src, &a));
+        }
+        let r = guest_send::parse_results(&a.output);
+        let n = |k: &str| r.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if n("refused") > 0 {
+            o.happened.push(format!(
+                "the guest's stack refused {} datagram(s)",
+                n("refused")
+            ));
+        }
+        n("sent")
+    } else {
+        let Some(dst_mac) = resolve(world, t.src, t.target) else {
+            o.happened.push(format!("no ARP reply for {}", t.target));
+            o.rate_mbps = Some(0.0);
+            return Ok(o);
+        };
+        generate(world, &t, dst_mac)
+    };
+    let bits = match meter {
+        Some(p) => {
+            let a = world.guest_finish(t.dst, &p).map_err(guest_err)?;
+            if a.exit != 0 {
+                return Err(helper_failed(world, t.dst, &a));
+            }
+            let r = guest_send::parse_results(&a.output);
+            r.get("bits").and_then(|v| v.parse().ok()).unwrap_or(0)
+        }
+        None => {
+            // The last frames are still on their way through the NIC.
+            world.pump_until(GUEST_REACT, |_| false);
+            world.endpoints[t.dst].stack.udp.wire_bits - bits_before
+        }
+    };
+    let rate = t.rate(bits);
+    o.happened.push(format!(
+        "{sent} frames of {} bytes offered at {} Mbit/s; received {rate:.2} Mbit/s",
+        t.size, t.offered
+    ));
+    o.rate_mbps = Some(rate);
     Ok(o)
 }

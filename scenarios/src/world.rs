@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -25,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::{CableError, MailboxError, SetupError};
 use crate::format::{Attach, EndpointSpec, NicSpec};
-use crate::guests::{Answer, Booting, GuestError, GuestMode, GuestVm};
+use crate::guests::{Answer, Booting, GuestError, GuestMode, GuestVm, Pending};
 use crate::ports::{Cable, PfRef, PortRef, UplinkRef};
 use crate::report::{ArmedFault, CardPort, EndpointAt, PortFaults};
 use crate::stack::HostStack;
@@ -298,9 +299,10 @@ impl World {
                 tail: String::new(),
             })?;
             let ip = ep.stack.ip;
+            let helper = mode.helper.as_ref().ok().map(PathBuf::as_path);
             booting.push((
                 idx,
-                Booting::spawn(scenario, &ep.name, &socket, ip, &mode.run_dir)?,
+                Booting::spawn(scenario, &ep.name, &socket, ip, &mode.run_dir, helper)?,
             ));
         }
         let until = Instant::now() + mode.boot_timeout;
@@ -317,6 +319,15 @@ impl World {
     /// Where the card's threads log (guest mode), if the mode says.
     pub fn log_tap(&self) -> Option<&crate::logs::LogTap> {
         self.guest_mode.as_ref().and_then(|m| m.log_tap.as_ref())
+    }
+
+    /// The helper the guests run for `send` and `traffic` ([`crate::guest_send`]), or why
+    /// there is none.
+    pub fn guest_helper(&self) -> Result<(), String> {
+        match &self.guest_mode {
+            Some(m) => m.helper.as_ref().map(|_| ()).map_err(Clone::clone),
+            None => Err("not in the guest mode".into()),
+        }
     }
 
     /// The default timeout of a command in a guest.
@@ -336,6 +347,18 @@ impl World {
         command: &str,
         timeout: std::time::Duration,
     ) -> Result<Answer, GuestError> {
+        let pending = self.guest_start(idx, command, timeout)?;
+        self.guest_finish(idx, &pending)
+    }
+
+    /// Sends `command` to endpoint `idx`'s guest without waiting for its answer
+    /// ([`World::guest_finish`] waits), so that several guests run commands at once.
+    pub fn guest_start(
+        &mut self,
+        idx: usize,
+        command: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Pending, GuestError> {
         let name = self.endpoints[idx].name.clone();
         let Some(vm) = self.endpoints[idx].vm.as_mut() else {
             return Err(GuestError::Gone {
@@ -343,7 +366,13 @@ impl World {
                 tail: "not booted".into(),
             });
         };
-        let pending = vm.start(command, timeout)?;
+        vm.start(command, timeout)
+    }
+
+    /// Waits for the answer to `pending` in endpoint `idx`'s guest, answering what the
+    /// in-process endpoints receive meanwhile.
+    pub fn guest_finish(&mut self, idx: usize, pending: &Pending) -> Result<Answer, GuestError> {
+        let name = self.endpoints[idx].name.clone();
         loop {
             self.pump(VecDeque::new());
             let Some(vm) = self.endpoints[idx].vm.as_mut() else {
@@ -352,7 +381,7 @@ impl World {
                     tail: "not booted".into(),
                 });
             };
-            if let Some(a) = vm.try_answer(&pending)? {
+            if let Some(a) = vm.try_answer(pending)? {
                 self.pump(VecDeque::new());
                 return Ok(a);
             }
