@@ -10,6 +10,12 @@
 //!   up).
 //! - `meter`: counts the UDP datagrams that reach the traffic port, in frame + FCS bits, as the
 //!   in-process meter does.
+//! - `capture`: what the interface receives (an `AF_PACKET` socket, the guest's own frames left
+//!   out), until stopped (SIGTERM or SIGINT), `count` frames or `ms`; it says `listening` once
+//!   the socket is bound, then prints each kind of frame it got (source, destination,
+//!   ethertype, VLAN tag in the frame or stripped by igbvf) with its count
+//!   ([`crate::received::Tally::lines`]). The guest mode starts it in the background at a
+//!   step's start and collects it after the step (`expect.guest_captured`).
 //!
 //! Arguments are `key=value` words after the mode ([`Command::to_args`] writes them,
 //! [`Command::parse`] reads them); the helper prints one line of `key=value` results
@@ -18,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -91,6 +98,12 @@ pub enum Command {
     Udp(UdpSpec),
     /// Counts UDP at `port` for `ms` (and a grace period).
     Meter { port: u16, ms: u64 },
+    /// What `dev` receives, until stopped, `count` frames or `ms`.
+    Capture {
+        dev: String,
+        ms: u64,
+        count: Option<u64>,
+    },
 }
 
 impl Command {
@@ -133,6 +146,14 @@ impl Command {
                 kv("ms", ms.to_string());
                 out.insert(0, "meter".into());
             }
+            Command::Capture { dev, ms, count } => {
+                kv("dev", dev.clone());
+                kv("ms", ms.to_string());
+                if let Some(n) = count {
+                    kv("count", n.to_string());
+                }
+                out.insert(0, "capture".into());
+            }
         }
         out
     }
@@ -151,7 +172,7 @@ impl Command {
     pub fn parse(args: &[String]) -> Result<Command, String> {
         let (mode, rest) = args
             .split_first()
-            .ok_or("usage: sriov-emu-guest-send frames|udp|meter key=value...")?;
+            .ok_or("usage: sriov-emu-guest-send frames|udp|meter|capture key=value...")?;
         let mut kv: BTreeMap<&str, &str> = BTreeMap::new();
         for a in rest {
             let (k, v) = a
@@ -172,7 +193,12 @@ impl Command {
             ],
             "udp" => &["to", "port", "size", "mbps", "ms"],
             "meter" => &["port", "ms"],
-            other => return Err(format!("unknown mode `{other}` (frames, udp, meter)")),
+            "capture" => &["dev", "ms", "count"],
+            other => {
+                return Err(format!(
+                    "unknown mode `{other}` (frames, udp, meter, capture)"
+                ))
+            }
         };
         if let Some(k) = kv.keys().find(|k| !known.contains(k)) {
             return Err(format!("{mode}: unknown key `{k}` ({})", known.join(", ")));
@@ -229,6 +255,11 @@ impl Command {
                 mbps: val::<u32>(&kv, "mbps")?.ok_or_else(|| need("mbps"))?.max(1),
                 ms: val(&kv, "ms")?.ok_or_else(|| need("ms"))?,
             }),
+            "capture" => Command::Capture {
+                dev: val(&kv, "dev")?.unwrap_or_else(|| "eth0".to_string()),
+                ms: val(&kv, "ms")?.ok_or_else(|| need("ms"))?,
+                count: val(&kv, "count")?,
+            },
             _ => Command::Meter {
                 port: val(&kv, "port")?.unwrap_or(crate::stack::TRAFFIC_PORT),
                 ms: val(&kv, "ms")?.ok_or_else(|| need("ms"))?,
@@ -242,6 +273,7 @@ impl Command {
             Command::Frames { dev, spec } => send_frames(dev, spec),
             Command::Udp(u) => send_udp(u),
             Command::Meter { port, ms } => meter(*port, *ms),
+            Command::Capture { dev, ms, count } => capture(dev, *ms, *count),
         }
     }
 }
@@ -300,17 +332,23 @@ fn read_sys(dev: &str, what: &str) -> Result<String, String> {
         .map_err(|e| format!("{path}: {e}"))
 }
 
-fn send_frames(dev: &str, spec: &FrameSpec) -> Result<String, String> {
-    let own: MacAddr = read_sys(dev, "address")?
-        .parse()
-        .map_err(|e| format!("{dev}'s address: {e}"))?;
-    let frame = crafted_frame(spec, own);
+/// The interface index of `dev`.
+fn ifindex(dev: &str) -> Result<u32, String> {
     let name = std::ffi::CString::new(dev).map_err(|_| format!("`{dev}`: not an interface"))?;
     // SAFETY: a NUL-terminated name.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if ifindex == 0 {
         return Err(os_err(&format!("interface {dev}")));
     }
+    Ok(ifindex)
+}
+
+fn send_frames(dev: &str, spec: &FrameSpec) -> Result<String, String> {
+    let own: MacAddr = read_sys(dev, "address")?
+        .parse()
+        .map_err(|e| format!("{dev}'s address: {e}"))?;
+    let frame = crafted_frame(spec, own);
+    let ifindex = ifindex(dev)?;
     // Protocol 0: this socket sends and receives nothing.
     // SAFETY: plain socket creation.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
@@ -449,6 +487,160 @@ fn meter(port: u16, ms: u64) -> Result<String, String> {
     Ok(format!("result frames={frames} bits={bits} span_ms={span}"))
 }
 
+/// Set by SIGTERM or SIGINT: a capture ends (after taking in what is already queued).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// How long a capture's receive call waits before it looks at the clock and [`STOP`] again.
+const CAPTURE_POLL: Duration = Duration::from_millis(50);
+
+/// Receives on `dev` until stopped, `count` frames or `ms`; the guest's own outgoing frames
+/// are left out. Prints `listening` once the socket is bound (whoever started the capture in
+/// the background waits for that line), then the tally.
+fn capture(dev: &str, ms: u64, count: Option<u64>) -> Result<String, String> {
+    let ifindex = ifindex(dev)?;
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
+    if fd < 0 {
+        return Err(os_err("AF_PACKET socket"));
+    }
+    let r = capture_on(fd, dev, ifindex, all, ms, count);
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd) };
+    r
+}
+
+fn capture_on(
+    fd: libc::c_int,
+    dev: &str,
+    ifindex: u32,
+    protocol: u16,
+    ms: u64,
+    count: Option<u64>,
+) -> Result<String, String> {
+    // SAFETY: an all-zero sockaddr_ll is valid; the fields are set below.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: `addr` outlives the call; its length is passed.
+    let bound = unsafe {
+        libc::bind(
+            fd,
+            std::ptr::addr_of!(addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if bound < 0 {
+        return Err(os_err(&format!("binding to {dev}")));
+    }
+    let on: libc::c_int = 1;
+    let poll = libc::timeval {
+        tv_sec: 0,
+        tv_usec: CAPTURE_POLL.as_micros() as libc::suseconds_t,
+    };
+    // SAFETY: the option values outlive the calls; their lengths are passed.
+    let set = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_AUXDATA,
+            std::ptr::addr_of!(on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+            && libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                std::ptr::addr_of!(poll).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            ) == 0
+    };
+    if !set {
+        return Err(os_err("socket options"));
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic; no SA_RESTART, so a receive call
+        // returns at once.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_stop as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    println!("listening dev={dev}");
+    let end = Instant::now() + Duration::from_millis(ms);
+    let mut tally = crate::received::Tally::default();
+    let mut buf = vec![0u8; 65536];
+    // Room for one tpacket_auxdata control message.
+    let mut control = [0u64; 8];
+    loop {
+        if count.is_some_and(|n| tally.frames >= n) {
+            break;
+        }
+        // Once stopped or out of time, what is queued is still taken in, then no more.
+        let draining = STOP.load(Ordering::SeqCst) || Instant::now() >= end;
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid; its pointers are set to live buffers below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = std::ptr::addr_of_mut!(from).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let flags = if draining { libc::MSG_DONTWAIT } else { 0 };
+        // SAFETY: `msg` points at `from`, `iov` (into `buf`) and `control`, all alive.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, flags) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) if draining => break,
+                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                _ => return Err(format!("receiving on {dev}: {e}")),
+            }
+        }
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
+            continue;
+        }
+        let len = (n as usize).min(buf.len());
+        // SAFETY: the kernel filled `msg`'s control buffer; the macros walk it within
+        // msg_controllen.
+        let stripped = unsafe { stripped_tag(&msg) };
+        if let Some(kind) = crate::received::FrameKind::of(&buf[..len], stripped) {
+            tally.add(kind);
+        }
+    }
+    Ok(tally.lines())
+}
+
+/// The VLAN tag the driver took out of a received frame (`PACKET_AUXDATA`), if any.
+///
+/// # Safety
+/// `msg` is a header `recvmsg` filled, its control buffer still alive.
+unsafe fn stripped_tag(msg: &libc::msghdr) -> Option<VlanTci> {
+    let mut c = libc::CMSG_FIRSTHDR(msg);
+    while !c.is_null() {
+        let h = &*c;
+        if h.cmsg_level == libc::SOL_PACKET && h.cmsg_type == libc::PACKET_AUXDATA {
+            let aux: libc::tpacket_auxdata = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+            return (aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0)
+                .then_some(VlanTci(aux.tp_vlan_tci));
+        }
+        c = libc::CMSG_NXTHDR(msg, c);
+    }
+    None
+}
+
 /// The helper's `main`: the process's arguments, its exit status.
 pub fn main_with(args: &[String]) -> i32 {
     match Command::parse(args).and_then(|c| c.run()) {
@@ -497,6 +689,14 @@ mod tests {
         assert_eq!(Command::parse(&u.to_args()), Ok(u));
         let m = Command::Meter { port: 5001, ms: 1 };
         assert_eq!(Command::parse(&m.to_args()), Ok(m));
+        for count in [None, Some(3)] {
+            let c = Command::Capture {
+                dev: "eth0".into(),
+                ms: 600_000,
+                count,
+            };
+            assert_eq!(Command::parse(&c.to_args()), Ok(c));
+        }
     }
 
     #[test]
@@ -513,6 +713,9 @@ mod tests {
             "frames nokey",
             "udp to=10.0.0.1 mbps=1",
             "meter ms=-1",
+            "capture",
+            "capture ms=10 count=x",
+            "capture ms=10 port=1",
         ] {
             assert!(Command::parse(&args(bad)).is_err(), "{bad}");
         }

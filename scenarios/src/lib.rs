@@ -69,6 +69,7 @@ mod netview;
 mod outcome;
 pub mod ports;
 pub mod qemu;
+pub mod received;
 pub mod report;
 pub mod runner;
 pub mod stack;

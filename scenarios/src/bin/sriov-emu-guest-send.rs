@@ -1,5 +1,5 @@
 //! The guest mode's helper in a QEMU guest: crafted frames on an `AF_PACKET` socket, paced UDP,
-//! a UDP meter ([`scenarios::guest_send`]).
+//! a UDP meter, a capture of what the interface receives ([`scenarios::guest_send`]).
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
