@@ -3,7 +3,7 @@
 //! `guests = true` passes with its driver-attached VF endpoints as QEMU guests running the
 //! unmodified igbvf on `serve`'s datapath (counters, captures and answers checked as in
 //! process; a `send` from a guest through the helper `sriov-emu-guest-send`, which the test
-//! builds); a file with an `attach = "guest"` endpoint runs shell commands, a driver reload and
+//! builds; what a guest's eth0 received from a capture inside the guest); a file with an `attach = "guest"` endpoint runs shell commands, a driver reload and
 //! a ping in its guest, UDP traffic from and to it, and skips what only the in-process world can
 //! do; a guest that cannot
 //! attach ends its scenario at once with an error that names it and says why. Needs the
@@ -70,6 +70,44 @@ fn the_marked_library_scenarios_pass_with_igbvf_guests() {
         eprintln!("{}: {:.1} s with guests", s.name, t.elapsed().as_secs_f64());
         assert!(r.report.pass, "{}", r.report.render());
         assert_eq!(r.report.steps.len(), s.file.steps.len());
+        // What a guest's interface received is read from a capture inside it, where the
+        // in-process run reads the switch's deliveries.
+        for (a, g) in alone.report.steps.iter().zip(&r.report.steps) {
+            if a.skipped.is_some() || g.skipped.is_some() {
+                continue;
+            }
+            let received = |step: &scenarios::StepReport, view: &str| {
+                step.checks
+                    .iter()
+                    .filter(|c| c.what.contains(view) && c.what.contains(") received"))
+                    .count()
+            };
+            assert_eq!(
+                received(a, "(runner view)"),
+                received(g, "(guest view)") + received(g, "(runner view)"),
+                "{}: step {}",
+                s.name,
+                a.index + 1
+            );
+        }
+        if s.name == "arp-broadcast" {
+            let first = &r.report.steps[0];
+            assert!(
+                first.checks.iter().any(|c| c.pass
+                    && c.what.starts_with("vf2 (guest view) received")
+                    && c.what.contains("ethertype=arp")),
+                "{}",
+                r.report.render()
+            );
+            assert!(
+                first
+                    .happened
+                    .iter()
+                    .any(|h| h.starts_with("vf2 captured 1 frame(s)")),
+                "{}",
+                r.report.render()
+            );
+        }
         // A step only one world can take (a hand-made mailbox request from the software
         // igbvf, a shell command in the real one) is skipped in the other, never in both.
         for (a, g) in alone.report.steps.iter().zip(&r.report.steps) {

@@ -5,14 +5,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use eswitch::{PortCounters, PortId};
+use eswitch::{PortCounters, PortId, VlanTci};
 use mailbox::RefusalReason;
 
 use crate::format::{
-    Band, CaptureSpec, CounterSpec, Expect, NeighbourState, PolicyCheck, ReplyKind,
+    Band, CaptureSpec, CounterSpec, Expect, GuestCaptureSpec, NeighbourState, PolicyCheck,
+    ReplyKind,
 };
 use crate::outcome::{list, verdict, Outcome};
 use crate::ports::PortRef;
+use crate::received::{Filter, FrameKind, Tally};
 use crate::report::Check;
 use crate::world::{Captured, Origin, SwitchEvent, World};
 
@@ -137,6 +139,9 @@ impl CheckCtx<'_> {
         }
         for c in &e.captured {
             out.push(self.captured(c));
+        }
+        for c in &e.guest_captured {
+            out.push(self.guest_captured(c));
         }
         if let Some(want) = e.reply {
             let want_s = match want {
@@ -320,69 +325,83 @@ impl CheckCtx<'_> {
     }
 
     fn captured(&self, c: &CaptureSpec) -> Check {
-        let mut conds = vec![format!("{} {:?}", c.port, c.direction).to_lowercase()];
-        if let Some(t) = c.tagged {
-            conds.push(format!("tagged={t}"));
-        }
-        if let Some(s) = c.stripped {
-            conds.push(format!("stripped={s}"));
-        }
-        if let Some(v) = c.vid {
-            conds.push(format!("vid={v}"));
-        }
-        if let Some(p) = c.pcp {
-            conds.push(format!("pcp={p}"));
-        }
-        if let Some(s) = c.src {
-            conds.push(format!("src={s}"));
-        }
-        if let Some(d) = c.dst {
-            conds.push(format!("dst={}", d.0));
-        }
-        let at_port: Vec<&Captured> = self
+        let tally = self.received_at(c.port, c.direction, |_| true);
+        let port = format!("{} {:?}", c.port, c.direction).to_lowercase();
+        frames_check(
+            format!("captured {port}"),
+            &c.filter(),
+            &tally,
+            c.count.map(|n| n as u64),
+        )
+    }
+
+    /// What the observer captured at `port` in `direction` during the step; a tag the switch
+    /// stripped counts where `keep_stripped` takes it.
+    fn received_at(
+        &self,
+        port: PortRef,
+        direction: eswitch::Direction,
+        keep_stripped: impl Fn(VlanTci) -> bool,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for r in self
             .captures
             .iter()
-            .filter(|r| r.port == c.port && r.direction == c.direction)
-            .collect();
-        let matching = at_port
-            .iter()
-            .filter(|r| {
-                let frame = eswitch::wire::EthernetFrame::new_unchecked(&r.frame[..]);
-                let Ok(h) = eswitch::wire::EthernetRepr::parse(&frame) else {
-                    return false;
-                };
-                let tci = h.dot1q_tci().or(r.stripped_tci);
-                c.tagged.is_none_or(|t| t == h.dot1q_tci().is_some())
-                    && c.stripped.is_none_or(|s| s == r.stripped_tci.is_some())
-                    && c.vid.is_none_or(|v| tci.is_some_and(|t| t.vid() == v))
-                    && c.pcp.is_none_or(|p| tci.is_some_and(|t| t.pcp() == p))
-                    && c.src.is_none_or(|s| s == h.src)
-                    && c.dst.is_none_or(|d| d.0 == h.dst)
-            })
-            .count();
-        let seen: Vec<String> = at_port
-            .iter()
-            .take(3)
-            .map(|r| describe_capture(r))
-            .collect();
-        let actual = format!(
-            "{matching} of {} frame(s) matched{}",
-            at_port.len(),
-            if seen.is_empty() {
-                String::new()
-            } else {
-                format!(" (seen: {})", seen.join("; "))
+            .filter(|r| r.port == port && r.direction == direction)
+        {
+            match FrameKind::of(&r.frame, r.stripped_tci.filter(|t| keep_stripped(*t))) {
+                Some(kind) => tally.add(kind),
+                // Counted, matching nothing.
+                None => tally.frames += 1,
             }
-        );
-        let (expected, ok) = match c.count {
-            Some(n) => (format!("{n} frame(s)"), matching == n),
-            None => ("at least 1 frame".to_string(), matching >= 1),
+        }
+        tally
+    }
+
+    /// `expect.guest_captured`: a guest's own capture of its eth0; an in-process endpoint's,
+    /// what its function received (the observer's `rx` captures at its port), with a tag the
+    /// switch stripped only in the VLAN the endpoint's stack uses: igbvf hands the stack a
+    /// stripped tag only for a VLAN it joined, and the guest's capture sees no other.
+    fn guest_captured(&self, c: &GuestCaptureSpec) -> Check {
+        let filter = c.filter();
+        let conds = filter.conds().join(" ");
+        let idx = self.world.endpoint(&c.guest);
+        let (whose, tally) = match (self.outcome.captures.get(&c.guest), idx) {
+            (Some(Ok(t)), _) => ("guest", t.clone()),
+            (Some(Err(e)), _) => {
+                return missing(
+                    format!("{} (guest view) received {conds}", c.guest),
+                    "a capture",
+                    e,
+                )
+            }
+            (None, Some(i)) if !self.world.endpoints[i].guest => {
+                let ep = &self.world.endpoints[i];
+                let joined = ep.stack.vlan;
+                let tally =
+                    self.received_at(ep.port, eswitch::Direction::Rx, |t| joined == Some(t.vid()));
+                ("runner", tally)
+            }
+            (None, Some(_)) => {
+                return missing(
+                    format!("{} (guest view) received {conds}", c.guest),
+                    "a capture",
+                    "not captured",
+                )
+            }
+            (None, None) => {
+                return missing(
+                    format!("{} received {conds}", c.guest),
+                    "an endpoint",
+                    "no such endpoint",
+                )
+            }
         };
-        check(
-            format!("captured {}", conds.join(" ")),
-            expected,
-            actual,
-            ok,
+        frames_check(
+            format!("{} ({whose} view) received", c.guest),
+            &filter,
+            &tally,
+            c.count,
         )
     }
 
@@ -565,17 +584,27 @@ impl CheckCtx<'_> {
     }
 }
 
-pub(crate) fn describe_capture(r: &Captured) -> String {
-    let frame = eswitch::wire::EthernetFrame::new_unchecked(&r.frame[..]);
-    match eswitch::wire::EthernetRepr::parse(&frame) {
-        Ok(h) => {
-            let tag = match (h.dot1q_tci(), r.stripped_tci) {
-                (Some(t), _) => format!(" tag vid {} pcp {}", t.vid(), t.pcp()),
-                (None, Some(t)) => format!(" stripped vid {} pcp {}", t.vid(), t.pcp()),
-                _ => " untagged".into(),
-            };
-            format!("{} → {}{tag}", h.src, h.dst)
-        }
-        Err(_) => format!("{} malformed bytes", r.frame.len()),
+/// Frames of `tally` that `filter` takes, against `count` (or at least one).
+fn frames_check(what: String, filter: &Filter, tally: &Tally, count: Option<u64>) -> Check {
+    let mut what = what;
+    for c in filter.conds() {
+        what.push(' ');
+        what.push_str(&c);
     }
+    let matching = tally.count(|k| filter.matches(k));
+    let seen = tally.summary(3);
+    let actual = format!(
+        "{matching} of {} frame(s) matched{}",
+        tally.frames,
+        if seen.is_empty() {
+            String::new()
+        } else {
+            format!(" (seen: {seen})")
+        }
+    );
+    let (expected, ok) = match count {
+        Some(n) => (format!("{n} frame(s)"), matching == n),
+        None => ("at least 1 frame".to_string(), matching >= 1),
+    };
+    check(what, expected, actual, ok)
 }

@@ -448,6 +448,74 @@ pub struct Expect {
     /// A guest's kernel logged a line containing `contains` during the step (guest mode).
     #[serde(default)]
     pub guest_log_contains: Vec<GuestLogCheck>,
+    /// Frames an endpoint's own interface received during the step: a QEMU guest's eth0 (a
+    /// capture in the guest), else what the switch delivered to the endpoint's function.
+    #[serde(default)]
+    pub guest_captured: Vec<GuestCaptureSpec>,
+}
+
+/// Frames the endpoint `guest` received during the step. At least one frame (or exactly
+/// `count`) must match every field given.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestCaptureSpec {
+    pub guest: String,
+    /// The frame came with a VLAN tag, in the frame or stripped by the NIC (a guest's kernel
+    /// hands both over alike).
+    pub tagged: Option<bool>,
+    pub vid: Option<u16>,
+    pub pcp: Option<u8>,
+    pub src: Option<MacAddr>,
+    pub dst: Option<DstMac>,
+    pub ethertype: Option<Ethertype>,
+    pub count: Option<u64>,
+}
+
+impl GuestCaptureSpec {
+    pub fn filter(&self) -> crate::received::Filter {
+        crate::received::Filter {
+            vlan: self.tagged,
+            vid: self.vid,
+            pcp: self.pcp,
+            src: self.src,
+            dst: self.dst.map(|d| d.0),
+            ethertype: self.ethertype.map(|e| e.0),
+            ..Default::default()
+        }
+    }
+}
+
+/// An ethertype: a number (`0x0806`, `2054`) or a name (`arp`, `ipv4`, `ipv6`, `lldp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ethertype(pub u16);
+
+impl<'de> Deserialize<'de> for Ethertype {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u16),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Number(n) => return Ok(Ethertype(n)),
+            Raw::Text(t) => t,
+        };
+        let named = match text.as_str() {
+            "arp" => Some(0x0806),
+            "ipv4" => Some(0x0800),
+            "ipv6" => Some(0x86dd),
+            "lldp" => Some(0x88cc),
+            _ => None,
+        };
+        let hex = text.strip_prefix("0x").map(|h| u16::from_str_radix(h, 16));
+        match (named, hex) {
+            (Some(n), _) | (None, Some(Ok(n))) => Ok(Ethertype(n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "ethertype `{text}`: a number (0x0806) or arp, ipv4, ipv6, lldp"
+            ))),
+        }
+    }
 }
 
 /// A kernel log line of a guest endpoint (its dmesg), e.g. igbvf's `Link is Up`.
@@ -496,8 +564,25 @@ pub struct CaptureSpec {
     pub pcp: Option<u8>,
     pub src: Option<MacAddr>,
     pub dst: Option<DstMac>,
+    /// The payload's protocol, behind any tag.
+    pub ethertype: Option<Ethertype>,
     /// How many captured frames must match (default: at least one).
     pub count: Option<usize>,
+}
+
+impl CaptureSpec {
+    pub fn filter(&self) -> crate::received::Filter {
+        crate::received::Filter {
+            tagged: self.tagged,
+            stripped: self.stripped,
+            vid: self.vid,
+            pcp: self.pcp,
+            src: self.src,
+            dst: self.dst.map(|d| d.0),
+            ethertype: self.ethertype.map(|e| e.0),
+            ..Default::default()
+        }
+    }
 }
 
 fn default_direction() -> eswitch::Direction {

@@ -38,8 +38,9 @@ pub struct GuestMode {
     /// Where the card's own threads log, if they were started under its dispatcher: each
     /// step's report lists what they logged during it (the PF agent's lines).
     pub log_tap: Option<crate::logs::LogTap>,
-    /// The helper packed into every guest for `send` and `traffic` (`sriov-emu-guest-send`,
-    /// [`crate::guest_send::locate`]), or why there is none: then those steps fail saying so.
+    /// The helper packed into every guest for `send`, `traffic` and `expect.guest_captured`
+    /// (`sriov-emu-guest-send`, [`crate::guest_send::locate`]), or why there is none: then
+    /// those steps fail saying so.
     pub helper: Result<PathBuf, String>,
 }
 

@@ -45,7 +45,8 @@
 //! `reply` (ACK/NACK), `refused` (the PF agent's refusal reason), `log_contains` (the step's
 //! log lines, which the report also lists), `answered`, `ok` /
 //! `error_contains` (admin commands), `rate_mbps`, `policy` (the switch's view of a VF),
-//! `endpoint` (the guest's view: its MAC, neighbours, link).
+//! `endpoint` (the guest's view: its MAC, neighbours, link), `guest_captured` (what the
+//! endpoint's own interface received: a capture inside a QEMU guest, [`received`]).
 //!
 //! ```no_run
 //! let scenario = scenarios::load(std::path::Path::new("scenarios/library/arp-broadcast.toml")).unwrap();

@@ -21,6 +21,9 @@ pub(crate) struct Outcome {
     pub(crate) output: Option<String>,
     /// What each guest's kernel logged during the step (guest mode).
     pub(crate) guest_logs: std::collections::BTreeMap<String, String>,
+    /// What each guest `expect.guest_captured` names received during the step (its capture),
+    /// or why there is no capture.
+    pub(crate) captures: std::collections::BTreeMap<String, Result<crate::received::Tally, String>>,
     /// The views of the endpoints `expect.endpoint` names, after the step.
     pub(crate) views: std::collections::BTreeMap<String, crate::netview::NetView>,
 }

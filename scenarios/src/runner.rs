@@ -337,6 +337,7 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
     let (action, expect) = label(step);
     // Read first: a guest's answer lets frames move, which are not the step's.
     let stats_before = endpoint_stats(world, expect);
+    let capturing = start_captures(world, expect);
     let counters_before = world.port_counters();
     let refusals_before = world.refusals();
     let faults_before = world.faults();
@@ -368,6 +369,22 @@ fn run_step(world: &mut World, index: usize, step: &Step) -> StepReport {
             }
             o.guest_logs = guest_logs;
         }
+    }
+    // Collected whatever became of the step, so that no capture outlives it.
+    let captured = collect_captures(world, capturing);
+    if let Ok(o) = &mut result {
+        for (name, t) in &captured {
+            o.happened.push(match t {
+                Ok(t) if t.frames == 0 => format!("{name} captured nothing"),
+                Ok(t) => format!(
+                    "{name} captured {} frame(s): {}",
+                    t.frames,
+                    t.summary(GUEST_CAPTURE_KINDS)
+                ),
+                Err(e) => format!("{name} capture failed: {e}"),
+            });
+        }
+        o.captures = captured;
     }
     let mut events = world.take_events();
     if let Some(port) = guest_sender(world, step) {
@@ -470,6 +487,106 @@ fn endpoint_stats(world: &mut World, expect: &Expect) -> BTreeMap<String, BTreeM
         .into_iter()
         .map(|(name, v)| (name, v.stats))
         .collect()
+}
+
+/// Where a guest's capture writes its output and its process id.
+const GUEST_CAPTURE_FILE: &str = "/tmp/sriov-emu-capture";
+/// A capture in a guest runs at most this long (it is collected at the step's end).
+const GUEST_CAPTURE_MAX_MS: u64 = 600_000;
+/// Kinds of captured frame a step's report lists per guest.
+const GUEST_CAPTURE_KINDS: usize = 4;
+
+/// Starts `sriov-emu-guest-send capture` in the background in every guest
+/// `expect.guest_captured` names, each listening before the step acts: the guests and whether
+/// their capture started (else why not).
+fn start_captures(world: &mut World, expect: &Expect) -> Vec<(usize, Result<(), String>)> {
+    let mut out: Vec<(usize, Result<(), String>)> = Vec::new();
+    for c in &expect.guest_captured {
+        let Some(idx) = world.endpoint(&c.guest) else {
+            continue;
+        };
+        if world.endpoints[idx].vm.is_none() || out.iter().any(|(i, _)| *i == idx) {
+            continue;
+        }
+        let started = world.guest_helper().and_then(|()| {
+            let cmd = guest_send::Command::Capture {
+                dev: "eth0".into(),
+                ms: GUEST_CAPTURE_MAX_MS,
+                count: None,
+            };
+            let a = world
+                .guest_command(
+                    idx,
+                    &capture_start(&cmd.command_line()),
+                    Duration::from_secs(15),
+                )
+                .map_err(|e| e.to_string())?;
+            if a.exit == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} capture did not start (exit {}): {}",
+                    guest_send::HELPER,
+                    a.exit,
+                    a.output.trim()
+                ))
+            }
+        });
+        out.push((idx, started));
+    }
+    out
+}
+
+/// The shell command that starts a capture in the background and returns once it listens.
+fn capture_start(command_line: &str) -> String {
+    format!(
+        r#"f={GUEST_CAPTURE_FILE}
+[ -f $f.pid ] && kill $(cat $f.pid) 2>/dev/null
+rm -f $f.out $f.pid
+{command_line} > $f.out 2>&1 < /dev/null 3<&- 4>&- &
+echo $! > $f.pid
+i=0
+until grep -q '^listening' $f.out 2>/dev/null; do
+    i=$((i+1))
+    if [ $i -gt 250 ]; then cat $f.out; exit 1; fi
+    usleep 20000
+done"#
+    )
+}
+
+/// Stops the captures [`start_captures`] started and reads what each guest received.
+fn collect_captures(
+    world: &mut World,
+    capturing: Vec<(usize, Result<(), String>)>,
+) -> BTreeMap<String, Result<crate::received::Tally, String>> {
+    let collect = format!(
+        r#"f={GUEST_CAPTURE_FILE}
+[ -f $f.pid ] && kill -TERM $(cat $f.pid) 2>/dev/null
+i=0
+until grep -q '^result' $f.out 2>/dev/null || [ $i -gt 150 ]; do i=$((i+1)); usleep 20000; done
+rm -f $f.pid
+cat $f.out"#
+    );
+    let mut out = BTreeMap::new();
+    for (idx, started) in capturing {
+        let name = world.endpoints[idx].name.clone();
+        let got = started.and_then(|()| {
+            let a = world
+                .guest_command(idx, &collect, Duration::from_secs(15))
+                .map_err(|e| e.to_string())?;
+            if guest_send::parse_results(&a.output).contains_key("frames") {
+                Ok(crate::received::Tally::parse(&a.output))
+            } else {
+                Err(format!(
+                    "{} capture gave no result: {}",
+                    guest_send::HELPER,
+                    a.output.trim()
+                ))
+            }
+        });
+        out.insert(name, got);
+    }
+    out
 }
 
 /// Each guest's kernel log since the last read (`dmesg -c`), by endpoint name. A guest that
