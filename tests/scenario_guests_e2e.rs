@@ -5,7 +5,8 @@
 //! process; a `send` from a guest through the helper `sriov-emu-guest-send`, which the test
 //! builds; what a guest's eth0 received from a capture inside the guest); a file with an `attach = "guest"` endpoint runs shell commands, a driver reload and
 //! a ping in its guest, UDP traffic from and to it, and skips what only the in-process world can
-//! do; a guest that cannot
+//! do; two guests at once boot together, ping each other and carry TCP (iperf3) and UDP between
+//! them; a guest that cannot
 //! attach ends its scenario at once with an error that names it and says why. Needs the
 //! artifacts of `scripts/fetch-e2e.py`.
 
@@ -172,6 +173,37 @@ fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_sends_udp_and_skips_mailbo
             .any(|h| h.contains("from vf0 delivered to pf")),
         "{report}"
     );
+}
+
+#[test]
+fn two_guests_boot_together_ping_each_other_and_carry_tcp_and_udp() {
+    let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    build_helper();
+    let s = load(&workspace_root().join("tests/scenarios/two-guests.toml"));
+    let t = Instant::now();
+    let r = run_guests(&s, &artifacts);
+    eprintln!("two-guests: {:.1} s with guests", t.elapsed().as_secs_f64());
+    let report = r.report.render();
+    assert!(r.report.pass, "{report}");
+    let steps = &r.report.steps;
+    assert_eq!(steps.len(), 4, "{report}");
+    assert!(steps.iter().all(|st| st.skipped.is_none()), "{report}");
+    // The line of step `i`'s report that says `what`.
+    let said = |i: usize, what: &str| {
+        steps[i]
+            .happened
+            .iter()
+            .find(|h| h.contains(what))
+            .cloned()
+            .unwrap_or_else(|| panic!("step {}: no `{what}`\n{report}", i + 1))
+    };
+    said(0, "2/2 echo replies");
+    // iperf3's receiver count, TCP payload; its segments went through the switch VF to VF.
+    eprintln!("two-guests TCP: {}", said(1, "of TCP payload"));
+    said(1, "from vf0 delivered to vf1");
+    eprintln!("two-guests TCP at 20 Mbit/s: {}", said(2, "of TCP payload"));
+    said(2, "from vf1 delivered to vf0");
+    eprintln!("two-guests UDP: {}", said(3, "received"));
 }
 
 #[test]

@@ -370,16 +370,20 @@ pub enum Step {
         #[serde(default)]
         expect: Expect,
     },
-    /// UDP traffic from one endpoint to another, measured at the receiver.
+    /// Traffic from one endpoint to another, measured at the receiver: UDP (the default) or
+    /// TCP (iperf3 between two QEMU guests).
     Traffic {
         label: Option<String>,
         from: String,
         to: String,
-        /// Frame length without FCS; default 1514.
+        #[serde(default)]
+        proto: Proto,
+        /// UDP: frame length without FCS; default 1514.
         size: Option<usize>,
-        /// Offered rate in Mbit/s (on the wire, FCS included); default: the link speed.
+        /// Offered rate in Mbit/s; default: the link speed (UDP, on the wire, FCS included) or
+        /// as fast as it goes (TCP: iperf3's `-b`, payload bits).
         offered_mbps: Option<u32>,
-        /// Default 1000.
+        /// Default 1000; TCP runs whole seconds (rounded up).
         duration_ms: Option<u64>,
         #[serde(default)]
         expect: Expect,
@@ -400,6 +404,19 @@ pub enum Step {
         #[serde(default)]
         expect: Expect,
     },
+}
+
+/// A `traffic` step's protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proto {
+    /// UDP at an offered rate, counted at the receiver in frame + FCS bits: in process, or
+    /// from and to guests (`sriov-emu-guest-send udp` / `meter`).
+    #[default]
+    Udp,
+    /// TCP through iperf3 from one QEMU guest to another, the receiver's payload throughput:
+    /// guest mode only, both ends guests.
+    Tcp,
 }
 
 /// What must hold after a step. Every field is optional.

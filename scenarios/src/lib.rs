@@ -38,7 +38,8 @@
 //! (VF-side requests: `set_mac`, `add_mac_filter`, `multicast`, `vlan`, `promisc`, `lpe`),
 //! `reload` (the VF driver's reset handshake again), `link`, `cable` (plug a cable between two
 //! uplinks in or pull it out), `fault` (a fault injected on a port of the card, in
-//! `sriov-emu ctl fault` words), `wait`, `traffic`, `shell` (a command in a QEMU guest, in the
+//! `sriov-emu ctl fault` words), `wait`, `traffic` (UDP; or TCP through iperf3 between two QEMU
+//! guests, [`iperf`]), `shell` (a command in a QEMU guest, in the
 //! guest mode: [`guests`], [`runner::run_with_guests`]), `check`.
 //! Expectations ([`format::Expect`]): `delivered`, `not_delivered`, `dropped` (port and
 //! reason), `no_drops`, `counters` (value or delta), `captured` (tag, VID, PCP, addresses),
@@ -64,6 +65,7 @@ pub mod format;
 pub mod guest_send;
 pub mod guests;
 pub mod html;
+pub mod iperf;
 pub mod load;
 pub mod logs;
 mod netview;

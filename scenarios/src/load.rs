@@ -3,9 +3,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use eswitch::PortId;
 use model::nic::faults::Fault;
 
-use crate::format::{ScenarioFile, Step};
+use crate::format::{Attach, Proto, ScenarioFile, Step};
 
 /// A scenario file that could not be read: where and why.
 #[derive(Debug)]
@@ -140,36 +141,75 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, LoadError> {
 }
 
 /// What the card the scenario declares lets us check before it runs: each `fault` step's words
-/// parse against its port's switch ports. On error: the step, the key to point at, and why.
+/// parse against its port's switch ports; a TCP `traffic` step has ends that some run can make
+/// QEMU guests. On error: the step, the key to point at, and why.
 fn validate(file: &ScenarioFile) -> Result<(), (usize, &'static str, LoadCause)> {
     let ports = file.nic.switch_ports();
     for (index, step) in file.steps.iter().enumerate() {
-        let Step::Fault { port, fault, .. } = step else {
-            continue;
-        };
-        let bad = |key, message| {
+        let bad = |action, key, message| {
             Err((
                 index,
                 key,
                 LoadCause::Step {
                     index,
-                    action: "fault",
+                    action,
                     message,
                 },
             ))
         };
-        if port.0 >= file.nic.ports {
-            return bad(
-                "port",
-                format!(
-                    "the card has no port {port} (`[nic] ports = {}`)",
-                    file.nic.ports
-                ),
-            );
-        }
-        let words: Vec<&str> = fault.split_whitespace().collect();
-        if let Err(e) = Fault::parse(&words, &ports) {
-            return bad("fault", format!("`{fault}`: {e}"));
+        match step {
+            Step::Traffic {
+                from,
+                to,
+                proto: Proto::Tcp,
+                size,
+                ..
+            } => {
+                if size.is_some() {
+                    return bad(
+                        "traffic",
+                        "size",
+                        "`size` is a UDP frame's length; TCP (iperf3) sizes its own segments"
+                            .into(),
+                    );
+                }
+                for (key, name) in [("from", from), ("to", to)] {
+                    let Some(e) = file.endpoints.iter().find(|e| &e.name == name) else {
+                        continue;
+                    };
+                    let guest_able = matches!(e.port.port, PortId::Vf(_))
+                        && matches!(e.attach, Attach::Driver | Attach::Guest);
+                    if !guest_able {
+                        return bad(
+                            "traffic",
+                            key,
+                            format!(
+                                "proto = \"tcp\" runs iperf3 between two QEMU guests, and \
+                                 {name} ({}) can never be one: a guest is a VF endpoint with \
+                                 attach = \"driver\" (with --guests) or \"guest\"",
+                                e.port
+                            ),
+                        );
+                    }
+                }
+            }
+            Step::Fault { port, fault, .. } => {
+                if port.0 >= file.nic.ports {
+                    return bad(
+                        "fault",
+                        "port",
+                        format!(
+                            "the card has no port {port} (`[nic] ports = {}`)",
+                            file.nic.ports
+                        ),
+                    );
+                }
+                let words: Vec<&str> = fault.split_whitespace().collect();
+                if let Err(e) = Fault::parse(&words, &ports) {
+                    return bad("fault", "fault", format!("`{fault}`: {e}"));
+                }
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -10,8 +10,9 @@ use model::nic::faults::Fault;
 
 use crate::error::{SetupError, StepError};
 use crate::expect::{counter_values, CheckCtx};
-use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, ScenarioFile, Step};
+use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, Proto, ScenarioFile, Step};
 use crate::guest_send::{self, crafted_frame, FrameSpec};
+use crate::iperf;
 use crate::load::Scenario;
 use crate::netview::{self, NetView};
 use crate::outcome::{list, verdict, Outcome};
@@ -315,12 +316,28 @@ fn label(step: &Step) -> (String, &Expect) {
             label: l,
             from,
             to,
+            proto: Proto::Udp,
             offered_mbps,
             expect,
             ..
         } => {
             let offered = offered_mbps.map_or("line rate".to_string(), |r| format!("{r} Mbit/s"));
             (with(l, format!("UDP {from} → {to} at {offered}")), expect)
+        }
+        Step::Traffic {
+            label: l,
+            from,
+            to,
+            proto: Proto::Tcp,
+            offered_mbps,
+            expect,
+            ..
+        } => {
+            let offered = offered_mbps.map_or(String::new(), |r| format!(" at {r} Mbit/s"));
+            (
+                with(l, format!("TCP {from} → {to}{offered} (iperf3)")),
+                expect,
+            )
         }
         Step::Shell {
             label: l,
@@ -980,6 +997,30 @@ fn act(world: &mut World, step: &Step) -> StepResult {
                 ),
             );
         }
+        Step::Traffic {
+            from,
+            to,
+            proto: Proto::Tcp,
+            ..
+        } => {
+            for name in [from, to] {
+                if !is_guest(world, endpoint(world, name)?) {
+                    let world_is = if world.has_guests() {
+                        "not a QEMU guest in this run"
+                    } else {
+                        "in process (TCP runs in the guest mode only)"
+                    };
+                    return skip(
+                        &mut o,
+                        format!(
+                            "{name} is {world_is}: `proto = \"tcp\"` runs iperf3 between two \
+                             QEMU guests"
+                        ),
+                    );
+                }
+            }
+            return tcp_between_guests(world, step);
+        }
         Step::Traffic { from, to, .. } if guest_of(from).is_some() || guest_of(to).is_some() => {
             return traffic_with_guests(world, step);
         }
@@ -1366,5 +1407,98 @@ fn traffic_with_guests(world: &mut World, step: &Step) -> StepResult {
         t.size, t.offered
     ));
     o.rate_mbps = Some(rate);
+    Ok(o)
+}
+
+/// How long the TCP step's ends get beyond its seconds: the client's retries while the server
+/// starts listening, the end-of-test exchange, a slow TCG guest.
+const TCP_MARGIN: Duration = Duration::from_secs(20);
+
+/// A TCP `traffic` step between two QEMU guests: `iperf3 -s -1` in the receiver, then `iperf3
+/// -c` in the sender for the step's duration rounded up to whole seconds (`-b` at the offered
+/// rate, if any); the rate is the receiver's TCP payload throughput as its iperf3 counted it
+/// (not frame bits, unlike UDP).
+fn tcp_between_guests(world: &mut World, step: &Step) -> StepResult {
+    let mut o = Outcome::default();
+    let Step::Traffic {
+        offered_mbps,
+        duration_ms,
+        ..
+    } = step
+    else {
+        return Err(StepError::Guest("not a traffic step".into()));
+    };
+    let t = traffic_plan(world, step)?;
+    let secs = t.duration_ms.div_ceil(1000).max(1);
+    let timeout = Duration::from_secs(secs) + TCP_MARGIN;
+    let guest_err = |e: crate::guests::GuestError| StepError::Guest(e.to_string());
+    let (from, to) = (
+        world.endpoints[t.src].name.clone(),
+        world.endpoints[t.dst].name.clone(),
+    );
+    let server = world
+        .guest_start(t.dst, &iperf::server_command(), timeout)
+        .map_err(guest_err)?;
+    let client = world.guest_command(
+        t.src,
+        &iperf::client_command(t.target, secs, *offered_mbps),
+        timeout,
+    );
+    // The server ends with its test, or at its timeout when the client never came.
+    let server = world.guest_finish(t.dst, &server).map_err(guest_err)?;
+    let client = client.map_err(guest_err)?;
+    let said = |a: &crate::guests::Answer| {
+        let s = iperf::parse(&a.output);
+        let why = s.as_ref().and_then(|s| s.error.clone()).unwrap_or_else(|| {
+            let out = a.output.split_whitespace().collect::<Vec<_>>().join(" ");
+            let tail: String = out.chars().rev().take(300).collect();
+            tail.chars().rev().collect()
+        });
+        (s, why)
+    };
+    let (cs, cwhy) = said(&client);
+    // iperf3 -J says it failed in its output, and may still exit 0.
+    if client.exit != 0 || cs.as_ref().is_some_and(|s| s.error.is_some()) {
+        return Err(StepError::Guest(format!(
+            "{from}: iperf3 -c {} failed ({}): {cwhy}",
+            t.target, client.exit
+        )));
+    }
+    let (ss, swhy) = said(&server);
+    let received = ss
+        .as_ref()
+        .and_then(|s| s.received)
+        .or_else(|| cs.as_ref().and_then(|s| s.received));
+    let Some(received) = received else {
+        return Err(StepError::Guest(format!(
+            "{to}: no receiver summary from iperf3 -s (exit {}): {swhy}; none in {from}'s \
+             iperf3 -c either",
+            server.exit
+        )));
+    };
+    if duration_ms.is_some_and(|ms| ms % 1000 != 0) {
+        o.happened.push(format!(
+            "duration_ms rounded up to {secs} s for iperf3's -t"
+        ));
+    }
+    if let Some(sent) = cs.as_ref().and_then(|s| s.sent) {
+        let retr = cs
+            .as_ref()
+            .and_then(|s| s.retransmits)
+            .map_or(String::new(), |r| format!(", {r} retransmission(s)"));
+        o.happened.push(format!(
+            "{from} sent {} bytes in {:.2} s ({:.2} Mbit/s{retr})",
+            sent.bytes,
+            sent.seconds,
+            sent.mbps()
+        ));
+    }
+    o.happened.push(format!(
+        "{to} received {} bytes in {:.2} s: {:.2} Mbit/s of TCP payload (iperf3's count, not frame bits)",
+        received.bytes,
+        received.seconds,
+        received.mbps()
+    ));
+    o.rate_mbps = Some(received.mbps());
     Ok(o)
 }

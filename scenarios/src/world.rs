@@ -521,10 +521,29 @@ impl World {
 
     /// Moves what the observers saw into the events (attributed to `origin`, and as having
     /// come over a cable or not) and the captures, and what the sinks got into `arrived`.
+    ///
+    /// A QEMU guest sends in real time, so its frames can be seen while the runner carries a
+    /// step's frame: they are answers whatever `origin` says (run_step makes those of a guest
+    /// that carries the step out the step's), and so are the copies the sinks got of them.
     fn collect(&mut self, origin: Origin, over_cable: bool) {
         let seen = std::mem::take(&mut *lock(&self.taps.seen));
+        let guest_ports: Vec<PortRef> = if origin == Origin::Step {
+            self.endpoints
+                .iter()
+                .filter(|e| e.guest)
+                .map(|e| e.port)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut from_guests: Vec<(PortRef, Bytes)> = Vec::new();
         for s in seen {
             let at = |port| PortRef::new(s.nic, port);
+            let from_guest = guest_ports.contains(&at(s.ingress));
+            let origin = if from_guest { Origin::Reply } else { origin };
+            if from_guest {
+                from_guests.extend(s.deliveries.iter().map(|d| (at(d.port), d.frame.clone())));
+            }
             self.captures.push(Captured {
                 port: at(s.ingress),
                 direction: Direction::Tx,
@@ -557,8 +576,11 @@ impl World {
             });
         }
         let inbox = std::mem::take(&mut *lock(&self.taps.inbox));
-        self.arrived
-            .extend(inbox.into_iter().map(|(port, frame)| (port, frame, origin)));
+        self.arrived.extend(inbox.into_iter().map(|(port, frame)| {
+            let guests = from_guests.iter().any(|(p, f)| *p == port && *f == frame);
+            let origin = if guests { Origin::Reply } else { origin };
+            (port, frame, origin)
+        }));
     }
 
     /// Adds an endpoint and, for a VF with `bring_up` (the default), brings its driver up.
