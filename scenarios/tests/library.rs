@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-const EXPECTED: [&str; 15] = [
+const EXPECTED: [&str; 16] = [
     "arp-broadcast",
     "dual-port",
+    "fault-under-igbvf",
     "igb-promisc",
     "jumbo-frames",
     "link-flap",
