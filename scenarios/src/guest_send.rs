@@ -278,16 +278,7 @@ impl Command {
     }
 }
 
-/// The `key=value` words of the helper's result line.
-pub fn parse_results(output: &str) -> BTreeMap<String, String> {
-    output
-        .lines()
-        .filter(|l| l.starts_with("result "))
-        .flat_map(|l| l.split_whitespace().skip(1))
-        .filter_map(|w| w.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+pub use crate::received::parse_results;
 
 /// The helper on this host: [`HELPER_ENV`], else next to the running program (or one directory
 /// up, where `cargo build` puts binaries for the test programs of `target/*/deps`).

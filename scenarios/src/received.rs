@@ -258,7 +258,7 @@ impl Tally {
         for (n, kind) in output.lines().filter_map(FrameKind::parse_line) {
             t.add_n(kind, n);
         }
-        let total = crate::guest_send::parse_results(output)
+        let total = parse_results(output)
             .get("frames")
             .and_then(|v| v.parse::<u64>().ok());
         if let Some(total) = total {
@@ -281,6 +281,17 @@ impl Tally {
         }
         parts.join("; ")
     }
+}
+
+/// The `key=value` words of the helper's result line.
+pub fn parse_results(output: &str) -> std::collections::BTreeMap<String, String> {
+    output
+        .lines()
+        .filter(|l| l.starts_with("result "))
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[cfg(test)]

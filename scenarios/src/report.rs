@@ -6,8 +6,24 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use eswitch::DropReason;
+
 use crate::ports::{Cable, PfRef, PortRef};
-use crate::world::{Dropped, Origin};
+
+/// Who sent a frame: the step's own sender, or an endpoint answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Step,
+    Reply,
+}
+
+/// A frame (or one copy of it) a switch dropped, and where it was counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    pub port: PortRef,
+    pub reason: DropReason,
+}
 
 /// A fault armed on one port of the card (a wire fault, say) and what it has done so far.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -13,22 +13,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use eswitch::{
-    Delivery, Direction, DropReason, DropRecord, MacAddr, PortCounters, PortId, VlanTci,
-};
+use eswitch::{Delivery, Direction, DropRecord, MacAddr, PortCounters, PortId, VlanTci};
 use mailbox::regs::{msg, v2p};
 use mailbox::{Message, RefusalReason};
 use model::function::i82576::regs;
 use model::nic::TimerHandle;
 use model::testing::{DriverConfig, DrvError, SoftGuest, XmitOpts};
 use model::{Clock, ManualClock, Nic, Observer, PortSink, Switched, VfHandle, VfStats};
-use serde::Serialize;
 
 use crate::error::{CableError, MailboxError, SetupError};
 use crate::format::{Attach, EndpointSpec, NicSpec};
 use crate::guests::{Answer, Booting, GuestError, GuestMode, GuestVm, Pending};
 use crate::ports::{Cable, PfRef, PortRef, UplinkRef};
 use crate::report::{ArmedFault, CardPort, EndpointAt, PortFaults};
+pub use crate::report::{Dropped, Origin};
 use crate::stack::HostStack;
 
 /// Where simulated time starts (1 s, so that pcap timestamps are never zero).
@@ -79,14 +77,6 @@ pub struct Captured {
     pub stripped_tci: Option<VlanTci>,
 }
 
-/// Who sent a frame: the step's own sender, or an endpoint answering.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    Step,
-    Reply,
-}
-
 /// One frame through one port's switch.
 #[derive(Clone, Debug)]
 pub struct SwitchEvent {
@@ -97,13 +87,6 @@ pub struct SwitchEvent {
     /// The ports that got a copy.
     pub delivered: Vec<PortRef>,
     pub drops: Vec<Dropped>,
-}
-
-/// A frame (or one copy of it) a switch dropped, and where it was counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Dropped {
-    pub port: PortRef,
-    pub reason: DropReason,
 }
 
 /// What a NIC's observer saw, not yet attributed to a step.
