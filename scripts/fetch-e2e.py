@@ -16,7 +16,9 @@ Stages:
           target/e2e/guest-tree.
   vmlinux The ELF vmlinux cut out of the kernel's bzImage (PVH boot entry).
   initrd  target/e2e/initramfs.cpio: busybox, the guest tools with their shared
-          libraries, the NIC modules with a modules.dep, and tests/guest/init.
+          libraries, the NIC modules with a modules.dep, and tests/guest/init;
+          target/e2e/initramfs-modules.json lists those modules (release, path,
+          direct dependencies) for guests built around a user's kernel/modules.
   dpdk    DPDK 22.11 from bookworm (dpdk-testpmd lives in dpdk-dev there) with the
           e1000 VF PMD and the ring mempool, extracted into target/e2e/dpdk-tree,
           and target/e2e/initramfs-dpdk.cpio: an archive appended to the base
@@ -961,7 +963,8 @@ def stage_initramfs(tree, rel):
     sources = guest_sources()
     key = sha256_of(LAYOUT_VERSION, rel, open(os.path.join(E2E, "stamps", "guest")).read(),
                     GUEST_PROGRAMS, GUEST_MODULES, *sorted(sources.items()), open(__file__, "rb").read())
-    stamp = Stamp("initramfs", key, [out])
+    manifest = os.path.join(E2E, "initramfs-modules.json")
+    stamp = Stamp("initramfs", key, [out, manifest])
     if stamp.fresh():
         log("initramfs: cached")
         return out
@@ -1011,6 +1014,13 @@ def stage_initramfs(tree, rel):
     for f in ("modules.builtin", "modules.order", "modules.builtin.modinfo"):
         if os.path.exists(os.path.join(moddir, f)):
             shutil.copy2(os.path.join(moddir, f), os.path.join(dst_moddir, f))
+    # What the base has, for guests built around a user's kernel or modules (the scenario
+    # runner's bring-your-own path): the release, each module's path and direct dependencies.
+    with open(manifest, "w") as f:
+        vermagic = dict(modinfo(os.path.join(moddir, chosen["igbvf"]))).get("vermagic", "")
+        json.dump({"release": rel, "vermagic": vermagic,
+                   "modules": {n: {"path": chosen[n], "depends": deps[n]} for n in sorted(chosen)}},
+                  f, indent=1)
 
     # init and the guest-script helpers.
     for name, data in sources.items():

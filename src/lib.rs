@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod capture;
+pub mod check_driver;
 pub mod control;
 pub mod pcap;
 pub mod scenario_cmd;

@@ -27,6 +27,29 @@ enum Command {
         #[command(subcommand)]
         what: ScenarioCommand,
     },
+    /// Test your own driver build: run the library's guest scenarios with QEMU guests booting
+    /// your kernel and/or modules, then with the stock ones, and say which behaviours matched.
+    /// Exits non-zero if any scenario fails on your build.
+    CheckDriver {
+        /// Scenario files or directories (default: the library's `guests = true` scenarios).
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        build: GuestBuildArgs,
+        /// Do not run the stock guests for comparison (half the time).
+        #[arg(long)]
+        no_baseline: bool,
+        /// Write the whole check as JSON: the build, per scenario both reports and what differs.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write your build's reports as one HTML page.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write your build's reports as JUnit XML (a case per check) for CI systems.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        #[command(flatten)]
+        progress: ProgressArgs,
+    },
     /// Administer a running `serve` through DIR/control.sock.
     Ctl {
         /// The directory `serve` was given.
@@ -67,7 +90,76 @@ enum ScenarioCommand {
         /// with an `attach = "guest"` endpoint run this way without it.
         #[arg(long)]
         guests: bool,
+        /// Also write the reports as JUnit XML (a test case per check) for CI systems.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        #[command(flatten)]
+        build: GuestBuildArgs,
+        #[command(flatten)]
+        progress: ProgressArgs,
     },
+}
+
+/// What QEMU guests boot instead of the fetched Debian kernel and modules.
+#[derive(clap::Args, Debug, Default)]
+struct GuestBuildArgs {
+    /// The guests' kernel: a bzImage or an ELF vmlinux (PVH).
+    #[arg(long, value_name = "IMAGE")]
+    kernel: Option<PathBuf>,
+    /// Modules: a `make modules_install INSTALL_MOD_PATH=DIR` tree, or its
+    /// lib/modules/<release>. Their vermagic must match the kernel.
+    #[arg(long, value_name = "DIR")]
+    modules: Option<PathBuf>,
+    /// A module replacing the stock one of the same name (repeatable).
+    #[arg(long = "module", value_name = "FILE.ko")]
+    module_files: Vec<PathBuf>,
+    /// An extra file for the guests, HOST=GUEST (repeatable).
+    #[arg(long = "guest-file", value_name = "HOST=GUEST", value_parser = parse_guest_file)]
+    files: Vec<scenarios::qemu::GuestFile>,
+    /// Appended to the guests' kernel command line (repeatable).
+    #[arg(long = "kernel-arg", value_name = "ARG", allow_hyphen_values = true)]
+    kernel_args: Vec<String>,
+}
+
+fn parse_guest_file(s: &str) -> Result<scenarios::qemu::GuestFile, String> {
+    scenarios::qemu::GuestFile::parse(s)
+}
+
+impl GuestBuildArgs {
+    fn build(self) -> scenarios::qemu::GuestBuild {
+        scenarios::qemu::GuestBuild {
+            kernel: self.kernel,
+            modules: self.modules,
+            module_files: self.module_files,
+            files: self.files,
+            kernel_args: self.kernel_args,
+        }
+    }
+}
+
+/// Whether guest boots and steps are reported as they happen, on standard error.
+#[derive(clap::Args, Debug, Default)]
+struct ProgressArgs {
+    /// Report guest boots and steps as they happen (default: on a terminal, unless `CI` is set).
+    #[arg(long, conflicts_with = "quiet")]
+    progress: bool,
+    /// Report nothing as it happens.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl ProgressArgs {
+    fn sink(&self) -> Option<scenarios::guests::Progress> {
+        use std::io::IsTerminal;
+        let auto = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        if self.quiet || !(self.progress || auto) {
+            return None;
+        }
+        let started = std::time::Instant::now();
+        Some(std::sync::Arc::new(move |line: &str| {
+            eprintln!("[{:>6.1} s] {line}", started.elapsed().as_secs_f64());
+        }))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,6 +362,9 @@ fn main() -> ExitCode {
                     html,
                     real_time,
                     guests,
+                    junit,
+                    build,
+                    progress,
                 },
         } => {
             let time = if real_time {
@@ -281,11 +376,38 @@ fn main() -> ExitCode {
                 json,
                 pcap_dir: pcap.as_deref(),
                 html: html.as_deref(),
+                junit: junit.as_deref(),
                 time,
                 guests,
+                build: build.build(),
+                progress: progress.sink(),
             };
             match sriov_emu::scenario_cmd::run_command(&paths, args, &mut std::io::stdout().lock())
             {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CliError::ScenariosFailed),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::CheckDriver {
+            paths,
+            build,
+            no_baseline,
+            json,
+            html,
+            junit,
+            progress,
+        } => {
+            let args = sriov_emu::check_driver::CheckArgs {
+                paths,
+                build: build.build(),
+                baseline: !no_baseline,
+                json: json.as_deref(),
+                html: html.as_deref(),
+                junit: junit.as_deref(),
+                progress: progress.sink(),
+            };
+            match sriov_emu::check_driver::check_driver(args, &mut std::io::stdout().lock()) {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(CliError::ScenariosFailed),
                 Err(e) => Err(e.into()),
@@ -352,6 +474,58 @@ mod tests {
         assert_eq!(html.as_deref(), Some(std::path::Path::new("r.html")));
         assert!(!json);
         assert!(Cli::try_parse_from(["sriov-emu", "scenario", "run", "s/", "--html"]).is_err());
+    }
+
+    #[test]
+    fn check_driver_takes_the_users_build_and_the_ci_outputs() {
+        let cli = Cli::try_parse_from([
+            "sriov-emu",
+            "check-driver",
+            "--kernel",
+            "bzImage",
+            "--modules",
+            "mods",
+            "--module",
+            "a.ko",
+            "--module",
+            "b.ko",
+            "--guest-file",
+            "n.txt=/etc/n",
+            "--kernel-arg",
+            "igbvf.debug=16",
+            "--junit",
+            "j.xml",
+            "--no-baseline",
+            "--quiet",
+        ])
+        .unwrap();
+        let Command::CheckDriver {
+            paths,
+            build,
+            no_baseline,
+            junit,
+            progress,
+            ..
+        } = cli.command
+        else {
+            panic!("not check-driver: {cli:?}");
+        };
+        assert!(paths.is_empty(), "the library by default");
+        let build = build.build();
+        assert_eq!(
+            build.kernel.as_deref(),
+            Some(std::path::Path::new("bzImage"))
+        );
+        assert_eq!(build.module_files.len(), 2);
+        assert_eq!(build.files[0].guest, "/etc/n");
+        assert_eq!(build.kernel_args, ["igbvf.debug=16"]);
+        assert!(no_baseline && junit.is_some());
+        assert!(progress.sink().is_none(), "--quiet");
+        // A guest path must be absolute; --progress and --quiet exclude each other.
+        assert!(Cli::try_parse_from(["sriov-emu", "check-driver", "--guest-file", "a=b"]).is_err());
+        assert!(
+            Cli::try_parse_from(["sriov-emu", "check-driver", "--progress", "--quiet"]).is_err()
+        );
     }
 
     #[test]

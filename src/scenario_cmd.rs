@@ -1,22 +1,26 @@
-//! `sriov-emu scenario run PATH... [--json] [--pcap DIR] [--html FILE] [--real-time]
-//! [--guests]`: loads every scenario first (a malformed file stops the run before anything
-//! runs), runs them, prints the reports (or one JSON array) and a summary, and writes the
-//! capture files and the HTML page.
+//! `sriov-emu scenario run PATH... [--json] [--pcap DIR] [--html FILE] [--junit FILE]
+//! [--real-time] [--guests] [--kernel IMAGE] [--modules DIR] [--module FILE.ko]...`: loads every
+//! scenario first (a malformed file stops the run before anything runs), runs them, prints the
+//! reports (or one JSON array) and a summary, and writes the capture files, the HTML page and
+//! the JUnit XML.
 //!
 //! The guest mode (`--guests`, or a file with an `attach = "guest"` endpoint): the scenario's
 //! card is a [`Serving`] (one NIC per port, real time, each VF on its vfio-user socket) and its
 //! driver-attached VF endpoints are QEMU guests running igbvf on those sockets
-//! ([`scenarios::runner::run_with_guests`]).
+//! ([`scenarios::runner::run_with_guests`]). The guests boot the fetched Debian kernel and
+//! modules, or what the user brings (each file's `[run]` table, the command line on top:
+//! [`scenarios::qemu::GuestBuild`]), checked before any guest boots.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use eswitch::PortId;
 use scenarios::format::{Attach, NicSpec};
-use scenarios::guests::{GuestMode, DEFAULT_BOOT_TIMEOUT, DEFAULT_COMMAND_TIMEOUT};
+use scenarios::guests::{GuestMode, Progress, DEFAULT_BOOT_TIMEOUT, DEFAULT_COMMAND_TIMEOUT};
 use scenarios::logs::LogTap;
-use scenarios::qemu::{Artifacts, HarnessError};
+use scenarios::qemu::{Artifacts, BuildError, GuestBuild, HarnessError, PreparedBuild};
 use scenarios::world::Captured;
 use scenarios::{
     collect, load, run, LoadError, PortRef, RunOptions, Scenario, ScenarioReport, TimeMode,
@@ -48,10 +52,32 @@ pub enum ScenarioCmdError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("writing the JUnit report {path}: {source}")]
+    Junit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The guests' kernel or modules cannot boot (checked before any guest boots).
+    #[error("{what}: {source}")]
+    Build { what: String, source: BuildError },
+    #[error(
+        "--kernel, --modules, --module, --guest-file and --kernel-arg build QEMU guests: add \
+         --guests (or give a file with `attach = \"guest\"` endpoints)"
+    )]
+    BuildWithoutGuests,
+    #[error("nothing to check: bring a kernel (--kernel), modules (--modules DIR) or a module (--module FILE.ko)")]
+    NothingBrought,
+    #[error("{0}")]
+    Helper(String),
+    #[error("writing the JSON report {path}: {source}")]
+    JsonFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How `scenario run` runs and what it writes besides the reports on its output.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RunArgs<'a> {
     /// The reports as one JSON array instead of text.
     pub json: bool,
@@ -59,9 +85,90 @@ pub struct RunArgs<'a> {
     pub pcap_dir: Option<&'a Path>,
     /// Where the reports go as one HTML page.
     pub html: Option<&'a Path>,
+    /// Where the reports go as JUnit XML.
+    pub junit: Option<&'a Path>,
     pub time: TimeMode,
     /// Every driver-attached VF endpoint a QEMU guest (`--guests`).
     pub guests: bool,
+    /// The command line's guest kernel, modules and files, on top of each file's `[run]`.
+    pub build: GuestBuild,
+    /// Where guest boots and steps are reported as they happen.
+    pub progress: Option<Progress>,
+}
+
+/// What the guest mode's guests boot and where their progress goes.
+#[derive(Clone, Default)]
+pub struct GuestSetup {
+    /// The user's kernel, modules and files, prepared; `None`: the stock guest.
+    pub build: Option<Arc<PreparedBuild>>,
+    pub progress: Option<Progress>,
+    /// Tells runs of the same scenario apart (their directories under `run/`).
+    pub tag: String,
+}
+
+/// The builds the guest scenarios of a run ask for (each file's `[run]` with `cli` on top),
+/// checked and packed before anything boots; the same build is prepared once.
+pub fn prepare_builds(
+    scenarios: &[&Scenario],
+    cli: &GuestBuild,
+    artifacts: &Artifacts,
+) -> Result<Vec<Option<Arc<PreparedBuild>>>, ScenarioCmdError> {
+    let mut prepared: Vec<(GuestBuild, Arc<PreparedBuild>)> = Vec::new();
+    let mut out = Vec::new();
+    for s in scenarios {
+        let build = s.guest_build().overlay(cli);
+        if build.is_stock() {
+            out.push(None);
+            continue;
+        }
+        if let Some((_, p)) = prepared.iter().find(|(b, _)| *b == build) {
+            out.push(Some(p.clone()));
+            continue;
+        }
+        let what = if s.guest_build().is_stock() {
+            "the guests' build".to_string()
+        } else {
+            format!("the guests' build of {} ([run])", s.path.display())
+        };
+        let p = Arc::new(
+            build
+                .prepare(artifacts)
+                .map_err(|source| ScenarioCmdError::Build { what, source })?,
+        );
+        prepared.push((build, p.clone()));
+        out.push(Some(p));
+    }
+    Ok(out)
+}
+
+/// Writes `text` to `path`, the error naming the report it is.
+fn write_report(
+    path: &Path,
+    text: &str,
+    err: fn(PathBuf, std::io::Error) -> ScenarioCmdError,
+) -> Result<(), ScenarioCmdError> {
+    std::fs::write(path, text).map_err(|e| err(path.into(), e))
+}
+
+/// Writes the reports that go to files: the HTML page, the JUnit XML.
+pub fn write_reports(
+    reports: &[ScenarioReport],
+    html: Option<&Path>,
+    junit: Option<&Path>,
+) -> Result<(), ScenarioCmdError> {
+    if let Some(path) = html {
+        write_report(path, &scenarios::html::render(reports), |path, source| {
+            ScenarioCmdError::Html { path, source }
+        })?;
+    }
+    if let Some(path) = junit {
+        let xml = scenarios::junit::render("sriov-emu scenarios", reports);
+        write_report(path, &xml, |path, source| ScenarioCmdError::Junit {
+            path,
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs the scenarios under `paths`, prints the reports and a summary on `out` (stdout for
@@ -75,8 +182,11 @@ pub fn run_command(
         json,
         pcap_dir,
         html,
+        junit,
         time,
         guests,
+        build,
+        progress,
     } = args;
     let files = collect(paths).map_err(ScenarioCmdError::Paths)?;
     if files.is_empty() {
@@ -95,17 +205,33 @@ pub fn run_command(
     }
     let opts = RunOptions { time };
     let with_guests = |s: &Scenario| guests || has_guest_endpoint(s);
-    // Missing artifacts stop the run before anything boots, naming what to fetch.
+    if !build.is_stock() && !loaded.iter().any(with_guests) {
+        return Err(ScenarioCmdError::BuildWithoutGuests);
+    }
+    // Missing artifacts and builds that cannot boot stop the run before anything boots.
     let artifacts = if loaded.iter().any(with_guests) {
         Some(Artifacts::locate()?)
     } else {
         None
     };
+    let guest_scenarios: Vec<&Scenario> = loaded.iter().filter(|s| with_guests(s)).collect();
+    let mut builds = match &artifacts {
+        Some(a) => prepare_builds(&guest_scenarios, &build, a)?,
+        None => Vec::new(),
+    }
+    .into_iter();
     let wall = std::time::Instant::now();
     let mut reports: Vec<ScenarioReport> = Vec::new();
     for s in &loaded {
         let r = match &artifacts {
-            Some(a) if with_guests(s) => run_guests(s, a),
+            Some(a) if with_guests(s) => {
+                let setup = GuestSetup {
+                    build: builds.next().flatten(),
+                    progress: progress.clone(),
+                    tag: String::new(),
+                };
+                run_guests_with(s, a, &setup)
+            }
             _ => run(s, &opts),
         };
         if let Some(dir) = pcap_dir {
@@ -116,14 +242,7 @@ pub fn run_command(
         }
         reports.push(r.report);
     }
-    if let Some(path) = html {
-        std::fs::write(path, scenarios::html::render(&reports)).map_err(|source| {
-            ScenarioCmdError::Html {
-                path: path.into(),
-                source,
-            }
-        })?;
-    }
+    write_reports(&reports, html, junit)?;
     let passed = reports.iter().filter(|r| r.pass).count();
     // A closed stdout (`| head`) is not an error of the run: the verdict stands.
     if json {
@@ -172,9 +291,17 @@ pub fn serve_config(nic: &NicSpec) -> ServeConfig {
 /// its card, in real time, in a directory of its own under the artifacts' `run/`, and its
 /// driver-attached VF endpoints (and `attach = "guest"` ones) as QEMU guests on the VF sockets.
 pub fn run_guests(s: &Scenario, artifacts: &Artifacts) -> scenarios::Run {
-    let dir = artifacts
-        .run
-        .join(format!("scen-{}-{}", std::process::id(), s.name));
+    run_guests_with(s, artifacts, &GuestSetup::default())
+}
+
+/// [`run_guests`] with guests that boot `setup`'s build and report progress where it says.
+pub fn run_guests_with(s: &Scenario, artifacts: &Artifacts, setup: &GuestSetup) -> scenarios::Run {
+    let dir = artifacts.run.join(format!(
+        "scen-{}-{}{}",
+        std::process::id(),
+        s.name,
+        setup.tag
+    ));
     let failed = |why: String| {
         let mut r = run_setup_failure(s);
         r.report.setup_error = Some(why);
@@ -215,6 +342,8 @@ pub fn run_guests(s: &Scenario, artifacts: &Artifacts) -> scenarios::Run {
         command_timeout: DEFAULT_COMMAND_TIMEOUT,
         log_tap: Some(tap),
         helper: scenarios::guest_send::locate(),
+        build: setup.build.clone(),
+        progress: setup.progress.clone(),
     };
     let r = scenarios::runner::run_with_guests(s, &nics, mode);
     drop(nics);
@@ -236,6 +365,8 @@ fn run_setup_failure(s: &Scenario) -> scenarios::Run {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             log_tap: None,
             helper: Err("no guests".into()),
+            build: None,
+            progress: None,
         },
     )
 }

@@ -11,32 +11,13 @@
 //! artifacts of `scripts/fetch-e2e.py`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use scenarios::guests::{GuestMode, DEFAULT_COMMAND_TIMEOUT};
 use scenarios::{RunOptions, Scenario};
 use sriov_emu::scenario_cmd::{run_guests, serve_config};
 use sriov_emu::serve::Serving;
-use sriov_emu_tests::{workspace_root, Artifacts};
-
-/// Builds the guest helper (`sriov-emu-guest-send`, a binary of the `scenarios` crate, which
-/// `cargo test -p sriov-emu-tests` does not build) where the guest mode looks for it: next to
-/// this test's directory, `target/debug/`.
-fn build_helper() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "scenarios", "--bin"])
-            .arg(scenarios::guest_send::HELPER)
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo");
-        assert!(st.success(), "building the guest helper: {st}");
-        scenarios::guest_send::locate().unwrap_or_else(|e| panic!("{e}"));
-    });
-}
+use sriov_emu_tests::{build_guest_helper, workspace_root, Artifacts};
 
 fn load(path: &Path) -> Scenario {
     scenarios::load(path).unwrap_or_else(|e| panic!("{e}"))
@@ -59,7 +40,7 @@ fn tools() -> Scenario {
 #[test]
 fn the_marked_library_scenarios_pass_with_igbvf_guests() {
     let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
-    build_helper();
+    build_guest_helper();
     let scenarios = marked();
     assert!(scenarios.len() >= 2, "{} marked scenarios", scenarios.len());
     let all = Instant::now();
@@ -130,7 +111,7 @@ fn the_marked_library_scenarios_pass_with_igbvf_guests() {
 #[test]
 fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_sends_udp_and_skips_mailbox_steps() {
     let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
-    build_helper();
+    build_guest_helper();
     let s = tools();
     let r = run_guests(&s, &artifacts);
     let report = r.report.render();
@@ -178,7 +159,7 @@ fn a_guest_endpoint_runs_commands_reloads_igbvf_pings_sends_udp_and_skips_mailbo
 #[test]
 fn two_guests_boot_together_ping_each_other_and_carry_tcp_and_udp() {
     let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
-    build_helper();
+    build_guest_helper();
     let s = load(&workspace_root().join("tests/scenarios/two-guests.toml"));
     let t = Instant::now();
     let r = run_guests(&s, &artifacts);
@@ -233,6 +214,8 @@ fn a_guest_that_cannot_attach_ends_its_scenario_fast_naming_it_and_the_cause() {
         command_timeout: DEFAULT_COMMAND_TIMEOUT,
         log_tap: None,
         helper: Err("not needed".into()),
+        build: None,
+        progress: None,
     };
     let t = Instant::now();
     let r = scenarios::runner::run_with_guests(&s, &nics, mode);

@@ -3,6 +3,7 @@
 //! expectation. See the crate docs for an example file.
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 
 use eswitch::{DropReason, MacAddr, PortId};
 use mailbox::PromiscPolicy;
@@ -10,6 +11,7 @@ use model::nic::MacMode;
 use serde::{Deserialize, Deserializer};
 
 pub use crate::ports::{PfRef, PortRef, UplinkRef};
+use crate::qemu::{GuestBuild, GuestFile};
 
 /// One scenario file.
 #[derive(Clone, Debug, Deserialize)]
@@ -37,6 +39,61 @@ pub struct ScenarioFile {
     /// (`scenario run --guests`): the guest test runs every file that says so.
     #[serde(default)]
     pub guests: bool,
+    /// What the guests of the guest mode boot: a user's kernel, modules and files (paths
+    /// relative to the file). `scenario run --kernel/--modules/--module/...` go on top.
+    #[serde(default)]
+    pub run: RunSpec,
+}
+
+/// A scenario file's `[run]` table: the guests' kernel, modules and files
+/// ([`crate::qemu::GuestBuild`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// A bzImage or an ELF vmlinux.
+    pub kernel: Option<PathBuf>,
+    /// A `make modules_install INSTALL_MOD_PATH=...` tree, or its `lib/modules/<release>`.
+    pub modules: Option<PathBuf>,
+    /// Single `.ko` files replacing the stock modules of the same name.
+    #[serde(default)]
+    pub module: Vec<PathBuf>,
+    /// Extra files: `{ host = "...", guest = "/..." }`.
+    #[serde(default)]
+    pub files: Vec<GuestFile>,
+    /// Appended to the guest kernel's command line.
+    pub kernel_args: Option<String>,
+}
+
+impl RunSpec {
+    /// The build this table asks for, its relative paths taken from `dir` (the file's).
+    pub fn build(&self, dir: &Path) -> GuestBuild {
+        let at = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                dir.join(p)
+            }
+        };
+        GuestBuild {
+            kernel: self.kernel.as_ref().map(at),
+            modules: self.modules.as_ref().map(at),
+            module_files: self.module.iter().map(at).collect(),
+            files: self
+                .files
+                .iter()
+                .map(|f| GuestFile {
+                    host: at(&f.host),
+                    guest: f.guest.clone(),
+                })
+                .collect(),
+            kernel_args: self
+                .kernel_args
+                .iter()
+                .flat_map(|a| a.split_whitespace())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
 }
 
 /// The card: one or more ports, each an 82576 PF with its VFs, embedded switch and uplinks,

@@ -11,9 +11,10 @@ use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::qemu::{Guest, GuestConfig, HarnessError, RunningGuest};
+use crate::qemu::{Guest, GuestConfig, HarnessError, PreparedBuild, RunningGuest};
 
 /// Booting a guest to the point where its igbvf link is up, at most (TCG on a busy host).
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -42,6 +43,23 @@ pub struct GuestMode {
     /// (`sriov-emu-guest-send`, [`crate::guest_send::locate`]), or why there is none: then
     /// those steps fail saying so.
     pub helper: Result<PathBuf, String>,
+    /// The user's kernel, modules and files the guests boot with (checked and packed by
+    /// [`crate::qemu::GuestBuild::prepare`]); `None`: the stock guest.
+    pub build: Option<Arc<PreparedBuild>>,
+    /// Where boots and steps are reported as they happen (a terminal), if anywhere.
+    pub progress: Option<Progress>,
+}
+
+/// A line of progress (`vf-ping: guests vf0, vf1 up in 9.1 s`), for a terminal.
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+
+impl GuestMode {
+    /// Reports `line` as progress, if anyone listens.
+    pub fn progress(&self, line: &str) {
+        if let Some(p) = &self.progress {
+            p(line);
+        }
+    }
 }
 
 /// A guest that could not be booted or did not answer.
@@ -110,7 +128,7 @@ dmesg -c > /dev/null
 # QEMU drops what the guest writes before the host has connected to its channel: wait for the
 # host's first line (it repeats one until it sees READY).
 read -r line <&3
-echo "@@READY $(cat /sys/class/net/eth0/address)@@" >&4
+echo "@@READY $(cat /sys/class/net/eth0/address) $(uname -r)@@" >&4
 while read -r line <&3; do
     line=$(printf '%s' "$line" | tr -d '\r')
     case "$line" in
@@ -135,6 +153,8 @@ pub struct GuestVm {
     next_id: u64,
     /// The MAC igbvf came up with.
     pub mac: Option<eswitch::MacAddr>,
+    /// The release the guest runs (`uname -r`).
+    pub kernel: Option<String>,
 }
 
 /// A guest booting: QEMU started, not yet up.
@@ -151,9 +171,10 @@ impl Booting {
         name: &str,
         socket: &Path,
         ip: Option<Ipv4Addr>,
-        run_dir: &Path,
-        helper: Option<&Path>,
+        mode: &GuestMode,
     ) -> Result<Booting, GuestError> {
+        let run_dir = mode.run_dir.as_path();
+        let helper = mode.helper.as_ref().ok().map(PathBuf::as_path);
         let io = |what: String| {
             let guest = name.to_string();
             move |source| GuestError::Io {
@@ -201,6 +222,10 @@ impl Booting {
             kernel_args: "ipv6.disable=1".into(),
             timeout: Duration::from_secs(24 * 3600),
             ..cfg
+        };
+        let cfg = match &mode.build {
+            Some(build) => cfg.build(build),
+            None => cfg,
         };
         let guest = Guest::new(cfg)
             .spawn()
@@ -265,14 +290,17 @@ impl Booting {
         loop {
             match lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
-                    if let Some(mac) = marker(&line, "@@READY ") {
+                    if let Some(ready) = marker(&line, "@@READY ") {
+                        let mut words = ready.split_whitespace();
+                        let (mac, kernel) = (words.next().unwrap_or(""), words.next());
                         return Ok(GuestVm {
                             name: self.name,
                             guest: self.guest,
                             chan,
                             lines,
                             next_id: 0,
-                            mac: mac.trim().parse().ok(),
+                            mac: mac.parse().ok(),
+                            kernel: kernel.map(str::to_string),
                         });
                     }
                     if let Some(why) = marker(&line, "@@FAIL ") {

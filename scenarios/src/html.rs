@@ -871,6 +871,7 @@ mod tests {
             pass: false,
             wall_ms: 1.0,
             scenario_ms: 2.0,
+            guests: Vec::new(),
         }
     }
 

@@ -66,6 +66,7 @@ pub mod guest_send;
 pub mod guests;
 pub mod html;
 pub mod iperf;
+pub mod junit;
 pub mod load;
 pub mod logs;
 mod netview;

@@ -66,6 +66,15 @@ pub struct Scenario {
     pub file: ScenarioFile,
 }
 
+impl Scenario {
+    /// What the file's `[run]` table asks its guests to boot, paths taken from the file's
+    /// directory.
+    pub fn guest_build(&self) -> crate::qemu::GuestBuild {
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        self.file.run.build(dir)
+    }
+}
+
 /// 1-based line and column of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut end = offset.min(text.len());

@@ -137,6 +137,77 @@ pub struct StepReport {
     pub pass: bool,
 }
 
+/// A QEMU guest of the run (the guest mode): what it booted, and its console at the end.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GuestInfo {
+    /// The endpoint it is.
+    pub endpoint: String,
+    /// `uname -r` in the guest.
+    pub kernel: Option<String>,
+    /// The modules the user brought ([`crate::qemu::GuestBuild`]), as the guest has them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<GuestModule>,
+    /// The whole console log, on disk.
+    pub log: String,
+    /// The console's last lines when the scenario ended.
+    pub console_tail: String,
+}
+
+/// A module the user brought, as a guest has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GuestModule {
+    pub name: String,
+    /// Its path in the guest.
+    pub path: String,
+    /// `/sys/module/<name>` exists: the kernel has it loaded.
+    pub loaded: bool,
+    /// The checksum of the guest's file.
+    pub sha256: Option<String>,
+    /// The checksum of the file brought.
+    pub expected_sha256: String,
+    /// `/sys/module/<name>/taint` (`E`: an unsigned module, `O`: out of tree).
+    pub taint: String,
+}
+
+impl GuestModule {
+    /// The guest runs the module that was brought: loaded, from a file with its checksum.
+    pub fn is_the_build(&self) -> bool {
+        self.loaded && self.sha256.as_deref() == Some(self.expected_sha256.as_str())
+    }
+}
+
+impl GuestInfo {
+    /// `guest vf0: kernel 6.1.0-50-amd64; igbvf loaded, sha256 0123abcd… (the build's), taint E`.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "guest {}: kernel {}",
+            self.endpoint,
+            self.kernel.as_deref().unwrap_or("?")
+        );
+        for m in &self.modules {
+            let sum = m.sha256.as_deref().unwrap_or("none");
+            let whose = if m.is_the_build() {
+                "the build's"
+            } else if m.loaded {
+                "NOT the build's"
+            } else {
+                "not loaded"
+            };
+            let _ = write!(
+                line,
+                "; {} {}, sha256 {}… ({whose})",
+                m.name,
+                if m.loaded { "loaded" } else { "not loaded" },
+                &sum[..sum.len().min(12)]
+            );
+            if !m.taint.is_empty() {
+                let _ = write!(line, ", taint {}", m.taint);
+            }
+        }
+        line
+    }
+}
+
 /// One scenario file.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioReport {
@@ -159,6 +230,9 @@ pub struct ScenarioReport {
     pub wall_ms: f64,
     /// Simulated (or real) time the scenario covered, milliseconds.
     pub scenario_ms: f64,
+    /// The QEMU guests of the run (the guest mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestInfo>,
 }
 
 impl ScenarioReport {
@@ -177,6 +251,9 @@ impl ScenarioReport {
         let _ = writeln!(out, "   reproduces: {}", one_line(&self.reproduces));
         if let Some(e) = &self.setup_error {
             let _ = writeln!(out, "   setup failed: {e}");
+        }
+        for g in &self.guests {
+            let _ = writeln!(out, "   {}", g.line());
         }
         for step in &self.steps {
             let mark = match (step.pass, &step.skipped) {

@@ -123,6 +123,7 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
         pass: false,
         wall_ms: 0.0,
         scenario_ms: 0.0,
+        guests: Vec::new(),
     };
     let mut world = match world.and_then(|w| setup(w, file, &scenario.name)) {
         Ok(w) => w,
@@ -140,9 +141,25 @@ fn run_in(scenario: &Scenario, world: Result<World, SetupError>) -> Run {
     report.card = world.card();
     report.endpoints = world.endpoints_at();
     let start_ns = world.now();
+    let steps = file.steps.len();
     for (index, step) in file.steps.iter().enumerate() {
-        report.steps.push(run_step(&mut world, index, step));
+        let started = Instant::now();
+        let r = run_step(&mut world, index, step);
+        let mark = match (&r.skipped, r.pass) {
+            (Some(_), _) => "skip",
+            (None, true) => "ok",
+            (None, false) => "FAIL",
+        };
+        world.progress(&format!(
+            "{}: step {}/{steps} {mark}: {} ({:.1} s)",
+            scenario.name,
+            index + 1,
+            r.action,
+            started.elapsed().as_secs_f64()
+        ));
+        report.steps.push(r);
     }
+    report.guests = world.guest_infos();
     report.faults = world
         .faults()
         .into_iter()

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -25,7 +24,7 @@ use crate::error::{CableError, MailboxError, SetupError};
 use crate::format::{Attach, EndpointSpec, NicSpec};
 use crate::guests::{Answer, Booting, GuestError, GuestMode, GuestVm, Pending};
 use crate::ports::{Cable, PfRef, PortRef, UplinkRef};
-use crate::report::{ArmedFault, CardPort, EndpointAt, PortFaults};
+use crate::report::{ArmedFault, CardPort, EndpointAt, GuestInfo, GuestModule, PortFaults};
 pub use crate::report::{Dropped, Origin};
 use crate::stack::HostStack;
 
@@ -183,6 +182,8 @@ pub struct World {
     arrived: Vec<(PortRef, Bytes, Origin)>,
     /// Endpoints become QEMU guests ([`World::set_guest_mode`]).
     guest_mode: Option<GuestMode>,
+    /// The brought modules as each guest endpoint (by index) has them.
+    guest_modules: BTreeMap<usize, Vec<GuestModule>>,
 }
 
 impl World {
@@ -250,6 +251,7 @@ impl World {
             events: Vec::new(),
             arrived: Vec::new(),
             guest_mode: None,
+            guest_modules: BTreeMap::new(),
         })
     }
 
@@ -282,21 +284,105 @@ impl World {
                 tail: String::new(),
             })?;
             let ip = ep.stack.ip;
-            let helper = mode.helper.as_ref().ok().map(PathBuf::as_path);
-            booting.push((
-                idx,
-                Booting::spawn(scenario, &ep.name, &socket, ip, &mode.run_dir, helper)?,
-            ));
+            booting.push((idx, Booting::spawn(scenario, &ep.name, &socket, ip, mode)?));
         }
-        let until = Instant::now() + mode.boot_timeout;
+        let names: Vec<&str> = booting
+            .iter()
+            .map(|(idx, _)| self.endpoints[*idx].name.as_str())
+            .collect();
+        if !names.is_empty() {
+            mode.progress(&format!("{scenario}: booting {}", names.join(", ")));
+        }
+        let started = Instant::now();
+        let until = started + mode.boot_timeout;
+        let mut up = Vec::new();
         for (idx, b) in booting {
             let vm = b.wait(until)?;
             if let Some(mac) = vm.mac {
                 self.endpoints[idx].stack.mac = mac;
             }
+            mode.progress(&format!(
+                "{scenario}: {} up ({}) in {:.1} s",
+                self.endpoints[idx].name,
+                vm.kernel.as_deref().unwrap_or("?"),
+                started.elapsed().as_secs_f64()
+            ));
             self.endpoints[idx].vm = Some(Box::new(vm));
+            up.push(idx);
+        }
+        for idx in up {
+            let modules = self.probe_brought_modules(idx)?;
+            self.guest_modules.insert(idx, modules);
         }
         Ok(())
+    }
+
+    /// What endpoint `idx`'s guest has of the modules the user brought: loaded or not, the
+    /// checksum of its file, the kernel's taint flags for it.
+    fn probe_brought_modules(&mut self, idx: usize) -> Result<Vec<GuestModule>, GuestError> {
+        let brought = match self.guest_mode.as_ref().and_then(|m| m.build.as_ref()) {
+            Some(build) if !build.modules.is_empty() => build.modules.clone(),
+            _ => return Ok(Vec::new()),
+        };
+        let mut script = String::new();
+        for m in &brought {
+            script += &format!(
+                "echo \"@ {name} $(test -d /sys/module/{name} && echo 1 || echo 0) \
+                 $(sha256sum {path} 2>/dev/null | cut -d' ' -f1) -$(cat /sys/module/{name}/taint 2>/dev/null)\"\n",
+                name = m.name,
+                path = m.guest
+            );
+        }
+        let timeout = self.command_timeout();
+        let answer = self.guest_command(idx, &script, timeout)?;
+        Ok(brought
+            .iter()
+            .map(|m| {
+                let line = answer
+                    .output
+                    .lines()
+                    .find(|l| l.split_whitespace().nth(1) == Some(m.name.as_str()));
+                let words: Vec<&str> = line.map_or(Vec::new(), |l| l.split_whitespace().collect());
+                let sum = words.get(3).filter(|w| !w.starts_with('-'));
+                GuestModule {
+                    name: m.name.clone(),
+                    path: m.guest.clone(),
+                    loaded: words.get(2) == Some(&"1"),
+                    sha256: sum.map(|w| w.to_string()),
+                    expected_sha256: m.sha256.clone(),
+                    taint: words
+                        .last()
+                        .and_then(|w| w.strip_prefix('-'))
+                        .unwrap_or("")
+                        .to_string(),
+                }
+            })
+            .collect())
+    }
+
+    /// The run's QEMU guests: what each booted, its console's last lines.
+    pub fn guest_infos(&self) -> Vec<GuestInfo> {
+        self.endpoints
+            .iter()
+            .enumerate()
+            .filter_map(|(idx, ep)| {
+                let vm = ep.vm.as_ref()?;
+                Some(GuestInfo {
+                    endpoint: ep.name.clone(),
+                    kernel: vm.kernel.clone(),
+                    modules: self.guest_modules.get(&idx).cloned().unwrap_or_default(),
+                    log: vm.log_path().display().to_string(),
+                    console_tail: vm.console_tail(),
+                })
+            })
+            .collect()
+    }
+
+    /// Reports a line of progress (the guest mode, on a terminal).
+    pub fn progress(&self, line: &str) {
+        if let Some(mode) = &self.guest_mode {
+            mode.progress(line);
+        }
     }
 
     /// Where the card's threads log (guest mode), if the mode says.

@@ -32,3 +32,20 @@ pub use scenarios::qemu::{artifacts, cpio, guest, results};
 pub use artifacts::{workspace_root, Artifacts, HarnessError, FETCH_SCRIPT};
 pub use guest::{kvm_requested, Guest, GuestConfig, GuestOutput, RunningGuest, KVM_ENV};
 pub use results::{parse_console, GuestResult, ParsedConsole, Status};
+
+/// Builds the guest helper (`sriov-emu-guest-send`, a binary of the `scenarios` crate, which
+/// `cargo test -p sriov-emu-tests` does not build) where the guest mode looks for it: next to
+/// the test programs' directory, `target/debug/`. Once per test program.
+pub fn build_guest_helper() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "scenarios", "--bin"])
+            .arg(scenarios::guest_send::HELPER)
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo");
+        assert!(st.success(), "building the guest helper: {st}");
+        scenarios::guest_send::locate().unwrap_or_else(|e| panic!("{e}"));
+    });
+}

@@ -44,6 +44,8 @@ pub struct GuestConfig {
     /// Archives (newc) appended to the base initramfs before the per-boot one, e.g.
     /// [`super::Artifacts::initramfs_dpdk`].
     pub extra_initramfs: Vec<PathBuf>,
+    /// Another kernel image than the fetched one (a user's build, [`super::GuestBuild`]).
+    pub kernel: Option<PathBuf>,
 }
 
 impl Default for GuestConfig {
@@ -59,6 +61,7 @@ impl Default for GuestConfig {
             kernel_args: String::new(),
             files: Vec::new(),
             extra_initramfs: Vec::new(),
+            kernel: None,
         }
     }
 }
@@ -91,6 +94,19 @@ impl GuestConfig {
     /// Appends the archive at `path` to the base initramfs (its files overlay the base's).
     pub fn extra_initramfs(mut self, path: impl Into<PathBuf>) -> Self {
         self.extra_initramfs.push(path.into());
+        self
+    }
+
+    /// Boots what `build` packed: its kernel, its archive after the base initramfs, its kernel
+    /// arguments after the ones set so far.
+    pub fn build(mut self, build: &super::PreparedBuild) -> Self {
+        self.kernel.clone_from(&build.kernel);
+        self.extra_initramfs.push(build.archive.clone());
+        if !build.kernel_args.is_empty() {
+            self.kernel_args = format!("{} {}", self.kernel_args, build.kernel_args)
+                .trim()
+                .to_string();
+        }
         self
     }
 
@@ -185,7 +201,11 @@ impl Guest {
             "-smp".into(),
             c.cpus.to_string(),
             "-kernel".into(),
-            artifacts.kernel.display().to_string(),
+            c.kernel
+                .as_deref()
+                .unwrap_or(&artifacts.kernel)
+                .display()
+                .to_string(),
             "-initrd".into(),
             initrd.display().to_string(),
             "-append".into(),

@@ -10,9 +10,12 @@
 
 pub mod artifacts;
 pub mod cpio;
+pub mod custom;
 pub mod guest;
+pub mod kernel;
 pub mod results;
 
 pub use artifacts::{workspace_root, Artifacts, HarnessError, FETCH_SCRIPT};
+pub use custom::{BroughtModule, BuildError, GuestBuild, GuestFile, PreparedBuild};
 pub use guest::{kvm_requested, Guest, GuestConfig, GuestOutput, RunningGuest, KVM_ENV};
 pub use results::{parse_console, GuestResult, ParsedConsole, Status};
