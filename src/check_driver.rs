@@ -1,7 +1,8 @@
 //! `sriov-emu check-driver --kernel IMAGE | --modules DIR | --module FILE.ko ... [PATH...]`: a
 //! driver developer's own build against the scenario library. Every library scenario that runs
-//! with QEMU guests (`guests = true`: bring-up, admin and zero MAC, MAC changes under trust,
-//! VLAN, MTU, link state, faults, ...) runs with guests booting the user's kernel and modules,
+//! with QEMU guests (`guests = true`) and has a VF endpoint attached through its driver (the
+//! endpoints that become guests: bring-up, admin and zero MAC, MAC changes under trust, VLAN,
+//! MTU, link state, faults, ...) runs with guests booting the user's kernel and modules,
 //! then (unless `--no-baseline`) with the stock Debian ones, and the summary says per scenario
 //! whether the user's build behaved as the stock driver did, naming the checks that differ.
 //! Each guest is also checked to run the module brought (its file's checksum in the guest, and
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use scenarios::format::Attach;
 use scenarios::guests::Progress;
 use scenarios::qemu::{Artifacts, BroughtModule, GuestBuild, PreparedBuild};
 use scenarios::report::{Check, StepReport};
@@ -102,6 +104,10 @@ pub fn check_driver(args: CheckArgs<'_>, out: &mut dyn Write) -> Result<bool, Sc
     if !errors.is_empty() {
         return Err(ScenarioCmdError::Load(errors));
     }
+    // Only endpoints attached to a VF through its driver become guests: a scenario without
+    // one would not run the user's driver at all.
+    let (loaded, left_out): (Vec<Scenario>, Vec<Scenario>) =
+        loaded.into_iter().partition(runs_a_driver);
     if loaded.is_empty() {
         return Err(ScenarioCmdError::NoFiles);
     }
@@ -127,6 +133,14 @@ pub fn check_driver(args: CheckArgs<'_>, out: &mut dyn Write) -> Result<bool, Sc
         modules: first.modules.clone(),
     };
     let _ = writeln!(out, "{}", describe(first));
+    if !left_out.is_empty() {
+        let names: Vec<&str> = left_out.iter().map(|s| s.name.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "left out (no driver-attached VF endpoint, so no guest): {}",
+            names.join(", ")
+        );
+    }
 
     let tagged = |tag: &str| -> Option<Progress> {
         let p = args.progress.clone()?;
@@ -181,6 +195,15 @@ pub fn check_driver(args: CheckArgs<'_>, out: &mut dyn Write) -> Result<bool, Sc
     }
     let _ = write!(out, "{}", summary_table(&compared));
     Ok(pass)
+}
+
+/// Whether `s` has an endpoint the guest mode boots as a guest: a VF endpoint attached through
+/// its driver (or explicitly a guest).
+fn runs_a_driver(s: &Scenario) -> bool {
+    s.file
+        .endpoints
+        .iter()
+        .any(|e| matches!(e.attach, Attach::Driver | Attach::Guest))
 }
 
 /// `your build: kernel 6.1.0-50-amd64 (stock); modules: igbvf (/x/igbvf.ko, sha256 0123…)`.

@@ -349,7 +349,13 @@ fn ctl(dir: PathBuf, port: Option<scenarios::PfRef>, what: CtlCommand) -> Result
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    // Scenario runs list each step's log lines in their reports: on standard error only errors,
+    // unless asked (-v), so that a CI log holds the reports and nothing twice.
+    let reports_logs = matches!(
+        cli.command,
+        Command::Scenario { .. } | Command::CheckDriver { .. }
+    );
+    init_tracing(cli.verbose, reports_logs);
     let result: Result<(), CliError> = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Ctl { dir, port, what } => ctl(dir, port, what),
@@ -423,9 +429,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, reports_logs: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
+        0 if reports_logs => "error",
         0 => "warn",
         1 => "info",
         2 => "debug",

@@ -155,6 +155,14 @@ fn scenario(out: &mut String, i: usize, r: &ScenarioReport) {
             eps.join(", ")
         );
     }
+    for g in &r.guests {
+        let _ = writeln!(
+            out,
+            "<details class=\"guest\"><summary>{}</summary><pre>{}</pre></details>",
+            escape(&g.line()),
+            escape(&g.console_tail)
+        );
+    }
     for step in &r.steps {
         step_html(out, i, r, step);
     }
@@ -921,5 +929,20 @@ mod tests {
         assert!(page.contains("setup failed: no &lt;such&gt; port"));
         assert!(!page.contains("<figure"));
         assert!(render(&[]).contains("0 of 0 scenarios passed"));
+    }
+
+    #[test]
+    fn guests_show_what_they_booted_and_their_console_escaped() {
+        let mut r = report();
+        r.guests.push(crate::report::GuestInfo {
+            endpoint: "vm1".into(),
+            kernel: Some("6.1.0-50-amd64".into()),
+            modules: Vec::new(),
+            log: "vm1.log".into(),
+            console_tail: "igbvf <eth0>: Link is Up".into(),
+        });
+        let page = render(&[r]);
+        assert!(page.contains("<summary>guest vm1: kernel 6.1.0-50-amd64</summary>"));
+        assert!(page.contains("igbvf &lt;eth0&gt;: Link is Up"));
     }
 }
