@@ -700,9 +700,6 @@ fn write_message(
     words: &[u32],
     events: &mut MailboxEvents,
 ) -> Reply {
-    let mut fixed = [0u32; 3];
-    let len = words.len().min(fixed.len());
-    fixed[..len].copy_from_slice(&words[..len]);
     *events = events.union(mbx.write_p2v(p2v::PFU));
     let delivered = mbx.read_p2v() & p2v::PFU != 0;
     if delivered {
@@ -718,10 +715,5 @@ fn write_message(
             words.first().copied().unwrap_or(0)
         );
     }
-    Reply {
-        message,
-        words: fixed,
-        len,
-        delivered,
-    }
+    Reply::new(message, words, delivered)
 }

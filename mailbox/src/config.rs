@@ -127,6 +127,10 @@ pub enum ConfigError {
     MaxFrameTooLarge(u16),
     #[error("the VLVF table needs at least one entry (VID 0)")]
     NoVlvfSlots,
+    #[error(
+        "mailbox API value {0} cannot be the newest granted: the ixgbe agent speaks 1.0 to 1.4"
+    )]
+    UnsupportedApi(u32),
 }
 
 /// 14-bit VMOLR.RLPML.

@@ -1,3 +1,14 @@
+//! PF/VF mailboxes and the PF agents that answer VFs, per driver family:
+//!
+//! - igb (82576): the crate root ([`PfAgent`], [`Message`], [`regs`]), also reachable as
+//!   [`igb`];
+//! - ixgbe (82599): [`ixgbe`] ([`ixgbe::IxgbeAgent`], [`ixgbe::IxgbeMessage`],
+//!   [`ixgbe::regs`]).
+//!
+//! Both share the per-VF register state machine ([`VfMailbox`]; the two parts' mailbox control
+//! registers are alike bit for bit) and the outcome types ([`AgentOutcome`], [`PolicyChange`],
+//! [`RefusalReason`]).
+//!
 //! The 82576 PF/VF mailbox and the PF agent that answers VFs: the protocol of Linux igb's
 //! `e1000_mbx.c` and `igb_rcv_msg_from_vf` and of igbvf's `mbx.c` and `vf.c`, with the register
 //! behaviour of QEMU's `igb_set_pfmailbox` / `igb_set_vfmailbox` (`hw/net/igb_core.c`).
@@ -50,6 +61,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod ixgbe;
 pub mod mailbox;
 pub mod message;
 pub mod outcome;
@@ -65,3 +77,12 @@ pub use outcome::{
     AgentOutcome, PolicyChange, Refusal, RefusalCounters, RefusalReason, Reply, ResetChange,
     ServiceReport, Trigger, VfCounters,
 };
+
+/// The igb (82576) family under its own name, beside [`ixgbe`]; the same items as the crate
+/// root.
+pub mod igb {
+    pub use crate::agent::PfAgent;
+    pub use crate::config::{AgentConfig, HwLimits, MacAssignment, PromiscPolicy};
+    pub use crate::message::{MacFilterOp, MailboxMsg, Message, PromiscFlags};
+    pub use crate::regs;
+}

@@ -212,6 +212,8 @@ pub enum ParseError {
     Truncated { id: u16, needed: usize, got: usize },
     #[error("buffer for {needed} words is only {got} long")]
     BufferTooSmall { needed: usize, got: usize },
+    #[error("{what} {value:#x} does not fit the message")]
+    OutOfRange { what: &'static str, value: u64 },
 }
 
 mod field {

@@ -1,10 +1,13 @@
-//! What the PF agent decides for a VF: the reply it wrote, the change to the VF's `VfPolicy`,
-//! and the refusals, named and counted per VF.
+//! What a PF agent decides for a VF: the reply it wrote, the change to the VF's `VfPolicy`,
+//! and the refusals, named and counted per VF. Shared by the driver families: the outcome
+//! types take the family's typed message as a parameter (igb's [`Message`] by default, ixgbe's
+//! [`crate::ixgbe::IxgbeMessage`]).
 
 use eswitch::{MacAddr, VfPolicy};
 
 use crate::mailbox::MailboxEvents;
 use crate::message::Message;
+use crate::regs::MAILBOX_WORDS;
 
 /// Why the agent refused a VF's request (each is counted per VF).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,10 +42,23 @@ pub enum RefusalReason {
     UnsupportedPromiscFlags,
     /// A message id the PF does not handle.
     UnknownMessage,
+    /// API_NEGOTIATE for a version the PF does not speak (ixgbe_negotiate_vf_api).
+    UnsupportedApi,
+    /// A message the negotiated API version does not have (ixgbe's per-handler version checks).
+    NotInNegotiatedApi,
+    /// GET_RETA / GET_RSS_KEY while the administrator has not enabled `query_rss`.
+    RssQueryDisabled,
+    /// UPDATE_XCAST_MODE with a mode this device cannot give (promiscuous on the 82599, or an
+    /// undefined mode).
+    UnsupportedXcastMode,
+    /// SET_LPE with a frame size out of range, or one the 82599's shared max-frame rule forbids.
+    InvalidMaxFrame,
+    /// IPsec SA add/delete refused (VF IPsec offload is not offered, or the VF is not trusted).
+    IpsecRefused,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 15] = [
+    pub const ALL: [RefusalReason; 21] = [
         RefusalReason::NotClearToSend,
         RefusalReason::MailboxBusy,
         RefusalReason::AlreadyAnswered,
@@ -58,6 +74,12 @@ impl RefusalReason {
         RefusalReason::PromiscNotTrusted,
         RefusalReason::UnsupportedPromiscFlags,
         RefusalReason::UnknownMessage,
+        RefusalReason::UnsupportedApi,
+        RefusalReason::NotInNegotiatedApi,
+        RefusalReason::RssQueryDisabled,
+        RefusalReason::UnsupportedXcastMode,
+        RefusalReason::InvalidMaxFrame,
+        RefusalReason::IpsecRefused,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -83,6 +105,12 @@ impl RefusalReason {
             RefusalReason::PromiscNotTrusted => "promisc_not_trusted",
             RefusalReason::UnsupportedPromiscFlags => "unsupported_promisc_flags",
             RefusalReason::UnknownMessage => "unknown_message",
+            RefusalReason::UnsupportedApi => "unsupported_api",
+            RefusalReason::NotInNegotiatedApi => "not_in_negotiated_api",
+            RefusalReason::RssQueryDisabled => "rss_query_disabled",
+            RefusalReason::UnsupportedXcastMode => "unsupported_xcast_mode",
+            RefusalReason::InvalidMaxFrame => "invalid_max_frame",
+            RefusalReason::IpsecRefused => "ipsec_refused",
         }
     }
 }
@@ -133,9 +161,17 @@ pub enum PolicyChange {
     /// promiscuous requests); admin settings stay; the MAC becomes `mac`. Extra unicast
     /// filters survive, as in igb.
     Reset(ResetChange),
+    /// The VF reset as ixgbe resets it (`ixgbe_vf_reset_event`): the multicast list, the VLANs
+    /// it joined and its extra unicast (MACVLAN) filters are forgotten; its xcast mode stays
+    /// (ixgbe keeps `vfinfo.xcast_mode` and VMOLR.MPE/UPE across the reset); admin settings
+    /// stay; the MAC becomes `mac`.
+    ResetIxgbe(ResetChange),
     SetMac(MacAddr),
     ClearMacFilters,
     AddMacFilter(MacAddr),
+    /// The VF's extra unicast filters become exactly these (ixgbe's SET_MACVLAN index 1
+    /// restarts the list with one entry).
+    ReplaceMacFilters(Vec<MacAddr>),
     /// The new multicast hash list; `overflow` is set when the VF asked for more groups than
     /// the list holds (igb: VMOLR.MPME, all multicast whether trusted or not).
     SetMulticast {
@@ -163,11 +199,26 @@ impl PolicyChange {
                 p.promisc = false;
                 p.mc_overflow = false;
             }
+            PolicyChange::ResetIxgbe(r) => {
+                p.mac = r.mac;
+                p.mac_filters.clear();
+                p.mc_hashes.clear();
+                p.vlan_filters.clear();
+                p.mc_overflow = false;
+            }
             PolicyChange::SetMac(mac) => p.mac = Some(*mac),
             PolicyChange::ClearMacFilters => p.mac_filters.clear(),
             PolicyChange::AddMacFilter(mac) => {
                 if !p.mac_filters.contains(mac) {
                     p.mac_filters.push(*mac);
+                }
+            }
+            PolicyChange::ReplaceMacFilters(macs) => {
+                p.mac_filters.clear();
+                for mac in macs {
+                    if !p.mac_filters.contains(mac) {
+                        p.mac_filters.push(*mac);
+                    }
                 }
             }
             PolicyChange::SetMulticast { hashes, overflow } => {
@@ -189,19 +240,33 @@ impl PolicyChange {
     }
 }
 
-/// What the agent wrote to a VF's mailbox.
+/// What the agent wrote to a VF's mailbox; `M` is the family's typed message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
+pub struct Reply<M = Message> {
     /// The typed view of the reply as the VF will read it.
-    pub message: Message,
-    pub(crate) words: [u32; 3],
+    pub message: M,
+    pub(crate) words: [u32; MAILBOX_WORDS],
     pub(crate) len: usize,
     /// False when the PF could not lock the mailbox (the VF held it), so nothing was written.
     pub delivered: bool,
 }
 
-impl Reply {
-    /// The words written, starting at word 0 (1 word, or 3 for the VF_RESET reply).
+impl<M> Reply<M> {
+    /// Builds a reply record from the words written (at most [`MAILBOX_WORDS`] are kept).
+    pub(crate) fn new(message: M, words: &[u32], delivered: bool) -> Reply<M> {
+        let mut fixed = [0u32; MAILBOX_WORDS];
+        let len = words.len().min(MAILBOX_WORDS);
+        fixed[..len].copy_from_slice(&words[..len]);
+        Reply {
+            message,
+            words: fixed,
+            len,
+            delivered,
+        }
+    }
+
+    /// The words written, starting at word 0 (igb: 1 word, or 3 for the VF_RESET reply;
+    /// ixgbe: 1, 4 for the VF_RESET reply, or the whole 16-word buffer).
     pub fn words(&self) -> &[u32] {
         &self.words[..self.len]
     }
@@ -209,11 +274,11 @@ impl Reply {
 
 /// What made the agent act.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Trigger {
+pub enum Trigger<M = Message> {
     /// VFLRE: the VF wrote VTCTRL.RST (or was FLR'd).
     VfLevelReset,
     /// A VF message (REQ); `None` when the mailbox could not be read.
-    Request(Option<Message>),
+    Request(Option<M>),
     /// The VF acknowledged a PF message.
     Ack,
     /// A PF-initiated PF_CONTROL_MSG.
@@ -222,10 +287,10 @@ pub enum Trigger {
 
 /// The result of one thing the agent handled for one VF.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgentOutcome {
+pub struct AgentOutcome<M = Message> {
     pub vf: usize,
-    pub trigger: Trigger,
-    pub reply: Option<Reply>,
+    pub trigger: Trigger<M>,
+    pub reply: Option<Reply<M>>,
     pub policy_change: Option<PolicyChange>,
     pub refusal: Option<Refusal>,
     /// Events the agent's PF-side register writes caused on this VF's mailbox
@@ -233,8 +298,8 @@ pub struct AgentOutcome {
     pub events: MailboxEvents,
 }
 
-impl AgentOutcome {
-    pub(crate) fn new(vf: usize, trigger: Trigger) -> AgentOutcome {
+impl<M> AgentOutcome<M> {
+    pub(crate) fn new(vf: usize, trigger: Trigger<M>) -> AgentOutcome<M> {
         AgentOutcome {
             vf,
             trigger,
@@ -247,15 +312,24 @@ impl AgentOutcome {
 }
 
 /// Everything one `service` call did, in order (reset, request, ack).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServiceReport {
-    pub outcomes: Vec<AgentOutcome>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceReport<M = Message> {
+    pub outcomes: Vec<AgentOutcome<M>>,
     /// Union of the outcomes' events.
     pub events: MailboxEvents,
 }
 
-impl ServiceReport {
-    pub(crate) fn push(&mut self, o: AgentOutcome) {
+impl<M> Default for ServiceReport<M> {
+    fn default() -> Self {
+        ServiceReport {
+            outcomes: Vec::new(),
+            events: MailboxEvents::NONE,
+        }
+    }
+}
+
+impl<M> ServiceReport<M> {
+    pub(crate) fn push(&mut self, o: AgentOutcome<M>) {
         self.events = self.events.union(o.events);
         self.outcomes.push(o);
     }
@@ -313,5 +387,17 @@ pub(crate) fn describe(vf: usize, reason: RefusalReason) -> String {
         RefusalReason::PromiscNotTrusted => format!("VF {vf} requested promiscuous mode but is not trusted"),
         RefusalReason::UnsupportedPromiscFlags => format!("VF {vf} requested unsupported promiscuous flags"),
         RefusalReason::UnknownMessage => format!("Unhandled Msg from VF {vf}"),
+        RefusalReason::UnsupportedApi => format!("VF {vf} requested unsupported api version"),
+        RefusalReason::NotInNegotiatedApi => {
+            format!("VF {vf} sent a message its negotiated api version does not have")
+        }
+        RefusalReason::RssQueryDisabled => {
+            format!("VF {vf} requested RSS information but query_rss is off")
+        }
+        RefusalReason::UnsupportedXcastMode => {
+            format!("VF {vf} requested an xcast mode this device does not support")
+        }
+        RefusalReason::InvalidMaxFrame => format!("VF {vf} max_frame out of range"),
+        RefusalReason::IpsecRefused => format!("VF {vf} attempted to add or delete an IPsec SA"),
     }
 }
