@@ -665,8 +665,9 @@ pub struct EndpointCheck {
     pub neighbour: Option<NeighbourCheck>,
     /// The port is up as the switch sees it (both worlds).
     pub link_up: Option<bool>,
-    /// The endpoint's carrier: a guest's netdev carrier; in process its port as the switch
-    /// sees it.
+    /// The endpoint's carrier: a guest's netdev carrier; in process a driver-attached VF's
+    /// software igbvf's (its watchdog's view of the link), any other endpoint's port as the
+    /// switch sees it.
     pub carrier: Option<bool>,
     /// Interface counters (`rx_packets`, `tx_packets`; a guest has every file of
     /// `/sys/class/net/eth0/statistics`): their change during the step or their value after.

@@ -18,7 +18,7 @@ use mailbox::regs::{msg, v2p};
 use mailbox::{Message, RefusalReason};
 use model::function::i82576::regs;
 use model::nic::TimerHandle;
-use model::testing::{DriverConfig, DrvError, SoftGuest, XmitOpts};
+use model::testing::{DriverConfig, DrvError, SoftGuest, XmitOpts, WATCHDOG_PERIOD_NS};
 use model::{Clock, ManualClock, Nic, Observer, PortSink, Switched, VfHandle, VfStats};
 
 use crate::error::{CableError, MailboxError, SetupError};
@@ -151,6 +151,8 @@ pub struct VfGuest {
     /// endpoint scripts the mailbox itself over the VF's registers and only uses the rings.
     pub attach: Attach,
     fallback: Option<MacAddr>,
+    /// Driver-attached: when igbvf's watchdog timer runs next (the world's clock).
+    next_watchdog_ns: u64,
 }
 
 pub struct Endpoint {
@@ -406,8 +408,58 @@ impl World {
         self.nics.first().map_or(START_NS, |n| n.now())
     }
 
-    /// Lets time pass until `t` (never backwards) and resumes the TX queues due by then.
+    /// Lets time pass until `t` (never backwards) and resumes the TX queues due by then; the
+    /// software igbvfs' watchdogs run at their times on the way.
     pub fn advance_to(&mut self, t: u64) {
+        while let Some(due) = self.next_watchdog().filter(|&w| w <= t) {
+            self.move_clock(due);
+            self.run_watchdogs(due, false);
+        }
+        self.move_clock(t);
+    }
+
+    /// When the next software igbvf's watchdog is due, if any endpoint has one.
+    fn next_watchdog(&self) -> Option<u64> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| e.vf.as_ref())
+            .filter(|g| g.attach == Attach::Driver)
+            .map(|g| g.next_watchdog_ns)
+            .min()
+    }
+
+    /// Runs igbvf's watchdog in every driver-attached software guest whose timer is due at
+    /// `now` (every one with `all`: an interrupt or a change asks each driver to look now),
+    /// and logs what it found as igbvf does.
+    fn run_watchdogs(&mut self, now: u64, all: bool) {
+        for ep in &mut self.endpoints {
+            let Some(g) = ep.vf.as_mut() else {
+                continue;
+            };
+            if g.attach != Attach::Driver || (!all && g.next_watchdog_ns > now) {
+                continue;
+            }
+            g.guest.poll();
+            g.next_watchdog_ns = now.saturating_add(WATCHDOG_PERIOD_NS);
+            match g.guest.drv.watchdog(&g.guest.vf, now) {
+                Ok(run) => {
+                    if run.reset {
+                        tracing::info!(endpoint = %ep.name, "igbvf: link check failed: reset task (down, VF_RESET handshake, up)");
+                    }
+                    match run.carrier_change {
+                        Some(true) => tracing::info!(endpoint = %ep.name, "igbvf: Link is Up"),
+                        Some(false) => tracing::info!(endpoint = %ep.name, "igbvf: Link is Down"),
+                        None => {}
+                    }
+                }
+                Err(e) => tracing::warn!(endpoint = %ep.name, error = ?e, "igbvf: reset failed"),
+            }
+            g.guest.poll();
+        }
+    }
+
+    /// Sets the clock to `t` (never backwards) and resumes the TX queues due by then.
+    fn move_clock(&mut self, t: u64) {
         match &self.clock {
             RunClock::Simulated(c) => c.advance_to(t),
             RunClock::RealTime { .. } => {
@@ -626,6 +678,7 @@ impl World {
                     guest,
                     attach,
                     fallback: spec.fallback_mac,
+                    next_watchdog_ns: 0,
                 }))
             }
             (Attach::Driver | Attach::Guest, _) => {
@@ -673,6 +726,7 @@ impl World {
             guest,
             attach,
             fallback,
+            ..
         } = &mut **g;
         let fallback = *fallback;
         if *attach == Attach::Driver {
@@ -680,8 +734,10 @@ impl World {
             let random_mac = guest.drv.config().random_mac;
             guest.reload(driver_config(random_mac));
             let mac = guest.up()?;
-            guest.drv.check_link(&guest.vf);
+            // igbvf_reset at the end of probe.
+            guest.drv.last_reset_ns = self.nics.first().map_or(START_NS, |n| n.now());
             self.endpoints[idx].stack.mac = MacAddr(mac);
+            // igbvf_open starts the watchdog at once.
             self.settle();
             return Ok(None);
         }
@@ -743,17 +799,16 @@ impl World {
         Ok(reply)
     }
 
-    /// Lets every guest handle the interrupts it got (a PF ping, a link change: igbvf then
-    /// re-checks its link) and answers what they received.
+    /// Lets every guest handle the interrupts it got (a PF ping, a link change: igbvf's
+    /// watchdog then re-checks its link) and answers what they received.
     pub fn settle(&mut self) {
         for ep in &mut self.endpoints {
             if let Some(g) = ep.vf.as_mut() {
                 g.guest.poll();
-                if g.attach == Attach::Driver {
-                    g.guest.drv.check_link(&g.guest.vf);
-                }
             }
         }
+        let now = self.now();
+        self.run_watchdogs(now, true);
         self.pump(VecDeque::new());
     }
 
@@ -800,6 +855,17 @@ impl World {
             }
             Sender::Endpoint(idx) => idx,
         };
+        let ep = &self.endpoints[idx];
+        if ep
+            .vf
+            .as_ref()
+            .is_some_and(|g| g.attach == Attach::Driver && !g.guest.drv.carrier)
+        {
+            // No carrier: the stack's queue is stopped (netif_carrier_off), nothing reaches
+            // the driver.
+            tracing::debug!(endpoint = %ep.name, "no carrier: frame not sent");
+            return;
+        }
         self.endpoints[idx].stack.tx_frames += 1;
         let port = self.endpoints[idx].port;
         let Some(g) = self.endpoints[idx].vf.as_mut() else {
