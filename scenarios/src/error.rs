@@ -117,4 +117,6 @@ pub enum StepError {
     Cable(#[from] CableError),
     #[error(transparent)]
     Mailbox(#[from] MailboxError),
+    #[error("{name}: reattach: {why}")]
+    Reattach { name: String, why: String },
 }

@@ -331,6 +331,17 @@ pub enum Step {
         #[serde(default)]
         expect: Expect,
     },
+    /// The VF's client goes away without a word (its VM killed) and a fresh driver attaches
+    /// to the same VF: with a QEMU guest, SIGKILL to its QEMU and a new guest booted on the
+    /// same vfio-user socket, up once its igbvf is; in process, what `serve` does when a
+    /// client disconnects (the function detached and reset: the PF sees a VF reset) and a
+    /// fresh software igbvf with fresh memory and a fresh stack.
+    Reattach {
+        label: Option<String>,
+        endpoint: String,
+        #[serde(default)]
+        expect: Expect,
+    },
     /// A port's PF link (uplink carrier) goes up or down.
     Link {
         label: Option<String>,
@@ -833,6 +844,11 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(ok.steps[0], Step::Link { up: false, .. }));
+        let reattach: ScenarioFile = toml::from_str(
+            "description = \"d\"\nreproduces = \"r\"\n[[step]]\ndo = \"reattach\"\nendpoint = \"vm1\"\n",
+        )
+        .unwrap();
+        assert!(matches!(&reattach.steps[0], Step::Reattach { endpoint, .. } if endpoint == "vm1"));
         let typo = toml::from_str::<ScenarioFile>(
             r#"
             description = "d"

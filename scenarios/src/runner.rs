@@ -275,6 +275,17 @@ fn label(step: &Step) -> (String, &Expect) {
             with(l, format!("reload the VF driver of {endpoint}")),
             expect,
         ),
+        Step::Reattach {
+            label: l,
+            endpoint,
+            expect,
+        } => (
+            with(
+                l,
+                format!("{endpoint}'s VM is killed; a fresh driver attaches to its VF"),
+            ),
+            expect,
+        ),
         Step::Link {
             label: l,
             port,
@@ -670,6 +681,10 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             let idx = endpoint(world, name)?;
             return act_in_guest(world, idx, step);
         }
+        Step::Reattach { endpoint: name, .. } if guest_of(name).is_some() => {
+            let idx = endpoint(world, name)?;
+            return reattach_guest(world, idx);
+        }
         Step::Shell { guest, .. } => {
             let idx = endpoint(world, guest)?;
             if !is_guest(world, idx) {
@@ -864,6 +879,19 @@ fn act(world: &mut World, step: &Step) -> StepResult {
         Step::Reload { endpoint: name, .. } => {
             let idx = endpoint(world, name)?;
             let reply = world.bring_up(idx)?;
+            if let Some(r) = &reply {
+                o.happened.push(format!("VF_RESET answered {}", verdict(r)));
+            }
+            o.happened
+                .push(format!("{name} has MAC {}", world.mac_of(idx)));
+            o.reply = reply;
+        }
+        Step::Reattach { endpoint: name, .. } => {
+            let idx = endpoint(world, name)?;
+            let reply = world.reattach(idx)?;
+            o.happened.push(format!(
+                "{name}'s client detached, its VF reset; a fresh driver attached"
+            ));
             if let Some(r) = &reply {
                 o.happened.push(format!("VF_RESET answered {}", verdict(r)));
             }

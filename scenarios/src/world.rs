@@ -185,6 +185,8 @@ pub struct World {
     arrived: Vec<(PortRef, Bytes, Origin)>,
     /// Endpoints become QEMU guests ([`World::set_guest_mode`]).
     guest_mode: Option<GuestMode>,
+    /// The scenario whose guests [`World::boot_guests`] booted (their QEMU names).
+    guest_scenario: String,
 }
 
 impl World {
@@ -252,6 +254,7 @@ impl World {
             events: Vec::new(),
             arrived: Vec::new(),
             guest_mode: None,
+            guest_scenario: String::new(),
         })
     }
 
@@ -272,6 +275,7 @@ impl World {
         let Some(mode) = &self.guest_mode else {
             return Ok(());
         };
+        self.guest_scenario = scenario.to_string();
         let mut booting = Vec::new();
         for (idx, ep) in self.endpoints.iter().enumerate() {
             if !ep.guest {
@@ -299,6 +303,73 @@ impl World {
             self.endpoints[idx].vm = Some(Box::new(vm));
         }
         Ok(())
+    }
+
+    /// Guest mode: kills endpoint `idx`'s QEMU (SIGKILL: its VF's client gone without a word,
+    /// which `serve` answers by detaching and resetting the function), then boots a fresh guest
+    /// on the same VF socket and waits until its igbvf is up.
+    pub fn reattach_guest(&mut self, idx: usize) -> Result<(), GuestError> {
+        let name = self.endpoints[idx].name.clone();
+        let Some(mode) = &self.guest_mode else {
+            return Err(GuestError::Gone {
+                guest: name,
+                tail: "not in the guest mode".into(),
+            });
+        };
+        if let Some(vm) = self.endpoints[idx].vm.take() {
+            vm.kill()?;
+        }
+        let ep = &self.endpoints[idx];
+        let socket = (mode.sockets)(ep.port).ok_or_else(|| GuestError::Boot {
+            guest: name.clone(),
+            secs: 0.0,
+            why: format!("no vfio-user socket for {}", ep.port),
+            tail: String::new(),
+        })?;
+        let helper = mode.helper.as_ref().ok().map(PathBuf::as_path);
+        let booting = Booting::spawn(
+            &self.guest_scenario,
+            &name,
+            &socket,
+            ep.stack.ip,
+            &mode.run_dir,
+            helper,
+        )?;
+        let vm = booting.wait(Instant::now() + mode.boot_timeout)?;
+        // A fresh VM: a fresh stack, with the MAC its igbvf came up with.
+        let ep = &mut self.endpoints[idx];
+        ep.stack = HostStack::new(vm.mac.unwrap_or(MacAddr::ZERO), ep.stack.ip, ep.stack.vlan);
+        ep.vm = Some(Box::new(vm));
+        self.pump(VecDeque::new());
+        Ok(())
+    }
+
+    /// In process: what `serve` does when endpoint `idx`'s VF client disconnects (no more DMA
+    /// or interrupts, frames waiting for it dropped, then the function-level reset, which the
+    /// PF sees as a VF reset), then a fresh guest on the VF — new memory, a new driver, a new
+    /// stack — brought up as at setup. Returns the VF_RESET reply of a port-attached endpoint.
+    pub fn reattach(&mut self, idx: usize) -> Result<Option<Message>, crate::error::StepError> {
+        let name = self.endpoints[idx].name.clone();
+        let fail = |why: String| crate::error::StepError::Reattach {
+            name: name.clone(),
+            why,
+        };
+        let ep = &mut self.endpoints[idx];
+        let Some(g) = ep.vf.as_mut() else {
+            return Err(fail("not a VF endpoint".into()));
+        };
+        let handle = g.guest.vf.clone();
+        handle.detach();
+        handle.reset();
+        let random_mac = g.guest.drv.config().random_mac;
+        g.guest = SoftGuest::attach(handle, driver_config(random_mac))
+            .map_err(|e| fail(e.to_string()))?;
+        g.next_watchdog_ns = 0;
+        ep.stack = HostStack::new(MacAddr::ZERO, ep.stack.ip, ep.stack.vlan);
+        // The reset's mailbox interrupt went nowhere: no client was attached.
+        self.pump(VecDeque::new());
+        self.bring_up(idx)
+            .map_err(|e| fail(format!("bring-up: {e}")))
     }
 
     /// Where the card's threads log (guest mode), if the mode says.

@@ -181,7 +181,7 @@ pub(super) fn guest_sender(world: &World, step: &Step) -> Option<PortRef> {
         | Step::Send { from, .. }
         | Step::Traffic { from, .. } => from,
         Step::Shell { guest, .. } => guest,
-        Step::Reload { endpoint, .. } => endpoint,
+        Step::Reload { endpoint, .. } | Step::Reattach { endpoint, .. } => endpoint,
         _ => return None,
     };
     let idx = world.endpoint(name)?;
@@ -314,6 +314,25 @@ pub(super) fn act_in_guest(world: &mut World, idx: usize, step: &Step) -> StepRe
         }
         _ => return skip(&mut o, "not a step a guest carries out"),
     }
+    Ok(o)
+}
+
+/// A `reattach` of a QEMU guest: SIGKILL to its QEMU (the VF's client gone without a word;
+/// `serve` detaches and resets the function), then a fresh guest on the same VF socket, up once
+/// its igbvf netdev is up with the endpoint's IP.
+pub(super) fn reattach_guest(world: &mut World, idx: usize) -> StepResult {
+    let mut o = Outcome::default();
+    let name = world.endpoints[idx].name.clone();
+    let t = Instant::now();
+    world
+        .reattach_guest(idx)
+        .map_err(|e| StepError::Guest(e.to_string()))?;
+    o.happened.push(format!("{name}'s QEMU killed (SIGKILL)"));
+    o.happened.push(format!(
+        "a fresh guest booted on the same VF socket, igbvf up with MAC {} after {:.1} s",
+        world.mac_of(idx),
+        t.elapsed().as_secs_f64()
+    ));
     Ok(o)
 }
 
