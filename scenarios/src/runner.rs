@@ -275,6 +275,24 @@ fn label(step: &Step) -> (String, &Expect) {
             with(l, format!("reload the VF driver of {endpoint}")),
             expect,
         ),
+        Step::Join {
+            label: l,
+            endpoint,
+            group,
+            expect,
+        } => (
+            with(l, format!("{endpoint} joins multicast group {group}")),
+            expect,
+        ),
+        Step::Leave {
+            label: l,
+            endpoint,
+            group,
+            expect,
+        } => (
+            with(l, format!("{endpoint} leaves multicast group {group}")),
+            expect,
+        ),
         Step::Reattach {
             label: l,
             endpoint,
@@ -681,6 +699,12 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             let idx = endpoint(world, name)?;
             return act_in_guest(world, idx, step);
         }
+        Step::Join { endpoint: name, .. } | Step::Leave { endpoint: name, .. }
+            if guest_of(name).is_some() =>
+        {
+            let idx = endpoint(world, name)?;
+            return act_in_guest(world, idx, step);
+        }
         Step::Reattach { endpoint: name, .. } if guest_of(name).is_some() => {
             let idx = endpoint(world, name)?;
             return reattach_guest(world, idx);
@@ -885,6 +909,31 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             o.happened
                 .push(format!("{name} has MAC {}", world.mac_of(idx)));
             o.reply = reply;
+        }
+        Step::Join {
+            endpoint: name,
+            group,
+            ..
+        }
+        | Step::Leave {
+            endpoint: name,
+            group,
+            ..
+        } => {
+            let idx = endpoint(world, name)?;
+            let join = matches!(step, Step::Join { .. });
+            let list = world.multicast(idx, *group, join)?;
+            o.happened.push(format!(
+                "{name}'s igbvf sent its multicast list with SET_MULTICAST: {}",
+                if list.is_empty() {
+                    "empty".to_string()
+                } else {
+                    list.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
         }
         Step::Reattach { endpoint: name, .. } => {
             let idx = endpoint(world, name)?;

@@ -372,6 +372,37 @@ impl World {
             .map_err(|e| fail(format!("bring-up: {e}")))
     }
 
+    /// In process: endpoint `idx`'s interface joins (`join`) or leaves `group`; its software
+    /// igbvf sends the whole list with SET_MULTICAST (`igbvf_set_multi`). Returns the list.
+    pub fn multicast(
+        &mut self,
+        idx: usize,
+        group: MacAddr,
+        join: bool,
+    ) -> Result<Vec<MacAddr>, crate::error::StepError> {
+        use crate::error::StepError;
+        if !group.is_multicast() {
+            return Err(StepError::NotMulticast(group));
+        }
+        let ep = &mut self.endpoints[idx];
+        let Some(g) = ep.vf.as_mut().filter(|g| g.attach == Attach::Driver) else {
+            return Err(StepError::NoDriver(ep.name.clone()));
+        };
+        let mut list = g.guest.drv.mc_list.clone();
+        list.retain(|&m| m != group.0);
+        if join {
+            list.push(group.0);
+        }
+        g.guest
+            .drv
+            .set_mc_list(&g.guest.vf, list)
+            .map_err(MailboxError::from)?;
+        g.guest.poll();
+        let list = g.guest.drv.mc_list.iter().map(|&m| MacAddr(m)).collect();
+        self.settle();
+        Ok(list)
+    }
+
     /// Where the card's threads log (guest mode), if the mode says.
     pub fn log_tap(&self) -> Option<&crate::logs::LogTap> {
         self.guest_mode.as_ref().and_then(|m| m.log_tap.as_ref())

@@ -181,7 +181,10 @@ pub(super) fn guest_sender(world: &World, step: &Step) -> Option<PortRef> {
         | Step::Send { from, .. }
         | Step::Traffic { from, .. } => from,
         Step::Shell { guest, .. } => guest,
-        Step::Reload { endpoint, .. } | Step::Reattach { endpoint, .. } => endpoint,
+        Step::Reload { endpoint, .. }
+        | Step::Reattach { endpoint, .. }
+        | Step::Join { endpoint, .. }
+        | Step::Leave { endpoint, .. } => endpoint,
         _ => return None,
     };
     let idx = world.endpoint(name)?;
@@ -267,6 +270,44 @@ pub(super) fn act_in_guest(world: &mut World, idx: usize, step: &Step) -> StepRe
             }
             o.happened
                 .push(format!("{name} reloaded igbvf, has MAC {mac}"));
+        }
+        Step::Join {
+            endpoint: name,
+            group,
+            ..
+        }
+        | Step::Leave {
+            endpoint: name,
+            group,
+            ..
+        } => {
+            if !group.is_multicast() {
+                return Err(StepError::NotMulticast(*group));
+            }
+            let verb = if matches!(step, Step::Join { .. }) {
+                "add"
+            } else {
+                "del"
+            };
+            let a = run(
+                world,
+                &format!(
+                    "ip maddr {verb} {group} dev eth0 && ip maddr show dev eth0 | \
+                     awk '$1 == \"link\" {{ print $2 }}'"
+                ),
+            )?;
+            if a.exit != 0 {
+                return Err(StepError::Guest(format!(
+                    "{name}: ip maddr {verb} {group} failed ({}): {}",
+                    a.exit,
+                    a.output.trim()
+                )));
+            }
+            let list: Vec<&str> = a.output.split_whitespace().collect();
+            o.happened.push(format!(
+                "{name} ran ip maddr {verb}; its link-layer multicast list: {}",
+                list.join(", ")
+            ));
         }
         Step::Shell {
             command, timeout_s, ..
