@@ -476,6 +476,22 @@ impl World {
         }
     }
 
+    /// The answer to `pending` in endpoint `idx`'s guest if it came, without waiting.
+    pub fn guest_poll(
+        &mut self,
+        idx: usize,
+        pending: &Pending,
+    ) -> Result<Option<Answer>, GuestError> {
+        let name = self.endpoints[idx].name.clone();
+        let Some(vm) = self.endpoints[idx].vm.as_mut() else {
+            return Err(GuestError::Gone {
+                guest: name,
+                tail: "not booted".into(),
+            });
+        };
+        vm.try_answer(pending)
+    }
+
     /// Carries frames (answers of the in-process endpoints to what guests send) until `done`
     /// holds or `within` has passed; whether `done` held.
     pub fn pump_until(

@@ -414,6 +414,11 @@ pub(super) fn traffic_with_guests(world: &mut World, step: &Step) -> StepResult 
         None
     };
     let bits_before = world.endpoints[t.dst].stack.udp.wire_bits;
+    // An in-process receiver of a guest's UDP counts over the step's duration from the first
+    // frame it gets: not the sender's start-up before it, nor what its queues still hold after
+    // (under a rate limit, the frames a shaper held back drain at the limit once the sender
+    // stopped).
+    let mut window: Option<u64> = None;
     let sent = if is_guest(world, t.src) {
         let cmd = guest_send::Command::Udp(guest_send::UdpSpec {
             to: t.target,
@@ -422,9 +427,34 @@ pub(super) fn traffic_with_guests(world: &mut World, step: &Step) -> StepResult 
             mbps: t.offered,
             ms: t.duration_ms,
         });
-        let a = world
-            .guest_command(t.src, &cmd.command_line(), timeout)
+        let pending = world
+            .guest_start(t.src, &cmd.command_line(), timeout)
             .map_err(guest_err)?;
+        let mut early = None;
+        if meter.is_none() {
+            let dst = t.dst;
+            let first = loop {
+                let got = world.pump_until(Duration::from_millis(10), |w| {
+                    w.endpoints[dst].stack.udp.wire_bits > bits_before
+                });
+                if got {
+                    break Some(world.endpoints[dst].stack.udp.wire_bits);
+                }
+                if let Some(a) = world.guest_poll(t.src, &pending).map_err(guest_err)? {
+                    // The sender finished before its first frame came in.
+                    early = Some(a);
+                    break None;
+                }
+            };
+            if let Some(first) = first {
+                world.pump_until(Duration::from_millis(t.duration_ms), |_| false);
+                window = Some(world.endpoints[dst].stack.udp.wire_bits - first);
+            }
+        }
+        let a = match early {
+            Some(a) => a,
+            None => world.guest_finish(t.src, &pending).map_err(guest_err)?,
+        };
         if a.exit != 0 {
             return Err(helper_failed(world, t.src, &a));
         }
@@ -454,11 +484,14 @@ pub(super) fn traffic_with_guests(world: &mut World, step: &Step) -> StepResult 
             let r = guest_send::parse_results(&a.output);
             r.get("bits").and_then(|v| v.parse().ok()).unwrap_or(0)
         }
-        None => {
-            // The last frames are still on their way through the NIC.
-            world.pump_until(GUEST_REACT, |_| false);
-            world.endpoints[t.dst].stack.udp.wire_bits - bits_before
-        }
+        None => match window {
+            Some(bits) => bits,
+            None => {
+                // The last frames are still on their way through the NIC.
+                world.pump_until(GUEST_REACT, |_| false);
+                world.endpoints[t.dst].stack.udp.wire_bits - bits_before
+            }
+        },
     };
     let rate = t.rate(bits);
     o.happened.push(format!(
