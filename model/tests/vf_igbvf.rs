@@ -746,6 +746,54 @@ fn state_shows_the_rings_igbvf_configured() {
 }
 
 #[test]
+fn the_watchdog_recovers_from_a_pf_reset_with_its_reset_task_ten_seconds_after_the_last() {
+    use model::testing::{RESET_THROTTLE_NS, WATCHDOG_PERIOD_NS};
+    let r = rig(1);
+    let mut a = r.up(0, DriverConfig::default());
+    a.drv.last_reset_ns = T0;
+    let up = a.drv.watchdog(&a.vf, T0).unwrap();
+    assert_eq!(
+        (up.link, up.carrier_change, up.reset),
+        (true, Some(true), false)
+    );
+    r.nic.notify_pf_reset(Some(0));
+    a.poll();
+    // RSTD, and no clear-to-send message: "Link is Down", no error yet.
+    let down = a.drv.watchdog(&a.vf, T0).unwrap();
+    assert_eq!(
+        (down.link, down.carrier_change, down.reset),
+        (false, Some(false), false)
+    );
+    assert!(!a.drv.carrier);
+    // Every 2 s the check reads the mailbox again; the PF answers the VF's ACK with a bare
+    // NACK (at most every 2 s), which is an error, but within 10 s of the last reset nothing
+    // is done about it.
+    let mut t = T0;
+    while t + WATCHDOG_PERIOD_NS <= T0 + RESET_THROTTLE_NS {
+        t += WATCHDOG_PERIOD_NS;
+        r.clock.advance_to(t);
+        let run = a.drv.watchdog(&a.vf, t).unwrap();
+        assert!(
+            !run.link && !run.reset,
+            "at +{} s",
+            (t - T0) / 1_000_000_000
+        );
+    }
+    t += WATCHDOG_PERIOD_NS;
+    r.clock.advance_to(t);
+    let back = a.drv.watchdog(&a.vf, t).unwrap();
+    assert_eq!(
+        (back.link, back.carrier_change, back.reset),
+        (true, Some(true), true)
+    );
+    assert_eq!((a.drv.resets, a.drv.last_reset_ns), (1, t));
+    a.poll();
+    let f = frame(BCAST, a.drv.mac, 100, 1);
+    a.send(&f).unwrap();
+    assert_eq!(r.sent_by(0).last(), Some(&Bytes::from(f)));
+}
+
+#[test]
 fn a_pf_reset_notification_drops_one_vfs_link_until_it_redoes_the_handshake() {
     let r = rig(2);
     let mut a = r.up(0, DriverConfig::default());

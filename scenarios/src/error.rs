@@ -117,4 +117,12 @@ pub enum StepError {
     Cable(#[from] CableError),
     #[error(transparent)]
     Mailbox(#[from] MailboxError),
+    #[error("{0} is not a multicast address")]
+    NotMulticast(eswitch::MacAddr),
+    #[error(
+        "{0}: `join` and `leave` need a driver-attached VF endpoint (its igbvf keeps the list)"
+    )]
+    NoDriver(String),
+    #[error("{name}: reattach: {why}")]
+    Reattach { name: String, why: String },
 }

@@ -388,6 +388,37 @@ pub enum Step {
         #[serde(default)]
         expect: Expect,
     },
+    /// The endpoint's interface joins a link-layer multicast group, as `ip maddr add GROUP dev
+    /// eth0` does: igbvf sends its whole multicast list to the PF with SET_MULTICAST
+    /// (`igbvf_set_multi`). A QEMU guest runs `ip maddr add`; in process the driver-attached
+    /// endpoint's software igbvf adds the group to its list and sends it.
+    Join {
+        label: Option<String>,
+        endpoint: String,
+        group: MacAddr,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// The endpoint's interface leaves a group it joined (`ip maddr del`): SET_MULTICAST with
+    /// the list that remains.
+    Leave {
+        label: Option<String>,
+        endpoint: String,
+        group: MacAddr,
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// The VF's client goes away without a word (its VM killed) and a fresh driver attaches
+    /// to the same VF: with a QEMU guest, SIGKILL to its QEMU and a new guest booted on the
+    /// same vfio-user socket, up once its igbvf is; in process, what `serve` does when a
+    /// client disconnects (the function detached and reset: the PF sees a VF reset) and a
+    /// fresh software igbvf with fresh memory and a fresh stack.
+    Reattach {
+        label: Option<String>,
+        endpoint: String,
+        #[serde(default)]
+        expect: Expect,
+    },
     /// A port's PF link (uplink carrier) goes up or down.
     Link {
         label: Option<String>,
@@ -722,8 +753,9 @@ pub struct EndpointCheck {
     pub neighbour: Option<NeighbourCheck>,
     /// The port is up as the switch sees it (both worlds).
     pub link_up: Option<bool>,
-    /// The endpoint's carrier: a guest's netdev carrier; in process its port as the switch
-    /// sees it.
+    /// The endpoint's carrier: a guest's netdev carrier; in process a driver-attached VF's
+    /// software igbvf's (its watchdog's view of the link), any other endpoint's port as the
+    /// switch sees it.
     pub carrier: Option<bool>,
     /// Interface counters (`rx_packets`, `tx_packets`; a guest has every file of
     /// `/sys/class/net/eth0/statistics`): their change during the step or their value after.
@@ -889,6 +921,17 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(ok.steps[0], Step::Link { up: false, .. }));
+        let reattach: ScenarioFile = toml::from_str(
+            "description = \"d\"\nreproduces = \"r\"\n[[step]]\ndo = \"reattach\"\nendpoint = \"vm1\"\n",
+        )
+        .unwrap();
+        assert!(matches!(&reattach.steps[0], Step::Reattach { endpoint, .. } if endpoint == "vm1"));
+        let join: ScenarioFile = toml::from_str(
+            "description = \"d\"\nreproduces = \"r\"\n[[step]]\ndo = \"join\"\nendpoint = \"vm1\"\ngroup = \"01:00:5e:01:02:03\"\n[[step]]\ndo = \"leave\"\nendpoint = \"vm1\"\ngroup = \"01:00:5e:01:02:03\"\n",
+        )
+        .unwrap();
+        assert!(matches!(&join.steps[0], Step::Join { group, .. } if group.is_multicast()));
+        assert!(matches!(&join.steps[1], Step::Leave { .. }));
         let typo = toml::from_str::<ScenarioFile>(
             r#"
             description = "d"

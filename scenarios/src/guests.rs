@@ -20,6 +20,8 @@ use crate::qemu::{Guest, GuestConfig, HarnessError, PreparedBuild, RunningGuest}
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// One command in a guest, at most, unless the step says otherwise.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long QEMU may take to be gone after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 /// Console lines an error quotes.
 const TAIL_LINES: usize = 15;
 /// Output a command may hand back (its tail).
@@ -404,6 +406,27 @@ pub struct Pending {
 impl GuestVm {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Kills QEMU at once (SIGKILL) and waits for it to be gone: the guest's VF client goes
+    /// away without a word, as when a VM crashes or is killed.
+    pub fn kill(mut self) -> Result<(), GuestError> {
+        self.guest.kill().map_err(|source| GuestError::Io {
+            guest: self.name.clone(),
+            what: "killing QEMU".into(),
+            source,
+        })?;
+        let until = Instant::now() + KILL_WAIT;
+        while self.guest.is_running() {
+            if Instant::now() > until {
+                return Err(GuestError::Gone {
+                    guest: self.name.clone(),
+                    tail: format!("QEMU still running {} s after SIGKILL", KILL_WAIT.as_secs()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     /// Where the guest's console log is.

@@ -75,13 +75,21 @@ pub(crate) fn parse(output: &str) -> NetView {
     v
 }
 
-/// The in-process endpoint `idx`'s view: its stack's MAC, neighbours and frame counts, its
-/// port's state as the switch sees it for the carrier.
+/// The in-process endpoint `idx`'s view: its stack's MAC, neighbours and frame counts; for the
+/// carrier, a driver-attached VF's software igbvf's (what its watchdog made of the link), any
+/// other endpoint's port as the switch sees it.
 pub(crate) fn of_record(world: &World, idx: usize) -> NetView {
     let ep = &world.endpoints[idx];
-    let up = world
-        .nic(ep.port.nic)
-        .and_then(|nic| nic.with_pf(|pf| pf.switch().port_up(ep.port.port)).ok());
+    let driver = ep
+        .vf
+        .as_ref()
+        .filter(|g| g.attach == crate::format::Attach::Driver);
+    let up = match driver {
+        Some(g) => Some(g.guest.drv.carrier),
+        None => world
+            .nic(ep.port.nic)
+            .and_then(|nic| nic.with_pf(|pf| pf.switch().port_up(ep.port.port)).ok()),
+    };
     NetView {
         source: "runner",
         mac: Some(ep.stack.mac),

@@ -292,6 +292,35 @@ fn label(step: &Step) -> (String, &Expect) {
             with(l, format!("reload the VF driver of {endpoint}")),
             expect,
         ),
+        Step::Join {
+            label: l,
+            endpoint,
+            group,
+            expect,
+        } => (
+            with(l, format!("{endpoint} joins multicast group {group}")),
+            expect,
+        ),
+        Step::Leave {
+            label: l,
+            endpoint,
+            group,
+            expect,
+        } => (
+            with(l, format!("{endpoint} leaves multicast group {group}")),
+            expect,
+        ),
+        Step::Reattach {
+            label: l,
+            endpoint,
+            expect,
+        } => (
+            with(
+                l,
+                format!("{endpoint}'s VM is killed; a fresh driver attaches to its VF"),
+            ),
+            expect,
+        ),
         Step::Link {
             label: l,
             port,
@@ -687,6 +716,16 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             let idx = endpoint(world, name)?;
             return act_in_guest(world, idx, step);
         }
+        Step::Join { endpoint: name, .. } | Step::Leave { endpoint: name, .. }
+            if guest_of(name).is_some() =>
+        {
+            let idx = endpoint(world, name)?;
+            return act_in_guest(world, idx, step);
+        }
+        Step::Reattach { endpoint: name, .. } if guest_of(name).is_some() => {
+            let idx = endpoint(world, name)?;
+            return reattach_guest(world, idx);
+        }
         Step::Shell { guest, .. } => {
             let idx = endpoint(world, guest)?;
             if !is_guest(world, idx) {
@@ -881,6 +920,44 @@ fn act(world: &mut World, step: &Step) -> StepResult {
         Step::Reload { endpoint: name, .. } => {
             let idx = endpoint(world, name)?;
             let reply = world.bring_up(idx)?;
+            if let Some(r) = &reply {
+                o.happened.push(format!("VF_RESET answered {}", verdict(r)));
+            }
+            o.happened
+                .push(format!("{name} has MAC {}", world.mac_of(idx)));
+            o.reply = reply;
+        }
+        Step::Join {
+            endpoint: name,
+            group,
+            ..
+        }
+        | Step::Leave {
+            endpoint: name,
+            group,
+            ..
+        } => {
+            let idx = endpoint(world, name)?;
+            let join = matches!(step, Step::Join { .. });
+            let list = world.multicast(idx, *group, join)?;
+            o.happened.push(format!(
+                "{name}'s igbvf sent its multicast list with SET_MULTICAST: {}",
+                if list.is_empty() {
+                    "empty".to_string()
+                } else {
+                    list.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
+        }
+        Step::Reattach { endpoint: name, .. } => {
+            let idx = endpoint(world, name)?;
+            let reply = world.reattach(idx)?;
+            o.happened.push(format!(
+                "{name}'s client detached, its VF reset; a fresh driver attached"
+            ));
             if let Some(r) = &reply {
                 o.happened.push(format!("VF_RESET answered {}", verdict(r)));
             }

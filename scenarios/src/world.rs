@@ -17,7 +17,7 @@ use mailbox::regs::{msg, v2p};
 use mailbox::{Message, RefusalReason};
 use model::function::i82576::regs;
 use model::nic::TimerHandle;
-use model::testing::{DriverConfig, DrvError, SoftGuest, XmitOpts};
+use model::testing::{DriverConfig, DrvError, SoftGuest, XmitOpts, WATCHDOG_PERIOD_NS};
 use model::{Clock, ManualClock, Nic, Observer, PortSink, Switched, VfHandle, VfStats};
 
 use crate::error::{CableError, MailboxError, SetupError};
@@ -150,6 +150,8 @@ pub struct VfGuest {
     /// endpoint scripts the mailbox itself over the VF's registers and only uses the rings.
     pub attach: Attach,
     fallback: Option<MacAddr>,
+    /// Driver-attached: when igbvf's watchdog timer runs next (the world's clock).
+    next_watchdog_ns: u64,
 }
 
 pub struct Endpoint {
@@ -184,6 +186,8 @@ pub struct World {
     guest_mode: Option<GuestMode>,
     /// The brought modules as each guest endpoint (by index) has them.
     guest_modules: BTreeMap<usize, Vec<GuestModule>>,
+    /// The scenario whose guests [`World::boot_guests`] booted (their QEMU names).
+    guest_scenario: String,
 }
 
 impl World {
@@ -252,6 +256,7 @@ impl World {
             arrived: Vec::new(),
             guest_mode: None,
             guest_modules: BTreeMap::new(),
+            guest_scenario: String::new(),
         })
     }
 
@@ -272,6 +277,7 @@ impl World {
         let Some(mode) = &self.guest_mode else {
             return Ok(());
         };
+        self.guest_scenario = scenario.to_string();
         let mut booting = Vec::new();
         for (idx, ep) in self.endpoints.iter().enumerate() {
             if !ep.guest {
@@ -385,6 +391,98 @@ impl World {
         }
     }
 
+    /// Guest mode: kills endpoint `idx`'s QEMU (SIGKILL: its VF's client gone without a word,
+    /// which `serve` answers by detaching and resetting the function), then boots a fresh guest
+    /// on the same VF socket and waits until its igbvf is up.
+    pub fn reattach_guest(&mut self, idx: usize) -> Result<(), GuestError> {
+        let name = self.endpoints[idx].name.clone();
+        let Some(mode) = &self.guest_mode else {
+            return Err(GuestError::Gone {
+                guest: name,
+                tail: "not in the guest mode".into(),
+            });
+        };
+        if let Some(vm) = self.endpoints[idx].vm.take() {
+            vm.kill()?;
+        }
+        let ep = &self.endpoints[idx];
+        let socket = (mode.sockets)(ep.port).ok_or_else(|| GuestError::Boot {
+            guest: name.clone(),
+            secs: 0.0,
+            why: format!("no vfio-user socket for {}", ep.port),
+            tail: String::new(),
+        })?;
+        let booting = Booting::spawn(&self.guest_scenario, &name, &socket, ep.stack.ip, mode)?;
+        let vm = booting.wait(Instant::now() + mode.boot_timeout)?;
+        // A fresh VM: a fresh stack, with the MAC its igbvf came up with.
+        let ep = &mut self.endpoints[idx];
+        ep.stack = HostStack::new(vm.mac.unwrap_or(MacAddr::ZERO), ep.stack.ip, ep.stack.vlan);
+        ep.vm = Some(Box::new(vm));
+        self.pump(VecDeque::new());
+        let modules = self.probe_brought_modules(idx)?;
+        self.guest_modules.insert(idx, modules);
+        Ok(())
+    }
+
+    /// In process: what `serve` does when endpoint `idx`'s VF client disconnects (no more DMA
+    /// or interrupts, frames waiting for it dropped, then the function-level reset, which the
+    /// PF sees as a VF reset), then a fresh guest on the VF — new memory, a new driver, a new
+    /// stack — brought up as at setup. Returns the VF_RESET reply of a port-attached endpoint.
+    pub fn reattach(&mut self, idx: usize) -> Result<Option<Message>, crate::error::StepError> {
+        let name = self.endpoints[idx].name.clone();
+        let fail = |why: String| crate::error::StepError::Reattach {
+            name: name.clone(),
+            why,
+        };
+        let ep = &mut self.endpoints[idx];
+        let Some(g) = ep.vf.as_mut() else {
+            return Err(fail("not a VF endpoint".into()));
+        };
+        let handle = g.guest.vf.clone();
+        handle.detach();
+        handle.reset();
+        let random_mac = g.guest.drv.config().random_mac;
+        g.guest = SoftGuest::attach(handle, driver_config(random_mac))
+            .map_err(|e| fail(e.to_string()))?;
+        g.next_watchdog_ns = 0;
+        ep.stack = HostStack::new(MacAddr::ZERO, ep.stack.ip, ep.stack.vlan);
+        // The reset's mailbox interrupt went nowhere: no client was attached.
+        self.pump(VecDeque::new());
+        self.bring_up(idx)
+            .map_err(|e| fail(format!("bring-up: {e}")))
+    }
+
+    /// In process: endpoint `idx`'s interface joins (`join`) or leaves `group`; its software
+    /// igbvf sends the whole list with SET_MULTICAST (`igbvf_set_multi`). Returns the list.
+    pub fn multicast(
+        &mut self,
+        idx: usize,
+        group: MacAddr,
+        join: bool,
+    ) -> Result<Vec<MacAddr>, crate::error::StepError> {
+        use crate::error::StepError;
+        if !group.is_multicast() {
+            return Err(StepError::NotMulticast(group));
+        }
+        let ep = &mut self.endpoints[idx];
+        let Some(g) = ep.vf.as_mut().filter(|g| g.attach == Attach::Driver) else {
+            return Err(StepError::NoDriver(ep.name.clone()));
+        };
+        let mut list = g.guest.drv.mc_list.clone();
+        list.retain(|&m| m != group.0);
+        if join {
+            list.push(group.0);
+        }
+        g.guest
+            .drv
+            .set_mc_list(&g.guest.vf, list)
+            .map_err(MailboxError::from)?;
+        g.guest.poll();
+        let list = g.guest.drv.mc_list.iter().map(|&m| MacAddr(m)).collect();
+        self.settle();
+        Ok(list)
+    }
+
     /// Where the card's threads log (guest mode), if the mode says.
     pub fn log_tap(&self) -> Option<&crate::logs::LogTap> {
         self.guest_mode.as_ref().and_then(|m| m.log_tap.as_ref())
@@ -458,6 +556,22 @@ impl World {
         }
     }
 
+    /// The answer to `pending` in endpoint `idx`'s guest if it came, without waiting.
+    pub fn guest_poll(
+        &mut self,
+        idx: usize,
+        pending: &Pending,
+    ) -> Result<Option<Answer>, GuestError> {
+        let name = self.endpoints[idx].name.clone();
+        let Some(vm) = self.endpoints[idx].vm.as_mut() else {
+            return Err(GuestError::Gone {
+                guest: name,
+                tail: "not booted".into(),
+            });
+        };
+        vm.try_answer(pending)
+    }
+
     /// Carries frames (answers of the in-process endpoints to what guests send) until `done`
     /// holds or `within` has passed; whether `done` held.
     pub fn pump_until(
@@ -492,8 +606,58 @@ impl World {
         self.nics.first().map_or(START_NS, |n| n.now())
     }
 
-    /// Lets time pass until `t` (never backwards) and resumes the TX queues due by then.
+    /// Lets time pass until `t` (never backwards) and resumes the TX queues due by then; the
+    /// software igbvfs' watchdogs run at their times on the way.
     pub fn advance_to(&mut self, t: u64) {
+        while let Some(due) = self.next_watchdog().filter(|&w| w <= t) {
+            self.move_clock(due);
+            self.run_watchdogs(due, false);
+        }
+        self.move_clock(t);
+    }
+
+    /// When the next software igbvf's watchdog is due, if any endpoint has one.
+    fn next_watchdog(&self) -> Option<u64> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| e.vf.as_ref())
+            .filter(|g| g.attach == Attach::Driver)
+            .map(|g| g.next_watchdog_ns)
+            .min()
+    }
+
+    /// Runs igbvf's watchdog in every driver-attached software guest whose timer is due at
+    /// `now` (every one with `all`: an interrupt or a change asks each driver to look now),
+    /// and logs what it found as igbvf does.
+    fn run_watchdogs(&mut self, now: u64, all: bool) {
+        for ep in &mut self.endpoints {
+            let Some(g) = ep.vf.as_mut() else {
+                continue;
+            };
+            if g.attach != Attach::Driver || (!all && g.next_watchdog_ns > now) {
+                continue;
+            }
+            g.guest.poll();
+            g.next_watchdog_ns = now.saturating_add(WATCHDOG_PERIOD_NS);
+            match g.guest.drv.watchdog(&g.guest.vf, now) {
+                Ok(run) => {
+                    if run.reset {
+                        tracing::info!(endpoint = %ep.name, "igbvf: link check failed: reset task (down, VF_RESET handshake, up)");
+                    }
+                    match run.carrier_change {
+                        Some(true) => tracing::info!(endpoint = %ep.name, "igbvf: Link is Up"),
+                        Some(false) => tracing::info!(endpoint = %ep.name, "igbvf: Link is Down"),
+                        None => {}
+                    }
+                }
+                Err(e) => tracing::warn!(endpoint = %ep.name, error = ?e, "igbvf: reset failed"),
+            }
+            g.guest.poll();
+        }
+    }
+
+    /// Sets the clock to `t` (never backwards) and resumes the TX queues due by then.
+    fn move_clock(&mut self, t: u64) {
         match &self.clock {
             RunClock::Simulated(c) => c.advance_to(t),
             RunClock::RealTime { .. } => {
@@ -712,6 +876,7 @@ impl World {
                     guest,
                     attach,
                     fallback: spec.fallback_mac,
+                    next_watchdog_ns: 0,
                 }))
             }
             (Attach::Driver | Attach::Guest, _) => {
@@ -759,6 +924,7 @@ impl World {
             guest,
             attach,
             fallback,
+            ..
         } = &mut **g;
         let fallback = *fallback;
         if *attach == Attach::Driver {
@@ -766,8 +932,10 @@ impl World {
             let random_mac = guest.drv.config().random_mac;
             guest.reload(driver_config(random_mac));
             let mac = guest.up()?;
-            guest.drv.check_link(&guest.vf);
+            // igbvf_reset at the end of probe.
+            guest.drv.last_reset_ns = self.nics.first().map_or(START_NS, |n| n.now());
             self.endpoints[idx].stack.mac = MacAddr(mac);
+            // igbvf_open starts the watchdog at once.
             self.settle();
             return Ok(None);
         }
@@ -829,17 +997,16 @@ impl World {
         Ok(reply)
     }
 
-    /// Lets every guest handle the interrupts it got (a PF ping, a link change: igbvf then
-    /// re-checks its link) and answers what they received.
+    /// Lets every guest handle the interrupts it got (a PF ping, a link change: igbvf's
+    /// watchdog then re-checks its link) and answers what they received.
     pub fn settle(&mut self) {
         for ep in &mut self.endpoints {
             if let Some(g) = ep.vf.as_mut() {
                 g.guest.poll();
-                if g.attach == Attach::Driver {
-                    g.guest.drv.check_link(&g.guest.vf);
-                }
             }
         }
+        let now = self.now();
+        self.run_watchdogs(now, true);
         self.pump(VecDeque::new());
     }
 
@@ -886,6 +1053,17 @@ impl World {
             }
             Sender::Endpoint(idx) => idx,
         };
+        let ep = &self.endpoints[idx];
+        if ep
+            .vf
+            .as_ref()
+            .is_some_and(|g| g.attach == Attach::Driver && !g.guest.drv.carrier)
+        {
+            // No carrier: the stack's queue is stopped (netif_carrier_off), nothing reaches
+            // the driver.
+            tracing::debug!(endpoint = %ep.name, "no carrier: frame not sent");
+            return;
+        }
         self.endpoints[idx].stack.tx_frames += 1;
         let port = self.endpoints[idx].port;
         let Some(g) = self.endpoints[idx].vf.as_mut() else {

@@ -38,6 +38,23 @@ pub struct RxFrame {
     pub checksum_unnecessary: bool,
 }
 
+/// What one run of [`SoftIgbvf::watchdog`] found and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchdogRun {
+    /// The link as `igbvf_has_link` reports it, after a reset if one ran.
+    pub link: bool,
+    /// The carrier changed: `Some(true)` is igbvf's "Link is Up", `Some(false)` "Link is Down".
+    pub carrier_change: Option<bool>,
+    /// The link check failed and the reset task ran (`igbvf_reinit_locked`).
+    pub reset: bool,
+}
+
+/// `igbvf_has_link` schedules the reset task on a link-check error only this long after the
+/// last reset (10 s).
+pub const RESET_THROTTLE_NS: u64 = 10_000_000_000;
+/// igbvf's watchdog timer period (2 s).
+pub const WATCHDOG_PERIOD_NS: u64 = 2_000_000_000;
+
 /// How [`SoftIgbvf::xmit`] builds a packet's descriptors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XmitOpts {
@@ -135,6 +152,17 @@ pub struct SoftIgbvf {
     pub tx_cleaned: u32,
     /// Times the mailbox ("other") handler ran.
     pub other_irqs: u32,
+    /// `netif_carrier_ok`: what the watchdog last made of the link. Off until the first
+    /// watchdog run after open.
+    pub carrier: bool,
+    /// `adapter->last_reset`, in the caller's clock (ns): set by [`SoftIgbvf::reinit`]; the
+    /// caller sets it after probe, which has no clock.
+    pub last_reset_ns: u64,
+    /// Times the reset task ran.
+    pub resets: u32,
+    /// The netdev's multicast list, sent with SET_MULTICAST at open and whenever it changes
+    /// (`igbvf_set_multi`).
+    pub mc_list: Vec<[u8; 6]>,
 }
 
 impl SoftIgbvf {
@@ -169,6 +197,10 @@ impl SoftIgbvf {
             received: Vec::new(),
             tx_cleaned: 0,
             other_irqs: 0,
+            carrier: false,
+            last_reset_ns: 0,
+            resets: 0,
+            mc_list: Vec::new(),
         }
     }
 
@@ -598,11 +630,9 @@ impl SoftIgbvf {
     /// igbvf_open: igbvf_configure (SET_MULTICAST, TX, SRRCTL, RX, buffers), request_irq
     /// (igbvf_configure_msix), clear pending (read EICR), igbvf_irq_enable.
     pub fn open(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
-        // igbvf_set_multi → e1000_update_mc_addr_list_vf: 16 words, no addresses.
-        let mut words = [0u32; MAILBOX_WORDS];
-        words[0] = u32::from(msg::ID_SET_MULTICAST);
-        self.write_posted(vf, &words)?;
-        let _ = self.read_posted(vf, 1)?;
+        // igbvf_set_multi → e1000_update_mc_addr_list_vf: 16 words, the netdev's list.
+        let groups = self.mc_list.clone();
+        self.set_multicast(vf, &groups)?;
         self.configure_tx(vf);
         self.setup_srrctl(vf);
         self.configure_rx(vf)?;
@@ -633,24 +663,75 @@ impl SoftIgbvf {
     /// e1000_check_for_link_vf as igbvf's watchdog runs it: link is up when STATUS.LU is set
     /// and the last PF message in the mailbox carries CTS.
     pub fn check_link(&mut self, vf: &VfHandle) -> bool {
+        self.check_for_link(vf).0
+    }
+
+    /// e1000_check_for_link_vf with its return code: (link up, error). The error asks for a
+    /// reset: the PF's last message is a NACK without CTS (it no longer counts the VF as
+    /// clear to send), or the mailbox timed out while the PF is talking again.
+    pub fn check_for_link(&mut self, vf: &VfHandle) -> (bool, bool) {
         // A pending reset indication or a disarmed mailbox forces a re-check.
         let rst = self.check_bit(vf, v2p::RSTD | v2p::RSTI);
         if rst || self.timeout == 0 {
             self.get_link_status = true;
         }
         if !self.get_link_status {
-            return true;
+            return (true, false);
         }
         if self.rd(vf, regs::VTSTATUS) & regs::status::LU == 0 {
-            return false;
+            return (false, false);
         }
+        // A failed read may be a collision with the PF: no error, try again next time.
         let Ok(w) = self.read_mbx(vf, 1) else {
-            return false;
+            return (false, false);
         };
-        if w[0] & msg::CTS == 0 || self.timeout == 0 {
-            return false;
+        if w[0] & msg::CTS == 0 {
+            return (false, w[0] & msg::NACK != 0);
+        }
+        if self.timeout == 0 {
+            return (false, true);
         }
         self.get_link_status = false;
-        true
+        (true, false)
+    }
+
+    /// igbvf_watchdog_task at `now_ns` (the caller's clock): `igbvf_has_link`, whose error
+    /// schedules the reset task once [`RESET_THROTTLE_NS`] have passed since the last reset
+    /// (run here at once: [`SoftIgbvf::reinit`], after which `igbvf_up` has the watchdog look
+    /// again), then the carrier follows the link ("Link is Up" / "Link is Down").
+    pub fn watchdog(&mut self, vf: &VfHandle, now_ns: u64) -> Result<WatchdogRun, DrvError> {
+        let (mut link, error) = self.check_for_link(vf);
+        let mut run = WatchdogRun::default();
+        if error && now_ns > self.last_reset_ns.saturating_add(RESET_THROTTLE_NS) {
+            self.reinit(vf, now_ns)?;
+            run.reset = true;
+            link = self.check_for_link(vf).0;
+        }
+        run.link = link;
+        if self.carrier != link {
+            self.carrier = link;
+            run.carrier_change = Some(link);
+        }
+        Ok(run)
+    }
+
+    /// igbvf_reset_task → igbvf_reinit_locked: [`SoftIgbvf::down`] (its `igbvf_reset` is the
+    /// VF_RESET handshake again and SET_MAC_ADDR, and sets `last_reset`), then
+    /// [`SoftIgbvf::open`]'s `igbvf_up` (SET_MULTICAST, rings, SET_LPE, interrupts).
+    pub fn reinit(&mut self, vf: &VfHandle, now_ns: u64) -> Result<(), DrvError> {
+        self.carrier = false;
+        self.resets += 1;
+        self.down(vf)?;
+        self.last_reset_ns = now_ns;
+        self.open(vf)
+    }
+
+    /// The netdev's multicast list changed (`ip maddr add`, a socket joining a group):
+    /// `igbvf_set_multi` sends the whole list again with SET_MULTICAST (the PF replaces the
+    /// VF's table with it).
+    pub fn set_mc_list(&mut self, vf: &VfHandle, groups: Vec<[u8; 6]>) -> Result<(), DrvError> {
+        self.mc_list = groups;
+        let groups = self.mc_list.clone();
+        self.set_multicast(vf, &groups)
     }
 }

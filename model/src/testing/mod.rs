@@ -21,7 +21,10 @@ use crate::seams::IrqSink;
 
 mod igbvf;
 
-pub use igbvf::{DriverConfig, DrvError, RxFrame, SoftIgbvf, XmitOpts};
+pub use igbvf::{
+    DriverConfig, DrvError, RxFrame, SoftIgbvf, WatchdogRun, XmitOpts, RESET_THROTTLE_NS,
+    WATCHDOG_PERIOD_NS,
+};
 
 /// Where a [`SoftGuest`]'s memory starts, and how much it has.
 pub const GUEST_BASE: u64 = 0x10_0000;

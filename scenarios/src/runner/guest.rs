@@ -181,7 +181,10 @@ pub(super) fn guest_sender(world: &World, step: &Step) -> Option<PortRef> {
         | Step::Send { from, .. }
         | Step::Traffic { from, .. } => from,
         Step::Shell { guest, .. } => guest,
-        Step::Reload { endpoint, .. } => endpoint,
+        Step::Reload { endpoint, .. }
+        | Step::Reattach { endpoint, .. }
+        | Step::Join { endpoint, .. }
+        | Step::Leave { endpoint, .. } => endpoint,
         _ => return None,
     };
     let idx = world.endpoint(name)?;
@@ -268,6 +271,44 @@ pub(super) fn act_in_guest(world: &mut World, idx: usize, step: &Step) -> StepRe
             o.happened
                 .push(format!("{name} reloaded igbvf, has MAC {mac}"));
         }
+        Step::Join {
+            endpoint: name,
+            group,
+            ..
+        }
+        | Step::Leave {
+            endpoint: name,
+            group,
+            ..
+        } => {
+            if !group.is_multicast() {
+                return Err(StepError::NotMulticast(*group));
+            }
+            let verb = if matches!(step, Step::Join { .. }) {
+                "add"
+            } else {
+                "del"
+            };
+            let a = run(
+                world,
+                &format!(
+                    "ip maddr {verb} {group} dev eth0 && ip maddr show dev eth0 | \
+                     awk '$1 == \"link\" {{ print $2 }}'"
+                ),
+            )?;
+            if a.exit != 0 {
+                return Err(StepError::Guest(format!(
+                    "{name}: ip maddr {verb} {group} failed ({}): {}",
+                    a.exit,
+                    a.output.trim()
+                )));
+            }
+            let list: Vec<&str> = a.output.split_whitespace().collect();
+            o.happened.push(format!(
+                "{name} ran ip maddr {verb}; its link-layer multicast list: {}",
+                list.join(", ")
+            ));
+        }
         Step::Shell {
             command, timeout_s, ..
         } => {
@@ -317,6 +358,25 @@ pub(super) fn act_in_guest(world: &mut World, idx: usize, step: &Step) -> StepRe
     Ok(o)
 }
 
+/// A `reattach` of a QEMU guest: SIGKILL to its QEMU (the VF's client gone without a word;
+/// `serve` detaches and resets the function), then a fresh guest on the same VF socket, up once
+/// its igbvf netdev is up with the endpoint's IP.
+pub(super) fn reattach_guest(world: &mut World, idx: usize) -> StepResult {
+    let mut o = Outcome::default();
+    let name = world.endpoints[idx].name.clone();
+    let t = Instant::now();
+    world
+        .reattach_guest(idx)
+        .map_err(|e| StepError::Guest(e.to_string()))?;
+    o.happened.push(format!("{name}'s QEMU killed (SIGKILL)"));
+    o.happened.push(format!(
+        "a fresh guest booted on the same VF socket, igbvf up with MAC {} after {:.1} s",
+        world.mac_of(idx),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(o)
+}
+
 /// How long a guest's UDP meter gets to bind its socket before the sender starts.
 pub(super) const METER_READY: Duration = Duration::from_millis(500);
 
@@ -354,6 +414,11 @@ pub(super) fn traffic_with_guests(world: &mut World, step: &Step) -> StepResult 
         None
     };
     let bits_before = world.endpoints[t.dst].stack.udp.wire_bits;
+    // An in-process receiver of a guest's UDP counts over the step's duration from the first
+    // frame it gets: not the sender's start-up before it, nor what its queues still hold after
+    // (under a rate limit, the frames a shaper held back drain at the limit once the sender
+    // stopped).
+    let mut window: Option<u64> = None;
     let sent = if is_guest(world, t.src) {
         let cmd = guest_send::Command::Udp(guest_send::UdpSpec {
             to: t.target,
@@ -362,9 +427,34 @@ pub(super) fn traffic_with_guests(world: &mut World, step: &Step) -> StepResult 
             mbps: t.offered,
             ms: t.duration_ms,
         });
-        let a = world
-            .guest_command(t.src, &cmd.command_line(), timeout)
+        let pending = world
+            .guest_start(t.src, &cmd.command_line(), timeout)
             .map_err(guest_err)?;
+        let mut early = None;
+        if meter.is_none() {
+            let dst = t.dst;
+            let first = loop {
+                let got = world.pump_until(Duration::from_millis(10), |w| {
+                    w.endpoints[dst].stack.udp.wire_bits > bits_before
+                });
+                if got {
+                    break Some(world.endpoints[dst].stack.udp.wire_bits);
+                }
+                if let Some(a) = world.guest_poll(t.src, &pending).map_err(guest_err)? {
+                    // The sender finished before its first frame came in.
+                    early = Some(a);
+                    break None;
+                }
+            };
+            if let Some(first) = first {
+                world.pump_until(Duration::from_millis(t.duration_ms), |_| false);
+                window = Some(world.endpoints[dst].stack.udp.wire_bits - first);
+            }
+        }
+        let a = match early {
+            Some(a) => a,
+            None => world.guest_finish(t.src, &pending).map_err(guest_err)?,
+        };
         if a.exit != 0 {
             return Err(helper_failed(world, t.src, &a));
         }
@@ -394,11 +484,14 @@ pub(super) fn traffic_with_guests(world: &mut World, step: &Step) -> StepResult 
             let r = guest_send::parse_results(&a.output);
             r.get("bits").and_then(|v| v.parse().ok()).unwrap_or(0)
         }
-        None => {
-            // The last frames are still on their way through the NIC.
-            world.pump_until(GUEST_REACT, |_| false);
-            world.endpoints[t.dst].stack.udp.wire_bits - bits_before
-        }
+        None => match window {
+            Some(bits) => bits,
+            None => {
+                // The last frames are still on their way through the NIC.
+                world.pump_until(GUEST_REACT, |_| false);
+                world.endpoints[t.dst].stack.udp.wire_bits - bits_before
+            }
+        },
     };
     let rate = t.rate(bits);
     o.happened.push(format!(
