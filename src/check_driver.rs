@@ -231,6 +231,9 @@ fn describe(build: &PreparedBuild) -> String {
     if !build.kernel_args.is_empty() {
         line += &format!("; kernel arguments: {}", build.kernel_args);
     }
+    for note in &build.notes {
+        line += &format!("\nnote: {note}");
+    }
     line
 }
 

@@ -220,6 +220,15 @@ pub fn run_command(
         None => Vec::new(),
     }
     .into_iter();
+    if !json {
+        let mut said: Vec<&str> = Vec::new();
+        for note in builds.as_slice().iter().flatten().flat_map(|b| &b.notes) {
+            if !said.contains(&note.as_str()) {
+                let _ = writeln!(out, "note: {note}");
+                said.push(note);
+            }
+        }
+    }
     let wall = std::time::Instant::now();
     let mut reports: Vec<ScenarioReport> = Vec::new();
     for s in &loaded {

@@ -219,6 +219,30 @@ fn a_module_built_for_another_kernel_is_refused_before_any_guest_boots() {
         msg.contains("6.1.0-0-custom") && msg.contains(&release),
         "{msg}"
     );
+
+    // A kernel of another release and no modules: it boots only with igbvf built in, which the
+    // build says before anything boots (the image here is a bare bzImage header).
+    let mut image = vec![0u8; 0x1000];
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    image[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    image[0x20e..0x210].copy_from_slice(&0x0300u16.to_le_bytes());
+    image[0x500..0x50f].copy_from_slice(b"6.1.0-0-custom ");
+    std::fs::write(dir.join("bzImage"), image).unwrap();
+    let build = GuestBuild {
+        kernel: Some(dir.join("bzImage")),
+        ..GuestBuild::default()
+    }
+    .prepare(&artifacts)
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(build.release, "6.1.0-0-custom");
+    assert!(
+        build
+            .notes
+            .iter()
+            .any(|n| n.contains("no igbvf module for 6.1.0-0-custom")),
+        "{:?}",
+        build.notes
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -213,6 +213,14 @@ impl GuestBuild {
             let data = read(&f.host)?;
             archive.file(f.guest.trim_start_matches('/'), 0o755, &data);
         }
+        let mut notes = Vec::new();
+        if release != base.release && !modules.iter().any(|m| m.name == "igbvf") {
+            notes.push(format!(
+                "the guests have no igbvf module for {release} (the stock modules are {}'s): \
+                 igbvf must be built into the kernel, or brought with --modules or --module",
+                base.release
+            ));
+        }
         static PREPARED: AtomicU64 = AtomicU64::new(0);
         let n = PREPARED.fetch_add(1, Ordering::Relaxed);
         let path = artifacts
@@ -228,6 +236,7 @@ impl GuestBuild {
             archive: path,
             kernel_args: self.kernel_args.join(" "),
             modules,
+            notes,
         })
     }
 }
@@ -245,6 +254,9 @@ pub struct PreparedBuild {
     pub kernel_args: String,
     /// The modules the user brought, where they land in the guest and their checksums.
     pub modules: Vec<BroughtModule>,
+    /// What the user should know before the guests boot (a kernel without the VF driver's
+    /// module, say).
+    pub notes: Vec<String>,
 }
 
 impl Drop for PreparedBuild {
