@@ -492,10 +492,11 @@ impl Nic {
     pub fn configure_vf(&self, vf: u16, settings: &[VfSetting]) -> Result<(), AdminError> {
         let irq = self.pf.side().configure_vf(vf, settings)?;
         info!(vf, ?settings, "VF configured");
+        // The link first: a pinged igbvf reads it as soon as its interrupt fires.
+        self.sync_vf_link(vf);
         if irq == crate::seams::MailboxIrq::Raise {
             self.mailbox_interrupt(vf);
         }
-        self.sync_vf_link(vf);
         Ok(())
     }
 

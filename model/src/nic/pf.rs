@@ -476,14 +476,18 @@ impl PfSide {
     /// Applies the settings all or nothing. A changed MAC or port VLAN takes effect in the
     /// switch at once; igb then logs "Reload the VF driver to make this change effective", and
     /// so do we; we also ping the VF (PF_CONTROL_MSG), which makes a running igbvf re-check its
-    /// link. Returns whether that VF must raise its mailbox interrupt.
+    /// link. A `state` that takes the VF's link down or up pings it too (as ixgbe's
+    /// `ixgbe_set_vf_link_state` does), or its driver would not notice. Returns whether that
+    /// VF must raise its mailbox interrupt.
     pub fn configure_vf(
         &mut self,
         vf: u16,
         settings: &[VfSetting],
     ) -> Result<MailboxIrq, AdminError> {
         let before = self.switch.policy(vf).cloned();
+        let link_before = self.switch.port_up(PortId::Vf(vf)).ok();
         self.switch.configure_vf(vf, settings)?;
+        let link_after = self.switch.port_up(PortId::Vf(vf)).ok();
         let Some(i) = self.index(vf) else {
             return Ok(MailboxIrq::None);
         };
@@ -507,7 +511,16 @@ impl PfSide {
         self.agent.sync_policy(i, &after);
         let told = before.is_some_and(|b| b.mac != after.mac || b.port_vlan != after.port_vlan);
         if !told {
-            return Ok(MailboxIrq::None);
+            if link_before == link_after {
+                return Ok(MailboxIrq::None);
+            }
+            info!(
+                vf,
+                up = link_after.unwrap_or(false),
+                "VF link state changed; pinging the VF"
+            );
+            let outcome = self.agent.ping(i, &mut self.mailboxes[i]);
+            return Ok(irq_from(outcome.events));
         }
         info!(
             vf,
@@ -709,6 +722,21 @@ mod tests {
         assert!(answer.flags.nack);
         assert_eq!(pf.policy(1).unwrap().mac, Some(admin));
         assert!(pf.refusals(1).unwrap().total() >= 1);
+    }
+
+    #[test]
+    fn a_state_that_moves_the_vf_link_pings_the_vf_one_that_does_not_stays_quiet() {
+        let mut pf = PfSide::new(&NicConfig::default()).unwrap();
+        let _ = reset(&mut pf, 0);
+        let state = |s: &str| VfSetting::parse_words(&["state", s]).unwrap();
+        let pinged = |pf: &PfSide| pf.mailbox(0).unwrap().last_word0() & 0xffff;
+        assert_eq!(pf.configure_vf(0, &state("disable")), Ok(MailboxIrq::Raise));
+        assert_eq!(pinged(&pf), u32::from(msg::ID_PF_CONTROL));
+        // Down already: no news.
+        assert_eq!(pf.configure_vf(0, &state("disable")), Ok(MailboxIrq::None));
+        assert_eq!(pf.configure_vf(0, &state("auto")), Ok(MailboxIrq::Raise));
+        // `enable` with the PF link up: the link stays up.
+        assert_eq!(pf.configure_vf(0, &state("enable")), Ok(MailboxIrq::None));
     }
 
     #[test]
