@@ -6,8 +6,9 @@
 //!
 //! Shared by every personality: the advanced descriptors ([`desc`], the format the 82576 and
 //! the 82599 share), the TX offload engine ([`offload`]), the RX checksum status ([`rxcsum`])
-//! and the counters with their named reasons ([`stats`]). One module per card on top:
-//! [`i82576`] (igb/igbvf).
+//! and the counters with their named reasons ([`stats`]), the TX engine ([`tx`]), the vector
+//! bank of the extended interrupts ([`vectors`]) and the bus helpers ([`mmio`]). One module
+//! per card on top: [`i82576`] (igb/igbvf) and [`x82599`] (the 82599 VF, ixgbevf).
 
 use bytes::Bytes;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
@@ -24,6 +25,7 @@ pub mod rxcsum;
 pub mod stats;
 pub mod tx;
 pub mod vectors;
+pub mod x82599;
 
 /// Which function of the card a log line is about: the PF, or VF n.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
