@@ -970,3 +970,37 @@ proptest! {
         prop_assert_eq!(owed & !fired.bits(), 0);
     }
 }
+
+#[test]
+fn the_second_queue_pair_raises_the_second_vector() {
+    let mut g = Ixgbevf::new(None);
+    g.probe();
+    g.configure_msix(0);
+    // RX queue 1 (ixgbevf with two CPUs): its own ring, one 2 KiB buffer posted.
+    let b = regs::RX_BASE + regs::QUEUE_STRIDE;
+    let ring = BASE + 0x3000;
+    g.wr(b + rxq::RDBAL, ring as u32);
+    g.wr(b + rxq::RDLEN, 8 * 16);
+    g.wr(b + rxq::SRRCTL, 0x1200_0402);
+    g.wr(b + rxq::RXDCTL, regs::rxdctl::ENABLE);
+    let mut d = [0u8; 16];
+    RxReadDesc {
+        pkt_addr: RX_BUF,
+        hdr_addr: 0,
+    }
+    .emit(&mut d);
+    g.mem.write_slice(&d, GuestAddress(ring)).unwrap();
+    g.wr(b + rxq::RDT, 1);
+    g.fired.clear();
+    let f = support::frame(DST, ADMIN_MAC, 80, 2);
+    let (r, fire) = g.vf.receive_on(1, &f, None, Origin::Wire);
+    assert_eq!(r, Ok(()));
+    assert_eq!(fire.vectors().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(g.rd(b + rxq::RDH), 1);
+    assert_eq!(g.rd(regs::RX_BASE + rxq::RDH), 0, "queue 0 untouched");
+    // A queue the VF does not have drops as disabled.
+    assert_eq!(
+        g.vf.receive_on(2, &f, None, Origin::Wire).0,
+        Err(RxDrop::QueueDisabled)
+    );
+}
