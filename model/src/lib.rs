@@ -2,7 +2,8 @@
 //!
 //! - [`function`] — the device layer: one PCI function's config space, registers, rings,
 //!   descriptors, interrupts and offloads, single-threaded and lock-free; shared descriptor,
-//!   offload and counter code, and one module per card ([`function::i82576`]).
+//!   offload and counter code, and one module per card ([`function::i82576`]; the 82599 VF
+//!   in [`function::x82599`], which the runtime does not host yet).
 //! - [`seams`] — the traits where the layers and the edges meet (the PF as a VF sees it,
 //!   interrupt sinks, the clock, port sinks, the observer of switched frames).
 //! - [`nic`] — the runtime: the NIC as it runs, the one datapath (TX → shaper → switch → RX

@@ -6,8 +6,9 @@
 //!
 //! Shared by every personality: the advanced descriptors ([`desc`], the format the 82576 and
 //! the 82599 share), the TX offload engine ([`offload`]), the RX checksum status ([`rxcsum`])
-//! and the counters with their named reasons ([`stats`]). One module per card on top:
-//! [`i82576`] (igb/igbvf).
+//! and the counters with their named reasons ([`stats`]), the TX engine ([`tx`]), the vector
+//! bank of the extended interrupts ([`vectors`]) and the bus helpers ([`mmio`]). One module
+//! per card on top: [`i82576`] (igb/igbvf) and [`x82599`] (the 82599 VF, ixgbevf).
 
 use bytes::Bytes;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
@@ -18,9 +19,13 @@ pub mod desc;
 pub mod faults;
 pub(crate) mod guest;
 pub mod i82576;
+pub mod mmio;
 pub mod offload;
 pub mod rxcsum;
 pub mod stats;
+pub mod tx;
+pub mod vectors;
+pub mod x82599;
 
 /// Which function of the card a log line is about: the PF, or VF n.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -121,11 +126,44 @@ impl LinkStatus {
         speed_mbps: 1000,
         full_duplex: true,
     };
+    /// The 82599's link: 10 Gb/s, full duplex.
+    pub const UP_10G_FD: LinkStatus = LinkStatus {
+        up: true,
+        speed_mbps: 10_000,
+        full_duplex: true,
+    };
     pub const DOWN: LinkStatus = LinkStatus {
         up: false,
         speed_mbps: 0,
         full_duplex: false,
     };
+}
+
+/// One queue's ring as the device sees it (for `ctl show` and debugging).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RingState {
+    pub enabled: bool,
+    pub base: u64,
+    /// Descriptors in the ring.
+    pub len: u32,
+    pub head: u32,
+    pub tail: u32,
+}
+
+/// A VF's queues and interrupt registers (queue 0 of each direction: the one igbvf uses, the
+/// first of ixgbevf's two), the same for the 82576 and the 82599 VF.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VfState {
+    pub rx: RingState,
+    pub tx: RingState,
+    /// A TX queue paused by the shaper, until this time (ns).
+    pub tx_paused_until: Option<u64>,
+    pub eicr: u32,
+    pub eims: u32,
+    pub ivar: u32,
+    pub ivar_misc: u32,
+    pub bus_master: bool,
+    pub attached: bool,
 }
 
 /// A function's regions and vectors, for the bus that serves it.

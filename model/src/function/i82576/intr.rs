@@ -22,173 +22,18 @@
 //! (igbvf's `IGBVF_4K_ITR` 980 is 251 µs: about 4000 interrupts a second), as QEMU's igb
 //! counts it.
 //!
-//! The vector side (EICR, EIMS, EIAC, EIAM, EITR and the moderation state) is a
-//! [`VectorBank`], which the PF's MSI-X mode shares with its ten vectors; [`IntrRegs`] adds the
-//! VF's register decode and its VTIVAR routing. Both are plain state; time comes in as
+//! The vector side (EICR, EIMS, EIAC, EIAM, EITR and the moderation state) is the shared
+//! [`VectorBank`] (`function::vectors`), which the PF's MSI-X mode uses with its ten vectors;
+//! [`IntrRegs`] adds the VF's register decode and its VTIVAR routing. Both are plain state; time comes in as
 //! nanoseconds; they return the vectors to fire as a [`Fire`] set, which the NIC runtime
 //! signals after dropping its locks.
 
-use super::mmio::dword_index;
 use super::regs::{self, ivar, VF_VECTORS};
+use crate::function::mmio::dword_index;
+pub use crate::function::vectors::{
+    Cause, VectorBank, EITR_CNT_IGNR, EITR_INTERVAL_MASK, EITR_UNIT_NS,
+};
 use crate::function::Fire;
-
-/// A source of interrupts inside the VF.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
-    /// RX write-back on queue 0 or 1.
-    Rx(u8),
-    /// TX write-back (RS) on queue 0 or 1.
-    Tx(u8),
-    /// The PF wrote STS/ACK into the mailbox (or pinged the VF).
-    Mailbox,
-}
-
-/// The interval bits of VTEITR / EITR (14:2).
-pub const EITR_INTERVAL_MASK: u32 = 0x7FFC;
-/// VTEITR.CNT_IGNR / EITR.CNT_IGNR: the write does not restart the interval counter.
-pub const EITR_CNT_IGNR: u32 = 1 << 31;
-/// Nanoseconds per unit of the EITR interval field as the register holds it.
-pub const EITR_UNIT_NS: u64 = 256;
-
-/// The per-vector side of the 82576's extended interrupts, the same for a VF (3 vectors) and
-/// the PF in MSI-X mode (10): EICR, EIMS, EIAC, EIAM and EITR with the moderation state
-/// behind it. Causes arrive as EICR bits (the owner routes them through its IVARs); the bank
-/// answers with the vectors to fire.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VectorBank<const N: usize> {
-    pub eicr: u32,
-    pub eims: u32,
-    pub eiac: u32,
-    /// Auto-mask bits in effect (the PF gates them with GPIE.EIAME).
-    pub eiam: u32,
-    pub eitr: [u32; N],
-    /// Per vector: before this time (ns) it may not fire again.
-    quiet_until: [u64; N],
-    /// Vectors ready to fire, held until their interval ends.
-    held: u32,
-}
-
-impl<const N: usize> Default for VectorBank<N> {
-    fn default() -> Self {
-        VectorBank {
-            eicr: 0,
-            eims: 0,
-            eiac: 0,
-            eiam: 0,
-            eitr: [0; N],
-            quiet_until: [0; N],
-            held: 0,
-        }
-    }
-}
-
-impl<const N: usize> VectorBank<N> {
-    /// One bit per vector.
-    pub const MASK: u32 = if N >= 32 { u32::MAX } else { (1u32 << N) - 1 };
-
-    /// EICR |= bits; fire the enabled ones (moderation permitting).
-    pub fn set_eicr(&mut self, bits: u32, now: u64) -> Fire {
-        let bits = bits & Self::MASK;
-        self.eicr |= bits;
-        self.pending_enabled(bits, now)
-    }
-
-    /// The moderation interval of vector `v`.
-    fn interval_ns(&self, v: usize) -> u64 {
-        u64::from(self.eitr[v] & EITR_INTERVAL_MASK) * EITR_UNIT_NS
-    }
-
-    /// Fire the vectors in `candidates` that are pending in EICR and enabled in EIMS, but hold
-    /// those still inside their interval; auto-clear (EIAC) and auto-mask (EIAM) what fired.
-    fn pending_enabled(&mut self, candidates: u32, now: u64) -> Fire {
-        let ready = self.eicr & self.eims & candidates & Self::MASK;
-        let mut fire = 0;
-        for v in 0..N {
-            let bit = 1u32 << v;
-            if ready & bit == 0 {
-                continue;
-            }
-            if now < self.quiet_until[v] {
-                self.held |= bit;
-                continue;
-            }
-            fire |= bit;
-            self.quiet_until[v] = now.saturating_add(self.interval_ns(v));
-        }
-        self.held &= !fire;
-        self.eicr &= !(fire & self.eiac);
-        self.eims &= !(fire & self.eiam);
-        Fire::from_bits(fire)
-    }
-
-    /// When a held interrupt's interval ends, if one is held.
-    pub fn next_deadline(&self) -> Option<u64> {
-        (0..N)
-            .filter(|&v| self.held & (1 << v) != 0)
-            .map(|v| self.quiet_until[v])
-            .min()
-    }
-
-    /// Time has come to `now`: held vectors whose interval ended fire if they are still
-    /// pending and enabled; one the driver masked or cleared meanwhile is no longer held (a
-    /// pending cause fires when the vector is enabled again).
-    pub fn on_timer(&mut self, now: u64) -> Fire {
-        let due = (0..N)
-            .filter(|&v| self.held & (1 << v) != 0 && self.quiet_until[v] <= now)
-            .fold(0u32, |m, v| m | 1 << v);
-        self.held &= !due;
-        self.pending_enabled(due, now)
-    }
-
-    /// EICR read: clears on read (as QEMU does).
-    pub fn read_eicr(&mut self) -> u32 {
-        std::mem::take(&mut self.eicr)
-    }
-
-    /// EICS write: raises its causes and re-enables auto-masked vectors among them (igbvf's
-    /// `igbvf_intr_msix_tx`: "auto mask will automatically re-enable the interrupt when we
-    /// write EICS").
-    pub fn write_eics(&mut self, value: u32, now: u64) -> Fire {
-        let v = value & Self::MASK;
-        self.eims |= v & self.eiam;
-        self.set_eicr(v, now)
-    }
-
-    /// EIMS write: enables vectors; causes that arrived while masked fire now.
-    pub fn write_eims(&mut self, value: u32, now: u64) -> Fire {
-        let v = value & Self::MASK;
-        self.eims |= v;
-        self.pending_enabled(v, now)
-    }
-
-    /// EIMC write: masks vectors.
-    pub fn write_eimc(&mut self, value: u32) {
-        self.eims &= !(value & Self::MASK);
-    }
-
-    /// EICR write: W1C.
-    pub fn write_eicr(&mut self, value: u32) {
-        self.eicr &= !(value & Self::MASK);
-    }
-
-    /// EITR(n) read (`None`: no such vector).
-    pub fn eitr(&self, n: usize) -> Option<u32> {
-        self.eitr.get(n).copied()
-    }
-
-    /// EITR(n) write at `now`: the interval (and CNT_IGNR) is stored; without CNT_IGNR the
-    /// interval counter restarts from now. Returns false when vector `n` does not exist.
-    pub fn write_eitr(&mut self, n: usize, value: u32, now: u64) -> bool {
-        if n >= N {
-            return false;
-        }
-        self.eitr[n] = value & (EITR_CNT_IGNR | EITR_INTERVAL_MASK);
-        if value & EITR_CNT_IGNR == 0 && self.quiet_until[n] > now {
-            self.quiet_until[n] = now.saturating_add(self.interval_ns(n));
-        }
-        true
-    }
-}
 
 /// The interrupt registers of one VF: the vector bank of its three vectors and the VTIVAR /
 /// VTIVAR_MISC routing.

@@ -1,12 +1,12 @@
-//! The Intel 82576 (igb / igbvf): its configuration spaces ([`config`]), what every function
-//! shares on the bus ([`mmio`]), RX and TX queues ([`rx`], [`tx`]) and the vector side of the
-//! interrupts ([`intr`]); the VF's register map ([`regs`]) and the VF function ([`vf`]); the
-//! PF's register map ([`pf_regs`]), NVM ([`nvm`]), PHY ([`phy`]), interrupts ([`pf_intr`]),
-//! receive filters ([`pf_filter`]), statistics ([`pf_stats`]) and the PF function ([`pf`]).
+//! The Intel 82576 (igb / igbvf): its configuration spaces ([`config`]), RX and TX queues
+//! ([`rx`], [`tx`]: the 82576's queue registers over the shared TX engine) and the VF's
+//! interrupt registers ([`intr`], over the shared vector bank); the VF's register map
+//! ([`regs`]) and the VF function ([`vf`]); the PF's register map ([`pf_regs`]), NVM
+//! ([`nvm`]), PHY ([`phy`]), interrupts ([`pf_intr`]), receive filters ([`pf_filter`]),
+//! statistics ([`pf_stats`]) and the PF function ([`pf`]).
 
 pub mod config;
 pub mod intr;
-pub mod mmio;
 pub mod nvm;
 pub mod pf;
 pub mod pf_filter;

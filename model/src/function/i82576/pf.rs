@@ -44,7 +44,6 @@ use tracing::{debug, info, warn};
 use vm_memory::GuestAddressSpace;
 
 use super::config::pf_config_space;
-use super::mmio::{read_dwords, write_dwords, MsixTable};
 use super::nvm::{Nvm, NvmRegs};
 use super::pf_filter::{Refusal, RxFilter};
 use super::pf_intr::{PfIntr, QueueCause, VECTORS};
@@ -55,6 +54,7 @@ use super::rx::{write_frame, RxOutcome, RxRing};
 use super::tx::{TxEnv, TxRing};
 use super::vf::RingState;
 use crate::function::faults::{DmaFaultState, DmaFaults};
+use crate::function::mmio::{read_dwords, write_dwords, MsixTable};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
 use crate::function::{
     BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus, Origin,
@@ -639,6 +639,7 @@ impl Pf {
                 out: &mut frames,
                 dma: &mut self.dma_faults,
                 queue: q,
+                head_writeback: false,
             };
             self.tx[q].run(&*guard, &mut env, false)
         };

@@ -11,8 +11,8 @@ use eswitch::wire::ethernet::{FCS_LEN, VLAN_TAG_LEN};
 use eswitch::wire::{EtherTypes, EthernetFrame};
 use eswitch::{MacAddr, PfPolicy};
 
-use super::mmio::dword_index;
 use super::pf_regs::{rah, rctl, MTA, RA, RA2, RCTL, VFTA};
+use crate::function::mmio::dword_index;
 
 /// Receive address entries of the 82576 (`E1000_RAR_ENTRIES_82576`).
 pub const RAR_ENTRIES: usize = 24;

@@ -23,11 +23,11 @@
 use tracing::debug;
 
 use super::intr::VectorBank;
-use super::mmio::dword_index;
 use super::pf_regs::{
     self, gpie, icr, ivar, EICR, EIMC, EIMS, EITR0, EITR_COUNT, GPIE, IAM, ICR, ICS, IMC, IMS,
     IVAR0, IVAR_COUNT, IVAR_MISC,
 };
+use crate::function::mmio::dword_index;
 use crate::function::Fire;
 
 /// The PF's MSI-X vectors.

@@ -18,14 +18,15 @@ use vm_memory::GuestAddressSpace;
 
 use super::config::{pf_config_space, vf_config_space};
 use super::intr::{Cause, IntrRegs};
-use super::mmio::{read_dwords, write_dwords, MsixTable};
 use super::regs::{self, ctrl, status};
 use super::rx::{write_frame, RxOutcome, RxRing};
 use super::tx::{TxEnv, TxRing, TxRun};
 use crate::function::faults::{DmaFaultState, DmaFaults};
+use crate::function::mmio::{read_dwords, write_dwords, MsixTable};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
 use crate::function::Origin;
 use crate::function::{BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus};
+pub use crate::function::{RingState, VfState};
 use crate::seams::{Clock, MailboxIrq, PfPort};
 use pcie::{BuildError, ConfigSpace};
 
@@ -39,32 +40,6 @@ fn status_bits(link: LinkStatus) -> u32 {
         _ => status::SPEED_10,
     };
     status::LU | speed | if link.full_duplex { status::FD } else { 0 }
-}
-
-/// One queue's ring as the device sees it (for `ctl show` and debugging).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct RingState {
-    pub enabled: bool,
-    pub base: u64,
-    /// Descriptors in the ring.
-    pub len: u32,
-    pub head: u32,
-    pub tail: u32,
-}
-
-/// The VF's queues and interrupt registers (queue 0 of each direction: the ones igbvf uses).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct VfState {
-    pub rx: RingState,
-    pub tx: RingState,
-    /// A TX queue paused by the shaper, until this time (ns).
-    pub tx_paused_until: Option<u64>,
-    pub eicr: u32,
-    pub eims: u32,
-    pub ivar: u32,
-    pub ivar_misc: u32,
-    pub bus_master: bool,
-    pub attached: bool,
 }
 
 /// Guest-visible VF statistics are the counters minus their value at the last function
@@ -515,6 +490,7 @@ impl Vf {
             out: &mut effects.frames,
             dma: &mut self.dma_faults,
             queue: q,
+            head_writeback: false,
         };
         let ring = &mut self.tx[q];
         let run = ring.run(&*guard, &mut env, resume);

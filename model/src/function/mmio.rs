@@ -1,6 +1,6 @@
-//! What every 82576 function shares on the bus: how a BAR0 access of any size becomes 32-bit
-//! register accesses ([`read_dwords`], [`write_dwords`]), and the MSI-X table store behind
-//! BAR3 ([`MsixTable`]).
+//! What every function of the 82576 and the 82599 shares on the bus: how a BAR0 access of any
+//! size becomes 32-bit register accesses ([`read_dwords`], [`write_dwords`]), and the MSI-X
+//! table store behind BAR3 ([`MsixTable`]).
 //!
 //! # Access sizes
 //! BAR0 registers are 32-bit. 4-byte aligned accesses are the norm; an 8-byte aligned access

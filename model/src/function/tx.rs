@@ -1,0 +1,423 @@
+//! The TX engine the 82576 and the 82599 share: one queue's ring state ([`TxRing`]; each card
+//! decodes its own queue registers onto it: `i82576::tx`, `x82599::queues`) and the engine
+//! that runs when the guest writes TDT (the advanced descriptors igbvf's `igbvf_tx_queue_adv`,
+//! `igbvf_tso` and `igbvf_tx_csum` build, igb's `igb_tx_map`, `igb_tso` and `igb_tx_csum`, and
+//! ixgbevf's `ixgbevf_tx_map`, `ixgbevf_tso` and `ixgbevf_tx_csum` alike; QEMU's
+//! `igb_process_tx_desc`): advanced context (DTYP 0010) and data (DTYP 0011) descriptors from
+//! TDH up to TDT, a packet gathered across data descriptors until EOP, offloads applied, the
+//! frames collected for the caller to switch, DD written back into every descriptor with RS
+//! once its packet is consumed (or, where the card honours it, the head written to the
+//! TDWBAL/TDWBAH address instead: [`TxEnv::head_writeback`]), TDH advanced.
+//!
+//! Hostile input is an error on this queue only, counted by [`TxError`]:
+//! - a packet whose descriptors are bad (DTALEN 0, unknown type, > [`MAX_TX_PACKET`] bytes, a
+//!   buffer outside guest memory, an offload the engine refuses) is consumed and dropped, with
+//!   DD written back as usual so the driver's ring keeps moving;
+//! - no EOP within [`MAX_DESC_PER_PACKET`] descriptors: those descriptors are consumed;
+//! - TDH/TDT beyond TDLEN: the tail write is not acted on;
+//! - the descriptor ring outside guest memory: the queue stops (TXDCTL.ENABLE cleared).
+//!
+//! Shaping: each frame is admitted through [`TxEnv::admit`] — for a VF, its PF's
+//! `PfPort::tx_admit` (the switch's rate limiter); the PF is not rate-limited. A frame that must
+//! wait pauses the queue with that frame not consumed (TDH stays on its packet) until the NIC
+//! runtime calls `Vf::tx_resume` at the time the shaper named. A TSO packet paused between
+//! segments resumes at the segment that was deferred: no loss, no duplicate.
+
+use bytes::Bytes;
+use eswitch::NextSendAt;
+use tracing::{debug, warn};
+use vm_memory::GuestMemoryBackend;
+
+use crate::function::desc::{
+    tx_bits, DescBytes, TxContext, TxDataDesc, TxDesc, TxOffloads, DESC_LEN, TX_STATUS_OFFSET,
+};
+use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
+use crate::function::stats::{Counters, TxError};
+use crate::function::{guest, offload, FunctionId};
+
+/// TXDCTL.ENABLE, the same bit 25 on the 82576 and the 82599 (ixgbevf `IXGBE_TXDCTL_ENABLE`).
+pub const TXDCTL_ENABLE: u32 = 1 << 25;
+/// TDWBAL.Head_WB_En (bit 0): write the head back to memory instead of DD into descriptors.
+pub const TDWBAL_HEAD_WB_EN: u32 = 1 << 0;
+
+/// Largest packet (all data descriptors of one packet) the engine gathers: 64 KiB, the TSO
+/// limit of the 82576 and more than any igbvf skb.
+pub const MAX_TX_PACKET: usize = 64 * 1024;
+/// Most descriptors (context + data) one packet may span.
+pub const MAX_DESC_PER_PACKET: u32 = 64;
+/// Frames shorter than this (60 bytes: 64 on the wire with the FCS) are zero-padded when
+/// TCTL.PSP is set, which igb always does (`igb_setup_tctl`); VFs are padded always (our PF
+/// side stands in for igb).
+pub const MIN_TX_FRAME: usize = 60;
+/// Context slots per queue (IDX is masked to this).
+pub const CONTEXT_SLOTS: usize = 2;
+
+/// The offload request of one packet: its first data descriptor's offload bits and the context
+/// of the slot it names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxRequest {
+    pub ctx: TxContext,
+    pub offloads: TxOffloads,
+}
+
+impl TxRequest {
+    pub fn needs_offload(&self) -> bool {
+        let o = &self.offloads;
+        o.tse || o.ixsm || o.txsm || o.vle
+    }
+}
+
+/// Who the engine works for: which function (for its logs), who admits each frame (a VF's
+/// PF: the shaper; the PF: nobody, it is not rate-limited), whether short frames are padded
+/// (TCTL.PSP), the function's counters, and where admitted frames go.
+pub(crate) struct TxEnv<'a> {
+    pub func: FunctionId,
+    pub admit: &'a dyn Fn(usize) -> Result<(), NextSendAt>,
+    pub pad: bool,
+    pub counters: &'a mut Counters,
+    pub out: &'a mut Vec<Bytes>,
+    /// The function's injected DMA faults, and which queue this is.
+    pub dma: &'a mut DmaFaults,
+    pub queue: usize,
+    /// The card honours TDWBAL.Head_WB_En: with it set, a consumed packet that asked for
+    /// status (RS) writes the new TDH as a 32-bit word at TDWBAH:TDWBAL (bits 1:0 cleared)
+    /// and no DD goes into the descriptors (the 82599; the 82576 model keeps TDWBAL as plain
+    /// storage since igbvf and igb never set it).
+    pub head_writeback: bool,
+}
+
+/// A pause the shaper asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxPause {
+    pub until_ns: u64,
+    /// TDH of the paused packet.
+    tdh: u32,
+    /// Frames of that packet already admitted.
+    frames_done: usize,
+}
+
+/// The registers and engine state of one TX queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxRing {
+    pub tdbal: u32,
+    pub tdbah: u32,
+    pub tdlen: u32,
+    pub tdh: u32,
+    pub txctl: u32,
+    pub tdt: u32,
+    pub txdctl: u32,
+    pub tdwbal: u32,
+    pub tdwbah: u32,
+    ctx: [TxContext; CONTEXT_SLOTS],
+    pause: Option<TxPause>,
+}
+
+/// What one engine run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxRun {
+    /// DD was written back (raise the queue's TX cause).
+    pub wrote_back: bool,
+    /// The queue paused on a deferred frame.
+    pub paused_until: Option<u64>,
+}
+
+impl TxRing {
+    /// Every register 0 but TXDCTL, no context, no pause.
+    pub fn new(txdctl: u32) -> TxRing {
+        TxRing {
+            tdbal: 0,
+            tdbah: 0,
+            tdlen: 0,
+            tdh: 0,
+            txctl: 0,
+            tdt: 0,
+            txdctl,
+            tdwbal: 0,
+            tdwbah: 0,
+            ctx: [TxContext::default(); CONTEXT_SLOTS],
+            pause: None,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.txdctl & TXDCTL_ENABLE != 0
+    }
+
+    pub fn base(&self) -> u64 {
+        (u64::from(self.tdbah) << 32) | u64::from(self.tdbal)
+    }
+
+    pub fn len(&self) -> u32 {
+        self.tdlen / DESC_LEN as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn pause(&self) -> Option<TxPause> {
+        self.pause
+    }
+
+    /// Forget a pause (queue reset / disable).
+    pub fn clear_pause(&mut self) {
+        self.pause = None;
+    }
+
+    fn desc_addr(&self, index: u32) -> u64 {
+        self.base().wrapping_add(u64::from(index) * DESC_LEN as u64)
+    }
+
+    /// Runs the engine from TDH to TDT. `resume` lifts a pause (the owner's deadline passed).
+    pub(crate) fn run<M: GuestMemoryBackend>(
+        &mut self,
+        mem: &M,
+        env: &mut TxEnv<'_>,
+        resume: bool,
+    ) -> TxRun {
+        let func = env.func;
+        let mut run = TxRun::default();
+        if let Some(p) = self.pause {
+            if !resume {
+                run.paused_until = Some(p.until_ns);
+                return run;
+            }
+        }
+        let n = self.len();
+        if self.tdh == self.tdt && self.pause.is_none() {
+            return run;
+        }
+        if n == 0 || self.tdh >= n || self.tdt >= n {
+            warn!(
+                %func,
+                tdlen = self.tdlen,
+                tdh = self.tdh,
+                tdt = self.tdt,
+                "TX ring registers out of range; tail write ignored"
+            );
+            env.counters.tx_error(TxError::BadRing);
+            self.pause = None;
+            return run;
+        }
+        while self.tdh != self.tdt {
+            let frames_done = match self.pause.take() {
+                Some(p) if p.tdh == self.tdh => p.frames_done,
+                _ => 0,
+            };
+            match self.one_packet(mem, env, frames_done) {
+                Step::Consumed { wrote_back } => run.wrote_back |= wrote_back,
+                Step::Incomplete => break,
+                Step::Stopped => break,
+                Step::Paused(p) => {
+                    run.paused_until = Some(p.until_ns);
+                    self.pause = Some(p);
+                    break;
+                }
+            }
+        }
+        run
+    }
+
+    fn read_desc<M: GuestMemoryBackend>(
+        &mut self,
+        mem: &M,
+        idx: u32,
+        func: FunctionId,
+        injected: bool,
+    ) -> Option<TxDesc> {
+        let mut b: DescBytes = [0; DESC_LEN];
+        let read = if injected {
+            Err(vm_memory::GuestMemoryError::InvalidGuestAddress(
+                vm_memory::GuestAddress(self.desc_addr(idx)),
+            ))
+        } else {
+            guest::read(mem, self.desc_addr(idx), &mut b)
+        };
+        match read {
+            Ok(()) => Some(TxDesc::parse(&b)),
+            Err(e) => {
+                warn!(%func, index = idx, base = self.base(), error = %e, "TX descriptor ring outside guest memory; queue stopped");
+                self.txdctl &= !TXDCTL_ENABLE;
+                None
+            }
+        }
+    }
+
+    fn one_packet<M: GuestMemoryBackend>(
+        &mut self,
+        mem: &M,
+        env: &mut TxEnv<'_>,
+        frames_done: usize,
+    ) -> Step {
+        let func = env.func;
+        let n = self.len();
+        // Scan for EOP without consuming anything.
+        let mut descs: Vec<(u32, TxDesc)> = Vec::new();
+        let mut i = self.tdh;
+        let mut error: Option<TxError> = None;
+        loop {
+            if i == self.tdt {
+                // The driver has not written the rest of the packet yet.
+                return Step::Incomplete;
+            }
+            let injected = env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Descriptor);
+            let Some(d) = self.read_desc(mem, i, func, injected) else {
+                env.counters.tx_error(TxError::RingDma);
+                env.counters.dma_errors += 1;
+                return Step::Stopped;
+            };
+            descs.push((i, d));
+            i = (i + 1) % n;
+            if matches!(
+                d,
+                TxDesc::Data(TxDataDesc { eop: true, .. }) | TxDesc::Unknown { eop: true, .. }
+            ) {
+                break;
+            }
+            if descs.len() as u32 >= MAX_DESC_PER_PACKET {
+                error = Some(TxError::TooManyDescriptors);
+                break;
+            }
+        }
+        let next = i;
+
+        // Gather.
+        let mut data: Vec<u8> = Vec::new();
+        let mut first: Option<TxDataDesc> = None;
+        for (_, d) in &descs {
+            if error.is_some() {
+                break;
+            }
+            match d {
+                TxDesc::Context(c) => self.ctx[usize::from(c.idx) % CONTEXT_SLOTS] = *c,
+                TxDesc::Data(dd) => {
+                    first.get_or_insert(*dd);
+                    let len = usize::from(dd.len);
+                    if len == 0 {
+                        error = Some(TxError::ZeroLength);
+                    } else if data.len() + len > MAX_TX_PACKET {
+                        error = Some(TxError::PacketTooLong);
+                    } else {
+                        let at = data.len();
+                        data.resize(at + len, 0);
+                        if env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Buffer)
+                            || guest::read(mem, dd.addr, &mut data[at..]).is_err()
+                        {
+                            env.counters.dma_errors += 1;
+                            error = Some(TxError::BufferDma);
+                        }
+                    }
+                }
+                TxDesc::Unknown { .. } => error = Some(TxError::UnknownDescriptor),
+            }
+        }
+
+        if error.is_none() {
+            if let Some(fd) = first {
+                let req = TxRequest {
+                    ctx: self.ctx[usize::from(fd.idx) % CONTEXT_SLOTS],
+                    offloads: fd.offloads,
+                };
+                let mut frames: Vec<Bytes> = Vec::new();
+                if req.needs_offload() {
+                    if let Err(e) =
+                        offload::apply(&data, &req.ctx, &req.offloads, &mut |f| frames.push(f))
+                    {
+                        debug!(%func, reason = %e, "TX offload refused the packet");
+                        error = Some(TxError::Offload);
+                        frames.clear();
+                    }
+                } else {
+                    frames.push(Bytes::from(data));
+                }
+                for (k, f) in frames.into_iter().enumerate().skip(frames_done) {
+                    let f = if env.pad { pad_short(f) } else { f };
+                    let len = f.len() as u64;
+                    match (env.admit)(f.len()) {
+                        Ok(()) => {
+                            env.counters.tx_packets += 1;
+                            env.counters.tx_bytes += len;
+                            env.out.push(f);
+                        }
+                        Err(NextSendAt(until_ns)) => {
+                            env.counters.tx_deferred += 1;
+                            return Step::Paused(TxPause {
+                                until_ns,
+                                tdh: self.tdh,
+                                frames_done: k,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(e) = error {
+            debug!(%func, reason = e.name(), tdh = self.tdh, "TX packet dropped");
+            env.counters.tx_error(e);
+        }
+
+        // Consumed: write DD where RS is set (or the head, with head write-back on), then move
+        // TDH past the packet.
+        let head_wb = env.head_writeback && self.tdwbal & TDWBAL_HEAD_WB_EN != 0;
+        let wants_status = descs
+            .iter()
+            .any(|(_, d)| matches!(d, TxDesc::Data(TxDataDesc { rs: true, .. })));
+        let mut wrote_back = false;
+        if head_wb {
+            self.tdh = next;
+            if wants_status {
+                wrote_back = self.write_head(mem, env);
+            }
+            return Step::Consumed { wrote_back };
+        }
+        for (idx, d) in &descs {
+            if let TxDesc::Data(dd) = d {
+                if dd.rs {
+                    let at = self.desc_addr(*idx).wrapping_add(TX_STATUS_OFFSET);
+                    let injected = env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Descriptor);
+                    let ok = !injected
+                        && guest::read_u32(mem, at)
+                            .and_then(|s| guest::write_u32(mem, at, s | tx_bits::STA_DD))
+                            .is_ok();
+                    if ok {
+                        wrote_back = true;
+                    } else {
+                        env.counters.dma_errors += 1;
+                    }
+                }
+            }
+        }
+        self.tdh = next;
+        Step::Consumed { wrote_back }
+    }
+
+    /// Head write-back: TDH as a little-endian dword at TDWBAH:TDWBAL with the enable and the
+    /// low address bits masked off. A failed write is a DMA error; the ring goes on.
+    fn write_head<M: GuestMemoryBackend>(&self, mem: &M, env: &mut TxEnv<'_>) -> bool {
+        let at = ((u64::from(self.tdwbah) << 32) | u64::from(self.tdwbal)) & !0x3;
+        let injected = env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Descriptor);
+        if !injected && guest::write_u32(mem, at, self.tdh).is_ok() {
+            return true;
+        }
+        warn!(func = %env.func, addr = at, "TX head write-back outside guest memory");
+        env.counters.dma_errors += 1;
+        false
+    }
+}
+
+fn pad_short(f: Bytes) -> Bytes {
+    if f.len() >= MIN_TX_FRAME {
+        return f;
+    }
+    let mut v = Vec::with_capacity(MIN_TX_FRAME);
+    v.extend_from_slice(&f);
+    v.resize(MIN_TX_FRAME, 0);
+    Bytes::from(v)
+}
+
+enum Step {
+    Consumed { wrote_back: bool },
+    Incomplete,
+    Stopped,
+    Paused(TxPause),
+}
