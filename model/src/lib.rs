@@ -22,5 +22,5 @@ pub mod testing;
 pub use function::i82576::{RingState, Vf, VfState};
 pub use function::stats::{AccessError, RxDrop, TxError, VfStats};
 pub use function::{BusLayout, Function, GuestMem, LinkStatus};
-pub use nic::{Nic, NicConfig, VfHandle};
+pub use nic::{Card, Nic, NicConfig, VfHandle};
 pub use seams::{Clock, IrqSink, ManualClock, MonotonicClock, Observer, PortSink, Switched};

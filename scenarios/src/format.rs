@@ -178,6 +178,7 @@ impl NicSpec {
             mac_assignment: self.mac_assignment.for_port(k),
             num_uplinks: self.uplinks,
             link_speed_mbps: self.link_speed_mbps,
+            card: model::Card::default(),
         }
     }
 }

@@ -168,6 +168,14 @@ impl IxgbeAgent {
         self.vfs.get(vf).is_some_and(|s| s.clear_to_send)
     }
 
+    /// VF `vf` alone loses CTS, as after a PF reset it was told of (ixgbe's reset path clears
+    /// `clear_to_send` for every VF before telling them).
+    pub fn forget_cts(&mut self, vf: usize) {
+        if let Some(s) = self.vfs.get_mut(vf) {
+            s.clear_to_send = false;
+        }
+    }
+
     /// The API version negotiated with a VF (1.0 until it negotiates, and after each reset).
     pub fn api_version(&self, vf: usize) -> Option<ApiVersion> {
         self.vfs.get(vf).map(|s| s.api)

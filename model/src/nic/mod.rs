@@ -48,6 +48,7 @@ use crate::seams::{Clock, IrqSink, Observer, PortSink};
 use faults::{SlotFaults, WireFaults};
 use inject::NicFaults;
 
+pub mod agent;
 mod datapath;
 pub mod faults;
 mod handle;
@@ -59,7 +60,10 @@ mod timer;
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_ixgbe;
 
+pub use agent::{Agent, Card};
 pub use handle::{Handle, PfHandle, VfHandle};
 pub use pf::{AdminError, MacMode, NicConfig, NicError, PfCounters, PfSide, SetError, SharedPf};
 pub use timer::TimerHandle;
@@ -87,6 +91,10 @@ pub enum NicBuildError {
     Pf(#[from] NicError),
     #[error("VF config space: {0}")]
     VfConfig(#[from] pcie::BuildError),
+    /// The card's PF side exists (its mailbox and ixgbe's decisions), its VF functions do not
+    /// run in the datapath yet.
+    #[error("the {0} card's VFs are not in the NIC runtime yet: only its PF side (ixgbe's mailbox decisions) is")]
+    CardVfs(Card),
 }
 
 const NO_DEADLINE: u64 = u64::MAX;
@@ -381,6 +389,9 @@ impl std::fmt::Debug for Nic {
 impl Nic {
     /// A NIC with `config.num_vfs` VFs, its PF side and datapath wired, time from `clock`.
     pub fn new(config: &NicConfig, clock: Arc<dyn Clock>) -> Result<Arc<Nic>, NicBuildError> {
+        if config.card != Card::I82576 {
+            return Err(NicBuildError::CardVfs(config.card));
+        }
         let side = PfSide::new(config)?;
         let pf = Arc::new(SharedPf::new(side, clock.clone()));
         let n = config.num_vfs;

@@ -16,8 +16,7 @@ use eswitch::{
     DEFAULT_MAX_FRAME,
 };
 use mailbox::{
-    AgentConfig, MacAssignment, MailboxEvent, MailboxEvents, PfAgent, PromiscPolicy,
-    RefusalCounters, ServiceReport, VfMailbox,
+    MacAssignment, MailboxEvent, MailboxEvents, PromiscPolicy, RefusalCounters, VfMailbox,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -25,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use thiserror::Error;
 use tracing::{info, warn};
 
+use super::agent::{Agent, Card, Served};
 use super::faults::{FaultReport, MailboxFault};
 use crate::seams::{Clock, MailboxIrq, PfFilters, PfPort};
 use eswitch::NextSendAt;
@@ -41,6 +41,8 @@ pub struct NicConfig {
     pub num_uplinks: u8,
     /// Mbit/s (the 82576: 1000); bounds `max_tx_rate`.
     pub link_speed_mbps: u32,
+    /// Which card: the VFs' personality and the PF driver whose decisions they get.
+    pub card: Card,
 }
 
 impl Default for NicConfig {
@@ -51,6 +53,7 @@ impl Default for NicConfig {
             mac_assignment: MacAssignment::AdminOnly,
             num_uplinks: 1,
             link_speed_mbps: 1000,
+            card: Card::default(),
         }
     }
 }
@@ -144,7 +147,7 @@ pub struct PfCounters {
 
 pub struct PfSide {
     switch: Eswitch,
-    agent: PfAgent,
+    agent: Agent,
     mailboxes: Vec<VfMailbox>,
     counters: Vec<PfCounters>,
     bad_vf: u64,
@@ -173,9 +176,11 @@ impl PfSide {
             pf_mac: Some(config.pf_mac),
             ..EswitchConfig::default()
         })?;
-        let mut agent_config = AgentConfig::new(usize::from(config.num_vfs));
-        agent_config.mac_assignment = config.mac_assignment;
-        let agent = PfAgent::new(agent_config)?;
+        let agent = Agent::new(
+            config.card,
+            usize::from(config.num_vfs),
+            config.mac_assignment,
+        )?;
         let n = usize::from(config.num_vfs);
         Ok(PfSide {
             switch,
@@ -199,17 +204,27 @@ impl PfSide {
         &mut self.switch
     }
 
-    pub fn agent(&self) -> &PfAgent {
+    /// The PF driver the emulator plays for this card's VFs.
+    pub fn agent(&self) -> &Agent {
         &self.agent
     }
 
-    /// Who may enable promiscuous modes with SET_PROMISC ([`PromiscPolicy::Igb`] unless set).
-    pub fn set_promisc_policy(&mut self, policy: PromiscPolicy) {
-        self.agent.set_promisc_policy(policy);
+    pub fn agent_mut(&mut self) -> &mut Agent {
+        &mut self.agent
+    }
+
+    pub fn card(&self) -> Card {
+        self.agent.card()
+    }
+
+    /// Who may enable promiscuous modes with SET_PROMISC ([`PromiscPolicy::Igb`] unless set;
+    /// an 82599's ixgbe gates them by trust, whatever is set: `false`).
+    pub fn set_promisc_policy(&mut self, policy: PromiscPolicy) -> bool {
+        self.agent.set_promisc_policy(policy)
     }
 
     pub fn promisc_policy(&self) -> PromiscPolicy {
-        self.agent.config().promisc
+        self.agent.promisc_policy()
     }
 
     /// What a VF sees when the PF driver resets (igb_reset with VFs): its mailbox shows RSTI
@@ -330,10 +345,10 @@ impl PfSide {
                 }
             }
             MailboxFault::Nack => {
-                if let Some(o) = self.agent.nack_request(i, &mut self.mailboxes[i], now_ns) {
+                if let Some(events) = self.agent.nack_request(i, &mut self.mailboxes[i], now_ns) {
                     armed.fired += 1;
                     info!(vf = i, "fault fired: mailbox request NACKed");
-                    all = all.union(o.events);
+                    all = all.union(events);
                 }
             }
             MailboxFault::Delay { ns } => {
@@ -450,14 +465,14 @@ impl PfSide {
     }
 
     /// Lets the agent answer VF `i` and hands its decisions to the switch.
-    fn serve(&mut self, i: usize, now_ns: u64) -> ServiceReport {
+    fn serve(&mut self, i: usize, now_ns: u64) -> Served {
         let vf = i as u16;
         let mut policy = self.switch.policy(vf).cloned().unwrap_or_default();
         let report = self
             .agent
             .service(i, &mut self.mailboxes[i], &policy, now_ns);
-        if report.policy_changes().next().is_some() {
-            for change in report.policy_changes() {
+        if !report.changes.is_empty() {
+            for change in &report.changes {
                 change.apply(&mut policy);
             }
             if let Err(e) = self.switch.set_policy(vf, policy) {
@@ -495,7 +510,7 @@ impl PfSide {
         // Under the trusted-only policy, promiscuous modes go with the trust that allowed them.
         let untrusted = before.as_ref().is_some_and(|b| b.trust) && !after.trust;
         if untrusted
-            && self.agent.config().promisc == PromiscPolicy::TrustedOnly
+            && self.agent.promisc_policy() == PromiscPolicy::TrustedOnly
             && (after.allmulti || after.promisc)
         {
             after.allmulti = false;
@@ -508,47 +523,34 @@ impl PfSide {
                 "trust off: promiscuous modes cleared (trusted-only policy)"
             );
         }
-        self.agent.sync_policy(i, &after);
-        let told = before.is_some_and(|b| b.mac != after.mac || b.port_vlan != after.port_vlan);
-        if !told {
-            if link_before == link_after {
-                return Ok(MailboxIrq::None);
-            }
-            info!(
-                vf,
-                up = link_after.unwrap_or(false),
-                "VF link state changed; pinging the VF"
-            );
-            let outcome = self.agent.ping(i, &mut self.mailboxes[i]);
-            return Ok(irq_from(outcome.events));
-        }
-        info!(
-            vf,
-            mac = %after.mac.unwrap_or(MacAddr::ZERO),
-            vlan = after.port_vlan.map_or(0, |v| v.vid),
-            "VF settings changed; Reload the VF driver to make this change effective"
-        );
-        let outcome = self.agent.ping(i, &mut self.mailboxes[i]);
-        Ok(irq_from(outcome.events))
+        let moved = (link_before != link_after).then(|| link_after.unwrap_or(false));
+        let before = before.unwrap_or_default();
+        let events = self
+            .agent
+            .admin_changed(i, &before, &after, moved, &mut self.mailboxes[i]);
+        Ok(irq_from(events))
     }
 
     /// Sends VF `vf` a PF_CONTROL_MSG (as igb does when something about its link changed), so
     /// that its driver checks its link. Returns the VF if its mailbox interrupt must fire.
     pub fn ping_vf(&mut self, vf: u16) -> Option<u16> {
         let i = self.index(vf)?;
-        let outcome = self.agent.ping(i, &mut self.mailboxes[i]);
-        (irq_from(outcome.events) == MailboxIrq::Raise).then_some(vf)
+        let events = self.agent.ping(i, &mut self.mailboxes[i]);
+        (irq_from(events) == MailboxIrq::Raise).then_some(vf)
     }
 
-    /// The PF link went up or down: the switch follows, every VF is pinged as igb does.
-    /// Returns the VFs whose mailbox interrupt must fire.
+    /// The PF link went up or down: the switch follows, every VF is told as the card's PF
+    /// driver tells them ([`Agent::pf_link`]). Returns the VFs whose mailbox interrupt must fire.
     pub fn set_link(&mut self, up: bool) -> Vec<u16> {
         self.switch.set_link(up);
+        let policies: Vec<VfPolicy> = (0..self.num_vfs())
+            .map(|vf| self.switch.policy(vf).cloned().unwrap_or_default())
+            .collect();
         self.agent
-            .ping_all(&mut self.mailboxes)
+            .pf_link(up, &policies, &mut self.mailboxes)
             .into_iter()
-            .filter(|o| o.events.contains(MailboxEvent::InterruptVf))
-            .map(|o| o.vf as u16)
+            .filter(|(_, events)| events.contains(MailboxEvent::InterruptVf))
+            .map(|(vf, _)| vf as u16)
             .collect()
     }
 
