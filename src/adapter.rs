@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use model::nic::{Handle, Hosted};
-use model::{AccessError, IrqSink, Nic, Vf};
+use model::{AccessError, CardVf, IrqSink, Nic};
 use pcie::regs::header;
 use tracing::{debug, info};
 
@@ -44,7 +44,7 @@ pub struct FunctionAdapter<F> {
 }
 
 /// One VF of a NIC as a vfio-user PCI function.
-pub type VfFunction = FunctionAdapter<Vf>;
+pub type VfFunction = FunctionAdapter<CardVf>;
 
 impl VfFunction {
     /// VF `id` of `nic`, or `None` if the NIC has no such VF.

@@ -19,6 +19,7 @@ pub mod seams;
 #[cfg(feature = "soft-igbvf")]
 pub mod testing;
 
+pub use function::card_vf::CardVf;
 pub use function::i82576::{RingState, Vf, VfState};
 pub use function::stats::{AccessError, RxDrop, TxError, VfStats};
 pub use function::{BusLayout, Function, GuestMem, LinkStatus};

@@ -5,6 +5,7 @@
 //! write-back ixgbevf reads, interrupts, statistics, VF reset and FLR; and proptests that no
 //! register sequence panics and that no interrupt raised while masked is lost.
 
+mod ixgbevf_support;
 mod support;
 
 use std::net::Ipv4Addr;
@@ -12,6 +13,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eswitch::MacAddr;
+use ixgbevf_support::{
+    VfBar0, ACK, BASE, CNT_WDIS, CTS, NACK, RING, RX_BUF, RX_RING, SIZE, TX_BUF, TX_RING,
+};
 use mailbox::ixgbe::regs::{vf_bar, vfmailbox};
 use mailbox::ixgbe::{ApiVersion, IxgbeConfig};
 use model::function::desc::{
@@ -31,24 +35,8 @@ use proptest::prelude::*;
 use support::tcp4;
 use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 
-const BASE: u64 = 0x10_0000;
-const SIZE: usize = 0x10_0000;
-const TX_RING: u64 = BASE;
-const RX_RING: u64 = BASE + 0x1000;
-const TX_BUF: u64 = BASE + 0x8000;
-const RX_BUF: u64 = BASE + 0x4_0000;
-/// Descriptors per ring (ixgbevf's minimum is 64; these rings are small to read easily).
-const RING: u32 = 16;
 const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x22];
 const ADMIN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
-/// VTEITR value with CNT_WDIS, as `ixgbevf_write_eitr` writes it.
-const CNT_WDIS: u32 = 1 << 31;
-/// API_NEGOTIATE's value of API 1.4 and 1.5 (`enum ixgbe_pfvf_api_rev`).
-const API_1_4: u32 = 5;
-const API_1_5: u32 = 6;
-const CTS: u32 = 0x2000_0000;
-const ACK: u32 = 0x8000_0000;
-const NACK: u32 = 0x4000_0000;
 
 /// A guest with ixgbevf's view of one 82599 VF.
 struct Ixgbevf {
@@ -120,153 +108,30 @@ impl Ixgbevf {
         u32::from_le_bytes(b)
     }
 
-    // ----- the legacy mailbox operations (ixgbevf `mbx.c`) -----
-
-    /// `ixgbevf_check_for_bit_vf`: read VFMAILBOX, keep its read-to-clear bits, test and
-    /// consume `mask`.
-    fn check_bit(&mut self, mask: u32) -> bool {
-        let v = self.rd(vf_bar::VFMAILBOX);
-        self.r2c |= v & vfmailbox::R2C;
-        let hit = (v | self.r2c) & mask != 0;
-        self.r2c &= !mask;
-        hit
-    }
-
-    fn lock(&mut self) {
-        self.wr(vf_bar::VFMAILBOX, vfmailbox::VFU);
-        let v = self.rd(vf_bar::VFMAILBOX);
-        self.r2c |= v & vfmailbox::R2C;
-        assert_ne!(v & vfmailbox::VFU, 0, "VFU granted");
-    }
-
-    /// `ixgbevf_write_mbx_vf_legacy`: lock, flush stale PFSTS/PFACK, words, REQ alone.
-    fn send(&mut self, words: &[u32]) {
-        self.lock();
-        self.check_bit(vfmailbox::PFSTS);
-        self.check_bit(vfmailbox::PFACK);
-        for (i, w) in words.iter().enumerate() {
-            self.wr(vf_bar::VFMBMEM + 4 * i as u64, *w);
-        }
-        self.wr(vf_bar::VFMAILBOX, vfmailbox::REQ);
-    }
-
-    /// `ixgbevf_poll_for_msg` + `ixgbevf_read_mbx_vf_legacy`: the PF answered synchronously.
-    fn recv(&mut self, n: usize) -> Vec<u32> {
-        assert!(self.check_bit(vfmailbox::PFSTS), "PF posted a reply");
-        self.lock();
-        let words = (0..n)
-            .map(|i| self.rd(vf_bar::VFMBMEM + 4 * i as u64))
-            .collect();
-        self.wr(vf_bar::VFMAILBOX, vfmailbox::ACK);
-        words
-    }
-
-    fn request(&mut self, words: &[u32], reply: usize) -> Vec<u32> {
-        self.send(words);
-        self.recv(reply)
-    }
-
-    /// `ixgbevf_reset_hw_vf`: VFCTRL.RST, wait until neither RSTI nor RSTD reads set, send
-    /// VF_RESET and read the 4-word reply.
-    fn reset_hw(&mut self) -> Vec<u32> {
-        self.wr(regs::VTEIMC, 0x7);
-        let _ = self.rd(regs::VTEICR);
-        self.wr(regs::VFCTRL, regs::ctrl::RST);
-        let _ = self.rd(regs::VFSTATUS);
-        let mut timeout = 200;
-        while self.check_bit(vfmailbox::RSTD | vfmailbox::RSTI) && timeout > 0 {
-            timeout -= 1;
-        }
-        assert!(timeout > 0, "PF still in reset state");
-        self.request(&[0x01], 4)
-    }
-
-    /// Probe: reset, API 1.5 (refused) then 1.4, GET_QUEUES.
-    fn probe(&mut self) -> Vec<u32> {
-        let reset = self.reset_hw();
-        let nack = self.request(&[0x08, API_1_5, 0], 3);
-        assert_eq!(nack[0], 0x08 | NACK | CTS, "1.5 refused");
-        let ack = self.request(&[0x08, API_1_4, 0], 3);
-        assert_eq!(ack[0], 0x08 | ACK | CTS, "1.4 granted");
-        reset
-    }
-
-    /// `ixgbevf_configure_msix` with two queue vectors and `ixgbevf_irq_enable`.
-    fn configure_msix(&mut self, itr: u32) {
-        self.wr(regs::VTIVAR0, 0x8181_8080);
-        self.wr(regs::VTIVAR_MISC, 0x82);
-        self.wr(regs::VTEITR0, itr | CNT_WDIS);
-        self.wr(regs::VTEITR0 + 4, itr | CNT_WDIS);
-        let _ = self.rd(regs::VTEICR);
-        for r in [regs::VTEIAM, regs::VTEIAC, regs::VTEIMS] {
-            self.wr(r, 0x7);
-        }
-    }
-
-    /// `ixgbevf_configure_tx_ring` for queue 0.
-    fn configure_tx(&mut self) {
-        let b = regs::TX_BASE;
-        self.wr(b + txq::TXDCTL, regs::txdctl::SWFLSH);
-        self.wr(b + txq::TDBAL, TX_RING as u32);
-        self.wr(b + txq::TDBAH, 0);
-        self.wr(b + txq::TDLEN, RING * 16);
-        self.wr(b + txq::DCA_TXCTRL, 0x2200);
-        self.wr(b + txq::TDH, 0);
-        self.wr(b + txq::TDT, 0);
-        self.wr(b + txq::TDWBAL, 0);
-        self.wr(b + txq::TDWBAH, 0);
-        self.wr(b + txq::TXDCTL, 0x0208_0120);
-        assert_ne!(self.rd(b + txq::TXDCTL) & regs::txdctl::ENABLE, 0);
-    }
-
     /// `ixgbevf_configure_rx_ring` for queue 0 with 2 KiB buffers and VLAN stripping, every
     /// buffer posted (RDT = count − 1).
     fn configure_rx(&mut self) {
-        let b = regs::RX_BASE;
-        self.wr(b + rxq::RXDCTL, 0);
-        self.wr(b + rxq::RDBAL, RX_RING as u32);
-        self.wr(b + rxq::RDBAH, 0);
-        self.wr(b + rxq::RDLEN, RING * 16);
-        self.wr(b + rxq::DCA_RXCTRL, 0x200);
-        self.wr(b + rxq::RDH, 0);
-        self.wr(b + rxq::RDT, 0);
-        self.wr(b + rxq::SRRCTL, 0x1200_0402);
-        self.wr(b + rxq::RXDCTL, regs::rxdctl::ENABLE | regs::rxdctl::VME);
-        assert_ne!(self.rd(b + rxq::RXDCTL) & regs::rxdctl::ENABLE, 0);
+        VfBar0::configure_rx(self, RX_RING, RING, true);
         for i in 0..RING {
             self.post_rx(i);
         }
-        self.wr(b + rxq::RDT, RING - 1);
+        self.wr(regs::RX_BASE + rxq::RDT, RING - 1);
     }
 
-    /// `ixgbevf_alloc_rx_buffers`: the packet address, and the length field of the write-back
-    /// zeroed as the "not done" marker.
+    fn configure_tx(&mut self) {
+        VfBar0::configure_tx(self, TX_RING, RING);
+    }
+
     fn post_rx(&mut self, i: u32) {
-        let mut d = [0u8; 16];
-        RxReadDesc {
-            pkt_addr: RX_BUF + u64::from(i) * 0x1000,
-            hdr_addr: 0,
-        }
-        .emit(&mut d);
-        self.mem
-            .write_slice(&d, GuestAddress(RX_RING + 16 * u64::from(i)))
-            .unwrap();
+        ixgbevf_support::post_rx(&self.mem, i);
     }
 
     fn rx_wb(&self, i: u32) -> RxWriteBack {
-        let mut d = [0u8; 16];
-        self.mem
-            .read_slice(&mut d, GuestAddress(RX_RING + 16 * u64::from(i)))
-            .unwrap();
-        RxWriteBack::parse(&d)
+        ixgbevf_support::rx_wb(&self.mem, i)
     }
 
     fn rx_buf(&self, i: u32, len: usize) -> Vec<u8> {
-        let mut b = vec![0u8; len];
-        self.mem
-            .read_slice(&mut b, GuestAddress(RX_BUF + u64::from(i) * 0x1000))
-            .unwrap();
-        b
+        ixgbevf_support::rx_buf(&self.mem, i, len)
     }
 
     fn put_desc(&mut self, d: TxDesc, cc: bool) {
@@ -324,6 +189,18 @@ impl Ixgbevf {
         self.clock.advance_to(now);
         let e = self.vf.on_timer(now);
         self.take(e);
+    }
+}
+
+impl VfBar0 for Ixgbevf {
+    fn rd(&mut self, off: u64) -> u32 {
+        Ixgbevf::rd(self, off)
+    }
+    fn wr(&mut self, off: u64, v: u32) {
+        Ixgbevf::wr(self, off, v)
+    }
+    fn r2c(&mut self) -> &mut u32 {
+        &mut self.r2c
     }
 }
 

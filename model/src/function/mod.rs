@@ -15,6 +15,7 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
 use stats::{AccessError, RxDrop, VfStats};
 
+pub mod card_vf;
 pub mod desc;
 pub mod faults;
 pub(crate) mod guest;

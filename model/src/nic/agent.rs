@@ -13,63 +13,7 @@ use mailbox::{
 };
 use tracing::info;
 
-/// Which card a NIC is: its VF personality and the PF driver whose decisions its VFs get.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
-pub enum Card {
-    /// Intel 82576 (VF 8086:10ca): igb on the PF, igbvf on the VFs.
-    #[default]
-    #[serde(rename = "82576")]
-    I82576,
-    /// Intel 82599 (VF 8086:10ed): ixgbe on the PF, ixgbevf on the VFs.
-    #[serde(rename = "82599")]
-    X82599,
-}
-
-impl Card {
-    /// `82576`, `82599`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Card::I82576 => "82576",
-            Card::X82599 => "82599",
-        }
-    }
-
-    /// The PF and VF drivers of the card.
-    pub fn drivers(self) -> (&'static str, &'static str) {
-        match self {
-            Card::I82576 => ("igb", "igbvf"),
-            Card::X82599 => ("ixgbe", "ixgbevf"),
-        }
-    }
-
-    /// VFs a port of the real card has: the 82576's 8 pools less the PF's (igb's
-    /// `max_vfs` limit, 7), the 82599's 64 pools less the PF's (ixgbe's
-    /// IXGBE_MAX_VFS_DRV_LIMIT, 63).
-    pub fn hardware_vfs(self) -> u16 {
-        match self {
-            Card::I82576 => 7,
-            Card::X82599 => 63,
-        }
-    }
-}
-
-impl std::fmt::Display for Card {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Card {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Card, String> {
-        match s {
-            "82576" | "i82576" => Ok(Card::I82576),
-            "82599" | "x82599" => Ok(Card::X82599),
-            other => Err(format!("unknown card `{other}`: 82576 or 82599")),
-        }
-    }
-}
+pub use crate::function::card_vf::Card;
 
 /// What answering a VF did, whatever the card: the events on its mailbox (fire its mailbox
 /// vector on `InterruptVf`) and the changes to make to its policy, in order.

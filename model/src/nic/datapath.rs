@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 use super::faults::{Direction, WireAction, REORDER_HOLD_NS};
 use super::inject::{Held, HeldFrame};
 use super::{lock, DynFunction, Hosted, Nic, Pending, BACKLOG_FRAMES};
-use crate::function::i82576::Vf;
+use crate::function::card_vf::CardVf;
 use crate::function::stats::RxDrop;
 use crate::function::Function;
 use crate::function::Origin;
@@ -284,7 +284,7 @@ impl Nic {
     fn count_tx_loopback(&self, ingress: PortId, (packets, bytes): (u64, u64)) {
         match ingress {
             PortId::Vf(_) => {
-                if let Some(slot) = Vf::slot(self, ingress) {
+                if let Some(slot) = CardVf::slot(self, ingress) {
                     lock(slot).func.count_tx_loopback(packets, bytes);
                 }
             }
@@ -301,7 +301,7 @@ impl Nic {
     fn deliver(&self, d: &Delivery, origin: Origin) -> bool {
         let tci = d.stripped_tci.map(|t| t.0);
         match d.port {
-            PortId::Vf(_) => self.deliver_into::<Vf>(d.port, &d.frame, tci, origin),
+            PortId::Vf(_) => self.deliver_into::<CardVf>(d.port, &d.frame, tci, origin),
             PortId::Pf if self.pf_driven() => {
                 self.deliver_into::<DynFunction>(d.port, &d.frame, tci, origin)
             }

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use eswitch::PortId;
 
 use super::{DynFunction, Hosted, Nic, Slot, Work};
-use crate::function::i82576::{Vf, VfState};
+use crate::function::card_vf::CardVf;
 use crate::function::stats::{AccessError, VfStats};
+use crate::function::VfState;
 use crate::function::{BusLayout, Effects, GuestMem};
 use crate::seams::IrqSink;
 
@@ -23,7 +24,7 @@ pub struct Handle<F> {
 }
 
 /// VF `n` of a NIC.
-pub type VfHandle = Handle<Vf>;
+pub type VfHandle = Handle<CardVf>;
 /// The NIC's PF function ([`Nic::host_pf`]).
 pub type PfHandle = Handle<DynFunction>;
 
@@ -168,7 +169,7 @@ impl<F: Hosted> Handle<F> {
     }
 }
 
-impl Handle<Vf> {
+impl Handle<CardVf> {
     /// The VF's index.
     pub fn id(&self) -> u16 {
         match self.port {
@@ -192,9 +193,19 @@ impl Handle<Vf> {
         self.read(|s| s.func.set_rx_checksum(on))
     }
 
-    /// VTSTATUS as the guest reads it.
+    /// The link register as the guest reads it (the 82576's VTSTATUS, the 82599's VFLINKS).
     pub fn link_status(&self) -> u32 {
         self.read(|s| s.func.link_status())
+    }
+
+    /// Whether that register says the link is up.
+    pub fn link_up(&self) -> bool {
+        self.read(|s| s.func.link_up())
+    }
+
+    /// Which card's VF it is.
+    pub fn card(&self) -> crate::nic::Card {
+        self.read(|s| s.func.card())
     }
 
     /// The earliest deadline of a paused TX queue.

@@ -12,8 +12,8 @@ use tracing::{info, warn};
 
 use super::faults::{Direction, Fault, FaultReport, IrqFault, LinkChange, WireFault};
 use super::{lock, DynFunction, Nic, Slot, Work, NO_DEADLINE};
+use crate::function::card_vf::CardVf;
 use crate::function::faults::DmaFault;
-use crate::function::i82576::Vf;
 use crate::function::{Function, Origin};
 
 /// The NIC's own fault state: links a fault took down or flaps, and held frames.
@@ -174,7 +174,7 @@ impl Nic {
         let now = self.now();
         let done = match port {
             PortId::Pf => self.with_slot(port, |s: &mut Slot<DynFunction>| s.fault_op(op, now)),
-            _ => self.with_slot(port, |s: &mut Slot<Vf>| s.fault_op(op, now)),
+            _ => self.with_slot(port, |s: &mut Slot<CardVf>| s.fault_op(op, now)),
         };
         done.unwrap_or_else(|| Err(format!("no function is hosted behind {port}")))
     }

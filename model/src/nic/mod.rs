@@ -41,7 +41,7 @@ use bytes::Bytes;
 use eswitch::{PfPolicy, PortId, VfSetting};
 use tracing::{info, warn};
 
-use crate::function::i82576::Vf;
+use crate::function::card_vf::CardVf;
 use crate::function::stats::{AccessError, RxDrop, VfStats};
 use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin};
 use crate::seams::{Clock, IrqSink, Observer, PortSink};
@@ -91,10 +91,6 @@ pub enum NicBuildError {
     Pf(#[from] NicError),
     #[error("VF config space: {0}")]
     VfConfig(#[from] pcie::BuildError),
-    /// The card's PF side exists (its mailbox and ixgbe's decisions), its VF functions do not
-    /// run in the datapath yet.
-    #[error("the {0} card's VFs are not in the NIC runtime yet: only its PF side (ixgbe's mailbox decisions) is")]
-    CardVfs(Card),
 }
 
 const NO_DEADLINE: u64 = u64::MAX;
@@ -197,8 +193,8 @@ pub trait Hosted: Function + Sized {
     fn slot(nic: &Nic, port: PortId) -> Option<&Mutex<Slot<Self>>>;
 }
 
-impl Hosted for Vf {
-    fn slot(nic: &Nic, port: PortId) -> Option<&Mutex<Slot<Vf>>> {
+impl Hosted for CardVf {
+    fn slot(nic: &Nic, port: PortId) -> Option<&Mutex<Slot<CardVf>>> {
         match port {
             PortId::Vf(v) => nic.slots.get(usize::from(v)),
             _ => None,
@@ -349,7 +345,9 @@ fn merge_irq(a: Irq, b: Irq) -> Irq {
 /// One running NIC. See the module docs for the datapath and the lock order.
 pub struct Nic {
     pf: Arc<SharedPf>,
-    slots: Vec<Mutex<Slot<Vf>>>,
+    slots: Vec<Mutex<Slot<CardVf>>>,
+    /// The link speed a function reports when its link is up (the card's).
+    link_speed_mbps: u32,
     /// The PF function, once hosted ([`Nic::host_pf`]): frames to `PortId::Pf` go to it
     /// while a client is attached.
     pf_fn: OnceLock<Mutex<Slot<DynFunction>>>,
@@ -389,9 +387,6 @@ impl std::fmt::Debug for Nic {
 impl Nic {
     /// A NIC with `config.num_vfs` VFs, its PF side and datapath wired, time from `clock`.
     pub fn new(config: &NicConfig, clock: Arc<dyn Clock>) -> Result<Arc<Nic>, NicBuildError> {
-        if config.card != Card::I82576 {
-            return Err(NicBuildError::CardVfs(config.card));
-        }
         let side = PfSide::new(config)?;
         let pf = Arc::new(SharedPf::new(side, clock.clone()));
         let n = config.num_vfs;
@@ -399,13 +394,14 @@ impl Nic {
         for i in 0..n {
             let port: Arc<dyn crate::seams::PfPort> = pf.clone();
             slots.push(Mutex::new(Slot::new(
-                Vf::new(i, port, clock.clone())?,
+                CardVf::new(config.card, i, port, clock.clone())?,
                 clock.clone(),
             )));
         }
         let nic = Nic {
             pf,
             slots,
+            link_speed_mbps: config.link_speed_mbps,
             pf_fn: OnceLock::new(),
             pf_host_filters: Mutex::new(None),
             sinks: RwLock::new(BTreeMap::new()),
@@ -475,7 +471,7 @@ impl Nic {
 
     /// Runs `f` on VF `vf`'s function, locked (inspection and tests). Effects of what `f`
     /// does are not carried out: drive the function through its [`VfHandle`] instead.
-    pub fn with_vf<R>(&self, vf: u16, f: impl FnOnce(&Vf) -> R) -> Option<R> {
+    pub fn with_vf<R>(&self, vf: u16, f: impl FnOnce(&CardVf) -> R) -> Option<R> {
         self.slots.get(usize::from(vf)).map(|s| f(&lock(s).func))
     }
 
@@ -625,14 +621,18 @@ impl Nic {
             }
         };
         if up {
-            LinkStatus::UP_1000_FD
+            LinkStatus {
+                up: true,
+                speed_mbps: self.link_speed_mbps,
+                full_duplex: true,
+            }
         } else {
             LinkStatus::DOWN
         }
     }
 
     fn mailbox_interrupt(&self, vf: u16) {
-        let _ = self.with_slot(PortId::Vf(vf), |s: &mut Slot<Vf>| {
+        let _ = self.with_slot(PortId::Vf(vf), |s: &mut Slot<CardVf>| {
             let fire = s.func.mailbox_interrupt();
             (
                 (),

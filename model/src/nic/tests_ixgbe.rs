@@ -141,18 +141,3 @@ fn where_ixgbe_decides_unlike_igb_the_82599s_pf_side_follows_ixgbe() {
     let state = VfSetting::parse_words(&["state", "disable"]).unwrap();
     assert_eq!(x.configure_vf(1, &state), Ok(MailboxIrq::Raise));
 }
-
-#[test]
-fn a_nic_of_the_82599_is_refused_until_its_vfs_run_in_the_datapath() {
-    let clock: std::sync::Arc<dyn crate::Clock> = std::sync::Arc::new(crate::ManualClock::new(0));
-    let e = crate::Nic::new(
-        &NicConfig {
-            card: Card::X82599,
-            ..NicConfig::default()
-        },
-        clock,
-    )
-    .map(|_| ())
-    .expect_err("refused");
-    assert!(e.to_string().contains("82599"), "{e}");
-}

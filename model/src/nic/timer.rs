@@ -14,7 +14,7 @@ use std::time::Duration;
 use eswitch::PortId;
 
 use super::{lock, DynFunction, Hosted, Nic, Slot, NO_DEADLINE};
-use crate::function::i82576::Vf;
+use crate::function::card_vf::CardVf;
 
 impl Nic {
     /// Where the deadline of the function behind `port` is kept.
@@ -77,7 +77,7 @@ impl Nic {
         let now = self.now();
         match port {
             PortId::Pf => self.timer_of::<DynFunction>(port, now),
-            _ => self.timer_of::<Vf>(port, now),
+            _ => self.timer_of::<CardVf>(port, now),
         }
     }
 
