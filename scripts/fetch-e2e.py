@@ -94,7 +94,7 @@ GUEST_PROGRAMS = {
 # Modules (by name) put in the initramfs with their dependency closure. Names
 # that the kernel does not build as modules are ignored.
 GUEST_MODULES = [
-    "igb", "igbvf", "virtio_pci", "virtio_net", "8021q", "bridge", "veth", "dummy", "macvlan",
+    "igb", "igbvf", "ixgbevf", "virtio_pci", "virtio_net", "8021q", "bridge", "veth", "dummy", "macvlan",
     "sch_htb", "sch_tbf", "sch_ingress", "cls_u32", "cls_flower",
     "act_police", "act_mirred", "act_gact",
 ]
@@ -1006,7 +1006,7 @@ def stage_initramfs(tree, rel):
     # Modules and a modules.dep for busybox modprobe.
     moddir = os.path.join(tree, "lib", "modules", rel)
     chosen, deps = module_closure(moddir, GUEST_MODULES)
-    for n in ("igb", "igbvf"):
+    for n in ("igb", "igbvf", "ixgbevf"):
         if n not in chosen:
             die(f"module {n} not found under {moddir}")
     dst_moddir = os.path.join(root, "lib", "modules", rel)

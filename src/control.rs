@@ -161,6 +161,8 @@ pub struct PfFunctionReport {
 pub struct ShowReport {
     /// The card's port: `pf0`, `pf1`, ...
     pub port: String,
+    /// Which card: `82576` (igb/igbvf) or `82599` (ixgbe/ixgbevf).
+    pub card: String,
     pub pf_mac: String,
     pub link_up: bool,
     /// Who may enable promiscuous modes (`igb` or `trusted-only`).
@@ -262,6 +264,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
     });
     ShowReport {
         port: port_name(pf),
+        card: nic.card().name().into(),
         pf_mac,
         link_up,
         promisc_policy: promisc.name().into(),
@@ -367,8 +370,9 @@ pub fn format_card(r: &CardReport) -> String {
 /// `ip link show`-shaped text of a port's report.
 pub fn format_show(r: &ShowReport) -> String {
     let mut s = format!(
-        "{}: link/ether {} state {} vfs {} promisc-policy {}\n",
+        "{}: {} link/ether {} state {} vfs {} promisc-policy {}\n",
         r.port,
+        r.card,
         r.pf_mac,
         if r.link_up { "UP" } else { "DOWN" },
         r.vfs.len(),

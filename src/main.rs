@@ -256,6 +256,10 @@ struct ServeArgs {
     /// unix:PATH. Once per port.
     #[arg(long, value_name = "[PORT=]KIND[:KEY=VALUE,...]")]
     uplink: Vec<String>,
+    /// The card of every port: 82576 (default: igbvf VFs, igb's decisions, and the igb PF
+    /// socket) or 82599 (ixgbevf VFs at 10 Gb/s with ixgbe's decisions; VF sockets only).
+    #[arg(long, value_name = "CARD")]
+    model: Option<model::nic::Card>,
 }
 
 fn serve(args: ServeArgs) -> Result<(), CliError> {
@@ -268,6 +272,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         pcap,
         busy_poll_us,
         uplink,
+        model,
     } = args;
     let cfg = match &config {
         Some(p) => ServeConfig::load(p)?,
@@ -284,6 +289,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             .map(|a| PortArg::uplink(a))
             .collect::<Result<_, _>>()?,
         busy_poll_us,
+        model,
     };
     sriov_emu::signals::install().map_err(CliError::Signals)?;
     let mut serving = Serving::start_with(&dir, &cfg, &cli)?;

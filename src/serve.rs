@@ -212,13 +212,19 @@ impl Serving {
     pub fn banner(&self) -> String {
         let mut s = match &self.ports[..] {
             [one] => format!(
-                "sriov-emu: serving one 82576 NIC with {} VFs in {}\n",
+                "sriov-emu: serving one {} NIC with {} VFs in {}\n",
+                one.nic().card(),
                 one.nic().num_vfs(),
                 self.dir.display()
             ),
             ports => format!(
-                "sriov-emu: serving an 82576 card with {} ports in {}\n",
+                "sriov-emu: serving a card with {} ports ({}) in {}\n",
                 ports.len(),
+                ports
+                    .iter()
+                    .map(|p| p.nic().card().name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 self.dir.display()
             ),
         };

@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use serve_support::{admin_macs, num, DRIVER_UP, REACH_AND_PING};
+use serve_support::{
+    admin_macs, assert_up_with_mac_and_pinged, num, vf_guest, DRIVER_UP, REACH_AND_PING,
+};
 use sriov_emu::control::{request, Request};
-use sriov_emu::serve::{qemu_device_json, vf_socket, Serving};
+use sriov_emu::serve::{vf_socket, Serving};
 use sriov_emu_tests::{workspace_root, Guest, GuestConfig};
 
 const MAC_A: &str = "02:00:00:00:00:0a";
@@ -45,14 +47,7 @@ fn script(me: &str, peer: &str, mac: &str) -> String {
 }
 
 fn guest(name: &str, socket: &Path, script: String) -> GuestConfig {
-    GuestConfig::new(name, script)
-        .qemu_args([
-            "-device".to_string(),
-            "pcie-root-port,id=rp1,chassis=1".to_string(),
-            "-device".to_string(),
-            qemu_device_json(socket, "rp1", "vf"),
-        ])
-        .timeout(Duration::from_secs(400))
+    vf_guest(name, socket, script, Duration::from_secs(400))
 }
 
 fn serve_dir(tag: &str) -> PathBuf {
@@ -148,16 +143,7 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_es
     serving.shutdown();
 
     for (out, mac) in [(&a, MAC_A), (&b, MAC_B)] {
-        for name in ["modprobe", "netdev", "mac", "carrier", "reach", "ping"] {
-            out.expect_pass(name);
-        }
-        assert_eq!(out.expect_pass("mac").detail.trim(), mac);
-        assert!(
-            out.expect_pass("ping").detail.contains(" 0% packet loss"),
-            "{}: {}",
-            out.name,
-            out.expect_pass("ping").detail
-        );
+        assert_up_with_mac_and_pinged(out, mac);
     }
     assert!(text.contains(&format!(
         "vf 0 link/ether {MAC_A}, vlan 0, qos 0, spoof checking on"

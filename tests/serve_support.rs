@@ -295,3 +295,30 @@ pub fn tcpdump(file: &Path) -> String {
         .args(["-r", &file.display().to_string(), "-e", "-nn"])
         .args(["-Z", "root"]))
 }
+
+/// A guest on the VF served at `socket` (its own root port), running `script`.
+pub fn vf_guest(name: &str, socket: &Path, script: String, timeout: Duration) -> GuestConfig {
+    GuestConfig::new(name, script)
+        .qemu_args([
+            "-device".to_string(),
+            "pcie-root-port,id=rp1,chassis=1".to_string(),
+            "-device".to_string(),
+            qemu_device_json(socket, "rp1", "vf"),
+        ])
+        .timeout(timeout)
+}
+
+/// The guest's driver came up ([`DRIVER_UP`]) with `mac`, reached its peer and lost none of
+/// its pings ([`REACH_AND_PING`]).
+pub fn assert_up_with_mac_and_pinged(out: &GuestOutput, mac: &str) {
+    for name in ["modprobe", "netdev", "mac", "carrier", "reach", "ping"] {
+        out.expect_pass(name);
+    }
+    assert_eq!(out.expect_pass("mac").detail.trim(), mac);
+    assert!(
+        out.expect_pass("ping").detail.contains(" 0% packet loss"),
+        "{}: {}",
+        out.name,
+        out.expect_pass("ping").detail
+    );
+}

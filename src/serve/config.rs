@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use eswitch::{MacAddr, VfSetting};
 use mailbox::{PromiscPolicy, UnknownPromiscPolicy};
+use model::nic::Card;
 use model::nic::{MacMode, NicBuildError, SetError};
 use model::NicConfig;
 use scenarios::format::MAX_PORTS;
@@ -52,6 +53,10 @@ pub struct PortConfig {
     /// Who may enable promiscuous modes: `"igb"` (the default, igb's decision: multicast
     /// promiscuous for any VF, unicast never) or `"trusted-only"` (only trusted VFs, both).
     pub promisc_policy: Option<String>,
+    /// Which card: `"82576"` (the default; igbvf VFs, igb's decisions, an igb PF socket) or
+    /// `"82599"` (ixgbevf VFs at 10 Gb/s, ixgbe's decisions; no PF socket: the 82599's PF
+    /// function is not modelled).
+    pub model: Option<Card>,
 }
 
 impl PortConfig {
@@ -65,6 +70,7 @@ impl PortConfig {
             ("vf", self.vf != d.vf),
             ("uplink", self.uplink != d.uplink),
             ("promisc_policy", self.promisc_policy != d.promisc_policy),
+            ("model", self.model != d.model),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -78,10 +84,13 @@ impl PortConfig {
         if !(1..=MAX_VFS).contains(&num_vfs) {
             return Err(PortError::VfCount(num_vfs));
         }
+        let card = self.model.unwrap_or_default();
         let mut nic = NicConfig {
             num_vfs,
             mac_assignment: self.mac_assignment.for_port(pf),
             pf_mac: default_pf_mac(pf),
+            card,
+            link_speed_mbps: card.link_speed_mbps(),
             ..NicConfig::default()
         };
         if let Some(m) = &self.pf_mac {
@@ -138,6 +147,7 @@ fn default_pf_mac(pf: u8) -> MacAddr {
 /// vfs = 2
 /// mac_assignment = "generated"      # or "admin-only" (default)
 /// pf_mac = "02:00:00:00:00:01"
+/// model = "82576"                  # or "82599": ixgbevf VFs, ixgbe's decisions, no PF socket
 /// [vf]
 /// 0 = "mac 02:00:00:00:00:10 spoofchk on"
 /// 1 = "mac 02:00:00:00:00:11 vlan 10 rate 100"
@@ -160,6 +170,7 @@ pub struct ServeConfig {
     pub vf: BTreeMap<String, String>,
     pub uplink: UplinkConfig,
     pub promisc_policy: Option<String>,
+    pub model: Option<Card>,
     /// How long each connection looks for its client's next message before it sleeps
     /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
     /// [`crate::vfio::Server::set_busy_poll`].
@@ -236,6 +247,8 @@ pub struct CommandLine {
     pub uplinks: Vec<PortArg<UplinkConfig>>,
     /// `--busy-poll-us`.
     pub busy_poll_us: Option<u64>,
+    /// `--model`: every port's card.
+    pub model: Option<Card>,
 }
 
 /// A configuration that cannot be served; nothing was started.
@@ -458,6 +471,7 @@ impl ServeConfig {
             vf: self.vf.clone(),
             uplink: self.uplink.clone(),
             promisc_policy: self.promisc_policy.clone(),
+            model: self.model,
         }
     }
 
@@ -545,6 +559,11 @@ impl ServeConfig {
         apply(&mut ports, cli.ports, "--uplink", &cli.uplinks, |c, u| {
             c.uplink = u.clone()
         })?;
+        if let Some(card) = cli.model {
+            for e in ports.values_mut() {
+                e.config.model = Some(card);
+            }
+        }
         let last = ports.keys().next_back().copied().unwrap_or(0);
         if let Some(missing) = (0..last).find(|pf| !ports.contains_key(pf)) {
             return Err(ServeError::PortGap { missing, last });

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use eswitch::PortId;
 use model::function::i82576::Pf;
-use model::nic::{PfHandle, TimerHandle};
+use model::nic::{Card, PfHandle, TimerHandle};
 use model::{Clock, Nic};
 
 use super::config::{PortError, PortPlan, ServeError};
@@ -36,7 +36,8 @@ pub struct Port {
     pf: u8,
     nic: Arc<Nic>,
     /// The PF function the NIC hosts (a guest's igb drives it through `pfK.sock`).
-    pf_function: PfHandle,
+    /// The PF function's handle (an 82576 port; the 82599's PF is not modelled).
+    pf_function: Option<PfHandle>,
     uplink: Option<Uplink>,
     timer: Option<TimerHandle>,
     capture: Option<Arc<Capture>>,
@@ -54,11 +55,19 @@ impl Port {
             source,
         })?;
         // The 82576 PF with the port's station address, its receive filters told to the
-        // switch's PF port while a guest drives it.
-        let pf = Pf::new(plan.nic.pf_mac, nic.shared_pf(), clock).map_err(ServeError::PfConfig)?;
-        let pf_function = nic
-            .host_pf(Box::new(pf))
-            .expect("a new NIC hosts no PF function yet");
+        // switch's PF port while a guest drives it. The 82599's PF function is not modelled:
+        // an 82599 port serves its VFs only.
+        let pf_function = match plan.nic.card {
+            Card::I82576 => {
+                let pf = Pf::new(plan.nic.pf_mac, nic.shared_pf(), clock)
+                    .map_err(ServeError::PfConfig)?;
+                Some(
+                    nic.host_pf(Box::new(pf))
+                        .expect("a new NIC hosts no PF function yet"),
+                )
+            }
+            Card::X82599 => None,
+        };
         nic.with_pf(|side| side.set_promisc_policy(plan.promisc_policy));
         for (vf, s) in &plan.settings {
             nic.configure_vf(*vf, s).map_err(|e| {
@@ -115,8 +124,10 @@ impl Port {
                 bind(path, Box::new(function))
             })
             .collect::<Result<Vec<Server>, ServeError>>()?;
-        let pf = FunctionAdapter::from_handle(self.pf_function.clone());
-        servers.push(bind(port_pf_socket(dir, self.pf), Box::new(pf))?);
+        if let Some(f) = &self.pf_function {
+            let pf = FunctionAdapter::from_handle(f.clone());
+            servers.push(bind(port_pf_socket(dir, self.pf), Box::new(pf))?);
+        }
         self.servers = servers.iter().map(Server::handle).collect();
         Ok(servers)
     }
@@ -178,7 +189,14 @@ impl Port {
         };
         let path = port_pf_socket(dir, self.pf);
         let mac = self.nic.with_pf(|pf| pf.switch().config().pf_mac);
-        s += &format!(
+        if self.pf_function.is_none() {
+            let (pf_driver, vf_driver) = self.nic.card().drivers();
+            s += &format!(
+                "  {label}pf: no socket (the {} PF function is not modelled; the emulator plays {pf_driver} for the {vf_driver} VFs)\n",
+                self.nic.card()
+            );
+        } else {
+            s += &format!(
             // The PF's root port is slot 0 of the port's chassis; its VFs' are slots 1 and up.
             "  {label}pf: {} (mac {}; igb sees no VFs: the emulator's PF agent drives them)\n    -device pcie-root-port,id={id}rppf,chassis={},slot=0 -device '{}'\n",
             path.display(),
@@ -186,6 +204,7 @@ impl Port {
             u32::from(self.pf) + 1,
             qemu_device_json(&path, &format!("{id}rppf"), &format!("{id}pf")),
         );
+        }
         for vf in 0..self.nic.num_vfs() {
             let path = port_vf_socket(dir, self.pf, vf);
             let mac = self
@@ -299,7 +318,7 @@ mod tests {
         );
         let banner = serving.banner();
         assert!(
-            banner.contains("serving an 82576 card with 2 ports"),
+            banner.contains("serving a card with 2 ports (82576, 82576)"),
             "{banner}"
         );
         assert!(
@@ -348,9 +367,9 @@ mod tests {
         let all = request(&dir, &Request::Show { port: None }).unwrap();
         let text = all.text.unwrap();
         let (pf0, pf1) = (
-            text.find("pf0: link/ether 02:00:00:00:00:01 state UP vfs 2 promisc-policy igb\n"),
+            text.find("pf0: 82576 link/ether 02:00:00:00:00:01 state UP vfs 2 promisc-policy igb\n"),
             text.find(
-                "pf1: link/ether 02:00:00:00:00:02 state UP vfs 1 promisc-policy trusted-only\n",
+                "pf1: 82576 link/ether 02:00:00:00:00:02 state UP vfs 1 promisc-policy trusted-only\n",
             ),
         );
         assert!(pf0.is_some() && pf1 > pf0, "{text}");

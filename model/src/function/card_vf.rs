@@ -41,6 +41,14 @@ impl Card {
         }
     }
 
+    /// The card's link speed, Mbit/s.
+    pub fn link_speed_mbps(self) -> u32 {
+        match self {
+            Card::I82576 => 1000,
+            Card::X82599 => 10_000,
+        }
+    }
+
     /// VFs a port of the real card has: the 82576's 8 pools less the PF's (igb's
     /// `max_vfs` limit, 7), the 82599's 64 pools less the PF's (ixgbe's
     /// IXGBE_MAX_VFS_DRV_LIMIT, 63).

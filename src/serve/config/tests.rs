@@ -19,6 +19,7 @@ fn cli(ports: Option<u8>, vfs: &[&str], uplinks: &[&str]) -> CommandLine {
             .map(|a| PortArg::uplink(a).unwrap())
             .collect(),
         busy_poll_us: None,
+        model: None,
     }
 }
 
@@ -388,4 +389,33 @@ fn client_limits_default_and_are_set_field_by_field() {
         }
     );
     assert!(toml::from_str::<ServeConfig>("[client_limits]\nmaps = 1").is_err());
+}
+
+#[test]
+fn the_card_comes_from_the_file_per_port_or_from_the_command_line_for_all() {
+    use model::nic::Card;
+    let p = plan(
+        "model = \"82599\"\n[ports.pf1]\nvfs = 2\n",
+        &CommandLine::default(),
+    )
+    .unwrap();
+    assert_eq!(p.ports[0].nic.card, Card::X82599);
+    assert_eq!(
+        p.ports[0].nic.link_speed_mbps, 10_000,
+        "the 82599's 10 Gb/s"
+    );
+    assert_eq!(
+        p.ports[1].nic.card,
+        Card::I82576,
+        "pf1 says nothing: the default"
+    );
+    assert_eq!(p.ports[1].nic.link_speed_mbps, 1000);
+    let all = CommandLine {
+        model: Some(Card::X82599),
+        ..cli(Some(2), &[], &[])
+    };
+    let p = plan("", &all).unwrap();
+    assert!(p.ports.iter().all(|port| port.nic.card == Card::X82599));
+    let e = toml::from_str::<ServeConfig>("model = \"82598\"").unwrap_err();
+    assert!(e.to_string().contains("expected `82576` or `82599`"), "{e}");
 }
