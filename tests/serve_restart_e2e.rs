@@ -1,12 +1,14 @@
-//! End-to-end through `serve`, a guest that dies mid-traffic: guest A (VF 0) sends iperf3
-//! traffic to guest B (VF 1); A's QEMU is killed in the middle. B keeps working, and a new
-//! guest attached to VF 0's socket gets the same admin MAC and talks to B again.
+//! End-to-end through `serve`, a guest that dies mid-traffic, on each card: guest A (VF 0) sends
+//! iperf3 traffic to guest B (VF 1), both running the card's VF driver (igbvf, ixgbevf); A's
+//! QEMU is killed in the middle. B keeps working, and a new guest attached to VF 0's socket
+//! gets the same admin MAC and talks to B again.
 
 mod serve_support;
 
 use std::time::Duration;
 
-use serve_support::{admin_macs, guest_script, serve_dir, show, Node};
+use model::nic::Card;
+use serve_support::{admin_macs, card_guest_script, serve_dir, show, Node};
 use sriov_emu::serve::Serving;
 
 const MAC_A: &str = "02:00:00:00:00:0a";
@@ -42,20 +44,31 @@ await done
 "#;
 
 #[test]
-fn killing_a_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattaches() {
-    let dir = serve_dir("restart");
-    let config = admin_macs(&[MAC_A, MAC_B]);
+fn killing_an_igbvf_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattaches() {
+    kill_and_reattach(Card::I82576);
+}
+
+#[test]
+fn killing_an_ixgbevf_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattaches() {
+    kill_and_reattach(Card::X82599);
+}
+
+fn kill_and_reattach(card: Card) {
+    let dir = serve_dir(&format!("restart-{card}"));
+    let mut config = admin_macs(&[MAC_A, MAC_B]);
+    config.model = Some(card);
+    let guest_script = |me, ip, peer, mac, body| card_guest_script(card, me, ip, peer, mac, body);
     let serving = Serving::start(&dir, &config, Some(2)).expect("serve");
     let mut a = Node::boot(
         &dir,
-        "serve-restart-A",
+        &format!("serve-restart-{card}-A"),
         "A",
         0,
         guest_script("A", "10.0.0.1", "10.0.0.2", MAC_A, SCRIPT_A),
     );
     let mut b = Node::boot(
         &dir,
-        "serve-restart-B",
+        &format!("serve-restart-{card}-B"),
         "B",
         1,
         guest_script("B", "10.0.0.2", "10.0.0.1", MAC_B, SCRIPT_B),
@@ -90,7 +103,7 @@ fn killing_a_guest_mid_traffic_leaves_the_other_working_and_a_new_guest_reattach
 
     let a2 = Node::boot(
         &dir,
-        "serve-restart-A2",
+        &format!("serve-restart-{card}-A2"),
         "A",
         0,
         guest_script("A", "10.0.0.1", "10.0.0.2", MAC_A, SCRIPT_A2),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use model::nic::Card;
 use scenarios::PfRef;
 use serde_json::Value;
 use sriov_emu::control::{request, Request};
@@ -252,8 +253,21 @@ pub fn num(out: &GuestOutput, name: &str) -> u64 {
 /// A guest script: its identity, the host channel, igbvf brought up ([`DRIVER_UP`]) with
 /// `$IP/24`, then `body`.
 pub fn guest_script(me: &str, ip: &str, peer: &str, mac: &str, body: &str) -> String {
+    card_guest_script(Card::I82576, me, ip, peer, mac, body)
+}
+
+/// [`guest_script`] with `card`'s VF driver (igbvf, ixgbevf).
+pub fn card_guest_script(
+    card: Card,
+    me: &str,
+    ip: &str,
+    peer: &str,
+    mac: &str,
+    body: &str,
+) -> String {
+    let (_, driver) = card.drivers();
     format!(
-        "ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\nDRIVER=igbvf\n{GUEST_CHANNEL}{DRIVER_UP}\
+        "ME={me}\nIP={ip}\nPEER={peer}\nMAC={mac}\nDRIVER={driver}\n{GUEST_CHANNEL}{DRIVER_UP}\
          check addr ip addr add \"$IP/24\" dev eth0\n{body}"
     )
 }
