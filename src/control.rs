@@ -93,6 +93,8 @@ pub struct VfReport {
     pub backlog: usize,
     /// PF reset notifications the VF was sent (`ctl fault pf-reset`).
     pub pf_resets: u64,
+    /// `query_rss` as the PF driver has it (an 82599's ixgbe; `None`: igb has no such setting).
+    pub query_rss: Option<bool>,
     /// The VF's socket: its client and what the client makes the server hold.
     pub client: Option<ClientReport>,
 }
@@ -223,6 +225,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
                     sw.counters(PortId::Vf(v)).cloned().unwrap_or_default(),
                     refusals,
                     pf.counters(v).map_or(0, |c| c.pf_resets),
+                    pf.agent().ixgbe().map(|x| x.query_rss(usize::from(v))),
                 )
             })
             .collect::<Vec<_>>();
@@ -237,7 +240,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
     let vfs = per_vf
         .into_iter()
         .enumerate()
-        .map(|(i, (policy, port, refusals, pf_resets))| {
+        .map(|(i, (policy, port, refusals, pf_resets, query_rss))| {
             let v = i as u16;
             let (device, state) = match nic.vf(v) {
                 Some(f) => (f.stats(), f.state()),
@@ -252,6 +255,7 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
                 refusals,
                 backlog: nic_counters.backlog.get(&v).copied().unwrap_or(0),
                 pf_resets,
+                query_rss,
                 client: view.vf_servers.get(i).map(ClientReport::of),
             }
         })
@@ -418,8 +422,11 @@ pub fn format_show(r: &ShowReport) -> String {
             eswitch::LinkState::Enable => "enable",
             eswitch::LinkState::Disable => "disable",
         };
+        let query_rss = v
+            .query_rss
+            .map_or(String::new(), |q| format!(", query_rss {}", on(q)));
         s += &format!(
-            "    vf {} link/ether {mac}, vlan {vlan}, qos {qos}, spoof checking {}, link-state {state}, trust {}, max_tx_rate {}\n",
+            "    vf {} link/ether {mac}, vlan {vlan}, qos {qos}, spoof checking {}, link-state {state}, trust {}{query_rss}, max_tx_rate {}\n",
             v.vf,
             on(p.spoofchk),
             on(p.trust),

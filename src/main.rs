@@ -165,7 +165,9 @@ impl ProgressArgs {
 #[derive(Subcommand, Debug)]
 enum CtlCommand {
     /// `ip link set PF vf N ...`: mac M, vlan V [qos Q] [proto 802.1Q], rate R, max_tx_rate R,
-    /// min_tx_rate R, spoofchk on|off, trust on|off, state auto|enable|disable. All or nothing.
+    /// min_tx_rate R, spoofchk on|off, trust on|off, state auto|enable|disable, query_rss on|off
+    /// (an 82599's ixgbe only). What the card's PF driver refuses is refused with its error. All
+    /// or nothing.
     Vf {
         vf: u16,
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]

@@ -26,6 +26,10 @@ pub enum VfSetting {
     SpoofChk(bool),
     Trust(bool),
     State(LinkState),
+    /// `query_rss on|off`: whether the VF may read the PF's RSS redirection table and key
+    /// (ixgbe's `ndo_set_vf_rss_query_en`). The PF driver's setting, not the switch's: the
+    /// switch leaves it to whoever plays the PF (an 82576's igb has none and refuses it).
+    QueryRss(bool),
 }
 
 impl VfSetting {
@@ -67,6 +71,7 @@ impl VfSetting {
             VfSetting::SpoofChk(on) => policy.spoofchk = on,
             VfSetting::Trust(on) => policy.trust = on,
             VfSetting::State(state) => policy.link_state = state,
+            VfSetting::QueryRss(_) => {}
         }
         Ok(())
     }
@@ -111,6 +116,7 @@ impl VfSetting {
                 },
                 "spoofchk" => VfSetting::SpoofChk(parse_on_off(key, value()?)?),
                 "trust" => VfSetting::Trust(parse_on_off(key, value()?)?),
+                "query_rss" => VfSetting::QueryRss(parse_on_off(key, value()?)?),
                 "state" => VfSetting::State(match value()? {
                     "auto" => LinkState::Auto,
                     "enable" => LinkState::Enable,
@@ -202,7 +208,7 @@ mod tests {
     #[test]
     fn parses_the_ip_link_word_list_with_qos_bound_to_vlan() {
         let words =
-            "mac 02:00:00:00:00:10 vlan 10 qos 3 rate 100 spoofchk on trust off state disable";
+            "mac 02:00:00:00:00:10 vlan 10 qos 3 rate 100 spoofchk on trust off state disable query_rss on";
         let got = VfSetting::parse_words(&words.split(' ').collect::<Vec<_>>()).unwrap();
         assert_eq!(
             got,
@@ -220,6 +226,7 @@ mod tests {
                 VfSetting::SpoofChk(true),
                 VfSetting::Trust(false),
                 VfSetting::State(LinkState::Disable),
+                VfSetting::QueryRss(true),
             ]
         );
     }

@@ -113,6 +113,14 @@ pub enum NicError {
 pub enum AdminError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The card's PF driver refuses the setting, with the error `ip link` prints for it.
+    #[error("{driver} refuses `{setting}`: {why} (RTNETLINK answers: {errno})")]
+    Refused {
+        driver: &'static str,
+        setting: String,
+        why: &'static str,
+        errno: &'static str,
+    },
 }
 
 /// `ip link set PF vf N <words>` that was not applied: the words did not parse, or the switch
@@ -499,6 +507,9 @@ impl PfSide {
         vf: u16,
         settings: &[VfSetting],
     ) -> Result<MailboxIrq, AdminError> {
+        for s in settings {
+            self.check_for_card(s)?;
+        }
         let before = self.switch.policy(vf).cloned();
         let link_before = self.switch.port_up(PortId::Vf(vf)).ok();
         self.switch.configure_vf(vf, settings)?;
@@ -523,12 +534,57 @@ impl PfSide {
                 "trust off: promiscuous modes cleared (trusted-only policy)"
             );
         }
+        for s in settings {
+            if let (VfSetting::QueryRss(on), Some(agent)) = (s, self.agent.ixgbe_mut()) {
+                agent.set_query_rss(i, *on);
+                info!(
+                    vf,
+                    on,
+                    "VF RSS query {}",
+                    if *on { "enabled" } else { "disabled" }
+                );
+            }
+        }
         let moved = (link_before != link_after).then(|| link_after.unwrap_or(false));
         let before = before.unwrap_or_default();
         let events = self
             .agent
             .admin_changed(i, &before, &after, moved, &mut self.mailboxes[i]);
         Ok(irq_from(events))
+    }
+
+    /// Refuses what the card's PF driver refuses of `ip link set PF vf N ...`, with its error:
+    /// igb has no `query_rss` (no `ndo_set_vf_rss_query_en`: EOPNOTSUPP); ixgbe takes no
+    /// `min_tx_rate` and no `max_tx_rate` of 10 Mbit/s or less (`ixgbe_ndo_set_vf_bw`:
+    /// EINVAL).
+    fn check_for_card(&self, setting: &VfSetting) -> Result<(), AdminError> {
+        let card = self.agent.card();
+        let refuse = |setting: String, why, errno| {
+            Err(AdminError::Refused {
+                driver: card.drivers().0,
+                setting,
+                why,
+                errno,
+            })
+        };
+        match (card, setting) {
+            (Card::I82576, VfSetting::QueryRss(on)) => refuse(
+                format!("query_rss {}", if *on { "on" } else { "off" }),
+                "igb has no RSS query setting",
+                "Operation not supported",
+            ),
+            (Card::X82599, VfSetting::Rate { min: Some(m), .. }) if *m > 0 => refuse(
+                format!("min_tx_rate {m}"),
+                "ixgbe sets no minimum rate",
+                "Invalid argument",
+            ),
+            (Card::X82599, VfSetting::Rate { max: Some(m), .. }) if (1..=10).contains(m) => refuse(
+                format!("max_tx_rate {m}"),
+                "ixgbe's rate limiter takes more than 10 Mbit/s",
+                "Invalid argument",
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Sends VF `vf` a PF_CONTROL_MSG (as igb does when something about its link changed), so

@@ -141,3 +141,42 @@ fn where_ixgbe_decides_unlike_igb_the_82599s_pf_side_follows_ixgbe() {
     let state = VfSetting::parse_words(&["state", "disable"]).unwrap();
     assert_eq!(x.configure_vf(1, &state), Ok(MailboxIrq::Raise));
 }
+
+#[test]
+fn each_card_takes_the_ip_link_words_its_pf_driver_takes_and_refuses_the_rest_with_its_error() {
+    let words = |w: &str| VfSetting::parse_words(&w.split_whitespace().collect::<Vec<_>>());
+    let mut x = ixgbe(2);
+    let _ = probe(&mut x, 0);
+    // query_rss gates GET_RETA (ixgbe_get_vf_reta): refused until the administrator allows it.
+    assert!(request(&mut x, 0, IxgbeMsg::GetReta).flags.nack);
+    let _ = x.configure_vf(0, &words("query_rss on").unwrap()).unwrap();
+    assert!(x.agent().ixgbe().unwrap().query_rss(0));
+    let reta = request(&mut x, 0, IxgbeMsg::GetReta);
+    assert!(reta.flags.ack, "{reta:?}");
+    // ixgbe_ndo_set_vf_bw: no minimum, no maximum of 10 Mbit/s or less; nothing changes.
+    let before = x.policy(0).unwrap().clone();
+    for w in [
+        "min_tx_rate 50",
+        "max_tx_rate 10 trust on",
+        "trust on min_tx_rate 1",
+    ] {
+        let e = x.configure_vf(0, &words(w).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("Invalid argument"), "{w}: {e}");
+        assert_eq!(x.policy(0).unwrap(), &before, "{w}: all or nothing");
+    }
+    let _ = x
+        .configure_vf(0, &words("max_tx_rate 100 min_tx_rate 0").unwrap())
+        .unwrap();
+    assert_eq!(x.policy(0).unwrap().max_tx_rate, 100);
+    // igb has no RSS query setting: `ip link` gets EOPNOTSUPP; its minimum rate is another
+    // matter (the switch's).
+    let mut igb = PfSide::new(&NicConfig::default()).unwrap();
+    let e = igb
+        .configure_vf(0, &words("query_rss on").unwrap())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("igb refuses `query_rss on`")
+            && e.to_string().contains("Operation not supported"),
+        "{e}"
+    );
+}
