@@ -287,6 +287,7 @@ pub fn serve_config(nic: &NicSpec) -> ServeConfig {
                     mac_assignment: nic.mac_assignment,
                     pf_mac: Some(nic.pf_mac_of(k).to_string()),
                     promisc_policy: Some(nic.promisc_policy.name().into()),
+                    model: Some(nic.model),
                     ..PortConfig::default()
                 };
                 (format!("pf{k}"), port)
@@ -317,16 +318,16 @@ pub fn run_guests_with(s: &Scenario, artifacts: &Artifacts, setup: &GuestSetup) 
         r
     };
     let defaults = NicSpec::default();
+    // The file's link speed: unsaid (the default) or the card's own, as `serve` builds it.
+    let speed = s.file.nic.link_speed_mbps;
+    let card_speed = s.file.nic.model.link_speed_mbps();
     if s.file.nic.uplinks != defaults.uplinks
-        || s.file.nic.link_speed_mbps != defaults.link_speed_mbps
+        || (speed != defaults.link_speed_mbps && speed != card_speed)
     {
         return failed(format!(
             "guest mode: the card is served as `serve` builds it ({} uplink(s), {} Mbit/s), \
              the file asks for {} uplink(s) at {} Mbit/s",
-            defaults.uplinks,
-            defaults.link_speed_mbps,
-            s.file.nic.uplinks,
-            s.file.nic.link_speed_mbps
+            defaults.uplinks, card_speed, s.file.nic.uplinks, s.file.nic.link_speed_mbps
         ));
     }
     // The card's threads log through the tap: each step lists the PF agent's lines.

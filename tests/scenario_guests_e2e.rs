@@ -231,3 +231,29 @@ fn a_guest_that_cannot_attach_ends_its_scenario_fast_naming_it_and_the_cause() {
     assert!(took < Duration::from_secs(30), "{took:?}: {e}");
     assert!(!r.report.pass);
 }
+
+#[test]
+fn an_82599_scenario_runs_ixgbevf_guests_and_shows_where_ixgbe_decides_unlike_igb() {
+    let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    build_guest_helper();
+    let s = load(&workspace_root().join("tests/scenarios/ixgbe-xcast-and-rss.toml"));
+    assert_eq!(s.file.nic.model, model::nic::Card::X82599);
+    let r = run_guests(&s, &artifacts);
+    let report = r.report.render();
+    assert!(r.report.pass, "{report}");
+    assert_eq!(
+        r.report.guests[0].kernel.as_deref().map(|k| !k.is_empty()),
+        Some(true)
+    );
+}
+
+#[test]
+fn an_82599_vf_endpoint_in_process_is_a_clear_setup_error() {
+    let text = "description = \"d\"\nreproduces = \"r\"\n[nic]\nmodel = \"82599\"\nvfs = 1\n\
+                [[endpoint]]\nname = \"v\"\nport = \"vf0\"\nattach = \"driver\"\n";
+    let s = scenarios::load::parse(Path::new("x.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let r = scenarios::run(&s, &RunOptions::default());
+    let e = r.report.setup_error.expect("a setup error");
+    assert!(e.contains("82599's VFs run only as QEMU guests"), "{e}");
+    assert!(e.contains("--guests"), "{e}");
+}

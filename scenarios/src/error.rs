@@ -47,6 +47,14 @@ pub enum CableError {
 pub enum SetupError {
     #[error("NIC: {0}")]
     Nic(#[from] NicBuildError),
+    /// In process the runner drives a VF with its software igbvf (or scripts igb's mailbox):
+    /// an 82599's VFs need their real driver in a guest.
+    #[error(
+        "endpoint {name}: the {card}'s VFs run only as QEMU guests (their driver, ixgbevf, has \
+         no software counterpart in process): `scenario run --guests` with `attach = \"driver\"`, \
+         or `attach = \"guest\"`"
+    )]
+    InProcessCard { name: String, card: model::Card },
     #[error("{}", nic_count(*.want, *.got))]
     NicCount { want: Option<u8>, got: usize },
     #[error("policy {port} vf {vf}: the card has no port {port}")]

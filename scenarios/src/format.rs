@@ -116,6 +116,9 @@ pub struct NicSpec {
     /// Who may enable promiscuous modes: `"igb"` (the default) or `"trusted-only"`.
     #[serde(deserialize_with = "promisc_policy")]
     pub promisc_policy: PromiscPolicy,
+    /// Which card: `"82576"` (the default) or `"82599"`. An 82599's VFs run with QEMU guests
+    /// only (ixgbevf; there is no software ixgbevf in process).
+    pub model: model::Card,
 }
 
 impl Default for NicSpec {
@@ -129,6 +132,7 @@ impl Default for NicSpec {
             link_speed_mbps: defaults.link_speed_mbps,
             mac_assignment: MacMode::AdminOnly,
             promisc_policy: PromiscPolicy::default(),
+            model: model::Card::default(),
         }
     }
 }
@@ -178,7 +182,7 @@ impl NicSpec {
             mac_assignment: self.mac_assignment.for_port(k),
             num_uplinks: self.uplinks,
             link_speed_mbps: self.link_speed_mbps,
-            card: model::Card::default(),
+            card: self.model,
         }
     }
 }

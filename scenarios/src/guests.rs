@@ -100,13 +100,13 @@ pub struct Answer {
     pub output: String,
 }
 
-/// The guest's side: igbvf up with `$IP/$PREFIX` (from `/lib/sriov-emu/up.sh`, also what a
-/// `reload` runs), then the command loop on `/dev/ttyS1`.
+/// The guest's side: the VF driver (`$DRIVER`: igbvf, ixgbevf) up with `$IP/$PREFIX` (from
+/// `/lib/sriov-emu/up.sh`, also what a `reload` runs), then the command loop on `/dev/ttyS1`.
 const GUEST_UP: &str = r#"
 ip() { /usr/sbin/ip "$@"; }
-modprobe igbvf 2>&1 || true
+modprobe "$DRIVER" 2>&1 || true
 if ! wait_for 30 test -e /sys/class/net/eth0; then
-    echo "no eth0 after loading igbvf: $(ls /sys/class/net | tr '\n' ' ')"
+    echo "no eth0 after loading $DRIVER: $(ls /sys/class/net | tr '\n' ' ')"
     exit 1
 fi
 ip link set eth0 up || exit 1
@@ -173,6 +173,7 @@ impl Booting {
         name: &str,
         socket: &Path,
         ip: Option<Ipv4Addr>,
+        card: model::Card,
         mode: &GuestMode,
     ) -> Result<Booting, GuestError> {
         let run_dir = mode.run_dir.as_path();
@@ -190,7 +191,9 @@ impl Booting {
         let _ = std::fs::remove_file(&chan_path);
         let ip = ip.map_or(String::new(), |ip| ip.to_string());
         let script = format!("IP={ip}\nPREFIX=24\nexport IP PREFIX\n{GUEST_LOOP}");
-        let up = format!(". /lib/sriov-emu/helpers.sh\nIP={ip}\nPREFIX=24\n{GUEST_UP}");
+        let (_, driver) = card.drivers();
+        let up =
+            format!(". /lib/sriov-emu/helpers.sh\nIP={ip}\nPREFIX=24\nDRIVER={driver}\n{GUEST_UP}");
         let device = serde_json::json!({
             "driver": "vfio-user-pci",
             "id": "vf",
@@ -306,7 +309,7 @@ impl Booting {
                         });
                     }
                     if let Some(why) = marker(&line, "@@FAIL ") {
-                        let why = format!("igbvf bring-up failed: {}", why.trim());
+                        let why = format!("VF driver bring-up failed: {}", why.trim());
                         return Err(fail(&mut self, why));
                     }
                 }

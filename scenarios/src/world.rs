@@ -290,7 +290,13 @@ impl World {
                 tail: String::new(),
             })?;
             let ip = ep.stack.ip;
-            booting.push((idx, Booting::spawn(scenario, &ep.name, &socket, ip, mode)?));
+            let card = self
+                .nic(ep.port.nic)
+                .map_or(model::Card::I82576, |n| n.card());
+            booting.push((
+                idx,
+                Booting::spawn(scenario, &ep.name, &socket, ip, card, mode)?,
+            ));
         }
         let names: Vec<&str> = booting
             .iter()
@@ -412,7 +418,17 @@ impl World {
             why: format!("no vfio-user socket for {}", ep.port),
             tail: String::new(),
         })?;
-        let booting = Booting::spawn(&self.guest_scenario, &name, &socket, ep.stack.ip, mode)?;
+        let card = self
+            .nic(ep.port.nic)
+            .map_or(model::Card::I82576, |n| n.card());
+        let booting = Booting::spawn(
+            &self.guest_scenario,
+            &name,
+            &socket,
+            ep.stack.ip,
+            card,
+            mode,
+        )?;
         let vm = booting.wait(Instant::now() + mode.boot_timeout)?;
         // A fresh VM: a fresh stack, with the MAC its igbvf came up with.
         let ep = &mut self.endpoints[idx];
@@ -855,6 +871,12 @@ impl World {
                 guest: true,
             });
             return Ok(());
+        }
+        if matches!(port.port, PortId::Vf(_)) && nic.card() != model::Card::I82576 {
+            return Err(SetupError::InProcessCard {
+                name,
+                card: nic.card(),
+            });
         }
         let vf = match (spec.attach, port.port) {
             (attach, PortId::Vf(vf)) => {

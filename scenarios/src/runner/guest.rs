@@ -255,11 +255,11 @@ pub(super) fn act_in_guest(world: &mut World, idx: usize, step: &Step) -> StepRe
         Step::Reload { endpoint: name, .. } => {
             let a = run(
                 world,
-                "rmmod igbvf && sh /lib/sriov-emu/up.sh && cat /sys/class/net/eth0/address",
+                "rmmod \"$(basename \"$(readlink /sys/class/net/eth0/device/driver)\")\" && sh /lib/sriov-emu/up.sh && cat /sys/class/net/eth0/address",
             )?;
             if a.exit != 0 {
                 return Err(StepError::Guest(format!(
-                    "{name}: reloading igbvf failed ({}): {}",
+                    "{name}: reloading the VF driver failed ({}): {}",
                     a.exit,
                     a.output.trim()
                 )));
