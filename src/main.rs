@@ -90,6 +90,10 @@ enum ScenarioCommand {
         /// with an `attach = "guest"` endpoint run this way without it.
         #[arg(long)]
         guests: bool,
+        /// Run every file on this card (82576 or 82599) whatever its `[nic] model` says; an
+        /// 82599's VF endpoints need --guests.
+        #[arg(long, value_name = "CARD")]
+        model: Option<model::nic::Card>,
         /// Also write the reports as JUnit XML (a test case per check) for CI systems.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
@@ -376,6 +380,7 @@ fn main() -> ExitCode {
                     html,
                     real_time,
                     guests,
+                    model,
                     junit,
                     build,
                     progress,
@@ -393,6 +398,7 @@ fn main() -> ExitCode {
                 junit: junit.as_deref(),
                 time,
                 guests,
+                model,
                 build: build.build(),
                 progress: progress.sink(),
             };

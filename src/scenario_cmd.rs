@@ -90,6 +90,8 @@ pub struct RunArgs<'a> {
     pub time: TimeMode,
     /// Every driver-attached VF endpoint a QEMU guest (`--guests`).
     pub guests: bool,
+    /// Every file's card (`--model`), whatever its `[nic] model` says.
+    pub model: Option<model::Card>,
     /// The command line's guest kernel, modules and files, on top of each file's `[run]`.
     pub build: GuestBuild,
     /// Where guest boots and steps are reported as they happen.
@@ -185,6 +187,7 @@ pub fn run_command(
         junit,
         time,
         guests,
+        model,
         build,
         progress,
     } = args;
@@ -196,7 +199,12 @@ pub fn run_command(
     let mut errors: Vec<LoadError> = Vec::new();
     for f in &files {
         match load(f) {
-            Ok(s) => loaded.push(s),
+            Ok(mut s) => {
+                if let Some(card) = model {
+                    s.file.nic.model = card;
+                }
+                loaded.push(s)
+            }
             Err(e) => errors.push(e),
         }
     }
