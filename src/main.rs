@@ -38,6 +38,10 @@ enum Command {
         /// Do not run the stock guests for comparison (half the time).
         #[arg(long)]
         no_baseline: bool,
+        /// The card whose VF driver you check: 82576 (igbvf, the default) or 82599 (ixgbevf;
+        /// the library files whose VFs all run in guests).
+        #[arg(long, value_name = "CARD")]
+        model: Option<model::nic::Card>,
         /// Write the whole check as JSON: the build, per scenario both reports and what differs.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
@@ -413,6 +417,7 @@ fn main() -> ExitCode {
             paths,
             build,
             no_baseline,
+            model,
             json,
             html,
             junit,
@@ -422,6 +427,7 @@ fn main() -> ExitCode {
                 paths,
                 build: build.build(),
                 baseline: !no_baseline,
+                model,
                 json: json.as_deref(),
                 html: html.as_deref(),
                 junit: junit.as_deref(),

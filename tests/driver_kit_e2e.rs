@@ -488,3 +488,51 @@ expect.output_contains = ["a note from the host", "sriov_emu.kit=1", "BYO-test G
     assert!(matches!(e, ScenarioCmdError::BuildWithoutGuests), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_driver_for_an_82599_runs_the_users_ixgbevf_on_the_files_that_hold_for_it() {
+    build_guest_helper();
+    let (_, stock) = stock_module("ixgbevf");
+    let dir = scratch("ixgbevf");
+    // "The user's ixgbevf": unsigned, its description changed.
+    let mine = patched(
+        unsigned(std::fs::read(stock).expect("stock ixgbevf")),
+        b"description=Intel(R) 10 Gigabit",
+        b"description=BYO-test 10 Gigabit",
+    );
+    let module = dir.join("ixgbevf.ko");
+    std::fs::write(&module, &mine).unwrap();
+    let json = dir.join("check.json");
+    let mut out = Vec::new();
+    let pass = check_driver(
+        CheckArgs {
+            build: GuestBuild {
+                module_files: vec![module],
+                ..GuestBuild::default()
+            },
+            model: Some(model::nic::Card::X82599),
+            json: Some(&json),
+            ..CheckArgs::default()
+        },
+        &mut out,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8(out).unwrap();
+    assert!(pass, "{text}");
+    let check: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let scenarios = check["scenarios"].as_array().unwrap();
+    // The library's files that list the 82599 in `cards`, and only those.
+    assert!(scenarios.len() >= 3, "{text}");
+    assert!(scenarios.iter().any(|s| s["name"] == "port-vlan-igbvf"));
+    assert!(!scenarios.iter().any(|s| s["name"] == "rate-igbvf"));
+    let sha = scenarios::qemu::custom::sha256_hex(&mine);
+    for s in scenarios {
+        for g in s["yours"]["guests"].as_array().unwrap() {
+            let m = &g["modules"][0];
+            assert_eq!(m["name"], "ixgbevf", "{g}");
+            assert_eq!(m["sha256"], sha.as_str(), "{g}");
+            assert_eq!(m["loaded"], true, "{g}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,10 +39,18 @@ pub struct ScenarioFile {
     /// (`scenario run --guests`): the guest test runs every file that says so.
     #[serde(default)]
     pub guests: bool,
+    /// The cards whose VF drivers the file's expectations hold for (default: the 82576 alone);
+    /// `check-driver --model 82599` runs the files that list the 82599.
+    #[serde(default = "default_cards")]
+    pub cards: Vec<model::Card>,
     /// What the guests of the guest mode boot: a user's kernel, modules and files (paths
     /// relative to the file). `scenario run --kernel/--modules/--module/...` go on top.
     #[serde(default)]
     pub run: RunSpec,
+}
+
+fn default_cards() -> Vec<model::Card> {
+    vec![model::Card::I82576]
 }
 
 /// A scenario file's `[run]` table: the guests' kernel, modules and files

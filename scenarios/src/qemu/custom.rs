@@ -214,12 +214,17 @@ impl GuestBuild {
             archive.file(f.guest.trim_start_matches('/'), 0o755, &data);
         }
         let mut notes = Vec::new();
-        if release != base.release && !modules.iter().any(|m| m.name == "igbvf") {
-            notes.push(format!(
-                "the guests have no igbvf module for {release} (the stock modules are {}'s): \
-                 igbvf must be built into the kernel, or brought with --modules or --module",
-                base.release
-            ));
+        if release != base.release {
+            for driver in ["igbvf", "ixgbevf"] {
+                if !modules.iter().any(|m| m.name == driver) {
+                    notes.push(format!(
+                        "the guests have no {driver} module for {release} (the stock modules \
+                         are {}'s): a card whose VFs it drives needs it built into the kernel, \
+                         or brought with --modules or --module",
+                        base.release
+                    ));
+                }
+            }
         }
         static PREPARED: AtomicU64 = AtomicU64::new(0);
         let n = PREPARED.fetch_add(1, Ordering::Relaxed);
