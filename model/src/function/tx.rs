@@ -26,14 +26,15 @@
 use bytes::Bytes;
 use eswitch::NextSendAt;
 use tracing::{debug, warn};
-use vm_memory::GuestMemoryBackend;
+use vm_memory::{GuestAddressSpace, GuestMemoryBackend};
 
 use crate::function::desc::{
     tx_bits, DescBytes, TxContext, TxDataDesc, TxDesc, TxOffloads, DESC_LEN, TX_STATUS_OFFSET,
 };
 use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
 use crate::function::stats::{Counters, TxError};
-use crate::function::{guest, offload, FunctionId};
+use crate::function::{guest, offload, FunctionId, GuestMem};
+use crate::seams::PfPort;
 
 /// TXDCTL.ENABLE, the same bit 25 on the 82576 and the 82599 (ixgbevf `IXGBE_TXDCTL_ENABLE`).
 pub const TXDCTL_ENABLE: u32 = 1 << 25;
@@ -83,6 +84,19 @@ pub(crate) struct TxEnv<'a> {
     /// status (RS) writes the new TDH as a 32-bit word at TDWBAH:TDWBAL (bits 1:0 cleared)
     /// and no DD goes into the descriptors (the 82599; the 82576 model keeps TDWBAL as plain
     /// storage since igbvf and igb never set it).
+    pub head_writeback: bool,
+}
+
+/// A VF's side of a TX run: which VF, the PF that admits its frames (the shaper), whether it
+/// may fetch (its memory, Bus Master Enable), its counters and DMA faults, and whether the card
+/// honours head write-back.
+pub(crate) struct VfTx<'a> {
+    pub id: u16,
+    pub pf: &'a dyn PfPort,
+    pub mem: Option<&'a GuestMem>,
+    pub bus_master: bool,
+    pub counters: &'a mut Counters,
+    pub dma: &'a mut DmaFaults,
     pub head_writeback: bool,
 }
 
@@ -166,6 +180,50 @@ impl TxRing {
 
     fn desc_addr(&self, index: u32) -> u64 {
         self.base().wrapping_add(u64::from(index) * DESC_LEN as u64)
+    }
+
+    /// Runs queue `q` of a VF, if the VF may fetch (queue enabled, bus mastering on, memory
+    /// attached); admitted frames go to `out`, short ones padded (the 82576's TCTL.PSP and
+    /// the 82599's HLREG0.TXPADEN as the PF drivers set them). Logs a queue the run stopped.
+    pub(crate) fn run_for_vf(
+        &mut self,
+        vf: VfTx<'_>,
+        q: usize,
+        resume: bool,
+        out: &mut Vec<Bytes>,
+    ) -> TxRun {
+        if !self.enabled() {
+            return TxRun::default();
+        }
+        if !vf.bus_master {
+            debug!(
+                vf = vf.id,
+                queue = q,
+                "TX with bus mastering off: not fetched"
+            );
+            return TxRun::default();
+        }
+        let Some(mem) = vf.mem else {
+            return TxRun::default();
+        };
+        let guard = mem.memory();
+        let (pf, id) = (vf.pf, vf.id);
+        let admit = |len: usize| pf.tx_admit(id, len);
+        let mut env = TxEnv {
+            func: FunctionId::Vf(id),
+            admit: &admit,
+            pad: true,
+            counters: vf.counters,
+            out,
+            dma: vf.dma,
+            queue: q,
+            head_writeback: vf.head_writeback,
+        };
+        let run = self.run(&*guard, &mut env, resume);
+        if !self.enabled() {
+            warn!(vf = id, queue = q, "TX queue stopped");
+        }
+        run
     }
 
     /// Runs the engine from TDH to TDT. `resume` lifts a pause (the owner's deadline passed).

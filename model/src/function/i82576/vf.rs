@@ -13,14 +13,14 @@
 
 use std::sync::Arc;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use vm_memory::GuestAddressSpace;
 
 use super::config::{pf_config_space, vf_config_space};
 use super::intr::{Cause, IntrRegs};
 use super::regs::{self, ctrl, status};
 use super::rx::{write_frame, RxOutcome, RxRing};
-use super::tx::{TxEnv, TxRing, TxRun};
+use super::tx::{TxRing, TxRun, VfTx};
 use crate::function::faults::{DmaFaultState, DmaFaults};
 use crate::function::mmio::{read_dwords, write_dwords, MsixTable};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
@@ -465,38 +465,17 @@ impl Vf {
 
     fn run_tx(&mut self, q: usize, resume: bool) -> (TxRun, Effects) {
         let mut effects = Effects::default();
-        if !self.tx[q].enabled() {
-            return (TxRun::default(), effects);
-        }
-        if !self.bus_master() {
-            debug!(
-                vf = self.id,
-                queue = q,
-                "TX with bus mastering off: not fetched"
-            );
-            return (TxRun::default(), effects);
-        }
-        let Some(mem) = self.mem.clone() else {
-            return (TxRun::default(), effects);
-        };
-        let guard = mem.memory();
-        let (pf, id) = (&*self.pf, self.id);
-        let admit = |len: usize| pf.tx_admit(id, len);
-        let mut env = TxEnv {
-            func: FunctionId::Vf(id),
-            admit: &admit,
-            pad: true,
+        let vf = VfTx {
+            id: self.id,
+            pf: &*self.pf,
+            mem: self.mem.as_ref(),
+            bus_master: self.cfg.bus_master_enabled(),
             counters: &mut self.counters,
-            out: &mut effects.frames,
             dma: &mut self.dma_faults,
-            queue: q,
+            // The 82576 model keeps TDWBAL as plain storage: igbvf never sets it.
             head_writeback: false,
         };
-        let ring = &mut self.tx[q];
-        let run = ring.run(&*guard, &mut env, resume);
-        if !ring.enabled() {
-            warn!(vf = self.id, queue = q, "TX queue stopped");
-        }
+        let run = self.tx[q].run_for_vf(vf, q, resume, &mut effects.frames);
         if run.wrote_back {
             effects.fire = self.intr.raise(Cause::Tx(q as u8), self.clock.now_ns());
         }

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use mailbox::ixgbe::VfRegister;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use vm_memory::GuestAddressSpace;
 
 use super::config::vf_config_space;
@@ -29,7 +29,7 @@ use super::tx;
 use crate::function::faults::{DmaFaultState, DmaFaults};
 use crate::function::mmio::{read_dwords, write_dwords, MsixTable};
 use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
-use crate::function::tx::{TxEnv, TxRing, TxRun};
+use crate::function::tx::{TxRing, TxRun, VfTx};
 use crate::function::vectors::Cause;
 use crate::function::{
     BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus, Origin, RingState,
@@ -532,39 +532,17 @@ impl Vf {
 
     fn run_tx(&mut self, q: usize, resume: bool) -> (TxRun, Effects) {
         let mut effects = Effects::default();
-        if !self.tx[q].enabled() {
-            return (TxRun::default(), effects);
-        }
-        if !self.bus_master() {
-            debug!(
-                vf = self.id,
-                queue = q,
-                "TX with bus mastering off: not fetched"
-            );
-            return (TxRun::default(), effects);
-        }
-        let Some(mem) = self.mem.clone() else {
-            return (TxRun::default(), effects);
-        };
-        let guard = mem.memory();
-        let (pf, id) = (&*self.pf, self.id);
-        let admit = |len: usize| pf.tx_admit(id, len);
-        let mut env = TxEnv {
-            func: FunctionId::Vf(id),
-            admit: &admit,
-            // ixgbe sets HLREG0.TXPADEN: short frames leave padded to 64 bytes with the CRC.
-            pad: true,
+        let vf = VfTx {
+            id: self.id,
+            pf: &*self.pf,
+            mem: self.mem.as_ref(),
+            bus_master: self.cfg.bus_master_enabled(),
             counters: &mut self.counters,
-            out: &mut effects.frames,
             dma: &mut self.dma_faults,
-            queue: q,
+            // ixgbe sets HLREG0.TXPADEN; the 82599 honours TDWBAL.Head_WB_En.
             head_writeback: true,
         };
-        let ring = &mut self.tx[q];
-        let run = ring.run(&*guard, &mut env, resume);
-        if !ring.enabled() {
-            warn!(vf = self.id, queue = q, "TX queue stopped");
-        }
+        let run = self.tx[q].run_for_vf(vf, q, resume, &mut effects.frames);
         if run.wrote_back {
             effects.fire = self.intr.raise(Cause::Tx(q as u8), self.clock.now_ns());
         }
