@@ -18,7 +18,7 @@ use crate::config::{AgentConfig, ConfigError, MacAssignment, PromiscPolicy};
 use crate::config::{MAX_VFS, RLPML_MAX};
 use crate::mailbox::{MailboxEvents, VfMailbox};
 use crate::message::{MacFilterOp, MailboxMsg, Message, MsgFlags, PromiscFlags};
-use crate::outcome::describe;
+use crate::outcome::VfBook;
 use crate::outcome::{
     AgentOutcome, PolicyChange, Refusal, RefusalCounters, RefusalReason, Reply, ResetChange,
     ServiceReport, Trigger, VfCounters,
@@ -42,9 +42,8 @@ struct VfState {
     vlans: BTreeSet<u16>,
     port_vid: Option<u16>,
     mac_filters: usize,
-    refusals: RefusalCounters,
-    counters: VfCounters,
-    last_warn: [Option<u64>; RefusalReason::COUNT],
+    /// Its counters and refusals.
+    book: VfBook,
 }
 
 /// The PF driver's VF-facing half.
@@ -110,11 +109,17 @@ impl PfAgent {
 
     /// Refusal counters of one VF (zeros for an unknown VF).
     pub fn counters(&self, vf: usize) -> VfCounters {
-        self.vfs.get(vf).map(|s| s.counters).unwrap_or_default()
+        self.vfs
+            .get(vf)
+            .map(|s| s.book.counters)
+            .unwrap_or_default()
     }
 
     pub fn refusals(&self, vf: usize) -> RefusalCounters {
-        self.vfs.get(vf).map(|s| s.refusals).unwrap_or_default()
+        self.vfs
+            .get(vf)
+            .map(|s| s.book.refusals)
+            .unwrap_or_default()
     }
 
     /// VLANs one VF may join, and the VLVF entries in use by all VFs.
@@ -204,28 +209,8 @@ impl PfAgent {
     }
 
     fn count(&mut self, o: &AgentOutcome) {
-        let Some(c) = self.vfs.get_mut(o.vf).map(|s| &mut s.counters) else {
-            return;
-        };
-        let delivered = o.reply.as_ref().filter(|r| r.delivered);
-        if o.reply.as_ref().is_some_and(|r| !r.delivered) {
-            c.lost_messages += 1;
-        }
-        match o.trigger {
-            Trigger::VfLevelReset => c.vf_resets += 1,
-            Trigger::Request(_) => {
-                c.requests += 1;
-                match delivered.map(|r| r.message.flags) {
-                    Some(f) if f.ack => c.acked += 1,
-                    Some(f) if f.nack => c.nacked += 1,
-                    _ => c.unanswered += 1,
-                }
-            }
-            Trigger::Ack | Trigger::Ping => {
-                if delivered.is_some() {
-                    c.pf_messages += 1;
-                }
-            }
+        if let Some(s) = self.vfs.get_mut(o.vf) {
+            s.book.count(o, |m| m.flags);
         }
     }
 
@@ -669,19 +654,7 @@ impl PfAgent {
 
     /// Counts a refusal and logs it (warn at most once per interval per VF and reason).
     fn refuse(&mut self, vf: usize, reason: RefusalReason, now: u64, detail: &str) -> Refusal {
-        let s = &mut self.vfs[vf];
-        s.refusals.add(reason);
-        let slot = &mut s.last_warn[reason.index()];
-        let loud = slot.is_none_or(|t| now >= t.saturating_add(limits::REFUSAL_LOG_INTERVAL_NS));
-        let text = describe(vf, reason);
-        let count = s.refusals.get(reason);
-        if loud {
-            *slot = Some(now);
-            warn!(vf, reason = reason.name(), count, detail, "{text}");
-        } else {
-            debug!(vf, reason = reason.name(), count, detail, "{text}");
-        }
-        Refusal { vf, reason }
+        self.vfs[vf].book.refuse(vf, reason, now, detail)
     }
 }
 

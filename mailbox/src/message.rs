@@ -227,13 +227,15 @@ mod field {
     pub const ARG: usize = 1;
 }
 
-fn mac_from_words(lo: u32, hi: u32) -> MacAddr {
+/// A MAC as two mailbox words carry it (bytes 0–3, then 4–5 in the low half), as igb and
+/// ixgbe both lay it out.
+pub(crate) fn mac_from_words(lo: u32, hi: u32) -> MacAddr {
     let l = lo.to_le_bytes();
     let h = (hi & msg::MAC_HI_MASK).to_le_bytes();
     MacAddr([l[0], l[1], l[2], l[3], h[0], h[1]])
 }
 
-fn mac_to_words(mac: MacAddr) -> (u32, u32) {
+pub(crate) fn mac_to_words(mac: MacAddr) -> (u32, u32) {
     let b = mac.0;
     (
         u32::from_le_bytes([b[0], b[1], b[2], b[3]]),

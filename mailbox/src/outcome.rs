@@ -7,7 +7,9 @@ use eswitch::{MacAddr, VfPolicy};
 
 use crate::mailbox::MailboxEvents;
 use crate::message::Message;
-use crate::regs::MAILBOX_WORDS;
+use crate::message::MsgFlags;
+use crate::regs::{limits, MAILBOX_WORDS};
+use tracing::{debug, warn};
 
 /// Why the agent refused a VF's request (each is counted per VF).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -359,6 +361,76 @@ pub struct VfCounters {
     pub pf_messages: u64,
     /// Messages the PF could not write because the VF held the buffer.
     pub lost_messages: u64,
+}
+
+/// What a PF agent keeps of one VF's history, whatever the driver family: its mailbox
+/// counters, its refusals by reason, and when each reason last warned (repeats within
+/// [`limits::REFUSAL_LOG_INTERVAL_NS`] go to debug).
+#[derive(Clone, Debug)]
+pub(crate) struct VfBook {
+    pub refusals: RefusalCounters,
+    pub counters: VfCounters,
+    last_warn: [Option<u64>; RefusalReason::COUNT],
+}
+
+impl Default for VfBook {
+    fn default() -> Self {
+        VfBook {
+            refusals: RefusalCounters::default(),
+            counters: VfCounters::default(),
+            last_warn: [None; RefusalReason::COUNT],
+        }
+    }
+}
+
+impl VfBook {
+    /// Counts what `o` did: a request and its verdict (`flags` reads a reply's flags), a VF
+    /// reset, a PF message written, a message lost because the VF held the buffer.
+    pub(crate) fn count<M>(&mut self, o: &AgentOutcome<M>, flags: impl Fn(&M) -> MsgFlags) {
+        let c = &mut self.counters;
+        let delivered = o.reply.as_ref().filter(|r| r.delivered);
+        if o.reply.as_ref().is_some_and(|r| !r.delivered) {
+            c.lost_messages += 1;
+        }
+        match o.trigger {
+            Trigger::VfLevelReset => c.vf_resets += 1,
+            Trigger::Request(_) => {
+                c.requests += 1;
+                match delivered.map(|r| flags(&r.message)) {
+                    Some(f) if f.ack => c.acked += 1,
+                    Some(f) if f.nack => c.nacked += 1,
+                    _ => c.unanswered += 1,
+                }
+            }
+            Trigger::Ack | Trigger::Ping => {
+                if delivered.is_some() {
+                    c.pf_messages += 1;
+                }
+            }
+        }
+    }
+
+    /// Counts a refusal of VF `vf` and logs it: warn at most once per interval per reason.
+    pub(crate) fn refuse(
+        &mut self,
+        vf: usize,
+        reason: RefusalReason,
+        now: u64,
+        detail: &str,
+    ) -> Refusal {
+        self.refusals.add(reason);
+        let slot = &mut self.last_warn[reason.index()];
+        let loud = slot.is_none_or(|t| now >= t.saturating_add(limits::REFUSAL_LOG_INTERVAL_NS));
+        let text = describe(vf, reason);
+        let count = self.refusals.get(reason);
+        if loud {
+            *slot = Some(now);
+            warn!(vf, reason = reason.name(), count, detail, "{text}");
+        } else {
+            debug!(vf, reason = reason.name(), count, detail, "{text}");
+        }
+        Refusal { vf, reason }
+    }
 }
 
 /// igb's wording, so that users recognise the messages.

@@ -24,8 +24,8 @@ use crate::config::{ConfigError, MacAssignment};
 use crate::mailbox::{MailboxEvents, VfMailbox};
 use crate::message::MsgFlags;
 use crate::outcome::{
-    describe, AgentOutcome, PolicyChange, Refusal, RefusalCounters, RefusalReason, Reply,
-    ResetChange, ServiceReport, Trigger, VfCounters,
+    AgentOutcome, PolicyChange, Refusal, RefusalCounters, RefusalReason, Reply, ResetChange,
+    ServiceReport, Trigger, VfBook, VfCounters,
 };
 
 /// What the ixgbe agent did for one VF event.
@@ -58,9 +58,8 @@ struct VfState {
     query_rss: bool,
     /// `link_enable`: what GET_LINK_STATE answers and VFRE/VFTE follow.
     link_enable: bool,
-    refusals: RefusalCounters,
-    counters: VfCounters,
-    last_warn: [Option<u64>; RefusalReason::COUNT],
+    /// Its counters and refusals.
+    book: VfBook,
 }
 
 impl Default for VfState {
@@ -78,9 +77,7 @@ impl Default for VfState {
             macvlans: 0,
             query_rss: false,
             link_enable: true,
-            refusals: RefusalCounters::default(),
-            counters: VfCounters::default(),
-            last_warn: [None; RefusalReason::COUNT],
+            book: VfBook::default(),
         }
     }
 }
@@ -192,11 +189,17 @@ impl IxgbeAgent {
     }
 
     pub fn counters(&self, vf: usize) -> VfCounters {
-        self.vfs.get(vf).map(|s| s.counters).unwrap_or_default()
+        self.vfs
+            .get(vf)
+            .map(|s| s.book.counters)
+            .unwrap_or_default()
     }
 
     pub fn refusals(&self, vf: usize) -> RefusalCounters {
-        self.vfs.get(vf).map(|s| s.refusals).unwrap_or_default()
+        self.vfs
+            .get(vf)
+            .map(|s| s.book.refusals)
+            .unwrap_or_default()
     }
 
     /// `ip link set PF vf N query_rss on|off` (ixgbe_ndo_set_vf_rss_query_en): whether the VF
@@ -862,46 +865,14 @@ impl IxgbeAgent {
     }
 
     fn count(&mut self, o: &IxgbeOutcome) {
-        let Some(c) = self.vfs.get_mut(o.vf).map(|s| &mut s.counters) else {
-            return;
-        };
-        let delivered = o.reply.as_ref().filter(|r| r.delivered);
-        if o.reply.as_ref().is_some_and(|r| !r.delivered) {
-            c.lost_messages += 1;
-        }
-        match o.trigger {
-            Trigger::VfLevelReset => c.vf_resets += 1,
-            Trigger::Request(_) => {
-                c.requests += 1;
-                match delivered.map(|r| r.message.flags) {
-                    Some(f) if f.ack => c.acked += 1,
-                    Some(f) if f.nack => c.nacked += 1,
-                    _ => c.unanswered += 1,
-                }
-            }
-            Trigger::Ack | Trigger::Ping => {
-                if delivered.is_some() {
-                    c.pf_messages += 1;
-                }
-            }
+        if let Some(s) = self.vfs.get_mut(o.vf) {
+            s.book.count(o, |m| m.flags);
         }
     }
 
     /// Counts a refusal and logs it (warn at most once per interval per VF and reason).
     fn refuse(&mut self, vf: usize, reason: RefusalReason, now: u64, detail: &str) -> Refusal {
-        let s = &mut self.vfs[vf];
-        s.refusals.add(reason);
-        let slot = &mut s.last_warn[reason.index()];
-        let loud = slot.is_none_or(|t| now >= t.saturating_add(limits::REFUSAL_LOG_INTERVAL_NS));
-        let text = describe(vf, reason);
-        let count = s.refusals.get(reason);
-        if loud {
-            *slot = Some(now);
-            warn!(vf, reason = reason.name(), count, detail, "{text}");
-        } else {
-            debug!(vf, reason = reason.name(), count, detail, "{text}");
-        }
-        Refusal { vf, reason }
+        self.vfs[vf].book.refuse(vf, reason, now, detail)
     }
 }
 

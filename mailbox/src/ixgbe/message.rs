@@ -14,7 +14,7 @@
 use eswitch::MacAddr;
 
 use super::regs::{len, limits, msg, MAILBOX_WORDS};
-use crate::message::{MsgFlags, ParseError};
+use crate::message::{mac_from_words, mac_to_words, MsgFlags, ParseError};
 
 /// `enum ixgbe_pfvf_api_rev` (ixgbe `ixgbe_mbx.h`, ixgbevf `mbx.h`): the value API_NEGOTIATE
 /// carries in word 1.
@@ -375,20 +375,6 @@ mod field {
     /// The single argument word of SET_VLAN, SET_LPE, API_NEGOTIATE, UPDATE_XCAST_MODE,
     /// GET_LINK_STATE, IPSEC_DEL and the IPSEC_ADD reply.
     pub const ARG: usize = 1;
-}
-
-fn mac_from_words(lo: u32, hi: u32) -> MacAddr {
-    let l = lo.to_le_bytes();
-    let h = (hi & msg::MAC_HI_MASK).to_le_bytes();
-    MacAddr([l[0], l[1], l[2], l[3], h[0], h[1]])
-}
-
-fn mac_to_words(mac: MacAddr) -> (u32, u32) {
-    let b = mac.0;
-    (
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        u32::from_le_bytes([b[4], b[5], 0, 0]),
-    )
 }
 
 /// Bytes as they sit in memory behind consecutive little-endian mailbox words.

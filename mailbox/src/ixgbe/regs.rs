@@ -262,9 +262,6 @@ pub mod limits {
     /// IPsec SA table size per direction (`IXGBE_IPSEC_MAX_SA_COUNT`); RX handles start at 0
     /// (`IXGBE_IPSEC_BASE_RX_INDEX`), TX handles at this value (`IXGBE_IPSEC_BASE_TX_INDEX`).
     pub const IPSEC_MAX_SA_COUNT: u32 = 1024;
-    /// Repeated refusals of one kind from one VF are logged at warn level at most once per this
-    /// interval (the rest go to debug).
-    pub const REFUSAL_LOG_INTERVAL_NS: u64 = 1_000_000_000;
 }
 
 #[cfg(test)]
