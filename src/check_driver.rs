@@ -220,8 +220,8 @@ fn runs_a_driver(s: &Scenario) -> bool {
             .filter(|e| matches!(e.port.port, eswitch::PortId::Vf(_)))
     };
     let driven = vf_endpoints().any(|e| matches!(e.attach, Attach::Driver | Attach::Guest));
-    // An 82599's VFs run only as guests: a VF endpoint in process (the igb mailbox scripted
-    // over its registers) has no 82599 counterpart.
+    // A port-attached VF endpoint scripts igb's mailbox over the VF's registers, which an
+    // 82599's VFs do not speak.
     let in_process = vf_endpoints().any(|e| e.attach == Attach::Port);
     driven && (s.file.nic.model == model::Card::I82576 || !in_process)
 }

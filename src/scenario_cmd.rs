@@ -202,8 +202,10 @@ pub fn run_command(
             Ok(mut s) => {
                 if let Some(card) = model {
                     s.file.nic.model = card;
+                    loaded.push(s);
+                } else {
+                    loaded.extend(on_each_card(s));
                 }
-                loaded.push(s)
             }
             Err(e) => errors.push(e),
         }
@@ -277,6 +279,22 @@ pub fn run_command(
         );
     }
     Ok(passed == reports.len())
+}
+
+/// A file as `scenario run` runs it without `--model`: on its own card, then on every other
+/// card its `cards` list names (its expectations hold for that card's VF driver too), each such
+/// run named `NAME@CARD`.
+fn on_each_card(s: Scenario) -> Vec<Scenario> {
+    let mut runs = vec![s.clone()];
+    for &card in &s.file.cards {
+        if card != s.file.nic.model {
+            let mut other = s.clone();
+            other.file.nic.model = card;
+            other.name = format!("{}@{card}", s.name);
+            runs.push(other);
+        }
+    }
+    runs
 }
 
 /// Whether a scenario has an endpoint that only a guest can be.

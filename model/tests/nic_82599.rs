@@ -200,3 +200,145 @@ fn an_82599_nic_switches_between_its_vfs_with_ixgbes_decisions_and_the_shared_sw
     let api = nic.with_pf(|pf| pf.agent().ixgbe().and_then(|x| x.api_version(0)));
     assert_eq!(api, Some(mailbox::ixgbe::ApiVersion::V1_4));
 }
+
+/// Two software ixgbevf guests (`model::testing`, the driver the scenario runner uses in
+/// process) on an 82599 NIC: probe and open as ixgbevf 6.1 does them, a frame each way and a
+/// broadcast, the link from VFLINKS and the PF's CTS, ixgbe's SET_LPE refusing a jumbo MTU
+/// while the PF's MTU is standard (ixgbevf's `ixgbevf_change_mtu` returns -EINVAL and keeps
+/// running), a TSO send segmented through context slot 1, and the reset task after a PF
+/// control message revoked CTS.
+#[test]
+fn software_ixgbevf_guests_come_up_and_exchange_frames_on_an_82599() {
+    use model::testing::{DriverConfig, DrvError, SoftGuest, XmitOpts};
+    let config = NicConfig {
+        num_vfs: 3,
+        card: Card::X82599,
+        link_speed_mbps: 10_000,
+        ..NicConfig::default()
+    };
+    let nic = Nic::new(&config, Arc::new(ManualClock::new(1_000_000_000))).unwrap();
+    let admin = [2, 0, 0, 0, 0, 0x10];
+    nic.configure_vf_words(0, &["mac", "02:00:00:00:00:10"])
+        .unwrap();
+    let cfg = |last: u8| DriverConfig {
+        card: Card::X82599,
+        random_mac: [2, 0x5a, 0x5a, 0, 0, last],
+        ..DriverConfig::default()
+    };
+    let mut guests: Vec<SoftGuest> = (0..3)
+        .map(|i| SoftGuest::attach(nic.vf(i).unwrap(), cfg(i as u8 + 1)).unwrap())
+        .collect();
+    let macs: Vec<[u8; 6]> = guests.iter_mut().map(|g| g.up().unwrap()).collect();
+    assert_eq!(macs[0], admin, "the admin MAC from the RESET reply");
+    assert_eq!(
+        macs[1],
+        [2, 0x5a, 0x5a, 0, 0, 2],
+        "no admin MAC: a random one"
+    );
+    for g in &mut guests {
+        assert_eq!(g.drv.api, mailbox::ixgbe::regs::api::V1_4);
+        assert!(g.drv.check_link(&g.vf), "VFLINKS up and CTS");
+    }
+    // VF 1's random MAC is in the switch (SET_MAC_ADDR at up).
+    let learned = nic.with_pf(|pf| pf.policy(1).and_then(|p| p.mac));
+    assert_eq!(learned.map(|m| m.0), Some(macs[1]));
+
+    let sent = frame(macs[1], macs[0], 0x11);
+    guests[0].send(&sent).unwrap();
+    guests[1].poll();
+    let got = guests[1].take_received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, sent);
+    let back = frame(macs[0], macs[1], 0x22);
+    guests[1].send(&back).unwrap();
+    guests[0].poll();
+    assert_eq!(guests[0].take_received()[0].data, back);
+    let bcast = frame([0xff; 6], macs[2], 0x33);
+    guests[2].send(&bcast).unwrap();
+    for g in &mut guests[..2] {
+        g.poll();
+        assert_eq!(g.take_received().len(), 1, "the broadcast reached both");
+    }
+    guests[0].poll();
+    assert_eq!(
+        guests[0].drv.clean_tx(),
+        0,
+        "TX already cleaned by the handler"
+    );
+
+    // Jumbo: the PF's MTU is 1500, so ixgbe refuses a VF frame above 1522; the interface
+    // keeps its MTU and still works.
+    let refused = {
+        let g = &mut guests[1];
+        g.drv.change_mtu(&g.vf, 9000)
+    };
+    assert_eq!(refused, Err(DrvError::MtuRefused));
+    assert_eq!(guests[1].drv.mtu, 1500);
+    guests[0].send(&sent).unwrap();
+    guests[1].poll();
+    assert_eq!(guests[1].take_received().len(), 1);
+
+    // TSO through context slot 1: 3000 bytes of TCP payload in MSS 1000 segments.
+    let seg = support_tcp_frame(macs[1], macs[0], 3000);
+    let opts = XmitOpts {
+        tso: Some((14, 20, 20, 1000, true)),
+        frag: 4096,
+        ..XmitOpts::default()
+    };
+    {
+        let g = &mut guests[0];
+        g.drv.xmit(&g.vf, &seg, &opts).unwrap();
+    }
+    guests[1].poll();
+    let segs = guests[1].take_received();
+    assert_eq!(segs.len(), 3, "segmented with context 1's MSS");
+    assert!(segs.iter().all(|s| s.data.len() == 14 + 20 + 20 + 1000));
+
+    // `vf 2 trust on` makes ixgbe revoke CTS and ping the VF (`ixgbe_ndo_set_vf_trust`):
+    // the mailbox vector runs and the link check finds the ping without CTS, so the link is
+    // down (`ixgbevf_check_mac_link_vf`). The next request the driver makes is NACKed
+    // (`ixgbe_rcv_msg_from_vf` refuses a VF that is not clear to send), which the link check
+    // reads as a lost CTS: the reset task redoes the handshake and the link is back.
+    nic.configure_vf_words(2, &["trust", "on"]).unwrap();
+    let g = &mut guests[2];
+    g.poll();
+    assert!(g.drv.other_irqs > 0, "the PF's control message interrupted");
+    let run = g.drv.watchdog(&g.vf, 60_000_000_000).unwrap();
+    assert!(!run.link && !run.reset, "{run:?}");
+    let _ = g.drv.set_mc_list(&g.vf, vec![[0x01, 0, 0x5e, 0, 0, 0xfb]]);
+    let run = g.drv.watchdog(&g.vf, 62_000_000_000).unwrap();
+    assert!(run.reset && run.link, "{run:?}");
+    assert_eq!(g.drv.resets, 1);
+    let trusted = nic.with_pf(|pf| pf.agent().ixgbe().map(|x| x.is_clear_to_send(2)));
+    assert_eq!(trusted, Some(true), "clear to send again after the reset");
+}
+
+/// An IPv4/TCP frame with `payload` bytes, checksums left to the NIC.
+fn support_tcp_frame(dst: [u8; 6], src: [u8; 6], payload: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 20 + payload) as u16;
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
+    f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend_from_slice(&[
+        0x30, 0x39, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff,
+    ]);
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend((0..payload).map(|i| i as u8));
+    f
+}

@@ -47,12 +47,12 @@ pub enum CableError {
 pub enum SetupError {
     #[error("NIC: {0}")]
     Nic(#[from] NicBuildError),
-    /// In process the runner drives a VF with its software igbvf (or scripts igb's mailbox):
-    /// an 82599's VFs need their real driver in a guest.
+    /// In process a port-attached VF endpoint scripts igb's mailbox: an 82599's VFs take a
+    /// driver (the software ixgbevf in process, the real one in a guest).
     #[error(
-        "endpoint {name}: the {card}'s VFs run only as QEMU guests (their driver, ixgbevf, has \
-         no software counterpart in process): `scenario run --guests` with `attach = \"driver\"`, \
-         or `attach = \"guest\"`"
+        "endpoint {name}: a port-attached VF scripts igb's mailbox, which the {card}'s VFs do not \
+         speak: attach a driver (`attach = \"driver\"`: the software ixgbevf in process, the \
+         real one with --guests) or a guest (`attach = \"guest\"`)"
     )]
     InProcessCard { name: String, card: model::Card },
     #[error("{}", nic_count(*.want, *.got))]

@@ -457,8 +457,10 @@ impl World {
         let handle = g.guest.vf.clone();
         handle.detach();
         handle.reset();
-        let random_mac = g.guest.drv.config().random_mac;
-        g.guest = SoftGuest::attach(handle, driver_config(random_mac))
+        let DriverConfig {
+            card, random_mac, ..
+        } = *g.guest.drv.config();
+        g.guest = SoftGuest::attach(handle, driver_config(card, random_mac))
             .map_err(|e| fail(e.to_string()))?;
         g.next_watchdog_ns = 0;
         ep.stack = HostStack::new(MacAddr::ZERO, ep.stack.ip, ep.stack.vlan);
@@ -655,18 +657,21 @@ impl World {
             }
             g.guest.poll();
             g.next_watchdog_ns = now.saturating_add(WATCHDOG_PERIOD_NS);
+            let driver = g.guest.drv.name();
             match g.guest.drv.watchdog(&g.guest.vf, now) {
                 Ok(run) => {
                     if run.reset {
-                        tracing::info!(endpoint = %ep.name, "igbvf: link check failed: reset task (down, VF_RESET handshake, up)");
+                        tracing::info!(endpoint = %ep.name, "{driver}: link check failed: reset task (down, VF_RESET handshake, up)");
                     }
                     match run.carrier_change {
-                        Some(true) => tracing::info!(endpoint = %ep.name, "igbvf: Link is Up"),
-                        Some(false) => tracing::info!(endpoint = %ep.name, "igbvf: Link is Down"),
+                        Some(true) => tracing::info!(endpoint = %ep.name, "{driver}: Link is Up"),
+                        Some(false) => {
+                            tracing::info!(endpoint = %ep.name, "{driver}: Link is Down")
+                        }
                         None => {}
                     }
                 }
-                Err(e) => tracing::warn!(endpoint = %ep.name, error = ?e, "igbvf: reset failed"),
+                Err(e) => tracing::warn!(endpoint = %ep.name, error = ?e, "{driver}: reset failed"),
             }
             g.guest.poll();
         }
@@ -872,7 +877,10 @@ impl World {
             });
             return Ok(());
         }
-        if matches!(port.port, PortId::Vf(_)) && nic.card() != model::Card::I82576 {
+        if spec.attach == Attach::Port
+            && matches!(port.port, PortId::Vf(_))
+            && nic.card() != model::Card::I82576
+        {
             return Err(SetupError::InProcessCard {
                 name,
                 card: nic.card(),
@@ -887,12 +895,10 @@ impl World {
                 let random_mac = spec
                     .fallback_mac
                     .map_or([0x02, 0x5a, 0x5a, 0x00, port.nic, vf as u8], |m| m.0);
-                let guest =
-                    SoftGuest::attach(handle, driver_config(random_mac)).map_err(|source| {
-                        SetupError::Memory {
-                            name: name.clone(),
-                            source,
-                        }
+                let guest = SoftGuest::attach(handle, driver_config(nic.card(), random_mac))
+                    .map_err(|source| SetupError::Memory {
+                        name: name.clone(),
+                        source,
                     })?;
                 Some(Box::new(VfGuest {
                     guest,
@@ -951,8 +957,10 @@ impl World {
         let fallback = *fallback;
         if *attach == Attach::Driver {
             // A reload: a fresh driver instance over the same function and memory.
-            let random_mac = guest.drv.config().random_mac;
-            guest.reload(driver_config(random_mac));
+            let DriverConfig {
+                card, random_mac, ..
+            } = *guest.drv.config();
+            guest.reload(driver_config(card, random_mac));
             let mac = guest.up()?;
             // igbvf_reset at the end of probe.
             guest.drv.last_reset_ns = self.nics.first().map_or(START_NS, |n| n.now());
@@ -1331,8 +1339,9 @@ fn raw_exchange(vf: &VfHandle, words: &[u32], reply_words: usize) -> Result<Mess
     Ok(Message::parse(&reply)?)
 }
 
-fn driver_config(random_mac: [u8; 6]) -> DriverConfig {
+fn driver_config(card: model::Card, random_mac: [u8; 6]) -> DriverConfig {
     DriverConfig {
+        card,
         random_mac,
         ..DriverConfig::default()
     }

@@ -1,14 +1,18 @@
-//! An in-process igbvf for scenarios and tests (the `soft-igbvf` feature): it drives a VF of a
-//! running [`Nic`](crate::Nic) through its [`VfHandle`] — registers, rings, mailbox — as Linux
-//! `igbvf` does, so that what it exercises is the same datapath `serve` runs.
+//! An in-process VF driver for scenarios and tests (the `soft-igbvf` feature): it drives a VF
+//! of a running [`Nic`](crate::Nic) through its [`VfHandle`] — registers, rings, mailbox — as
+//! Linux `igbvf` does on an 82576 VF and `ixgbevf` on an 82599 VF, so that what it exercises
+//! is the same datapath `serve` runs.
 //!
-//! - [`SoftIgbvf`]: the driver. Register sequences follow igbvf's `netdev.c`, `vf.c` and
+//! - [`SoftVf`]: the driver. igbvf's register sequences follow its `netdev.c`, `vf.c` and
 //!   `mbx.c`: probe (`e1000_reset_hw_vf` handshake, `read_mac_addr`, `init_hw` SET_MAC_ADDR),
 //!   open (`igbvf_configure`: SET_MULTICAST, `igbvf_configure_tx`, `igbvf_setup_srrctl`,
 //!   `igbvf_configure_rx` + SET_LPE, `igbvf_alloc_rx_buffers`; `igbvf_configure_msix`;
 //!   `er32(EICR)`; `igbvf_irq_enable`), link check (`e1000_check_for_link_vf`), transmit
 //!   (`igbvf_tx_csum`/`igbvf_tso` context descriptor + `igbvf_tx_queue_adv` data descriptors +
 //!   TDT), `igbvf_clean_tx_irq`, `igbvf_clean_rx_irq` and the three MSI-X handlers.
+//!   ixgbevf's follow `ixgbevf_main.c` and `vf.c` (6.1) where they differ: API negotiation,
+//!   GET_QUEUES, xcast mode, SET_LPE before the rings, the MAC registered at up, a context
+//!   descriptor before every packet, VFLINKS, one queue vector and one mailbox vector.
 //! - [`IrqLog`]: an [`IrqSink`] that records the vectors fired, for the driver's handlers.
 //! - [`SoftGuest`]: a guest of its own — memory, interrupt log, driver — attached to one VF.
 
@@ -19,10 +23,10 @@ use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use crate::nic::VfHandle;
 use crate::seams::IrqSink;
 
-mod igbvf;
+mod vfdrv;
 
-pub use igbvf::{
-    DriverConfig, DrvError, RxFrame, SoftIgbvf, WatchdogRun, XmitOpts, RESET_THROTTLE_NS,
+pub use vfdrv::{
+    DriverConfig, DrvError, RegMap, RxFrame, SoftVf, WatchdogRun, XmitOpts, RESET_THROTTLE_NS,
     WATCHDOG_PERIOD_NS,
 };
 
@@ -63,10 +67,10 @@ impl IrqSink for IrqLog {
 pub struct MemoryError(#[from] vm_memory::mmap::FromRangesError);
 
 /// One VF with a guest of its own attached: [`GUEST_SIZE`] bytes of memory at [`GUEST_BASE`],
-/// an [`IrqLog`], and a [`SoftIgbvf`] (not probed yet).
+/// an [`IrqLog`], and a [`SoftVf`] (not probed yet).
 pub struct SoftGuest {
     pub vf: VfHandle,
-    pub drv: SoftIgbvf,
+    pub drv: SoftVf,
     pub irqs: Arc<IrqLog>,
     pub mem: GuestMemoryMmap,
 }
@@ -77,11 +81,11 @@ impl SoftGuest {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(GUEST_BASE), GUEST_SIZE)])?;
         let irqs = IrqLog::new();
         vf.attach(GuestMemoryAtomic::new(mem.clone()), irqs.clone());
-        let drv = SoftIgbvf::new(mem.clone(), GUEST_BASE, cfg);
+        let drv = SoftVf::new(mem.clone(), GUEST_BASE, cfg);
         Ok(SoftGuest { vf, drv, irqs, mem })
     }
 
-    /// igbvf's probe and open, then the interrupts they raised. Returns the netdev's MAC.
+    /// The driver's probe and open, then the interrupts they raised. Returns the netdev's MAC.
     pub fn up(&mut self) -> Result<[u8; 6], DrvError> {
         let mac = self.drv.probe(&self.vf)?;
         self.drv.open(&self.vf)?;
@@ -94,7 +98,7 @@ impl SoftGuest {
         self.drv.handle_irqs(&self.vf, &self.irqs);
     }
 
-    /// igbvf's transmit of one frame, without offloads.
+    /// The driver's transmit of one frame, without offloads.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), DrvError> {
         self.drv.xmit(&self.vf, frame, &XmitOpts::default())
     }
@@ -106,6 +110,6 @@ impl SoftGuest {
 
     /// A fresh driver over the same function and memory (a module reload).
     pub fn reload(&mut self, cfg: DriverConfig) {
-        self.drv = SoftIgbvf::new(self.mem.clone(), GUEST_BASE, cfg);
+        self.drv = SoftVf::new(self.mem.clone(), GUEST_BASE, cfg);
     }
 }

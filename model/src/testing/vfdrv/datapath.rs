@@ -1,5 +1,7 @@
 //! The driver's datapath: igbvf_xmit_frame, igbvf_clean_tx_irq, igbvf_clean_rx_irq and the
-//! three MSI-X handlers.
+//! three MSI-X handlers; ixgbevf's (`ixgbevf_xmit_frame_ring`, `ixgbevf_clean_tx_irq`,
+//! `ixgbevf_clean_rx_irq`, `ixgbevf_msix_clean_rings`, `ixgbevf_msix_other`) where they
+//! differ.
 
 use eswitch::wire::{EtherTypes, EthernetFrame};
 use vm_memory::{Bytes, GuestAddress};
@@ -10,7 +12,11 @@ use crate::function::desc::{
 };
 use crate::testing::IrqLog;
 
-impl SoftIgbvf {
+/// olinfo_status.CC (bit 7): "check context", which ixgbevf sets on every packet
+/// (`ixgbevf_tx_olinfo_status`).
+const OLINFO_CC: u8 = 0x80;
+
+impl SoftVf {
     // ----- TX -----
 
     fn tx_desc_unused(&self) -> u32 {
@@ -24,6 +30,8 @@ impl SoftIgbvf {
 
     /// igbvf_xmit_frame_ring_adv: an optional context descriptor (igbvf_tso / igbvf_tx_csum),
     /// the data descriptors (igbvf_tx_map_adv + igbvf_tx_queue_adv), EOP|RS on the last, TDT.
+    /// ixgbevf writes a context descriptor before every packet (index 1 for TSO, else 0) and
+    /// sets CC on the data descriptors.
     pub fn xmit(&mut self, vf: &VfHandle, frame: &[u8], opts: &XmitOpts) -> Result<(), DrvError> {
         let frag = opts.frag.clamp(1, TX_SLOT as usize);
         let chunks: Vec<&[u8]> = frame.chunks(frag).collect();
@@ -38,6 +46,9 @@ impl SoftIgbvf {
         let first = self.tx_next_to_use;
         let mut i = first;
         let mut hdr_len = 0u32;
+        let ixgbevf = self.ixgbevf();
+        // ixgbevf_tso: "use index 1 context for TSO".
+        let tso_idx = u8::from(ixgbevf);
         let ctx = if let Some((maclen, iplen, l4len, mss, ipv4)) = opts.tso {
             hdr_len = u32::from(maclen) + u32::from(iplen) + u32::from(l4len);
             Some(TxContext {
@@ -48,7 +59,7 @@ impl SoftIgbvf {
                 l4: L4Type::Tcp,
                 l4_len: l4len,
                 mss,
-                ..Default::default()
+                idx: tso_idx,
             })
         } else if opts.csum.is_some() || opts.vlan.is_some() {
             let (maclen, iplen, tcp) = opts.csum.unwrap_or((14, 0, false));
@@ -64,6 +75,16 @@ impl SoftIgbvf {
                 vlan: opts.vlan.unwrap_or(0),
                 l3: if ipv4 { L3Type::Ipv4 } else { L3Type::Ipv6 },
                 l4: if tcp { L4Type::Tcp } else { L4Type::Udp },
+                ..Default::default()
+            })
+        } else if ixgbevf {
+            // ixgbevf_tx_csum's no_csum path: MACLEN (the network offset) alone.
+            let mac_len = match EthernetFrame::new_checked(frame) {
+                Ok(eth) if eth.ethertype() == EtherTypes::Vlan => 18,
+                _ => 14,
+            };
+            Some(TxContext {
+                mac_len,
                 ..Default::default()
             })
         } else {
@@ -89,7 +110,7 @@ impl SoftIgbvf {
                 eop: last,
                 ifcs: true,
                 rs: last && opts.rs,
-                idx: 0,
+                idx: if opts.tso.is_some() { tso_idx } else { 0 },
                 offloads: TxOffloads {
                     vle: opts.vlan.is_some(),
                     tse: opts.tso.is_some(),
@@ -100,13 +121,16 @@ impl SoftIgbvf {
             };
             let mut b = [0u8; DESC_LEN];
             TxDesc::Data(d).emit(&mut b);
+            if ixgbevf {
+                b[12] |= OLINFO_CC;
+            }
             self.write_desc(self.tx_desc_addr(i), &b);
             eop = i;
             i = (i + 1) % n;
         }
         self.tx_pending.push_back((first, eop));
         self.tx_next_to_use = i;
-        self.wr(vf, regs::TX_BASE + q::DT, i);
+        self.wr(vf, self.regs.tx + qreg::DT, i);
         Ok(())
     }
 
@@ -235,7 +259,9 @@ impl SoftIgbvf {
 
     /// Runs the handlers of the vectors the VF fired: igbvf_intr_msix_tx (clean, then EIMS or
     /// EICS), igbvf_intr_msix_rx + igbvf_poll (clean, then EIMS), igbvf_msix_other (link
-    /// re-check scheduled, EIMS). Vectors fired by the handlers' own writes run too.
+    /// re-check scheduled, EIMS); ixgbevf's queue vector cleans both rings
+    /// (`ixgbevf_poll`) and its mailbox vector is the next one. Vectors fired by the
+    /// handlers' own writes run too.
     pub fn handle_irqs(&mut self, vf: &VfHandle, log: &IrqLog) {
         for _ in 0..64 {
             let fired = log.take();
@@ -243,20 +269,19 @@ impl SoftIgbvf {
                 return;
             }
             for v in fired {
-                match v {
-                    0 => {
+                let bit = 1u32.checked_shl(u32::from(v)).unwrap_or(0);
+                if bit & (self.eims_tx | self.eims_rx) != 0 {
+                    if bit & self.eims_tx != 0 {
                         let _ = self.clean_tx();
-                        self.wr(vf, regs::VTEIMS, self.eims_tx);
                     }
-                    1 => {
+                    if bit & self.eims_rx != 0 {
                         let _ = self.clean_rx(vf);
-                        self.wr(vf, regs::VTEIMS, self.eims_rx);
                     }
-                    _ => {
-                        self.other_irqs += 1;
-                        self.get_link_status = true;
-                        self.wr(vf, regs::VTEIMS, self.eims_other);
-                    }
+                    self.wr(vf, self.regs.eims, bit);
+                } else {
+                    self.other_irqs += 1;
+                    self.get_link_status = true;
+                    self.wr(vf, self.regs.eims, self.eims_other);
                 }
             }
         }

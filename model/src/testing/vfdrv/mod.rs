@@ -1,14 +1,24 @@
-//! [`SoftIgbvf`]: Linux igbvf's register sequences against a VF of a NIC: mailbox, probe,
-//! interrupts, bring-up. The datapath (transmit, clean, MSI-X handlers) is in `datapath`.
+//! [`SoftVf`]: a Linux VF driver's register sequences against a VF of a NIC — igbvf on an
+//! 82576 VF, ixgbevf on an 82599 VF. What the two drivers do alike (the mailbox's locking and
+//! polling, the advanced descriptor rings, interrupt masking, the watchdog's shape) is here,
+//! over a [`RegMap`] of the card's offsets; what each does its own way (probe, the messages it
+//! sends, interrupt routing, the link check) is in `igbvf` and `ixgbevf`. The datapath
+//! (transmit, clean, MSI-X handlers) is in `datapath`.
 
 use mailbox::regs::{msg, v2p, MAILBOX_WORDS};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::function::card_vf::Card;
 use crate::function::desc::{DescBytes, RxReadDesc, DESC_LEN};
-use crate::function::i82576::regs::{self, dctl, q, srrctl};
 use crate::nic::VfHandle;
 
 mod datapath;
+mod igbvf;
+mod ixgbevf;
+mod regmap;
+
+use regmap::qreg;
+pub use regmap::RegMap;
 
 /// Why a driver operation failed (igbvf's return codes and log lines).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +31,10 @@ pub enum DrvError {
     PfInReset,
     /// The VF_RESET reply was neither ACK nor NACK.
     MacInit,
+    /// ixgbevf: the PF granted none of the mailbox API versions it asks for.
+    ApiNegotiation,
+    /// ixgbevf: the PF refused the frame size of a new MTU (SET_LPE NACKed: `-EINVAL`).
+    MtuRefused,
     /// No room in the TX ring (`igbvf_maybe_stop_tx`).
     TxRingFull,
 }
@@ -52,7 +66,8 @@ pub struct WatchdogRun {
 /// `igbvf_has_link` schedules the reset task on a link-check error only this long after the
 /// last reset (10 s).
 pub const RESET_THROTTLE_NS: u64 = 10_000_000_000;
-/// igbvf's watchdog timer period (2 s).
+/// The watchdog timer period of both drivers (2 s: igbvf's `watchdog_timer`, ixgbevf's
+/// `service_timer`).
 pub const WATCHDOG_PERIOD_NS: u64 = 2_000_000_000;
 
 /// How [`SoftIgbvf::xmit`] builds a packet's descriptors.
@@ -83,9 +98,11 @@ impl Default for XmitOpts {
     }
 }
 
-/// Ring sizes and buffer sizes of the software driver.
+/// Which driver, ring sizes and buffer sizes of the software driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DriverConfig {
+    /// The card whose VF driver runs: igbvf on the 82576, ixgbevf on the 82599.
+    pub card: Card,
     /// Descriptors per ring (igbvf default 256; a multiple of 8).
     pub ring: u32,
     /// `adapter->rx_buffer_len`: 1522 for MTU 1500 (one-buffer mode); ≥ 2048 selects header
@@ -93,9 +110,9 @@ pub struct DriverConfig {
     pub rx_buffer_len: u32,
     /// The MAC igbvf picks with `eth_hw_addr_random` when the PF assigns none.
     pub random_mac: [u8; 6],
-    /// The VTEITR value written for the TX and RX vectors (`igbvf_configure_msix`). Linux
-    /// igbvf starts at `IGBVF_START_ITR` (488, about 8000 interrupts a second) and moves it
-    /// with its traffic; 0 turns moderation off. Default 0: in-process runs move frames in no
+    /// The VTEITR value written for the queue vectors (`igbvf_configure_msix`,
+    /// `ixgbevf_write_eitr`). Linux igbvf starts at `IGBVF_START_ITR` (488, about 8000
+    /// interrupts a second) and moves it with its traffic; 0 turns moderation off. Default 0: in-process runs move frames in no
     /// simulated time, and a held interrupt would wait for time that does not pass.
     pub itr: u32,
 }
@@ -103,6 +120,7 @@ pub struct DriverConfig {
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
+            card: Card::I82576,
             ring: 64,
             rx_buffer_len: 1522,
             itr: 0,
@@ -111,23 +129,27 @@ impl Default for DriverConfig {
     }
 }
 
-const IVAR_VALID: u32 = 0x80;
 const TX_SLOT: u64 = 2048;
 const RX_SLOT: u64 = 2048;
 const HDR_SLOT: u64 = 128;
 const POLLS: u32 = 2000;
+/// RXDCTL.ENABLE / TXDCTL.ENABLE: bit 25 on both cards.
+const DCTL_ENABLE: u32 = 1 << 25;
 
-/// The in-process igbvf. Keeps its own copy of the guest memory handle (the "CPU" side).
-pub struct SoftIgbvf {
+/// The in-process VF driver. Keeps its own copy of the guest memory handle (the "CPU" side).
+pub struct SoftVf {
     mem: GuestMemoryMmap,
     cfg: DriverConfig,
+    regs: RegMap,
     base: u64,
     // mailbox
     cache: u32,
     timeout: u32,
+    /// ixgbevf: the mailbox API the PF granted (`hw->api_version`, an `ixgbe_pfvf_api_rev`).
+    pub api: u32,
     pub perm_addr: [u8; 6],
     pub mac: [u8; 6],
-    /// The netdev MTU (SET_LPE carries MTU + 14 + 4 + 4).
+    /// The netdev MTU (SET_LPE carries it plus the header, FCS and, from igbvf, a VLAN tag).
     pub mtu: u32,
     // rings
     tx_next_to_use: u32,
@@ -137,10 +159,10 @@ pub struct SoftIgbvf {
     rx_next_to_use: u32,
     rx_next_to_clean: u32,
     rx_ps_hdr_size: u32,
-    /// Pieces of a frame spanning descriptors (igbvf carries the skb across them).
+    /// Pieces of a frame spanning descriptors (the driver carries the skb across them).
     rx_partial: Vec<u8>,
     rx_partial_descs: u32,
-    // interrupts
+    // interrupts: the EIMS bit of each vector's job
     eims_tx: u32,
     eims_rx: u32,
     eims_other: u32,
@@ -155,30 +177,32 @@ pub struct SoftIgbvf {
     /// `netif_carrier_ok`: what the watchdog last made of the link. Off until the first
     /// watchdog run after open.
     pub carrier: bool,
-    /// `adapter->last_reset`, in the caller's clock (ns): set by [`SoftIgbvf::reinit`]; the
+    /// `adapter->last_reset`, in the caller's clock (ns): set by [`SoftVf::reinit`]; the
     /// caller sets it after probe, which has no clock.
     pub last_reset_ns: u64,
     /// Times the reset task ran.
     pub resets: u32,
     /// The netdev's multicast list, sent with SET_MULTICAST at open and whenever it changes
-    /// (`igbvf_set_multi`).
+    /// (`igbvf_set_multi`, `ixgbevf_set_rx_mode`).
     pub mc_list: Vec<[u8; 6]>,
 }
 
-impl SoftIgbvf {
+impl SoftVf {
     /// Bytes of guest memory the driver uses from its base, for `ring` descriptors.
     pub fn memory_needed(cfg: &DriverConfig) -> u64 {
         let r = u64::from(cfg.ring);
         0x2000 + r * (TX_SLOT + RX_SLOT + HDR_SLOT)
     }
 
-    pub fn new(mem: GuestMemoryMmap, base: u64, cfg: DriverConfig) -> SoftIgbvf {
-        SoftIgbvf {
+    pub fn new(mem: GuestMemoryMmap, base: u64, cfg: DriverConfig) -> SoftVf {
+        SoftVf {
             mem,
+            regs: RegMap::of(cfg.card),
             cfg,
             base,
             cache: 0,
             timeout: 0,
+            api: 0,
             perm_addr: [0; 6],
             mac: [0; 6],
             mtu: 1500,
@@ -202,6 +226,18 @@ impl SoftIgbvf {
             resets: 0,
             mc_list: Vec::new(),
         }
+    }
+
+    /// The driver's name as the kernel logs it.
+    pub fn name(&self) -> &'static str {
+        match self.cfg.card {
+            Card::I82576 => "igbvf",
+            Card::X82599 => "ixgbevf",
+        }
+    }
+
+    fn ixgbevf(&self) -> bool {
+        self.cfg.card == Card::X82599
     }
 
     // ----- layout -----
@@ -264,10 +300,18 @@ impl SoftIgbvf {
             .expect("4-byte BAR0 write");
     }
 
-    // ----- mailbox (mbx.c) -----
+    /// The register map of the card the driver runs on.
+    pub fn regs(&self) -> &RegMap {
+        &self.regs
+    }
+
+    // ----- mailbox (igbvf `mbx.c`, ixgbevf `mbx.c`'s legacy operations) -----
+    //
+    // The 82599's VFMAILBOX bits are the 82576's V2PMAILBOX bits, and ixgbevf below API 1.5
+    // polls and locks exactly as igbvf does.
 
     fn read_v2p(&mut self, vf: &VfHandle) -> u32 {
-        let v = self.rd(vf, regs::V2PMAILBOX) | self.cache;
+        let v = self.rd(vf, self.regs.mailbox) | self.cache;
         self.cache |= v & v2p::R2C;
         v
     }
@@ -279,7 +323,7 @@ impl SoftIgbvf {
     }
 
     fn obtain_lock(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
-        self.wr(vf, regs::V2PMAILBOX, v2p::VFU);
+        self.wr(vf, self.regs.mailbox, v2p::VFU);
         if self.read_v2p(vf) & v2p::VFU != 0 {
             Ok(())
         } else {
@@ -287,7 +331,7 @@ impl SoftIgbvf {
         }
     }
 
-    /// e1000_write_posted_mbx: write, then poll for PFACK.
+    /// write_posted: take the lock, write, post, then poll for PFACK.
     pub fn write_posted(&mut self, vf: &VfHandle, words: &[u32]) -> Result<(), DrvError> {
         if self.timeout == 0 {
             return Err(DrvError::MailboxTimeout);
@@ -297,13 +341,13 @@ impl SoftIgbvf {
         self.check_bit(vf, v2p::PFSTS);
         self.check_bit(vf, v2p::PFACK);
         for (i, w) in words.iter().take(MAILBOX_WORDS).enumerate() {
-            self.wr(vf, regs::VMBMEM + 4 * i as u64, *w);
+            self.wr(vf, self.regs.mbmem + 4 * i as u64, *w);
         }
-        self.wr(vf, regs::V2PMAILBOX, v2p::REQ);
+        self.wr(vf, self.regs.mailbox, v2p::REQ);
         self.poll(vf, v2p::PFACK)
     }
 
-    /// e1000_read_posted_mbx: poll for PFSTS, then lock, read, ACK.
+    /// read_posted: poll for PFSTS, then lock, read, ACK.
     pub fn read_posted(&mut self, vf: &VfHandle, n: usize) -> Result<Vec<u32>, DrvError> {
         if self.timeout == 0 {
             return Err(DrvError::MailboxTimeout);
@@ -312,12 +356,18 @@ impl SoftIgbvf {
         self.read_mbx(vf, n)
     }
 
+    /// A request and its reply of `n` words (ixgbevf's `ixgbevf_write_msg_read_ack`).
+    fn exchange(&mut self, vf: &VfHandle, words: &[u32], n: usize) -> Result<Vec<u32>, DrvError> {
+        self.write_posted(vf, words)?;
+        self.read_posted(vf, n)
+    }
+
     fn read_mbx(&mut self, vf: &VfHandle, n: usize) -> Result<Vec<u32>, DrvError> {
         self.obtain_lock(vf)?;
         let words = (0..n.min(MAILBOX_WORDS))
-            .map(|i| self.rd(vf, regs::VMBMEM + 4 * i as u64))
+            .map(|i| self.rd(vf, self.regs.mbmem + 4 * i as u64))
             .collect();
-        self.wr(vf, regs::V2PMAILBOX, v2p::ACK);
+        self.wr(vf, self.regs.mailbox, v2p::ACK);
         Ok(words)
     }
 
@@ -333,12 +383,14 @@ impl SoftIgbvf {
         Ok(())
     }
 
-    // ----- probe (vf.c) -----
-
-    /// e1000_reset_hw_vf: VTCTRL.RST, wait for RSTI/RSTD to clear, VF_RESET, read the MAC.
-    pub fn reset_hw(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
-        let ctrl = self.rd(vf, regs::VTCTRL);
-        self.wr(vf, regs::VTCTRL, ctrl | regs::ctrl::RST);
+    /// The reset both drivers start with (`e1000_reset_hw_vf`, `ixgbevf_reset_hw_vf`): CTRL.RST,
+    /// then poll the mailbox for the reset indication (RSTD/RSTI), at most 200 times; the
+    /// mailbox is armed again.
+    fn reset_and_wait(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
+        let ctrl = self.rd(vf, self.regs.ctrl);
+        let rst = crate::function::i82576::regs::ctrl::RST;
+        debug_assert_eq!(rst, crate::function::x82599::regs::ctrl::RST);
+        self.wr(vf, self.regs.ctrl, ctrl | rst);
         let mut timeout = 200;
         while timeout > 0 && self.check_bit(vf, v2p::RSTD | v2p::RSTI) {
             timeout -= 1;
@@ -347,14 +399,18 @@ impl SoftIgbvf {
             return Err(DrvError::PfInReset);
         }
         self.timeout = POLLS;
-        self.write_posted(vf, &[u32::from(msg::ID_VF_RESET)])?;
-        let r = self.read_posted(vf, 3)?;
+        Ok(())
+    }
+
+    /// The VF_RESET reply's first words: the permanent MAC on ACK, zeros on NACK.
+    fn take_reset_reply(&mut self, r: &[u32]) -> Result<(), DrvError> {
         let id = u32::from(msg::ID_VF_RESET);
-        if r[0] == id | msg::ACK {
+        let w0 = r.first().copied().unwrap_or(0) & !msg::CTS;
+        if w0 == id | msg::ACK {
             let a = r[1].to_le_bytes();
             let b = r[2].to_le_bytes();
             self.perm_addr = [a[0], a[1], a[2], a[3], b[0], b[1]];
-        } else if r[0] == id | msg::NACK {
+        } else if w0 == id | msg::NACK {
             self.perm_addr = [0; 6];
         } else {
             return Err(DrvError::MacInit);
@@ -362,43 +418,18 @@ impl SoftIgbvf {
         Ok(())
     }
 
-    /// e1000_rar_set_vf: SET_MAC_ADDR; on NACK the VF keeps its permanent MAC.
-    pub fn set_mac(&mut self, vf: &VfHandle, mac: [u8; 6]) -> Result<bool, DrvError> {
-        let w1 = u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]);
-        let w2 = u32::from_le_bytes([mac[4], mac[5], 0, 0]);
-        self.write_posted(vf, &[u32::from(msg::ID_SET_MAC_ADDR), w1, w2])?;
-        let r = self.read_posted(vf, 3)?;
-        let acked = r[0] & msg::NACK == 0;
-        self.mac = if acked { mac } else { self.perm_addr };
-        Ok(acked)
-    }
-
-    /// igbvf_probe as far as the device is concerned: enable memory + bus mastering and
-    /// MSI-X in config space, `igbvf_irq_disable`, `reset_hw`, `read_mac_addr` (a random MAC
-    /// when the PF assigned none), then `igbvf_reset` (`reset_hw` + `init_hw`: SET_MAC_ADDR).
-    /// Returns the MAC the netdev gets.
+    /// The driver's probe: bus set-up, reset handshake, MAC, (ixgbevf) API negotiation and
+    /// queues, then the MAC registered. Returns the MAC the netdev gets.
     pub fn probe(&mut self, vf: &VfHandle) -> Result<[u8; 6], DrvError> {
-        self.probe_bus(vf);
-        self.irq_disable(vf);
-        self.reset_hw(vf)?;
-        self.mac = self.perm_addr;
-        if self.mac == [0; 6] {
-            // "MAC address not assigned by administrator." → eth_hw_addr_random.
-            self.mac = self.cfg.random_mac;
+        match self.cfg.card {
+            Card::I82576 => self.igbvf_probe(vf),
+            Card::X82599 => self.ixgbevf_probe(vf),
         }
-        // igbvf_reset: reset_hw again, then init_hw (rar_set with mac.addr).
-        self.reset_hw(vf)?;
-        let want = self.mac;
-        self.set_mac(vf, want)?;
-        if self.mac == [0; 6] {
-            self.mac = want;
-        }
-        Ok(self.mac)
     }
 
-    /// The bus part of igbvf_probe: `pci_enable_device_mem` + `pci_set_master` (memory space
-    /// and bus mastering in the command register) and `pci_enable_msix_range(3, 3)` (MSI-X
-    /// Enable in the capability at 0x70).
+    /// The bus part of the probe: `pci_enable_device_mem` + `pci_set_master` (memory space
+    /// and bus mastering in the command register) and `pci_enable_msix_range` (MSI-X Enable
+    /// in the capability at 0x70 on both cards' VFs).
     pub fn probe_bus(&mut self, vf: &VfHandle) {
         vf.config_write(0x04, &0x0006u16.to_le_bytes());
         let mut mc = [0u8; 2];
@@ -412,53 +443,61 @@ impl SoftIgbvf {
         &self.cfg
     }
 
-    /// e1000_set_vfta_vf (igbvf_vlan_rx_add_vid / kill_vid): SET_VLAN, reply read; `Ok(false)`
-    /// when the PF refused (NACK bit).
+    /// SET_MAC_ADDR (`e1000_rar_set_vf`, `ixgbevf_set_rar_vf`); on NACK the VF keeps its
+    /// permanent MAC.
+    pub fn set_mac(&mut self, vf: &VfHandle, mac: [u8; 6]) -> Result<bool, DrvError> {
+        let w1 = u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]);
+        let w2 = u32::from_le_bytes([mac[4], mac[5], 0, 0]);
+        let r = self.exchange(vf, &[u32::from(msg::ID_SET_MAC_ADDR), w1, w2], 3)?;
+        let acked = r[0] & msg::NACK == 0;
+        self.mac = if acked { mac } else { self.perm_addr };
+        Ok(acked)
+    }
+
+    /// SET_VLAN (`igbvf_vlan_rx_add_vid`, `ixgbevf_vlan_rx_add_vid` and their kill_vid):
+    /// `Ok(false)` when the PF refused (NACK bit).
     pub fn set_vlan(&mut self, vf: &VfHandle, vid: u16, add: bool) -> Result<bool, DrvError> {
         let mut w0 = u32::from(msg::ID_SET_VLAN);
         if add {
             w0 |= 1 << msg::INFO_SHIFT;
         }
-        self.write_posted(vf, &[w0, u32::from(vid)])?;
-        let r = self.read_posted(vf, 2)?;
+        let r = self.exchange(vf, &[w0, u32::from(vid)], 2)?;
         // igbvf compares the reply with exactly SET_VLAN | NACK, which misses a NACK of an
         // "add" (the reply keeps MSGINFO); report what the PF said.
         Ok(r[0] & msg::NACK == 0)
     }
 
-    /// e1000_update_mc_addr_list_vf (igbvf_set_multi): up to 30 12-bit hashes, 16 words.
+    /// SET_MULTICAST (`e1000_update_mc_addr_list_vf`, `ixgbevf_update_mc_addr_list_vf`): up
+    /// to 30 12-bit hashes (multicast filter type 0 on both cards: address bits 47:36), 16
+    /// words.
     pub fn set_multicast(&mut self, vf: &VfHandle, groups: &[[u8; 6]]) -> Result<(), DrvError> {
         let cnt = groups.len().min(30);
         let mut words = [0u32; MAILBOX_WORDS];
         words[0] = u32::from(msg::ID_SET_MULTICAST) | ((cnt as u32) << msg::INFO_SHIFT);
         for (i, g) in groups.iter().take(cnt).enumerate() {
-            // mta_reg_count 128: hash_mask 0xFFF, bit_shift 4.
             let h = 0xFFF & ((u32::from(g[4]) >> 4) | (u32::from(g[5]) << 4));
             words[1 + i / 2] |= h << (16 * (i % 2));
         }
-        self.write_posted(vf, &words)?;
-        let _ = self.read_posted(vf, 1)?;
+        let _ = self.exchange(vf, &words, 1)?;
         Ok(())
     }
 
-    /// igbvf_down: disable RX and TX, mask interrupts, reset the VF (`reset_hw` + `init_hw`),
-    /// clear the rings (head and tail 0).
+    /// The driver's down: RX and TX disabled, interrupts masked, the VF reset again (its
+    /// reset handshake and the MAC registered), the rings cleared (head and tail 0).
     pub fn down(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
-        let rxdctl = self.rd(vf, regs::RX_BASE + q::DCTL);
-        self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl & !dctl::ENABLE);
-        let txdctl = self.rd(vf, regs::TX_BASE + q::DCTL);
-        self.wr(vf, regs::TX_BASE + q::DCTL, txdctl & !dctl::ENABLE);
-        let _ = self.rd(vf, regs::VTSTATUS);
+        for q in [self.regs.rx, self.regs.tx] {
+            let dctl = self.rd(vf, q + qreg::DCTL);
+            self.wr(vf, q + qreg::DCTL, dctl & !DCTL_ENABLE);
+        }
+        let _ = self.rd(vf, self.regs.status);
         self.irq_disable(vf);
-        self.reset_hw(vf)?;
-        let mac = self.mac;
-        self.set_mac(vf, mac)?;
-        for (h, t) in [
-            (regs::TX_BASE + q::DH, regs::TX_BASE + q::DT),
-            (regs::RX_BASE + q::DH, regs::RX_BASE + q::DT),
-        ] {
-            self.wr(vf, h, 0);
-            self.wr(vf, t, 0);
+        match self.cfg.card {
+            Card::I82576 => self.igbvf_reset(vf)?,
+            Card::X82599 => self.ixgbevf_reset(vf)?,
+        }
+        for q in [self.regs.tx, self.regs.rx] {
+            self.wr(vf, q + qreg::DH, 0);
+            self.wr(vf, q + qreg::DT, 0);
         }
         self.tx_pending.clear();
         self.tx_next_to_use = 0;
@@ -470,119 +509,135 @@ impl SoftIgbvf {
         Ok(())
     }
 
-    /// igbvf_change_mtu: down, new buffer sizes (`rx_buffer_len` as igbvf derives it from the
-    /// MTU), open again.
+    /// The MTU changes (`igbvf_change_mtu`, `ixgbevf_change_mtu`): down, new buffer sizes,
+    /// open again.
     pub fn change_mtu(&mut self, vf: &VfHandle, mtu: u32) -> Result<(), DrvError> {
-        let max_frame = mtu + 14 + 4;
-        self.mtu = mtu;
-        self.cfg.rx_buffer_len = match max_frame {
-            f if f <= 1024 => 1024,
-            f if f <= 2048 => 2048,
-            _ => 2048,
-        };
-        if max_frame == 1514 + 4 || max_frame == 1514 + 4 + 4 {
-            self.cfg.rx_buffer_len = 1514 + 4 + 4;
+        if self.ixgbevf() {
+            return self.ixgbevf_change_mtu(vf, mtu);
         }
+        self.mtu = mtu;
+        self.igbvf_buffer_len(mtu);
         self.down(vf)?;
         self.open(vf)
     }
 
-    // ----- interrupts (netdev.c) -----
+    // ----- interrupts -----
 
     pub fn irq_disable(&self, vf: &VfHandle) {
-        self.wr(vf, regs::VTEIMC, !0);
-        self.wr(vf, regs::VTEIAC, 0);
+        self.wr(vf, self.regs.eimc, !0);
+        self.wr(vf, self.regs.eiac, 0);
     }
 
-    /// igbvf_configure_msix: TX0 → vector 0, RX0 → vector 1 (read-modify-write of IVAR0),
-    /// EITR writes, mailbox → vector 2 in IVAR_MISC.
+    /// Routes the queues and the mailbox to their vectors and sets moderation.
     pub fn configure_msix(&mut self, vf: &VfHandle) {
-        let itr = self.cfg.itr;
-        let ivar = self.rd(vf, regs::VTIVAR);
-        self.wr(vf, regs::VTIVAR, (ivar & 0xFFFF_00FF) | (IVAR_VALID << 8));
-        self.eims_tx = 1;
-        self.wr(vf, regs::VTEITR0, itr);
-        let ivar = self.rd(vf, regs::VTIVAR);
-        self.wr(vf, regs::VTIVAR, (ivar & 0xFFFF_FF00) | 1 | IVAR_VALID);
-        self.eims_rx = 1 << 1;
-        self.wr(vf, regs::VTEITR0 + 4, itr);
-        self.wr(vf, regs::VTIVAR_MISC, 2 | IVAR_VALID);
-        self.eims_other = 1 << 2;
-        let _ = self.rd(vf, regs::VTSTATUS);
+        match self.cfg.card {
+            Card::I82576 => self.igbvf_configure_msix(vf),
+            Card::X82599 => self.ixgbevf_configure_msix(vf),
+        }
     }
 
     pub fn eims_enable_mask(&self) -> u32 {
         self.eims_tx | self.eims_rx | self.eims_other
     }
 
+    /// `igbvf_irq_enable`, `ixgbevf_irq_enable`: auto-clear, auto-mask, unmask.
     pub fn irq_enable(&self, vf: &VfHandle) {
         let m = self.eims_enable_mask();
-        self.wr(vf, regs::VTEIAC, m);
-        self.wr(vf, regs::VTEIAM, m);
-        self.wr(vf, regs::VTEIMS, m);
+        self.wr(vf, self.regs.eiac, m);
+        self.wr(vf, self.regs.eiam, m);
+        self.wr(vf, self.regs.eims, m);
     }
 
-    // ----- open (netdev.c) -----
+    // ----- rings -----
 
-    /// igbvf_configure_tx.
+    /// The TX ring (`igbvf_configure_tx`, `ixgbevf_configure_tx_ring`).
     pub fn configure_tx(&mut self, vf: &VfHandle) {
-        let txdctl = self.rd(vf, regs::TX_BASE + q::DCTL);
-        self.wr(vf, regs::TX_BASE + q::DCTL, txdctl & !dctl::ENABLE);
-        let _ = self.rd(vf, regs::VTSTATUS);
-        self.wr(vf, regs::TX_BASE + q::DLEN, self.cfg.ring * DESC_LEN as u32);
+        let tx = self.regs.tx;
+        let txdctl = self.rd(vf, tx + qreg::DCTL);
+        if self.ixgbevf() {
+            // Stop the queue with SWFLSH alone.
+            self.wr(
+                vf,
+                tx + qreg::DCTL,
+                crate::function::x82599::regs::txdctl::SWFLSH,
+            );
+        } else {
+            self.wr(vf, tx + qreg::DCTL, txdctl & !DCTL_ENABLE);
+        }
+        let _ = self.rd(vf, self.regs.status);
         let tdba = self.tx_ring_addr();
-        self.wr(vf, regs::TX_BASE + q::DBAL, tdba as u32);
-        self.wr(vf, regs::TX_BASE + q::DBAH, (tdba >> 32) as u32);
-        self.wr(vf, regs::TX_BASE + q::DH, 0);
-        self.wr(vf, regs::TX_BASE + q::DT, 0);
-        let dca = self.rd(vf, regs::TX_BASE + q::DCA_CTL);
-        self.wr(vf, regs::TX_BASE + q::DCA_CTL, dca & !(1 << 11));
-        self.wr(vf, regs::TX_BASE + q::DCTL, txdctl | dctl::ENABLE);
+        self.wr(vf, tx + qreg::DBAL, tdba as u32);
+        self.wr(vf, tx + qreg::DBAH, (tdba >> 32) as u32);
+        self.wr(vf, tx + qreg::DLEN, self.cfg.ring * DESC_LEN as u32);
+        if self.ixgbevf() {
+            // Head write-back off.
+            use crate::function::x82599::regs::txq;
+            self.wr(vf, tx + txq::TDWBAL, 0);
+            self.wr(vf, tx + txq::TDWBAH, 0);
+        }
+        self.wr(vf, tx + qreg::DH, 0);
+        self.wr(vf, tx + qreg::DT, 0);
+        let dca = self.rd(vf, tx + self.tx_dca());
+        self.wr(vf, tx + self.tx_dca(), dca & !(1 << 11));
+        let enable = if self.ixgbevf() {
+            // WTHRESH 8, HTHRESH 1, PTHRESH 32; ixgbevf then polls ENABLE.
+            (8 << 16) | (1 << 8) | 32 | DCTL_ENABLE
+        } else {
+            txdctl | DCTL_ENABLE
+        };
+        self.wr(vf, tx + qreg::DCTL, enable);
         self.tx_next_to_use = 0;
         self.tx_next_to_clean = 0;
         self.tx_pending.clear();
     }
 
-    /// igbvf_setup_srrctl.
-    pub fn setup_srrctl(&mut self, vf: &VfHandle) {
-        let mut s = srrctl::DROP_EN;
-        s |= self.cfg.rx_buffer_len.div_ceil(1024);
-        if self.cfg.rx_buffer_len < 2048 {
-            self.rx_ps_hdr_size = 0;
-            s |= srrctl::DESCTYPE_ADV_ONEBUF << srrctl::DESCTYPE_SHIFT;
-        } else {
-            self.rx_ps_hdr_size = 128;
-            // BSIZEHDRSIZE_SHIFT is 2 in igbvf: 128 << 2 = 2 << 8 (64-byte units).
-            s |= self.rx_ps_hdr_size << 2;
-            s |= srrctl::DESCTYPE_HDR_SPLIT_ALWAYS << srrctl::DESCTYPE_SHIFT;
+    /// The TX queue's DCA control register inside its block.
+    fn tx_dca(&self) -> u64 {
+        match self.cfg.card {
+            Card::I82576 => crate::function::i82576::regs::q::DCA_CTL,
+            Card::X82599 => crate::function::x82599::regs::txq::DCA_TXCTRL,
         }
-        self.wr(vf, regs::RX_BASE + q::SRRCTL, s);
     }
 
-    /// igbvf_configure_rx (+ igbvf_set_rlpml: SET_LPE).
-    pub fn configure_rx(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
-        self.configure_rx_ring(vf, true)
+    /// SRRCTL (`igbvf_setup_srrctl`, `ixgbevf_configure_srrctl`).
+    pub fn setup_srrctl(&mut self, vf: &VfHandle) {
+        let s = match self.cfg.card {
+            Card::I82576 => self.igbvf_srrctl(),
+            Card::X82599 => self.ixgbevf_srrctl(vf),
+        };
+        self.wr(vf, self.regs.rx + self.regs.srrctl, s);
     }
 
-    /// The RX ring registers; with `lpe`, SET_LPE in the middle, as igbvf_configure_rx does.
+    /// The RX ring's registers; `lpe` sends the driver's SET_LPE where it does
+    /// (`igbvf_configure_rx`, `ixgbevf_configure_rx`).
     fn configure_rx_ring(&mut self, vf: &VfHandle, lpe: bool) -> Result<(), DrvError> {
-        let rxdctl = self.rd(vf, regs::RX_BASE + q::DCTL);
-        self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl & !dctl::ENABLE);
-        let _ = self.rd(vf, regs::VTSTATUS);
+        let rx = self.regs.rx;
+        if lpe && self.ixgbevf() {
+            // ixgbevf_set_rlpml before the rings: MTU + header + FCS, the reply read.
+            let _ = self.exchange(vf, &[u32::from(msg::ID_SET_LPE), self.mtu + 14 + 4], 2)?;
+        }
+        let rxdctl = self.rd(vf, rx + qreg::DCTL);
+        self.wr(vf, rx + qreg::DCTL, rxdctl & !DCTL_ENABLE);
+        let _ = self.rd(vf, self.regs.status);
         let rdba = self.rx_ring_addr();
-        self.wr(vf, regs::RX_BASE + q::DBAL, rdba as u32);
-        self.wr(vf, regs::RX_BASE + q::DBAH, (rdba >> 32) as u32);
-        self.wr(vf, regs::RX_BASE + q::DLEN, self.cfg.ring * DESC_LEN as u32);
-        self.wr(vf, regs::RX_BASE + q::DH, 0);
-        self.wr(vf, regs::RX_BASE + q::DT, 0);
-        let mut rxdctl = (rxdctl | dctl::ENABLE) & 0xFFF0_0000;
-        rxdctl |= 16 | (8 << 8) | (4 << 16);
-        if lpe {
+        self.wr(vf, rx + qreg::DBAL, rdba as u32);
+        self.wr(vf, rx + qreg::DBAH, (rdba >> 32) as u32);
+        self.wr(vf, rx + qreg::DLEN, self.cfg.ring * DESC_LEN as u32);
+        self.wr(vf, rx + qreg::DH, 0);
+        self.wr(vf, rx + qreg::DT, 0);
+        let rxdctl = if self.ixgbevf() {
+            self.setup_srrctl(vf);
+            // ENABLE and VME: the VF strips VLAN tags (`ixgbevf_configure_rx_ring`).
+            rxdctl | DCTL_ENABLE | crate::function::x82599::regs::rxdctl::VME
+        } else {
+            ((rxdctl | DCTL_ENABLE) & 0xFFF0_0000) | 16 | (8 << 8) | (4 << 16)
+        };
+        if lpe && !self.ixgbevf() {
             // e1000_rlpml_set_vf: max_frame_size + VLAN_TAG_SIZE; igbvf does not read the
             // reply (the next posted write flushes PFSTS).
             self.write_posted(vf, &[u32::from(msg::ID_SET_LPE), self.mtu + 14 + 4 + 4])?;
         }
-        self.wr(vf, regs::RX_BASE + q::DCTL, rxdctl);
+        self.wr(vf, rx + qreg::DCTL, rxdctl);
         self.rx_next_to_use = 0;
         self.rx_next_to_clean = 0;
         self.rx_partial.clear();
@@ -599,21 +654,20 @@ impl SoftIgbvf {
         }
     }
 
-    /// igbvf_alloc_rx_buffers: refresh `count` descriptors and write RDT = last one.
+    /// Refreshes `count` RX descriptors and writes RDT = the last one
+    /// (`igbvf_alloc_rx_buffers`, `ixgbevf_alloc_rx_buffers`).
     pub fn alloc_rx_buffers(&mut self, vf: &VfHandle, count: u32) {
         let n = self.cfg.ring;
         let mut i = self.rx_next_to_use;
         for _ in 0..count {
-            let d = if self.rx_ps_hdr_size > 0 {
-                RxReadDesc {
-                    pkt_addr: self.rx_buf(i),
-                    hdr_addr: self.rx_hdr_buf(i),
-                }
+            let hdr_addr = if self.rx_ps_hdr_size > 0 {
+                self.rx_hdr_buf(i)
             } else {
-                RxReadDesc {
-                    pkt_addr: self.rx_buf(i),
-                    hdr_addr: 0,
-                }
+                0
+            };
+            let d = RxReadDesc {
+                pkt_addr: self.rx_buf(i),
+                hdr_addr,
             };
             let mut b = [0u8; DESC_LEN];
             d.emit(&mut b);
@@ -623,52 +677,67 @@ impl SoftIgbvf {
         if self.rx_next_to_use != i {
             self.rx_next_to_use = i;
             let tail = if i == 0 { n - 1 } else { i - 1 };
-            self.wr(vf, regs::RX_BASE + q::DT, tail);
+            self.wr(vf, self.regs.rx + qreg::DT, tail);
         }
     }
 
-    /// igbvf_open: igbvf_configure (SET_MULTICAST, TX, SRRCTL, RX, buffers), request_irq
-    /// (igbvf_configure_msix), clear pending (read EICR), igbvf_irq_enable.
+    /// The driver's open: the messages it sends on the way (multicast list; ixgbevf also its
+    /// xcast mode and unicast list) and the rings, interrupts routed and enabled.
     pub fn open(&mut self, vf: &VfHandle) -> Result<(), DrvError> {
-        // igbvf_set_multi → e1000_update_mc_addr_list_vf: 16 words, the netdev's list.
         let groups = self.mc_list.clone();
-        self.set_multicast(vf, &groups)?;
+        if self.ixgbevf() {
+            // ixgbevf_configure: ixgbevf_configure_dcb's GET_QUEUES, then the rx mode.
+            self.ixgbevf_get_queues(vf)?;
+            self.ixgbevf_set_rx_mode(vf, &groups)?;
+        } else {
+            self.set_multicast(vf, &groups)?;
+        }
         self.configure_tx(vf);
-        self.setup_srrctl(vf);
-        self.configure_rx(vf)?;
-        self.start(vf);
-        Ok(())
+        if !self.ixgbevf() {
+            self.setup_srrctl(vf);
+        }
+        self.configure_rx_ring(vf, true)?;
+        self.start(vf, true)
     }
 
-    /// The rings and interrupts of [`SoftIgbvf::open`] without its mailbox messages: for an
+    /// The rings and interrupts of [`SoftVf::open`] without its mailbox messages: for an
     /// endpoint whose mailbox conversation is scripted by its caller.
     pub fn open_rings(&mut self, vf: &VfHandle) {
         self.configure_tx(vf);
-        self.setup_srrctl(vf);
-        // Without SET_LPE the ring setup sends nothing on the mailbox, so it cannot fail.
+        if !self.ixgbevf() {
+            self.setup_srrctl(vf);
+        }
+        // Without SET_LPE and the MAC the ring setup sends nothing on the mailbox, so it
+        // cannot fail.
         let _ = self.configure_rx_ring(vf, false);
-        self.start(vf);
+        let _ = self.start(vf, false);
     }
 
-    /// Posts every RX buffer, routes and enables the interrupts.
-    fn start(&mut self, vf: &VfHandle) {
+    /// Posts every RX buffer, routes the interrupts, (ixgbevf's `ixgbevf_up_complete`, with
+    /// `register_mac`) registers the MAC, then clears and enables the interrupts.
+    fn start(&mut self, vf: &VfHandle, register_mac: bool) -> Result<(), DrvError> {
         let unused = self.rx_desc_unused();
         self.alloc_rx_buffers(vf, unused);
         self.configure_msix(vf);
-        let _ = self.rd(vf, regs::VTEICR);
+        if register_mac && self.ixgbevf() {
+            let mac = self.mac;
+            self.set_mac(vf, mac)?;
+        }
+        let _ = self.rd(vf, self.regs.eicr);
         self.irq_enable(vf);
         self.get_link_status = true;
+        Ok(())
     }
 
-    /// e1000_check_for_link_vf as igbvf's watchdog runs it: link is up when STATUS.LU is set
-    /// and the last PF message in the mailbox carries CTS.
+    /// The link as the watchdog checks it.
     pub fn check_link(&mut self, vf: &VfHandle) -> bool {
         self.check_for_link(vf).0
     }
 
-    /// e1000_check_for_link_vf with its return code: (link up, error). The error asks for a
-    /// reset: the PF's last message is a NACK without CTS (it no longer counts the VF as
-    /// clear to send), or the mailbox timed out while the PF is talking again.
+    /// `e1000_check_for_link_vf`, `ixgbevf_check_mac_link_vf` with their return code: (link
+    /// up, error). The error asks for a reset: the PF's last message is a NACK without CTS
+    /// (it no longer counts the VF as clear to send), or the mailbox timed out while the PF
+    /// is talking again.
     pub fn check_for_link(&mut self, vf: &VfHandle) -> (bool, bool) {
         // A pending reset indication or a disarmed mailbox forces a re-check.
         let rst = self.check_bit(vf, v2p::RSTD | v2p::RSTI);
@@ -678,7 +747,17 @@ impl SoftIgbvf {
         if !self.get_link_status {
             return (true, false);
         }
-        if self.rd(vf, regs::VTSTATUS) & regs::status::LU == 0 {
+        let up = match self.cfg.card {
+            Card::I82576 => {
+                use crate::function::i82576::regs as r;
+                self.rd(vf, r::VTSTATUS) & r::status::LU != 0
+            }
+            Card::X82599 => {
+                use crate::function::x82599::regs as r;
+                self.rd(vf, r::VFLINKS) & r::links::UP != 0
+            }
+        };
+        if !up {
             return (false, false);
         }
         // A failed read may be a collision with the PF: no error, try again next time.
@@ -695,10 +774,11 @@ impl SoftIgbvf {
         (true, false)
     }
 
-    /// igbvf_watchdog_task at `now_ns` (the caller's clock): `igbvf_has_link`, whose error
-    /// schedules the reset task once [`RESET_THROTTLE_NS`] have passed since the last reset
-    /// (run here at once: [`SoftIgbvf::reinit`], after which `igbvf_up` has the watchdog look
-    /// again), then the carrier follows the link ("Link is Up" / "Link is Down").
+    /// The watchdog at `now_ns` (the caller's clock: igbvf's `igbvf_watchdog_task`, ixgbevf's
+    /// `ixgbevf_watchdog_subtask` + `ixgbevf_reset_subtask`): the link check, whose error
+    /// runs the reset task once [`RESET_THROTTLE_NS`] have passed since the last reset (here
+    /// at once: [`SoftVf::reinit`], after which the watchdog looks again), then the carrier
+    /// follows the link ("Link is Up" / "Link is Down").
     pub fn watchdog(&mut self, vf: &VfHandle, now_ns: u64) -> Result<WatchdogRun, DrvError> {
         let (mut link, error) = self.check_for_link(vf);
         let mut run = WatchdogRun::default();
@@ -715,9 +795,8 @@ impl SoftIgbvf {
         Ok(run)
     }
 
-    /// igbvf_reset_task → igbvf_reinit_locked: [`SoftIgbvf::down`] (its `igbvf_reset` is the
-    /// VF_RESET handshake again and SET_MAC_ADDR, and sets `last_reset`), then
-    /// [`SoftIgbvf::open`]'s `igbvf_up` (SET_MULTICAST, rings, SET_LPE, interrupts).
+    /// The reset task (`igbvf_reinit_locked`, `ixgbevf_reinit_locked`): [`SoftVf::down`] (the
+    /// reset handshake again), then [`SoftVf::open`]'s up.
     pub fn reinit(&mut self, vf: &VfHandle, now_ns: u64) -> Result<(), DrvError> {
         self.carrier = false;
         self.resets += 1;
@@ -726,12 +805,16 @@ impl SoftIgbvf {
         self.open(vf)
     }
 
-    /// The netdev's multicast list changed (`ip maddr add`, a socket joining a group):
-    /// `igbvf_set_multi` sends the whole list again with SET_MULTICAST (the PF replaces the
-    /// VF's table with it).
+    /// The netdev's multicast list changed (`ip maddr add`, a socket joining a group): the
+    /// driver's rx-mode handler sends the whole list again with SET_MULTICAST (the PF
+    /// replaces the VF's table with it).
     pub fn set_mc_list(&mut self, vf: &VfHandle, groups: Vec<[u8; 6]>) -> Result<(), DrvError> {
         self.mc_list = groups;
         let groups = self.mc_list.clone();
-        self.set_multicast(vf, &groups)
+        if self.ixgbevf() {
+            self.ixgbevf_set_rx_mode(vf, &groups)
+        } else {
+            self.set_multicast(vf, &groups)
+        }
     }
 }
