@@ -290,6 +290,10 @@ pub enum MailboxRequest {
     Promisc,
     /// SET_LPE: needs `max_frame`.
     Lpe,
+    /// ixgbevf's UPDATE_XCAST_MODE (an 82599 VF): needs `xcast`.
+    Xcast,
+    /// ixgbevf's GET_RETA (an 82599 VF; `ethtool -x` in the guest): the RSS redirection table.
+    Reta,
 }
 
 impl MailboxRequest {
@@ -302,8 +306,20 @@ impl MailboxRequest {
             MailboxRequest::Vlan => "vlan",
             MailboxRequest::Promisc => "promisc",
             MailboxRequest::Lpe => "lpe",
+            MailboxRequest::Xcast => "xcast",
+            MailboxRequest::Reta => "reta",
         }
     }
+}
+
+/// The mode an UPDATE_XCAST_MODE asks for (ixgbevf's `enum ixgbevf_xcast_modes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Xcast {
+    None,
+    Multi,
+    Allmulti,
+    Promisc,
 }
 
 /// Which promiscuous modes a SET_PROMISC asks for.
@@ -389,6 +405,7 @@ pub enum Step {
         add: Option<bool>,
         promisc: Option<PromiscMode>,
         max_frame: Option<u32>,
+        xcast: Option<Xcast>,
         #[serde(default)]
         adopt: Adopt,
         #[serde(default)]

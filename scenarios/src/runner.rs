@@ -10,7 +10,7 @@ use model::nic::faults::Fault;
 
 use crate::error::{SetupError, StepError};
 use crate::expect::{counter_values, CheckCtx};
-use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, Proto, ScenarioFile, Step};
+use crate::format::{Adopt, Expect, MailboxRequest, PromiscMode, Proto, ScenarioFile, Step, Xcast};
 use crate::guest_send::{self, crafted_frame, FrameSpec};
 use crate::iperf;
 use crate::load::Scenario;
@@ -854,10 +854,19 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             add,
             promisc,
             max_frame,
+            xcast,
             adopt,
             ..
         } => {
             let idx = endpoint(world, from)?;
+            if let Some(words) = ixgbe_request(*request, *xcast)? {
+                // ixgbevf's own messages: the reply's flags are read from word 0 as igb's.
+                let (words, reply_words) = words;
+                let reply = world.mailbox_exchange(idx, &words, reply_words)?;
+                o.happened.push(format!("PF answered {}", verdict(&reply)));
+                o.reply = Some(reply);
+                return Ok(o);
+            }
             let need_mac = || {
                 mac.ok_or(StepError::MissingKey {
                     request: request.name(),
@@ -904,6 +913,9 @@ fn act(world: &mut World, step: &Step) -> StepResult {
                         key: "max_frame",
                     })?,
                 },
+                MailboxRequest::Xcast | MailboxRequest::Reta => {
+                    unreachable!("ixgbevf's requests are built by ixgbe_request")
+                }
             };
             // The PF's reply echoes the request's layout (its payload words included).
             let reply_words = msg.wire_len();
@@ -1028,6 +1040,35 @@ fn act(world: &mut World, step: &Step) -> StepResult {
         world.pump_until(GUEST_REACT, |_| false);
     }
     Ok(o)
+}
+
+/// ixgbevf's own requests (an 82599 VF's): the words as ixgbevf writes them and the reply's
+/// length; `None` for the requests igbvf and ixgbevf share.
+fn ixgbe_request(
+    request: MailboxRequest,
+    xcast: Option<Xcast>,
+) -> Result<Option<(Vec<u32>, usize)>, StepError> {
+    use mailbox::ixgbe::{IxgbeMessage, IxgbeMsg, XcastMode};
+    let (msg, reply_words) = match request {
+        MailboxRequest::Xcast => {
+            let mode = match xcast.ok_or(StepError::MissingKey {
+                request: "xcast",
+                key: "xcast",
+            })? {
+                Xcast::None => XcastMode::None,
+                Xcast::Multi => XcastMode::Multi,
+                Xcast::Allmulti => XcastMode::AllMulti,
+                Xcast::Promisc => XcastMode::Promisc,
+            };
+            (IxgbeMsg::UpdateXcastMode { mode }, 2)
+        }
+        MailboxRequest::Reta => (IxgbeMsg::GetReta, mailbox::ixgbe::regs::len::RETA_REPLY),
+        _ => return Ok(None),
+    };
+    let words = IxgbeMessage::request(msg)
+        .to_words()
+        .expect("a request within the wire's ranges");
+    Ok(Some((words, reply_words)))
 }
 
 /// A `traffic` step's ends and numbers.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-const EXPECTED: [&str; 18] = [
+const EXPECTED: [&str; 19] = [
     "arp-broadcast",
     "dual-port",
     "fault-under-igbvf",
@@ -22,6 +22,7 @@ const EXPECTED: [&str; 18] = [
     "trusted-promisc",
     "unknown-unicast",
     "wire-fault",
+    "xcast-ixgbevf",
     "zero-mac",
 ];
 
@@ -73,6 +74,7 @@ fn files_that_hold_on_both_cards_pass_on_both_in_process() {
         "port-vlan-igbvf",
         "rate-ixgbevf",
         "jumbo-ixgbevf",
+        "xcast-ixgbevf",
     ] {
         assert!(
             on_82599.iter().any(|n| n == want),
