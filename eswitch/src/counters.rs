@@ -22,6 +22,9 @@ pub enum DropReason {
     LinkDown,
     /// Longer than the port's maximum frame size (LPE / RLPML).
     Oversize,
+    /// The receiving VF's receive is disabled (its VFRE bit: the 82599's ixgbe clears it when
+    /// it refuses the VF's SET_LPE).
+    RxDisabled,
     /// No port takes the frame (e.g. unknown unicast from the uplink while the default pool is
     /// not in the frame's VLAN, or unicast to the sender's own address).
     NoRoute,
@@ -36,13 +39,14 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::SpoofMac,
         DropReason::SpoofVlan,
         DropReason::VlanFilter,
         DropReason::LinkDown,
         DropReason::Oversize,
+        DropReason::RxDisabled,
         DropReason::NoRoute,
         DropReason::Rate,
         DropReason::RxFull,
@@ -59,6 +63,7 @@ impl DropReason {
             DropReason::VlanFilter => "vlan_filter",
             DropReason::LinkDown => "link_down",
             DropReason::Oversize => "oversize",
+            DropReason::RxDisabled => "rx_disabled",
             DropReason::NoRoute => "no_route",
             DropReason::Rate => "rate",
             DropReason::RxFull => "rx_full",
@@ -84,6 +89,7 @@ pub struct DropCounters {
     pub vlan_filter: u64,
     pub link_down: u64,
     pub oversize: u64,
+    pub rx_disabled: u64,
     pub no_route: u64,
     pub rate: u64,
     pub rx_full: u64,
@@ -100,6 +106,7 @@ impl DropCounters {
             DropReason::VlanFilter => &mut self.vlan_filter,
             DropReason::LinkDown => &mut self.link_down,
             DropReason::Oversize => &mut self.oversize,
+            DropReason::RxDisabled => &mut self.rx_disabled,
             DropReason::NoRoute => &mut self.no_route,
             DropReason::Rate => &mut self.rate,
             DropReason::RxFull => &mut self.rx_full,
@@ -116,6 +123,7 @@ impl DropCounters {
             DropReason::VlanFilter => self.vlan_filter,
             DropReason::LinkDown => self.link_down,
             DropReason::Oversize => self.oversize,
+            DropReason::RxDisabled => self.rx_disabled,
             DropReason::NoRoute => self.no_route,
             DropReason::Rate => self.rate,
             DropReason::RxFull => self.rx_full,
@@ -200,7 +208,7 @@ mod tests {
         for (i, &reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(drops.get(reason), i as u64 + 1, "{reason}");
         }
-        assert_eq!(drops.total(), 66, "1 + 2 + ... + 11");
+        assert_eq!(drops.total(), 78, "1 + 2 + ... + 12");
     }
 
     #[test]

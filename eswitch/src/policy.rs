@@ -70,6 +70,10 @@ pub struct VfPolicy {
     pub mc_overflow: bool,
     /// Largest frame the VF accepts (SET_LPE), including the Ethernet header and FCS.
     pub max_frame: u16,
+    /// The VF's receive enable (VFRE): off, the switch delivers it nothing (`rx_disabled`).
+    /// Only the 82599's ixgbe turns it off, when it refuses the VF's SET_LPE
+    /// (`ixgbe_set_vf_lpe`); an accepted SET_LPE or a VF reset turns it on again.
+    pub rx_enabled: bool,
 }
 
 /// Standard Ethernet: 1500 MTU + 14 header + 4 FCS.
@@ -93,6 +97,7 @@ impl Default for VfPolicy {
             promisc: false,
             mc_overflow: false,
             max_frame: DEFAULT_MAX_FRAME,
+            rx_enabled: true,
         }
     }
 }

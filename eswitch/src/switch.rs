@@ -251,6 +251,8 @@ struct Profile {
     /// Takes every multicast (uplinks, allmulti/promiscuous PF, effective allmulti on a VF).
     allmulti: bool,
     max_frame: u16,
+    /// Receive enabled (a VF's VFRE bit; always on for the PF and uplinks).
+    rx: bool,
     vlan: Membership,
 }
 
@@ -450,6 +452,9 @@ impl Eswitch {
         let p = &self.profiles[idx as usize];
         if !p.up {
             return self.drop_frame(out, idx, DropReason::LinkDown);
+        }
+        if !p.rx {
+            return self.drop_frame(out, idx, DropReason::RxDisabled);
         }
         if ctx.untagged_len + FCS_LEN > usize::from(p.max_frame) {
             return self.drop_frame(out, idx, DropReason::Oversize);

@@ -188,6 +188,7 @@ impl Eswitch {
                 promisc: false,
                 allmulti: true,
                 max_frame: self.config.port_max_frame,
+                rx: true,
                 vlan: Membership::All,
             },
             Kind::Pf => {
@@ -199,6 +200,7 @@ impl Eswitch {
                     promisc: pf.promisc,
                     allmulti: pf.allmulti || pf.promisc,
                     max_frame: self.config.port_max_frame,
+                    rx: true,
                     vlan: if pf.vlan_promisc {
                         Membership::All
                     } else {
@@ -219,6 +221,7 @@ impl Eswitch {
                     promisc: vf.promisc,
                     allmulti: vf.allmulti,
                     max_frame: vf.policy.max_frame,
+                    rx: vf.policy.rx_enabled,
                     vlan: match vf.port_vlan {
                         Some(pv) => Membership::Only(pv.vid),
                         None => Membership::Joined,

@@ -489,6 +489,25 @@ fn link_state_disable_drops_everything_the_vf_sends_and_delivers_nothing_to_it()
 }
 
 #[test]
+fn a_vf_with_receive_disabled_gets_nothing_but_still_sends() {
+    let mut sw = switch();
+    let mut p = sw.policy(1).unwrap().clone();
+    p.rx_enabled = false;
+    sw.set_policy(1, p).unwrap();
+    let out = sw.process(PortId::Vf(0), frame(vf_mac(1), vf_mac(0), None));
+    assert!(out.to(PortId::Vf(1)).is_none());
+    assert_eq!(drops(&out), vec![(PortId::Vf(1), DropReason::RxDisabled)]);
+    // A broadcast reaches everyone else.
+    let out = sw.process(PortId::Vf(0), arp_request(vf_mac(0), None));
+    assert!(out.to(PortId::Vf(1)).is_none());
+    assert!(out.to(PortId::Vf(2)).is_some());
+    // Its own transmit is not gated by VFRE.
+    let out = sw.process(PortId::Vf(1), frame(vf_mac(0), vf_mac(1), None));
+    assert_eq!(ports(&out), vec![PortId::Vf(0)]);
+    assert_eq!(sw.counters(PortId::Vf(1)).unwrap().drops.rx_disabled, 2);
+}
+
+#[test]
 fn with_the_link_down_auto_vfs_are_down_and_enabled_vfs_still_switch_locally() {
     let mut sw = switch();
     sw.set_link(false);

@@ -183,6 +183,10 @@ pub enum PolicyChange {
     AddVlan(u16),
     RemoveVlan(u16),
     SetMaxFrame(u16),
+    /// The 82599's SET_LPE, whose VFs share the port's frame size (`ixgbe_set_vf_lpe`):
+    /// `Some` accepted — the VF's receive on (VFRE) and its max frame set; `None` refused — its
+    /// receive off until an accepted SET_LPE or a VF reset.
+    SharedMaxFrame(Option<u16>),
     SetPromisc {
         allmulti: bool,
         promisc: bool,
@@ -207,6 +211,9 @@ impl PolicyChange {
                 p.mc_hashes.clear();
                 p.vlan_filters.clear();
                 p.mc_overflow = false;
+                // ixgbe_vf_reset_msg → ixgbe_set_vf_rx_tx: receive on again (the link state
+                // gates it separately).
+                p.rx_enabled = true;
             }
             PolicyChange::SetMac(mac) => p.mac = Some(*mac),
             PolicyChange::ClearMacFilters => p.mac_filters.clear(),
@@ -234,6 +241,11 @@ impl PolicyChange {
             }
             PolicyChange::RemoveVlan(vid) => p.vlan_filters.retain(|v| v != vid),
             PolicyChange::SetMaxFrame(n) => p.max_frame = *n,
+            PolicyChange::SharedMaxFrame(Some(n)) => {
+                p.max_frame = *n;
+                p.rx_enabled = true;
+            }
+            PolicyChange::SharedMaxFrame(None) => p.rx_enabled = false,
             PolicyChange::SetPromisc { allmulti, promisc } => {
                 p.allmulti = *allmulti;
                 p.promisc = *promisc;

@@ -684,6 +684,10 @@ fn the_vlvf_table_is_shared_and_full_means_nack() {
     assert!(nacked(&a.exchange_typed(&mut nic, del, 2)));
 }
 
+fn rx_on(nic: &Nic) -> bool {
+    nic.policy[0].rx_enabled
+}
+
 #[test]
 fn set_lpe_follows_the_82599_shared_max_frame_rule() {
     // PF at MTU 1500: nothing above 1518.
@@ -692,11 +696,23 @@ fn set_lpe_follows_the_82599_shared_max_frame_rule() {
     let lpe = |max_frame| IxgbeMsg::SetLpe { max_frame };
     assert!(acked(&d.exchange_typed(&mut nic, lpe(1518), 2)));
     assert_eq!(nic.policy[0].max_frame, 1518);
+    assert!(rx_on(&nic));
     assert!(nacked(&d.exchange_typed(&mut nic, lpe(9018), 2)));
     assert_eq!(nic.last_refusal(), Some(RefusalReason::InvalidMaxFrame));
+    // "disable Rx for VF": the refusal clears the VF's VFRE bit; its max frame stays.
+    assert!(!rx_on(&nic));
+    assert_eq!(nic.policy[0].max_frame, 1518);
+    // A range refusal comes before the 82599 rule and leaves VFRE alone.
     for out_of_range in [0, 67, 9729, u32::MAX] {
         assert!(nacked(&d.exchange_typed(&mut nic, lpe(out_of_range), 2)));
     }
+    assert!(!rx_on(&nic));
+    // An accepted SET_LPE turns receive on again; so does a VF reset.
+    assert!(acked(&d.exchange_typed(&mut nic, lpe(1500), 2)));
+    assert!(rx_on(&nic));
+    assert!(nacked(&d.exchange_typed(&mut nic, lpe(9018), 2)));
+    d.reset_hw(&mut nic);
+    assert!(rx_on(&nic));
     // Jumbo PF: jumbo VFs at API 1.1+, but no API 1.0 VF at all.
     let mut config = IxgbeConfig::new(1);
     config.pf_mtu = 9000;

@@ -266,8 +266,9 @@ fn software_ixgbevf_guests_come_up_and_exchange_frames_on_an_82599() {
         "TX already cleaned by the handler"
     );
 
-    // Jumbo: the PF's MTU is 1500, so ixgbe refuses a VF frame above 1522; the interface
-    // keeps its MTU and still works.
+    // Jumbo: the PF's MTU is 1500, so ixgbe refuses a VF frame above 1518 and clears the
+    // VF's receive enable with the refusal (`ixgbe_set_vf_lpe`); the interface keeps its MTU
+    // but receives nothing until its next reset (`ip link set eth0 down; ... up`).
     let refused = {
         let g = &mut guests[1];
         g.drv.change_mtu(&g.vf, 9000)
@@ -276,7 +277,24 @@ fn software_ixgbevf_guests_come_up_and_exchange_frames_on_an_82599() {
     assert_eq!(guests[1].drv.mtu, 1500);
     guests[0].send(&sent).unwrap();
     guests[1].poll();
-    assert_eq!(guests[1].take_received().len(), 1);
+    assert!(guests[1].take_received().is_empty());
+    let rx_disabled = nic.with_pf(|pf| {
+        pf.switch()
+            .counters(PortId::Vf(1))
+            .map(|c| c.drops.get(DropReason::RxDisabled))
+    });
+    assert_eq!(rx_disabled, Some(1));
+    {
+        let g = &mut guests[1];
+        g.drv.reinit(&g.vf, 2_000_000_000).unwrap();
+    }
+    guests[0].send(&sent).unwrap();
+    guests[1].poll();
+    assert_eq!(
+        guests[1].take_received().len(),
+        1,
+        "receive on again after the reset"
+    );
 
     // TSO through context slot 1: 3000 bytes of TCP payload in MSS 1000 segments.
     let seg = support_tcp_frame(macs[1], macs[0], 3000);

@@ -630,7 +630,8 @@ impl IxgbeAgent {
 
     /// ixgbe_set_vf_lpe: 68..=9728 bytes, and the 82599's rule that PF and VFs share one max
     /// frame: with the PF at a standard MTU no VF frame above 1518; with a jumbo PF only VFs at
-    /// API 1.1 or later.
+    /// API 1.1 or later. The 82599 rule also sets the VF's receive enable (VFRE): off with the
+    /// refusal, on with the grant.
     fn set_lpe(&mut self, vf: usize, max_frame: u32) -> Result<Handled, Refused> {
         if !(limits::MIN_FRAME..=limits::MAX_FRAME).contains(&max_frame) {
             return Err(RefusalReason::InvalidMaxFrame.into());
@@ -646,11 +647,16 @@ impl IxgbeAgent {
             max_frame <= limits::LEGACY_MAX_FRAME
         };
         if !allowed {
-            return Err(RefusalReason::InvalidMaxFrame.into());
+            // "disable Rx for VF": VFRE cleared with the refusal.
+            return Err(Refused {
+                reason: RefusalReason::InvalidMaxFrame,
+                change: Some(PolicyChange::SharedMaxFrame(None)),
+                ipsec_errno: None,
+            });
         }
         // max_frame ≤ 9728 fits.
         let frame = u16::try_from(max_frame).unwrap_or(u16::MAX);
-        Ok(Handled::change(PolicyChange::SetMaxFrame(frame)))
+        Ok(Handled::change(PolicyChange::SharedMaxFrame(Some(frame))))
     }
 
     /// ixgbe_set_vf_macvlan_msg → ixgbe_set_vf_macvlan: index 0 drops the VF's list, index 1
