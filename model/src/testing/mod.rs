@@ -11,6 +11,8 @@
 //!   TDT), `igbvf_clean_tx_irq`, `igbvf_clean_rx_irq` and the three MSI-X handlers.
 //! - [`IrqLog`]: an [`IrqSink`] that records the vectors fired, for the driver's handlers.
 //! - [`SoftGuest`]: a guest of its own — memory, interrupt log, driver — attached to one VF.
+//! - [`SoftIgbPf`]: the VF management of a guest's igb, for a port whose VFs it manages: the
+//!   register sequences of `sriov_numvfs`, of its mailbox task and of `ip link set <pf> vf N`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -19,8 +21,10 @@ use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use crate::nic::VfHandle;
 use crate::seams::IrqSink;
 
+mod igb_pf;
 mod igbvf;
 
+pub use igb_pf::{Handled, PfBar0, SoftIgbPf};
 pub use igbvf::{
     DriverConfig, DrvError, RxFrame, SoftIgbvf, WatchdogRun, XmitOpts, RESET_THROTTLE_NS,
     WATCHDOG_PERIOD_NS,
