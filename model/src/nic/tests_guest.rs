@@ -254,9 +254,7 @@ fn a_vf_reset_sets_vflre_and_stops_its_pool_until_the_pf_clears_it() {
     assert_eq!(*rig.igb.vmmb.lock().unwrap(), 0, "masked by MBVFIMR");
     pf.wr(r::VFLRE, 1 << 1);
     assert_eq!(pf.rd(r::VFLRE), 0);
-    // An FLR of VF 0 does the same.
-    let mut cmd = [0u8; 2];
-    vf.config_read(0x04, &mut cmd);
+    // A function reset of VF 0 (DEVICE_RESET) does the same.
     let vf0 = rig.nic.vf(0).unwrap();
     vf0.reset();
     assert_eq!(pf.rd(r::VFLRE), 1 << 0);
