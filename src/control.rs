@@ -169,6 +169,11 @@ pub struct ShowReport {
     pub link_up: bool,
     /// Who may enable promiscuous modes (`igb` or `trusted-only`).
     pub promisc_policy: String,
+    /// Where the VFs' policies come from: `embedded` (the emulator's PF agent and `ctl vf`)
+    /// or `guest` (the guest's igb on the PF function, through the PF's registers).
+    pub pf_driver: String,
+    /// The guest PF driver's accesses the device refused (guest mode only).
+    pub guest_pf: Option<model::nic::GuestPfCounters>,
     /// The armed faults and what each has done.
     pub faults_armed: Vec<FaultReport>,
     /// The PF and uplink ports of the port's switch.
@@ -207,6 +212,7 @@ pub fn port_name(pf: u8) -> String {
 /// time).
 pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
     let (nic, uplinks) = (&view.nic, &view.uplinks);
+    let (pf_driver, guest_pf) = nic.with_pf(|pf| (pf.pf_driver(), pf.guest_counters()));
     let (pf_mac, link_up, ports, per_vf, promisc) = nic.with_pf(|pf| {
         let sw = pf.switch();
         let ports = sw
@@ -272,6 +278,8 @@ pub fn show_report(pf: u8, view: &PortView) -> ShowReport {
         pf_mac,
         link_up,
         promisc_policy: promisc.name().into(),
+        pf_driver: pf_driver.to_string(),
+        guest_pf,
         faults_armed: nic.faults(),
         switch_ports: ports,
         pf_function,
@@ -382,6 +390,12 @@ pub fn format_show(r: &ShowReport) -> String {
         r.vfs.len(),
         r.promisc_policy
     );
+    if let Some(g) = &r.guest_pf {
+        s += &format!(
+            "    pf-driver guest: the guest's igb sets the VFs' policies; refused: {} absent-VF mailbox, {} bad-width, {} policies\n",
+            g.absent_vf, g.bad_width, g.policy_refused
+        );
+    }
     if !r.nic.faults.is_empty() {
         s += &format!("    faults fired: {}\n", nonzero(&r.nic.faults));
     }
@@ -652,5 +666,40 @@ mod tests {
             let line = serde_json::to_string(&req).unwrap();
             assert_eq!(parse(&line).unwrap(), req, "{line}");
         }
+    }
+
+    #[test]
+    fn a_port_whose_vfs_the_guests_igb_manages_refuses_ctl_vf_and_says_so_in_show() {
+        let config = model::NicConfig {
+            num_vfs: 2,
+            pf_driver: model::nic::PfDriver::Guest,
+            ..model::NicConfig::default()
+        };
+        let clock = Arc::new(model::seams::ManualClock::new(0));
+        let view = PortView {
+            nic: Nic::new(&config, clock).unwrap(),
+            uplinks: Vec::new(),
+            vf_servers: Vec::new(),
+            pf_server: None,
+        };
+        let vf = Request::Vf {
+            port: PfRef(0),
+            vf: 1,
+            words: vec!["mac".into(), "02:00:00:00:00:10".into()],
+        };
+        let reply = handle(std::slice::from_ref(&view), &vf);
+        assert!(!reply.ok);
+        let err = reply.error.unwrap_or_default();
+        assert!(
+            err.contains("the guest's igb manages this port's VFs")
+                && err.contains("ip link set <pf> vf 1"),
+            "{err}"
+        );
+        let show = handle(&[view], &Request::Show { port: None });
+        let text = show.text.unwrap();
+        assert!(text.contains("pf-driver guest"), "{text}");
+        assert!(text.contains("    vf 1 link/ether"), "{text}");
+        let json = show.show.unwrap();
+        assert_eq!(json["ports"][0]["pf_driver"], "guest");
     }
 }

@@ -270,6 +270,11 @@ struct ServeArgs {
     /// socket) or 82599 (ixgbevf VFs at 10 Gb/s with ixgbe's decisions; VF sockets only).
     #[arg(long, value_name = "CARD")]
     model: Option<model::nic::Card>,
+    /// Who manages port pf0's VFs, or PORT's with a `pf1=` prefix: `embedded` (default: the
+    /// emulator plays the host's PF driver, `ctl vf N ...` sets policy) or `guest` (the
+    /// guest's igb on the PF socket, as with a QEMU that shows it SR-IOV; 82576 only).
+    #[arg(long, value_name = "[PORT=]embedded|guest")]
+    pf_driver: Vec<String>,
 }
 
 fn serve(args: ServeArgs) -> Result<(), CliError> {
@@ -283,6 +288,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         busy_poll_us,
         uplink,
         model,
+        pf_driver,
     } = args;
     let cfg = match &config {
         Some(p) => ServeConfig::load(p)?,
@@ -300,6 +306,10 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             .collect::<Result<_, _>>()?,
         busy_poll_us,
         model,
+        pf_drivers: pf_driver
+            .iter()
+            .map(|a| PortArg::pf_driver(a))
+            .collect::<Result<_, _>>()?,
     };
     sriov_emu::signals::install().map_err(CliError::Signals)?;
     let mut serving = Serving::start_with(&dir, &cfg, &cli)?;

@@ -55,7 +55,9 @@
 //!   VF_RESET reply (VFRE/VFTE set).
 //! - PF link change → `agent.ping_all(..)`; PF reset → `mbx.pf_reset_start()` on every VF and
 //!   `agent.pf_reset()`, then `mbx.pf_reset_done()` (CTRL_EXT.PFRSTD).
-//! - `InterruptPf` is for the PF agent only: there is no guest PF driver serving VF mailboxes.
+//! - `InterruptPf` is for whoever plays the VFs' PF driver: the PF agent, or, when a guest's igb
+//!   manages the VFs, that guest (the device model raises ICR.VMMB on its PF function, and its
+//!   P2VMAILBOX/VMBMEM/MBVFICR/VFLRE accesses go to the PF-side methods of [`VfMailbox`]).
 //!
 //! Pure: no I/O, no threads, no clock (time is passed in as nanoseconds).
 

@@ -191,6 +191,7 @@ impl NicSpec {
             num_uplinks: self.uplinks,
             link_speed_mbps: self.link_speed_mbps,
             card: self.model,
+            ..model::NicConfig::default()
         }
     }
 }

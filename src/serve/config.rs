@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use eswitch::{MacAddr, VfSetting};
 use mailbox::{PromiscPolicy, UnknownPromiscPolicy};
 use model::nic::Card;
-use model::nic::{MacMode, NicBuildError, SetError};
+use model::nic::{MacMode, NicBuildError, PfDriver, SetError};
 use model::NicConfig;
 use scenarios::format::MAX_PORTS;
 use scenarios::ports::PortNameError;
@@ -31,6 +31,8 @@ use crate::vfio::ClientLimits;
 pub const MAX_VFS: u16 = 256;
 /// The default number of VFs: the 82576's 7.
 pub const DEFAULT_VFS: u16 = 7;
+/// Most VFs of a port whose VFs the guest's igb manages: the 82576's eight pools.
+pub const GUEST_MAX_VFS: u16 = 8;
 /// How long a connection stays awake for its client's next message by default (µs).
 pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 /// The most `busy_poll_us` accepts: beyond a millisecond the thread might as well spin.
@@ -57,6 +59,11 @@ pub struct PortConfig {
     /// `"82599"` (ixgbevf VFs at 10 Gb/s, ixgbe's decisions; no PF socket: the 82599's PF
     /// function is not modelled).
     pub model: Option<Card>,
+    /// Who manages the VFs: `"embedded"` (the default: the emulator plays the host's PF
+    /// driver, `ctl vf N ...` sets their policy) or `"guest"` (the guest's igb on the PF
+    /// socket, through the PF's SR-IOV registers, with `ip link set <pf> vf N ...` in that
+    /// guest; 82576 only, at most 8 VFs, no `[vf]` settings).
+    pub pf_driver: Option<PfDriver>,
 }
 
 impl PortConfig {
@@ -71,6 +78,7 @@ impl PortConfig {
             ("uplink", self.uplink != d.uplink),
             ("promisc_policy", self.promisc_policy != d.promisc_policy),
             ("model", self.model != d.model),
+            ("pf_driver", self.pf_driver != d.pf_driver),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -85,12 +93,34 @@ impl PortConfig {
             return Err(PortError::VfCount(num_vfs));
         }
         let card = self.model.unwrap_or_default();
+        let pf_driver = self.pf_driver.unwrap_or_default();
+        if pf_driver == PfDriver::Guest {
+            if card != Card::I82576 {
+                return Err(PortError::GuestPfDriver(format!(
+                    "the {card} has no PF function a guest's driver could drive (82576 only)"
+                )));
+            }
+            if num_vfs > GUEST_MAX_VFS {
+                return Err(PortError::GuestPfDriver(format!(
+                    "a guest's igb manages at most {GUEST_MAX_VFS} VFs (the 82576's pools), \
+                     not vfs = {num_vfs}"
+                )));
+            }
+            if !self.vf.is_empty() {
+                return Err(PortError::GuestPfDriver(
+                    "[vf] settings are the administrator's, and the guest's igb is it: use \
+                     `ip link set <pf> vf N ...` in the guest"
+                        .into(),
+                ));
+            }
+        }
         let mut nic = NicConfig {
             num_vfs,
             mac_assignment: self.mac_assignment.for_port(pf),
             pf_mac: default_pf_mac(pf),
             card,
             link_speed_mbps: card.link_speed_mbps(),
+            pf_driver,
             ..NicConfig::default()
         };
         if let Some(m) = &self.pf_mac {
@@ -171,6 +201,7 @@ pub struct ServeConfig {
     pub uplink: UplinkConfig,
     pub promisc_policy: Option<String>,
     pub model: Option<Card>,
+    pub pf_driver: Option<PfDriver>,
     /// How long each connection looks for its client's next message before it sleeps
     /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
     /// [`crate::vfio::Server::set_busy_poll`].
@@ -220,6 +251,19 @@ impl PortArg<u16> {
     }
 }
 
+impl PortArg<PfDriver> {
+    /// `--pf-driver [PORT=]embedded|guest`.
+    pub fn pf_driver(arg: &str) -> Result<PortArg<PfDriver>, ServeError> {
+        let (pf, d) = split_port("--pf-driver", arg)?;
+        let value = d.parse().map_err(|reason| ServeError::Cli {
+            option: "--pf-driver",
+            arg: arg.into(),
+            reason,
+        })?;
+        Ok(PortArg { pf, value })
+    }
+}
+
 impl PortArg<UplinkConfig> {
     /// `--uplink [PORT=]KIND[:KEY=VALUE,...]`.
     pub fn uplink(arg: &str) -> Result<PortArg<UplinkConfig>, ServeError> {
@@ -249,6 +293,8 @@ pub struct CommandLine {
     pub busy_poll_us: Option<u64>,
     /// `--model`: every port's card.
     pub model: Option<Card>,
+    /// `--pf-driver [PORT=]embedded|guest`, per port.
+    pub pf_drivers: Vec<PortArg<PfDriver>>,
 }
 
 /// A configuration that cannot be served; nothing was started.
@@ -339,6 +385,8 @@ pub enum PortError {
     VfSettings { vf: u16, source: SetError },
     #[error("promisc_policy: {0}")]
     PromiscPolicy(#[source] UnknownPromiscPolicy),
+    #[error("pf_driver = \"guest\": {0}")]
+    GuestPfDriver(String),
     #[error(transparent)]
     Uplink(#[from] UplinkError),
     #[error("uplink.{field} = {value:?}: port pf{other}'s uplink takes it already")]
@@ -472,6 +520,7 @@ impl ServeConfig {
             uplink: self.uplink.clone(),
             promisc_policy: self.promisc_policy.clone(),
             model: self.model,
+            pf_driver: self.pf_driver,
         }
     }
 
@@ -559,6 +608,13 @@ impl ServeConfig {
         apply(&mut ports, cli.ports, "--uplink", &cli.uplinks, |c, u| {
             c.uplink = u.clone()
         })?;
+        apply(
+            &mut ports,
+            cli.ports,
+            "--pf-driver",
+            &cli.pf_drivers,
+            |c, &d| c.pf_driver = Some(d),
+        )?;
         if let Some(card) = cli.model {
             for e in ports.values_mut() {
                 e.config.model = Some(card);

@@ -244,4 +244,10 @@ pub trait Function: Send + 'static {
     fn dma_fault_report(&self) -> Vec<faults::DmaFaultState> {
         Vec::new()
     }
+    /// A VF's mailbox needs its PF driver (a request, an acknowledgement, a VF reset): a PF
+    /// whose guest driver manages the VFs raises its VF mailbox cause (the 82576's ICR.VMMB,
+    /// which igb's `igb_msix_other` answers with `igb_msg_task`). Other functions have none.
+    fn raise_vf_mailbox(&mut self) -> Effects {
+        Effects::default()
+    }
 }

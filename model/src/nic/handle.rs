@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use eswitch::PortId;
 
+use super::pf::Route;
 use super::{DynFunction, Hosted, Nic, Slot, Work};
 use crate::function::card_vf::CardVf;
 use crate::function::stats::{AccessError, VfStats};
@@ -91,15 +92,51 @@ impl<F: Hosted> Handle<F> {
         self.access(|s| ((), s.func.config_write(offset, data)))
     }
 
+    /// A register read. On the PF of a port whose VFs the guest's igb manages, the mailbox
+    /// and VF-management registers are the PF side's ([`super::guest_pf`]).
     pub fn region_read(&self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
+        if self.port == PortId::Pf {
+            match self.nic.guest_route(index, offset, data.len()) {
+                Some(Ok(Route::PfSide)) => {
+                    data.copy_from_slice(&self.nic.guest_read(offset).to_le_bytes());
+                    return Ok(());
+                }
+                Some(Err(e)) => {
+                    data.fill(0);
+                    return Err(e);
+                }
+                Some(Ok(Route::Both | Route::Function)) | None => {}
+            }
+        }
         self.read(|s| s.func.region_read(index, offset, data))
     }
 
     /// A register write; a TX queue the shaper paused, or an interrupt moderation held, is
     /// released here too once its time has come.
+    /// On the PF of a port whose VFs the guest's igb manages, the mailbox and VF-management
+    /// registers go to the PF side, and the receive filters, CTRL and CTRL_EXT to both.
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<(), AccessError> {
+        let mut copy = None;
+        if self.port == PortId::Pf {
+            let value = <[u8; 4]>::try_from(data).map(u32::from_le_bytes);
+            match (self.nic.guest_route(index, offset, data.len()), value) {
+                (Some(Ok(Route::PfSide)), Ok(v)) => {
+                    self.nic.guest_write(offset, v);
+                    return Ok(());
+                }
+                (Some(Ok(Route::Both)), Ok(v)) => copy = Some(v),
+                (Some(Err(e)), _) => return Err(e),
+                _ => {}
+            }
+        }
+        let nic = &self.nic;
         let r = self.access(|s| match s.func.region_write(index, offset, data) {
-            Ok(effects) => (Ok(()), effects),
+            Ok(effects) => {
+                if let Some(v) = copy {
+                    nic.guest_copy(offset, v);
+                }
+                (Ok(()), effects)
+            }
             Err(e) => (Err(e), Effects::default()),
         });
         self.nic.wake_if_due(self.port);
@@ -108,7 +145,10 @@ impl<F: Hosted> Handle<F> {
 
     /// DEVICE_RESET, or after the client went away.
     pub fn reset(&self) {
-        self.access(|s| ((), s.func.reset()))
+        self.access(|s| ((), s.func.reset()));
+        if self.port == PortId::Pf {
+            self.nic.guest_pf_reset();
+        }
     }
 
     /// A client connected: its memory and where the function's interrupts go. On the PF

@@ -61,11 +61,16 @@ mod tests;
 #[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
+mod tests_guest;
+#[cfg(test)]
 mod tests_ixgbe;
 
 pub use agent::{Agent, Card};
 pub use handle::{Handle, PfHandle, VfHandle};
-pub use pf::{AdminError, MacMode, NicConfig, NicError, PfCounters, PfSide, SetError, SharedPf};
+pub use pf::{
+    AdminError, GuestPfCounters, MacMode, NicConfig, NicError, PfCounters, PfDriver, PfSide,
+    SetError, SharedPf,
+};
 pub use timer::TimerHandle;
 
 /// Frames one VF's backlog holds while its RX ring is full.
@@ -170,6 +175,9 @@ impl Function for DynFunction {
     }
     fn dma_fault_report(&self) -> Vec<crate::function::faults::DmaFaultState> {
         (**self).dma_fault_report()
+    }
+    fn raise_vf_mailbox(&mut self) -> Effects {
+        (**self).raise_vf_mailbox()
     }
 }
 
@@ -345,6 +353,9 @@ fn merge_irq(a: Irq, b: Irq) -> Irq {
 /// One running NIC. See the module docs for the datapath and the lock order.
 pub struct Nic {
     pf: Arc<SharedPf>,
+    /// The guest's igb on the PF function manages the VFs ([`PfDriver::Guest`]): the PF
+    /// function's VF-management registers are routed to the PF side.
+    guest_pf: bool,
     slots: Vec<Mutex<Slot<CardVf>>>,
     /// The link speed a function reports when its link is up (the card's).
     link_speed_mbps: u32,
@@ -400,6 +411,7 @@ impl Nic {
         }
         let nic = Nic {
             pf,
+            guest_pf: config.pf_driver == PfDriver::Guest,
             slots,
             link_speed_mbps: config.link_speed_mbps,
             pf_fn: OnceLock::new(),
@@ -423,6 +435,15 @@ impl Nic {
 
     pub fn num_vfs(&self) -> u16 {
         self.slots.len() as u16
+    }
+
+    /// Who plays the VFs' PF driver on this port.
+    pub fn pf_driver(&self) -> PfDriver {
+        if self.guest_pf {
+            PfDriver::Guest
+        } else {
+            PfDriver::Embedded
+        }
     }
 
     /// VF `vf`, as its bus (a vfio-user connection, an in-process driver) reaches it.
@@ -514,6 +535,9 @@ impl Nic {
 
     /// [`Nic::configure_vf`] from the words of `ip link set PF vf N ...` (`sriov-emu ctl`).
     pub fn configure_vf_words(&self, vf: u16, words: &[&str]) -> Result<(), SetError> {
+        if self.guest_pf {
+            return Err(AdminError::GuestManaged { vf }.into());
+        }
         let settings = VfSetting::parse_words(words)?;
         Ok(self.configure_vf(vf, &settings)?)
     }
@@ -599,6 +623,9 @@ impl Nic {
     fn finish(&self, port: PortId, work: Work) {
         if self.pf.take_mailbox_delayed() {
             self.reschedule_faults();
+        }
+        if self.guest_pf {
+            self.raise_guest_vmmb();
         }
         if let Some((sink, fire)) = work.irq {
             for v in fire.vectors() {

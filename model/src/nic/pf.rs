@@ -26,6 +26,11 @@ use tracing::{info, warn};
 
 use super::agent::{Agent, Card, Served};
 use super::faults::{FaultReport, MailboxFault};
+pub(super) use guest::Route;
+use guest::{guest_mailboxes, GuestPf};
+pub use guest::{GuestPfCounters, PfDriver};
+
+mod guest;
 use crate::seams::{Clock, MailboxIrq, PfFilters, PfPort};
 use eswitch::NextSendAt;
 use std::sync::Arc;
@@ -43,6 +48,8 @@ pub struct NicConfig {
     pub link_speed_mbps: u32,
     /// Which card: the VFs' personality and the PF driver whose decisions they get.
     pub card: Card,
+    /// Who plays the VFs' PF driver: the emulator, or the guest's igb on the PF function.
+    pub pf_driver: PfDriver,
 }
 
 impl Default for NicConfig {
@@ -54,6 +61,7 @@ impl Default for NicConfig {
             num_uplinks: 1,
             link_speed_mbps: 1000,
             card: Card::default(),
+            pf_driver: PfDriver::default(),
         }
     }
 }
@@ -106,6 +114,9 @@ pub enum NicError {
     Switch(#[from] eswitch::ConfigError),
     #[error("PF agent: {0}")]
     Agent(#[from] mailbox::ConfigError),
+    /// A PF driver this port cannot have.
+    #[error("pf_driver = {driver}: {why}")]
+    PfDriver { driver: PfDriver, why: String },
 }
 
 /// An administrative change that was refused; nothing changed.
@@ -121,6 +132,12 @@ pub enum AdminError {
         why: &'static str,
         errno: &'static str,
     },
+    /// The guest's igb is the VFs' PF driver on this port: the administrator is `ip link` in
+    /// that guest.
+    #[error(
+        "the guest's igb manages this port's VFs: use `ip link set <pf> vf {vf} ...` in the guest"
+    )]
+    GuestManaged { vf: u16 },
 }
 
 /// `ip link set PF vf N <words>` that was not applied: the words did not parse, or the switch
@@ -158,6 +175,8 @@ pub struct PfSide {
     agent: Agent,
     mailboxes: Vec<VfMailbox>,
     counters: Vec<PfCounters>,
+    /// The guest's igb plays the VFs' PF driver ([`PfDriver::Guest`]): its registers.
+    guest: Option<GuestPf>,
     bad_vf: u64,
     /// Injected mailbox faults, per VF ([`PfSide::arm_mailbox_fault`]).
     mailbox_faults: Vec<Option<ArmedMailboxFault>>,
@@ -190,14 +209,46 @@ impl PfSide {
             config.mac_assignment,
         )?;
         let n = usize::from(config.num_vfs);
-        Ok(PfSide {
+        let guest = match config.pf_driver {
+            PfDriver::Embedded => None,
+            PfDriver::Guest => {
+                let why = if config.card != Card::I82576 {
+                    Some(format!(
+                        "the {} has no PF function for a guest driver (82576 only)",
+                        config.card
+                    ))
+                } else if n > crate::function::i82576::pf_vmm::POOLS {
+                    Some(format!(
+                        "a guest's igb manages at most {} VFs (the 82576's pools), not {n}",
+                        crate::function::i82576::pf_vmm::POOLS
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(NicError::PfDriver {
+                        driver: config.pf_driver,
+                        why,
+                    });
+                }
+                Some(GuestPf::new())
+            }
+        };
+        let mailboxes = match guest {
+            Some(_) => guest_mailboxes(n),
+            None => (0..n).map(|_| VfMailbox::new()).collect(),
+        };
+        let mut side = PfSide {
             switch,
             agent,
-            mailboxes: (0..n).map(|_| VfMailbox::new()).collect(),
+            mailboxes,
             counters: vec![PfCounters::default(); n],
             bad_vf: 0,
             mailbox_faults: vec![None; n],
-        })
+            guest,
+        };
+        side.guest_apply();
+        Ok(side)
     }
 
     pub fn num_vfs(&self) -> u16 {
@@ -330,10 +381,16 @@ impl PfSide {
             return MailboxIrq::None;
         };
         let events = self.mailboxes[i].vf_reset();
+        if self.guest.is_some() {
+            return self.guest_vf_reset(i, events);
+        }
         self.serve_if_asked(i, events, now_ns)
     }
 
     fn serve_if_asked(&mut self, i: usize, events: MailboxEvents, now_ns: u64) -> MailboxIrq {
+        if self.guest.is_some() {
+            return self.guest_vf_event(i, events);
+        }
         let mut all = events;
         if !events.contains(MailboxEvent::InterruptPf) {
             return irq_from(all);
@@ -507,6 +564,9 @@ impl PfSide {
         vf: u16,
         settings: &[VfSetting],
     ) -> Result<MailboxIrq, AdminError> {
+        if self.guest.is_some() {
+            return Err(AdminError::GuestManaged { vf });
+        }
         for s in settings {
             self.check_for_card(s)?;
         }
@@ -599,6 +659,10 @@ impl PfSide {
     /// driver tells them ([`Agent::pf_link`]). Returns the VFs whose mailbox interrupt must fire.
     pub fn set_link(&mut self, up: bool) -> Vec<u16> {
         self.switch.set_link(up);
+        if self.guest.is_some() {
+            // The guest's igb pings its VFs itself (`igb_ping_all_vfs` on a link change).
+            return Vec::new();
+        }
         let policies: Vec<VfPolicy> = (0..self.num_vfs())
             .map(|vf| self.switch.policy(vf).cloned().unwrap_or_default())
             .collect();
@@ -623,6 +687,8 @@ pub struct SharedPf {
     clock: Arc<dyn Clock>,
     /// A VF's mailbox access left a delayed service (a mailbox fault) for the NIC's timer.
     mailbox_delayed: AtomicBool,
+    /// A VF's mailbox event owes the guest's PF driver ICR.VMMB ([`PfDriver::Guest`]).
+    vmmb: AtomicBool,
 }
 
 impl SharedPf {
@@ -631,6 +697,7 @@ impl SharedPf {
             side: Mutex::new(side),
             clock,
             mailbox_delayed: AtomicBool::new(false),
+            vmmb: AtomicBool::new(false),
         }
     }
 
@@ -652,6 +719,18 @@ impl SharedPf {
     pub fn take_mailbox_delayed(&self) -> bool {
         self.mailbox_delayed.load(Ordering::Relaxed)
             && self.mailbox_delayed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether ICR.VMMB is owed to the guest's PF driver since the last call.
+    pub fn take_vmmb(&self) -> bool {
+        self.vmmb.load(Ordering::Relaxed) && self.vmmb.swap(false, Ordering::AcqRel)
+    }
+
+    /// Notes that an access owes the guest's PF driver ICR.VMMB, for [`SharedPf::take_vmmb`].
+    fn note_vmmb(&self, side: &mut PfSide) {
+        if side.take_guest_vmmb() {
+            self.vmmb.store(true, Ordering::Release);
+        }
     }
 
     /// Notes a delayed service left by an access, for [`SharedPf::take_mailbox_delayed`].
@@ -677,6 +756,7 @@ impl PfPort for SharedPf {
         let mut side = self.side();
         let irq = side.write_v2p(vf, value, now);
         self.note_delayed(&side);
+        self.note_vmmb(&mut side);
         irq
     }
 
@@ -693,6 +773,7 @@ impl PfPort for SharedPf {
         let mut side = self.side();
         let irq = side.vf_reset(vf, now);
         self.note_delayed(&side);
+        self.note_vmmb(&mut side);
         irq
     }
 
@@ -706,7 +787,13 @@ impl PfPort for SharedPf {
 /// lock held (the order is always function, then PF side).
 impl PfFilters for SharedPf {
     fn set_pf_policy(&self, policy: PfPolicy) {
-        if let Err(e) = self.side().switch_mut().set_pf_policy(policy) {
+        let mut side = self.side();
+        // With the guest's igb managing VFs, its RAR entries of VF pools are not the PF's.
+        let policy = match side.guest_pf_filters(policy.clone()) {
+            Some(filtered) => filtered,
+            None => policy,
+        };
+        if let Err(e) = side.switch_mut().set_pf_policy(policy) {
             // The PF function only builds valid policies; keep the switch's if one is not.
             warn!(error = %e, "PF receive filters refused by the switch");
         }

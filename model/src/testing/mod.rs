@@ -15,6 +15,8 @@
 //!   descriptor before every packet, VFLINKS, one queue vector and one mailbox vector.
 //! - [`IrqLog`]: an [`IrqSink`] that records the vectors fired, for the driver's handlers.
 //! - [`SoftGuest`]: a guest of its own — memory, interrupt log, driver — attached to one VF.
+//! - [`SoftIgbPf`]: the VF management of a guest's igb, for a port whose VFs it manages: the
+//!   register sequences of `sriov_numvfs`, of its mailbox task and of `ip link set <pf> vf N`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -23,8 +25,10 @@ use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use crate::nic::VfHandle;
 use crate::seams::IrqSink;
 
+mod igb_pf;
 mod vfdrv;
 
+pub use igb_pf::{Handled, PfBar0, SoftIgbPf};
 pub use vfdrv::{
     DriverConfig, DrvError, RegMap, RxFrame, SoftVf, WatchdogRun, XmitOpts, RESET_THROTTLE_NS,
     WATCHDOG_PERIOD_NS,

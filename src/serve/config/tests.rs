@@ -20,6 +20,7 @@ fn cli(ports: Option<u8>, vfs: &[&str], uplinks: &[&str]) -> CommandLine {
             .collect(),
         busy_poll_us: None,
         model: None,
+        pf_drivers: Vec::new(),
     }
 }
 
@@ -418,4 +419,38 @@ fn the_card_comes_from_the_file_per_port_or_from_the_command_line_for_all() {
     assert!(p.ports.iter().all(|port| port.nic.card == Card::X82599));
     let e = toml::from_str::<ServeConfig>("model = \"82598\"").unwrap_err();
     assert!(e.to_string().contains("expected `82576` or `82599`"), "{e}");
+}
+
+#[test]
+fn pf_driver_guest_is_per_port_and_82576_only() {
+    let p = plan("pf_driver = \"guest\"\nvfs = 4", &cli(None, &[], &[])).unwrap();
+    assert_eq!(p.ports[0].nic.pf_driver, PfDriver::Guest);
+    let two = CommandLine {
+        pf_drivers: vec![PortArg::pf_driver("pf1=guest").unwrap()],
+        ..cli(Some(2), &[], &[])
+    };
+    let p = plan("", &two).unwrap();
+    assert_eq!(p.ports[0].nic.pf_driver, PfDriver::Embedded);
+    assert_eq!(p.ports[1].nic.pf_driver, PfDriver::Guest);
+    let e = plan(
+        "pf_driver = \"guest\"\nmodel = \"82599\"",
+        &cli(None, &[], &[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("82576 only"), "{e}");
+    let e = plan("pf_driver = \"guest\"\nvfs = 9", &cli(None, &[], &[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 8 VFs"), "{e}");
+    let e = plan(
+        "pf_driver = \"guest\"\n[vf]\n0 = \"mac 02:00:00:00:00:10\"",
+        &cli(None, &[], &[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("ip link set <pf> vf N"), "{e}");
+    let e = PortArg::pf_driver("host").unwrap_err().to_string();
+    assert!(e.contains("`embedded`") && e.contains("`guest`"), "{e}");
+    assert!(toml::from_str::<ServeConfig>("pf_driver = \"host\"").is_err());
 }

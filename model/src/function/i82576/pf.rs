@@ -33,8 +33,11 @@
 //!   write-back is 0), so every frame is an unhashed one.
 //!
 //! The VF-related PF registers (mailboxes, VFRE/VFTE, VMOLR, VLVF, VT_CTL, ...) are stored and
-//! read back: no VF is enabled behind a guest's igb. Guest input never panics: what a register
-//! cannot hold is dropped, what the hardware refuses is refused, and both are logged.
+//! read back while the emulator plays the VFs' PF driver. When the guest's igb manages the VFs
+//! ([`crate::nic::PfDriver::Guest`]) the runtime answers them instead, from the VFs' mailboxes
+//! and [`super::pf_vmm`], and asks this function to raise ICR.VMMB
+//! ([`Function::raise_vf_mailbox`]). Guest input never panics: what a register cannot hold is
+//! dropped, what the hardware refuses is refused, and both are logged.
 
 use std::sync::Arc;
 
@@ -964,5 +967,12 @@ impl Function for Pf {
 
     fn dma_fault_report(&self) -> Vec<DmaFaultState> {
         self.dma_faults.report()
+    }
+
+    /// ICR.VMMB, which `igb_irq_enable` unmasks in IMS when igb has VFs.
+    fn raise_vf_mailbox(&mut self) -> Effects {
+        let msix = self.msix_enabled();
+        let now = self.now();
+        Effects::fire(self.intr.raise(r::icr::VMMB, msix, now))
     }
 }

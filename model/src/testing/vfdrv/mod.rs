@@ -52,7 +52,7 @@ pub struct RxFrame {
     pub checksum_unnecessary: bool,
 }
 
-/// What one run of [`SoftIgbvf::watchdog`] found and did.
+/// What one run of [`SoftVf::watchdog`] found and did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WatchdogRun {
     /// The link as `igbvf_has_link` reports it, after a reset if one ran.
@@ -70,7 +70,7 @@ pub const RESET_THROTTLE_NS: u64 = 10_000_000_000;
 /// `service_timer`).
 pub const WATCHDOG_PERIOD_NS: u64 = 2_000_000_000;
 
-/// How [`SoftIgbvf::xmit`] builds a packet's descriptors.
+/// How [`SoftVf::xmit`] builds a packet's descriptors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XmitOpts {
     /// Hardware VLAN insertion (skb_vlan_tag_present): a context descriptor with the tag and
