@@ -360,3 +360,45 @@ fn support_tcp_frame(dst: [u8; 6], src: [u8; 6], payload: usize) -> Vec<u8> {
     f.extend((0..payload).map(|i| i as u8));
     f
 }
+
+/// 63 VFs, as an 82599 port enables at most (64 pools, one the PF's), and 256 beyond the
+/// hardware (the emulator's limit for every card): the highest VF's software ixgbevf comes up
+/// with ixgbe's answers and reaches VF 0 through the one switch.
+#[test]
+fn the_highest_vf_of_63_and_of_256_works_as_vf_0_does() {
+    use model::testing::{DriverConfig, SoftGuest};
+    for num_vfs in [63u16, 256] {
+        let config = NicConfig {
+            num_vfs,
+            card: Card::X82599,
+            link_speed_mbps: 10_000,
+            ..NicConfig::default()
+        };
+        let nic = Nic::new(&config, Arc::new(ManualClock::new(1_000_000_000))).unwrap();
+        let last = num_vfs - 1;
+        let cfg = |n: u16| DriverConfig {
+            card: Card::X82599,
+            random_mac: [2, 0x5a, (n >> 8) as u8, n as u8, 0, 1],
+            ..DriverConfig::default()
+        };
+        let mut a = SoftGuest::attach(nic.vf(0).unwrap(), cfg(0)).unwrap();
+        let mut z = SoftGuest::attach(nic.vf(last).unwrap(), cfg(last)).unwrap();
+        let (ma, mz) = (a.up().unwrap(), z.up().unwrap());
+        assert!(z.drv.check_link(&z.vf), "{num_vfs} VFs: VF {last}'s link");
+        let f = frame(ma, mz, 0x5a);
+        z.send(&f).unwrap();
+        a.poll();
+        assert_eq!(
+            a.take_received().len(),
+            1,
+            "{num_vfs} VFs: VF {last} → VF 0"
+        );
+        a.send(&frame(mz, ma, 0xa5)).unwrap();
+        z.poll();
+        assert_eq!(
+            z.take_received().len(),
+            1,
+            "{num_vfs} VFs: VF 0 → VF {last}"
+        );
+    }
+}
