@@ -241,10 +241,16 @@ def debian_uri():
 
 
 class PrivateApt:
-    def __init__(self, name, uri, suites, keyrings):
-        self.dir = os.path.join(E2E, "apt", name)
+    """apt-get and apt-cache on a state of their own, in BASE/apt/NAME (BASE: target/e2e).
+
+    types: the index kinds of every suite ("deb", "deb-src").
+    """
+
+    def __init__(self, name, uri, suites, keyrings, base=None, types=("deb",)):
+        self.dir = os.path.join(base or E2E, "apt", name)
         self.uri = uri
         self.suites = suites
+        self.types = types
         self.keyrings = [k for k in keyrings if os.path.exists(k)]
         if not self.keyrings:
             die(f"none of the keyrings {keyrings} exists")
@@ -286,8 +292,9 @@ class PrivateApt:
         open(os.path.join(d, "state", "status"), "a").close()
         signed = ",".join(self.keyrings)
         with open(os.path.join(d, "etc", "sources.list"), "w") as f:
-            for suite in self.suites:
-                f.write(f"deb [signed-by={signed}] {self.uri} {suite} main\n")
+            for kind in self.types:
+                for suite in self.suites:
+                    f.write(f"{kind} [signed-by={signed}] {self.uri} {suite} main\n")
         log(f"apt-get update ({self.dir})")
         run(["apt-get", *self.opts(), "update"], stdout=subprocess.DEVNULL)
 

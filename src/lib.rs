@@ -9,6 +9,7 @@ pub mod capture;
 pub mod check_driver;
 pub mod control;
 pub mod pcap;
+pub mod qemu_caps;
 pub mod scenario_cmd;
 pub mod serve;
 pub mod signals;

@@ -46,6 +46,9 @@ pub struct GuestConfig {
     pub extra_initramfs: Vec<PathBuf>,
     /// Another kernel image than the fetched one (a user's build, [`super::GuestBuild`]).
     pub kernel: Option<PathBuf>,
+    /// Another QEMU than the fetched one (e.g. the patched build of
+    /// `scripts/build-qemu-sriov.py`), run with the same arguments.
+    pub qemu: Option<PathBuf>,
 }
 
 impl Default for GuestConfig {
@@ -62,6 +65,7 @@ impl Default for GuestConfig {
             files: Vec::new(),
             extra_initramfs: Vec::new(),
             kernel: None,
+            qemu: None,
         }
     }
 }
@@ -107,6 +111,12 @@ impl GuestConfig {
                 .trim()
                 .to_string();
         }
+        self
+    }
+
+    /// Runs the QEMU at `path` instead of the fetched one.
+    pub fn qemu(mut self, path: impl Into<PathBuf>) -> Self {
+        self.qemu = Some(path.into());
         self
     }
 
@@ -258,10 +268,11 @@ impl Guest {
         let mut log =
             File::create(&log_path).map_err(io_err(format!("creating {}", log_path.display())))?;
         let args = self.qemu_args(&artifacts, &initrd);
+        let qemu = self.config.qemu.as_ref().unwrap_or(&artifacts.qemu);
         let _ = writeln!(
             log,
             "# {} {}\n",
-            artifacts.qemu.display(),
+            qemu.display(),
             args.iter()
                 .map(|a| shell_quote(a))
                 .collect::<Vec<_>>()
@@ -269,13 +280,13 @@ impl Guest {
         );
         let log = Arc::new(Mutex::new(log));
 
-        let mut child = Command::new(&artifacts.qemu)
+        let mut child = Command::new(qemu)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(io_err(format!("starting {}", artifacts.qemu.display())))?;
+            .map_err(io_err(format!("starting {}", qemu.display())))?;
         let started = Instant::now();
 
         let console = Arc::new(Shared::default());

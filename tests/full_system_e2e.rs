@@ -1,0 +1,249 @@
+//! End-to-end, full-system mode: one guest drives the 82576 PF (`pf0.sock`) with the
+//! unmodified Linux `igb` and enables the VFs itself, through the SR-IOV capability that the
+//! patched QEMU of `qemu/patches/` composes from seven vfio-user VF devices named after the PF
+//! (`"sriov-pf":"pf0"`, each on its own socket at the 82576's routing IDs: PF + 0x80 + 2n).
+//!
+//! Inside the guest: igb binds, `sriov_totalvfs` reads 7, `echo 2 > sriov_numvfs` brings two
+//! igbvf netdevs with `virtfn0`/`virtfn1` links under the PF and `physfn` links back, `echo 0`
+//! removes them and `echo 2` creates them again; then the two VFs, each moved into a network
+//! namespace of its own, ping each other through the eswitch. The VFs' mailboxes are answered
+//! by the emulator's embedded PF agent, as in the other tests.
+//!
+//! Needs the artifacts of `scripts/fetch-e2e.py` and the patched QEMU that
+//! `scripts/build-qemu-sriov.py` builds (both run by `scripts/test.sh`); skips, saying why,
+//! when that QEMU is absent.
+
+mod serve_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serve_support::serve_dir;
+use sriov_emu::qemu_caps::{sriov_qemu_path, BUILD_SCRIPT, SRIOV_QEMU_ENV};
+use sriov_emu::serve::{pf_socket, vf_socket, ServeConfig, Serving};
+use sriov_emu_tests::{Guest, GuestConfig, GuestOutput};
+
+const PF_MAC: &str = "02:00:00:00:00:0a";
+/// VFs on the QEMU command line: the 82576's seven, as igb enables at most.
+const VFS: u16 = 7;
+/// The 82576's First VF Offset and VF Stride (our server's SR-IOV capability).
+const VF_OFFSET: u16 = 0x80;
+const VF_STRIDE: u16 = 2;
+
+const SCRIPT: &str = r#"
+check modprobe-igb modprobe igb
+if wait_for 30 test -e /sys/class/net/eth0/device/driver; then
+    result netdev pass "$(grep DRIVER /sys/class/net/eth0/device/uevent)"
+else
+    result netdev fail "no eth0: $(ls /sys/class/net | tr '\n' ' ')"
+fi
+PF=/sys/class/net/eth0/device
+PF_BDF=$(basename "$(readlink -f $PF)")
+value pf-bdf echo "$PF_BDF"
+check_eq totalvfs 7 cat $PF/sriov_totalvfs
+check_eq numvfs-initial 0 cat $PF/sriov_numvfs
+check modprobe-igbvf modprobe igbvf
+
+# The netdevs igbvf drives, and the links between the functions.
+vf_netdevs() {
+    for n in /sys/class/net/*; do
+        [ "$(basename "$(readlink $n/device/driver 2>/dev/null)")" = igbvf ] && basename $n
+    done
+}
+count_vf_netdevs() { vf_netdevs | wc -l; }
+have_vf_netdevs() { [ "$(count_vf_netdevs)" -eq "$1" ]; }
+links() {
+    for i in 0 1; do
+        if [ -L $PF/virtfn$i ]; then
+            vf=$(readlink -f $PF/virtfn$i)
+            echo "virtfn$i=$(basename $vf) physfn=$(basename "$(readlink -f $vf/physfn)") driver=$(basename "$(readlink $vf/driver)")"
+        else
+            echo "virtfn$i=none"
+        fi
+    done | tr '\n' ' '
+}
+
+enable_two() {
+    check "numvfs-2-$1" sh -c "echo 2 > $PF/sriov_numvfs"
+    if wait_for 60 have_vf_netdevs 2; then
+        result "vf-netdevs-$1" pass "$(vf_netdevs | tr '\n' ' ')"
+    else
+        result "vf-netdevs-$1" fail "igbvf netdevs: $(vf_netdevs | tr '\n' ' '); all: $(ls /sys/class/net | tr '\n' ' ')"
+    fi
+    check_eq "numvfs-$1" 2 cat $PF/sriov_numvfs
+    value "links-$1" links
+}
+
+enable_two first
+check numvfs-0 sh -c "echo 0 > $PF/sriov_numvfs"
+if wait_for 30 have_vf_netdevs 0; then
+    result vf-netdevs-gone pass "$(ls /sys/class/net | tr '\n' ' ')"
+else
+    result vf-netdevs-gone fail "igbvf netdevs left: $(vf_netdevs | tr '\n' ' ')"
+fi
+check_eq numvfs-after-0 0 cat $PF/sriov_numvfs
+value links-after-0 links
+enable_two again
+
+# The two VFs, each in a namespace of its own, ping each other through the eswitch.
+set -- $(vf_netdevs)
+A=$1
+B=$2
+value vf-macs echo "$A=$(cat /sys/class/net/$A/address) $B=$(cat /sys/class/net/$B/address)"
+ip netns add a && ip netns add b
+ip link set "$A" netns a && ip link set "$B" netns b
+ip -n a addr add 10.0.0.1/24 dev "$A" && ip -n a link set "$A" up
+ip -n b addr add 10.0.0.2/24 dev "$B" && ip -n b link set "$B" up
+if wait_for 90 ip netns exec a ping -c 1 -W 1 10.0.0.2; then
+    result vf-reach pass "10.0.0.2 answers 10.0.0.1"
+else
+    result vf-reach fail "no answer; a: $(ip -n a -br addr | tr '\n' ';') b: $(ip -n b -br addr | tr '\n' ';')"
+fi
+check vf-ping sh -c "/usr/sbin/ip netns exec b ping -c 5 -W 3 10.0.0.1 > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
+"#;
+
+/// QEMU's arguments: a root port, the VFs at the PF's routing IDs (created first, as QEMU
+/// wants the VFs to exist when their PF is realized), then the PF at 0.0.
+fn devices(dir: &Path) -> Vec<String> {
+    let mut args = vec![
+        "-device".to_string(),
+        r#"{"driver":"pcie-root-port","id":"rp1","chassis":1}"#.to_string(),
+    ];
+    for vf in 0..VFS {
+        let devfn = VF_OFFSET + VF_STRIDE * vf;
+        args.push("-device".into());
+        args.push(
+            serde_json::json!({
+                "driver": "vfio-user-pci",
+                "id": format!("vf{vf}"),
+                "bus": "rp1",
+                "addr": format!("{:#x}.{}", devfn >> 3, devfn & 7),
+                "sriov-pf": "pf0",
+                "socket": {"type": "unix", "path": vf_socket(dir, vf).display().to_string()},
+            })
+            .to_string(),
+        );
+    }
+    args.push("-device".into());
+    args.push(
+        serde_json::json!({
+            "driver": "vfio-user-pci",
+            "id": "pf0",
+            "bus": "rp1",
+            "addr": "0x0.0",
+            "socket": {"type": "unix", "path": pf_socket(dir).display().to_string()},
+        })
+        .to_string(),
+    );
+    args
+}
+
+/// The guest's kernel log between the markers `/init` prints after the script.
+fn dmesg(out: &GuestOutput) -> &str {
+    let c = &out.console;
+    let start = c.find("SRIOV-EMU-DMESG-BEGIN").map_or(0, |i| i + 21);
+    let end = c.find("SRIOV-EMU-DMESG-END").unwrap_or(c.len());
+    &c[start..end.max(start)]
+}
+
+#[test]
+fn the_guests_igb_enables_the_vfs_of_the_pf_it_drives() {
+    let qemu = sriov_qemu_path();
+    if !qemu.exists() {
+        eprintln!(
+            "skipped: full-system mode needs the patched QEMU, and {} is absent (build it with \
+             `python3 {BUILD_SCRIPT}`, as scripts/test.sh does, or point {SRIOV_QEMU_ENV} at one)",
+            qemu.display()
+        );
+        return;
+    }
+    let dir = serve_dir("full-system");
+    let config = ServeConfig {
+        pf_mac: Some(PF_MAC.into()),
+        ..ServeConfig::default()
+    };
+    let serving = Serving::start(&dir, &config, Some(VFS)).expect("serve");
+    eprint!("{}", serving.banner());
+
+    let t = Instant::now();
+    let out = Guest::new(
+        GuestConfig::new("full-system", SCRIPT)
+            .qemu(&qemu)
+            .qemu_args(devices(&dir))
+            .timeout(Duration::from_secs(240)),
+    )
+    .run()
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("guest ran {:?}", t.elapsed());
+    serving.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let log = dmesg(&out);
+    eprintln!(
+        "igb/igbvf/pci:\n     {}",
+        log.lines()
+            .filter(|l| ["igb", "pci", "iov"].iter().any(|w| l.contains(w)))
+            .collect::<Vec<_>>()
+            .join("\n     ")
+    );
+    for r in &out.results {
+        eprintln!("  {} {:?}: {}", r.name, r.status, r.detail);
+    }
+    out.assert_completed();
+
+    // igb bound to the PF, which has the SR-IOV capability QEMU composed from the 7 VFs.
+    assert!(out.expect_pass("netdev").detail.contains("DRIVER=igb"));
+    assert_eq!(out.expect_pass("totalvfs").detail.trim(), "7");
+    out.expect_pass("numvfs-initial");
+    let pf = out.expect_pass("pf-bdf").detail.trim().to_string();
+
+    // echo 2: two igbvf netdevs, linked both ways; echo 0: gone; echo 2: back.
+    for round in ["first", "again"] {
+        for name in [
+            format!("numvfs-2-{round}"),
+            format!("vf-netdevs-{round}"),
+            format!("numvfs-{round}"),
+        ] {
+            out.expect_pass(&name);
+        }
+        let links = out.expect_pass(&format!("links-{round}")).detail.clone();
+        for i in 0..2 {
+            let field = |key: &str| {
+                links
+                    .split_whitespace()
+                    .skip_while(|w| !w.starts_with(&format!("virtfn{i}=")))
+                    .take(3)
+                    .find_map(|w| w.strip_prefix(key).map(str::to_string))
+                    .unwrap_or_default()
+            };
+            let vf = field(&format!("virtfn{i}="));
+            assert!(vf.contains(':'), "{round}: no virtfn{i}: {links}");
+            assert_eq!(field("physfn="), pf, "{round}: virtfn{i}'s physfn: {links}");
+            assert_eq!(field("driver="), "igbvf", "{round}: virtfn{i}: {links}");
+        }
+    }
+    for name in ["numvfs-0", "vf-netdevs-gone", "numvfs-after-0"] {
+        out.expect_pass(name);
+    }
+    assert_eq!(
+        out.expect_pass("links-after-0").detail.trim(),
+        "virtfn0=none virtfn1=none"
+    );
+
+    // The two VFs ping each other, one namespace each.
+    out.expect_pass("vf-reach");
+    let ping = &out.expect_pass("vf-ping").detail;
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("igb") || l.contains("iov"))
+        .filter(|l| {
+            let l = l.to_lowercase();
+            ["error", "fail", "timeout", "timed out", "hang"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    assert!(bad.is_empty(), "igb/igbvf complained: {bad:#?}\n{log}");
+}
