@@ -357,7 +357,11 @@ const GUEST_LIBGCC: &str = "lib/x86_64-linux-gnu/libgcc_s.so.1";
 /// `cfg` with the helper at [`crate::guest_send::GUEST_PATH`] and the GCC runtime it needs: the
 /// guest tree's own (Debian's, as in the guest), else this host's (the same bookworm).
 /// A debug build's debug information (tens of MB) is left out when `strip` is at hand.
-fn with_helper(cfg: GuestConfig, helper: &Path, run_dir: &Path) -> std::io::Result<GuestConfig> {
+pub fn with_helper(
+    cfg: GuestConfig,
+    helper: &Path,
+    run_dir: &Path,
+) -> std::io::Result<GuestConfig> {
     let stripped = run_dir.join(format!("{}.stripped", crate::guest_send::HELPER));
     let strip = std::process::Command::new("strip")
         .arg("-o")
