@@ -275,6 +275,11 @@ struct ServeArgs {
     /// guest's igb on the PF socket, as with a QEMU that shows it SR-IOV; 82576 only).
     #[arg(long, value_name = "[PORT=]embedded|guest")]
     pf_driver: Vec<String>,
+    /// The QEMU your guests run: with `--pf-driver guest` serve runs it once (about 50 ms) and
+    /// refuses to start if it cannot show the guest the PF's VFs (stock QEMU cannot; the
+    /// patched one of qemu/patches/ can).
+    #[arg(long, value_name = "PATH")]
+    qemu: Option<PathBuf>,
 }
 
 fn serve(args: ServeArgs) -> Result<(), CliError> {
@@ -289,6 +294,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         uplink,
         model,
         pf_driver,
+        qemu,
     } = args;
     let cfg = match &config {
         Some(p) => ServeConfig::load(p)?,
@@ -310,6 +316,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             .iter()
             .map(|a| PortArg::pf_driver(a))
             .collect::<Result<_, _>>()?,
+        qemu,
     };
     sriov_emu::signals::install().map_err(CliError::Signals)?;
     let mut serving = Serving::start_with(&dir, &cfg, &cli)?;

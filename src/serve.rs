@@ -52,6 +52,51 @@ pub fn qemu_device_json(socket: &Path, bus: &str, id: &str) -> String {
     .to_string()
 }
 
+/// The 82576's First VF Offset and VF Stride: VF n's routing ID is the PF's + 0x80 + 2n.
+const VF_OFFSET: u16 = 0x80;
+const VF_STRIDE: u16 = 2;
+
+/// QEMU's `-device` arguments for port `pf` in full-system mode (the patched QEMU of
+/// `qemu/patches/`): one root port, each VF on the PF's bus at its routing ID (PF + 0x80 + 2n)
+/// naming the PF (`"sriov-pf"`), the VFs first (QEMU wants them to exist when the PF is
+/// realized), then the PF at 0.0. `prefix` starts every id (`pf1-` on a multi-port card).
+pub fn full_system_qemu_args(dir: &Path, pf: u8, num_vfs: u16, prefix: &str) -> Vec<String> {
+    let rp = format!("{prefix}rp");
+    let pf_id = format!("{prefix}pf");
+    let mut args = vec![
+        "-device".to_string(),
+        serde_json::json!({"driver": "pcie-root-port", "id": rp, "chassis": u32::from(pf) + 1})
+            .to_string(),
+    ];
+    for vf in 0..num_vfs {
+        let devfn = VF_OFFSET + VF_STRIDE * vf;
+        args.push("-device".into());
+        args.push(
+            serde_json::json!({
+                "driver": "vfio-user-pci",
+                "id": format!("{prefix}vf{vf}"),
+                "bus": rp,
+                "addr": format!("{:#x}.{}", devfn >> 3, devfn & 7),
+                "sriov-pf": pf_id,
+                "socket": {"type": "unix", "path": port_vf_socket(dir, pf, vf).display().to_string()},
+            })
+            .to_string(),
+        );
+    }
+    args.push("-device".into());
+    args.push(
+        serde_json::json!({
+            "driver": "vfio-user-pci",
+            "id": pf_id,
+            "bus": rp,
+            "addr": "0x0.0",
+            "socket": {"type": "unix", "path": port_pf_socket(dir, pf).display().to_string()},
+        })
+        .to_string(),
+    );
+    args
+}
+
 /// Asks for a higher scheduling priority for the calling thread (nice −10), so that the
 /// shaping timer runs on time on a host busy with guests. Without the privilege it stays as is.
 fn raise_priority() {
@@ -107,6 +152,14 @@ impl Serving {
         cli: &CommandLine,
     ) -> Result<Serving, ServeError> {
         let plan = config.plan(cli)?;
+        // Full-system mode needs a QEMU that shows the guest the PF's VFs: check the one named.
+        let full_system = plan
+            .ports
+            .iter()
+            .any(|p| p.nic.pf_driver == model::nic::PfDriver::Guest);
+        if let (true, Some(qemu)) = (full_system, &plan.qemu) {
+            crate::qemu_caps::probe_vfio_user_sriov(qemu).map_err(ServeError::Qemu)?;
+        }
         // One clock for the card: the ports' captures and counters share a time base.
         let clock = Arc::new(MonotonicClock::new());
         let ports = plan

@@ -1,7 +1,7 @@
 //! End-to-end, full-system mode: one guest drives the 82576 PF (`pf0.sock`) with the
 //! unmodified Linux `igb` and enables the VFs itself, through the SR-IOV capability that the
 //! patched QEMU of `qemu/patches/` composes from seven vfio-user VF devices named after the PF
-//! (`"sriov-pf":"pf0"`, each on its own socket at the 82576's routing IDs: PF + 0x80 + 2n).
+//! (`"sriov-pf":"pf"`, each on its own socket at the 82576's routing IDs: PF + 0x80 + 2n).
 //!
 //! Inside the guest: igb binds, `sriov_totalvfs` reads 7, `echo 2 > sriov_numvfs` brings two
 //! igbvf netdevs with `virtfn0`/`virtfn1` links under the PF and `physfn` links back, `echo 0`
@@ -20,15 +20,12 @@ use std::time::{Duration, Instant};
 
 use serve_support::serve_dir;
 use sriov_emu::qemu_caps::{sriov_qemu_path, BUILD_SCRIPT, SRIOV_QEMU_ENV};
-use sriov_emu::serve::{pf_socket, vf_socket, ServeConfig, Serving};
+use sriov_emu::serve::{ServeConfig, Serving};
 use sriov_emu_tests::{Guest, GuestConfig, GuestOutput};
 
 const PF_MAC: &str = "02:00:00:00:00:0a";
 /// VFs on the QEMU command line: the 82576's seven, as igb enables at most.
 const VFS: u16 = 7;
-/// The 82576's First VF Offset and VF Stride (our server's SR-IOV capability).
-const VF_OFFSET: u16 = 0x80;
-const VF_STRIDE: u16 = 2;
 
 const SCRIPT: &str = r#"
 check modprobe-igb modprobe igb
@@ -102,40 +99,9 @@ fi
 check vf-ping sh -c "/usr/sbin/ip netns exec b ping -c 5 -W 3 10.0.0.1 > /tmp/ping; rc=\$?; grep 'packet loss' /tmp/ping; exit \$rc"
 "#;
 
-/// QEMU's arguments: a root port, the VFs at the PF's routing IDs (created first, as QEMU
-/// wants the VFs to exist when their PF is realized), then the PF at 0.0.
+/// QEMU's arguments for port pf0 in full-system mode, as `serve`'s banner prints them.
 fn devices(dir: &Path) -> Vec<String> {
-    let mut args = vec![
-        "-device".to_string(),
-        r#"{"driver":"pcie-root-port","id":"rp1","chassis":1}"#.to_string(),
-    ];
-    for vf in 0..VFS {
-        let devfn = VF_OFFSET + VF_STRIDE * vf;
-        args.push("-device".into());
-        args.push(
-            serde_json::json!({
-                "driver": "vfio-user-pci",
-                "id": format!("vf{vf}"),
-                "bus": "rp1",
-                "addr": format!("{:#x}.{}", devfn >> 3, devfn & 7),
-                "sriov-pf": "pf0",
-                "socket": {"type": "unix", "path": vf_socket(dir, vf).display().to_string()},
-            })
-            .to_string(),
-        );
-    }
-    args.push("-device".into());
-    args.push(
-        serde_json::json!({
-            "driver": "vfio-user-pci",
-            "id": "pf0",
-            "bus": "rp1",
-            "addr": "0x0.0",
-            "socket": {"type": "unix", "path": pf_socket(dir).display().to_string()},
-        })
-        .to_string(),
-    );
-    args
+    sriov_emu::serve::full_system_qemu_args(dir, 0, VFS, "")
 }
 
 /// The patched QEMU, or `None` after saying why the test is skipped.
@@ -463,4 +429,46 @@ fn the_guests_igb_manages_the_vfs_and_the_switch_enforces_its_settings() {
         vf(1)
     );
     assert_eq!(s["pf_driver"], "guest", "{s}");
+}
+
+/// `serve` told about the QEMU its guests run (`--qemu`, `qemu = ...`) refuses full-system mode
+/// with the stock QEMU, which hides SR-IOV, saying so; the patched one passes; without a
+/// guest-mode port the QEMU is not run at all.
+#[test]
+fn serve_refuses_full_system_mode_with_a_qemu_that_hides_sriov() {
+    let stock = sriov_emu_tests::Artifacts::locate()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .qemu;
+    let dir = serve_dir("full-system-refused");
+    let guest = |qemu: &Path| ServeConfig {
+        pf_driver: Some(model::nic::PfDriver::Guest),
+        qemu: Some(qemu.into()),
+        ..ServeConfig::default()
+    };
+    let err = match Serving::start(&dir, &guest(&stock), Some(2)) {
+        Err(e) => e.to_string(),
+        Ok(s) => {
+            s.shutdown();
+            panic!("serve started full-system mode with the stock QEMU");
+        }
+    };
+    eprintln!("{err}");
+    assert!(err.contains("full-system mode"), "{err}");
+    assert!(err.contains("lacks SR-IOV for vfio-user devices"), "{err}");
+    assert!(err.contains(&stock.display().to_string()), "{err}");
+    assert!(!dir.join("pf0.sock").exists(), "nothing was started");
+    let embedded = ServeConfig {
+        qemu: Some(stock.clone()),
+        ..ServeConfig::default()
+    };
+    Serving::start(&dir, &embedded, Some(2))
+        .expect("embedded mode does not need the patch")
+        .shutdown();
+    if let Some(patched) = patched_qemu() {
+        let s = Serving::start(&dir, &guest(&patched), Some(2)).expect("the patched QEMU");
+        assert!(s.banner().contains("full-system mode"), "{}", s.banner());
+        assert!(s.banner().contains("\"sriov-pf\":\"pf\""), "{}", s.banner());
+        s.shutdown();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

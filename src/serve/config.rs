@@ -211,6 +211,10 @@ pub struct ServeConfig {
     /// lowered at start if need be, so that every function's client at its limit still leaves
     /// fds for accepting and for the control socket.
     pub client_limits: ClientLimits,
+    /// The QEMU the guests will run (`qemu = "/path/qemu-system-x86_64"`). With a port in
+    /// full-system mode (`pf_driver = "guest"`) `serve` runs it once and refuses to start when
+    /// it does not compose SR-IOV from vfio-user VFs ([`crate::qemu_caps`]).
+    pub qemu: Option<PathBuf>,
     /// The ports by name (`pf0`, `pf1`, ...).
     pub ports: BTreeMap<String, PortConfig>,
 }
@@ -295,11 +299,16 @@ pub struct CommandLine {
     pub model: Option<Card>,
     /// `--pf-driver [PORT=]embedded|guest`, per port.
     pub pf_drivers: Vec<PortArg<PfDriver>>,
+    /// `--qemu PATH`: the QEMU to check full-system mode against.
+    pub qemu: Option<PathBuf>,
 }
 
 /// A configuration that cannot be served; nothing was started.
 #[derive(Debug, Error)]
 pub enum ServeError {
+    /// Full-system mode with a QEMU that cannot show the guest the PF's VFs.
+    #[error("pf_driver = \"guest\" (full-system mode): {0}")]
+    Qemu(#[source] crate::qemu_caps::QemuCapsError),
     #[error("reading {path}: {source}")]
     Read {
         path: PathBuf,
@@ -442,6 +451,8 @@ impl PortPlan {
 pub(crate) struct CardPlan {
     /// Port 0 first, without gaps.
     pub ports: Vec<PortPlan>,
+    /// The QEMU to check full-system mode against (`--qemu` over `qemu`).
+    pub qemu: Option<PathBuf>,
     pub busy_poll_us: u64,
     pub client_limits: ClientLimits,
 }
@@ -643,6 +654,7 @@ impl ServeConfig {
             ports: plans,
             busy_poll_us,
             client_limits: self.checked_limits()?,
+            qemu: cli.qemu.clone().or_else(|| self.qemu.clone()),
         })
     }
 

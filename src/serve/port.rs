@@ -195,6 +195,30 @@ impl Port {
                 "  {label}pf: no socket (the {} PF function is not modelled; the emulator plays {pf_driver} for the {vf_driver} VFs)\n",
                 self.nic.card()
             );
+        } else if self.nic.with_pf(|pf| pf.pf_driver()) == model::nic::PfDriver::Guest {
+            // Full-system mode: the PF and its VFs on one root port, for the patched QEMU.
+            s += &format!(
+                "  {label}pf: {} (mac {}; full-system mode: the guest's igb enables the VFs with \
+                 sriov_numvfs and sets them with `ip link set <pf> vf N ...`; needs a QEMU with \
+                 qemu/patches/: VFs first, then the PF)\n   ",
+                path.display(),
+                mac.map_or_else(|| "none".to_string(), |m| m.to_string()),
+            );
+            let args = super::full_system_qemu_args(dir, self.pf, self.nic.num_vfs(), &id);
+            for pair in args.chunks(2) {
+                s += &format!(" {} '{}'", pair[0], pair[1]);
+            }
+            s += "\n";
+            for vf in 0..self.nic.num_vfs() {
+                s += &format!(
+                    "  {label}vf {vf}: {}\n",
+                    port_vf_socket(dir, self.pf, vf).display()
+                );
+            }
+            if let Some(u) = &self.uplink {
+                s += &format!("  {label}uplink {}: {}\n", u.port(), u.backend());
+            }
+            return s;
         } else {
             s += &format!(
             // The PF's root port is slot 0 of the port's chassis; its VFs' are slots 1 and up.

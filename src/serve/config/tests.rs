@@ -21,6 +21,7 @@ fn cli(ports: Option<u8>, vfs: &[&str], uplinks: &[&str]) -> CommandLine {
         busy_poll_us: None,
         model: None,
         pf_drivers: Vec::new(),
+        qemu: None,
     }
 }
 
