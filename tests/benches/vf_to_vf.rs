@@ -8,6 +8,11 @@
 //! - QEMU igb: the guest gets `-device igb` on a pcie-root-port (see [`IGB_QEMU_ARGS`]); inside,
 //!   `igb` binds the PF, `sriov_numvfs` = 2, the PF sets the VF MACs and comes up, `igbvf` binds
 //!   the VFs. QEMU switches VF to VF internally (DTXSWC loopback, which igb sets).
+//! - full system: sriov-emu's 82576 PF (`--pf-driver guest`, 7 VFs) in the patched QEMU of
+//!   `qemu/patches/`, laid out as QEMU's igb is: the PF on a root port, its VFs at the PF's
+//!   routing IDs; inside, the same script as QEMU igb's (igb enables 2 VFs, sets their MACs,
+//!   igbvf binds), the guest's igb answering the VFs' mailboxes. Skipped, saying so, when that
+//!   QEMU is not built.
 //! - veth: the NIC-less reference, the same guest and vCPU with a veth pair between the two
 //!   namespaces instead of two VFs: what the guest's stack moves with no NIC at all (no
 //!   checksum or TSO offload either, so below both NICs under TCG).
@@ -24,7 +29,7 @@
 //! during the ping and the iperf3 phases, and the CPU time QEMU and the in-process `serve` used
 //! during iperf3. Environment: `VF_BENCH_ROUNDS` (default 5), `VF_BENCH_SECONDS` (iperf3
 //! duration, default 10), `VF_BENCH_PINGS` (default 50, 0.2 s apart), `VF_BENCH_CPUS` (guest
-//! vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`, `igb`, `veth`), `VF_BENCH_BUSY_POLL_US` (`serve`'s
+//! vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`, `igb`, `full`, `veth`), `VF_BENCH_BUSY_POLL_US` (`serve`'s
 //! busy polling, default its own). Needs the artifacts of
 //! `scripts/fetch-e2e.py`. Not part of `cargo test`.
 
@@ -255,11 +260,15 @@ fn run(
     setup: &str,
     args: Vec<String>,
     serving: Option<&Serving>,
+    qemu: Option<&std::path::Path>,
 ) -> Figures {
     let load = loadavg();
     let mut cfg = GuestConfig::new(name, script(p, setup))
         .qemu_args(args)
         .timeout(Duration::from_secs(240 + 4 * u64::from(p.seconds)));
+    if let Some(q) = qemu {
+        cfg = cfg.qemu(q);
+    }
     cfg.cpus = p.cpus;
     let guest: RunningGuest = Guest::new(cfg).spawn().unwrap_or_else(|e| panic!("{e}"));
     let qemu = guest.pid().to_string();
@@ -397,10 +406,49 @@ fn sriov_emu(p: &Params) -> Figures {
         &format!("{EMU_SETUP}{FIND_VFS}"),
         args,
         Some(&serving),
+        None,
     );
     serving.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     f
+}
+
+/// sriov-emu's PF in full-system mode: the guest's igb enables and sets the VFs, as on the QEMU
+/// igb side. `None` when the patched QEMU is not built.
+fn full_system(p: &Params) -> Option<Figures> {
+    let qemu = sriov_emu::qemu_caps::sriov_qemu_path();
+    if !qemu.exists() {
+        println!(
+            "  full system: skipped, {} is not built (python3 {})",
+            qemu.display(),
+            sriov_emu::qemu_caps::BUILD_SCRIPT
+        );
+        return None;
+    }
+    let artifacts = Artifacts::locate().unwrap_or_else(|e| panic!("{e}"));
+    let dir = artifacts
+        .run
+        .join(format!("vf-bench-full-{}", std::process::id()));
+    let config = ServeConfig {
+        pf_driver: Some(model::nic::PfDriver::Guest),
+        busy_poll_us: std::env::var("VF_BENCH_BUSY_POLL_US")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        ..ServeConfig::default()
+    };
+    let serving = Serving::start(&dir, &config, Some(7)).expect("serve");
+    let args = sriov_emu::serve::full_system_qemu_args(&dir, 0, 7, "");
+    let f = run(
+        "bench-vf-to-vf-full",
+        p,
+        &format!("{IGB_SETUP}{FIND_VFS}"),
+        args,
+        Some(&serving),
+        Some(&qemu),
+    );
+    serving.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(f)
 }
 
 fn qemu_igb(p: &Params) -> Figures {
@@ -411,12 +459,13 @@ fn qemu_igb(p: &Params) -> Figures {
         &format!("{IGB_SETUP}{FIND_VFS}"),
         args,
         None,
+        None,
     )
 }
 
 /// The same guest with no NIC: iperf3 and ping over a veth pair between the two namespaces.
 fn veth(p: &Params) -> Figures {
-    run("bench-vf-to-vf-veth", p, VETH_SETUP, Vec::new(), None)
+    run("bench-vf-to-vf-veth", p, VETH_SETUP, Vec::new(), None, None)
 }
 
 /// What one round measures, in the order of the first round (later rounds rotate it).
@@ -424,16 +473,18 @@ fn veth(p: &Params) -> Figures {
 enum Side {
     Emu,
     Igb,
+    Full,
     Veth,
 }
 
 impl Side {
-    const ALL: [Side; 3] = [Side::Emu, Side::Igb, Side::Veth];
+    const ALL: [Side; 4] = [Side::Emu, Side::Igb, Side::Full, Side::Veth];
 
     fn label(self) -> &'static str {
         match self {
             Side::Emu => "sriov-emu",
             Side::Igb => "QEMU igb",
+            Side::Full => "full system",
             Side::Veth => "veth",
         }
     }
@@ -443,15 +494,17 @@ impl Side {
         match self {
             Side::Emu => "emu",
             Side::Igb => "igb",
+            Side::Full => "full",
             Side::Veth => "veth",
         }
     }
 
-    fn measure(self, p: &Params) -> Figures {
+    fn measure(self, p: &Params) -> Option<Figures> {
         match self {
-            Side::Emu => sriov_emu(p),
-            Side::Igb => qemu_igb(p),
-            Side::Veth => veth(p),
+            Side::Emu => Some(sriov_emu(p)),
+            Side::Igb => Some(qemu_igb(p)),
+            Side::Full => full_system(p),
+            Side::Veth => Some(veth(p)),
         }
     }
 }
@@ -533,7 +586,8 @@ fn main() {
         .collect();
     println!(
         "VF-to-VF: one guest with two VFs in two network namespaces; TCG, {} vCPU(s), 512 MiB, \
-         QEMU 11.1.3; iperf3 TCP {} s, ping {} x 0.2 s; {} round(s); host load (1/5/15 min) {}",
+         QEMU 11.1.3 (full system: the patched 10.2.2); iperf3 TCP {} s, ping {} x 0.2 s; {} \
+         round(s); host load (1/5/15 min) {}",
         p.cpus,
         p.seconds,
         p.pings,
@@ -546,8 +600,10 @@ fn main() {
         for i in 0..results.len() {
             let slot = (i + round) % results.len();
             let side = results[slot].0;
-            let f = side.measure(&p);
-            print(side.label(), &p, &f, side == Side::Emu);
+            let Some(f) = side.measure(&p) else {
+                continue;
+            };
+            print(side.label(), &p, &f, matches!(side, Side::Emu | Side::Full));
             results[slot].1.push(f);
         }
     }
@@ -564,7 +620,7 @@ fn main() {
         )
     };
     println!("median of {} round(s):", p.rounds);
-    for (side, v) in &results {
+    for (side, v) in results.iter().filter(|(_, v)| !v.is_empty()) {
         let (mbps, rtt, min, irqs) = summary(v);
         println!(
             "  {:<10} {mbps:>7.1} Mbit/s; RTT avg {rtt:.3} ms (min {min:.3} ms); guest interrupts per packet {irqs:.3}",
@@ -574,7 +630,7 @@ fn main() {
     let of = |side: Side| {
         results
             .iter()
-            .find(|(s, _)| *s == side)
+            .find(|(s, v)| *s == side && !v.is_empty())
             .map(|(_, v)| summary(v))
     };
     if let (Some((em, er, en, ei)), Some((im, ir, imin, ii))) = (of(Side::Emu), of(Side::Igb)) {
@@ -584,6 +640,15 @@ fn main() {
             er / ir,
             en / imin,
             ei / ii
+        );
+    }
+    if let (Some((fm, fr, fmin, fi)), Some((im, ir, imin, ii))) = (of(Side::Full), of(Side::Igb)) {
+        println!(
+            "  ratio full system / QEMU igb: throughput {:.2}, RTT avg {:.2} (min {:.2}), guest interrupts per packet {:.2}",
+            fm / im,
+            fr / ir,
+            fmin / imin,
+            fi / ii
         );
     }
     if let (Some((em, ..)), Some((vm, ..))) = (of(Side::Emu), of(Side::Veth)) {
