@@ -25,6 +25,8 @@ pub enum DropReason {
     /// The receiving VF's receive is disabled (its VFRE bit: the 82599's ixgbe clears it when
     /// it refuses the VF's SET_LPE).
     RxDisabled,
+    /// The sending VF's transmit is disabled (its VFTE bit, cleared by the PF driver).
+    TxDisabled,
     /// No port takes the frame (e.g. unknown unicast from the uplink while the default pool is
     /// not in the frame's VLAN, or unicast to the sender's own address).
     NoRoute,
@@ -39,7 +41,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::SpoofMac,
         DropReason::SpoofVlan,
@@ -47,6 +49,7 @@ impl DropReason {
         DropReason::LinkDown,
         DropReason::Oversize,
         DropReason::RxDisabled,
+        DropReason::TxDisabled,
         DropReason::NoRoute,
         DropReason::Rate,
         DropReason::RxFull,
@@ -64,6 +67,7 @@ impl DropReason {
             DropReason::LinkDown => "link_down",
             DropReason::Oversize => "oversize",
             DropReason::RxDisabled => "rx_disabled",
+            DropReason::TxDisabled => "tx_disabled",
             DropReason::NoRoute => "no_route",
             DropReason::Rate => "rate",
             DropReason::RxFull => "rx_full",
@@ -90,6 +94,7 @@ pub struct DropCounters {
     pub link_down: u64,
     pub oversize: u64,
     pub rx_disabled: u64,
+    pub tx_disabled: u64,
     pub no_route: u64,
     pub rate: u64,
     pub rx_full: u64,
@@ -107,6 +112,7 @@ impl DropCounters {
             DropReason::LinkDown => &mut self.link_down,
             DropReason::Oversize => &mut self.oversize,
             DropReason::RxDisabled => &mut self.rx_disabled,
+            DropReason::TxDisabled => &mut self.tx_disabled,
             DropReason::NoRoute => &mut self.no_route,
             DropReason::Rate => &mut self.rate,
             DropReason::RxFull => &mut self.rx_full,
@@ -124,6 +130,7 @@ impl DropCounters {
             DropReason::LinkDown => self.link_down,
             DropReason::Oversize => self.oversize,
             DropReason::RxDisabled => self.rx_disabled,
+            DropReason::TxDisabled => self.tx_disabled,
             DropReason::NoRoute => self.no_route,
             DropReason::Rate => self.rate,
             DropReason::RxFull => self.rx_full,
@@ -208,7 +215,7 @@ mod tests {
         for (i, &reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(drops.get(reason), i as u64 + 1, "{reason}");
         }
-        assert_eq!(drops.total(), 78, "1 + 2 + ... + 12");
+        assert_eq!(drops.total(), 91, "1 + 2 + ... + 13");
     }
 
     #[test]

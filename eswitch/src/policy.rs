@@ -74,6 +74,14 @@ pub struct VfPolicy {
     /// Only the 82599's ixgbe turns it off, when it refuses the VF's SET_LPE
     /// (`ixgbe_set_vf_lpe`); an accepted SET_LPE or a VF reset turns it on again.
     pub rx_enabled: bool,
+    /// The VF's transmit enable (VFTE): off, everything it sends is dropped (`tx_disabled`).
+    /// A guest's igb clears it with VFRE while a VF resets (full-system mode).
+    pub tx_enabled: bool,
+    /// Broadcast accepted (VMOLR.BAM, which igb sets on every VF pool).
+    pub accept_broadcast: bool,
+    /// Untagged frames accepted when the VF has no port VLAN (VMOLR.AUPE, which igb sets on
+    /// every VF pool without one).
+    pub accept_untagged: bool,
 }
 
 /// Standard Ethernet: 1500 MTU + 14 header + 4 FCS.
@@ -98,6 +106,9 @@ impl Default for VfPolicy {
             mc_overflow: false,
             max_frame: DEFAULT_MAX_FRAME,
             rx_enabled: true,
+            tx_enabled: true,
+            accept_broadcast: true,
+            accept_untagged: true,
         }
     }
 }

@@ -253,6 +253,12 @@ struct Profile {
     max_frame: u16,
     /// Receive enabled (a VF's VFRE bit; always on for the PF and uplinks).
     rx: bool,
+    /// Transmit enabled (a VF's VFTE bit).
+    tx: bool,
+    /// Takes broadcast (a VF's VMOLR.BAM).
+    bam: bool,
+    /// Takes untagged frames when not a port-VLAN VF (a VF's VMOLR.AUPE).
+    aupe: bool,
     vlan: Membership,
 }
 
@@ -270,6 +276,9 @@ pub struct Eswitch {
     fdb: MacTable,
     fdb_owners: Vec<PortIdx>,
     link_up: bool,
+    /// VM-to-VM loopback (DTXSWC.LOOPBACK_EN on the 82576): frames from the PF and the VFs may
+    /// go to other internal ports; off, they all go to the wire.
+    loopback: bool,
 }
 
 impl Eswitch {
@@ -325,6 +334,7 @@ impl Eswitch {
             fdb: MacTable::default(),
             fdb_owners: Vec::new(),
             link_up: true,
+            loopback: true,
         };
         switch.refresh();
         Ok(switch)
@@ -420,7 +430,13 @@ impl Eswitch {
         match self.profiles[idx as usize].vlan {
             Membership::All => true,
             Membership::Only(v) => v == vid,
-            Membership::Joined => vid == UNTAGGED || self.joined(idx, vid),
+            Membership::Joined => {
+                if vid == UNTAGGED {
+                    self.profiles[idx as usize].aupe
+                } else {
+                    self.joined(idx, vid)
+                }
+            }
         }
     }
 
@@ -516,6 +532,9 @@ impl Eswitch {
         if !inp.up {
             return self.drop_frame(out, in_idx, DropReason::LinkDown);
         }
+        if !inp.tx {
+            return self.drop_frame(out, in_idx, DropReason::TxDisabled);
+        }
         // The tag the frame carries inside the switch, and whether it was inserted here.
         let mut wire_tci = tag;
         let mut inserted = false;
@@ -582,10 +601,18 @@ impl Eswitch {
             inserted,
         };
         let mut plan = Plan::default();
+        // Without VM-to-VM loopback everything from inside goes to the wire alone, unicast to
+        // an internal port's address included.
+        let local = from_uplink || self.loopback;
+        let n_ports = if local {
+            n_ports
+        } else {
+            PortIdx::from(self.config.num_uplinks)
+        };
         match cast {
             Cast::Broadcast => {
                 for idx in first..n_ports {
-                    if idx != in_idx && self.member(idx, vid) {
+                    if idx != in_idx && self.profiles[idx as usize].bam && self.member(idx, vid) {
                         self.admit(out, &mut plan, idx, ctx);
                     }
                 }
@@ -599,7 +626,11 @@ impl Eswitch {
                 }
             }
             Cast::Unicast => {
-                let (start, end) = self.fdb.get(mac_key(dst));
+                let (start, end) = if local {
+                    self.fdb.get(mac_key(dst))
+                } else {
+                    (0, 0)
+                };
                 if start != end {
                     let mut others = false;
                     for k in start..end {

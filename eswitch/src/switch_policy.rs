@@ -100,6 +100,17 @@ impl Eswitch {
         self.link_up
     }
 
+    /// VM-to-VM loopback (the 82576's DTXSWC.LOOPBACK_EN, which igb sets with VFs enabled):
+    /// on (the default), frames from the PF and the VFs reach other internal ports; off, they
+    /// all go to the uplinks only.
+    pub fn set_loopback(&mut self, on: bool) {
+        self.loopback = on;
+    }
+
+    pub fn loopback(&self) -> bool {
+        self.loopback
+    }
+
     /// Whether `port` is up as the switch sees it: uplinks follow the link; a VF follows its
     /// `state` (auto: the link). The device model reports this as the function's link status
     /// (VF STATUS.LU and the PF's link pings to the VF).
@@ -189,6 +200,9 @@ impl Eswitch {
                 allmulti: true,
                 max_frame: self.config.port_max_frame,
                 rx: true,
+                tx: true,
+                bam: true,
+                aupe: true,
                 vlan: Membership::All,
             },
             Kind::Pf => {
@@ -201,6 +215,9 @@ impl Eswitch {
                     allmulti: pf.allmulti || pf.promisc,
                     max_frame: self.config.port_max_frame,
                     rx: true,
+                    tx: true,
+                    bam: true,
+                    aupe: true,
                     vlan: if pf.vlan_promisc {
                         Membership::All
                     } else {
@@ -222,6 +239,9 @@ impl Eswitch {
                     allmulti: vf.allmulti,
                     max_frame: vf.policy.max_frame,
                     rx: vf.policy.rx_enabled,
+                    tx: vf.policy.tx_enabled,
+                    bam: vf.policy.accept_broadcast,
+                    aupe: vf.policy.accept_untagged,
                     vlan: match vf.port_vlan {
                         Some(pv) => Membership::Only(pv.vid),
                         None => Membership::Joined,

@@ -507,6 +507,67 @@ fn a_vf_with_receive_disabled_gets_nothing_but_still_sends() {
     assert_eq!(sw.counters(PortId::Vf(1)).unwrap().drops.rx_disabled, 2);
 }
 
+fn edit_policy(sw: &mut Eswitch, vf: u16, f: impl FnOnce(&mut VfPolicy)) {
+    let mut p = sw.policy(vf).unwrap().clone();
+    f(&mut p);
+    sw.set_policy(vf, p).unwrap();
+}
+
+#[test]
+fn a_vf_with_transmit_disabled_sends_nothing_and_still_receives() {
+    let mut sw = switch();
+    edit_policy(&mut sw, 1, |p| p.tx_enabled = false);
+    let out = sw.process(PortId::Vf(1), frame(vf_mac(0), vf_mac(1), None));
+    assert_eq!(drops(&out), vec![(PortId::Vf(1), DropReason::TxDisabled)]);
+    assert!(out.is_empty());
+    let out = sw.process(PortId::Vf(0), frame(vf_mac(1), vf_mac(0), None));
+    assert_eq!(ports(&out), vec![PortId::Vf(1)]);
+    assert_eq!(sw.counters(PortId::Vf(1)).unwrap().drops.tx_disabled, 1);
+}
+
+#[test]
+fn bam_off_keeps_broadcasts_from_a_vf_and_aupe_off_untagged_frames() {
+    let mut sw = switch();
+    edit_policy(&mut sw, 1, |p| p.accept_broadcast = false);
+    let out = sw.process(PortId::Vf(0), arp_request(vf_mac(0), None));
+    assert!(out.to(PortId::Vf(1)).is_none());
+    assert!(out.to(PortId::Vf(2)).is_some());
+    // Unicast still arrives.
+    let out = sw.process(PortId::Vf(0), frame(vf_mac(1), vf_mac(0), None));
+    assert_eq!(ports(&out), vec![PortId::Vf(1)]);
+    // AUPE off: an untagged frame for VF 2 is outside its VLANs; a VLAN it joined still works.
+    edit_policy(&mut sw, 2, |p| {
+        p.accept_untagged = false;
+        p.vlan_filters = vec![20];
+    });
+    let out = sw.process(PortId::Vf(0), frame(vf_mac(2), vf_mac(0), None));
+    assert_eq!(drops(&out), vec![(PortId::Vf(2), DropReason::VlanFilter)]);
+    edit_policy(&mut sw, 0, |p| p.vlan_filters = vec![20]);
+    let tagged = frame(vf_mac(2), vf_mac(0), Some(VlanTci::new(20, 0)));
+    let out = sw.process(PortId::Vf(0), tagged);
+    assert_eq!(ports(&out), vec![PortId::Vf(2)]);
+}
+
+#[test]
+fn without_loopback_everything_from_inside_goes_to_the_wire_only() {
+    let mut sw = switch();
+    assert!(sw.loopback());
+    sw.set_loopback(false);
+    // VF to VF unicast leaves on the wire, broadcast too; nothing internal gets a copy.
+    let out = sw.process(PortId::Vf(0), frame(vf_mac(1), vf_mac(0), None));
+    assert_eq!(ports(&out), vec![UPLINK]);
+    let out = sw.process(PortId::Vf(0), arp_request(vf_mac(0), None));
+    assert_eq!(ports(&out), vec![UPLINK]);
+    let out = sw.process(PortId::Pf, arp_request(MacAddr([2, 0, 0, 0, 0, 1]), None));
+    assert_eq!(ports(&out), vec![UPLINK]);
+    // From the wire nothing changes.
+    let out = sw.process(UPLINK, frame(vf_mac(1), MacAddr([2, 9, 9, 9, 9, 9]), None));
+    assert_eq!(ports(&out), vec![PortId::Vf(1)]);
+    sw.set_loopback(true);
+    let out = sw.process(PortId::Vf(0), frame(vf_mac(1), vf_mac(0), None));
+    assert_eq!(ports(&out), vec![PortId::Vf(1)]);
+}
+
 #[test]
 fn with_the_link_down_auto_vfs_are_down_and_enabled_vfs_still_switch_locally() {
     let mut sw = switch();

@@ -27,10 +27,10 @@
 //! - **RTTDQSEL + RTTBCNRC** (`igb_set_vf_rate_limit`): VF n's queue n gets the rate factor
 //!   RF = RF_INT + RF_DEC/2^14; its rate is the link speed / RF, rounded to the Mbit/s.
 //!
-//! What a [`VfPolicy`] cannot say is kept and read back but not enforced: VMOLR.BAM and AUPE
-//! (igb sets BAM and AUPE on every VF pool without a port VLAN), VMVIR VLANA "never insert",
-//! DTXSWC.LOOPBACK_EN, and VFTE (the transmit enable). VFRE (the receive enable) is the
-//! policy's `rx_enabled`.
+//! VFRE and VFTE (the receive and transmit enables) are the policy's `rx_enabled` and
+//! `tx_enabled`, VMOLR.BAM and AUPE its `accept_broadcast` and `accept_untagged`, and
+//! DTXSWC.LOOPBACK_EN the switch's loopback ([`VmmRegs::loopback`]). What a [`VfPolicy`] cannot
+//! say is kept and read back but not enforced: VMVIR VLANA "never insert".
 //!
 //! Guest input never panics: every value a register can hold translates to a valid policy
 //! (addresses that are not unicast, rates above the link, frame sizes out of range are left
@@ -471,7 +471,17 @@ impl VmmRegs {
         // VFRE: a pool whose receive is off gets nothing (igb clears it at a VF reset and
         // sets it again in `igb_vf_reset_msg`).
         p.rx_enabled = self.vfre & bit != 0;
+        p.tx_enabled = self.vfte & bit != 0;
+        // igb_set_vmolr: BAM on every VF pool, AUPE unless the pool has a port VLAN.
+        p.accept_broadcast = vmolr & vmolr::BAM != 0;
+        p.accept_untagged = vmolr & vmolr::AUPE != 0;
         p
+    }
+
+    /// DTXSWC.LOOPBACK_EN: VM-to-VM loopback (`e1000_vmdq_set_loopback_pf`, which
+    /// `igb_vmm_control` turns on with VFs allocated).
+    pub fn loopback(&self) -> bool {
+        self.dtxswc & dtxswc::LOOPBACK_EN != 0
     }
 }
 

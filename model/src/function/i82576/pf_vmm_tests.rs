@@ -125,6 +125,36 @@ fn a_vf_reset_stops_its_pool_only() {
 }
 
 #[test]
+fn vmolr_bam_and_aupe_vfte_and_loopback_reach_the_policy_and_the_switch() {
+    let (mut regs, _) = enabled();
+    assert!(
+        regs.loopback(),
+        "igb_vmm_control turns VM-to-VM loopback on with VFs"
+    );
+    // igb_vf_reset → igb_set_vmolr(adapter, vf, true): BAM and AUPE on the VF's pool.
+    for vf in 0..2u64 {
+        let vmolr = regs.read(r::VMOLR0 + 4 * vf).unwrap();
+        regs.write(r::VMOLR0 + 4 * vf, vmolr | vmolr::BAM | vmolr::AUPE);
+    }
+    let p = regs.vf_policy(0, LINK);
+    assert!(p.accept_broadcast && p.accept_untagged && p.tx_enabled);
+    let vmolr = regs.read(r::VMOLR0).unwrap();
+    regs.write(r::VMOLR0, vmolr & !(vmolr::BAM | vmolr::AUPE));
+    let p = regs.vf_policy(0, LINK);
+    assert!(!p.accept_broadcast && !p.accept_untagged);
+    assert!(
+        regs.vf_policy(1, LINK).accept_broadcast,
+        "VF 1's VMOLR is its own"
+    );
+    let vfte = regs.read(r::VFTE).unwrap();
+    regs.write(r::VFTE, vfte & !(1 << 2));
+    assert!(!regs.vf_policy(2, LINK).tx_enabled);
+    let dtxswc = regs.read(r::DTXSWC).unwrap();
+    regs.write(r::DTXSWC, dtxswc & !dtxswc::LOOPBACK_EN);
+    assert!(!regs.loopback());
+}
+
+#[test]
 fn rttbcnrc_reads_back_the_selected_queue() {
     let mut regs = VmmRegs::new();
     let _ = regs.write(r::RTTDQSEL, 2);

@@ -377,6 +377,13 @@ impl PfSide {
             return;
         };
         let link = self.switch.config().link_speed_mbps;
+        if self.switch.loopback() != g.regs.loopback() {
+            debug!(
+                on = g.regs.loopback(),
+                "VM-to-VM loopback from the guest's DTXSWC"
+            );
+            self.switch.set_loopback(g.regs.loopback());
+        }
         let n = self.num_vfs().min(POOLS as u16);
         let mut refused = 0;
         for vf in 0..n {
