@@ -124,6 +124,18 @@ impl Nic {
     /// Carries out `fault` on this port; returns what happened, in a line, or why it could
     /// not be done (then nothing changed).
     pub fn inject_fault(&self, fault: Fault) -> Result<String, String> {
+        // With the guest's igb as the PF driver there is no embedded agent whose answers or
+        // resets a fault could bend.
+        if matches!(fault, Fault::Mailbox { .. } | Fault::PfReset { .. })
+            && self.with_pf(|pf| pf.pf_driver()) == super::PfDriver::Guest
+        {
+            return Err(format!(
+                "{}: the guest's igb is this port's PF driver (full-system mode), so the \
+                 emulator has no mailbox answers or PF resets of its own to fault; reset the PF \
+                 in the guest instead (`ip link set <pf> down; ip link set <pf> up`)",
+                fault_kind(&fault)
+            ));
+        }
         let line = match fault {
             Fault::PfReset { vf } => {
                 let notified = self.notify_pf_reset(vf);
@@ -424,5 +436,19 @@ impl Nic {
             *lock(m) += 1;
             cv.notify_all();
         }
+    }
+}
+
+/// A fault's kind, as `ctl fault` names it.
+fn fault_kind(fault: &Fault) -> &'static str {
+    match fault {
+        Fault::PfReset { .. } => "pf-reset",
+        Fault::Mailbox { .. } => "mailbox",
+        Fault::Link { .. } => "link",
+        Fault::Wire(_) => "wire",
+        Fault::Dma { .. } => "dma",
+        Fault::Irq { .. } => "irq",
+        Fault::RxHold { .. } => "rx-hold",
+        Fault::Clear => "clear",
     }
 }

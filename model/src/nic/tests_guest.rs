@@ -164,6 +164,20 @@ fn ctl_vf_commands_are_refused_while_the_guests_igb_manages_the_vfs() {
 }
 
 #[test]
+fn faults_of_the_embedded_agent_are_refused_while_the_guests_igb_manages_the_vfs() {
+    use crate::nic::faults::Fault;
+    let rig = Rig::new(2);
+    let ports = rig.nic.ports();
+    for words in [&["mailbox", "vf0", "drop"][..], &["pf-reset"][..]] {
+        let fault = Fault::parse(words, &ports).unwrap();
+        let err = rig.nic.inject_fault(fault).unwrap_err();
+        assert!(err.contains("full-system mode"), "{words:?}: {err}");
+    }
+    let wire = Fault::parse(&["link", "vf1", "down"], &ports).unwrap();
+    assert!(rig.nic.inject_fault(wire).is_ok());
+}
+
+#[test]
 fn vfs_wait_for_the_pf_driver_then_see_it_reset_done() {
     let mut rig = Rig::new(1);
     let vf = rig.nic.vf(0).unwrap();
