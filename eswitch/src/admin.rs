@@ -68,7 +68,11 @@ impl VfSetting {
                     policy.max_tx_rate = max;
                 }
             }
-            VfSetting::SpoofChk(on) => policy.spoofchk = on,
+            VfSetting::SpoofChk(on) => {
+                // ixgbe_ndo_set_vf_spoofchk programs the hardware again.
+                policy.spoofchk = on;
+                policy.spoofchk_suspended = false;
+            }
             VfSetting::Trust(on) => policy.trust = on,
             VfSetting::State(state) => policy.link_state = state,
             VfSetting::QueryRss(_) => {}

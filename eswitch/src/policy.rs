@@ -82,6 +82,11 @@ pub struct VfPolicy {
     /// Untagged frames accepted when the VF has no port VLAN (VMOLR.AUPE, which igb sets on
     /// every VF pool without one).
     pub accept_untagged: bool,
+    /// The hardware anti-spoof of a VF whose `spoofchk` is on has been turned off behind the
+    /// administrator's back: ixgbe does so when the VF adds a MACVLAN filter
+    /// (`ixgbe_set_vf_macvlan_msg`, "to avoid false positives"), while `ip link` still shows
+    /// spoof checking on. Setting `spoofchk` again turns it back on.
+    pub spoofchk_suspended: bool,
 }
 
 /// Standard Ethernet: 1500 MTU + 14 header + 4 FCS.
@@ -109,6 +114,7 @@ impl Default for VfPolicy {
             tx_enabled: true,
             accept_broadcast: true,
             accept_untagged: true,
+            spoofchk_suspended: false,
         }
     }
 }

@@ -540,11 +540,12 @@ impl Eswitch {
         let mut inserted = false;
         if let Kind::Vf(n) = inp.kind {
             let vf = &self.vfs[n];
-            if vf.policy.spoofchk && !vf.policy.owns(src) {
+            let spoofchk = vf.policy.spoofchk && !vf.policy.spoofchk_suspended;
+            if spoofchk && !vf.policy.owns(src) {
                 return self.drop_frame(out, in_idx, DropReason::SpoofMac);
             }
             match (vf.port_vlan, tag) {
-                (Some(_), Some(_)) if vf.policy.spoofchk => {
+                (Some(_), Some(_)) if spoofchk => {
                     return self.drop_frame(out, in_idx, DropReason::SpoofVlan);
                 }
                 (Some(pv), _) => {
@@ -554,9 +555,7 @@ impl Eswitch {
                     inserted = true;
                 }
                 (None, Some(tag))
-                    if vf.policy.spoofchk
-                        && tag.vid() != UNTAGGED
-                        && !vf.vlans.contains(tag.vid()) =>
+                    if spoofchk && tag.vid() != UNTAGGED && !vf.vlans.contains(tag.vid()) =>
                 {
                     return self.drop_frame(out, in_idx, DropReason::SpoofVlan);
                 }

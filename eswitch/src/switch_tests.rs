@@ -549,6 +549,21 @@ fn bam_off_keeps_broadcasts_from_a_vf_and_aupe_off_untagged_frames() {
 }
 
 #[test]
+fn suspended_anti_spoof_lets_any_source_through_until_spoofchk_is_set_again() {
+    let mut sw = switch();
+    let forged = MacAddr([2, 9, 9, 9, 9, 9]);
+    edit_policy(&mut sw, 0, |p| p.spoofchk_suspended = true);
+    assert!(sw.policy(0).unwrap().spoofchk, "still reads on");
+    let out = sw.process(PortId::Vf(0), frame(vf_mac(1), forged, None));
+    assert_eq!(ports(&out), vec![PortId::Vf(1)]);
+    sw.configure_vf(0, &[crate::VfSetting::SpoofChk(true)])
+        .unwrap();
+    assert!(!sw.policy(0).unwrap().spoofchk_suspended);
+    let out = sw.process(PortId::Vf(0), frame(vf_mac(1), forged, None));
+    assert_eq!(drops(&out), vec![(PortId::Vf(0), DropReason::SpoofMac)]);
+}
+
+#[test]
 fn without_loopback_everything_from_inside_goes_to_the_wire_only() {
     let mut sw = switch();
     assert!(sw.loopback());

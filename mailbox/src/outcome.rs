@@ -171,9 +171,13 @@ pub enum PolicyChange {
     SetMac(MacAddr),
     ClearMacFilters,
     AddMacFilter(MacAddr),
-    /// The VF's extra unicast filters become exactly these (ixgbe's SET_MACVLAN index 1
-    /// restarts the list with one entry).
-    ReplaceMacFilters(Vec<MacAddr>),
+    /// ixgbe's SET_MACVLAN with an index (`ixgbe_set_vf_macvlan_msg`): the VF's extra unicast
+    /// filters restarted (index 1) and `add` appended (none when the shared list was full),
+    /// and the VF's hardware anti-spoof turned off if its `spoofchk` is on.
+    Macvlan {
+        restart: bool,
+        add: Option<MacAddr>,
+    },
     /// The new multicast hash list; `overflow` is set when the VF asked for more groups than
     /// the list holds (igb: VMOLR.MPME, all multicast whether trusted or not).
     SetMulticast {
@@ -214,20 +218,27 @@ impl PolicyChange {
                 // ixgbe_vf_reset_msg → ixgbe_set_vf_rx_tx: receive on again (the link state
                 // gates it separately).
                 p.rx_enabled = true;
+                // ixgbe_vf_reset_event programs anti-spoof again only for a VF with a port VLAN.
+                if p.port_vlan.is_some() && p.spoofchk {
+                    p.spoofchk_suspended = false;
+                }
             }
             PolicyChange::SetMac(mac) => p.mac = Some(*mac),
             PolicyChange::ClearMacFilters => p.mac_filters.clear(),
+            PolicyChange::Macvlan { restart, add } => {
+                if *restart {
+                    p.mac_filters.clear();
+                }
+                if let Some(mac) = add.filter(|m| !p.mac_filters.contains(m)) {
+                    p.mac_filters.push(mac);
+                }
+                if p.spoofchk {
+                    p.spoofchk_suspended = true;
+                }
+            }
             PolicyChange::AddMacFilter(mac) => {
                 if !p.mac_filters.contains(mac) {
                     p.mac_filters.push(*mac);
-                }
-            }
-            PolicyChange::ReplaceMacFilters(macs) => {
-                p.mac_filters.clear();
-                for mac in macs {
-                    if !p.mac_filters.contains(mac) {
-                        p.mac_filters.push(*mac);
-                    }
                 }
             }
             PolicyChange::SetMulticast { hashes, overflow } => {

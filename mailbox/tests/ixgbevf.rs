@@ -895,3 +895,32 @@ fn a_vf_holding_its_lock_over_req_loses_the_message_but_keeps_cts() {
     assert!(nic.agent.is_clear_to_send(0));
     nic.write(0, VfRegister::Vfmailbox, 0);
 }
+
+#[test]
+fn a_macvlan_filter_turns_the_vfs_hardware_anti_spoof_off_behind_spoofchk_on() {
+    let mut nic = Nic::with_vfs(2);
+    let mut a = probed(&mut nic, 0);
+    let mut b = probed(&mut nic, 1);
+    let mv = |index, last| IxgbeMsg::SetMacvlan {
+        index,
+        mac: MacAddr([0x02, 0, 0, 0, 2, last]),
+    };
+    // Clearing the list (index 0) leaves anti-spoof alone.
+    assert!(acked(&a.exchange_typed(&mut nic, mv(0, 0), 3)));
+    assert!(!nic.policy[0].spoofchk_suspended);
+    // Adding one turns it off "to avoid false positives"; `ip link` still says spoofchk on.
+    assert!(acked(&a.exchange_typed(&mut nic, mv(1, 1), 3)));
+    assert!(nic.policy[0].spoofchk && nic.policy[0].spoofchk_suspended);
+    assert_eq!(nic.policy[0].mac_filters, vec![MacAddr([2, 0, 0, 0, 2, 1])]);
+    assert!(
+        !nic.policy[1].spoofchk_suspended,
+        "VF 1's anti-spoof is its own"
+    );
+    // A VF reset without a port VLAN does not turn it back on.
+    a.reset_hw(&mut nic);
+    assert!(nic.policy[0].spoofchk_suspended);
+    // With spoofchk off there is nothing to turn off.
+    nic.policy[1].spoofchk = false;
+    assert!(acked(&b.exchange_typed(&mut nic, mv(1, 2), 3)));
+    assert!(!nic.policy[1].spoofchk_suspended);
+}

@@ -295,6 +295,9 @@ pub enum MailboxRequest {
     Xcast,
     /// ixgbevf's GET_RETA (an 82599 VF; `ethtool -x` in the guest): the RSS redirection table.
     Reta,
+    /// ixgbevf's SET_MACVLAN index 1 (an 82599 VF; a macvlan on the guest's interface): an
+    /// extra unicast filter, needs `mac`.
+    Macvlan,
 }
 
 impl MailboxRequest {
@@ -309,6 +312,7 @@ impl MailboxRequest {
             MailboxRequest::Lpe => "lpe",
             MailboxRequest::Xcast => "xcast",
             MailboxRequest::Reta => "reta",
+            MailboxRequest::Macvlan => "macvlan",
         }
     }
 }

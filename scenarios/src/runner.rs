@@ -859,7 +859,7 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             ..
         } => {
             let idx = endpoint(world, from)?;
-            if let Some(words) = ixgbe_request(*request, *xcast)? {
+            if let Some(words) = ixgbe_request(*request, *xcast, *mac)? {
                 // ixgbevf's own messages: the reply's flags are read from word 0 as igb's.
                 let (words, reply_words) = words;
                 let reply = world.mailbox_exchange(idx, &words, reply_words)?;
@@ -913,7 +913,7 @@ fn act(world: &mut World, step: &Step) -> StepResult {
                         key: "max_frame",
                     })?,
                 },
-                MailboxRequest::Xcast | MailboxRequest::Reta => {
+                MailboxRequest::Xcast | MailboxRequest::Reta | MailboxRequest::Macvlan => {
                     unreachable!("ixgbevf's requests are built by ixgbe_request")
                 }
             };
@@ -1047,6 +1047,7 @@ fn act(world: &mut World, step: &Step) -> StepResult {
 fn ixgbe_request(
     request: MailboxRequest,
     xcast: Option<Xcast>,
+    mac: Option<MacAddr>,
 ) -> Result<Option<(Vec<u32>, usize)>, StepError> {
     use mailbox::ixgbe::{IxgbeMessage, IxgbeMsg, XcastMode};
     let (msg, reply_words) = match request {
@@ -1063,6 +1064,16 @@ fn ixgbe_request(
             (IxgbeMsg::UpdateXcastMode { mode }, 2)
         }
         MailboxRequest::Reta => (IxgbeMsg::GetReta, mailbox::ixgbe::regs::len::RETA_REPLY),
+        MailboxRequest::Macvlan => {
+            let mac = mac.ok_or(StepError::MissingKey {
+                request: "macvlan",
+                key: "mac",
+            })?;
+            (
+                IxgbeMsg::SetMacvlan { index: 1, mac },
+                mailbox::ixgbe::regs::len::MAC,
+            )
+        }
         _ => return Ok(None),
     };
     let words = IxgbeMessage::request(msg)

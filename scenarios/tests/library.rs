@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-const EXPECTED: [&str; 19] = [
+const EXPECTED: [&str; 20] = [
     "arp-broadcast",
     "dual-port",
     "fault-under-igbvf",
@@ -13,6 +13,7 @@ const EXPECTED: [&str; 19] = [
     "jumbo-ixgbevf",
     "link-flap",
     "link-state",
+    "macvlan-ixgbevf",
     "mac-change-refused",
     "mac-change-trusted",
     "multicast",
@@ -75,6 +76,7 @@ fn files_that_hold_on_both_cards_pass_on_both_in_process() {
         "rate-ixgbevf",
         "jumbo-ixgbevf",
         "xcast-ixgbevf",
+        "macvlan-ixgbevf",
     ] {
         assert!(
             on_82599.iter().any(|n| n == want),

@@ -683,18 +683,18 @@ impl IxgbeAgent {
             .config
             .macvlans_per_vf
             .is_some_and(|cap| self.vfs[vf].macvlans >= cap);
+        // Anti-spoof goes off before the list is touched, so a full list leaves it off too.
         if in_use >= self.macvlan_pool || over_cap {
             return Err(Refused {
                 reason: RefusalReason::MacFilterNoSpace,
-                change: restart.then_some(PolicyChange::ClearMacFilters),
+                change: Some(PolicyChange::Macvlan { restart, add: None }),
                 ipsec_errno: None,
             });
         }
         self.vfs[vf].macvlans += 1;
-        Ok(Handled::change(if restart {
-            PolicyChange::ReplaceMacFilters(vec![mac])
-        } else {
-            PolicyChange::AddMacFilter(mac)
+        Ok(Handled::change(PolicyChange::Macvlan {
+            restart,
+            add: Some(mac),
         }))
     }
 
