@@ -84,6 +84,8 @@ pub struct Effects {
     pub frames: Vec<Bytes>,
     /// The driver posted RX buffers (an RDT write).
     pub rx_posted: bool,
+    /// The function reset itself (a function-level reset through its config space).
+    pub reset: bool,
 }
 
 impl Effects {
@@ -103,10 +105,11 @@ impl Effects {
             self.frames.extend(other.frames);
         }
         self.rx_posted |= other.rx_posted;
+        self.reset |= other.reset;
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fire.is_empty() && self.frames.is_empty() && !self.rx_posted
+        self.fire.is_empty() && self.frames.is_empty() && !self.rx_posted && !self.reset
     }
 }
 

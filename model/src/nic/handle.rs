@@ -88,8 +88,16 @@ impl<F: Hosted> Handle<F> {
         self.read(|s| s.func.config_read(offset, data))
     }
 
+    /// A config-space write. A PF's function-level reset resets what the PF side keeps of
+    /// it too, as DEVICE_RESET does ([`Handle::reset`]).
     pub fn config_write(&self, offset: u64, data: &[u8]) {
-        self.access(|s| ((), s.func.config_write(offset, data)))
+        let reset = self.access(|s| {
+            let effects = s.func.config_write(offset, data);
+            (effects.reset, effects)
+        });
+        if reset && self.port == PortId::Pf {
+            self.nic.guest_pf_reset();
+        }
     }
 
     /// A register read. On the PF of a port whose VFs the guest's igb manages, the mailbox

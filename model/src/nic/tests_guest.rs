@@ -434,6 +434,31 @@ fn a_pf_reset_shows_the_vfs_rsti_until_pfrstd() {
     assert_eq!(u32::from_le_bytes(b) & (v2p::RSTI | v2p::RSTD), v2p::RSTD);
 }
 
+#[test]
+fn a_pf_flr_resets_the_vfs_view_of_the_pf_as_a_device_reset_does() {
+    let (rig, _, _) = two_vfs();
+    assert!(rig.policy(0).mac.is_some());
+    // PCIe Device Control (capability at 0xA0, + 8): Initiate Function Level Reset (b15).
+    let pf = rig.pf();
+    let mut dc = [0u8; 2];
+    pf.config_read(0xA8, &mut dc);
+    let dc = u16::from_le_bytes(dc) | 0x8000;
+    pf.config_write(0xA8, &dc.to_le_bytes());
+    let vf = rig.nic.vf(0).unwrap();
+    let mut b = [0u8; 4];
+    vf.region_read(0, vfr::V2PMAILBOX, &mut b).unwrap();
+    assert_ne!(
+        u32::from_le_bytes(b) & v2p::RSTI,
+        0,
+        "the VFs see the PF in reset"
+    );
+    assert_eq!(
+        rig.policy(0).mac,
+        None,
+        "the VF-management registers are reset"
+    );
+}
+
 fn pf_offset() -> impl Strategy<Value = u64> {
     prop_oneof![
         (0u64..0x100).prop_map(|i| r::VMBMEM0 + 4 * i),

@@ -836,7 +836,10 @@ impl Function for Pf {
                     info!("PF function level reset");
                     self.counters.flrs += 1;
                     self.function_reset();
-                    return Effects::default();
+                    return Effects {
+                        reset: true,
+                        ..Effects::default()
+                    };
                 }
                 // Frames waiting for this function may be delivered now.
                 ConfigEvent::CommandChanged {
