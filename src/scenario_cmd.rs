@@ -332,8 +332,11 @@ pub fn run_guests(s: &Scenario, artifacts: &Artifacts) -> scenarios::Run {
 
 /// [`run_guests`] with guests that boot `setup`'s build and report progress where it says.
 pub fn run_guests_with(s: &Scenario, artifacts: &Artifacts, setup: &GuestSetup) -> scenarios::Run {
+    // Runs of one process may overlap (tests in threads): each gets a directory of its own.
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = artifacts.run.join(format!(
-        "scen-{}-{}{}",
+        "scen-{}-{run}-{}{}",
         std::process::id(),
         s.name,
         setup.tag
