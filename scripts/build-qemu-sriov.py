@@ -118,22 +118,10 @@ exec "$Q/root/bin/qemu-system-x86_64" -L "$Q/root/share/qemu" -L "$S/usr/share/q
 """
 
 
-def log(msg):
-    print(f"[build-qemu-sriov] {msg}", flush=True)
-
-
-def die(msg):
-    print(f"[build-qemu-sriov] error: {msg}", file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def run(cmd, **kw):
-    try:
-        return subprocess.run(cmd, check=True, **kw)
-    except subprocess.CalledProcessError as e:
-        die(f"command failed ({e.returncode}): {' '.join(cmd)}")
-    except OSError as e:
-        die(f"cannot run {cmd[0]}: {e}")
+fe.TAG = "build-qemu-sriov"
+log = fe.log
+die = fe.die
+run = fe.run
 
 
 def patch_files():

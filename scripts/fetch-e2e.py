@@ -119,12 +119,16 @@ BROWSER_PROGRAM = "usr/lib/chromium/chromium-headless-shell"
 MULTIARCH = "x86_64-linux-gnu"
 
 
+# What the log lines start with; a script that imports this one sets its own name.
+TAG = "fetch-e2e"
+
+
 def log(msg):
-    print(f"[fetch-e2e] {msg}", flush=True)
+    print(f"[{TAG}] {msg}", flush=True)
 
 
 def die(msg):
-    print(f"[fetch-e2e] error: {msg}", file=sys.stderr, flush=True)
+    print(f"[{TAG}] error: {msg}", file=sys.stderr, flush=True)
     sys.exit(1)
 
 
@@ -133,6 +137,8 @@ def run(cmd, **kw):
         return subprocess.run(cmd, check=True, **kw)
     except subprocess.CalledProcessError as e:
         die(f"command failed ({e.returncode}): {' '.join(cmd)}")
+    except OSError as e:
+        die(f"cannot run {cmd[0]}: {e}")
 
 
 def sha256_of(*parts):
