@@ -52,10 +52,6 @@ pub fn qemu_device_json(socket: &Path, bus: &str, id: &str) -> String {
     .to_string()
 }
 
-/// The 82576's First VF Offset and VF Stride: VF n's routing ID is the PF's + 0x80 + 2n.
-const VF_OFFSET: u16 = 0x80;
-const VF_STRIDE: u16 = 2;
-
 /// QEMU's `-device` arguments for port `pf` in full-system mode (the patched QEMU of
 /// `qemu/patches/`): one root port, each VF on the PF's bus at its routing ID (PF + 0x80 + 2n)
 /// naming the PF (`"sriov-pf"`), the VFs first (QEMU wants them to exist when the PF is
@@ -68,6 +64,8 @@ pub fn full_system_qemu_args(dir: &Path, pf: u8, num_vfs: u16, prefix: &str) -> 
         serde_json::json!({"driver": "pcie-root-port", "id": rp, "chassis": u32::from(pf) + 1})
             .to_string(),
     ];
+    // The routing IDs the PF's SR-IOV capability gives (First VF Offset, VF Stride).
+    use model::function::i82576::config::{VF_OFFSET, VF_STRIDE};
     for vf in 0..num_vfs {
         let devfn = VF_OFFSET + VF_STRIDE * vf;
         args.push("-device".into());

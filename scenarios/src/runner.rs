@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eswitch::{DropReason, MacAddr, PortCounters};
+use mailbox::ixgbe::regs::len as ixgbe_len;
+use mailbox::ixgbe::{IxgbeMessage, IxgbeMsg, XcastMode};
 use mailbox::{MacFilterOp, MailboxMsg, Message, PromiscFlags};
 use model::nic::faults::Fault;
 
@@ -859,41 +861,45 @@ fn act(world: &mut World, step: &Step) -> StepResult {
             ..
         } => {
             let idx = endpoint(world, from)?;
-            if let Some(words) = ixgbe_request(*request, *xcast, *mac)? {
-                // ixgbevf's own messages: the reply's flags are read from word 0 as igb's.
-                let (words, reply_words) = words;
-                let reply = world.mailbox_exchange(idx, &words, reply_words)?;
-                o.happened.push(format!("PF answered {}", verdict(&reply)));
-                o.reply = Some(reply);
-                return Ok(o);
-            }
             let need_mac = || {
                 mac.ok_or(StepError::MissingKey {
                     request: request.name(),
                     key: "mac",
                 })
             };
-            let msg = match request {
-                MailboxRequest::SetMac => MailboxMsg::SetMacAddr {
+            // The PF's reply echoes the request's layout (its payload words included).
+            let igb = |msg: MailboxMsg| {
+                let reply_words = msg.wire_len();
+                (Message::request(msg).to_words(), reply_words)
+            };
+            // ixgbevf's own messages (an 82599 VF's): the reply's flags read from word 0 as igb's.
+            let ixgbe = |msg: IxgbeMsg, reply_words: usize| {
+                let words = IxgbeMessage::request(msg)
+                    .to_words()
+                    .expect("a request within the wire's ranges");
+                (words, reply_words)
+            };
+            let (words, reply_words) = match request {
+                MailboxRequest::SetMac => igb(MailboxMsg::SetMacAddr {
                     op: MacFilterOp::Set,
                     mac: need_mac()?,
-                },
-                MailboxRequest::AddMacFilter => MailboxMsg::SetMacAddr {
+                }),
+                MailboxRequest::AddMacFilter => igb(MailboxMsg::SetMacAddr {
                     op: MacFilterOp::Add,
                     mac: need_mac()?,
-                },
+                }),
                 MailboxRequest::Multicast => {
                     let hashes: Vec<u16> = groups.iter().map(|&g| eswitch::mta_hash(g)).collect();
                     let count = u8::try_from(hashes.len()).unwrap_or(u8::MAX);
-                    MailboxMsg::SetMulticast { count, hashes }
+                    igb(MailboxMsg::SetMulticast { count, hashes })
                 }
-                MailboxRequest::Vlan => MailboxMsg::SetVlan {
+                MailboxRequest::Vlan => igb(MailboxMsg::SetVlan {
                     add: add.unwrap_or(true),
                     vid: vid.ok_or(StepError::MissingKey {
                         request: "vlan",
                         key: "vid",
                     })?,
-                },
+                }),
                 MailboxRequest::Promisc => {
                     let flags = match promisc.ok_or(StepError::MissingKey {
                         request: "promisc",
@@ -905,21 +911,35 @@ fn act(world: &mut World, step: &Step) -> StepResult {
                             PromiscFlags(PromiscFlags::UNICAST.0 | PromiscFlags::MULTICAST.0)
                         }
                     };
-                    MailboxMsg::SetPromisc { flags }
+                    igb(MailboxMsg::SetPromisc { flags })
                 }
-                MailboxRequest::Lpe => MailboxMsg::SetLpe {
+                MailboxRequest::Lpe => igb(MailboxMsg::SetLpe {
                     max_frame: max_frame.ok_or(StepError::MissingKey {
                         request: "lpe",
                         key: "max_frame",
                     })?,
-                },
-                MailboxRequest::Xcast | MailboxRequest::Reta | MailboxRequest::Macvlan => {
-                    unreachable!("ixgbevf's requests are built by ixgbe_request")
+                }),
+                MailboxRequest::Xcast => {
+                    let mode = match xcast.ok_or(StepError::MissingKey {
+                        request: "xcast",
+                        key: "xcast",
+                    })? {
+                        Xcast::None => XcastMode::None,
+                        Xcast::Multi => XcastMode::Multi,
+                        Xcast::Allmulti => XcastMode::AllMulti,
+                        Xcast::Promisc => XcastMode::Promisc,
+                    };
+                    ixgbe(IxgbeMsg::UpdateXcastMode { mode }, 2)
                 }
+                MailboxRequest::Reta => ixgbe(IxgbeMsg::GetReta, ixgbe_len::RETA_REPLY),
+                MailboxRequest::Macvlan => ixgbe(
+                    IxgbeMsg::SetMacvlan {
+                        index: 1,
+                        mac: need_mac()?,
+                    },
+                    ixgbe_len::MAC,
+                ),
             };
-            // The PF's reply echoes the request's layout (its payload words included).
-            let reply_words = msg.wire_len();
-            let words = Message::request(msg).to_words();
             let reply = world.mailbox_exchange(idx, &words, reply_words)?;
             o.happened.push(format!("PF answered {}", verdict(&reply)));
             if let MailboxRequest::SetMac = request {
@@ -1040,46 +1060,6 @@ fn act(world: &mut World, step: &Step) -> StepResult {
         world.pump_until(GUEST_REACT, |_| false);
     }
     Ok(o)
-}
-
-/// ixgbevf's own requests (an 82599 VF's): the words as ixgbevf writes them and the reply's
-/// length; `None` for the requests igbvf and ixgbevf share.
-fn ixgbe_request(
-    request: MailboxRequest,
-    xcast: Option<Xcast>,
-    mac: Option<MacAddr>,
-) -> Result<Option<(Vec<u32>, usize)>, StepError> {
-    use mailbox::ixgbe::{IxgbeMessage, IxgbeMsg, XcastMode};
-    let (msg, reply_words) = match request {
-        MailboxRequest::Xcast => {
-            let mode = match xcast.ok_or(StepError::MissingKey {
-                request: "xcast",
-                key: "xcast",
-            })? {
-                Xcast::None => XcastMode::None,
-                Xcast::Multi => XcastMode::Multi,
-                Xcast::Allmulti => XcastMode::AllMulti,
-                Xcast::Promisc => XcastMode::Promisc,
-            };
-            (IxgbeMsg::UpdateXcastMode { mode }, 2)
-        }
-        MailboxRequest::Reta => (IxgbeMsg::GetReta, mailbox::ixgbe::regs::len::RETA_REPLY),
-        MailboxRequest::Macvlan => {
-            let mac = mac.ok_or(StepError::MissingKey {
-                request: "macvlan",
-                key: "mac",
-            })?;
-            (
-                IxgbeMsg::SetMacvlan { index: 1, mac },
-                mailbox::ixgbe::regs::len::MAC,
-            )
-        }
-        _ => return Ok(None),
-    };
-    let words = IxgbeMessage::request(msg)
-        .to_words()
-        .expect("a request within the wire's ranges");
-    Ok(Some((words, reply_words)))
 }
 
 /// A `traffic` step's ends and numbers.
