@@ -1,0 +1,134 @@
+//! What the host charges for waking a thread: the floor under `serve`'s CPU per vfio-user
+//! message, and so under its CPU per packet.
+//!
+//! Every posted register write QEMU sends reaches a `serve` connection thread that is either
+//! asleep in `recvmsg` (and must be woken) or busy polling for it; every moderation timer that
+//! fires and every interrupt QEMU's I/O thread injects is another wakeup. This bench measures,
+//! with nothing of the emulator in the way:
+//!
+//! - a timer wakeup: one thread sleeping 100 µs at a time;
+//! - a socket hand-off: two threads passing one byte back and forth over a UNIX stream pair,
+//!   each asleep in `read` until the other writes (the shape of QEMU's posted write reaching a
+//!   sleeping connection thread);
+//! - the same hand-off with the reader polling the socket without sleeping (non-blocking reads
+//!   and `sched_yield` between them, as `serve --busy-poll-us` does).
+//!
+//! Each line gives wakeups (or messages) per second and the CPU time each one cost its threads.
+//!
+//! ```sh
+//! cargo bench -p sriov-emu-tests --bench host_wake
+//! ```
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long each measurement runs.
+const RUN: Duration = Duration::from_secs(3);
+
+/// CPU time the calling thread has used so far (user + system).
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct it is given; RUSAGE_THREAD names this thread.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// A thread sleeping `period` at a time for [`RUN`]: (wakeups, its CPU time).
+fn timer(period: Duration) -> (u64, Duration) {
+    thread::spawn(move || {
+        let start = Instant::now();
+        let cpu = thread_cpu();
+        let mut wakeups = 0;
+        while start.elapsed() < RUN {
+            thread::sleep(period);
+            wakeups += 1;
+        }
+        (wakeups, thread_cpu() - cpu)
+    })
+    .join()
+    .expect("timer thread")
+}
+
+/// One byte to and fro between two threads for [`RUN`]; the echoing side reads blocking, the
+/// other one blocking or, with `poll`, non-blocking with a yield between looks. Returns the
+/// messages that crossed (both ways) and the CPU time of both threads.
+fn handoff(poll: bool) -> (u64, Duration) {
+    let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+    let echo = thread::spawn(move || {
+        let cpu = thread_cpu();
+        let mut byte = [0u8; 1];
+        while b.read_exact(&mut byte).is_ok() && byte[0] != 0 {
+            if b.write_all(&byte).is_err() {
+                break;
+            }
+        }
+        thread_cpu() - cpu
+    });
+    if poll {
+        a.set_nonblocking(true).expect("non-blocking");
+    }
+    let cpu = thread_cpu();
+    let start = Instant::now();
+    let mut round_trips = 0u64;
+    let mut byte = [1u8; 1];
+    while start.elapsed() < RUN {
+        write_all_retrying(&mut a, &[1]);
+        loop {
+            match a.read(&mut byte) {
+                Ok(1) => break,
+                Ok(_) => panic!("echo thread closed its end"),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => thread::yield_now(),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        round_trips += 1;
+    }
+    let mine = thread_cpu() - cpu;
+    write_all_retrying(&mut a, &[0]);
+    let theirs = echo.join().expect("echo thread");
+    (round_trips * 2, mine + theirs)
+}
+
+fn write_all_retrying(s: &mut UnixStream, data: &[u8]) {
+    loop {
+        match s.write_all(data) {
+            Ok(()) => return,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::yield_now(),
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+}
+
+fn report(what: &str, count: u64, cpu: Duration) {
+    let per_second = count as f64 / RUN.as_secs_f64();
+    let per_event = cpu.as_secs_f64() * 1e6 / count.max(1) as f64;
+    println!("{what:<58} {per_second:>9.0}/s  {per_event:>6.1} µs CPU each");
+}
+
+fn main() {
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "host wakeups: {cpus} CPUs; each line runs {} s",
+        RUN.as_secs()
+    );
+    let (n, cpu) = timer(Duration::from_micros(100));
+    report(
+        "timer: a thread sleeping 100 µs at a time (wakeups)",
+        n,
+        cpu,
+    );
+    let (n, cpu) = handoff(false);
+    report(
+        "socket hand-off, both threads asleep in read (messages)",
+        n,
+        cpu,
+    );
+    let (n, cpu) = handoff(true);
+    report("socket hand-off, one side polling (messages)", n, cpu);
+}
