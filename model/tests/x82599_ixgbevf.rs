@@ -23,7 +23,7 @@ use model::function::desc::{
 };
 use model::function::vectors::{Cause, EITR_UNIT_NS};
 use model::function::x82599::config::{MSIX_BAR, MSIX_PBA_OFFSET, VF_DEVICE_ID};
-use model::function::x82599::intr::IntrRegs;
+use model::function::x82599::intr;
 use model::function::x82599::regs::{self, rxq, txq};
 use model::function::x82599::{IxgbePfSide, Vf};
 use model::function::{Effects, Function, Origin};
@@ -814,7 +814,7 @@ proptest! {
     /// unfired.
     #[test]
     fn a_masked_cause_is_never_lost(ops in prop::collection::vec(intr_op(), 1..80)) {
-        let mut r = IntrRegs::default();
+        let mut r = intr::power_on();
         let _ = r.write(regs::VTIVAR0, 0x8181_8080, 0);
         let _ = r.write(regs::VTIVAR_MISC, 0x82, 0);
         let mut now = 0u64;

@@ -7,8 +7,10 @@
 //! Shared by every personality: the advanced descriptors ([`desc`], the format the 82576 and
 //! the 82599 share), the TX offload engine ([`offload`]), the RX checksum status ([`rxcsum`])
 //! and the counters with their named reasons ([`stats`]), the TX engine ([`tx`]), the vector
-//! bank of the extended interrupts ([`vectors`]) and the bus helpers ([`mmio`]). One module
-//! per card on top: [`i82576`] (igb/igbvf) and [`x82599`] (the 82599 VF, ixgbevf).
+//! bank of the extended interrupts ([`vectors`]) and the bus helpers ([`mmio`]); a VF's
+//! shell ([`vf_shell`]: the PCI side, resets and datapath steps every VF has, around a card's
+//! register file) and its interrupt registers ([`vf_intr`]). One module per card on top:
+//! [`i82576`] (igb/igbvf) and [`x82599`] (the 82599 VF, ixgbevf).
 
 use bytes::Bytes;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
@@ -26,6 +28,8 @@ pub mod rxcsum;
 pub mod stats;
 pub mod tx;
 pub mod vectors;
+pub mod vf_intr;
+pub mod vf_shell;
 pub mod x82599;
 
 /// Which function of the card a log line is about: the PF, or VF n.

@@ -269,3 +269,12 @@ impl VfStats {
         self.tx_errors.values().sum()
     }
 }
+
+/// What became of a frame an RX engine was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RxOutcome {
+    /// Written and completed; `descriptors` consumed.
+    Delivered { descriptors: u32 },
+    /// Not written (nothing changed), or written with RXE (BufferDma) — see the reason.
+    Dropped(RxDrop),
+}

@@ -16,7 +16,7 @@
 //!
 //! Moderation (VTEITR): a vector with a non-zero interval fires at most once per interval; a
 //! vector ready to fire inside its interval is held and fires when the interval ends
-//! ([`IntrRegs::on_timer`], at [`IntrRegs::next_deadline`]), unless the driver masked it or
+//! ([`VfIntr::on_timer`], at [`VfIntr::next_deadline`]), unless the driver masked it or
 //! cleared its cause meanwhile — then it stays pending (or gone) as it would on the hardware,
 //! and nothing is lost. The interval is VTEITR bits 14:2 in 256 ns units of the register value
 //! (igbvf's `IGBVF_4K_ITR` 980 is 251 µs: about 4000 interrupts a second), as QEMU's igb
@@ -24,138 +24,53 @@
 //!
 //! The vector side (EICR, EIMS, EIAC, EIAM, EITR and the moderation state) is the shared
 //! [`VectorBank`] (`function::vectors`), which the PF's MSI-X mode uses with its ten vectors;
-//! [`IntrRegs`] adds the VF's register decode and its VTIVAR routing. Both are plain state; time comes in as
-//! nanoseconds; they return the vectors to fire as a [`Fire`] set, which the NIC runtime
+//! [`VfIntr`] adds the VF's register decode and its VTIVAR routing (the same for the 82599's VF at
+//! other offsets). Both are plain state; time comes in as
+//! nanoseconds; they return the vectors to fire as a [`Fire`](crate::function::Fire) set, which the NIC runtime
 //! signals after dropping its locks.
 
-use super::regs::{self, ivar, VF_VECTORS};
-use crate::function::mmio::dword_index;
+use super::regs::{self, ivar};
+use crate::function::vectors::EitrFormat;
 pub use crate::function::vectors::{
     Cause, VectorBank, EITR_CNT_IGNR, EITR_INTERVAL_MASK, EITR_UNIT_NS,
 };
-use crate::function::Fire;
+use crate::function::vf_intr::{VfIntr, VfIntrMap};
 
-/// The interrupt registers of one VF: the vector bank of its three vectors and the VTIVAR /
-/// VTIVAR_MISC routing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IntrRegs {
-    pub bank: VectorBank<{ VF_VECTORS as usize }>,
-    pub ivar: u32,
-    pub ivar_misc: u32,
-}
+/// The 82576 VF's interrupt registers.
+pub const MAP: VfIntrMap = VfIntrMap {
+    eicr: regs::VTEICR,
+    eics: regs::VTEICS,
+    eims: regs::VTEIMS,
+    eimc: regs::VTEIMC,
+    eiac: regs::VTEIAC,
+    eiam: regs::VTEIAM,
+    eitr0: regs::VTEITR0,
+    ivar: regs::VTIVAR,
+    ivar_misc: regs::VTIVAR_MISC,
+    eitr: EitrFormat::I82576,
+    eics_reads_eicr: false,
+    ivar_valid: ivar::VALID,
+    ivar_vector_mask: ivar::VECTOR_MASK,
+};
 
-impl IntrRegs {
-    /// Reset values: everything 0 (no vector routed, all masked).
-    pub fn reset(&mut self) {
-        *self = IntrRegs::default();
-    }
+/// The interrupt registers of one 82576 VF: the vector bank of its three vectors and the
+/// VTIVAR / VTIVAR_MISC routing.
+pub type IntrRegs = VfIntr;
 
-    /// The vector bit a cause routes to, if its IVAR entry is VALID.
-    pub fn route(&self, cause: Cause) -> Option<u32> {
-        let entry = match cause {
-            Cause::Rx(q) => self.ivar.checked_shr(16 * u32::from(q & 1)).unwrap_or(0) as u8,
-            Cause::Tx(q) => (self.ivar.checked_shr(16 * u32::from(q & 1)).unwrap_or(0) >> 8) as u8,
-            Cause::Mailbox => self.ivar_misc as u8,
-        };
-        if entry & ivar::VALID == 0 {
-            return None;
-        }
-        let v = entry & ivar::VECTOR_MASK;
-        // Vector 3 does not exist on a VF (3 MSI-X vectors): routes nowhere.
-        (u16::from(v) < VF_VECTORS).then_some(1 << v)
-    }
-
-    /// A cause happened at `now`: set its EICR bit and fire it if enabled and not held back.
-    pub fn raise(&mut self, cause: Cause, now: u64) -> Fire {
-        match self.route(cause) {
-            Some(bit) => self.bank.set_eicr(bit, now),
-            None => Fire::NONE,
-        }
-    }
-
-    /// When a held interrupt's interval ends, if one is held.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.bank.next_deadline()
-    }
-
-    /// See [`VectorBank::on_timer`].
-    pub fn on_timer(&mut self, now: u64) -> Fire {
-        self.bank.on_timer(now)
-    }
-
-    /// A register read (side effects: VTEICR clears on read, as in QEMU). `None` when
-    /// `offset` is not an interrupt register.
-    pub fn read(&mut self, offset: u64) -> Option<u32> {
-        Some(match offset {
-            regs::VTEICR => self.bank.read_eicr(),
-            regs::VTEIMS => self.bank.eims,
-            regs::VTEIAC => self.bank.eiac,
-            regs::VTEIAM => self.bank.eiam,
-            // Write-only registers read 0.
-            regs::VTEICS | regs::VTEIMC => 0,
-            o if Self::eitr_index(o).is_some() => {
-                Self::eitr_index(o).and_then(|n| self.bank.eitr(n))?
-            }
-            regs::VTIVAR => self.ivar,
-            regs::VTIVAR_MISC => self.ivar_misc,
-            _ => return None,
-        })
-    }
-
-    fn eitr_index(offset: u64) -> Option<usize> {
-        dword_index(offset, regs::VTEITR0, u64::from(VF_VECTORS))
-    }
-
-    /// A register write at `now`; returns the vectors that fire because of it. `None` when
-    /// `offset` is not an interrupt register.
-    pub fn write(&mut self, offset: u64, value: u32, now: u64) -> Option<Fire> {
-        let mask = VectorBank::<{ VF_VECTORS as usize }>::MASK;
-        Some(match offset {
-            regs::VTEICS => self.bank.write_eics(value, now),
-            regs::VTEIMS => self.bank.write_eims(value, now),
-            regs::VTEIMC => {
-                self.bank.write_eimc(value);
-                Fire::NONE
-            }
-            regs::VTEICR => {
-                self.bank.write_eicr(value);
-                Fire::NONE
-            }
-            regs::VTEIAC => {
-                self.bank.eiac = value & mask;
-                Fire::NONE
-            }
-            regs::VTEIAM => {
-                self.bank.eiam = value & mask;
-                Fire::NONE
-            }
-            o if Self::eitr_index(o).is_some() => {
-                let n = Self::eitr_index(o)?;
-                self.bank.write_eitr(n, value, now);
-                Fire::NONE
-            }
-            regs::VTIVAR => {
-                // Each byte: vector b1:0, VALID b7.
-                self.ivar = value & 0x8383_8383;
-                Fire::NONE
-            }
-            regs::VTIVAR_MISC => {
-                self.ivar_misc = value & 0x83;
-                Fire::NONE
-            }
-            _ => return None,
-        })
-    }
+/// The registers at reset.
+pub fn power_on() -> IntrRegs {
+    VfIntr::new(&MAP)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::function::Fire;
 
     /// igbvf_configure_msix: TX0 → vector 0 (VTIVAR byte 1), RX0 → vector 1 (byte 0),
     /// mailbox → vector 2 in VTIVAR_MISC; then igbvf_irq_enable: EIAC = EIAM = EIMS = 0x7.
     fn igbvf_configured() -> IntrRegs {
-        let mut r = IntrRegs::default();
+        let mut r = power_on();
         // igbvf_assign_vector(tx 0, vector 0): read-modify-write of IVAR0.
         let ivar = r.read(regs::VTIVAR).unwrap();
         let ivar = (ivar & 0xFFFF_00FF) | (0x80 << 8);
@@ -245,7 +160,7 @@ mod tests {
 
     #[test]
     fn vector_3_and_high_bits_route_nowhere() {
-        let mut r = IntrRegs::default();
+        let mut r = power_on();
         let _ = r.write(regs::VTIVAR_MISC, 0x83, 0);
         let _ = r.write(regs::VTEIMS, !0, 0);
         assert_eq!(r.bank.eims, 0x7);
@@ -256,7 +171,7 @@ mod tests {
 
     #[test]
     fn unknown_offsets_are_not_interrupt_registers() {
-        let mut r = IntrRegs::default();
+        let mut r = power_on();
         assert_eq!(r.read(0x1534), None);
         assert_eq!(r.write(0x1690, 1, 0), None);
         assert_eq!(r.read(regs::VTEITR0 + 8), Some(0));

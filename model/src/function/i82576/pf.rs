@@ -53,12 +53,12 @@ use super::pf_intr::{PfIntr, QueueCause, VECTORS};
 use super::pf_regs::{self as r, ctrl, ctrl_ext, eemngctl, mrqc, status, tctl, vt_ctl};
 use super::pf_stats::HwStats;
 use super::phy::{Phy, PhyLink};
-use super::rx::{write_frame, RxOutcome, RxRing};
+use super::rx::{write_frame, RxRing};
 use super::tx::{TxEnv, TxRing};
 use super::vf::RingState;
 use crate::function::faults::{DmaFaultState, DmaFaults};
 use crate::function::mmio::{read_dwords, write_dwords, MsixTable};
-use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
+use crate::function::stats::{AccessError, Counters, RxDrop, RxOutcome, VfStats};
 use crate::function::{
     BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus, Origin,
 };

@@ -30,7 +30,7 @@ use vm_memory::GuestMemoryBackend;
 use super::regs::{dctl, q, srrctl, DBAL_MASK, DLEN_MASK};
 use crate::function::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
 use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
-use crate::function::stats::RxDrop;
+use crate::function::stats::{RxDrop, RxOutcome};
 use crate::function::{guest, rxcsum, FunctionId};
 
 /// igbvf's header buffer in header-split mode (`rx_ps_hdr_size`).
@@ -249,15 +249,6 @@ fn upper(b: &DescBytes) -> [u8; 8] {
     let mut u = [0u8; 8];
     u.copy_from_slice(&b[8..16]);
     u
-}
-
-/// What [`write_frame`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum RxOutcome {
-    /// Written and completed; `descriptors` consumed.
-    Delivered { descriptors: u32 },
-    /// Not written (nothing changed), or written with RXE (BufferDma) — see the reason.
-    Dropped(RxDrop),
 }
 
 /// Writes `frame` into queue `ring` of guest memory `mem`. The caller has checked

@@ -1,33 +1,27 @@
-//! One 82576 VF as a PCI function: config space, BAR0 registers (the VF register set Linux
-//! igbvf's `regs.h` names), BAR3 (the MSI-X table store), the RX/TX engines,
-//! interrupts and reset.
+//! One 82576 VF as a PCI function: the card's register file ([`Regs`]: BAR0 as Linux
+//! igbvf's `regs.h` names it, the RX/TX queues, interrupts, statistics) inside the VF shell
+//! every card shares ([`VfShell`]: config space, BAR3's MSI-X table, resets, the datapath
+//! steps).
 //!
-//! Plain single-threaded state: the NIC runtime owns each [`Vf`] behind its lock, calls it with
-//! `&mut self`, and carries out the [`Effects`] it answers with (MSI-X vectors to signal,
-//! transmitted frames to switch, posted RX buffers) after releasing that lock. What the VF
-//! reaches of its PF (mailbox registers, the shaper) goes through the [`PfPort`] it was built
-//! with.
-//!
-//! BAR0 accesses of every size become 32-bit register accesses as [`super::mmio`] says;
-//! refused ones are counted. Nothing panics.
+//! BAR0 accesses of every size become 32-bit register accesses as [`crate::function::mmio`]
+//! says; refused ones are counted. Nothing panics.
 
 use std::sync::Arc;
 
-use tracing::{debug, info};
-use vm_memory::GuestAddressSpace;
+use tracing::info;
+use vm_memory::GuestMemoryMmap;
 
 use super::config::{pf_config_space, vf_config_space};
-use super::intr::{Cause, IntrRegs};
+use super::intr::IntrRegs;
 use super::regs::{self, ctrl, status};
-use super::rx::{write_frame, RxOutcome, RxRing};
-use super::tx::{TxRing, TxRun, VfTx};
-use crate::function::faults::{DmaFaultState, DmaFaults};
-use crate::function::mmio::{read_dwords, write_dwords, MsixTable};
-use crate::function::stats::{AccessError, Counters, RxDrop, VfStats};
-use crate::function::Origin;
-use crate::function::{BusLayout, Effects, Fire, Function, FunctionId, GuestMem, LinkStatus};
+use super::rx::{write_frame, RxRing};
+use super::tx::TxRing;
+use crate::function::stats::{Counters, RxDrop, RxOutcome};
+use crate::function::vf_intr::VF_MSIX_VECTORS;
+use crate::function::vf_shell::{VfCore, VfRegisters, VfShell};
+use crate::function::{Effects, Fire, FunctionId, LinkStatus};
 pub use crate::function::{RingState, VfState};
-use crate::seams::{Clock, MailboxIrq, PfPort};
+use crate::seams::{Clock, PfPort};
 use pcie::{BuildError, ConfigSpace};
 
 fn status_bits(link: LinkStatus) -> u32 {
@@ -85,38 +79,8 @@ impl StatsBase {
     }
 }
 
-/// One VF function.
-pub struct Vf {
-    id: u16,
-    cfg: ConfigSpace,
-    pf: Arc<dyn PfPort>,
-    /// Time for interrupt moderation.
-    clock: Arc<dyn Clock>,
-    mem: Option<GuestMem>,
-    rx: [RxRing; regs::QUEUES],
-    tx: [TxRing; regs::QUEUES],
-    intr: IntrRegs,
-    /// VTSTATUS.
-    status: u32,
-    /// Report verified checksums in the RX write-back (default on).
-    rx_checksum: bool,
-    /// BAR3: the MSI-X table (the PBA reads 0: QEMU emulates MSI-X and overlays it).
-    msix: MsixTable<{ regs::VF_VECTORS as usize }>,
-    pbacl: u32,
-    psrtype: u32,
-    stats_base: StatsBase,
-    counters: Counters,
-    /// Injected DMA faults (`ctl fault dma`).
-    dma_faults: DmaFaults,
-}
-
-impl std::fmt::Debug for Vf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vf")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
+/// One 82576 VF function.
+pub type Vf = VfShell<Regs>;
 
 impl Vf {
     /// VF `id` with the 82576 VF config space, reaching its PF through `pf`; time (for
@@ -133,192 +97,40 @@ impl Vf {
         pf: Arc<dyn PfPort>,
         clock: Arc<dyn Clock>,
     ) -> Vf {
-        Vf {
-            id,
-            cfg,
-            pf,
-            clock,
-            mem: None,
+        VfShell::build(id, cfg, pf, clock, Regs::power_on())
+    }
+}
+
+/// The 82576 VF's register file.
+pub struct Regs {
+    rx: [RxRing; regs::QUEUES],
+    tx: [TxRing; regs::QUEUES],
+    intr: IntrRegs,
+    /// VTSTATUS.
+    status: u32,
+    pbacl: u32,
+    psrtype: u32,
+    stats_base: StatsBase,
+}
+
+impl Regs {
+    fn power_on() -> Regs {
+        Regs {
             rx: [RxRing::reset_value(0), RxRing::reset_value(1)],
             tx: [TxRing::reset_value(0), TxRing::reset_value(1)],
-            intr: IntrRegs::default(),
+            intr: super::intr::power_on(),
             status: status_bits(LinkStatus::UP_1000_FD),
-            rx_checksum: true,
-            msix: MsixTable::default(),
             pbacl: 0,
             psrtype: 0,
             stats_base: StatsBase::default(),
-            counters: Counters::default(),
-            dma_faults: DmaFaults::default(),
         }
     }
 
-    pub fn id(&self) -> u16 {
-        self.id
-    }
-
-    pub fn config(&self) -> &ConfigSpace {
-        &self.cfg
-    }
-
-    /// Whether the VF may DMA (its Bus Master Enable).
-    pub fn bus_master(&self) -> bool {
-        self.cfg.bus_master_enabled()
-    }
-
-    // ----- the bus: config space, regions, reset, the client's memory -----
-
-    pub fn attached(&self) -> bool {
-        self.mem.is_some()
-    }
-
-    // ----- the datapath -----
-
-    /// Resumes TX queues the shaper paused (their time has come).
-    pub fn tx_resume(&mut self) -> Effects {
-        let mut all = Effects::default();
-        for q in 0..regs::QUEUES {
-            if self.tx[q].pause().is_some() {
-                let (_, effects) = self.run_tx(q, true);
-                all.merge(effects);
-            }
-        }
-        all
-    }
-
-    /// The earliest deadline of a paused TX queue.
-    pub fn tx_paused_until(&self) -> Option<u64> {
-        self.tx
-            .iter()
-            .filter_map(|t| t.pause())
-            .map(|p| p.until_ns)
-            .min()
-    }
-
-    fn receive_inner(
-        &mut self,
-        frame: &[u8],
-        stripped_tci: Option<u16>,
-        origin: Origin,
-    ) -> (Result<(), RxDrop>, Fire) {
-        let Some(mem) = self.mem.clone() else {
-            return (Err(RxDrop::NotAttached), Fire::NONE);
-        };
-        if !self.bus_master() {
-            return (Err(RxDrop::BusMasterOff), Fire::NONE);
-        }
-        let ring = &mut self.rx[0];
-        if !ring.enabled() {
-            ring.rqdpc = ring.rqdpc.wrapping_add(1);
-            return (Err(RxDrop::QueueDisabled), Fire::NONE);
-        }
-        let guard = mem.memory();
-        let outcome = write_frame(
-            ring,
-            &*guard,
-            frame,
-            stripped_tci,
-            self.rx_checksum,
-            FunctionId::Vf(self.id),
-            (&mut self.dma_faults, 0),
-        );
-        if let RxOutcome::Dropped(r) = &outcome {
-            if !matches!(r, RxDrop::RingFull | RxDrop::BufferDma) {
-                ring.rqdpc = ring.rqdpc.wrapping_add(1);
-            }
-        }
-        match outcome {
-            RxOutcome::Delivered { .. } => {
-                self.counters.rx_delivered(frame);
-                if origin == Origin::Local {
-                    self.counters.rx_looped_packets += 1;
-                    self.counters.rx_looped_bytes += frame.len() as u64;
-                }
-                (Ok(()), self.intr.raise(Cause::Rx(0), self.clock.now_ns()))
-            }
-            RxOutcome::Dropped(RxDrop::BufferDma) => {
-                self.counters.dma_errors += 1;
-                (
-                    Err(RxDrop::BufferDma),
-                    self.intr.raise(Cause::Rx(0), self.clock.now_ns()),
-                )
-            }
-            RxOutcome::Dropped(r) => {
-                if r == RxDrop::RingDma {
-                    self.counters.dma_errors += 1;
-                }
-                (Err(r), Fire::NONE)
-            }
-        }
-    }
-
-    /// Free RX descriptors on queue 0.
-    pub fn rx_free_descriptors(&self) -> u32 {
-        if self.rx[0].enabled() {
-            self.rx[0].free_descriptors()
-        } else {
-            0
-        }
-    }
-
-    /// The PF agent wrote to this VF's mailbox on its own (a ping): the mailbox cause.
-    pub fn mailbox_interrupt(&mut self) -> Fire {
-        self.intr.raise(Cause::Mailbox, self.clock.now_ns())
-    }
-
-    /// Whether RX write-backs carry the checksum status of verified-good IPv4 headers and
-    /// TCP/UDP checksums (IPCS, L4CS, UDPCS; default on). Off: the bits stay clear and the
-    /// guest verifies everything itself.
-    pub fn set_rx_checksum(&mut self, on: bool) {
-        self.rx_checksum = on;
-    }
-
-    /// Sets the link VTSTATUS reports.
-    pub fn set_link(&mut self, link: LinkStatus) {
-        self.status = status_bits(link);
-    }
-
-    /// VTSTATUS as the guest reads it.
-    pub fn link_status(&self) -> u32 {
-        self.status
-    }
-
-    /// Queue and interrupt state, without side effects.
-    pub fn state(&self) -> VfState {
-        let r = &self.rx[0];
-        let t = &self.tx[0];
-        VfState {
-            rx: RingState {
-                enabled: r.enabled(),
-                base: r.base(),
-                len: r.len(),
-                head: r.rdh,
-                tail: r.rdt,
-            },
-            tx: RingState {
-                enabled: t.enabled(),
-                base: t.base(),
-                len: t.len(),
-                head: t.tdh,
-                tail: t.tdt,
-            },
-            tx_paused_until: self.tx_paused_until(),
-            eicr: self.intr.bank.eicr,
-            eims: self.intr.bank.eims,
-            ivar: self.intr.ivar,
-            ivar_misc: self.intr.ivar_misc,
-            bus_master: self.bus_master(),
-            attached: self.attached(),
-        }
-    }
-
-    // ----- resets -----
-
-    /// VTCTRL.RST (igbvf `e1000_reset_hw_vf`): queue enables cleared,
-    /// interrupt state reset, the PF told (VFLRE). Statistics keep running.
-    fn vf_software_reset(&mut self) -> Fire {
-        info!(vf = self.id, "VTCTRL.RST");
-        self.counters.vf_resets += 1;
+    /// VTCTRL.RST (igbvf `e1000_reset_hw_vf`): queue enables cleared, interrupt state reset,
+    /// the PF told (VFLRE). Statistics keep running.
+    fn vf_software_reset(&mut self, core: &mut VfCore) -> Fire {
+        info!(vf = core.id, "VTCTRL.RST");
+        core.counters.vf_resets += 1;
         for r in &mut self.rx {
             r.rxdctl &= !regs::dctl::ENABLE;
         }
@@ -327,78 +139,11 @@ impl Vf {
             t.clear_pause();
         }
         self.intr.reset();
-        let irq = self.pf.vf_reset(self.id);
-        self.mailbox_irq(irq)
+        core.tell_pf_reset(self)
     }
 
-    fn function_reset(&mut self) -> Fire {
-        let _ = self.cfg.reset();
-        self.rx = [RxRing::reset_value(0), RxRing::reset_value(1)];
-        self.tx = [TxRing::reset_value(0), TxRing::reset_value(1)];
-        self.intr.reset();
-        self.msix.reset();
-        self.pbacl = 0;
-        self.psrtype = 0;
-        self.stats_base = StatsBase::of(&self.counters);
-        let irq = self.pf.vf_reset(self.id);
-        self.mailbox_irq(irq)
-    }
-
-    fn mailbox_irq(&mut self, irq: MailboxIrq) -> Fire {
-        match irq {
-            MailboxIrq::Raise => self.intr.raise(Cause::Mailbox, self.clock.now_ns()),
-            MailboxIrq::None => Fire::NONE,
-        }
-    }
-
-    // ----- BAR0 -----
-
-    fn bar0_read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        read_dwords(regs::BAR0_SIZE, offset, data, |o| self.read_reg(o))
-    }
-
-    fn bar0_write(&mut self, offset: u64, data: &[u8]) -> Result<Effects, AccessError> {
-        let r = write_dwords(regs::BAR0_SIZE, offset, data, |o, v| self.write_reg(o, v));
-        if r.is_err() {
-            debug!(
-                vf = self.id,
-                offset,
-                len = data.len(),
-                "BAR0 write of unsupported size refused"
-            );
-        }
-        r
-    }
-
-    /// A 32-bit BAR0 register read, with its side effects.
-    pub fn read_reg(&mut self, offset: u64) -> u32 {
-        let id = self.id;
-        match offset {
-            regs::VTCTRL | regs::VTCTRL_ALIAS => 0,
-            regs::VTSTATUS => self.status,
-            regs::VTFRTIMER => 0,
-            o if (regs::VMBMEM..regs::VMBMEM_END).contains(&o) => {
-                self.pf.read_vmbmem(id, ((o - regs::VMBMEM) / 4) as usize)
-            }
-            regs::V2PMAILBOX => self.pf.read_v2p(id),
-            regs::PBACL => self.pbacl,
-            regs::PSRTYPE => self.psrtype,
-            regs::VFGPRC..=regs::VFGOTLBC => self.read_stat(offset),
-            o if (regs::VTEICS..=regs::VTIVAR_MISC).contains(&o) => self.intr.read(o).unwrap_or(0),
-            o if (regs::RX_BASE..regs::RX_BASE + 2 * regs::QUEUE_STRIDE).contains(&o) => {
-                let q = ((o - regs::RX_BASE) / regs::QUEUE_STRIDE) as usize;
-                self.rx[q].read(o % regs::QUEUE_STRIDE)
-            }
-            o if (regs::TX_BASE..regs::TX_BASE + 2 * regs::QUEUE_STRIDE).contains(&o) => {
-                let q = ((o - regs::TX_BASE) / regs::QUEUE_STRIDE) as usize;
-                self.tx[q].read(o % regs::QUEUE_STRIDE)
-            }
-            _ => 0,
-        }
-    }
-
-    fn read_stat(&self, offset: u64) -> u32 {
-        let (now, b) = (StatsBase::of(&self.counters), self.stats_base);
+    fn read_stat(&self, counters: &Counters, offset: u64) -> u32 {
+        let (now, b) = (StatsBase::of(counters), self.stats_base);
         let v = match offset {
             regs::VFGPRC => now.gprc.wrapping_sub(b.gprc),
             regs::VFGORC => now.gorc.wrapping_sub(b.gorc),
@@ -413,22 +158,70 @@ impl Vf {
         };
         v as u32
     }
+}
 
-    /// A 32-bit BAR0 register write, with its side effects (TX runs on a TDT write).
-    pub fn write_reg(&mut self, offset: u64, value: u32) -> Effects {
-        let id = self.id;
+/// Which queue of a block `offset` falls in, and where in it.
+fn queue_reg(offset: u64, base: u64) -> Option<(usize, u64)> {
+    let span = base..base + regs::QUEUES as u64 * regs::QUEUE_STRIDE;
+    span.contains(&offset).then(|| {
+        (
+            ((offset - base) / regs::QUEUE_STRIDE) as usize,
+            offset % regs::QUEUE_STRIDE,
+        )
+    })
+}
+
+// The shell's MSI-X table holds this card's vectors.
+const _: () = assert!(regs::VF_VECTORS as usize == VF_MSIX_VECTORS);
+
+impl VfRegisters for Regs {
+    const NAME: &'static str = "i82576::Vf";
+    const BAR0_SIZE: u64 = regs::BAR0_SIZE;
+    const BAR3_SIZE: u64 = regs::BAR3_SIZE;
+    // The 82576 model keeps TDWBAL as plain storage: igbvf never sets it.
+    const HEAD_WRITEBACK: bool = false;
+
+    fn read(&mut self, core: &mut VfCore, offset: u64) -> u32 {
+        let id = core.id;
+        match offset {
+            regs::VTCTRL | regs::VTCTRL_ALIAS => 0,
+            regs::VTSTATUS => self.status,
+            regs::VTFRTIMER => 0,
+            o if (regs::VMBMEM..regs::VMBMEM_END).contains(&o) => {
+                core.pf.read_vmbmem(id, ((o - regs::VMBMEM) / 4) as usize)
+            }
+            regs::V2PMAILBOX => core.pf.read_v2p(id),
+            regs::PBACL => self.pbacl,
+            regs::PSRTYPE => self.psrtype,
+            regs::VFGPRC..=regs::VFGOTLBC => self.read_stat(&core.counters, offset),
+            o if self.intr.decodes(o) => self.intr.read(o).unwrap_or(0),
+            o => {
+                if let Some((q, rel)) = queue_reg(o, regs::RX_BASE) {
+                    self.rx[q].read(rel)
+                } else if let Some((q, rel)) = queue_reg(o, regs::TX_BASE) {
+                    self.tx[q].read(rel)
+                } else {
+                    0
+                }
+            }
+        }
+    }
+
+    /// TX runs on a TDT write.
+    fn write(&mut self, core: &mut VfCore, offset: u64, value: u32) -> Effects {
+        let id = core.id;
         match offset {
             regs::VTCTRL | regs::VTCTRL_ALIAS if value & ctrl::RST != 0 => {
-                Effects::fire(self.vf_software_reset())
+                Effects::fire(self.vf_software_reset(core))
             }
             o if (regs::VMBMEM..regs::VMBMEM_END).contains(&o) => {
-                self.pf
+                core.pf
                     .write_vmbmem(id, ((o - regs::VMBMEM) / 4) as usize, value);
                 Effects::default()
             }
             regs::V2PMAILBOX => {
-                let irq = self.pf.write_v2p(id, value);
-                Effects::fire(self.mailbox_irq(irq))
+                let irq = core.pf.write_v2p(id, value);
+                Effects::fire(core.mailbox_irq(self, irq))
             }
             regs::PBACL => {
                 self.pbacl = value & regs::VECTOR_MASK;
@@ -438,211 +231,110 @@ impl Vf {
                 self.psrtype = value;
                 Effects::default()
             }
-            o if (regs::VTEICS..=regs::VTIVAR_MISC).contains(&o) => Effects::fire(
-                self.intr
-                    .write(o, value, self.clock.now_ns())
-                    .unwrap_or(Fire::NONE),
-            ),
-            o if (regs::RX_BASE..regs::RX_BASE + 2 * regs::QUEUE_STRIDE).contains(&o) => {
-                let q = ((o - regs::RX_BASE) / regs::QUEUE_STRIDE) as usize;
-                let posted = self.rx[q].write(o % regs::QUEUE_STRIDE, value);
-                Effects {
-                    rx_posted: posted,
-                    ..Effects::default()
-                }
+            o if self.intr.decodes(o) => {
+                Effects::fire(self.intr.write(o, value, core.now()).unwrap_or(Fire::NONE))
             }
-            o if (regs::TX_BASE..regs::TX_BASE + 2 * regs::QUEUE_STRIDE).contains(&o) => {
-                let q = ((o - regs::TX_BASE) / regs::QUEUE_STRIDE) as usize;
-                if self.tx[q].write(o % regs::QUEUE_STRIDE, value) {
-                    self.run_tx(q, false).1
+            o => {
+                if let Some((q, rel)) = queue_reg(o, regs::RX_BASE) {
+                    Effects {
+                        rx_posted: self.rx[q].write(rel, value),
+                        ..Effects::default()
+                    }
+                } else if let Some((q, rel)) = queue_reg(o, regs::TX_BASE) {
+                    if self.tx[q].write(rel, value) {
+                        self.run_tx(core, q, false)
+                    } else {
+                        Effects::default()
+                    }
                 } else {
                     Effects::default()
                 }
             }
-            _ => Effects::default(),
         }
     }
 
-    fn run_tx(&mut self, q: usize, resume: bool) -> (TxRun, Effects) {
-        let mut effects = Effects::default();
-        let vf = VfTx {
-            id: self.id,
-            pf: &*self.pf,
-            mem: self.mem.as_ref(),
-            bus_master: self.cfg.bus_master_enabled(),
-            counters: &mut self.counters,
-            dma: &mut self.dma_faults,
-            // The 82576 model keeps TDWBAL as plain storage: igbvf never sets it.
-            head_writeback: false,
+    fn power_on_reset(&mut self, core: &VfCore) {
+        *self = Regs {
+            status: self.status,
+            stats_base: StatsBase::of(&core.counters),
+            ..Regs::power_on()
         };
-        let run = self.tx[q].run_for_vf(vf, q, resume, &mut effects.frames);
-        if run.wrote_back {
-            effects.fire = self.intr.raise(Cause::Tx(q as u8), self.clock.now_ns());
-        }
-        (run, effects)
-    }
-}
-
-impl Function for Vf {
-    /// BAR0 16 KiB (CSRs), BAR3 16 KiB (MSI-X); 3 MSI-X vectors, no MSI, no INTx pin (a VF
-    /// has neither).
-    fn layout(&self) -> BusLayout {
-        let mut bar_sizes = [0; 6];
-        bar_sizes[0] = regs::BAR0_SIZE;
-        bar_sizes[3] = regs::BAR3_SIZE;
-        BusLayout {
-            bar_sizes,
-            msix_vectors: regs::VF_VECTORS,
-            msi_vectors: 0,
-            intx: false,
-        }
     }
 
-    /// Bytes beyond the config space read as 0xFF ([`pcie::ConfigSpace::read`]).
-    fn config_read(&mut self, offset: u64, data: &mut [u8]) {
-        self.cfg
-            .read(usize::try_from(offset).unwrap_or(usize::MAX), data);
+    fn tx_rings(&self) -> &[TxRing] {
+        &self.tx
     }
 
-    /// A write beyond the config space is refused and counted ([`pcie::ConfigSpace::write`]).
-    fn config_write(&mut self, offset: u64, data: &[u8]) -> Effects {
-        let o = usize::try_from(offset).unwrap_or(usize::MAX);
-        let events = self.cfg.write(o, data);
-        if events.iter().any(|e| matches!(e, pcie::ConfigEvent::Flr)) {
-            info!(vf = self.id, "function level reset");
-            self.counters.flrs += 1;
-            return Effects::fire(self.function_reset());
-        }
-        Effects::default()
+    fn tx_rings_mut(&mut self) -> &mut [TxRing] {
+        &mut self.tx
     }
 
-    fn region_read(&mut self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        let r = match index {
-            0 => self.bar0_read(offset, data),
-            3 => {
-                self.msix.read(offset, data);
-                Ok(())
-            }
-            _ => Err(AccessError::NoSuchRegion),
-        };
-        if r.is_err() {
-            data.fill(0);
-            self.counters.bad_accesses += 1;
-        }
-        r
-    }
-
-    fn region_write(
+    fn write_rx(
         &mut self,
-        index: u32,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<Effects, AccessError> {
-        let r = match index {
-            0 => self.bar0_write(offset, data),
-            3 => {
-                self.msix.write(offset, data);
-                Ok(Effects::default())
-            }
-            _ => Err(AccessError::NoSuchRegion),
-        };
-        if r.is_err() {
-            self.counters.bad_accesses += 1;
-        }
-        r
-    }
-
-    /// DEVICE_RESET, or after the client disconnected: config space, queues, interrupts and
-    /// guest-visible statistics back to reset values; the mailbox sees a VF reset.
-    fn reset(&mut self) -> Effects {
-        Effects::fire(self.function_reset())
-    }
-
-    /// A client connected: its memory.
-    fn attach(&mut self, mem: GuestMem) {
-        self.mem = Some(mem);
-    }
-
-    /// The client went away: no more DMA; paused queues forget their pause.
-    fn detach(&mut self) {
-        self.mem = None;
-        for t in &mut self.tx {
-            t.clear_pause();
-        }
-    }
-
-    /// Writes `frame` into the next free descriptors of RX queue 0 and raises the RX cause.
-    /// `stripped_tci` is the VLAN tag the switch stripped (written back with VP). Returns what
-    /// became of the frame and the vectors to signal: a frame dropped for a buffer outside
-    /// guest memory still completed its descriptors (with RXE), and the driver is told.
-    /// `Err(RxDrop::RingFull)` leaves everything unchanged and counts nothing: the caller keeps
-    /// the frame in a bounded backlog and retries when the VF reports posted buffers. Every
-    /// other refusal is a drop, counted here.
-    fn receive(
-        &mut self,
+        core: &mut VfCore,
+        mem: &GuestMemoryMmap,
+        queue: usize,
         frame: &[u8],
         stripped_tci: Option<u16>,
-        origin: Origin,
-    ) -> (Result<(), RxDrop>, Fire) {
-        let (result, fire) = self.receive_inner(frame, stripped_tci, origin);
-        match result {
-            // Not a drop: the caller keeps the frame (the runtime's backlog).
-            Err(RxDrop::RingFull) | Ok(()) => {}
-            Err(reason) => self.counters.rx_drop(reason),
+    ) -> RxOutcome {
+        match self.rx.get_mut(queue) {
+            Some(ring) if ring.enabled() => write_frame(
+                ring,
+                mem,
+                frame,
+                stripped_tci,
+                core.rx_checksum,
+                FunctionId::Vf(core.id),
+                (&mut core.dma_faults, queue),
+            ),
+            _ => RxOutcome::Dropped(RxDrop::QueueDisabled),
         }
-        (result, fire)
     }
 
-    fn count_tx_loopback(&mut self, packets: u64, bytes: u64) {
-        self.counters.tx_looped_packets += packets;
-        self.counters.tx_looped_bytes += bytes;
-    }
-
-    /// The runtime dropped a frame for this VF because its backlog was full.
-    fn count_backlog_drop(&mut self) {
-        self.counters.rx_drop(RxDrop::BacklogOverflow);
-        self.rx[0].rqdpc = self.rx[0].rqdpc.wrapping_add(1);
-    }
-
-    /// The time has come to `now`: TX queues whose pause ended resume, held interrupts whose
-    /// moderation interval ended fire.
-    fn on_timer(&mut self, now: u64) -> Effects {
-        let mut all = Effects::fire(self.intr.on_timer(now));
-        for q in 0..regs::QUEUES {
-            if self.tx[q].pause().is_some_and(|p| p.until_ns <= now) {
-                let (_, effects) = self.run_tx(q, true);
-                all.merge(effects);
+    /// RQDPC counts what the queue refused; a frame waiting for buffers is not refused yet,
+    /// and a buffer fault was counted as the engine completed the descriptors.
+    fn count_rx_drop(&mut self, queue: usize, reason: RxDrop) {
+        if let Some(ring) = self.rx.get_mut(queue) {
+            if !matches!(reason, RxDrop::RingFull | RxDrop::BufferDma) {
+                ring.rqdpc = ring.rqdpc.wrapping_add(1);
             }
         }
-        all
     }
 
-    /// When the VF next needs [`Vf::on_timer`]: a paused TX queue's deadline or the end of a
-    /// held interrupt's interval.
-    fn next_wakeup(&self) -> Option<u64> {
-        match (self.tx_paused_until(), self.intr.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    fn rx_free_descriptors(&self) -> u32 {
+        if self.rx[0].enabled() {
+            self.rx[0].free_descriptors()
+        } else {
+            0
         }
     }
 
-    fn set_link(&mut self, link: LinkStatus) -> Effects {
-        // The PF agent pings the VF through its mailbox; VTSTATUS just follows.
-        Vf::set_link(self, link);
-        Effects::default()
+    fn intr(&self) -> &IntrRegs {
+        &self.intr
     }
 
-    /// The VF's counters (interrupt counts are the runtime's: it signals them).
-    fn stats(&self) -> VfStats {
-        self.counters.snapshot()
+    fn intr_mut(&mut self) -> &mut IntrRegs {
+        &mut self.intr
     }
 
-    fn dma_faults(&mut self) -> Option<&mut DmaFaults> {
-        Some(&mut self.dma_faults)
+    fn set_link(&mut self, link: LinkStatus) {
+        self.status = status_bits(link);
     }
 
-    fn dma_fault_report(&self) -> Vec<DmaFaultState> {
-        self.dma_faults.report()
+    /// VTSTATUS.
+    fn link_status(&self) -> u32 {
+        self.status
+    }
+
+    fn rx0_state(&self) -> RingState {
+        let r = &self.rx[0];
+        RingState {
+            enabled: r.enabled(),
+            base: r.base(),
+            len: r.len(),
+            head: r.rdh,
+            tail: r.rdt,
+        }
     }
 }
 

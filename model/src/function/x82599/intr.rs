@@ -21,164 +21,53 @@
 //! Moderation: VTEITR(n) bits 11:3 hold the interval, 2.048 µs per unit (256 ns per unit of
 //! the register value: ixgbevf's 200 is 51.2 µs, its "20K" rate), bit 31 (CNT_WDIS) keeps the
 //! running interval on a write; a vector ready inside its interval is held until the interval
-//! ends ([`IntrRegs::on_timer`] at [`IntrRegs::next_deadline`]), and one the driver masked or
+//! ends ([`VfIntr::on_timer`] at [`VfIntr::next_deadline`]), and one the driver masked or
 //! cleared meanwhile stays pending (or gone) — never lost.
 
-use super::regs::{self, ivar, VF_VECTORS};
-use crate::function::mmio::dword_index;
-use crate::function::vectors::{Cause, EitrFormat, VectorBank};
-use crate::function::Fire;
+use super::regs::{self, ivar};
+use crate::function::vectors::EitrFormat;
+use crate::function::vf_intr::{VfIntr, VfIntrMap};
 
-/// The 82599 VF's vector bank.
-pub type Bank = VectorBank<{ VF_VECTORS as usize }>;
+pub use crate::function::vf_intr::Bank;
+
+/// The 82599 VF's interrupt registers.
+pub const MAP: VfIntrMap = VfIntrMap {
+    eicr: regs::VTEICR,
+    eics: regs::VTEICS,
+    eims: regs::VTEIMS,
+    eimc: regs::VTEIMC,
+    eiac: regs::VTEIAC,
+    eiam: regs::VTEIAM,
+    eitr0: regs::VTEITR0,
+    ivar: regs::VTIVAR0,
+    ivar_misc: regs::VTIVAR_MISC,
+    eitr: EitrFormat::X82599,
+    eics_reads_eicr: true,
+    ivar_valid: ivar::VALID,
+    ivar_vector_mask: ivar::VECTOR_MASK,
+};
 
 /// The interrupt registers of one 82599 VF.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IntrRegs {
-    pub bank: Bank,
-    /// VTIVAR(0): queues 0 and 1.
-    pub ivar: u32,
-    pub ivar_misc: u32,
-}
+pub type IntrRegs = VfIntr;
 
-impl Default for IntrRegs {
-    fn default() -> Self {
-        IntrRegs {
-            bank: Bank::new(EitrFormat::X82599),
-            ivar: 0,
-            ivar_misc: 0,
-        }
-    }
-}
-
-/// Each VTIVAR byte keeps VALID and the vector number.
-const IVAR_STORED: u32 = u32::from_le_bytes([ivar::BYTE_MASK; 4]);
-
-impl IntrRegs {
-    /// Reset values: everything 0 (no vector routed, all masked, no moderation).
-    pub fn reset(&mut self) {
-        *self = IntrRegs::default();
-    }
-
-    /// The vector bit a cause routes to, if its IVAR entry is VALID and names a vector the VF
-    /// has.
-    pub fn route(&self, cause: Cause) -> Option<u32> {
-        let byte = |word: u32, i: u32| (word >> (8 * i)) as u8;
-        let entry = match cause {
-            Cause::Rx(q) => byte(self.ivar, 2 * u32::from(q & 1)),
-            Cause::Tx(q) => byte(self.ivar, 2 * u32::from(q & 1) + 1),
-            Cause::Mailbox => byte(self.ivar_misc, 0),
-        };
-        if entry & ivar::VALID == 0 {
-            return None;
-        }
-        let v = entry & ivar::VECTOR_MASK;
-        (u16::from(v) < VF_VECTORS).then_some(1 << v)
-    }
-
-    /// A cause happened at `now`: set its VTEICR bit and fire it if enabled and not held back.
-    pub fn raise(&mut self, cause: Cause, now: u64) -> Fire {
-        match self.route(cause) {
-            Some(bit) => self.bank.set_eicr(bit, now),
-            None => Fire::NONE,
-        }
-    }
-
-    /// When a held interrupt's interval ends, if one is held.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.bank.next_deadline()
-    }
-
-    /// See [`VectorBank::on_timer`].
-    pub fn on_timer(&mut self, now: u64) -> Fire {
-        self.bank.on_timer(now)
-    }
-
-    fn eitr_index(offset: u64) -> Option<usize> {
-        dword_index(offset, regs::VTEITR0, u64::from(VF_VECTORS))
-    }
-
-    /// Whether `offset` is one of these registers.
-    pub fn decodes(offset: u64) -> bool {
-        matches!(
-            offset,
-            regs::VTEICR
-                | regs::VTEICS
-                | regs::VTEIMS
-                | regs::VTEIMC
-                | regs::VTEIAC
-                | regs::VTEIAM
-                | regs::VTIVAR0
-                | regs::VTIVAR_MISC
-        ) || Self::eitr_index(offset).is_some()
-    }
-
-    /// A register read with its side effects (VTEICR clears); `None` for other offsets.
-    pub fn read(&mut self, offset: u64) -> Option<u32> {
-        Some(match offset {
-            regs::VTEICR => self.bank.read_eicr(),
-            regs::VTEICS => self.bank.eicr,
-            regs::VTEIMS => self.bank.eims,
-            regs::VTEIMC => 0,
-            regs::VTEIAC => self.bank.eiac,
-            regs::VTEIAM => self.bank.eiam,
-            regs::VTIVAR0 => self.ivar,
-            regs::VTIVAR_MISC => self.ivar_misc,
-            o => Self::eitr_index(o).and_then(|n| self.bank.eitr(n))?,
-        })
-    }
-
-    /// A register write at `now`; the vectors that fire because of it. `None` for other
-    /// offsets.
-    pub fn write(&mut self, offset: u64, value: u32, now: u64) -> Option<Fire> {
-        let mask = Bank::MASK;
-        Some(match offset {
-            regs::VTEICS => self.bank.write_eics(value, now),
-            regs::VTEIMS => self.bank.write_eims(value, now),
-            regs::VTEIMC => {
-                self.bank.write_eimc(value);
-                Fire::NONE
-            }
-            regs::VTEICR => {
-                self.bank.write_eicr(value);
-                Fire::NONE
-            }
-            regs::VTEIAC => {
-                self.bank.eiac = value & mask;
-                Fire::NONE
-            }
-            regs::VTEIAM => {
-                self.bank.eiam = value & mask;
-                Fire::NONE
-            }
-            regs::VTIVAR0 => {
-                self.ivar = value & IVAR_STORED;
-                Fire::NONE
-            }
-            regs::VTIVAR_MISC => {
-                self.ivar_misc = value & u32::from(ivar::BYTE_MASK);
-                Fire::NONE
-            }
-            o => {
-                let n = Self::eitr_index(o)?;
-                self.bank.write_eitr(n, value, now);
-                Fire::NONE
-            }
-        })
-    }
+/// The registers at reset.
+pub fn power_on() -> IntrRegs {
+    VfIntr::new(&MAP)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::function::vectors::Cause;
     use crate::function::vectors::EITR_UNIT_NS;
+    use crate::function::Fire;
 
     /// ixgbevf with two queue pairs (`ixgbevf_configure_msix`): RX0/TX0 → vector 0, RX1/TX1 →
     /// vector 1 (VTIVAR(0) = 0x81818080), mailbox → vector 2 (VTIVAR_MISC = 0x82), EITR 200
     /// | CNT_WDIS on the queue vectors; then `ixgbevf_irq_enable`: VTEIAM = VTEIAC = VTEIMS =
     /// 0x7.
     fn ixgbevf_configured(itr: u32) -> IntrRegs {
-        let mut r = IntrRegs::default();
+        let mut r = power_on();
         for (queue, vector) in [(0u32, 0u32), (1, 1)] {
             for direction in 0..2u32 {
                 let index = 16 * (queue & 1) + 8 * direction;
@@ -247,7 +136,7 @@ mod tests {
 
     #[test]
     fn unrouted_and_out_of_range_vectors_raise_nothing() {
-        let mut r = IntrRegs::default();
+        let mut r = power_on();
         let _ = r.write(regs::VTEIMS, !0, 0);
         assert_eq!(r.bank.eims, 0x7);
         assert_eq!(r.raise(Cause::Rx(0), 0), Fire::NONE, "not VALID");

@@ -34,7 +34,7 @@ use vm_memory::GuestMemoryBackend;
 use super::regs::{rxdctl, rxq, srrctl, DBAL_MASK, DCA_RXCTRL_RESET, DLEN_MASK, HEAD_TAIL_MASK};
 use crate::function::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
 use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
-use crate::function::stats::RxDrop;
+use crate::function::stats::{RxDrop, RxOutcome};
 use crate::function::{guest, rxcsum, FunctionId};
 
 /// The 82599's RXE error bit in the write-back (`IXGBE_RXDADV_ERR_USE` in ixgbevf's names,
@@ -160,15 +160,6 @@ impl RxQueue {
         }
         Some(false)
     }
-}
-
-/// What [`write_frame`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum RxOutcome {
-    /// Written and completed; `descriptors` consumed.
-    Delivered { descriptors: u32 },
-    /// Not written (nothing changed), or written with RXE (BufferDma) — see the reason.
-    Dropped(RxDrop),
 }
 
 /// The frame as it goes into the buffers and the tag the write-back reports (VP), after
