@@ -259,6 +259,11 @@ struct ServeArgs {
     /// register write, for some of a host core.
     #[arg(long, value_name = "US")]
     busy_poll_us: Option<u64>,
+    /// Microseconds each VF's connection then keeps looking for QEMU's next message with short
+    /// sleeps between looks, before it sleeps on the socket (default 2000; 0: off). QEMU's
+    /// posted writes to a napping connection wake nobody.
+    #[arg(long, value_name = "US")]
+    nap_poll_us: Option<u64>,
     /// What stands behind port pf0's uplink, or PORT's with a `pf1=` prefix (replaces the
     /// config file's [uplink]): `none`; `tap:name=tap0` (create or attach a TAP);
     /// `stream:listen=ADDR` or `stream:connect=ADDR[,reconnect_ms=N]` (QEMU's -netdev stream
@@ -291,6 +296,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         config,
         pcap,
         busy_poll_us,
+        nap_poll_us,
         uplink,
         model,
         pf_driver,
@@ -311,6 +317,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             .map(|a| PortArg::uplink(a))
             .collect::<Result<_, _>>()?,
         busy_poll_us,
+        nap_poll_us,
         model,
         pf_drivers: pf_driver
             .iter()

@@ -176,7 +176,10 @@ impl Serving {
             pool: None,
             control: None,
         };
-        let busy_poll = Duration::from_micros(plan.busy_poll_us);
+        let polling = (
+            Duration::from_micros(plan.busy_poll_us),
+            Duration::from_micros(plan.nap_poll_us),
+        );
         let functions: u64 = serving
             .ports
             .iter()
@@ -186,7 +189,7 @@ impl Serving {
         let mut servers = Vec::new();
         for port in &mut serving.ports {
             port.start_timer().map_err(socket_error(dir))?;
-            servers.extend(port.bind_servers(dir, busy_poll, limits)?);
+            servers.extend(port.bind_servers(dir, polling, limits)?);
         }
         serving.pool = Some(Pool::start(servers).map_err(socket_error(dir))?);
         let path = control_socket(dir);

@@ -166,6 +166,32 @@ fn bar_writes_and_reads_reach_the_function() {
     assert_eq!(writes[0], (0, 0x20, 0xdead_beefu32.to_le_bytes().to_vec()));
 }
 
+/// A connection looks for its client's next message awake (busy polling), then napping
+/// between looks, then asleep on the socket: a posted write followed by a read is served in
+/// order whichever phase it lands in, and a server napping for a client shuts down.
+#[test]
+fn messages_are_served_in_order_in_every_polling_phase() {
+    let (f, probe) = TestFunction::new();
+    let mut srv = Running::start_configured("phases", f, probe, |s| {
+        s.set_busy_poll(Duration::from_micros(200));
+        s.set_nap_poll(Duration::from_millis(20));
+    });
+    let mut c = RawClient::negotiated(&srv.path);
+    // Within the busy poll, within the naps, past both.
+    let gaps = [0, 100, 2_000, 15_000, 40_000];
+    for (i, gap_us) in gaps.into_iter().enumerate() {
+        thread::sleep(Duration::from_micros(gap_us));
+        let value = 0x5000 + i as u32;
+        c.region_write(region::BAR0, 0x40, &value.to_le_bytes(), true);
+        let r = c.region_read(region::BAR0, 0x40, 4);
+        assert!(!r.is_error(), "read after {gap_us} µs: {r:?}");
+        assert_eq!(r.u32_at(16), value, "after {gap_us} µs");
+    }
+    // Shut down while the connection naps: the server's thread ends.
+    c.region_write(region::BAR0, 0x40, &[0; 4], true);
+    srv.stop();
+}
+
 #[test]
 fn posted_writes_get_no_reply_and_are_applied_before_a_later_read() {
     let srv = Running::start("posted");

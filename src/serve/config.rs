@@ -37,6 +37,11 @@ pub const GUEST_MAX_VFS: u16 = 8;
 pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 /// The most `busy_poll_us` accepts: beyond a millisecond the thread might as well spin.
 pub const MAX_BUSY_POLL_US: u64 = 1000;
+/// How long a connection then naps between looks for its client's next message by default
+/// (µs): long enough to span the gaps of a TCP transfer's register writes.
+pub const DEFAULT_NAP_POLL_US: u64 = 2000;
+/// The most `nap_poll_us` accepts.
+pub const MAX_NAP_POLL_US: u64 = 100_000;
 
 /// One port of the card: its PF, VFs, embedded switch and uplink. Every field is optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -206,6 +211,10 @@ pub struct ServeConfig {
     /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
     /// [`crate::vfio::Server::set_busy_poll`].
     pub busy_poll_us: Option<u64>,
+    /// How long each connection then keeps looking with short sleeps between looks before it
+    /// sleeps on the socket (microseconds; default [`DEFAULT_NAP_POLL_US`], 0 turns it off).
+    /// See [`crate::vfio::Server::set_nap_poll`].
+    pub nap_poll_us: Option<u64>,
     /// What each client (a VF's, a PF's) may make `serve` hold: DMA_MAP entries, mapped bytes,
     /// fds ([`ClientLimits`]; a request over a limit is refused with ENOSPC). The fd limit is
     /// lowered at start if need be, so that every function's client at its limit still leaves
@@ -295,6 +304,8 @@ pub struct CommandLine {
     pub uplinks: Vec<PortArg<UplinkConfig>>,
     /// `--busy-poll-us`.
     pub busy_poll_us: Option<u64>,
+    /// `--nap-poll-us`.
+    pub nap_poll_us: Option<u64>,
     /// `--model`: every port's card.
     pub model: Option<Card>,
     /// `--pf-driver [PORT=]embedded|guest`, per port.
@@ -321,6 +332,8 @@ pub enum ServeError {
     },
     #[error("busy_poll_us must be 0..={MAX_BUSY_POLL_US}, got {0}")]
     BusyPoll(u64),
+    #[error("nap_poll_us must be 0..={MAX_NAP_POLL_US}, got {0}")]
+    NapPoll(u64),
     #[error("client_limits.{field} = {value}: {why}")]
     ClientLimit {
         field: &'static str,
@@ -454,6 +467,7 @@ pub(crate) struct CardPlan {
     /// The QEMU to check full-system mode against (`--qemu` over `qemu`).
     pub qemu: Option<PathBuf>,
     pub busy_poll_us: u64,
+    pub nap_poll_us: u64,
     pub client_limits: ClientLimits,
 }
 
@@ -593,6 +607,13 @@ impl ServeConfig {
         if busy_poll_us > MAX_BUSY_POLL_US {
             return Err(ServeError::BusyPoll(busy_poll_us));
         }
+        let nap_poll_us = cli
+            .nap_poll_us
+            .or(self.nap_poll_us)
+            .unwrap_or(DEFAULT_NAP_POLL_US);
+        if nap_poll_us > MAX_NAP_POLL_US {
+            return Err(ServeError::NapPoll(nap_poll_us));
+        }
         let mut ports: BTreeMap<u8, Entry> = self
             .entries()?
             .into_iter()
@@ -653,6 +674,7 @@ impl ServeConfig {
         Ok(CardPlan {
             ports: plans,
             busy_poll_us,
+            nap_poll_us,
             client_limits: self.checked_limits()?,
             qemu: cli.qemu.clone().or_else(|| self.qemu.clone()),
         })

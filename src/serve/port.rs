@@ -100,7 +100,7 @@ impl Port {
     pub(super) fn bind_servers(
         &mut self,
         dir: &Path,
-        busy_poll: Duration,
+        (busy_poll, nap_poll): (Duration, Duration),
         limits: ClientLimits,
     ) -> Result<Vec<Server>, ServeError> {
         let bind = |path: PathBuf, function: Box<dyn crate::vfio::PciFunction>| {
@@ -110,6 +110,7 @@ impl Port {
                     source,
                 })?;
             server.set_busy_poll(busy_poll);
+            server.set_nap_poll(nap_poll);
             server.set_limits(limits);
             Ok(server)
         };

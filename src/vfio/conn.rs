@@ -101,7 +101,14 @@ pub(crate) struct Timing {
     pub stall_timeout: Duration,
     /// After each message, look for the next one this long before sleeping in the kernel.
     pub busy_poll: Duration,
+    /// Then keep looking this long with short sleeps between looks, off the socket's wait
+    /// queue, before sleeping in the kernel's `recvmsg`.
+    pub nap_poll: Duration,
 }
+
+/// The sleep between two looks while napping (the kernel rounds it up: about 140 µs on the
+/// project's CI machine).
+const NAP_STEP: Duration = Duration::from_micros(50);
 
 impl<'a> Connection<'a> {
     pub(crate) fn new(
@@ -227,13 +234,22 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Looks for the client's next message, awake, for up to [`Timing::busy_poll`] before the
-    /// blocking read. A client that posts a message to a thread asleep in `recvmsg` pays for
+    /// Looks for the client's next message before the blocking read: awake for up to
+    /// [`Timing::busy_poll`], then for up to [`Timing::nap_poll`] more with a short sleep
+    /// between looks. A client that posts a message to a thread asleep in `recvmsg` pays for
     /// waking it inside its `sendmsg` (`sock_def_readable`): QEMU does that on its vCPU thread
     /// for every posted register write, and under TCG the vCPU is the scarce resource. Within a
-    /// burst the next write usually comes within microseconds and finds this thread awake.
+    /// burst the next write usually comes within microseconds and finds this thread awake; in
+    /// a stream of writes tens of microseconds apart (a TCP transfer) it finds the thread
+    /// napping, not waiting on the socket, so the `sendmsg` wakes nobody and the thread's own
+    /// timer pays for its wakeup instead, once for every message that arrived meanwhile.
     fn busy_poll(&self) {
-        if self.timing.busy_poll.is_zero() {
+        let Timing {
+            busy_poll: spin,
+            nap_poll: nap,
+            ..
+        } = self.timing;
+        if spin.is_zero() && nap.is_zero() {
             return;
         }
         let fd = self.reader.as_raw_fd();
@@ -253,12 +269,16 @@ impl<'a> Connection<'a> {
             if r != -1 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
                 return;
             }
-            if start.elapsed() >= self.timing.busy_poll {
+            let spent = start.elapsed();
+            if spent < spin {
+                // Let a thread that shares this core run (QEMU's own I/O thread, which
+                // injects the interrupts this device raises), rather than spin it out.
+                std::thread::yield_now();
+            } else if spent < spin + nap && !self.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(NAP_STEP);
+            } else {
                 return;
             }
-            // Let a thread that shares this core run (QEMU's own I/O thread, which injects
-            // the interrupts this device raises), rather than spin it out.
-            std::thread::yield_now();
         }
     }
 

@@ -142,6 +142,7 @@ impl Server {
             timing: Timing {
                 stall_timeout: STALL_TIMEOUT,
                 busy_poll: Duration::ZERO,
+                nap_poll: Duration::ZERO,
             },
             handle: ServerHandle {
                 inner: Arc::new(HandleInner {
@@ -168,6 +169,14 @@ impl Server {
     /// not pay for a wakeup; the price is this thread's CPU while it looks.
     pub fn set_busy_poll(&mut self, busy_poll: Duration) {
         self.timing.busy_poll = busy_poll;
+    }
+
+    /// After busy polling, how long a connection keeps looking for its client's next message
+    /// with short sleeps between looks before it sleeps in `recvmsg` (default 0). While it
+    /// naps it is not waiting on the socket, so a client posting to it wakes nobody; the
+    /// thread pays a timer wakeup per look instead, for every message that arrived meanwhile.
+    pub fn set_nap_poll(&mut self, nap_poll: Duration) {
+        self.timing.nap_poll = nap_poll;
     }
 
     /// What each client may make the server hold ([`ClientLimits::default`] unless set); a

@@ -29,8 +29,8 @@
 //! during the ping and the iperf3 phases, and the CPU time QEMU and the in-process `serve` used
 //! during iperf3. Environment: `VF_BENCH_ROUNDS` (default 5), `VF_BENCH_SECONDS` (iperf3
 //! duration, default 10), `VF_BENCH_PINGS` (default 50, 0.2 s apart), `VF_BENCH_CPUS` (guest
-//! vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`, `igb`, `full`, `veth`), `VF_BENCH_BUSY_POLL_US` (`serve`'s
-//! busy polling, default its own). Needs the artifacts of
+//! vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`, `igb`, `full`, `veth`), `VF_BENCH_BUSY_POLL_US` and
+//! `VF_BENCH_NAP_POLL_US` (`serve`'s busy polling and napping, default its own). Needs the artifacts of
 //! `scripts/fetch-e2e.py`. Not part of `cargo test`.
 
 use std::collections::BTreeMap;
@@ -230,6 +230,11 @@ fn loadavg() -> String {
 }
 
 /// utime + stime of a process, in seconds.
+/// A number of microseconds from the environment, if set.
+fn env_us(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The fields after the command name: state is the first, utime the 12th, stime the 13th.
@@ -383,9 +388,8 @@ fn sriov_emu(p: &Params) -> Figures {
             ("0".to_string(), format!("mac {MAC_A}")),
             ("1".to_string(), format!("mac {MAC_B}")),
         ]),
-        busy_poll_us: std::env::var("VF_BENCH_BUSY_POLL_US")
-            .ok()
-            .and_then(|v| v.parse().ok()),
+        busy_poll_us: env_us("VF_BENCH_BUSY_POLL_US"),
+        nap_poll_us: env_us("VF_BENCH_NAP_POLL_US"),
         ..ServeConfig::default()
     };
     let serving = Serving::start(&dir, &config, Some(2)).expect("serve");
@@ -431,9 +435,8 @@ fn full_system(p: &Params) -> Option<Figures> {
         .join(format!("vf-bench-full-{}", std::process::id()));
     let config = ServeConfig {
         pf_driver: Some(model::nic::PfDriver::Guest),
-        busy_poll_us: std::env::var("VF_BENCH_BUSY_POLL_US")
-            .ok()
-            .and_then(|v| v.parse().ok()),
+        busy_poll_us: env_us("VF_BENCH_BUSY_POLL_US"),
+        nap_poll_us: env_us("VF_BENCH_NAP_POLL_US"),
         ..ServeConfig::default()
     };
     let serving = Serving::start(&dir, &config, Some(7)).expect("serve");

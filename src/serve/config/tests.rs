@@ -19,6 +19,7 @@ fn cli(ports: Option<u8>, vfs: &[&str], uplinks: &[&str]) -> CommandLine {
             .map(|a| PortArg::uplink(a).unwrap())
             .collect(),
         busy_poll_us: None,
+        nap_poll_us: None,
         model: None,
         pf_drivers: Vec::new(),
         qemu: None,
@@ -48,8 +49,9 @@ fn the_single_port_form_is_port_pf0_as_before() {
     assert!(pf0.settings.is_empty());
     assert_eq!(pf0.uplink, UplinkSpec::None);
     assert_eq!(p.busy_poll_us, DEFAULT_BUSY_POLL_US);
+    assert_eq!(p.nap_poll_us, DEFAULT_NAP_POLL_US);
 
-    let text = "vfs = 3\nmac_assignment = \"generated\"\nbusy_poll_us = 0\n\
+    let text = "vfs = 3\nmac_assignment = \"generated\"\nbusy_poll_us = 0\nnap_poll_us = 0\n\
                 [vf]\n1 = \"mac 02:00:00:00:00:11 vlan 10\"\n";
     let p = plan(text, &cli(None, &["2"], &[])).unwrap();
     let pf0 = &p.ports[0];
@@ -64,6 +66,7 @@ fn the_single_port_form_is_port_pf0_as_before() {
     assert_eq!(pf0.settings.len(), 1);
     assert_eq!(pf0.settings[0].0, 1);
     assert_eq!(p.busy_poll_us, 0);
+    assert_eq!(p.nap_poll_us, 0);
 }
 
 #[test]
@@ -326,6 +329,11 @@ fn errors_name_the_port_and_the_field() {
             "busy_poll_us = 5000",
             none(),
             "busy_poll_us must be 0..=1000, got 5000",
+        ),
+        (
+            "nap_poll_us = 200000",
+            none(),
+            "nap_poll_us must be 0..=100000, got 200000",
         ),
         (
             "[ports.pf1]\npromisc_policy = \"all\"",
