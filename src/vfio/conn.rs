@@ -145,7 +145,7 @@ impl<'a> Connection<'a> {
     /// Serve until the client goes away, shutdown, or a framing error.
     pub(crate) fn serve(&mut self) -> End {
         loop {
-            self.busy_poll();
+            self.look_for_next_message();
             let (h, fds) = match self.read_header() {
                 Ok(Some(x)) => x,
                 Ok(None) => return End::Eof,
@@ -243,7 +243,7 @@ impl<'a> Connection<'a> {
     /// a stream of writes tens of microseconds apart (a TCP transfer) it finds the thread
     /// napping, not waiting on the socket, so the `sendmsg` wakes nobody and the thread's own
     /// timer pays for its wakeup instead, once for every message that arrived meanwhile.
-    fn busy_poll(&self) {
+    fn look_for_next_message(&self) {
         let Timing {
             busy_poll: spin,
             nap_poll: nap,
