@@ -211,8 +211,8 @@ pub struct ServeConfig {
     /// (microseconds; default [`DEFAULT_BUSY_POLL_US`], 0 turns it off). See
     /// [`crate::vfio::Server::set_busy_poll`].
     pub busy_poll_us: Option<u64>,
-    /// How long each connection then keeps looking with short sleeps between looks before it
-    /// sleeps on the socket (microseconds; default [`DEFAULT_NAP_POLL_US`], 0 turns it off).
+    /// How long each connection then keeps looking, with a sleep between looks that grows
+    /// while messages stream in, before it sleeps on the socket (microseconds; default [`DEFAULT_NAP_POLL_US`], 0 turns it off).
     /// See [`crate::vfio::Server::set_nap_poll`].
     pub nap_poll_us: Option<u64>,
     /// What each client (a VF's, a PF's) may make `serve` hold: DMA_MAP entries, mapped bytes,

@@ -92,6 +92,8 @@ pub(crate) struct Connection<'a> {
     stats: &'a Stats,
     stop: &'a AtomicBool,
     timing: Timing,
+    /// The current sleep between looks while napping ([`NAP_STEP_MIN`]..=[`NAP_STEP_MAX`]).
+    nap_step: Duration,
 }
 
 /// How a connection waits for its client.
@@ -106,9 +108,13 @@ pub(crate) struct Timing {
     pub nap_poll: Duration,
 }
 
-/// The sleep between two looks while napping (the kernel rounds it up: about 140 µs on the
-/// project's CI machine).
-const NAP_STEP: Duration = Duration::from_micros(50);
+/// The shortest sleep between two looks while napping (the kernel rounds it up: about 140 µs
+/// on the project's CI machine): where a connection starts, and where it settles while its
+/// client's messages are sparse.
+const NAP_STEP_MIN: Duration = Duration::from_micros(50);
+/// The longest: where a connection settles while every look finds a message (a stream of
+/// posted writes, as in a TCP transfer), batching them.
+const NAP_STEP_MAX: Duration = Duration::from_micros(500);
 
 impl<'a> Connection<'a> {
     pub(crate) fn new(
@@ -138,6 +144,7 @@ impl<'a> Connection<'a> {
             stats,
             stop,
             timing,
+            nap_step: NAP_STEP_MIN,
         };
         Ok((conn, writer))
     }
@@ -234,40 +241,48 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Looks for the client's next message before the blocking read: awake for up to
-    /// [`Timing::busy_poll`], then for up to [`Timing::nap_poll`] more with a short sleep
-    /// between looks. A client that posts a message to a thread asleep in `recvmsg` pays for
-    /// waking it inside its `sendmsg` (`sock_def_readable`): QEMU does that on its vCPU thread
-    /// for every posted register write, and under TCG the vCPU is the scarce resource. Within a
-    /// burst the next write usually comes within microseconds and finds this thread awake; in
-    /// a stream of writes tens of microseconds apart (a TCP transfer) it finds the thread
-    /// napping, not waiting on the socket, so the `sendmsg` wakes nobody and the thread's own
-    /// timer pays for its wakeup instead, once for every message that arrived meanwhile.
-    fn look_for_next_message(&self) {
+    /// Looks for the client's next message before the blocking read: first awake for up to
+    /// [`Timing::busy_poll`], then for up to [`Timing::nap_poll`] more with a sleep between
+    /// looks.
+    ///
+    /// A client that posts a message to a thread asleep in `recvmsg` pays for waking it inside
+    /// its `sendmsg` (`sock_def_readable`): QEMU does that on its vCPU thread for every posted
+    /// register write, and under TCG the vCPU is the scarce resource. A burst's next write
+    /// usually comes within microseconds and finds this thread awake. A napping thread is not
+    /// waiting on the socket either, so a write that comes while it naps wakes nobody; the
+    /// thread's own timer wakes it, once for every message that arrived meanwhile.
+    ///
+    /// The sleep adapts: a look that finds a message doubles the next one (up to
+    /// [`NAP_STEP_MAX`]), an empty look halves it (down to [`NAP_STEP_MIN`]). A stream of
+    /// posted writes is thus taken in batches, at a few wakeups a millisecond, and the
+    /// driver's interrupt re-enables in it come later, so its adaptive interrupt rate settles
+    /// lower; sparse exchanges (a ping) get the short sleep, and the busy poll, which only
+    /// runs at the short sleep.
+    fn look_for_next_message(&mut self) {
         let Timing {
-            busy_poll: spin,
+            busy_poll,
             nap_poll: nap,
             ..
         } = self.timing;
+        let spin = if self.nap_step == NAP_STEP_MIN {
+            busy_poll
+        } else {
+            Duration::ZERO
+        };
         if spin.is_zero() && nap.is_zero() {
             return;
         }
-        let fd = self.reader.as_raw_fd();
         let start = Instant::now();
-        let mut byte = 0u8;
+        let mut napped = false;
         loop {
-            // SAFETY: at most one byte into a local; MSG_PEEK leaves it in the socket.
-            let r = unsafe {
-                libc::recv(
-                    fd,
-                    (&mut byte as *mut u8).cast(),
-                    1,
-                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
-                )
-            };
-            // Data, EOF or an error: the blocking read takes it from here.
-            if r != -1 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
+            if self.message_waiting() {
+                if napped {
+                    self.nap_step = (self.nap_step * 2).min(NAP_STEP_MAX);
+                }
                 return;
+            }
+            if napped {
+                self.nap_step = (self.nap_step / 2).max(NAP_STEP_MIN);
             }
             let spent = start.elapsed();
             if spent < spin {
@@ -275,11 +290,28 @@ impl<'a> Connection<'a> {
                 // injects the interrupts this device raises), rather than spin it out.
                 std::thread::yield_now();
             } else if spent < spin + nap && !self.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(NAP_STEP);
+                std::thread::sleep(self.nap_step);
+                napped = true;
             } else {
                 return;
             }
         }
+    }
+
+    /// Whether the socket has something to read: data, EOF or an error (the blocking read
+    /// takes any of them from here).
+    fn message_waiting(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: at most one byte into a local; MSG_PEEK leaves it in the socket.
+        let r = unsafe {
+            libc::recv(
+                self.reader.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        r != -1 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
     }
 
     fn send(&self, msg: &[u8]) -> io::Result<()> {

@@ -172,9 +172,11 @@ impl Server {
     }
 
     /// After busy polling, how long a connection keeps looking for its client's next message
-    /// with short sleeps between looks before it sleeps in `recvmsg` (default 0). While it
-    /// naps it is not waiting on the socket, so a client posting to it wakes nobody; the
-    /// thread pays a timer wakeup per look instead, for every message that arrived meanwhile.
+    /// with a sleep between looks before it sleeps in `recvmsg` (default 0). While it naps it
+    /// is not waiting on the socket, so a client posting to it wakes nobody; the thread pays a
+    /// timer wakeup per look instead, for every message that arrived meanwhile. The sleep
+    /// grows from 50 to 500 µs while every look finds a message and shrinks when one finds
+    /// none.
     pub fn set_nap_poll(&mut self, nap_poll: Duration) {
         self.timing.nap_poll = nap_poll;
     }
