@@ -113,8 +113,9 @@ pub(crate) struct Timing {
 /// client's messages are sparse.
 const NAP_STEP_MIN: Duration = Duration::from_micros(50);
 /// The longest: where a connection settles while every look finds a message (a stream of
-/// posted writes, as in a TCP transfer), batching them.
-const NAP_STEP_MAX: Duration = Duration::from_micros(500);
+/// posted writes, as in a TCP transfer), batching them. A tail write it holds back this long
+/// leaves a receiving ring of 256 descriptors room for the frames of 1 ms at 2 Gbit/s.
+const NAP_STEP_MAX: Duration = Duration::from_micros(1000);
 
 impl<'a> Connection<'a> {
     pub(crate) fn new(
@@ -152,7 +153,6 @@ impl<'a> Connection<'a> {
     /// Serve until the client goes away, shutdown, or a framing error.
     pub(crate) fn serve(&mut self) -> End {
         loop {
-            self.look_for_next_message();
             let (h, fds) = match self.read_header() {
                 Ok(Some(x)) => x,
                 Ok(None) => return End::Eof,
@@ -241,9 +241,9 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Looks for the client's next message before the blocking read: first awake for up to
-    /// [`Timing::busy_poll`], then for up to [`Timing::nap_poll`] more with a sleep between
-    /// looks.
+    /// Called when the socket was found empty: looks for the client's next message before the
+    /// blocking read, first awake for up to [`Timing::busy_poll`], then for up to
+    /// [`Timing::nap_poll`] more with a sleep between looks.
     ///
     /// A client that posts a message to a thread asleep in `recvmsg` pays for waking it inside
     /// its `sendmsg` (`sock_def_readable`): QEMU does that on its vCPU thread for every posted
@@ -253,11 +253,11 @@ impl<'a> Connection<'a> {
     /// thread's own timer wakes it, once for every message that arrived meanwhile.
     ///
     /// The sleep adapts: a look that finds a message doubles the next one (up to
-    /// [`NAP_STEP_MAX`]), an empty look halves it (down to [`NAP_STEP_MIN`]). A stream of
-    /// posted writes is thus taken in batches, at a few wakeups a millisecond, and the
-    /// driver's interrupt re-enables in it come later, so its adaptive interrupt rate settles
-    /// lower; sparse exchanges (a ping) get the short sleep, and the busy poll, which only
-    /// runs at the short sleep.
+    /// [`NAP_STEP_MAX`]), an empty look halves it (down to [`NAP_STEP_MIN`]), and a silence
+    /// as long as the whole nap resets it. A stream of posted writes is thus taken in batches,
+    /// at about a wakeup a millisecond, and the driver's interrupt re-enables in it come
+    /// later, so its adaptive interrupt rate settles lower; sparse exchanges (a ping) get the
+    /// short sleep, and the busy poll, which only runs at the short sleep.
     fn look_for_next_message(&mut self) {
         let Timing {
             busy_poll,
@@ -272,18 +272,10 @@ impl<'a> Connection<'a> {
         if spin.is_zero() && nap.is_zero() {
             return;
         }
+        // The caller has just found the socket empty: wait first, then look.
         let start = Instant::now();
         let mut napped = false;
         loop {
-            if self.message_waiting() {
-                if napped {
-                    self.nap_step = (self.nap_step * 2).min(NAP_STEP_MAX);
-                }
-                return;
-            }
-            if napped {
-                self.nap_step = (self.nap_step / 2).max(NAP_STEP_MIN);
-            }
             let spent = start.elapsed();
             if spent < spin {
                 // Let a thread that shares this core run (QEMU's own I/O thread, which
@@ -293,7 +285,18 @@ impl<'a> Connection<'a> {
                 std::thread::sleep(self.nap_step);
                 napped = true;
             } else {
+                // A silence this long ends a stream: the next message starts afresh.
+                self.nap_step = NAP_STEP_MIN;
                 return;
+            }
+            if self.message_waiting() {
+                if napped {
+                    self.nap_step = (self.nap_step * 2).min(NAP_STEP_MAX);
+                }
+                return;
+            }
+            if napped {
+                self.nap_step = (self.nap_step / 2).max(NAP_STEP_MIN);
             }
         }
     }
@@ -328,10 +331,14 @@ impl<'a> Connection<'a> {
         let mut fds: Vec<OwnedFd> = Vec::new();
         let mut too_many = false;
         let mut started: Option<Instant> = None;
+        // A message already waiting is read at once; only when none is does the connection
+        // look for one (busy polling, napping) before the blocking read.
+        let mut looked = false;
         while got < HEADER_SIZE {
             // Room for one more than allowed, to see that more came.
             let room = wire::MAX_MSG_FDS + 1 - fds.len().min(wire::MAX_MSG_FDS);
-            match scm::recv(&self.reader, &mut buf[got..], room) {
+            let first = got == 0 && !looked;
+            match scm::recv(&self.reader, &mut buf[got..], room, first) {
                 Ok(r) if r.len == 0 => {
                     return if got == 0 {
                         Ok(None)
@@ -350,6 +357,10 @@ impl<'a> Connection<'a> {
                     started.get_or_insert_with(Instant::now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && first => {
+                    looked = true;
+                    self.look_for_next_message();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(End::Stopped);

@@ -20,14 +20,25 @@ pub(crate) struct Received {
     pub truncated: bool,
 }
 
-/// `recvmsg` into `buf` with room for `room` fds (close-on-exec; the control buffer's
-/// alignment may let one more in).
-pub(crate) fn recv(sock: &UnixStream, buf: &mut [u8], room: usize) -> io::Result<Received> {
-    let room = room.max(1);
+/// The most fds [`recv`] makes room for.
+pub(crate) const MAX_ROOM: usize = 64;
+
+/// `recvmsg` into `buf` with room for `room` fds (at most [`MAX_ROOM`]; close-on-exec; the
+/// control buffer's alignment may let one more in). `dontwait`: fail with `WouldBlock` rather
+/// than wait for data.
+pub(crate) fn recv(
+    sock: &UnixStream,
+    buf: &mut [u8],
+    room: usize,
+    dontwait: bool,
+) -> io::Result<Received> {
+    let room = room.clamp(1, MAX_ROOM);
     // SAFETY: CMSG_SPACE is arithmetic on its argument.
     let space = unsafe { libc::CMSG_SPACE((room * std::mem::size_of::<libc::c_int>()) as u32) };
-    // u64 elements: aligned for cmsghdr.
-    let mut control = vec![0u64; (space as usize).div_ceil(8)];
+    // u64 elements: aligned for cmsghdr; on the stack (a header's room is small), 16 bytes of
+    // cmsghdr and the fds rounded up.
+    let mut storage = [0u64; 2 + MAX_ROOM.div_ceil(2) + 1];
+    let control = &mut storage[..(space as usize).div_ceil(8)];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -38,8 +49,9 @@ pub(crate) fn recv(sock: &UnixStream, buf: &mut [u8], room: usize) -> io::Result
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = control.len() * 8;
+    let flags = libc::MSG_CMSG_CLOEXEC | if dontwait { libc::MSG_DONTWAIT } else { 0 };
     // SAFETY: msg describes buffers that outlive the call.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -81,17 +93,17 @@ mod tests {
         a.send_with_fds(&[&b"abcd"[..]], &raw[..2]).unwrap();
         a.send_with_fds(&[&b"efgh"[..]], &raw).unwrap();
         let mut buf = [0u8; 4];
-        let r = recv(&b, &mut buf, 3).unwrap();
+        let r = recv(&b, &mut buf, 3, false).unwrap();
         assert_eq!(
             (r.len, r.fds.len(), r.truncated, &buf),
             (4, 2, false, b"abcd")
         );
-        let r = recv(&b, &mut buf, 3).unwrap();
+        let r = recv(&b, &mut buf, 3, false).unwrap();
         assert_eq!((r.len, r.truncated, &buf), (4, true, b"efgh"));
         // CMSG_SPACE rounds the room up to 8 bytes: a fourth fd fits, the fifth does not.
         assert!(r.fds.len() < 5);
         drop(a);
-        let r = recv(&b, &mut buf, 3).unwrap();
+        let r = recv(&b, &mut buf, 3, false).unwrap();
         assert_eq!((r.len, r.fds.len()), (0, 0));
     }
 }
