@@ -101,10 +101,11 @@ pub(crate) struct Connection<'a> {
 pub(crate) struct Timing {
     /// A message that has started must arrive whole within this.
     pub stall_timeout: Duration,
-    /// After each message, look for the next one this long before sleeping in the kernel.
+    /// When no message waits, look for the next one awake this long (while the client's
+    /// messages are sparse)...
     pub busy_poll: Duration,
-    /// Then keep looking this long with short sleeps between looks, off the socket's wait
-    /// queue, before sleeping in the kernel's `recvmsg`.
+    /// ...then this long with a sleep between looks, off the socket's wait queue, before
+    /// sleeping in the kernel's `recvmsg`.
     pub nap_poll: Duration,
 }
 

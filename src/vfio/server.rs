@@ -164,9 +164,10 @@ impl Server {
         self.timing.stall_timeout = timeout;
     }
 
-    /// How long a connection looks for its client's next message, awake, before it sleeps in
-    /// the kernel (default 0: it sleeps at once). A client posting to an awake connection does
-    /// not pay for a wakeup; the price is this thread's CPU while it looks.
+    /// How long a connection that finds no message waiting looks for its client's next one,
+    /// awake, before it naps or sleeps in the kernel (default 0); it does while the client's
+    /// messages are sparse (its naps at their shortest). A client posting to an awake
+    /// connection does not pay for a wakeup; the price is this thread's CPU while it looks.
     pub fn set_busy_poll(&mut self, busy_poll: Duration) {
         self.timing.busy_poll = busy_poll;
     }
