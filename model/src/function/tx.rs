@@ -339,8 +339,15 @@ impl TxRing {
         }
         let next = i;
 
-        // Gather.
-        let mut data: Vec<u8> = Vec::new();
+        // Gather, into one allocation of the packet's size.
+        let total: usize = descs
+            .iter()
+            .map(|(_, d)| match d {
+                TxDesc::Data(dd) => usize::from(dd.len),
+                _ => 0,
+            })
+            .sum();
+        let mut data: Vec<u8> = Vec::with_capacity(total.min(MAX_TX_PACKET));
         let mut first: Option<TxDataDesc> = None;
         for (_, d) in &descs {
             if error.is_some() {
@@ -356,10 +363,8 @@ impl TxRing {
                     } else if data.len() + len > MAX_TX_PACKET {
                         error = Some(TxError::PacketTooLong);
                     } else {
-                        let at = data.len();
-                        data.resize(at + len, 0);
                         if env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Buffer)
-                            || guest::read(mem, dd.addr, &mut data[at..]).is_err()
+                            || guest::append(mem, dd.addr, len, &mut data).is_err()
                         {
                             env.counters.dma_errors += 1;
                             error = Some(TxError::BufferDma);
