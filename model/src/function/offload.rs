@@ -628,13 +628,16 @@ fn emit_segments<F: FnMut(Bytes) + ?Sized>(
         _ => (0, TcpFlags::NONE),
     };
     let mut bytes = 0u64;
+    // One allocation for every segment: each is split off the front of `arena` and shares
+    // its buffer, which is freed when the last segment is dropped.
+    let mut arena = BytesMut::with_capacity(plan.segments * (shift + plan.hdr_len) + payload.len());
     for index in 0..plan.segments {
         let chunk_start = (index * plan.mss).min(payload.len());
         let chunk = &payload[chunk_start..(chunk_start + plan.mss).min(payload.len())];
         let last = index + 1 == plan.segments;
-        let mut buf = BytesMut::with_capacity(shift + plan.hdr_len + chunk.len());
-        put_with_tag(&mut buf, frame, plan.hdr_len, vlan);
-        buf.put_slice(chunk);
+        put_with_tag(&mut arena, frame, plan.hdr_len, vlan);
+        arena.put_slice(chunk);
+        let mut buf = arena.split();
         let l4_total = plan.hdr_len - plan.l4_off + chunk.len();
         match plan.l3 {
             L3Type::Ipv4 => {
