@@ -24,11 +24,14 @@ use eswitch::wire::{
     ipv6, udp, EtherTypes, EthernetFrame, IpNextHeaderProtocols, Ipv4Packet, Ipv6Packet, TcpPacket,
     UdpPacket,
 };
+use smallvec::SmallVec;
 use tracing::{debug, warn};
 use vm_memory::GuestMemoryBackend;
 
 use super::regs::{dctl, q, srrctl, DBAL_MASK, DLEN_MASK};
-use crate::function::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
+use crate::function::desc::{
+    rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN, RX_DESCS_INLINE,
+};
 use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
 use crate::function::stats::{RxDrop, RxOutcome};
 use crate::function::{guest, rxcsum, FunctionId};
@@ -304,7 +307,7 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
     }
 
     // Read the descriptors first: a ring outside memory changes nothing in the guest.
-    let mut descs = Vec::with_capacity(needed as usize);
+    let mut descs: SmallVec<[_; RX_DESCS_INLINE]> = SmallVec::with_capacity(needed as usize);
     for i in 0..needed {
         let idx = (ring.rdh + i) % n;
         let mut b: DescBytes = [0; DESC_LEN];
@@ -324,7 +327,7 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
     // Place the data.
     let mut buffer_fault = false;
     let mut rest = &frame[hdr_len..];
-    let mut wbs = Vec::with_capacity(descs.len());
+    let mut wbs: SmallVec<[RxWriteBack; RX_DESCS_INLINE]> = SmallVec::with_capacity(descs.len());
     for (i, (_, d)) in descs.iter().enumerate() {
         let mut wb = RxWriteBack::default();
         if i == 0 && hdr_len > 0 {

@@ -27,12 +27,15 @@
 //! cleared), a buffer outside it drops the frame with RXE.
 
 use eswitch::wire::{EtherTypes, EthernetFrame};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use tracing::{debug, warn};
 use vm_memory::GuestMemoryBackend;
 
 use super::regs::{rxdctl, rxq, srrctl, DBAL_MASK, DCA_RXCTRL_RESET, DLEN_MASK, HEAD_TAIL_MASK};
-use crate::function::desc::{rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN};
+use crate::function::desc::{
+    rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN, RX_DESCS_INLINE,
+};
 use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
 use crate::function::stats::{RxDrop, RxOutcome};
 use crate::function::{guest, rxcsum, FunctionId};
@@ -222,7 +225,7 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
     }
 
     // Read the descriptors first: a ring outside memory changes nothing in the guest.
-    let mut descs = Vec::with_capacity(needed as usize);
+    let mut descs: SmallVec<[_; RX_DESCS_INLINE]> = SmallVec::with_capacity(needed as usize);
     for i in 0..needed {
         let idx = (queue.rdh + i) % n;
         let mut b: DescBytes = [0; DESC_LEN];
@@ -236,7 +239,7 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
 
     // Place the data: every descriptor gets at least one byte, so no length is 0.
     let mut buffer_fault = false;
-    let mut wbs = Vec::with_capacity(descs.len());
+    let mut wbs: SmallVec<[RxWriteBack; RX_DESCS_INLINE]> = SmallVec::with_capacity(descs.len());
     for (chunk, (_, addr)) in data.chunks(buf).zip(&descs) {
         if fail(DmaTarget::Buffer) || guest::write(mem, *addr, chunk).is_err() {
             buffer_fault = true;
