@@ -213,6 +213,12 @@ impl<'a> Connection<'a> {
             } else {
                 Err(libc::EINVAL)
             };
+            if !h.no_reply() {
+                // The client waits for this reply (a register read stalls the vCPU that made
+                // it): its next message may come as soon as it has the answer, and must not
+                // wait out a nap grown long on posted writes.
+                self.nap_step = NAP_STEP_MIN;
+            }
             match (result, h.no_reply()) {
                 (Ok(Some(reply)), false) => {
                     trace!(size = reply.len(), "reply");
@@ -255,7 +261,8 @@ impl<'a> Connection<'a> {
     ///
     /// The sleep adapts: a look that finds a message doubles the next one (up to
     /// [`NAP_STEP_MAX`]), an empty look halves it (down to [`NAP_STEP_MIN`]), and a silence
-    /// as long as the whole nap resets it. A stream of posted writes is thus taken in batches,
+    /// as long as the whole nap resets it, as does a reply (a client that waits for one is
+    /// stalled until it comes). A stream of posted writes is thus taken in batches,
     /// at about a wakeup a millisecond, and the driver's interrupt re-enables in it come
     /// later, so its adaptive interrupt rate settles lower; sparse exchanges (a ping) get the
     /// short sleep, and the busy poll, which only runs at the short sleep.
