@@ -94,6 +94,9 @@ pub(crate) struct Connection<'a> {
     timing: Timing,
     /// The current sleep between looks while napping ([`NAP_STEP_MIN`]..=[`NAP_STEP_MAX`]).
     nap_step: Duration,
+    /// The last message served was one the client waits on (a reply went out): the next look
+    /// busy-polls and then waits on the socket, without napping.
+    replied: bool,
 }
 
 /// How a connection waits for its client.
@@ -147,6 +150,7 @@ impl<'a> Connection<'a> {
             stop,
             timing,
             nap_step: NAP_STEP_MIN,
+            replied: false,
         };
         Ok((conn, writer))
     }
@@ -213,10 +217,13 @@ impl<'a> Connection<'a> {
             } else {
                 Err(libc::EINVAL)
             };
-            if !h.no_reply() {
-                // The client waits for this reply (a register read stalls the vCPU that made
-                // it): its next message may come as soon as it has the answer, and must not
-                // wait out a nap grown long on posted writes.
+            // The client waits for this reply (a register read stalls the vCPU that made it):
+            // its next message may come as soon as it has the answer, and must not wait out a
+            // nap grown long on posted writes. Naps of the shortest step after every read would
+            // cost a timer wakeup each 50 µs while the client reads on, so the connection
+            // busy-polls and then waits on the socket instead.
+            self.replied = !h.no_reply();
+            if self.replied {
                 self.nap_step = NAP_STEP_MIN;
             }
             match (result, h.no_reply()) {
@@ -261,8 +268,9 @@ impl<'a> Connection<'a> {
     ///
     /// The sleep adapts: a look that finds a message doubles the next one (up to
     /// [`NAP_STEP_MAX`]), an empty look halves it (down to [`NAP_STEP_MIN`]), and a silence
-    /// as long as the whole nap resets it, as does a reply (a client that waits for one is
-    /// stalled until it comes). A stream of posted writes is thus taken in batches,
+    /// as long as the whole nap resets it. After a reply (a client that waits for one is
+    /// stalled until it comes) the look is the busy poll alone, then the socket's wait.
+    /// A stream of posted writes is thus taken in batches,
     /// at about a wakeup a millisecond, and the driver's interrupt re-enables in it come
     /// later, so its adaptive interrupt rate settles lower; sparse exchanges (a ping) get the
     /// short sleep, and the busy poll, which only runs at the short sleep.
@@ -272,6 +280,11 @@ impl<'a> Connection<'a> {
             nap_poll: nap,
             ..
         } = self.timing;
+        let nap = if std::mem::take(&mut self.replied) {
+            Duration::ZERO
+        } else {
+            nap
+        };
         let spin = if self.nap_step == NAP_STEP_MIN {
             busy_poll
         } else {
