@@ -119,7 +119,7 @@ fn raise_priority() {
 /// glibc returns a heap's free top to the kernel once it exceeds 128 KiB, and a TSO packet's
 /// gather and segments (about 130 KiB, allocated and freed per packet) cross that line every
 /// time: the heap shrank and grew again per packet, and each growth page-faulted in fresh
-/// pages (5 % of `serve`'s CPU during a TCP stream). A process-wide setting, made where the
+/// pages (2 % of `serve`'s CPU during a TCP stream, in `sysmalloc`). A process-wide setting, made where the
 /// process becomes a server; glibc's mmap threshold stays at its 128 KiB default.
 fn keep_heap() {
     #[cfg(target_env = "gnu")]
