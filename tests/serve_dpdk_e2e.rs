@@ -87,6 +87,10 @@ tp "show port stats 0"
 # MAC (`start tx_first` in rxonly mode), and igbvf's pings, which testpmd now only counts.
 stat() {{ cat /sys/class/net/eth0/statistics/$1; }}
 tp "set fwd rxonly"
+# rxonly answers nothing: with a learned neighbour entry, igbvf's kernel would probe for
+# 10.0.0.2 (unicast, then broadcast ARP) during and after the counted pings, one of them
+# after igbvf's counters are read but before testpmd stops. A permanent entry sends none.
+ip neigh replace 10.0.0.2 lladdr {MAC_DPDK} dev eth0 nud permanent
 tp "set eth-peer 0 {MAC_IGBVF}"
 # Drain what igbvf sent since the echo stopped (an ARP probe, say): it waits in testpmd's RX
 # ring, and the next start would count it.
