@@ -188,7 +188,6 @@ struct Figures {
 }
 
 /// Host-side counters at one marker of the guest's script.
-#[derive(Clone, Copy)]
 struct Snapshot {
     at: Instant,
     /// vfio-user messages received by both VF servers (sriov-emu only).
@@ -202,6 +201,69 @@ struct Snapshot {
     /// CPU time of this process (the in-process `serve`: VF connection threads, DMA writers,
     /// timer; the harness's console readers are negligible), s.
     serve_cpu: f64,
+    /// This process's threads by id (the in-process `serve`'s among them).
+    threads: BTreeMap<u32, ThreadStat>,
+}
+
+/// One thread's counters, from `/proc/self/task/<tid>/`.
+#[derive(Clone, Default)]
+struct ThreadStat {
+    name: String,
+    /// Time on a CPU, ns (`schedstat`).
+    run_ns: u64,
+    /// Times it went to sleep of its own accord (`voluntary_ctxt_switches`): each one a wakeup
+    /// to pay for later.
+    sleeps: u64,
+}
+
+fn threads() -> BTreeMap<u32, ThreadStat> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let read = |f: &str| std::fs::read_to_string(entry.path().join(f)).unwrap_or_default();
+        let run_ns = read("schedstat")
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let sleeps = read("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let name = read("comm").trim().to_string();
+        out.insert(
+            tid,
+            ThreadStat {
+                name,
+                run_ns,
+                sleeps,
+            },
+        );
+    }
+    out
+}
+
+/// What each kind of thread (by name) did between two snapshots: (CPU s, sleeps), the threads
+/// that started in between counted from zero.
+fn thread_deltas(
+    before: &BTreeMap<u32, ThreadStat>,
+    after: &BTreeMap<u32, ThreadStat>,
+) -> BTreeMap<String, (f64, u64)> {
+    let mut out: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for (tid, a) in after {
+        let b = before.get(tid).cloned().unwrap_or_default();
+        let e = out.entry(a.name.clone()).or_default();
+        e.0 += a.run_ns.saturating_sub(b.run_ns) as f64 / 1e9;
+        e.1 += a.sleeps.saturating_sub(b.sleeps);
+    }
+    out.retain(|_, (cpu, sleeps)| *cpu > 0.0 || *sleeps > 0);
+    out
 }
 
 /// Differences between snapshots: the ping phase and the iperf3 phase.
@@ -214,6 +276,10 @@ struct Phases {
     iperf_wall: f64,
     iperf_qemu_cpu: f64,
     iperf_serve_cpu: f64,
+    /// By thread name: CPU s and sleeps in the iperf3 phase.
+    iperf_threads: BTreeMap<String, (f64, u64)>,
+    /// The VFs' RX drops by reason, over the whole run (sriov-emu only).
+    rx_drops: BTreeMap<&'static str, u64>,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -289,6 +355,7 @@ fn run(
         }),
         qemu_cpu: cpu_seconds(&qemu),
         serve_cpu: cpu_seconds("self"),
+        threads: threads(),
     };
     let limit = Duration::from_secs(240 + 4 * u64::from(p.seconds));
     let mut at = Vec::new();
@@ -313,6 +380,17 @@ fn run(
         iperf_wall: (at[3].at - at[2].at).as_secs_f64(),
         iperf_qemu_cpu: at[3].qemu_cpu - at[2].qemu_cpu,
         iperf_serve_cpu: at[3].serve_cpu - at[2].serve_cpu,
+        iperf_threads: thread_deltas(&at[2].threads, &at[3].threads),
+        rx_drops: serving.map_or_else(BTreeMap::new, |s| {
+            let mut drops = BTreeMap::new();
+            for vf in (0..s.nic().num_vfs()).filter_map(|vf| s.nic().vf(vf)) {
+                for (reason, n) in vf.stats().rx_drops {
+                    *drops.entry(reason).or_insert(0) += n;
+                }
+            }
+            drops.retain(|_, n| *n > 0);
+            drops
+        }),
     });
     figures(&out, load, phases)
 }
@@ -556,6 +634,23 @@ fn print(label: &str, p: &Params, f: &Figures, emu: bool) {
                 1e6 * ph.iperf_serve_cpu / ph.iperf_messages.max(1) as f64,
                 1e6 * ph.iperf_serve_cpu / packets,
             );
+            // Where serve's CPU went, by thread: a wakeup's price on this host times how many
+            // each kind of thread took, against the work done awake.
+            let by_thread: Vec<String> = ph
+                .iperf_threads
+                .iter()
+                .filter(|(_, (cpu, _))| *cpu >= 0.001)
+                .map(|(name, (cpu, sleeps))| {
+                    format!(
+                        "{name} {:.2} us and {:.3} wakeups per packet ({:.0} us per wakeup)",
+                        1e6 * cpu / packets,
+                        *sleeps as f64 / packets,
+                        1e6 * cpu / (*sleeps).max(1) as f64
+                    )
+                })
+                .collect();
+            println!("             iperf3, by thread: {}", by_thread.join("; "));
+            println!("             RX drops over the run: {:?}", ph.rx_drops);
         }
     }
     println!("             log: {}", f.log.display());
