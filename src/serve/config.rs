@@ -38,8 +38,9 @@ pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 /// The most `busy_poll_us` accepts: beyond a millisecond the thread might as well spin.
 pub const MAX_BUSY_POLL_US: u64 = 1000;
 /// How long a connection then naps between looks for its client's next message by default
-/// (µs): long enough to span the gaps of a TCP transfer's register writes.
-pub const DEFAULT_NAP_POLL_US: u64 = 2000;
+/// (µs): long enough to span the gaps of a TCP transfer's register writes, twice the longest
+/// sleep between looks.
+pub const DEFAULT_NAP_POLL_US: u64 = 4000;
 /// The most `nap_poll_us` accepts.
 pub const MAX_NAP_POLL_US: u64 = 100_000;
 
