@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use bytes::Bytes;
 use eswitch::{PortId, VfSetting};
 use model::function::desc::rx_status;
+use model::function::offload::{self, L3Type, L4Type, TxContext, TxOffloads};
 use model::testing::{DriverConfig, XmitOpts};
 use model::TxError;
 use pnet_packet::ipv4::{self, Ipv4Packet};
@@ -93,6 +94,68 @@ fn tso_segments_come_out_with_valid_headers_and_the_whole_payload() {
     assert_eq!(payload, f[54..]);
     assert_eq!(g.vf.stats().tx_packets, 4);
     assert_eq!(g.drv.clean_tx(), 1);
+}
+
+/// The ring gathers a TSO packet's first bytes and reads the rest of its payload from its
+/// buffers as the segments are cut: with 100-byte buffers the headers span two descriptors,
+/// and every segment's payload several.
+#[test]
+fn tso_from_many_small_buffers_cuts_the_same_segments() {
+    let r = rig(1);
+    let mut g = r.up(0, DriverConfig::default());
+    let f = tso_prepared(DST, 4000);
+    let opts = XmitOpts {
+        frag: 100,
+        ..TSO_1000
+    };
+    g.drv.xmit(&g.vf, &f, &opts).unwrap();
+    let sent = r.sent_by(0);
+    assert_eq!(sent.len(), 4);
+    let mut payload = Vec::new();
+    for s in &sent {
+        assert_valid_tcp4(s);
+        assert_eq!(&s[..14], &f[..14]);
+        payload.extend_from_slice(&s[54..]);
+    }
+    assert_eq!(payload, f[54..]);
+    assert_eq!(seqs(&sent), [0, 1000, 2000, 3000]);
+    assert_eq!(g.vf.stats().tx_packets, 4);
+
+    // A context announcing headers longer than the first bytes gathered (IPLEN 320: an IPv4
+    // header continued by what follows it, as for a tunnel): the head grows to hold them, and
+    // the packet is cut as the whole of it would be.
+    let long = XmitOpts {
+        tso: Some((14, 320, 20, 1000, true)),
+        ..opts
+    };
+    let ctx = TxContext {
+        mac_len: 14,
+        ip_len: 320,
+        l4_len: 20,
+        mss: 1000,
+        l3: L3Type::Ipv4,
+        l4: L4Type::Tcp,
+        vlan: 0,
+        idx: 0,
+    };
+    let off = TxOffloads {
+        tse: true,
+        ixsm: true,
+        txsm: true,
+        vle: false,
+        paylen: (f.len() - 354) as u32,
+    };
+    let whole = offload::apply(&f, &ctx, &off, &mut |_| {});
+    g.drv.clean_tx();
+    g.drv.xmit(&g.vf, &f, &long).unwrap();
+    let sent = r.sent_by(0).len() - 4;
+    match whole {
+        Ok(stats) => assert_eq!(sent, stats.frames as usize),
+        Err(e) => {
+            assert_eq!(sent, 0, "{e}");
+            assert_eq!(g.vf.stats().tx_error(TxError::Offload), 1, "{e}");
+        }
+    }
 }
 
 #[test]

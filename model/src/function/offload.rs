@@ -132,6 +132,62 @@ pub enum OffloadError {
     TooManySegments { segments: usize, max: usize },
     #[error("a segment's IP length {0} overflows 16 bits")]
     SegmentTooLarge(usize),
+    #[error("payload bytes could not be read from their buffer")]
+    PayloadUnreadable,
+}
+
+/// The payload of a packet to segment: its bytes after the headers, read as each segment is
+/// cut. A slice of the gathered packet, or the guest's buffers themselves, so that a TSO
+/// packet's payload is copied once, into its segments, rather than gathered first.
+pub trait Payload {
+    /// Bytes of payload.
+    fn len(&self) -> usize;
+    /// No payload at all (a header-only request).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Appends payload bytes `at..at + len` (within [`Payload::len`]) to `out`. On an error
+    /// `out` may hold some of them.
+    fn append_to(&self, at: usize, len: usize, out: &mut Vec<u8>) -> Result<(), PayloadUnreadable>;
+}
+
+/// A payload byte could not be read (a buffer outside guest memory, say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayloadUnreadable;
+
+impl Payload for &[u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn append_to(&self, at: usize, len: usize, out: &mut Vec<u8>) -> Result<(), PayloadUnreadable> {
+        out.extend_from_slice(self.get(at..at + len).ok_or(PayloadUnreadable)?);
+        Ok(())
+    }
+}
+
+/// The bytes of `head` after the headers, then `rest`.
+struct Joined<'a> {
+    head: &'a [u8],
+    rest: &'a dyn Payload,
+}
+
+impl Payload for Joined<'_> {
+    fn len(&self) -> usize {
+        self.head.len() + self.rest.len()
+    }
+
+    fn append_to(&self, at: usize, len: usize, out: &mut Vec<u8>) -> Result<(), PayloadUnreadable> {
+        let from_head = self.head.len().saturating_sub(at).min(len);
+        if from_head > 0 {
+            Payload::append_to(&self.head, at, from_head, out)?;
+        }
+        if len > from_head {
+            let at = (at + from_head) - self.head.len();
+            self.rest.append_to(at, len - from_head, out)?;
+        }
+        Ok(())
+    }
 }
 
 /// How the L4 checksum was produced.
@@ -175,24 +231,45 @@ pub fn apply<F: FnMut(Bytes) + ?Sized>(
     off: &TxOffloads,
     out: &mut F,
 ) -> Result<OffloadStats, OffloadError> {
+    if off.tse {
+        return segment(frame, &&[][..], ctx, off, out);
+    }
     if off.vle {
         need(frame, ethernet::ADDRS_LEN)?;
     }
     let vlan = off.vle.then(|| VlanTag::dot1q(VlanTci(ctx.vlan)));
-    if off.tse {
-        let plan = plan_segmentation(frame, ctx, off)?;
-        tracing::trace!(
-            segments = plan.segments,
-            mss = plan.mss,
-            hdr_len = plan.hdr_len,
-            source = ?plan.source,
-            "tx offload: segmenting"
-        );
-        Ok(emit_segments(frame, &plan, vlan, out))
-    } else {
-        let plan = plan_checksums(frame, ctx, off)?;
-        Ok(emit_single(frame, &plan, vlan, out))
+    let plan = plan_checksums(frame, ctx, off)?;
+    Ok(emit_single(frame, &plan, vlan, out))
+}
+
+/// [`apply`] for a packet to segment (TSE) whose bytes are `head`, then `rest`: `head` holds at
+/// least the headers the context describes (or the whole packet), `rest` is read only as the
+/// segments are cut. The checks and the frames are those of [`apply`] on the two joined; a
+/// `rest` that cannot be read is [`OffloadError::PayloadUnreadable`], with nothing emitted.
+pub fn segment<F: FnMut(Bytes) + ?Sized>(
+    head: &[u8],
+    rest: &dyn Payload,
+    ctx: &TxContext,
+    off: &TxOffloads,
+    out: &mut F,
+) -> Result<OffloadStats, OffloadError> {
+    if off.vle {
+        need(head, ethernet::ADDRS_LEN)?;
     }
+    let vlan = off.vle.then(|| VlanTag::dot1q(VlanTci(ctx.vlan)));
+    let plan = plan_segmentation(head, head.len() + rest.len(), ctx, off)?;
+    tracing::trace!(
+        segments = plan.segments,
+        mss = plan.mss,
+        hdr_len = plan.hdr_len,
+        source = ?plan.source,
+        "tx offload: segmenting"
+    );
+    let payload = Joined {
+        head: &head[plan.hdr_len..],
+        rest,
+    };
+    emit_segments(head, &payload, &plan, vlan, out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,8 +484,10 @@ fn plan_checksums(
     Ok(ChecksumPlan { ip, l4 })
 }
 
+/// `frame` holds the headers (at least), of a packet `total` bytes long.
 fn plan_segmentation(
     frame: &[u8],
+    total: usize,
     ctx: &TxContext,
     off: &TxOffloads,
 ) -> Result<SegmentPlan, OffloadError> {
@@ -458,7 +537,7 @@ fn plan_segmentation(
     }
     let hdr_len = l4_off + l4_len;
     need(frame, hdr_len)?;
-    let payload = frame.len() - hdr_len;
+    let payload = total - hdr_len;
     if payload != off.paylen as usize {
         return Err(OffloadError::PaylenMismatch {
             paylen: off.paylen,
@@ -505,7 +584,7 @@ fn plan_segmentation(
 
 /// Copies `frame[..end]` into `buf`, inserting `vlan` after the MAC addresses; offsets in
 /// `buf` are then shifted by [`ethernet::VLAN_TAG_LEN`].
-fn put_with_tag(buf: &mut BytesMut, frame: &[u8], end: usize, vlan: Option<VlanTag>) {
+fn put_with_tag(buf: &mut impl BufMut, frame: &[u8], end: usize, vlan: Option<VlanTag>) {
     match vlan {
         Some(tag) => {
             buf.put_slice(&frame[..ethernet::ADDRS_LEN]);
@@ -602,56 +681,63 @@ fn emit_single<F: FnMut(Bytes) + ?Sized>(
 }
 
 fn emit_segments<F: FnMut(Bytes) + ?Sized>(
-    frame: &[u8],
+    head: &[u8],
+    payload: &dyn Payload,
     plan: &SegmentPlan,
     vlan: Option<VlanTag>,
     out: &mut F,
-) -> OffloadStats {
+) -> Result<OffloadStats, OffloadError> {
     let shift = if vlan.is_some() {
         ethernet::VLAN_TAG_LEN
     } else {
         0
     };
-    let payload = &frame[plan.hdr_len..];
+    let total = payload.len();
+    let chunk = |index: usize| {
+        let start = (index * plan.mss).min(total);
+        (start, (start + plan.mss).min(total) - start)
+    };
     let (l3, l4) = (shift + plan.l3_off, shift + plan.l4_off);
     // The plan checked both headers: IPv4 (20+) or IPv6 (40) at l3_off, TCP (20+) or UDP at
     // l4_off.
     let ident = match plan.l3 {
-        L3Type::Ipv4 => Ipv4Packet::new_unchecked(&frame[plan.l3_off..]).ident(),
+        L3Type::Ipv4 => Ipv4Packet::new_unchecked(&head[plan.l3_off..]).ident(),
         L3Type::Ipv6 => 0,
     };
     let (seq, flags) = match plan.l4 {
         L4Type::Tcp => {
-            let tcp = TcpPacket::new_unchecked(&frame[plan.l4_off..]);
+            let tcp = TcpPacket::new_unchecked(&head[plan.l4_off..]);
             (tcp.seq_number(), tcp.flags())
         }
         _ => (0, TcpFlags::NONE),
     };
-    let mut bytes = 0u64;
-    // One allocation for every segment: each is split off the front of `arena` and shares
-    // its buffer, which is freed when the last segment is dropped.
-    let mut arena = BytesMut::with_capacity(plan.segments * (shift + plan.hdr_len) + payload.len());
+    // Every segment in one allocation, all cut before any is emitted (a payload byte that
+    // cannot be read drops the whole packet); each is then split off its front and shares its
+    // buffer, which is freed when the last segment is dropped.
+    let mut arena: Vec<u8> = Vec::with_capacity(plan.segments * (shift + plan.hdr_len) + total);
     for index in 0..plan.segments {
-        let chunk_start = (index * plan.mss).min(payload.len());
-        let chunk = &payload[chunk_start..(chunk_start + plan.mss).min(payload.len())];
+        let (start, len) = chunk(index);
+        let at = arena.len();
+        put_with_tag(&mut arena, head, plan.hdr_len, vlan);
+        payload
+            .append_to(start, len, &mut arena)
+            .map_err(|PayloadUnreadable| OffloadError::PayloadUnreadable)?;
+        let buf = &mut arena[at..];
         let last = index + 1 == plan.segments;
-        put_with_tag(&mut arena, frame, plan.hdr_len, vlan);
-        arena.put_slice(chunk);
-        let mut buf = arena.split();
-        let l4_total = plan.hdr_len - plan.l4_off + chunk.len();
+        let l4_total = plan.hdr_len - plan.l4_off + len;
         match plan.l3 {
             L3Type::Ipv4 => {
                 let mut ip = Ipv4Packet::new_unchecked(&mut buf[l3..]);
-                ip.set_total_len((plan.hdr_len - plan.l3_off + chunk.len()) as u16);
+                ip.set_total_len((plan.hdr_len - plan.l3_off + len) as u16);
                 ip.set_ident(ident.wrapping_add(index as u16));
             }
             L3Type::Ipv6 => {
-                let payload_len = plan.hdr_len - plan.l3_off - ipv6::HEADER_LEN + chunk.len();
+                let payload_len = plan.hdr_len - plan.l3_off - ipv6::HEADER_LEN + len;
                 Ipv6Packet::new_unchecked(&mut buf[l3..]).set_payload_len(payload_len as u16);
             }
         }
         if let Some(ip) = &plan.ip_checksum {
-            write_ipv4_checksum(&mut buf, ip, shift);
+            write_ipv4_checksum(buf, ip, shift);
         }
         match plan.l4 {
             L4Type::Tcp => {
@@ -671,17 +757,20 @@ fn emit_segments<F: FnMut(Bytes) + ?Sized>(
         }
         let pseudo = plan.pseudo.map(|p| p + l4_total as u64);
         write_inet_checksum(&mut buf[l4..], plan.l4, pseudo, l4_total as u64);
-        bytes += buf.len() as u64;
-        out(buf.freeze());
     }
-    OffloadStats {
+    let mut segments = Bytes::from(arena);
+    let bytes = segments.len() as u64;
+    for index in 0..plan.segments {
+        out(segments.split_to(shift + plan.hdr_len + chunk(index).1));
+    }
+    Ok(OffloadStats {
         frames: plan.segments as u32,
         bytes,
         segmented: true,
         vlan_inserted: vlan.is_some(),
         ip_checksum: plan.ip_checksum.is_some(),
         l4_checksum: Some(plan.source),
-    }
+    })
 }
 
 #[cfg(test)]

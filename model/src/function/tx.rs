@@ -24,14 +24,17 @@
 //! segments resumes at the segment that was deferred: no loss, no duplicate.
 
 use bytes::Bytes;
+use eswitch::wire::{ipv6, tcp};
 use eswitch::NextSendAt;
+use smallvec::SmallVec;
 use tracing::{debug, warn};
-use vm_memory::{GuestAddressSpace, GuestMemoryBackend};
+use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryBackend};
 
 use crate::function::desc::{
     tx_bits, DescBytes, TxContext, TxDataDesc, TxDesc, TxOffloads, DESC_LEN, TX_STATUS_OFFSET,
 };
 use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
+use crate::function::offload::{OffloadError, Payload, PayloadUnreadable};
 use crate::function::stats::{Counters, TxError};
 use crate::function::{guest, offload, FunctionId, GuestMem};
 use crate::seams::PfPort;
@@ -46,6 +49,10 @@ pub const TDWBAL_HEAD_WB_EN: u32 = 1 << 0;
 pub const MAX_TX_PACKET: usize = 64 * 1024;
 /// Most descriptors (context + data) one packet may span.
 pub const MAX_DESC_PER_PACKET: u32 = 64;
+/// The bytes of a packet to segment gathered before its segments are cut: room for the headers
+/// of a plain TCP/IP packet with options and a VLAN tag. Longer headers grow it (see
+/// `one_packet`).
+const SEGMENT_HEAD: usize = 256;
 /// Frames shorter than this (60 bytes: 64 on the wire with the FCS) are zero-padded when
 /// TCTL.PSP is set, which igb always does (`igb_setup_tctl`); VFs are padded always (our PF
 /// side stands in for igb).
@@ -347,7 +354,17 @@ impl TxRing {
                 _ => 0,
             })
             .sum();
-        let mut data: Vec<u8> = Vec::with_capacity(total.min(MAX_TX_PACKET));
+        // A packet to segment (TSE in its first data descriptor) gathers only its first
+        // [`SEGMENT_HEAD`] bytes; the rest of its payload is read from its buffers as the
+        // segments are cut, each byte copied once.
+        let segmenting = descs.iter().find_map(|(_, d)| match d {
+            TxDesc::Data(dd) => Some(dd.offloads.tse),
+            _ => None,
+        }) == Some(true);
+        let mut data: Vec<u8> =
+            Vec::with_capacity(if segmenting { SEGMENT_HEAD } else { total }.min(MAX_TX_PACKET));
+        let mut pieces: SmallVec<[(u64, usize); 8]> = SmallVec::new();
+        let mut gathered = 0;
         let mut first: Option<TxDataDesc> = None;
         for (_, d) in &descs {
             if error.is_some() {
@@ -360,14 +377,23 @@ impl TxRing {
                     let len = usize::from(dd.len);
                     if len == 0 {
                         error = Some(TxError::ZeroLength);
-                    } else if data.len() + len > MAX_TX_PACKET {
+                    } else if gathered + len > MAX_TX_PACKET {
                         error = Some(TxError::PacketTooLong);
                     } else {
+                        gathered += len;
+                        let now = if segmenting {
+                            SEGMENT_HEAD.saturating_sub(data.len()).min(len)
+                        } else {
+                            len
+                        };
                         if env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Buffer)
-                            || guest::append(mem, dd.addr, len, &mut data).is_err()
+                            || !mem.check_range(GuestAddress(dd.addr), len)
+                            || guest::append(mem, dd.addr, now, &mut data).is_err()
                         {
                             env.counters.dma_errors += 1;
                             error = Some(TxError::BufferDma);
+                        } else if segmenting {
+                            pieces.push((dd.addr, len));
                         }
                     }
                 }
@@ -382,7 +408,43 @@ impl TxRing {
                     offloads: fd.offloads,
                 };
                 let mut frames: Vec<Bytes> = Vec::new();
-                if req.needs_offload() {
+                if segmenting {
+                    let mut rest = GuestPayload {
+                        mem,
+                        pieces: &pieces,
+                        skip: data.len(),
+                        len: gathered - data.len(),
+                    };
+                    // Headers longer than the head gathered (options, tunnels): the head grows
+                    // to hold everything the plan reads.
+                    let ctx = &req.ctx;
+                    let headers = usize::from(ctx.mac_len)
+                        + usize::from(ctx.ip_len).max(ipv6::HEADER_LEN)
+                        + usize::from(ctx.l4_len).max(tcp::HEADER_LEN);
+                    let more = headers.min(gathered).saturating_sub(data.len());
+                    let grown = more == 0 || rest.append_to(0, more, &mut data).is_ok();
+                    rest.skip += more;
+                    rest.len -= more;
+                    let cut = if grown {
+                        offload::segment(&data, &rest, ctx, &req.offloads, &mut |f| frames.push(f))
+                    } else {
+                        Err(OffloadError::PayloadUnreadable)
+                    };
+                    match cut {
+                        Ok(_) => {}
+                        Err(OffloadError::PayloadUnreadable) => {
+                            debug!(%func, "TX payload outside guest memory");
+                            env.counters.dma_errors += 1;
+                            error = Some(TxError::BufferDma);
+                            frames.clear();
+                        }
+                        Err(e) => {
+                            debug!(%func, reason = %e, "TX offload refused the packet");
+                            error = Some(TxError::Offload);
+                            frames.clear();
+                        }
+                    }
+                } else if req.needs_offload() {
                     if let Err(e) =
                         offload::apply(&data, &req.ctx, &req.offloads, &mut |f| frames.push(f))
                     {
@@ -483,4 +545,44 @@ enum Step {
     Incomplete,
     Stopped,
     Paused(TxPause),
+}
+
+/// The payload of a packet to segment still in the guest's buffers: `len` bytes from `skip`
+/// bytes into the data descriptors' buffers `pieces` (address, length), each checked to lie in
+/// guest memory when gathered.
+struct GuestPayload<'a, M> {
+    mem: &'a M,
+    pieces: &'a [(u64, usize)],
+    skip: usize,
+    len: usize,
+}
+
+impl<M: GuestMemoryBackend> Payload for GuestPayload<'_, M> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn append_to(&self, at: usize, len: usize, out: &mut Vec<u8>) -> Result<(), PayloadUnreadable> {
+        // Bytes of the pieces still to pass before the range starts, and still to copy.
+        let (mut pass, mut left) = (self.skip + at, len);
+        for &(addr, piece) in self.pieces {
+            if left == 0 {
+                break;
+            }
+            if pass >= piece {
+                pass -= piece;
+                continue;
+            }
+            let n = (piece - pass).min(left);
+            guest::append(self.mem, addr.wrapping_add(pass as u64), n, out)
+                .map_err(|_| PayloadUnreadable)?;
+            pass = 0;
+            left -= n;
+        }
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(PayloadUnreadable)
+        }
+    }
 }
