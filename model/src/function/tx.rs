@@ -4,7 +4,8 @@
 //! `igbvf_tso` and `igbvf_tx_csum` build, igb's `igb_tx_map`, `igb_tso` and `igb_tx_csum`, and
 //! ixgbevf's `ixgbevf_tx_map`, `ixgbevf_tso` and `ixgbevf_tx_csum` alike; QEMU's
 //! `igb_process_tx_desc`): advanced context (DTYP 0010) and data (DTYP 0011) descriptors from
-//! TDH up to TDT, a packet gathered across data descriptors until EOP, offloads applied, the
+//! TDH up to TDT, a packet gathered across data descriptors until EOP (a packet to segment: its
+//! headers, its payload read from the buffers as the segments are cut), offloads applied, the
 //! frames collected for the caller to switch, DD written back into every descriptor with RS
 //! once its packet is consumed (or, where the card honours it, the head written to the
 //! TDWBAL/TDWBAH address instead: [`TxEnv::head_writeback`]), TDH advanced.
