@@ -1,7 +1,7 @@
 //! One client connection: read a message whole, demultiplex replies to our DMA requests from the
 //! client's commands, handle commands strictly in order, reply (or not, for NO_REPLY).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +14,8 @@ use vfio_user::Command;
 
 use super::dma::{Dma, MapRefusal, Outbound};
 use super::function::{region, FunctionContext, FunctionInfo, PciFunction, NUM_REGIONS};
+use super::inbox::{Fds, Inbox};
 use super::irq::{index as irq, Interrupts, SetIrqsError, NUM_IRQS};
-use super::scm;
 use super::stats::Stats;
 use super::wire::{self, payload, Cursor, Header, MessageBuilder, HEADER_SIZE};
 
@@ -65,13 +65,6 @@ pub(crate) enum Broken {
     Panic,
 }
 
-/// The fds that came with a message.
-enum Fds {
-    Got(Vec<OwnedFd>),
-    /// More than [`wire::MAX_MSG_FDS`]: all closed, the message is refused.
-    TooMany,
-}
-
 /// Result of handling one command: a reply, nothing (NO_REPLY or nothing to say), or an errno.
 type Handled = Result<Option<Vec<u8>>, i32>;
 
@@ -97,6 +90,8 @@ pub(crate) struct Connection<'a> {
     /// The last message served was one the client waits on (a reply went out): the next look
     /// busy-polls and then waits on the socket, without napping.
     replied: bool,
+    /// Bytes read and not yet handled.
+    inbox: Inbox,
 }
 
 /// How a connection waits for its client.
@@ -154,6 +149,7 @@ impl<'a> Connection<'a> {
             timing,
             nap_step: NAP_STEP_MIN,
             replied: false,
+            inbox: Inbox::default(),
         };
         Ok((conn, writer))
     }
@@ -161,8 +157,8 @@ impl<'a> Connection<'a> {
     /// Serve until the client goes away, shutdown, or a framing error.
     pub(crate) fn serve(&mut self) -> End {
         loop {
-            let (h, fds) = match self.read_header() {
-                Ok(Some(x)) => x,
+            let h = match self.read_header() {
+                Ok(Some(h)) => h,
                 Ok(None) => return End::Eof,
                 Err(end) => return end,
             };
@@ -175,87 +171,102 @@ impl<'a> Connection<'a> {
                 }
                 return End::Protocol(Broken::Size(size));
             }
-            let mut payload = vec![0u8; size - HEADER_SIZE];
-            if let Err(end) = self.read_exact_deadline(&mut payload) {
+            let fds = self.inbox.take_fds(size);
+            if let Err(end) = self.read_rest(size) {
                 return end;
             }
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
-
-            let fds = match fds {
-                Fds::Got(fds) => fds,
-                Fds::TooMany => {
-                    // Refused whatever the message is (the fds are closed already).
-                    debug!(id = h.id, "more than max_msg_fds fds: refused");
-                    if h.is_command() && !h.no_reply() {
-                        self.stats.error_replies.fetch_add(1, Ordering::Relaxed);
-                        if let Err(e) = self.send(&wire::error_reply(&h, libc::EINVAL)) {
-                            return End::Protocol(Broken::Write(e));
-                        }
-                    }
-                    continue;
-                }
-            };
-            if h.is_reply() {
-                drop(fds);
-                if !self
-                    .outbound
-                    .complete(&h, payload, self.dma.error_counter())
-                {
-                    warn!(
-                        id = h.id,
-                        command = h.command,
-                        "reply to no request of ours; dropped"
-                    );
-                }
-                continue;
+            // The message is handled in place, in the read-ahead buffer (taken out of `self`
+            // meanwhile: handling never reads the socket).
+            let mut inbox = std::mem::take(&mut self.inbox);
+            let ended = self.dispatch(&h, &inbox.message(size)[HEADER_SIZE..], fds);
+            inbox.consume(size);
+            self.inbox = inbox;
+            if let Some(end) = ended {
+                return end;
             }
+        }
+    }
 
-            let cmd = h.known_command();
-            let _span =
-                debug_span!("msg", id = h.id, cmd = ?cmd.unwrap_or_default(), raw = h.command)
-                    .entered();
-            trace!(size, flags = h.flags, fds = fds.len(), "received");
-            let result = if h.is_command() {
-                self.handle(&h, &payload, fds)
-            } else {
-                Err(libc::EINVAL)
-            };
-            // The client waits for this reply (a register read stalls the vCPU that made it):
-            // its next message may come as soon as it has the answer, and must not wait out a
-            // nap grown long on posted writes. Naps of the shortest step after every read would
-            // cost a timer wakeup each 50 µs while the client reads on, so the connection
-            // busy-polls and then waits on the socket instead.
-            self.replied = !h.no_reply();
-            if self.replied {
-                self.nap_step = NAP_STEP_MIN;
-            }
-            match (result, h.no_reply()) {
-                (Ok(Some(reply)), false) => {
-                    trace!(size = reply.len(), "reply");
-                    if let Err(e) = self.send(&reply) {
-                        return End::Protocol(Broken::Write(e));
-                    }
-                }
-                (Ok(_), _) => {}
-                (Err(errno), false) => {
+    /// Handles one message whose bytes are all read: a reply to one of our DMA requests, or a
+    /// command, answered unless it is NO_REPLY. `Some` ends the connection.
+    fn dispatch(&mut self, h: &Header, payload: &[u8], fds: Fds) -> Option<End> {
+        let h = *h;
+
+        let fds = match fds {
+            Fds::Got(fds) => fds,
+            Fds::TooMany => {
+                // Refused whatever the message is (the fds are closed already).
+                debug!(id = h.id, "more than max_msg_fds fds: refused");
+                if h.is_command() && !h.no_reply() {
                     self.stats.error_replies.fetch_add(1, Ordering::Relaxed);
-                    debug!(errno, "error reply");
-                    if let Err(e) = self.send(&wire::error_reply(&h, errno)) {
-                        return End::Protocol(Broken::Write(e));
+                    if let Err(e) = self.send(&wire::error_reply(&h, libc::EINVAL)) {
+                        return Some(End::Protocol(Broken::Write(e)));
                     }
                 }
-                (Err(errno), true) => {
-                    // Never reply to NO_REPLY, not even with an error. A guest hammering a
-                    // register can produce these at line rate: warn for the first few only.
-                    let n = self.stats.silent_errors.fetch_add(1, Ordering::Relaxed);
-                    if n < 16 {
-                        warn!(errno, "posted message failed (no reply allowed)");
-                    } else {
-                        debug!(errno, "posted message failed (no reply allowed)");
-                    }
+                return None;
+            }
+        };
+        if h.is_reply() {
+            drop(fds);
+            if !self
+                .outbound
+                .complete(&h, payload.to_vec(), self.dma.error_counter())
+            {
+                warn!(
+                    id = h.id,
+                    command = h.command,
+                    "reply to no request of ours; dropped"
+                );
+            }
+            return None;
+        }
+
+        let cmd = h.known_command();
+        let _span = debug_span!("msg", id = h.id, cmd = ?cmd.unwrap_or_default(), raw = h.command)
+            .entered();
+        trace!(size = h.size, flags = h.flags, fds = fds.len(), "received");
+        let result = if h.is_command() {
+            self.handle(&h, payload, fds)
+        } else {
+            Err(libc::EINVAL)
+        };
+        // The client waits for this reply (a register read stalls the vCPU that made it):
+        // its next message may come as soon as it has the answer, and must not wait out a
+        // nap grown long on posted writes. Naps of the shortest step after every read would
+        // cost a timer wakeup each 50 µs while the client reads on, so the connection
+        // busy-polls and then waits on the socket instead.
+        self.replied = !h.no_reply();
+        if self.replied {
+            self.nap_step = NAP_STEP_MIN;
+        }
+        match (result, h.no_reply()) {
+            (Ok(Some(reply)), false) => {
+                trace!(size = reply.len(), "reply");
+                if let Err(e) = self.send(&reply) {
+                    return Some(End::Protocol(Broken::Write(e)));
+                }
+            }
+            (Ok(_), _) => {}
+            (Err(errno), false) => {
+                self.stats.error_replies.fetch_add(1, Ordering::Relaxed);
+                debug!(errno, "error reply");
+                if let Err(e) = self.send(&wire::error_reply(&h, errno)) {
+                    return Some(End::Protocol(Broken::Write(e)));
+                }
+            }
+            (Err(errno), true) => {
+                // Never reply to NO_REPLY, not even with an error. A guest hammering a
+                // register can produce these at line rate: warn for the first few only.
+                let n = self.stats.silent_errors.fetch_add(1, Ordering::Relaxed);
+                if n < 16 {
+                    warn!(errno, "posted message failed (no reply allowed)");
+                } else {
+                    debug!(errno, "posted message failed (no reply allowed)");
                 }
             }
         }
+        None
     }
 
     /// Called when the socket was found empty: looks for the client's next message before the
@@ -346,40 +357,27 @@ impl<'a> Connection<'a> {
         w.write_all(msg)
     }
 
-    /// Read the 16-byte header and any fds sent with it (at most [`wire::MAX_MSG_FDS`]; more
-    /// are closed at once and the message is marked [`Fds::TooMany`]). `Ok(None)` on a clean EOF
+    /// Reads until the next message's 16-byte header is buffered. `Ok(None)` on a clean EOF
     /// before a message starts.
-    fn read_header(&mut self) -> Result<Option<(Header, Fds)>, End> {
-        let mut buf = [0u8; HEADER_SIZE];
-        let mut got = 0;
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        let mut too_many = false;
+    fn read_header(&mut self) -> Result<Option<Header>, End> {
         let mut started: Option<Instant> = None;
         // A message already waiting is read at once; only when none is does the connection
         // look for one (busy polling, napping) before the blocking read.
         let mut looked = false;
-        while got < HEADER_SIZE {
-            // Room for one more than allowed, to see that more came.
-            let room = wire::MAX_MSG_FDS + 1 - fds.len().min(wire::MAX_MSG_FDS);
-            let first = got == 0 && !looked;
-            match scm::recv(&self.reader, &mut buf[got..], room, first) {
-                Ok(r) if r.len == 0 => {
-                    return if got == 0 {
+        while self.inbox.len() < HEADER_SIZE {
+            let first = self.inbox.len() == 0 && !looked;
+            if self.inbox.len() > 0 {
+                started.get_or_insert_with(Instant::now);
+            }
+            match self.inbox.fill(&self.reader, first) {
+                Ok(0) => {
+                    return if self.inbox.len() == 0 {
                         Ok(None)
                     } else {
                         Err(End::Protocol(Broken::EofInHeader))
                     };
                 }
-                Ok(r) => {
-                    too_many |= r.truncated;
-                    fds.extend(r.fds);
-                    if fds.len() > wire::MAX_MSG_FDS {
-                        too_many = true;
-                        fds.clear();
-                    }
-                    got += r.len;
-                    started.get_or_insert_with(Instant::now);
-                }
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && first => {
                     looked = true;
@@ -396,22 +394,17 @@ impl<'a> Connection<'a> {
                 Err(e) => return Err(End::Protocol(Broken::Recv(e))),
             }
         }
-        let fds = if too_many {
-            drop(fds);
-            Fds::TooMany
-        } else {
-            Fds::Got(fds)
-        };
-        Ok(Some((Header::parse(&buf), fds)))
+        Ok(self.inbox.header())
     }
 
-    fn read_exact_deadline(&mut self, buf: &mut [u8]) -> Result<(), End> {
+    /// Reads until the whole message of `size` bytes (header included) is buffered.
+    fn read_rest(&mut self, size: usize) -> Result<(), End> {
+        self.inbox.reserve(size);
         let start = Instant::now();
-        let mut got = 0;
-        while got < buf.len() {
-            match self.reader.read(&mut buf[got..]) {
+        while self.inbox.len() < size {
+            match self.inbox.fill(&self.reader, false) {
                 Ok(0) => return Err(End::Protocol(Broken::EofInMessage)),
-                Ok(n) => got += n,
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock

@@ -62,6 +62,7 @@
 mod conn;
 mod dma;
 mod function;
+mod inbox;
 mod irq;
 mod limits;
 mod pool;
