@@ -107,7 +107,18 @@ impl Inbox {
         )?;
         let from = self.base + self.end as u64;
         self.end += r.len;
-        if !r.fds.is_empty() || r.truncated {
+        // Fds in a read that lies inside the message being read (after its first byte, before
+        // the earliest place the next can start) can belong to no message: closed now, so that
+        // a client sending its bytes one at a time, each with fds, makes us hold none of them.
+        let at = self.base + self.start as u64;
+        let size = self
+            .header()
+            .map_or(HEADER_SIZE, |h| (h.size as usize).max(HEADER_SIZE));
+        if from > at && from + r.len as u64 <= at + size as u64 {
+            if !r.fds.is_empty() {
+                debug!(fds = r.fds.len(), "fds sent inside a message: closed");
+            }
+        } else if !r.fds.is_empty() || r.truncated {
             self.arrivals.push_back(Arrival {
                 from,
                 to: from + r.len as u64,
@@ -148,6 +159,12 @@ impl Inbox {
         } else {
             Fds::Got(a.fds)
         }
+    }
+
+    /// Fds held for messages not yet read.
+    #[cfg(test)]
+    fn held_fds(&self) -> usize {
+        self.arrivals.iter().map(|a| a.fds.len()).sum()
     }
 
     /// The next message's bytes, `size` of them (all buffered).
@@ -297,6 +314,25 @@ mod tests {
         a.send_with_fds(&[&m2[32..]], &[f[1].as_raw_fd()]).unwrap();
         a.send_with_fds(&[&message(3, 16)[..]], &[]).unwrap();
         assert_eq!(drain(&mut inbox, &b), [(2, 64, Some(0)), (3, 16, Some(0))]);
+    }
+
+    #[test]
+    fn fds_sent_with_each_byte_of_a_message_are_closed_at_once() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let f = files(1);
+        let m = message(1, 200);
+        let mut inbox = Inbox::default();
+        a.send_with_fds(&[&m[..HEADER_SIZE]], &[]).unwrap();
+        assert_eq!(inbox.fill(&b, true).unwrap(), HEADER_SIZE);
+        for byte in &m[HEADER_SIZE..] {
+            a.send_with_fds(&[std::slice::from_ref(byte)], &[f[0].as_raw_fd()])
+                .unwrap();
+            assert_eq!(inbox.fill(&b, true).unwrap(), 1);
+            assert_eq!(inbox.held_fds(), 0);
+        }
+        a.send_with_fds(&[&message(2, 16)[..]], &[f[0].as_raw_fd()])
+            .unwrap();
+        assert_eq!(drain(&mut inbox, &b), [(1, 200, Some(0)), (2, 16, Some(1))]);
     }
 
     #[test]
