@@ -116,7 +116,7 @@ const NAP_STEP_MIN: Duration = Duration::from_micros(50);
 /// back this long fit a receiving ring of 256 descriptors and the VF's backlog of as many
 /// frames up to 3 Gbit/s. Twice the 1 ms it was: on a host where a wakeup costs 30-50 µs that
 /// took `serve` from 4.1 to 2.9 µs of CPU per packet (medians of 6 alternating runs) at the same
-/// throughput; 4 ms lost half of it (the guest's TCP, not drops, set the pace then).
+/// throughput; at 4 ms the throughput halved (with no drops: the guest's TCP set the pace).
 const NAP_STEP_MAX: Duration = Duration::from_micros(2000);
 
 impl<'a> Connection<'a> {

@@ -387,8 +387,9 @@ impl TxRing {
                         } else {
                             len
                         };
+                        // The part of a buffer not gathered now is checked now all the same.
                         if env.dma.fail(QueueDir::Tx, env.queue, DmaTarget::Buffer)
-                            || !mem.check_range(GuestAddress(dd.addr), len)
+                            || (now < len && !mem.check_range(GuestAddress(dd.addr), len))
                             || guest::append(mem, dd.addr, now, &mut data).is_err()
                         {
                             env.counters.dma_errors += 1;
