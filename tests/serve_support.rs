@@ -336,3 +336,24 @@ pub fn assert_up_with_mac_and_pinged(out: &GuestOutput, mac: &str) {
         out.expect_pass("ping").detail
     );
 }
+
+/// The TCP goodput (Mbit/s) a VF rate-limited to `rate_mbps` can carry: the shaper charges each
+/// frame with its FCS (1,518 bytes for a full-size TCP segment), of which 1,448 are payload
+/// (IPv4, and TCP with the timestamps option Linux sends). A rate check compares iperf3's
+/// figure with this, not with the rate itself.
+pub fn tcp_goodput_mbps(rate_mbps: f64) -> f64 {
+    const FRAME: f64 = 1518.0;
+    const PAYLOAD: f64 = 1448.0;
+    rate_mbps * PAYLOAD / FRAME
+}
+
+/// Panics unless `measured` (iperf3's receiver figure, Mbit/s) is within ±10 % of the TCP
+/// goodput a `rate_mbps` limit can carry ([`tcp_goodput_mbps`]).
+pub fn assert_shaped_tcp(measured: f64, rate_mbps: f64, context: &str) {
+    let expected = tcp_goodput_mbps(rate_mbps);
+    assert!(
+        (expected * 0.9..=expected * 1.1).contains(&measured),
+        "rate {rate_mbps}: measured {measured:.1} Mbit/s, outside {expected:.1} ± 10 % (the TCP \
+         goodput of that rate): {context}"
+    );
+}
