@@ -326,6 +326,7 @@ check mbx-next ping_ok
 kill $CPING
 sleep 1
 value bystander sh -c "grep -c 'bytes from' /tmp/cping; grep 'bytes from' /tmp/cping | tail -n 1"
+value bystander-seqs sh -c "grep -o 'seq=[0-9]*' /tmp/cping | cut -d= -f2 | tr '\n' ' '"
 value b-carrier ip netns exec b cat /sys/class/net/$B/carrier
 value c-carrier ip netns exec c cat /sys/class/net/$C/carrier
 value still-loaded sh -c "grep -c '^igbvf ' /proc/modules"
@@ -434,9 +435,22 @@ fn igbvf_survives_a_dma_failure_lost_interrupts_and_dropped_mailbox_replies() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap();
+    let rx_drops = |v: usize| end["ports"][0]["vfs"][v]["device"]["rx_drops"].clone();
+    // The sequence numbers no reply came for (each 0.5 s after the one before), to place a
+    // loss among the phases.
+    let seqs: Vec<u64> = out
+        .expect_pass("bystander-seqs")
+        .detail
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let missing: Vec<u64> = (0..=last_seq).filter(|s| !seqs.contains(s)).collect();
+    eprintln!("RX drops: VF 1 {}, VF 2 {}", rx_drops(1), rx_drops(2));
     assert!(
         replies >= 20 && replies == last_seq + 1,
-        "VF 2's pings: {bystander}"
+        "VF 2's pings: {bystander}; no reply to seq {missing:?}; RX drops: VF 1 {}, VF 2 {}",
+        rx_drops(1),
+        rx_drops(2)
     );
     // The device's side: what each fault did, counted, and on VF 0 alone.
     let port = |r: &serde_json::Value| r["ports"][0].clone();
