@@ -230,9 +230,10 @@ fn the_guests_igb_enables_the_vfs_of_the_pf_it_drives() {
 /// each, ping each other; VF 0's ARP for the PF reaches it (and VF 1: the broadcast counter);
 /// `vf 0 max_tx_rate 100` holds iperf3 within ±10 % of its TCP goodput; frames VF 0 sends
 /// from a MAC that is not its own are dropped as `spoof_mac` (spoofchk on, as igb sets it);
-/// `vf 1 vlan 10` cuts VF 1 off from untagged VF 0 while the PF's eth0.10 reaches it (tag inserted on
-/// the way out, stripped on the way in); `vlan 0` restores the ping; `echo 0` removes the
-/// VFs and `echo 2` (autoprobe on) brings two new ones whose igbvf gets a link from igb again.
+/// `vf 1 vlan 10` cuts VF 1 off from untagged VF 0 while the PF's eth0.10 reaches it (tag
+/// inserted on the way out, stripped on the way in); `vlan 0` restores the ping; `echo 0`
+/// removes the VFs and `echo 2` (autoprobe on) brings two new ones whose igbvf gets a link from
+/// igb again.
 const GUEST_PF_SCRIPT: &str = r#"
 check modprobe-igb modprobe igb
 if wait_for 30 test -e /sys/class/net/eth0/device/driver; then
