@@ -8,9 +8,54 @@
 //! accesses per frame) that alone moved the datapath's rate by a third between builds of the
 //! same code.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, WriteVolatile};
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryRegion, WriteVolatile,
+};
+
+/// Guest memory that remembers the region of its last access and looks there first: one run
+/// of a ring (its descriptors, its buffers) stays in one region of the guest's RAM, and the
+/// region search of `vm-memory` (a binary search through a pointer per region) was 5 % of the
+/// CPU of the thread that moves a TCP stream between two VFs. The view of the memory map is
+/// the borrowed one's, unchanged; only the search is skipped.
+pub(crate) struct LastRegion<'m, M: GuestMemoryBackend> {
+    mem: &'m M,
+    last: Cell<Option<&'m M::R>>,
+}
+
+impl<'m, M: GuestMemoryBackend> LastRegion<'m, M> {
+    pub(crate) fn new(mem: &'m M) -> Self {
+        LastRegion {
+            mem,
+            last: Cell::new(None),
+        }
+    }
+}
+
+impl<M: GuestMemoryBackend> GuestMemoryBackend for LastRegion<'_, M> {
+    type R = M::R;
+
+    fn num_regions(&self) -> usize {
+        self.mem.num_regions()
+    }
+
+    fn find_region(&self, addr: GuestAddress) -> Option<&M::R> {
+        if let Some(r) = self.last.get() {
+            if addr >= r.start_addr() && addr <= r.last_addr() {
+                return Some(r);
+            }
+        }
+        let r = self.mem.find_region(addr)?;
+        self.last.set(Some(r));
+        Some(r)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &M::R> {
+        self.mem.iter()
+    }
+}
 
 /// Reads `buf.len()` bytes at `addr`.
 #[inline]
@@ -143,6 +188,31 @@ mod tests {
         assert_eq!(eight, [1, 2, 3, 4, 5, 6, 7, 8]);
         assert!(write_upper_half(&mem, 0x3ff8, &[0; 8]).is_err());
         assert_eq!(read_u32(&mem, 0x2000).unwrap(), 0xDEAD_BEEF);
+    }
+
+    #[test]
+    fn the_last_region_remembered_answers_only_for_its_own_addresses() {
+        let mem = two_regions();
+        write(&mem, 0x1010, &[1, 1]).unwrap();
+        write(&mem, 0x2010, &[2, 2]).unwrap();
+        let last = LastRegion::new(&mem);
+        let mut b = [0u8; 2];
+        // Alternating regions, each access sees its own region's bytes.
+        for _ in 0..2 {
+            read(&last, 0x1010, &mut b).unwrap();
+            assert_eq!(b, [1, 1]);
+            read(&last, 0x2010, &mut b).unwrap();
+            assert_eq!(b, [2, 2]);
+        }
+        // Across the boundary, outside, and past the end of the remembered region.
+        write(&last, 0x1fff, &[3, 4]).unwrap();
+        read(&mem, 0x1fff, &mut b).unwrap();
+        assert_eq!(b, [3, 4]);
+        assert!(read(&last, 0x2fff, &mut b).is_err());
+        assert!(read(&last, 0x3000, &mut b).is_err());
+        assert!(write_upper_half(&last, 0x2ff8, &[5; 8]).is_ok());
+        assert!(write_upper_half(&last, 0x2ffc, &[5; 8]).is_err());
+        assert_eq!(last.num_regions(), 2);
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl TxRing {
             queue: q,
             head_writeback: vf.head_writeback,
         };
-        let run = self.run(&*guard, &mut env, resume);
+        let run = self.run(&guest::LastRegion::new(&*guard), &mut env, resume);
         if !self.enabled() {
             warn!(vf = id, queue = q, "TX queue stopped");
         }

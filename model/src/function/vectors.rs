@@ -94,9 +94,19 @@ impl<const N: usize> VectorBank<N> {
 
     /// EICR |= bits; fire the enabled ones (moderation permitting).
     pub fn set_eicr(&mut self, bits: u32, now: u64) -> Fire {
+        self.set_eicr_lazily(bits, || now)
+    }
+
+    /// [`VectorBank::set_eicr`], asking for the time only when a vector among `bits` is
+    /// enabled: a cause raised while its vector is masked (as EIAM leaves it for the whole of
+    /// a driver's poll) costs no clock read.
+    pub fn set_eicr_lazily(&mut self, bits: u32, now: impl FnOnce() -> u64) -> Fire {
         let bits = bits & Self::MASK;
         self.eicr |= bits;
-        self.pending_enabled(bits, now)
+        if self.eims & bits == 0 {
+            return Fire::NONE;
+        }
+        self.pending_enabled(bits, now())
     }
 
     /// The moderation interval of vector `v`.
@@ -193,5 +203,40 @@ impl<const N: usize> VectorBank<N> {
             self.quiet_until[n] = now.saturating_add(self.interval_ns(n));
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_masked_cause_is_latched_without_asking_the_time_and_fires_when_enabled() {
+        let mut bank = VectorBank::<3>::default();
+        bank.write_eitr(1, 40, 0); // 40 × 256 ns
+        let asked = Cell::new(0);
+        let now = |t: u64| {
+            asked.set(asked.get() + 1);
+            t
+        };
+        assert_eq!(bank.set_eicr_lazily(0b010, || now(5)), Fire::NONE);
+        assert_eq!(asked.get(), 0, "a masked vector needs no time");
+        assert_eq!(bank.eicr, 0b010, "the cause is latched");
+        assert_eq!(
+            bank.write_eims(0b010, 6).bits(),
+            0b010,
+            "fires when enabled"
+        );
+        // Enabled (auto-mask off): the time is read and moderation applies.
+        assert_eq!(bank.set_eicr_lazily(0b010, || now(7)), Fire::NONE, "held");
+        assert_eq!(asked.get(), 1);
+        assert_eq!(bank.next_deadline(), Some(6 + 40 * EITR_UNIT_NS));
+        assert_eq!(
+            bank.set_eicr_lazily(0b010, || now(6 + 40 * EITR_UNIT_NS))
+                .bits(),
+            0b010
+        );
+        assert_eq!(asked.get(), 2);
     }
 }

@@ -113,8 +113,14 @@ impl VfIntr {
 
     /// A cause happened at `now`: set its VTEICR bit and fire it if enabled and not held back.
     pub fn raise(&mut self, cause: Cause, now: u64) -> Fire {
+        self.raise_lazily(cause, || now)
+    }
+
+    /// [`VfIntr::raise`], reading the time only if the cause's vector is enabled
+    /// ([`VectorBank::set_eicr_lazily`]).
+    pub fn raise_lazily(&mut self, cause: Cause, now: impl FnOnce() -> u64) -> Fire {
         match self.route(cause) {
-            Some(bit) => self.bank.set_eicr(bit, now),
+            Some(bit) => self.bank.set_eicr_lazily(bit, now),
             None => Fire::NONE,
         }
     }

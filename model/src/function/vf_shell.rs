@@ -77,7 +77,7 @@ impl VfCore {
     /// The PF's answer to a VF reset or mailbox write: the mailbox cause, or nothing.
     pub(crate) fn mailbox_irq<R: VfRegisters>(&self, regs: &mut R, irq: MailboxIrq) -> Fire {
         match irq {
-            MailboxIrq::Raise => regs.raise(Cause::Mailbox, self.now()),
+            MailboxIrq::Raise => regs.raise(Cause::Mailbox, &*self.clock),
             MailboxIrq::None => Fire::NONE,
         }
     }
@@ -136,9 +136,10 @@ pub trait VfRegisters: Send + Sized + 'static {
     /// RX queue 0's ring.
     fn rx0_state(&self) -> RingState;
 
-    /// Raises `cause` at time `now`: the vectors to signal (none while masked or held).
-    fn raise(&mut self, cause: Cause, now: u64) -> Fire {
-        self.intr_mut().raise(cause, now)
+    /// Raises `cause` at the time `clock` tells, read only when the cause's vector is
+    /// enabled: the vectors to signal (none while masked or held).
+    fn raise(&mut self, cause: Cause, clock: &dyn Clock) -> Fire {
+        self.intr_mut().raise_lazily(cause, || clock.now_ns())
     }
 
     /// Runs TX queue `q` and raises its cause when it wrote completions back.
@@ -148,7 +149,7 @@ pub trait VfRegisters: Send + Sized + 'static {
         };
         let (run, mut effects) = core.run_tx(ring, q, resume, Self::HEAD_WRITEBACK);
         if run.wrote_back {
-            effects.fire = self.raise(Cause::Tx(q as u8), core.now());
+            effects.fire = self.raise(Cause::Tx(q as u8), &*core.clock);
         }
         effects
     }
@@ -273,7 +274,8 @@ impl<R: VfRegisters> VfShell<R> {
         stripped_tci: Option<u16>,
         origin: Origin,
     ) -> (Result<(), RxDrop>, Fire) {
-        let Some(mem) = self.core.mem.clone() else {
+        // The memory's guard, not a clone of its handle: no reference count per frame.
+        let Some(mem) = &self.core.mem else {
             return (Err(RxDrop::NotAttached), Fire::NONE);
         };
         if !self.bus_master() {
@@ -292,14 +294,14 @@ impl<R: VfRegisters> VfShell<R> {
                     c.rx_looped_packets += 1;
                     c.rx_looped_bytes += frame.len() as u64;
                 }
-                (Ok(()), self.regs.raise(cause, self.core.now()))
+                (Ok(()), self.regs.raise(cause, &*self.core.clock))
             }
             // The descriptors completed with RXE: the driver is told.
             RxOutcome::Dropped(RxDrop::BufferDma) => {
                 self.core.counters.dma_errors += 1;
                 (
                     Err(RxDrop::BufferDma),
-                    self.regs.raise(cause, self.core.now()),
+                    self.regs.raise(cause, &*self.core.clock),
                 )
             }
             RxOutcome::Dropped(r) => {
@@ -314,7 +316,7 @@ impl<R: VfRegisters> VfShell<R> {
 
     /// The PF agent wrote to this VF's mailbox on its own (a ping): the mailbox cause.
     pub fn mailbox_interrupt(&mut self) -> Fire {
-        self.regs.raise(Cause::Mailbox, self.core.now())
+        self.regs.raise(Cause::Mailbox, &*self.core.clock)
     }
 
     /// Whether RX write-backs carry the checksum status of verified-good IPv4 headers and

@@ -19,7 +19,7 @@ use super::tx::TxRing;
 use crate::function::stats::{Counters, RxDrop, RxOutcome};
 use crate::function::vf_intr::VF_MSIX_VECTORS;
 use crate::function::vf_shell::{VfCore, VfRegisters, VfShell};
-use crate::function::{Effects, Fire, FunctionId, LinkStatus};
+use crate::function::{guest, Effects, Fire, FunctionId, LinkStatus};
 pub use crate::function::{RingState, VfState};
 use crate::seams::{Clock, PfPort};
 use pcie::{BuildError, ConfigSpace};
@@ -280,7 +280,7 @@ impl VfRegisters for Regs {
         match self.rx.get_mut(queue) {
             Some(ring) if ring.enabled() => write_frame(
                 ring,
-                mem,
+                &guest::LastRegion::new(mem),
                 frame,
                 stripped_tci,
                 core.rx_checksum,

@@ -26,7 +26,7 @@ use crate::function::stats::{Counters, RxDrop, RxOutcome};
 use crate::function::tx::TxRing;
 use crate::function::vf_intr::VF_MSIX_VECTORS;
 use crate::function::vf_shell::{VfCore, VfRegisters, VfShell};
-use crate::function::{Effects, Fire, FunctionId, LinkStatus, RingState};
+use crate::function::{guest, Effects, Fire, FunctionId, LinkStatus, RingState};
 use crate::seams::{Clock, PfPort};
 use pcie::{BuildError, ConfigSpace};
 
@@ -334,7 +334,7 @@ impl VfRegisters for Regs {
         match self.rx.get_mut(queue) {
             Some(q) if q.enabled() => write_frame(
                 q,
-                mem,
+                &guest::LastRegion::new(mem),
                 frame,
                 stripped_tci,
                 core.rx_checksum,
