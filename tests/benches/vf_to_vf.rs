@@ -25,7 +25,8 @@
 //! ```
 //!
 //! Each round boots one guest per side (the order rotates between rounds); the summary is the
-//! median of the rounds. On the sriov-emu side it also counts the vfio-user messages QEMU sent
+//! median of the rounds, and the ratios to QEMU igb also round by round (each pair measured
+//! back to back) with their median. On the sriov-emu side it also counts the vfio-user messages QEMU sent
 //! during the ping and the iperf3 phases, and the CPU time QEMU and the in-process `serve` used
 //! during iperf3. Environment: `VF_BENCH_ROUNDS` (default 5), `VF_BENCH_SECONDS` (iperf3
 //! duration, default 10), `VF_BENCH_PINGS` (default 50, 0.2 s apart), `VF_BENCH_CPUS` (guest
@@ -656,6 +657,23 @@ fn print(label: &str, p: &Params, f: &Figures, emu: bool) {
     println!("             log: {}", f.log.display());
 }
 
+/// The ratios of `a`'s figure to `b`'s round by round, listed, and their median: two sides
+/// measured one after the other share the host's state of the moment, which on a noisy host
+/// drifts between rounds by more than the sides differ.
+fn paired(a: &[Figures], b: &[Figures], figure: impl Fn(&Figures) -> f64) -> (String, f64) {
+    let ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| figure(x) / figure(y))
+        .collect();
+    let listed = ratios
+        .iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (listed, median(ratios))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -739,6 +757,22 @@ fn main() {
             en / imin,
             ei / ii
         );
+    }
+    let rounds_of = |side: Side| {
+        results
+            .iter()
+            .find(|(s, v)| *s == side && !v.is_empty())
+            .map(|(_, v)| v.as_slice())
+    };
+    for (side, name) in [(Side::Emu, "sriov-emu"), (Side::Full, "full system")] {
+        if let (Some(a), Some(b)) = (rounds_of(side), rounds_of(Side::Igb)) {
+            let (tput, tput_median) = paired(a, b, |f| f.mbps);
+            let (rtt, rtt_median) = paired(a, b, |f| f.rtt_ms);
+            println!(
+                "  round by round, {name} / QEMU igb (each pair measured back to back): \
+                 throughput {tput} (median {tput_median:.2}), RTT avg {rtt} (median {rtt_median:.2})"
+            );
+        }
     }
     if let (Some((fm, fr, fmin, fi)), Some((im, ir, imin, ii))) = (of(Side::Full), of(Side::Igb)) {
         println!(
