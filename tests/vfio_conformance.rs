@@ -192,6 +192,36 @@ fn messages_are_served_in_order_in_every_polling_phase() {
     srv.stop();
 }
 
+/// A napping connection's look is a read: a message with an fd that a look finds keeps its
+/// fd, and an EOF a look finds ends the connection.
+#[test]
+fn a_look_while_napping_takes_a_message_with_its_fd_and_an_eof() {
+    let (f, probe) = TestFunction::new();
+    let srv = Running::start_configured("nap-look", f, probe, |s| {
+        s.set_busy_poll(Duration::from_micros(100));
+        s.set_nap_poll(Duration::from_millis(50));
+    });
+    let mut c = RawClient::negotiated(&srv.path);
+    // A posted write leaves the connection napping, not asleep on its socket.
+    c.region_write(region::BAR0, 0x40, &[1; 4], true);
+    thread::sleep(Duration::from_millis(5));
+    let ram = memfd(0x10_0000);
+    let r = c.call(
+        CMD_DMA_MAP,
+        &dma_map_payload(0x4000_0000, 0x10_0000, 0, true),
+        &[ram.as_raw_fd()],
+    );
+    assert!(!r.is_error(), "{r:?}");
+    let ctx = srv.probe.ctx().unwrap();
+    assert_eq!(ctx.dma.counters().mmapped_maps, 1, "the map kept its fd");
+    c.region_write(region::BAR0, 0x40, &[2; 4], true);
+    thread::sleep(Duration::from_millis(5));
+    drop(c);
+    srv.probe.wait_for("the connection to end", |p| {
+        p.detaches.load(Ordering::SeqCst) == 1
+    });
+}
+
 #[test]
 fn posted_writes_get_no_reply_and_are_applied_before_a_later_read() {
     let srv = Running::start("posted");

@@ -2,7 +2,7 @@
 //! client's commands, handle commands strictly in order, reply (or not, for NO_REPLY).
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -288,7 +288,11 @@ impl<'a> Connection<'a> {
     /// at about a wakeup every two milliseconds, and the driver's interrupt re-enables in it come
     /// later, so its adaptive interrupt rate settles lower; sparse exchanges (a ping) get the
     /// short sleep, and the busy poll, which only runs at the short sleep.
-    fn look_for_next_message(&mut self) {
+    ///
+    /// Each look is a non-blocking read into the inbox. `Some`: what the look that found
+    /// something read (bytes, EOF or an error, for the caller to handle as its own read's);
+    /// `None`: nothing came while looking.
+    fn look_for_next_message(&mut self) -> Option<io::Result<usize>> {
         let Timing {
             busy_poll,
             nap_poll: nap,
@@ -305,7 +309,7 @@ impl<'a> Connection<'a> {
             Duration::ZERO
         };
         if spin.is_zero() && nap.is_zero() {
-            return;
+            return None;
         }
         // The caller has just found the socket empty: wait first, then look.
         let start = Instant::now();
@@ -322,34 +326,22 @@ impl<'a> Connection<'a> {
             } else {
                 // A silence this long ends a stream: the next message starts afresh.
                 self.nap_step = NAP_STEP_MIN;
-                return;
+                return None;
             }
-            if self.message_waiting() {
-                if napped {
-                    self.nap_step = (self.nap_step * 2).min(NAP_STEP_MAX);
+            // The look is the read itself: what it finds is already in the inbox.
+            match self.inbox.fill(&self.reader, true) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                found => {
+                    if napped {
+                        self.nap_step = (self.nap_step * 2).min(NAP_STEP_MAX);
+                    }
+                    return Some(found);
                 }
-                return;
             }
             if napped {
                 self.nap_step = (self.nap_step / 2).max(NAP_STEP_MIN);
             }
         }
-    }
-
-    /// Whether the socket has something to read: data, EOF or an error (the blocking read
-    /// takes any of them from here).
-    fn message_waiting(&self) -> bool {
-        let mut byte = 0u8;
-        // SAFETY: at most one byte into a local; MSG_PEEK leaves it in the socket.
-        let r = unsafe {
-            libc::recv(
-                self.reader.as_raw_fd(),
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        r != -1 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
     }
 
     fn send(&self, msg: &[u8]) -> io::Result<()> {
@@ -369,7 +361,18 @@ impl<'a> Connection<'a> {
             if self.inbox.len() > 0 {
                 started.get_or_insert_with(Instant::now);
             }
-            match self.inbox.fill(&self.reader, first) {
+            let read = match self.inbox.fill(&self.reader, first) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && first => {
+                    looked = true;
+                    match self.look_for_next_message() {
+                        Some(found) => found,
+                        // Nothing came while looking: the blocking read next.
+                        None => continue,
+                    }
+                }
+                read => read,
+            };
+            match read {
                 Ok(0) => {
                     return if self.inbox.len() == 0 {
                         Ok(None)
@@ -379,10 +382,6 @@ impl<'a> Connection<'a> {
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && first => {
-                    looked = true;
-                    self.look_for_next_message();
-                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(End::Stopped);
