@@ -7,7 +7,9 @@ use std::sync::Arc;
 use pcie::{BuildError, ConfigSpace};
 
 use super::stats::{AccessError, RxDrop, VfStats};
-use super::{i82576, x82599, BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin};
+use super::{
+    i82576, x82599, BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin, RxCopy,
+};
 use crate::function::faults::{DmaFaultState, DmaFaults};
 use crate::function::VfState;
 use crate::seams::{Clock, PfPort};
@@ -245,6 +247,9 @@ impl Function for CardVf {
         origin: Origin,
     ) -> (Result<(), RxDrop>, Fire) {
         each!(self, vf => Function::receive(vf, frame, stripped_tci, origin))
+    }
+    fn receive_batch(&mut self, copies: &[RxCopy<'_>]) -> (usize, Fire) {
+        each!(self, vf => Function::receive_batch(vf, copies))
     }
     fn count_tx_loopback(&mut self, packets: u64, bytes: u64) {
         each!(self, vf => vf.count_tx_loopback(packets, bytes))

@@ -200,6 +200,15 @@ pub enum Origin {
     Local,
 }
 
+/// One copy the switch delivered, as [`Function::receive_batch`] takes it: the frame, the
+/// VLAN tag the switch stripped from it, and where it comes from.
+#[derive(Clone, Copy, Debug)]
+pub struct RxCopy<'a> {
+    pub frame: &'a Bytes,
+    pub stripped_tci: Option<u16>,
+    pub origin: Origin,
+}
+
 /// What the NIC runtime needs of a PCI function it hosts: the bus's accesses, the client's
 /// memory, the frames the switch delivers, the function's timer and counters. Every call is
 /// single-threaded (`&mut self`, the runtime holds the function's lock) and answers with the
@@ -230,6 +239,21 @@ pub trait Function: Send + 'static {
         stripped_tci: Option<u16>,
         origin: Origin,
     ) -> (Result<(), RxDrop>, Fire);
+    /// Copies for this function, in order, each as [`Function::receive`] takes it, until one
+    /// finds the ring full: that one and the ones behind it are not taken (the runtime keeps
+    /// them in its backlog). Returns how many were taken (delivered, or dropped and counted)
+    /// and the vectors to signal. A function overrides it to take its memory once per batch.
+    fn receive_batch(&mut self, copies: &[RxCopy<'_>]) -> (usize, Fire) {
+        let mut fire = Fire::NONE;
+        for (taken, c) in copies.iter().enumerate() {
+            let (result, f) = self.receive(c.frame, c.stripped_tci, c.origin);
+            fire = fire.union(f);
+            if result == Err(RxDrop::RingFull) {
+                return (taken, fire);
+            }
+        }
+        (copies.len(), fire)
+    }
     /// Frames this function sent that the switch looped back to functions of its own port
     /// (the VF loopback statistics, VFGPTLBC/VFGOTLBC); `bytes` without FCS.
     fn count_tx_loopback(&mut self, _packets: u64, _bytes: u64) {}

@@ -18,7 +18,8 @@
 use std::sync::Arc;
 
 use tracing::{debug, info};
-use vm_memory::{GuestAddressSpace, GuestMemoryMmap};
+use vm_memory::atomic::GuestMemoryLoadGuard;
+use vm_memory::{GuestAddressSpace, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::faults::{DmaFaultState, DmaFaults};
 use super::mmio::{read_dwords, write_dwords, MsixTable};
@@ -26,7 +27,10 @@ use super::stats::{AccessError, Counters, RxDrop, RxOutcome, VfStats};
 use super::tx::{TxRing, TxRun, VfTx};
 use super::vectors::Cause;
 use super::vf_intr::{VfIntr, VF_MSIX_VECTORS};
-use super::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin, RingState, VfState};
+use super::{
+    guest, BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin, RingState, RxCopy,
+    VfState,
+};
 use crate::seams::{Clock, MailboxIrq, PfPort};
 use pcie::ConfigSpace;
 
@@ -112,10 +116,10 @@ pub trait VfRegisters: Send + Sized + 'static {
     fn tx_rings_mut(&mut self) -> &mut [TxRing];
     /// Writes `frame` into RX queue `queue` (a queue the card lacks or has disabled drops it
     /// as `QueueDisabled`, changing nothing). Attachment and bus mastering are checked.
-    fn write_rx(
+    fn write_rx<M: GuestMemoryBackend>(
         &mut self,
         core: &mut VfCore,
-        mem: &GuestMemoryMmap,
+        mem: &M,
         queue: usize,
         frame: &[u8],
         stripped_tci: Option<u16>,
@@ -258,33 +262,70 @@ impl<R: VfRegisters> VfShell<R> {
         stripped_tci: Option<u16>,
         origin: Origin,
     ) -> (Result<(), RxDrop>, Fire) {
-        let (result, fire) = self.receive_inner(queue, frame, stripped_tci, origin);
-        match result {
-            // Not a drop: the caller keeps the frame (the runtime's backlog).
-            Err(RxDrop::RingFull) | Ok(()) => {}
-            Err(reason) => self.core.counters.rx_drop(reason),
-        }
-        (result, fire)
+        let guard = match self.rx_memory() {
+            Ok(guard) => guard,
+            Err(reason) => {
+                self.core.counters.rx_drop(reason);
+                return (Err(reason), Fire::NONE);
+            }
+        };
+        self.receive_one(
+            queue,
+            &guest::LastRegion::new(&*guard),
+            frame,
+            stripped_tci,
+            origin,
+        )
     }
 
-    fn receive_inner(
+    /// Copies for RX queue `queue`, in order, under one look at the memory map (its guard and
+    /// the region of the last access kept across the batch); see [`Function::receive_batch`].
+    pub fn receive_batch_on(&mut self, queue: usize, copies: &[RxCopy<'_>]) -> (usize, Fire) {
+        let guard = match self.rx_memory() {
+            Ok(guard) => guard,
+            Err(reason) => {
+                for _ in copies {
+                    self.core.counters.rx_drop(reason);
+                }
+                return (copies.len(), Fire::NONE);
+            }
+        };
+        let mem = guest::LastRegion::new(&*guard);
+        let mut fire = Fire::NONE;
+        for (taken, c) in copies.iter().enumerate() {
+            let (result, f) = self.receive_one(queue, &mem, c.frame, c.stripped_tci, c.origin);
+            fire = fire.union(f);
+            if result == Err(RxDrop::RingFull) {
+                return (taken, fire);
+            }
+        }
+        (copies.len(), fire)
+    }
+
+    /// The memory the RX engine writes to: the client's, while bus mastering is on. The guard,
+    /// not a clone of the memory's handle: no reference count per batch.
+    fn rx_memory(&self) -> Result<GuestMemoryLoadGuard<GuestMemoryMmap>, RxDrop> {
+        let Some(mem) = &self.core.mem else {
+            return Err(RxDrop::NotAttached);
+        };
+        if !self.bus_master() {
+            return Err(RxDrop::BusMasterOff);
+        }
+        Ok(mem.memory())
+    }
+
+    /// One frame into queue `queue` of `mem`, its drop counted unless the ring was full.
+    fn receive_one<M: GuestMemoryBackend>(
         &mut self,
         queue: usize,
+        mem: &M,
         frame: &[u8],
         stripped_tci: Option<u16>,
         origin: Origin,
     ) -> (Result<(), RxDrop>, Fire) {
-        // The memory's guard, not a clone of its handle: no reference count per frame.
-        let Some(mem) = &self.core.mem else {
-            return (Err(RxDrop::NotAttached), Fire::NONE);
-        };
-        if !self.bus_master() {
-            return (Err(RxDrop::BusMasterOff), Fire::NONE);
-        }
-        let guard = mem.memory();
         let outcome = self
             .regs
-            .write_rx(&mut self.core, &guard, queue, frame, stripped_tci);
+            .write_rx(&mut self.core, mem, queue, frame, stripped_tci);
         let cause = Cause::Rx(queue as u8);
         match outcome {
             RxOutcome::Delivered { .. } => {
@@ -299,6 +340,7 @@ impl<R: VfRegisters> VfShell<R> {
             // The descriptors completed with RXE: the driver is told.
             RxOutcome::Dropped(RxDrop::BufferDma) => {
                 self.core.counters.dma_errors += 1;
+                self.core.counters.rx_drop(RxDrop::BufferDma);
                 (
                     Err(RxDrop::BufferDma),
                     self.regs.raise(cause, &*self.core.clock),
@@ -309,6 +351,11 @@ impl<R: VfRegisters> VfShell<R> {
                     self.core.counters.dma_errors += 1;
                 }
                 self.regs.count_rx_drop(queue, r);
+                // Not a drop when the ring is full: the caller keeps the frame (the runtime's
+                // backlog).
+                if r != RxDrop::RingFull {
+                    self.core.counters.rx_drop(r);
+                }
                 (Err(r), Fire::NONE)
             }
         }
@@ -505,6 +552,10 @@ impl<R: VfRegisters> Function for VfShell<R> {
         origin: Origin,
     ) -> (Result<(), RxDrop>, Fire) {
         self.receive_on(0, frame, stripped_tci, origin)
+    }
+
+    fn receive_batch(&mut self, copies: &[RxCopy<'_>]) -> (usize, Fire) {
+        self.receive_batch_on(0, copies)
     }
 
     fn count_tx_loopback(&mut self, packets: u64, bytes: u64) {

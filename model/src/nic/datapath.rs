@@ -9,9 +9,8 @@ use super::faults::{Direction, WireAction, REORDER_HOLD_NS};
 use super::inject::{Held, HeldFrame};
 use super::{lock, DynFunction, Hosted, Nic, Pending, BACKLOG_FRAMES};
 use crate::function::card_vf::CardVf;
-use crate::function::stats::RxDrop;
 use crate::function::Function;
-use crate::function::Origin;
+use crate::function::{Origin, RxCopy};
 use crate::seams::Switched;
 
 impl Nic {
@@ -73,11 +72,17 @@ impl Nic {
             PortId::Uplink(_) => Origin::Wire,
             _ => Origin::Local,
         };
+        let mut switched = switched;
+        // The drops the switch gave each frame: delivery adds its own after them.
+        let befores: Vec<usize> = switched.iter().map(|(_, out)| out.drops.len()).collect();
+        let armed = self.wire_armed();
+        if !armed {
+            self.deliver_in_runs(&mut switched, origin);
+        }
         let mut rx_full: Vec<PortId> = Vec::new();
         // Frames (and their bytes) the switch looped back to this port's functions.
         let mut looped = (0u64, 0u64);
-        for (sent, mut out) in switched {
-            let before = out.drops.len();
+        for ((sent, mut out), before) in switched.into_iter().zip(befores) {
             if let Some(d) = out
                 .deliveries
                 .iter()
@@ -87,19 +92,9 @@ impl Nic {
                 looped.1 += d.frame.len() as u64;
             }
             let mut faulted = Vec::new();
-            let armed = self.wire_armed();
             // With faults armed, the copies the ports got (or will get): what the observer sees.
             let mut handed: Vec<Delivery> = Vec::new();
-            for d in &out.deliveries {
-                if !armed {
-                    if !self.deliver(d, origin) {
-                        out.drops.push(DropRecord {
-                            port: d.port,
-                            reason: DropReason::RxFull,
-                        });
-                    }
-                    continue;
-                }
+            for d in out.deliveries.iter().filter(|_| armed) {
                 let (copies, listed, dropped) = self.rx_faults(d, origin);
                 if dropped {
                     faulted.push(d.port);
@@ -147,6 +142,69 @@ impl Nic {
                 let _ = side.switch_mut().count_drop(port, DropReason::RxFull);
             }
         }
+    }
+
+    /// Hands every frame's copies to their ports, in order, a run of copies to one function
+    /// at a time: its lock, its memory and its interrupt taken once per run (the segments of
+    /// a TSO packet make one run). A copy its port had no room for gets an `RxFull` drop in
+    /// its frame's record.
+    fn deliver_in_runs(&self, switched: &mut [(Option<Bytes>, Deliveries)], origin: Origin) {
+        let mut full: Vec<(usize, PortId)> = Vec::new();
+        {
+            // Room for a copy of every frame: a TSO packet's segments make one run.
+            let mut run = Run {
+                port: None,
+                copies: Vec::with_capacity(switched.len()),
+                frames: Vec::with_capacity(switched.len()),
+            };
+            for (i, (_, out)) in switched.iter().enumerate() {
+                for d in out.deliveries.iter() {
+                    let function = match d.port {
+                        PortId::Vf(_) => true,
+                        PortId::Pf => self.pf_driven(),
+                        _ => false,
+                    };
+                    if run.port != Some(d.port) || !function {
+                        self.deliver_run(&mut run, &mut full);
+                    }
+                    if !function {
+                        if !self.deliver(d, origin) {
+                            full.push((i, d.port));
+                        }
+                        continue;
+                    }
+                    run.port = Some(d.port);
+                    run.copies.push(RxCopy {
+                        frame: &d.frame,
+                        stripped_tci: d.stripped_tci.map(|t| t.0),
+                        origin,
+                    });
+                    run.frames.push(i);
+                }
+            }
+            self.deliver_run(&mut run, &mut full);
+        }
+        for (i, port) in full {
+            switched[i].1.drops.push(DropRecord {
+                port,
+                reason: DropReason::RxFull,
+            });
+        }
+    }
+
+    /// Hands `run` to its function and empties it; the frames of copies it had no room for
+    /// go to `full`.
+    fn deliver_run(&self, run: &mut Run<'_>, full: &mut Vec<(usize, PortId)>) {
+        let Some(port) = run.port.take() else {
+            return;
+        };
+        let taken = match port {
+            PortId::Vf(_) => self.deliver_into::<CardVf>(port, &run.copies),
+            _ => self.deliver_into::<DynFunction>(port, &run.copies),
+        };
+        full.extend(run.frames[taken..].iter().map(|&i| (i, port)));
+        run.copies.clear();
+        run.frames.clear();
     }
 
     /// `frames` after the TX wire fault of `ingress`, if one is armed, and the ones it dropped.
@@ -299,12 +357,14 @@ impl Nic {
 
     /// Hands one copy to its port. `false`: dropped for want of room (`rx_full`).
     fn deliver(&self, d: &Delivery, origin: Origin) -> bool {
-        let tci = d.stripped_tci.map(|t| t.0);
+        let copy = [RxCopy {
+            frame: &d.frame,
+            stripped_tci: d.stripped_tci.map(|t| t.0),
+            origin,
+        }];
         match d.port {
-            PortId::Vf(_) => self.deliver_into::<CardVf>(d.port, &d.frame, tci, origin),
-            PortId::Pf if self.pf_driven() => {
-                self.deliver_into::<DynFunction>(d.port, &d.frame, tci, origin)
-            }
+            PortId::Vf(_) => self.deliver_into::<CardVf>(d.port, &copy) == 1,
+            PortId::Pf if self.pf_driven() => self.deliver_into::<DynFunction>(d.port, &copy) == 1,
             port => {
                 let sink = self
                     .sinks
@@ -326,55 +386,49 @@ impl Nic {
         self.pf_fn.get().is_some_and(|s| lock(s).attached())
     }
 
-    /// Into the RX ring of the function behind `port`, or its backlog when the ring is full.
-    /// `false` when the backlog is full too: the frame is dropped (counted by the function as
+    /// Into the RX ring of the function behind `port`, in order, or its backlog when the ring
+    /// is full (a copy behind one that waits waits too). Returns how many were taken: the
+    /// ones after them found the backlog full too and are dropped (counted by the function as
     /// `backlog_overflow`).
-    pub(super) fn deliver_into<F: Hosted>(
-        &self,
-        port: PortId,
-        frame: &Bytes,
-        stripped_tci: Option<u16>,
-        origin: Origin,
-    ) -> bool {
+    pub(super) fn deliver_into<F: Hosted>(&self, port: PortId, copies: &[RxCopy<'_>]) -> usize {
         let Some(slot) = F::slot(self, port) else {
             warn!(%port, "delivery to a function this NIC does not have");
-            return true;
+            return copies.len();
         };
         let (taken, irq, wakeup) = {
             let mut s = lock(slot);
-            let mut fire = crate::function::Fire::NONE;
             // An injected RX hold keeps every frame in the backlog.
             let held = !s.faults.is_empty() && s.faults.rx_held(self.now());
             // Frames already waiting go first: a new one waits behind them.
-            let wait = if s.backlog.is_empty() && !held {
-                let (result, f) = s.func.receive(frame, stripped_tci, origin);
-                fire = f;
-                // Delivered, or dropped and counted by the function (not attached, queue off...).
-                result == Err(RxDrop::RingFull)
+            let (received, fire) = if s.backlog.is_empty() && !held {
+                // Each delivered, or dropped and counted by the function (not attached,
+                // queue off...), up to the first that finds the ring full.
+                s.func.receive_batch(copies)
             } else {
-                true
+                (0, crate::function::Fire::NONE)
             };
-            let taken = if !wait {
-                true
-            } else if s.backlog.len() < BACKLOG_FRAMES {
-                s.backlog.push_back(Pending {
-                    frame: frame.clone(),
-                    stripped_tci,
-                    origin,
-                });
-                true
-            } else {
-                s.func.count_backlog_drop();
-                debug!(%port, "RX ring and backlog full: frame dropped (rx_full)");
-                false
-            };
+            let room = BACKLOG_FRAMES.saturating_sub(s.backlog.len());
+            let waiting = &copies[received..];
+            let kept = waiting.len().min(room);
+            s.backlog.extend(waiting[..kept].iter().map(|c| Pending {
+                frame: c.frame.clone(),
+                stripped_tci: c.stripped_tci,
+                origin: c.origin,
+            }));
+            let dropped = waiting.len() - kept;
+            if dropped > 0 {
+                for _ in 0..dropped {
+                    s.func.count_backlog_drop();
+                }
+                debug!(%port, dropped, "RX ring and backlog full: frames dropped (rx_full)");
+            }
             let irq = s.signal(fire);
             let wakeup = if s.faults.is_empty() {
                 None
             } else {
                 s.faults.next_wakeup()
             };
-            (taken, irq, wakeup)
+            (received + kept, irq, wakeup)
         };
         if let Some((sink, fire)) = irq {
             for vector in fire.vectors() {
@@ -386,6 +440,14 @@ impl Nic {
         }
         taken
     }
+}
+
+/// Copies on their way to one function, and the frame (by its place in the batch) each is a
+/// copy of.
+struct Run<'a> {
+    port: Option<PortId>,
+    copies: Vec<RxCopy<'a>>,
+    frames: Vec<usize>,
 }
 
 /// A frame a wire fault holds: until `now + ns`, or (reorder) until a frame overtakes it.

@@ -206,9 +206,12 @@ impl<F: Hosted> Handle<F> {
     /// backlog was full too and the frame was dropped. The datapath's own delivery, without
     /// the switch in front (a frame from the wire): for tests of the function's RX path.
     pub fn deliver(&self, frame: &bytes::Bytes, stripped_tci: Option<u16>) -> bool {
-        let wire = crate::function::Origin::Wire;
-        self.nic
-            .deliver_into::<F>(self.port, frame, stripped_tci, wire)
+        let copy = crate::function::RxCopy {
+            frame,
+            stripped_tci,
+            origin: crate::function::Origin::Wire,
+        };
+        self.nic.deliver_into::<F>(self.port, &[copy]) == 1
     }
 
     /// Frames waiting in the function's backlog.

@@ -43,7 +43,7 @@ use tracing::{info, warn};
 
 use crate::function::card_vf::CardVf;
 use crate::function::stats::{AccessError, RxDrop, VfStats};
-use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin};
+use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin, RxCopy};
 use crate::seams::{Clock, IrqSink, Observer, PortSink};
 use faults::{SlotFaults, WireFaults};
 use inject::NicFaults;
@@ -151,6 +151,9 @@ impl Function for DynFunction {
         origin: Origin,
     ) -> (Result<(), RxDrop>, Fire) {
         (**self).receive(frame, stripped_tci, origin)
+    }
+    fn receive_batch(&mut self, copies: &[RxCopy<'_>]) -> (usize, Fire) {
+        (**self).receive_batch(copies)
     }
     fn count_tx_loopback(&mut self, packets: u64, bytes: u64) {
         (**self).count_tx_loopback(packets, bytes)

@@ -76,6 +76,19 @@ impl Rig {
     }
 }
 
+/// The frames the switch hands uplink 0, as they arrive.
+fn uplink_sink(r: &Rig) -> Arc<Mutex<Vec<Bytes>>> {
+    let up: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let u = up.clone();
+    r.nic.set_port_sink(
+        PortId::Uplink(0),
+        Some(Arc::new(move |d: &Delivery| {
+            u.lock().unwrap().push(d.frame.clone())
+        })),
+    );
+    up
+}
+
 /// Two guests; VF 1's RX ring has 16 descriptors. Returns the rig and VF 1's free descriptors.
 fn small_ring_pair() -> (Rig, usize) {
     let small = DriverConfig {
@@ -100,14 +113,7 @@ pub(super) fn frame(dst: [u8; 6], src: [u8; 6], len: usize, seq: u16) -> Vec<u8>
 #[test]
 fn unicast_and_broadcast_reach_vfs_and_the_uplink_sink() {
     let mut r = rig(3, &[]);
-    let up: Arc<Mutex<Vec<Bytes>>> = Arc::default();
-    let u = up.clone();
-    r.nic.set_port_sink(
-        PortId::Uplink(0),
-        Some(Arc::new(move |d: &Delivery| {
-            u.lock().unwrap().push(d.frame.clone())
-        })),
-    );
+    let up = uplink_sink(&r);
     let (a, b) = (r.mac(0), r.mac(1));
     let f = frame(b, a, 98, 1);
     r.send(0, &f);
@@ -133,22 +139,15 @@ fn unicast_and_broadcast_reach_vfs_and_the_uplink_sink() {
     assert_eq!(r.port(PortId::Vf(0)).tx_packets, 2);
 }
 
-#[test]
-fn a_full_ring_backlogs_in_order_and_overflow_is_counted_as_rx_full() {
-    let (mut r, free) = small_ring_pair();
-    let (a, b) = (r.mac(0), r.mac(1));
-    let total = free + BACKLOG_FRAMES + 5;
-    let frames: Vec<Vec<u8>> = (0..total).map(|i| frame(b, a, 64, i as u16)).collect();
-    for f in &frames {
-        r.send(0, f);
-        // A cleans its TX ring; B does nothing yet.
-        r.poll_guest(0);
-    }
+/// After `frames` (VF 1's free descriptors, its backlog and five more) went to VF 1 while it
+/// did nothing: the backlog is full and the last five were dropped as `rx_full`, counted by
+/// the switch and the VF; then B cleans and posts buffers (each RDT write drains the backlog)
+/// and gets the rest in order.
+fn assert_overflowed_then_drained(r: &mut Rig, free: usize, frames: &[Vec<u8>]) {
     assert_eq!(r.nic.counters().backlog[&1], BACKLOG_FRAMES);
     assert_eq!(r.port(PortId::Vf(1)).drops.rx_full, 5);
     let s = r.guests[1].vf.stats();
     assert_eq!(s.rx_drop(RxDrop::BacklogOverflow), 5);
-    // B cleans and posts buffers; each RDT write drains the backlog.
     for _ in 0..200 {
         r.poll_guest(1);
         if r.nic.counters().backlog[&1] == 0 {
@@ -161,6 +160,20 @@ fn a_full_ring_backlogs_in_order_and_overflow_is_counted_as_rx_full() {
         frames[..free + BACKLOG_FRAMES].to_vec(),
         "in order"
     );
+}
+
+#[test]
+fn a_full_ring_backlogs_in_order_and_overflow_is_counted_as_rx_full() {
+    let (mut r, free) = small_ring_pair();
+    let (a, b) = (r.mac(0), r.mac(1));
+    let total = free + BACKLOG_FRAMES + 5;
+    let frames: Vec<Vec<u8>> = (0..total).map(|i| frame(b, a, 64, i as u16)).collect();
+    for f in &frames {
+        r.send(0, f);
+        // A cleans its TX ring; B does nothing yet.
+        r.poll_guest(0);
+    }
+    assert_overflowed_then_drained(&mut r, free, &frames);
 }
 
 #[test]
@@ -286,6 +299,63 @@ fn the_observer_sees_each_frame_its_copies_and_its_drops_including_rx_full() {
     let last = seen.last().unwrap();
     assert_eq!(last.3, vec![eswitch::DropReason::RxFull]);
     assert!(seen[..seen.len() - 1].iter().all(|e| e.3.is_empty()));
+}
+
+/// `frames` as one switch batch from `ingress`: what one TX run hands the switch (a TSO
+/// packet's segments, or every packet between two tail writes).
+fn switch_batch(r: &Rig, ingress: PortId, frames: &[Vec<u8>]) {
+    let batch = frames.iter().map(|f| Bytes::from(f.clone())).collect();
+    r.nic.switch_frames(ingress, batch);
+}
+
+#[test]
+fn one_batch_past_the_ring_and_the_backlog_keeps_order_and_drops_only_its_tail() {
+    let (mut r, free) = small_ring_pair();
+    let log = Arc::new(Log::default());
+    r.nic.set_observer(Some(log.clone()));
+    let (a, b) = (r.mac(0), r.mac(1));
+    let total = free + BACKLOG_FRAMES + 5;
+    let frames: Vec<Vec<u8>> = (0..total).map(|i| frame(b, a, 64, i as u16)).collect();
+    switch_batch(&r, PortId::Vf(0), &frames);
+    {
+        // The observer is told of each frame, the last five with their RX-full drop.
+        let seen = log.0.lock().unwrap();
+        assert_eq!(seen.len(), total);
+        let (kept, dropped) = seen.split_at(free + BACKLOG_FRAMES);
+        assert!(kept
+            .iter()
+            .all(|e| e.2 == [PortId::Vf(1)] && e.3.is_empty()));
+        assert!(dropped.iter().all(|e| e.3 == [DropReason::RxFull]));
+    }
+    assert_overflowed_then_drained(&mut r, free, &frames);
+}
+
+#[test]
+fn one_batch_to_several_ports_reaches_each_in_its_own_order() {
+    let mut r = rig(3, &[]);
+    let up = uplink_sink(&r);
+    let (a, b, c) = (r.mac(0), r.mac(1), r.mac(2));
+    let away = [0x02, 0, 0, 0, 0, 0x99];
+    // Runs to one port, single frames between them, a broadcast to all, and one for the wire.
+    let dsts = [b, b, c, b, [0xFF; 6], c, c, away, b];
+    let frames: Vec<Vec<u8>> = dsts
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| frame(d, a, 64, i as u16))
+        .collect();
+    switch_batch(&r, PortId::Vf(0), &frames);
+    r.poll_guests();
+    let to = |want: &[[u8; 6]]| -> Vec<Vec<u8>> {
+        frames
+            .iter()
+            .filter(|f| want.iter().any(|w| f[..6] == w[..]))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(r.received(1), to(&[b, [0xFF; 6]]));
+    assert_eq!(r.received(2), to(&[c, [0xFF; 6]]));
+    let wire: Vec<Vec<u8>> = up.lock().unwrap().iter().map(|f| f.to_vec()).collect();
+    assert_eq!(wire, to(&[away, [0xFF; 6]]));
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use tracing::info;
-use vm_memory::GuestMemoryMmap;
+use vm_memory::GuestMemoryBackend;
 
 use super::config::{pf_config_space, vf_config_space};
 use super::intr::IntrRegs;
@@ -19,7 +19,7 @@ use super::tx::TxRing;
 use crate::function::stats::{Counters, RxDrop, RxOutcome};
 use crate::function::vf_intr::VF_MSIX_VECTORS;
 use crate::function::vf_shell::{VfCore, VfRegisters, VfShell};
-use crate::function::{guest, Effects, Fire, FunctionId, LinkStatus};
+use crate::function::{Effects, Fire, FunctionId, LinkStatus};
 pub use crate::function::{RingState, VfState};
 use crate::seams::{Clock, PfPort};
 use pcie::{BuildError, ConfigSpace};
@@ -269,10 +269,10 @@ impl VfRegisters for Regs {
         &mut self.tx
     }
 
-    fn write_rx(
+    fn write_rx<M: GuestMemoryBackend>(
         &mut self,
         core: &mut VfCore,
-        mem: &GuestMemoryMmap,
+        mem: &M,
         queue: usize,
         frame: &[u8],
         stripped_tci: Option<u16>,
@@ -280,7 +280,7 @@ impl VfRegisters for Regs {
         match self.rx.get_mut(queue) {
             Some(ring) if ring.enabled() => write_frame(
                 ring,
-                &guest::LastRegion::new(mem),
+                mem,
                 frame,
                 stripped_tci,
                 core.rx_checksum,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use mailbox::ixgbe::VfRegister;
 use tracing::{debug, info};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::GuestMemoryBackend;
 
 use super::config::vf_config_space;
 use super::intr::IntrRegs;
@@ -26,7 +26,7 @@ use crate::function::stats::{Counters, RxDrop, RxOutcome};
 use crate::function::tx::TxRing;
 use crate::function::vf_intr::VF_MSIX_VECTORS;
 use crate::function::vf_shell::{VfCore, VfRegisters, VfShell};
-use crate::function::{guest, Effects, Fire, FunctionId, LinkStatus, RingState};
+use crate::function::{Effects, Fire, FunctionId, LinkStatus, RingState};
 use crate::seams::{Clock, PfPort};
 use pcie::{BuildError, ConfigSpace};
 
@@ -323,10 +323,10 @@ impl VfRegisters for Regs {
         &mut self.tx
     }
 
-    fn write_rx(
+    fn write_rx<M: GuestMemoryBackend>(
         &mut self,
         core: &mut VfCore,
-        mem: &GuestMemoryMmap,
+        mem: &M,
         queue: usize,
         frame: &[u8],
         stripped_tci: Option<u16>,
@@ -334,7 +334,7 @@ impl VfRegisters for Regs {
         match self.rx.get_mut(queue) {
             Some(q) if q.enabled() => write_frame(
                 q,
-                &guest::LastRegion::new(mem),
+                mem,
                 frame,
                 stripped_tci,
                 core.rx_checksum,
