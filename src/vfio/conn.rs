@@ -16,6 +16,7 @@ use super::dma::{Dma, MapRefusal, Outbound};
 use super::function::{region, FunctionContext, FunctionInfo, PciFunction, NUM_REGIONS};
 use super::inbox::{Fds, Inbox};
 use super::irq::{index as irq, Interrupts, SetIrqsError, NUM_IRQS};
+use super::naps::{Look, Naps};
 use super::stats::Stats;
 use super::wire::{self, payload, Cursor, Header, MessageBuilder, HEADER_SIZE};
 
@@ -85,11 +86,8 @@ pub(crate) struct Connection<'a> {
     stats: &'a Stats,
     stop: &'a AtomicBool,
     timing: Timing,
-    /// The current sleep between looks while napping ([`NAP_STEP_MIN`]..=[`NAP_STEP_MAX`]).
-    nap_step: Duration,
-    /// The last message served was one the client waits on (a reply went out): the next look
-    /// busy-polls and then waits on the socket, without napping.
-    replied: bool,
+    /// How the next look for a message naps.
+    naps: Naps,
     /// Bytes read and not yet handled.
     inbox: Inbox,
 }
@@ -106,18 +104,6 @@ pub(crate) struct Timing {
     /// sleeping in the kernel's `recvmsg`.
     pub nap_poll: Duration,
 }
-
-/// The shortest sleep between two looks while napping (the kernel rounds it up: about 140 µs
-/// on the project's CI machine): where a connection starts, and where it settles while its
-/// client's messages are sparse.
-const NAP_STEP_MIN: Duration = Duration::from_micros(50);
-/// The longest: where a connection settles while every look finds a message (a stream of
-/// posted writes, as in a TCP transfer), batching them. The frames of a tail write it holds
-/// back this long fit a receiving ring of 256 descriptors and the VF's backlog of as many
-/// frames up to 3 Gbit/s. Twice the 1 ms it was: on a host where a wakeup costs 30-50 µs that
-/// took `serve` from 4.1 to 2.9 µs of CPU per packet (medians of 6 alternating runs) at the same
-/// throughput; at 4 ms the throughput halved (with no drops: the guest's TCP set the pace).
-const NAP_STEP_MAX: Duration = Duration::from_micros(2000);
 
 impl<'a> Connection<'a> {
     pub(crate) fn new(
@@ -147,8 +133,7 @@ impl<'a> Connection<'a> {
             stats,
             stop,
             timing,
-            nap_step: NAP_STEP_MIN,
-            replied: false,
+            naps: Naps::new(),
             inbox: Inbox::default(),
         };
         Ok((conn, writer))
@@ -231,15 +216,8 @@ impl<'a> Connection<'a> {
         } else {
             Err(libc::EINVAL)
         };
-        // The client waits for this reply (a register read stalls the vCPU that made it):
-        // its next message may come as soon as it has the answer, and must not wait out a
-        // nap grown long on posted writes. Naps of the shortest step after every read would
-        // cost a timer wakeup each 50 µs while the client reads on, so the connection
-        // busy-polls and then waits on the socket instead.
-        self.replied = !h.no_reply();
-        if self.replied {
-            self.nap_step = NAP_STEP_MIN;
-        }
+        // A client waiting for this reply gets its next message looked for without a nap.
+        self.naps.served(!h.no_reply());
         match (result, h.no_reply()) {
             (Ok(Some(reply)), false) => {
                 trace!(size = reply.len(), "reply");
@@ -280,8 +258,8 @@ impl<'a> Connection<'a> {
     /// waiting on the socket either, so a write that comes while it naps wakes nobody; the
     /// thread's own timer wakes it, once for every message that arrived meanwhile.
     ///
-    /// The sleep adapts: a look that finds a message doubles the next one (up to
-    /// [`NAP_STEP_MAX`]), an empty look halves it (down to [`NAP_STEP_MIN`]), and a silence
+    /// The sleep adapts ([`Naps`]): a look that finds a message doubles the next one (up to
+    /// [`NAP_STEP_MAX`](super::naps::NAP_STEP_MAX)), an empty look halves it, and a silence
     /// as long as the whole nap resets it. After a reply (a client that waits for one is
     /// stalled until it comes) the look is the busy poll alone, then the socket's wait.
     /// A stream of posted writes is thus taken in batches,
@@ -293,21 +271,7 @@ impl<'a> Connection<'a> {
     /// something read (bytes, EOF or an error, for the caller to handle as its own read's);
     /// `None`: nothing came while looking.
     fn look_for_next_message(&mut self) -> Option<io::Result<usize>> {
-        let Timing {
-            busy_poll,
-            nap_poll: nap,
-            ..
-        } = self.timing;
-        let nap = if std::mem::take(&mut self.replied) {
-            Duration::ZERO
-        } else {
-            nap
-        };
-        let spin = if self.nap_step == NAP_STEP_MIN {
-            busy_poll
-        } else {
-            Duration::ZERO
-        };
+        let Look { spin, nap } = self.naps.look(self.timing.busy_poll, self.timing.nap_poll);
         if spin.is_zero() && nap.is_zero() {
             return None;
         }
@@ -321,11 +285,10 @@ impl<'a> Connection<'a> {
                 // injects the interrupts this device raises), rather than spin it out.
                 std::thread::yield_now();
             } else if spent < spin + nap && !self.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(self.nap_step);
+                std::thread::sleep(self.naps.step());
                 napped = true;
             } else {
-                // A silence this long ends a stream: the next message starts afresh.
-                self.nap_step = NAP_STEP_MIN;
+                self.naps.silence();
                 return None;
             }
             // The look is the read itself: what it finds is already in the inbox.
@@ -333,13 +296,13 @@ impl<'a> Connection<'a> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 found => {
                     if napped {
-                        self.nap_step = (self.nap_step * 2).min(NAP_STEP_MAX);
+                        self.naps.found();
                     }
                     return Some(found);
                 }
             }
             if napped {
-                self.nap_step = (self.nap_step / 2).max(NAP_STEP_MIN);
+                self.naps.missed();
             }
         }
     }

@@ -65,6 +65,7 @@ mod function;
 mod inbox;
 mod irq;
 mod limits;
+mod naps;
 mod pool;
 mod scm;
 mod server;
