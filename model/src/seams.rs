@@ -48,6 +48,11 @@ pub trait PfPort: Send + Sync {
     /// May VF `vf` send a frame of `frame_len` bytes now? `Err(NextSendAt(t))`: its rate limit
     /// says not before `t` (ns on the runtime's clock); the TX queue pauses until then.
     fn tx_admit(&self, vf: u16, frame_len: usize) -> Result<(), NextSendAt>;
+    /// Whether VF `vf` has a rate limit: a TX run of a VF without one asks
+    /// [`PfPort::tx_admit`] nothing (a limit set during a run applies from the next).
+    fn tx_shaped(&self, _vf: u16) -> bool {
+        true
+    }
 }
 
 /// The switch's PF port as the PF function sees it: the function tells it what its driver

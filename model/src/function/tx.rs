@@ -216,7 +216,9 @@ impl TxRing {
         };
         let guard = mem.memory();
         let (pf, id) = (vf.pf, vf.id);
-        let admit = |len: usize| pf.tx_admit(id, len);
+        // The PF side is asked once per run, not per frame, whether the VF is rate-limited.
+        let shaped = pf.tx_shaped(id);
+        let admit = |len: usize| if shaped { pf.tx_admit(id, len) } else { Ok(()) };
         let mut env = TxEnv {
             func: FunctionId::Vf(id),
             admit: &admit,

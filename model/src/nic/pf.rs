@@ -780,12 +780,16 @@ impl PfPort for SharedPf {
     fn tx_admit(&self, vf: u16, frame_len: usize) -> Result<(), NextSendAt> {
         let mut side = self.side();
         let switch = side.switch_mut();
-        // Every frame a VF sends is asked about: the clock is read only for a VF that has a
-        // rate limit.
+        // Asked for each frame of a run that started rate-limited: the clock is read only if
+        // the limit is still there.
         if switch.shaper(vf).is_none() {
             return Ok(());
         }
         switch.tx_admit(vf, self.now(), frame_len)
+    }
+
+    fn tx_shaped(&self, vf: u16) -> bool {
+        self.side().switch().shaper(vf).is_some()
     }
 }
 

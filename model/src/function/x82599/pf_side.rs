@@ -179,4 +179,8 @@ impl PfPort for IxgbePfSide {
     fn tx_admit(&self, _vf: u16, _frame_len: usize) -> Result<(), NextSendAt> {
         Ok(())
     }
+
+    fn tx_shaped(&self, _vf: u16) -> bool {
+        false
+    }
 }
