@@ -345,13 +345,35 @@ impl Nic {
         tracing::debug!(fault = kind, "fault carried out");
     }
 
-    /// Holds frames a wire fault took; the timer releases them.
-    pub(super) fn hold(&self, frames: Vec<HeldFrame>) {
+    /// Holds frames a wire fault took; the timer releases them. Each keeps a copy of its own
+    /// bytes: a TSO segment is a slice of its packet's one allocation, which a held slice
+    /// would keep whole (64 KiB for one frame of 1.5 KiB) for as long as the fault holds it.
+    pub(super) fn hold(&self, mut frames: Vec<HeldFrame>) {
         if frames.is_empty() {
             return;
         }
+        for h in &mut frames {
+            let frame = match &mut h.payload {
+                Held::Tx(frame) => frame,
+                Held::Rx(d, _) => &mut d.frame,
+            };
+            *frame = Bytes::copy_from_slice(frame);
+        }
         lock(&self.nic_faults).held.extend(frames);
         self.reschedule_faults();
+    }
+
+    /// The frames held now, in the order they were taken.
+    #[cfg(test)]
+    pub(super) fn held_frames(&self) -> Vec<Bytes> {
+        lock(&self.nic_faults)
+            .held
+            .iter()
+            .map(|h| match &h.payload {
+                Held::Tx(frame) => frame.clone(),
+                Held::Rx(d, _) => d.frame.clone(),
+            })
+            .collect()
     }
 
     /// The frames held for reorder on `port` going `direction`: the frame that just passed

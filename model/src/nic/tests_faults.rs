@@ -1,5 +1,6 @@
 //! Injected faults on the runtime, driven by the in-process igbvf on an injected clock.
 
+use bytes::Bytes;
 use eswitch::{DropReason, PortId};
 use proptest::prelude::*;
 
@@ -76,6 +77,42 @@ fn reorder_sends_the_held_frame_after_the_next_and_delay_after_its_time() {
     advance(&mut r, MS);
     assert_eq!(&seqs(&r, 1)[6..], [10, 11], "in order, after 5 ms");
     assert_eq!(r.port(PortId::Vf(1)).drops.total(), 0, "nothing lost");
+}
+
+#[test]
+fn a_held_segment_keeps_only_its_own_bytes_not_its_packets() {
+    let mut r = rig(2, &[]);
+    let (a, b) = (r.mac(0), r.mac(1));
+    // The segments of one TSO packet: slices of one allocation, as the TX engine cuts them.
+    let packet = Bytes::from(
+        (0..4)
+            .flat_map(|seq| frame(b, a, 1514, seq))
+            .collect::<Vec<u8>>(),
+    );
+    let segments: Vec<Bytes> = (0..4)
+        .map(|i| packet.slice(i * 1514..(i + 1) * 1514))
+        .collect();
+    for (dir, port) in [("tx", 0), ("rx", 1)] {
+        inject(&r, &format!("wire vf{port} {dir} delay 5ms every 1"));
+        r.nic.switch_frames(PortId::Vf(0), segments.clone());
+        let held = r.nic.held_frames();
+        assert_eq!(held.len(), 4, "{dir}");
+        let whole = packet.as_ptr_range();
+        for (h, s) in held.iter().zip(&segments) {
+            assert_eq!(h, s, "{dir}: the same bytes");
+            assert!(
+                !whole.contains(&h.as_ptr()),
+                "{dir}: in an allocation of its own"
+            );
+        }
+        advance(&mut r, 5 * MS);
+        inject(&r, "clear");
+    }
+    assert_eq!(
+        seqs(&r, 1),
+        [0, 1, 2, 3, 0, 1, 2, 3],
+        "all delivered when due"
+    );
 }
 
 #[test]
