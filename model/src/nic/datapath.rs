@@ -10,7 +10,7 @@ use super::inject::{Held, HeldFrame};
 use super::{lock, DynFunction, Hosted, Nic, Pending, BACKLOG_FRAMES};
 use crate::function::card_vf::CardVf;
 use crate::function::Function;
-use crate::function::{Origin, RxCopy};
+use crate::function::{Fire, Origin, RxCopy};
 use crate::seams::Switched;
 
 impl Nic {
@@ -405,7 +405,7 @@ impl Nic {
                 // queue off...), up to the first that finds the ring full.
                 s.func.receive_batch(copies)
             } else {
-                (0, crate::function::Fire::NONE)
+                (0, Fire::NONE)
             };
             let room = BACKLOG_FRAMES.saturating_sub(s.backlog.len());
             let waiting = &copies[received..];

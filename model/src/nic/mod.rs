@@ -290,21 +290,26 @@ impl<F: Function> Slot<F> {
         }
     }
 
-    /// Delivers the backlog, in order, until the ring is full again. A frame the function
-    /// refuses for another reason (detached, queue disabled) is dropped, counted by it.
+    /// Delivers the backlog, in order and as one batch, until the ring is full again. A frame
+    /// the function refuses for another reason (detached, queue disabled) is dropped, counted
+    /// by it.
     fn drain(&mut self) -> Fire {
-        let mut fire = Fire::NONE;
-        if !self.faults.is_empty() && self.faults.rx_holding(self.clock.now_ns()) {
-            return fire;
+        if self.backlog.is_empty()
+            || (!self.faults.is_empty() && self.faults.rx_holding(self.clock.now_ns()))
+        {
+            return Fire::NONE;
         }
-        while let Some(p) = self.backlog.front() {
-            let (result, f) = self.func.receive(&p.frame, p.stripped_tci, p.origin);
-            fire = fire.union(f);
-            if result == Err(RxDrop::RingFull) {
-                break;
-            }
-            self.backlog.pop_front();
-        }
+        let copies: Vec<RxCopy<'_>> = self
+            .backlog
+            .iter()
+            .map(|p| RxCopy {
+                frame: &p.frame,
+                stripped_tci: p.stripped_tci,
+                origin: p.origin,
+            })
+            .collect();
+        let (taken, fire) = self.func.receive_batch(&copies);
+        self.backlog.drain(..taken);
         fire
     }
 
