@@ -323,10 +323,15 @@ check mbx-ping ping_ok
 ip -n a link set "$A" address 02:00:00:00:00:bb
 wait_for 30 ip netns exec a ping -c 1 -W 2 10.0.0.2
 check mbx-next ping_ok
+# `ip netns exec` may run ping as its child, which outlives a kill of $CPING: stop every
+# process of namespace c, then count from one copy of the output, so that a reply landing
+# between two reads cannot make them disagree.
 kill $CPING
+ip netns pids c | xargs -r kill
 sleep 1
-value bystander sh -c "grep -c 'bytes from' /tmp/cping; grep 'bytes from' /tmp/cping | tail -n 1"
-value bystander-seqs sh -c "grep -o 'seq=[0-9]*' /tmp/cping | cut -d= -f2 | tr '\n' ' '"
+cp /tmp/cping /tmp/cping.end
+value bystander sh -c "grep -c 'bytes from' /tmp/cping.end; grep 'bytes from' /tmp/cping.end | tail -n 1"
+value bystander-seqs sh -c "grep -o 'seq=[0-9]*' /tmp/cping.end | cut -d= -f2 | tr '\n' ' '"
 value b-carrier ip netns exec b cat /sys/class/net/$B/carrier
 value c-carrier ip netns exec c cat /sys/class/net/$C/carrier
 value still-loaded sh -c "grep -c '^igbvf ' /proc/modules"
