@@ -77,25 +77,12 @@ pub const FIXED_LEN: usize = field::ADDRS;
 /// An IPv4-over-Ethernet packet: the fixed part and 2 × (6 + 4) address bytes.
 pub const ETHERNET_IPV4_LEN: usize = FIXED_LEN + 2 * (6 + 4);
 
-/// A read/write view of an ARP packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an ARP packet.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// `Err(Truncated)` unless the buffer holds the fixed part and the four addresses its
     /// length fields announce.
     #[inline]
@@ -105,11 +92,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     fn addrs_end(&self) -> usize {

@@ -286,32 +286,16 @@ mod field {
     pub const TAGS: Rest = 12..;
 }
 
-/// A read/write view of an Ethernet II frame with up to [`MAX_TAGS`] VLAN tags.
-///
-/// The layout (how many tags) is read from the TPIDs each time, so a setter that writes a TPID
-/// changes it; accessors stay within the buffer whatever the bytes say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an Ethernet II frame with up to [`MAX_TAGS`] VLAN tags.
+    ///
+    /// The layout (how many tags) is read from the TPIDs each time, so a setter that writes a
+    /// TPID changes it; accessors stay within the buffer whatever the bytes say, but read
+    /// defaults (zero addresses, no tags) from one shorter than the header.
+    Frame
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// A view without any check. Accessors stay within the buffer whatever its length, but
-    /// read defaults (zero addresses, no tags) from one shorter than the header: call
-    /// [`Frame::check_len`] before trusting them.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
-    }
-
-    /// A view of a buffer that holds the whole header, tags included.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Frame<T>> {
-        let frame = Self::new_unchecked(buffer);
-        frame.check_len()?;
-        Ok(frame)
-    }
-
     /// `Err(Truncated)` unless the buffer holds the addresses, every tag its TPIDs announce
     /// (at most [`MAX_TAGS`]) and the ethertype behind them.
     #[inline]
@@ -331,11 +315,6 @@ impl<T: AsRef<[u8]>> Frame<T> {
             }
         }
         Ok(())
-    }
-
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The type field at `at`, if the buffer holds it.

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum;
-use super::{be, Error, Field, IpNextHeaderProtocol, Result};
+use super::{be, check_header, Error, Field, IpNextHeaderProtocol, Result};
 
 mod field {
     use super::Field;
@@ -34,47 +34,18 @@ const MORE_FRAGS: u16 = 0x2000;
 /// The fragment offset bits; with `MORE_FRAGS` they say whether a packet is a fragment.
 const FRAG_OFFSET: u16 = 0x1FFF;
 
-/// A read/write view of an IPv4 packet (header, options, payload).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an IPv4 packet (header, options, payload).
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// `Err(Truncated)` unless the buffer holds the fixed header and the options IHL announces;
     /// `Err(Malformed)` for an IHL below 5. The total length is not checked here (a TSO header
     /// carries 0 there): [`Repr::parse`] checks it, and [`Packet::payload`] clamps to it.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let header = self.header_len();
-        if header < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if len < header {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        check_header(self.buffer.as_ref().len(), HEADER_LEN, || self.header_len())
     }
 
     #[inline]

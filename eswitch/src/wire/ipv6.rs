@@ -22,25 +22,12 @@ mod field {
 /// The fixed header.
 pub const HEADER_LEN: usize = field::DST_ADDR.end;
 
-/// A read/write view of an IPv6 packet: fixed header, then extension headers and payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an IPv6 packet: fixed header, then extension headers and payload.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// `Err(Truncated)` unless the buffer holds the fixed header. The payload length is not
     /// checked here (a TSO header carries 0 there): [`Repr::parse`] checks it, and
     /// [`Packet::payload`] clamps to it.
@@ -50,11 +37,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     #[inline]
@@ -322,33 +304,18 @@ mod frag_field {
     pub const IDENT: Field = 4..8;
 }
 
-/// A read/write view of a fragment header (RFC 8200 §4.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FragmentHeader<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of a fragment header (RFC 8200 §4.5).
+    FragmentHeader
 }
 
 impl<T: AsRef<[u8]>> FragmentHeader<T> {
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> FragmentHeader<T> {
-        FragmentHeader { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<FragmentHeader<T>> {
-        let header = Self::new_unchecked(buffer);
-        header.check_len()?;
-        Ok(header)
-    }
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < FRAGMENT_HEADER_LEN {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
     #[inline]
     pub fn next_header(&self) -> IpNextHeaderProtocol {

@@ -16,6 +16,42 @@
 
 use core::ops::{Range, RangeFrom};
 
+/// Declares a view of this layer's shape: the struct over its buffer, `new_unchecked`,
+/// `new_checked` (which runs the view's own `check_len`) and `into_inner`. Each module writes
+/// `check_len` and the accessors in an `impl` of its own: what a view checks and reads is all
+/// that differs between them.
+macro_rules! view {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// A view without any check: call `check_len` before trusting its accessors.
+            #[inline]
+            pub fn new_unchecked(buffer: T) -> $name<T> {
+                $name { buffer }
+            }
+
+            /// A view of a buffer that passes `check_len`.
+            #[inline]
+            pub fn new_checked(buffer: T) -> $crate::wire::Result<$name<T>> {
+                let view = Self::new_unchecked(buffer);
+                view.check_len()?;
+                Ok(view)
+            }
+
+            /// The buffer the view was made of.
+            #[inline]
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+}
+
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
@@ -65,6 +101,25 @@ pub enum Error {
 
 /// The result of every parse in this layer.
 pub type Result<T> = core::result::Result<T, Error>;
+
+/// `Err(Truncated)` unless a buffer of `len` bytes holds a header's `fixed` part and the
+/// `header` bytes its length field announces; `Err(Malformed)` when that length is below the
+/// fixed part. For headers with options (IPv4's IHL, TCP's data offset): read the length field
+/// only once `len >= fixed`, so pass it as a closure.
+#[inline]
+fn check_header(len: usize, fixed: usize, header: impl FnOnce() -> usize) -> Result<()> {
+    if len < fixed {
+        return Err(Error::Truncated);
+    }
+    let header = header();
+    if header < fixed {
+        return Err(Error::Malformed);
+    }
+    if len < header {
+        return Err(Error::Truncated);
+    }
+    Ok(())
+}
 
 /// A field's byte positions in a header.
 type Field = Range<usize>;

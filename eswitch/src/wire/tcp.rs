@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::checksum;
-use super::{be, Error, Field, IpNextHeaderProtocols, Rest, Result};
+use super::{be, check_header, Error, Field, IpNextHeaderProtocols, Rest, Result};
 
 mod field {
     use super::{Field, Rest};
@@ -79,46 +79,17 @@ impl fmt::Debug for Flags {
     }
 }
 
-/// A read/write view of a TCP segment: header, options, payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of a TCP segment: header, options, payload.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// `Err(Truncated)` unless the buffer holds the header and the options the data offset
     /// announces; `Err(Malformed)` for a data offset below 5.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let header = self.header_len();
-        if header < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if len < header {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        check_header(self.buffer.as_ref().len(), HEADER_LEN, || self.header_len())
     }
 
     #[inline]
