@@ -436,13 +436,18 @@ pub fn format_show(r: &ShowReport) -> String {
             eswitch::LinkState::Enable => "enable",
             eswitch::LinkState::Disable => "disable",
         };
+        // igb and ixgbe set both checks together; a guest's PF driver may not.
+        let spoof = if p.spoofchk == p.vlan_spoofchk {
+            on(p.spoofchk).to_string()
+        } else {
+            format!("MAC {} VLAN {}", on(p.spoofchk), on(p.vlan_spoofchk))
+        };
         let query_rss = v
             .query_rss
             .map_or(String::new(), |q| format!(", query_rss {}", on(q)));
         s += &format!(
-            "    vf {} link/ether {mac}, vlan {vlan}, qos {qos}, spoof checking {}, link-state {state}, trust {}{query_rss}, max_tx_rate {}\n",
+            "    vf {} link/ether {mac}, vlan {vlan}, qos {qos}, spoof checking {spoof}, link-state {state}, trust {}{query_rss}, max_tx_rate {}\n",
             v.vf,
-            on(p.spoofchk),
             on(p.trust),
             p.max_tx_rate
         );

@@ -69,8 +69,10 @@ impl VfSetting {
                 }
             }
             VfSetting::SpoofChk(on) => {
-                // ixgbe_ndo_set_vf_spoofchk programs the hardware again.
+                // Both checks, as igb_ndo_set_vf_spoofchk and ixgbe_ndo_set_vf_spoofchk program
+                // them; ixgbe programs the hardware again.
                 policy.spoofchk = on;
+                policy.vlan_spoofchk = on;
                 policy.spoofchk_suspended = false;
             }
             VfSetting::Trust(on) => policy.trust = on,

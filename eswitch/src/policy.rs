@@ -52,8 +52,13 @@ pub struct VfPolicy {
     pub vlan_filters: Vec<u16>,
     /// Administrator's port VLAN (VST), if any.
     pub port_vlan: Option<PortVlan>,
-    /// MAC and VLAN anti-spoof (default on).
+    /// MAC anti-spoof (default on): what `ip link ... spoofchk` sets, with `vlan_spoofchk`.
     pub spoofchk: bool,
+    /// VLAN anti-spoof (default on): a VF sends tags only of VLANs it is in, and none with a
+    /// port VLAN. igb sets and clears it with `spoofchk` (`igb_ndo_set_vf_spoofchk` writes both
+    /// DTXSWC bits of the pool); a PF driver that writes the two bits apart (full-system mode)
+    /// sets it alone.
+    pub vlan_spoofchk: bool,
     /// Trusted VFs may change an admin MAC and use promiscuous modes (default off).
     pub trust: bool,
     pub link_state: LinkState,
@@ -102,6 +107,7 @@ impl Default for VfPolicy {
             vlan_filters: Vec::new(),
             port_vlan: None,
             spoofchk: true,
+            vlan_spoofchk: true,
             trust: false,
             link_state: LinkState::Auto,
             max_tx_rate: 0,

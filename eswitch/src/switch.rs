@@ -540,12 +540,13 @@ impl Eswitch {
         let mut inserted = false;
         if let Kind::Vf(n) = inp.kind {
             let vf = &self.vfs[n];
-            let spoofchk = vf.policy.spoofchk && !vf.policy.spoofchk_suspended;
-            if spoofchk && !vf.policy.owns(src) {
+            let mac_check = vf.policy.spoofchk && !vf.policy.spoofchk_suspended;
+            let vlan_check = vf.policy.vlan_spoofchk && !vf.policy.spoofchk_suspended;
+            if mac_check && !vf.policy.owns(src) {
                 return self.drop_frame(out, in_idx, DropReason::SpoofMac);
             }
             match (vf.port_vlan, tag) {
-                (Some(_), Some(_)) if spoofchk => {
+                (Some(_), Some(_)) if vlan_check => {
                     return self.drop_frame(out, in_idx, DropReason::SpoofVlan);
                 }
                 (Some(pv), _) => {
@@ -555,7 +556,7 @@ impl Eswitch {
                     inserted = true;
                 }
                 (None, Some(tag))
-                    if spoofchk && tag.vid() != UNTAGGED && !vf.vlans.contains(tag.vid()) =>
+                    if vlan_check && tag.vid() != UNTAGGED && !vf.vlans.contains(tag.vid()) =>
                 {
                     return self.drop_frame(out, in_idx, DropReason::SpoofVlan);
                 }

@@ -388,6 +388,38 @@ fn spoofed_source_mac_is_dropped_and_counted_unless_spoofchk_off() {
 }
 
 #[test]
+fn mac_and_vlan_anti_spoof_each_drop_only_their_own_kind_of_forgery() {
+    let mut sw = switch();
+    // VF 0 joins VLAN 10 only; VID 20 is a foreign tag, vf_mac(1) a forged source.
+    let mut p = sw.policy(0).unwrap().clone();
+    p.vlan_filters = vec![10];
+    let forged_mac = || arp_request(vf_mac(1), Some(VlanTci::new(10, 0)));
+    let foreign_vlan = || arp_request(vf_mac(0), Some(VlanTci::new(20, 0)));
+    for (mac, vlan) in [(true, false), (false, true), (false, false)] {
+        p.spoofchk = mac;
+        p.vlan_spoofchk = vlan;
+        sw.set_policy(0, p.clone()).unwrap();
+        let out = sw.process(PortId::Vf(0), forged_mac());
+        assert_eq!(out.dropped(DropReason::SpoofMac), mac, "MAC check {mac}");
+        assert_eq!(out.is_empty(), mac);
+        let out = sw.process(PortId::Vf(0), foreign_vlan());
+        assert_eq!(
+            out.dropped(DropReason::SpoofVlan),
+            vlan,
+            "VLAN check {vlan}"
+        );
+        assert_eq!(out.is_empty(), vlan);
+    }
+    // `ip link ... spoofchk on` sets both again.
+    sw.set_vf_spoofchk(0, true).unwrap();
+    let p = sw.policy(0).unwrap();
+    assert!(p.spoofchk && p.vlan_spoofchk);
+    assert!(sw
+        .process(PortId::Vf(0), foreign_vlan())
+        .dropped(DropReason::SpoofVlan));
+}
+
+#[test]
 fn vf_without_a_mac_cannot_send_with_spoofchk_on() {
     let mut sw = switch();
     sw.set_vf_mac(0, MacAddr::ZERO).unwrap();

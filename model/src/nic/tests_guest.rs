@@ -357,6 +357,26 @@ fn spoofchk_from_dtxswc_drops_a_forged_source_until_turned_off() {
 }
 
 #[test]
+fn a_dtxswc_vlan_anti_spoof_bit_cleared_alone_frees_tags_but_not_sources() {
+    let (mut rig, m0, m1) = two_vfs();
+    let foreign = || frame(m1, m0, Some(VlanTci::new(20, 0)));
+    let forged = frame(m1, [2, 0xde, 0xad, 0, 0, 1], None);
+    rig.vfs[0].send(&foreign()).unwrap();
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofVlan), 1);
+    // Pool 0's VLAN bit (8) off, its MAC bit kept: what igb never does, another driver may.
+    rig.igb(|_, pf| {
+        let v = pf.rd(r::DTXSWC);
+        pf.wr(r::DTXSWC, v & !(1 << 8));
+    });
+    let p = rig.policy(0);
+    assert_eq!((p.spoofchk, p.vlan_spoofchk), (true, false));
+    rig.vfs[0].send(&foreign()).unwrap();
+    rig.vfs[0].send(&forged).unwrap();
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofVlan), 1);
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofMac), 1);
+}
+
+#[test]
 fn vf_mac_set_by_the_guests_igb_moves_the_vfs_address() {
     let (mut rig, m0, m1) = two_vfs();
     let new = [2, 0, 0, 0, 0, 0x42];

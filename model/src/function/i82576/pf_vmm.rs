@@ -22,8 +22,8 @@
 //!   multicast hashes of the MTA (shared by all pools, as on the 82576), MPME → all multicast,
 //!   ROPE → unicast promiscuous, LPE → RLPML is the largest frame, STRVLAN → RX VLAN stripping.
 //! - **DTXSWC** (`igb_vmdq_set_anti_spoofing_pf`, `igb_ndo_set_vf_spoofchk`): MAC anti-spoof bit
-//!   n is the VF's `spoofchk` (igb sets and clears the VLAN bit n+8 with it; the switch checks
-//!   both under the one flag).
+//!   n is the VF's `spoofchk`, VLAN anti-spoof bit n+8 its `vlan_spoofchk` (igb sets and clears
+//!   the two together; another PF driver may not).
 //! - **RTTDQSEL + RTTBCNRC** (`igb_set_vf_rate_limit`): VF n's queue n gets the rate factor
 //!   RF = RF_INT + RF_DEC/2^14; its rate is the link speed / RF, rounded to the Mbit/s.
 //!
@@ -89,6 +89,7 @@ pub mod dtxswc {
     //! pool b15:8, VM-to-VM loopback b31.
     pub const MAC_SPOOF_MASK: u32 = 0xFF;
     pub const VLAN_SPOOF_SHIFT: u32 = 8;
+    pub const VLAN_SPOOF_MASK: u32 = 0xFF << VLAN_SPOOF_SHIFT;
     pub const LOOPBACK_EN: u32 = 1 << 31;
 }
 
@@ -467,6 +468,8 @@ impl VmmRegs {
             .filter(|&vid| vid != 0 && Some(vid) != port_vid)
             .collect();
         p.spoofchk = self.dtxswc & (bit & dtxswc::MAC_SPOOF_MASK) != 0;
+        p.vlan_spoofchk =
+            self.dtxswc & ((bit << dtxswc::VLAN_SPOOF_SHIFT) & dtxswc::VLAN_SPOOF_MASK) != 0;
         p.max_tx_rate = self.rate_mbps(vf, link_mbps);
         // VFRE: a pool whose receive is off gets nothing (igb clears it at a VF reset and
         // sets it again in `igb_vf_reset_msg`).

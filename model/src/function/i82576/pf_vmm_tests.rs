@@ -84,9 +84,23 @@ fn vgt_vlans_of_one_vf_are_not_anothers() {
 fn spoofchk_off_clears_both_dtxswc_bits() {
     let (mut regs, _) = enabled();
     SoftIgbPf::set_vf_spoofchk(&mut regs, 2, false);
-    assert!(!regs.vf_policy(2, LINK).spoofchk);
-    assert!(regs.vf_policy(1, LINK).spoofchk);
+    let (two, one) = (regs.vf_policy(2, LINK), regs.vf_policy(1, LINK));
+    assert!(!two.spoofchk && !two.vlan_spoofchk);
+    assert!(one.spoofchk && one.vlan_spoofchk);
     assert_eq!(regs.read(r::DTXSWC).unwrap() & (1 << 2 | 1 << 10), 0);
+}
+
+#[test]
+fn each_dtxswc_anti_spoof_bit_is_its_own_check() {
+    let (mut regs, _) = enabled();
+    let v = regs.read(r::DTXSWC).unwrap();
+    // Pool 2's VLAN bit (10) off, pool 3's MAC bit (3) off: as a PF driver other than igb may.
+    let _ = regs.write(r::DTXSWC, v & !(1 << 10 | 1 << 3));
+    let (two, three) = (regs.vf_policy(2, LINK), regs.vf_policy(3, LINK));
+    assert_eq!((two.spoofchk, two.vlan_spoofchk), (true, false));
+    assert_eq!((three.spoofchk, three.vlan_spoofchk), (false, true));
+    let one = regs.vf_policy(1, LINK);
+    assert_eq!((one.spoofchk, one.vlan_spoofchk), (true, true));
 }
 
 #[test]
