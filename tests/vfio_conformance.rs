@@ -613,8 +613,7 @@ fn shutdown_stops_the_server_and_removes_the_socket() {
     srv.stop();
     assert!(!srv.path.exists(), "socket file removed");
     drop(client);
-    // The path can be bound again (its directory too may have gone with the last socket in it,
-    // when the other tests' servers had stopped first).
+    // The path can be bound again (its directory went with it at the stop).
     std::fs::create_dir_all(srv.path.parent().unwrap()).unwrap();
     let (f, _) = TestFunction::new();
     let again = sriov_emu::vfio::Server::bind(&srv.path, f).unwrap();

@@ -288,8 +288,7 @@ impl Running {
         if let Some(t) = self.thread.take() {
             t.join().expect("server thread panicked").expect("run");
         }
-        // The per-process socket directory goes once its last socket has (fails while others
-        // are still in use, which is fine).
+        // The socket's own directory goes with it (the server removed the socket file).
         if let Some(dir) = self.path.parent() {
             let _ = std::fs::remove_dir(dir);
         }
@@ -306,11 +305,15 @@ impl Drop for Running {
     }
 }
 
+/// A socket path in a directory of its own, which [`Running::stop`] removes. One directory for
+/// all of the process's sockets raced: a test's stop could remove it, empty for a moment,
+/// between another test's creating it and binding in it.
 pub fn socket_path(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!("sriov-emu-vfio-{}", std::process::id()));
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sriov-emu-vfio-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{name}-{}.sock", N.fetch_add(1, Ordering::Relaxed)))
+    dir.join(format!("{name}.sock"))
 }
 
 /// A memfd of `size` bytes, sealable (the server seals it against shrinking).
