@@ -38,12 +38,12 @@
 //! **A frame a VF sends** is checked in this order, each failure a counted drop on the VF:
 //! link (`state disable`, or `auto` with the link down: [`DropReason::LinkDown`]); MAC anti-spoof
 //! when spoofchk is on (the source must be the VF's MAC or one of its extra unicast filters:
-//! `SpoofMac`); VLAN anti-spoof when `vlan_spoofchk` is on, which `spoofchk` sets with it (a
-//! port-VLAN VF may send no tag at all, a VGT VF only VLANs it joined or VID 0: `SpoofVlan`);
-//! size against the VF's max frame (`Oversize`).
+//! `SpoofMac`); VLAN anti-spoof when `vlan_spoofchk` is on, which `ip link ... spoofchk` sets
+//! together with the MAC check (a port-VLAN VF may send no tag at all, a VGT VF only VLANs it
+//! joined or VID 0: `SpoofVlan`); size against the VF's max frame (`Oversize`).
 //! A port-VLAN VF's frame then gets the tag (VID, PCP = qos) inserted (VMVIR "always insert").
-//! With VLAN anti-spoof off a VF tag stays as an inner tag behind the port VLAN: it cannot leave the
-//! port VLAN either way.
+//! With VLAN anti-spoof off a VF tag stays as an inner tag behind the port VLAN: it cannot leave
+//! the port VLAN either way.
 //!
 //! **Lookup** in the frame's VLAN (the port VLAN, else the frame's tag, else untagged = VID 0):
 //! - unicast owned by ports (RAR-style: MAC + extra filters, several owners allowed) goes to the
