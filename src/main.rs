@@ -260,7 +260,7 @@ struct ServeArgs {
     #[arg(long, value_name = "US")]
     busy_poll_us: Option<u64>,
     /// Microseconds each VF's connection then keeps looking for QEMU's next message, sleeping
-    /// between looks (50 µs, growing to 2000 while messages stream in), before it sleeps on the
+    /// between looks (50 µs, growing to 1000 while messages stream in), before it sleeps on the
     /// socket (default 4000; 0: off). QEMU's posted writes to a napping connection wake nobody.
     #[arg(long, value_name = "US")]
     nap_poll_us: Option<u64>,

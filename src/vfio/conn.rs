@@ -263,7 +263,7 @@ impl<'a> Connection<'a> {
     /// as long as the whole nap resets it. After a reply (a client that waits for one is
     /// stalled until it comes) the look is the busy poll alone, then the socket's wait.
     /// A stream of posted writes is thus taken in batches,
-    /// at about a wakeup every two milliseconds, and the driver's interrupt re-enables in it come
+    /// at about a wakeup every millisecond, and the driver's interrupt re-enables in it come
     /// later, so its adaptive interrupt rate settles lower; sparse exchanges (a ping) get the
     /// short sleep, and the busy poll, which only runs at the short sleep.
     ///
