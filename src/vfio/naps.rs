@@ -15,8 +15,10 @@ pub(crate) const NAP_STEP_MIN: Duration = Duration::from_micros(50);
 /// longer sleep lets a fast sender run dry and its vCPU idle. At 2 ms, on a host whose guest
 /// sends over 1 Gbit/s, the vCPU was 88-99 % busy against 100-101 % at 1 ms, and 1 ms moved
 /// 25 % more (medians of 8 alternating pairs, 1308 against 1043 Mbit/s) at 4 % more `serve`
-/// CPU per packet; on a host with a slower guest (whose two packets last longer) 2 ms had cost
-/// the same throughput and 30 % less CPU. At 4 ms the throughput halved.
+/// CPU per packet; on a host with a slower guest (whose two packets last longer) 2 ms had
+/// given the same throughput for 30 % less CPU. At 4 ms the throughput halved. The frames of
+/// a tail write held back this long fit a receiving ring of 256 descriptors and the VF's
+/// backlog of as many frames up to 6 Gbit/s.
 pub(crate) const NAP_STEP_MAX: Duration = Duration::from_micros(1000);
 
 /// The sleep between looks, and whether the client waits on the message served last.
