@@ -29,8 +29,10 @@
 //! back to back) with their median. On the sriov-emu side it also counts the vfio-user messages QEMU sent
 //! during the ping and the iperf3 phases, and the CPU time QEMU and the in-process `serve` used
 //! during iperf3. Environment: `VF_BENCH_ROUNDS` (default 5), `VF_BENCH_SECONDS` (iperf3
-//! duration, default 10), `VF_BENCH_PINGS` (default 50, 0.2 s apart), `VF_BENCH_CPUS` (guest
-//! vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`, `igb`, `full`, `veth`), `VF_BENCH_BUSY_POLL_US` and
+//! duration, default 10), `VF_BENCH_RATE_MBIT` (iperf3's `-b`: a fixed rate, at which both
+//! trees move the same packets, so that `serve`'s CPU for the same work compares on a host
+//! whose speed varies; default 0, as fast as it goes), `VF_BENCH_PINGS` (default 50, 0.2 s
+//! apart), `VF_BENCH_CPUS` (guest vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`, `igb`, `full`, `veth`), `VF_BENCH_BUSY_POLL_US` and
 //! `VF_BENCH_NAP_POLL_US` (`serve`'s busy polling and napping, default its own). Needs the artifacts of
 //! `scripts/fetch-e2e.py`. Not part of `cargo test`.
 
@@ -110,7 +112,7 @@ value rtt grep -E 'min/avg|packet loss' /tmp/ping
 value irqs_before irqs
 value sent_before sent
 echo "@@IPERF-BEGIN@@"
-ip netns exec a iperf3 -c 10.99.0.2 -t SECONDS -J > /tmp/iperf.json 2>&1
+ip netns exec a iperf3 -c 10.99.0.2 -t SECONDS -b RATE -J > /tmp/iperf.json 2>&1
 value irqs_after irqs
 value sent_after sent
 echo "@@IPERF-JSON-BEGIN@@"
@@ -166,6 +168,8 @@ const MAC_B: &str = "02:00:00:00:99:0b";
 struct Params {
     rounds: u32,
     seconds: u32,
+    /// iperf3's target rate in Mbit/s; 0: as fast as it goes.
+    rate_mbit: u32,
     pings: u32,
     cpus: u32,
 }
@@ -321,6 +325,7 @@ fn cpu_seconds(pid: &str) -> f64 {
 fn script(p: &Params, setup: &str) -> String {
     format!("{setup}{MEASURE}")
         .replace("SECONDS", &p.seconds.to_string())
+        .replace("RATE", &format!("{}M", p.rate_mbit))
         .replace("PINGS", &p.pings.to_string())
 }
 
@@ -691,6 +696,7 @@ fn main() {
     let p = Params {
         rounds: env_u32("VF_BENCH_ROUNDS", 5).max(1),
         seconds: env_u32("VF_BENCH_SECONDS", 10),
+        rate_mbit: env_u32("VF_BENCH_RATE_MBIT", 0),
         pings: env_u32("VF_BENCH_PINGS", 50),
         cpus: env_u32("VF_BENCH_CPUS", 1),
     };
@@ -702,10 +708,14 @@ fn main() {
         .collect();
     println!(
         "VF-to-VF: one guest with two VFs in two network namespaces; TCG, {} vCPU(s), 512 MiB, \
-         QEMU 11.1.3 (full system: the patched 10.2.2); iperf3 TCP {} s, ping {} x 0.2 s; {} \
+         QEMU 11.1.3 (full system: the patched 10.2.2); iperf3 TCP {} s{}, ping {} x 0.2 s; {} \
          round(s); host load (1/5/15 min) {}",
         p.cpus,
         p.seconds,
+        match p.rate_mbit {
+            0 => String::new(),
+            r => format!(" at {r} Mbit/s"),
+        },
         p.pings,
         p.rounds,
         loadavg()
