@@ -677,6 +677,10 @@ impl<'a> Connection<'a> {
                 .region_write(index, offset, data)
                 .map_err(|e| e.errno())?;
         }
+        if h.no_reply() {
+            // Posted (QEMU posts every BAR write): no reply to build.
+            return Ok(None);
+        }
         Ok(Some(
             MessageBuilder::reply_to(h)
                 .u64(offset)
