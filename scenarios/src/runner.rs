@@ -87,10 +87,10 @@ pub fn run_on(scenario: &Scenario, nics: &[Arc<model::Nic>]) -> Run {
 
 /// Runs one scenario on NICs built elsewhere (`serve`'s, whose VFs are served over vfio-user)
 /// in real time, as [`run_on`], in the guest mode: the VF endpoints `mode` names
-/// (`attach = "guest"`, and every driver-attached one with [`GuestMode::driver_endpoints`])
-/// are QEMU guests running igbvf on their VF's socket, all booted at once before the first
-/// step. A guest that does not come up ends the run at setup, naming it and quoting its
-/// console.
+/// (`attach = "guest"`, and every driver-attached one with
+/// [`GuestMode::driver_endpoints`](crate::guests::GuestMode::driver_endpoints)) are QEMU guests
+/// running igbvf on their VF's socket, all booted at once before the first step. A guest that does
+/// not come up ends the run at setup, naming it and quoting its console.
 pub fn run_with_guests(
     scenario: &Scenario,
     nics: &[Arc<model::Nic>],

@@ -1,5 +1,5 @@
 //! `serve`'s configuration: the `--config` file and the command line's options, checked into
-//! one [`PortPlan`] per port of the card before anything starts.
+//! one `PortPlan` per port of the card before anything starts.
 //!
 //! A card has one or more ports, each with its own PF, VFs, embedded switch and uplink (a
 //! dual-port 82576 or ConnectX-4 Lx), named as in scenario files: `pf0`, `pf1`, ... ([`PfRef`];

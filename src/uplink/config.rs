@@ -149,7 +149,7 @@ pub enum StreamRole {
     Connect { reconnect: Duration },
 }
 
-/// A checked uplink configuration: what [`Uplink::start`] opens.
+/// A checked uplink configuration: what [`Uplink::start`](super::Uplink::start) opens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UplinkSpec {
     None,

@@ -11,12 +11,12 @@
 //!   addresses, UDP or UNIX datagram sockets): a cable between two sriov-emu processes, or
 //!   sriov-emu and QEMU, on one host or across hosts.
 //!
-//! Each backend is a [`PortSink`](model::PortSink) registered for its port (frames the switch
-//! sends out go to the wire, on the sending function's thread) plus one thread that reads the
-//! wire and calls [`Nic::inject`]. Frames from the wire are checked for length: a runt (shorter
-//! than an Ethernet header) or an oversize frame is dropped and counted. The backend's carrier
-//! drives the NIC's link ([`Nic::set_link`], which VFs in link state `auto` follow): a stream
-//! uplink without a peer is down, a TAP is up while it is open, a dgram cable is always up.
+//! Each backend is a [`PortSink`] registered for its port (frames the switch sends out go to the
+//! wire, on the sending function's thread) plus one thread that reads the wire and calls
+//! [`Nic::inject`]. Frames from the wire are checked for length: a runt (shorter than an Ethernet
+//! header) or an oversize frame is dropped and counted. The backend's carrier drives the NIC's link
+//! ([`Nic::set_link`], which VFs in link state `auto` follow): a stream uplink without a peer is
+//! down, a TAP is up while it is open, a dgram cable is always up.
 //!
 //! The configuration ([`UplinkConfig`]) is one self-contained table (`[uplink]` of the `serve`
 //! config, or `--uplink KIND:KEY=VALUE,...`, in `config.rs`), checked into an [`UplinkSpec`] before anything

@@ -1,5 +1,5 @@
 //! What every function of the 82576 and the 82599 shares on the bus: how a BAR0 access of any
-//! size becomes 32-bit register accesses ([`read_dwords`], [`write_dwords`]), and the MSI-X
+//! size becomes 32-bit register accesses (`read_dwords`, `write_dwords`), and the MSI-X
 //! table store behind BAR3 ([`MsixTable`]).
 //!
 //! # Access sizes

@@ -1,5 +1,5 @@
 //! The TX engine the 82576 and the 82599 share: one queue's ring state ([`TxRing`]; each card
-//! decodes its own queue registers onto it: `i82576::tx`, `x82599::queues`) and the engine
+//! decodes its own queue registers onto it: `i82576::tx`, `x82599::tx`) and the engine
 //! that runs when the guest writes TDT (the advanced descriptors igbvf's `igbvf_tx_queue_adv`,
 //! `igbvf_tso` and `igbvf_tx_csum` build, igb's `igb_tx_map`, `igb_tso` and `igb_tx_csum`, and
 //! ixgbevf's `ixgbevf_tx_map`, `ixgbevf_tso` and `ixgbevf_tx_csum` alike; QEMU's
@@ -8,7 +8,7 @@
 //! headers, its payload read from the buffers as the segments are cut), offloads applied, the
 //! frames collected for the caller to switch, DD written back into every descriptor with RS
 //! once its packet is consumed (or, where the card honours it, the head written to the
-//! TDWBAL/TDWBAH address instead: [`TxEnv::head_writeback`]), TDH advanced.
+//! TDWBAL/TDWBAH address instead: `TxEnv::head_writeback`), TDH advanced.
 //!
 //! Hostile input is an error on this queue only, counted by [`TxError`]:
 //! - a packet whose descriptors are bad (DTALEN 0, unknown type, > [`MAX_TX_PACKET`] bytes, a
@@ -18,7 +18,7 @@
 //! - TDH/TDT beyond TDLEN: the tail write is not acted on;
 //! - the descriptor ring outside guest memory: the queue stops (TXDCTL.ENABLE cleared).
 //!
-//! Shaping: each frame is admitted through [`TxEnv::admit`] — for a VF, its PF's
+//! Shaping: each frame is admitted through `TxEnv::admit` — for a VF, its PF's
 //! `PfPort::tx_admit` (the switch's rate limiter); the PF is not rate-limited. A frame that must
 //! wait pauses the queue with that frame not consumed (TDH stays on its packet) until the NIC
 //! runtime calls `Vf::tx_resume` at the time the shaper named. A TSO packet paused between

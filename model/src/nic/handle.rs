@@ -101,7 +101,7 @@ impl<F: Hosted> Handle<F> {
     }
 
     /// A register read. On the PF of a port whose VFs the guest's igb manages, the mailbox
-    /// and VF-management registers are the PF side's ([`super::guest_pf`]).
+    /// and VF-management registers are the PF side's (`nic::pf::guest`).
     pub fn region_read(&self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
         if self.port == PortId::Pf {
             match self.nic.guest_route(index, offset, data.len()) {

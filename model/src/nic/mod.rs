@@ -13,7 +13,7 @@
 //! queue pauses, with the frame not consumed, until the time the shaper names) → with the VF's
 //! lock released, [`Eswitch::process`](eswitch::Eswitch::process) switches the frames → each
 //! delivery goes:
-//! - to a VF: into its RX ring ([`Vf::receive`]); on a full ring the frame waits in that VF's
+//! - to a VF: into its RX ring ([`CardVf::receive`]); on a full ring the frame waits in that VF's
 //!   bounded backlog ([`BACKLOG_FRAMES`]), drained in order when its driver posts buffers;
 //!   beyond it the frame is dropped and counted as
 //!   [`DropReason::RxFull`](eswitch::DropReason::RxFull) on the port and `backlog_overflow` in the
@@ -198,7 +198,7 @@ pub struct Slot<F> {
 }
 
 /// A function type the runtime hosts, and where it keeps the one behind a port: the VFs
-/// ([`Vf`], `PortId::Vf(n)`) and the PF function ([`DynFunction`], `PortId::Pf`).
+/// ([`CardVf`], `PortId::Vf(n)`) and the PF function ([`DynFunction`], `PortId::Pf`).
 pub trait Hosted: Function + Sized {
     /// The slot of the function behind `port`, if this NIC hosts one of this type there.
     fn slot(nic: &Nic, port: PortId) -> Option<&Mutex<Slot<Self>>>;

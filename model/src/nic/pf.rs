@@ -466,7 +466,7 @@ impl PfSide {
         Vec::new()
     }
 
-    /// Disarms every mailbox fault ([`PfSide::end_mailbox_fault`] for each). Returns how many
+    /// Disarms every mailbox fault (`PfSide::end_mailbox_fault` for each). Returns how many
     /// were armed and the VFs whose mailbox interrupt must fire.
     pub fn clear_mailbox_faults(&mut self, now_ns: u64) -> (usize, Vec<u16>) {
         let mut armed = 0;

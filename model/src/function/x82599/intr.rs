@@ -1,7 +1,8 @@
 //! The 82599 VF's interrupt registers: VTEICR/VTEICS/VTEIMS/VTEIMC/VTEIAC/VTEIAM, VTEITR0..2,
 //! VTIVAR(0) and VTIVAR_MISC for its three MSI-X vectors, as ixgbevf programs them
 //! (`ixgbevf_configure_msix`, `ixgbevf_set_ivar`, `ixgbevf_write_eitr`, `ixgbevf_irq_enable`,
-//! `ixgbevf_irq_disable`), over the vector bank the 82576 shares ([`VectorBank`]).
+//! `ixgbevf_irq_disable`), over the vector bank the 82576 shares
+//! ([`VectorBank`](crate::function::vectors::VectorBank)).
 //!
 //! Routing: RX queue q → VTIVAR(0) byte 2q, TX queue q → byte 2q+1 (`ixgbevf_set_ivar`:
 //! index = 16 × (queue & 1) + 8 × direction), the mailbox → VTIVAR_MISC byte 0; an entry
