@@ -11,7 +11,12 @@
 //!   each asleep in `read` until the other writes (the shape of QEMU's posted write reaching a
 //!   sleeping connection thread);
 //! - the same hand-off with the reader polling the socket without sleeping (non-blocking reads
-//!   and `sched_yield` between them, as `serve --busy-poll-us` does).
+//!   and `sched_yield` between them, as `serve --busy-poll-us` does);
+//! - an interrupt: a write to an eventfd that a thread waits on in `poll` (as QEMU's thread
+//!   that injects a vfio-user device's interrupts waits on the eventfds `serve` writes), every
+//!   500 µs; the write alone is timed by the writing thread's CPU clock, so the line gives what
+//!   `serve` pays for each interrupt it raises, and what the woken thread pays; and the same
+//!   write with nobody waiting.
 //!
 //! Each line gives wakeups (or messages) per second and the CPU time each one cost its threads.
 //!
@@ -95,6 +100,65 @@ fn handoff(poll: bool) -> (u64, Duration) {
     (round_trips * 2, mine + theirs)
 }
 
+/// This thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`), precise enough to time one call.
+fn thread_clock() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// An eventfd written every 500 µs for [`RUN`], with a thread waiting for it in `poll` (and
+/// reading it) when `waiter`. Returns the writes, the CPU the writes themselves took, and the
+/// waiting thread's CPU.
+fn eventfd_writes(waiter: bool) -> (u64, Duration, Duration) {
+    // SAFETY: eventfd(2) takes two integers and returns a new fd or -1.
+    let raw = unsafe { libc::eventfd(0, 0) };
+    assert!(raw >= 0, "eventfd: {}", std::io::Error::last_os_error());
+    // SAFETY: `raw` is a new fd nothing else owns; `fd` closes it after both threads are done.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let reader = waiter.then(|| {
+        thread::spawn(move || {
+            let cpu = thread_cpu();
+            let mut pfd = libc::pollfd {
+                fd: raw,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let mut counter = [0u8; 8];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: one pollfd, and an 8-byte read into an 8-byte buffer, on our fd.
+                unsafe {
+                    if libc::poll(&mut pfd, 1, 100) > 0 {
+                        libc::read(raw, counter.as_mut_ptr().cast(), 8);
+                    }
+                }
+            }
+            thread_cpu() - cpu
+        })
+    });
+    let start = Instant::now();
+    let (mut writes, mut in_writes) = (0u64, Duration::ZERO);
+    while start.elapsed() < RUN {
+        thread::sleep(Duration::from_micros(500));
+        let before = thread_clock();
+        // SAFETY: an 8-byte write from an 8-byte buffer to our eventfd.
+        let n = unsafe { libc::write(raw, 1u64.to_ne_bytes().as_ptr().cast(), 8) };
+        in_writes += thread_clock() - before;
+        assert_eq!(n, 8, "eventfd write");
+        writes += 1;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let woken = reader.map_or(Duration::ZERO, |r| r.join().expect("waiting thread"));
+    drop(fd);
+    (writes, in_writes, woken)
+}
+
 fn write_all_retrying(s: &mut UnixStream, data: &[u8]) {
     loop {
         match s.write_all(data) {
@@ -131,4 +195,17 @@ fn main() {
     );
     let (n, cpu) = handoff(true);
     report("socket hand-off, one side polling (messages)", n, cpu);
+    let (n, writes, woken) = eventfd_writes(true);
+    report(
+        "interrupt: eventfd write waking a thread in poll (writer)",
+        n,
+        writes,
+    );
+    report("interrupt: the same, the woken thread", n, woken);
+    let (n, writes, _) = eventfd_writes(false);
+    report(
+        "interrupt: eventfd write with nobody waiting (writer)",
+        n,
+        writes,
+    );
 }
