@@ -32,9 +32,10 @@
 //! duration, default 10), `VF_BENCH_RATE_MBIT` (iperf3's `-b`: a fixed rate, at which both
 //! trees move the same packets, so that `serve`'s CPU for the same work compares on a host
 //! whose speed varies; default 0, as fast as it goes), `VF_BENCH_PINGS` (default 50, 0.2 s
-//! apart), `VF_BENCH_CPUS` (guest vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`, `igb`, `full`, `veth`), `VF_BENCH_BUSY_POLL_US` and
-//! `VF_BENCH_NAP_POLL_US` (`serve`'s busy polling and napping, default its own). Needs the artifacts of
-//! `scripts/fetch-e2e.py`. Not part of `cargo test`.
+//! apart), `VF_BENCH_CPUS` (guest vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`,
+//! `igb`, `full`, `veth`), `VF_BENCH_BUSY_POLL_US` and `VF_BENCH_NAP_POLL_US` (`serve`'s busy
+//! polling and napping, default its own). Needs the artifacts of `scripts/fetch-e2e.py`. Not
+//! part of `cargo test`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
