@@ -492,13 +492,13 @@ impl Nic {
         self.pf.now()
     }
 
-    /// Runs `f` with the PF side locked (inspection: counters, policies, refusals). Do not
-    /// call back into the NIC from `f`.
     /// Which card the NIC is.
     pub fn card(&self) -> Card {
         self.pf.side().card()
     }
 
+    /// Runs `f` with the PF side locked (inspection: counters, policies, refusals). Do not
+    /// call back into the NIC from `f`.
     pub fn with_pf<R>(&self, f: impl FnOnce(&mut PfSide) -> R) -> R {
         f(&mut self.pf.side())
     }

@@ -48,19 +48,30 @@ impl Nic {
         cv.notify_all();
     }
 
-    /// Wakes the function behind `port` if its deadline has passed.
+    /// Wakes the function behind `port` if its deadline has passed. Without a deadline (no
+    /// held interrupt, no paused queue: most register writes) the clock is not read.
     pub(super) fn wake_if_due(&self, port: PortId) {
-        let due = self
-            .deadline(port)
-            .is_some_and(|d| d.load(Ordering::Acquire) <= self.now());
-        if due {
-            self.wake(port);
+        let Some(d) = self.deadline(port) else {
+            return;
+        };
+        let due = d.load(Ordering::Acquire);
+        if due == NO_DEADLINE {
+            return;
+        }
+        let now = self.now();
+        if due <= now {
+            self.wake_at(port, now);
         }
     }
 
     /// Runs the timer of the function behind `port`: resumes paused TX queues that are due
     /// (and switches what they send), fires held interrupts whose interval ended.
     fn wake(&self, port: PortId) {
+        self.wake_at(port, self.now());
+    }
+
+    /// [`Nic::wake`] at `now`, read before the deadline was claimed.
+    fn wake_at(&self, port: PortId, now: u64) {
         let Some(d) = self.deadline(port) else {
             return;
         };
@@ -74,7 +85,6 @@ impl Nic {
         {
             return;
         }
-        let now = self.now();
         match port {
             PortId::Pf => self.timer_of::<DynFunction>(port, now),
             _ => self.timer_of::<CardVf>(port, now),
