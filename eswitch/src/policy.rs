@@ -79,8 +79,10 @@ pub struct VfPolicy {
     /// Only the 82599's ixgbe turns it off, when it refuses the VF's SET_LPE
     /// (`ixgbe_set_vf_lpe`); an accepted SET_LPE or a VF reset turns it on again.
     pub rx_enabled: bool,
-    /// The VF's transmit enable (VFTE): off, everything it sends is dropped (`tx_disabled`).
-    /// A guest's igb clears it with VFRE while a VF resets (full-system mode).
+    /// The VF's transmit enable (VFTE): off, the device model leaves the VF's TX queues
+    /// unfetched, and a frame that reaches the switch anyway (sent before VFTE went off and
+    /// held on the way) is dropped (`tx_disabled`). A guest's igb clears it with VFRE while a
+    /// VF resets (full-system mode).
     pub tx_enabled: bool,
     /// Broadcast accepted (VMOLR.BAM, which igb sets on every VF pool).
     pub accept_broadcast: bool,

@@ -48,11 +48,26 @@ pub trait PfPort: Send + Sync {
     /// May VF `vf` send a frame of `frame_len` bytes now? `Err(NextSendAt(t))`: its rate limit
     /// says not before `t` (ns on the runtime's clock); the TX queue pauses until then.
     fn tx_admit(&self, vf: u16, frame_len: usize) -> Result<(), NextSendAt>;
-    /// Whether VF `vf` has a rate limit: a TX run of a VF without one asks
-    /// [`PfPort::tx_admit`] nothing (a limit set during a run applies from the next).
-    fn tx_shaped(&self, _vf: u16) -> bool {
-        true
+    /// What VF `vf`'s TX run may do, asked once at its start: a VF without a rate limit asks
+    /// [`PfPort::tx_admit`] nothing (a limit set during a run applies from the next), and a VF
+    /// whose transmit is disabled fetches nothing.
+    fn tx_gate(&self, _vf: u16) -> TxGate {
+        TxGate::Shaped
     }
+}
+
+/// What a VF's TX queues may do now ([`PfPort::tx_gate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxGate {
+    /// Fetch and send, no rate limit.
+    Open,
+    /// Fetch and send, each frame admitted by [`PfPort::tx_admit`].
+    Shaped,
+    /// The VF's transmit is disabled (the 82576's VFTE bit clear, 82576 datasheet 7.10.3.x:
+    /// a queue transmits only if its pool's VFTE bit is set, as QEMU's igb does in
+    /// `igb_tx_enabled`): its queues are not fetched and their descriptors stay the device's.
+    /// The queue asks again at the time given.
+    Closed(NextSendAt),
 }
 
 /// The switch's PF port as the PF function sees it: the function tells it what its driver

@@ -23,6 +23,10 @@
 //! wait pauses the queue with that frame not consumed (TDH stays on its packet) until the NIC
 //! runtime calls `Vf::tx_resume` at the time the shaper named. A TSO packet paused between
 //! segments resumes at the segment that was deferred: no loss, no duplicate.
+//!
+//! A VF whose transmit is disabled (`PfPort::tx_gate`: the 82576's VFTE bit of its pool) has
+//! its queues left unfetched, descriptors and all, as a disabled queue's are; the queue pauses
+//! and asks again at the time the PF side names, so that it sends once VFTE is set.
 
 use bytes::Bytes;
 use eswitch::wire::{ipv6, tcp};
@@ -38,7 +42,7 @@ use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
 use crate::function::offload::{OffloadError, Payload, PayloadUnreadable};
 use crate::function::stats::{Counters, TxError};
 use crate::function::{guest, offload, FunctionId, GuestMem};
-use crate::seams::PfPort;
+use crate::seams::{PfPort, TxGate};
 
 /// TXDCTL.ENABLE, the same bit 25 on the 82576 and the 82599 (ixgbevf `IXGBE_TXDCTL_ENABLE`).
 pub const TXDCTL_ENABLE: u32 = 1 << 25;
@@ -214,10 +218,15 @@ impl TxRing {
         let Some(mem) = vf.mem else {
             return TxRun::default();
         };
-        let guard = mem.memory();
         let (pf, id) = (vf.pf, vf.id);
-        // The PF side is asked once per run, not per frame, whether the VF is rate-limited.
-        let shaped = pf.tx_shaped(id);
+        // The PF side is asked once per run, not per frame, whether the VF may send and
+        // whether it is rate-limited.
+        let shaped = match pf.tx_gate(id) {
+            TxGate::Open => false,
+            TxGate::Shaped => true,
+            TxGate::Closed(NextSendAt(until_ns)) => return self.hold_closed(id, q, until_ns),
+        };
+        let guard = mem.memory();
         let admit = |len: usize| if shaped { pf.tx_admit(id, len) } else { Ok(()) };
         let mut env = TxEnv {
             func: FunctionId::Vf(id),
@@ -234,6 +243,37 @@ impl TxRing {
             warn!(vf = id, queue = q, "TX queue stopped");
         }
         run
+    }
+
+    /// A run of a VF whose transmit is disabled: nothing is fetched. With descriptors waiting
+    /// the queue pauses until `until_ns` and then asks again (a packet the shaper had paused
+    /// part-way keeps its admitted segments); with none, the next tail write asks.
+    fn hold_closed(&mut self, vf: u16, q: usize, until_ns: u64) -> TxRun {
+        if self.tdh == self.tdt && self.pause.is_none() {
+            return TxRun::default();
+        }
+        if self.pause.is_none() {
+            debug!(
+                vf,
+                queue = q,
+                tdh = self.tdh,
+                tdt = self.tdt,
+                "TX with the VF's transmit disabled (VFTE): descriptors left in the ring"
+            );
+        }
+        let frames_done = self
+            .pause
+            .filter(|p| p.tdh == self.tdh)
+            .map_or(0, |p| p.frames_done);
+        self.pause = Some(TxPause {
+            until_ns,
+            tdh: self.tdh,
+            frames_done,
+        });
+        TxRun {
+            wrote_back: false,
+            paused_until: Some(until_ns),
+        }
     }
 
     /// Runs the engine from TDH to TDT. `resume` lifts a pause (the owner's deadline passed).

@@ -31,9 +31,14 @@ use guest::{guest_mailboxes, GuestPf};
 pub use guest::{GuestPfCounters, PfDriver};
 
 mod guest;
-use crate::seams::{Clock, MailboxIrq, PfFilters, PfPort};
+use crate::seams::{Clock, MailboxIrq, PfFilters, PfPort, TxGate};
 use eswitch::NextSendAt;
 use std::sync::Arc;
+
+/// How long a VF's TX queue with descriptors waiting and its transmit disabled (VFTE) waits
+/// before it asks again whether it may fetch them: a PF driver sets VFTE within a VF's reset
+/// handshake, and a wait this short is not seen by the VF's driver.
+const TX_CLOSED_RECHECK_NS: u64 = 1_000_000;
 
 /// How the NIC's PF side is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -788,8 +793,17 @@ impl PfPort for SharedPf {
         switch.tx_admit(vf, self.now(), frame_len)
     }
 
-    fn tx_shaped(&self, vf: u16) -> bool {
-        self.side().switch().shaper(vf).is_some()
+    fn tx_gate(&self, vf: u16) -> TxGate {
+        let side = self.side();
+        let switch = side.switch();
+        if switch.policy(vf).is_some_and(|p| !p.tx_enabled) {
+            return TxGate::Closed(NextSendAt(self.now().saturating_add(TX_CLOSED_RECHECK_NS)));
+        }
+        if switch.shaper(vf).is_some() {
+            TxGate::Shaped
+        } else {
+            TxGate::Open
+        }
     }
 }
 

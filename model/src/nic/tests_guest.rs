@@ -343,6 +343,45 @@ fn vf_to_vf_traffic_flows_with_the_guests_policies() {
 }
 
 #[test]
+fn a_pool_with_vfte_off_leaves_its_frames_in_the_ring_until_the_pf_sets_it() {
+    let (mut rig, m0, m1) = two_vfs();
+    let mut pf = rig.pf();
+    let vfte = pf.rd(r::VFTE);
+    pf.wr(r::VFTE, vfte & !1);
+    assert!(!rig.policy(0).tx_enabled);
+    rig.vfs[0].send(&frame(m1, m0, None)).unwrap();
+    // Not fetched: no frame, no drop, the descriptor still the device's.
+    let tx = rig.vfs[0].vf.state().tx;
+    assert_ne!(tx.head, tx.tail, "the descriptor stays in the ring");
+    assert!(!rig.vfs[0].drv.tx_dd(tx.head));
+    rig.vfs[1].poll();
+    assert!(rig.vfs[1].take_received().is_empty());
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::TxDisabled), 0);
+    // The queue asks again at its deadline: still off, still held.
+    let due = rig.nic.next_wakeup().expect("the held queue asks again");
+    rig.clock.advance_to(due);
+    rig.nic.poll(due);
+    assert_eq!(rig.vfs[0].vf.state().tx.head, tx.head);
+    // Another tail write while it is off changes nothing either.
+    rig.vfs[0].send(&frame(m1, m0, None)).unwrap();
+    assert_eq!(rig.vfs[0].vf.state().tx.head, tx.head);
+    // The PF sets VFTE: at the next look both frames go, in order, with DD written back.
+    pf.wr(r::VFTE, vfte);
+    let due = rig.nic.next_wakeup().expect("the held queue asks again");
+    rig.clock.advance_to(due);
+    rig.nic.poll(due);
+    let tx = rig.vfs[0].vf.state().tx;
+    assert_eq!(tx.head, tx.tail);
+    assert!(rig.vfs[0].vf.tx_paused_until().is_none());
+    rig.vfs[1].poll();
+    assert_eq!(rig.vfs[1].take_received().len(), 2);
+    rig.vfs[0].poll();
+    assert_eq!(rig.vfs[0].drv.tx_pending(), 0, "igbvf cleaned both");
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::TxDisabled), 0);
+    assert_eq!(rig.nic.next_wakeup(), None);
+}
+
+#[test]
 fn spoofchk_from_dtxswc_drops_a_forged_source_until_turned_off() {
     let (mut rig, _, m1) = two_vfs();
     let forged = [2, 0xde, 0xad, 0, 0, 1];
@@ -433,6 +472,43 @@ fn max_tx_rate_from_rttbcnrc_limits_the_vfs_queue() {
     assert!(deferred > 0, "the shaper held VF 0's queue");
     assert!(rig.vfs[0].vf.tx_paused_until().is_some());
     let _ = rig.clock.now_ns();
+}
+
+#[test]
+fn a_shaped_queue_held_by_vfte_off_resumes_where_it_stopped() {
+    let (mut rig, m0, m1) = two_vfs();
+    rig.igb(|igb, pf| igb.set_vf_rate(pf, 0, 10));
+    let frames: Vec<Bytes> = (0..48u8)
+        .map(|i| build_frame(MacAddr(m1), MacAddr(m0), None, EtherTypes::Ipv4, &[i; 1400]))
+        .collect();
+    for f in &frames {
+        rig.vfs[0].send(f).unwrap();
+    }
+    rig.vfs[1].poll();
+    let mut got = rig.vfs[1].take_received();
+    assert!(got.len() < frames.len(), "the shaper held VF 0's queue");
+    // VFTE off while the shaper holds the queue: its deadline passes, nothing is fetched.
+    let mut pf = rig.pf();
+    let vfte = pf.rd(r::VFTE);
+    pf.wr(r::VFTE, vfte & !1);
+    for _ in 0..3 {
+        let due = rig.nic.next_wakeup().expect("the held queue asks again");
+        rig.clock.advance_to(due);
+        rig.nic.poll(due);
+    }
+    rig.vfs[1].poll();
+    assert!(rig.vfs[1].take_received().is_empty());
+    // VFTE on: the shaper paces the rest out, none lost, none twice, in order.
+    pf.wr(r::VFTE, vfte);
+    while let Some(due) = rig.nic.next_wakeup() {
+        rig.clock.advance_to(due);
+        rig.nic.poll(due);
+        rig.vfs[1].poll();
+        got.extend(rig.vfs[1].take_received());
+    }
+    let seq: Vec<u8> = got.iter().map(|f| f.data[20]).collect();
+    assert_eq!(seq, (0..48u8).collect::<Vec<_>>());
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::TxDisabled), 0);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use mailbox::ixgbe::{vf_read, vf_write, IxgbeAgent, IxgbeConfig, IxgbeReport, Vf
 use mailbox::{ConfigError, MailboxEvent, MailboxEvents, VfMailbox};
 use tracing::debug;
 
-use crate::seams::{Clock, MailboxIrq, PfPort};
+use crate::seams::{Clock, MailboxIrq, PfPort, TxGate};
 
 struct Inner {
     agent: IxgbeAgent,
@@ -180,7 +180,7 @@ impl PfPort for IxgbePfSide {
         Ok(())
     }
 
-    fn tx_shaped(&self, _vf: u16) -> bool {
-        false
+    fn tx_gate(&self, _vf: u16) -> TxGate {
+        TxGate::Open
     }
 }
