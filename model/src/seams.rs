@@ -63,8 +63,8 @@ pub enum TxGate {
     Open,
     /// Fetch and send, each frame admitted by [`PfPort::tx_admit`].
     Shaped,
-    /// The VF's transmit is disabled (the 82576's VFTE bit clear, 82576 datasheet 7.10.3.x:
-    /// a queue transmits only if its pool's VFTE bit is set, as QEMU's igb does in
+    /// The VF's transmit is disabled (the 82576's VFTE bit of its pool clear; a queue
+    /// transmits only with TCTL.EN, its TXDCTL.ENABLE and that bit, as QEMU's igb checks in
     /// `igb_tx_enabled`): its queues are not fetched and their descriptors stay the device's.
     /// The queue asks again at the time given.
     Closed(NextSendAt),
