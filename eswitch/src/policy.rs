@@ -94,6 +94,11 @@ pub struct VfPolicy {
     /// (`ixgbe_set_vf_macvlan_msg`, "to avoid false positives"), while `ip link` still shows
     /// spoof checking on. Setting `spoofchk` again turns it back on.
     pub spoofchk_suspended: bool,
+    /// VMVIR.VLANA "never insert": nothing the VF sends gets a tag from the device, its
+    /// descriptors' VLAN insertion is ignored. Only a PF driver in full-system mode can set
+    /// it (Linux igb and ixgbe never do); the device model applies it, the switch does not
+    /// look at it.
+    pub tx_vlan_never: bool,
 }
 
 /// Standard Ethernet: 1500 MTU + 14 header + 4 FCS.
@@ -123,6 +128,7 @@ impl Default for VfPolicy {
             accept_broadcast: true,
             accept_untagged: true,
             spoofchk_suspended: false,
+            tx_vlan_never: false,
         }
     }
 }

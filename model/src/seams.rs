@@ -48,26 +48,41 @@ pub trait PfPort: Send + Sync {
     /// May VF `vf` send a frame of `frame_len` bytes now? `Err(NextSendAt(t))`: its rate limit
     /// says not before `t` (ns on the runtime's clock); the TX queue pauses until then.
     fn tx_admit(&self, vf: u16, frame_len: usize) -> Result<(), NextSendAt>;
-    /// What VF `vf`'s TX run may do, asked once at its start: a VF without a rate limit asks
-    /// [`PfPort::tx_admit`] nothing (a limit set during a run applies from the next), and a VF
-    /// whose transmit is disabled fetches nothing.
+    /// What VF `vf`'s TX run may do, asked once at its start (a change during a run applies
+    /// from the next).
     fn tx_gate(&self, _vf: u16) -> TxGate {
-        TxGate::Shaped
+        TxGate {
+            shaped: true,
+            ..TxGate::OPEN
+        }
     }
 }
 
 /// What a VF's TX queues may do now ([`PfPort::tx_gate`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TxGate {
-    /// Fetch and send, no rate limit.
-    Open,
-    /// Fetch and send, each frame admitted by [`PfPort::tx_admit`].
-    Shaped,
-    /// The VF's transmit is disabled (the 82576's VFTE bit of its pool clear; a queue
-    /// transmits only with TCTL.EN, its TXDCTL.ENABLE and that bit, as QEMU's igb checks in
-    /// `igb_tx_enabled`): its queues are not fetched and their descriptors stay the device's.
-    /// The queue asks again at the time given.
-    Closed(NextSendAt),
+pub struct TxGate {
+    /// `Err(NextSendAt(t))`: the VF's transmit is disabled (the 82576's VFTE bit of its pool
+    /// clear; a queue transmits only with TCTL.EN, its TXDCTL.ENABLE and that bit, as QEMU's
+    /// igb checks in `igb_tx_enabled`). Its queues are not fetched, their descriptors stay the
+    /// device's, and a queue with descriptors waiting asks again at `t`.
+    pub fetch: Result<(), NextSendAt>,
+    /// Each frame is admitted by [`PfPort::tx_admit`] (a rate limit); without one the run asks
+    /// it nothing.
+    pub shaped: bool,
+    /// The data descriptors' VLAN insertion (VLE with the context's tag) applies: the pool's
+    /// VMVIR.VLANA is "use the descriptor". With a port VLAN (VLANA "always insert the default
+    /// tag") the switch inserts that tag instead, and with "never insert" no tag goes in; in
+    /// both the descriptor's request is ignored (QEMU's igb: `igb_tx_insert_vlan`).
+    pub descriptor_vlan: bool,
+}
+
+impl TxGate {
+    /// Fetch and send as the descriptors say, no rate limit.
+    pub const OPEN: TxGate = TxGate {
+        fetch: Ok(()),
+        shaped: false,
+        descriptor_vlan: true,
+    };
 }
 
 /// The switch's PF port as the PF function sees it: the function tells it what its driver

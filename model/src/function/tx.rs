@@ -32,7 +32,7 @@ use bytes::Bytes;
 use eswitch::wire::{ipv6, tcp};
 use eswitch::NextSendAt;
 use smallvec::SmallVec;
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryBackend};
 
 use crate::function::desc::{
@@ -42,7 +42,7 @@ use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
 use crate::function::offload::{OffloadError, Payload, PayloadUnreadable};
 use crate::function::stats::{Counters, TxError};
 use crate::function::{guest, offload, FunctionId, GuestMem};
-use crate::seams::{PfPort, TxGate};
+use crate::seams::PfPort;
 
 /// TXDCTL.ENABLE, the same bit 25 on the 82576 and the 82599 (ixgbevf `IXGBE_TXDCTL_ENABLE`).
 pub const TXDCTL_ENABLE: u32 = 1 << 25;
@@ -97,6 +97,9 @@ pub(crate) struct TxEnv<'a> {
     /// and no DD goes into the descriptors (the 82599; the 82576 model keeps TDWBAL as plain
     /// storage since igbvf and igb never set it).
     pub head_writeback: bool,
+    /// The data descriptors' VLAN insertion (VLE) applies; off, it is ignored and the frame
+    /// goes out as the driver wrote it (`PfPort::tx_gate`).
+    pub descriptor_vlan: bool,
 }
 
 /// A VF's side of a TX run: which VF, the PF that admits its frames (the shaper), whether it
@@ -219,13 +222,13 @@ impl TxRing {
             return TxRun::default();
         };
         let (pf, id) = (vf.pf, vf.id);
-        // The PF side is asked once per run, not per frame, whether the VF may send and
-        // whether it is rate-limited.
-        let shaped = match pf.tx_gate(id) {
-            TxGate::Open => false,
-            TxGate::Shaped => true,
-            TxGate::Closed(NextSendAt(until_ns)) => return self.hold_closed(id, q, until_ns),
-        };
+        // The PF side is asked once per run, not per frame, whether the VF may send, whether
+        // it is rate-limited and whether its descriptors' VLAN insertion applies.
+        let gate = pf.tx_gate(id);
+        if let Err(NextSendAt(until_ns)) = gate.fetch {
+            return self.hold_closed(id, q, until_ns);
+        }
+        let shaped = gate.shaped;
         let guard = mem.memory();
         let admit = |len: usize| if shaped { pf.tx_admit(id, len) } else { Ok(()) };
         let mut env = TxEnv {
@@ -237,6 +240,7 @@ impl TxRing {
             dma: vf.dma,
             queue: q,
             head_writeback: vf.head_writeback,
+            descriptor_vlan: gate.descriptor_vlan,
         };
         let run = self.run(&guest::LastRegion::new(&*guard), &mut env, resume);
         if !self.enabled() {
@@ -447,10 +451,15 @@ impl TxRing {
 
         if error.is_none() {
             if let Some(fd) = first {
-                let req = TxRequest {
+                let mut req = TxRequest {
                     ctx: self.ctx[usize::from(fd.idx) % CONTEXT_SLOTS],
                     offloads: fd.offloads,
                 };
+                if req.offloads.vle && !env.descriptor_vlan {
+                    // The pool's VMVIR says the tag is not the descriptor's to give.
+                    trace!(%func, vlan = req.ctx.vlan, "descriptor VLAN insertion ignored (VMVIR)");
+                    req.offloads.vle = false;
+                }
                 // Room for every frame up front (a 64 KiB TSO packet at an MSS of 1448 cuts
                 // 46): growing the list segment by segment reallocated it at each doubling.
                 let expected = if segmenting {

@@ -796,13 +796,18 @@ impl PfPort for SharedPf {
     fn tx_gate(&self, vf: u16) -> TxGate {
         let side = self.side();
         let switch = side.switch();
-        if switch.policy(vf).is_some_and(|p| !p.tx_enabled) {
-            return TxGate::Closed(NextSendAt(self.now().saturating_add(TX_CLOSED_RECHECK_NS)));
-        }
-        if switch.shaper(vf).is_some() {
-            TxGate::Shaped
+        let Some(policy) = switch.policy(vf) else {
+            return TxGate::OPEN;
+        };
+        let fetch = if policy.tx_enabled {
+            Ok(())
         } else {
-            TxGate::Open
+            Err(NextSendAt(self.now().saturating_add(TX_CLOSED_RECHECK_NS)))
+        };
+        TxGate {
+            fetch,
+            shaped: switch.shaper(vf).is_some(),
+            descriptor_vlan: policy.port_vlan.is_none() && !policy.tx_vlan_never,
         }
     }
 }

@@ -12,10 +12,11 @@ use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 
 use super::*;
 use crate::function::i82576::pf_regs::{self as r, icr};
+use crate::function::i82576::pf_vmm::vmvir;
 use crate::function::i82576::regs as vfr;
 use crate::function::i82576::Pf;
 use crate::seams::{IrqSink, ManualClock};
-use crate::testing::{DriverConfig, Handled, PfBar0, SoftGuest, SoftIgbPf};
+use crate::testing::{DriverConfig, Handled, PfBar0, SoftGuest, SoftIgbPf, XmitOpts};
 
 const PF_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 
@@ -413,6 +414,69 @@ fn a_dtxswc_vlan_anti_spoof_bit_cleared_alone_frees_tags_but_not_sources() {
     rig.vfs[0].send(&forged).unwrap();
     assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofVlan), 1);
     assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofMac), 1);
+}
+
+/// igbvf hands VF `vf` a frame whose tag the device is to insert (VLE, as for an skb with a
+/// hardware-accelerated tag: a VLAN device on top of igbvf).
+fn send_vle(rig: &mut Rig, vf: usize, f: &[u8], vid: u16) {
+    let g = &mut rig.vfs[vf];
+    let opts = XmitOpts {
+        vlan: Some(vid),
+        ..XmitOpts::default()
+    };
+    g.drv.xmit(&g.vf, f, &opts).unwrap();
+}
+
+#[test]
+fn vmvir_never_insert_has_the_descriptors_vlan_ignored() {
+    let (mut rig, m0, m1) = two_vfs();
+    // VLANA 00: the descriptor's tag goes in, and VLAN anti-spoof drops a VLAN VF 0 is not in.
+    send_vle(&mut rig, 0, &frame(m1, m0, None), 20);
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofVlan), 1);
+    rig.vfs[1].poll();
+    assert!(rig.vfs[1].take_received().is_empty());
+    // VLANA 10, "never insert" (igb never writes it; another PF driver may).
+    rig.igb(|_, pf| pf.wr(r::VMVIR0, vmvir::VLANA_NEVER | 20));
+    let p = rig.policy(0);
+    assert!(p.tx_vlan_never && p.port_vlan.is_none());
+    send_vle(&mut rig, 0, &frame(m1, m0, None), 20);
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofVlan), 1);
+    rig.vfs[1].poll();
+    let got = rig.vfs[1].take_received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].vlan, None);
+    assert_eq!(
+        got[0].data,
+        frame(m1, m0, None),
+        "untagged, as the driver wrote it"
+    );
+    // Back to 00: the tag goes in again.
+    rig.igb(|_, pf| pf.wr(r::VMVIR0, 0));
+    send_vle(&mut rig, 0, &frame(m1, m0, None), 20);
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofVlan), 2);
+}
+
+#[test]
+fn a_port_vlan_replaces_the_descriptors_tag() {
+    let (mut rig, m0, m1) = two_vfs();
+    rig.igb(|igb, pf| {
+        igb.set_vf_vlan(pf, 0, 10, 0);
+        igb.set_vf_vlan(pf, 1, 10, 0);
+    });
+    // VLANA "always insert the default tag": the VLE tag 20 is not inserted, the port's is,
+    // so the frame is in VLAN 10 only (no inner tag, no anti-spoof drop).
+    send_vle(&mut rig, 0, &frame(m1, m0, None), 20);
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofVlan), 0);
+    rig.vfs[1].poll();
+    let got = rig.vfs[1].take_received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].vlan, Some(10), "VF 1's port tag, stripped");
+    assert_eq!(got[0].data, frame(m1, m0, None));
+    // A tag written into the frame by the driver (no VLE) is still the VF's own: dropped.
+    rig.vfs[0]
+        .send(&frame(m1, m0, Some(VlanTci::new(20, 0))))
+        .unwrap();
+    assert_eq!(rig.drops(PortId::Vf(0), DropReason::SpoofVlan), 1);
 }
 
 #[test]

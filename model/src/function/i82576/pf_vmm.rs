@@ -14,7 +14,8 @@
 //!   (`igb_rar_set_index`); extra filters (`igb_set_vf_mac_filter`) take other entries with that
 //!   bit. The pool's station MAC is its highest-indexed valid entry, the others its filters.
 //! - **Port VLAN**: `igb_enable_port_vlan` writes VMVIR(n) = VID | PCP << 13 | VLANA "always
-//!   insert" (`igb_set_vmvir`); VLANA 00 or 10 means none.
+//!   insert" (`igb_set_vmvir`); VLANA 00 (the descriptor's tag) or 10 (never insert) means
+//!   none, and 10 also has the VF's descriptor VLAN insertion ignored (`tx_vlan_never`).
 //! - **VLAN membership**: `igb_vfta_set` puts pool n in an enabled VLVF entry for the VID and
 //!   sets the VID's VFTA bit; a VF is in the VLANs whose entry has its pool bit and whose VFTA
 //!   bit is set, and in no other (a VF never gets another pool's VLAN).
@@ -29,8 +30,7 @@
 //!
 //! VFRE and VFTE (the receive and transmit enables) are the policy's `rx_enabled` and
 //! `tx_enabled`, VMOLR.BAM and AUPE its `accept_broadcast` and `accept_untagged`, and
-//! DTXSWC.LOOPBACK_EN the switch's loopback ([`VmmRegs::loopback`]). What a [`VfPolicy`] cannot
-//! say is kept and read back but not enforced: VMVIR VLANA "never insert".
+//! DTXSWC.LOOPBACK_EN the switch's loopback ([`VmmRegs::loopback`]).
 //!
 //! Guest input never panics: every value a register can hold translates to a valid policy
 //! (addresses that are not unicast, rates above the link, frame sizes out of range are left
@@ -451,6 +451,7 @@ impl VmmRegs {
             p.max_frame = DEFAULT_MAX_FRAME;
         }
         let vmvir = self.vmvir[vf];
+        p.tx_vlan_never = vmvir & vmvir::VLANA_MASK == vmvir::VLANA_NEVER;
         if vmvir & vmvir::VLANA_MASK == vmvir::VLANA_DEFAULT {
             let tag = vmvir & vmvir::TAG_MASK;
             let pv = PortVlan {

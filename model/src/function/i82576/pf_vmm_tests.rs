@@ -66,6 +66,28 @@ fn port_vlan_comes_from_vmvir_and_membership_from_vlvf_and_vfta() {
 }
 
 #[test]
+fn vmvir_vlana_chooses_the_port_tag_never_or_the_descriptors() {
+    let (mut regs, _) = enabled();
+    let policy = |regs: &mut VmmRegs, v: u32| {
+        regs.write(r::VMVIR0 + 4 * 2, v);
+        let p = regs.vf_policy(2, LINK);
+        (p.port_vlan, p.tx_vlan_never)
+    };
+    // 00: the descriptor's tag; the VID field means nothing then.
+    assert_eq!(policy(&mut regs, 30), (None, false));
+    // 01: always insert the default tag.
+    assert_eq!(
+        policy(&mut regs, vmvir::VLANA_DEFAULT | 3 << 13 | 30),
+        (Some(PortVlan { vid: 30, qos: 3 }), false)
+    );
+    // 10: never insert.
+    assert_eq!(policy(&mut regs, vmvir::VLANA_NEVER | 30), (None, true));
+    // 11 is reserved: neither.
+    assert_eq!(policy(&mut regs, vmvir::VLANA_MASK | 30), (None, false));
+    assert!(!regs.vf_policy(1, LINK).tx_vlan_never, "pool 2's alone");
+}
+
+#[test]
 fn vgt_vlans_of_one_vf_are_not_anothers() {
     let (mut regs, _) = enabled();
     SoftIgbPf::vfta_set(&mut regs, 100, 2, true);

@@ -181,6 +181,6 @@ impl PfPort for IxgbePfSide {
     }
 
     fn tx_gate(&self, _vf: u16) -> TxGate {
-        TxGate::Open
+        TxGate::OPEN
     }
 }

@@ -28,6 +28,7 @@ impl Pf {
         let run = {
             let guard = mem.memory();
             let mut env = TxEnv {
+                descriptor_vlan: true,
                 func: FunctionId::Pf,
                 admit: &admit,
                 pad: self.tctl & tctl::PSP != 0,
