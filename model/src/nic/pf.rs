@@ -36,9 +36,10 @@ use eswitch::NextSendAt;
 use std::sync::Arc;
 
 /// How long a VF's TX queue with descriptors waiting and its transmit disabled (VFTE) waits
-/// before it asks again whether it may fetch them: a PF driver sets VFTE within a VF's reset
-/// handshake, and a wait this short is not seen by the VF's driver.
-const TX_CLOSED_RECHECK_NS: u64 = 1_000_000;
+/// before it asks again whether it may fetch them. A PF write that sets VFTE runs the held
+/// queues at once (`Nic::guest_finish`); this look is for the other ways VFTE comes back on
+/// (a PF reset), and costs a VF whose PF driver never sets it 100 timer wakeups a second.
+const TX_CLOSED_RECHECK_NS: u64 = 10_000_000;
 
 /// How the NIC's PF side is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]

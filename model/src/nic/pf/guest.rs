@@ -22,12 +22,13 @@ use mailbox::{MailboxEvent, MailboxEvents, VfMailbox};
 use tracing::{debug, info, warn};
 
 use super::PfSide;
+use crate::function::card_vf::CardVf;
 use crate::function::i82576::pf_regs::{self as r, ctrl, ctrl_ext};
 use crate::function::i82576::pf_vmm::{Change, VmmRegs, POOLS};
 use crate::function::mmio::dword_index;
 use crate::function::stats::AccessError;
 use crate::function::Function;
-use crate::nic::{lock, Nic, Work};
+use crate::nic::{lock, Nic, Slot, Work};
 use crate::seams::MailboxIrq;
 use mailbox::regs::MAILBOX_WORDS;
 
@@ -95,6 +96,9 @@ pub(in crate::nic) struct GuestPf {
     pfrstd: bool,
     /// ICR.VMMB is owed to the PF function.
     vmmb: bool,
+    /// VFs whose transmit the registers turned on since the runtime last looked (one bit per
+    /// VF): their held TX queues run at once.
+    tx_opened: u32,
     pub(in crate::nic) counters: GuestPfCounters,
 }
 
@@ -114,6 +118,8 @@ pub(in crate::nic) enum Route {
 pub(in crate::nic) struct GuestWork {
     /// VFs whose mailbox interrupt fires (the PF wrote STS or ACK).
     pub(in crate::nic) vf_irqs: Vec<u16>,
+    /// VFs whose transmit the write turned on (VFTE): their held TX queues run.
+    pub(in crate::nic) tx_opened: Vec<u16>,
 }
 
 impl GuestPf {
@@ -250,6 +256,16 @@ impl PfSide {
 
     /// A write of a register [`route`] sends to the PF side.
     pub(in crate::nic) fn guest_write(&mut self, offset: u64, value: u32) -> GuestWork {
+        let mut work = self.guest_write_policy(offset, value);
+        if let Some(g) = self.guest.as_mut() {
+            let opened = std::mem::take(&mut g.tx_opened);
+            work.tx_opened = (0..POOLS as u16).filter(|v| opened & 1 << v != 0).collect();
+        }
+        work
+    }
+
+    /// [`PfSide::guest_write`] before the VFs it opened are taken.
+    fn guest_write_policy(&mut self, offset: u64, value: u32) -> GuestWork {
         let mut work = GuestWork::default();
         let n = self.mailboxes.len();
         let Some(g) = self.guest.as_mut() else {
@@ -386,10 +402,14 @@ impl PfSide {
         }
         let n = self.num_vfs().min(POOLS as u16);
         let mut refused = 0;
+        let mut opened = 0u32;
         for vf in 0..n {
             let i = usize::from(vf);
             let policy = g.regs.vf_policy(i, link);
             let strip = g.regs.rx_vlan_strip(i);
+            if self.switch.policy(vf).is_some_and(|p| !p.tx_enabled) && policy.tx_enabled {
+                opened |= 1 << vf;
+            }
             if self.switch.policy(vf) != Some(&policy) {
                 debug!(vf, ?policy, "VF policy from the guest's PF registers");
                 if let Err(e) = self.switch.set_policy(vf, policy) {
@@ -411,6 +431,7 @@ impl PfSide {
         }
         if let Some(g) = self.guest.as_mut() {
             g.counters.policy_refused += refused;
+            g.tx_opened |= opened;
         }
     }
 }
@@ -498,7 +519,19 @@ impl Nic {
         for vf in work.vf_irqs {
             self.mailbox_interrupt(vf);
         }
+        for vf in work.tx_opened {
+            self.tx_opened(vf);
+        }
         self.raise_guest_vmmb();
+    }
+
+    /// VF `vf`'s transmit was turned on: its queues held while it was off run now, not at
+    /// their next look.
+    fn tx_opened(&self, vf: u16) {
+        let _ = self.with_slot(PortId::Vf(vf), |s: &mut Slot<CardVf>| {
+            let effects = s.func.tx_resume();
+            ((), s.settle(effects))
+        });
     }
 
     /// Raises ICR.VMMB on the PF function if a VF's mailbox event owes it.
