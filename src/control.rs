@@ -379,6 +379,22 @@ pub fn format_card(r: &CardReport) -> String {
     r.ports.iter().map(format_show).collect()
 }
 
+/// What a PF driver turned off in a VF's pool, only when it did (a guest's igb in full-system
+/// mode): VFTE (its TX queues are held), VFRE, VMVIR's "never insert".
+fn pool_enables(p: &eswitch::VfPolicy) -> String {
+    let mut s = String::new();
+    if !p.tx_enabled {
+        s += ", transmit off (VFTE: TX queues held)";
+    }
+    if !p.rx_enabled {
+        s += ", receive off (VFRE)";
+    }
+    if p.tx_vlan_never {
+        s += ", VLAN insertion never (VMVIR)";
+    }
+    s
+}
+
 /// `ip link show`-shaped text of a port's report.
 pub fn format_show(r: &ShowReport) -> String {
     let mut s = format!(
@@ -446,10 +462,11 @@ pub fn format_show(r: &ShowReport) -> String {
             .query_rss
             .map_or(String::new(), |q| format!(", query_rss {}", on(q)));
         s += &format!(
-            "    vf {} link/ether {mac}, vlan {vlan}, qos {qos}, spoof checking {spoof}, link-state {state}, trust {}{query_rss}, max_tx_rate {}\n",
+            "    vf {} link/ether {mac}, vlan {vlan}, qos {qos}, spoof checking {spoof}, link-state {state}, trust {}{query_rss}, max_tx_rate {}{}\n",
             v.vf,
             on(p.trust),
-            p.max_tx_rate
+            p.max_tx_rate,
+            pool_enables(p)
         );
         s += &format!("        port: {}\n", port_line(&v.port));
         s += &format!("        drops: {}\n", drops_line(&v.port));
@@ -700,10 +717,37 @@ mod tests {
                 && err.contains("ip link set <pf> vf 1"),
             "{err}"
         );
-        let show = handle(&[view], &Request::Show { port: None });
+        let show = handle(std::slice::from_ref(&view), &Request::Show { port: None });
         let text = show.text.unwrap();
         assert!(text.contains("pf-driver guest"), "{text}");
         assert!(text.contains("    vf 1 link/ether"), "{text}");
+        assert!(!text.contains("transmit off"), "{text}");
+        // What the guest's igb turned off in a pool is shown on its VF's line.
+        view.nic.with_pf(|pf| {
+            let mut p = pf.policy(1).cloned().unwrap();
+            p.tx_enabled = false;
+            p.rx_enabled = false;
+            pf.switch_mut().set_policy(1, p).unwrap();
+        });
+        let show = handle(&[view], &Request::Show { port: None });
+        let text = show.text.unwrap();
+        let vf1 = text
+            .lines()
+            .find(|l| l.contains("vf 1 link/ether"))
+            .unwrap();
+        assert!(
+            vf1.ends_with("max_tx_rate 0, transmit off (VFTE: TX queues held), receive off (VFRE)"),
+            "{vf1}"
+        );
+        let vf0 = text
+            .lines()
+            .find(|l| l.contains("vf 0 link/ether"))
+            .unwrap();
+        assert!(vf0.ends_with("max_tx_rate 0"), "{vf0}");
+        let p = &show.show.as_ref().unwrap()["ports"][0]["vfs"][1]["policy"];
+        assert_eq!(p["tx_enabled"], false, "{p}");
+        assert_eq!(p["rx_enabled"], false, "{p}");
+        assert_eq!(p["tx_vlan_never"], false, "{p}");
         let json = show.show.unwrap();
         assert_eq!(json["ports"][0]["pf_driver"], "guest");
     }
