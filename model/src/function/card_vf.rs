@@ -155,6 +155,11 @@ impl CardVf {
         each!(self, vf => vf.tx_resume())
     }
 
+    /// Runs the TX queues held while the VF's transmit was disabled.
+    pub fn tx_resume_closed(&mut self) -> Effects {
+        each!(self, vf => vf.tx_resume_closed())
+    }
+
     /// The earliest deadline of a paused TX queue.
     pub fn tx_paused_until(&self) -> Option<u64> {
         each!(self, vf => vf.tx_paused_until())

@@ -115,7 +115,7 @@ pub(crate) struct VfTx<'a> {
     pub head_writeback: bool,
 }
 
-/// A pause the shaper asked for.
+/// A pause the shaper asked for, or a queue held while its VF's transmit is disabled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxPause {
     pub until_ns: u64,
@@ -123,6 +123,15 @@ pub struct TxPause {
     tdh: u32,
     /// Frames of that packet already admitted.
     frames_done: usize,
+    /// Held because the VF's transmit was disabled, not by the shaper.
+    closed: bool,
+}
+
+impl TxPause {
+    /// Whether the queue is held because its VF's transmit was disabled (VFTE).
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
 }
 
 /// The registers and engine state of one TX queue.
@@ -273,6 +282,7 @@ impl TxRing {
             until_ns,
             tdh: self.tdh,
             frames_done,
+            closed: true,
         });
         TxRun {
             wrote_back: false,
@@ -531,6 +541,7 @@ impl TxRing {
                                 until_ns,
                                 tdh: self.tdh,
                                 frames_done: k,
+                                closed: false,
                             });
                         }
                     }

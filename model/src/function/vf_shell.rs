@@ -24,7 +24,7 @@ use vm_memory::{GuestAddressSpace, GuestMemoryBackend, GuestMemoryMmap};
 use super::faults::{DmaFaultState, DmaFaults};
 use super::mmio::{read_dwords, write_dwords, MsixTable};
 use super::stats::{AccessError, Counters, RxDrop, RxOutcome, VfStats};
-use super::tx::{TxRing, TxRun, VfTx};
+use super::tx::{TxPause, TxRing, TxRun, VfTx};
 use super::vectors::Cause;
 use super::vf_intr::{VfIntr, VF_MSIX_VECTORS};
 use super::{
@@ -227,12 +227,20 @@ impl<R: VfRegisters> VfShell<R> {
 
     /// Runs the TX queues whose pause ends by `until`.
     fn resume_tx_paused_until(&mut self, until: u64) -> Effects {
+        self.resume_tx_where(|p| p.until_ns <= until)
+    }
+
+    /// Runs the TX queues held while the VF's transmit was disabled (it is on again); queues
+    /// the shaper paused keep their time.
+    pub fn tx_resume_closed(&mut self) -> Effects {
+        self.resume_tx_where(TxPause::closed)
+    }
+
+    /// Runs the TX queues whose pause `due` picks.
+    fn resume_tx_where(&mut self, due: impl Fn(&TxPause) -> bool) -> Effects {
         let mut all = Effects::default();
         for q in 0..self.regs.tx_rings().len() {
-            if self.regs.tx_rings()[q]
-                .pause()
-                .is_some_and(|p| p.until_ns <= until)
-            {
+            if self.regs.tx_rings()[q].pause().is_some_and(|p| due(&p)) {
                 all.merge(self.regs.run_tx(&mut self.core, q, true));
             }
         }

@@ -554,9 +554,19 @@ fn a_shaped_queue_held_by_vfte_off_resumes_where_it_stopped() {
     rig.vfs[1].poll();
     let mut got = rig.vfs[1].take_received();
     assert!(got.len() < frames.len(), "the shaper held VF 0's queue");
-    // VFTE off while the shaper holds the queue: its deadline passes, nothing is fetched.
+    let deferred = || {
+        rig.nic
+            .with_pf(|p| p.switch().counters(PortId::Vf(0)).unwrap().tx_deferred)
+    };
+    let (held, until) = (deferred(), rig.vfs[0].vf.tx_paused_until());
+    // VFTE off and on again before the shaper's time: the shaper's pause keeps its time.
     let mut pf = rig.pf();
     let vfte = pf.rd(r::VFTE);
+    pf.wr(r::VFTE, vfte & !1);
+    pf.wr(r::VFTE, vfte);
+    assert_eq!(deferred(), held, "not run before the shaper's time");
+    assert_eq!(rig.vfs[0].vf.tx_paused_until(), until);
+    // VFTE off while the shaper holds the queue: its deadline passes, nothing is fetched.
     pf.wr(r::VFTE, vfte & !1);
     for _ in 0..3 {
         let due = rig.nic.next_wakeup().expect("the held queue asks again");

@@ -529,7 +529,7 @@ impl Nic {
     /// their next look.
     fn tx_opened(&self, vf: u16) {
         let _ = self.with_slot(PortId::Vf(vf), |s: &mut Slot<CardVf>| {
-            let effects = s.func.tx_resume();
+            let effects = s.func.tx_resume_closed();
             ((), s.settle(effects))
         });
     }
