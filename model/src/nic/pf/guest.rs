@@ -96,9 +96,6 @@ pub(in crate::nic) struct GuestPf {
     pfrstd: bool,
     /// ICR.VMMB is owed to the PF function.
     vmmb: bool,
-    /// VFs whose transmit the registers turned on since the runtime last looked (one bit per
-    /// VF): their held TX queues run at once.
-    tx_opened: u32,
     pub(in crate::nic) counters: GuestPfCounters,
 }
 
@@ -256,16 +253,6 @@ impl PfSide {
 
     /// A write of a register [`route`] sends to the PF side.
     pub(in crate::nic) fn guest_write(&mut self, offset: u64, value: u32) -> GuestWork {
-        let mut work = self.guest_write_policy(offset, value);
-        if let Some(g) = self.guest.as_mut() {
-            let opened = std::mem::take(&mut g.tx_opened);
-            work.tx_opened = (0..POOLS as u16).filter(|v| opened & 1 << v != 0).collect();
-        }
-        work
-    }
-
-    /// [`PfSide::guest_write`] before the VFs it opened are taken.
-    fn guest_write_policy(&mut self, offset: u64, value: u32) -> GuestWork {
         let mut work = GuestWork::default();
         let n = self.mailboxes.len();
         let Some(g) = self.guest.as_mut() else {
@@ -306,7 +293,7 @@ impl PfSide {
                 );
             }
             None => match g.regs.write(offset, value) {
-                Some(Change::Policy) => self.guest_apply(),
+                Some(Change::Policy) => work.tx_opened = self.guest_apply(),
                 Some(Change::MailboxMask) => {
                     // A VF event waiting behind the mask interrupts the PF once unmasked.
                     let owed = self.mailboxes.iter().enumerate().any(|(i, m)| {
@@ -387,10 +374,11 @@ impl PfSide {
     }
 
     /// Gives the switch every VF's policy as the registers now set it, and the PF port's
-    /// filters without the VF pools' addresses.
-    pub(in crate::nic) fn guest_apply(&mut self) {
+    /// filters without the VF pools' addresses. Returns the VFs whose transmit this turned on
+    /// (VFTE), whose held TX queues the caller runs once the lock is released.
+    pub(in crate::nic) fn guest_apply(&mut self) -> Vec<u16> {
         let Some(g) = self.guest.as_ref() else {
-            return;
+            return Vec::new();
         };
         let link = self.switch.config().link_speed_mbps;
         if self.switch.loopback() != g.regs.loopback() {
@@ -402,13 +390,13 @@ impl PfSide {
         }
         let n = self.num_vfs().min(POOLS as u16);
         let mut refused = 0;
-        let mut opened = 0u32;
+        let mut opened = Vec::new();
         for vf in 0..n {
             let i = usize::from(vf);
             let policy = g.regs.vf_policy(i, link);
             let strip = g.regs.rx_vlan_strip(i);
             if self.switch.policy(vf).is_some_and(|p| !p.tx_enabled) && policy.tx_enabled {
-                opened |= 1 << vf;
+                opened.push(vf);
             }
             if self.switch.policy(vf) != Some(&policy) {
                 debug!(vf, ?policy, "VF policy from the guest's PF registers");
@@ -431,8 +419,8 @@ impl PfSide {
         }
         if let Some(g) = self.guest.as_mut() {
             g.counters.policy_refused += refused;
-            g.tx_opened |= opened;
         }
+        opened
     }
 }
 
