@@ -34,14 +34,14 @@ const RUN: Duration = Duration::from_secs(3);
 
 /// CPU time the calling thread has used so far (user + system).
 fn thread_cpu() -> Duration {
-    // SAFETY: getrusage fills the zeroed struct it is given; RUSAGE_THREAD names this thread.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
-        usage
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    // SAFETY: clock_gettime writes the timespec it is given; CLOCK_THREAD_CPUTIME_ID names
+    // this thread's CPU clock, precise enough to time one call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// A thread sleeping `period` at a time for [`RUN`]: (wakeups, its CPU time).
@@ -100,17 +100,6 @@ fn handoff(poll: bool) -> (u64, Duration) {
     (round_trips * 2, mine + theirs)
 }
 
-/// This thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`), precise enough to time one call.
-fn thread_clock() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
 /// An eventfd written every 500 µs for [`RUN`], with a thread waiting for it in `poll` (and
 /// reading it) when `waiter`. Returns the writes, the CPU the writes themselves took, and the
 /// waiting thread's CPU.
@@ -146,10 +135,10 @@ fn eventfd_writes(waiter: bool) -> (u64, Duration, Duration) {
     let (mut writes, mut in_writes) = (0u64, Duration::ZERO);
     while start.elapsed() < RUN {
         thread::sleep(Duration::from_micros(500));
-        let before = thread_clock();
+        let before = thread_cpu();
         // SAFETY: an 8-byte write from an 8-byte buffer to our eventfd.
         let n = unsafe { libc::write(raw, 1u64.to_ne_bytes().as_ptr().cast(), 8) };
-        in_writes += thread_clock() - before;
+        in_writes += thread_cpu() - before;
         assert_eq!(n, 8, "eventfd write");
         writes += 1;
     }
