@@ -3,8 +3,10 @@
 //! unmodified `igbvf`. Both guests get the MAC the PF agent assigned, bring the link up, and
 //! ping each other through the eswitch; `ctl show` (over the control socket) then has counters
 //! that agree with the guests' own and with each other. The 254 idle VFs cost no thread: one
-//! thread accepts on every socket and each client gets its own. Needs the artifacts of
-//! `scripts/fetch-e2e.py`.
+//! thread accepts on every socket and each client gets its own. The guest on VF 255 has its RAM
+//! on huge pages (`memory-backend-memfd,hugetlb=on`), whose DMA maps start at offsets that are
+//! not on a huge page. Needs the artifacts of `scripts/fetch-e2e.py`, and root to grow the
+//! kernel's pool of huge pages.
 
 mod serve_support;
 
@@ -73,7 +75,7 @@ fn threads_named(prefix: &str) -> usize {
 const LAST: u16 = 255;
 
 #[test]
-fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_eswitch() {
+fn igbvf_guests_on_vf_0_and_vf_255_of_256_one_on_huge_pages_get_admin_macs_and_ping() {
     let dir = serve_dir("serve-e2e");
     let mut config = admin_macs(&[MAC_A]);
     config.vf.insert(LAST.to_string(), format!("mac {MAC_B}"));
@@ -117,13 +119,16 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_get_admin_macs_and_ping_through_the_es
     ))
     .spawn()
     .unwrap_or_else(|e| panic!("{e}"));
-    let b = Guest::new(guest(
+    let mut on_huge_pages = guest(
         "serve-e2e-b",
         &vf_socket(&dir, LAST),
         script("10.0.0.2", "10.0.0.1", MAC_B),
-    ))
-    .spawn()
-    .unwrap_or_else(|e| panic!("{e}"));
+    );
+    on_huge_pages.hugetlb = true;
+    on_huge_pages.memory_mb = 256;
+    let b = Guest::new(on_huge_pages)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
     let (a, b) = (a.wait(), b.wait());
     sampling.store(false, Ordering::Relaxed);
     let (most, (maps, fds)) = sampler.join().unwrap();

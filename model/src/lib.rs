@@ -22,6 +22,6 @@ pub mod testing;
 pub use function::card_vf::CardVf;
 pub use function::i82576::{RingState, Vf, VfState};
 pub use function::stats::{AccessError, RxDrop, TxError, VfStats};
-pub use function::{BusLayout, Function, GuestMem, LinkStatus};
+pub use function::{BusLayout, Function, GuestMem, GuestRam, LinkStatus, RamRegion};
 pub use nic::{Card, Nic, NicConfig, VfHandle};
 pub use seams::{Clock, IrqSink, ManualClock, MonotonicClock, Observer, PortSink, Switched};

@@ -10,9 +10,10 @@ use eswitch::{DropReason, PortId};
 use model::function::desc::{rx_status, RxWriteBack, TxContext, TxDataDesc, TxDesc, TxOffloads};
 use model::function::x82599::regs::{self, rxq, txq};
 use model::nic::Card;
+use model::GuestRam;
 use model::{IrqSink, ManualClock, Nic, NicConfig, VfHandle};
 use pcie::regs::header;
-use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic};
 
 mod ixgbevf_support;
 use ixgbevf_support::{VfBar0, ACK, BASE, RING, RX_RING, SIZE, TX_BUF, TX_RING};
@@ -29,7 +30,7 @@ impl IrqSink for Vectors {
 /// ixgbevf's view of one VF of the NIC, through its handle.
 struct Driver {
     vf: VfHandle,
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     /// Vectors signalled, in order.
     irqs: Arc<Vectors>,
     r2c: u32,
@@ -39,7 +40,7 @@ struct Driver {
 impl Driver {
     fn attach(nic: &Arc<Nic>, vf: u16) -> Driver {
         let handle = nic.vf(vf).expect("VF");
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(BASE), SIZE)]).unwrap();
+        let mem = model::function::ram::anonymous(&[(GuestAddress(BASE), SIZE)]).unwrap();
         let irqs = Arc::new(Vectors::default());
         handle.attach(GuestMemoryAtomic::new(mem.clone()), irqs.clone());
         handle.config_write(header::COMMAND as u64, &0x6u16.to_le_bytes());

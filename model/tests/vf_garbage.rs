@@ -7,8 +7,9 @@ mod support;
 
 use bytes::Bytes;
 use eswitch::{PortId, VfSetting};
+use model::GuestRam;
 use proptest::prelude::*;
-use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic};
 
 use model::function::i82576::regs::{self, q};
 use model::function::i82576::tx::MAX_TX_PACKET;
@@ -131,7 +132,7 @@ fn b_regs(g: &SoftGuest) -> Vec<u32> {
     v
 }
 
-fn snapshot(mem: &GuestMemoryMmap) -> Vec<u8> {
+fn snapshot(mem: &GuestRam) -> Vec<u8> {
     let mut v = vec![0u8; GUEST_SIZE];
     mem.read_slice(&mut v, GuestAddress(GUEST_BASE)).unwrap();
     v

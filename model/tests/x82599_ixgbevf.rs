@@ -27,13 +27,14 @@ use model::function::x82599::intr;
 use model::function::x82599::regs::{self, rxq, txq};
 use model::function::x82599::{IxgbePfSide, Vf};
 use model::function::{Effects, Function, Origin};
+use model::GuestRam;
 use model::{Clock, ManualClock, RxDrop};
 use pcie::regs::header;
 use pnet_packet::ipv4::{self, Ipv4Packet, MutableIpv4Packet};
 use pnet_packet::tcp::{self, MutableTcpPacket, TcpPacket};
 use proptest::prelude::*;
 use support::tcp4;
-use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic};
 
 const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x22];
 const ADMIN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
@@ -43,7 +44,7 @@ struct Ixgbevf {
     vf: Vf,
     pf: Arc<IxgbePfSide>,
     clock: Arc<ManualClock>,
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     /// Vectors signalled, in order.
     fired: Vec<u16>,
     /// Frames the VF transmitted.
@@ -64,7 +65,7 @@ impl Ixgbevf {
             });
         }
         let mut vf = Vf::new(0, pf.clone(), clock.clone()).unwrap();
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(BASE), SIZE)]).unwrap();
+        let mem = model::function::ram::anonymous(&[(GuestAddress(BASE), SIZE)]).unwrap();
         vf.attach(GuestMemoryAtomic::new(mem.clone()));
         // pci_enable_device + pci_set_master: Memory Space and Bus Master.
         let _ = vf.config_write(header::COMMAND as u64, &0x6u16.to_le_bytes());

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use model::{GuestMem, GuestRam, RamRegion};
 use tracing::{debug, trace, warn};
 use vm_memory::{
-    Bytes, FileOffset, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap, GuestRegionMmap,
-    MemoryRegionAddress, MmapRegion,
+    Bytes, FileOffset, GuestAddress, GuestMemoryAtomic, GuestRegionMmap, MemoryRegionAddress,
+    MmapRegion,
 };
 
 use super::limits::{Account, Limit};
@@ -115,7 +116,7 @@ struct MapEntry {
     readable: bool,
     writable: bool,
     /// `Some` for the mmap path.
-    region: Option<Arc<GuestRegionMmap>>,
+    region: Option<Arc<RamRegion>>,
     /// The mmapped file (the client's RAM memfd), shared by every map of the same file.
     file: Option<(FileKey, Arc<File>)>,
 }
@@ -257,7 +258,7 @@ impl Outbound {
 
 #[derive(Debug)]
 struct Shared {
-    memory: GuestMemoryAtomic<GuestMemoryMmap>,
+    memory: GuestMem,
     maps: Mutex<Vec<MapEntry>>,
     outbound: RwLock<Option<Arc<Outbound>>>,
     detached: AtomicBool,
@@ -323,7 +324,7 @@ pub struct Dma {
 struct Piece {
     addr: u64,
     len: usize,
-    region: Option<Arc<GuestRegionMmap>>,
+    region: Option<Arc<RamRegion>>,
     region_base: u64,
 }
 
@@ -342,7 +343,7 @@ impl Dma {
     ) -> Dma {
         Dma {
             shared: Arc::new(Shared {
-                memory: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+                memory: GuestMemoryAtomic::new(GuestRam::new()),
                 maps: Mutex::new(Vec::new()),
                 outbound: RwLock::new(outbound),
                 detached: AtomicBool::new(false),
@@ -359,7 +360,7 @@ impl Dma {
     /// The mmapped (memfd-backed) part of the client's memory, for `vm-memory` accessors
     /// (`read_obj`, `write_slice`, ...). Only read+write maps with an fd are in it; use
     /// [`Dma::read`]/[`Dma::write`] to reach fd-less maps too. Never blocks.
-    pub fn memory(&self) -> GuestMemoryAtomic<GuestMemoryMmap> {
+    pub fn memory(&self) -> GuestMem {
         self.shared.memory.clone()
     }
 
@@ -679,16 +680,15 @@ impl Dma {
         Ok(())
     }
 
-    /// Swap in a new `GuestMemoryMmap` built from the mmapped maps (holders of the old snapshot
+    /// Swap in a new [`GuestRam`] built from the mmapped maps (holders of the old snapshot
     /// keep their mappings alive until they drop it).
     fn publish(&self, maps: &[MapEntry]) {
-        let regions: Vec<Arc<GuestRegionMmap>> =
-            maps.iter().filter_map(|m| m.region.clone()).collect();
+        let regions: Vec<Arc<RamRegion>> = maps.iter().filter_map(|m| m.region.clone()).collect();
         let mem = if regions.is_empty() {
-            GuestMemoryMmap::new()
+            GuestRam::new()
         } else {
             // Sorted and disjoint by construction of the table.
-            GuestMemoryMmap::from_arc_regions(regions).unwrap_or_default()
+            GuestRam::from_arc_regions(regions).unwrap_or_default()
         };
         match self.shared.memory.lock() {
             Ok(g) => g.replace(mem),
@@ -730,12 +730,13 @@ fn mapped_bytes(maps: &[MapEntry]) -> u64 {
 
 /// mmap a DMA_MAP fd shared, if it is safe to: a regular file (memfd) long enough and sealed
 /// against shrinking. `None` sends the map to the message path.
-fn mmap_shared(
-    file: &Arc<File>,
-    offset: u64,
-    size: u64,
-    iova: u64,
-) -> Option<Arc<GuestRegionMmap>> {
+///
+/// A hugetlbfs file (`memory-backend-memfd,hugetlb=on`) can be mapped only from an offset that
+/// is a multiple of its huge page size, and QEMU's maps of guest RAM start where its memory
+/// map splits the RAM (0xc0000, 0x100000). Such a file is mapped over the whole huge pages
+/// around the map, and the region is the window of that mapping the map covers (see
+/// [`RamRegion`]): the guest reaches the map's bytes and no others.
+fn mmap_shared(file: &Arc<File>, offset: u64, size: u64, iova: u64) -> Option<Arc<RamRegion>> {
     let raw = file.as_raw_fd();
     // SAFETY: fstat into a zeroed struct we own, on an fd we hold.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -763,6 +764,9 @@ fn mmap_shared(
         return None;
     }
     let len = usize::try_from(size).ok()?;
+    if let Some(huge) = hugetlb_page_size(raw) {
+        return mmap_huge_window(file, offset, len, iova, huge, st.st_size as u64);
+    }
     let mmap = match MmapRegion::from_file(FileOffset::from_arc(file.clone(), offset), len) {
         Ok(m) => m,
         Err(e) => {
@@ -770,13 +774,70 @@ fn mmap_shared(
             return None;
         }
     };
-    GuestRegionMmap::new(mmap, GuestAddress(iova)).map(Arc::new)
+    GuestRegionMmap::new(mmap, GuestAddress(iova)).map(|r| Arc::new(RamRegion::new(r)))
+}
+
+/// The huge page size of the file `fd` names, if it is on hugetlbfs.
+fn hugetlb_page_size(fd: std::os::fd::RawFd) -> Option<u64> {
+    // SAFETY: fstatfs into a zeroed struct we own, on an fd we hold.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd, &mut fs) } != 0 || fs.f_type != libc::HUGETLBFS_MAGIC {
+        return None;
+    }
+    u64::try_from(fs.f_bsize)
+        .ok()
+        .filter(|b| b.is_power_of_two())
+}
+
+/// The window `[offset, offset + len)` of a hugetlbfs file, mapped over the huge pages
+/// around it (`file_size`, a whole number of huge pages, bounds them).
+fn mmap_huge_window(
+    file: &Arc<File>,
+    offset: u64,
+    len: usize,
+    iova: u64,
+    huge: u64,
+    file_size: u64,
+) -> Option<Arc<RamRegion>> {
+    let start = offset / huge * huge;
+    let end = (offset + len as u64).checked_next_multiple_of(huge)?;
+    if end > file_size {
+        warn!(
+            offset,
+            len,
+            file_size,
+            "DMA_MAP of a hugetlbfs file past its last huge page; using DMA messages"
+        );
+        return None;
+    }
+    let mut mapping = match MmapRegion::from_file(
+        FileOffset::from_arc(file.clone(), start),
+        usize::try_from(end - start).ok()?,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(error = %e, huge, "DMA_MAP mmap of a hugetlbfs file failed; using DMA messages");
+            return None;
+        }
+    };
+    mapping.set_hugetlbfs(true);
+    let at = usize::try_from(offset - start).ok()?;
+    match RamRegion::window(Arc::new(mapping), at, len, GuestAddress(iova)) {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            warn!(
+                ?e,
+                offset, len, "DMA_MAP window of a hugetlbfs mapping refused; using DMA messages"
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vm_memory::GuestAddressSpace;
+    use vm_memory::{GuestAddressSpace, GuestMemoryBackend, GuestMemoryRegion};
 
     fn memfd(size: u64) -> OwnedFd {
         // SAFETY: memfd_create with a static C string; the fd is ours.
@@ -790,6 +851,73 @@ mod tests {
     }
 
     const RW: u32 = 3;
+
+    /// A memfd on hugetlbfs, as QEMU's `memory-backend-memfd,hugetlb=on` makes one.
+    fn huge_memfd(size: u64) -> OwnedFd {
+        // SAFETY: memfd_create with a static C string; the fd is ours.
+        unsafe {
+            use std::os::fd::FromRawFd;
+            let flags = libc::MFD_ALLOW_SEALING | libc::MFD_HUGETLB;
+            let fd = libc::memfd_create(c"t".as_ptr(), flags);
+            assert!(
+                fd >= 0,
+                "memfd_create(MFD_HUGETLB): {}",
+                std::io::Error::last_os_error()
+            );
+            assert_eq!(libc::ftruncate(fd, size as i64), 0);
+            OwnedFd::from_raw_fd(fd)
+        }
+    }
+
+    #[test]
+    fn hugetlbfs_ram_is_mapped_where_qemu_splits_it_and_reaches_no_byte_outside_the_maps() {
+        let page = scenarios::qemu::hugepages::page_bytes().unwrap();
+        let _pages = scenarios::qemu::hugepages::reserve(2).unwrap();
+        let fd = huge_memfd(2 * page);
+        let file = File::from(fd.try_clone().unwrap());
+        let dma = Dma::new(None, true);
+        // QEMU's maps of the RAM below 4 MiB on q35: the VGA window (0xa0000..0xc0000) is not
+        // RAM, and the RAM after it is split at 1 MiB.
+        let (low, mid, high) = (0xa_0000, 0xc_0000, 0x10_0000);
+        dma.map(0, low, RW, 0, Some(fd.try_clone().unwrap()))
+            .unwrap();
+        dma.map(mid, high - mid, RW, mid, Some(fd.try_clone().unwrap()))
+            .unwrap();
+        dma.map(high, 2 * page - high, RW, high, Some(fd)).unwrap();
+        assert_eq!(dma.counters().mmapped_maps, 3);
+        let mem = dma.memory().memory();
+        let r = mem.find_region(GuestAddress(high)).unwrap();
+        assert_eq!(r.is_hugetlbfs(), Some(true));
+        assert!(r.is_window());
+        // Bytes across the huge page boundary, and at the very end of the first map.
+        let across = page - 8;
+        dma.write(across, &[0x5a; 16]).unwrap();
+        dma.write(low - 2, &[0xa5, 0xa6]).unwrap();
+        let mut b = [0u8; 16];
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut b, across).unwrap();
+        assert_eq!(b, [0x5a; 16]);
+        file.read_exact_at(&mut b[..2], low - 2).unwrap();
+        assert_eq!(b[..2], [0xa5, 0xa6]);
+        // The mappings cover the VGA window's bytes of the file; the guest reaches none of them.
+        for addr in [low, low + 0x1000, mid - 1] {
+            assert!(dma.write(addr, &[1]).is_err(), "{addr:#x}");
+            assert!(
+                mem.write_slice(&[1], GuestAddress(addr)).is_err(),
+                "{addr:#x}"
+            );
+        }
+        assert!(mem.write_slice(&[1, 2], GuestAddress(low - 1)).is_err());
+        assert!(mem.write_slice(&[1], GuestAddress(2 * page)).is_err());
+        file.read_exact_at(&mut b, low).unwrap();
+        assert_eq!(b, [0; 16]);
+        // Unmapping the middle map leaves the others' windows working.
+        dma.unmap(mid, high - mid, false).unwrap();
+        drop(mem);
+        dma.write(high, &[9]).unwrap();
+        file.read_exact_at(&mut b[..1], high).unwrap();
+        assert_eq!(b[0], 9);
+    }
 
     #[test]
     fn memfd_map_is_reachable_through_memory_and_read_write() {

@@ -13,7 +13,6 @@
 //! [`i82576`] (igb/igbvf) and [`x82599`] (the 82599 VF, ixgbevf).
 
 use bytes::Bytes;
-use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
 use stats::{AccessError, RxDrop, VfStats};
 
@@ -24,6 +23,7 @@ pub(crate) mod guest;
 pub mod i82576;
 pub mod mmio;
 pub mod offload;
+pub mod ram;
 pub mod rxcsum;
 pub mod stats;
 pub mod tx;
@@ -117,8 +117,7 @@ impl Effects {
     }
 }
 
-/// Guest memory as the vfio-user server hands it out.
-pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
+pub use ram::{GuestMem, GuestRam, RamRegion};
 
 /// The link a function's status register reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

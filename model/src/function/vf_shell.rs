@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tracing::{debug, info};
 use vm_memory::atomic::GuestMemoryLoadGuard;
-use vm_memory::{GuestAddressSpace, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{GuestAddressSpace, GuestMemoryBackend};
 
 use super::faults::{DmaFaultState, DmaFaults};
 use super::mmio::{read_dwords, write_dwords, MsixTable};
@@ -28,8 +28,8 @@ use super::tx::{TxPause, TxRing, TxRun, VfTx};
 use super::vectors::Cause;
 use super::vf_intr::{VfIntr, VF_MSIX_VECTORS};
 use super::{
-    guest, BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin, RingState, RxCopy,
-    VfState,
+    guest, BusLayout, Effects, Fire, Function, GuestMem, GuestRam, LinkStatus, Origin, RingState,
+    RxCopy, VfState,
 };
 use crate::seams::{Clock, MailboxIrq, PfPort};
 use pcie::ConfigSpace;
@@ -312,7 +312,7 @@ impl<R: VfRegisters> VfShell<R> {
 
     /// The memory the RX engine writes to: the client's, while bus mastering is on. The guard,
     /// not a clone of the memory's handle: no reference count per batch.
-    fn rx_memory(&self) -> Result<GuestMemoryLoadGuard<GuestMemoryMmap>, RxDrop> {
+    fn rx_memory(&self) -> Result<GuestMemoryLoadGuard<GuestRam>, RxDrop> {
         let Some(mem) = &self.core.mem else {
             return Err(RxDrop::NotAttached);
         };

@@ -7,6 +7,7 @@ use mailbox::MacAssignment;
 
 use super::*;
 use crate::function::stats::RxDrop;
+use crate::function::GuestRam;
 use crate::seams::{ManualClock, MonotonicClock, Switched};
 use crate::testing::{DriverConfig, SoftGuest};
 
@@ -605,10 +606,7 @@ fn a_hosted_pf_function_takes_the_pf_ports_frames_sends_into_the_switch_and_foll
     // Once a client is attached the sink is bypassed: the hosted function takes the PF's
     // frames.
     let irqs = Arc::new(Vectors::default());
-    pf.attach(
-        GuestMem::new(vm_memory::GuestMemoryMmap::new()),
-        irqs.clone(),
-    );
+    pf.attach(GuestMem::new(GuestRam::new()), irqs.clone());
 
     // Two broadcasts from VF 0: the first fills the PF's one-frame ring, the second waits in
     // its backlog until the PF posts a buffer.
@@ -679,14 +677,13 @@ fn generated_macs_carry_the_card_port() {
 
 /// The 82576 PF function hosted in a NIC, its RX queue 0 set up as igb's `igb_configure_rx_ring`
 /// does (eight 2 KiB buffers), the receiver on with broadcasts accepted.
-fn hosted_pf(r: &Rig) -> (PfHandle, vm_memory::GuestMemoryMmap) {
+fn hosted_pf(r: &Rig) -> (PfHandle, GuestRam) {
     use crate::function::i82576::pf_regs::{self as regs, q, rctl};
     use crate::function::i82576::Pf;
     use vm_memory::{Bytes as _, GuestAddress};
     let pf = Pf::new(PF_MAC, r.nic.shared_pf(), r.clock.clone()).unwrap();
     let handle = r.nic.host_pf(Box::new(pf)).unwrap();
-    let mem =
-        vm_memory::GuestMemoryMmap::from_ranges(&[(GuestAddress(0x10_0000), 0x10_0000)]).unwrap();
+    let mem = crate::function::ram::anonymous(&[(GuestAddress(0x10_0000), 0x10_0000)]).unwrap();
     handle.attach(GuestMem::new(mem.clone()), Arc::new(Vectors::default()));
     // PCI Command: memory space and bus master.
     handle.config_write(0x04, &0x0006u16.to_le_bytes());
@@ -774,10 +771,7 @@ fn the_pf_port_gets_the_host_sides_filters_back_when_the_pf_guest_leaves() {
     assert_eq!(pf_bcasts(&r), 1);
 
     // The next guest's driver starts from the function's reset filters.
-    pf.attach(
-        GuestMem::new(vm_memory::GuestMemoryMmap::new()),
-        Arc::new(Vectors::default()),
-    );
+    pf.attach(GuestMem::new(GuestRam::new()), Arc::new(Vectors::default()));
     assert!(r.nic.with_pf(|pf| pf.switch().pf_policy().vlan_promisc));
 }
 

@@ -8,7 +8,7 @@ use eswitch::wire::EtherTypes;
 use eswitch::{build_frame, DropReason, MacAddr, PortId, PortVlan, VlanTci};
 use mailbox::regs::{msg, v2p};
 use proptest::prelude::*;
-use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryAtomic};
 
 use super::*;
 use crate::function::i82576::pf_regs::{self as r, icr};
@@ -75,7 +75,7 @@ impl Rig {
             handled: Mutex::new(Vec::new()),
             vmmb: Mutex::new(0),
         });
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0x10_0000), 0x10_0000)]).unwrap();
+        let mem = crate::function::ram::anonymous(&[(GuestAddress(0x10_0000), 0x10_0000)]).unwrap();
         handle.attach(GuestMemoryAtomic::new(mem), igb.clone());
         // PCI: memory decoding and bus mastering.
         handle.config_write(0x04, &0x0006u16.to_le_bytes());

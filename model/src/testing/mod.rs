@@ -20,7 +20,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryAtomic};
+
+use crate::function::ram::{self, GuestRam};
 
 use crate::nic::VfHandle;
 use crate::seams::IrqSink;
@@ -76,13 +78,13 @@ pub struct SoftGuest {
     pub vf: VfHandle,
     pub drv: SoftVf,
     pub irqs: Arc<IrqLog>,
-    pub mem: GuestMemoryMmap,
+    pub mem: GuestRam,
 }
 
 impl SoftGuest {
     /// Attaches fresh guest memory and an interrupt log to `vf`.
     pub fn attach(vf: VfHandle, cfg: DriverConfig) -> Result<SoftGuest, MemoryError> {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(GUEST_BASE), GUEST_SIZE)])?;
+        let mem = ram::anonymous(&[(GuestAddress(GUEST_BASE), GUEST_SIZE)])?;
         let irqs = IrqLog::new();
         vf.attach(GuestMemoryAtomic::new(mem.clone()), irqs.clone());
         let drv = SoftVf::new(mem.clone(), GUEST_BASE, cfg);

@@ -8,7 +8,8 @@
 use mailbox::ixgbe::regs::{vf_bar, vfmailbox};
 use model::function::desc::{RxReadDesc, RxWriteBack};
 use model::function::x82599::regs::{self, rxq, txq};
-use vm_memory::{Bytes as _, GuestAddress, GuestMemoryMmap};
+use model::GuestRam;
+use vm_memory::{Bytes as _, GuestAddress};
 
 /// The guest memory the tests give a VF, and where ixgbevf's rings and buffers sit in it.
 pub const BASE: u64 = 0x10_0000;
@@ -22,7 +23,7 @@ pub const RING: u32 = 16;
 
 /// `ixgbevf_alloc_rx_buffers` for descriptor `i`: its packet buffer (4 KiB apart), the
 /// write-back's length zeroed as the "not done" marker.
-pub fn post_rx(mem: &GuestMemoryMmap, i: u32) {
+pub fn post_rx(mem: &GuestRam, i: u32) {
     let mut d = [0u8; 16];
     RxReadDesc {
         pkt_addr: RX_BUF + u64::from(i) * 0x1000,
@@ -34,7 +35,7 @@ pub fn post_rx(mem: &GuestMemoryMmap, i: u32) {
 }
 
 /// RX descriptor `i` as the VF wrote it back.
-pub fn rx_wb(mem: &GuestMemoryMmap, i: u32) -> RxWriteBack {
+pub fn rx_wb(mem: &GuestRam, i: u32) -> RxWriteBack {
     let mut d = [0u8; 16];
     mem.read_slice(&mut d, GuestAddress(RX_RING + 16 * u64::from(i)))
         .unwrap();
@@ -42,7 +43,7 @@ pub fn rx_wb(mem: &GuestMemoryMmap, i: u32) -> RxWriteBack {
 }
 
 /// The first `len` bytes of RX buffer `i`.
-pub fn rx_buf(mem: &GuestMemoryMmap, i: u32, len: usize) -> Vec<u8> {
+pub fn rx_buf(mem: &GuestRam, i: u32, len: usize) -> Vec<u8> {
     let mut b = vec![0u8; len];
     mem.read_slice(&mut b, GuestAddress(RX_BUF + u64::from(i) * 0x1000))
         .unwrap();

@@ -17,9 +17,10 @@ use model::function::i82576::phy::{bmcr, bmsr, reg};
 use model::function::i82576::Pf;
 use model::function::{Effects, Function, GuestMem, LinkStatus};
 use model::seams::PfFilters;
+use model::GuestRam;
 use model::{Clock, ManualClock, RxDrop};
 use pcie::regs::{command, header};
-use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic};
 
 mod diag;
 mod igb;
@@ -77,7 +78,7 @@ pub enum IrqMode {
 
 pub struct Rig {
     pub pf: Pf,
-    pub mem: GuestMemoryMmap,
+    pub mem: GuestRam,
     pub clock: Arc<ManualClock>,
     pub switch: Arc<SwitchLog>,
     /// Vectors signalled, in order, not yet handled.
@@ -93,7 +94,7 @@ impl Rig {
         let clock = Arc::new(ManualClock::new(T0));
         let switch = Arc::new(SwitchLog::default());
         let mut pf = Pf::new(MAC, switch.clone(), clock.clone()).expect("PF");
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(GUEST_BASE), GUEST_SIZE)])
+        let mem = model::function::ram::anonymous(&[(GuestAddress(GUEST_BASE), GUEST_SIZE)])
             .expect("guest memory");
         let atomic: GuestMem = GuestMemoryAtomic::new(mem.clone());
         pf.attach(atomic);

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::artifacts::{io_err, Artifacts, HarnessError};
 use super::cpio::NewcArchive;
+use super::hugepages;
 use super::results::{parse_console, GuestResult, ParsedConsole};
 
 /// Set to `1` to boot with KVM instead of TCG. The nested-virtualisation
@@ -49,6 +50,10 @@ pub struct GuestConfig {
     /// Another QEMU than the fetched one (e.g. the patched build of
     /// `scripts/build-qemu-sriov.py`), run with the same arguments.
     pub qemu: Option<PathBuf>,
+    /// Back the guest's RAM with huge pages (`memory-backend-memfd,hugetlb=on`); `spawn`
+    /// grows the kernel's pool by what the guest needs, and it shrinks back when the guest is
+    /// gone ([`super::hugepages`]).
+    pub hugetlb: bool,
 }
 
 impl Default for GuestConfig {
@@ -66,6 +71,7 @@ impl Default for GuestConfig {
             extra_initramfs: Vec::new(),
             kernel: None,
             qemu: None,
+            hugetlb: false,
         }
     }
 }
@@ -207,7 +213,11 @@ impl Guest {
             "-m".into(),
             format!("{}M", c.memory_mb),
             "-object".into(),
-            format!("memory-backend-memfd,id=mem,size={}M,share=on", c.memory_mb),
+            format!(
+                "memory-backend-memfd,id=mem,size={}M,share=on{}",
+                c.memory_mb,
+                if c.hugetlb { ",hugetlb=on" } else { "" }
+            ),
             "-smp".into(),
             c.cpus.to_string(),
             "-kernel".into(),
@@ -267,6 +277,13 @@ impl Guest {
         let log_path = artifacts.logs.join(format!("{safe_name}.log"));
         let mut log =
             File::create(&log_path).map_err(io_err(format!("creating {}", log_path.display())))?;
+        let huge_pages = if self.config.hugetlb {
+            let page = hugepages::page_bytes()?;
+            let pages = (u64::from(self.config.memory_mb) << 20).div_ceil(page);
+            Some(hugepages::reserve(pages)?)
+        } else {
+            None
+        };
         let args = self.qemu_args(&artifacts, &initrd);
         let qemu = self.config.qemu.as_ref().unwrap_or(&artifacts.qemu);
         let _ = writeln!(
@@ -313,6 +330,7 @@ impl Guest {
             log_path,
             initrd,
             killed: false,
+            _huge_pages: huge_pages,
         })
     }
 }
@@ -406,6 +424,8 @@ pub struct RunningGuest {
     log_path: PathBuf,
     initrd: PathBuf,
     killed: bool,
+    /// The huge pages grown for a [`GuestConfig::hugetlb`] guest, given back when it is gone.
+    _huge_pages: Option<hugepages::Reservation>,
 }
 
 impl RunningGuest {

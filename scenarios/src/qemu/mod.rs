@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod cpio;
 pub mod custom;
 pub mod guest;
+pub mod hugepages;
 pub mod kernel;
 pub mod results;
 

@@ -6,7 +6,9 @@
 //! (transmit, clean, MSI-X handlers) is in `datapath`.
 
 use mailbox::regs::{msg, v2p, MAILBOX_WORDS};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::function::GuestRam;
 
 use crate::function::card_vf::Card;
 use crate::function::desc::{DescBytes, RxReadDesc, DESC_LEN};
@@ -138,7 +140,7 @@ const DCTL_ENABLE: u32 = 1 << 25;
 
 /// The in-process VF driver. Keeps its own copy of the guest memory handle (the "CPU" side).
 pub struct SoftVf {
-    mem: GuestMemoryMmap,
+    mem: GuestRam,
     cfg: DriverConfig,
     regs: RegMap,
     base: u64,
@@ -194,7 +196,7 @@ impl SoftVf {
         0x2000 + r * (TX_SLOT + RX_SLOT + HDR_SLOT)
     }
 
-    pub fn new(mem: GuestMemoryMmap, base: u64, cfg: DriverConfig) -> SoftVf {
+    pub fn new(mem: GuestRam, base: u64, cfg: DriverConfig) -> SoftVf {
         SoftVf {
             mem,
             regs: RegMap::of(cfg.card),
