@@ -34,7 +34,8 @@
 //! whose speed varies; default 0, as fast as it goes), `VF_BENCH_PINGS` (default 50, 0.2 s
 //! apart), `VF_BENCH_CPUS` (guest vCPUs, default 1), `VF_BENCH_ONLY` (comma-separated `emu`,
 //! `igb`, `full`, `veth`), `VF_BENCH_BUSY_POLL_US` and `VF_BENCH_NAP_POLL_US` (`serve`'s busy
-//! polling and napping, default its own). Needs the artifacts of `scripts/fetch-e2e.py`. Not
+//! polling and napping, default its own), `VF_BENCH_HUGETLB=1` (every side's guest RAM on huge
+//! pages, `memory-backend-memfd,hugetlb=on`; the pool is grown for it, as root). Needs the artifacts of `scripts/fetch-e2e.py`. Not
 //! part of `cargo test`.
 
 use std::collections::BTreeMap;
@@ -173,6 +174,8 @@ struct Params {
     rate_mbit: u32,
     pings: u32,
     cpus: u32,
+    /// Guest RAM on huge pages.
+    hugetlb: bool,
 }
 
 /// One side's figures from one guest.
@@ -348,6 +351,7 @@ fn run(
         cfg = cfg.qemu(q);
     }
     cfg.cpus = p.cpus;
+    cfg.hugetlb = p.hugetlb;
     let guest: RunningGuest = Guest::new(cfg).spawn().unwrap_or_else(|e| panic!("{e}"));
     let qemu = guest.pid().to_string();
     let snapshot = || Snapshot {
@@ -700,6 +704,7 @@ fn main() {
         rate_mbit: env_u32("VF_BENCH_RATE_MBIT", 0),
         pings: env_u32("VF_BENCH_PINGS", 50),
         cpus: env_u32("VF_BENCH_CPUS", 1),
+        hugetlb: env_u32("VF_BENCH_HUGETLB", 0) != 0,
     };
     // VF_BENCH_ONLY: a comma-separated subset of emu, igb, veth.
     let only = std::env::var("VF_BENCH_ONLY").unwrap_or_default();
@@ -708,10 +713,11 @@ fn main() {
         .filter(|s| only.is_empty() || only.split(',').any(|o| o.trim() == s.key()))
         .collect();
     println!(
-        "VF-to-VF: one guest with two VFs in two network namespaces; TCG, {} vCPU(s), 512 MiB, \
+        "VF-to-VF: one guest with two VFs in two network namespaces; TCG, {} vCPU(s), 512 MiB{}, \
          QEMU 11.1.3 (full system: the patched 10.2.2); iperf3 TCP {} s{}, ping {} x 0.2 s; {} \
          round(s); host load (1/5/15 min) {}",
         p.cpus,
+        if p.hugetlb { " on huge pages" } else { "" },
         p.seconds,
         match p.rate_mbit {
             0 => String::new(),
