@@ -281,6 +281,7 @@ struct Phases {
     ping_reads: u64,
     ping_irqs: u64,
     iperf_messages: u64,
+    iperf_reads: u64,
     iperf_irqs: u64,
     iperf_wall: f64,
     iperf_qemu_cpu: f64,
@@ -387,6 +388,7 @@ fn run(
         ping_reads: at[1].reads - at[0].reads,
         ping_irqs: at[1].irqs - at[0].irqs,
         iperf_messages: at[3].messages - at[2].messages,
+        iperf_reads: at[3].reads - at[2].reads,
         iperf_irqs: at[3].irqs - at[2].irqs,
         iperf_wall: (at[3].at - at[2].at).as_secs_f64(),
         iperf_qemu_cpu: at[3].qemu_cpu - at[2].qemu_cpu,
@@ -633,12 +635,13 @@ fn print(label: &str, p: &Params, f: &Figures, emu: bool) {
             let packets = f.tx_packets.max(1) as f64;
             println!(
                 "             per ping round trip: {:.1} vfio-user messages ({:.1} register reads), {:.1} interrupts; \
-                 iperf3: {} messages, {} interrupts ({:.3} and {:.3} per packet), serve CPU \
+                 iperf3: {} messages ({} register reads), {} interrupts ({:.3} and {:.3} per packet), serve CPU \
                  {:.1} us per message, {:.2} us per packet",
                 ph.ping_messages as f64 / pings,
                 ph.ping_reads as f64 / pings,
                 ph.ping_irqs as f64 / pings,
                 ph.iperf_messages,
+                ph.iperf_reads,
                 ph.iperf_irqs,
                 ph.iperf_messages as f64 / packets,
                 ph.iperf_irqs as f64 / packets,
