@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use super::HarnessError;
 
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+const COMPACT_MEMORY: &str = "/proc/sys/vm/compact_memory";
 
 /// Read-modify-write of the pool is serialised within the process.
 static POOL: Mutex<()> = Mutex::new(());
@@ -84,7 +85,13 @@ pub fn reserve(pages: u64) -> Result<Reservation, HarnessError> {
         return Ok(Reservation { added: 0 });
     }
     set_total(before.total + short)?;
-    let after = pool()?;
+    let mut after = pool()?;
+    if after.available() < pages {
+        // The kernel found too few free 2 MiB blocks: compact memory once and ask again.
+        let _ = std::fs::write(COMPACT_MEMORY, "1");
+        set_total(before.total + short)?;
+        after = pool()?;
+    }
     let added = after.total.saturating_sub(before.total);
     if after.available() < pages {
         let _ = set_total(before.total);
