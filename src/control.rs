@@ -131,10 +131,15 @@ impl ClientReport {
     fn line(&self) -> String {
         let (h, l) = (&self.held, &self.limits);
         format!(
-            "client: {}, holds {}/{} maps, {}/{} MiB, {}/{} fds; refused over limits {}; connections {}, closed for protocol errors {}, error replies {}",
+            "client: {}, holds {}/{} maps ({} shared{}), {}/{} MiB, {}/{} fds; refused over limits {}; connections {}, closed for protocol errors {}, error replies {}",
             if h.connected { "attached" } else { "none" },
             h.dma_maps,
             l.dma_maps,
+            h.shared_maps,
+            match h.huge_page_maps {
+                0 => String::new(),
+                n => format!(", {n} on huge pages"),
+            },
             h.mapped_bytes >> 20,
             l.mapped_bytes >> 20,
             h.fds,

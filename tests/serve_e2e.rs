@@ -98,17 +98,22 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_one_on_huge_pages_get_admin_macs_and_p
     let sampler = {
         let (on, dir) = (sampling.clone(), dir.clone());
         std::thread::spawn(move || {
-            let (mut most, mut held) = (0, (0, 0));
+            let (mut most, mut held, mut huge) = (0, (0, 0), [0, 0]);
             while on.load(Ordering::Relaxed) {
                 most = most.max(threads_named("pf0-vf"));
                 if let Ok(r) = request(&dir, &Request::Show { port: None }) {
-                    let c = &r.show.unwrap_or_default()["ports"][0]["vfs"][0]["client"]["held"];
+                    let vfs = &r.show.unwrap_or_default()["ports"][0]["vfs"];
+                    let c = &vfs[0]["client"]["held"];
                     let (maps, fds) = (c["dma_maps"].as_u64(), c["fds"].as_u64());
                     held = (held.0.max(maps.unwrap_or(0)), held.1.max(fds.unwrap_or(0)));
+                    for (i, vf) in [0, usize::from(LAST)].into_iter().enumerate() {
+                        let n = vfs[vf]["client"]["held"]["huge_page_maps"].as_u64();
+                        huge[i] = huge[i].max(n.unwrap_or(0));
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            (most, held)
+            (most, held, huge)
         })
     };
 
@@ -131,7 +136,9 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_one_on_huge_pages_get_admin_macs_and_p
         .unwrap_or_else(|e| panic!("{e}"));
     let (a, b) = (a.wait(), b.wait());
     sampling.store(false, Ordering::Relaxed);
-    let (most, (maps, fds)) = sampler.join().unwrap();
+    let (most, (maps, fds), huge) = sampler.join().unwrap();
+    assert_eq!(huge[0], 0, "VF 0's guest RAM is not on huge pages");
+    assert!(huge[1] > 0, "VF {LAST}'s guest RAM is mapped on huge pages");
     assert_eq!(most, 2, "two clients, two connection threads");
     eprintln!("QEMU's client on VF 0 held at most {maps} DMA maps and {fds} fds");
     let limits = sriov_emu::vfio::ClientLimits::default();

@@ -127,6 +127,12 @@ fn one_clients_mappings_cannot_take_the_fds_another_vf_needs() {
     assert_eq!(client_of(&s, 1)["held"]["connected"], true);
     assert_eq!(client_of(&s, 1)["held"]["dma_maps"], 100);
     assert_eq!(client_of(&s, 1)["held"]["fds"], 1, "one file, one fd");
+    assert_eq!(
+        client_of(&s, 1)["held"]["shared_maps"],
+        100,
+        "each map mmapped"
+    );
+    assert_eq!(client_of(&s, 1)["held"]["huge_page_maps"], 0);
     let text = request(&dir, &Request::Show { port: None })
         .unwrap()
         .text
@@ -136,6 +142,11 @@ fn one_clients_mappings_cannot_take_the_fds_another_vf_needs() {
             "client: attached, holds {0}/{0} maps",
             limits.dma_maps
         )),
+        "{text}"
+    );
+    let limit = limits.dma_maps;
+    assert!(
+        text.contains(&format!("holds 100/{limit} maps (100 shared), ")),
         "{text}"
     );
 

@@ -15,8 +15,8 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use model::{GuestMem, GuestRam, RamRegion};
 use tracing::{debug, trace, warn};
 use vm_memory::{
-    Bytes, FileOffset, GuestAddress, GuestMemoryAtomic, GuestRegionMmap, MemoryRegionAddress,
-    MmapRegion,
+    Bytes, FileOffset, GuestAddress, GuestMemoryAtomic, GuestMemoryRegion, GuestRegionMmap,
+    MemoryRegionAddress, MmapRegion,
 };
 
 use super::limits::{Account, Limit};
@@ -634,6 +634,11 @@ impl Dma {
         let a = &self.shared.account;
         a.maps.store(maps.len() as u64, Ordering::Relaxed);
         a.mapped_bytes.store(mapped_bytes(maps), Ordering::Relaxed);
+        let shared = maps.iter().filter_map(|m| m.region.as_ref());
+        a.shared_maps
+            .store(shared.clone().count() as u64, Ordering::Relaxed);
+        let huge = shared.filter(|r| r.is_hugetlbfs() == Some(true)).count();
+        a.huge_page_maps.store(huge as u64, Ordering::Relaxed);
         let mut files: Vec<FileKey> = maps
             .iter()
             .filter_map(|m| Some(m.file.as_ref()?.0))
@@ -837,7 +842,7 @@ fn mmap_huge_window(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vm_memory::{GuestAddressSpace, GuestMemoryBackend, GuestMemoryRegion};
+    use vm_memory::{GuestAddressSpace, GuestMemoryBackend};
 
     fn memfd(size: u64) -> OwnedFd {
         // SAFETY: memfd_create with a static C string; the fd is ours.
@@ -885,6 +890,9 @@ mod tests {
             .unwrap();
         dma.map(high, 2 * page - high, RW, high, Some(fd)).unwrap();
         assert_eq!(dma.counters().mmapped_maps, 3);
+        let held = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        assert_eq!(held(&dma.shared.account.shared_maps), 3);
+        assert_eq!(held(&dma.shared.account.huge_page_maps), 3);
         let mem = dma.memory().memory();
         let r = mem.find_region(GuestAddress(high)).unwrap();
         assert_eq!(r.is_hugetlbfs(), Some(true));
@@ -913,6 +921,7 @@ mod tests {
         assert_eq!(b, [0; 16]);
         // Unmapping the middle map leaves the others' windows working.
         dma.unmap(mid, high - mid, false).unwrap();
+        assert_eq!(held(&dma.shared.account.huge_page_maps), 2);
         drop(mem);
         dma.write(high, &[9]).unwrap();
         file.read_exact_at(&mut b[..1], high).unwrap();
@@ -925,6 +934,9 @@ mod tests {
         dma.map(0x10000, 0x2000, RW, 0, Some(memfd(0x2000)))
             .unwrap();
         dma.write(0x10ff0, &[1, 2, 3, 4]).unwrap();
+        let account = &dma.shared.account;
+        assert_eq!(account.shared_maps.load(Ordering::Relaxed), 1);
+        assert_eq!(account.huge_page_maps.load(Ordering::Relaxed), 0);
         let mut b = [0u8; 4];
         dma.memory()
             .memory()

@@ -67,6 +67,10 @@ pub(crate) struct Account {
     limit_fds: AtomicU64,
     pub maps: AtomicU64,
     pub mapped_bytes: AtomicU64,
+    /// Maps mmapped from the client's memfd (the rest go through DMA messages).
+    pub shared_maps: AtomicU64,
+    /// Of those, maps of a hugetlbfs file.
+    pub huge_page_maps: AtomicU64,
     /// Fds kept by mmapped DMA maps.
     pub map_fds: AtomicU64,
     /// Eventfds kept by the interrupt table.
@@ -90,6 +94,8 @@ impl Account {
             limit_fds: AtomicU64::new(0),
             maps: AtomicU64::new(0),
             mapped_bytes: AtomicU64::new(0),
+            shared_maps: AtomicU64::new(0),
+            huge_page_maps: AtomicU64::new(0),
             map_fds: AtomicU64::new(0),
             irq_fds: AtomicU64::new(0),
             refusals: AtomicU64::new(0),

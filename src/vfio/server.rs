@@ -87,6 +87,8 @@ impl ServerHandle {
                     .is_some(),
                 dma_maps: a.maps.load(Ordering::Relaxed),
                 mapped_bytes: a.mapped_bytes.load(Ordering::Relaxed),
+                shared_maps: a.shared_maps.load(Ordering::Relaxed),
+                huge_page_maps: a.huge_page_maps.load(Ordering::Relaxed),
                 fds: a.fds(),
             },
             limits: a.limits(),

@@ -58,6 +58,10 @@ pub struct Held {
     pub dma_maps: u64,
     /// Bytes of client memory in the table.
     pub mapped_bytes: u64,
+    /// Maps mmapped from the client's memfd, reached without a message.
+    pub shared_maps: u64,
+    /// Of those, maps of guest RAM on huge pages (a hugetlbfs memfd).
+    pub huge_page_maps: u64,
     /// Fds kept: mmapped maps' memfds and the interrupt eventfds.
     pub fds: u64,
 }
