@@ -25,8 +25,9 @@ use model::function::vectors::{Cause, EITR_UNIT_NS};
 use model::function::x82599::config::{MSIX_BAR, MSIX_PBA_OFFSET, VF_DEVICE_ID};
 use model::function::x82599::intr;
 use model::function::x82599::regs::{self, rxq, txq};
+use model::function::x82599::rss::Rss;
 use model::function::x82599::{IxgbePfSide, Vf};
-use model::function::{Effects, Function, Origin};
+use model::function::{Effects, Function, Origin, RxCopy};
 use model::GuestRam;
 use model::{Clock, ManualClock, RxDrop};
 use pcie::regs::header;
@@ -529,6 +530,94 @@ fn a_full_ring_keeps_the_frame_for_the_backlog_and_a_disabled_queue_drops() {
     g.wr(regs::RX_BASE + rxq::RXDCTL, 0);
     assert_eq!(g.receive(&f), Err(RxDrop::QueueDisabled));
     assert_eq!(g.vf.stats().rx_drop(RxDrop::QueueDisabled), 1);
+}
+
+#[test]
+fn with_two_rx_queues_rss_puts_each_flow_on_its_queue_in_order_and_fires_its_vector() {
+    let mut g = Ixgbevf::new(None);
+    g.probe();
+    g.configure_msix(0);
+    g.configure_rx();
+    // Queue 1 as `ixgbevf_configure_rx_ring` sets it, every buffer posted, and the pool's
+    // two queues (`ixgbevf_setup_psrtype`: RQPL = 1).
+    const RX1_RING: u64 = BASE + 0x2000;
+    const RX1_BUF: u64 = BASE + 0x6_0000;
+    VfBar0::configure_rx_queue(&mut g, 1, RX1_RING, RING, true);
+    for i in 0..RING {
+        let mut d = [0u8; 16];
+        let pkt_addr = RX1_BUF + u64::from(i) * 0x1000;
+        RxReadDesc {
+            pkt_addr,
+            hdr_addr: 0,
+        }
+        .emit(&mut d);
+        g.mem
+            .write_slice(&d, GuestAddress(RX1_RING + 16 * u64::from(i)))
+            .unwrap();
+    }
+    g.wr(regs::RX_BASE + regs::QUEUE_STRIDE + rxq::RDT, RING - 1);
+    g.wr(regs::VFPSRTYPE, 0x1330 | 1 << 29);
+    g.fired.clear();
+
+    // Twelve TCP flows, one segment each, in one batch.
+    let frames: Vec<Bytes> = (0..12u16)
+        .map(|i| {
+            let mut f = valid_tcp4(ADMIN_MAC, 64 + usize::from(i));
+            f[34..36].copy_from_slice(&(40_000 + i).to_be_bytes());
+            f[36..38].copy_from_slice(&5201u16.to_be_bytes());
+            Bytes::from(f)
+        })
+        .collect();
+    let copies: Vec<RxCopy<'_>> = frames
+        .iter()
+        .map(|frame| RxCopy {
+            frame,
+            stripped_tci: None,
+            origin: Origin::Wire,
+        })
+        .collect();
+    let rss = Rss::ixgbe();
+    let queues: Vec<usize> = frames.iter().map(|f| rss.queue(f, 1, 2)).collect();
+    assert!(queues.contains(&0) && queues.contains(&1), "{queues:?}");
+    let (taken, fire) = g.vf.receive_batch(&copies);
+    assert_eq!(taken, frames.len());
+    let mut vectors: Vec<u16> = fire.vectors().collect();
+    vectors.sort_unstable();
+    assert_eq!(vectors, vec![0, 1], "RX0 on vector 0, RX1 on vector 1");
+
+    // Each queue's descriptors hold its flows' frames, in the order they came.
+    let mut next = [0u32; 2];
+    for (f, &q) in frames.iter().zip(&queues) {
+        let (ring, buf) = [(RX_RING, RX_BUF), (RX1_RING, RX1_BUF)][q];
+        let i = u64::from(next[q]);
+        let mut d = [0u8; 16];
+        g.mem
+            .read_slice(&mut d, GuestAddress(ring + 16 * i))
+            .unwrap();
+        let wb = RxWriteBack::parse(&d);
+        assert_ne!(
+            wb.status_error & rx_status::DD,
+            0,
+            "queue {q} descriptor {i}"
+        );
+        assert_eq!(usize::from(wb.length), f.len(), "queue {q} descriptor {i}");
+        let mut b = vec![0u8; f.len()];
+        g.mem
+            .read_slice(&mut b, GuestAddress(buf + i * 0x1000))
+            .unwrap();
+        assert_eq!(b, f[..], "queue {q} descriptor {i}");
+        next[q] += 1;
+    }
+    for (q, n) in next.into_iter().enumerate() {
+        let rdh = regs::RX_BASE + q as u64 * regs::QUEUE_STRIDE + rxq::RDH;
+        assert_eq!(g.rd(rdh), n, "queue {q}'s head");
+    }
+
+    // A pool of one queue (RQPL 0) takes every flow on queue 0.
+    g.wr(regs::VFPSRTYPE, 0x1330);
+    let on_one = frames.iter().zip(&queues).find(|(_, &q)| q == 1).unwrap().0;
+    assert_eq!(g.receive(on_one), Ok(()));
+    assert_eq!(g.rd(regs::RX_BASE + rxq::RDH), next[0] + 1);
 }
 
 // ----- interrupts -----

@@ -107,7 +107,8 @@ pub struct RxWriteBack {
     pub hdr_len: u16,
     /// The header was split into the header buffer.
     pub sph: bool,
-    /// RSS hash / IP id + checksum dword: 0 (no RSS on VF queues here).
+    /// RSS hash / IP id + checksum dword: written as 0 (neither igbvf nor ixgbevf reads the hash:
+    /// neither offers NETIF_F_RXHASH).
     pub rss: u32,
     /// Status and error bits ([`rx_status`]).
     pub status_error: u32,

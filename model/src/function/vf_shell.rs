@@ -126,6 +126,10 @@ pub trait VfRegisters: Send + Sized + 'static {
     ) -> RxOutcome;
     /// A frame for `queue` was refused for `reason` (the card's own drop counter).
     fn count_rx_drop(&mut self, _queue: usize, _reason: RxDrop) {}
+    /// The RX queue `frame` lands in: 0 unless the card spreads frames over its queues.
+    fn rx_queue(&self, _frame: &[u8]) -> usize {
+        0
+    }
     /// Free RX descriptors on queue 0 (0 when it is disabled).
     fn rx_free_descriptors(&self) -> u32;
 
@@ -546,8 +550,9 @@ impl<R: VfRegisters> Function for VfShell<R> {
         }
     }
 
-    /// Writes `frame` into the next free descriptors of RX queue 0 and raises the RX cause.
-    /// `stripped_tci` is the VLAN tag the switch stripped (written back with VP). Returns what
+    /// Writes `frame` into the next free descriptors of its RX queue (queue 0 unless the card
+    /// spreads frames over its queues: [`VfRegisters::rx_queue`]) and raises that queue's RX
+    /// cause. `stripped_tci` is the VLAN tag the switch stripped (written back with VP). Returns what
     /// became of the frame and the vectors to signal: a frame dropped for a buffer outside
     /// guest memory still completed its descriptors (with RXE), and the driver is told.
     /// `Err(RxDrop::RingFull)` leaves everything unchanged and counts nothing: the caller keeps
@@ -559,11 +564,32 @@ impl<R: VfRegisters> Function for VfShell<R> {
         stripped_tci: Option<u16>,
         origin: Origin,
     ) -> (Result<(), RxDrop>, Fire) {
-        self.receive_on(0, frame, stripped_tci, origin)
+        let queue = self.regs.rx_queue(frame);
+        self.receive_on(queue, frame, stripped_tci, origin)
     }
 
+    /// Each run of copies for one queue under one look at the memory map, in order; a full
+    /// ring stops the batch there, whichever queue the rest would go to.
     fn receive_batch(&mut self, copies: &[RxCopy<'_>]) -> (usize, Fire) {
-        self.receive_batch_on(0, copies)
+        let mut fire = Fire::NONE;
+        let Some(first) = copies.first() else {
+            return (0, fire);
+        };
+        let (mut start, mut queue) = (0, self.regs.rx_queue(first.frame));
+        for end in 1..=copies.len() {
+            let next = copies.get(end).map(|c| self.regs.rx_queue(c.frame));
+            if next == Some(queue) {
+                continue;
+            }
+            let (taken, f) = self.receive_batch_on(queue, &copies[start..end]);
+            fire = fire.union(f);
+            if taken < end - start {
+                return (start + taken, fire);
+            }
+            start = end;
+            queue = next.unwrap_or(queue);
+        }
+        (copies.len(), fire)
     }
 
     fn count_tx_loopback(&mut self, packets: u64, bytes: u64) {

@@ -167,7 +167,12 @@ pub trait VfBar0 {
     /// `ixgbevf_configure_rx_ring` for queue 0: `count` descriptors at `ring`, 2 KiB buffers,
     /// VLAN stripping as asked; the buffers are not posted (RDT stays 0).
     fn configure_rx(&mut self, ring: u64, count: u32, vlan_strip: bool) {
-        let b = regs::RX_BASE;
+        self.configure_rx_queue(0, ring, count, vlan_strip);
+    }
+
+    /// [`VfBar0::configure_rx`] for queue `q`.
+    fn configure_rx_queue(&mut self, q: u64, ring: u64, count: u32, vlan_strip: bool) {
+        let b = regs::RX_BASE + q * regs::QUEUE_STRIDE;
         self.wr(b + rxq::RXDCTL, 0);
         self.wr(b + rxq::RDBAL, ring as u32);
         self.wr(b + rxq::RDBAH, (ring >> 32) as u32);

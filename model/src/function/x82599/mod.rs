@@ -12,6 +12,7 @@ pub mod config;
 pub mod intr;
 pub mod pf_side;
 pub mod regs;
+pub mod rss;
 pub mod rx;
 pub mod tx;
 pub mod vf;

@@ -3,9 +3,9 @@
 //! [`super::tx`]), interrupts ([`super::intr`]), statistics) inside the VF shell every card
 //! shares ([`VfShell`]: config space, BAR3's MSI-X table, resets, the datapath steps).
 //!
-//! Which RX queue a frame lands in is the caller's choice ([`VfShell::receive_on`]);
-//! [`crate::function::Function::receive`] uses queue 0 (the PF's RETA picks the queue in the
-//! 82599, ixgbe's `ixgbe_setup_reta` fills it with 0, 1, 2, 3 repeating).
+//! Which RX queue a frame lands in: [`crate::function::Function::receive`] picks it by RSS, as
+//! the PF's key and redirection table and the pool's VFPSRTYPE.RQPL decide ([`super::rss`]);
+//! [`VfShell::receive_on`] takes the caller's choice.
 //!
 //! Guest input never panics: BAR0 accesses of any size become 32-bit register accesses
 //! ([`crate::function::mmio`]), refused ones are counted; unknown offsets read 0 and ignore
@@ -20,6 +20,7 @@ use vm_memory::GuestMemoryBackend;
 use super::config::vf_config_space;
 use super::intr::IntrRegs;
 use super::regs::{self, ctrl, links};
+use super::rss::Rss;
 use super::rx::{write_frame, RxQueue};
 use super::tx;
 use crate::function::stats::{Counters, RxDrop, RxOutcome};
@@ -116,6 +117,8 @@ pub struct Regs {
     intr: IntrRegs,
     link: LinkStatus,
     psrtype: u32,
+    /// The PF's RSS key and redirection table, which pick a frame's queue in the pool.
+    rss: Rss,
     stats_base: StatsBase,
     /// VFGORC_MSB / VFGOTC_MSB as latched by the last LSB read (⚠ the latch is assumed:
     /// ixgbevf reads LSB then MSB, `UPDATE_VF_COUNTER_36bit`, and a latch keeps the pair
@@ -132,6 +135,7 @@ impl Regs {
             intr: super::intr::power_on(),
             link: LinkStatus::UP_10G_FD,
             psrtype: 0,
+            rss: Rss::ixgbe(),
             stats_base: StatsBase::default(),
             gorc_msb: None,
             gotc_msb: None,
@@ -343,6 +347,12 @@ impl VfRegisters for Regs {
             ),
             _ => RxOutcome::Dropped(RxDrop::QueueDisabled),
         }
+    }
+
+    /// RSS over the pool's queues: VFPSRTYPE.RQPL (bits 31:29) low bits of the redirection
+    /// table's entry for the frame's hash.
+    fn rx_queue(&self, frame: &[u8]) -> usize {
+        self.rss.queue(frame, self.psrtype >> 29, regs::QUEUES)
     }
 
     fn rx_free_descriptors(&self) -> u32 {
