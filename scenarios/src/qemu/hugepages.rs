@@ -10,13 +10,17 @@ use super::HarnessError;
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
 const COMPACT_MEMORY: &str = "/proc/sys/vm/compact_memory";
 
-/// Read-modify-write of the pool is serialised within the process.
-static POOL: Mutex<()> = Mutex::new(());
+/// Read-modify-write of the pool is serialised within the process. The value: pages promised
+/// to this process's live reservations, which their guests may not have taken yet (counted as
+/// still needed, so that two guests starting together do not count the same free pages).
+static POOL: Mutex<u64> = Mutex::new(0);
 
-/// Huge pages added to the pool for one user; dropping it takes them out again (pages still
-/// in use are freed by the kernel when their last user lets go).
+/// Huge pages promised to one user, and those added to the pool for it; dropping it takes the
+/// added ones out again (pages still in use are freed by the kernel when their last user lets
+/// go).
 #[derive(Debug)]
 pub struct Reservation {
+    pages: u64,
     added: u64,
 }
 
@@ -78,22 +82,24 @@ pub fn page_bytes() -> Result<u64, HarnessError> {
 /// Makes sure `pages` huge pages are available, growing the pool by the shortfall. Fails if
 /// the kernel cannot find them (memory too fragmented or too small).
 pub fn reserve(pages: u64) -> Result<Reservation, HarnessError> {
-    let _g = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut promised = POOL.lock().unwrap_or_else(|e| e.into_inner());
     let before = pool()?;
-    let short = pages.saturating_sub(before.available());
+    let wanted = pages + *promised;
+    let short = wanted.saturating_sub(before.available());
     if short == 0 {
-        return Ok(Reservation { added: 0 });
+        *promised += pages;
+        return Ok(Reservation { pages, added: 0 });
     }
     set_total(before.total + short)?;
     let mut after = pool()?;
-    if after.available() < pages {
+    if after.available() < wanted {
         // The kernel found too few free 2 MiB blocks: compact memory once and ask again.
         let _ = std::fs::write(COMPACT_MEMORY, "1");
         set_total(before.total + short)?;
         after = pool()?;
     }
     let added = after.total.saturating_sub(before.total);
-    if after.available() < pages {
+    if after.available() < wanted {
         let _ = set_total(before.total);
         return Err(HarnessError::Io {
             what: format!("reserving {pages} huge pages of {} KiB", before.page_kib),
@@ -103,15 +109,17 @@ pub fn reserve(pages: u64) -> Result<Reservation, HarnessError> {
             )),
         });
     }
-    Ok(Reservation { added })
+    *promised += pages;
+    Ok(Reservation { pages, added })
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        let mut promised = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        *promised = promised.saturating_sub(self.pages);
         if self.added == 0 {
             return;
         }
-        let _g = POOL.lock().unwrap_or_else(|e| e.into_inner());
         if let Ok(now) = pool() {
             let _ = set_total(now.total.saturating_sub(self.added));
         }
@@ -138,5 +146,19 @@ mod tests {
         );
         assert_eq!(p.available(), 632);
         assert_eq!(parse_meminfo("MemTotal: 1 kB\n"), None);
+    }
+
+    /// On this machine's kernel (root): two reservations held together are both backed, even
+    /// before either's pages are taken, and the pool is as it was once both are dropped.
+    #[test]
+    fn reservations_held_together_each_get_their_pages_and_give_them_back() {
+        let start = pool().unwrap();
+        let a = reserve(2).unwrap();
+        let b = reserve(3).unwrap();
+        assert!(pool().unwrap().available() >= 5, "{:?}", pool().unwrap());
+        drop(a);
+        drop(b);
+        let end = pool().unwrap();
+        assert_eq!(end.total, start.total);
     }
 }
