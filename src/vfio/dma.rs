@@ -845,11 +845,20 @@ mod tests {
     use vm_memory::{GuestAddressSpace, GuestMemoryBackend};
 
     fn memfd(size: u64) -> OwnedFd {
+        memfd_with(size, 0)
+    }
+
+    /// A memfd on hugetlbfs, as QEMU's `memory-backend-memfd,hugetlb=on` makes one.
+    fn huge_memfd(size: u64) -> OwnedFd {
+        memfd_with(size, libc::MFD_HUGETLB)
+    }
+
+    fn memfd_with(size: u64, flags: libc::c_uint) -> OwnedFd {
         // SAFETY: memfd_create with a static C string; the fd is ours.
         unsafe {
             use std::os::fd::FromRawFd;
-            let fd = libc::memfd_create(c"t".as_ptr(), libc::MFD_ALLOW_SEALING);
-            assert!(fd >= 0);
+            let fd = libc::memfd_create(c"t".as_ptr(), libc::MFD_ALLOW_SEALING | flags);
+            assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
             assert_eq!(libc::ftruncate(fd, size as i64), 0);
             OwnedFd::from_raw_fd(fd)
         }
@@ -857,21 +866,34 @@ mod tests {
 
     const RW: u32 = 3;
 
-    /// A memfd on hugetlbfs, as QEMU's `memory-backend-memfd,hugetlb=on` makes one.
-    fn huge_memfd(size: u64) -> OwnedFd {
-        // SAFETY: memfd_create with a static C string; the fd is ours.
-        unsafe {
-            use std::os::fd::FromRawFd;
-            let flags = libc::MFD_ALLOW_SEALING | libc::MFD_HUGETLB;
-            let fd = libc::memfd_create(c"t".as_ptr(), flags);
-            assert!(
-                fd >= 0,
-                "memfd_create(MFD_HUGETLB): {}",
-                std::io::Error::last_os_error()
-            );
-            assert_eq!(libc::ftruncate(fd, size as i64), 0);
-            OwnedFd::from_raw_fd(fd)
-        }
+    #[test]
+    fn odd_maps_of_a_hugetlbfs_file_fall_back_or_are_refused_without_harm() {
+        let page = scenarios::qemu::hugepages::page_bytes().unwrap();
+        let _pages = scenarios::qemu::hugepages::reserve(1).unwrap();
+        let fd = huge_memfd(page);
+        let map = |iova, size, offset| dma_map_of(&fd, iova, size, offset);
+        let dma = Dma::new(None, false);
+        // Off a host page: no window can start there; the message path takes it.
+        dma.map(0, 0x10, RW, 0x123, Some(fd.try_clone().unwrap()))
+            .unwrap();
+        // Past the file's end, or wrapping: not mmapped.
+        assert!(map(0x10_0000, page, page).is_ok_and(|mmapped| !mmapped));
+        assert!(map(0x40_0000, 0x1000, u64::MAX - 0x10).is_ok_and(|mmapped| !mmapped));
+        // The whole file, and its last host page alone: windows; its last byte alone starts
+        // off a host page, so the message path.
+        assert_eq!(map(0x80_0000, page, 0), Ok(true));
+        assert_eq!(map(0x100_0000, 0x1000, page - 0x1000), Ok(true));
+        assert_eq!(map(0x100_0000, 1, page - 1), Ok(false));
+        assert_eq!(dma.counters().mmapped_maps, 0, "a fresh table per map");
+    }
+
+    /// Maps `size` bytes of `fd` at `offset` to `iova` in a fresh table: whether it was
+    /// mmapped, or the refusal.
+    fn dma_map_of(fd: &OwnedFd, iova: u64, size: u64, offset: u64) -> Result<bool, MapRefusal> {
+        let dma = Dma::new(None, false);
+        dma.map(iova, size, RW, offset, Some(fd.try_clone().unwrap()))?;
+        let ok = dma.write(iova + size - 1, &[7]).is_ok();
+        Ok(dma.counters().mmapped_maps == 1 && ok)
     }
 
     #[test]

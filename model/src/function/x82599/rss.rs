@@ -228,6 +228,24 @@ mod tests {
         assert_eq!(rss.hash(&[0u8; 10]), 0);
     }
 
+    proptest::proptest! {
+        /// Any bytes the guest's peer sends, with any VFPSRTYPE: no panic, and a queue the pool
+        /// has; an IPv4 or IPv6 header, truncated anywhere, too.
+        #[test]
+        fn any_frame_gets_a_queue_of_the_pool(
+            mut frame in proptest::collection::vec(proptest::num::u8::ANY, 0..128),
+            ethertype in proptest::sample::select(vec![0x0800u16, 0x86dd, 0x8100, 0x0806]),
+            psrtype in proptest::num::u32::ANY,
+            queues in 0usize..4,
+        ) {
+            if frame.len() >= 14 {
+                frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+            }
+            let q = Rss::ixgbe().queue(&frame, psrtype >> 29, queues);
+            proptest::prop_assert!(q < queues.max(1));
+        }
+    }
+
     #[test]
     fn the_queue_is_the_table_entry_under_the_pools_mask() {
         let rss = Rss::ixgbe();
