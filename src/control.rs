@@ -384,8 +384,10 @@ pub fn format_card(r: &CardReport) -> String {
     r.ports.iter().map(format_show).collect()
 }
 
-/// What a PF driver turned off in a VF's pool, only when it did (a guest's igb in full-system
-/// mode): VFTE (its TX queues are held), VFRE, VMVIR's "never insert".
+/// What a PF driver turned off in a VF's pool, only when it did: VFTE (its TX queues are held)
+/// and VFRE, cleared by the VF's reset until its VF_RESET is answered (by the PF agent, or by
+/// a guest's igb in full-system mode, which may also leave them off), and VMVIR's "never
+/// insert".
 fn pool_enables(p: &eswitch::VfPolicy) -> String {
     let mut s = String::new();
     if !p.tx_enabled {

@@ -58,7 +58,8 @@
 //! - nothing from an uplink goes to another uplink: a NIC does not bridge its wires.
 //!
 //! **Each copy** is then checked against the destination: link up (`LinkDown`), a VF's receive
-//! enable (VFRE, `RxDisabled`: off only after the 82599's ixgbe refused its SET_LPE), max frame
+//! enable (VFRE, `RxDisabled`: off while an 82576 VF resets, until igb's VF_RESET reply, and
+//! after the 82599's ixgbe refused its SET_LPE), max frame
 //! (`Oversize`), and gets its VLAN form: towards an uplink the tag is always in the frame; a
 //! port-VLAN VF always gets it stripped and reported in [`Delivery::stripped_tci`] (for the RX
 //! descriptor's VP bit and VLAN field); other ports strip per

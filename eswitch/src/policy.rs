@@ -76,13 +76,15 @@ pub struct VfPolicy {
     /// Largest frame the VF accepts (SET_LPE), including the Ethernet header and FCS.
     pub max_frame: u16,
     /// The VF's receive enable (VFRE): off, the switch delivers it nothing (`rx_disabled`).
-    /// Only the 82599's ixgbe turns it off, when it refuses the VF's SET_LPE
-    /// (`ixgbe_set_vf_lpe`); an accepted SET_LPE or a VF reset turns it on again.
+    /// An 82576 VF's reset (VTCTRL.RST, FLR) turns it off until igb's VF_RESET reply turns it
+    /// on (`igb_vf_reset_msg`); the 82599's ixgbe turns it off when it refuses the VF's
+    /// SET_LPE (`ixgbe_set_vf_lpe`), and an accepted SET_LPE or a VF reset turns it on again.
     pub rx_enabled: bool,
     /// The VF's transmit enable (VFTE): off, the device model leaves the VF's TX queues
     /// unfetched, and a frame that reaches the switch anyway (sent before VFTE went off and
-    /// held on the way) is dropped (`tx_disabled`). A guest's igb clears it with VFRE while a
-    /// VF resets (full-system mode).
+    /// held on the way) is dropped (`tx_disabled`). An 82576 VF's reset clears it with VFRE
+    /// until its PF driver (the PF agent playing igb, or a guest's igb in full-system mode)
+    /// answers VF_RESET.
     pub tx_enabled: bool,
     /// Broadcast accepted (VMOLR.BAM, which igb sets on every VF pool).
     pub accept_broadcast: bool,

@@ -208,6 +208,10 @@ impl PolicyChange {
                 p.allmulti = false;
                 p.promisc = false;
                 p.mc_overflow = false;
+                // The 82576 clears the pool's VFRE/VFTE bits on VTCTRL.RST or FLR (QEMU's
+                // `igb_vf_reset`); igb's `igb_vf_reset_msg` sets them before its VF_RESET reply.
+                p.rx_enabled = r.rx_tx_enabled;
+                p.tx_enabled = r.rx_tx_enabled;
             }
             PolicyChange::ResetIxgbe(r) => {
                 p.mac = r.mac;

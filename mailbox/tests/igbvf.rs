@@ -97,6 +97,10 @@ fn vflre_alone_forgets_vf_mac_but_keeps_admin_mac_and_revokes_cts() {
     assert_eq!(nic.policy[0].mac, None);
     assert!(nic.policy[0].vlan_filters.is_empty());
     assert!(nic.policy[0].mc_hashes.is_empty());
+    assert!(
+        !nic.policy[0].rx_enabled && !nic.policy[0].tx_enabled,
+        "VFRE/VFTE cleared"
+    );
     assert_eq!(
         nic.last_outcome().policy_change,
         Some(PolicyChange::Reset(ResetChange {
@@ -109,6 +113,10 @@ fn vflre_alone_forgets_vf_mac_but_keeps_admin_mac_and_revokes_cts() {
     nic.policy[1].admin_mac = true;
     nic.vf_ctrl_rst(1);
     assert_eq!(nic.policy[1].mac, Some(ADMIN_MAC));
+
+    // The VF_RESET reply sets them again, a NACK (no MAC assigned) as well.
+    assert_eq!(drv.reset_hw(&mut nic), Err(DrvError::NoMac));
+    assert!(nic.policy[0].rx_enabled && nic.policy[0].tx_enabled);
 }
 
 #[test]

@@ -426,7 +426,23 @@ impl<R: VfRegisters> VfShell<R> {
 
     /// A 32-bit BAR0 register write at a dword-aligned offset, with its effects.
     pub fn write_reg(&mut self, offset: u64, value: u32) -> Effects {
-        self.regs.write(&mut self.core, offset, value)
+        let effects = self.regs.write(&mut self.core, offset, value);
+        self.reopened_after(effects)
+    }
+
+    /// After a register write: TX queues held while the VF's transmit was disabled run now if
+    /// the write turned it on again (its mailbox write got igb's VF_RESET reply, which sets
+    /// VFTE), not at their next look. Only a VF with a held queue asks the PF side.
+    fn reopened_after(&mut self, mut effects: Effects) -> Effects {
+        let held = self
+            .regs
+            .tx_rings()
+            .iter()
+            .any(|t| t.pause().is_some_and(|p| p.closed()));
+        if held {
+            effects.merge(self.tx_resume_closed());
+        }
+        effects
     }
 
     // ----- resets -----
@@ -458,7 +474,7 @@ impl<R: VfRegisters> VfShell<R> {
                 "BAR0 write of unsupported size refused"
             );
         }
-        r
+        r.map(|effects| self.reopened_after(effects))
     }
 }
 

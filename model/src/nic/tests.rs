@@ -263,6 +263,60 @@ fn admin_mac_reaches_the_vf_and_refused_settings_change_nothing() {
     );
 }
 
+/// VTCTRL.RST clears the VF's VFRE/VFTE (QEMU's `igb_vf_reset`) until the PF agent answers
+/// its VF_RESET as igb does (`igb_vf_reset_msg` sets them): frames for it are dropped as
+/// `rx_disabled`, its own are left in its ring, and they go with the reply, not at a later
+/// look.
+#[test]
+fn a_resetting_vf_neither_receives_nor_sends_until_the_pf_answers_its_vf_reset() {
+    let mut r = rig(2, &[]);
+    let (m0, m1) = (r.mac(0), r.mac(1));
+    let enabled = |r: &Rig| {
+        r.nic
+            .with_pf(|pf| pf.policy(1).map(|p| (p.rx_enabled, p.tx_enabled)))
+            .unwrap()
+    };
+    assert_eq!(enabled(&r), (true, true));
+    let rst = crate::function::i82576::regs::ctrl::RST;
+    let g = &mut r.guests[1];
+    g.drv.wr(&g.vf, g.drv.regs().ctrl, rst);
+    assert_eq!(enabled(&r), (false, false), "VFRE and VFTE cleared");
+
+    // Its MAC left the switch with the reset; a broadcast still finds its port.
+    r.send(0, &frame([0xFF; 6], m0, 100, 1));
+    assert_eq!(r.port(PortId::Vf(1)).drops.rx_disabled, 1);
+
+    // A driver that runs its rings before the reset handshake: its frame stays in the ring.
+    let g = &mut r.guests[1];
+    g.drv.open_rings(&g.vf);
+    g.send(&frame(m0, m1, 100, 2)).unwrap();
+    let tx = g.vf.state().tx;
+    assert_ne!(tx.head, tx.tail, "not fetched while VFTE is clear");
+    r.poll_guest(0);
+    assert!(r.guests[0].take_received().is_empty());
+    assert_eq!(r.port(PortId::Vf(1)).drops.tx_disabled, 0);
+
+    // VF_RESET: the reply sets both, and the held frame goes at once (the clock stands still).
+    let g = &mut r.guests[1];
+    let reply = g
+        .drv
+        .write_posted(&g.vf, &[u32::from(mailbox::regs::msg::ID_VF_RESET)])
+        .and_then(|()| g.drv.read_posted(&g.vf, 3))
+        .unwrap();
+    assert_eq!(reply[0] & 0xFF, u32::from(mailbox::regs::msg::ID_VF_RESET));
+    assert_eq!(enabled(&r), (true, true));
+    let tx = r.guests[1].vf.state().tx;
+    assert_eq!(tx.head, tx.tail);
+    r.poll_guest(0);
+    let got = r.guests[0].take_received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, frame(m0, m1, 100, 2));
+    r.send(0, &frame(m1, m0, 100, 3));
+    r.poll_guest(1);
+    assert_eq!(r.received(1).last(), Some(&frame(m1, m0, 100, 3)));
+    assert_eq!(r.port(PortId::Vf(1)).drops.rx_disabled, 1);
+}
+
 /// One switched frame as the test's observer records it: ingress, length, where its copies
 /// went, why it was dropped where.
 type Seen = (PortId, usize, Vec<PortId>, Vec<eswitch::DropReason>);
