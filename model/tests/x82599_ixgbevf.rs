@@ -9,202 +9,31 @@ mod ixgbevf_support;
 mod support;
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use eswitch::MacAddr;
-use ixgbevf_support::{
-    VfBar0, ACK, BASE, CNT_WDIS, CTS, NACK, RING, RX_BUF, RX_RING, SIZE, TX_BUF, TX_RING,
-};
+use ixgbevf_support::function::Ixgbevf;
+use ixgbevf_support::{VfBar0, ACK, BASE, CNT_WDIS, CTS, NACK, RING, RX_BUF, RX_RING};
 use mailbox::ixgbe::regs::{vf_bar, vfmailbox};
-use mailbox::ixgbe::{ApiVersion, IxgbeConfig};
+use mailbox::ixgbe::ApiVersion;
 use model::function::desc::{
-    rx_status, L3Type, L4Type, RxReadDesc, RxWriteBack, TxContext, TxDataDesc, TxDesc, TxOffloads,
+    rx_status, L3Type, L4Type, RxReadDesc, RxWriteBack, TxContext, TxOffloads,
 };
 use model::function::vectors::{Cause, EITR_UNIT_NS};
 use model::function::x82599::config::{MSIX_BAR, MSIX_PBA_OFFSET, VF_DEVICE_ID};
 use model::function::x82599::intr;
 use model::function::x82599::regs::{self, rxq, txq};
 use model::function::x82599::rss::Rss;
-use model::function::x82599::{IxgbePfSide, Vf};
-use model::function::{Effects, Function, Origin, RxCopy};
-use model::GuestRam;
-use model::{Clock, ManualClock, RxDrop};
+use model::function::{Function, Origin, RxCopy};
+use model::{Clock, RxDrop};
 use pcie::regs::header;
 use pnet_packet::ipv4::{self, Ipv4Packet, MutableIpv4Packet};
 use pnet_packet::tcp::{self, MutableTcpPacket, TcpPacket};
 use proptest::prelude::*;
 use support::tcp4;
-use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic};
+use vm_memory::{Bytes as _, GuestAddress};
 
 const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x22];
 const ADMIN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
-
-/// A guest with ixgbevf's view of one 82599 VF.
-struct Ixgbevf {
-    vf: Vf,
-    pf: Arc<IxgbePfSide>,
-    clock: Arc<ManualClock>,
-    mem: GuestRam,
-    /// Vectors signalled, in order.
-    fired: Vec<u16>,
-    /// Frames the VF transmitted.
-    sent: Vec<Bytes>,
-    /// ixgbevf's software copy of the read-to-clear VFMAILBOX bits (`hw->mbx.v2p_mailbox`).
-    r2c: u32,
-    tx_tail: u32,
-}
-
-impl Ixgbevf {
-    fn new(admin_mac: Option<[u8; 6]>) -> Ixgbevf {
-        let clock = Arc::new(ManualClock::new(1_000_000_000));
-        let pf = Arc::new(IxgbePfSide::new(IxgbeConfig::new(2), clock.clone()).unwrap());
-        if let Some(mac) = admin_mac {
-            pf.configure(0, |p| {
-                p.mac = Some(MacAddr(mac));
-                p.admin_mac = true;
-            });
-        }
-        let mut vf = Vf::new(0, pf.clone(), clock.clone()).unwrap();
-        let mem = model::function::ram::anonymous(&[(GuestAddress(BASE), SIZE)]).unwrap();
-        vf.attach(GuestMemoryAtomic::new(mem.clone()));
-        // pci_enable_device + pci_set_master: Memory Space and Bus Master.
-        let _ = vf.config_write(header::COMMAND as u64, &0x6u16.to_le_bytes());
-        Ixgbevf {
-            vf,
-            pf,
-            clock,
-            mem,
-            fired: Vec::new(),
-            sent: Vec::new(),
-            r2c: 0,
-            tx_tail: 0,
-        }
-    }
-
-    fn take(&mut self, e: Effects) {
-        self.fired.extend(e.fire.vectors());
-        self.sent.extend(e.frames);
-    }
-
-    fn rd(&mut self, off: u64) -> u32 {
-        let mut b = [0u8; 4];
-        self.vf.region_read(0, off, &mut b).unwrap();
-        u32::from_le_bytes(b)
-    }
-
-    fn wr(&mut self, off: u64, v: u32) {
-        let e = self.vf.region_write(0, off, &v.to_le_bytes()).unwrap();
-        self.take(e);
-    }
-
-    fn cfg16(&mut self, off: usize) -> u16 {
-        let mut b = [0u8; 2];
-        self.vf.config_read(off as u64, &mut b);
-        u16::from_le_bytes(b)
-    }
-
-    fn cfg32(&mut self, off: usize) -> u32 {
-        let mut b = [0u8; 4];
-        self.vf.config_read(off as u64, &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    /// `ixgbevf_configure_rx_ring` for queue 0 with 2 KiB buffers and VLAN stripping, every
-    /// buffer posted (RDT = count − 1).
-    fn configure_rx(&mut self) {
-        VfBar0::configure_rx(self, RX_RING, RING, true);
-        for i in 0..RING {
-            self.post_rx(i);
-        }
-        self.wr(regs::RX_BASE + rxq::RDT, RING - 1);
-    }
-
-    fn configure_tx(&mut self) {
-        VfBar0::configure_tx(self, TX_RING, RING);
-    }
-
-    fn post_rx(&mut self, i: u32) {
-        ixgbevf_support::post_rx(&self.mem, i);
-    }
-
-    fn rx_wb(&self, i: u32) -> RxWriteBack {
-        ixgbevf_support::rx_wb(&self.mem, i)
-    }
-
-    fn rx_buf(&self, i: u32, len: usize) -> Vec<u8> {
-        ixgbevf_support::rx_buf(&self.mem, i, len)
-    }
-
-    fn put_desc(&mut self, d: TxDesc, cc: bool) {
-        let mut b = [0u8; 16];
-        d.emit(&mut b);
-        if cc {
-            // IXGBE_ADVTXD_CC on the first data descriptor (`ixgbevf_tx_olinfo_status`).
-            b[12] |= 0x80;
-        }
-        let at = TX_RING + 16 * u64::from(self.tx_tail);
-        self.mem.write_slice(&b, GuestAddress(at)).unwrap();
-        self.tx_tail = (self.tx_tail + 1) % RING;
-    }
-
-    /// `ixgbevf_xmit_frame_ring`: a context descriptor (always), the frame in one data
-    /// descriptor with CC, EOP, RS and IFCS, then TDT.
-    fn xmit(&mut self, frame: &[u8], ctx: TxContext, offloads: TxOffloads) -> u32 {
-        let buf = TX_BUF + u64::from(self.tx_tail) * 0x1_0000;
-        self.mem.write_slice(frame, GuestAddress(buf)).unwrap();
-        self.put_desc(TxDesc::Context(ctx), false);
-        let eop_index = self.tx_tail;
-        self.put_desc(
-            TxDesc::Data(TxDataDesc {
-                addr: buf,
-                len: frame.len() as u16,
-                eop: true,
-                ifcs: true,
-                rs: true,
-                idx: ctx.idx,
-                offloads,
-            }),
-            true,
-        );
-        let tail = self.tx_tail;
-        self.wr(regs::TX_BASE + txq::TDT, tail);
-        eop_index
-    }
-
-    fn tx_dd(&self, i: u32) -> bool {
-        let mut w = [0u8; 4];
-        self.mem
-            .read_slice(&mut w, GuestAddress(TX_RING + 16 * u64::from(i) + 12))
-            .unwrap();
-        u32::from_le_bytes(w) & 1 != 0
-    }
-
-    fn receive(&mut self, frame: &[u8]) -> Result<(), RxDrop> {
-        let (r, fire) = self.vf.receive(frame, None, Origin::Wire);
-        self.fired.extend(fire.vectors());
-        r
-    }
-
-    fn advance(&mut self, ns: u64) {
-        let now = self.clock.now_ns() + ns;
-        self.clock.advance_to(now);
-        let e = self.vf.on_timer(now);
-        self.take(e);
-    }
-}
-
-impl VfBar0 for Ixgbevf {
-    fn rd(&mut self, off: u64) -> u32 {
-        Ixgbevf::rd(self, off)
-    }
-    fn wr(&mut self, off: u64, v: u32) {
-        Ixgbevf::wr(self, off, v)
-    }
-    fn r2c(&mut self) -> &mut u32 {
-        &mut self.r2c
-    }
-}
 
 fn fold(mut s: u32) -> u16 {
     while s > 0xFFFF {

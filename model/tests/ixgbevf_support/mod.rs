@@ -5,6 +5,8 @@
 //! implements [`VfBar0`] gets them.
 #![allow(dead_code)]
 
+pub mod function;
+
 use mailbox::ixgbe::regs::{vf_bar, vfmailbox};
 use model::function::desc::{RxReadDesc, RxWriteBack};
 use model::function::x82599::regs::{self, rxq, txq};
