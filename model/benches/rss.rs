@@ -33,14 +33,14 @@ fn hash_ns(input: &mut [u8], f: impl Fn(&[u8]) -> u32) -> f64 {
 
 fn main() {
     let rss = Rss::ixgbe();
-    let table = Toeplitz::new(&rss.key);
+    let table = Toeplitz::new(rss.key());
     println!("Toeplitz hash, best of {RUNS} runs of {ROUNDS}:");
     for (name, len) in [("TCP/IPv4 (12 bytes)", 12), ("TCP/IPv6 (36 bytes)", 36)] {
         let mut input: Vec<u8> = (0..len as u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         let by_table = hash_ns(&mut input, |d| table.hash(d));
-        let by_bit = hash_ns(&mut input, |d| toeplitz(&rss.key, d));
+        let by_bit = hash_ns(&mut input, |d| toeplitz(rss.key(), d));
         println!(
             "  {name}: table {by_table:.1} ns, bit by bit {by_bit:.1} ns ({:.1}x the table)",
             by_bit / by_table

@@ -128,7 +128,8 @@ fn ports(tcp: bool, l4: &[u8], out: &mut [u8]) -> usize {
 /// The PF's RSS setup as a pool sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rss {
-    pub key: [u8; RSS_KEY_BYTES],
+    /// The Toeplitz key: private, so that it cannot change under the tables built from it.
+    key: [u8; RSS_KEY_BYTES],
     pub reta: [u8; RETA_ENTRIES],
     /// The hash under `key`, shared by every VF with the same key.
     toeplitz: Arc<Toeplitz>,
@@ -148,6 +149,11 @@ impl Rss {
                 }
             })
             .clone()
+    }
+
+    /// The Toeplitz key the hash uses.
+    pub fn key(&self) -> &[u8; RSS_KEY_BYTES] {
+        &self.key
     }
 
     /// The RSS hash of `frame` (0 for a frame that is not IP).
@@ -227,7 +233,7 @@ mod tests {
 
     #[test]
     fn the_hash_matches_the_rss_specifications_ipv4_vectors() {
-        let key = Rss::ixgbe().key;
+        let key = *Rss::ixgbe().key();
         for (src, sport, dst, dport, ip_only, with_tcp) in V4 {
             let ip = v4(src, dst);
             assert_eq!(toeplitz(&key, &ip), ip_only, "{src} -> {dst}");
@@ -244,7 +250,7 @@ mod tests {
 
     #[test]
     fn the_hash_matches_the_rss_specifications_ipv6_vector() {
-        let key = Rss::ixgbe().key;
+        let key = *Rss::ixgbe().key();
         let s: Ipv6Addr = "3ffe:2501:200:1fff::7".parse().unwrap();
         let d: Ipv6Addr = "3ffe:2501:200:3::1".parse().unwrap();
         let ip = [s.octets(), d.octets()].concat();
