@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use eswitch::{DropReason, PortId};
-use model::function::desc::{rx_status, RxWriteBack, TxContext, TxDataDesc, TxDesc, TxOffloads};
+use model::function::desc::{rx_status, RxWriteBack, TxContext, TxDesc, TxOffloads};
 use model::function::x82599::regs::{self, rxq, txq};
 use model::nic::Card;
 use model::GuestRam;
@@ -16,7 +16,7 @@ use pcie::regs::header;
 use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic};
 
 mod ixgbevf_support;
-use ixgbevf_support::{VfBar0, ACK, BASE, RING, RX_RING, SIZE, TX_BUF, TX_RING};
+use ixgbevf_support::{one_buffer_frame, VfBar0, ACK, BASE, RING, RX_RING, SIZE, TX_BUF, TX_RING};
 
 #[derive(Default)]
 struct Vectors(Mutex<Vec<u16>>);
@@ -83,15 +83,7 @@ impl Driver {
         self.mem.write_slice(frame, GuestAddress(buf)).unwrap();
         for d in [
             TxDesc::Context(TxContext::default()),
-            TxDesc::Data(TxDataDesc {
-                addr: buf,
-                len: frame.len() as u16,
-                eop: true,
-                ifcs: true,
-                rs: true,
-                idx: 0,
-                offloads: TxOffloads::default(),
-            }),
+            one_buffer_frame(buf, frame.len(), 0, TxOffloads::default()),
         ] {
             let mut b = [0u8; 16];
             d.emit(&mut b);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use eswitch::MacAddr;
 use mailbox::ixgbe::IxgbeConfig;
-use model::function::desc::{RxWriteBack, TxContext, TxDataDesc, TxDesc, TxOffloads};
+use model::function::desc::{RxWriteBack, TxContext, TxDesc, TxOffloads};
 use model::function::x82599::regs::{self, rxq, txq};
 use model::function::x82599::{IxgbePfSide, Vf};
 use model::function::{Effects, Function, Origin};
@@ -15,7 +15,7 @@ use model::{Clock, ManualClock, RxDrop};
 use pcie::regs::header;
 use vm_memory::{Bytes as _, GuestAddress, GuestMemoryAtomic};
 
-use super::{VfBar0, BASE, RING, RX_RING, SIZE, TX_BUF, TX_RING};
+use super::{one_buffer_frame, VfBar0, BASE, RING, RX_RING, SIZE, TX_BUF, TX_RING};
 
 /// A guest with ixgbevf's view of one 82599 VF function, alone: its PF side an
 /// [`IxgbePfSide`], its memory the rings and buffers of the parent module's layout.
@@ -133,18 +133,7 @@ impl Ixgbevf {
         self.mem.write_slice(frame, GuestAddress(buf)).unwrap();
         self.put_desc(TxDesc::Context(ctx), false);
         let eop_index = self.tx_tail;
-        self.put_desc(
-            TxDesc::Data(TxDataDesc {
-                addr: buf,
-                len: frame.len() as u16,
-                eop: true,
-                ifcs: true,
-                rs: true,
-                idx: ctx.idx,
-                offloads,
-            }),
-            true,
-        );
+        self.put_desc(one_buffer_frame(buf, frame.len(), ctx.idx, offloads), true);
         let tail = self.tx_tail;
         self.wr(regs::TX_BASE + txq::TDT, tail);
         eop_index

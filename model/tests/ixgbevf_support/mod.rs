@@ -8,7 +8,7 @@
 pub mod function;
 
 use mailbox::ixgbe::regs::{vf_bar, vfmailbox};
-use model::function::desc::{RxReadDesc, RxWriteBack};
+use model::function::desc::{RxReadDesc, RxWriteBack, TxDataDesc, TxDesc, TxOffloads};
 use model::function::x82599::regs::{self, rxq, txq};
 use model::GuestRam;
 use vm_memory::{Bytes as _, GuestAddress};
@@ -60,6 +60,20 @@ pub const NACK: u32 = 0x4000_0000;
 pub const CTS: u32 = 0x2000_0000;
 /// VTEITR value with CNT_WDIS, as `ixgbevf_write_eitr` writes it.
 pub const CNT_WDIS: u32 = 1 << 31;
+
+/// The data descriptor `ixgbevf_tx_map` writes for a frame in one buffer: EOP, IFCS and RS,
+/// under the context in slot `idx`.
+pub fn one_buffer_frame(addr: u64, len: usize, idx: u8, offloads: TxOffloads) -> TxDesc {
+    TxDesc::Data(TxDataDesc {
+        addr,
+        len: len as u16,
+        eop: true,
+        ifcs: true,
+        rs: true,
+        idx,
+        offloads,
+    })
+}
 
 /// The VF's BAR0 as ixgbevf reaches it, and ixgbevf's software copy of the read-to-clear
 /// VFMAILBOX bits (`hw->mbx.v2p_mailbox`).
