@@ -1,7 +1,8 @@
 //! Hostile guests: random register writes, descriptors with random contents and addresses,
 //! random frames and config writes against VF A never panic, stay inside A's guest memory,
 //! leave VF B (another guest on the same NIC) untouched, and every frame offered to A is
-//! delivered, counted as a named drop, or still waiting in A's backlog.
+//! delivered, counted as a named drop, or still waiting in A's backlog. Resets and VF_RESET
+//! requests mixed in: nothing of A's is sent while its pool's transmit is off.
 
 mod support;
 
@@ -34,6 +35,11 @@ enum Op {
     Advance(u64),
     Reset,
     Reattach,
+    /// A's driver brings its rings up without the reset handshake (as after a CTRL.RST that
+    /// the PF has not answered yet).
+    RingsUp,
+    /// A's driver sends VF_RESET (`e1000_reset_hw_vf`'s request) and reads the reply.
+    AskVfReset,
 }
 
 /// Registers a driver (or an attacker) would write, biased towards the queue and interrupt
@@ -109,6 +115,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..20_000_000).prop_map(Op::Advance),
         1 => Just(Op::Reset),
         1 => Just(Op::Reattach),
+        1 => Just(Op::RingsUp),
+        1 => Just(Op::AskVfReset),
     ]
 }
 
@@ -181,6 +189,7 @@ proptest! {
 
         let mut receives = 0u64;
         for op in ops {
+            let sent_before = r.seen.all().len();
             match op {
                 Op::Reg(o, v) => {
                     let _ = a.vf.region_write(0, o, &v.to_le_bytes());
@@ -217,6 +226,18 @@ proptest! {
                     a.vf.detach();
                     a.vf.attach(GuestMemoryAtomic::new(a.mem.clone()), a.irqs.clone());
                 }
+                Op::RingsUp => a.drv.open_rings(&a.vf),
+                Op::AskVfReset => {
+                    let request = [u32::from(mailbox::regs::msg::ID_VF_RESET)];
+                    if a.drv.write_posted(&a.vf, &request).is_ok() {
+                        let _ = a.drv.read_posted(&a.vf, 3);
+                    }
+                }
+            }
+            // While A's pool has transmit off (a reset not yet answered with VF_RESET),
+            // nothing of A's reaches the switch.
+            if !r.policy(0).tx_enabled {
+                prop_assert_eq!(r.seen.all().len(), sent_before, "A sent with VFTE clear");
             }
         }
 
