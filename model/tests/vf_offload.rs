@@ -10,6 +10,7 @@ use bytes::Bytes;
 use eswitch::{PortId, VfSetting};
 use model::function::desc::rx_status;
 use model::function::offload::{self, L3Type, L4Type, TxContext, TxOffloads};
+use model::nic::faults::Fault;
 use model::testing::{DriverConfig, XmitOpts};
 use model::TxError;
 use pnet_packet::ipv4::{self, Ipv4Packet};
@@ -254,6 +255,32 @@ fn tso_segments_arrive_at_b_through_the_switch_with_verified_checksum_status() {
     let sent: Vec<Vec<u8>> = r.sent_by(0).iter().map(|s| s.to_vec()).collect();
     let got: Vec<Vec<u8>> = got.into_iter().map(|r| r.data).collect();
     assert_eq!(got, sent, "byte-exact through the switch");
+}
+
+/// The TX offload's "this checksum is correct" travels with a segment only while its bytes are
+/// the ones it summed: a wire fault that flips a bit on either side of the switch leaves the
+/// receiver to find the damage, as it would on hardware.
+#[test]
+fn a_segment_a_fault_corrupts_is_not_reported_intact() {
+    for words in ["vf0 tx corrupt every 1", "vf1 rx corrupt every 1"] {
+        let r = rig(2);
+        let mut a = r.up(0, DriverConfig::default());
+        let mut b = r.up(1, DriverConfig::default());
+        let w: Vec<&str> = ["wire"].into_iter().chain(words.split(' ')).collect();
+        let fault = Fault::parse(&w, &r.nic.ports()).unwrap();
+        r.nic.inject_fault(fault).unwrap();
+        let f = tso_prepared(b.drv.mac, 3000);
+        a.drv.xmit(&a.vf, &f, &TSO_1000).unwrap();
+        b.poll();
+        let got = b.take_received();
+        assert_eq!(got.len(), 3, "{words}");
+        for rx in &got {
+            assert!(
+                !rx.checksum_unnecessary,
+                "{words}: a flipped bit reported intact"
+            );
+        }
+    }
 }
 
 #[test]

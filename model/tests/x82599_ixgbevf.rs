@@ -18,6 +18,7 @@ use mailbox::ixgbe::ApiVersion;
 use model::function::desc::{
     rx_status, L3Type, L4Type, RxReadDesc, RxWriteBack, TxContext, TxOffloads,
 };
+use model::function::rxcsum::L4Checksum;
 use model::function::vectors::{Cause, EITR_UNIT_NS};
 use model::function::x82599::config::{MSIX_BAR, MSIX_PBA_OFFSET, VF_DEVICE_ID};
 use model::function::x82599::intr;
@@ -403,6 +404,7 @@ fn with_two_rx_queues_rss_puts_each_flow_on_its_queue_in_order_and_fires_its_vec
             frame,
             stripped_tci: None,
             origin: Origin::Wire,
+            l4_checksum: L4Checksum::Unverified,
         })
         .collect();
     let rss = Rss::ixgbe();

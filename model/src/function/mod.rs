@@ -14,6 +14,7 @@
 
 use bytes::Bytes;
 
+use rxcsum::L4Checksum;
 use stats::{AccessError, RxDrop, VfStats};
 
 pub mod card_vf;
@@ -85,7 +86,7 @@ impl Fire {
 pub struct Effects {
     pub fire: Fire,
     /// Frames the TX engine produced (offloads applied, short frames padded), in order.
-    pub frames: Vec<Bytes>,
+    pub frames: Vec<TxFrame>,
     /// The driver posted RX buffers (an RDT write).
     pub rx_posted: bool,
     /// The function reset itself (a function-level reset through its config space).
@@ -200,12 +201,32 @@ pub enum Origin {
 }
 
 /// One copy the switch delivered, as [`Function::receive_batch`] takes it: the frame, the
-/// VLAN tag the switch stripped from it, and where it comes from.
+/// VLAN tag the switch stripped from it, where it comes from, and what the sender's TX offload
+/// knows of its L4 checksum (the switch changes only the L2 tag, so that holds for every copy).
 #[derive(Clone, Copy, Debug)]
 pub struct RxCopy<'a> {
     pub frame: &'a Bytes,
     pub stripped_tci: Option<u16>,
     pub origin: Origin,
+    pub l4_checksum: L4Checksum,
+}
+
+/// A frame a function's TX engine produced, and what its offload knows of the frame's L4
+/// checksum ([`L4Checksum::Correct`] when the offload computed it from scratch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxFrame {
+    pub bytes: Bytes,
+    pub l4_checksum: L4Checksum,
+}
+
+impl From<Bytes> for TxFrame {
+    /// A frame nothing is known of.
+    fn from(bytes: Bytes) -> TxFrame {
+        TxFrame {
+            bytes,
+            l4_checksum: L4Checksum::Unverified,
+        }
+    }
 }
 
 /// What the NIC runtime needs of a PCI function it hosts: the bus's accesses, the client's

@@ -288,7 +288,7 @@ struct Ipv4Checksum {
 
 /// The L4 checksum to write (checksum-only path).
 #[derive(Clone, Copy, Debug)]
-struct L4Checksum {
+struct L4ChecksumPlan {
     kind: L4Type,
     /// Offset of the L4 header in the input frame.
     off: usize,
@@ -301,7 +301,7 @@ struct L4Checksum {
 #[derive(Clone, Copy, Debug)]
 struct ChecksumPlan {
     ip: Option<Ipv4Checksum>,
-    l4: Option<L4Checksum>,
+    l4: Option<L4ChecksumPlan>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -464,14 +464,14 @@ fn plan_checksums(
         Some(match pseudo {
             Some(plain) => {
                 let end = plain.l4_end.unwrap_or(frame.len());
-                L4Checksum {
+                L4ChecksumPlan {
                     kind: ctx.l4,
                     off: l4_off,
                     end,
                     pseudo: Some(plain.pseudo_base + (end - l4_off) as u64),
                 }
             }
-            None => L4Checksum {
+            None => L4ChecksumPlan {
                 kind: ctx.l4,
                 off: l4_off,
                 end: frame.len(),

@@ -7,6 +7,12 @@
 //! IPv6 extension headers, truncated or inconsistent lengths, a wrong checksum, UDP/IPv4
 //! without a checksum) leaves the bits clear: the guest's stack then verifies in software,
 //! which is always safe. Error bits (IPE/L4E) are never set.
+//!
+//! A frame whose TCP/UDP checksum this NIC's own TX offload has just computed from scratch
+//! arrives with that fact ([`L4Checksum::Correct`]): the switch between the two changes only
+//! the L2 tag, so the segment is not summed a second time (as Linux carries
+//! CHECKSUM_UNNECESSARY across a bridge or a veth pair). Every other check still runs, and the
+//! bits reported are the ones the sum would have given.
 
 use eswitch::wire::{
     checksum, tcp, udp, EtherTypes, EthernetFrame, IpNextHeaderProtocol, IpNextHeaderProtocols,
@@ -15,20 +21,37 @@ use eswitch::wire::{
 
 use crate::function::desc::rx_status;
 
+/// What the datapath already knows of a frame's TCP/UDP checksum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum L4Checksum {
+    /// Nothing: the receive side sums the segment to find out.
+    #[default]
+    Unverified,
+    /// Computed from scratch by the TX offload over exactly the L3 packet the receiver gets
+    /// (a plain packet, [`ChecksumSource::FromScratch`](crate::function::offload::ChecksumSource)),
+    /// and the packet's bytes unchanged since: a sum would find it intact.
+    Correct,
+}
+
 /// The status bits to add to the EOP write-back of `frame`.
 pub fn status(frame: &[u8]) -> u32 {
+    status_for(frame, L4Checksum::Unverified)
+}
+
+/// [`status`] for a frame whose L4 checksum may already be known to be correct.
+pub fn status_for(frame: &[u8], l4: L4Checksum) -> u32 {
     // Up to two tags, 802.1Q or 802.1ad, in front of the ethertype.
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return 0;
     };
     match eth.ethertype() {
-        EtherTypes::Ipv4 => ipv4(eth.payload()),
-        EtherTypes::Ipv6 => ipv6(eth.payload()),
+        EtherTypes::Ipv4 => ipv4(eth.payload(), l4),
+        EtherTypes::Ipv6 => ipv6(eth.payload(), l4),
         _ => 0,
     }
 }
 
-fn ipv4(data: &[u8]) -> u32 {
+fn ipv4(data: &[u8], known: L4Checksum) -> u32 {
     let ip = Ipv4Packet::new_unchecked(data);
     // Version, IHL, a total length within the frame, the header checksum.
     if Ipv4Repr::parse(&ip).is_err() {
@@ -40,26 +63,41 @@ fn ipv4(data: &[u8]) -> u32 {
         return st;
     }
     let proto = ip.next_header();
-    st |= l4_status(proto, ip.payload(), ip.pseudo_addrs_sum(), true);
+    st |= l4_status(proto, ip.payload(), ip.pseudo_addrs_sum(), true, known);
     st
 }
 
-fn ipv6(data: &[u8]) -> u32 {
+fn ipv6(data: &[u8], known: L4Checksum) -> u32 {
     let ip = Ipv6Packet::new_unchecked(data);
     // Version and a payload length within the frame. The L4 header must follow the fixed
     // header: with extension headers the next header is not TCP or UDP and nothing is reported.
     if Ipv6Repr::parse(&ip).is_err() {
         return 0;
     }
-    l4_status(ip.next_header(), ip.payload(), ip.pseudo_addrs_sum(), false)
+    l4_status(
+        ip.next_header(),
+        ip.payload(),
+        ip.pseudo_addrs_sum(),
+        false,
+        known,
+    )
 }
 
 /// The L4 bits for `l4`, the IP payload up to the IP length; `addrs` is the unfolded sum of the
 /// IP addresses.
-fn l4_status(proto: IpNextHeaderProtocol, l4: &[u8], addrs: u64, ipv4: bool) -> u32 {
+fn l4_status(
+    proto: IpNextHeaderProtocol,
+    l4: &[u8],
+    addrs: u64,
+    ipv4: bool,
+    known: L4Checksum,
+) -> u32 {
     // The pseudo-header (RFC 9293 §3.1, RFC 768, RFC 8200 §8.1) with the length the IP header
     // gives, and the segment with its checksum field: intact when they sum to 0xFFFF.
     let ok = || {
+        if known == L4Checksum::Correct {
+            return true;
+        }
         let pseudo = addrs + u64::from(proto.0) + l4.len() as u64;
         checksum::fold(checksum::sum(l4, pseudo)) == 0xFFFF
     };

@@ -39,9 +39,12 @@ use crate::function::desc::{
     tx_bits, DescBytes, TxContext, TxDataDesc, TxDesc, TxOffloads, DESC_LEN, TX_STATUS_OFFSET,
 };
 use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
-use crate::function::offload::{OffloadError, Payload, PayloadUnreadable};
+use crate::function::offload::{
+    ChecksumSource, OffloadError, OffloadStats, Payload, PayloadUnreadable,
+};
+use crate::function::rxcsum::L4Checksum;
 use crate::function::stats::{Counters, TxError};
-use crate::function::{guest, offload, FunctionId, GuestMem};
+use crate::function::{guest, offload, FunctionId, GuestMem, TxFrame};
 use crate::seams::PfPort;
 
 /// TXDCTL.ENABLE, the same bit 25 on the 82576 and the 82599 (ixgbevf `IXGBE_TXDCTL_ENABLE`).
@@ -88,7 +91,7 @@ pub(crate) struct TxEnv<'a> {
     pub admit: &'a dyn Fn(usize) -> Result<(), NextSendAt>,
     pub pad: bool,
     pub counters: &'a mut Counters,
-    pub out: &'a mut Vec<Bytes>,
+    pub out: &'a mut Vec<TxFrame>,
     /// The function's injected DMA faults, and which queue this is.
     pub dma: &'a mut DmaFaults,
     pub queue: usize,
@@ -214,7 +217,7 @@ impl TxRing {
         vf: VfTx<'_>,
         q: usize,
         resume: bool,
-        out: &mut Vec<Bytes>,
+        out: &mut Vec<TxFrame>,
     ) -> TxRun {
         if !self.enabled() {
             return TxRun::default();
@@ -478,6 +481,8 @@ impl TxRing {
                     1
                 };
                 let mut frames: Vec<Bytes> = Vec::with_capacity(expected);
+                // What the receiving side may take as known of the frames' L4 checksums.
+                let mut l4_checksum = L4Checksum::Unverified;
                 if segmenting {
                     let mut rest = GuestPayload {
                         mem,
@@ -501,7 +506,7 @@ impl TxRing {
                         Err(OffloadError::PayloadUnreadable)
                     };
                     match cut {
-                        Ok(_) => {}
+                        Ok(stats) => l4_checksum = checksum_fact(&stats),
                         Err(OffloadError::PayloadUnreadable) => {
                             debug!(%func, "TX payload outside guest memory");
                             env.counters.dma_errors += 1;
@@ -515,12 +520,13 @@ impl TxRing {
                         }
                     }
                 } else if req.needs_offload() {
-                    if let Err(e) =
-                        offload::apply(&data, &req.ctx, &req.offloads, &mut |f| frames.push(f))
-                    {
-                        debug!(%func, reason = %e, "TX offload refused the packet");
-                        error = Some(TxError::Offload);
-                        frames.clear();
+                    match offload::apply(&data, &req.ctx, &req.offloads, &mut |f| frames.push(f)) {
+                        Ok(stats) => l4_checksum = checksum_fact(&stats),
+                        Err(e) => {
+                            debug!(%func, reason = %e, "TX offload refused the packet");
+                            error = Some(TxError::Offload);
+                            frames.clear();
+                        }
                     }
                 } else {
                     frames.push(Bytes::from(data));
@@ -533,7 +539,10 @@ impl TxRing {
                         Ok(()) => {
                             env.counters.tx_packets += 1;
                             env.counters.tx_bytes += len;
-                            env.out.push(f);
+                            env.out.push(TxFrame {
+                                bytes: f,
+                                l4_checksum,
+                            });
                         }
                         Err(NextSendAt(until_ns)) => {
                             env.counters.tx_deferred += 1;
@@ -599,6 +608,17 @@ impl TxRing {
         warn!(func = %env.func, addr = at, "TX head write-back outside guest memory");
         env.counters.dma_errors += 1;
         false
+    }
+}
+
+/// What the offload's work says of its frames' L4 checksums: correct when computed from
+/// scratch over the plain packet (the pseudo-header rebuilt from the IP header and the segment's
+/// real length); a seed the driver gave is continued as the silicon does, and may be wrong.
+fn checksum_fact(stats: &OffloadStats) -> L4Checksum {
+    if stats.l4_checksum == Some(ChecksumSource::FromScratch) {
+        L4Checksum::Correct
+    } else {
+        L4Checksum::Unverified
     }
 }
 

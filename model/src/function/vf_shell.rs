@@ -23,6 +23,7 @@ use vm_memory::{GuestAddressSpace, GuestMemoryBackend};
 
 use super::faults::{DmaFaultState, DmaFaults};
 use super::mmio::{read_dwords, write_dwords, MsixTable};
+use super::rxcsum::L4Checksum;
 use super::stats::{AccessError, Counters, RxDrop, RxOutcome, VfStats};
 use super::tx::{TxPause, TxRing, TxRun, VfTx};
 use super::vectors::Cause;
@@ -123,6 +124,7 @@ pub trait VfRegisters: Send + Sized + 'static {
         queue: usize,
         frame: &[u8],
         stripped_tci: Option<u16>,
+        l4_checksum: L4Checksum,
     ) -> RxOutcome;
     /// A frame for `queue` was refused for `reason` (the card's own drop counter).
     fn count_rx_drop(&mut self, _queue: usize, _reason: RxDrop) {}
@@ -287,6 +289,7 @@ impl<R: VfRegisters> VfShell<R> {
             frame,
             stripped_tci,
             origin,
+            L4Checksum::Unverified,
         )
     }
 
@@ -305,7 +308,14 @@ impl<R: VfRegisters> VfShell<R> {
         let mem = guest::LastRegion::new(&*guard);
         let mut fire = Fire::NONE;
         for (taken, c) in copies.iter().enumerate() {
-            let (result, f) = self.receive_one(queue, &mem, c.frame, c.stripped_tci, c.origin);
+            let (result, f) = self.receive_one(
+                queue,
+                &mem,
+                c.frame,
+                c.stripped_tci,
+                c.origin,
+                c.l4_checksum,
+            );
             fire = fire.union(f);
             if result == Err(RxDrop::RingFull) {
                 return (taken, fire);
@@ -334,10 +344,11 @@ impl<R: VfRegisters> VfShell<R> {
         frame: &[u8],
         stripped_tci: Option<u16>,
         origin: Origin,
+        l4_checksum: L4Checksum,
     ) -> (Result<(), RxDrop>, Fire) {
-        let outcome = self
-            .regs
-            .write_rx(&mut self.core, mem, queue, frame, stripped_tci);
+        let outcome =
+            self.regs
+                .write_rx(&mut self.core, mem, queue, frame, stripped_tci, l4_checksum);
         let cause = Cause::Rx(queue as u8);
         match outcome {
             RxOutcome::Delivered { .. } => {

@@ -9,8 +9,9 @@ use super::faults::{Direction, WireAction, REORDER_HOLD_NS};
 use super::inject::{Held, HeldFrame};
 use super::{lock, DynFunction, Hosted, Nic, Pending, BACKLOG_FRAMES};
 use crate::function::card_vf::CardVf;
+use crate::function::rxcsum::L4Checksum;
 use crate::function::Function;
-use crate::function::{Fire, Origin, RxCopy};
+use crate::function::{Fire, Origin, RxCopy, TxFrame};
 use crate::seams::Switched;
 
 impl Nic {
@@ -46,11 +47,22 @@ impl Nic {
                 }
             }
         }
-        self.switch_past_faults(ingress, frames);
+        self.switch_past_faults(ingress, frames.into_iter().map(TxFrame::from).collect());
+    }
+
+    /// [`Nic::switch_frames`] for the frames a function's TX engine produced, with what its
+    /// offload knows of their checksums. A TX wire fault may change a frame's bytes: with one
+    /// armed, nothing is known of them.
+    pub(super) fn switch_tx(&self, ingress: PortId, frames: Vec<TxFrame>) {
+        if self.wire_armed() {
+            self.switch_frames(ingress, frames.into_iter().map(|f| f.bytes).collect());
+        } else {
+            self.switch_past_faults(ingress, frames);
+        }
     }
 
     /// [`Nic::switch_frames`] for frames past `ingress`'s TX faults (and frames they held).
-    pub(super) fn switch_past_faults(&self, ingress: PortId, frames: Vec<Bytes>) {
+    pub(super) fn switch_past_faults(&self, ingress: PortId, frames: Vec<TxFrame>) {
         let observer = self
             .observer
             .read()
@@ -58,14 +70,15 @@ impl Nic {
             .clone();
         // The switching time is only the observer's: without one the clock is not read.
         let now = observer.as_ref().map_or(0, |_| self.now());
-        let switched: Vec<(Option<Bytes>, Deliveries)> = {
+        let switched: Vec<Outcome> = {
             let mut side = self.pf.side();
             let sw = side.switch_mut();
             frames
                 .into_iter()
-                .map(|f| {
-                    let sent = observer.as_ref().map(|_| f.clone());
-                    (sent, sw.process(ingress, f))
+                .map(|f| Outcome {
+                    sent: observer.as_ref().map(|_| f.bytes.clone()),
+                    out: sw.process(ingress, f.bytes),
+                    l4_checksum: f.l4_checksum,
                 })
                 .collect()
         };
@@ -75,7 +88,7 @@ impl Nic {
         };
         let mut switched = switched;
         // The drops the switch gave each frame: delivery adds its own after them.
-        let befores: Vec<usize> = switched.iter().map(|(_, out)| out.drops.len()).collect();
+        let befores: Vec<usize> = switched.iter().map(|o| o.out.drops.len()).collect();
         let armed = self.wire_armed();
         if !armed {
             self.deliver_in_runs(&mut switched, origin);
@@ -83,7 +96,7 @@ impl Nic {
         let mut rx_full: Vec<PortId> = Vec::new();
         // Frames (and their bytes) the switch looped back to this port's functions.
         let mut looped = (0u64, 0u64);
-        for ((sent, mut out), before) in switched.into_iter().zip(befores) {
+        for (Outcome { sent, mut out, .. }, before) in switched.into_iter().zip(befores) {
             if let Some(d) = out
                 .deliveries
                 .iter()
@@ -149,7 +162,7 @@ impl Nic {
     /// at a time: its lock, its memory and its interrupt taken once per run (the segments of
     /// a TSO packet make one run). A copy its port had no room for gets an `RxFull` drop in
     /// its frame's record.
-    fn deliver_in_runs(&self, switched: &mut [(Option<Bytes>, Deliveries)], origin: Origin) {
+    fn deliver_in_runs(&self, switched: &mut [Outcome], origin: Origin) {
         let mut full: Vec<(usize, PortId)> = Vec::new();
         {
             // Room for a copy of every frame: a TSO packet's segments make one run.
@@ -158,8 +171,8 @@ impl Nic {
                 copies: Vec::with_capacity(switched.len()),
                 frames: Vec::with_capacity(switched.len()),
             };
-            for (i, (_, out)) in switched.iter().enumerate() {
-                for d in out.deliveries.iter() {
+            for (i, o) in switched.iter().enumerate() {
+                for d in o.out.deliveries.iter() {
                     let function = match d.port {
                         PortId::Vf(_) => true,
                         PortId::Pf => self.pf_driven(),
@@ -179,6 +192,7 @@ impl Nic {
                         frame: &d.frame,
                         stripped_tci: d.stripped_tci.map(|t| t.0),
                         origin,
+                        l4_checksum: o.l4_checksum,
                     });
                     run.frames.push(i);
                 }
@@ -186,7 +200,7 @@ impl Nic {
             self.deliver_run(&mut run, &mut full);
         }
         for (i, port) in full {
-            switched[i].1.drops.push(DropRecord {
+            switched[i].out.drops.push(DropRecord {
                 port,
                 reason: DropReason::RxFull,
             });
@@ -356,12 +370,14 @@ impl Nic {
         }
     }
 
-    /// Hands one copy to its port. `false`: dropped for want of room (`rx_full`).
+    /// Hands one copy to its port, nothing known of its checksum (a fault's copy may be
+    /// altered). `false`: dropped for want of room (`rx_full`).
     fn deliver(&self, d: &Delivery, origin: Origin) -> bool {
         let copy = [RxCopy {
             frame: &d.frame,
             stripped_tci: d.stripped_tci.map(|t| t.0),
             origin,
+            l4_checksum: L4Checksum::Unverified,
         }];
         match d.port {
             PortId::Vf(_) => self.deliver_into::<CardVf>(d.port, &copy) == 1,
@@ -415,6 +431,7 @@ impl Nic {
                 frame: c.frame.clone(),
                 stripped_tci: c.stripped_tci,
                 origin: c.origin,
+                l4_checksum: c.l4_checksum,
             }));
             let dropped = waiting.len() - kept;
             if dropped > 0 {
@@ -441,6 +458,14 @@ impl Nic {
         }
         taken
     }
+}
+
+/// One frame through the switch: a copy for the observer, its deliveries and drops, and what
+/// its sender's offload knows of its L4 checksum.
+struct Outcome {
+    sent: Option<Bytes>,
+    out: Deliveries,
+    l4_checksum: L4Checksum,
 }
 
 /// Copies on their way to one function, and the frame (by its place in the batch) each is a

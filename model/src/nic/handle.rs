@@ -210,6 +210,7 @@ impl<F: Hosted> Handle<F> {
             frame,
             stripped_tci,
             origin: crate::function::Origin::Wire,
+            l4_checksum: crate::function::rxcsum::L4Checksum::Unverified,
         };
         self.nic.deliver_into::<F>(self.port, &[copy]) == 1
     }

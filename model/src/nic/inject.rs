@@ -394,7 +394,7 @@ impl Nic {
     pub(super) fn release(&self, frames: Vec<HeldFrame>) {
         for h in frames {
             match h.payload {
-                Held::Tx(frame) => self.switch_past_faults(h.port, vec![frame]),
+                Held::Tx(frame) => self.switch_past_faults(h.port, vec![frame.into()]),
                 Held::Rx(d, origin) => {
                     self.deliver_counted(&d, origin);
                 }

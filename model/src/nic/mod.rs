@@ -42,8 +42,11 @@ use eswitch::{PfPolicy, PortId, VfSetting};
 use tracing::{info, warn};
 
 use crate::function::card_vf::CardVf;
+use crate::function::rxcsum::L4Checksum;
 use crate::function::stats::{AccessError, RxDrop, VfStats};
-use crate::function::{BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin, RxCopy};
+use crate::function::{
+    BusLayout, Effects, Fire, Function, GuestMem, LinkStatus, Origin, RxCopy, TxFrame,
+};
 use crate::seams::{Clock, IrqSink, Observer, PortSink};
 use faults::{SlotFaults, WireFaults};
 use inject::NicFaults;
@@ -109,6 +112,7 @@ struct Pending {
     frame: Bytes,
     stripped_tci: Option<u16>,
     origin: Origin,
+    l4_checksum: L4Checksum,
 }
 
 /// A PF function hosted by the runtime, of whatever card ([`Nic::host_pf`]).
@@ -227,7 +231,7 @@ impl Hosted for DynFunction {
 #[derive(Default)]
 struct Work {
     irq: Option<(Arc<dyn IrqSink>, Fire)>,
-    frames: Vec<Bytes>,
+    frames: Vec<TxFrame>,
     /// When the function next needs its timer (a paused TX queue, a held interrupt).
     wakeup: Option<u64>,
 }
@@ -306,6 +310,7 @@ impl<F: Function> Slot<F> {
                 frame: &p.frame,
                 stripped_tci: p.stripped_tci,
                 origin: p.origin,
+                l4_checksum: p.l4_checksum,
             })
             .collect();
         let (taken, fire) = self.func.receive_batch(&copies);
@@ -644,7 +649,7 @@ impl Nic {
             self.set_deadline(port, t);
         }
         if !work.frames.is_empty() {
-            self.switch_frames(port, work.frames);
+            self.switch_tx(port, work.frames);
         }
     }
 

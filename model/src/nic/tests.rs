@@ -554,7 +554,7 @@ impl Function for FakePf {
     fn region_write(&mut self, _: u32, offset: u64, data: &[u8]) -> Result<Effects, AccessError> {
         let mut e = Effects::default();
         match offset {
-            0 => e.frames.push(Bytes::copy_from_slice(data)),
+            0 => e.frames.push(Bytes::copy_from_slice(data).into()),
             8 => {
                 self.room += 1;
                 e.rx_posted = true;

@@ -62,7 +62,7 @@ impl Ixgbevf {
 
     pub fn take(&mut self, e: Effects) {
         self.fired.extend(e.fire.vectors());
-        self.sent.extend(e.frames);
+        self.sent.extend(e.frames.into_iter().map(|f| f.bytes));
     }
 
     pub fn rd(&mut self, off: u64) -> u32 {

@@ -5,8 +5,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
 use model::function::offload::{
-    apply, ChecksumSource, L3Type, L4Type, OffloadError, TxContext, TxOffloads, MAX_SEGMENTS,
+    apply, ChecksumSource, L3Type, L4Type, OffloadError, OffloadStats, TxContext, TxOffloads,
+    MAX_SEGMENTS,
 };
+use model::function::rxcsum::{self, L4Checksum};
+use model::function::tx::MIN_TX_FRAME;
 use pnet_packet::ipv4::{self, Ipv4Packet};
 use pnet_packet::tcp::{self, TcpFlags, TcpPacket};
 use pnet_packet::Packet;
@@ -607,6 +610,41 @@ fn error_emits_nothing() {
 
 // ---- property tests --------------------------------------------------------------------------
 
+/// The fact the TX engine hands the receiving side (an L4 checksum computed from scratch is
+/// correct) holds for every frame the offload emitted: the receive status with the fact is
+/// the one summing the frame gives. Frames are padded as the engine pads them.
+fn assert_fact_holds(frames: &[Bytes], stats: &OffloadStats) -> Result<(), TestCaseError> {
+    if stats.l4_checksum != Some(ChecksumSource::FromScratch) {
+        return Ok(());
+    }
+    for f in frames {
+        let mut padded = f.to_vec();
+        if padded.len() < MIN_TX_FRAME {
+            padded.resize(MIN_TX_FRAME, 0);
+        }
+        prop_assert_eq!(
+            rxcsum::status_for(&padded, L4Checksum::Correct),
+            rxcsum::status(&padded),
+            "frame {:02x?}",
+            padded
+        );
+    }
+    Ok(())
+}
+
+/// A plain TCP or UDP packet as the driver hands it over: for segmentation at `mss`, or for
+/// its checksums only (IXSM too for IPv4).
+fn plain_packet(ip: Ip, udp: bool, payload: &[u8], mss: u16, segment: bool) -> Built {
+    if segment {
+        let l4 = if udp { L4::Udp } else { L4::Tcp };
+        gso_frame(ip, l4, payload, mss, TcpFlags::ACK)
+    } else {
+        let mut b = csum_frame(ip, if udp { PROTO_UDP } else { PROTO_TCP }, payload);
+        b.off.ixsm = ip == Ip::V4;
+        b
+    }
+}
+
 fn tcp_flags() -> impl Strategy<Value = u8> {
     // Any flags a TSO super-frame could carry (no SYN/RST in practice, but harmless).
     any::<u8>().prop_map(|f| f | TcpFlags::ACK)
@@ -631,6 +669,10 @@ proptest! {
         let l4 = if udp { L4::Udp } else { L4::Tcp };
         let payload = payload_bytes(len, salt);
         check_segmentation(ip, l4, &payload, mss, flags, vlan);
+        let b = gso_frame(ip, l4, &payload, mss, flags);
+        let (frames, stats) = run(&b.frame, &b.ctx, &b.off).unwrap();
+        prop_assert_eq!(stats.l4_checksum, Some(ChecksumSource::FromScratch));
+        assert_fact_holds(&frames, &stats)?;
     }
 
     /// The driver's seeds (IPv4 checksum, L4 checksum) do not change the output of a plain packet.
@@ -646,13 +688,7 @@ proptest! {
     ) {
         let ip = if v6 { Ip::V6 } else { Ip::V4 };
         let payload = payload_bytes(len, 0);
-        let b = if segment {
-            gso_frame(ip, if udp { L4::Udp } else { L4::Tcp }, &payload, mss, TcpFlags::ACK)
-        } else {
-            let mut b = csum_frame(ip, if udp { PROTO_UDP } else { PROTO_TCP }, &payload);
-            b.off.ixsm = ip == Ip::V4;
-            b
-        };
+        let b = plain_packet(ip, udp, &payload, mss, segment);
         let (reference, _) = run(&b.frame, &b.ctx, &b.off).unwrap();
         let mut seeded = b.frame.clone();
         if ip == Ip::V4 {
@@ -714,5 +750,44 @@ proptest! {
         let ctx = context_from_fields(mac_len, ip_len, l4_len, mss, l4, ipv4);
         let off = TxOffloads { tse, ixsm, txsm, vle, paylen };
         let _ = run(frame, &ctx, &off);
+    }
+
+    /// Whatever the guest wrote (the seeds in its checksum fields, a header's bytes, any
+    /// context), a checksum the offload reports computed from scratch is one the receiving
+    /// side would find intact: carrying that fact past the switch never changes what the
+    /// receiver reports.
+    #[test]
+    fn a_checksum_computed_from_scratch_verifies_on_receive(
+        len in 0usize..3_000,
+        mss in 64u16..2_000,
+        v6 in any::<bool>(),
+        udp in any::<bool>(),
+        segment in any::<bool>(),
+        vle in any::<bool>(),
+        poke in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        mutate_ctx in any::<bool>(),
+        mac_len in prop_oneof![Just(14u8), Just(18), 0u8..64],
+        ip_len in prop_oneof![Just(20u16), Just(24), Just(40), Just(48), 0u16..128],
+        l4_len in prop_oneof![Just(8u8), Just(20), Just(32), 0u8..64],
+    ) {
+        let ip = if v6 { Ip::V6 } else { Ip::V4 };
+        let payload = payload_bytes(len, 3);
+        let mut b = plain_packet(ip, udp, &payload, mss, segment);
+        // Bytes anywhere in the headers (or the payload) changed after the driver built them.
+        for (at, byte) in &poke {
+            let i = at.index(b.frame.len().min(b.hdr_len + 16));
+            b.frame[i] = *byte;
+        }
+        b.off.vle = vle;
+        if mutate_ctx {
+            b.ctx = context_from_fields(mac_len, ip_len, l4_len, mss, if udp { 1 } else { 0 }, !v6);
+            if segment {
+                let hdr = usize::from(mac_len) + usize::from(ip_len) + usize::from(l4_len);
+                b.off.paylen = b.frame.len().saturating_sub(hdr) as u32;
+            }
+        }
+        if let Ok((frames, stats)) = run(&b.frame, &b.ctx, &b.off) {
+            assert_fact_holds(&frames, &stats)?;
+        }
     }
 }

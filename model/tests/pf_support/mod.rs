@@ -130,7 +130,7 @@ impl Rig {
 
     pub fn take(&mut self, e: Effects) {
         self.fired.extend(e.fire.vectors());
-        self.sent.extend(e.frames);
+        self.sent.extend(e.frames.into_iter().map(|f| f.bytes));
     }
 
     /// The wire's link changes (the runtime's PF port), with what the PF fires.

@@ -33,8 +33,9 @@ use crate::function::desc::{
     rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN, RX_DESCS_INLINE,
 };
 use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
+use crate::function::rxcsum::{self, L4Checksum};
 use crate::function::stats::{RxDrop, RxOutcome};
-use crate::function::{guest, rxcsum, FunctionId};
+use crate::function::{guest, FunctionId};
 
 /// igbvf's header buffer in header-split mode (`rx_ps_hdr_size`).
 pub const IGBVF_HDR_SIZE: usize = 128;
@@ -261,7 +262,7 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
     mem: &M,
     frame: &[u8],
     stripped_tci: Option<u16>,
-    checksum: bool,
+    checksum: Option<L4Checksum>,
     func: FunctionId,
     dma: (&mut DmaFaults, usize),
 ) -> RxOutcome {
@@ -357,8 +358,8 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
         }
         if buffer_fault {
             last.status_error |= RXE;
-        } else if checksum {
-            last.status_error |= rxcsum::status(frame);
+        } else if let Some(known) = checksum {
+            last.status_error |= rxcsum::status_for(frame, known);
         }
     }
 

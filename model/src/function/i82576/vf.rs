@@ -16,6 +16,7 @@ use super::intr::IntrRegs;
 use super::regs::{self, ctrl, status};
 use super::rx::{write_frame, RxRing};
 use super::tx::TxRing;
+use crate::function::rxcsum::L4Checksum;
 use crate::function::stats::{Counters, RxDrop, RxOutcome};
 use crate::function::vf_intr::VF_MSIX_VECTORS;
 use crate::function::vf_shell::{VfCore, VfRegisters, VfShell};
@@ -276,6 +277,7 @@ impl VfRegisters for Regs {
         queue: usize,
         frame: &[u8],
         stripped_tci: Option<u16>,
+        l4_checksum: L4Checksum,
     ) -> RxOutcome {
         match self.rx.get_mut(queue) {
             Some(ring) if ring.enabled() => write_frame(
@@ -283,7 +285,7 @@ impl VfRegisters for Regs {
                 mem,
                 frame,
                 stripped_tci,
-                core.rx_checksum,
+                core.rx_checksum.then_some(l4_checksum),
                 FunctionId::Vf(core.id),
                 (&mut core.dma_faults, queue),
             ),

@@ -37,8 +37,9 @@ use crate::function::desc::{
     rx_status, DescBytes, RxReadDesc, RxWriteBack, DESC_LEN, RX_DESCS_INLINE,
 };
 use crate::function::faults::{DmaFaults, DmaTarget, QueueDir};
+use crate::function::rxcsum::{self, L4Checksum};
 use crate::function::stats::{RxDrop, RxOutcome};
-use crate::function::{guest, rxcsum, FunctionId};
+use crate::function::{guest, FunctionId};
 
 /// The 82599's RXE error bit in the write-back (`IXGBE_RXDADV_ERR_USE` in ixgbevf's names,
 /// part of the frame-error mask it drops on).
@@ -194,7 +195,7 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
     mem: &M,
     frame: &[u8],
     stripped_tci: Option<u16>,
-    checksum: bool,
+    checksum: Option<L4Checksum>,
     func: FunctionId,
     dma: (&mut DmaFaults, usize),
 ) -> RxOutcome {
@@ -258,8 +259,8 @@ pub(crate) fn write_frame<M: GuestMemoryBackend>(
         }
         if buffer_fault {
             last.status_error |= ERR_RXE;
-        } else if checksum {
-            last.status_error |= rxcsum::status(&data);
+        } else if let Some(known) = checksum {
+            last.status_error |= rxcsum::status_for(&data, known);
         }
     }
 

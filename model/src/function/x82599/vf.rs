@@ -23,6 +23,7 @@ use super::regs::{self, ctrl, links};
 use super::rss::Rss;
 use super::rx::{write_frame, RxQueue};
 use super::tx;
+use crate::function::rxcsum::L4Checksum;
 use crate::function::stats::{Counters, RxDrop, RxOutcome};
 use crate::function::tx::TxRing;
 use crate::function::vf_intr::VF_MSIX_VECTORS;
@@ -334,6 +335,7 @@ impl VfRegisters for Regs {
         queue: usize,
         frame: &[u8],
         stripped_tci: Option<u16>,
+        l4_checksum: L4Checksum,
     ) -> RxOutcome {
         match self.rx.get_mut(queue) {
             Some(q) if q.enabled() => write_frame(
@@ -341,7 +343,7 @@ impl VfRegisters for Regs {
                 mem,
                 frame,
                 stripped_tci,
-                core.rx_checksum,
+                core.rx_checksum.then_some(l4_checksum),
                 FunctionId::Vf(core.id),
                 (&mut core.dma_faults, queue),
             ),

@@ -2,6 +2,7 @@
 //! frames from the switch into the RX queue its filters and MRQC choose, and the rings' state.
 
 use super::*;
+use crate::function::rxcsum::L4Checksum;
 
 impl Pf {
     /// PHY loopback or MAC loopback.
@@ -50,10 +51,10 @@ impl Pf {
         }
         let looping = self.looping();
         for f in frames {
-            let dst = EthernetFrame::new_unchecked(&f[..]).dst_addr();
-            self.hw_stats.transmitted(f.len(), dst);
+            let dst = EthernetFrame::new_unchecked(&f.bytes[..]).dst_addr();
+            self.hw_stats.transmitted(f.bytes.len(), dst);
             if looping {
-                let (result, fire) = self.rx_frame(&f, None, Source::Loopback);
+                let (result, fire) = self.rx_frame(&f.bytes, None, Source::Loopback);
                 effects.fire = effects.fire.union(fire);
                 match result {
                     Ok(()) => {}
@@ -144,7 +145,7 @@ impl Pf {
                 &*guard,
                 &data,
                 tci,
-                checksum,
+                checksum.then_some(L4Checksum::Unverified),
                 FunctionId::Pf,
                 (&mut self.dma_faults, q),
             )
