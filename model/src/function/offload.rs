@@ -595,6 +595,20 @@ fn put_with_tag(buf: &mut impl BufMut, frame: &[u8], end: usize, vlan: Option<Vl
     }
 }
 
+/// The sum of a plain IPv4 header at `plan.off` in `head` with its total length,
+/// identification and checksum taken as zero: what every segment's header sums to but for
+/// the two words the segments differ in, which each adds (RFC 1624's incremental update).
+fn ipv4_rest_sum(head: &[u8], plan: &Ipv4Checksum) -> u64 {
+    let mut header = [0u8; ipv4::MAX_HEADER_LEN];
+    let header = &mut header[..plan.len];
+    header.copy_from_slice(&head[plan.off..plan.off + plan.len]);
+    let mut ip = Ipv4Packet::new_unchecked(&mut header[..]);
+    ip.set_total_len(0);
+    ip.set_ident(0);
+    ip.set_checksum(0);
+    checksum::sum(header, 0)
+}
+
 fn write_ipv4_checksum(buf: &mut [u8], plan: &Ipv4Checksum, shift: usize) {
     let at = shift + plan.off;
     let mut ip = Ipv4Packet::new_unchecked(&mut buf[at..at + plan.len]);
@@ -715,6 +729,10 @@ fn emit_segments<F: FnMut(Bytes) + ?Sized>(
     // cannot be read drops the whole packet); each is then split off its front and shares its
     // buffer, which is freed when the last segment is dropped.
     let mut arena: Vec<u8> = Vec::with_capacity(plan.segments * (shift + plan.hdr_len) + total);
+    let ip_rest = plan
+        .ip_checksum
+        .filter(|c| c.from_scratch)
+        .map(|c| ipv4_rest_sum(head, &c));
     for index in 0..plan.segments {
         let (start, len) = chunk(index);
         let at = arena.len();
@@ -727,17 +745,23 @@ fn emit_segments<F: FnMut(Bytes) + ?Sized>(
         let l4_total = plan.hdr_len - plan.l4_off + len;
         match plan.l3 {
             L3Type::Ipv4 => {
+                let total_len = (plan.hdr_len - plan.l3_off + len) as u16;
+                let seg_ident = ident.wrapping_add(index as u16);
                 let mut ip = Ipv4Packet::new_unchecked(&mut buf[l3..]);
-                ip.set_total_len((plan.hdr_len - plan.l3_off + len) as u16);
-                ip.set_ident(ident.wrapping_add(index as u16));
+                ip.set_total_len(total_len);
+                ip.set_ident(seg_ident);
+                if let Some(rest) = ip_rest {
+                    let sum = rest + u64::from(total_len) + u64::from(seg_ident);
+                    ip.set_checksum(!checksum::fold(sum));
+                }
             }
             L3Type::Ipv6 => {
                 let payload_len = plan.hdr_len - plan.l3_off - ipv6::HEADER_LEN + len;
                 Ipv6Packet::new_unchecked(&mut buf[l3..]).set_payload_len(payload_len as u16);
             }
         }
-        if let Some(ip) = &plan.ip_checksum {
-            write_ipv4_checksum(buf, ip, shift);
+        if let Some(ip) = plan.ip_checksum.filter(|_| ip_rest.is_none()) {
+            write_ipv4_checksum(buf, &ip, shift);
         }
         match plan.l4 {
             L4Type::Tcp => {
