@@ -12,6 +12,11 @@
 //!   sleeping connection thread);
 //! - the same hand-off with the reader polling the socket without sleeping (non-blocking reads
 //!   and `sched_yield` between them, as `serve --busy-poll-us` does);
+//! - a stream of posted writes taken in naps: one thread writing a 36-byte message (the size
+//!   of QEMU's posted REGION_WRITE of a 32-bit register) every 100 µs, each its own `write`,
+//!   and the other sleeping 1 ms at a time and then reading whatever waits until the socket is
+//!   empty, as a `serve` connection does while a TCP stream runs; the line gives the reading
+//!   thread's CPU per message: the price of receiving the client's messages at all;
 //! - an interrupt: a write to an eventfd that a thread waits on in `poll` (as QEMU's thread
 //!   that injects a vfio-user device's interrupts waits on the eventfds `serve` writes), every
 //!   500 µs; the write alone is timed by the writing thread's CPU clock, so the line gives what
@@ -100,6 +105,47 @@ fn handoff(poll: bool) -> (u64, Duration) {
     (round_trips * 2, mine + theirs)
 }
 
+/// A writer posting [`POSTED_WRITE_LEN`]-byte messages every 100 µs for [`RUN`], and a reader
+/// that sleeps 1 ms, then reads non-blocking until the socket is empty. Returns the messages
+/// read and the reader's CPU time.
+fn posted_stream() -> (u64, Duration) {
+    let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+    b.set_nonblocking(true).expect("non-blocking");
+    let writer = thread::spawn(move || {
+        let start = Instant::now();
+        let msg = [0x5au8; POSTED_WRITE_LEN];
+        while start.elapsed() < RUN {
+            write_all_retrying(&mut a, &msg);
+            thread::sleep(Duration::from_micros(100));
+        }
+    });
+    let cpu = thread_cpu();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut bytes = 0usize;
+    let mut open = true;
+    while open {
+        thread::sleep(Duration::from_millis(1));
+        loop {
+            match b.read(&mut buf) {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(n) => bytes += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+    let cpu = thread_cpu() - cpu;
+    writer.join().expect("writer thread");
+    ((bytes / POSTED_WRITE_LEN) as u64, cpu)
+}
+
+/// A posted REGION_WRITE of one 32-bit register as QEMU sends it: the 16-byte header, the
+/// 16-byte offset/region/count, the 4 bytes of data.
+const POSTED_WRITE_LEN: usize = 36;
+
 /// An eventfd written every 500 µs for [`RUN`], with a thread waiting for it in `poll` (and
 /// reading it) when `waiter`. Returns the writes, the CPU the writes themselves took, and the
 /// waiting thread's CPU.
@@ -184,6 +230,12 @@ fn main() {
     );
     let (n, cpu) = handoff(true);
     report("socket hand-off, one side polling (messages)", n, cpu);
+    let (n, cpu) = posted_stream();
+    report(
+        "posted writes every 100 µs, read after 1 ms naps (messages)",
+        n,
+        cpu,
+    );
     let (n, writes, woken) = eventfd_writes(true);
     report(
         "interrupt: eventfd write waking a thread in poll (writer)",
