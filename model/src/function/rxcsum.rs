@@ -10,9 +10,9 @@
 //!
 //! A frame whose TCP/UDP checksum this NIC's own TX offload has just computed from scratch
 //! arrives with that fact ([`L4Checksum::Correct`]): the switch between the two changes only
-//! the L2 tag, so the segment is not summed a second time (as Linux carries
-//! CHECKSUM_UNNECESSARY across a bridge or a veth pair). Every other check still runs, and the
-//! bits reported are the ones the sum would have given.
+//! the L2 tag, so the segment is not summed a second time (much as Linux does not verify
+//! again, on the far side of a veth pair, a checksum its own stack left to offload). Every
+//! other check still runs, and the bits reported are the ones the sum would have given.
 
 use eswitch::wire::{
     checksum, tcp, udp, EtherTypes, EthernetFrame, IpNextHeaderProtocol, IpNextHeaderProtocols,
