@@ -257,6 +257,8 @@ fn upper(b: &DescBytes) -> [u8; 8] {
 
 /// Writes `frame` into queue `ring` of guest memory `mem`. The caller has checked
 /// attachment, bus mastering and the queue enable.
+/// `checksum`: with the function's RX checksum reporting on, what is already known of the
+/// frame's L4 checksum ([`rxcsum::status_for`]); `None` reports no checksum status.
 pub(crate) fn write_frame<M: GuestMemoryBackend>(
     ring: &mut RxRing,
     mem: &M,

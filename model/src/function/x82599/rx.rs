@@ -190,6 +190,8 @@ fn vlan_strip<'f>(
 
 /// Writes `frame` into `queue` in guest memory `mem`. The caller has checked attachment, bus
 /// mastering and the queue enable.
+/// `checksum`: with the function's RX checksum reporting on, what is already known of the
+/// frame's L4 checksum ([`rxcsum::status_for`]); `None` reports no checksum status.
 pub(crate) fn write_frame<M: GuestMemoryBackend>(
     queue: &mut RxQueue,
     mem: &M,
