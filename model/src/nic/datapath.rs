@@ -50,9 +50,9 @@ impl Nic {
         self.switch_past_faults(ingress, frames.into_iter().map(TxFrame::from).collect());
     }
 
-    /// [`Nic::switch_frames`] for the frames a function's TX engine produced, with what its
-    /// offload knows of their checksums. A TX wire fault may change a frame's bytes: with one
-    /// armed, nothing is known of them.
+    /// [`Nic::switch_frames`] for frames with what is known of their checksums (a function's
+    /// TX engine's, or an injected frame's: nothing). A TX wire fault may change a frame's
+    /// bytes: with one armed, nothing is known of them.
     pub(super) fn switch_tx(&self, ingress: PortId, frames: Vec<TxFrame>) {
         if self.wire_armed() {
             self.switch_frames(ingress, frames.into_iter().map(|f| f.bytes).collect());
