@@ -606,6 +606,30 @@ fn disconnect_resets_and_detaches_then_the_next_client_is_served() {
     assert_eq!(srv.handle.stats().connections, 3);
 }
 
+/// A connection that closes before VERSION (a look at whether the socket is alive, as a second
+/// `serve` on the same directory takes) could change nothing, so the function is not reset when
+/// it ends: a VF's pool is not turned off by it. A client that negotiated is.
+#[test]
+fn a_connection_closed_before_version_does_not_reset_the_function() {
+    let srv = Running::start("look");
+    drop(std::os::unix::net::UnixStream::connect(&srv.path).unwrap());
+    srv.probe
+        .wait_for("detach", |p| p.detaches.load(Ordering::SeqCst) == 1);
+    let client = Client::new(&srv.path).unwrap();
+    drop(client);
+    // The server serves one connection at a time: once the next client is served, the two
+    // before it have ended, detach and reset included.
+    assert_served(&srv.path);
+    assert_eq!(srv.probe.attaches.load(Ordering::SeqCst), 3);
+    assert!(srv.probe.detaches.load(Ordering::SeqCst) >= 2);
+    assert_eq!(
+        srv.probe.resets.load(Ordering::SeqCst),
+        1,
+        "only the client that negotiated is reset after"
+    );
+    assert_eq!(srv.handle.stats().connections, 3);
+}
+
 #[test]
 fn shutdown_stops_the_server_and_removes_the_socket() {
     let mut srv = Running::start("shutdown");

@@ -139,6 +139,11 @@ impl<'a> Connection<'a> {
         Ok((conn, writer))
     }
 
+    /// The client's VERSION was accepted (nothing else is served before it).
+    pub(crate) fn negotiated(&self) -> bool {
+        self.negotiated
+    }
+
     /// Serve until the client goes away, shutdown, or a framing error.
     pub(crate) fn serve(&mut self) -> End {
         loop {

@@ -133,7 +133,8 @@ pub struct FunctionContext {
 /// (its NIC's datapath) is its own business to synchronise.
 ///
 /// Call order per client: `attach` → (config/region accesses, `reset` on DEVICE_RESET)* →
-/// `detach` → `reset`. Bus Master Enable gating is the model's job: it reads its own config space.
+/// `detach` → `reset`, the last only if the client's VERSION was accepted (a connection that
+/// closes before it could change nothing). Bus Master Enable gating is the model's job: it reads its own config space.
 pub trait PciFunction: Send {
     /// Region sizes, irq counts, reset flag. Read once per connection, at accept.
     fn info(&self) -> FunctionInfo;
@@ -151,7 +152,7 @@ pub trait PciFunction: Send {
     /// before any later message is processed.
     fn region_write(&mut self, index: u32, offset: u64, data: &[u8]) -> Result<(), RegionError>;
 
-    /// Function-level reset: on DEVICE_RESET and after the client disconnects.
+    /// Function-level reset: on DEVICE_RESET and after a client that negotiated disconnects.
     fn reset(&mut self);
 
     /// A client connected: keep the handles (clones may go to other threads).

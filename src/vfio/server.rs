@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use tracing::{error, info, info_span, warn};
+use tracing::{debug, error, info, info_span, warn};
 
 use super::conn::{Broken, Connection, End, Timing, STALL_TIMEOUT};
 use super::dma::{mark_connection_thread, Dma, Outbound};
@@ -124,13 +124,13 @@ impl Server {
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!("{} exists and is not a socket", path.display()),
+                    "the path exists and is not a socket",
                 ));
             }
             if UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    format!("{} is served by another process", path.display()),
+                    "another process serves this socket",
                 ));
             }
             std::fs::remove_file(path)?;
@@ -273,6 +273,10 @@ impl Server {
         let attached = catch_unwind(AssertUnwindSafe(|| function.attach(ctx.clone())));
 
         let closed = Arc::new(AtomicBool::new(false));
+        // Whether the client got past VERSION: before it every command is refused, so a
+        // connection that ends there (a look at whether the socket is alive: a second `serve`
+        // on the same directory, a health check) changed nothing the reset must undo.
+        let mut negotiated = true;
         let end = match attached.map(|()| {
             Connection::new(
                 stream,
@@ -315,7 +319,10 @@ impl Server {
                             }
                         });
                 let end = match catch_unwind(AssertUnwindSafe(|| conn.serve())) {
-                    Ok(end) => end,
+                    Ok(end) => {
+                        negotiated = conn.negotiated();
+                        end
+                    }
                     Err(_) => {
                         inner.stats.panics.fetch_add(1, Ordering::Relaxed);
                         End::Protocol(Broken::Panic)
@@ -343,7 +350,11 @@ impl Server {
         let function = &mut self.function;
         if catch_unwind(AssertUnwindSafe(|| {
             function.detach();
-            function.reset();
+            if negotiated {
+                function.reset();
+            } else {
+                debug!("the client left before VERSION: no reset");
+            }
         }))
         .is_err()
         {
