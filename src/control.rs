@@ -2,7 +2,9 @@
 //!
 //! Protocol: one JSON object per line each way. Requests:
 //! `{"cmd":"vf","port":"pf1","vf":N,"words":["mac","02:..","vlan","10"]}` (the words of
-//! `ip link set PF vf N ...`, applied all or nothing; `port` defaults to pf0) and
+//! `ip link set PF vf N ...`, applied all or nothing; `port` defaults to pf0),
+//! `{"cmd":"promisc_policy","port":"pf0","policy":"igb"}` (or `"trusted-only"`),
+//! `{"cmd":"fault","port":"pf0","words":["link","down"]}` (the words of `ctl fault`), and
 //! `{"cmd":"show"}` (every port of the card) or `{"cmd":"show","port":"pf1"}`. Replies:
 //! `{"ok":true,"text":"...","show":{"ports":[...]}}` or `{"ok":false,"error":"..."}`.
 

@@ -95,7 +95,8 @@ enum ScenarioCommand {
         #[arg(long)]
         guests: bool,
         /// Run every file on this card (82576 or 82599) whatever its `[nic] model` says; an
-        /// 82599's VF endpoints need --guests.
+        /// 82599's VF endpoints must be driver-attached (a software ixgbevf in process) or
+        /// guests.
         #[arg(long, value_name = "CARD")]
         model: Option<model::nic::Card>,
         /// Also write the reports as JUnit XML (a test case per check) for CI systems.
@@ -246,9 +247,11 @@ struct ServeArgs {
     #[arg(long, value_name = "[PORT=]N")]
     vfs: Vec<String>,
     /// TOML configuration: vfs, mac_assignment ("admin-only" or "generated"), pf_mac,
-    /// per-VF initial settings under [vf] (`0 = "mac 02:00:00:00:00:10 vlan 10"`), and the
-    /// uplink's backend under [uplink] (kind = "tap" | "stream" | "dgram" | "none", ...) for
-    /// port pf0; the same fields under [ports.pf1], ... for more ports.
+    /// per-VF initial settings under [vf] (`0 = "mac 02:00:00:00:00:10 vlan 10"`), the
+    /// uplink's backend under [uplink] (kind = "tap" | "stream" | "dgram" | "none", ...),
+    /// promisc_policy, model and pf_driver for port pf0; the same fields under [ports.pf1],
+    /// ... for more ports; and for the whole card busy_poll_us, nap_poll_us, [client_limits]
+    /// and qemu.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Capture every switch port to DIR/pfK-<port>.pcap (pf0-uplink0, pf0-pf, pf1-vf0, ...).

@@ -1,9 +1,10 @@
 //! `sriov-emu serve`: a card of one or more ports ([`Port`]: a [`model::nic::Nic`] each, its
-//! PF side, VFs, embedded switch and uplink) whose VFs are served over vfio-user, one socket per
-//! VF (`DIR/pfK-vf<N>.sock`), administered through `DIR/control.sock` ([`crate::control`]).
+//! PF side, VFs, embedded switch and uplink) whose functions are served over vfio-user, one
+//! socket per function (`DIR/pfK.sock` for an 82576's PF, `DIR/pfK-vf<N>.sock` per VF),
+//! administered through `DIR/control.sock` ([`crate::control`]).
 //! The configuration ([`ServeConfig`], [`CommandLine`]) is checked in [`config`].
 //!
-//! Threads: one thread accepting on every port's VF sockets, a connection thread (and its DMA
+//! Threads: one thread accepting on every port's sockets, a connection thread (and its DMA
 //! writer) per attached client, a timer per port, each uplink's thread (when `[uplink]` or
 //! `--uplink` names a backend, [`crate::uplink`]), and the control socket's thread. The
 //! caller's thread waits for SIGINT/SIGTERM (the binary) or

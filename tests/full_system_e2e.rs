@@ -6,8 +6,10 @@
 //! Inside the guest: igb binds, `sriov_totalvfs` reads 7, `echo 2 > sriov_numvfs` brings two
 //! igbvf netdevs with `virtfn0`/`virtfn1` links under the PF and `physfn` links back, `echo 0`
 //! removes them and `echo 2` creates them again; then the two VFs, each moved into a network
-//! namespace of its own, ping each other through the eswitch. The VFs' mailboxes are answered
-//! by the emulator's embedded PF agent, as in the other tests.
+//! namespace of its own, ping each other through the eswitch. In that first test the VFs'
+//! mailboxes are answered by the emulator's embedded PF agent; in the second
+//! (`--pf-driver guest`) the guest's igb answers them and sets the policies the switch
+//! enforces; the third has `serve` refuse full-system mode with a QEMU that hides SR-IOV.
 //!
 //! Needs the artifacts of `scripts/fetch-e2e.py` and the patched QEMU that
 //! `scripts/build-qemu-sriov.py` builds (both run by `scripts/test.sh`); skips, saying why,

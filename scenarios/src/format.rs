@@ -124,8 +124,9 @@ pub struct NicSpec {
     /// Who may enable promiscuous modes: `"igb"` (the default) or `"trusted-only"`.
     #[serde(deserialize_with = "promisc_policy")]
     pub promisc_policy: PromiscPolicy,
-    /// Which card: `"82576"` (the default) or `"82599"`. An 82599's VFs run with QEMU guests
-    /// only (ixgbevf; there is no software ixgbevf in process).
+    /// Which card: `"82576"` (the default) or `"82599"`. An 82599's VF endpoints are
+    /// driver-attached (a software ixgbevf in process) or QEMU guests (ixgbevf): its VF
+    /// mailbox is not scripted port by port.
     pub model: model::Card,
 }
 

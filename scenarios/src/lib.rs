@@ -4,8 +4,9 @@
 //! A scenario (TOML) declares the card (its ports, each a NIC with VFs and uplinks, how VFs get
 //! MACs), the administrator's initial VF settings (the `ip link` / `sriov-emu ctl` words), cables
 //! between uplinks, endpoints (a small host stack with ARP, ICMP echo and a UDP generator, on a
-//! PF or uplink port, or on a VF through the VF model's registers and rings driven by a software
-//! igbvf), and steps, each with expectations. Port 0's switch ports are `pf`, `vfN`, `uplinkN`;
+//! PF or uplink port, or on a VF: through the VF model's registers and rings driven by a
+//! software igbvf, a software ixgbevf on an 82599, or as a QEMU guest on it), and steps, each
+//! with expectations. Port 0's switch ports are `pf`, `vfN`, `uplinkN`;
 //! another port's are `pfK`, `pfK.vfN`, `pfK.uplinkN` ([`PortRef`]).
 //! Time is simulated by default ([`TimeMode::Simulated`]): `wait` and shaping jump the clock, so
 //! runs are deterministic.
@@ -23,7 +24,7 @@
 //!
 //! [[endpoint]]
 //! name = "vf1"
-//! port = "vf1"        # attach = "port" (default) or "driver"
+//! port = "vf1"        # attach = "port" (default), "driver" or "guest"
 //! ip = "10.0.0.11"
 //!
 //! [[step]]
@@ -35,8 +36,10 @@
 //! ```
 //!
 //! Steps (`do`): `ping`, `arping`, `send` (crafted frames), `set` (admin words), `mailbox`
-//! (VF-side requests: `set_mac`, `add_mac_filter`, `multicast`, `vlan`, `promisc`, `lpe`),
-//! `reload` (the VF driver's reset handshake again), `link`, `cable` (plug a cable between two
+//! (VF-side requests: `set_mac`, `add_mac_filter`, `multicast`, `vlan`, `promisc`, `lpe`, and
+//! an 82599 VF's `xcast`, `reta`, `macvlan`), `reload` (the VF driver's reset handshake again),
+//! `join` / `leave` (a multicast group on the endpoint's interface), `reattach` (the VF's client
+//! gone and a fresh driver on the VF), `link`, `cable` (plug a cable between two
 //! uplinks in or pull it out), `fault` (a fault injected on a port of the card, in
 //! `sriov-emu ctl fault` words), `wait`, `traffic` (UDP; or TCP through iperf3 between two QEMU
 //! guests, [`iperf`]), `shell` (a command in a QEMU guest, in the
@@ -47,7 +50,9 @@
 //! log lines, which the report also lists), `answered`, `ok` /
 //! `error_contains` (admin commands), `rate_mbps`, `policy` (the switch's view of a VF),
 //! `endpoint` (the guest's view: its MAC, neighbours, link), `guest_captured` (what the
-//! endpoint's own interface received: a capture inside a QEMU guest, [`received`]).
+//! endpoint's own interface received: a capture inside a QEMU guest, [`received`]), and in the
+//! guest mode `exit` and `output_contains` (a `shell` step's command) and
+//! `guest_log_contains` (a guest's kernel log).
 //!
 //! ```no_run
 //! let scenario = scenarios::load(std::path::Path::new("scenarios/library/arp-broadcast.toml")).unwrap();

@@ -1,6 +1,7 @@
 //! The PF side of the NIC as the emulator plays it. Stock QEMU hides SR-IOV from guests, so no
-//! guest `igb` ever drives our VFs' mailboxes: the emulator is the host's PF driver. [`PfSide`]
-//! owns what that driver owns: the embedded switch, the PF agent and every VF's mailbox.
+//! guest `igb` drives our VFs' mailboxes: the emulator is the host's PF driver (in full-system
+//! mode a guest's igb is instead, `guest.rs`). [`PfSide`] owns what that driver owns: the
+//! embedded switch, the PF agent and every VF's mailbox.
 //!
 //! Three users share it (behind one lock in a running NIC):
 //! - each VF function forwards its V2PMAILBOX / VMBMEM registers and its VF reset here, and

@@ -5,8 +5,8 @@
 //! applied. No switch: every frame is admitted.
 //!
 //! It implements the same [`PfPort`] seam the 82576 VF reaches its PF through (VFMAILBOX has
-//! V2PMAILBOX's bits, VFMBMEM is VMBMEM), so that the NIC runtime can later serve both cards
-//! with its own implementation; this one is for tests and for studying the VF alone.
+//! V2PMAILBOX's bits, VFMBMEM is VMBMEM), which the NIC runtime's own PF side implements for
+//! both cards; this one is for tests and for studying the VF alone, without the runtime.
 //!
 //! VF reset (VFCTRL.RST or FLR): the mailbox raises VFLRE (the agent runs ixgbe's
 //! `ixgbe_vf_reset_event`) and, with the PF up (RSTI clear), reports the reset done with RSTD,
