@@ -134,7 +134,8 @@ pub struct FunctionContext {
 ///
 /// Call order per client: `attach` → (config/region accesses, `reset` on DEVICE_RESET)* →
 /// `detach` → `reset`, the last only if the client's VERSION was accepted (a connection that
-/// closes before it could change nothing). Bus Master Enable gating is the model's job: it reads its own config space.
+/// closes before it could change nothing). Bus Master Enable gating is the model's job: it
+/// reads its own config space.
 pub trait PciFunction: Send {
     /// Region sizes, irq counts, reset flag. Read once per connection, at accept.
     fn info(&self) -> FunctionInfo;
