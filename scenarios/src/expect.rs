@@ -217,6 +217,18 @@ impl CheckCtx<'_> {
                 None => out.push(missing("command accepted", want, "not a set step")),
             }
         }
+        if e.ok.is_none() && e.error_contains.is_none() {
+            // A `set` step that says nothing of the outcome expects its words taken, as the
+            // `[[policy]]` table does: a refusal fails it.
+            if let Some(Err(err)) = &self.outcome.set_result {
+                out.push(check(
+                    "command accepted",
+                    "true (the step has no expect.ok or expect.error_contains)",
+                    format!("refused: {err}"),
+                    false,
+                ));
+            }
+        }
         if let Some(want) = &e.error_contains {
             let got = match &self.outcome.set_result {
                 Some(Err(e)) => e.to_string(),

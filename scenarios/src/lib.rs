@@ -85,7 +85,7 @@ pub mod stack;
 pub mod world;
 
 pub use error::{MailboxError, SetupError, StepError};
-pub use load::{collect, load, parse, LoadError, Scenario};
+pub use load::{collect, load, parse, LoadError, Scenario, MAX_STEP_MS};
 pub use ports::{PfRef, PortRef, UplinkRef};
 pub use report::{
     ArmedFault, CardPort, Check, CounterChange, EndpointAt, FramePath, PortFaults, ScenarioReport,

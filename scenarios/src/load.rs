@@ -25,6 +25,10 @@ pub enum LoadCause {
     Read(#[from] std::io::Error),
     #[error("{}", .0.message().trim())]
     Toml(#[from] Box<toml::de::Error>),
+    /// A file-level value the runner cannot use (a name that is not a file name, two endpoints
+    /// of one name).
+    #[error("{key}: {message}")]
+    File { key: &'static str, message: String },
     /// A step that parses as TOML but cannot run on the scenario's card (a fault the grammar
     /// refuses, a port the card lacks).
     #[error("step {} ({}): {}", .index + 1, .action, .message)]
@@ -129,14 +133,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, LoadError> {
             cause: Box::new(e).into(),
         }
     })?;
-    if let Err((index, key, cause)) = validate(&file) {
-        let pos = step_value_offset(text, index, key).map(|o| line_col(text, o));
-        return Err(LoadError {
+    let refused = |offset: Option<usize>, cause| {
+        let pos = offset.map(|o| line_col(text, o));
+        Err(LoadError {
             file: path.to_path_buf(),
             line: pos.map(|p| p.0),
             column: pos.map(|p| p.1),
             cause,
-        });
+        })
+    };
+    if let Err((key, nth, cause)) = validate_file(&file) {
+        return refused(top_value_offset(text, key, nth), cause);
+    }
+    if let Err((index, key, cause)) = validate(&file) {
+        return refused(step_value_offset(text, index, key), cause);
     }
     let name = file.name.clone().unwrap_or_else(|| {
         path.file_stem()
@@ -147,6 +157,39 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, LoadError> {
         name,
         file,
     })
+}
+
+/// The longest a `wait` step waits, or a `traffic` step runs: a day. Simulated time is counted
+/// in nanoseconds, which a far longer wait would overflow.
+pub const MAX_STEP_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The file's own values: its name names the capture files (`--pcap DIR`: `DIR/NAME-PORT.pcap`),
+/// so it is a file name, never a path; endpoint names are unique. On error: the key (under
+/// `endpoint`, which of them) and why.
+fn validate_file(file: &ScenarioFile) -> Result<(), (&'static str, usize, LoadCause)> {
+    let bad = |key, nth, message| Err((key, nth, LoadCause::File { key, message }));
+    if let Some(name) = &file.name {
+        if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
+            return bad(
+                "name",
+                0,
+                format!(
+                    "{name:?} cannot name files: the report's capture files are \
+                     `NAME-PORT.pcap`, so a name is a file name (no `/`)"
+                ),
+            );
+        }
+    }
+    for (nth, e) in file.endpoints.iter().enumerate() {
+        if file.endpoints[..nth].iter().any(|o| o.name == e.name) {
+            return bad(
+                "endpoint",
+                nth,
+                format!("two endpoints are named {:?}; steps name one", e.name),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What the card the scenario declares lets us check before it runs: each `fault` step's words
@@ -202,6 +245,23 @@ fn validate(file: &ScenarioFile) -> Result<(), (usize, &'static str, LoadCause)>
                     }
                 }
             }
+            Step::Wait { ms, .. } if *ms > MAX_STEP_MS => {
+                return bad(
+                    "wait",
+                    "ms",
+                    format!("{ms} ms is more than a day ({MAX_STEP_MS} ms), the longest wait"),
+                );
+            }
+            Step::Traffic {
+                duration_ms: Some(ms),
+                ..
+            } if *ms > MAX_STEP_MS => {
+                return bad(
+                    "traffic",
+                    "duration_ms",
+                    format!("{ms} ms is more than a day ({MAX_STEP_MS} ms), the longest run"),
+                );
+            }
             Step::Fault { port, fault, .. } => {
                 if port.0 >= file.nic.ports {
                     return bad(
@@ -222,6 +282,20 @@ fn validate(file: &ScenarioFile) -> Result<(), (usize, &'static str, LoadCause)>
         }
     }
     Ok(())
+}
+
+/// Byte offset of the top-level value `key` of `text`; of its `nth` table when it is an array of
+/// tables (`[[endpoint]]`), at that table's `name`.
+fn top_value_offset(text: &str, key: &str, nth: usize) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let value = doc.get_ref().get(key)?;
+    match value.get_ref().as_array() {
+        Some(tables) => {
+            let table = tables.get(nth)?;
+            Some(table.get_ref().get("name").unwrap_or(table).span().start)
+        }
+        None => Some(value.span().start),
+    }
 }
 
 /// Byte offset of the value of `key` in the `index`-th step of `text` (of the step itself

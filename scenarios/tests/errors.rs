@@ -192,3 +192,77 @@ fn the_run_keeps_every_frame_each_port_saw() {
     }
     assert!(r.captures.iter().all(|c| c.time_ns >= 1_000_000_000));
 }
+
+/// A file's name names its capture files (`--pcap DIR`: `DIR/NAME-PORT.pcap`): a name with a
+/// `/` would write them elsewhere, so it is refused at load, at the name.
+#[test]
+fn a_name_that_is_a_path_is_refused_at_the_name() {
+    for name in ["../escaped", "a/b", ""] {
+        let text = format!("name = \"{name}\"\n{BASE}");
+        let e = parse(Path::new("n.toml"), &text).unwrap_err();
+        assert_eq!((e.line, e.column), (Some(1), Some(8)), "{e}");
+        assert!(e.message().starts_with("name: "), "{e}");
+        assert!(e.message().contains("no `/`"), "{e}");
+    }
+    let text = format!("name = \"port-vlan.v2\"\n{BASE}");
+    assert_eq!(
+        parse(Path::new("n.toml"), &text).unwrap().name,
+        "port-vlan.v2"
+    );
+}
+
+/// Steps name endpoints: two of one name are refused, at the second.
+#[test]
+fn two_endpoints_of_one_name_are_refused_at_the_second() {
+    let text = format!("{BASE}\n[[endpoint]]\nname = \"vm0\"\nport = \"vf1\"\n");
+    let e = parse(Path::new("dup.toml"), &text).unwrap_err();
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines.iter().rposition(|l| *l == "name = \"vm0\"").unwrap() + 1;
+    assert_eq!(e.line, Some(line), "{e}");
+    assert!(
+        e.message().contains("two endpoints are named \"vm0\""),
+        "{e}"
+    );
+}
+
+/// Simulated time counts nanoseconds: a wait (or a run) longer than a day is refused at load
+/// rather than wrapping the clock.
+#[test]
+fn a_wait_longer_than_a_day_is_refused() {
+    let text = format!("{BASE}\n[[step]]\ndo = \"wait\"\nms = 18446744073709\n");
+    let e = parse(Path::new("w.toml"), &text).unwrap_err();
+    let line = text.lines().position(|l| l.starts_with("ms = ")).unwrap() + 1;
+    assert_eq!(e.line, Some(line), "{e}");
+    assert!(e.message().contains("more than a day"), "{e}");
+    let day = scenarios::MAX_STEP_MS;
+    let text = format!("{BASE}\n[[step]]\ndo = \"wait\"\nms = {day}\n");
+    let s = parse(Path::new("w.toml"), &text).unwrap();
+    let report = run(&s, &RunOptions::default()).report;
+    assert!(report.pass, "{}", report.render());
+    assert!(
+        report.render().contains("86400000.0 ms simulated"),
+        "{}",
+        report.render()
+    );
+}
+
+/// A `set` step that expects nothing of its outcome expects its words taken: a refusal fails
+/// it, as it fails `[[policy]]`; with `expect.ok = false` it passes.
+#[test]
+fn a_refused_set_step_without_expectations_fails() {
+    let report = run_text("\n[[step]]\ndo = \"set\"\nvf = 0\nset = \"vlan 5000\"\n");
+    assert!(!report.pass);
+    let failed: Vec<_> = report.steps[0].checks.iter().filter(|c| !c.pass).collect();
+    assert_eq!(failed.len(), 1, "{}", report.render());
+    assert_eq!(failed[0].what, "command accepted");
+    assert!(
+        failed[0].actual.contains("VLAN id 5000"),
+        "{}",
+        failed[0].actual
+    );
+    let report =
+        run_text("\n[[step]]\ndo = \"set\"\nvf = 0\nset = \"vlan 5000\"\nexpect.ok = false\n");
+    assert!(report.pass, "{}", report.render());
+    let report = run_text("\n[[step]]\ndo = \"set\"\nvf = 0\nset = \"vlan 10\"\n");
+    assert!(report.pass, "{}", report.render());
+}
