@@ -554,6 +554,12 @@ pub fn handle(ports: &[PortView], req: &Request) -> Reply {
                 Ok(p) => &p.nic,
                 Err(reply) => return reply,
             };
+            if nic.with_pf(|side| side.pf_driver()) == model::nic::PfDriver::Guest {
+                return Reply::error(
+                    "the guest's igb manages this port's VFs and answers their SET_PROMISC \
+                     itself (VMOLR): the promiscuous policy is the embedded PF agent's",
+                );
+            }
             match policy.parse::<mailbox::PromiscPolicy>() {
                 Ok(p) => {
                     nic.with_pf(|side| side.set_promisc_policy(p));
@@ -725,6 +731,25 @@ mod tests {
             err.contains("the guest's igb manages this port's VFs")
                 && err.contains("ip link set <pf> vf 1"),
             "{err}"
+        );
+        // The promiscuous policy is the embedded agent's, which answers no VF here.
+        let policy = Request::PromiscPolicy {
+            port: PfRef(0),
+            policy: "trusted-only".into(),
+        };
+        let reply = handle(std::slice::from_ref(&view), &policy);
+        assert!(!reply.ok);
+        assert!(
+            reply
+                .error
+                .unwrap_or_default()
+                .contains("SET_PROMISC itself"),
+            "refused"
+        );
+        assert_eq!(
+            view.nic.with_pf(|side| side.promisc_policy()),
+            mailbox::PromiscPolicy::Igb,
+            "unchanged"
         );
         let show = handle(std::slice::from_ref(&view), &Request::Show { port: None });
         let text = show.text.unwrap();

@@ -119,6 +119,13 @@ impl PortConfig {
                         .into(),
                 ));
             }
+            if self.promisc_policy.is_some() {
+                return Err(PortError::GuestPfDriver(
+                    "promisc_policy is the embedded PF agent's, and the guest's igb answers the \
+                     VFs' SET_PROMISC itself (VMOLR)"
+                        .into(),
+                ));
+            }
         }
         let mut nic = NicConfig {
             num_vfs,
@@ -141,6 +148,9 @@ impl PortConfig {
             None => PromiscPolicy::default(),
         };
         let mut settings = Vec::new();
+        // Which key set each VF: `0` and `00` are one VF, whose settings would otherwise be
+        // applied twice in the keys' order.
+        let mut keys: BTreeMap<u16, &String> = BTreeMap::new();
         for (key, words) in &self.vf {
             let vf: u16 =
                 key.parse()
@@ -150,6 +160,13 @@ impl PortConfig {
                         key: key.clone(),
                         vfs: num_vfs,
                     })?;
+            if let Some(first) = keys.insert(vf, key) {
+                return Err(PortError::VfTwice {
+                    key: key.clone(),
+                    first: first.clone(),
+                    vf,
+                });
+            }
             let w: Vec<&str> = words.split_whitespace().collect();
             let s = VfSetting::parse_words(&w).map_err(|e| PortError::VfSettings {
                 vf,
@@ -404,6 +421,8 @@ pub enum PortError {
     SamePfMac { mac: MacAddr, other: u8 },
     #[error("vf.{key}: not a VF of this port (it has VFs 0..{})", vfs - 1)]
     VfKey { key: String, vfs: u16 },
+    #[error("vf.{key}: VF {vf} has settings under vf.{first} already")]
+    VfTwice { key: String, first: String, vf: u16 },
     #[error("vf.{vf}: {source}")]
     VfSettings { vf: u16, source: SetError },
     #[error("promisc_policy: {0}")]

@@ -315,6 +315,12 @@ fn errors_name_the_port_and_the_field() {
             "ports.pf1.vf.3: not a VF of this port (it has VFs 0..1)",
         ),
         (
+            // One VF under two keys: refused, not applied twice in the keys' order.
+            "[vf]\n0 = \"trust off\"\n00 = \"trust on\"",
+            none(),
+            "vf.00: VF 0 has settings under vf.0 already",
+        ),
+        (
             "[ports.pf1]\npf_mac = \"ff:ff:ff:ff:ff:ff\"",
             none(),
             "ports.pf1.pf_mac = ff:ff:ff:ff:ff:ff: not a unicast address",
@@ -459,6 +465,13 @@ fn pf_driver_guest_is_per_port_and_82576_only() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("ip link set <pf> vf N"), "{e}");
+    let e = plan(
+        "pf_driver = \"guest\"\npromisc_policy = \"trusted-only\"",
+        &cli(None, &[], &[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("SET_PROMISC itself"), "{e}");
     let e = PortArg::pf_driver("host").unwrap_err().to_string();
     assert!(e.contains("`embedded`") && e.contains("`guest`"), "{e}");
     assert!(toml::from_str::<ServeConfig>("pf_driver = \"host\"").is_err());
