@@ -121,15 +121,19 @@ pub fn probe_vfio_user_sriov(qemu: &Path) -> Result<(), QemuCapsError> {
     for s in &servers {
         s.handle.shutdown();
     }
+    // A QEMU that realized both devices spoke on both sockets; a program that only exits 0
+    // (not a QEMU at all) spoke on neither.
+    let realized = servers.iter().all(|s| s.handle.stats().messages > 0);
     for s in servers {
         let _ = s.thread.join();
     }
     let (ok, said) = outcome?;
-    classify(qemu, ok, &said)
+    classify(qemu, ok && realized, ok, &said)
 }
 
-/// What QEMU's exit status and its output say.
-fn classify(qemu: &Path, ok: bool, said: &str) -> Result<(), QemuCapsError> {
+/// What QEMU's exit status and its output say; `realized`: it also spoke on both devices'
+/// sockets.
+fn classify(qemu: &Path, realized: bool, ok: bool, said: &str) -> Result<(), QemuCapsError> {
     let said_line = said
         .lines()
         .map(str::trim)
@@ -148,8 +152,15 @@ fn classify(qemu: &Path, ok: bool, said: &str) -> Result<(), QemuCapsError> {
         ))
     } else if said.contains("'vfio-user-pci' is not a valid device model name") {
         Err(lacks("it has no vfio-user-pci device"))
-    } else if ok {
+    } else if realized {
         Ok(())
+    } else if ok {
+        Err(QemuCapsError::Failed {
+            qemu: qemu.to_path_buf(),
+            said: "it exited without opening the probe's two vfio-user devices (is it a \
+                   qemu-system-x86_64?)"
+                .into(),
+        })
     } else {
         Err(QemuCapsError::Failed {
             qemu: qemu.to_path_buf(),
@@ -369,12 +380,21 @@ mod tests {
         let e = classify(
             q,
             false,
+            false,
             "qemu-system-x86_64: -machine q35: unsupported machine type",
         )
         .unwrap_err();
         assert!(matches!(e, QemuCapsError::Failed { .. }), "{e}");
         assert!(e.to_string().contains("unsupported machine type"), "{e}");
         let quit = "QEMU 10.2.2 monitor - type 'help' for more information\n(qemu) quit\n";
-        assert!(classify(q, true, quit).is_ok());
+        assert!(classify(q, true, true, quit).is_ok());
+    }
+
+    /// A program that exits 0 without opening the devices (not a QEMU) is no QEMU with SR-IOV.
+    #[test]
+    fn a_program_that_only_exits_0_is_a_failed_probe() {
+        let err = probe_vfio_user_sriov(Path::new("/bin/true")).expect_err("not a QEMU");
+        assert!(matches!(err, QemuCapsError::Failed { .. }), "{err}");
+        assert!(err.to_string().contains("without opening"), "{err}");
     }
 }
