@@ -34,7 +34,7 @@ impl Capture {
     /// Opens one file per switch port in `dir` (created if missing), `<name>-<port>.pcap`, and
     /// starts observing `nic`.
     pub fn start(nic: &Nic, dir: &Path, name: &str) -> std::io::Result<Arc<Capture>> {
-        std::fs::create_dir_all(dir)?;
+        crate::create_dir(dir)?;
         let ports: Vec<PortId> = nic.with_pf(|pf| pf.switch().ports().collect());
         // The NIC's clock counts from its start; pcap wants the wall clock.
         let wall_ns = SystemTime::now()

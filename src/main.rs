@@ -3,7 +3,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// A full-system SR-IOV NIC emulator (Intel 82576: igb PF, igbvf VFs) served over vfio-user.
+/// A full-system SR-IOV NIC emulator (Intel 82576: igb PF, igbvf VFs; Intel 82599: ixgbevf VFs)
+/// served over vfio-user.
 #[derive(Parser, Debug)]
 #[command(name = "sriov-emu", version, about)]
 struct Cli {
@@ -72,6 +73,7 @@ enum Command {
 enum ScenarioCommand {
     /// Run scenario files, or directories searched for `*.toml`; exits non-zero if any fails.
     Run {
+        /// Scenario files, or directories searched for `*.toml` (`scenarios/` runs the library).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Print the reports as one JSON array.
@@ -178,7 +180,9 @@ enum CtlCommand {
     /// (an 82599's ixgbe only). What the card's PF driver refuses is refused with its error. All
     /// or nothing.
     Vf {
+        /// The VF's number on the port (0-based, as `ip link` counts).
         vf: u16,
+        /// The settings, in `ip link set PF vf N` words (`mac 02:00:00:00:00:10 vlan 10`).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         words: Vec<String>,
     },
@@ -192,6 +196,7 @@ enum CtlCommand {
     /// PORT lose N|delay D`: MSI-X messages lost or late. `rx-hold PORT D`: nothing received
     /// for D. `clear`: every fault off. Durations: 250ms, 500us, 2s.
     Fault {
+        /// The fault, in the words above (`link vf1 flap 100ms count 2`).
         #[arg(required = true, num_args = 1..)]
         words: Vec<String>,
     },

@@ -413,7 +413,7 @@ fn run_setup_failure(s: &Scenario) -> scenarios::Run {
 /// One pcap file per port that saw frames: `DIR/<scenario>-<port>.pcap` (`vf1`, `uplink0`;
 /// `pf1.vf0` for another port of the card than port 0), simulated time.
 fn write_pcaps(dir: &Path, name: &str, captures: &[Captured]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    crate::create_dir(dir)?;
     let mut by_port: BTreeMap<PortRef, Vec<&Captured>> = BTreeMap::new();
     for c in captures {
         by_port.entry(c.port).or_default().push(c);

@@ -192,7 +192,7 @@ impl Serving {
             let path = path.to_path_buf();
             move |source| ServeError::Socket { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(socket_error(dir))?;
+        crate::create_dir(dir).map_err(socket_error(dir))?;
         let mut serving = Serving {
             dir: dir.into(),
             ports,

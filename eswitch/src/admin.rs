@@ -150,9 +150,9 @@ impl VfSetting {
 /// A malformed `ip link` VF word list.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ParseError {
-    #[error("no setting given (expected mac, vlan, rate, max_tx_rate, min_tx_rate, spoofchk, trust or state)")]
+    #[error("no setting given (expected mac, vlan, rate, max_tx_rate, min_tx_rate, spoofchk, trust, state or query_rss)")]
     Empty,
-    #[error("unknown setting `{0}` (expected mac, vlan, rate, max_tx_rate, min_tx_rate, spoofchk, trust or state)")]
+    #[error("unknown setting `{0}` (expected mac, vlan, rate, max_tx_rate, min_tx_rate, spoofchk, trust, state or query_rss)")]
     UnknownSetting(String),
     #[error("`{0}` needs a value")]
     MissingValue(String),

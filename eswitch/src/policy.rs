@@ -194,9 +194,9 @@ pub enum PolicyError {
     InvalidVid { vid: u16 },
     #[error("VLAN qos {qos} out of range (0..=7)")]
     InvalidQos { qos: u8 },
-    #[error("VLAN protocol {proto} not supported by the igb profile (only 802.1Q)")]
+    #[error("VLAN protocol {proto} not supported (igb and ixgbe take 802.1Q only)")]
     VlanProtoNotSupported { proto: VlanProto },
-    #[error("min_tx_rate {min} Mbit/s not supported by the igb profile (must be 0)")]
+    #[error("min_tx_rate {min} Mbit/s not supported (igb and ixgbe take 0 only)")]
     MinRateNotSupported { min: u32 },
     #[error("max_tx_rate {max} Mbit/s exceeds the link speed of {link} Mbit/s")]
     RateAboveLink { max: u32, link: u32 },

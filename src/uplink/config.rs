@@ -194,8 +194,12 @@ pub enum UplinkError {
         kind: UplinkKind,
         field: &'static str,
     },
+    #[error("uplink.{0} or uplink.{1} is required with kind = \"{2}\"")]
+    MissingEither(&'static str, &'static str, UplinkKind),
     #[error("uplink.{0} and uplink.{1} conflict: give one of them")]
     Conflict(&'static str, &'static str),
+    #[error("uplink.{0} applies only with uplink.{1}")]
+    OnlyWith(&'static str, &'static str),
     #[error("uplink.{field} = {value:?}: {reason}")]
     Invalid {
         field: &'static str,
@@ -313,14 +317,13 @@ impl UplinkConfig {
                 let (role, field, value) = match (&self.listen, &self.connect) {
                     (Some(_), Some(_)) => return Err(UplinkError::Conflict("listen", "connect")),
                     (None, None) => {
-                        return Err(UplinkError::Missing {
-                            kind,
-                            field: "listen",
-                        })
+                        return Err(UplinkError::MissingEither("listen", "connect", kind))
                     }
                     (Some(l), None) => {
                         if self.reconnect_ms.is_some() {
-                            return Err(UplinkError::Conflict("listen", "reconnect_ms"));
+                            // A listening uplink waits for its peer; only a connecting one
+                            // tries again.
+                            return Err(UplinkError::OnlyWith("reconnect_ms", "connect"));
                         }
                         (StreamRole::Listen, "listen", l)
                     }

@@ -77,7 +77,11 @@ fn bad_configs_name_the_field() {
     );
     assert_eq!(
         err("kind = \"stream\"\nlisten = \"127.0.0.1:1\"\nreconnect_ms = 5"),
-        "uplink.listen and uplink.reconnect_ms conflict: give one of them"
+        "uplink.reconnect_ms applies only with uplink.connect"
+    );
+    assert_eq!(
+        err("kind = \"stream\""),
+        "uplink.listen or uplink.connect is required with kind = \"stream\""
     );
     assert!(
         err("kind = \"stream\"\nconnect = \"127.0.0.1:1\"\nreconnect_ms = 0")

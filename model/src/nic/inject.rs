@@ -61,8 +61,9 @@ enum SlotOp {
     Clear,
 }
 
+/// The PORT of `link PORT ...` as the grammar takes it back: the card's wire is `uplink0`.
 fn link_name(port: Option<PortId>) -> String {
-    port.map_or("wire".to_string(), |p| p.to_string())
+    port.map_or("uplink0".to_string(), |p| p.to_string())
 }
 
 impl<F: Function> Slot<F> {
