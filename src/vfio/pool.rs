@@ -3,17 +3,35 @@
 //! listener, and each accepted client gets a connection thread (and its DMA writer thread) that
 //! serves it and hands the server back when the client goes away. Threads therefore scale with
 //! attached clients: one for the pool, two per client.
+//!
+//! A function serves one client at a time, as a device is one VM's. A second client of a busy
+//! function (a second QEMU started on the same socket) is not left waiting in the listen queue
+//! until the first goes: if the first is still served after [`BUSY_GRACE`], the second's first
+//! request is answered with EBUSY and the connection closed, so that QEMU fails naming the
+//! error rather than after its reply timeout. The grace serves a client that reconnects at
+//! once, before the server has seen its old connection end.
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::dma::mark_connection_thread;
 use super::server::{Server, ServerHandle};
+use super::wire::{self, Header, HEADER_SIZE};
+
+/// How long a second client of a busy function waits in the listen queue for the function to
+/// be free before it is refused.
+const BUSY_GRACE: Duration = Duration::from_secs(1);
+/// Refusals of clients of busy functions under way at once; more are closed unanswered.
+const MAX_REFUSALS: usize = 4;
+/// How long a refused client has to send its first request.
+const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The servers of a [`Pool`], running; dropping it (or [`Pool::shutdown`]) stops them all and
 /// removes their sockets.
@@ -94,13 +112,109 @@ impl Drop for Pool {
 /// What the pool keeps for each server: idle (listening, polled), or lent to a connection.
 enum Place {
     Idle(Server),
-    Connected,
+    Connected(Busy),
     Gone,
+}
+
+/// A server lent to a connection: its listener is still polled, through a duplicate, to refuse
+/// a second client.
+struct Busy {
+    listener: Option<UnixListener>,
+    handle: ServerHandle,
+    /// Since when a second client waits (its listener then not polled until [`BUSY_GRACE`]
+    /// has passed).
+    waiting_since: Option<Instant>,
+}
+
+impl Busy {
+    /// The listener to poll: while the client is served and no second one waits already.
+    fn poll_fd(&self) -> Option<i32> {
+        let l = self.listener.as_ref()?;
+        (self.waiting_since.is_none() && self.handle.serving_a_client()).then(|| l.as_raw_fd())
+    }
+
+    /// After a poll: a second client whose grace has run out is refused if the function still
+    /// serves the first (else it waits on, to be accepted as the server comes back).
+    fn refuse_after_grace(&mut self, now: Instant, refusing: &Arc<AtomicUsize>) {
+        let (Some(l), Some(since)) = (&self.listener, self.waiting_since) else {
+            return;
+        };
+        if now < since + BUSY_GRACE {
+            return;
+        }
+        self.waiting_since = None;
+        if !self.handle.serving_a_client() {
+            return;
+        }
+        match l.accept() {
+            Ok((stream, _)) => refuse_busy(stream, self.handle.path(), refusing),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => warn!(error = %e, "accept failed on a busy function's socket"),
+        }
+    }
+}
+
+/// Answers the first request of a client of a busy function with EBUSY and closes, on a thread
+/// of its own (the client may be slow to send it); at most [`MAX_REFUSALS`] at once.
+fn refuse_busy(stream: UnixStream, socket: &std::path::Path, refusing: &Arc<AtomicUsize>) {
+    let socket = socket.display().to_string();
+    if refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSALS {
+        refusing.fetch_sub(1, Ordering::AcqRel);
+        warn!(%socket, "a second client of a busy function: closed (too many refusals under way)");
+        return;
+    }
+    let in_flight = refusing.clone();
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    let spawned = thread::Builder::new()
+        .name("vfio-busy".into())
+        .spawn(move || {
+            let _log = tracing::dispatcher::set_default(&dispatch);
+            if answer_busy(stream) {
+                warn!(%socket, "a second client of a busy function: refused with EBUSY");
+            } else {
+                debug!(%socket, "a second connection to a busy function closed unanswered");
+            }
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        refusing.fetch_sub(1, Ordering::AcqRel);
+        warn!("a second client of a busy function: closed (no thread to refuse it)");
+    }
+}
+
+/// Reads the client's first message and, if it asks for a reply, sends an EBUSY error reply.
+/// Whether the reply went out.
+fn answer_busy(mut stream: UnixStream) -> bool {
+    if stream.set_read_timeout(Some(REFUSAL_READ_TIMEOUT)).is_err()
+        || stream
+            .set_write_timeout(Some(REFUSAL_READ_TIMEOUT))
+            .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; HEADER_SIZE];
+    if stream.read_exact(&mut head).is_err() {
+        return false;
+    }
+    let h = Header::parse(&head);
+    let size = h.size as usize;
+    if !h.is_command() || h.no_reply() || !(HEADER_SIZE..=wire::MAX_MESSAGE_SIZE).contains(&size) {
+        return false;
+    }
+    // The rest of the message, so that the client's write completes before the close.
+    let mut rest = (&mut stream).take((size - HEADER_SIZE) as u64);
+    if io::copy(&mut rest, &mut io::sink()).is_err() {
+        return false;
+    }
+    stream
+        .write_all(&wire::error_reply(&h, libc::EBUSY))
+        .is_ok()
 }
 
 fn accept_loop(servers: Vec<Server>, wake_rx: UnixStream, waker: Arc<Waker>) {
     mark_connection_thread();
     let mut places: Vec<Place> = servers.into_iter().map(Place::Idle).collect();
+    let refusing = Arc::new(AtomicUsize::new(0));
     // Servers coming back from their connection threads, by index.
     let (back_tx, back_rx) = crossbeam_channel::unbounded::<(usize, Server)>();
     for p in &places {
@@ -130,18 +244,34 @@ fn accept_loop(servers: Vec<Server>, wake_rx: UnixStream, waker: Arc<Waker>) {
             revents: 0,
         }];
         let mut which = Vec::new();
+        let now = Instant::now();
+        let mut timeout: Option<Duration> = None;
         for (i, p) in places.iter().enumerate() {
-            if let Place::Idle(s) = p {
-                fds.push(libc::pollfd {
-                    fd: s.listener.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-                which.push(i);
-            }
+            let fd = match p {
+                Place::Idle(s) => s.listener.as_raw_fd(),
+                Place::Connected(b) => {
+                    if let Some(since) = b.waiting_since {
+                        let left = (since + BUSY_GRACE).saturating_duration_since(now);
+                        timeout = Some(timeout.map_or(left, |t| t.min(left)));
+                    }
+                    match b.poll_fd() {
+                        Some(fd) => fd,
+                        None => continue,
+                    }
+                }
+                Place::Gone => continue,
+            };
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            which.push(i);
         }
+        // Whole milliseconds, rounded up, so that the grace has passed when poll returns.
+        let timeout_ms = timeout.map_or(-1, |t| t.as_micros().div_ceil(1000).min(60_000) as i32);
         // SAFETY: `fds` is a live, correctly sized array of pollfd for the whole call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -154,13 +284,25 @@ fn accept_loop(servers: Vec<Server>, wake_rx: UnixStream, waker: Arc<Waker>) {
             let mut buf = [0u8; 64];
             while matches!((&wake_rx).read(&mut buf), Ok(n) if n > 0) {}
         }
+        let now = Instant::now();
+        for p in places.iter_mut() {
+            if let Place::Connected(b) = p {
+                b.refuse_after_grace(now, &refusing);
+            }
+        }
         for (k, fd) in fds[1..].iter().enumerate() {
             if fd.revents == 0 {
                 continue;
             }
             let i = which[k];
-            let Place::Idle(server) = &places[i] else {
-                continue;
+            let server = match &mut places[i] {
+                Place::Idle(server) => server,
+                Place::Connected(b) => {
+                    // A second client: it waits out the grace (refuse_after_grace).
+                    b.waiting_since = Some(Instant::now());
+                    continue;
+                }
+                Place::Gone => continue,
             };
             if server.stopped() {
                 continue;
@@ -176,7 +318,17 @@ fn accept_loop(servers: Vec<Server>, wake_rx: UnixStream, waker: Arc<Waker>) {
                     continue;
                 }
             };
-            let Place::Idle(mut server) = std::mem::replace(&mut places[i], Place::Connected)
+            // A duplicate of the listener, non-blocking as the original is, to refuse others
+            // while this client is served (without it they wait in the listen queue).
+            let busy = server.listener.try_clone().ok();
+            let handle = server.handle();
+            handle.take_on_client();
+            let busy = Busy {
+                listener: busy,
+                handle,
+                waiting_since: None,
+            };
+            let Place::Idle(mut server) = std::mem::replace(&mut places[i], Place::Connected(busy))
             else {
                 continue;
             };
@@ -283,5 +435,60 @@ mod tests {
             assert!(!p.exists(), "{} left behind", p.display());
         }
         drop((c0, again));
+    }
+
+    /// A second client of a function that serves one (a second QEMU on the same socket) gets
+    /// its first request answered with EBUSY after the grace, within QEMU's reply timeout (5 s),
+    /// rather than waiting in the listen queue until the first leaves; the first is unaffected.
+    /// A client that connects at once after the first closed is served (the grace covers the
+    /// server's noticing the close).
+    #[test]
+    fn a_second_client_of_a_busy_function_is_refused_with_ebusy() {
+        let dir = std::env::temp_dir().join(format!("sriov-emu-busy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("busy.sock");
+        let pool = Pool::start(vec![Server::bind(&path, ConfigOnly::new(9)).unwrap()]).unwrap();
+        let mut first = vfio_user::Client::new(&path).unwrap();
+        assert_eq!(config_byte(&mut first), 9);
+
+        // VERSION 0.1 with no capabilities, as a client's first request.
+        let caps = b"{}\0";
+        let mut version = Vec::new();
+        Header {
+            id: 7,
+            command: 1,
+            size: (HEADER_SIZE + 4 + caps.len()) as u32,
+            flags: wire::flags::TYPE_COMMAND,
+            error: 0,
+        }
+        .emit(&mut version);
+        version.extend_from_slice(&0u16.to_ne_bytes());
+        version.extend_from_slice(&1u16.to_ne_bytes());
+        version.extend_from_slice(caps);
+        let started = Instant::now();
+        let mut second = UnixStream::connect(&path).unwrap();
+        second
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        second.write_all(&version).unwrap();
+        let mut head = [0u8; HEADER_SIZE];
+        second.read_exact(&mut head).expect("an answer, not a wait");
+        let reply = Header::parse(&head);
+        assert_eq!(reply.id, 7);
+        assert!(reply.is_reply() && reply.is_error(), "{reply:?}");
+        assert_eq!(reply.error, libc::EBUSY as u32);
+        let waited = started.elapsed();
+        assert!(waited >= BUSY_GRACE, "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert_eq!(second.read(&mut head).unwrap(), 0, "then closed");
+
+        assert_eq!(config_byte(&mut first), 9, "the first client is unaffected");
+        assert_eq!(pool.handles()[0].stats().connections, 1);
+        drop(first);
+        // Once the first has left (its teardown over), the next client is served.
+        let mut next = vfio_user::Client::new(&path).unwrap();
+        assert_eq!(config_byte(&mut next), 9);
+        pool.shutdown();
+        drop(next);
     }
 }

@@ -26,6 +26,9 @@ struct HandleInner {
     path: PathBuf,
     stop: AtomicBool,
     current: Mutex<Option<UnixStream>>,
+    /// A client is taken on and its connection has not ended (set by a pool as it hands the
+    /// client over; cleared when the connection ends, before the function's teardown).
+    serving: AtomicBool,
     /// A clone of the listening socket, shut down to wake `accept()`.
     listener: Option<UnixListener>,
     stats: Stats,
@@ -64,6 +67,18 @@ impl ServerHandle {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// A client is taken on: from here until its connection ends (not in the function's
+    /// teardown after it) [`ServerHandle::serving_a_client`] holds.
+    pub(crate) fn take_on_client(&self) {
+        self.inner.serving.store(true, Ordering::SeqCst);
+    }
+
+    /// A client is being served (taken on, its connection not ended), and the server is not
+    /// stopping.
+    pub(crate) fn serving_a_client(&self) -> bool {
+        self.inner.serving.load(Ordering::SeqCst) && !self.inner.stop.load(Ordering::SeqCst)
     }
 
     pub fn stats(&self) -> ServerStats {
@@ -151,6 +166,7 @@ impl Server {
                     path: path.to_path_buf(),
                     stop: AtomicBool::new(false),
                     current: Mutex::new(None),
+                    serving: AtomicBool::new(false),
                     listener: wake,
                     stats: Stats::default(),
                     account: Arc::new(Account::default()),
@@ -336,6 +352,9 @@ impl Server {
                 end
             }
         };
+        // The client is gone: what follows is the function's teardown, after which the next
+        // client is served (a pool refuses others only while one is served).
+        inner.serving.store(false, Ordering::SeqCst);
         match &end {
             End::Eof => info!("client disconnected"),
             End::Stopped => info!("connection closed for shutdown"),
