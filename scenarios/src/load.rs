@@ -180,6 +180,15 @@ fn validate_file(file: &ScenarioFile) -> Result<(), (&'static str, usize, LoadCa
             );
         }
     }
+    // As `serve` builds a port, which runs the scenario in the guest mode.
+    let max = model::nic::MAX_VFS_PER_PORT;
+    if !(1..=max).contains(&file.nic.vfs) {
+        return bad(
+            "nic",
+            0,
+            format!("vfs = {}: a port has 1..={max} VFs", file.nic.vfs),
+        );
+    }
     for (nth, e) in file.endpoints.iter().enumerate() {
         if file.endpoints[..nth].iter().any(|o| o.name == e.name) {
             return bad(

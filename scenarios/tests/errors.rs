@@ -266,3 +266,16 @@ fn a_refused_set_step_without_expectations_fails() {
     let report = run_text("\n[[step]]\ndo = \"set\"\nvf = 0\nset = \"vlan 10\"\n");
     assert!(report.pass, "{}", report.render());
 }
+
+/// A port has 1 to 256 VFs, as `serve` builds it (which runs the file in the guest mode).
+#[test]
+fn a_port_without_vfs_or_with_more_than_serve_takes_is_refused() {
+    for vfs in [0, 257] {
+        let text = BASE.replace("vfs = 2", &format!("vfs = {vfs}"));
+        let e = parse(Path::new("v.toml"), &text).unwrap_err();
+        assert!(e.message().contains("a port has 1..=256 VFs"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+    let text = BASE.replace("vfs = 2", "vfs = 256");
+    assert!(parse(Path::new("v.toml"), &text).is_ok());
+}

@@ -26,9 +26,9 @@ use thiserror::Error;
 use crate::uplink::{UplinkConfig, UplinkError, UplinkSpec};
 use crate::vfio::ClientLimits;
 
-/// Most VFs `serve` accepts per port: 256, as a current card's port has (an E810's). A VF
-/// with no client costs a listening socket and its state, not a thread.
-pub const MAX_VFS: u16 = 256;
+/// Most VFs `serve` accepts per port ([`model::nic::MAX_VFS_PER_PORT`]). A VF with no client
+/// costs a listening socket and its state, not a thread.
+pub const MAX_VFS: u16 = model::nic::MAX_VFS_PER_PORT;
 /// The default number of VFs: the 82576's 7.
 pub const DEFAULT_VFS: u16 = 7;
 /// Most VFs of a port whose VFs the guest's igb manages: the 82576's eight pools.

@@ -76,6 +76,10 @@ pub use pf::{
 };
 pub use timer::TimerHandle;
 
+/// Most VFs a port is built with by `serve` and the scenario runner: 256, as a current card's
+/// port has (an E810's). A VF with no client costs a listening socket and its state.
+pub const MAX_VFS_PER_PORT: u16 = 256;
+
 /// Frames one VF's backlog holds while its RX ring is full.
 pub const BACKLOG_FRAMES: usize = 256;
 
