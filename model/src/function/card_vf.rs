@@ -277,6 +277,9 @@ impl Function for CardVf {
     fn dma_faults(&mut self) -> Option<&mut DmaFaults> {
         each!(self, vf => vf.dma_faults())
     }
+    fn dma_queues(&self) -> usize {
+        each!(self, vf => vf.dma_queues())
+    }
     fn dma_fault_report(&self) -> Vec<DmaFaultState> {
         each!(self, vf => vf.dma_fault_report())
     }

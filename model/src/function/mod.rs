@@ -291,6 +291,10 @@ pub trait Function: Send + 'static {
     fn dma_faults(&mut self) -> Option<&mut faults::DmaFaults> {
         None
     }
+    /// Its queues in each direction, which a DMA fault's `queue` names (0: it takes none).
+    fn dma_queues(&self) -> usize {
+        0
+    }
     /// Its armed DMA faults and what each has done.
     fn dma_fault_report(&self) -> Vec<faults::DmaFaultState> {
         Vec::new()

@@ -661,6 +661,11 @@ impl<R: VfRegisters> Function for VfShell<R> {
         Some(&mut self.core.dma_faults)
     }
 
+    /// Both cards' VFs have as many RX queues as TX queues.
+    fn dma_queues(&self) -> usize {
+        self.regs.tx_rings().len()
+    }
+
     fn dma_fault_report(&self) -> Vec<DmaFaultState> {
         self.core.dma_faults.report()
     }

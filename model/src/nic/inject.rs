@@ -72,6 +72,16 @@ impl<F: Function> Slot<F> {
     fn fault_op(&mut self, op: SlotOp, now: u64) -> (Result<usize, String>, Work) {
         let mut irq = None;
         let result = match op {
+            SlotOp::Dma(fault) if usize::from(fault.queue) >= self.func.dma_queues() => {
+                Err(match self.func.dma_queues() {
+                    0 => "this function takes no DMA faults".to_string(),
+                    n => format!(
+                        "queue {}: this function has queues 0..={}",
+                        fault.queue,
+                        n - 1
+                    ),
+                })
+            }
             SlotOp::Dma(fault) => match self.func.dma_faults() {
                 Some(d) => {
                     d.arm(fault);

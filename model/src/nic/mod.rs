@@ -184,6 +184,9 @@ impl Function for DynFunction {
     fn dma_faults(&mut self) -> Option<&mut crate::function::faults::DmaFaults> {
         (**self).dma_faults()
     }
+    fn dma_queues(&self) -> usize {
+        (**self).dma_queues()
+    }
     fn dma_fault_report(&self) -> Vec<crate::function::faults::DmaFaultState> {
         (**self).dma_fault_report()
     }

@@ -255,6 +255,22 @@ fn a_tx_descriptor_fault_stops_the_queue_until_the_driver_resets_and_a_buffer_fa
     );
 }
 
+/// A DMA fault on a queue the function does not have would never fire: refused, naming the
+/// queues it has (an 82576 VF has two), and nothing is armed.
+#[test]
+fn a_dma_fault_on_a_queue_the_function_lacks_is_refused() {
+    let r = rig(2, &[]);
+    let w: Vec<&str> = "dma vf0 rx desc 3 queue 2".split(' ').collect();
+    let f = Fault::parse(&w, &r.nic.ports()).unwrap();
+    let e = r.nic.inject_fault(f).unwrap_err();
+    assert!(e.contains("this function has queues 0..=1"), "{e}");
+    assert!(r.nic.faults().is_empty(), "{:?}", r.nic.faults());
+    assert_eq!(
+        inject(&r, "dma vf0 rx desc 3 queue 1"),
+        "DMA fault armed: vf0 rx queue 1 desc fail 3"
+    );
+}
+
 #[test]
 fn lost_interrupts_leave_frames_in_the_ring_until_the_watchdogs_eics() {
     let mut r = rig(2, &[]);

@@ -776,6 +776,10 @@ impl Function for Pf {
         Some(&mut self.dma_faults)
     }
 
+    fn dma_queues(&self) -> usize {
+        r::QUEUES
+    }
+
     fn dma_fault_report(&self) -> Vec<DmaFaultState> {
         self.dma_faults.report()
     }

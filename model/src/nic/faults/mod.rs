@@ -221,7 +221,9 @@ fn parse_dma(words: &[&str]) -> Result<DmaFault, String> {
     let count = count(n)?;
     let queue = match tail {
         [] => 0,
-        ["queue", q] => q.parse().map_err(|_| format!("queue {q:?}: a number"))?,
+        ["queue", q] => q
+            .parse()
+            .map_err(|_| format!("queue {q:?}: a queue number (0 to 65535)"))?,
         _ => return Err(usage.into()),
     };
     Ok(DmaFault {
