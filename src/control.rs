@@ -7,6 +7,9 @@
 //! `{"cmd":"fault","port":"pf0","words":["link","down"]}` (the words of `ctl fault`), and
 //! `{"cmd":"show"}` (every port of the card) or `{"cmd":"show","port":"pf1"}`. Replies:
 //! `{"ok":true,"text":"...","show":{"ports":[...]}}` or `{"ok":false,"error":"..."}`.
+//! Blank lines are skipped; a last request without its newline is answered at the client's
+//! EOF; a line over [`MAX_REQUEST`] bytes gets an error reply and the connection is closed, as
+//! is a client whose request is not whole within [`CLIENT_DEADLINE`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

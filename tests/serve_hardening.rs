@@ -232,7 +232,24 @@ fn a_silent_or_dripping_control_client_costs_only_itself() {
     let mut big = UnixStream::connect(&path).unwrap();
     let _ = big.write_all(&vec![b'x'; 200 * 1024]);
     big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(big.read(&mut buf).unwrap_or(0), 0, "closed, no reply");
+    let mut answer = String::new();
+    let _ = BufReader::new(big.try_clone().unwrap()).read_line(&mut answer);
+    assert!(
+        answer.contains("\"ok\":false") && answer.contains("request longer than 65536 bytes"),
+        "{answer}"
+    );
+    assert_eq!(big.read(&mut buf).unwrap_or(0), 0, "then closed");
+    // The last request without its newline is answered when the client shuts its side down,
+    // and blank lines are skipped, not errors.
+    let mut last = UnixStream::connect(&path).unwrap();
+    last.write_all(b"\n\n{\"cmd\":\"show\"}").unwrap();
+    last.shutdown(std::net::Shutdown::Write).unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut replies = String::new();
+    let _ = last.read_to_string(&mut replies);
+    assert_eq!(replies.lines().count(), 1, "{replies}");
+    assert!(replies.contains("\"ok\":true"), "{replies}");
     assert!(timed_show(&dir) < Duration::from_secs(2));
     hogs.clear();
     // Shutdown does not wait for connected control clients.

@@ -156,6 +156,8 @@ fn accept_loop(
 enum LineError {
     /// The client closed the connection between requests.
     Closed,
+    /// A line over [`MAX_REQUEST`] bytes.
+    TooLong,
     Gone(String),
 }
 
@@ -174,9 +176,7 @@ impl Lines {
                 return Ok(String::from_utf8_lossy(&line).into_owned());
             }
             if self.buf.len() > MAX_REQUEST {
-                return Err(LineError::Gone(format!(
-                    "request longer than {MAX_REQUEST} bytes"
-                )));
+                return Err(LineError::TooLong);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -186,7 +186,12 @@ impl Lines {
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) if self.buf.is_empty() => return Err(LineError::Closed),
-                Ok(0) => return Err(LineError::Gone("EOF inside a request".into())),
+                // The last request, sent without its newline (`printf '{...}' | socat`): the
+                // client may still read the reply (it shut down its writing side only).
+                Ok(0) => {
+                    let line = std::mem::take(&mut self.buf);
+                    return Ok(String::from_utf8_lossy(&line).into_owned());
+                }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -218,11 +223,20 @@ fn serve_client(ports: &[PortView], stream: UnixStream) {
         let line = match lines.next() {
             Ok(l) => l,
             Err(LineError::Closed) => return,
+            Err(LineError::TooLong) => {
+                debug!("control request over {MAX_REQUEST} bytes: refused, closed");
+                let why = format!("request longer than {MAX_REQUEST} bytes: closed");
+                let _ = reply_to(&out, &Reply::error(why));
+                return;
+            }
             Err(LineError::Gone(why)) => {
                 debug!(why, "control client disconnected");
                 return;
             }
         };
+        if line.trim().is_empty() {
+            continue;
+        }
         let reply = match serde_json::from_str::<Request>(line.trim()) {
             Ok(req) => handle(ports, &req),
             Err(e) => Reply::error(format!("bad request: {e}")),
