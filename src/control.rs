@@ -614,20 +614,46 @@ pub fn control_socket(dir: &Path) -> PathBuf {
 /// Why `ctl` got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    #[error("cannot reach {}: {source} (is `sriov-emu serve` running?)", path.display())]
+    #[error("cannot reach {}: {source}{}", path.display(), connect_hint(source))]
     Connect {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("sending the request: {0}")]
     Send(std::io::Error),
-    #[error("no reply: {0}")]
+    #[error("no reply: {}", no_reply(.0))]
     NoReply(std::io::Error),
     #[error("bad reply: {0}")]
     BadReply(serde_json::Error),
     #[error("encoding the request: {0}")]
     Encode(serde_json::Error),
 }
+
+/// What a failed connect to the control socket most likely means.
+fn connect_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            " (is `sriov-emu serve` running with this --dir?)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (the socket is mode 0600: run ctl as the user that runs serve)"
+        }
+        _ => "",
+    }
+}
+
+/// Why no reply came: a timeout said as one.
+fn no_reply(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("none within {} s", REPLY_TIMEOUT.as_secs())
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// How long `ctl` waits for a reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `ctl`: sends one request to `DIR/control.sock` and returns the reply.
 pub fn request(dir: &Path, req: &Request) -> Result<Reply, CtlError> {
@@ -636,7 +662,7 @@ pub fn request(dir: &Path, req: &Request) -> Result<Reply, CtlError> {
         path: path.clone(),
         source,
     })?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.set_read_timeout(Some(REPLY_TIMEOUT));
     let mut line = serde_json::to_string(req).map_err(CtlError::Encode)?;
     line.push('\n');
     s.write_all(line.as_bytes()).map_err(CtlError::Send)?;
@@ -653,6 +679,33 @@ mod tests {
 
     fn parse(line: &str) -> Result<Request, serde_json::Error> {
         serde_json::from_str(line)
+    }
+
+    /// `ctl`'s errors say what a failure to connect or to hear back most likely means.
+    #[test]
+    fn ctl_errors_say_what_they_mean() {
+        let missing = request(
+            Path::new("/nonexistent-sriov-emu-dir"),
+            &Request::Show { port: None },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.contains("is `sriov-emu serve` running with this --dir?"),
+            "{missing}"
+        );
+        let denied = CtlError::Connect {
+            path: "x".into(),
+            source: std::io::ErrorKind::PermissionDenied.into(),
+        };
+        assert!(
+            denied
+                .to_string()
+                .contains("run ctl as the user that runs serve"),
+            "{denied}"
+        );
+        let slow = CtlError::NoReply(std::io::ErrorKind::WouldBlock.into());
+        assert_eq!(slow.to_string(), "no reply: none within 10 s");
     }
 
     #[test]
