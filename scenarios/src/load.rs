@@ -218,6 +218,21 @@ fn validate(file: &ScenarioFile) -> Result<(), (usize, &'static str, LoadCause)>
                 },
             ))
         };
+        let long = match step {
+            Step::Wait { ms, .. } => Some(("wait", "ms", *ms)),
+            Step::Traffic {
+                duration_ms: Some(ms),
+                ..
+            } => Some(("traffic", "duration_ms", *ms)),
+            _ => None,
+        };
+        if let Some((action, key, ms)) = long.filter(|l| l.2 > MAX_STEP_MS) {
+            return bad(
+                action,
+                key,
+                format!("{ms} ms is more than a day ({MAX_STEP_MS} ms), the longest step"),
+            );
+        }
         match step {
             Step::Traffic {
                 from,
@@ -253,23 +268,6 @@ fn validate(file: &ScenarioFile) -> Result<(), (usize, &'static str, LoadCause)>
                         );
                     }
                 }
-            }
-            Step::Wait { ms, .. } if *ms > MAX_STEP_MS => {
-                return bad(
-                    "wait",
-                    "ms",
-                    format!("{ms} ms is more than a day ({MAX_STEP_MS} ms), the longest wait"),
-                );
-            }
-            Step::Traffic {
-                duration_ms: Some(ms),
-                ..
-            } if *ms > MAX_STEP_MS => {
-                return bad(
-                    "traffic",
-                    "duration_ms",
-                    format!("{ms} ms is more than a day ({MAX_STEP_MS} ms), the longest run"),
-                );
             }
             Step::Fault { port, fault, .. } => {
                 if port.0 >= file.nic.ports {

@@ -234,6 +234,14 @@ fn a_wait_longer_than_a_day_is_refused() {
     let line = text.lines().position(|l| l.starts_with("ms = ")).unwrap() + 1;
     assert_eq!(e.line, Some(line), "{e}");
     assert!(e.message().contains("more than a day"), "{e}");
+    // A traffic step's run too, whatever its protocol.
+    for proto in ["udp", "tcp"] {
+        let text = format!(
+            "{BASE}\n[[step]]\ndo = \"traffic\"\nfrom = \"vm0\"\nto = \"vm0\"\nproto = \"{proto}\"\nduration_ms = 90000000\n"
+        );
+        let e = parse(Path::new("t.toml"), &text).unwrap_err();
+        assert!(e.message().contains("more than a day"), "{e}");
+    }
     let day = scenarios::MAX_STEP_MS;
     let text = format!("{BASE}\n[[step]]\ndo = \"wait\"\nms = {day}\n");
     let s = parse(Path::new("w.toml"), &text).unwrap();
