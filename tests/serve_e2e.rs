@@ -58,6 +58,17 @@ fn serve_dir(tag: &str) -> PathBuf {
         .join(format!("{tag}-{}", std::process::id()))
 }
 
+/// The sum of the counters of a JSON object of them, but for `except`.
+fn sum_except(counters: &Value, except: &str) -> u64 {
+    counters
+        .as_object()
+        .expect("an object of counters")
+        .iter()
+        .filter(|(k, _)| k.as_str() != except)
+        .map(|(_, v)| u(v))
+        .sum()
+}
+
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a counter: {v}"))
 }
@@ -216,16 +227,10 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_one_on_huge_pages_get_admin_macs_and_p
         );
         assert!(guest_tx > u64::from(PINGS) && guest_rx > u64::from(PINGS));
         // Every frame the VF sent was switched; nothing was dropped by the switch, but for
-        // frames to the VF while its pool's receive was off (`rx_disabled`: before its igbvf's
-        // VF_RESET was answered, or once its client had left, which resets the VF, as the
-        // other guest's last broadcasts of its shutdown may find it).
-        let drops: u64 = port["drops"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.as_str() != "rx_disabled")
-            .map(|(_, v)| u(v))
-            .sum();
+        // frames to the VF while its pool's receive was off (`rx_disabled`): the other guest's
+        // first ARP broadcast can come before this VF's igbvf has its VF_RESET answered (the
+        // two guests boot side by side), or after its client has left, which resets the VF.
+        let drops = sum_except(&port["drops"], "rx_disabled");
         assert_eq!(drops, 0, "vf{i} switch drops: {}", port["drops"]);
         assert!(
             u(&port["drops"]["rx_disabled"]) <= 4,
@@ -235,13 +240,7 @@ fn igbvf_guests_on_vf_0_and_vf_255_of_256_one_on_huge_pages_get_admin_macs_and_p
         assert_eq!(u(&port["tx_packets"]), dev_tx, "vf{i}: device TX = port TX");
         // Every frame switched to the VF was written to its ring or dropped for a named
         // reason (before the guest brought it up); `ring_full` only delays (backlog).
-        let dev_drops: u64 = dev["rx_drops"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.as_str() != "ring_full")
-            .map(|(_, v)| u(v))
-            .sum();
+        let dev_drops = sum_except(&dev["rx_drops"], "ring_full");
         assert_eq!(
             u(&port["rx_packets"]),
             dev_rx + dev_drops + u(&vf["backlog"]),
