@@ -491,4 +491,40 @@ mod tests {
         pool.shutdown();
         drop(next);
     }
+
+    /// A hostile second client of a busy function (garbage for a header, a silent one, a reply
+    /// where a command belongs) is closed unanswered; the first client is unaffected.
+    #[test]
+    fn garbage_from_a_second_client_of_a_busy_function_is_closed_unanswered() {
+        let dir = std::env::temp_dir().join(format!("sriov-emu-busyg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("busyg.sock");
+        let pool = Pool::start(vec![Server::bind(&path, ConfigOnly::new(5)).unwrap()]).unwrap();
+        let mut first = vfio_user::Client::new(&path).unwrap();
+        let mut reply_header = Vec::new();
+        Header {
+            id: 1,
+            command: 1,
+            size: HEADER_SIZE as u32,
+            flags: wire::flags::TYPE_REPLY,
+            error: 0,
+        }
+        .emit(&mut reply_header);
+        let garbage: [&[u8]; 4] = [&[0xff; 16], &[0x00; 16], b"short", &reply_header];
+        for bytes in garbage {
+            let mut c = UnixStream::connect(&path).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(bytes).unwrap();
+            let mut buf = [0u8; HEADER_SIZE];
+            assert_eq!(
+                c.read(&mut buf).unwrap_or(0),
+                0,
+                "{bytes:?}: closed unanswered"
+            );
+        }
+        let silent = UnixStream::connect(&path).unwrap();
+        assert_eq!(config_byte(&mut first), 5, "the first client is unaffected");
+        drop((silent, first));
+        pool.shutdown();
+    }
 }
