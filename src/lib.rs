@@ -1,8 +1,8 @@
 //! sriov-emu: a software SR-IOV NIC (an Intel 82576; an 82599's VFs the second card) whose
-//! functions are served to QEMU guests over vfio-user. The device logic lives in the workspace crates (`pcie`,
-//! `mailbox`, `eswitch`, `model`, `scenarios`); this package holds the I/O edges: the vfio-user
-//! server and its adapter, the uplink backends (TAP, QEMU's stream and dgram netdevs), the
-//! control socket, pcap files, and the CLI.
+//! functions are served to QEMU guests over vfio-user. The device logic lives in the workspace
+//! crates (`pcie`, `mailbox`, `eswitch`, `model`, `scenarios`); this package holds the I/O
+//! edges: the vfio-user server and its adapter, the uplink backends (TAP, QEMU's stream and
+//! dgram netdevs), the control socket, pcap files, and the CLI.
 
 pub mod adapter;
 pub mod capture;

@@ -6,8 +6,8 @@
 //! `pf` is `pf0`). The file's top-level port fields (`vfs`, `mac_assignment`, `pf_mac`, `[vf]`,
 //! `[uplink]`, `promisc_policy`, `model`, `pf_driver`) are port pf0's; a `[ports.pfK]` table
 //! carries the same fields for port K (pf0's too, instead of the top level). The command line's
-//! `--vfs`, `--uplink` and `--pf-driver` take an optional `PORT=` prefix (pf0 without one) and `--ports N` gives the card N ports; what they set wins
-//! over the file.
+//! `--vfs`, `--uplink` and `--pf-driver` take an optional `PORT=` prefix (pf0 without one) and
+//! `--ports N` gives the card N ports; what they set wins over the file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
