@@ -437,6 +437,17 @@ mod tests {
         drop((c0, again));
     }
 
+    /// A pool of one function whose config space reads `fill`, and its first client, served.
+    fn busy_function(name: &str, fill: u8) -> (Pool, std::path::PathBuf, vfio_user::Client) {
+        let dir = std::env::temp_dir().join(format!("sriov-emu-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.sock"));
+        let pool = Pool::start(vec![Server::bind(&path, ConfigOnly::new(fill)).unwrap()]).unwrap();
+        let mut first = vfio_user::Client::new(&path).unwrap();
+        assert_eq!(config_byte(&mut first), fill);
+        (pool, path, first)
+    }
+
     /// A second client of a function that serves one (a second QEMU on the same socket) gets
     /// its first request answered with EBUSY after the grace, within QEMU's reply timeout (5 s),
     /// rather than waiting in the listen queue until the first leaves; the first is unaffected.
@@ -444,12 +455,7 @@ mod tests {
     /// server's noticing the close).
     #[test]
     fn a_second_client_of_a_busy_function_is_refused_with_ebusy() {
-        let dir = std::env::temp_dir().join(format!("sriov-emu-busy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("busy.sock");
-        let pool = Pool::start(vec![Server::bind(&path, ConfigOnly::new(9)).unwrap()]).unwrap();
-        let mut first = vfio_user::Client::new(&path).unwrap();
-        assert_eq!(config_byte(&mut first), 9);
+        let (pool, path, mut first) = busy_function("busy", 9);
 
         // VERSION 0.1 with no capabilities, as a client's first request.
         let caps = b"{}\0";
@@ -496,11 +502,7 @@ mod tests {
     /// where a command belongs) is closed unanswered; the first client is unaffected.
     #[test]
     fn garbage_from_a_second_client_of_a_busy_function_is_closed_unanswered() {
-        let dir = std::env::temp_dir().join(format!("sriov-emu-busyg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("busyg.sock");
-        let pool = Pool::start(vec![Server::bind(&path, ConfigOnly::new(5)).unwrap()]).unwrap();
-        let mut first = vfio_user::Client::new(&path).unwrap();
+        let (pool, path, mut first) = busy_function("busyg", 5);
         let mut reply_header = Vec::new();
         Header {
             id: 1,
